@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Chorus builds and tests with. Idempotent: does nothing
+# when everything is present, so `make run` / `make test` can call it every time.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenmpi-dev openmpi-bin
+  libarmadillo-dev libopenblas-dev
+  libhdf5-dev
+  nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "chorus: installing missing packages: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=sudo
+  else
+    echo "chorus: these Debian packages are missing and I am not root (and there is no sudo):" >&2
+    echo "  apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+else
+  SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get update -qq || ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  echo "chorus: apt-get could not install: ${missing[*]}" >&2
+  echo "  (is this Debian 12 with its package mirrors reachable?)" >&2
+  exit 1
+fi

@@ -1,0 +1,97 @@
+// `chorus bench MODEL`: ms/frame, GFLOP/s and peak RSS on synthetic frames, optionally with
+// a per-layer breakdown.
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/load_model.h"
+#include "cli/table.h"
+#include "core/error.h"
+#include "core/memory.h"
+#include "core/random.h"
+#include "core/threads.h"
+
+namespace chorus::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::string model, arch;
+  int frames = 10, warmup = 2, threads = 1, batch = 1;
+  bool layers = false, json = false;
+};
+
+void run_bench(const BenchOptions& o) {
+  set_blas_threads(o.threads);
+  if (o.frames < 1 || o.batch < 1) fail("bench: --frames and --batch must be at least 1");
+  model::Model m = load_model_with_weights(o.model, o.arch);
+  Tensor input(o.batch, m.input_shape());
+  Rng rng(7);
+  for (std::size_t i = 0; i < input.size(); ++i) input.data()[i] = rng.uniform();
+  for (int i = 0; i < o.warmup; ++i) m.forward(input);
+  std::vector<double> node_seconds(m.nodes().size(), 0.0);
+  std::vector<double> per_frame;
+  for (int i = 0; i < o.frames; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.forward(input, o.layers ? &node_seconds : nullptr);
+    per_frame.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / o.batch);
+  }
+  std::vector<double> sorted = per_frame;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2];
+  double mean = 0;
+  for (double s : per_frame) mean += s / per_frame.size();
+  const double macs = m.total_cost().macs;
+  const double gflops = 2.0 * macs / median / 1e9;
+  const std::size_t rss = peak_rss_bytes();
+  if (o.json) {
+    nlohmann::json out{{"model", o.model},       {"threads", o.threads},      {"batch", o.batch},
+                       {"frames", o.frames},     {"ms_per_frame_median", median * 1e3},
+                       {"ms_per_frame_mean", mean * 1e3}, {"ms_per_frame_min", sorted.front() * 1e3},
+                       {"gflops", gflops},       {"macs", macs},              {"peak_rss_bytes", rss},
+                       {"weight_bytes", m.total_cost().weight_bytes}};
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::cout << "model    " << o.model << "  (" << human_count(macs) << " MACs, "
+            << human_bytes(static_cast<double>(m.total_cost().weight_bytes)) << " weights)\n"
+            << "setup    " << o.threads << " thread(s), batch " << o.batch << ", " << o.frames << " timed runs after "
+            << o.warmup << " warm-up\n"
+            << "time     " << fixed(median * 1e3, 2) << " ms/frame median (mean " << fixed(mean * 1e3, 2) << ", min "
+            << fixed(sorted.front() * 1e3, 2) << "), " << fixed(1.0 / median, 2) << " frames/s\n"
+            << "rate     " << fixed(gflops, 1) << " GFLOP/s (2 x MACs / median time)\n"
+            << "memory   peak RSS " << human_bytes(static_cast<double>(rss)) << "\n";
+  if (o.layers) {
+    std::cout << "\n";
+    Table t({"layer", "type", "ms/frame", "share", "GFLOP/s"});
+    double total = 0;
+    for (double s : node_seconds) total += s;
+    for (std::size_t i = 0; i < m.nodes().size(); ++i) {
+      double s = node_seconds[i] / (o.frames * o.batch);
+      double layer_macs = m.cost(static_cast<int>(i)).macs;
+      t.add({m.nodes()[i].name(), m.nodes()[i].layer->type(), fixed(s * 1e3, 3),
+             fixed(100.0 * node_seconds[i] / total, 1) + "%", s > 0 ? fixed(2.0 * layer_macs / s / 1e9, 1) : "-"});
+    }
+    t.print(std::cout);
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* cmd = app.add_subcommand("bench", "Time a model on synthetic frames (ms/frame, GFLOP/s, peak RSS)");
+  cmd->add_option("model", o->model, "Keras .h5 model")->required();
+  cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
+  cmd->add_option("--frames", o->frames, "Timed runs");
+  cmd->add_option("--warmup", o->warmup, "Untimed runs first");
+  cmd->add_option("--threads", o->threads, "BLAS/OpenMP threads (default 1)");
+  cmd->add_option("--batch", o->batch, "Frames per forward pass");
+  cmd->add_flag("--layers", o->layers, "Per-layer time table");
+  cmd->add_flag("--json", o->json, "Print the result as JSON");
+  cmd->callback([o] { run_bench(*o); });
+}
+
+}  // namespace chorus::cli

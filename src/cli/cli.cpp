@@ -1,0 +1,25 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+namespace chorus::cli {
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"Chorus: run one neural network across a cluster of small devices"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "chorus 0.1.0");
+  add_info_command(app);
+  add_run_command(app);
+  add_init_weights_command(app);
+  add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
+
+}  // namespace chorus::cli

@@ -1,0 +1,9 @@
+#pragma once
+// The `chorus` command line: parses arguments and runs one subcommand.
+
+namespace chorus::cli {
+
+// Returns the process exit code; throws chorus::Error for user errors (main prints them).
+int run_cli(int argc, char** argv);
+
+}  // namespace chorus::cli

@@ -1,0 +1,13 @@
+#pragma once
+// One function pair per subcommand: `add_X_command` declares its options on the parser and
+// arranges for the command to run when chosen.
+#include <CLI/CLI.hpp>
+
+namespace chorus::cli {
+
+void add_info_command(CLI::App& app);
+void add_run_command(CLI::App& app);
+void add_init_weights_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+
+}  // namespace chorus::cli

@@ -1,0 +1,100 @@
+// `chorus info MODEL`: the layer table (type, output shape, parameters, multiply-adds,
+// weight and activation bytes) and totals; --json for the same as data.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/load_model.h"
+#include "cli/table.h"
+#include "core/error.h"
+
+namespace chorus::cli {
+
+namespace {
+
+struct InfoOptions {
+  std::string model;
+  std::string arch;
+  bool json = false;
+  bool raw = false;
+};
+
+std::string inputs_of(const model::Model& m, const model::Node& node) {
+  std::string s;
+  for (int i : node.inputs) s += (s.empty() ? "" : ",") + (i == model::kModelInput ? m.input_name() : m.node(i).name());
+  return s;
+}
+
+void run_info(const InfoOptions& o) {
+  auto loaded = load_model(o.model, o.arch, !o.raw);
+  const auto& m = loaded.model;
+  auto total = m.total_cost();
+  if (o.json) {
+    nlohmann::json out;
+    out["model"] = o.model;
+    out["input"] = {{"name", m.input_name()}, {"shape", {m.input_shape().h, m.input_shape().w, m.input_shape().c}},
+                    {"channels_first", m.channels_first()}};
+    out["layers"] = nlohmann::json::array();
+    for (std::size_t i = 0; i < m.nodes().size(); ++i) {
+      const auto& node = m.nodes()[i];
+      auto c = m.cost(static_cast<int>(i));
+      const Shape& s = node.layer->output_shape();
+      nlohmann::json inputs = nlohmann::json::array();
+      for (int in : node.inputs) inputs.push_back(in == model::kModelInput ? m.input_name() : m.node(in).name());
+      out["layers"].push_back({{"name", node.name()},
+                               {"type", node.layer->type()},
+                               {"inputs", inputs},
+                               {"merged", node.merged},
+                               {"output_shape", {s.h, s.w, s.c}},
+                               {"params", c.weight_bytes / sizeof(float)},
+                               {"macs", c.macs},
+                               {"weight_bytes", c.weight_bytes},
+                               {"activation_bytes", c.output_bytes}});
+    }
+    out["totals"] = {{"layers", m.nodes().size()},
+                     {"params", total.weight_bytes / sizeof(float)},
+                     {"macs", total.macs},
+                     {"weight_bytes", total.weight_bytes},
+                     {"max_activation_bytes", total.output_bytes}};
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::cout << "model  " << o.model << (loaded.has_weights ? "" : "  (architecture only)") << "\n"
+            << "input  " << m.input_name() << " " << m.input_shape().str()
+            << (m.channels_first() ? "  channels_first: feed NCHW" : "") << "\n\n";
+  Table t({"layer", "type", "output", "params", "MACs", "weights", "activation", "settings"});
+  for (std::size_t i = 0; i < m.nodes().size(); ++i) {
+    const auto& node = m.nodes()[i];
+    auto c = m.cost(static_cast<int>(i));
+    std::string settings = node.layer->describe();
+    if (node.inputs.size() > 1 || (node.inputs[0] != static_cast<int>(i) - 1))
+      settings += (settings.empty() ? "" : "; ") + std::string("from ") + inputs_of(m, node);
+    if (!node.merged.empty()) {
+      std::string merged;
+      for (const auto& n : node.merged) merged += (merged.empty() ? "" : ",") + n;
+      settings += (settings.empty() ? "" : "; ") + std::string("+") + merged;
+    }
+    t.add({node.name(), node.layer->type(), node.layer->output_shape().str(), human_count(c.weight_bytes / 4.0),
+           human_count(c.macs), human_bytes(static_cast<double>(c.weight_bytes)),
+           human_bytes(static_cast<double>(c.output_bytes)), settings});
+  }
+  t.add_rule();
+  t.add({cat(m.nodes().size(), " layers"), "total", m.output_shape().str(), human_count(total.weight_bytes / 4.0),
+         human_count(total.macs), human_bytes(static_cast<double>(total.weight_bytes)),
+         "max " + human_bytes(static_cast<double>(total.output_bytes)), ""});
+  t.print(std::cout);
+}
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  auto o = std::make_shared<InfoOptions>();
+  auto* cmd = app.add_subcommand("info", "Show a model's layers, shapes, parameters and costs");
+  cmd->add_option("model", o->model, "Keras .h5 model, or an architecture .json/.yaml")->required();
+  cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
+  cmd->add_flag("--json", o->json, "Print the table as JSON");
+  cmd->add_flag("--raw", o->raw, "Show layers as imported, before batch-norm folding and activation fusion");
+  cmd->callback([o] { run_info(*o); });
+}
+
+}  // namespace chorus::cli

@@ -1,0 +1,30 @@
+// `chorus init-weights SPEC --seed S -o model.h5`: deterministic random weights in the Keras
+// HDF5 layout the importer reads, for zoo models whose trained weights cannot be downloaded.
+#include <chrono>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/table.h"
+#include "io/keras_writer.h"
+
+namespace chorus::cli {
+
+void add_init_weights_command(CLI::App& app) {
+  struct Options {
+    std::string spec, output;
+    std::uint64_t seed = 1;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("init-weights", "Write deterministic random weights for an architecture file");
+  cmd->add_option("spec", o->spec, "Architecture file (.json from model.to_json(), or .yaml)")->required();
+  cmd->add_option("--seed", o->seed, "Random seed (same seed, same weights on every platform)");
+  cmd->add_option("-o,--output", o->output, "Keras .h5 file to write")->required();
+  cmd->callback([o] {
+    auto start = std::chrono::steady_clock::now();
+    io::init_keras_weights(o->spec, o->seed, o->output);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << "wrote " << o->output << " (seed " << o->seed << ") in " << fixed(s, 1) << " s\n";
+  });
+}
+
+}  // namespace chorus::cli

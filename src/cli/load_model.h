@@ -1,0 +1,21 @@
+#pragma once
+// Opens whatever the user names as MODEL: a Keras .h5 (full model, or weights-only with
+// --arch), or an architecture file alone (.json/.yaml: shapes and costs, no weights).
+#include <string>
+
+#include "model/model.h"
+
+namespace chorus::cli {
+
+struct LoadedModel {
+  model::Model model;
+  bool has_weights = true;
+};
+
+// `optimize` folds batch norms and fuses activations (off for `info --raw`).
+LoadedModel load_model(const std::string& path, const std::string& arch_path, bool optimize = true);
+
+// Same, but throws a helpful error when the file has no weights (run, bench).
+model::Model load_model_with_weights(const std::string& path, const std::string& arch_path);
+
+}  // namespace chorus::cli

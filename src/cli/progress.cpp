@@ -1,0 +1,33 @@
+#include "cli/progress.h"
+
+#include <cstdio>
+
+namespace chorus::cli {
+
+ProgressBar::ProgressBar(int total, std::string unit, double delay_seconds)
+    : total_(total), unit_(std::move(unit)), delay_(delay_seconds), start_(std::chrono::steady_clock::now()) {}
+
+ProgressBar::~ProgressBar() { finish(); }
+
+void ProgressBar::update(int done) {
+  auto now = std::chrono::steady_clock::now();
+  double elapsed = std::chrono::duration<double>(now - start_).count();
+  if (elapsed < delay_) return;
+  if (shown_ && std::chrono::duration<double>(now - last_draw_).count() < 0.2 && done < total_) return;
+  last_draw_ = now;
+  shown_ = true;
+  const int width = 30;
+  int filled = total_ > 0 ? width * done / total_ : width;
+  double rate = done / elapsed;
+  double eta = rate > 0 ? (total_ - done) / rate : 0;
+  std::fprintf(stderr, "\r[%.*s%*s] %d/%d %s  %.1f/s  eta %.0fs ", filled, "==============================",
+               width - filled, "", done, total_, unit_.c_str(), rate, eta);
+  std::fflush(stderr);
+}
+
+void ProgressBar::finish() {
+  if (shown_) std::fprintf(stderr, "\n");
+  shown_ = false;
+}
+
+}  // namespace chorus::cli

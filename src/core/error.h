@@ -1,0 +1,38 @@
+#pragma once
+// Errors: exceptions for load, plan and set-up problems; an always-on assert for invariants.
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace chorus {
+
+// Thrown for every user-facing failure; the message says where, what, expected and found.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Concatenates the arguments with operator<< into one string.
+template <typename... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
+
+// Throws chorus::Error with the concatenated arguments as its message.
+template <typename... Args>
+[[noreturn]] void fail(const Args&... args) {
+  throw Error(cat(args...));
+}
+
+// Called by CHORUS_ASSERT; an internal invariant broke, so this is a bug in Chorus.
+[[noreturn]] void assert_failed(const char* expr, const char* file, int line, const std::string& msg);
+
+}  // namespace chorus
+
+// Always on, also in Release builds: a broken invariant must never run on silently.
+#define CHORUS_ASSERT(cond, ...)                                                       \
+  do {                                                                                 \
+    if (!(cond)) ::chorus::assert_failed(#cond, __FILE__, __LINE__, ::chorus::cat("" __VA_ARGS__)); \
+  } while (0)

@@ -1,0 +1,70 @@
+#pragma once
+// A thin RAII layer over the HDF5 C API: just what the Keras importer and writer need.
+// Every failure throws chorus::Error naming the file and the object path.
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chorus::io {
+
+// Owns one HDF5 identifier and closes it with the matching H5?close.
+class H5Handle {
+ public:
+  H5Handle() = default;
+  explicit H5Handle(hid_t id) : id_(id) {}
+  ~H5Handle();
+  H5Handle(H5Handle&& o) noexcept : id_(o.id_) { o.id_ = -1; }
+  H5Handle& operator=(H5Handle&& o) noexcept;
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = -1;
+};
+
+class H5File {
+ public:
+  enum class Mode { read, create };
+  // Opens (or truncates and creates) `path`; throws when it is missing or not HDF5.
+  H5File(const std::string& path, Mode mode = Mode::read);
+
+  const std::string& path() const { return path_; }
+  bool exists(const std::string& object) const;
+  bool is_group(const std::string& object) const;
+  bool is_dataset(const std::string& object) const;
+  // Names of the members of a group, in HDF5's name order.
+  std::vector<std::string> children(const std::string& group) const;
+  // Paths (relative to `group`) of all datasets below it.
+  std::vector<std::string> datasets_below(const std::string& group) const;
+
+  bool has_attribute(const std::string& object, const std::string& name) const;
+  // A string attribute, scalar, fixed or variable length.
+  std::string string_attribute(const std::string& object, const std::string& name) const;
+  // A string-array attribute (Keras' layer_names, weight_names); an empty numeric array
+  // (as old Keras writes for layers without weights) reads as empty.
+  std::vector<std::string> string_list_attribute(const std::string& object, const std::string& name) const;
+
+  std::vector<std::int64_t> dataset_shape(const std::string& dataset) const;
+  // Reads a dataset of any numeric type as float32. Refuses datasets larger than
+  // max_elements, so a corrupt header cannot make it allocate without bound.
+  std::vector<float> read_floats(const std::string& dataset, std::size_t max_elements) const;
+
+  void create_group(const std::string& group);
+  void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
+  void write_string_list_attribute(const std::string& object, const std::string& name,
+                                   const std::vector<std::string>& values);
+  void write_floats(const std::string& dataset, const std::vector<std::int64_t>& shape, const float* data);
+
+ private:
+  H5Handle open_object(const std::string& object) const;
+  std::string where(const std::string& object) const { return path_ + ":" + object; }
+
+  std::string path_;
+  H5Handle file_;
+};
+
+}  // namespace chorus::io

@@ -1,0 +1,20 @@
+#pragma once
+// NumPy .npy arrays: read float32/float64/uint8/int32/int64 (C order) as float32, write float32.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chorus::io {
+
+struct NpyArray {
+  std::vector<std::int64_t> shape;
+  std::vector<float> data;
+};
+
+// Throws chorus::Error naming the file for a bad header, unsupported dtype, Fortran order,
+// truncated data or an array claiming more than max_elements values.
+NpyArray read_npy(const std::string& path, std::size_t max_elements = std::size_t(1) << 32);
+
+void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data);
+
+}  // namespace chorus::io

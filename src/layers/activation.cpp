@@ -1,0 +1,123 @@
+#include "layers/activation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace chorus::layers {
+
+namespace {
+
+constexpr float kSeluAlpha = 1.6732632423543772f;
+constexpr float kSeluScale = 1.0507009873554805f;
+
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+void softmax_rows(float* data, std::size_t count, int channels) {
+  for (std::size_t p = 0; p + channels <= count; p += channels) {
+    float* row = data + p;
+    float top = *std::max_element(row, row + channels);
+    float sum = 0;
+    for (int i = 0; i < channels; ++i) sum += (row[i] = std::exp(row[i] - top));
+    float inv = 1.0f / sum;
+    for (int i = 0; i < channels; ++i) row[i] *= inv;
+  }
+}
+
+}  // namespace
+
+float Activation::apply_one(float x) const {
+  switch (kind) {
+    case ActivationKind::linear: return x;
+    case ActivationKind::relu:
+      if (x >= max_value) return max_value;
+      if (x >= threshold) return x;
+      return alpha * (x - threshold);
+    case ActivationKind::elu: return x > 0 ? x : alpha * (std::exp(x) - 1.0f);
+    case ActivationKind::selu: return kSeluScale * (x > 0 ? x : kSeluAlpha * (std::exp(x) - 1.0f));
+    case ActivationKind::sigmoid: return sigmoid(x);
+    case ActivationKind::hard_sigmoid: return std::min(1.0f, std::max(0.0f, alpha * x + 0.5f));
+    case ActivationKind::tanh: return std::tanh(x);
+    case ActivationKind::swish: return x * sigmoid(x);
+    case ActivationKind::gelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118f));
+    case ActivationKind::softplus: return x > 20 ? x : std::log1p(std::exp(x));
+    case ActivationKind::softsign: return x / (1.0f + std::fabs(x));
+    case ActivationKind::exponential: return std::exp(x);
+    case ActivationKind::softmax: break;
+  }
+  CHORUS_ASSERT(false, "apply_one() on softmax");
+}
+
+void Activation::apply(float* data, std::size_t count, int channels) const {
+  switch (kind) {
+    case ActivationKind::linear: return;
+    case ActivationKind::softmax: softmax_rows(data, count, channels); return;
+    case ActivationKind::relu:
+      // The plain relu is by far the most common: give the compiler a loop it vectorises.
+      if (alpha == 0.0f && threshold == 0.0f) {
+        const float top = max_value;
+        for (std::size_t i = 0; i < count; ++i) data[i] = std::min(std::max(data[i], 0.0f), top);
+        return;
+      }
+      break;
+    default: break;
+  }
+  for (std::size_t i = 0; i < count; ++i) data[i] = apply_one(data[i]);
+}
+
+std::string Activation::str() const {
+  switch (kind) {
+    case ActivationKind::linear: return "linear";
+    case ActivationKind::relu: {
+      std::string s = alpha != 0 ? cat("leaky_relu(", alpha, ")") : "relu";
+      if (std::isfinite(max_value)) s += cat("(max=", max_value, ")");
+      if (threshold != 0) s += cat("(threshold=", threshold, ")");
+      return s;
+    }
+    case ActivationKind::elu: return cat("elu(", alpha, ")");
+    case ActivationKind::selu: return "selu";
+    case ActivationKind::sigmoid: return "sigmoid";
+    case ActivationKind::hard_sigmoid: return cat("hard_sigmoid(", alpha, ")");
+    case ActivationKind::tanh: return "tanh";
+    case ActivationKind::softmax: return "softmax";
+    case ActivationKind::swish: return "swish";
+    case ActivationKind::gelu: return "gelu";
+    case ActivationKind::softplus: return "softplus";
+    case ActivationKind::softsign: return "softsign";
+    case ActivationKind::exponential: return "exponential";
+  }
+  return "?";
+}
+
+std::vector<std::string> activation_names() {
+  return {"linear", "relu",    "relu6", "leaky_relu", "elu",      "selu",     "sigmoid",     "hard_sigmoid",
+          "tanh",   "softmax", "swish", "silu",       "gelu",     "softplus", "softsign",    "exponential"};
+}
+
+Activation activation_from_name(const std::string& name, bool keras3) {
+  Activation a;
+  if (name == "linear" || name.empty()) a.kind = ActivationKind::linear;
+  else if (name == "relu") a.kind = ActivationKind::relu;
+  else if (name == "relu6") { a.kind = ActivationKind::relu; a.max_value = 6.0f; }
+  else if (name == "leaky_relu") { a.kind = ActivationKind::relu; a.alpha = 0.2f; }  // Keras' default slope
+  else if (name == "elu") { a.kind = ActivationKind::elu; a.alpha = 1.0f; }
+  else if (name == "selu") a.kind = ActivationKind::selu;
+  else if (name == "sigmoid") a.kind = ActivationKind::sigmoid;
+  else if (name == "hard_sigmoid") { a.kind = ActivationKind::hard_sigmoid; a.alpha = keras3 ? 1.0f / 6.0f : 0.2f; }
+  else if (name == "tanh") a.kind = ActivationKind::tanh;
+  else if (name == "softmax") a.kind = ActivationKind::softmax;
+  else if (name == "swish" || name == "silu") a.kind = ActivationKind::swish;
+  else if (name == "gelu") a.kind = ActivationKind::gelu;
+  else if (name == "softplus") a.kind = ActivationKind::softplus;
+  else if (name == "softsign") a.kind = ActivationKind::softsign;
+  else if (name == "exponential") a.kind = ActivationKind::exponential;
+  else {
+    std::string list;
+    for (const auto& n : activation_names()) list += (list.empty() ? "" : ", ") + n;
+    fail("unknown activation '", name, "' (supported: ", list, ")");
+  }
+  return a;
+}
+
+}  // namespace chorus::layers

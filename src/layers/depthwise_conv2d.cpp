@@ -1,0 +1,114 @@
+#include "layers/depthwise_conv2d.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace chorus::layers {
+
+DepthwiseConv2D::DepthwiseConv2D(std::string name, DepthwiseConv2DSettings settings)
+    : Layer(std::move(name)), settings_(settings) {
+  const auto& s = settings_;
+  if (s.kernel_h < 1 || s.kernel_w < 1 || s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 ||
+      s.dilation_w < 1 || s.depth_multiplier < 1)
+    fail_layer("kernel size, strides, dilation and depth_multiplier must be positive");
+}
+
+Shape DepthwiseConv2D::infer_shape(const std::vector<Shape>& in) {
+  const auto& s = settings_;
+  Shape out;
+  out.c = in[0].c * s.depth_multiplier;
+  if (s.explicit_pads) {
+    int eh = (s.kernel_h - 1) * s.dilation_h + 1, ew = (s.kernel_w - 1) * s.dilation_w + 1;
+    int ph = in[0].h + s.pads.top + s.pads.bottom, pw = in[0].w + s.pads.left + s.pads.right;
+    out.h = ph >= eh ? (ph - eh) / s.stride_h + 1 : 0;
+    out.w = pw >= ew ? (pw - ew) / s.stride_w + 1 : 0;
+    pads_ = s.pads;
+  } else {
+    auto gh = axis_geometry(in[0].h, s.kernel_h, s.stride_h, s.dilation_h, s.padding);
+    auto gw = axis_geometry(in[0].w, s.kernel_w, s.stride_w, s.dilation_w, s.padding);
+    out.h = gh.out;
+    out.w = gw.out;
+    pads_ = {gh.pad_before, gh.pad_after, gw.pad_before, gw.pad_after};
+  }
+  if (out.h <= 0 || out.w <= 0)
+    fail_layer("kernel ", s.kernel_h, "x", s.kernel_w, " does not fit input ", in[0].str());
+  return out;
+}
+
+std::vector<WeightSpec> DepthwiseConv2D::weight_specs() const {
+  const auto& s = settings_;
+  std::vector<WeightSpec> specs{{kernel_name_, {s.kernel_h, s.kernel_w, input_shapes()[0].c, s.depth_multiplier}}};
+  if (s.use_bias) specs.push_back({"bias", {output_shape().c}});
+  return specs;
+}
+
+void DepthwiseConv2D::set_weights(const WeightMap& weights) {
+  auto specs = weight_specs();
+  // Keras' (kh, kw, in, multiplier) flattened is already (kh, kw, out channel): no reordering.
+  kernel_ = take_weight(weights, specs[0]);
+  bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
+}
+
+double DepthwiseConv2D::macs() const {
+  const Shape& o = output_shape();
+  return static_cast<double>(o.h) * o.w * o.c * settings_.kernel_h * settings_.kernel_w;
+}
+
+std::string DepthwiseConv2D::describe() const {
+  const auto& s = settings_;
+  std::string d = cat(s.kernel_h, "x", s.kernel_w, "/", s.stride_h, s.padding == Padding::same ? " same" : " valid");
+  if (s.depth_multiplier > 1) d += cat(" x", s.depth_multiplier);
+  if (s.dilation_h > 1 || s.dilation_w > 1) d += cat(" dil ", s.dilation_h);
+  if (!s.activation.is_linear()) d += ", " + s.activation.str();
+  return d;
+}
+
+void DepthwiseConv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift) {
+  const int c = output_shape().c;
+  CHORUS_ASSERT(static_cast<int>(scale.size()) == c);
+  for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] *= scale[i % c];
+  if (bias_.empty()) bias_.assign(c, 0.0f);
+  for (int i = 0; i < c; ++i) bias_[i] = bias_[i] * scale[i] + shift[i];
+  settings_.use_bias = true;
+}
+
+void DepthwiseConv2D::forward_frame(const float* in, float* out) const {
+  const auto& s = settings_;
+  const Shape& is = input_shapes()[0];
+  const Shape& os = output_shape();
+  const int cin = is.c, cout = os.c, dm = s.depth_multiplier;
+  for (int oy = 0; oy < os.h; ++oy) {
+    for (int ox = 0; ox < os.w; ++ox) {
+      float* __restrict dst = out + (static_cast<std::size_t>(oy) * os.w + ox) * cout;
+      if (!bias_.empty())
+        std::copy(bias_.begin(), bias_.end(), dst);
+      else
+        std::fill(dst, dst + cout, 0.0f);
+      for (int ky = 0; ky < s.kernel_h; ++ky) {
+        const int iy = oy * s.stride_h - pads_.top + ky * s.dilation_h;
+        if (iy < 0 || iy >= is.h) continue;
+        for (int kx = 0; kx < s.kernel_w; ++kx) {
+          const int ix = ox * s.stride_w - pads_.left + kx * s.dilation_w;
+          if (ix < 0 || ix >= is.w) continue;
+          const float* __restrict src = in + (static_cast<std::size_t>(iy) * is.w + ix) * cin;
+          const float* __restrict w = kernel_.data() + static_cast<std::size_t>(ky * s.kernel_w + kx) * cout;
+          if (dm == 1) {
+            for (int c = 0; c < cout; ++c) dst[c] += src[c] * w[c];
+          } else {
+            for (int c = 0; c < cin; ++c)
+              for (int m = 0; m < dm; ++m) dst[c * dm + m] += src[c] * w[c * dm + m];
+          }
+        }
+      }
+    }
+    s.activation.apply(out + static_cast<std::size_t>(oy) * os.w * cout, static_cast<std::size_t>(os.w) * cout, cout);
+  }
+}
+
+void DepthwiseConv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  out.resize(in[0]->frames(), output_shape());
+  for (int n = 0; n < in[0]->frames(); ++n) forward_frame(in[0]->frame(n), out.frame(n));
+}
+
+}  // namespace chorus::layers

@@ -1,0 +1,50 @@
+#pragma once
+// Depthwise 2-D convolution (Keras DepthwiseConv2D): each input channel convolved with its own
+// depth_multiplier filters; output channel ci * depth_multiplier + m. Kernel in Keras order
+// (kh, kw, in, depth_multiplier). A direct NHWC loop: channels innermost, so it vectorises.
+#include "layers/conv2d.h"
+
+namespace chorus::layers {
+
+struct DepthwiseConv2DSettings {
+  int kernel_h = 3, kernel_w = 3;
+  int stride_h = 1, stride_w = 1;
+  int dilation_h = 1, dilation_w = 1;
+  int depth_multiplier = 1;
+  Padding padding = Padding::valid;
+  bool explicit_pads = false;
+  Pads pads;
+  bool use_bias = true;
+  Activation activation;
+};
+
+class DepthwiseConv2D : public Layer {
+ public:
+  DepthwiseConv2D(std::string name, DepthwiseConv2DSettings settings);
+  std::string type() const override { return "DepthwiseConv2D"; }
+  const DepthwiseConv2DSettings& settings() const { return settings_; }
+
+  std::vector<WeightSpec> weight_specs() const override;
+  void set_weights(const WeightMap& weights) override;
+  double macs() const override;
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  Activation* fusable_activation() override { return &settings_.activation; }
+  std::string describe() const override;
+  void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
+
+  // Runs on one frame; used by SeparableConv2D too.
+  void forward_frame(const float* in, float* out) const;
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  DepthwiseConv2DSettings settings_;
+  Pads pads_;
+  std::vector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest
+  std::vector<float> bias_;
+  std::string kernel_name_ = "depthwise_kernel";
+  friend class SeparableConv2D;
+};
+
+}  // namespace chorus::layers

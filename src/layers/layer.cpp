@@ -1,0 +1,62 @@
+#include "layers/layer.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace chorus::layers {
+
+std::size_t WeightSpec::count() const {
+  std::size_t n = 1;
+  for (int d : shape) n *= static_cast<std::size_t>(d);
+  return n;
+}
+
+std::string WeightSpec::shape_str() const {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+AxisGeometry axis_geometry(int in, int kernel, int stride, int dilation, Padding padding) {
+  int effective = (kernel - 1) * dilation + 1;
+  AxisGeometry g;
+  if (padding == Padding::valid) {
+    g.out = in >= effective ? (in - effective) / stride + 1 : 0;
+  } else {
+    g.out = (in + stride - 1) / stride;
+    int total = std::max((g.out - 1) * stride + effective - in, 0);
+    g.pad_before = total / 2;
+    g.pad_after = total - g.pad_before;
+  }
+  return g;
+}
+
+Shape Layer::build(const std::vector<Shape>& inputs) {
+  if (arity() > 0 && static_cast<int>(inputs.size()) != arity())
+    fail_layer("takes ", arity(), " input(s), got ", inputs.size());
+  if (arity() == 0 && inputs.size() < 2) fail_layer("takes two or more inputs, got ", inputs.size());
+  Shape out = infer_shape(inputs);
+  if (out.h <= 0 || out.w <= 0 || out.c <= 0)
+    fail_layer("output shape ", out.str(), " is empty for input ", inputs.empty() ? "?" : inputs[0].str());
+  inputs_ = inputs;
+  output_ = out;
+  return out;
+}
+
+std::size_t Layer::weight_bytes() const {
+  std::size_t total = 0;
+  for (const auto& spec : weight_specs()) total += spec.count() * sizeof(float);
+  return total;
+}
+
+std::vector<float> Layer::take_weight(const WeightMap& weights, const WeightSpec& spec) const {
+  auto it = weights.find(spec.name);
+  if (it == weights.end()) fail_layer("weight '", spec.name, "' is missing");
+  if (it->second.size() != spec.count())
+    fail_layer("weight '", spec.name, "' has ", it->second.size(), " values, expected ", spec.shape_str(), " = ",
+               spec.count());
+  return it->second;
+}
+
+}  // namespace chorus::layers

@@ -1,0 +1,96 @@
+#pragma once
+// The layer interface. A layer is built once from its input shapes (which fixes its output
+// shape and the weights it expects), then given its weights, then run any number of times
+// through a const forward, so one loaded model serves many frames.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "layers/activation.h"
+#include "tensor/tensor.h"
+
+namespace chorus::layers {
+
+// A weight as Keras names and stores it: "kernel" of shape (kh, kw, in, out), "bias" (out)...
+struct WeightSpec {
+  std::string name;
+  std::vector<int> shape;
+  std::size_t count() const;
+  std::string shape_str() const;  // "(3, 3, 64, 128)"
+};
+
+// Weights by Keras name, each in Keras' own (row-major) element order.
+using WeightMap = std::map<std::string, std::vector<float>>;
+
+// Spatial padding in elements on each side.
+struct Pads {
+  int top = 0, bottom = 0, left = 0, right = 0;
+};
+
+// Keras padding modes. `same` follows TensorFlow: the extra element for an odd total goes at
+// the bottom/right.
+enum class Padding { valid, same };
+
+// Output length and (before, after) padding of one spatial axis, as TensorFlow computes them.
+struct AxisGeometry {
+  int out = 0, pad_before = 0, pad_after = 0;
+};
+AxisGeometry axis_geometry(int in, int kernel, int stride, int dilation, Padding padding);
+
+class Layer {
+ public:
+  explicit Layer(std::string name) : name_(std::move(name)) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  const std::string& name() const { return name_; }
+  // The Keras class name ("Conv2D").
+  virtual std::string type() const = 0;
+  // Number of inputs it takes; 0 means two or more (merge layers).
+  virtual int arity() const { return 1; }
+
+  // Fixes the input shapes and returns the output shape; throws chorus::Error naming the
+  // layer when the inputs do not fit. Must be called before the calls below.
+  Shape build(const std::vector<Shape>& inputs);
+  const std::vector<Shape>& input_shapes() const { return inputs_; }
+  const Shape& output_shape() const { return output_; }
+
+  // The weights this layer expects, in Keras names and shapes (empty for most layers).
+  virtual std::vector<WeightSpec> weight_specs() const { return {}; }
+  // Takes the weights named by weight_specs(); throws when one is missing or mis-sized.
+  virtual void set_weights(const WeightMap& weights) {}
+  // Multiply-adds per frame (comparisons and adds count for pooling and merges).
+  virtual double macs() const { return 0; }
+  // Weight bytes held in memory.
+  std::size_t weight_bytes() const;
+
+  // Computes the output for a batch. `out` is resized by the layer; it never aliases an input
+  // unless in_place() is true, in which case out may be *in[0].
+  virtual void forward(const std::vector<const Tensor*>& in, Tensor& out) const = 0;
+  virtual bool in_place() const { return false; }
+
+  // The activation a producer can absorb (conv, dense, batch norm, add); null when none.
+  virtual Activation* fusable_activation() { return nullptr; }
+  // A short description of settings for `chorus info` ("3x3/1 same, relu").
+  virtual std::string describe() const { return ""; }
+
+ protected:
+  // Checks the input shapes, caches derived geometry, returns the output shape.
+  virtual Shape infer_shape(const std::vector<Shape>& inputs) = 0;
+  // Throws a chorus::Error that begins with "<type> '<name>': ".
+  template <typename... Args>
+  [[noreturn]] void fail_layer(const Args&... args) const {
+    fail(type(), " '", name_, "': ", args...);
+  }
+  // Copies weight `name` out of `weights` after checking its element count.
+  std::vector<float> take_weight(const WeightMap& weights, const WeightSpec& spec) const;
+
+ private:
+  std::string name_;
+  std::vector<Shape> inputs_;
+  Shape output_;
+};
+
+}  // namespace chorus::layers

@@ -1,0 +1,48 @@
+#pragma once
+// Layers joining two or more inputs: Add and Multiply (elementwise; an input of shape (1, 1, c)
+// is broadcast over rows and columns, as in squeeze-and-excitation blocks) and Concatenate.
+#include "layers/layer.h"
+
+namespace chorus::layers {
+
+enum class ElementwiseOp { add, multiply };
+
+class Elementwise : public Layer {
+ public:
+  Elementwise(std::string name, ElementwiseOp op, Activation activation = {})
+      : Layer(std::move(name)), op_(op), activation_(activation) {}
+  std::string type() const override { return op_ == ElementwiseOp::add ? "Add" : "Multiply"; }
+  int arity() const override { return 0; }
+  double macs() const override;
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  // out may alias in[0] when in[0] has the full output shape.
+  bool in_place() const override { return input_shapes()[0] == output_shape(); }
+  Activation* fusable_activation() override { return &activation_; }
+  std::string describe() const override { return activation_.is_linear() ? "" : activation_.str(); }
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  ElementwiseOp op_;
+  Activation activation_;
+};
+
+// Joins along one axis of the frame: 0 rows, 1 columns, 2 channels.
+class Concatenate : public Layer {
+ public:
+  Concatenate(std::string name, int axis) : Layer(std::move(name)), axis_(axis) {}
+  std::string type() const override { return "Concatenate"; }
+  int arity() const override { return 0; }
+  int axis() const { return axis_; }
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  std::string describe() const override;
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  int axis_;
+};
+
+}  // namespace chorus::layers

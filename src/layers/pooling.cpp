@@ -1,0 +1,100 @@
+#include "layers/pooling.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+
+namespace chorus::layers {
+
+Pool2D::Pool2D(std::string name, Pool2DSettings settings) : Layer(std::move(name)), settings_(settings) {
+  if (settings_.pool_h < 1 || settings_.pool_w < 1 || settings_.stride_h < 1 || settings_.stride_w < 1)
+    fail_layer("pool size and strides must be positive");
+}
+
+Shape Pool2D::infer_shape(const std::vector<Shape>& in) {
+  const auto& s = settings_;
+  Shape out{0, 0, in[0].c};
+  if (s.explicit_pads) {
+    int ph = in[0].h + s.pads.top + s.pads.bottom, pw = in[0].w + s.pads.left + s.pads.right;
+    out.h = ph >= s.pool_h ? (ph - s.pool_h) / s.stride_h + 1 : 0;
+    out.w = pw >= s.pool_w ? (pw - s.pool_w) / s.stride_w + 1 : 0;
+    pads_ = s.pads;
+  } else {
+    auto gh = axis_geometry(in[0].h, s.pool_h, s.stride_h, 1, s.padding);
+    auto gw = axis_geometry(in[0].w, s.pool_w, s.stride_w, 1, s.padding);
+    out.h = gh.out;
+    out.w = gw.out;
+    pads_ = {gh.pad_before, gh.pad_after, gw.pad_before, gw.pad_after};
+  }
+  if (out.h <= 0 || out.w <= 0)
+    fail_layer("pool ", s.pool_h, "x", s.pool_w, " does not fit input ", in[0].str());
+  return out;
+}
+
+double Pool2D::macs() const {
+  return static_cast<double>(output_shape().size()) * settings_.pool_h * settings_.pool_w;
+}
+
+std::string Pool2D::describe() const {
+  const auto& s = settings_;
+  return cat(s.pool_h, "x", s.pool_w, "/", s.stride_h, s.padding == Padding::same ? " same" : " valid");
+}
+
+void Pool2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  const auto& s = settings_;
+  const Shape& is = input_shapes()[0];
+  const Shape& os = output_shape();
+  const int c = is.c;
+  out.resize(in[0]->frames(), os);
+  const bool is_max = s.kind == PoolKind::max;
+  for (int n = 0; n < in[0]->frames(); ++n) {
+    const float* src = in[0]->frame(n);
+    float* dst_frame = out.frame(n);
+    for (int oy = 0; oy < os.h; ++oy) {
+      const int y0 = oy * s.stride_h - pads_.top;
+      const int ya = std::max(y0, 0), yb = std::min(y0 + s.pool_h, is.h);
+      for (int ox = 0; ox < os.w; ++ox) {
+        const int x0 = ox * s.stride_w - pads_.left;
+        const int xa = std::max(x0, 0), xb = std::min(x0 + s.pool_w, is.w);
+        float* __restrict dst = dst_frame + (static_cast<std::size_t>(oy) * os.w + ox) * c;
+        std::fill(dst, dst + c, is_max ? -std::numeric_limits<float>::infinity() : 0.0f);
+        for (int y = ya; y < yb; ++y)
+          for (int x = xa; x < xb; ++x) {
+            const float* __restrict p = src + (static_cast<std::size_t>(y) * is.w + x) * c;
+            if (is_max)
+              for (int ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], p[ch]);
+            else
+              for (int ch = 0; ch < c; ++ch) dst[ch] += p[ch];
+          }
+        if (!is_max) {
+          int count = s.count_include_pad ? s.pool_h * s.pool_w : (yb - ya) * (xb - xa);
+          const float inv = count > 0 ? 1.0f / count : 0.0f;
+          for (int ch = 0; ch < c; ++ch) dst[ch] *= inv;
+        }
+      }
+    }
+  }
+}
+
+void GlobalPool2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  const Shape& is = input_shapes()[0];
+  const int c = is.c, pixels = is.h * is.w;
+  out.resize(in[0]->frames(), output_shape());
+  for (int n = 0; n < in[0]->frames(); ++n) {
+    const float* src = in[0]->frame(n);
+    float* __restrict dst = out.frame(n);
+    std::copy(src, src + c, dst);
+    for (int p = 1; p < pixels; ++p) {
+      const float* __restrict row = src + static_cast<std::size_t>(p) * c;
+      if (kind_ == PoolKind::max)
+        for (int ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], row[ch]);
+      else
+        for (int ch = 0; ch < c; ++ch) dst[ch] += row[ch];
+    }
+    if (kind_ == PoolKind::average)
+      for (int ch = 0; ch < c; ++ch) dst[ch] /= static_cast<float>(pixels);
+  }
+}
+
+}  // namespace chorus::layers

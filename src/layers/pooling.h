@@ -1,0 +1,56 @@
+#pragma once
+// Pooling over rows and columns in NHWC, channels innermost. `same` padding follows
+// TensorFlow: padded cells never win a max and are left out of an average's count.
+#include "layers/layer.h"
+
+namespace chorus::layers {
+
+enum class PoolKind { max, average };
+
+struct Pool2DSettings {
+  PoolKind kind = PoolKind::max;
+  int pool_h = 2, pool_w = 2;
+  int stride_h = 2, stride_w = 2;
+  Padding padding = Padding::valid;
+  bool explicit_pads = false;  // ONNX pads / spatial tiles
+  Pads pads;
+  bool count_include_pad = false;  // ONNX AveragePool option
+};
+
+class Pool2D : public Layer {
+ public:
+  Pool2D(std::string name, Pool2DSettings settings);
+  std::string type() const override {
+    return settings_.kind == PoolKind::max ? "MaxPooling2D" : "AveragePooling2D";
+  }
+  const Pool2DSettings& settings() const { return settings_; }
+  double macs() const override;
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  std::string describe() const override;
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  Pool2DSettings settings_;
+  Pads pads_;
+};
+
+// GlobalAveragePooling2D / GlobalMaxPooling2D: (h, w, c) -> (c).
+class GlobalPool2D : public Layer {
+ public:
+  GlobalPool2D(std::string name, PoolKind kind) : Layer(std::move(name)), kind_(kind) {}
+  std::string type() const override {
+    return kind_ == PoolKind::max ? "GlobalMaxPooling2D" : "GlobalAveragePooling2D";
+  }
+  double macs() const override { return static_cast<double>(input_shapes()[0].size()); }
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override { return {1, 1, in[0].c}; }
+
+ private:
+  PoolKind kind_;
+};
+
+}  // namespace chorus::layers

@@ -1,0 +1,38 @@
+#pragma once
+// Separable 2-D convolution (Keras SeparableConv2D): a depthwise convolution without bias
+// followed by a 1x1 convolution with bias and activation. Weights: depthwise_kernel
+// (kh, kw, in, multiplier), pointwise_kernel (1, 1, in*multiplier, filters), bias (filters).
+#include "layers/conv2d.h"
+#include "layers/depthwise_conv2d.h"
+
+namespace chorus::layers {
+
+struct SeparableConv2DSettings {
+  DepthwiseConv2DSettings depthwise;  // use_bias and activation are ignored
+  int filters = 1;
+  bool use_bias = true;
+  Activation activation;
+};
+
+class SeparableConv2D : public Layer {
+ public:
+  SeparableConv2D(std::string name, SeparableConv2DSettings settings);
+  std::string type() const override { return "SeparableConv2D"; }
+
+  std::vector<WeightSpec> weight_specs() const override;
+  void set_weights(const WeightMap& weights) override;
+  double macs() const override;
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  Activation* fusable_activation() override;
+  std::string describe() const override;
+  void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  DepthwiseConv2D depthwise_;
+  Conv2D pointwise_;
+};
+
+}  // namespace chorus::layers

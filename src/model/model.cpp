@@ -1,0 +1,137 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+
+namespace chorus::model {
+
+void Model::set_input(std::string name, Shape shape, bool channels_first) {
+  input_name_ = std::move(name);
+  input_shape_ = shape;
+  channels_first_ = channels_first;
+}
+
+int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs) {
+  const int index = static_cast<int>(nodes_.size());
+  for (int i : inputs) CHORUS_ASSERT(i == kModelInput || (i >= 0 && i < index), "input ", i, " of node ", index);
+  nodes_.push_back(Node{std::move(layer), std::move(inputs), {}});
+  output_ = index;
+  built_ = false;
+  return index;
+}
+
+Shape Model::shape_of(int node) const {
+  return node == kModelInput ? input_shape_ : nodes_.at(node).layer->output_shape();
+}
+
+Shape Model::output_shape() const { return shape_of(output_); }
+
+void Model::build() {
+  if (nodes_.empty()) fail("model has no layers");
+  for (auto& node : nodes_) {
+    std::vector<Shape> shapes;
+    for (int i : node.inputs) shapes.push_back(shape_of(i));
+    node.layer->build(shapes);
+  }
+  built_ = true;
+}
+
+int Model::find(const std::string& name) const {
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].name() == name) return static_cast<int>(i);
+    for (const auto& m : nodes_[i].merged)
+      if (m == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::vector<int> Model::consumers(int node) const {
+  std::vector<int> out;
+  for (std::size_t i = 0; i < nodes_.size(); ++i)
+    if (std::find(nodes_[i].inputs.begin(), nodes_[i].inputs.end(), node) != nodes_[i].inputs.end())
+      out.push_back(static_cast<int>(i));
+  return out;
+}
+
+LayerCost Model::cost(int node) const {
+  const auto& layer = *nodes_.at(node).layer;
+  return {layer.macs(), layer.weight_bytes(), layer.output_shape().size() * sizeof(float)};
+}
+
+LayerCost Model::total_cost() const {
+  LayerCost total;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    auto c = cost(static_cast<int>(i));
+    total.macs += c.macs;
+    total.weight_bytes += c.weight_bytes;
+    total.output_bytes = std::max(total.output_bytes, c.output_bytes);
+  }
+  return total;
+}
+
+void Model::replace_nodes(std::vector<Node> nodes, int output) {
+  nodes_ = std::move(nodes);
+  output_ = output;
+}
+
+Tensor Model::forward(const Tensor& input) const { return forward(input, nullptr); }
+
+Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
+  CHORUS_ASSERT(built_, "forward() before build()");
+  if (input.shape() != input_shape_)
+    fail("model input is ", input_shape_.str(), " per frame, got ", input.shape().str());
+  const int count = static_cast<int>(nodes_.size());
+  // How many reads of each node's output are still to come; the output node is never released.
+  std::vector<int> pending(count, 0);
+  for (const auto& node : nodes_)
+    for (int i : node.inputs)
+      if (i != kModelInput) ++pending[i];
+  pending[output_] += 1;
+
+  std::vector<Tensor> values(count);
+  std::vector<Tensor> spare;  // released buffers, reused so that steady state allocates nothing
+  for (int n = 0; n < count; ++n) {
+    const Node& node = nodes_[n];
+    Tensor out;
+    const int first = node.inputs[0];
+    const bool sole_reader = first != kModelInput && pending[first] == 1 &&
+                             std::count(node.inputs.begin(), node.inputs.end(), first) == 1;
+    const bool reuse = node.layer->in_place() && sole_reader;
+    if (reuse) {
+      out = std::move(values[first]);
+    } else if (!spare.empty()) {
+      // Best fit: the smallest spare buffer that holds the output, else the largest.
+      const std::size_t need = static_cast<std::size_t>(input.frames()) * node.layer->output_shape().size();
+      auto best = spare.end();
+      for (auto it = spare.begin(); it != spare.end(); ++it) {
+        bool fits = it->storage().capacity() >= need;
+        if (best == spare.end()) { best = it; continue; }
+        bool best_fits = best->storage().capacity() >= need;
+        if ((fits && (!best_fits || it->storage().capacity() < best->storage().capacity())) ||
+            (!fits && !best_fits && it->storage().capacity() > best->storage().capacity()))
+          best = it;
+      }
+      out = std::move(*best);
+      spare.erase(best);
+    }
+    std::vector<const Tensor*> in;
+    for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+      int i = node.inputs[k];
+      in.push_back(k == 0 && reuse ? &out : i == kModelInput ? &input : &values[i]);
+    }
+    auto start = std::chrono::steady_clock::now();
+    node.layer->forward(in, out);
+    if (node_seconds)
+      (*node_seconds)[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    values[n] = std::move(out);
+    for (int i : node.inputs) {
+      if (i == kModelInput) continue;
+      if (--pending[i] == 0 && !values[i].storage().empty()) spare.push_back(std::move(values[i]));
+    }
+  }
+  return std::move(values[output_]);
+}
+
+}  // namespace chorus::model

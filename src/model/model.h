@@ -1,0 +1,78 @@
+#pragma once
+// A model is a DAG of layers stored in topological order, with one input and one output.
+// Shape inference is its own step (build); forward runs a batch through it in one process,
+// releasing each activation after its last consumer so that peak memory stays near the
+// weights plus the largest live activations.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/layer.h"
+
+namespace chorus::model {
+
+// Stands for the model's input in Node::inputs.
+constexpr int kModelInput = -1;
+
+struct Node {
+  std::unique_ptr<layers::Layer> layer;
+  std::vector<int> inputs;          // indices of earlier nodes, or kModelInput
+  std::vector<std::string> merged;  // layers folded into this one by the optimiser
+  const std::string& name() const { return layer->name(); }
+};
+
+// Per-layer figures for `chorus info` and the planner.
+struct LayerCost {
+  double macs = 0;                 // multiply-adds per frame
+  std::size_t weight_bytes = 0;
+  std::size_t output_bytes = 0;    // one frame's output activation
+};
+
+class Model {
+ public:
+  // The input as Keras names it, its frame shape (NHWC) and whether the source model is
+  // channels_first, i.e. its users feed NCHW data.
+  void set_input(std::string name, Shape shape, bool channels_first = false);
+  // Appends a layer; its inputs must already be in the model. Returns its index.
+  int add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs);
+  void set_output(int node) { output_ = node; }
+
+  // Shape inference over all nodes in order; throws chorus::Error naming the failing layer.
+  void build();
+
+  // Runs a batch (NHWC frames of input_shape()) and returns the output batch.
+  Tensor forward(const Tensor& input) const;
+  // Same, adding each node's wall time in seconds to node_seconds (sized to nodes()).
+  Tensor forward(const Tensor& input, std::vector<double>* node_seconds) const;
+
+  const std::vector<Node>& nodes() const { return nodes_; }
+  std::vector<Node>& nodes() { return nodes_; }
+  const Node& node(int i) const { return nodes_.at(i); }
+  int output() const { return output_; }
+  const std::string& input_name() const { return input_name_; }
+  const Shape& input_shape() const { return input_shape_; }
+  Shape output_shape() const;
+  bool channels_first() const { return channels_first_; }
+  // Shape of a node's output, or of the model input for kModelInput.
+  Shape shape_of(int node) const;
+
+  // Index of the node with this name (or that absorbed a layer of this name); -1 if none.
+  int find(const std::string& name) const;
+  // Nodes that read node i's output.
+  std::vector<int> consumers(int node) const;
+  LayerCost cost(int node) const;
+  LayerCost total_cost() const;
+
+  // Replaces the node list (used by the optimiser); indices in `nodes` must be consistent.
+  void replace_nodes(std::vector<Node> nodes, int output);
+
+ private:
+  std::string input_name_ = "input";
+  Shape input_shape_;
+  bool channels_first_ = false;
+  std::vector<Node> nodes_;
+  int output_ = -1;
+  bool built_ = false;
+};
+
+}  // namespace chorus::model

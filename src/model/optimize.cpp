@@ -1,0 +1,112 @@
+#include "model/optimize.h"
+
+#include "core/error.h"
+#include "layers/activation_layer.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/depthwise_conv2d.h"
+#include "layers/reshape.h"
+#include "layers/separable_conv2d.h"
+
+namespace chorus::model {
+
+namespace {
+
+using layers::Layer;
+
+// Replaces every read of `from` by `to` and moves the model output along.
+void rewire(std::vector<Node>& nodes, int& output, int from, int to) {
+  for (auto& node : nodes)
+    for (int& i : node.inputs)
+      if (i == from) i = to;
+  if (output == from) output = to;
+}
+
+int readers(const std::vector<Node>& nodes, const std::vector<bool>& removed, int node) {
+  int count = 0;
+  for (std::size_t n = 0; n < nodes.size(); ++n)
+    if (!removed[n])
+      for (int i : nodes[n].inputs) count += i == node;
+  return count;
+}
+
+bool fold_into(Layer& producer, const layers::BatchNorm& bn) {
+  if (auto* conv = dynamic_cast<layers::Conv2D*>(&producer)) conv->fold_scale_shift(bn.scale(), bn.shift());
+  else if (auto* dw = dynamic_cast<layers::DepthwiseConv2D*>(&producer)) dw->fold_scale_shift(bn.scale(), bn.shift());
+  else if (auto* sep = dynamic_cast<layers::SeparableConv2D*>(&producer)) sep->fold_scale_shift(bn.scale(), bn.shift());
+  else if (auto* dense = dynamic_cast<layers::Dense*>(&producer)) dense->fold_scale_shift(bn.scale(), bn.shift());
+  else return false;
+  return true;
+}
+
+}  // namespace
+
+OptimizeStats optimize(Model& model) {
+  OptimizeStats stats;
+  std::vector<Node>& nodes = model.nodes();
+  int output = model.output();
+  std::vector<bool> removed(nodes.size(), false);
+
+  for (std::size_t n = 0; n < nodes.size(); ++n) {
+    Node& node = nodes[n];
+    Layer& layer = *node.layer;
+    const int src = node.inputs.empty() ? kModelInput : node.inputs[0];
+    const bool is_output = static_cast<int>(n) == output;
+
+    // Identity layers (Dropout...): readers read the input instead.
+    if (dynamic_cast<layers::Identity*>(&layer) && !(is_output && src == kModelInput)) {
+      if (src != kModelInput) nodes[src].merged.push_back(layer.name());
+      rewire(nodes, output, static_cast<int>(n), src);
+      removed[n] = true;
+      ++stats.identities_removed;
+      continue;
+    }
+    if (src == kModelInput || readers(nodes, removed, src) != 1 || src == output) continue;
+    Node& producer = nodes[src];
+    layers::Activation* producer_act = producer.layer->fusable_activation();
+    // Batch normalisation after a linear convolution or dense layer becomes its kernel and bias.
+    if (auto* bn = dynamic_cast<layers::BatchNorm*>(&layer)) {
+      if (producer_act && producer_act->is_linear() && fold_into(*producer.layer, *bn)) {
+        *producer_act = bn->activation();
+        producer.merged.push_back(layer.name());
+        for (auto& m : node.merged) producer.merged.push_back(m);
+        rewire(nodes, output, static_cast<int>(n), src);
+        removed[n] = true;
+        ++stats.batch_norms_folded;
+      }
+      continue;
+    }
+    // A standalone activation runs inside its producer while the data is still in cache.
+    if (auto* act = dynamic_cast<layers::ActivationLayer*>(&layer)) {
+      if (producer_act && producer_act->is_linear()) {
+        *producer_act = act->activation();
+        producer.merged.push_back(layer.name());
+        for (auto& m : node.merged) producer.merged.push_back(m);
+        rewire(nodes, output, static_cast<int>(n), src);
+        removed[n] = true;
+        ++stats.activations_fused;
+      }
+    }
+  }
+
+  // Compact the node list, renumbering inputs.
+  std::vector<int> index(nodes.size(), -1);
+  std::vector<Node> kept;
+  for (std::size_t n = 0; n < nodes.size(); ++n) {
+    if (removed[n]) continue;
+    index[n] = static_cast<int>(kept.size());
+    kept.push_back(std::move(nodes[n]));
+  }
+  for (auto& node : kept)
+    for (int& i : node.inputs)
+      if (i != kModelInput) {
+        CHORUS_ASSERT(index[i] >= 0, "node reads a removed node");
+        i = index[i];
+      }
+  CHORUS_ASSERT(output != kModelInput && index[output] >= 0, "optimiser removed the output");
+  model.replace_nodes(std::move(kept), index[output]);
+  return stats;
+}
+
+}  // namespace chorus::model

@@ -1,0 +1,72 @@
+#pragma once
+// float32 tensors in one layout everywhere inside Chorus: NHWC (frames, rows, columns,
+// channels), channels fastest. Keras' channels_last order, so Keras kernels are used as
+// stored and Flatten needs no permutation; channels_first data is converted at the edges.
+// Lower-rank tensors are right-aligned: (N, d) is (N, 1, 1, d), (N, a, b) is (N, 1, a, b).
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace chorus {
+
+// The shape of one frame: rows, columns, channels.
+struct Shape {
+  int h = 1;
+  int w = 1;
+  int c = 1;
+
+  std::size_t size() const { return static_cast<std::size_t>(h) * w * c; }
+  bool operator==(const Shape& o) const { return h == o.h && w == o.w && c == o.c; }
+  bool operator!=(const Shape& o) const { return !(*this == o); }
+  // "(h, w, c)", or "(c)" for a vector, as Keras prints shapes without the batch axis.
+  std::string str() const;
+};
+
+// A batch of frames of one shape. Owns its storage; moves are cheap, copies are deep.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(int frames, Shape shape);                  // zero-filled
+  Tensor(int frames, Shape shape, float fill);
+
+  int frames() const { return frames_; }
+  const Shape& shape() const { return shape_; }
+  std::size_t frame_size() const { return shape_.size(); }
+  std::size_t size() const { return data_.size(); }
+  bool empty() const { return data_.empty(); }
+
+  float* data() { return data_.data(); }
+  const float* data() const { return data_.data(); }
+  float* frame(int n) { return data_.data() + n * frame_size(); }
+  const float* frame(int n) const { return data_.data() + n * frame_size(); }
+
+  float& at(int n, int y, int x, int ch) { return data_[index(n, y, x, ch)]; }
+  float at(int n, int y, int x, int ch) const { return data_[index(n, y, x, ch)]; }
+
+  // Changes frames and shape, reusing the allocation when it is large enough.
+  // Contents are unspecified afterwards.
+  void resize(int frames, Shape shape);
+  // Same element count, new shape (Flatten, Reshape).
+  void reshape(Shape shape);
+
+  std::vector<float>& storage() { return data_; }
+  const std::vector<float>& storage() const { return data_; }
+
+ private:
+  std::size_t index(int n, int y, int x, int ch) const {
+    return ((static_cast<std::size_t>(n) * shape_.h + y) * shape_.w + x) * shape_.c + ch;
+  }
+
+  int frames_ = 0;
+  Shape shape_;
+  std::vector<float> data_;
+};
+
+// Largest |a-b| / max(1, |b|) over all elements; throws when shapes differ.
+double max_relative_error(const Tensor& a, const Tensor& b);
+
+// Converts one frame between NCHW and NHWC (channels_first models, at the edges).
+void nchw_to_nhwc(const float* src, float* dst, Shape shape);
+void nhwc_to_nchw(const float* src, float* dst, Shape shape);
+
+}  // namespace chorus
