@@ -165,7 +165,7 @@ model::Model load_keras_model(const std::string& path, const KerasLoadOptions& o
     if (wanted.empty()) continue;
     auto weights = reader.read(spec.layers[i], wanted);
     try {
-      nodes[i].layer->set_weights(weights);
+      nodes[i].layer->set_weights(std::move(weights));
     } catch (const Error& e) {
       fail(path, ": ", e.what());
     }

@@ -17,7 +17,7 @@ std::vector<WeightSpec> BatchNorm::weight_specs() const {
   return specs;
 }
 
-void BatchNorm::set_weights(const WeightMap& weights) {
+void BatchNorm::set_weights(WeightMap weights) {
   const int c = input_shapes()[0].c;
   std::vector<float> gamma(c, 1.0f), beta(c, 0.0f);
   for (const auto& spec : weight_specs()) {

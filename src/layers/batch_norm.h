@@ -19,7 +19,7 @@ class BatchNorm : public Layer {
   std::string type() const override { return "BatchNormalization"; }
 
   std::vector<WeightSpec> weight_specs() const override;
-  void set_weights(const WeightMap& weights) override;
+  void set_weights(WeightMap weights) override;
   double macs() const override { return static_cast<double>(output_shape().size()); }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   bool in_place() const override { return true; }

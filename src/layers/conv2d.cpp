@@ -53,7 +53,7 @@ std::vector<WeightSpec> Conv2D::weight_specs() const {
   return specs;
 }
 
-void Conv2D::set_weights(const WeightMap& weights) {
+void Conv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   kernel_ = take_weight(weights, specs[0]);
   bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};

@@ -27,7 +27,7 @@ class Conv2D : public Layer {
   const Pads& pads() const { return pads_; }
 
   std::vector<WeightSpec> weight_specs() const override;
-  void set_weights(const WeightMap& weights) override;
+  void set_weights(WeightMap weights) override;
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override { return &settings_.activation; }

@@ -17,7 +17,7 @@ std::vector<WeightSpec> Dense::weight_specs() const {
   return specs;
 }
 
-void Dense::set_weights(const WeightMap& weights) {
+void Dense::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   kernel_ = take_weight(weights, specs[0]);
   bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};

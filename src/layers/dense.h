@@ -19,7 +19,7 @@ class Dense : public Layer {
   const DenseSettings& settings() const { return settings_; }
 
   std::vector<WeightSpec> weight_specs() const override;
-  void set_weights(const WeightMap& weights) override;
+  void set_weights(WeightMap weights) override;
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override { return &settings_.activation; }

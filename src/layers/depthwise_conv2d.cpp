@@ -43,7 +43,7 @@ std::vector<WeightSpec> DepthwiseConv2D::weight_specs() const {
   return specs;
 }
 
-void DepthwiseConv2D::set_weights(const WeightMap& weights) {
+void DepthwiseConv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   // Keras' (kh, kw, in, multiplier) flattened is already (kh, kw, out channel): no reordering.
   kernel_ = take_weight(weights, specs[0]);

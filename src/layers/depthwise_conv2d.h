@@ -25,7 +25,7 @@ class DepthwiseConv2D : public Layer {
   const DepthwiseConv2DSettings& settings() const { return settings_; }
 
   std::vector<WeightSpec> weight_specs() const override;
-  void set_weights(const WeightMap& weights) override;
+  void set_weights(WeightMap weights) override;
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override { return &settings_.activation; }

@@ -50,13 +50,13 @@ std::size_t Layer::weight_bytes() const {
   return total;
 }
 
-std::vector<float> Layer::take_weight(const WeightMap& weights, const WeightSpec& spec) const {
+std::vector<float> Layer::take_weight(WeightMap& weights, const WeightSpec& spec) const {
   auto it = weights.find(spec.name);
   if (it == weights.end()) fail_layer("weight '", spec.name, "' is missing");
   if (it->second.size() != spec.count())
     fail_layer("weight '", spec.name, "' has ", it->second.size(), " values, expected ", spec.shape_str(), " = ",
                spec.count());
-  return it->second;
+  return std::move(it->second);
 }
 
 }  // namespace chorus::layers

@@ -59,8 +59,8 @@ class Layer {
 
   // The weights this layer expects, in Keras names and shapes (empty for most layers).
   virtual std::vector<WeightSpec> weight_specs() const { return {}; }
-  // Takes the weights named by weight_specs(); throws when one is missing or mis-sized.
-  virtual void set_weights(const WeightMap& weights) {}
+  // Takes (moves) the weights named by weight_specs(); throws when one is missing or mis-sized.
+  virtual void set_weights(WeightMap weights) {}
   // Multiply-adds per frame (comparisons and adds count for pooling and merges).
   virtual double macs() const { return 0; }
   // Weight bytes held in memory.
@@ -84,8 +84,8 @@ class Layer {
   [[noreturn]] void fail_layer(const Args&... args) const {
     fail(type(), " '", name_, "': ", args...);
   }
-  // Copies weight `name` out of `weights` after checking its element count.
-  std::vector<float> take_weight(const WeightMap& weights, const WeightSpec& spec) const;
+  // Moves weight `spec.name` out of `weights` after checking its element count.
+  std::vector<float> take_weight(WeightMap& weights, const WeightSpec& spec) const;
 
  private:
   std::string name_;

@@ -37,12 +37,12 @@ std::vector<WeightSpec> SeparableConv2D::weight_specs() const {
   return specs;
 }
 
-void SeparableConv2D::set_weights(const WeightMap& weights) {
+void SeparableConv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   depthwise_.set_weights({{"depthwise_kernel", take_weight(weights, specs[0])}});
   WeightMap pw{{"kernel", take_weight(weights, specs[1])}};
   if (specs.size() > 2) pw["bias"] = take_weight(weights, specs[2]);
-  pointwise_.set_weights(pw);
+  pointwise_.set_weights(std::move(pw));
 }
 
 double SeparableConv2D::macs() const { return depthwise_.macs() + pointwise_.macs(); }

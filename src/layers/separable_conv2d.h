@@ -20,7 +20,7 @@ class SeparableConv2D : public Layer {
   std::string type() const override { return "SeparableConv2D"; }
 
   std::vector<WeightSpec> weight_specs() const override;
-  void set_weights(const WeightMap& weights) override;
+  void set_weights(WeightMap weights) override;
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override;

@@ -1,0 +1,74 @@
+#include "reference/test_util.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/random.h"
+#include "io/keras_model.h"
+#include "io/keras_writer.h"
+
+namespace chorus::test {
+
+Tensor random_tensor(int frames, Shape shape, std::uint64_t seed, float lo, float hi) {
+  Tensor t(frames, shape);
+  Rng rng(seed);
+  for (std::size_t i = 0; i < t.size(); ++i) t.data()[i] = rng.uniform(lo, hi);
+  return t;
+}
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo, float hi) {
+  std::vector<float> v(n);
+  Rng rng(seed);
+  for (auto& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+TempDir::TempDir() {
+  static int counter = 0;
+  dir_ = (std::filesystem::temp_directory_path() /
+          ("chorus_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
+             .string();
+  std::filesystem::create_directories(dir_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string shared_samples_dir() {
+  std::string dir = std::string(CHORUS_SHARED_DIR) + "/keras-samples";
+  return std::filesystem::exists(dir + "/README.md") ? dir : "";
+}
+
+std::string source_path(const std::string& relative) { return std::string(CHORUS_SOURCE_DIR) + "/" + relative; }
+
+io::KerasModelSpec write_random_model(const std::string& config_json, const std::string& h5_path, std::uint64_t seed) {
+  auto config = nlohmann::json::parse(config_json);
+  auto spec = io::parse_keras_config(config, "test config");
+  auto m = io::build_keras_model(spec, "test config");
+  io::write_keras_h5(h5_path, config, spec, m, io::random_keras_weights(m, spec, seed));
+  return spec;
+}
+
+CommandResult run_chorus(const std::string& args) {
+  std::string cmd = std::string(CHORUS_BINARY) + " " + args + " 2>&1";
+  CommandResult result;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return result;
+  char buffer[4096];
+  std::size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) result.output.append(buffer, n);
+  int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights) {
+  layer.build(inputs);
+  layer.set_weights(std::move(weights));
+}
+
+}  // namespace chorus::test

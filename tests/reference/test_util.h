@@ -1,0 +1,53 @@
+#pragma once
+// Helpers shared by the test suites: random data, temporary files, the shared sample folder,
+// models from inline JSON, and running the chorus binary.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/keras_config.h"
+#include "layers/layer.h"
+#include "model/model.h"
+#include "tensor/tensor.h"
+
+namespace chorus::test {
+
+Tensor random_tensor(int frames, Shape shape, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f);
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f);
+
+// A fresh directory under the build tree's temp area, removed at exit of the test.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  std::string dir_;
+};
+
+// ../shared/keras-samples (or "" when absent: tests then GTEST_SKIP with a message).
+std::string shared_samples_dir();
+#define CHORUS_REQUIRE_SHARED(dir)                                                                 \
+  const std::string dir = ::chorus::test::shared_samples_dir();                                  \
+  if (dir.empty()) GTEST_SKIP() << "../shared/keras-samples is not beside this clone; skipping"
+
+std::string source_path(const std::string& relative);  // a file in the repository
+
+// Writes `config_json` with deterministic random weights to `h5_path` and returns the spec.
+io::KerasModelSpec write_random_model(const std::string& config_json, const std::string& h5_path,
+                                      std::uint64_t seed = 1);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+// Runs the chorus binary with these arguments (a shell command line fragment).
+CommandResult run_chorus(const std::string& args);
+
+// Builds a layer against input shapes and gives it weights.
+void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights = {});
+
+}  // namespace chorus::test
