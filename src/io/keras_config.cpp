@@ -50,6 +50,8 @@ void collect_tensor_refs(const json& value, std::vector<std::pair<std::string, i
     if (value.value("class_name", "") == "__keras_tensor__") {
       const auto& h = value.at("config").at("keras_history");
       out.emplace_back(h.at(0).get<std::string>(), h.at(1).get<int>());
+    } else if (value.contains("args")) {
+      collect_tensor_refs(value["args"], out);  // a Keras 3 node: {"args": [...], "kwargs": {...}}
     }
     return;
   }
@@ -140,6 +142,12 @@ class Flattener {
           current = layer_name(layer);
         }
         first = false;
+        continue;
+      }
+      if (first && current.empty() && is_model_class(cls)) {
+        // A nested model first: it declares the input itself.
+        first = false;
+        current = add_layer(layer, {""}, group);
         continue;
       }
       if (first && current.empty()) {

@@ -1,0 +1,213 @@
+// The same weights in every HDF5 layout the importer reads must give the same outputs:
+// tf.keras 2, Keras 3 legacy .h5, weights-only with a JSON or YAML architecture, nested
+// models, old list-style Sequential, Keras 3 functional configs, channels_first.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "io/hdf5_file.h"
+#include "io/keras_model.h"
+#include "io/keras_writer.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using nlohmann::json;
+
+namespace {
+
+const char* kSmallCnn = R"({"class_name": "Sequential", "config": {"name": "small", "layers": [
+ {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 10, 10, 3]}},
+ {"class_name": "Conv2D", "config": {"name": "conv", "filters": 6, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+ {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": -1}},
+ {"class_name": "MaxPooling2D", "config": {"name": "pool", "pool_size": [2, 2]}},
+ {"class_name": "Flatten", "config": {"name": "flat"}},
+ {"class_name": "Dense", "config": {"name": "fc", "units": 4, "activation": "softmax"}}]}})";
+
+struct Written {
+  json config;
+  io::KerasModelSpec spec;
+  model::Model model;
+  std::vector<layers::WeightMap> weights;
+};
+
+Written prepare(const std::string& config_text, std::uint64_t seed = 3) {
+  Written w;
+  w.config = json::parse(config_text);
+  w.spec = io::parse_keras_config(w.config, "test");
+  w.model = io::build_keras_model(w.spec, "test");
+  w.weights = io::random_keras_weights(w.model, w.spec, seed);
+  return w;
+}
+
+Tensor run(const std::string& path, const Tensor& in, const std::string& arch = "") {
+  io::KerasLoadOptions o;
+  o.arch_path = arch;
+  return io::load_keras_model(path, o).forward(in);
+}
+
+}  // namespace
+
+TEST(KerasLayouts, AllLayoutsGiveTheSameOutputs) {
+  test::TempDir dir;
+  Written w = prepare(kSmallCnn);
+  io::write_keras_h5(dir.path("k2.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::keras2);
+  io::write_keras_h5(dir.path("k3.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::keras3);
+  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
+  std::ofstream(dir.path("arch.json")) << w.config.dump();
+  Tensor in = test::random_tensor(2, {10, 10, 3}, 9);
+  Tensor base = run(dir.path("k2.h5"), in);
+  EXPECT_EQ(max_relative_error(run(dir.path("k3.h5"), in), base), 0.0);
+  EXPECT_EQ(max_relative_error(run(dir.path("wo.h5"), in, dir.path("arch.json")), base), 0.0);
+  // The Keras 3 file really has no ":0" suffixes and the weights-only one no model_config.
+  io::H5File k3(dir.path("k3.h5"));
+  EXPECT_TRUE(k3.is_dataset("/model_weights/conv/small/conv/kernel"));
+  io::H5File wo(dir.path("wo.h5"));
+  EXPECT_FALSE(wo.has_attribute("/", "model_config"));
+  EXPECT_TRUE(wo.is_dataset("/conv/conv/kernel:0"));
+}
+
+TEST(KerasLayouts, WeightsOnlyWithYamlArchitecture) {
+  test::TempDir dir;
+  Written w = prepare(kSmallCnn);
+  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
+  io::write_keras_h5(dir.path("k2.h5"), w.config, w.spec, w.model, w.weights);
+  // What model.to_yaml() wrote (Keras 2.0-2.5), python tuple tags included.
+  std::ofstream(dir.path("arch.yaml")) << R"(backend: tensorflow
+class_name: Sequential
+config:
+  name: small
+  layers:
+  - class_name: InputLayer
+    config:
+      batch_input_shape: !!python/tuple [null, 10, 10, 3]
+      dtype: float32
+      name: in
+  - class_name: Conv2D
+    config: {name: conv, filters: 6, kernel_size: !!python/tuple [3, 3], padding: same, activation: relu, use_bias: true}
+  - class_name: BatchNormalization
+    config: {name: bn, axis: -1, epsilon: 0.001}
+  - class_name: MaxPooling2D
+    config: {name: pool, pool_size: [2, 2]}
+  - class_name: Flatten
+    config: {name: flat}
+  - class_name: Dense
+    config: {name: fc, units: 4, activation: softmax}
+keras_version: 2.2.4
+)";
+  Tensor in = test::random_tensor(2, {10, 10, 3}, 9);
+  EXPECT_EQ(max_relative_error(run(dir.path("wo.h5"), in, dir.path("arch.yaml")), run(dir.path("k2.h5"), in)), 0.0);
+}
+
+TEST(KerasLayouts, OldListStyleSequentialWithoutInputLayer) {
+  const char* list_style = R"({"class_name": "Sequential", "config": [
+   {"class_name": "Conv2D", "config": {"name": "conv", "batch_input_shape": [null, 10, 10, 3], "filters": 6, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 3}},
+   {"class_name": "MaxPooling2D", "config": {"name": "pool", "pool_size": [2, 2]}},
+   {"class_name": "Flatten", "config": {"name": "flat"}},
+   {"class_name": "Dense", "config": {"name": "fc", "units": 4, "activation": "softmax"}}]})";
+  test::TempDir dir;
+  Written a = prepare(kSmallCnn), b = prepare(list_style);
+  io::write_keras_h5(dir.path("a.h5"), a.config, a.spec, a.model, a.weights);
+  io::write_keras_h5(dir.path("b.h5"), b.config, b.spec, b.model, b.weights);
+  Tensor in = test::random_tensor(1, {10, 10, 3}, 2);
+  EXPECT_EQ(max_relative_error(run(dir.path("b.h5"), in), run(dir.path("a.h5"), in)), 0.0);
+}
+
+TEST(KerasLayouts, Keras3FunctionalConfig) {
+  // Keras 3 config keys: batch_shape, module/registered_name, __keras_tensor__ inbound nodes.
+  const char* k3 = R"({"module": "keras", "class_name": "Functional", "config": {"name": "f", "trainable": true,
+   "layers": [
+    {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [null, 8, 8, 2], "dtype": "float32", "name": "inp"}, "registered_name": null, "name": "inp", "inbound_nodes": []},
+    {"module": "keras.layers", "class_name": "Conv2D", "config": {"name": "c", "filters": 3, "kernel_size": [3, 3], "padding": "same", "activation": "relu", "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}},
+     "registered_name": null, "build_config": {"input_shape": [null, 8, 8, 2]}, "name": "c",
+     "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"shape": [null, 8, 8, 2], "dtype": "float32", "keras_history": ["inp", 0, 0]}}], "kwargs": {}}]},
+    {"module": "keras.layers", "class_name": "Conv2D", "config": {"name": "d", "filters": 3, "kernel_size": [1, 1]}, "name": "d",
+     "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["inp", 0, 0]}}], "kwargs": {}}]},
+    {"module": "keras.layers", "class_name": "Add", "config": {"name": "add"}, "name": "add",
+     "inbound_nodes": [{"args": [[{"class_name": "__keras_tensor__", "config": {"keras_history": ["c", 0, 0]}}, {"class_name": "__keras_tensor__", "config": {"keras_history": ["d", 0, 0]}}]], "kwargs": {}}]},
+    {"module": "keras.layers", "class_name": "Activation", "config": {"name": "hs", "activation": "hard_sigmoid"}, "name": "hs",
+     "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["add", 0, 0]}}], "kwargs": {}}]}],
+   "input_layers": ["inp", 0, 0], "output_layers": ["hs", 0, 0]}})";
+  auto spec = io::parse_keras_config(json::parse(k3), "k3");
+  EXPECT_TRUE(spec.keras3);
+  ASSERT_EQ(spec.layers.size(), 4u);
+  EXPECT_EQ(spec.layers[2].inbound, (std::vector<std::string>{"c", "d"}));
+  test::TempDir dir;
+  Written w = prepare(k3);
+  io::write_keras_h5(dir.path("k3.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::keras3);
+  model::Model m = io::load_keras_model(dir.path("k3.h5"));
+  Tensor in = test::random_tensor(1, {8, 8, 2}, 1, -5, 5);
+  Tensor out = m.forward(in);
+  // Keras 3's hard_sigmoid is relu6(x + 3) / 6: values strictly between 0 and 1 have slope 1/6.
+  bool saw_inside = false;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    EXPECT_GE(out.data()[i], 0.0f);
+    EXPECT_LE(out.data()[i], 1.0f);
+    saw_inside |= out.data()[i] > 0.01f && out.data()[i] < 0.99f;
+  }
+  EXPECT_TRUE(saw_inside);
+}
+
+TEST(KerasLayouts, NestedModelsAsTeachableMachineExports) {
+  // Sequential[ Sequential[ Functional feature extractor ], Sequential[ Dense, Dense ] ].
+  const char* nested = R"({"class_name": "Sequential", "config": {"name": "outer", "layers": [
+   {"class_name": "Sequential", "config": {"name": "sequential_1", "layers": [
+     {"class_name": "Functional", "config": {"name": "features", "layers": [
+        {"class_name": "InputLayer", "name": "input_1", "config": {"name": "input_1", "batch_input_shape": [null, 16, 16, 3]}, "inbound_nodes": []},
+        {"class_name": "Conv2D", "name": "Conv1", "config": {"name": "Conv1", "filters": 8, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "use_bias": false}, "inbound_nodes": [[["input_1", 0, 0, {}]]]},
+        {"class_name": "BatchNormalization", "name": "bn_Conv1", "config": {"name": "bn_Conv1", "axis": -1}, "inbound_nodes": [[["Conv1", 0, 0, {}]]]},
+        {"class_name": "ReLU", "name": "Conv1_relu", "config": {"name": "Conv1_relu", "max_value": 6.0}, "inbound_nodes": [[["bn_Conv1", 0, 0, {}]]]},
+        {"class_name": "DepthwiseConv2D", "name": "dw", "config": {"name": "dw", "kernel_size": [3, 3], "padding": "same", "use_bias": false}, "inbound_nodes": [[["Conv1_relu", 0, 0, {}]]]},
+        {"class_name": "Add", "name": "res", "config": {"name": "res"}, "inbound_nodes": [[["dw", 0, 0, {}], ["Conv1_relu", 0, 0, {}]]]},
+        {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["res", 0, 0, {}]]]}],
+      "input_layers": [["input_1", 0, 0]], "output_layers": [["gap", 0, 0]]}}]}},
+   {"class_name": "Sequential", "config": {"name": "sequential_3", "layers": [
+     {"class_name": "Dense", "config": {"name": "dense_Dense1", "units": 10, "activation": "relu"}},
+     {"class_name": "Dense", "config": {"name": "dense_Dense2", "units": 3, "activation": "softmax"}}]}}]}})";
+  auto spec = io::parse_keras_config(json::parse(nested), "nested");
+  ASSERT_EQ(spec.layers.size(), 8u);
+  EXPECT_EQ(spec.input_name, "input_1");
+  EXPECT_EQ(spec.layers[0].weight_group, "sequential_1");
+  EXPECT_EQ(spec.layers[6].weight_group, "sequential_3");
+  EXPECT_EQ(spec.layers[6].inbound, (std::vector<std::string>{"gap"}));
+  test::TempDir dir;
+  Written w = prepare(nested);
+  io::write_keras_h5(dir.path("n.h5"), w.config, w.spec, w.model, w.weights);
+  io::H5File f(dir.path("n.h5"));
+  EXPECT_TRUE(f.is_dataset("/model_weights/sequential_1/Conv1/kernel:0"));
+  EXPECT_TRUE(f.is_dataset("/model_weights/sequential_3/dense_Dense2/bias:0"));
+  model::Model m = io::load_keras_model(dir.path("n.h5"));
+  io::KerasLoadOptions raw;
+  raw.optimize = false;
+  model::Model plain = io::load_keras_model(dir.path("n.h5"), raw);
+  Tensor in = test::random_tensor(2, {16, 16, 3}, 4);
+  Tensor out = m.forward(in);
+  EXPECT_EQ(out.shape(), (Shape{1, 1, 3}));
+  EXPECT_LT(max_relative_error(out, plain.forward(in)), 1e-5);
+}
+
+TEST(KerasLayouts, ChannelsFirstEqualsChannelsLastOnTransposedInput) {
+  // Same weights, one model channels_first, its twin channels_last. Kernels are stored the
+  // same way by Keras for both; only the input layout and Flatten's order differ, so the
+  // twin ends with global pooling to compare like with like; Flatten is checked separately.
+  auto make = [](const char* format, const char* shape) {
+    return std::string(R"({"class_name": "Sequential", "config": {"name": "cf", "layers": [
+     {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": )") + shape + R"(}},
+     {"class_name": "Conv2D", "config": {"name": "conv", "filters": 5, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "data_format": ")" + format + R"(", "activation": "relu"}},
+     {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": )" + (std::string(format) == "channels_first" ? "1" : "-1") + R"(}},
+     {"class_name": "AveragePooling2D", "config": {"name": "pool", "pool_size": [2, 2], "data_format": ")" + format + R"("}},
+     {"class_name": "GlobalMaxPooling2D", "config": {"name": "gmp", "data_format": ")" + format + R"("}},
+     {"class_name": "Dense", "config": {"name": "fc", "units": 3}}]}})";
+  };
+  test::TempDir dir;
+  Written first = prepare(make("channels_first", "[null, 4, 9, 11]"), 5);
+  Written last = prepare(make("channels_last", "[null, 9, 11, 4]"), 5);
+  EXPECT_TRUE(first.spec.channels_first);
+  io::write_keras_h5(dir.path("first.h5"), first.config, first.spec, first.model, first.weights);
+  io::write_keras_h5(dir.path("last.h5"), last.config, last.spec, last.model, last.weights);
+  model::Model mf = io::load_keras_model(dir.path("first.h5"));
+  EXPECT_TRUE(mf.channels_first());
+  EXPECT_EQ(mf.input_shape(), (Shape{9, 11, 4}));  // stored NHWC inside
+  Tensor in = test::random_tensor(2, {9, 11, 4}, 6);
+  EXPECT_EQ(max_relative_error(mf.forward(in), run(dir.path("last.h5"), in)), 0.0);
+}

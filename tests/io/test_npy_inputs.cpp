@@ -1,0 +1,122 @@
+// .npy reading and writing, and the input sources of `chorus run`.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/hdf5_file.h"
+#include "io/inputs.h"
+#include "io/npy.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+
+TEST(Npy, RoundTrip) {
+  test::TempDir dir;
+  auto data = test::random_vector(2 * 3 * 4, 1);
+  io::write_npy(dir.path("a.npy"), {2, 3, 4}, data.data());
+  io::NpyArray a = io::read_npy(dir.path("a.npy"));
+  EXPECT_EQ(a.shape, (std::vector<std::int64_t>{2, 3, 4}));
+  EXPECT_EQ(a.data, data);
+  io::write_npy(dir.path("v.npy"), {5}, data.data());
+  EXPECT_EQ(io::read_npy(dir.path("v.npy")).shape, (std::vector<std::int64_t>{5}));
+}
+
+TEST(Inputs, NpyBatchChecksShapeAndConvertsChannelsFirst) {
+  test::TempDir dir;
+  Shape s{2, 3, 4};
+  auto nchw = test::random_vector(2 * s.size(), 2);
+  io::write_npy(dir.path("cf.npy"), {2, 4, 2, 3}, nchw.data());
+  io::InputOptions o;
+  o.input = dir.path("cf.npy");
+  o.shape = s;
+  o.channels_first = true;
+  auto src = io::open_input(o);
+  ASSERT_EQ(src->count(), 2);
+  std::vector<float> frame(s.size());
+  src->read(1, frame.data());
+  // NHWC element (y=1, x=2, c=3) of frame 1 is NCHW element (c=3, y=1, x=2).
+  EXPECT_EQ(frame[(1 * 3 + 2) * 4 + 3], nchw[s.size() + (3 * 2 + 1) * 3 + 2]);
+  o.channels_first = false;
+  try {
+    io::open_input(o);
+    FAIL() << "wrong layout accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(N, 2, 3, 4)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Inputs, SyntheticFramesAreDeterministicPerIndex) {
+  io::InputOptions o;
+  o.synthetic = 5;
+  o.seed = 11;
+  o.shape = {4, 4, 3};
+  auto a = io::open_input(o), b = io::open_input(o);
+  std::vector<float> fa(48), fb(48), fc(48);
+  a->read(3, fa.data());
+  b->read(3, fb.data());
+  b->read(2, fc.data());
+  EXPECT_EQ(fa, fb);
+  EXPECT_NE(fa, fc);
+  o.seed = 12;
+  io::open_input(o)->read(3, fc.data());
+  EXPECT_NE(fa, fc);
+}
+
+TEST(Inputs, Hdf5DatasetWithScale) {
+  test::TempDir dir;
+  {
+    io::H5File f(dir.path("d.h5"), io::H5File::Mode::create);
+    std::vector<float> v(3 * 2 * 2 * 1, 255.0f);
+    f.write_floats("/x", {3, 2, 2, 1}, v.data());
+  }
+  io::InputOptions o;
+  o.input = dir.path("d.h5") + ":/x";
+  o.shape = {2, 2, 1};
+  o.scale = 1.0f / 255;
+  auto src = io::open_input(o);
+  EXPECT_EQ(src->count(), 3);
+  float frame[4];
+  src->read(2, frame);
+  EXPECT_FLOAT_EQ(frame[3], 1.0f);
+  o.input = dir.path("d.h5") + ":/missing";
+  EXPECT_THROW(io::open_input(o), Error);
+}
+
+TEST(Inputs, OutputsToNpyAndHdf5) {
+  test::TempDir dir;
+  Tensor t = test::random_tensor(3, {1, 1, 7}, 1);
+  io::write_outputs(dir.path("o.npy"), t, false);
+  EXPECT_EQ(io::read_npy(dir.path("o.npy")).shape, (std::vector<std::int64_t>{3, 7}));
+  io::write_outputs(dir.path("o.h5") + ":/probs", t, false);
+  io::H5File f(dir.path("o.h5"));
+  EXPECT_EQ(f.dataset_shape("/probs"), (std::vector<std::int64_t>{3, 7}));
+  EXPECT_THROW(io::write_outputs(dir.path("o.txt"), t, false), Error);
+}
+
+TEST(Inputs, ImagesAreDecodedResizedAndScaled) {
+  CHORUS_REQUIRE_SHARED(dir);
+  // No image ships with the shared samples; write a PPM by hand (stb decodes it).
+  test::TempDir tmp;
+  {
+    std::FILE* f = std::fopen(tmp.path("red.ppm").c_str(), "wb");
+    std::fprintf(f, "P6\n4 2\n255\n");
+    for (int i = 0; i < 8; ++i) std::fputc(255, f), std::fputc(0, f), std::fputc(51, f);
+    std::fclose(f);
+  }
+  io::InputOptions o;
+  o.input = tmp.path("red.ppm");
+  o.shape = {8, 8, 3};
+  auto src = io::open_input(o);
+  std::vector<float> frame(8 * 8 * 3);
+  src->read(0, frame.data());
+  EXPECT_NEAR(frame[0], 1.0f, 1e-6);
+  EXPECT_NEAR(frame[1], 0.0f, 1e-6);
+  EXPECT_NEAR(frame[2], 0.2f, 1e-6);
+  o.input = tmp.path("");  // the directory
+  EXPECT_EQ(io::open_input(o)->count(), 1);
+  std::ofstream(tmp.path("broken.png")) << "not a png";
+  o.input = tmp.path("broken.png");
+  auto broken = io::open_input(o);
+  EXPECT_THROW(broken->read(0, frame.data()), Error);
+}

@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include "core/random.h"
+#include "layers/dense.h"
+#include "reference/reference_ops.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using namespace chorus::layers;
+
+TEST(Dense, RandomShapes) {
+  Rng rng(5);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  for (int i = 0; i < 60; ++i) {
+    const int frames = pick(1, 4), in = pick(1, 300), units = pick(1, 70);
+    // Dense acts on the last axis: also try rank-3/4 inputs (rows and columns kept).
+    const int h = pick(0, 2) == 0 ? pick(1, 3) : 1, w = pick(0, 2) == 0 ? pick(1, 3) : 1;
+    const bool bias = pick(0, 1);
+    SCOPED_TRACE(cat(frames, " x (", h, ",", w, ",", in, ") -> ", units));
+    DenseSettings s{units, bias, {}};
+    Dense dense("d", s);
+    auto kernel = test::random_vector(static_cast<std::size_t>(in) * units, i);
+    auto b = bias ? test::random_vector(units, i + 100) : std::vector<float>{};
+    WeightMap weights{{"kernel", kernel}};
+    if (bias) weights["bias"] = b;
+    test::build_layer(dense, {{h, w, in}}, weights);
+    Tensor x = test::random_tensor(frames, {h, w, in}, i + 200);
+    Tensor out;
+    dense.forward({&x}, out);
+    EXPECT_LT(max_relative_error(out, ref::dense(x, kernel, b, units)), 1e-5);
+  }
+}
+
+TEST(Dense, SoftmaxActivationSumsToOne) {
+  DenseSettings s{10, true, activation_from_name("softmax")};
+  Dense dense("d", s);
+  test::build_layer(dense, {{1, 1, 20}}, {{"kernel", test::random_vector(200, 1)}, {"bias", test::random_vector(10, 2)}});
+  Tensor x = test::random_tensor(3, {1, 1, 20}, 3);
+  Tensor out;
+  dense.forward({&x}, out);
+  for (int n = 0; n < 3; ++n) {
+    float sum = 0;
+    for (int i = 0; i < 10; ++i) sum += out.frame(n)[i];
+    EXPECT_NEAR(sum, 1.0f, 1e-5);
+  }
+}
+
+TEST(Dense, WrongWeightSizeIsAnError) {
+  Dense dense("fc1", {4, true, {}});
+  dense.build({{1, 1, 6}});
+  try {
+    dense.set_weights({{"kernel", std::vector<float>(20)}, {"bias", std::vector<float>(4)}});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fc1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(6, 4)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(dense.set_weights({{"kernel", std::vector<float>(24)}}), Error);  // bias missing
+}

@@ -1,0 +1,138 @@
+// Batch norm, LRN, padding, cropping, flatten, reshape and merge layers against references.
+#include <gtest/gtest.h>
+
+#include "layers/batch_norm.h"
+#include "layers/lrn.h"
+#include "layers/merge.h"
+#include "layers/padding.h"
+#include "layers/reshape.h"
+#include "reference/reference_ops.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using namespace chorus::layers;
+
+TEST(BatchNorm, AllFlagCombinations) {
+  for (bool center : {true, false})
+    for (bool scale : {true, false}) {
+      BatchNorm bn("bn", {1e-3f, center, scale, {}});
+      const int c = 6;
+      auto gamma = test::random_vector(c, 1, 0.5, 2), beta = test::random_vector(c, 2);
+      auto mean = test::random_vector(c, 3), var = test::random_vector(c, 4, 0.1, 3);
+      WeightMap w{{"moving_mean", mean}, {"moving_variance", var}};
+      if (center) w["beta"] = beta;
+      if (scale) w["gamma"] = gamma;
+      test::build_layer(bn, {{4, 5, c}}, w);
+      Tensor in = test::random_tensor(2, {4, 5, c}, 5);
+      Tensor out;
+      bn.forward({&in}, out);
+      Tensor expected = ref::batch_norm(in, scale ? gamma : std::vector<float>{}, center ? beta : std::vector<float>{},
+                                        mean, var, 1e-3f);
+      EXPECT_LT(max_relative_error(out, expected), 1e-5) << "center " << center << " scale " << scale;
+      EXPECT_EQ(bn.weight_specs().size(), 2u + center + scale);
+    }
+}
+
+TEST(BatchNorm, InPlaceGivesTheSameResult) {
+  BatchNorm bn("bn", {});
+  test::build_layer(bn, {{2, 2, 3}},
+                    {{"gamma", {1, 2, 3}}, {"beta", {0, 1, 0}}, {"moving_mean", {0, 0, 1}}, {"moving_variance", {1, 1, 1}}});
+  Tensor in = test::random_tensor(1, {2, 2, 3}, 1);
+  Tensor out, same = in;
+  bn.forward({&in}, out);
+  bn.forward({&same}, same);
+  EXPECT_EQ(max_relative_error(out, same), 0.0);
+}
+
+TEST(LRN, MatchesReference) {
+  for (int radius : {0, 1, 2, 5}) {
+    LRN lrn("n", {radius, 2.0f, 1e-2f, 0.75f});
+    lrn.build({{3, 3, 16}});
+    Tensor in = test::random_tensor(2, {3, 3, 16}, radius, -3, 3);
+    Tensor out;
+    lrn.forward({&in}, out);
+    EXPECT_LT(max_relative_error(out, ref::lrn(in, radius, 2.0f, 1e-2f, 0.75f)), 1e-5) << radius;
+  }
+}
+
+TEST(ZeroPadding2D, AsymmetricPads) {
+  ZeroPadding2D pad("p", {1, 2, 0, 3});
+  pad.build({{3, 4, 2}});
+  Tensor in = test::random_tensor(2, {3, 4, 2}, 1);
+  Tensor out;
+  pad.forward({&in}, out);
+  EXPECT_EQ(max_relative_error(out, ref::zero_pad(in, 1, 2, 0, 3)), 0.0);
+}
+
+TEST(Cropping2D, InvertsPadding) {
+  Tensor in = test::random_tensor(2, {3, 4, 2}, 1);
+  Tensor padded = ref::zero_pad(in, 2, 1, 3, 0);
+  Cropping2D crop("c", {2, 1, 3, 0});
+  crop.build({padded.shape()});
+  Tensor out;
+  crop.forward({&padded}, out);
+  EXPECT_EQ(max_relative_error(out, in), 0.0);
+  Cropping2D too_much("c", {2, 2, 0, 0});
+  EXPECT_THROW(too_much.build({{4, 4, 1}}), Error);
+}
+
+TEST(Flatten, KerasOrderForBothDataFormats) {
+  Tensor in = test::random_tensor(2, {2, 3, 4}, 1);
+  Flatten last("f", false);
+  last.build({in.shape()});
+  Tensor out;
+  last.forward({&in}, out);
+  EXPECT_EQ(out.shape(), (Shape{1, 1, 24}));
+  EXPECT_EQ(out.at(1, 0, 0, (1 * 3 + 2) * 4 + 3), in.at(1, 1, 2, 3));  // (h, w, c) order
+  Flatten first("f", true);
+  first.build({in.shape()});
+  first.forward({&in}, out);
+  EXPECT_EQ(out.at(1, 0, 0, (3 * 2 + 1) * 3 + 2), in.at(1, 1, 2, 3));  // (c, h, w) order
+}
+
+TEST(Reshape, ResolvesMinusOneAndRejectsBadTargets) {
+  Reshape r("r", {-1, 6});
+  EXPECT_EQ(r.build({{2, 3, 4}}), (Shape{1, 4, 6}));
+  Reshape bad("r", {5, -1});
+  EXPECT_THROW(bad.build({{2, 3, 4}}), Error);
+  Reshape two("r", {-1, -1});
+  EXPECT_THROW(two.build({{2, 3, 4}}), Error);
+  Reshape vec("r", {24});
+  EXPECT_EQ(vec.build({{2, 3, 4}}), (Shape{1, 1, 24}));
+}
+
+TEST(Concatenate, EveryAxis) {
+  for (int axis : {0, 1, 2}) {
+    Shape a{3, 4, 5}, b = a, c = a;
+    (axis == 0 ? b.h : axis == 1 ? b.w : b.c) = 2;
+    (axis == 0 ? c.h : axis == 1 ? c.w : c.c) = 6;
+    Tensor ta = test::random_tensor(2, a, 1), tb = test::random_tensor(2, b, 2), tc = test::random_tensor(2, c, 3);
+    Concatenate cat_layer("c", axis);
+    cat_layer.build({a, b, c});
+    Tensor out;
+    cat_layer.forward({&ta, &tb, &tc}, out);
+    EXPECT_EQ(max_relative_error(out, ref::concat({&ta, &tb, &tc}, axis)), 0.0) << axis;
+  }
+  Concatenate bad("c", 2);
+  EXPECT_THROW(bad.build({{3, 4, 5}, {3, 5, 5}}), Error);
+}
+
+TEST(Elementwise, AddMultiplyAndBroadcast) {
+  Tensor a = test::random_tensor(2, {3, 4, 5}, 1), b = test::random_tensor(2, {3, 4, 5}, 2);
+  Tensor s = test::random_tensor(2, {1, 1, 5}, 3);
+  Elementwise add("add", ElementwiseOp::add, activation_from_name("relu"));
+  add.build({a.shape(), b.shape(), a.shape()});
+  Tensor out;
+  add.forward({&a, &b, &a}, out);
+  for (std::size_t i = 0; i < out.size(); ++i)
+    EXPECT_FLOAT_EQ(out.data()[i], std::max(0.0f, 2 * a.data()[i] + b.data()[i]));
+  // Squeeze-and-excitation: (h, w, c) * (1, 1, c), with the broadcast input first.
+  Elementwise mul("mul", ElementwiseOp::multiply);
+  mul.build({s.shape(), a.shape()});
+  mul.forward({&s, &a}, out);
+  EXPECT_EQ(out.shape(), a.shape());
+  for (int n = 0; n < 2; ++n)
+    for (std::size_t i = 0; i < a.frame_size(); ++i) EXPECT_FLOAT_EQ(out.frame(n)[i], a.frame(n)[i] * s.frame(n)[i % 5]);
+  Elementwise bad("add", ElementwiseOp::add);
+  EXPECT_THROW(bad.build({{3, 4, 5}, {3, 4, 6}}), Error);
+}

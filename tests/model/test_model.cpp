@@ -1,0 +1,107 @@
+// The model graph: buffer reuse in forward, and optimiser rewrites that must not change outputs.
+#include <gtest/gtest.h>
+
+#include "io/keras_model.h"
+#include "io/keras_writer.h"
+#include "model/optimize.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+
+namespace {
+
+// Evaluates node by node into fresh tensors, keeping every value: no reuse, no in-place.
+Tensor naive_forward(const model::Model& m, const Tensor& input) {
+  std::vector<Tensor> values(m.nodes().size());
+  for (std::size_t n = 0; n < m.nodes().size(); ++n) {
+    std::vector<const Tensor*> in;
+    for (int i : m.nodes()[n].inputs) in.push_back(i == model::kModelInput ? &input : &values[i]);
+    m.nodes()[n].layer->forward(in, values[n]);
+  }
+  return values[m.output()];
+}
+
+// A residual and inception-style DAG with every fusable pattern: conv+bn+relu, add+relu,
+// concat of branches, a branch that reads the input twice, dropout, dense+softmax.
+const char* kDagConfig = R"({"class_name": "Functional", "config": {"name": "dag", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 12, 12, 3]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3], "padding": "same", "use_bias": false}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn1", "config": {"name": "bn1", "axis": -1, "epsilon": 0.001}, "inbound_nodes": [[["c1", 0, 0, {}]]]},
+ {"class_name": "Activation", "name": "r1", "config": {"name": "r1", "activation": "relu"}, "inbound_nodes": [[["bn1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "b1", "config": {"name": "b1", "filters": 4, "kernel_size": [1, 1], "padding": "same"}, "inbound_nodes": [[["r1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "b2", "config": {"name": "b2", "filters": 4, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["r1", 0, 0, {}]]]},
+ {"class_name": "MaxPooling2D", "name": "b3", "config": {"name": "b3", "pool_size": [3, 3], "strides": [1, 1], "padding": "same"}, "inbound_nodes": [[["r1", 0, 0, {}]]]},
+ {"class_name": "Concatenate", "name": "cat", "config": {"name": "cat", "axis": -1}, "inbound_nodes": [[["b1", 0, 0, {}], ["b2", 0, 0, {}], ["b3", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c2", "config": {"name": "c2", "filters": 16, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["cat", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn2", "config": {"name": "bn2", "axis": 3}, "inbound_nodes": [[["c2", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["bn2", 0, 0, {}], ["cat", 0, 0, {}]]]},
+ {"class_name": "ReLU", "name": "r2", "config": {"name": "r2", "max_value": 6.0}, "inbound_nodes": [[["add", 0, 0, {}]]]},
+ {"class_name": "Multiply", "name": "sq", "config": {"name": "sq"}, "inbound_nodes": [[["r2", 0, 0, {}], ["r2", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "dw", "config": {"name": "dw", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "use_bias": false}, "inbound_nodes": [[["sq", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn3", "config": {"name": "bn3", "axis": [3], "center": false}, "inbound_nodes": [[["dw", 0, 0, {}]]]},
+ {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["bn3", 0, 0, {}]]]},
+ {"class_name": "Dropout", "name": "drop", "config": {"name": "drop", "rate": 0.5}, "inbound_nodes": [[["gap", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 5}, "inbound_nodes": [[["drop", 0, 0, {}]]]},
+ {"class_name": "Softmax", "name": "sm", "config": {"name": "sm"}, "inbound_nodes": [[["fc", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["sm", 0, 0]]}})";
+
+}  // namespace
+
+TEST(Model, ForwardWithBufferReuseEqualsNaiveEvaluation) {
+  test::TempDir dir;
+  test::write_random_model(kDagConfig, dir.path("dag.h5"));
+  io::KerasLoadOptions raw;
+  raw.optimize = false;
+  model::Model m = io::load_keras_model(dir.path("dag.h5"), raw);
+  Tensor in = test::random_tensor(3, m.input_shape(), 4);
+  Tensor fast = m.forward(in);
+  Tensor slow = naive_forward(m, in);
+  EXPECT_EQ(max_relative_error(fast, slow), 0.0);
+  // A second run on the same model gives the same answer (no state kept between runs).
+  EXPECT_EQ(max_relative_error(m.forward(in), fast), 0.0);
+}
+
+TEST(Model, OptimiserKeepsOutputs) {
+  test::TempDir dir;
+  test::write_random_model(kDagConfig, dir.path("dag.h5"));
+  io::KerasLoadOptions raw;
+  raw.optimize = false;
+  model::Model plain = io::load_keras_model(dir.path("dag.h5"), raw);
+  model::Model fused = io::load_keras_model(dir.path("dag.h5"));
+  EXPECT_LT(fused.nodes().size(), plain.nodes().size());
+  Tensor in = test::random_tensor(2, plain.input_shape(), 5);
+  EXPECT_LT(max_relative_error(fused.forward(in), plain.forward(in)), 1e-5);
+  // Folded and fused layers are still found by their Keras names.
+  EXPECT_EQ(fused.find("bn1"), fused.find("c1"));
+  EXPECT_EQ(fused.find("r1"), fused.find("c1"));
+  EXPECT_EQ(fused.find("sm"), fused.find("fc"));
+  EXPECT_EQ(fused.find("r2"), fused.find("add"));
+  EXPECT_EQ(fused.find("drop"), fused.find("gap"));
+  EXPECT_EQ(fused.find("nothing"), -1);
+}
+
+TEST(Model, OptimiserLeavesSharedProducersAlone) {
+  // bn2 feeds both the add and nothing else, but cat feeds three readers: no folding across it.
+  test::TempDir dir;
+  test::write_random_model(kDagConfig, dir.path("dag.h5"));
+  model::Model fused = io::load_keras_model(dir.path("dag.h5"));
+  EXPECT_NE(fused.find("cat"), -1);
+  EXPECT_EQ(fused.node(fused.find("cat")).name(), "cat");
+  auto consumers = fused.consumers(fused.find("cat"));
+  EXPECT_EQ(consumers.size(), 2u);  // c2 (with bn2 folded) and add
+}
+
+TEST(Model, CostsAndShapes) {
+  test::TempDir dir;
+  test::write_random_model(kDagConfig, dir.path("dag.h5"));
+  io::KerasLoadOptions raw;
+  raw.optimize = false;
+  model::Model m = io::load_keras_model(dir.path("dag.h5"), raw);
+  int c1 = m.find("c1");
+  EXPECT_EQ(m.cost(c1).macs, 12.0 * 12 * 8 * 3 * 3 * 3);
+  EXPECT_EQ(m.cost(c1).weight_bytes, 3u * 3 * 3 * 8 * 4);
+  EXPECT_EQ(m.node(m.find("cat")).layer->output_shape(), (Shape{12, 12, 16}));
+  EXPECT_EQ(m.output_shape(), (Shape{1, 1, 5}));
+  Tensor wrong(1, {12, 12, 4});
+  EXPECT_THROW(m.forward(wrong), Error);
+}
