@@ -211,6 +211,28 @@ std::vector<float> H5File::read_floats(const std::string& dataset, std::size_t m
   return values;
 }
 
+std::vector<float> H5File::read_floats_slice(const std::string& dataset, int axis, std::int64_t begin,
+                                            std::int64_t end) const {
+  if (!is_dataset(dataset)) fail(where(dataset), ": no such dataset");
+  auto shape = dataset_shape(dataset);
+  if (axis < 0 || axis >= static_cast<int>(shape.size()) || begin < 0 || end > shape[axis] || begin >= end)
+    fail(where(dataset), ": slice [", begin, ", ", end, ") on axis ", axis, " does not fit the dataset");
+  std::vector<hsize_t> offset(shape.size(), 0), count(shape.begin(), shape.end());
+  offset[axis] = begin;
+  count[axis] = end - begin;
+  std::size_t total = 1;
+  for (auto c : count) total *= c;
+  H5Handle d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
+  H5Handle file_space(H5Dget_space(d.get()));
+  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr, count.data(), nullptr) < 0)
+    fail(where(dataset), ": cannot select slice");
+  H5Handle mem_space(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
+  std::vector<float> values(total);
+  if (H5Dread(d.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, values.data()) < 0)
+    fail(where(dataset), ": cannot read slice (truncated file?)");
+  return values;
+}
+
 void H5File::create_group(const std::string& group) {
   if (exists(group)) return;
   H5Handle lcpl(H5Pcreate(H5P_LINK_CREATE));

@@ -52,6 +52,10 @@ class H5File {
   // Reads a dataset of any numeric type as float32. Refuses datasets larger than
   // max_elements, so a corrupt header cannot make it allocate without bound.
   std::vector<float> read_floats(const std::string& dataset, std::size_t max_elements) const;
+  // Reads only indices [begin, end) along `axis` (a hyperslab), so a rank holding a slice of a
+  // split layer never holds the whole weight. Result in row-major order of the slab.
+  std::vector<float> read_floats_slice(const std::string& dataset, int axis, std::int64_t begin,
+                                       std::int64_t end) const;
 
   void create_group(const std::string& group);
   void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);

@@ -43,57 +43,6 @@ std::string dims_str(const std::vector<std::int64_t>& dims) {
   return s + (dims.size() == 1 ? ",)" : ")");
 }
 
-// Finds and reads the weights of every layer from the file's weight groups.
-class WeightReader {
- public:
-  WeightReader(const H5File& file, std::string root) : file_(file), root_(std::move(root)) {}
-
-  layers::WeightMap read(const KerasLayerSpec& spec, const std::vector<layers::WeightSpec>& wanted) {
-    const std::string group = root_ + spec.weight_group;
-    if (!file_.is_group(group))
-      fail(file_.path(), ": layer '", spec.name, "' has weights but the file has no group '", group, "'");
-    auto& datasets = datasets_in(group);
-    layers::WeightMap out;
-    for (const auto& w : wanted) {
-      std::vector<std::string> hits;
-      for (const auto& d : datasets)
-        if (strip_suffix(basename(d)) == w.name) hits.push_back(d);
-      if (hits.size() > 1) {
-        // Several layers share the group (nested models): keep those under this layer's name.
-        std::vector<std::string> own;
-        for (const auto& d : hits)
-          if (parent_name(d) == spec.weight_owner) own.push_back(d);
-        hits = own;
-      }
-      if (hits.empty())
-        fail(file_.path(), ": layer '", spec.name, "' weight '", w.name, "' ", w.shape_str(), " is missing from group '",
-             group, "'", datasets.empty() ? " (the group is empty)" : "");
-      if (hits.size() > 1)
-        fail(file_.path(), ": layer '", spec.name, "' weight '", w.name, "' is ambiguous in group '", group, "': '",
-             hits[0], "' and '", hits[1], "'");
-      const std::string path = group + "/" + hits[0];
-      auto dims = file_.dataset_shape(path);
-      std::vector<std::int64_t> expected(w.shape.begin(), w.shape.end());
-      if (dims != expected)
-        fail(file_.path(), ": layer '", spec.name, "' ", w.name, " is ", dims_str(dims), ", expected ",
-             w.shape_str());
-      out[w.name] = file_.read_floats(path, w.count());
-    }
-    return out;
-  }
-
- private:
-  const std::vector<std::string>& datasets_in(const std::string& group) {
-    auto it = cache_.find(group);
-    if (it == cache_.end()) it = cache_.emplace(group, file_.datasets_below(group)).first;
-    return it->second;
-  }
-
-  const H5File& file_;
-  std::string root_;
-  std::map<std::string, std::vector<std::string>> cache_;
-};
-
 }  // namespace
 
 json read_keras_config(const std::string& path, const std::string& arch_path, std::string* keras_version) {
@@ -134,7 +83,7 @@ model::Model build_keras_model(const KerasModelSpec& spec, const std::string& so
       inputs.push_back(it->second);
     }
     KerasLayerContext ctx{source, spec.channels_first, spec.keras3, rank.at(l.inbound.at(0))};
-    index[l.name] = m.add(make_keras_layer(l, ctx), inputs);
+    index[l.name] = m.add(make_keras_layer(l, ctx), inputs, static_cast<int>(&l - spec.layers.data()));
     rank[l.name] = keras_output_rank(l, ctx.input_rank);
   }
   auto out = index.find(spec.output_name);
@@ -148,30 +97,103 @@ model::Model build_keras_model(const KerasModelSpec& spec, const std::string& so
   return m;
 }
 
-model::Model load_keras_model(const std::string& path, const KerasLoadOptions& options) {
+struct KerasWeightReader::Impl {
+  H5File file;
+  const KerasModelSpec& spec;
+  std::string root;
+  std::map<std::string, std::vector<std::string>> datasets;  // per group, found on first use
+
+  Impl(const std::string& path, const KerasModelSpec& s) : file(path), spec(s) {
+    root = file.is_group("/model_weights") ? "/model_weights/" : "/";
+  }
+
+  const std::vector<std::string>& datasets_in(const std::string& group) {
+    auto it = datasets.find(group);
+    if (it == datasets.end()) it = datasets.emplace(group, file.datasets_below(group)).first;
+    return it->second;
+  }
+
+  // The dataset holding weight `name` of a layer: matched by name, never by position.
+  std::string locate(const KerasLayerSpec& layer, const layers::WeightSpec& w) {
+    const std::string group = root + layer.weight_group;
+    if (!file.is_group(group))
+      fail(file.path(), ": layer '", layer.name, "' has weights but the file has no group '", group, "'");
+    const auto& all = datasets_in(group);
+    std::vector<std::string> hits;
+    for (const auto& d : all)
+      if (strip_suffix(basename(d)) == w.name) hits.push_back(d);
+    if (hits.size() > 1) {
+      // Several layers share the group (nested models): keep those under this layer's name.
+      std::vector<std::string> own;
+      for (const auto& d : hits)
+        if (parent_name(d) == layer.weight_owner) own.push_back(d);
+      hits = own;
+    }
+    if (hits.empty())
+      fail(file.path(), ": layer '", layer.name, "' weight '", w.name, "' ", w.shape_str(), " is missing from group '",
+           group, "'", all.empty() ? " (the group is empty)" : "");
+    if (hits.size() > 1)
+      fail(file.path(), ": layer '", layer.name, "' weight '", w.name, "' is ambiguous in group '", group, "': '",
+           hits[0], "' and '", hits[1], "'");
+    const std::string path = group + "/" + hits[0];
+    auto dims = file.dataset_shape(path);
+    std::vector<std::int64_t> expected(w.shape.begin(), w.shape.end());
+    if (dims != expected)
+      fail(file.path(), ": layer '", layer.name, "' ", w.name, " is ", dims_str(dims), ", expected ", w.shape_str());
+    return path;
+  }
+};
+
+KerasWeightReader::KerasWeightReader(const std::string& path, const KerasModelSpec& spec)
+    : impl_(std::make_unique<Impl>(path, spec)) {}
+KerasWeightReader::~KerasWeightReader() = default;
+
+const std::string& KerasWeightReader::path() const { return impl_->file.path(); }
+
+std::vector<float> KerasWeightReader::read(int source, const layers::WeightSpec& wanted, WeightSlice slice) {
+  const auto& layer = impl_->spec.layers.at(source);
+  const std::string path = impl_->locate(layer, wanted);
+  if (slice.axis < 0) return impl_->file.read_floats(path, wanted.count());
+  return impl_->file.read_floats_slice(path, slice.axis, slice.begin, slice.end);
+}
+
+layers::WeightMap KerasWeightReader::read_all(int source, const std::vector<layers::WeightSpec>& wanted) {
+  layers::WeightMap out;
+  for (const auto& w : wanted) out[w.name] = read(source, w);
+  return out;
+}
+
+void KerasWeightReader::load_node(model::Node& node) {
+  auto set = [&](layers::Layer& layer, int source) {
+    auto wanted = layer.weight_specs();
+    if (wanted.empty()) return;
+    try {
+      layer.set_weights(read_all(source, wanted));
+    } catch (const Error& e) {
+      fail(path(), ": ", e.what());
+    }
+  };
+  set(*node.layer, node.source);
+  for (auto& f : node.folded) set(*f.layer, f.source);
+  model::apply_folds(node);
+}
+
+KerasModelStructure load_keras_structure(const std::string& path, const std::string& arch_path, bool optimize) {
   std::string version;
-  json config = read_keras_config(path, options.arch_path, &version);
-  const std::string source = options.arch_path.empty() ? path : options.arch_path;
+  json config = read_keras_config(path, arch_path, &version);
+  const std::string source = arch_path.empty() ? path : arch_path;
   KerasModelSpec spec = parse_keras_config(config, source, version);
   model::Model m = build_keras_model(spec, source);
-  if (!options.load_weights) return m;
+  if (optimize) model::optimize(m);
+  return KerasModelStructure{std::move(m), std::move(spec), source};
+}
 
-  H5File file(path);
-  const std::string root = file.is_group("/model_weights") ? "/model_weights/" : "/";
-  WeightReader reader(file, root);
-  auto& nodes = m.nodes();
-  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
-    auto wanted = nodes[i].layer->weight_specs();
-    if (wanted.empty()) continue;
-    auto weights = reader.read(spec.layers[i], wanted);
-    try {
-      nodes[i].layer->set_weights(std::move(weights));
-    } catch (const Error& e) {
-      fail(path, ": ", e.what());
-    }
-  }
-  if (options.optimize) model::optimize(m);
-  return m;
+model::Model load_keras_model(const std::string& path, const KerasLoadOptions& options) {
+  KerasModelStructure s = load_keras_structure(path, options.arch_path, options.optimize);
+  if (!options.load_weights) return std::move(s.model);
+  KerasWeightReader reader(path, s.spec);
+  for (auto& node : s.model.nodes()) reader.load_node(node);
+  return std::move(s.model);
 }
 
 }  // namespace chorus::io

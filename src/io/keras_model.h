@@ -20,6 +20,38 @@ struct KerasLoadOptions {
 // Throws chorus::Error naming the file, layer and weight, with what was expected and found.
 model::Model load_keras_model(const std::string& path, const KerasLoadOptions& options = {});
 
+// The model's graph, optimised if asked, without weights: what every rank builds first.
+struct KerasModelStructure {
+  model::Model model;
+  KerasModelSpec spec;
+  std::string source;  // the file that held the config, for messages
+};
+KerasModelStructure load_keras_structure(const std::string& path, const std::string& arch_path, bool optimize);
+
+// Part of a weight to read: indices [begin, end) along axis; axis -1 reads it whole.
+struct WeightSlice {
+  int axis = -1;
+  std::int64_t begin = 0, end = 0;
+};
+
+// Finds a layer's weights in a Keras HDF5 file by name and reads them, whole or in slices.
+class KerasWeightReader {
+ public:
+  KerasWeightReader(const std::string& path, const KerasModelSpec& spec);
+  ~KerasWeightReader();
+  // Reads weight `wanted` (Keras name and full shape) of layer spec.layers[source].
+  std::vector<float> read(int source, const layers::WeightSpec& wanted, WeightSlice slice = {});
+  // Reads all weights of a layer whole.
+  layers::WeightMap read_all(int source, const std::vector<layers::WeightSpec>& wanted);
+  // Loads a node whole: its weights, its folded batch norms' weights, then the folds.
+  void load_node(model::Node& node);
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Builds the model (shapes only, no weights) from a parsed config.
 model::Model build_keras_model(const KerasModelSpec& spec, const std::string& source);
 

@@ -13,10 +13,10 @@ void Model::set_input(std::string name, Shape shape, bool channels_first) {
   channels_first_ = channels_first;
 }
 
-int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs) {
+int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, int source) {
   const int index = static_cast<int>(nodes_.size());
   for (int i : inputs) CHORUS_ASSERT(i == kModelInput || (i >= 0 && i < index), "input ", i, " of node ", index);
-  nodes_.push_back(Node{std::move(layer), std::move(inputs), {}});
+  nodes_.push_back(Node{std::move(layer), std::move(inputs), {}, {}, source});
   output_ = index;
   built_ = false;
   return index;

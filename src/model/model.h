@@ -14,10 +14,19 @@ namespace chorus::model {
 // Stands for the model's input in Node::inputs.
 constexpr int kModelInput = -1;
 
+// A batch normalisation the optimiser folded into a node; its weights are loaded with the
+// node's and applied to them (model::apply_folds).
+struct FoldedLayer {
+  std::unique_ptr<layers::Layer> layer;
+  int source = -1;
+};
+
 struct Node {
   std::unique_ptr<layers::Layer> layer;
   std::vector<int> inputs;          // indices of earlier nodes, or kModelInput
-  std::vector<std::string> merged;  // layers folded into this one by the optimiser
+  std::vector<std::string> merged;  // layers folded or fused into this one by the optimiser
+  std::vector<FoldedLayer> folded;  // batch norms whose weights fold into this layer's at load
+  int source = -1;                  // index of the layer in the imported file (for its weights)
   const std::string& name() const { return layer->name(); }
 };
 
@@ -34,7 +43,7 @@ class Model {
   // channels_first, i.e. its users feed NCHW data.
   void set_input(std::string name, Shape shape, bool channels_first = false);
   // Appends a layer; its inputs must already be in the model. Returns its index.
-  int add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs);
+  int add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, int source = -1);
   void set_output(int node) { output_ = node; }
 
   // Shape inference over all nodes in order; throws chorus::Error naming the failing layer.

@@ -31,16 +31,31 @@ int readers(const std::vector<Node>& nodes, const std::vector<bool>& removed, in
   return count;
 }
 
-bool fold_into(Layer& producer, const layers::BatchNorm& bn) {
-  if (auto* conv = dynamic_cast<layers::Conv2D*>(&producer)) conv->fold_scale_shift(bn.scale(), bn.shift());
-  else if (auto* dw = dynamic_cast<layers::DepthwiseConv2D*>(&producer)) dw->fold_scale_shift(bn.scale(), bn.shift());
-  else if (auto* sep = dynamic_cast<layers::SeparableConv2D*>(&producer)) sep->fold_scale_shift(bn.scale(), bn.shift());
-  else if (auto* dense = dynamic_cast<layers::Dense*>(&producer)) dense->fold_scale_shift(bn.scale(), bn.shift());
+bool can_absorb_batch_norm(const Layer& l) {
+  return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
+         dynamic_cast<const layers::SeparableConv2D*>(&l) || dynamic_cast<const layers::Dense*>(&l);
+}
+
+}  // namespace
+
+bool fold_scale_shift(Layer& producer, const Layer& batch_norm, int first_channel, bool shift) {
+  const auto& bn = dynamic_cast<const layers::BatchNorm&>(batch_norm);
+  const int channels = producer.output_shape().c;
+  CHORUS_ASSERT(first_channel + channels <= static_cast<int>(bn.scale().size()), "fold range");
+  std::vector<float> s(bn.scale().begin() + first_channel, bn.scale().begin() + first_channel + channels);
+  std::vector<float> t(channels, 0.0f);
+  if (shift) t.assign(bn.shift().begin() + first_channel, bn.shift().begin() + first_channel + channels);
+  if (auto* conv = dynamic_cast<layers::Conv2D*>(&producer)) conv->fold_scale_shift(s, t);
+  else if (auto* dw = dynamic_cast<layers::DepthwiseConv2D*>(&producer)) dw->fold_scale_shift(s, t);
+  else if (auto* sep = dynamic_cast<layers::SeparableConv2D*>(&producer)) sep->fold_scale_shift(s, t);
+  else if (auto* dense = dynamic_cast<layers::Dense*>(&producer)) dense->fold_scale_shift(s, t);
   else return false;
   return true;
 }
 
-}  // namespace
+void apply_folds(Node& node) {
+  for (const auto& f : node.folded) CHORUS_ASSERT(fold_scale_shift(*node.layer, *f.layer), "fold into ", node.name());
+}
 
 OptimizeStats optimize(Model& model) {
   OptimizeStats stats;
@@ -67,9 +82,10 @@ OptimizeStats optimize(Model& model) {
     layers::Activation* producer_act = producer.layer->fusable_activation();
     // Batch normalisation after a linear convolution or dense layer becomes its kernel and bias.
     if (auto* bn = dynamic_cast<layers::BatchNorm*>(&layer)) {
-      if (producer_act && producer_act->is_linear() && fold_into(*producer.layer, *bn)) {
+      if (producer_act && producer_act->is_linear() && can_absorb_batch_norm(*producer.layer)) {
         *producer_act = bn->activation();
         producer.merged.push_back(layer.name());
+        producer.folded.push_back(FoldedLayer{std::move(node.layer), node.source});
         for (auto& m : node.merged) producer.merged.push_back(m);
         rewire(nodes, output, static_cast<int>(n), src);
         removed[n] = true;

@@ -1,0 +1,125 @@
+// Per-layer speed. Each case reports GFLOP/s (2 x multiply-adds per second) so kernels can be
+// compared with the sgemm case, which is what this core can do at best.
+#include <benchmark/benchmark.h>
+
+#include "core/random.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/depthwise_conv2d.h"
+#include "layers/gemm.h"
+#include "layers/pooling.h"
+
+using namespace chorus;
+using namespace chorus::layers;
+
+namespace {
+
+std::vector<float> noise(std::size_t n, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = rng.uniform(-1, 1);
+  return v;
+}
+
+Tensor noise_tensor(Shape s) {
+  Tensor t(1, s);
+  auto v = noise(t.size(), 3);
+  std::copy(v.begin(), v.end(), t.data());
+  return t;
+}
+
+// Shown as "GFLOP=x/s": 2 x multiply-adds per iteration, as a rate.
+void report(benchmark::State& state, double macs) {
+  state.counters["GFLOP"] = benchmark::Counter(2.0 * macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// sgemm of the shape VGG16's block-3 convolutions produce (M=256, K=2304, N=3136).
+void BM_Sgemm(benchmark::State& state) {
+  const int m = state.range(0), k = state.range(1), n = state.range(2);
+  auto a = noise(static_cast<std::size_t>(m) * k, 1), b = noise(static_cast<std::size_t>(k) * n, 2);
+  std::vector<float> c(static_cast<std::size_t>(m) * n);
+  for (auto _ : state) {
+    gemm(m, n, k, a.data(), m, b.data(), k, c.data(), m);
+    benchmark::DoNotOptimize(c.data());
+  }
+  report(state, double(m) * n * k);
+}
+BENCHMARK(BM_Sgemm)->Args({256, 2304, 3136})->Args({512, 4608, 784})->Args({64, 576, 50176})->Unit(benchmark::kMillisecond);
+
+// Conv2D: args are input size, channels in, channels out, kernel, stride.
+void BM_Conv2D(benchmark::State& state) {
+  Conv2DSettings s;
+  const int size = state.range(0), cin = state.range(1);
+  s.filters = state.range(2);
+  s.kernel_h = s.kernel_w = state.range(3);
+  s.stride_h = s.stride_w = state.range(4);
+  s.padding = Padding::same;
+  s.activation = activation_from_name("relu");
+  Conv2D conv("conv", s);
+  conv.build({{size, size, cin}});
+  conv.set_weights({{"kernel", noise(static_cast<std::size_t>(s.kernel_h) * s.kernel_w * cin * s.filters, 1)},
+                    {"bias", noise(s.filters, 2)}});
+  Tensor in = noise_tensor({size, size, cin}), out;
+  for (auto _ : state) {
+    conv.forward({&in}, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, conv.macs());
+}
+BENCHMARK(BM_Conv2D)
+    ->Args({224, 64, 64, 3, 1})   // VGG16 block1_conv2
+    ->Args({56, 256, 256, 3, 1})  // VGG16 block3
+    ->Args({14, 512, 512, 3, 1})  // VGG16 block5
+    ->Args({56, 64, 256, 1, 1})   // ResNet-50 1x1 expand
+    ->Args({227, 3, 96, 11, 4})   // AlexNet conv1
+    ->Unit(benchmark::kMillisecond);
+
+void BM_DepthwiseConv2D(benchmark::State& state) {
+  DepthwiseConv2DSettings s;
+  const int size = state.range(0), c = state.range(1);
+  s.stride_h = s.stride_w = state.range(2);
+  s.padding = Padding::same;
+  DepthwiseConv2D dw("dw", s);
+  dw.build({{size, size, c}});
+  dw.set_weights({{"depthwise_kernel", noise(9 * c, 1)}, {"bias", noise(c, 2)}});
+  Tensor in = noise_tensor({size, size, c}), out;
+  for (auto _ : state) {
+    dw.forward({&in}, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, dw.macs());
+}
+BENCHMARK(BM_DepthwiseConv2D)->Args({112, 96, 2})->Args({28, 192, 1})->Args({14, 576, 1})->Unit(benchmark::kMicrosecond);
+
+void BM_Dense(benchmark::State& state) {
+  const int in = state.range(0), units = state.range(1);
+  Dense dense("fc", {units, true, activation_from_name("relu")});
+  dense.build({{1, 1, in}});
+  dense.set_weights({{"kernel", noise(static_cast<std::size_t>(in) * units, 1)}, {"bias", noise(units, 2)}});
+  Tensor x = noise_tensor({1, 1, in}), out;
+  for (auto _ : state) {
+    dense.forward({&x}, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, dense.macs());
+  state.counters["weight_GB"] = benchmark::Counter(4.0 * in * units / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Dense)->Args({25088, 4096})->Args({4096, 4096})->Args({4096, 1000})->Unit(benchmark::kMillisecond);
+
+void BM_MaxPool(benchmark::State& state) {
+  Pool2DSettings s;
+  const int size = state.range(0), c = state.range(1);
+  Pool2D pool("pool", s);
+  pool.build({{size, size, c}});
+  Tensor in = noise_tensor({size, size, c}), out;
+  for (auto _ : state) {
+    pool.forward({&in}, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * in.size() * 4);
+}
+BENCHMARK(BM_MaxPool)->Args({224, 64})->Args({28, 512})->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
