@@ -71,14 +71,16 @@ class ConfigReader {
   Pads pads(const char* key) const {
     if (!has(key)) return {1, 1, 1, 1};
     const json& v = c_[key];
-    if (v.is_number_integer()) { int p = v.get<int>(); return {p, p, p, p}; }
+    auto is_int = [](const json& x) { return x.is_number_integer(); };
+    if (is_int(v)) { int p = v.get<int>(); return {p, p, p, p}; }
     if (v.is_array() && v.size() == 2) {
-      if (v[0].is_number_integer() && v[1].is_number_integer())
+      if (is_int(v[0]) && is_int(v[1]))
         return {v[0].get<int>(), v[0].get<int>(), v[1].get<int>(), v[1].get<int>()};
-      if (v[0].is_array() && v[1].is_array() && v[0].size() == 2 && v[1].size() == 2)
+      if (v[0].is_array() && v[1].is_array() && v[0].size() == 2 && v[1].size() == 2 && is_int(v[0][0]) &&
+          is_int(v[0][1]) && is_int(v[1][0]) && is_int(v[1][1]))
         return {v[0][0].get<int>(), v[0][1].get<int>(), v[1][0].get<int>(), v[1][1].get<int>()};
     }
-    error("'", key, "' should be an int, a pair or a pair of pairs, found ", v.dump());
+    error("'", key, "' should be an int, a pair or a pair of pairs of ints, found ", v.dump());
   }
   Padding padding() const {
     std::string p = text("padding", "valid");
@@ -360,7 +362,12 @@ std::unique_ptr<Layer> make_keras_layer(const KerasLayerSpec& spec, const KerasL
     fail(context.source, ": layer '", spec.name, "' has unknown type '", spec.class_name, "' (supported: ", list, ")");
   }
   ConfigReader reader(spec, context);
-  return it->second(spec, reader);
+  try {
+    return it->second(spec, reader);
+  } catch (const json::exception& e) {
+    // A setting of an unexpected JSON type that no check above caught: still name the layer.
+    fail(context.source, ": layer '", spec.name, "' (", spec.class_name, "): malformed config: ", e.what());
+  }
 }
 
 int keras_output_rank(const KerasLayerSpec& spec, int input_rank) {

@@ -51,9 +51,16 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements) {
   NpyArray array;
   std::string dims = m[1];
   std::size_t count = 1;
-  std::regex number("\\d+");
+  std::regex number("-?\\d+");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
-    std::int64_t d = std::stoll(it->str());
+    const std::string text = it->str();
+    if (text[0] == '-') fail(path, ": .npy shape has a negative dimension (", text, ")");
+    std::int64_t d = 0;
+    try {
+      d = std::stoll(text);
+    } catch (const std::out_of_range&) {
+      fail(path, ": .npy shape dimension ", text, " is too large");
+    }
     array.shape.push_back(d);
     if (d > 0 && count > max_elements / static_cast<std::size_t>(d))
       fail(path, ": array claims more than ", max_elements, " values");

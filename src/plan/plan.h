@@ -1,0 +1,46 @@
+#pragma once
+// A plan is plain data: which ranks run which contiguous range of layers, and how. It is
+// written and read as JSON (docs/plan-format.md), validated against the model before anything
+// runs, and every rank derives the same one.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace chorus::plan {
+
+enum class StageMode {
+  single,         // one rank runs the range
+  replicate,      // data parallel: frames dealt to the ranks in proportion to `fractions`
+  split_output,   // each rank computes a slice of the output channels of conv/dense layers
+  split_input,    // each rank takes a slice of the input channels, partial sums are added
+  split_spatial,  // each rank computes a band of rows through the whole (fused) range
+};
+
+std::string mode_name(StageMode mode);
+// Parses "single", "replicate", "split-output", ...; throws chorus::Error listing the names.
+StageMode parse_mode(const std::string& name);
+
+struct Stage {
+  std::string first, last;        // layer names, inclusive, in the model's topological order
+  StageMode mode = StageMode::single;
+  std::vector<int> ranks;
+  std::vector<double> fractions;  // one per rank, summing to 1; empty means equal shares
+};
+
+struct Plan {
+  std::string model;              // informational: what the plan was made for
+  int ranks = 1;                  // the MPI world size the plan needs
+  int source = 0;                 // rank that reads inputs
+  int sink = 0;                   // rank that collects outputs
+  int max_in_flight = 0;          // frames in the pipeline at once; 0 = 2 x stages + 2
+  std::vector<Stage> stages;
+  nlohmann::json prediction;      // written by the planner; carried along unread
+};
+
+// JSON conversion; from_json throws chorus::Error naming `source` and the bad field.
+Plan plan_from_json(const nlohmann::json& j, const std::string& source);
+nlohmann::json plan_to_json(const Plan& plan);
+Plan read_plan(const std::string& path);
+void write_plan(const Plan& plan, const std::string& path);
+
+}  // namespace chorus::plan
