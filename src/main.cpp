@@ -1,21 +1,26 @@
-// chorus: one binary for every command. Errors end the process with a message, never a crash.
+// chorus: one SPMD binary for every command. Under mpirun every rank runs this same main;
+// errors end the process (or, while streaming, the whole job) with a message, never a crash.
 #include <cstdio>
 #include <exception>
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "runtime/transport.h"
 
 int main(int argc, char** argv) {
+  // MPI first (when launched by mpirun), since MPI_Init may consume its own arguments.
+  auto transport = chorus::runtime::make_transport(&argc, &argv);
+  const std::string prefix = transport->size() > 1 ? "[rank " + std::to_string(transport->rank()) + "] " : "";
   try {
-    return chorus::cli::run_cli(argc, argv);
+    return chorus::cli::run_cli(argc, argv, *transport);
   } catch (const chorus::Error& e) {
-    std::fprintf(stderr, "chorus: error: %s\n", e.what());
+    std::fprintf(stderr, "%schorus: error: %s\n", prefix.c_str(), e.what());
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "chorus: error: out of memory\n");
+    std::fprintf(stderr, "%schorus: error: out of memory\n", prefix.c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "chorus: internal error: %s\n", e.what());
+    std::fprintf(stderr, "%schorus: internal error: %s\n", prefix.c_str(), e.what());
     return 2;
   }
 }

@@ -6,12 +6,14 @@
 
 namespace chorus::cli {
 
-int run_cli(int argc, char** argv) {
+int run_cli(int argc, char** argv, runtime::Transport& transport) {
   CLI::App app{"Chorus: run one neural network across a cluster of small devices"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "chorus 0.1.0");
   add_info_command(app);
-  add_run_command(app);
+  int exit_code = 0;
+  add_run_command(app, transport, exit_code);
+  add_plan_command(app);
   add_init_weights_command(app);
   add_bench_command(app);
   try {
@@ -19,7 +21,7 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  return 0;
+  return exit_code;
 }
 
 }  // namespace chorus::cli

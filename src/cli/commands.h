@@ -3,10 +3,14 @@
 // arranges for the command to run when chosen.
 #include <CLI/CLI.hpp>
 
+#include "runtime/transport.h"
+
 namespace chorus::cli {
 
 void add_info_command(CLI::App& app);
-void add_run_command(CLI::App& app);
+// `exit_code` receives the run's status (set-up errors on some rank give 1).
+void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_code);
+void add_plan_command(CLI::App& app);
 void add_init_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 

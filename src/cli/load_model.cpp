@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/keras_model.h"
+#include "model/optimize.h"
 
 namespace chorus::cli {
 
@@ -14,11 +15,13 @@ bool is_architecture_file(const std::string& path) {
 }
 }  // namespace
 
-LoadedModel load_model(const std::string& path, const std::string& arch_path, bool optimize) {
+LoadedModel load_model(const std::string& path, const std::string& arch_path, bool optimize, bool load_weights) {
   if (is_architecture_file(path)) {
     auto config = io::read_architecture_file(path);
     auto spec = io::parse_keras_config(config, path);
-    return LoadedModel{io::build_keras_model(spec, path), false};
+    model::Model m = io::build_keras_model(spec, path);
+    if (optimize) model::optimize(m);
+    return LoadedModel{std::move(m), false};
   }
   std::string ext = std::filesystem::path(path).extension().string();
   if (ext == ".keras")
@@ -26,7 +29,8 @@ LoadedModel load_model(const std::string& path, const std::string& arch_path, bo
   io::KerasLoadOptions options;
   options.arch_path = arch_path;
   options.optimize = optimize;
-  return LoadedModel{io::load_keras_model(path, options), true};
+  options.load_weights = load_weights;
+  return LoadedModel{io::load_keras_model(path, options), load_weights};
 }
 
 model::Model load_model_with_weights(const std::string& path, const std::string& arch_path) {

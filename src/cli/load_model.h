@@ -12,8 +12,10 @@ struct LoadedModel {
   bool has_weights = true;
 };
 
-// `optimize` folds batch norms and fuses activations (off for `info --raw`).
-LoadedModel load_model(const std::string& path, const std::string& arch_path, bool optimize = true);
+// `optimize` folds batch norms and fuses activations (off for `info --raw`); without
+// `load_weights` only the graph is built (plans need no weights).
+LoadedModel load_model(const std::string& path, const std::string& arch_path, bool optimize = true,
+                       bool load_weights = true);
 
 // Same, but throws a helpful error when the file has no weights (run, bench).
 model::Model load_model_with_weights(const std::string& path, const std::string& arch_path);

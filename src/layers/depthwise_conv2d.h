@@ -23,6 +23,7 @@ class DepthwiseConv2D : public Layer {
   DepthwiseConv2D(std::string name, DepthwiseConv2DSettings settings);
   std::string type() const override { return "DepthwiseConv2D"; }
   const DepthwiseConv2DSettings& settings() const { return settings_; }
+  const Pads& pads() const { return pads_; }
 
   std::vector<WeightSpec> weight_specs() const override;
   void set_weights(WeightMap weights) override;

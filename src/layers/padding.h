@@ -8,6 +8,7 @@ class ZeroPadding2D : public Layer {
  public:
   ZeroPadding2D(std::string name, Pads pads);
   std::string type() const override { return "ZeroPadding2D"; }
+  const Pads& pads() const { return pads_; }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
 

@@ -24,6 +24,7 @@ class Pool2D : public Layer {
     return settings_.kind == PoolKind::max ? "MaxPooling2D" : "AveragePooling2D";
   }
   const Pool2DSettings& settings() const { return settings_; }
+  const Pads& pads() const { return pads_; }
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;

@@ -1,0 +1,135 @@
+#include "partition/layer_parts.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/depthwise_conv2d.h"
+#include "model/optimize.h"
+
+namespace chorus::partition {
+
+using namespace chorus::layers;
+
+namespace {
+
+// Loads the node's folded batch norms (small, whole) so their channels can be folded into a part.
+void load_folded(const model::Node& node, io::KerasWeightReader& reader) {
+  for (const auto& f : node.folded)
+    f.layer->set_weights(reader.read_all(f.source, f.layer->weight_specs()));
+}
+
+WeightSpec spec_named(const Layer& layer, const std::string& name) {
+  for (const auto& s : layer.weight_specs())
+    if (s.name == name) return s;
+  CHORUS_ASSERT(false, "no weight ", name, " in ", layer.name());
+}
+
+bool has_weight(const Layer& layer, const std::string& name) {
+  for (const auto& s : layer.weight_specs())
+    if (s.name == name) return true;
+  return false;
+}
+
+}  // namespace
+
+void slice_channels(const Tensor& in, int begin, int end, Tensor& out) {
+  const Shape s = in.shape();
+  const int width = end - begin;
+  out.resize(in.frames(), {s.h, s.w, width});
+  const std::size_t pixels = in.size() / s.c;
+  for (std::size_t p = 0; p < pixels; ++p)
+    std::copy(in.data() + p * s.c + begin, in.data() + p * s.c + end, out.data() + p * width);
+}
+
+LayerPart make_output_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader) {
+  const Layer& full = *node.layer;
+  const Shape in = full.input_shapes()[0];
+  LayerPart part;
+  WeightMap w;
+  int first_channel = begin;
+  if (auto* conv = dynamic_cast<const Conv2D*>(&full)) {
+    Conv2DSettings s = conv->settings();
+    s.filters = end - begin;
+    part.layer = std::make_unique<Conv2D>(full.name(), s);
+    part.layer->build({in});
+    w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {3, begin, end});
+  } else if (auto* dense = dynamic_cast<const Dense*>(&full)) {
+    DenseSettings s = dense->settings();
+    s.units = end - begin;
+    part.layer = std::make_unique<Dense>(full.name(), s);
+    part.layer->build({in});
+    w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {1, begin, end});
+  } else if (auto* dw = dynamic_cast<const DepthwiseConv2D*>(&full)) {
+    // Depthwise: output channels [begin*m, end*m) come from input channels [begin, end) alone.
+    const int m = dw->settings().depth_multiplier;
+    part.layer = std::make_unique<DepthwiseConv2D>(full.name(), dw->settings());
+    part.layer->build({{in.h, in.w, end - begin}});
+    part.input_begin = begin;
+    part.input_end = end;
+    part.reads_all_inputs = false;
+    w["depthwise_kernel"] = reader.read(node.source, spec_named(full, "depthwise_kernel"), {2, begin, end});
+    begin *= m;
+    end *= m;
+    first_channel = begin;
+  } else {
+    fail("layer '", full.name(), "' (", full.type(), ") cannot be split by output channels");
+  }
+  if (has_weight(full, "bias")) w["bias"] = reader.read(node.source, spec_named(full, "bias"), {0, begin, end});
+  part.layer->set_weights(std::move(w));
+  load_folded(node, reader);
+  for (const auto& f : node.folded) model::fold_scale_shift(*part.layer, *f.layer, first_channel);
+  part.begin = begin;
+  part.end = end;
+  return part;
+}
+
+LayerPart make_input_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader) {
+  const Layer& full = *node.layer;
+  const Shape in = full.input_shapes()[0];
+  const Shape band{in.h, in.w, end - begin};
+  LayerPart part;
+  WeightMap w;
+  Activation activation;
+  if (auto* conv = dynamic_cast<const Conv2D*>(&full)) {
+    Conv2DSettings s = conv->settings();
+    activation = s.activation;
+    s.use_bias = false;
+    s.activation = Activation{};
+    part.layer = std::make_unique<Conv2D>(full.name(), s);
+    part.layer->build({band});
+    w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {2, begin, end});
+  } else if (auto* dense = dynamic_cast<const Dense*>(&full)) {
+    DenseSettings s = dense->settings();
+    activation = s.activation;
+    s.use_bias = false;
+    s.activation = Activation{};
+    part.layer = std::make_unique<Dense>(full.name(), s);
+    part.layer->build({band});
+    w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {0, begin, end});
+  } else {
+    fail("layer '", full.name(), "' (", full.type(), ") cannot be split by input channels");
+  }
+  part.layer->set_weights(std::move(w));
+  const int outputs = full.output_shape().c;
+  part.bias.assign(outputs, 0.0f);
+  if (has_weight(full, "bias")) part.bias = reader.read(node.source, spec_named(full, "bias"));
+  load_folded(node, reader);
+  for (const auto& f : node.folded) {
+    // Scale every partial sum; the shift joins the bias, added once after the sum.
+    model::fold_scale_shift(*part.layer, *f.layer, 0, /*shift=*/false);
+    const auto& bn = dynamic_cast<const BatchNorm&>(*f.layer);
+    for (int c = 0; c < outputs; ++c) part.bias[c] = part.bias[c] * bn.scale()[c] + bn.shift()[c];
+  }
+  part.activation = activation;
+  part.begin = begin;
+  part.end = end;
+  part.input_begin = begin;
+  part.input_end = end;
+  part.reads_all_inputs = false;
+  return part;
+}
+
+}  // namespace chorus::partition

@@ -1,0 +1,32 @@
+#pragma once
+// One rank's part of a layer split inside a stage: a slice of the output channels (computed
+// from the whole input) or of the input channels (giving partial sums of every output). The
+// part's weights are read as slices of the file's datasets, so no rank holds the whole layer.
+#include <memory>
+#include <vector>
+
+#include "io/keras_model.h"
+#include "layers/layer.h"
+#include "model/model.h"
+
+namespace chorus::partition {
+
+struct LayerPart {
+  std::unique_ptr<layers::Layer> layer;  // built and loaded
+  int begin = 0, end = 0;                // output channels (split-output) or input channels (split-input)
+  int input_begin = 0, input_end = 0;    // input channels the part reads
+  bool reads_all_inputs = true;
+  // Input splits only: added once after the partial sums, with batch-norm shifts folded in.
+  std::vector<float> bias;
+  layers::Activation activation;
+};
+
+// `begin`/`end` are in split_extent() units: output channels, except input channels for a
+// depthwise layer (whose outputs follow with their multiplier).
+LayerPart make_output_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader);
+LayerPart make_input_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader);
+
+// Copies channels [begin, end) of every pixel into a new tensor.
+void slice_channels(const Tensor& in, int begin, int end, Tensor& out);
+
+}  // namespace chorus::partition

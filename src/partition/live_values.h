@@ -1,0 +1,18 @@
+#pragma once
+// The values that cross a cut between stages: everything produced at or before the cut that a
+// later layer reads (skip connections included), in a fixed order every rank agrees on.
+#include <vector>
+
+#include "model/model.h"
+#include "plan/validate.h"
+
+namespace chorus::partition {
+
+// Node indices (or model::kModelInput) alive after stage `cut`; cut -1 is the model input,
+// the last stage's cut is the model output alone.
+std::vector<int> live_values(const model::Model& model, const plan::ResolvedPlan& plan, int cut);
+
+// Floats per frame of those values together.
+std::size_t live_floats(const model::Model& model, const std::vector<int>& values);
+
+}  // namespace chorus::partition

@@ -1,0 +1,41 @@
+#pragma once
+// Row bands for split-spatial stages (DeepThings' fused tiles, in rows): a rank computes rows
+// [r0, r1) of the stage's last layer; walking back through the chain gives the exact input
+// rows it needs (the halo) and the padding each band layer applies at the image edges only.
+#include <memory>
+#include <vector>
+
+#include "io/keras_model.h"
+#include "model/model.h"
+
+namespace chorus::partition {
+
+struct BandStep {
+  int node = 0;
+  int in_begin = 0, in_end = 0;    // input rows this layer reads
+  int out_begin = 0, out_end = 0;  // output rows it produces
+  std::unique_ptr<layers::Layer> own_layer;  // band variant (explicit pads); null: use the node's layer
+};
+
+struct RowBand {
+  std::vector<BandStep> steps;  // in chain order
+  int in_begin() const { return steps.front().in_begin; }
+  int in_end() const { return steps.front().in_end; }
+  int out_begin() const { return steps.back().out_begin; }
+  int out_end() const { return steps.back().out_end; }
+};
+
+// Geometry only: the rows each layer of the chain [first, last] needs for output rows
+// [out_begin, out_end) of the last (no layers made; the planner uses this for halo costs).
+std::vector<std::pair<int, int>> band_input_rows(const model::Model& model, int first, int last, int out_begin,
+                                                 int out_end);
+
+// Builds the band's layers; those with weights are loaded whole from `reader`, layers without
+// geometry (activations, batch norm) use the node's own layer, whose weights are loaded too.
+RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end,
+                      io::KerasWeightReader& reader);
+
+// Copies rows [begin, end) of every frame.
+void slice_rows(const Tensor& in, int begin, int end, Tensor& out);
+
+}  // namespace chorus::partition

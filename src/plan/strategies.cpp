@@ -1,0 +1,113 @@
+#include "plan/strategies.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+#include "plan/validate.h"
+
+namespace chorus::plan {
+
+namespace {
+
+std::vector<int> all_ranks(int ranks) {
+  std::vector<int> r(ranks);
+  for (int i = 0; i < ranks; ++i) r[i] = i;
+  return r;
+}
+
+// Contiguous cuts minimising the largest stage cost (dynamic programming over cut points).
+Plan pipeline_plan(const model::Model& m, int ranks) {
+  const int n = static_cast<int>(m.nodes().size());
+  if (n < ranks) fail("strategy pipeline: the model has ", n, " layers, fewer than the ", ranks, " ranks");
+  std::vector<double> prefix(n + 1, 0.0);
+  for (int i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + m.cost(i).macs + 1.0;  // +1: no free stages
+  const double inf = std::numeric_limits<double>::infinity();
+  // best[k][j]: smallest bottleneck cutting the first j layers into k stages.
+  std::vector<std::vector<double>> best(ranks + 1, std::vector<double>(n + 1, inf));
+  std::vector<std::vector<int>> cut(ranks + 1, std::vector<int>(n + 1, 0));
+  best[0][0] = 0;
+  for (int k = 1; k <= ranks; ++k)
+    for (int j = k; j <= n; ++j)
+      for (int i = k - 1; i < j; ++i) {
+        double v = std::max(best[k - 1][i], prefix[j] - prefix[i]);
+        if (v < best[k][j]) best[k][j] = v, cut[k][j] = i;
+      }
+  std::vector<int> starts(ranks);
+  for (int k = ranks, j = n; k >= 1; --k) starts[k - 1] = cut[k][j], j = cut[k][j];
+  Plan p;
+  p.ranks = ranks;
+  for (int k = 0; k < ranks; ++k) {
+    int first = starts[k], last = k + 1 < ranks ? starts[k + 1] - 1 : n - 1;
+    p.stages.push_back({m.node(first).name(), m.node(last).name(), StageMode::single, {k}, {}});
+  }
+  return p;
+}
+
+// Runs of layers that the mode can split over all ranks become split stages; the rest run on rank 0.
+Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
+  const int n = static_cast<int>(m.nodes().size());
+  const std::vector<double> even(ranks, 1.0 / ranks);
+  auto splits = [&](int i) {
+    const auto& l = *m.node(i).layer;
+    bool ok = mode == StageMode::split_output ? can_split_output(l) : can_split_input(l);
+    if (!ok) return false;
+    auto b = split_bounds(split_extent(l, mode), even);
+    for (int r = 0; r < ranks; ++r)
+      if (b[r] == b[r + 1]) return false;
+    return true;
+  };
+  auto rides_along = [&](int i) { return m.node(i).layer->weight_specs().empty(); };
+  Plan p;
+  p.ranks = ranks;
+  int i = 0;
+  while (i < n) {
+    int j = i;
+    bool any = false;
+    if (mode == StageMode::split_spatial) {
+      while (j < n && can_split_spatial(*m.node(j).layer) && is_chain(m, i, j) &&
+             m.node(j).layer->output_shape().h >= ranks)
+        ++j;
+      for (int k = i; k < j; ++k) any |= !rides_along(k) || m.cost(k).macs > 0;
+    } else {
+      while (j < n && (splits(j) || rides_along(j))) any |= splits(j++);
+    }
+    if (any && j > i) {
+      p.stages.push_back({m.node(i).name(), m.node(j - 1).name(), mode, all_ranks(ranks), {}});
+      i = j;
+      continue;
+    }
+    // Not splittable here: extend the rank-0 stage (or start one).
+    int end = std::max(i, j - 1);
+    if (!p.stages.empty() && p.stages.back().mode == StageMode::single)
+      p.stages.back().last = m.node(end).name();
+    else
+      p.stages.push_back({m.node(i).name(), m.node(end).name(), StageMode::single, {0}, {}});
+    i = end + 1;
+  }
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> strategy_names() {
+  return {"pipeline", "replicate", "split-output", "split-input", "split-spatial"};
+}
+
+Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int ranks) {
+  if (ranks < 1) fail("strategy ", strategy, ": needs at least one rank");
+  Plan p;
+  if (strategy == "pipeline") p = pipeline_plan(m, ranks);
+  else if (strategy == "replicate") {
+    p.ranks = ranks;
+    p.stages.push_back({m.node(0).name(), m.nodes().back().name(), StageMode::replicate, all_ranks(ranks), {}});
+  } else if (strategy == "split-output") p = split_plan(m, ranks, StageMode::split_output);
+  else if (strategy == "split-input") p = split_plan(m, ranks, StageMode::split_input);
+  else if (strategy == "split-spatial") p = split_plan(m, ranks, StageMode::split_spatial);
+  else fail("unknown strategy '", strategy, "' (pipeline, replicate, split-output, split-input, split-spatial)");
+  if (ranks == 1)
+    for (auto& s : p.stages) s.mode = s.mode == StageMode::replicate || s.ranks.size() == 1 ? StageMode::single : s.mode;
+  return p;
+}
+
+}  // namespace chorus::plan

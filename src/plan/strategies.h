@@ -1,0 +1,19 @@
+#pragma once
+// Simple plans built without a file (`--strategy NAME`), so a newcomer can try Chorus first.
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "plan/plan.h"
+
+namespace chorus::plan {
+
+// "pipeline": one stage per rank, cut where the multiply-adds balance best;
+// "replicate": the whole model on every rank;
+// "split-output" / "split-input" / "split-spatial": every run of layers that allows it split
+// over all ranks, the other layers on rank 0. Throws for unknown names or too few layers.
+Plan make_strategy_plan(const std::string& strategy, const model::Model& model, int ranks);
+
+std::vector<std::string> strategy_names();
+
+}  // namespace chorus::plan

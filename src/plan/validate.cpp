@@ -1,0 +1,174 @@
+#include "plan/validate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+#include "layers/activation_layer.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/depthwise_conv2d.h"
+#include "layers/padding.h"
+#include "layers/pooling.h"
+#include "layers/reshape.h"
+
+namespace chorus::plan {
+
+namespace {
+
+const layers::Conv2D* as_plain_conv(const layers::Layer& l) {
+  auto* conv = dynamic_cast<const layers::Conv2D*>(&l);
+  return conv && conv->settings().groups == 1 ? conv : nullptr;
+}
+
+// Layers every rank of a split stage may simply compute in full: no weights, or cheap ones.
+bool computable_in_full(const layers::Layer& l) {
+  return l.weight_specs().empty() || dynamic_cast<const layers::BatchNorm*>(&l);
+}
+
+}  // namespace
+
+bool can_split_output(const layers::Layer& l) {
+  return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l) ||
+         dynamic_cast<const layers::DepthwiseConv2D*>(&l);
+}
+
+bool can_split_input(const layers::Layer& l) { return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l); }
+
+bool can_split_spatial(const layers::Layer& l) {
+  return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
+         dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
+         dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||
+         dynamic_cast<const layers::Identity*>(&l);
+}
+
+int split_extent(const layers::Layer& l, StageMode mode) {
+  if (mode == StageMode::split_input) return l.input_shapes()[0].c;
+  if (dynamic_cast<const layers::DepthwiseConv2D*>(&l)) return l.input_shapes()[0].c;
+  return l.output_shape().c;
+}
+
+std::vector<int> split_bounds(int extent, const std::vector<double>& fractions) {
+  std::vector<int> bounds{0};
+  double cumulative = 0;
+  for (std::size_t r = 0; r < fractions.size(); ++r) {
+    cumulative += fractions[r];
+    int b = r + 1 == fractions.size() ? extent : static_cast<int>(std::lround(cumulative * extent));
+    bounds.push_back(std::clamp(b, bounds.back(), extent));
+  }
+  return bounds;
+}
+
+bool is_chain(const model::Model& m, int first, int last) {
+  for (int n = first; n <= last; ++n) {
+    const auto& inputs = m.node(n).inputs;
+    if (inputs.size() != 1) return false;
+    if (n > first && inputs[0] != n - 1) return false;
+    if (n < last && m.consumers(n) != std::vector<int>{n + 1}) return false;
+    if (n < last && m.output() == n) return false;
+  }
+  return true;
+}
+
+ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_size) {
+  ResolvedPlan out;
+  out.plan = plan;
+  const int nodes = static_cast<int>(m.nodes().size());
+  if (plan.ranks < 1) fail("plan: ranks must be at least 1, got ", plan.ranks);
+  if (world_size > 0 && world_size != plan.ranks)
+    fail("plan: made for ", plan.ranks, " rank(s) but the job has ", world_size,
+         " (start it with mpirun -np ", plan.ranks, ", or make a plan for ", world_size, ")");
+  for (int r : {plan.source, plan.sink})
+    if (r < 0 || r >= plan.ranks) fail("plan: source/sink rank ", r, " is not among the ", plan.ranks, " ranks");
+  if (plan.stages.empty()) fail("plan: no stages");
+  int next = 0;
+  for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+    const Stage& s = plan.stages[i];
+    auto where = [&] { return cat("plan: stage ", i, " (", s.first, " .. ", s.last, ", ", mode_name(s.mode), ")"); };
+    ResolvedStage r;
+    r.first = m.find(s.first);
+    r.last = m.find(s.last);
+    if (r.first < 0) fail(where(), ": unknown layer '", s.first, "'");
+    if (r.last < 0) fail(where(), ": unknown layer '", s.last, "'");
+    if (r.first > r.last) fail(where(), ": '", s.first, "' comes after '", s.last, "' in the model");
+    if (r.first != next) {
+      if (r.first < next) fail(where(), ": overlaps the previous stage (layer '", m.node(r.first).name(), "' is already placed)");
+      fail(where(), ": leaves a gap: layers '", m.node(next).name(), "' .. '", m.node(r.first - 1).name(), "' are in no stage");
+    }
+    next = r.last + 1;
+    r.mode = s.mode;
+    r.ranks = s.ranks;
+    if (r.ranks.empty()) fail(where(), ": has no ranks");
+    std::set<int> seen;
+    for (int rank : r.ranks) {
+      if (rank < 0 || rank >= plan.ranks) fail(where(), ": rank ", rank, " is not among the ", plan.ranks, " ranks");
+      if (!seen.insert(rank).second) fail(where(), ": rank ", rank, " is listed twice");
+    }
+    if (s.mode == StageMode::single && r.ranks.size() != 1)
+      fail(where(), ": a single stage runs on exactly one rank, got ", r.ranks.size());
+    if (s.fractions.empty()) {
+      r.fractions.assign(r.ranks.size(), 1.0 / r.ranks.size());
+    } else {
+      if (s.fractions.size() != r.ranks.size())
+        fail(where(), ": ", s.fractions.size(), " fractions for ", r.ranks.size(), " ranks");
+      double sum = 0;
+      for (double f : s.fractions) {
+        if (!(f > 0)) fail(where(), ": fractions must be positive, got ", f);
+        sum += f;
+      }
+      if (std::fabs(sum - 1.0) > 1e-6) fail(where(), ": fractions sum to ", sum, ", not 1");
+      r.fractions = s.fractions;
+    }
+    // Each layer must allow the stage's mode.
+    bool any_split = false;
+    for (int n = r.first; n <= r.last; ++n) {
+      const auto& layer = *m.node(n).layer;
+      auto bad = [&](const std::string& why) {
+        fail(where(), ": layer '", layer.name(), "' (", layer.type(), ") ", why);
+      };
+      switch (s.mode) {
+        case StageMode::single:
+        case StageMode::replicate: break;
+        case StageMode::split_output:
+        case StageMode::split_input: {
+          bool splits = s.mode == StageMode::split_output ? can_split_output(layer) : can_split_input(layer);
+          if (!splits && !computable_in_full(layer))
+            bad(s.mode == StageMode::split_output ? "cannot be split by output channels"
+                                                  : "cannot be split by input channels");
+          if (splits) {
+            any_split = true;
+            auto bounds = split_bounds(split_extent(layer, s.mode), r.fractions);
+            for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
+              if (bounds[p] == bounds[p + 1])
+                bad(cat("has ", split_extent(layer, s.mode), " channels: too few for ", r.ranks.size(),
+                        " parts with these fractions"));
+          }
+          break;
+        }
+        case StageMode::split_spatial:
+          if (!can_split_spatial(layer)) bad("cannot be split into row bands");
+          break;
+      }
+    }
+    if ((s.mode == StageMode::split_output || s.mode == StageMode::split_input) && !any_split)
+      fail(where(), ": none of its layers can be split that way");
+    if (s.mode == StageMode::split_spatial) {
+      if (!is_chain(m, r.first, r.last))
+        fail(where(), ": layers in a split-spatial stage must form a chain (no branches inside the stage)");
+      auto bounds = split_bounds(m.node(r.last).layer->output_shape().h, r.fractions);
+      for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
+        if (bounds[p] == bounds[p + 1])
+          fail(where(), ": the output has ", m.node(r.last).layer->output_shape().h, " rows: too few for ",
+               r.ranks.size(), " bands with these fractions");
+    }
+    out.stages.push_back(std::move(r));
+  }
+  if (next != nodes)
+    fail("plan: layers '", m.node(next).name(), "' .. '", m.node(nodes - 1).name(), "' are in no stage");
+  out.max_in_flight = plan.max_in_flight > 0 ? plan.max_in_flight : 2 * static_cast<int>(plan.stages.size()) + 2;
+  return out;
+}
+
+}  // namespace chorus::plan

@@ -1,0 +1,149 @@
+#include "report/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace chorus::report {
+
+using nlohmann::json;
+
+double RankStats::idle_s() const { return std::max(0.0, wall_s - compute_s - exchange_s - send_s - wait_s); }
+
+namespace {
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  // Nearest rank: the smallest value with at least q of the data at or below it.
+  std::size_t k = static_cast<std::size_t>(std::ceil(q * v.size()));
+  return v[std::min(v.size() - 1, k == 0 ? 0 : k - 1)];
+}
+
+std::string fmt(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string mb(double bytes) { return fmt(bytes / 1e6, 1); }
+}  // namespace
+
+void summarise_frames(RunReport& r, const std::vector<double>& start, const std::vector<double>& finish) {
+  const int n = static_cast<int>(finish.size());
+  r.frames = n;
+  if (n == 0) return;
+  std::vector<double> latency(n);
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += latency[i] = (finish[i] - start[i]) * 1e3;
+  r.latency_mean_ms = sum / n;
+  r.latency_p50_ms = percentile(latency, 0.50);
+  r.latency_p90_ms = percentile(latency, 0.90);
+  r.latency_p99_ms = percentile(latency, 0.99);
+  r.latency_max_ms = *std::max_element(latency.begin(), latency.end());
+  // Warm-up: the first frames fill the pipeline and touch cold memory; leave out a fifth
+  // (at least one) when there are enough frames to measure a steady state.
+  r.warmup_frames = n >= 3 ? std::max(1, n / 5) : 0;
+  std::vector<double> done(finish);
+  std::sort(done.begin(), done.end());
+  if (r.warmup_frames > 0 && done.back() > done[r.warmup_frames - 1])
+    r.throughput_fps = (n - r.warmup_frames) / (done.back() - done[r.warmup_frames - 1]);
+  else
+    r.throughput_fps = n / std::max(1e-9, done.back() - *std::min_element(start.begin(), start.end()));
+}
+
+json rank_stats_to_json(const RankStats& s) {
+  return {{"rank", s.rank},
+          {"host", s.host},
+          {"layers", s.layers},
+          {"frames", s.frames},
+          {"compute_s", s.compute_s},
+          {"exchange_s", s.exchange_s},
+          {"send_s", s.send_s},
+          {"wait_s", s.wait_s},
+          {"idle_s", s.idle_s()},
+          {"wall_s", s.wall_s},
+          {"bytes_sent", s.bytes_sent},
+          {"bytes_received", s.bytes_received},
+          {"weight_bytes", s.weight_bytes},
+          {"peak_rss_bytes", s.peak_rss_bytes}};
+}
+
+RankStats rank_stats_from_json(const json& j) {
+  RankStats s;
+  s.rank = j.at("rank");
+  s.host = j.at("host");
+  s.layers = j.at("layers");
+  s.frames = j.at("frames");
+  s.compute_s = j.at("compute_s");
+  s.exchange_s = j.at("exchange_s");
+  s.send_s = j.at("send_s");
+  s.wait_s = j.at("wait_s");
+  s.wall_s = j.at("wall_s");
+  s.bytes_sent = j.at("bytes_sent");
+  s.bytes_received = j.at("bytes_received");
+  s.weight_bytes = j.at("weight_bytes");
+  s.peak_rss_bytes = j.at("peak_rss_bytes");
+  return s;
+}
+
+json report_to_json(const RunReport& r) {
+  json ranks = json::array();
+  for (const auto& s : r.ranks_stats) {
+    json j = rank_stats_to_json(s);
+    const double frames = std::max(1, r.frames);
+    j["bytes_sent_per_frame"] = s.bytes_sent / frames;
+    j["bytes_received_per_frame"] = s.bytes_received / frames;
+    ranks.push_back(j);
+  }
+  json out{{"format", "chorus-report/1"},
+           {"model", r.model},
+           {"plan", r.plan},
+           {"world_size", r.ranks},
+           {"frames", r.frames},
+           {"warmup_frames", r.warmup_frames},
+           {"wall_s", r.wall_s},
+           {"throughput_fps", r.throughput_fps},
+           {"latency_ms",
+            {{"p50", r.latency_p50_ms}, {"p90", r.latency_p90_ms}, {"p99", r.latency_p99_ms}, {"max", r.latency_max_ms},
+             {"mean", r.latency_mean_ms}}},
+           {"ranks", ranks}};
+  if (!r.extra.is_null()) out["extra"] = r.extra;
+  return out;
+}
+
+void print_report(const RunReport& r, std::ostream& out) {
+  out << "plan        " << r.plan << "\n"
+      << "frames      " << r.frames << " (" << r.warmup_frames << " warm-up) in " << fmt(r.wall_s, 3) << " s\n"
+      << "throughput  " << fmt(r.throughput_fps, 2) << " frames/s (steady state)\n"
+      << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "
+      << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "rank", "host", "layers",
+                "frames", "compute", "exchange", "send", "wait", "idle", "sent/fr", "recv/fr", "weights", "peak RSS");
+  out << line;
+  std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "", "", "", "", "s", "s",
+                "s", "s", "s", "MB", "MB", "MB", "MB");
+  out << line;
+  const double frames = std::max(1, r.frames);
+  for (const auto& s : r.ranks_stats) {
+    std::string layers = s.layers.size() > 34 ? s.layers.substr(0, 31) + "..." : s.layers;
+    std::string host = s.host.size() > 10 ? s.host.substr(0, 10) : s.host;
+    std::snprintf(line, sizeof line, "%-4d %-10s %-34s %6d %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", s.rank, host.c_str(),
+                  layers.c_str(), s.frames, fmt(s.compute_s, 3).c_str(), fmt(s.exchange_s, 3).c_str(),
+                  fmt(s.send_s, 3).c_str(), fmt(s.wait_s, 3).c_str(), fmt(s.idle_s(), 3).c_str(),
+                  mb(s.bytes_sent / frames).c_str(), mb(s.bytes_received / frames).c_str(), mb(s.weight_bytes).c_str(),
+                  mb(s.peak_rss_bytes).c_str());
+    out << line;
+  }
+}
+
+void write_report(const RunReport& r, const std::string& path) {
+  std::ofstream out(path);
+  if (!out) fail(path, ": cannot write report");
+  out << report_to_json(r).dump(2) << "\n";
+}
+
+}  // namespace chorus::report

@@ -1,0 +1,51 @@
+#pragma once
+// What a run measured, as plain data: rank 0 prints it as a table and writes it as JSON
+// (docs/report-format.md). Sweeps and plots read the JSON, so its keys are stable.
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace chorus::report {
+
+// One rank's figures over the whole run.
+struct RankStats {
+  int rank = 0;
+  std::string host;
+  std::string layers;             // what it holds, e.g. "block1_conv1 .. block3_pool"
+  int frames = 0;                 // stage tasks it ran
+  double compute_s = 0;           // running layers
+  double exchange_s = 0;          // inside split stages: waiting for and swapping parts
+  double send_s = 0;              // handing results on (posting sends, waiting for them to leave)
+  double wait_s = 0;              // waiting for input from earlier stages (or credits)
+  double wall_s = 0;              // from the first frame to the end
+  double bytes_sent = 0, bytes_received = 0;
+  double weight_bytes = 0;
+  double peak_rss_bytes = 0;
+  double idle_s() const;          // wall - compute - exchange - send - wait
+};
+
+struct RunReport {
+  std::string model;
+  std::string plan;               // one-line summary of the plan
+  int ranks = 1;
+  int frames = 0;
+  int warmup_frames = 0;
+  double wall_s = 0;
+  double throughput_fps = 0;      // steady state: frames after warm-up over their time
+  double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0, latency_max_ms = 0, latency_mean_ms = 0;
+  std::vector<RankStats> ranks_stats;
+  nlohmann::json extra;           // e.g. the planner's prediction, carried along
+};
+
+// Fills throughput and latency fields from per-frame start and finish times (seconds, one
+// clock), frame i started at start[i] and finished at finish[i].
+void summarise_frames(RunReport& report, const std::vector<double>& start, const std::vector<double>& finish);
+
+nlohmann::json report_to_json(const RunReport& report);
+nlohmann::json rank_stats_to_json(const RankStats& stats);
+RankStats rank_stats_from_json(const nlohmann::json& j);
+void print_report(const RunReport& report, std::ostream& out);
+void write_report(const RunReport& report, const std::string& path);
+
+}  // namespace chorus::report

@@ -1,0 +1,212 @@
+#include "runtime/distributed_run.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "io/keras_model.h"
+#include "partition/live_values.h"
+#include "plan/strategies.h"
+#include "runtime/pipeline.h"
+
+namespace chorus::runtime {
+
+namespace {
+
+std::string plan_summary(const plan::ResolvedPlan& p, const model::Model& m) {
+  std::string s;
+  for (std::size_t i = 0; i < p.stages.size(); ++i) {
+    const auto& st = p.stages[i];
+    std::string ranks;
+    for (int r : st.ranks) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+    s += cat(i ? " | " : "", m.node(st.first).name(), "..", m.node(st.last).name(), " ", plan::mode_name(st.mode),
+             " [", ranks, "]");
+  }
+  return s;
+}
+
+void print_plan(const plan::ResolvedPlan& p, const model::Model& m, std::ostream& out) {
+  out << "plan: " << p.plan.ranks << " rank(s), source " << p.plan.source << ", sink " << p.plan.sink
+      << ", up to " << p.max_in_flight << " frames in flight\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-5s %-42s %-13s %-16s %10s %10s\n", "stage", "layers", "mode", "ranks", "GMACs",
+                "weights MB");
+  out << line;
+  for (std::size_t i = 0; i < p.stages.size(); ++i) {
+    const auto& st = p.stages[i];
+    double macs = 0, bytes = 0;
+    for (int n = st.first; n <= st.last; ++n) macs += m.cost(n).macs, bytes += m.cost(n).weight_bytes;
+    std::string ranks;
+    for (std::size_t k = 0; k < st.ranks.size(); ++k) {
+      ranks += (k ? "," : "") + std::to_string(st.ranks[k]);
+      if (st.ranks.size() > 1 && std::fabs(st.fractions[k] - 1.0 / st.ranks.size()) > 1e-9)
+        ranks += cat("(", static_cast<int>(std::lround(st.fractions[k] * 100)), "%)");
+    }
+    std::string layers = m.node(st.first).name() + " .. " + m.node(st.last).name();
+    std::snprintf(line, sizeof line, "  %-5zu %-42s %-13s %-16s %10.3f %10.1f\n", i, layers.c_str(),
+                  plan::mode_name(st.mode).c_str(), ranks.c_str(), macs / 1e9, bytes / 1e6);
+    out << line;
+  }
+}
+
+std::vector<std::string> read_labels(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, ": cannot open labels file");
+  std::vector<std::string> labels;
+  std::string line;
+  while (std::getline(in, line)) labels.push_back(line);
+  return labels;
+}
+
+void print_top(const std::vector<Tensor>& outputs, int k, const std::vector<std::string>& labels) {
+  for (std::size_t n = 0; n < outputs.size(); ++n) {
+    const float* p = outputs[n].data();
+    const int classes = static_cast<int>(outputs[n].size());
+    const int kk = std::min(k, classes);
+    std::vector<int> order(classes);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](int a, int b) { return p[a] > p[b]; });
+    std::printf("frame %zu:", n);
+    for (int i = 0; i < kk; ++i) {
+      std::printf("  %d", order[i]);
+      if (order[i] < static_cast<int>(labels.size())) std::printf(" %s", labels[order[i]].c_str());
+      std::printf(" (%.4f)", p[order[i]]);
+    }
+    std::printf("\n");
+  }
+}
+
+// Everything a rank needs before streaming; built inside one try so that set-up errors on any
+// rank can be agreed on before anyone waits for anyone.
+struct Setup {
+  io::KerasModelStructure structure;
+  plan::ResolvedPlan plan;
+  std::unique_ptr<io::InputSource> source;
+  std::unique_ptr<Pipeline> pipeline;
+  std::vector<std::string> labels;
+};
+
+}  // namespace
+
+int run_distributed(Transport& t, const RunOptions& o) {
+  const int rank = t.rank();
+  set_blas_threads(o.threads);
+  Setup setup;
+  std::string error;
+  try {
+    setup.structure = io::load_keras_structure(o.model, o.arch, /*optimize=*/true);
+    model::Model& m = setup.structure.model;
+    plan::Plan p = !o.plan_path.empty()
+                       ? plan::read_plan(o.plan_path)
+                       : plan::make_strategy_plan(o.strategy.empty() ? "pipeline" : o.strategy, m, t.size());
+    if (p.model.empty()) p.model = o.model;
+    setup.plan = plan::validate_plan(p, m, t.size());
+    if (setup.plan.max_in_flight < static_cast<int>(setup.plan.stages.size()) + 2)
+      fail("plan: max_in_flight ", setup.plan.max_in_flight, " is below stages + 2 = ", setup.plan.stages.size() + 2,
+           " (the pipeline could not keep every stage busy, and could stall)");
+    if (rank == setup.plan.plan.source) {
+      io::InputOptions in = o.input;
+      in.shape = m.input_shape();
+      in.channels_first = m.channels_first();
+      setup.source = io::open_input(in);
+    }
+    if (rank == setup.plan.plan.sink && !o.labels.empty()) setup.labels = read_labels(o.labels);
+    // This rank's share: only its stages' layers, only its slices of split layers.
+    io::KerasWeightReader reader(o.model, setup.structure.spec);
+    std::vector<std::unique_ptr<partition::StageWorker>> workers;
+    for (std::size_t s = 0; s < setup.plan.stages.size(); ++s) {
+      const auto& ranks = setup.plan.stages[s].ranks;
+      auto it = std::find(ranks.begin(), ranks.end(), rank);
+      if (it != ranks.end())
+        workers.push_back(std::make_unique<partition::StageWorker>(m, setup.plan, static_cast<int>(s),
+                                                                   static_cast<int>(it - ranks.begin()), reader));
+    }
+    setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers));
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  // 2: rank 0 failed (it prints); 1: only other ranks failed (they print, with their rank).
+  const int failed = t.max_all(error.empty() ? 0 : (rank == 0 ? 2 : 1));
+  if (failed) {
+    if (!error.empty() && (rank == 0 || failed == 1))
+      std::fprintf(stderr, "%schorus: error: %s\n", t.size() > 1 ? cat("[rank ", rank, "] ").c_str() : "",
+                   error.c_str());
+    return 1;
+  }
+  const model::Model& m = setup.structure.model;
+  if (rank == 0 && !o.quiet) {
+    std::cout << "model: " << o.model << "  (" << m.nodes().size() << " layers, input " << m.input_shape().str()
+              << ")\n";
+    if (setup.source) std::cout << "input: " << setup.source->describe() << "\n";
+    print_plan(setup.plan, m, std::cout);
+    std::cout << std::flush;
+  }
+
+  std::vector<Tensor> outputs;
+  PipelineResult result;
+  try {
+    result = setup.pipeline->run(setup.source.get(), [&](int i, const Tensor& out) {
+      CHORUS_ASSERT(i == static_cast<int>(outputs.size()), "output ", i, " out of order");
+      outputs.push_back(out);
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[rank %d on %s] chorus: error while streaming: %s\n", rank, t.host().c_str(), e.what());
+    std::fflush(stderr);
+    t.abort(1);
+  }
+
+  // Gather every rank's figures (and the source's start / sink's finish times) on rank 0.
+  nlohmann::json mine = report::rank_stats_to_json(result.stats);
+  if (rank == setup.plan.plan.source) mine["start"] = result.start;
+  if (rank == setup.plan.plan.sink) mine["finish"] = result.finish;
+  auto all = t.gather_strings(mine.dump(), 0);
+
+  int status = 0;
+  if (rank == setup.plan.plan.sink) {
+    try {
+      if (!o.output.empty() && !outputs.empty()) {
+        Tensor batch(static_cast<int>(outputs.size()), outputs[0].shape());
+        for (std::size_t i = 0; i < outputs.size(); ++i)
+          std::copy(outputs[i].data(), outputs[i].data() + outputs[i].size(), batch.frame(static_cast<int>(i)));
+        io::write_outputs(o.output, batch, m.channels_first());
+      }
+      if (o.top > 0) print_top(outputs, o.top, setup.labels);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "chorus: error: %s\n", e.what());
+      status = 1;
+    }
+  }
+  if (rank == 0) {
+    report::RunReport r;
+    r.model = o.model;
+    r.plan = plan_summary(setup.plan, m);
+    r.ranks = t.size();
+    std::vector<double> start, finish;
+    double wall = 0;
+    for (const auto& text : all) {
+      auto j = nlohmann::json::parse(text);
+      r.ranks_stats.push_back(report::rank_stats_from_json(j));
+      if (j.contains("start")) start = j["start"].get<std::vector<double>>();
+      if (j.contains("finish")) finish = j["finish"].get<std::vector<double>>();
+      wall = std::max(wall, j["wall_s"].get<double>());
+    }
+    start.resize(std::min(start.size(), finish.size()));
+    r.wall_s = wall;
+    report::summarise_frames(r, start, finish);
+    if (!setup.plan.plan.prediction.is_null()) r.extra["prediction"] = setup.plan.plan.prediction;
+    std::cout << "\n";
+    report::print_report(r, std::cout);
+    if (!o.output.empty() && status == 0) std::cout << "wrote " << o.output << "\n";
+    if (!o.report_path.empty()) {
+      report::write_report(r, o.report_path);
+      std::cout << "report " << o.report_path << "\n";
+    }
+  }
+  return status;
+}
+
+}  // namespace chorus::runtime

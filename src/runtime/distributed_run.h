@@ -1,0 +1,30 @@
+#pragma once
+// `chorus run`, on every rank: load the model's graph, derive and validate the plan, load this
+// rank's share of the weights, stream the frames, and have rank 0 report. One rank without
+// mpirun is the same code path.
+#include <string>
+#include <vector>
+
+#include "io/inputs.h"
+#include "runtime/transport.h"
+
+namespace chorus::runtime {
+
+struct RunOptions {
+  std::string model, arch;
+  std::string plan_path;      // a plan file, or
+  std::string strategy;       // a built-in strategy ("" = pipeline)
+  io::InputOptions input;     // shape and format are filled from the model
+  std::string output;         // .npy / .h5, written by the sink rank
+  std::string report_path;    // JSON report, written by rank 0
+  std::string labels;
+  int top = 0;
+  int threads = 1;
+  bool quiet = false;         // no plan table (tests)
+};
+
+// Returns the process exit code. Set-up errors are agreed on by all ranks and printed once;
+// errors while streaming end the whole job through Transport::abort.
+int run_distributed(Transport& transport, const RunOptions& options);
+
+}  // namespace chorus::runtime

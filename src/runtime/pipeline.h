@@ -1,0 +1,42 @@
+#pragma once
+// The streaming executor every rank runs. Frames flow from the source rank through the
+// stages to the sink rank as non-blocking messages; each rank runs its tasks (stage s of
+// frame i) in one global order, by i + s then later stages first, which every rank derives from the plan. That
+// order needs no coordination, overlaps stages (a rank runs frame i+1's early stage while a
+// later stage of frame i is elsewhere), and cannot deadlock: the earliest unfinished task
+// always has its inputs. Frames carry sequence numbers; an end-of-stream message follows the
+// last; credits bound the frames in flight when the source is not the sink.
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "io/inputs.h"
+#include "partition/stage_worker.h"
+#include "plan/validate.h"
+#include "report/report.h"
+#include "runtime/transport.h"
+
+namespace chorus::runtime {
+
+struct PipelineResult {
+  report::RankStats stats;
+  std::vector<double> start, finish;  // per frame, on the sink (start copied from the source)
+};
+
+class Pipeline {
+ public:
+  // `workers`: this rank's share of each stage it belongs to (any order).
+  Pipeline(Transport& transport, const model::Model& model, const plan::ResolvedPlan& plan,
+           std::vector<std::unique_ptr<partition::StageWorker>> workers);
+  ~Pipeline();
+
+  // Streams every frame of `source` (read on the plan's source rank; null elsewhere) and hands
+  // outputs, in frame order, to `on_output` on the sink rank.
+  PipelineResult run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chorus::runtime
