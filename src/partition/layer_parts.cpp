@@ -78,6 +78,11 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Kera
     fail("layer '", full.name(), "' (", full.type(), ") cannot be split by output channels");
   }
   if (has_weight(full, "bias")) w["bias"] = reader.read(node.source, spec_named(full, "bias"), {0, begin, end});
+  // Softmax mixes all channels: the part leaves it out and it runs on the gathered output.
+  if (Activation* act = part.layer->fusable_activation(); act && act->kind == ActivationKind::softmax) {
+    part.activation = *act;
+    *act = Activation{};
+  }
   part.layer->set_weights(std::move(w));
   load_folded(node, reader);
   for (const auto& f : node.folded) model::fold_scale_shift(*part.layer, *f.layer, first_channel);

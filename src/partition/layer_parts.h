@@ -16,8 +16,10 @@ struct LayerPart {
   int begin = 0, end = 0;                // output channels (split-output) or input channels (split-input)
   int input_begin = 0, input_end = 0;    // input channels the part reads
   bool reads_all_inputs = true;
-  // Input splits only: added once after the partial sums, with batch-norm shifts folded in.
+  // Input splits: added once after the partial sums, with batch-norm shifts folded in.
   std::vector<float> bias;
+  // Applied to the whole output after the parts are joined: an input split's activation, or
+  // an output split's softmax (which needs every channel).
   layers::Activation activation;
 };
 

@@ -126,6 +126,7 @@ void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExch
       for (std::size_t p = 0; p < pixels; ++p)
         std::memcpy(full.data() + p * out_shape.c + c0, parts[r].data() + p * width, width * sizeof(float));
     }
+    part.activation.apply(full.data(), full.size(), out_shape.c);
   } else {
     // Sum the partial products in member order, so every member gets the same bits.
     std::fill(full.data(), full.data() + full.size(), 0.0f);

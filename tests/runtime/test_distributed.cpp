@@ -1,0 +1,258 @@
+// Distributed runs under mpiexec must give the outputs of one process: every stage mode and
+// plans mixing them, on chain and DAG models, with 2, 3, 4 and 9 ranks. Each run is bounded by
+// `timeout`, so ranks that would wait forever fail the test instead of hanging CTest.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+
+#include "io/inputs.h"
+#include "io/keras_model.h"
+#include "io/npy.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kFrames = 6;
+constexpr std::uint64_t kSeed = 5;
+
+// The models, written once per test binary.
+class Models {
+ public:
+  static Models& get() {
+    static Models m;
+    return m;
+  }
+  std::string path(const std::string& name) const { return dir_.path(name + ".h5"); }
+
+ private:
+  Models() {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    test::write_random_model(read(test::source_path("models/lenet5.json")), path("lenet5"));
+    test::write_random_model(kVggStyle, path("vgg_small"));
+    test::write_random_model(kResidual, path("residual"));
+    test::write_random_model(kDenseHeavy, path("dense_heavy"));
+    // MobileNetV2 as in the zoo, at 64x64 so that the test stays quick.
+    json mobilenet = json::parse(read(test::source_path("models/mobilenetv2.json")));
+    mobilenet["config"]["layers"][0]["config"]["batch_input_shape"] = {nullptr, 64, 64, 3};
+    test::write_random_model(mobilenet.dump(), path("mobilenetv2_64"));
+  }
+  static std::string read(const std::string& file) {
+    std::ifstream in(file);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  static constexpr const char* kVggStyle = R"({"class_name": "Sequential", "config": {"name": "vgg_small", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 32, 32, 3]}},
+   {"class_name": "Conv2D", "config": {"name": "c1", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "Conv2D", "config": {"name": "c2", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "MaxPooling2D", "config": {"name": "p1", "pool_size": [2, 2]}},
+   {"class_name": "Conv2D", "config": {"name": "c3", "filters": 32, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "activation": "relu"}},
+   {"class_name": "Conv2D", "config": {"name": "c4", "filters": 32, "kernel_size": [3, 3], "padding": "valid", "activation": "relu"}},
+   {"class_name": "MaxPooling2D", "config": {"name": "p2", "pool_size": [2, 2], "padding": "same"}},
+   {"class_name": "Flatten", "config": {"name": "flat"}},
+   {"class_name": "Dense", "config": {"name": "fc1", "units": 64, "activation": "relu"}},
+   {"class_name": "Dense", "config": {"name": "fc2", "units": 10, "activation": "softmax"}}]}})";
+  static constexpr const char* kResidual = R"({"class_name": "Functional", "config": {"name": "residual", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 16, 16, 3]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "stem", "config": {"name": "stem", "filters": 12, "kernel_size": [3, 3], "padding": "same", "use_bias": false}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+   {"class_name": "BatchNormalization", "name": "stem_bn", "config": {"name": "stem_bn", "axis": -1}, "inbound_nodes": [[["stem", 0, 0, {}]]]},
+   {"class_name": "Activation", "name": "stem_relu", "config": {"name": "stem_relu", "activation": "relu"}, "inbound_nodes": [[["stem_bn", 0, 0, {}]]]},
+   {"class_name": "Conv2D", "name": "a1", "config": {"name": "a1", "filters": 12, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["stem_relu", 0, 0, {}]]]},
+   {"class_name": "Conv2D", "name": "a2", "config": {"name": "a2", "filters": 12, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["a1", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "add1", "config": {"name": "add1"}, "inbound_nodes": [[["stem_relu", 0, 0, {}], ["a2", 0, 0, {}]]]},
+   {"class_name": "Activation", "name": "relu1", "config": {"name": "relu1", "activation": "relu"}, "inbound_nodes": [[["add1", 0, 0, {}]]]},
+   {"class_name": "Conv2D", "name": "b1", "config": {"name": "b1", "filters": 24, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["relu1", 0, 0, {}]]]},
+   {"class_name": "Conv2D", "name": "b_short", "config": {"name": "b_short", "filters": 24, "kernel_size": [1, 1], "strides": [2, 2]}, "inbound_nodes": [[["relu1", 0, 0, {}]]]},
+   {"class_name": "Conv2D", "name": "b2", "config": {"name": "b2", "filters": 24, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["b1", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "add2", "config": {"name": "add2"}, "inbound_nodes": [[["b_short", 0, 0, {}], ["b2", 0, 0, {}]]]},
+   {"class_name": "Concatenate", "name": "cat", "config": {"name": "cat", "axis": -1}, "inbound_nodes": [[["add2", 0, 0, {}], ["b1", 0, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["cat", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "out", "config": {"name": "out", "units": 7, "activation": "softmax"}, "inbound_nodes": [[["gap", 0, 0, {}]]]}
+  ], "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}})";
+  static constexpr const char* kDenseHeavy = R"({"class_name": "Sequential", "config": {"name": "dense_heavy", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 256]}},
+   {"class_name": "Dense", "config": {"name": "d1", "units": 512, "activation": "relu"}},
+   {"class_name": "Dropout", "config": {"name": "drop", "rate": 0.5}},
+   {"class_name": "Dense", "config": {"name": "d2", "units": 384, "activation": "tanh"}},
+   {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": -1}},
+   {"class_name": "Dense", "config": {"name": "d3", "units": 10, "activation": "softmax"}}]}})";
+
+  test::TempDir dir_;
+};
+
+// Outputs of one process, computed in this test binary with the library.
+Tensor single_process(const std::string& model_path) {
+  model::Model m = io::load_keras_model(model_path);
+  io::InputOptions o;
+  o.synthetic = kFrames;
+  o.seed = kSeed;
+  o.shape = m.input_shape();
+  auto source = io::open_input(o);
+  Tensor out(kFrames, m.output_shape());
+  for (int i = 0; i < kFrames; ++i) {
+    Tensor frame(1, m.input_shape());
+    source->read(i, frame.data());
+    Tensor y = m.forward(frame);
+    std::copy(y.data(), y.data() + y.size(), out.frame(i));
+  }
+  return out;
+}
+
+// Runs chorus under mpiexec; `how` is "--strategy NAME" or "--plan FILE".
+test::CommandResult mpirun(int ranks, const std::string& model, const std::string& how, const std::string& extra) {
+  std::string cmd = "timeout -k 5 120 mpiexec --oversubscribe -np " + std::to_string(ranks) + " " CHORUS_BINARY +
+                    " run " + model + " --synthetic " + std::to_string(kFrames) + " --seed " + std::to_string(kSeed) +
+                    " --quiet " + how + " " + extra + " 2>&1";
+  test::CommandResult r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  char buffer[4096];
+  std::size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
+  int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+void expect_same_as_one_process(const std::string& model_name, int ranks, const std::string& how) {
+  SCOPED_TRACE(model_name + " -np " + std::to_string(ranks) + " " + how);
+  test::TempDir dir;
+  const std::string model = Models::get().path(model_name);
+  auto r = mpirun(ranks, model, how, "--output " + dir.path("out.npy") + " --report " + dir.path("report.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  io::NpyArray got = io::read_npy(dir.path("out.npy"));
+  Tensor expected = single_process(model);
+  ASSERT_EQ(got.shape[0], kFrames) << "frame count";
+  ASSERT_EQ(got.data.size(), expected.size());
+  Tensor actual(kFrames, expected.shape());
+  std::copy(got.data.begin(), got.data.end(), actual.data());
+  // Frame by frame, so that a reordering shows as such.
+  for (int i = 0; i < kFrames; ++i) {
+    Tensor a(1, expected.shape()), e(1, expected.shape());
+    std::copy(actual.frame(i), actual.frame(i) + actual.frame_size(), a.data());
+    std::copy(expected.frame(i), expected.frame(i) + expected.frame_size(), e.data());
+    EXPECT_LE(max_relative_error(a, e), 1e-5) << "frame " << i;
+  }
+  json report = json::parse(std::ifstream(dir.path("report.json")));
+  EXPECT_EQ(report["frames"], kFrames);
+  EXPECT_EQ(report["ranks"].size(), static_cast<std::size_t>(ranks));
+  for (const char* key : {"p50", "p90", "p99", "max"}) EXPECT_GT(report["latency_ms"][key].get<double>(), 0) << key;
+  EXPECT_GT(report["throughput_fps"].get<double>(), 0);
+}
+
+std::string write_plan(const test::TempDir& dir, const json& plan) {
+  std::string path = dir.path("plan.json");
+  std::ofstream(path) << plan.dump(1);
+  return path;
+}
+
+struct StrategyCase {
+  const char* model;
+  const char* strategy;
+  int ranks;
+};
+
+class Strategies : public testing::TestWithParam<StrategyCase> {};
+
+}  // namespace
+
+TEST_P(Strategies, DistributedEqualsOneProcess) {
+  const auto& c = GetParam();
+  expect_same_as_one_process(c.model, c.ranks, std::string("--strategy ") + c.strategy);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Mpi, Strategies,
+    testing::Values(StrategyCase{"lenet5", "pipeline", 2}, StrategyCase{"lenet5", "pipeline", 4},
+                    StrategyCase{"lenet5", "replicate", 9}, StrategyCase{"lenet5", "split-output", 3},
+                    StrategyCase{"lenet5", "split-input", 2}, StrategyCase{"lenet5", "split-spatial", 4},
+                    StrategyCase{"vgg_small", "pipeline", 9}, StrategyCase{"vgg_small", "replicate", 3},
+                    StrategyCase{"vgg_small", "split-output", 4}, StrategyCase{"vgg_small", "split-output", 9},
+                    StrategyCase{"vgg_small", "split-input", 3}, StrategyCase{"vgg_small", "split-spatial", 2},
+                    StrategyCase{"vgg_small", "split-spatial", 9}, StrategyCase{"residual", "pipeline", 3},
+                    StrategyCase{"residual", "pipeline", 9}, StrategyCase{"residual", "replicate", 2},
+                    StrategyCase{"residual", "split-output", 4}, StrategyCase{"residual", "split-input", 3},
+                    StrategyCase{"residual", "split-spatial", 3}, StrategyCase{"mobilenetv2_64", "pipeline", 4},
+                    StrategyCase{"mobilenetv2_64", "split-output", 3}, StrategyCase{"mobilenetv2_64", "split-spatial", 2},
+                    StrategyCase{"dense_heavy", "split-input", 4}, StrategyCase{"dense_heavy", "split-output", 9},
+                    StrategyCase{"dense_heavy", "pipeline", 3}),
+    [](const testing::TestParamInfo<StrategyCase>& info) {
+      std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
+      for (char& ch : name)
+        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return name;
+    });
+
+TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
+  test::TempDir dir;
+  json plan = {{"ranks", 4},
+               {"stages",
+                {{{"layers", {"c1", "c1"}}, {"mode", "single"}, {"ranks", {0}}},
+                 {{"layers", {"c2", "p1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.5, 0.3, 0.2}}},
+                 {{"layers", {"c3", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 3}}, {"fractions", {0.7, 0.3}}},
+                 {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {2, 1}}, {"fractions", {0.25, 0.75}}},
+                 {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
+  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, plan));
+}
+
+TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
+  // The skip value of block b crosses two cuts; rank 0 computes nothing; sink is rank 2.
+  test::TempDir dir;
+  json plan = {{"ranks", 4},
+               {"source", 0},
+               {"sink", 2},
+               {"stages",
+                {{{"layers", {"stem", "a1"}}, {"mode", "replicate"}, {"ranks", {1, 3}}},
+                 {{"layers", {"a2", "b1"}}, {"mode", "split-output"}, {"ranks", {2, 3}}},
+                 {{"layers", {"b_short", "b_short"}}, {"mode", "single"}, {"ranks", {1}}},
+                 {{"layers", {"b2", "out"}}, {"mode", "single"}, {"ranks", {3}}}}}};
+  expect_same_as_one_process("residual", 4, "--plan " + write_plan(dir, plan));
+}
+
+TEST(MixedPlans, MobileNetDepthwiseSplitsAndReplicas) {
+  test::TempDir dir;
+  json plan = {{"ranks", 3},
+               {"stages",
+                {{{"layers", {"Conv1", "expanded_conv_project"}}, {"mode", "split-output"}, {"ranks", {0, 1, 2}}},
+                 {{"layers", {"block_1_expand", "block_5_add"}}, {"mode", "replicate"}, {"ranks", {1, 2}}},
+                 {{"layers", {"block_6_expand", "predictions"}}, {"mode", "single"}, {"ranks", {0}}}}}};
+  expect_same_as_one_process("mobilenetv2_64", 3, "--plan " + write_plan(dir, plan));
+}
+
+namespace {
+void expect_plan_error(const json& plan, int ranks, const std::string& message) {
+  test::TempDir dir;
+  auto r = mpirun(ranks, Models::get().path("vgg_small"), "--plan " + write_plan(dir, plan), "");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  // Rank 0 says it once; the other ranks agree silently.
+  std::size_t count = 0;
+  for (std::size_t at = r.output.find("chorus: error"); at != std::string::npos; at = r.output.find("chorus: error", at + 1))
+    ++count;
+  EXPECT_EQ(count, 1u) << r.output;
+}
+json two_stage(const std::string& a_last, const std::string& b_first) {
+  return {{"ranks", 2},
+          {"stages",
+           {{{"layers", {"c1", a_last}}, {"ranks", {0}}}, {{"layers", {b_first, "fc2"}}, {"ranks", {1}}}}}};
+}
+}  // namespace
+
+TEST(BadPlans, UnknownLayer) { expect_plan_error(two_stage("c9", "p1"), 2, "unknown layer 'c9'"); }
+TEST(BadPlans, Overlap) { expect_plan_error(two_stage("c2", "c2"), 2, "overlaps the previous stage"); }
+TEST(BadPlans, Gap) { expect_plan_error(two_stage("c2", "c3"), 2, "leaves a gap: layers 'p1'"); }
+TEST(BadPlans, RankCountDiffers) { expect_plan_error(two_stage("c2", "p1"), 3, "made for 2 rank(s) but the job has 3"); }
+TEST(BadPlans, SplitOnUnsplittableLayer) {
+  json plan = {{"ranks", 2},
+               {"stages", {{{"layers", {"c1", "fc2"}}, {"mode", "split-spatial"}, {"ranks", {0, 1}}}}}};
+  expect_plan_error(plan, 2, "layer 'flat' (Flatten) cannot be split into row bands");
+}
+TEST(BadPlans, FractionsDoNotSumToOne) {
+  json plan = {{"ranks", 2},
+               {"stages", {{{"layers", {"c1", "fc2"}}, {"mode", "split-output"}, {"ranks", {0, 1}}, {"fractions", {0.5, 0.6}}}}}};
+  expect_plan_error(plan, 2, "fractions sum to 1.1");
+}
