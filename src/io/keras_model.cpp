@@ -1,5 +1,6 @@
 #include "io/keras_model.h"
 
+#include <cstring>
 #include <map>
 
 #include "core/error.h"
@@ -179,6 +180,10 @@ void KerasWeightReader::load_node(model::Node& node) {
 }
 
 KerasModelStructure load_keras_structure(const std::string& path, const std::string& arch_path, bool optimize) {
+  for (const char* ext : {".json", ".yaml", ".yml"})
+    if (path.size() > std::strlen(ext) && path.compare(path.size() - std::strlen(ext), std::strlen(ext), ext) == 0)
+      fail(path, ": this is an architecture file without weights; make weights with `chorus init-weights ", path,
+           " -o model.h5`, or pass your weights .h5 as MODEL and this file with --arch");
   std::string version;
   json config = read_keras_config(path, arch_path, &version);
   const std::string source = arch_path.empty() ? path : arch_path;

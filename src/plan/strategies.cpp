@@ -21,7 +21,9 @@ Plan pipeline_plan(const model::Model& m, int ranks) {
   const int n = static_cast<int>(m.nodes().size());
   if (n < ranks) fail("strategy pipeline: the model has ", n, " layers, fewer than the ", ranks, " ranks");
   std::vector<double> prefix(n + 1, 0.0);
-  for (int i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + m.cost(i).macs + 1.0;  // +1: no free stages
+  // Cost of a layer: its multiply-adds, plus its weights, which dense layers stream from memory
+  // once per frame at about 1/25 of the GEMM rate (6 MAC-equivalents per byte); +1: no free stages.
+  for (int i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + m.cost(i).macs + 6.0 * m.cost(i).weight_bytes + 1.0;
   const double inf = std::numeric_limits<double>::infinity();
   // best[k][j]: smallest bottleneck cutting the first j layers into k stages.
   std::vector<std::vector<double>> best(ranks + 1, std::vector<double>(n + 1, inf));

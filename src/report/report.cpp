@@ -117,7 +117,8 @@ json report_to_json(const RunReport& r) {
 void print_report(const RunReport& r, std::ostream& out) {
   out << "plan        " << r.plan << "\n"
       << "frames      " << r.frames << " (" << r.warmup_frames << " warm-up) in " << fmt(r.wall_s, 3) << " s\n"
-      << "throughput  " << fmt(r.throughput_fps, 2) << " frames/s (steady state)\n"
+      << "throughput  " << fmt(r.throughput_fps, 2) << " frames/s (steady state), "
+      << fmt(r.throughput_fps > 0 ? 1000.0 / r.throughput_fps : 0, 2) << " ms/frame\n"
       << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "
       << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n\n";
   char line[512];

@@ -1,0 +1,963 @@
+// Plans without MPI: JSON, validation messages, split bounds, strategies, live values, row
+// bands, and stage workers checked against model.forward, alone and as threads that exchange
+// buffers the way the MPI runtime does.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <set>
+#include <thread>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "io/keras_model.h"
+#include "model/optimize.h"
+#include "partition/live_values.h"
+#include "partition/row_bands.h"
+#include "partition/stage_worker.h"
+#include "plan/plan.h"
+#include "plan/strategies.h"
+#include "plan/validate.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using plan::Plan;
+using plan::Stage;
+using plan::StageMode;
+using testing::HasSubstr;
+
+namespace {
+
+// A chain with every layer kind a split touches. After the optimiser the nodes are
+//   0 c1 (bn1 folded, r1 fused) 24x24x8   1 p1 12x12x8   2 zp 14x14x8   3 c2 6x6x12
+//   4 dw (bn2 folded) 6x6x24              5 c3 6x6x6     6 gap 6        7 fc 5
+const char* kChainConfig = R"({"class_name": "Functional", "config": {"name": "chain", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 24, 24, 3]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn1", "config": {"name": "bn1", "axis": -1, "epsilon": 0.001}, "inbound_nodes": [[["c1", 0, 0, {}]]]},
+ {"class_name": "Activation", "name": "r1", "config": {"name": "r1", "activation": "relu"}, "inbound_nodes": [[["bn1", 0, 0, {}]]]},
+ {"class_name": "MaxPooling2D", "name": "p1", "config": {"name": "p1", "pool_size": [2, 2]}, "inbound_nodes": [[["r1", 0, 0, {}]]]},
+ {"class_name": "ZeroPadding2D", "name": "zp", "config": {"name": "zp", "padding": [[1, 1], [1, 1]]}, "inbound_nodes": [[["p1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c2", "config": {"name": "c2", "filters": 12, "kernel_size": [3, 3], "strides": [2, 2], "padding": "valid", "activation": "relu"}, "inbound_nodes": [[["zp", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "dw", "config": {"name": "dw", "kernel_size": [3, 3], "padding": "same", "depth_multiplier": 2, "use_bias": false}, "inbound_nodes": [[["c2", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn2", "config": {"name": "bn2", "axis": -1, "epsilon": 0.001}, "inbound_nodes": [[["dw", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c3", "config": {"name": "c3", "filters": 6, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["bn2", 0, 0, {}]]]},
+ {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["c3", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 5}, "inbound_nodes": [[["gap", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["fc", 0, 0]]}})";
+
+// A residual block: c1 feeds both c2 and the add. Nodes after the optimiser:
+//   0 c1   1 c2   2 c3   3 add (relu r fused)   4 c4   5 gap   6 fc (2 units)
+const char* kResidualConfig = R"({"class_name": "Functional", "config": {"name": "res", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 8, 8, 4]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c2", "config": {"name": "c2", "filters": 8, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["c1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c3", "config": {"name": "c3", "filters": 8, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["c2", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["c3", 0, 0, {}], ["c1", 0, 0, {}]]]},
+ {"class_name": "ReLU", "name": "r", "config": {"name": "r"}, "inbound_nodes": [[["add", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c4", "config": {"name": "c4", "filters": 4, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["r", 0, 0, {}]]]},
+ {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["c4", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 2}, "inbound_nodes": [[["gap", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["fc", 0, 0]]}})";
+
+// conv 3x3 stride 1 same (16 rows) -> max pool 2x2 (8 rows) -> conv 3x3 stride 2 same (4 rows).
+const char* kBandConfig = R"({"class_name": "Functional", "config": {"name": "band", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 16, 16, 2]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 4, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "MaxPooling2D", "name": "p", "config": {"name": "p", "pool_size": [2, 2]}, "inbound_nodes": [[["c1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c2", "config": {"name": "c2", "filters": 4, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["p", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["c2", 0, 0]]}})";
+
+// Eight 3x3 convolutions on 8x8 with uneven widths, so the multiply-adds differ per layer.
+std::string conv_chain_config(const std::vector<int>& filters) {
+  nlohmann::json layers = nlohmann::json::array();
+  layers.push_back({{"class_name", "InputLayer"},
+                    {"name", "in"},
+                    {"config", {{"name", "in"}, {"batch_input_shape", {nullptr, 8, 8, 2}}}},
+                    {"inbound_nodes", nlohmann::json::array()}});
+  std::string previous = "in";
+  for (std::size_t i = 0; i < filters.size(); ++i) {
+    std::string name = "k" + std::to_string(i + 1);
+    layers.push_back({{"class_name", "Conv2D"},
+                      {"name", name},
+                      {"config", {{"name", name}, {"filters", filters[i]}, {"kernel_size", {3, 3}}, {"padding", "same"}}},
+                      {"inbound_nodes", {{{previous, 0, 0, nlohmann::json::object()}}}}});
+    previous = name;
+  }
+  nlohmann::json config{{"class_name", "Functional"},
+                        {"config",
+                         {{"name", "convs"},
+                          {"layers", layers},
+                          {"input_layers", {{"in", 0, 0}}},
+                          {"output_layers", {{previous, 0, 0}}}}}};
+  return config.dump();
+}
+
+// The optimised graph of a config, without weights.
+model::Model structure_of(const std::string& config_json) {
+  auto spec = io::parse_keras_config(nlohmann::json::parse(config_json), "test config");
+  model::Model m = io::build_keras_model(spec, "test config");
+  model::optimize(m);
+  return m;
+}
+
+// The message of the chorus::Error `f` throws, or a marker that fails every HasSubstr.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no chorus::Error thrown>";
+}
+
+Stage stage(const std::string& first, const std::string& last, StageMode mode, std::vector<int> ranks,
+            std::vector<double> fractions = {}) {
+  return Stage{first, last, mode, std::move(ranks), std::move(fractions)};
+}
+
+Plan make_plan(int ranks, std::vector<Stage> stages) {
+  Plan p;
+  p.ranks = ranks;
+  p.stages = std::move(stages);
+  return p;
+}
+
+std::string validate_error(const Plan& p, const model::Model& m, int world_size = 0) {
+  return error_of([&] { plan::validate_plan(p, m, world_size); });
+}
+
+// Checks the plan's stages are contiguous and cover every node once.
+void expect_covers_model(const plan::ResolvedPlan& rp, const model::Model& m) {
+  int next = 0;
+  for (const auto& s : rp.stages) {
+    EXPECT_EQ(s.first, next);
+    EXPECT_LE(s.first, s.last);
+    next = s.last + 1;
+  }
+  EXPECT_EQ(next, static_cast<int>(m.nodes().size()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running stages without MPI.
+
+// Every node's output of a fully loaded model, computed node by node into fresh tensors.
+std::vector<Tensor> all_values(const model::Model& m, const Tensor& input) {
+  std::vector<Tensor> values(m.nodes().size());
+  for (std::size_t n = 0; n < m.nodes().size(); ++n) {
+    std::vector<const Tensor*> in;
+    for (int i : m.nodes()[n].inputs) in.push_back(i == model::kModelInput ? &input : &values[i]);
+    m.nodes()[n].layer->forward(in, values[n]);
+  }
+  return values;
+}
+
+// The buffers of one all_gather round, shared by the member threads of a split stage.
+class ThreadGroup {
+ public:
+  explicit ThreadGroup(int members) : members_(members), slots_(members) {}
+
+  void all_gather(int member, const std::vector<float>& mine, const std::vector<std::size_t>& counts,
+                  std::vector<std::vector<float>>& parts) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (static_cast<int>(counts.size()) != members_ || mine.size() != counts[member])
+      problems_.push_back(cat("member ", member, " round ", round_, ": sent ", mine.size(), " floats, counts say ",
+                              member < static_cast<int>(counts.size()) ? counts[member] : 0));
+    const long round = round_;
+    auto& agreed = counts_[round];
+    if (agreed.empty()) agreed = counts;
+    else if (agreed != counts) problems_.push_back(cat("member ", member, " round ", round, ": counts differ"));
+    slots_[member] = mine;
+    if (++arrived_ == members_) {
+      // Keep this round's buffers apart: a fast member may start the next round at once.
+      results_[round] = slots_;
+      arrived_ = 0;
+      ++round_;
+      changed_.notify_all();
+    } else if (!changed_.wait_for(lock, std::chrono::seconds(20), [&] { return round_ > round || aborted_; })) {
+      aborted_ = true;
+      changed_.notify_all();
+      fail("thread exchange: member ", member, " waited 20 s for the others in round ", round);
+    }
+    if (aborted_ && round_ <= round) fail("thread exchange: another member failed");
+    parts = results_.at(round);
+  }
+
+  // A member failed: wake the others so they fail too instead of waiting forever.
+  void abort() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    aborted_ = true;
+    changed_.notify_all();
+  }
+
+  long rounds() const { return round_; }
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  const int members_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int arrived_ = 0;
+  long round_ = 0;
+  bool aborted_ = false;
+  std::vector<std::vector<float>> slots_;
+  std::map<long, std::vector<std::vector<float>>> results_;
+  std::map<long, std::vector<std::size_t>> counts_;
+  std::vector<std::string> problems_;
+};
+
+class ThreadExchange : public partition::PeerExchange {
+ public:
+  ThreadExchange(ThreadGroup& group, int member) : group_(group), member_(member) {}
+  void all_gather(const std::vector<float>& mine, const std::vector<std::size_t>& counts,
+                  std::vector<std::vector<float>>& parts) override {
+    group_.all_gather(member_, mine, counts, parts);
+  }
+
+ private:
+  ThreadGroup& group_;
+  int member_;
+};
+
+// One rank's own copy of the model and its own weight reader, as every MPI rank has.
+struct RankState {
+  io::KerasModelStructure structure;
+  std::unique_ptr<io::KerasWeightReader> reader;
+};
+
+struct PlanRun {
+  Tensor output;
+  long exchanges = 0;  // all_gather rounds over all split stages
+};
+
+// Runs a validated plan on `input` the way the runtime would, stage after stage, with one
+// model instance per rank; stages of several ranks run their members on threads. Every
+// member's outputs are compared with the fully loaded model's values.
+PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tensor& input) {
+  model::Model full = io::load_keras_model(h5);
+  const std::vector<Tensor> reference = all_values(full, input);
+  auto reference_of = [&](int v) -> const Tensor& { return v == model::kModelInput ? input : reference.at(v); };
+
+  std::vector<std::unique_ptr<RankState>> ranks;
+  for (int r = 0; r < rp.plan.ranks; ++r) {
+    auto state = std::make_unique<RankState>();
+    state->structure = io::load_keras_structure(h5, "", /*optimize=*/true);
+    state->reader = std::make_unique<io::KerasWeightReader>(h5, state->structure.spec);
+    ranks.push_back(std::move(state));
+  }
+  // Workers are made here, on one thread: they read HDF5, which need not be thread-safe.
+  std::vector<std::vector<std::unique_ptr<partition::StageWorker>>> workers(rp.stages.size());
+  for (std::size_t s = 0; s < rp.stages.size(); ++s)
+    for (std::size_t k = 0; k < rp.stages[s].ranks.size(); ++k) {
+      RankState& rank = *ranks.at(rp.stages[s].ranks[k]);
+      workers[s].push_back(std::make_unique<partition::StageWorker>(rank.structure.model, rp, static_cast<int>(s),
+                                                                    static_cast<int>(k), *rank.reader));
+    }
+
+  PlanRun result;
+  const model::Model& m = ranks[0]->structure.model;
+  std::vector<Tensor> values{input};
+  for (std::size_t s = 0; s < rp.stages.size(); ++s) {
+    const int members = static_cast<int>(workers[s].size());
+    std::vector<std::vector<Tensor>> outputs(members);
+    if (members == 1) {
+      outputs[0] = workers[s][0]->run(values, nullptr);
+    } else {
+      ThreadGroup group(members);
+      std::vector<std::string> errors(members);
+      std::vector<std::thread> threads;
+      for (int k = 0; k < members; ++k)
+        threads.emplace_back([&, k] {
+          try {
+            ThreadExchange exchange(group, k);
+            outputs[k] = workers[s][k]->run(values, &exchange);
+          } catch (const std::exception& e) {
+            errors[k] = e.what();
+            group.abort();
+          }
+        });
+      for (auto& t : threads) t.join();
+      for (int k = 0; k < members; ++k) EXPECT_EQ(errors[k], "") << "stage " << s << " member " << k;
+      for (const auto& problem : group.problems()) ADD_FAILURE() << "stage " << s << ": " << problem;
+      result.exchanges += group.rounds();
+    }
+    const std::vector<int> live = partition::live_values(m, rp, static_cast<int>(s));
+    for (int k = 0; k < members; ++k) {
+      if (outputs[k].size() != live.size()) {
+        ADD_FAILURE() << "stage " << s << " member " << k << ": " << outputs[k].size() << " outputs for "
+                      << live.size() << " live values";
+        return result;
+      }
+      for (std::size_t i = 0; i < live.size(); ++i)
+        EXPECT_LT(max_relative_error(outputs[k][i], reference_of(live[i])), 1e-5)
+            << "stage " << s << " (" << plan::mode_name(rp.stages[s].mode) << ") member " << k << " value "
+            << live[i];
+    }
+    values = std::move(outputs[0]);
+  }
+  EXPECT_EQ(values.size(), 1u);
+  if (values.size() == 1) {
+    EXPECT_LT(max_relative_error(values[0], full.forward(input)), 1e-5);
+    result.output = std::move(values[0]);
+  }
+  return result;
+}
+
+// Writes the chain and residual models with random weights once for the whole suite.
+class StageWorkerTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    set_blas_threads(1);  // the threads below stand for ranks; keep each to one BLAS thread
+    dir_ = new test::TempDir;
+    test::write_random_model(kChainConfig, dir_->path("chain.h5"), 11);
+    test::write_random_model(kResidualConfig, dir_->path("res.h5"), 12);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string chain_h5() { return dir_->path("chain.h5"); }
+  static std::string residual_h5() { return dir_->path("res.h5"); }
+
+  static test::TempDir* dir_;
+};
+test::TempDir* StageWorkerTest::dir_ = nullptr;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// 1. Plan JSON
+
+TEST(PlanJson, RoundTripKeepsEveryField) {
+  Plan p;
+  p.model = "models/chain.h5";
+  p.ranks = 3;
+  p.source = 1;
+  p.sink = 2;
+  p.max_in_flight = 7;
+  p.stages = {stage("c1", "p1", StageMode::single, {0}),
+              stage("zp", "c2", StageMode::split_output, {1, 2}, {0.25, 0.75}),
+              stage("dw", "c3", StageMode::split_input, {2, 0}, {0.6, 0.4}),
+              stage("gap", "gap", StageMode::split_spatial, {0, 1, 2}),
+              stage("fc", "fc", StageMode::replicate, {1, 2})};
+  p.prediction = {{"bottleneck_ms", 1.5}, {"stages", {{{"ms", 0.5}}, {{"ms", 1.5}}}}};
+
+  // Through text, as a file would carry it.
+  Plan q = plan::plan_from_json(nlohmann::json::parse(plan::plan_to_json(p).dump(2)), "round trip");
+  EXPECT_EQ(q.model, p.model);
+  EXPECT_EQ(q.ranks, 3);
+  EXPECT_EQ(q.source, 1);
+  EXPECT_EQ(q.sink, 2);
+  EXPECT_EQ(q.max_in_flight, 7);
+  EXPECT_EQ(q.prediction, p.prediction);
+  ASSERT_EQ(q.stages.size(), p.stages.size());
+  for (std::size_t i = 0; i < p.stages.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(q.stages[i].first, p.stages[i].first);
+    EXPECT_EQ(q.stages[i].last, p.stages[i].last);
+    EXPECT_EQ(q.stages[i].mode, p.stages[i].mode);
+    EXPECT_EQ(q.stages[i].ranks, p.stages[i].ranks);
+    EXPECT_EQ(q.stages[i].fractions, p.stages[i].fractions);
+  }
+  // The mode is written by name.
+  EXPECT_EQ(plan::plan_to_json(p)["stages"][1]["mode"], "split-output");
+}
+
+TEST(PlanJson, WriteAndReadFile) {
+  test::TempDir dir;
+  Plan p = make_plan(2, {stage("a", "b", StageMode::single, {1}), stage("c", "d", StageMode::split_spatial, {0, 1},
+                                                                        {0.3, 0.7})});
+  plan::write_plan(p, dir.path("plan.json"));
+  Plan q = plan::read_plan(dir.path("plan.json"));
+  EXPECT_EQ(q.ranks, 2);
+  EXPECT_EQ(q.max_in_flight, 0);      // not written when 0, read back as 0
+  EXPECT_TRUE(q.prediction.is_null());  // absent stays absent
+  ASSERT_EQ(q.stages.size(), 2u);
+  EXPECT_EQ(q.stages[1].mode, StageMode::split_spatial);
+  EXPECT_EQ(q.stages[1].fractions, (std::vector<double>{0.3, 0.7}));
+  EXPECT_TRUE(q.stages[0].fractions.empty());
+}
+
+TEST(PlanJson, ReadErrorsNameTheFile) {
+  test::TempDir dir;
+  const std::string missing = dir.path("missing-plan.json");
+  EXPECT_THAT(error_of([&] { plan::read_plan(missing); }), HasSubstr(missing));
+
+  const std::string broken = dir.path("broken-plan.json");
+  std::ofstream(broken) << "{ \"ranks\": 2, \"stages\": [ ";
+  std::string message = error_of([&] { plan::read_plan(broken); });
+  EXPECT_THAT(message, HasSubstr(broken));
+  EXPECT_THAT(message, HasSubstr("JSON"));
+
+  // Valid JSON that is not a plan names the source too.
+  EXPECT_THAT(error_of([] { plan::plan_from_json(nlohmann::json{{"stages", nlohmann::json::array()}}, "x.json"); }),
+              HasSubstr("x.json"));
+  EXPECT_THAT(error_of([] {
+                plan::plan_from_json(nlohmann::json::parse(R"({"ranks": 1, "stages": [{"layers": ["a"], "ranks": [0]}]})"),
+                                     "y.json");
+              }),
+              HasSubstr("stages[0].layers"));
+}
+
+TEST(PlanJson, ParseModeListsTheNames) {
+  EXPECT_EQ(plan::parse_mode("split-spatial"), StageMode::split_spatial);
+  for (auto mode : {StageMode::single, StageMode::replicate, StageMode::split_output, StageMode::split_input,
+                    StageMode::split_spatial})
+    EXPECT_EQ(plan::parse_mode(plan::mode_name(mode)), mode);
+  std::string message = error_of([] { plan::parse_mode("split-depth"); });
+  EXPECT_THAT(message, HasSubstr("split-depth"));
+  for (const char* name : {"single", "replicate", "split-output", "split-input", "split-spatial"})
+    EXPECT_THAT(message, HasSubstr(name));
+  // A bad mode inside a plan file is reported the same way.
+  EXPECT_THAT(error_of([] {
+                plan::plan_from_json(
+                    nlohmann::json::parse(R"({"ranks": 1, "stages": [{"layers": ["a", "b"], "mode": "split-depth", "ranks": [0]}]})"),
+                    "z.json");
+              }),
+              HasSubstr("split-depth"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. validate_plan
+
+TEST(ValidatePlan, ChainModelHasTheExpectedNodes) {
+  // The other tests rely on these indices.
+  model::Model m = structure_of(kChainConfig);
+  std::vector<std::string> names;
+  for (const auto& n : m.nodes()) names.push_back(n.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"c1", "p1", "zp", "c2", "dw", "c3", "gap", "fc"}));
+  model::Model r = structure_of(kResidualConfig);
+  names.clear();
+  for (const auto& n : r.nodes()) names.push_back(n.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"c1", "c2", "c3", "add", "c4", "gap", "fc"}));
+}
+
+TEST(ValidatePlan, UnknownLayer) {
+  model::Model m = structure_of(kChainConfig);
+  EXPECT_THAT(validate_error(make_plan(1, {stage("c1", "fc9", StageMode::single, {0})}), m), HasSubstr("'fc9'"));
+  EXPECT_THAT(validate_error(make_plan(1, {stage("conv0", "fc", StageMode::single, {0})}), m),
+              HasSubstr("unknown layer 'conv0'"));
+}
+
+TEST(ValidatePlan, OverlapGapAndLeftover) {
+  model::Model m = structure_of(kChainConfig);
+  EXPECT_THAT(validate_error(make_plan(2, {stage("c1", "c2", StageMode::single, {0}),
+                                           stage("c2", "fc", StageMode::single, {1})}),
+                             m),
+              HasSubstr("overlaps"));
+  std::string gap = validate_error(
+      make_plan(2, {stage("c1", "p1", StageMode::single, {0}), stage("dw", "fc", StageMode::single, {1})}), m);
+  EXPECT_THAT(gap, HasSubstr("gap"));
+  EXPECT_THAT(gap, HasSubstr("'zp'"));  // the first layer in no stage
+  std::string left = validate_error(make_plan(1, {stage("c1", "c2", StageMode::single, {0})}), m);
+  EXPECT_THAT(left, HasSubstr("'dw'"));
+  EXPECT_THAT(left, HasSubstr("in no stage"));
+  EXPECT_THAT(validate_error(make_plan(1, {stage("c2", "c1", StageMode::single, {0})}), m), HasSubstr("comes after"));
+}
+
+TEST(ValidatePlan, RanksAndWorldSize) {
+  model::Model m = structure_of(kChainConfig);
+  Plan three = make_plan(3, {stage("c1", "c2", StageMode::single, {0}), stage("dw", "c3", StageMode::single, {1}),
+                             stage("gap", "fc", StageMode::single, {2})});
+  EXPECT_NO_THROW(plan::validate_plan(three, m, 3));
+  EXPECT_NO_THROW(plan::validate_plan(three, m, 0));  // 0 skips the world-size check
+  EXPECT_THAT(validate_error(three, m, 2), HasSubstr("made for 3 rank(s) but the job has 2"));
+
+  EXPECT_THAT(validate_error(make_plan(2, {stage("c1", "fc", StageMode::single, {2})}), m),
+              HasSubstr("rank 2 is not among the 2 ranks"));
+  EXPECT_THAT(validate_error(make_plan(2, {stage("c1", "fc", StageMode::split_output, {1, 1})}), m),
+              HasSubstr("rank 1 is listed twice"));
+  EXPECT_THAT(validate_error(make_plan(2, {stage("c1", "fc", StageMode::single, {0, 1})}), m),
+              HasSubstr("exactly one rank"));
+  Plan bad_sink = make_plan(2, {stage("c1", "fc", StageMode::single, {0})});
+  bad_sink.sink = 2;
+  EXPECT_THAT(validate_error(bad_sink, m), HasSubstr("sink"));
+}
+
+TEST(ValidatePlan, Fractions) {
+  model::Model m = structure_of(kChainConfig);
+  auto split = [](std::vector<double> fractions) {
+    return make_plan(2, {stage("c1", "fc", StageMode::split_output, {0, 1}, std::move(fractions))});
+  };
+  EXPECT_THAT(validate_error(split({1.0}), m), HasSubstr("1 fractions for 2 ranks"));
+  EXPECT_THAT(validate_error(split({0.5, 0.4}), m), HasSubstr("sum to"));
+  EXPECT_THAT(validate_error(split({1.5, -0.5}), m), HasSubstr("positive"));
+  EXPECT_THAT(validate_error(split({1.0, 0.0}), m), HasSubstr("positive"));
+  EXPECT_NO_THROW(plan::validate_plan(split({0.7, 0.3}), m, 2));
+}
+
+TEST(ValidatePlan, SplitKindsThatDoNotFit) {
+  model::Model m = structure_of(kChainConfig);
+  // Depthwise layers mix no channels, so they have no input-channel split.
+  Plan dw_input = make_plan(2, {stage("c1", "c2", StageMode::single, {0}), stage("dw", "dw", StageMode::split_input, {0, 1}),
+                                stage("c3", "fc", StageMode::single, {0})});
+  std::string message = validate_error(dw_input, m);
+  EXPECT_THAT(message, HasSubstr("cannot be split by input channels"));
+  EXPECT_THAT(message, HasSubstr("'dw'"));
+  // ... but they do split by output channels.
+  Plan dw_output = dw_input;
+  dw_output.stages[1].mode = StageMode::split_output;
+  EXPECT_NO_THROW(plan::validate_plan(dw_output, m, 2));
+
+  // A stage of pooling and padding only has nothing to split.
+  Plan pool_only = make_plan(2, {stage("c1", "c1", StageMode::single, {0}),
+                                 stage("p1", "zp", StageMode::split_output, {0, 1}),
+                                 stage("c2", "fc", StageMode::single, {1})});
+  EXPECT_THAT(validate_error(pool_only, m), HasSubstr("none of its layers"));
+}
+
+TEST(ValidatePlan, SplitSpatialNeedsAChain) {
+  model::Model m = structure_of(kResidualConfig);
+  // c1 feeds c2 and the add after the stage: a branch leaves from inside the stage.
+  Plan branch = make_plan(2, {stage("c1", "c3", StageMode::split_spatial, {0, 1}),
+                              stage("add", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(branch, m), HasSubstr("chain"));
+  // The whole residual block, add included, cannot be split into row bands either.
+  Plan block = make_plan(2, {stage("c1", "add", StageMode::split_spatial, {0, 1}),
+                             stage("c4", "fc", StageMode::single, {0})});
+  std::string message = validate_error(block, m);
+  EXPECT_THAT(message, HasSubstr("split-spatial"));
+  EXPECT_TRUE(message.find("chain") != std::string::npos || message.find("'add'") != std::string::npos) << message;
+  // The chain inside the block is fine.
+  Plan inner = make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("c2", "c3", StageMode::split_spatial, {0, 1}),
+                             stage("add", "fc", StageMode::single, {0})});
+  EXPECT_NO_THROW(plan::validate_plan(inner, m, 2));
+}
+
+TEST(ValidatePlan, TooFewChannelsOrRows) {
+  model::Model m = structure_of(kResidualConfig);
+  // fc has 2 units: three parts would leave one empty.
+  Plan p = make_plan(3, {stage("c1", "gap", StageMode::single, {0}), stage("fc", "fc", StageMode::split_output, {0, 1, 2})});
+  std::string message = validate_error(p, m);
+  EXPECT_THAT(message, HasSubstr("too few"));
+  EXPECT_THAT(message, HasSubstr("'fc'"));
+  // Uneven fractions can starve a part where even ones would not: 8 channels, a 1% share.
+  Plan starved = make_plan(2, {stage("c1", "c1", StageMode::split_output, {0, 1}, {0.99, 0.01}),
+                               stage("c2", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(starved, m), HasSubstr("too few"));
+  // Rows: c4 output has 8 rows, nine bands cannot all have one.
+  Plan rows = make_plan(9, {stage("c1", "add", StageMode::single, {0}),
+                            stage("c4", "c4", StageMode::split_spatial, {0, 1, 2, 3, 4, 5, 6, 7, 8}),
+                            stage("gap", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(rows, m), HasSubstr("too few"));
+}
+
+TEST(ValidatePlan, MixedPlanResolves) {
+  model::Model m = structure_of(kChainConfig);
+  Plan p = make_plan(3, {stage("c1", "zp", StageMode::split_spatial, {0, 1}),
+                         stage("c2", "c2", StageMode::split_output, {1, 2}, {0.75, 0.25}),
+                         stage("dw", "dw", StageMode::split_output, {0, 1, 2}),
+                         stage("c3", "c3", StageMode::split_input, {2, 0}),
+                         stage("gap", "fc", StageMode::replicate, {1, 2})});
+  plan::ResolvedPlan rp = plan::validate_plan(p, m, 3);
+  ASSERT_EQ(rp.stages.size(), 5u);
+  std::vector<std::pair<int, int>> ranges;
+  for (const auto& s : rp.stages) ranges.push_back({s.first, s.last});
+  EXPECT_EQ(ranges, (std::vector<std::pair<int, int>>{{0, 2}, {3, 3}, {4, 4}, {5, 5}, {6, 7}}));
+  EXPECT_EQ(rp.stages[1].mode, StageMode::split_output);
+  EXPECT_EQ(rp.stages[1].ranks, (std::vector<int>{1, 2}));
+  EXPECT_EQ(rp.stages[1].fractions, (std::vector<double>{0.75, 0.25}));
+  ASSERT_EQ(rp.stages[2].fractions.size(), 3u);  // empty means equal shares
+  for (double f : rp.stages[2].fractions) EXPECT_DOUBLE_EQ(f, 1.0 / 3);
+  EXPECT_EQ(rp.stages[3].ranks, (std::vector<int>{2, 0}));
+  EXPECT_EQ(rp.max_in_flight, 2 * 5 + 2);
+  expect_covers_model(rp, m);
+  p.max_in_flight = 4;
+  EXPECT_EQ(plan::validate_plan(p, m, 3).max_in_flight, 4);
+}
+
+TEST(ValidatePlan, MergedNamesResolveToTheirNode) {
+  model::Model m = structure_of(kChainConfig);
+  ASSERT_EQ(m.find("bn1"), 0);
+  ASSERT_EQ(m.find("r1"), 0);
+  ASSERT_EQ(m.find("bn2"), 4);
+  // Stages named by the folded batch norm and fused activation of c1, and bn2 folded into dw.
+  Plan p = make_plan(2, {stage("bn1", "r1", StageMode::single, {0}), stage("p1", "bn2", StageMode::single, {1}),
+                         stage("c3", "fc", StageMode::single, {0})});
+  plan::ResolvedPlan rp = plan::validate_plan(p, m, 2);
+  EXPECT_EQ(rp.stages[0].first, 0);
+  EXPECT_EQ(rp.stages[0].last, 0);
+  EXPECT_EQ(rp.stages[1].first, 1);
+  EXPECT_EQ(rp.stages[1].last, 4);
+  EXPECT_EQ(rp.stages[2].first, 5);
+  // A stage that starts at a name merged into the previous stage's last node overlaps it.
+  Plan overlap = make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("bn1", "fc", StageMode::single, {1})});
+  EXPECT_THAT(validate_error(overlap, m), HasSubstr("overlaps"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. split_bounds
+
+TEST(SplitBounds, EvenAndUneven) {
+  EXPECT_EQ(plan::split_bounds(10, {0.5, 0.5}), (std::vector<int>{0, 5, 10}));
+  EXPECT_EQ(plan::split_bounds(12, {1.0 / 3, 1.0 / 3, 1.0 / 3}), (std::vector<int>{0, 4, 8, 12}));
+  EXPECT_EQ(plan::split_bounds(10, {0.5, 0.3, 0.2}), (std::vector<int>{0, 5, 8, 10}));
+  EXPECT_EQ(plan::split_bounds(7, {1.0 / 3, 1.0 / 3, 1.0 / 3}), (std::vector<int>{0, 2, 5, 7}));
+  EXPECT_EQ(plan::split_bounds(9, {1.0}), (std::vector<int>{0, 9}));
+  EXPECT_EQ(plan::split_bounds(100, {0.25, 0.75}), (std::vector<int>{0, 25, 100}));
+}
+
+TEST(SplitBounds, MonotoneAndEndAtTheExtent) {
+  const std::vector<std::vector<double>> cases{{0.5, 0.3, 0.2}, {0.1, 0.1, 0.8}, {0.9, 0.05, 0.05},
+                                               {0.25, 0.25, 0.25, 0.25}, {0.7, 0.3}, {0.2, 0.2, 0.2, 0.2, 0.2},
+                                               {1.0 / 7, 2.0 / 7, 4.0 / 7}};
+  for (const auto& fractions : cases)
+    for (int extent : {1, 2, 3, 5, 7, 8, 13, 64, 1000, 1001}) {
+      SCOPED_TRACE(testing::Message() << "extent " << extent << ", " << fractions.size() << " parts");
+      auto b = plan::split_bounds(extent, fractions);
+      ASSERT_EQ(b.size(), fractions.size() + 1);
+      EXPECT_EQ(b.front(), 0);
+      EXPECT_EQ(b.back(), extent);
+      int total = 0;
+      for (std::size_t r = 0; r + 1 < b.size(); ++r) {
+        EXPECT_LE(b[r], b[r + 1]);
+        total += b[r + 1] - b[r];
+        // Each part is within one unit of its exact share of the extent.
+        double cumulative = std::accumulate(fractions.begin(), fractions.begin() + r + 1, 0.0);
+        EXPECT_LE(std::abs(b[r + 1] - cumulative * extent), 1.0);
+      }
+      EXPECT_EQ(total, extent);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Strategies
+
+namespace {
+
+double stage_macs(const model::Model& m, int first, int last) {
+  double macs = 0;
+  for (int n = first; n <= last; ++n) macs += m.cost(n).macs;
+  return macs;
+}
+
+}  // namespace
+
+TEST(Strategies, PipelineOneStagePerRankAndBalanced) {
+  const std::vector<int> filters{5, 11, 7, 3, 13, 6, 9, 4};
+  model::Model m = structure_of(conv_chain_config(filters));
+  ASSERT_EQ(m.nodes().size(), 8u);
+  const int ranks = 3;
+  Plan p = plan::make_strategy_plan("pipeline", m, ranks);
+  EXPECT_EQ(p.ranks, ranks);
+  plan::ResolvedPlan rp = plan::validate_plan(p, m, ranks);
+  ASSERT_EQ(rp.stages.size(), 3u);
+  for (int k = 0; k < ranks; ++k) {
+    EXPECT_EQ(rp.stages[k].mode, StageMode::single);
+    EXPECT_EQ(rp.stages[k].ranks, std::vector<int>{k});
+  }
+  expect_covers_model(rp, m);
+
+  double planned = 0, planned_with_layers = 0;
+  for (const auto& s : rp.stages) {
+    planned = std::max(planned, stage_macs(m, s.first, s.last));
+    planned_with_layers = std::max(planned_with_layers, stage_macs(m, s.first, s.last) + (s.last - s.first + 1));
+  }
+  // Brute force over every pair of cuts: stages [0, a), [a, b), [b, 8).
+  const int n = 8;
+  double best = 1e300, best_with_layers = 1e300;
+  for (int a = 1; a < n; ++a)
+    for (int b = a + 1; b < n; ++b) {
+      double worst = std::max({stage_macs(m, 0, a - 1), stage_macs(m, a, b - 1), stage_macs(m, b, n - 1)});
+      best = std::min(best, worst);
+      best_with_layers = std::min(best_with_layers, std::max({stage_macs(m, 0, a - 1) + a, stage_macs(m, a, b - 1) + (b - a),
+                                                              stage_macs(m, b, n - 1) + (n - b)}));
+    }
+  // The planner counts one extra unit per layer so no stage is free: its plan is optimal for
+  // that cost exactly, and for multiply-adds alone up to those few units.
+  EXPECT_DOUBLE_EQ(planned_with_layers, best_with_layers);
+  EXPECT_LE(planned, best + n);
+  EXPECT_GE(planned, best);
+  EXPECT_LT(planned, stage_macs(m, 0, n - 1) / 2);  // far from putting everything on one rank
+}
+
+TEST(Strategies, PipelineOnEveryRankCount) {
+  model::Model m = structure_of(kChainConfig);
+  for (int ranks = 1; ranks <= 8; ++ranks) {
+    SCOPED_TRACE(ranks);
+    Plan p = plan::make_strategy_plan("pipeline", m, ranks);
+    plan::ResolvedPlan rp = plan::validate_plan(p, m, ranks);
+    EXPECT_EQ(rp.stages.size(), static_cast<std::size_t>(ranks));
+    expect_covers_model(rp, m);
+  }
+  std::string message = error_of([&] { plan::make_strategy_plan("pipeline", m, 9); });
+  EXPECT_THAT(message, HasSubstr("8 layers"));
+  EXPECT_THAT(message, HasSubstr("9 ranks"));
+}
+
+TEST(Strategies, Replicate) {
+  model::Model m = structure_of(kChainConfig);
+  Plan p = plan::make_strategy_plan("replicate", m, 4);
+  plan::ResolvedPlan rp = plan::validate_plan(p, m, 4);
+  ASSERT_EQ(rp.stages.size(), 1u);
+  EXPECT_EQ(rp.stages[0].mode, StageMode::replicate);
+  EXPECT_EQ(rp.stages[0].ranks, (std::vector<int>{0, 1, 2, 3}));
+  expect_covers_model(rp, m);
+  // One rank: nothing to replicate.
+  EXPECT_EQ(plan::make_strategy_plan("replicate", m, 1).stages[0].mode, StageMode::single);
+}
+
+TEST(Strategies, SplitPlansValidateAndUseAllRanks) {
+  for (const char* config : {kChainConfig, kResidualConfig}) {
+    model::Model m = structure_of(config);
+    for (const char* strategy : {"split-output", "split-input", "split-spatial", "pipeline", "replicate"})
+      for (int ranks : {1, 2, 3}) {
+        SCOPED_TRACE(testing::Message() << strategy << " on " << m.node(0).name() << ".." << m.nodes().back().name()
+                                        << " (" << m.nodes().size() << " nodes), " << ranks << " ranks");
+        Plan p = plan::make_strategy_plan(strategy, m, ranks);
+        plan::ResolvedPlan rp;
+        ASSERT_NO_THROW(rp = plan::validate_plan(p, m, ranks));
+        expect_covers_model(rp, m);
+        bool any_split = false;
+        for (const auto& s : rp.stages) {
+          if (s.mode == StageMode::single) {
+            if (std::string(strategy) != "pipeline") EXPECT_EQ(s.ranks, std::vector<int>{0});
+          } else {
+            any_split = true;
+            std::vector<int> all(ranks);
+            std::iota(all.begin(), all.end(), 0);
+            EXPECT_EQ(s.ranks, all);
+          }
+        }
+        if (ranks > 1 && std::string(strategy) != "pipeline") EXPECT_TRUE(any_split);
+      }
+  }
+}
+
+TEST(Strategies, SplitStagesWhereTheLayersAllowIt) {
+  model::Model chain = structure_of(kChainConfig);
+  auto ranges = [](const Plan& p) {
+    std::vector<std::string> out;
+    for (const auto& s : p.stages) out.push_back(s.first + ".." + s.last + " " + plan::mode_name(s.mode));
+    return out;
+  };
+  // Every layer of the chain splits by output channels or rides along.
+  EXPECT_EQ(ranges(plan::make_strategy_plan("split-output", chain, 3)),
+            (std::vector<std::string>{"c1..fc split-output"}));
+  // The depthwise layer has no input split: it runs alone on rank 0 between two split stages.
+  EXPECT_EQ(ranges(plan::make_strategy_plan("split-input", chain, 3)),
+            (std::vector<std::string>{"c1..c2 split-input", "dw..dw single", "c3..fc split-input"}));
+  // Rows run out at the global pooling: the tail runs on rank 0.
+  EXPECT_EQ(ranges(plan::make_strategy_plan("split-spatial", chain, 3)),
+            (std::vector<std::string>{"c1..c3 split-spatial", "gap..fc single"}));
+  // The residual model's last layer has 2 units: too few for 3 parts, so it runs on rank 0.
+  model::Model res = structure_of(kResidualConfig);
+  Plan p = plan::make_strategy_plan("split-output", res, 3);
+  ASSERT_FALSE(p.stages.empty());
+  EXPECT_EQ(p.stages.back().last, "fc");
+  EXPECT_EQ(p.stages.back().first, "fc");
+  EXPECT_EQ(p.stages.back().mode, StageMode::single);
+  EXPECT_EQ(p.stages.back().ranks, std::vector<int>{0});
+}
+
+TEST(Strategies, UnknownNameListsTheNames) {
+  model::Model m = structure_of(kChainConfig);
+  std::string message = error_of([&] { plan::make_strategy_plan("split-depth", m, 2); });
+  EXPECT_THAT(message, HasSubstr("split-depth"));
+  for (const auto& name : plan::strategy_names()) EXPECT_THAT(message, HasSubstr(name));
+  EXPECT_EQ(plan::strategy_names().size(), 5u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Live values
+
+TEST(LiveValues, SkipConnectionCrossesCuts) {
+  model::Model m = structure_of(kResidualConfig);
+  const int c1 = 0, c2 = 1, c3 = 2, fc = 6;
+  // Cut inside the block, after c2: c3 needs c2, the add later needs c1.
+  plan::ResolvedPlan two = plan::validate_plan(
+      make_plan(2, {stage("c1", "c2", StageMode::single, {0}), stage("c3", "fc", StageMode::single, {1})}), m, 2);
+  EXPECT_EQ(partition::live_values(m, two, -1), std::vector<int>{model::kModelInput});
+  EXPECT_EQ(partition::live_values(m, two, 0), (std::vector<int>{c1, c2}));
+  EXPECT_EQ(partition::live_values(m, two, 1), std::vector<int>{fc});
+  EXPECT_EQ(partition::live_floats(m, partition::live_values(m, two, 0)), 2u * 8 * 8 * 8);
+  EXPECT_EQ(partition::live_floats(m, {model::kModelInput}), 8u * 8 * 4);
+
+  // The block over three stages: c1 stays alive across both cuts.
+  plan::ResolvedPlan three =
+      plan::validate_plan(make_plan(3, {stage("c1", "c2", StageMode::single, {0}), stage("c3", "c3", StageMode::single, {1}),
+                                        stage("add", "fc", StageMode::single, {2})}),
+                          m, 3);
+  EXPECT_EQ(partition::live_values(m, three, 0), (std::vector<int>{c1, c2}));
+  EXPECT_EQ(partition::live_values(m, three, 1), (std::vector<int>{c1, c3}));
+  EXPECT_EQ(partition::live_values(m, three, 2), std::vector<int>{fc});
+
+  // A cut right after c1: only c1 crosses (read by c2 and by the add).
+  plan::ResolvedPlan early = plan::validate_plan(
+      make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("c2", "fc", StageMode::single, {1})}), m, 2);
+  EXPECT_EQ(partition::live_values(m, early, 0), std::vector<int>{c1});
+  // A cut after the block: only the add's output.
+  plan::ResolvedPlan late = plan::validate_plan(
+      make_plan(2, {stage("c1", "add", StageMode::single, {0}), stage("c4", "fc", StageMode::single, {1})}), m, 2);
+  EXPECT_EQ(partition::live_values(m, late, 0), std::vector<int>{3});
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Row bands
+
+TEST(RowBands, InputRowsOfEachBand) {
+  model::Model m = structure_of(kBandConfig);
+  ASSERT_EQ(m.nodes().size(), 3u);
+  ASSERT_EQ(m.node(0).layer->output_shape().h, 16);
+  ASSERT_EQ(m.node(1).layer->output_shape().h, 8);
+  ASSERT_EQ(m.node(2).layer->output_shape().h, 4);
+  // Output rows of c2 in three even bands: split_bounds(4, thirds) = {0, 1, 3, 4}.
+  const auto bounds = plan::split_bounds(4, {1.0 / 3, 1.0 / 3, 1.0 / 3});
+  ASSERT_EQ(bounds, (std::vector<int>{0, 1, 3, 4}));
+  // Output row y of each layer reads input rows [y*stride - pad_top, y*stride - pad_top + kernel):
+  //   c2: 3x3 stride 2 'same' on 8 rows -> 4 rows: total pad (4-1)*2+3-8 = 1, Keras puts it
+  //       at the bottom, so pad_top = 0: rows [a, b) read [2a, 2(b-1)+3).
+  //   p:  2x2 stride 2, no padding: rows [a, b) read [2a, 2b).
+  //   c1: 3x3 stride 1 'same', pad_top = 1: rows [a, b) read [a-1, b+1).
+  // Band 0, c2 rows [0,1): c2 reads [0,3); p reads [0,6); c1 reads [-1,7) -> clipped [0,7).
+  // Band 1, c2 rows [1,3): c2 reads [2,7); p reads [4,14); c1 reads [3,15).
+  // Band 2, c2 rows [3,4): c2 reads [6,9) -> clipped to the 8 rows [6,8); p reads [12,16);
+  //         c1 reads [11,17) -> clipped [11,16).
+  using Rows = std::vector<std::pair<int, int>>;
+  const std::vector<Rows> expected{{{0, 7}, {0, 6}, {0, 3}}, {{3, 15}, {4, 14}, {2, 7}}, {{11, 16}, {12, 16}, {6, 8}}};
+  for (int b = 0; b < 3; ++b) {
+    SCOPED_TRACE(b);
+    EXPECT_EQ(partition::band_input_rows(m, 0, 2, bounds[b], bounds[b + 1]), expected[b]);
+  }
+  // The whole output needs the whole input, no more.
+  EXPECT_EQ(partition::band_input_rows(m, 0, 2, 0, 4), (Rows{{0, 16}, {0, 8}, {0, 7}}));
+}
+
+TEST(RowBands, BandsCoverTheImage) {
+  model::Model m = structure_of(kBandConfig);
+  for (const std::vector<double>& fractions :
+       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.25, 0.25, 0.25, 0.25}}) {
+    SCOPED_TRACE(fractions.size());
+    const auto bounds = plan::split_bounds(4, fractions);
+    std::vector<int> output_hits(4, 0), input_hits(16, 0);
+    for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
+      auto rows = partition::band_input_rows(m, 0, 2, bounds[b], bounds[b + 1]);
+      for (int y = bounds[b]; y < bounds[b + 1]; ++y) ++output_hits[y];
+      // Every layer's rows stay inside its input.
+      const int heights[] = {16, 8, 8};
+      for (int l = 0; l < 3; ++l) {
+        EXPECT_GE(rows[l].first, 0);
+        EXPECT_LE(rows[l].second, heights[l]);
+        EXPECT_LT(rows[l].first, rows[l].second);
+        // A layer's input rows are the previous layer's output rows, which the next needs.
+        if (l > 0) {
+          auto next_needs = partition::band_input_rows(m, l, 2, bounds[b], bounds[b + 1]).front();
+          EXPECT_EQ(next_needs, rows[l]);
+        }
+      }
+      for (int y = rows[0].first; y < rows[0].second; ++y) ++input_hits[y];
+    }
+    // Output rows: each exactly once. Input rows: each at least once (halos overlap).
+    for (int y = 0; y < 4; ++y) EXPECT_EQ(output_hits[y], 1) << "output row " << y;
+    for (int y = 0; y < 16; ++y) EXPECT_GE(input_hits[y], 1) << "input row " << y;
+    EXPECT_EQ(partition::band_input_rows(m, 0, 2, bounds[0], bounds[1]).front().first, 0);
+    EXPECT_EQ(partition::band_input_rows(m, 0, 2, bounds[bounds.size() - 2], bounds.back()).front().second, 16);
+  }
+}
+
+TEST(RowBands, ZeroPaddingInTheChain) {
+  // Chain model: p1 (12 rows) -> zp (14 rows, one padded row each side) -> c2 (3x3 stride 2 valid, 6 rows).
+  model::Model m = structure_of(kChainConfig);
+  // c2 rows [0,3) read zp rows [0,7); zp row 0 is padding, rows 1..6 are p1 rows 0..5.
+  EXPECT_EQ(partition::band_input_rows(m, 2, 3, 0, 3), (std::vector<std::pair<int, int>>{{0, 6}, {0, 7}}));
+  // c2 rows [3,6) read zp rows [6,13); those are p1 rows 5..11, padded row 13 is not read.
+  EXPECT_EQ(partition::band_input_rows(m, 2, 3, 3, 6), (std::vector<std::pair<int, int>>{{5, 12}, {6, 13}}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Stage workers against model.forward
+
+TEST_F(StageWorkerTest, OneMemberInEveryMode) {
+  model::Model m = structure_of(kChainConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 21);
+  const std::vector<double> whole{1.0};
+  struct Case {
+    const char* name;
+    std::vector<Stage> stages;
+  };
+  const std::vector<Case> cases{
+      {"single", {stage("c1", "fc", StageMode::single, {0}, whole)}},
+      {"split-output", {stage("c1", "fc", StageMode::split_output, {0}, whole)}},
+      {"split-input",
+       {stage("c1", "c2", StageMode::split_input, {0}, whole), stage("dw", "dw", StageMode::single, {0}, whole),
+        stage("c3", "fc", StageMode::split_input, {0}, whole)}},
+      {"split-spatial",
+       {stage("c1", "c3", StageMode::split_spatial, {0}, whole), stage("gap", "fc", StageMode::single, {0}, whole)}},
+      {"replicate", {stage("c1", "fc", StageMode::replicate, {0}, whole)}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    plan::ResolvedPlan rp = plan::validate_plan(make_plan(1, c.stages), m, 1);
+    PlanRun run = run_plan(chain_h5(), rp, input);
+    EXPECT_EQ(run.output.shape(), (Shape{1, 1, 5}));
+  }
+}
+
+TEST_F(StageWorkerTest, OneMemberPipelineThroughTheSkip) {
+  // The residual block cut twice: c1 travels across both cuts to the add.
+  model::Model m = structure_of(kResidualConfig);
+  const Tensor input = test::random_tensor(3, m.input_shape(), 22);
+  plan::ResolvedPlan rp = plan::validate_plan(
+      make_plan(1, {stage("c1", "c2", StageMode::single, {0}), stage("c3", "c3", StageMode::split_output, {0}),
+                    stage("add", "c4", StageMode::split_input, {0}), stage("gap", "fc", StageMode::single, {0})}),
+      m, 1);
+  run_plan(residual_h5(), rp, input);
+}
+
+TEST_F(StageWorkerTest, ThreeMembersSplitOutput) {
+  model::Model m = structure_of(kChainConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 31);
+  plan::ResolvedPlan rp = plan::validate_plan(
+      make_plan(3, {stage("c1", "fc", StageMode::split_output, {0, 1, 2}, {0.5, 0.3, 0.2})}), m, 3);
+  PlanRun run = run_plan(chain_h5(), rp, input);
+  EXPECT_EQ(run.exchanges, 5);  // c1, c2, dw, c3, fc
+}
+
+TEST_F(StageWorkerTest, ThreeMembersSplitInput) {
+  model::Model m = structure_of(kChainConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 32);
+  // c1 has 3 input channels: one each. c3 (24 inputs) and fc (6) take 0.5 / 0.3 / 0.2 on ranks 2, 0, 1.
+  plan::ResolvedPlan rp = plan::validate_plan(
+      make_plan(3, {stage("c1", "c2", StageMode::split_input, {0, 1, 2}), stage("dw", "dw", StageMode::single, {1}),
+                    stage("c3", "fc", StageMode::split_input, {2, 0, 1}, {0.5, 0.3, 0.2})}),
+      m, 3);
+  PlanRun run = run_plan(chain_h5(), rp, input);
+  EXPECT_EQ(run.exchanges, 4);  // c1, c2, c3, fc
+}
+
+TEST_F(StageWorkerTest, ThreeMembersSplitSpatial) {
+  model::Model m = structure_of(kChainConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 33);
+  // c3 has 6 rows: bands [0,3), [3,5), [5,6), through the pooling, padding and strided conv.
+  plan::ResolvedPlan rp = plan::validate_plan(
+      make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}, {0.5, 0.3, 0.2}),
+                    stage("gap", "fc", StageMode::single, {2})}),
+      m, 3);
+  PlanRun run = run_plan(chain_h5(), rp, input);
+  EXPECT_EQ(run.exchanges, 2);  // one gather per frame
+  // Narrow bands: two members with a single row each.
+  plan::ResolvedPlan narrow = plan::validate_plan(
+      make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {2, 0, 1}, {0.1, 0.1, 0.8}),
+                    stage("gap", "fc", StageMode::single, {0})}),
+      m, 3);
+  run_plan(chain_h5(), narrow, input);
+}
+
+TEST_F(StageWorkerTest, EveryStrategyPlanWithThreeRanks) {
+  for (const std::string h5 : {chain_h5(), residual_h5()}) {
+    io::KerasModelStructure s = io::load_keras_structure(h5, "", true);
+    const Tensor input = test::random_tensor(2, s.model.input_shape(), 41);
+    for (const auto& strategy : plan::strategy_names()) {
+      SCOPED_TRACE(strategy + " on " + h5);
+      plan::ResolvedPlan rp = plan::validate_plan(plan::make_strategy_plan(strategy, s.model, 3), s.model, 3);
+      run_plan(h5, rp, input);
+    }
+  }
+}
