@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/threads.h"
 #include "io/keras_model.h"
 #include "partition/live_values.h"
@@ -125,7 +126,7 @@ int run_distributed(Transport& t, const RunOptions& o) {
         workers.push_back(std::make_unique<partition::StageWorker>(m, setup.plan, static_cast<int>(s),
                                                                    static_cast<int>(it - ranks.begin()), reader));
     }
-    setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers));
+    setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers), o.stall_timeout_s);
   } catch (const Error& e) {
     error = e.what();
   }
@@ -148,11 +149,16 @@ int run_distributed(Transport& t, const RunOptions& o) {
 
   std::vector<Tensor> outputs;
   PipelineResult result;
+  // The sink shows progress on runs longer than a few seconds (when it knows the frame count).
+  const int expected = setup.source ? setup.source->count() : 0;
+  ProgressBar progress(expected, "frames");
   try {
     result = setup.pipeline->run(setup.source.get(), [&](int i, const Tensor& out) {
       CHORUS_ASSERT(i == static_cast<int>(outputs.size()), "output ", i, " out of order");
       outputs.push_back(out);
+      if (expected > 0) progress.update(i + 1);
     });
+    progress.finish();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[rank %d on %s] chorus: error while streaming: %s\n", rank, t.host().c_str(), e.what());
     std::fflush(stderr);

@@ -20,6 +20,7 @@ struct RunOptions {
   std::string labels;
   int top = 0;
   int threads = 1;
+  double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job
   bool quiet = false;         // no plan table (tests)
 };
 

@@ -32,8 +32,9 @@ double now_seconds(const Transport& t) { return t.time(); }
 // Intra-stage all-gather over point-to-point messages (split stages).
 class MpiPeerExchange : public partition::PeerExchange {
  public:
-  MpiPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats)
-      : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats) {}
+  MpiPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats,
+                  double timeout_s)
+      : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats), timeout_s_(timeout_s) {}
 
   void all_gather(const std::vector<float>& mine, const std::vector<std::size_t>& counts,
                   std::vector<std::vector<float>>& parts) override {
@@ -51,7 +52,11 @@ class MpiPeerExchange : public partition::PeerExchange {
       requests.push_back(t_.isend(ranks_[m], tag_, mine.data(), mine.size() * sizeof(float)));
       stats_.bytes_sent += mine.size() * sizeof(float);
     }
-    for (auto r : requests) t_.wait(r);
+    try {
+      for (auto r : requests) t_.wait(r, timeout_s_);
+    } catch (const Error&) {
+      fail("stage peers did not exchange their parts within ", timeout_s_, " s (a rank of the stage stalled or died)");
+    }
     parts[member_] = mine;
     stats_.exchange_s += t_.time() - t0;
   }
@@ -61,6 +66,7 @@ class MpiPeerExchange : public partition::PeerExchange {
   std::vector<int> ranks_;
   int member_, tag_;
   report::RankStats& stats_;
+  double timeout_s_;
 };
 
 }  // namespace
@@ -71,6 +77,7 @@ struct Pipeline::Impl {
   const plan::ResolvedPlan& plan;
   const int S;    // stages; role index -1 is the source, S the sink
   const int me;
+  double stall_timeout_s = 0;
   std::map<int, std::unique_ptr<partition::StageWorker>> workers;  // by stage
   std::map<int, std::unique_ptr<MpiPeerExchange>> exchanges;
   std::vector<std::vector<int>> replica_table;  // per stage: member of frame i (replicate only)
@@ -200,7 +207,13 @@ struct Pipeline::Impl {
     if (!pending.count(s) || pending[s].frame != i) post_receive(s, i);
     PendingReceive p = std::move(pending[s]);
     pending.erase(s);
-    const std::size_t got = t.wait(p.request);
+    std::size_t got = 0;
+    try {
+      got = t.wait(p.request, stall_timeout_s);
+    } catch (const Error&) {
+      fail("no input from rank ", from, " for ", s == S ? std::string("the sink") : cat("stage ", s), ", frame ", i,
+           ", within ", stall_timeout_s, " s (that rank stalled or died; --stall-timeout sets the limit)");
+    }
     stats.wait_s += now_seconds(t) - t0;
     Header h;
     std::memcpy(&h, p.buffer.data(), sizeof h);
@@ -288,7 +301,7 @@ struct Pipeline::Impl {
     for (int from : all_producers(s - 1)) {
       if (from == me || ends_seen[s].count(from)) continue;
       std::vector<char> buffer(message_bytes(s));
-      t.wait(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()));
+      t.wait(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()), stall_timeout_s);
       Header h;
       std::memcpy(&h, buffer.data(), sizeof h);
       CHORUS_ASSERT(h.kind == Kind::end, "rank ", me, " stage ", s, ": data after the end from rank ", from);
@@ -298,8 +311,9 @@ struct Pipeline::Impl {
 };
 
 Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::ResolvedPlan& plan,
-                   std::vector<std::unique_ptr<partition::StageWorker>> workers)
+                   std::vector<std::unique_ptr<partition::StageWorker>> workers, double stall_timeout_s)
     : impl_(std::make_unique<Impl>(transport, model, plan)) {
+  impl_->stall_timeout_s = stall_timeout_s;
   std::string held;
   for (auto& w : workers) {
     const int s = w->stage();
@@ -309,7 +323,7 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
     if (st.ranks.size() > 1 && (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
                                 st.mode == StageMode::split_spatial))
       impl_->exchanges[s] = std::make_unique<MpiPeerExchange>(transport, st.ranks, w->member(), kExchangeTag + s,
-                                                              impl_->stats);
+                                                              impl_->stats, stall_timeout_s);
     impl_->workers[s] = std::move(w);
   }
   impl_->stats.layers = held.empty() ? "-" : held;
@@ -355,7 +369,7 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
         if (credits && i >= window) {
           const double t0 = now_seconds(t);
           while (x.credits_received <= i - window) {
-            t.wait(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()));
+            t.wait(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()), x.stall_timeout_s);
             ++x.credits_received;
           }
           x.stats.wait_s += now_seconds(t) - t0;
@@ -404,7 +418,7 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
     if (s >= 0) x.drain_ends(s);
   if (credits && me == source_rank)
     for (; x.credits_received < frames_total; ++x.credits_received)
-      t.wait(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()));
+      t.wait(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()), x.stall_timeout_s);
   x.reap_sends(true);
   x.stats.wall_s = now_seconds(t) - t_begin;
   x.stats.peak_rss_bytes = static_cast<double>(peak_rss_bytes());

@@ -25,9 +25,10 @@ struct PipelineResult {
 
 class Pipeline {
  public:
-  // `workers`: this rank's share of each stage it belongs to (any order).
+  // `workers`: this rank's share of each stage it belongs to (any order). A rank that waits
+  // longer than `stall_timeout_s` (0: forever) for a peer throws, naming the peer.
   Pipeline(Transport& transport, const model::Model& model, const plan::ResolvedPlan& plan,
-           std::vector<std::unique_ptr<partition::StageWorker>> workers);
+           std::vector<std::unique_ptr<partition::StageWorker>> workers, double stall_timeout_s = 0);
   ~Pipeline();
 
   // Streams every frame of `source` (read on the plan's source rank; null elsewhere) and hands

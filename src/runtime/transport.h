@@ -19,8 +19,9 @@ class Transport {
   // Starts sending / receiving `bytes` bytes; the buffer must stay alive until the request ends.
   virtual Request isend(int dest, int tag, const void* data, std::size_t bytes) = 0;
   virtual Request irecv(int source, int tag, void* data, std::size_t capacity) = 0;
-  // Waits for a request; for receives, returns the bytes that arrived.
-  virtual std::size_t wait(Request request) = 0;
+  // Waits for a request; for receives, returns the bytes that arrived. With timeout_s > 0,
+  // throws chorus::Error when the request has not ended by then (a stalled or dead peer).
+  virtual std::size_t wait(Request request, double timeout_s = 0) = 0;
   // True when the request has ended (it is then released).
   virtual bool test(Request request) = 0;
   // Start-up and end only (never in the steady state).

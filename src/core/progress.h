@@ -1,9 +1,10 @@
 #pragma once
-// A progress bar on stderr for runs longer than a few seconds; silent on short runs.
+// A progress bar on stderr for runs longer than a few seconds; silent on short runs and
+// when stderr is not a terminal (logs, CI).
 #include <chrono>
 #include <string>
 
-namespace chorus::cli {
+namespace chorus {
 
 class ProgressBar {
  public:
@@ -21,4 +22,4 @@ class ProgressBar {
   bool shown_ = false;
 };
 
-}  // namespace chorus::cli
+}  // namespace chorus

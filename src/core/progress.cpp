@@ -1,8 +1,10 @@
-#include "cli/progress.h"
+#include "core/progress.h"
+
+#include <unistd.h>
 
 #include <cstdio>
 
-namespace chorus::cli {
+namespace chorus {
 
 ProgressBar::ProgressBar(int total, std::string unit, double delay_seconds)
     : total_(total), unit_(std::move(unit)), delay_(delay_seconds), start_(std::chrono::steady_clock::now()) {}
@@ -12,7 +14,7 @@ ProgressBar::~ProgressBar() { finish(); }
 void ProgressBar::update(int done) {
   auto now = std::chrono::steady_clock::now();
   double elapsed = std::chrono::duration<double>(now - start_).count();
-  if (elapsed < delay_) return;
+  if (elapsed < delay_ || total_ <= 0 || !isatty(STDERR_FILENO)) return;
   if (shown_ && std::chrono::duration<double>(now - last_draw_).count() < 0.2 && done < total_) return;
   last_draw_ = now;
   shown_ = true;
@@ -30,4 +32,4 @@ void ProgressBar::finish() {
   shown_ = false;
 }
 
-}  // namespace chorus::cli
+}  // namespace chorus
