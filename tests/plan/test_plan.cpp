@@ -85,10 +85,11 @@ std::string conv_chain_config(const std::vector<int>& filters) {
   std::string previous = "in";
   for (std::size_t i = 0; i < filters.size(); ++i) {
     std::string name = "k" + std::to_string(i + 1);
-    layers.push_back({{"class_name", "Conv2D"},
-                      {"name", name},
-                      {"config", {{"name", name}, {"filters", filters[i]}, {"kernel_size", {3, 3}}, {"padding", "same"}}},
-                      {"inbound_nodes", {{{previous, 0, 0, nlohmann::json::object()}}}}});
+    layers.push_back(
+        {{"class_name", "Conv2D"},
+         {"name", name},
+         {"config", {{"name", name}, {"filters", filters[i]}, {"kernel_size", {3, 3}}, {"padding", "same"}}},
+         {"inbound_nodes", {{{previous, 0, 0, nlohmann::json::object()}}}}});
     previous = name;
   }
   nlohmann::json config{{"class_name", "Functional"},
@@ -172,8 +173,10 @@ class ThreadGroup {
                               member < static_cast<int>(counts.size()) ? counts[member] : 0));
     const long round = round_;
     auto& agreed = counts_[round];
-    if (agreed.empty()) agreed = counts;
-    else if (agreed != counts) problems_.push_back(cat("member ", member, " round ", round, ": counts differ"));
+    if (agreed.empty())
+      agreed = counts;
+    else if (agreed != counts)
+      problems_.push_back(cat("member ", member, " round ", round, ": counts differ"));
     slots_[member] = mine;
     if (++arrived_ == members_) {
       // Keep this round's buffers apart: a fast member may start the next round at once.
@@ -291,14 +294,13 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
     const std::vector<int> live = partition::live_values(m, rp, static_cast<int>(s));
     for (int k = 0; k < members; ++k) {
       if (outputs[k].size() != live.size()) {
-        ADD_FAILURE() << "stage " << s << " member " << k << ": " << outputs[k].size() << " outputs for "
-                      << live.size() << " live values";
+        ADD_FAILURE() << "stage " << s << " member " << k << ": " << outputs[k].size() << " outputs for " << live.size()
+                      << " live values";
         return result;
       }
       for (std::size_t i = 0; i < live.size(); ++i)
         EXPECT_LT(max_relative_error(outputs[k][i], reference_of(live[i])), 1e-5)
-            << "stage " << s << " (" << plan::mode_name(rp.stages[s].mode) << ") member " << k << " value "
-            << live[i];
+            << "stage " << s << " (" << plan::mode_name(rp.stages[s].mode) << ") member " << k << " value " << live[i];
     }
     values = std::move(outputs[0]);
   }
@@ -342,11 +344,10 @@ TEST(PlanJson, RoundTripKeepsEveryField) {
   p.source = 1;
   p.sink = 2;
   p.max_in_flight = 7;
-  p.stages = {stage("c1", "p1", StageMode::single, {0}),
-              stage("zp", "c2", StageMode::split_output, {1, 2}, {0.25, 0.75}),
-              stage("dw", "c3", StageMode::split_input, {2, 0}, {0.6, 0.4}),
-              stage("gap", "gap", StageMode::split_spatial, {0, 1, 2}),
-              stage("fc", "fc", StageMode::replicate, {1, 2})};
+  p.stages = {
+      stage("c1", "p1", StageMode::single, {0}), stage("zp", "c2", StageMode::split_output, {1, 2}, {0.25, 0.75}),
+      stage("dw", "c3", StageMode::split_input, {2, 0}, {0.6, 0.4}),
+      stage("gap", "gap", StageMode::split_spatial, {0, 1, 2}), stage("fc", "fc", StageMode::replicate, {1, 2})};
   p.prediction = {{"bottleneck_ms", 1.5}, {"stages", {{{"ms", 0.5}}, {{"ms", 1.5}}}}};
 
   // Through text, as a file would carry it.
@@ -372,12 +373,12 @@ TEST(PlanJson, RoundTripKeepsEveryField) {
 
 TEST(PlanJson, WriteAndReadFile) {
   test::TempDir dir;
-  Plan p = make_plan(2, {stage("a", "b", StageMode::single, {1}), stage("c", "d", StageMode::split_spatial, {0, 1},
-                                                                        {0.3, 0.7})});
+  Plan p = make_plan(
+      2, {stage("a", "b", StageMode::single, {1}), stage("c", "d", StageMode::split_spatial, {0, 1}, {0.3, 0.7})});
   plan::write_plan(p, dir.path("plan.json"));
   Plan q = plan::read_plan(dir.path("plan.json"));
   EXPECT_EQ(q.ranks, 2);
-  EXPECT_EQ(q.max_in_flight, 0);      // not written when 0, read back as 0
+  EXPECT_EQ(q.max_in_flight, 0);        // not written when 0, read back as 0
   EXPECT_TRUE(q.prediction.is_null());  // absent stays absent
   ASSERT_EQ(q.stages.size(), 2u);
   EXPECT_EQ(q.stages[1].mode, StageMode::split_spatial);
@@ -397,11 +398,13 @@ TEST(PlanJson, ReadErrorsNameTheFile) {
   EXPECT_THAT(message, HasSubstr("JSON"));
 
   // Valid JSON that is not a plan names the source too.
-  EXPECT_THAT(error_of([] { plan::plan_from_json(nlohmann::json{{"stages", nlohmann::json::array()}}, "x.json"); }),
+  EXPECT_THAT(error_of([] {
+                plan::plan_from_json(nlohmann::json{{"stages", nlohmann::json::array()}}, "x.json");
+              }),
               HasSubstr("x.json"));
   EXPECT_THAT(error_of([] {
-                plan::plan_from_json(nlohmann::json::parse(R"({"ranks": 1, "stages": [{"layers": ["a"], "ranks": [0]}]})"),
-                                     "y.json");
+                plan::plan_from_json(
+                    nlohmann::json::parse(R"({"ranks": 1, "stages": [{"layers": ["a"], "ranks": [0]}]})"), "y.json");
               }),
               HasSubstr("stages[0].layers"));
 }
@@ -418,7 +421,8 @@ TEST(PlanJson, ParseModeListsTheNames) {
   // A bad mode inside a plan file is reported the same way.
   EXPECT_THAT(error_of([] {
                 plan::plan_from_json(
-                    nlohmann::json::parse(R"({"ranks": 1, "stages": [{"layers": ["a", "b"], "mode": "split-depth", "ranks": [0]}]})"),
+                    nlohmann::json::parse(
+                        R"({"ranks": 1, "stages": [{"layers": ["a", "b"], "mode": "split-depth", "ranks": [0]}]})"),
                     "z.json");
               }),
               HasSubstr("split-depth"));
@@ -448,10 +452,10 @@ TEST(ValidatePlan, UnknownLayer) {
 
 TEST(ValidatePlan, OverlapGapAndLeftover) {
   model::Model m = structure_of(kChainConfig);
-  EXPECT_THAT(validate_error(make_plan(2, {stage("c1", "c2", StageMode::single, {0}),
-                                           stage("c2", "fc", StageMode::single, {1})}),
-                             m),
-              HasSubstr("overlaps"));
+  EXPECT_THAT(
+      validate_error(
+          make_plan(2, {stage("c1", "c2", StageMode::single, {0}), stage("c2", "fc", StageMode::single, {1})}), m),
+      HasSubstr("overlaps"));
   std::string gap = validate_error(
       make_plan(2, {stage("c1", "p1", StageMode::single, {0}), stage("dw", "fc", StageMode::single, {1})}), m);
   EXPECT_THAT(gap, HasSubstr("gap"));
@@ -496,8 +500,9 @@ TEST(ValidatePlan, Fractions) {
 TEST(ValidatePlan, SplitKindsThatDoNotFit) {
   model::Model m = structure_of(kChainConfig);
   // Depthwise layers mix no channels, so they have no input-channel split.
-  Plan dw_input = make_plan(2, {stage("c1", "c2", StageMode::single, {0}), stage("dw", "dw", StageMode::split_input, {0, 1}),
-                                stage("c3", "fc", StageMode::single, {0})});
+  Plan dw_input =
+      make_plan(2, {stage("c1", "c2", StageMode::single, {0}), stage("dw", "dw", StageMode::split_input, {0, 1}),
+                    stage("c3", "fc", StageMode::single, {0})});
   std::string message = validate_error(dw_input, m);
   EXPECT_THAT(message, HasSubstr("cannot be split by input channels"));
   EXPECT_THAT(message, HasSubstr("'dw'"));
@@ -507,40 +512,42 @@ TEST(ValidatePlan, SplitKindsThatDoNotFit) {
   EXPECT_NO_THROW(plan::validate_plan(dw_output, m, 2));
 
   // A stage of pooling and padding only has nothing to split.
-  Plan pool_only = make_plan(2, {stage("c1", "c1", StageMode::single, {0}),
-                                 stage("p1", "zp", StageMode::split_output, {0, 1}),
-                                 stage("c2", "fc", StageMode::single, {1})});
+  Plan pool_only =
+      make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("p1", "zp", StageMode::split_output, {0, 1}),
+                    stage("c2", "fc", StageMode::single, {1})});
   EXPECT_THAT(validate_error(pool_only, m), HasSubstr("none of its layers"));
 }
 
 TEST(ValidatePlan, SplitSpatialNeedsAChain) {
   model::Model m = structure_of(kResidualConfig);
   // c1 feeds c2 and the add after the stage: a branch leaves from inside the stage.
-  Plan branch = make_plan(2, {stage("c1", "c3", StageMode::split_spatial, {0, 1}),
-                              stage("add", "fc", StageMode::single, {0})});
+  Plan branch =
+      make_plan(2, {stage("c1", "c3", StageMode::split_spatial, {0, 1}), stage("add", "fc", StageMode::single, {0})});
   EXPECT_THAT(validate_error(branch, m), HasSubstr("chain"));
   // The whole residual block, add included, cannot be split into row bands either.
-  Plan block = make_plan(2, {stage("c1", "add", StageMode::split_spatial, {0, 1}),
-                             stage("c4", "fc", StageMode::single, {0})});
+  Plan block =
+      make_plan(2, {stage("c1", "add", StageMode::split_spatial, {0, 1}), stage("c4", "fc", StageMode::single, {0})});
   std::string message = validate_error(block, m);
   EXPECT_THAT(message, HasSubstr("split-spatial"));
   EXPECT_TRUE(message.find("chain") != std::string::npos || message.find("'add'") != std::string::npos) << message;
   // The chain inside the block is fine.
-  Plan inner = make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("c2", "c3", StageMode::split_spatial, {0, 1}),
-                             stage("add", "fc", StageMode::single, {0})});
+  Plan inner =
+      make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("c2", "c3", StageMode::split_spatial, {0, 1}),
+                    stage("add", "fc", StageMode::single, {0})});
   EXPECT_NO_THROW(plan::validate_plan(inner, m, 2));
 }
 
 TEST(ValidatePlan, TooFewChannelsOrRows) {
   model::Model m = structure_of(kResidualConfig);
   // fc has 2 units: three parts would leave one empty.
-  Plan p = make_plan(3, {stage("c1", "gap", StageMode::single, {0}), stage("fc", "fc", StageMode::split_output, {0, 1, 2})});
+  Plan p =
+      make_plan(3, {stage("c1", "gap", StageMode::single, {0}), stage("fc", "fc", StageMode::split_output, {0, 1, 2})});
   std::string message = validate_error(p, m);
   EXPECT_THAT(message, HasSubstr("too few"));
   EXPECT_THAT(message, HasSubstr("'fc'"));
   // Uneven fractions can starve a part where even ones would not: 8 channels, a 1% share.
-  Plan starved = make_plan(2, {stage("c1", "c1", StageMode::split_output, {0, 1}, {0.99, 0.01}),
-                               stage("c2", "fc", StageMode::single, {0})});
+  Plan starved = make_plan(
+      2, {stage("c1", "c1", StageMode::split_output, {0, 1}, {0.99, 0.01}), stage("c2", "fc", StageMode::single, {0})});
   EXPECT_THAT(validate_error(starved, m), HasSubstr("too few"));
   // Rows: c4 output has 8 rows, nine bands cannot all have one.
   Plan rows = make_plan(9, {stage("c1", "add", StageMode::single, {0}),
@@ -551,11 +558,11 @@ TEST(ValidatePlan, TooFewChannelsOrRows) {
 
 TEST(ValidatePlan, MixedPlanResolves) {
   model::Model m = structure_of(kChainConfig);
-  Plan p = make_plan(3, {stage("c1", "zp", StageMode::split_spatial, {0, 1}),
-                         stage("c2", "c2", StageMode::split_output, {1, 2}, {0.75, 0.25}),
-                         stage("dw", "dw", StageMode::split_output, {0, 1, 2}),
-                         stage("c3", "c3", StageMode::split_input, {2, 0}),
-                         stage("gap", "fc", StageMode::replicate, {1, 2})});
+  Plan p = make_plan(
+      3, {stage("c1", "zp", StageMode::split_spatial, {0, 1}),
+          stage("c2", "c2", StageMode::split_output, {1, 2}, {0.75, 0.25}),
+          stage("dw", "dw", StageMode::split_output, {0, 1, 2}), stage("c3", "c3", StageMode::split_input, {2, 0}),
+          stage("gap", "fc", StageMode::replicate, {1, 2})});
   plan::ResolvedPlan rp = plan::validate_plan(p, m, 3);
   ASSERT_EQ(rp.stages.size(), 5u);
   std::vector<std::pair<int, int>> ranges;
@@ -605,9 +612,9 @@ TEST(SplitBounds, EvenAndUneven) {
 }
 
 TEST(SplitBounds, MonotoneAndEndAtTheExtent) {
-  const std::vector<std::vector<double>> cases{{0.5, 0.3, 0.2}, {0.1, 0.1, 0.8}, {0.9, 0.05, 0.05},
-                                               {0.25, 0.25, 0.25, 0.25}, {0.7, 0.3}, {0.2, 0.2, 0.2, 0.2, 0.2},
-                                               {1.0 / 7, 2.0 / 7, 4.0 / 7}};
+  const std::vector<std::vector<double>> cases{
+      {0.5, 0.3, 0.2}, {0.1, 0.1, 0.8},           {0.9, 0.05, 0.05},          {0.25, 0.25, 0.25, 0.25},
+      {0.7, 0.3},      {0.2, 0.2, 0.2, 0.2, 0.2}, {1.0 / 7, 2.0 / 7, 4.0 / 7}};
   for (const auto& fractions : cases)
     for (int extent : {1, 2, 3, 5, 7, 8, 13, 64, 1000, 1001}) {
       SCOPED_TRACE(testing::Message() << "extent " << extent << ", " << fractions.size() << " parts");
@@ -667,8 +674,9 @@ TEST(Strategies, PipelineOneStagePerRankAndBalanced) {
     for (int b = a + 1; b < n; ++b) {
       double worst = std::max({stage_macs(m, 0, a - 1), stage_macs(m, a, b - 1), stage_macs(m, b, n - 1)});
       best = std::min(best, worst);
-      best_with_layers = std::min(best_with_layers, std::max({stage_macs(m, 0, a - 1) + a, stage_macs(m, a, b - 1) + (b - a),
-                                                              stage_macs(m, b, n - 1) + (n - b)}));
+      best_with_layers =
+          std::min(best_with_layers, std::max({stage_macs(m, 0, a - 1) + a, stage_macs(m, a, b - 1) + (b - a),
+                                               stage_macs(m, b, n - 1) + (n - b)}));
     }
   // The planner counts one extra unit per layer so no stage is free: its plan is optimal for
   // that cost exactly, and for multiply-adds alone up to those few units.
@@ -718,7 +726,9 @@ TEST(Strategies, SplitPlansValidateAndUseAllRanks) {
         bool any_split = false;
         for (const auto& s : rp.stages) {
           if (s.mode == StageMode::single) {
-            if (std::string(strategy) != "pipeline") EXPECT_EQ(s.ranks, std::vector<int>{0});
+            if (std::string(strategy) != "pipeline") {
+              EXPECT_EQ(s.ranks, std::vector<int>{0});
+            }
           } else {
             any_split = true;
             std::vector<int> all(ranks);
@@ -726,7 +736,9 @@ TEST(Strategies, SplitPlansValidateAndUseAllRanks) {
             EXPECT_EQ(s.ranks, all);
           }
         }
-        if (ranks > 1 && std::string(strategy) != "pipeline") EXPECT_TRUE(any_split);
+        if (ranks > 1 && std::string(strategy) != "pipeline") {
+          EXPECT_TRUE(any_split);
+        }
       }
   }
 }
@@ -781,10 +793,10 @@ TEST(LiveValues, SkipConnectionCrossesCuts) {
   EXPECT_EQ(partition::live_floats(m, {model::kModelInput}), 8u * 8 * 4);
 
   // The block over three stages: c1 stays alive across both cuts.
-  plan::ResolvedPlan three =
-      plan::validate_plan(make_plan(3, {stage("c1", "c2", StageMode::single, {0}), stage("c3", "c3", StageMode::single, {1}),
-                                        stage("add", "fc", StageMode::single, {2})}),
-                          m, 3);
+  plan::ResolvedPlan three = plan::validate_plan(
+      make_plan(3, {stage("c1", "c2", StageMode::single, {0}), stage("c3", "c3", StageMode::single, {1}),
+                    stage("add", "fc", StageMode::single, {2})}),
+      m, 3);
   EXPECT_EQ(partition::live_values(m, three, 0), (std::vector<int>{c1, c2}));
   EXPECT_EQ(partition::live_values(m, three, 1), (std::vector<int>{c1, c3}));
   EXPECT_EQ(partition::live_values(m, three, 2), std::vector<int>{fc});
@@ -826,8 +838,8 @@ TEST(RowBands, InputRowsOfEachBand) {
     SCOPED_TRACE(b);
     EXPECT_EQ(partition::band_input_rows(m, 0, 2, bounds[b], bounds[b + 1]), expected[b]);
   }
-  // The whole output needs the whole input, no more.
-  EXPECT_EQ(partition::band_input_rows(m, 0, 2, 0, 4), (Rows{{0, 16}, {0, 8}, {0, 7}}));
+  // The whole output reads every row of every layer's input (c2's bottom row through its padding).
+  EXPECT_EQ(partition::band_input_rows(m, 0, 2, 0, 4), (Rows{{0, 16}, {0, 16}, {0, 8}}));
 }
 
 TEST(RowBands, BandsCoverTheImage) {
@@ -841,7 +853,7 @@ TEST(RowBands, BandsCoverTheImage) {
       auto rows = partition::band_input_rows(m, 0, 2, bounds[b], bounds[b + 1]);
       for (int y = bounds[b]; y < bounds[b + 1]; ++y) ++output_hits[y];
       // Every layer's rows stay inside its input.
-      const int heights[] = {16, 8, 8};
+      const int heights[] = {16, 16, 8};  // input rows of c1, p, c2
       for (int l = 0; l < 3; ++l) {
         EXPECT_GE(rows[l].first, 0);
         EXPECT_LE(rows[l].second, heights[l]);
@@ -914,8 +926,8 @@ TEST_F(StageWorkerTest, OneMemberPipelineThroughTheSkip) {
 TEST_F(StageWorkerTest, ThreeMembersSplitOutput) {
   model::Model m = structure_of(kChainConfig);
   const Tensor input = test::random_tensor(2, m.input_shape(), 31);
-  plan::ResolvedPlan rp = plan::validate_plan(
-      make_plan(3, {stage("c1", "fc", StageMode::split_output, {0, 1, 2}, {0.5, 0.3, 0.2})}), m, 3);
+  plan::ResolvedPlan rp =
+      plan::validate_plan(make_plan(3, {stage("c1", "fc", StageMode::split_output, {0, 1, 2}, {0.5, 0.3, 0.2})}), m, 3);
   PlanRun run = run_plan(chain_h5(), rp, input);
   EXPECT_EQ(run.exchanges, 5);  // c1, c2, dw, c3, fc
 }
@@ -936,22 +948,22 @@ TEST_F(StageWorkerTest, ThreeMembersSplitSpatial) {
   model::Model m = structure_of(kChainConfig);
   const Tensor input = test::random_tensor(2, m.input_shape(), 33);
   // c3 has 6 rows: bands [0,3), [3,5), [5,6), through the pooling, padding and strided conv.
-  plan::ResolvedPlan rp = plan::validate_plan(
-      make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}, {0.5, 0.3, 0.2}),
-                    stage("gap", "fc", StageMode::single, {2})}),
-      m, 3);
+  plan::ResolvedPlan rp =
+      plan::validate_plan(make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}, {0.5, 0.3, 0.2}),
+                                        stage("gap", "fc", StageMode::single, {2})}),
+                          m, 3);
   PlanRun run = run_plan(chain_h5(), rp, input);
   EXPECT_EQ(run.exchanges, 2);  // one gather per frame
-  // Narrow bands: two members with a single row each.
-  plan::ResolvedPlan narrow = plan::validate_plan(
-      make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {2, 0, 1}, {0.1, 0.1, 0.8}),
-                    stage("gap", "fc", StageMode::single, {0})}),
-      m, 3);
+  // Narrow bands: two members with a single row each, [0,1) and [1,2), the third [2,6).
+  plan::ResolvedPlan narrow =
+      plan::validate_plan(make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {2, 0, 1}, {0.2, 0.2, 0.6}),
+                                        stage("gap", "fc", StageMode::single, {0})}),
+                          m, 3);
   run_plan(chain_h5(), narrow, input);
 }
 
 TEST_F(StageWorkerTest, EveryStrategyPlanWithThreeRanks) {
-  for (const std::string h5 : {chain_h5(), residual_h5()}) {
+  for (const std::string& h5 : {chain_h5(), residual_h5()}) {
     io::KerasModelStructure s = io::load_keras_structure(h5, "", true);
     const Tensor input = test::random_tensor(2, s.model.input_shape(), 41);
     for (const auto& strategy : plan::strategy_names()) {
@@ -960,4 +972,142 @@ TEST_F(StageWorkerTest, EveryStrategyPlanWithThreeRanks) {
       run_plan(h5, rp, input);
     }
   }
+}
+
+namespace {
+
+// conv 'same' on 4 rows -> ZeroPadding2D of 2 rows top and bottom (8 rows) -> Flatten -> Dense.
+const char* kPadTailConfig = R"({"class_name": "Functional", "config": {"name": "padtail", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 4, 4, 2]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c", "config": {"name": "c", "filters": 3, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "ZeroPadding2D", "name": "zp", "config": {"name": "zp", "padding": [[2, 2], [0, 0]]}, "inbound_nodes": [[["c", 0, 0, {}]]]},
+ {"class_name": "Flatten", "name": "flat", "config": {"name": "flat"}, "inbound_nodes": [[["zp", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 3}, "inbound_nodes": [[["flat", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["fc", 0, 0]]}})";
+
+// A plan must either be rejected up front by validate_plan, naming `layer`, or run and give the
+// one-process answer: accepting it and then failing while loading or running is the bug.
+void expect_rejected_or_runs_named(const Plan& p, const model::Model& m, const std::string& h5, const Tensor& input,
+                                   const std::string& layer) {
+  plan::ResolvedPlan rp;
+  try {
+    rp = plan::validate_plan(p, m, p.ranks);
+  } catch (const Error& e) {
+    EXPECT_THAT(std::string(e.what()), HasSubstr("'" + layer + "'"));
+    return;
+  }
+  EXPECT_NO_THROW(run_plan(h5, rp, input));
+}
+
+void expect_rejected_or_runs(const Plan& p, const model::Model& m, const std::string& h5, const Tensor& input) {
+  expect_rejected_or_runs_named(p, m, h5, input, "zp");
+}
+
+}  // namespace
+
+TEST_F(StageWorkerTest, BandOfPaddingRowsOnly) {
+  // zp has 14 rows, the first and last of them padding. A band of just one of those rows reads
+  // no rows of its input at all.
+  model::Model m = structure_of(kChainConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 51);
+  for (const std::vector<double>& fractions : std::vector<std::vector<double>>{{0.05, 0.95}, {0.95, 0.05}}) {
+    SCOPED_TRACE(fractions[0]);
+    expect_rejected_or_runs(make_plan(2, {stage("c1", "zp", StageMode::split_spatial, {0, 1}, fractions),
+                                          stage("c2", "fc", StageMode::single, {0})}),
+                            m, chain_h5(), input);
+  }
+  // The split-spatial strategy makes such a plan itself: zp's 8 rows in 4 even bands, the
+  // first and last of which are the padding rows only.
+  test::TempDir dir;
+  test::write_random_model(kPadTailConfig, dir.path("padtail.h5"), 13);
+  model::Model pad = structure_of(kPadTailConfig);
+  Plan p = plan::make_strategy_plan("split-spatial", pad, 4);
+  ASSERT_EQ(p.stages.size(), 2u);
+  EXPECT_EQ(p.stages[0].last, "zp");
+  expect_rejected_or_runs(p, pad, dir.path("padtail.h5"), test::random_tensor(2, pad.input_shape(), 52));
+}
+
+namespace {
+
+// A classifier tail: Dense with softmax (a Softmax layer fused into it by the optimiser).
+const char* kSoftmaxConfig = R"({"class_name": "Functional", "config": {"name": "cls", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 6, 6, 3]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c", "config": {"name": "c", "filters": 8, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["c", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 6}, "inbound_nodes": [[["gap", 0, 0, {}]]]},
+ {"class_name": "Softmax", "name": "sm", "config": {"name": "sm"}, "inbound_nodes": [[["fc", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["sm", 0, 0]]}})";
+
+}  // namespace
+
+TEST_F(StageWorkerTest, SplitSoftmaxLayer) {
+  // Softmax normalises over all channels: a part cannot apply it to its own slice alone.
+  test::TempDir dir;
+  test::write_random_model(kSoftmaxConfig, dir.path("cls.h5"), 14);
+  model::Model m = structure_of(kSoftmaxConfig);
+  ASSERT_EQ(m.nodes().size(), 3u);
+  ASSERT_EQ(m.find("sm"), 2);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 61);
+  for (StageMode mode : {StageMode::split_output, StageMode::split_input}) {
+    SCOPED_TRACE(plan::mode_name(mode));
+    Plan p = make_plan(3, {stage("c", "gap", StageMode::single, {0}), stage("fc", "sm", mode, {0, 1, 2})});
+    expect_rejected_or_runs_named(p, m, dir.path("cls.h5"), input, "fc");
+  }
+  // The split-output strategy puts the classifier in a split stage on its own accord.
+  for (const char* strategy : {"split-output", "split-input"}) {
+    SCOPED_TRACE(strategy);
+    expect_rejected_or_runs_named(plan::make_strategy_plan(strategy, m, 3), m, dir.path("cls.h5"), input, "fc");
+  }
+}
+
+namespace {
+
+// Windows a band must get right at the image edges: a dilated conv, 'same' average pooling
+// (Keras leaves padding out of the average), 'same' max pooling, a strided depthwise conv.
+const char* kWindowsConfig = R"({"class_name": "Functional", "config": {"name": "windows", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 15, 9, 3]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "a", "config": {"name": "a", "filters": 4, "kernel_size": [3, 3], "dilation_rate": [2, 2], "padding": "same"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "AveragePooling2D", "name": "ap", "config": {"name": "ap", "pool_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["a", 0, 0, {}]]]},
+ {"class_name": "MaxPooling2D", "name": "mp", "config": {"name": "mp", "pool_size": [3, 3], "strides": [1, 1], "padding": "same"}, "inbound_nodes": [[["ap", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "dwc", "config": {"name": "dwc", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "activation": "tanh"}, "inbound_nodes": [[["mp", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["dwc", 0, 0]]}})";
+
+}  // namespace
+
+TEST_F(StageWorkerTest, BandsThroughEveryWindowKind) {
+  test::TempDir dir;
+  test::write_random_model(kWindowsConfig, dir.path("windows.h5"), 15);
+  model::Model m = structure_of(kWindowsConfig);
+  ASSERT_EQ(m.nodes().size(), 4u);
+  ASSERT_EQ(m.output_shape(), (Shape{4, 3, 4}));
+  const Tensor input = test::random_tensor(2, m.input_shape(), 71);
+  for (const std::vector<double>& fractions :
+       std::vector<std::vector<double>>{{0.5, 0.3, 0.2}, {0.25, 0.25, 0.5}, {1.0 / 3, 1.0 / 3, 1.0 / 3}}) {
+    SCOPED_TRACE(fractions[0]);
+    plan::ResolvedPlan rp =
+        plan::validate_plan(make_plan(3, {stage("a", "dwc", StageMode::split_spatial, {0, 1, 2}, fractions)}), m, 3);
+    run_plan(dir.path("windows.h5"), rp, input);
+  }
+  // Four one-row bands, and bands that end inside the stage (the average pooling).
+  run_plan(dir.path("windows.h5"),
+           plan::validate_plan(make_plan(4, {stage("a", "dwc", StageMode::split_spatial, {3, 2, 1, 0})}), m, 4), input);
+  run_plan(dir.path("windows.h5"),
+           plan::validate_plan(make_plan(3, {stage("a", "ap", StageMode::split_spatial, {0, 1, 2}, {0.5, 0.3, 0.2}),
+                                             stage("mp", "dwc", StageMode::split_output, {2, 1})}),
+                               m, 3),
+           input);
+}
+
+TEST_F(StageWorkerTest, DenseAfterFlattenSplits) {
+  // Flatten (no weights) rides along in a split stage; the dense layer reads 8x4x3 = 96 features.
+  test::TempDir dir;
+  test::write_random_model(kPadTailConfig, dir.path("padtail.h5"), 16);
+  model::Model m = structure_of(kPadTailConfig);
+  const Tensor input = test::random_tensor(3, m.input_shape(), 81);
+  run_plan(
+      dir.path("padtail.h5"),
+      plan::validate_plan(make_plan(3, {stage("c", "flat", StageMode::split_output, {0, 1, 2}),  // c: one filter each
+                                        stage("fc", "fc", StageMode::split_input, {1, 2, 0}, {0.2, 0.3, 0.5})}),
+                          m, 3),
+      input);
 }
