@@ -9,73 +9,11 @@
 #include "layers/padding.h"
 #include "layers/pooling.h"
 #include "model/optimize.h"
+#include "plan/band_geometry.h"
 
 namespace chorus::partition {
 
 using namespace chorus::layers;
-
-namespace {
-
-struct Window {
-  int kernel = 1, stride = 1, dilation = 1, pad_top = 0;
-};
-
-// The vertical window of a layer, if it has one.
-bool window_of(const Layer& l, Window& w) {
-  if (auto* c = dynamic_cast<const Conv2D*>(&l)) {
-    w = {c->settings().kernel_h, c->settings().stride_h, c->settings().dilation_h, c->pads().top};
-    return true;
-  }
-  if (auto* d = dynamic_cast<const DepthwiseConv2D*>(&l)) {
-    w = {d->settings().kernel_h, d->settings().stride_h, d->settings().dilation_h, d->pads().top};
-    return true;
-  }
-  if (auto* p = dynamic_cast<const Pool2D*>(&l)) {
-    w = {p->settings().pool_h, p->settings().stride_h, 1, p->pads().top};
-    return true;
-  }
-  return false;
-}
-
-// Input rows [first, last) needed for output rows [a, b), and the band's own top/bottom padding.
-struct RowNeed {
-  int begin, end, pad_top, pad_bottom;
-};
-
-RowNeed rows_needed(const Layer& l, int a, int b) {
-  const int in_h = l.input_shapes()[0].h;
-  Window w;
-  if (window_of(l, w)) {
-    const int effective = (w.kernel - 1) * w.dilation + 1;
-    const int raw_begin = a * w.stride - w.pad_top;
-    const int raw_end = (b - 1) * w.stride - w.pad_top + effective;
-    const int begin = std::max(0, raw_begin), end = std::min(in_h, raw_end);
-    return {begin, end, begin - raw_begin, raw_end - end};
-  }
-  if (auto* z = dynamic_cast<const ZeroPadding2D*>(&l)) {
-    const int top = z->pads().top;
-    const int begin = std::clamp(a - top, 0, in_h), end = std::clamp(b - top, 0, in_h);
-    const int pad_top = std::max(0, std::min(b, top) - a);
-    const int pad_bottom = std::max(0, b - std::max(a, top + in_h));
-    return {begin, end, pad_top, pad_bottom};
-  }
-  return {a, b, 0, 0};  // pointwise
-}
-
-}  // namespace
-
-std::vector<std::pair<int, int>> band_input_rows(const model::Model& m, int first, int last, int out_begin,
-                                                 int out_end) {
-  std::vector<std::pair<int, int>> rows(last - first + 1);
-  int a = out_begin, b = out_end;
-  for (int n = last; n >= first; --n) {
-    RowNeed need = rows_needed(*m.node(n).layer, a, b);
-    rows[n - first] = {need.begin, need.end};
-    a = need.begin;
-    b = need.end;
-  }
-  return rows;
-}
 
 RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end,
                       io::KerasWeightReader& reader) {
@@ -85,7 +23,7 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
   for (int n = last; n >= first; --n) {
     const model::Node& node = m.node(n);
     const Layer& l = *node.layer;
-    RowNeed need = rows_needed(l, a, b);
+    plan::RowNeed need = plan::rows_needed(l, a, b);
     BandStep& step = band.steps[n - first];
     step.node = n;
     step.in_begin = need.begin;

@@ -7,6 +7,7 @@
 
 #include "io/keras_model.h"
 #include "model/model.h"
+#include "plan/band_geometry.h"
 
 namespace chorus::partition {
 
@@ -24,11 +25,6 @@ struct RowBand {
   int out_begin() const { return steps.back().out_begin; }
   int out_end() const { return steps.back().out_end; }
 };
-
-// Geometry only: the rows each layer of the chain [first, last] needs for output rows
-// [out_begin, out_end) of the last (no layers made; the planner uses this for halo costs).
-std::vector<std::pair<int, int>> band_input_rows(const model::Model& model, int first, int last, int out_begin,
-                                                 int out_end);
 
 // Builds the band's layers; those with weights are loaded whole from `reader`, layers without
 // geometry (activations, batch norm) use the node's own layer, whose weights are loaded too.

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "plan/band_geometry.h"
 #include "plan/validate.h"
 
 namespace chorus::plan {
@@ -68,7 +69,8 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
     bool any = false;
     if (mode == StageMode::split_spatial) {
       while (j < n && can_split_spatial(*m.node(j).layer) && is_chain(m, i, j) &&
-             m.node(j).layer->output_shape().h >= ranks)
+             m.node(j).layer->output_shape().h >= ranks &&
+             bands_are_feasible(m, i, j, split_bounds(m.node(j).layer->output_shape().h, even)))
         ++j;
       for (int k = i; k < j; ++k) any |= !rides_along(k) || m.cost(k).macs > 0;
     } else {

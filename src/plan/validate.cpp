@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "plan/band_geometry.h"
 #include "layers/activation_layer.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
@@ -162,6 +163,15 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
         if (bounds[p] == bounds[p + 1])
           fail(where(), ": the output has ", m.node(r.last).layer->output_shape().h, " rows: too few for ",
                r.ranks.size(), " bands with these fractions");
+      for (std::size_t p = 0; p + 1 < bounds.size(); ++p) {
+        auto rows = band_input_rows(m, r.first, r.last, bounds[p], bounds[p + 1]);
+        // Name the layer nearest the output whose band reads nothing: that is where it starts.
+        for (std::size_t k = rows.size(); k-- > 0;)
+          if (rows[k].first >= rows[k].second)
+            fail(where(), ": the band of rank ", r.ranks[p], " (output rows ", bounds[p], "-", bounds[p + 1],
+                 ") needs no input rows of layer '", m.node(r.first + static_cast<int>(k)).name(),
+                 "' (only its padding): end the stage before that layer or change the fractions");
+      }
     }
     out.stages.push_back(std::move(r));
   }
