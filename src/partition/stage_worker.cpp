@@ -1,6 +1,7 @@
 #include "partition/stage_worker.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/error.h"
@@ -18,6 +19,10 @@ std::size_t layer_bytes(const model::Node& node) {
   return total;
 }
 }  // namespace
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
                          io::KerasWeightReader& reader)
@@ -60,23 +65,25 @@ std::string StageWorker::layers_held() const {
   return s;
 }
 
-std::vector<Tensor> StageWorker::run(std::vector<Tensor> inputs, PeerExchange* exchange) const {
+std::vector<Tensor> StageWorker::run(std::vector<Tensor> inputs, PeerExchange* exchange, LayerPacer* pacer) const {
   CHORUS_ASSERT(inputs.size() == inputs_.size(), "stage ", stage_, " got ", inputs.size(), " inputs");
   std::map<int, Tensor> values;
   for (std::size_t i = 0; i < inputs.size(); ++i) values[inputs_[i]] = std::move(inputs[i]);
   if (band_) {
-    run_band(values, exchange);
+    run_band(values, exchange, pacer);
   } else {
     for (int n = spec_.first; n <= spec_.last; ++n) {
       if (parts_.count(n)) {
-        run_split_layer(n, values, exchange);
+        run_split_layer(n, values, exchange, pacer);
         continue;
       }
       const auto& node = model_.node(n);
       std::vector<const Tensor*> in;
       for (int v : node.inputs) in.push_back(&values.at(v));
       Tensor out;
+      const double started = pacer ? steady_seconds() : 0;
       node.layer->forward(in, out);
+      if (pacer) pacer->layer_done(n, 1.0, started);
       values[n] = std::move(out);
     }
   }
@@ -90,7 +97,8 @@ std::vector<Tensor> StageWorker::run(std::vector<Tensor> inputs, PeerExchange* e
   return out;
 }
 
-void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExchange* exchange) const {
+void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExchange* exchange,
+                                  LayerPacer* pacer) const {
   const auto& node = model_.node(n);
   const LayerPart& part = parts_.at(n);
   const auto& bounds = bounds_.at(n);
@@ -103,7 +111,9 @@ void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExch
     slice_channels(input, part.input_begin, part.input_end, sliced);
     in = &sliced;
   }
+  const double started = pacer ? steady_seconds() : 0;
   part.layer->forward({in}, mine);
+  if (pacer) pacer->layer_done(n, double(bounds[member_ + 1] - bounds[member_]) / bounds.back(), started);
 
   std::vector<std::size_t> counts;
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.h * out_shape.w;
@@ -140,7 +150,7 @@ void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExch
   values[n] = std::move(full);
 }
 
-void StageWorker::run_band(std::map<int, Tensor>& values, PeerExchange* exchange) const {
+void StageWorker::run_band(std::map<int, Tensor>& values, PeerExchange* exchange, LayerPacer* pacer) const {
   const auto& first = model_.node(spec_.first);
   const Tensor& input = values.at(first.inputs[0]);
   Tensor current;
@@ -148,7 +158,11 @@ void StageWorker::run_band(std::map<int, Tensor>& values, PeerExchange* exchange
   for (const auto& step : band_->steps) {
     const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
     Tensor out;
+    const double started = pacer ? steady_seconds() : 0;
     layer.forward({&current}, out);
+    if (pacer)
+      pacer->layer_done(step.node,
+                        double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h, started);
     current = std::move(out);
   }
   const Shape out_shape = model_.node(spec_.last).layer->output_shape();

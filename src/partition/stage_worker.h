@@ -23,6 +23,18 @@ class PeerExchange {
                           std::vector<std::vector<float>>& parts) = 0;
 };
 
+// Called after each layer a worker runs, so an emulator can stretch compute to a slower
+// device's speed. `share` is the part of the layer's work done (1 for a whole layer; the
+// slice's fraction for split layers); `started` is steady-clock seconds at its start.
+class LayerPacer {
+ public:
+  virtual ~LayerPacer() = default;
+  virtual void layer_done(int node, double share, double started) = 0;
+};
+
+// Steady-clock seconds, the clock LayerPacer uses.
+double steady_seconds();
+
 class StageWorker {
  public:
   // `model` must outlive the worker; nodes computed whole are loaded in place.
@@ -32,7 +44,7 @@ class StageWorker {
   // Runs one batch through the stage: `inputs` are the values alive before it (in
   // live_values(stage - 1) order); returns those alive after it. `exchange` may be null for a
   // stage of one rank.
-  std::vector<Tensor> run(std::vector<Tensor> inputs, PeerExchange* exchange) const;
+  std::vector<Tensor> run(std::vector<Tensor> inputs, PeerExchange* exchange, LayerPacer* pacer = nullptr) const;
 
   int stage() const { return stage_; }
   int member() const { return member_; }
@@ -41,8 +53,8 @@ class StageWorker {
   std::string layers_held() const;
 
  private:
-  void run_split_layer(int node, std::map<int, Tensor>& values, PeerExchange* exchange) const;
-  void run_band(std::map<int, Tensor>& values, PeerExchange* exchange) const;
+  void run_split_layer(int node, std::map<int, Tensor>& values, PeerExchange* exchange, LayerPacer* pacer) const;
+  void run_band(std::map<int, Tensor>& values, PeerExchange* exchange, LayerPacer* pacer) const;
 
   model::Model& model_;
   const plan::ResolvedStage& spec_;

@@ -1,5 +1,7 @@
 #include "runtime/distributed_run.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include "io/keras_model.h"
 #include "partition/live_values.h"
 #include "plan/strategies.h"
+#include "runtime/emulation.h"
 #include "runtime/pipeline.h"
 
 namespace chorus::runtime {
@@ -84,6 +87,9 @@ void print_top(const std::vector<Tensor>& outputs, int k, const std::vector<std:
 // Everything a rank needs before streaming; built inside one try so that set-up errors on any
 // rank can be agreed on before anyone waits for anyone.
 struct Setup {
+  cluster::Cluster cluster;
+  std::unique_ptr<Transport> emulated;  // wraps the real transport under --emulate
+  std::unique_ptr<DevicePacer> pacer;
   io::KerasModelStructure structure;
   plan::ResolvedPlan plan;
   std::unique_ptr<io::InputSource> source;
@@ -93,12 +99,27 @@ struct Setup {
 
 }  // namespace
 
-int run_distributed(Transport& t, const RunOptions& o) {
-  const int rank = t.rank();
+int run_distributed(Transport& real, const RunOptions& o) {
+  const int rank = real.rank();
   set_blas_threads(o.threads);
   Setup setup;
   std::string error;
+  // Every rank takes part in this collective, whatever happens next: it names the shared medium.
+  const long job_key = o.emulate.empty() ? 0 : real.max_all(static_cast<int>(getpid()));
+  Transport* transport = &real;
   try {
+    if (!o.emulate.empty()) {
+      setup.cluster = cluster::read_cluster(o.emulate);
+      if (setup.cluster.ranks() < real.size())
+        fail(o.emulate, ": the cluster has ", setup.cluster.ranks(), " device slot(s), the job ", real.size(), " ranks");
+      setup.emulated = make_emulated_transport(real, setup.cluster.network, job_key);
+      transport = setup.emulated.get();
+    }
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  Transport& t = *transport;
+  if (error.empty()) try {
     setup.structure = io::load_keras_structure(o.model, o.arch, /*optimize=*/true);
     model::Model& m = setup.structure.model;
     plan::Plan p = !o.plan_path.empty()
@@ -127,6 +148,10 @@ int run_distributed(Transport& t, const RunOptions& o) {
                                                                    static_cast<int>(it - ranks.begin()), reader));
     }
     setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers), o.stall_timeout_s);
+    if (!o.emulate.empty()) {
+      setup.pacer = std::make_unique<DevicePacer>(setup.cluster.device_of(rank).profile, m, cluster::model_key(o.model));
+      setup.pipeline->set_pacer(setup.pacer.get());
+    }
   } catch (const Error& e) {
     error = e.what();
   }
@@ -165,6 +190,12 @@ int run_distributed(Transport& t, const RunOptions& o) {
     t.abort(1);
   }
 
+  if (setup.pacer && setup.pacer->layers_late() > 0)
+    std::fprintf(stderr,
+                 "[rank %d] warning: this host was slower than the emulated %s on %d of %d layer runs (up to %.1fx "
+                 "its time): those layers ran at the host's speed\n",
+                 rank, setup.cluster.device_of(rank).name.c_str(), setup.pacer->layers_late(),
+                 setup.pacer->layers_paced(), setup.pacer->worst_late_ratio());
   // Gather every rank's figures (and the source's start / sink's finish times) on rank 0.
   nlohmann::json mine = report::rank_stats_to_json(result.stats);
   if (rank == setup.plan.plan.source) mine["start"] = result.start;

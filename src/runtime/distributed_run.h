@@ -22,6 +22,7 @@ struct RunOptions {
   int threads = 1;
   double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job
   bool quiet = false;         // no plan table (tests)
+  std::string emulate;        // cluster file: behave like its devices and network
 };
 
 // Returns the process exit code. Set-up errors are agreed on by all ranks and printed once;

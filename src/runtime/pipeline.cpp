@@ -78,6 +78,7 @@ struct Pipeline::Impl {
   const int S;    // stages; role index -1 is the source, S the sink
   const int me;
   double stall_timeout_s = 0;
+  partition::LayerPacer* pacer = nullptr;
   std::map<int, std::unique_ptr<partition::StageWorker>> workers;  // by stage
   std::map<int, std::unique_ptr<MpiPeerExchange>> exchanges;
   std::vector<std::vector<int>> replica_table;  // per stage: member of frame i (replicate only)
@@ -331,6 +332,8 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
 
 Pipeline::~Pipeline() = default;
 
+void Pipeline::set_pacer(partition::LayerPacer* pacer) { impl_->pacer = pacer; }
+
 PipelineResult Pipeline::run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output) {
   Impl& x = *impl_;
   Transport& t = x.t;
@@ -407,7 +410,7 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
       const double t0 = now_seconds(t);
       const double exchange_before = x.stats.exchange_s;
       auto* exchange = x.exchanges.count(s) ? x.exchanges[s].get() : nullptr;
-      std::vector<Tensor> outputs = x.workers.at(s)->run(std::move(values), exchange);
+      std::vector<Tensor> outputs = x.workers.at(s)->run(std::move(values), exchange, x.pacer);
       x.stats.compute_s += now_seconds(t) - t0 - (x.stats.exchange_s - exchange_before);
       ++x.stats.frames;
       if (x.producer(s, i) == me) x.send(s + 1, i, std::move(outputs));

@@ -31,6 +31,9 @@ class Pipeline {
            std::vector<std::unique_ptr<partition::StageWorker>> workers, double stall_timeout_s = 0);
   ~Pipeline();
 
+  // Emulation: paces every layer this rank runs (null: run at the host's speed).
+  void set_pacer(partition::LayerPacer* pacer);
+
   // Streams every frame of `source` (read on the plan's source rank; null elsewhere) and hands
   // outputs, in frame order, to `on_output` on the sink rank.
   PipelineResult run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output);

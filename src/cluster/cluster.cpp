@@ -1,0 +1,133 @@
+#include "cluster/cluster.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace chorus::cluster {
+
+using nlohmann::json;
+
+namespace {
+
+json read_json(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) fail(path, ": cannot open ", what);
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    fail(path, ": ", what, " is not valid JSON: ", e.what());
+  }
+}
+
+DeviceProfile profile_from_json(const json& j, const std::string& source) {
+  DeviceProfile p;
+  try {
+    p.name = j.value("device", "");
+    p.calibration = j.value("calibration", "");
+    p.seconds_per_layer = j.value("seconds_per_layer", 0.0);
+    if (j.contains("layer_seconds"))
+      for (const auto& [model, layers] : j["layer_seconds"].items())
+        for (const auto& [layer, seconds] : layers.items()) p.layer_seconds[model][layer] = seconds.get<double>();
+    if (j.contains("macs_per_second"))
+      for (const auto& [type, rate] : j["macs_per_second"].items()) p.macs_per_second[type] = rate.get<double>();
+  } catch (const json::exception& e) {
+    fail(source, ": malformed device profile: ", e.what());
+  }
+  if (p.macs_per_second.empty() && p.layer_seconds.empty())
+    fail(source, ": device profile has neither layer_seconds nor macs_per_second");
+  return p;
+}
+
+}  // namespace
+
+double DeviceProfile::layer_time(const model::Model& m, const std::string& model_name, int node) const {
+  const auto& n = m.node(node);
+  auto model_it = layer_seconds.find(model_name);
+  if (model_it != layer_seconds.end()) {
+    auto it = model_it->second.find(n.name());
+    if (it != model_it->second.end()) {
+      double t = it->second;
+      for (const auto& merged : n.merged) {  // layers folded into this one keep their cost
+        auto m2 = model_it->second.find(merged);
+        if (m2 != model_it->second.end()) t += m2->second;
+      }
+      return t;
+    }
+  }
+  auto rate = macs_per_second.find(n.layer->type());
+  if (rate == macs_per_second.end()) rate = macs_per_second.find("default");
+  if (rate == macs_per_second.end() || rate->second <= 0)
+    fail("device profile '", name, "': no time for layer '", n.name(), "' (", n.layer->type(),
+         ") and no default rate");
+  return m.cost(node).macs / rate->second + seconds_per_layer;
+}
+
+const DeviceClass& Cluster::device_of(int rank) const {
+  int r = rank;
+  for (const auto& h : hosts) {
+    if (r < h.slots) return classes.at(h.device_class);
+    r -= h.slots;
+  }
+  fail("cluster '", name, "' has ", ranks(), " ranks; rank ", rank, " is not among them");
+}
+
+int Cluster::ranks() const {
+  int total = 0;
+  for (const auto& h : hosts) total += h.slots;
+  return total;
+}
+
+Cluster read_cluster(const std::string& path) {
+  json j = read_json(path, "cluster file");
+  const auto folder = std::filesystem::path(path).parent_path();
+  Cluster c;
+  try {
+    c.name = j.value("name", std::filesystem::path(path).stem().string());
+    const json& net = j.at("network");
+    c.network.bandwidth_bytes_per_s = net.at("bandwidth_mbps").get<double>() * 1e6 / 8;
+    c.network.latency_s = net.value("latency_ms", 0.0) / 1e3;
+    c.network.shared = net.value("shared", true);
+    for (const auto& [name, d] : j.at("device_classes").items()) {
+      DeviceClass dc;
+      dc.name = name;
+      dc.memory_bytes = d.at("memory_mb").get<double>() * 1e6;
+      dc.cores = d.value("cores", 1);
+      if (d.at("profile").is_string()) {
+        std::string p = d["profile"];
+        dc.profile = read_profile(std::filesystem::path(p).is_absolute() ? p : (folder / p).string());
+      } else {
+        dc.profile = profile_from_json(d["profile"], path);
+      }
+      c.classes[name] = dc;
+    }
+    for (const auto& h : j.at("hosts")) {
+      Host host{h.at("name").get<std::string>(), h.at("class").get<std::string>(), h.value("slots", 1)};
+      if (!c.classes.count(host.device_class))
+        fail(path, ": host '", host.name, "' has unknown device class '", host.device_class, "'");
+      if (host.slots < 1) fail(path, ": host '", host.name, "' has ", host.slots, " slots");
+      c.hosts.push_back(host);
+    }
+  } catch (const json::exception& e) {
+    fail(path, ": malformed cluster file: ", e.what());
+  }
+  if (c.hosts.empty()) fail(path, ": cluster has no hosts");
+  if (c.network.bandwidth_bytes_per_s <= 0) fail(path, ": network bandwidth must be positive");
+  return c;
+}
+
+DeviceProfile read_profile(const std::string& path) { return profile_from_json(read_json(path, "device profile"), path); }
+
+void write_profile(const DeviceProfile& p, const std::string& path) {
+  json j{{"device", p.name}, {"calibration", p.calibration}, {"seconds_per_layer", p.seconds_per_layer},
+         {"macs_per_second", p.macs_per_second}, {"layer_seconds", p.layer_seconds}};
+  std::ofstream out(path);
+  if (!out) fail(path, ": cannot write device profile");
+  out << j.dump(2) << "\n";
+}
+
+std::string model_key(const std::string& model_path) { return std::filesystem::path(model_path).stem().string(); }
+
+}  // namespace chorus::cluster

@@ -1,0 +1,67 @@
+#pragma once
+// A cluster as plain data: its devices in rank order, what each can do (a device profile and
+// the memory Chorus may use), and the network between them. Read from JSON
+// (docs/cluster-format.md); used by the planner to predict and by --emulate to imitate.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace chorus::cluster {
+
+struct NetworkModel {
+  double bandwidth_bytes_per_s = 62.24e6 / 8;  // 62.24 Mbit/s WiFi between Raspberry Pis
+  double latency_s = 0.002;                    // per message
+  bool shared = true;                          // one medium: transfers never overlap (WiFi)
+  // Seconds a message of `bytes` occupies the medium / arrives after it is sent.
+  double transfer_seconds(double bytes) const { return bytes / bandwidth_bytes_per_s; }
+};
+
+// How fast a device runs layers: measured seconds per layer of a named model where known,
+// else multiply-adds over a rate for the layer's type.
+struct DeviceProfile {
+  std::string name;
+  std::string calibration;  // how the figures were obtained, for reports
+  std::map<std::string, std::map<std::string, double>> layer_seconds;  // model -> layer -> s
+  std::map<std::string, double> macs_per_second;                       // layer type -> rate; "default"
+  double seconds_per_layer = 0;                                        // fixed cost added to rate-based times
+
+  // Seconds for node `node` of `model` (named `model_name`, e.g. "vgg16") on this device.
+  double layer_time(const model::Model& model, const std::string& model_name, int node) const;
+};
+
+struct DeviceClass {
+  std::string name;
+  DeviceProfile profile;
+  double memory_bytes = 1e9;
+  int cores = 1;
+};
+
+struct Host {
+  std::string name;
+  std::string device_class;
+  int slots = 1;
+};
+
+struct Cluster {
+  std::string name;
+  NetworkModel network;
+  std::map<std::string, DeviceClass> classes;
+  std::vector<Host> hosts;  // one rank per host slot, in order
+
+  // The device class of rank r (hosts expanded by slots); throws when r is out of range.
+  const DeviceClass& device_of(int rank) const;
+  int ranks() const;
+};
+
+// Reads a cluster file; profile paths inside it are relative to the file. Throws
+// chorus::Error naming the file and field.
+Cluster read_cluster(const std::string& path);
+DeviceProfile read_profile(const std::string& path);
+void write_profile(const DeviceProfile& profile, const std::string& path);
+
+// The model's name for profile look-ups: the file name without folders and extension.
+std::string model_key(const std::string& model_path);
+
+}  // namespace chorus::cluster

@@ -1,0 +1,188 @@
+#include "runtime/emulation.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "core/error.h"
+
+namespace chorus::runtime {
+
+namespace {
+
+double now() { return partition::steady_seconds(); }
+
+void sleep_until(double t) {
+  const double wait = t - now();
+  if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+}
+
+// The time the shared medium becomes free, in shared memory so that all ranks on this host
+// serialise their transfers on it.
+class SharedMedium {
+ public:
+  explicit SharedMedium(long key) : name_("/chorus-medium-" + std::to_string(key)) {
+    int fd = shm_open(name_.c_str(), O_CREAT | O_RDWR, 0600);
+    if (fd < 0) fail("emulation: cannot open shared memory ", name_);
+    if (ftruncate(fd, sizeof(std::atomic<std::int64_t>)) != 0) fail("emulation: cannot size shared memory");
+    void* p = mmap(nullptr, sizeof(std::atomic<std::int64_t>), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) fail("emulation: cannot map shared memory");
+    free_at_ = static_cast<std::atomic<std::int64_t>*>(p);
+  }
+  ~SharedMedium() {
+    munmap(free_at_, sizeof(*free_at_));
+    shm_unlink(name_.c_str());  // the first rank to finish removes the name; mappings stay valid
+  }
+  // Reserves `duration` seconds of the medium from `earliest` on; returns the start.
+  double reserve(double earliest, double duration) {
+    const auto ns = [](double s) { return static_cast<std::int64_t>(s * 1e9); };
+    std::int64_t current = free_at_->load();
+    std::int64_t start;
+    do {
+      start = std::max(current, ns(earliest));
+    } while (!free_at_->compare_exchange_weak(current, start + ns(duration)));
+    return start / 1e9;
+  }
+
+ private:
+  std::string name_;
+  std::atomic<std::int64_t>* free_at_ = nullptr;
+};
+
+class EmulatedTransport : public Transport {
+ public:
+  EmulatedTransport(Transport& inner, const cluster::NetworkModel& network, long key)
+      : inner_(inner), network_(network) {
+    if (network.shared) medium_ = std::make_unique<SharedMedium>(key);
+  }
+
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::string host() const override { return inner_.host(); }
+
+  Request isend(int dest, int tag, const void* data, std::size_t bytes) override {
+    // The message occupies the medium (or this sender's link) for bytes / bandwidth, then
+    // arrives after the latency; the arrival time travels in front of the payload.
+    const double duration = network_.transfer_seconds(static_cast<double>(bytes));
+    const double start = medium_ ? medium_->reserve(now(), duration) : std::max(now(), link_free_at_);
+    if (!medium_) link_free_at_ = start + duration;
+    const double arrival = start + duration + network_.latency_s;
+    Pending p;
+    p.buffer.resize(sizeof(double) + bytes);
+    std::memcpy(p.buffer.data(), &arrival, sizeof arrival);
+    std::memcpy(p.buffer.data() + sizeof arrival, data, bytes);
+    p.inner = inner_.isend(dest, tag, p.buffer.data(), p.buffer.size());
+    return add(std::move(p));
+  }
+
+  Request irecv(int source, int tag, void* data, std::size_t capacity) override {
+    Pending p;
+    p.receive = true;
+    p.user = data;
+    p.buffer.resize(sizeof(double) + capacity);
+    p.inner = inner_.irecv(source, tag, p.buffer.data(), p.buffer.size());
+    return add(std::move(p));
+  }
+
+  std::size_t wait(Request r, double timeout_s) override {
+    Pending& p = pending_.at(r);
+    if (!p.inner_done) {
+      p.bytes = inner_.wait(p.inner, timeout_s);
+      p.inner_done = true;
+    }
+    return finish(r, true);
+  }
+
+  bool test(Request r) override {
+    Pending& p = pending_.at(r);
+    if (!p.inner_done) {
+      if (!inner_.test(p.inner)) return false;
+      p.inner_done = true;
+      p.bytes = 0;  // the inner test does not report sizes; receivers size by their header
+      p.size_unknown = true;
+    }
+    if (p.receive && now() < arrival_of(p)) return false;
+    finish(r, false);
+    return true;
+  }
+
+  int max_all(int value) override { return inner_.max_all(value); }
+  std::vector<std::string> gather_strings(const std::string& mine, int root) override {
+    return inner_.gather_strings(mine, root);
+  }
+  double time() const override { return inner_.time(); }
+  [[noreturn]] void abort(int code) override {
+    inner_.abort(code);
+    std::_Exit(code);
+  }
+
+ private:
+  struct Pending {
+    Transport::Request inner = -1;
+    bool receive = false, inner_done = false, size_unknown = false;
+    void* user = nullptr;
+    std::vector<char> buffer;
+    std::size_t bytes = 0;
+  };
+
+  Request add(Pending p) {
+    const Request id = next_id_++;
+    pending_.emplace(id, std::move(p));
+    return id;
+  }
+  static double arrival_of(const Pending& p) {
+    double arrival;
+    std::memcpy(&arrival, p.buffer.data(), sizeof arrival);
+    return arrival;
+  }
+  std::size_t finish(Request r, bool sleep) {
+    Pending p = std::move(pending_.at(r));
+    pending_.erase(r);
+    if (!p.receive) return 0;
+    if (sleep) sleep_until(arrival_of(p));
+    const std::size_t payload = p.size_unknown ? p.buffer.size() - sizeof(double) : p.bytes - sizeof(double);
+    std::memcpy(p.user, p.buffer.data() + sizeof(double), payload);
+    return payload;
+  }
+
+  Transport& inner_;
+  cluster::NetworkModel network_;
+  std::unique_ptr<SharedMedium> medium_;
+  double link_free_at_ = 0;
+  std::map<Request, Pending> pending_;
+  Request next_id_ = 0;
+};
+
+}  // namespace
+
+DevicePacer::DevicePacer(const cluster::DeviceProfile& profile, const model::Model& model, std::string model_key)
+    : profile_(profile), model_(model), key_(std::move(model_key)) {
+  for (std::size_t n = 0; n < model.nodes().size(); ++n)
+    seconds_.push_back(profile.layer_time(model, key_, static_cast<int>(n)));
+}
+
+void DevicePacer::layer_done(int node, double share, double started) {
+  const double target = seconds_.at(node) * share;
+  const double elapsed = now() - started;
+  ++paced_;
+  if (elapsed > target && target > 0) {
+    ++late_;
+    worst_ = std::max(worst_, elapsed / target);
+  }
+  sleep_until(started + target);
+}
+
+std::unique_ptr<Transport> make_emulated_transport(Transport& inner, const cluster::NetworkModel& network,
+                                                   long job_key) {
+  return std::make_unique<EmulatedTransport>(inner, network, job_key);
+}
+
+}  // namespace chorus::runtime
