@@ -1,10 +1,13 @@
 // `chorus plan MODEL --strategy NAME --ranks N -o plan.json`: writes a built-in plan for
 // editing, after validating it against the model.
+#include <chrono>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/load_model.h"
 #include "core/error.h"
+#include "cluster/cluster.h"
+#include "plan/planner.h"
 #include "plan/strategies.h"
 #include "plan/validate.h"
 
@@ -12,19 +15,44 @@ namespace chorus::cli {
 
 void add_plan_command(CLI::App& app) {
   struct Options {
-    std::string model, arch, strategy = "pipeline", output;
-    int ranks = 0;
+    std::string model, arch, strategy, output, cluster, objective = "throughput";
+    int ranks = 0, max_group = 0;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("plan", "Write a plan (which ranks run which layers, and how) as JSON");
   cmd->add_option("model", o->model, "Keras .h5 model or architecture .json/.yaml")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
-  cmd->add_option("--strategy", o->strategy, "pipeline, replicate, split-output, split-input, split-spatial");
-  cmd->add_option("--ranks", o->ranks, "Number of ranks (MPI processes)")->required();
+  auto* strategy =
+      cmd->add_option("--strategy", o->strategy, "pipeline, replicate, split-output, split-input, split-spatial");
+  auto* cluster = cmd->add_option("--cluster", o->cluster, "Cluster file: plan for its devices and network");
+  strategy->excludes(cluster);
+  cmd->add_option("--objective", o->objective, "throughput (default) or latency, with --cluster");
+  cmd->add_option("--max-group", o->max_group, "Most devices in one stage, with --cluster (0: any)");
+  cmd->add_option("--ranks", o->ranks, "Number of ranks (MPI processes); with --cluster, its device count");
   cmd->add_option("-o,--output", o->output, "Plan file to write (default: print it)");
   cmd->callback([o] {
     LoadedModel loaded = load_model(o->model, o->arch, /*optimize=*/true, /*load_weights=*/false);
-    plan::Plan p = plan::make_strategy_plan(o->strategy, loaded.model, o->ranks);
+    plan::Plan p;
+    if (!o->cluster.empty()) {
+      cluster::Cluster c = cluster::read_cluster(o->cluster);
+      if (o->ranks > 0 && o->ranks != c.ranks())
+        fail("plan: --ranks ", o->ranks, " differs from the cluster's ", c.ranks(), " device slot(s)");
+      plan::PlannerOptions po;
+      po.model_key = cluster::model_key(o->model);
+      po.max_group = o->max_group;
+      if (o->objective == "latency") po.objective = plan::Objective::latency;
+      else if (o->objective != "throughput") fail("plan: --objective is throughput or latency, not '", o->objective, "'");
+      auto start = std::chrono::steady_clock::now();
+      p = plan::make_planned_plan(loaded.model, c, po);
+      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cout << "planned for " << c.name << " (" << c.ranks() << " devices) in " << took << " s: predicted "
+                << p.prediction["throughput_fps"].get<double>() << " frames/s, latency "
+                << p.prediction["latency_ms"].get<double>() << " ms, bottleneck "
+                << p.prediction["bottleneck"].get<std::string>() << "\n";
+    } else {
+      if (o->ranks < 1) fail("plan: give --ranks N (or --cluster FILE)");
+      p = plan::make_strategy_plan(o->strategy.empty() ? "pipeline" : o->strategy, loaded.model, o->ranks);
+    }
     p.model = o->model;
     plan::validate_plan(p, loaded.model, 0);
     if (o->output.empty()) {
@@ -32,8 +60,7 @@ void add_plan_command(CLI::App& app) {
       return;
     }
     plan::write_plan(p, o->output);
-    std::cout << "wrote " << o->output << " (" << o->strategy << ", " << p.stages.size() << " stage(s), " << o->ranks
-              << " rank(s))\n";
+    std::cout << "wrote " << o->output << " (" << p.stages.size() << " stage(s), " << p.ranks << " rank(s))\n";
   });
 }
 

@@ -32,7 +32,7 @@ struct Plan {
   int ranks = 1;                  // the MPI world size the plan needs
   int source = 0;                 // rank that reads inputs
   int sink = 0;                   // rank that collects outputs
-  int max_in_flight = 0;          // frames in the pipeline at once; 0 = 2 x stages + 2
+  int max_in_flight = 0;          // frames in the pipeline at once; 0 = max(2 x stages, ranks + stages) + 2
   std::vector<Stage> stages;
   nlohmann::json prediction;      // written by the planner; carried along unread
 };

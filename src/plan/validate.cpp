@@ -177,7 +177,9 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
   }
   if (next != nodes)
     fail("plan: layers '", m.node(next).name(), "' .. '", m.node(nodes - 1).name(), "' are in no stage");
-  out.max_in_flight = plan.max_in_flight > 0 ? plan.max_in_flight : 2 * static_cast<int>(plan.stages.size()) + 2;
+  // Enough frames to keep every rank busy (replicas included) while the source runs ahead.
+  const int stages = static_cast<int>(plan.stages.size());
+  out.max_in_flight = plan.max_in_flight > 0 ? plan.max_in_flight : std::max(2 * stages + 2, plan.ranks + stages + 2);
   return out;
 }
 

@@ -48,9 +48,21 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
   r.warmup_frames = n >= 3 ? std::max(1, n / 5) : 0;
   std::vector<double> done(finish);
   std::sort(done.begin(), done.end());
-  if (r.warmup_frames > 0 && done.back() > done[r.warmup_frames - 1])
-    r.throughput_fps = (n - r.warmup_frames) / (done.back() - done[r.warmup_frames - 1]);
-  else
+  // Steady state: the slope of completion time against frame count, by least squares over the
+  // frames after the warm-up. Replicas finish in bursts; a slope is not fooled by where a
+  // burst happens to start, as a first-to-last difference is.
+  const int first = r.warmup_frames, count = n - first;
+  if (count >= 2) {
+    double mx = 0, my = 0;
+    for (int i = first; i < n; ++i) mx += i, my += done[i];
+    mx /= count;
+    my /= count;
+    double sxy = 0, sxx = 0;
+    for (int i = first; i < n; ++i) sxy += (i - mx) * (done[i] - my), sxx += (i - mx) * (i - mx);
+    const double slope = sxx > 0 ? sxy / sxx : 0;
+    if (slope > 0) r.throughput_fps = 1.0 / slope;
+  }
+  if (r.throughput_fps <= 0)
     r.throughput_fps = n / std::max(1e-9, done.back() - *std::min_element(start.begin(), start.end()));
 }
 

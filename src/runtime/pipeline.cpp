@@ -357,10 +357,14 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
     if (x.has_role(s)) roles.insert(s);
   const int frames_total = source && me == source_rank ? source->count() : -1;
 
-  for (long tick = -1; x.ended.size() < roles.size(); ++tick) {
+  // The source runs `lookahead` frames ahead of stage 0, so that a rank that is both source and
+  // a busy worker (or a replica) has handed out enough frames before it starts computing. The
+  // credit window leaves room for it: lookahead + stages + 2 <= max_in_flight.
+  const int lookahead = std::max(0, window - S - 2);
+  for (long tick = -1 - lookahead; x.ended.size() < roles.size(); ++tick) {
     // Within a tick, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
-      const long i_long = tick - s;
+      const long i_long = tick - s + (s < 0 ? lookahead : 0);
       if (i_long < 0 || x.ended.count(s) || !x.has_task(s, static_cast<int>(i_long))) continue;
       const int i = static_cast<int>(i_long);
       if (s < 0) {  // source: read frame i and inject it

@@ -1,7 +1,8 @@
 #pragma once
 // The streaming executor every rank runs. Frames flow from the source rank through the
 // stages to the sink rank as non-blocking messages; each rank runs its tasks (stage s of
-// frame i) in one global order, by i + s then later stages first, which every rank derives from the plan. That
+// frame i) in one global order, by i + s then later stages first (the source a few frames
+// ahead), which every rank derives from the plan. That
 // order needs no coordination, overlaps stages (a rank runs frame i+1's early stage while a
 // later stage of frame i is elsewhere), and cannot deadlock: the earliest unfinished task
 // always has its inputs. Frames carry sequence numbers; an end-of-stream message follows the

@@ -1,0 +1,300 @@
+#include "plan/planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "plan/band_geometry.h"
+#include "plan/validate.h"
+
+namespace chorus::plan {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+bool mode_allows(const model::Model& m, int first, int last, StageMode mode, int parts) {
+  if (mode == StageMode::single) return parts == 1;
+  if (parts < 2) return false;
+  if (mode == StageMode::replicate) return true;
+  if (mode == StageMode::split_spatial) {
+    for (int n = first; n <= last; ++n)
+      if (!can_split_spatial(*m.node(n).layer)) return false;
+    if (!is_chain(m, first, last)) return false;
+    const int rows = m.node(last).layer->output_shape().h;
+    if (rows < parts) return false;
+    return bands_are_feasible(m, first, last, split_bounds(rows, std::vector<double>(parts, 1.0 / parts)));
+  }
+  bool any = false;
+  for (int n = first; n <= last; ++n) {
+    const auto& l = *m.node(n).layer;
+    const bool splits = mode == StageMode::split_output ? can_split_output(l) : can_split_input(l);
+    if (splits) {
+      if (split_extent(l, mode) < parts) return false;
+      any = true;
+    } else if (!l.weight_specs().empty() && l.type() != "BatchNormalization") {
+      return false;
+    }
+  }
+  return any;
+}
+
+double node_weight_bytes(const model::Model& m, int n) {
+  double b = static_cast<double>(m.node(n).layer->weight_bytes());
+  for (const auto& f : m.node(n).folded) b += static_cast<double>(f.layer->weight_bytes());
+  return b;
+}
+
+}  // namespace
+
+StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
+                     int rank, int count, StageMode mode) {
+  StageCost cost;
+  const auto& net = c.network;
+  // Per-member times of the whole range, for speed-proportional fractions.
+  std::vector<double> full(count, 0.0);
+  for (int g = 0; g < count; ++g)
+    for (int n = first; n <= last; ++n) full[g] += c.device_of(rank + g).profile.layer_time(m, key, n);
+  double inv_sum = 0;
+  for (double t : full) inv_sum += t > 0 ? 1.0 / t : 1e12;
+  std::vector<double> share(count);
+  for (int g = 0; g < count; ++g) share[g] = (full[g] > 0 ? 1.0 / full[g] : 1e12) / inv_sum;
+
+  // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
+  double in_bytes = 0;
+  {
+    std::vector<int> live;
+    for (int n = first; n < static_cast<int>(m.nodes().size()); ++n)
+      for (int v : m.node(n).inputs)
+        if (v < first && std::find(live.begin(), live.end(), v) == live.end()) live.push_back(v);
+    for (int v : live) in_bytes += static_cast<double>(m.shape_of(v).size()) * sizeof(float);
+  }
+  const int receivers = mode == StageMode::replicate ? 1 : count;
+  cost.medium_s = receivers * (net.transfer_seconds(in_bytes) + net.latency_s);
+
+  double activations = 0;
+  for (int n = first; n <= last; ++n) activations = std::max(activations, m.cost(n).output_bytes * 2.0);
+  double weights = 0;
+  for (int n = first; n <= last; ++n) weights += node_weight_bytes(m, n);
+
+  if (mode == StageMode::single || mode == StageMode::replicate) {
+    // A replicated stage delivers one frame per full time across its members.
+    cost.compute_s = mode == StageMode::single ? full[0] : 1.0 / inv_sum;
+    cost.latency_s = *std::max_element(full.begin(), full.end());
+    cost.memory_bytes = weights + activations;
+  } else {
+    double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0;
+    for (int g = 0; g < count; ++g) {
+      double t = 0;
+      for (int n = first; n <= last; ++n) {
+        const double layer = c.device_of(rank + g).profile.layer_time(m, key, n);
+        const auto& l = *m.node(n).layer;
+        const bool split = mode == StageMode::split_spatial ||
+                           (mode == StageMode::split_output ? can_split_output(l) : can_split_input(l));
+        t += split ? layer * share[g] : layer;
+      }
+      worst = std::max(worst, t);
+    }
+    if (mode == StageMode::split_spatial) {
+      // Halo rows are computed by both neighbours: scale by the rows each band really needs.
+      const int rows = m.node(last).layer->output_shape().h;
+      auto bounds = split_bounds(rows, share);
+      double overlap = 1.0;
+      for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
+        auto need = band_input_rows(m, first, last, bounds[b], bounds[b + 1]);
+        double needed = need.front().second - need.front().first;
+        double fair = static_cast<double>(m.shape_of(m.node(first).inputs[0]).h) * share[b];
+        overlap = std::max(overlap, fair > 0 ? needed / fair : 1.0);
+      }
+      worst *= std::sqrt(overlap);  // the halo shrinks through the chain; the square root is a middle ground
+      exchange_bytes = (count - 1) * static_cast<double>(m.cost(last).output_bytes);
+      exchanges = count - 1;
+      part_weights = weights;
+    } else {
+      for (int n = first; n <= last; ++n) {
+        const auto& l = *m.node(n).layer;
+        const bool split = mode == StageMode::split_output ? can_split_output(l) : can_split_input(l);
+        if (!split) {
+          part_weights += node_weight_bytes(m, n);
+          continue;
+        }
+        part_weights += node_weight_bytes(m, n) * *std::max_element(share.begin(), share.end());
+        // All-gather: every member sends its part to every other; input splits send whole partial sums.
+        const double out = static_cast<double>(m.cost(n).output_bytes);
+        exchange_bytes += mode == StageMode::split_output ? (count - 1) * out : count * (count - 1) * out;
+        exchanges += count * (count - 1);
+      }
+    }
+    const double exchange_s = net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0);
+    cost.compute_s = worst + exchange_s;  // parts are swapped inside the stage, on its critical path
+    cost.latency_s = cost.compute_s;
+    cost.medium_s += net.transfer_seconds(exchange_bytes);
+    cost.memory_bytes = part_weights + activations * 2;
+  }
+  for (int g = 0; g < count; ++g)
+    if (cost.memory_bytes > c.device_of(rank + g).memory_bytes) cost.fits = false;
+  if (!net.shared) cost.medium_s = 0;  // a switched network: transfers overlap
+  return cost;
+}
+
+namespace {
+
+struct Choice {
+  int first = 0, last = 0, rank = 0, count = 1;
+  StageMode mode = StageMode::single;
+  StageCost cost;
+};
+
+const StageMode kModes[] = {StageMode::single, StageMode::replicate, StageMode::split_output, StageMode::split_input,
+                            StageMode::split_spatial};
+
+}  // namespace
+
+Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const PlannerOptions& o) {
+  const int n = static_cast<int>(m.nodes().size());
+  const int devices = c.ranks();
+  const int max_group = o.max_group > 0 ? std::min(o.max_group, devices) : devices;
+  // Every candidate stage, once: (first, last, rank, count, mode) with its cost.
+  std::vector<Choice> choices;
+  bool homogeneous = true;
+  for (int g = 1; g < devices; ++g) homogeneous &= c.device_of(g).name == c.device_of(0).name;
+  for (int i = 0; i < n; ++i)
+    for (int j = i; j < n; ++j)
+      for (int k = 1; k <= max_group; ++k)
+        for (StageMode mode : kModes) {
+          if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
+          if (!mode_allows(m, i, j, mode, k)) continue;
+          for (int r = 0; r + k <= devices; ++r) {
+            Choice ch{i, j, r, k, mode, stage_cost(m, c, o.model_key, i, j, r, k, mode)};
+            if (ch.cost.fits) choices.push_back(ch);
+            if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
+          }
+        }
+  std::vector<std::vector<int>> by_first(n);
+  for (std::size_t x = 0; x < choices.size(); ++x) by_first[choices[x].first].push_back(static_cast<int>(x));
+  // Memory: every layer must fit somewhere on its own.
+  for (int i = 0; i < n; ++i) {
+    bool fits = std::any_of(choices.begin(), choices.end(), [&](const Choice& ch) { return ch.first <= i && i <= ch.last; });
+    if (!fits) {
+      double need = node_weight_bytes(m, i) + 2.0 * m.cost(i).output_bytes;
+      double most = 0;
+      for (int r = 0; r < devices; ++r) most = std::max(most, c.device_of(r).memory_bytes);
+      fail("plan: layer '", m.node(i).name(), "' needs about ", need / 1e6, " MB (weights and activations) and no stage ",
+           "of up to ", max_group, " device(s) can hold it: the devices have ", most / 1e6, " MB each");
+    }
+  }
+  // DP over (layers covered, devices used): stages take consecutive ranks.
+  auto solve = [&](double period, std::vector<int>* picked) -> double {
+    // best[j][d]: least medium time covering layers [0, j) with ranks [0, d).
+    std::vector<std::vector<double>> best(n + 1, std::vector<double>(devices + 1, kInf));
+    std::vector<std::vector<int>> from(n + 1, std::vector<int>(devices + 1, -1));
+    best[0][0] = 0;
+    for (int j = 0; j < n; ++j)
+      for (int d = 0; d <= devices; ++d) {
+        if (best[j][d] == kInf) continue;
+        for (int x : by_first[j]) {
+          const Choice& ch = choices[x];
+          if ((!homogeneous && ch.rank != d) || d + ch.count > devices) continue;
+          if (o.objective == Objective::throughput && ch.cost.compute_s > period) continue;
+          const double value = o.objective == Objective::throughput ? best[j][d] + ch.cost.medium_s
+                                                                    : best[j][d] + ch.cost.latency_s + ch.cost.medium_s;
+          double& slot = best[ch.last + 1][d + ch.count];
+          if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = static_cast<int>(x);
+        }
+      }
+    int best_d = -1;
+    for (int d = 1; d <= devices; ++d)
+      if (best[n][d] < kInf && (best_d < 0 || best[n][d] < best[n][best_d])) best_d = d;
+    if (best_d < 0) return kInf;
+    if (picked) {
+      picked->clear();
+      for (int j = n, d = best_d; j > 0;) {
+        int x = from[j][d];
+        picked->push_back(x);
+        j = choices[x].first;
+        d -= choices[x].count;
+      }
+      std::reverse(picked->begin(), picked->end());
+    }
+    return best[n][best_d];
+  };
+  std::vector<int> picked;
+  if (o.objective == Objective::throughput) {
+    // Binary search on the period: feasible when every stage fits in it and the shared medium
+    // carries a frame's messages within it.
+    double lo = 0, hi = 0;
+    for (const auto& ch : choices) hi = std::max(hi, ch.cost.compute_s + ch.cost.medium_s);
+    hi = std::max(hi * n, 1e-6);
+    auto feasible = [&](double p) { return solve(p, nullptr) <= p; };
+    if (!feasible(hi)) fail("plan: no plan fits this cluster (memory or network too small)");
+    for (int it = 0; it < 60; ++it) {
+      double mid = 0.5 * (lo + hi);
+      (feasible(mid) ? hi : lo) = mid;
+    }
+    solve(hi, &picked);
+  } else {
+    if (solve(kInf, &picked) == kInf) fail("plan: no plan fits this cluster (memory too small)");
+  }
+  Plan p;
+  p.ranks = devices;
+  int next_rank = 0;
+  nlohmann::json stages = nlohmann::json::array();
+  double bottleneck = 0, medium = 0, latency = 0;
+  int bottleneck_stage = 0;
+  for (int x : picked) {
+    const Choice& ch = choices[x];
+    const int rank = next_rank;
+    next_rank += ch.count;
+    StageCost cost = stage_cost(m, c, o.model_key, ch.first, ch.last, rank, ch.count, ch.mode);
+    Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}};
+    std::vector<double> full(ch.count, 0.0);
+    double inv = 0;
+    for (int g = 0; g < ch.count; ++g) {
+      s.ranks.push_back(rank + g);
+      for (int nn = ch.first; nn <= ch.last; ++nn) full[g] += c.device_of(rank + g).profile.layer_time(m, o.model_key, nn);
+      inv += 1.0 / std::max(full[g], 1e-12);
+    }
+    if (ch.count > 1) {
+      bool uneven = false;
+      for (int g = 0; g < ch.count; ++g) {
+        s.fractions.push_back(1.0 / std::max(full[g], 1e-12) / inv);
+        uneven |= std::fabs(s.fractions.back() - 1.0 / ch.count) > 1e-6;
+      }
+      if (!uneven) s.fractions.clear();
+    }
+    p.stages.push_back(s);
+    if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(p.stages.size()) - 1;
+    medium += cost.medium_s;
+    latency += cost.latency_s + cost.medium_s / std::max(1, ch.mode == StageMode::replicate ? 1 : ch.count);
+    stages.push_back({{"stage", p.stages.size() - 1},
+                      {"compute_s", cost.compute_s},
+                      {"communication_s", cost.medium_s},
+                      {"memory_mb", cost.memory_bytes / 1e6}});
+  }
+  const double period = std::max(bottleneck, medium);
+  p.prediction = {{"throughput_fps", 1.0 / period},
+                  {"latency_ms", latency * 1e3},
+                  {"period_s", period},
+                  {"bottleneck", medium > bottleneck ? "shared network" : cat("stage ", bottleneck_stage)},
+                  {"network_s_per_frame", medium},
+                  {"objective", o.objective == Objective::throughput ? "throughput" : "latency"},
+                  {"stages", stages}};
+  return p;
+}
+
+Prediction predict(const model::Model& m, const cluster::Cluster& c, const std::string& key, const Plan& plan) {
+  ResolvedPlan r = validate_plan(plan, m, 0);
+  Prediction out;
+  double bottleneck = 0, medium = 0;
+  for (const auto& s : r.stages) {
+    StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode);
+    bottleneck = std::max(bottleneck, cost.compute_s);
+    medium += cost.medium_s;
+    out.latency_s += cost.latency_s + cost.medium_s;
+  }
+  out.period_s = std::max(bottleneck, medium);
+  return out;
+}
+
+}  // namespace chorus::plan

@@ -1,0 +1,50 @@
+#pragma once
+// The planner: given a model and a cluster, choose stages (cut points in topological order),
+// the devices of each stage and its mode (single, replicate, split-output, split-input,
+// split-spatial, with fractions by device speed), maximising throughput (or minimising
+// latency) under each device's memory, with communication on the cluster's network including
+// a shared medium. Dynamic programming over (layers covered, devices used), inside a binary
+// search on the frame period when the objective is throughput, as PipeEdge does for pipelines.
+#include <string>
+
+#include "cluster/cluster.h"
+#include "model/model.h"
+#include "plan/plan.h"
+
+namespace chorus::plan {
+
+enum class Objective { throughput, latency };
+
+struct PlannerOptions {
+  Objective objective = Objective::throughput;
+  std::string model_key;        // for profile look-ups (e.g. "vgg16")
+  int max_group = 0;            // largest device group per stage (0: all devices)
+  bool allow_splits = true;     // false: pipeline and replicate only
+};
+
+// A cost model of one candidate stage, for predictions and for the exhaustive-search test.
+struct StageCost {
+  double compute_s = 0;   // seconds per frame the stage needs (a replicated stage: over its members)
+  double latency_s = 0;   // seconds one frame spends in the stage
+  double medium_s = 0;    // seconds this stage's messages occupy the network per frame
+  double memory_bytes = 0;  // largest member's weights + activations
+  bool fits = true;
+};
+
+// Cost of stage [first, last] on ranks [rank, rank + count) in `mode` (fractions by speed).
+StageCost stage_cost(const model::Model& model, const cluster::Cluster& cluster, const std::string& model_key,
+                     int first, int last, int rank, int count, StageMode mode);
+
+// The best plan under the options; its `prediction` holds throughput_fps, latency_ms and per
+// stage compute, communication and memory, and the bottleneck. Throws chorus::Error when the
+// model cannot fit on the cluster, naming the layer, what it needs and what the devices have.
+Plan make_planned_plan(const model::Model& model, const cluster::Cluster& cluster, const PlannerOptions& options);
+
+// The predicted period (seconds per frame) and latency of a plan under the same cost model.
+struct Prediction {
+  double period_s = 0, latency_s = 0;
+};
+Prediction predict(const model::Model& model, const cluster::Cluster& cluster, const std::string& model_key,
+                   const Plan& plan);
+
+}  // namespace chorus::plan
