@@ -1,0 +1,77 @@
+// Emulation must deliver what the cluster file says: a device's configured speed and a link's
+// configured bandwidth, each within 10 %.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "reference/test_util.h"
+
+using namespace chorus;
+using nlohmann::json;
+
+namespace {
+
+json run_report(const std::string& command, const std::string& report) {
+  auto r = test::run_chorus(command);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return json::parse(std::ifstream(report));
+}
+
+}  // namespace
+
+TEST(Emulation, DeviceRunsAtItsProfileSpeed) {
+  // LeNet-5 at 2 M multiply-adds per second: 0.42 M MACs -> about 0.21 s per frame, far slower
+  // than this host, so the pacing decides.
+  test::TempDir dir;
+  test::write_random_model(std::string(std::istreambuf_iterator<char>(
+                               *std::make_unique<std::ifstream>(test::source_path("models/lenet5.json"))), {}),
+                           dir.path("lenet5.h5"));
+  json cluster = {{"name", "slow"},
+                  {"network", {{"bandwidth_mbps", 100.0}, {"latency_ms", 1.0}, {"shared", true}}},
+                  {"device_classes",
+                   {{"slow", {{"memory_mb", 512}, {"profile", {{"device", "slow"}, {"macs_per_second", {{"default", 2e6}}}}}}}}},
+                  {"hosts", {{{"name", "a"}, {"class", "slow"}}}}};
+  std::ofstream(dir.path("cluster.json")) << cluster.dump();
+  json r = run_report("run " + dir.path("lenet5.h5") + " --synthetic 4 --quiet --emulate " + dir.path("cluster.json") +
+                          " --report " + dir.path("r.json"),
+                      dir.path("r.json"));
+  auto info = test::run_chorus("info " + dir.path("lenet5.h5") + " --json");
+  const double macs = json::parse(info.output)["totals"]["macs"].get<double>();
+  const double expected = macs / 2e6;
+  const double per_frame = r["ranks"][0]["compute_s"].get<double>() / 4;
+  EXPECT_NEAR(per_frame, expected, 0.1 * expected) << "expected " << expected << " s per frame";
+  EXPECT_NEAR(1.0 / r["throughput_fps"].get<double>(), expected, 0.1 * expected);
+}
+
+TEST(Emulation, LinkDeliversItsBandwidth) {
+  // Two fast devices; stage 0 (a relu) hands a 2 MB frame to stage 1 over a 40 Mbit/s link:
+  // 0.42 s per frame on the wire, which bounds the pipeline.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  test::TempDir dir;
+  const char* config = R"({"class_name": "Sequential", "config": {"name": "wide", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 128, 128, 32]}},
+   {"class_name": "Activation", "config": {"name": "act", "activation": "relu"}},
+   {"class_name": "ReLU", "config": {"name": "relu6", "max_value": 6.0}},
+   {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}}]}})";
+  test::write_random_model(config, dir.path("wide.h5"));
+  const double mbps = 40.0;
+  json cluster = {{"name", "link"},
+                  {"network", {{"bandwidth_mbps", mbps}, {"latency_ms", 1.0}, {"shared", true}}},
+                  {"device_classes",
+                   {{"fast", {{"memory_mb", 4096}, {"profile", {{"device", "fast"}, {"macs_per_second", {{"default", 1e15}}}}}}}}},
+                  {"hosts", {{{"name", "a"}, {"class", "fast"}}, {{"name", "b"}, {"class", "fast"}}}}};
+  std::ofstream(dir.path("cluster.json")) << cluster.dump();
+  json plan = {{"ranks", 2},
+               {"stages", {{{"layers", {"act", "act"}}, {"ranks", {0}}}, {{"layers", {"relu6", "gap"}}, {"ranks", {1}}}}}};
+  std::ofstream(dir.path("plan.json")) << plan.dump();
+  std::string cmd = "timeout -k 5 120 mpiexec --oversubscribe -np 2 " CHORUS_BINARY " run " + dir.path("wide.h5") +
+                    " --synthetic 8 --quiet --plan " + dir.path("plan.json") + " --emulate " + dir.path("cluster.json") +
+                    " --report " + dir.path("r.json") + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  json r = json::parse(std::ifstream(dir.path("r.json")));
+  const double bytes = r["ranks"][0]["bytes_sent_per_frame"].get<double>();
+  ASSERT_GT(bytes, 2e6);
+  const double expected = bytes / (mbps * 1e6 / 8) + 0.001;
+  EXPECT_NEAR(1.0 / r["throughput_fps"].get<double>(), expected, 0.1 * expected) << "bytes per frame " << bytes;
+}
