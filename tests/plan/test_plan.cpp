@@ -1112,3 +1112,100 @@ TEST_F(StageWorkerTest, DenseAfterFlattenSplits) {
                           m, 3),
       input);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The planner against exhaustive search over its own cost model.
+
+#include "cluster/cluster.h"
+#include "plan/planner.h"
+
+namespace {
+
+cluster::Cluster small_cluster(int devices, bool shared, double mbps) {
+  cluster::Cluster c;
+  c.name = "test";
+  c.network.bandwidth_bytes_per_s = mbps * 1e6 / 8;
+  c.network.latency_s = 0.001;
+  c.network.shared = shared;
+  cluster::DeviceClass d;
+  d.name = "dev";
+  d.memory_bytes = 1e9;
+  d.profile.name = "dev";
+  d.profile.macs_per_second["default"] = 1e8;
+  c.classes["dev"] = d;
+  for (int i = 0; i < devices; ++i) c.hosts.push_back({"h" + std::to_string(i), "dev", 1});
+  return c;
+}
+
+// Every plan: cut points x group sizes x modes, stages on consecutive ranks from 0.
+double exhaustive_best_period(const model::Model& m, const cluster::Cluster& c) {
+  const int n = static_cast<int>(m.nodes().size()), devices = c.ranks();
+  double best = 1e300;
+  std::vector<plan::Stage> stages;
+  std::function<void(int, int)> search = [&](int first, int rank) {
+    if (first == n) {
+      Plan p;
+      p.ranks = devices;
+      p.stages = stages;
+      try {
+        best = std::min(best, plan::predict(m, c, "test", p).period_s);
+      } catch (const Error&) {
+      }
+      return;
+    }
+    for (int last = first; last < n; ++last)
+      for (int k = 1; rank + k <= devices; ++k)
+        for (StageMode mode : {StageMode::single, StageMode::replicate, StageMode::split_output,
+                               StageMode::split_input, StageMode::split_spatial}) {
+          if ((mode == StageMode::single) != (k == 1)) continue;
+          std::vector<int> ranks;
+          for (int g = 0; g < k; ++g) ranks.push_back(rank + g);
+          stages.push_back({m.node(first).name(), m.node(last).name(), mode, ranks, {}});
+          search(last + 1, rank + k);
+          stages.pop_back();
+        }
+  };
+  search(0, 0);
+  return best;
+}
+
+}  // namespace
+
+TEST(Planner, FindsTheExhaustiveOptimumOfItsCostModel) {
+  const char* config = R"({"class_name": "Sequential", "config": {"name": "p", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 16, 16, 3]}},
+   {"class_name": "Conv2D", "config": {"name": "c1", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "Conv2D", "config": {"name": "c2", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "MaxPooling2D", "config": {"name": "p1", "pool_size": [2, 2]}},
+   {"class_name": "Flatten", "config": {"name": "f"}},
+   {"class_name": "Dense", "config": {"name": "d", "units": 32}}]}})";
+  model::Model m = structure_of(config);
+  for (int devices : {2, 3, 4})
+    for (bool shared : {true, false})
+      for (double mbps : {10.0, 1000.0}) {
+        SCOPED_TRACE(cat(devices, " devices, shared ", shared, ", ", mbps, " Mbit/s"));
+        cluster::Cluster c = small_cluster(devices, shared, mbps);
+        plan::PlannerOptions o;
+        o.model_key = "test";
+        Plan p = plan::make_planned_plan(m, c, o);
+        plan::validate_plan(p, m, devices);
+        const double planned = plan::predict(m, c, "test", p).period_s;
+        const double best = exhaustive_best_period(m, c);
+        EXPECT_NEAR(planned, best, 1e-6 * best);
+        EXPECT_NEAR(p.prediction["period_s"].get<double>(), planned, 1e-6 * planned);
+      }
+}
+
+TEST(Planner, RefusesAModelThatCannotFit) {
+  model::Model m = structure_of(kChainConfig);
+  cluster::Cluster c = small_cluster(2, true, 100);
+  for (auto& [name, d] : c.classes) d.memory_bytes = 1000;  // 1 kB devices
+  plan::PlannerOptions o;
+  try {
+    plan::make_planned_plan(m, c, o);
+    FAIL() << "planned for devices that cannot hold a layer";
+  } catch (const Error& e) {
+    EXPECT_THAT(std::string(e.what()), HasSubstr("needs about"));
+    EXPECT_THAT(std::string(e.what()), HasSubstr("MB each"));
+  }
+}
