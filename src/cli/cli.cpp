@@ -16,6 +16,7 @@ int run_cli(int argc, char** argv, runtime::Transport& transport) {
   add_plan_command(app);
   add_init_weights_command(app);
   add_bench_command(app);
+  add_profile_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

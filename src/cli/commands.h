@@ -13,5 +13,6 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
 void add_plan_command(CLI::App& app);
 void add_init_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_profile_command(CLI::App& app);
 
 }  // namespace chorus::cli
