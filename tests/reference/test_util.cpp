@@ -53,8 +53,10 @@ io::KerasModelSpec write_random_model(const std::string& config_json, const std:
   return spec;
 }
 
-CommandResult run_chorus(const std::string& args) {
-  std::string cmd = std::string(CHORUS_BINARY) + " " + args + " 2>&1";
+CommandResult run_chorus(const std::string& args) { return run_command(std::string(CHORUS_BINARY) + " " + args); }
+
+CommandResult run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   CommandResult result;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return result;

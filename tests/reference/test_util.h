@@ -44,6 +44,8 @@ struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together
 };
+// Runs a shell command, capturing stdout and stderr together.
+CommandResult run_command(const std::string& command);
 // Runs the chorus binary with these arguments (a shell command line fragment).
 CommandResult run_chorus(const std::string& args);
 

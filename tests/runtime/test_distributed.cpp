@@ -105,17 +105,9 @@ Tensor single_process(const std::string& model_path) {
 
 // Runs chorus under mpiexec; `how` is "--strategy NAME" or "--plan FILE".
 test::CommandResult mpirun(int ranks, const std::string& model, const std::string& how, const std::string& extra) {
-  std::string cmd = "timeout -k 5 120 mpiexec --oversubscribe -np " + std::to_string(ranks) + " " CHORUS_BINARY +
-                    " run " + model + " --synthetic " + std::to_string(kFrames) + " --seed " + std::to_string(kSeed) +
-                    " --quiet " + how + " " + extra + " 2>&1";
-  test::CommandResult r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  char buffer[4096];
-  std::size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
-  int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np " + std::to_string(ranks) + " " CHORUS_BINARY +
+                           " run " + model + " --synthetic " + std::to_string(kFrames) + " --seed " +
+                           std::to_string(kSeed) + " --quiet " + how + " " + extra);
 }
 
 void expect_same_as_one_process(const std::string& model_name, int ranks, const std::string& how) {
