@@ -18,19 +18,11 @@ Shape DepthwiseConv2D::infer_shape(const std::vector<Shape>& in) {
   const auto& s = settings_;
   Shape out;
   out.c = in[0].c * s.depth_multiplier;
-  if (s.explicit_pads) {
-    int eh = (s.kernel_h - 1) * s.dilation_h + 1, ew = (s.kernel_w - 1) * s.dilation_w + 1;
-    int ph = in[0].h + s.pads.top + s.pads.bottom, pw = in[0].w + s.pads.left + s.pads.right;
-    out.h = ph >= eh ? (ph - eh) / s.stride_h + 1 : 0;
-    out.w = pw >= ew ? (pw - ew) / s.stride_w + 1 : 0;
-    pads_ = s.pads;
-  } else {
-    auto gh = axis_geometry(in[0].h, s.kernel_h, s.stride_h, s.dilation_h, s.padding);
-    auto gw = axis_geometry(in[0].w, s.kernel_w, s.stride_w, s.dilation_w, s.padding);
-    out.h = gh.out;
-    out.w = gw.out;
-    pads_ = {gh.pad_before, gh.pad_after, gw.pad_before, gw.pad_after};
-  }
+  auto g = window_geometry(in[0], {s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
+                                   s.padding, s.explicit_pads, s.pads});
+  out.h = g.out_h;
+  out.w = g.out_w;
+  pads_ = g.pads;
   if (out.h <= 0 || out.w <= 0)
     fail_layer("kernel ", s.kernel_h, "x", s.kernel_w, " does not fit input ", in[0].str());
   return out;

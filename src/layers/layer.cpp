@@ -32,6 +32,26 @@ AxisGeometry axis_geometry(int in, int kernel, int stride, int dilation, Padding
   return g;
 }
 
+WindowGeometry window_geometry(Shape in, const Window2D& w) {
+  WindowGeometry g;
+  if (w.explicit_pads) {
+    auto out = [](int size, int before, int after, int kernel, int stride, int dilation) {
+      const int padded = size + before + after, effective = (kernel - 1) * dilation + 1;
+      return padded >= effective ? (padded - effective) / stride + 1 : 0;
+    };
+    g.out_h = out(in.h, w.pads.top, w.pads.bottom, w.kernel_h, w.stride_h, w.dilation_h);
+    g.out_w = out(in.w, w.pads.left, w.pads.right, w.kernel_w, w.stride_w, w.dilation_w);
+    g.pads = w.pads;
+    return g;
+  }
+  auto gh = axis_geometry(in.h, w.kernel_h, w.stride_h, w.dilation_h, w.padding);
+  auto gw = axis_geometry(in.w, w.kernel_w, w.stride_w, w.dilation_w, w.padding);
+  g.out_h = gh.out;
+  g.out_w = gw.out;
+  g.pads = {gh.pad_before, gh.pad_after, gw.pad_before, gw.pad_after};
+  return g;
+}
+
 Shape Layer::build(const std::vector<Shape>& inputs) {
   if (arity() > 0 && static_cast<int>(inputs.size()) != arity())
     fail_layer("takes ", arity(), " input(s), got ", inputs.size());

@@ -38,6 +38,23 @@ struct AxisGeometry {
 };
 AxisGeometry axis_geometry(int in, int kernel, int stride, int dilation, Padding padding);
 
+// A 2-D sliding window (convolution or pooling): its size, stride, dilation and padding,
+// either a Keras mode or explicit pads (ONNX, row bands).
+struct Window2D {
+  int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  Padding padding = Padding::valid;
+  bool explicit_pads = false;
+  Pads pads;
+};
+
+// Output rows and columns of a window over `in`, and the pads it applies. Rows or columns of
+// 0 mean the window does not fit.
+struct WindowGeometry {
+  int out_h = 0, out_w = 0;
+  Pads pads;
+};
+WindowGeometry window_geometry(Shape in, const Window2D& window);
+
 class Layer {
  public:
   explicit Layer(std::string name) : name_(std::move(name)) {}

@@ -15,18 +15,10 @@ Pool2D::Pool2D(std::string name, Pool2DSettings settings) : Layer(std::move(name
 Shape Pool2D::infer_shape(const std::vector<Shape>& in) {
   const auto& s = settings_;
   Shape out{0, 0, in[0].c};
-  if (s.explicit_pads) {
-    int ph = in[0].h + s.pads.top + s.pads.bottom, pw = in[0].w + s.pads.left + s.pads.right;
-    out.h = ph >= s.pool_h ? (ph - s.pool_h) / s.stride_h + 1 : 0;
-    out.w = pw >= s.pool_w ? (pw - s.pool_w) / s.stride_w + 1 : 0;
-    pads_ = s.pads;
-  } else {
-    auto gh = axis_geometry(in[0].h, s.pool_h, s.stride_h, 1, s.padding);
-    auto gw = axis_geometry(in[0].w, s.pool_w, s.stride_w, 1, s.padding);
-    out.h = gh.out;
-    out.w = gw.out;
-    pads_ = {gh.pad_before, gh.pad_after, gw.pad_before, gw.pad_after};
-  }
+  auto g = window_geometry(in[0], {s.pool_h, s.pool_w, s.stride_h, s.stride_w, 1, 1, s.padding, s.explicit_pads, s.pads});
+  out.h = g.out_h;
+  out.w = g.out_w;
+  pads_ = g.pads;
   if (out.h <= 0 || out.w <= 0)
     fail_layer("pool ", s.pool_h, "x", s.pool_w, " does not fit input ", in[0].str());
   return out;
