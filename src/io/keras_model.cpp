@@ -1,6 +1,6 @@
 #include "io/keras_model.h"
 
-#include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "core/error.h"
@@ -45,6 +45,11 @@ std::string dims_str(const std::vector<std::int64_t>& dims) {
 }
 
 }  // namespace
+
+bool is_architecture_file(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  return ext == ".json" || ext == ".yaml" || ext == ".yml";
+}
 
 json read_keras_config(const std::string& path, const std::string& arch_path, std::string* keras_version) {
   H5File file(path);
@@ -180,10 +185,11 @@ void KerasWeightReader::load_node(model::Node& node) {
 }
 
 KerasModelStructure load_keras_structure(const std::string& path, const std::string& arch_path, bool optimize) {
-  for (const char* ext : {".json", ".yaml", ".yml"})
-    if (path.size() > std::strlen(ext) && path.compare(path.size() - std::strlen(ext), std::strlen(ext), ext) == 0)
-      fail(path, ": this is an architecture file without weights; make weights with `chorus init-weights ", path,
-           " -o model.h5`, or pass your weights .h5 as MODEL and this file with --arch");
+  if (is_architecture_file(path))
+    fail(path, ": this is an architecture file without weights; make weights with `chorus init-weights ", path,
+         " -o model.h5`, or pass your weights .h5 as MODEL and this file with --arch");
+  if (std::filesystem::path(path).extension() == ".keras")
+    fail(path, ": Keras 3 .keras (zip) files are not read; save the model with model.save('model.h5')");
   std::string version;
   json config = read_keras_config(path, arch_path, &version);
   const std::string source = arch_path.empty() ? path : arch_path;

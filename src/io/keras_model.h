@@ -52,6 +52,9 @@ class KerasWeightReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// True for .json/.yaml/.yml files: architectures without weights.
+bool is_architecture_file(const std::string& path);
+
 // Builds the model (shapes only, no weights) from a parsed config.
 model::Model build_keras_model(const KerasModelSpec& spec, const std::string& source);
 
