@@ -91,8 +91,7 @@ std::vector<Tensor> StageWorker::run(std::vector<Tensor> inputs, PeerExchange* e
   for (int v : outputs_) {
     auto it = values.find(v);
     CHORUS_ASSERT(it != values.end(), "stage ", stage_, " lacks live value ", v);
-    // A value read again by a later stage stays: copy only if this map still needs it.
-    out.push_back(it->second);
+    out.push_back(std::move(it->second));  // the map is this frame's only; no copy needed
   }
   return out;
 }

@@ -30,9 +30,9 @@ struct Header {
 double now_seconds(const Transport& t) { return t.time(); }
 
 // Intra-stage all-gather over point-to-point messages (split stages).
-class MpiPeerExchange : public partition::PeerExchange {
+class TransportPeerExchange : public partition::PeerExchange {
  public:
-  MpiPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats,
+  TransportPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats,
                   double timeout_s)
       : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats), timeout_s_(timeout_s) {}
 
@@ -80,7 +80,7 @@ struct Pipeline::Impl {
   double stall_timeout_s = 0;
   partition::LayerPacer* pacer = nullptr;
   std::map<int, std::unique_ptr<partition::StageWorker>> workers;  // by stage
-  std::map<int, std::unique_ptr<MpiPeerExchange>> exchanges;
+  std::map<int, std::unique_ptr<TransportPeerExchange>> exchanges;
   std::vector<std::vector<int>> replica_table;  // per stage: member of frame i (replicate only)
   std::vector<std::vector<int>> live;           // live[s + 1]: values entering stage s
   report::RankStats stats;
@@ -323,7 +323,7 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
     const auto& st = plan.stages[s];
     if (st.ranks.size() > 1 && (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
                                 st.mode == StageMode::split_spatial))
-      impl_->exchanges[s] = std::make_unique<MpiPeerExchange>(transport, st.ranks, w->member(), kExchangeTag + s,
+      impl_->exchanges[s] = std::make_unique<TransportPeerExchange>(transport, st.ranks, w->member(), kExchangeTag + s,
                                                               impl_->stats, stall_timeout_s);
     impl_->workers[s] = std::move(w);
   }
