@@ -46,20 +46,33 @@ double node_weight_bytes(const model::Model& m, int n) {
   return b;
 }
 
+// Each member's time for the whole range, and its share of split work (proportional to speed).
+struct GroupSpeed {
+  std::vector<double> full, share;
+  double inverse_sum = 0;  // frames per second of the group together
+};
+
+GroupSpeed group_speed(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
+                       int rank, int count) {
+  GroupSpeed g;
+  g.full.assign(count, 0.0);
+  for (int k = 0; k < count; ++k)
+    for (int n = first; n <= last; ++n) g.full[k] += c.device_of(rank + k).profile.layer_time(m, key, n);
+  for (double t : g.full) g.inverse_sum += 1.0 / std::max(t, 1e-12);
+  for (double t : g.full) g.share.push_back(1.0 / std::max(t, 1e-12) / g.inverse_sum);
+  return g;
+}
+
 }  // namespace
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
                      int rank, int count, StageMode mode) {
   StageCost cost;
   const auto& net = c.network;
-  // Per-member times of the whole range, for speed-proportional fractions.
-  std::vector<double> full(count, 0.0);
-  for (int g = 0; g < count; ++g)
-    for (int n = first; n <= last; ++n) full[g] += c.device_of(rank + g).profile.layer_time(m, key, n);
-  double inv_sum = 0;
-  for (double t : full) inv_sum += t > 0 ? 1.0 / t : 1e12;
-  std::vector<double> share(count);
-  for (int g = 0; g < count; ++g) share[g] = (full[g] > 0 ? 1.0 / full[g] : 1e12) / inv_sum;
+  const GroupSpeed speed = group_speed(m, c, key, first, last, rank, count);
+  const auto& full = speed.full;
+  const auto& share = speed.share;
+  const double inv_sum = speed.inverse_sum;
 
   // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
   double in_bytes = 0;
@@ -248,21 +261,10 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
     next_rank += ch.count;
     StageCost cost = stage_cost(m, c, o.model_key, ch.first, ch.last, rank, ch.count, ch.mode);
     Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}};
-    std::vector<double> full(ch.count, 0.0);
-    double inv = 0;
-    for (int g = 0; g < ch.count; ++g) {
-      s.ranks.push_back(rank + g);
-      for (int nn = ch.first; nn <= ch.last; ++nn) full[g] += c.device_of(rank + g).profile.layer_time(m, o.model_key, nn);
-      inv += 1.0 / std::max(full[g], 1e-12);
-    }
-    if (ch.count > 1) {
-      bool uneven = false;
-      for (int g = 0; g < ch.count; ++g) {
-        s.fractions.push_back(1.0 / std::max(full[g], 1e-12) / inv);
-        uneven |= std::fabs(s.fractions.back() - 1.0 / ch.count) > 1e-6;
-      }
-      if (!uneven) s.fractions.clear();
-    }
+    for (int g = 0; g < ch.count; ++g) s.ranks.push_back(rank + g);
+    const GroupSpeed speed = group_speed(m, c, o.model_key, ch.first, ch.last, rank, ch.count);
+    for (double f : speed.share)
+      if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
     p.stages.push_back(s);
     if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(p.stages.size()) - 1;
     medium += cost.medium_s;

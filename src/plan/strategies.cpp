@@ -109,8 +109,8 @@ Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int 
   else if (strategy == "split-input") p = split_plan(m, ranks, StageMode::split_input);
   else if (strategy == "split-spatial") p = split_plan(m, ranks, StageMode::split_spatial);
   else fail("unknown strategy '", strategy, "' (pipeline, replicate, split-output, split-input, split-spatial)");
-  if (ranks == 1)
-    for (auto& s : p.stages) s.mode = s.mode == StageMode::replicate || s.ranks.size() == 1 ? StageMode::single : s.mode;
+  for (auto& s : p.stages)
+    if (s.ranks.size() == 1) s.mode = StageMode::single;
   return p;
 }
 
