@@ -1,7 +1,9 @@
-// `chorus plan MODEL --strategy NAME --ranks N -o plan.json`: writes a built-in plan for
-// editing, after validating it against the model.
+// `chorus plan MODEL --cluster C.json -o plan.json` plans for a cluster and writes the plan with
+// its prediction; `--strategy NAME --ranks N` writes a built-in plan for editing (with
+// `--cluster`, predicted for that cluster too). Either is validated against the model.
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/load_model.h"
@@ -15,17 +17,17 @@ namespace chorus::cli {
 
 void add_plan_command(CLI::App& app) {
   struct Options {
-    std::string model, arch, strategy, output, cluster, objective = "throughput";
+    std::string model, arch, strategy, from, output, cluster, objective = "throughput";
     int ranks = 0, max_group = 0;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("plan", "Write a plan (which ranks run which layers, and how) as JSON");
   cmd->add_option("model", o->model, "Keras .h5 model or architecture .json/.yaml")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
-  auto* strategy =
-      cmd->add_option("--strategy", o->strategy, "pipeline, replicate, split-output, split-input, split-spatial");
-  auto* cluster = cmd->add_option("--cluster", o->cluster, "Cluster file: plan for its devices and network");
-  strategy->excludes(cluster);
+  cmd->add_option("--strategy", o->strategy, "pipeline, replicate, split-output, split-input, split-spatial");
+  cmd->add_option("--from", o->from, "An existing plan: validate it (and with --cluster, predict it)")
+      ->excludes(cmd->get_option("--strategy"));
+  cmd->add_option("--cluster", o->cluster, "Cluster file: plan for its devices and network");
   cmd->add_option("--objective", o->objective, "throughput (default) or latency, with --cluster");
   cmd->add_option("--max-group", o->max_group, "Most devices in one stage, with --cluster (0: any)");
   cmd->add_option("--ranks", o->ranks, "Number of ranks (MPI processes); with --cluster, its device count");
@@ -33,26 +35,43 @@ void add_plan_command(CLI::App& app) {
   cmd->callback([o] {
     LoadedModel loaded = load_model(o->model, o->arch, /*optimize=*/true, /*load_weights=*/false);
     plan::Plan p;
+    std::optional<cluster::Cluster> c;
     if (!o->cluster.empty()) {
-      cluster::Cluster c = cluster::read_cluster(o->cluster);
-      if (o->ranks > 0 && o->ranks != c.ranks())
-        fail("plan: --ranks ", o->ranks, " differs from the cluster's ", c.ranks(), " device slot(s)");
+      c = cluster::read_cluster(o->cluster);
+      if (o->ranks > 0 && o->ranks != c->ranks())
+        fail("plan: --ranks ", o->ranks, " differs from the cluster's ", c->ranks(), " device slot(s)");
+      o->ranks = c->ranks();
+    }
+    if (!o->from.empty()) {
+      p = plan::read_plan(o->from);
+      if (c) {
+        if (p.ranks != c->ranks())
+          fail(o->from, ": plan has ", p.ranks, " rank(s); the cluster has ", c->ranks(), " device slot(s)");
+        p.prediction = plan::prediction_json(loaded.model, *c, cluster::model_key(o->model), p);
+        std::cout << o->from << " on " << c->name << ": ";
+      }
+    } else if (c && o->strategy.empty()) {
       plan::PlannerOptions po;
       po.model_key = cluster::model_key(o->model);
       po.max_group = o->max_group;
       if (o->objective == "latency") po.objective = plan::Objective::latency;
       else if (o->objective != "throughput") fail("plan: --objective is throughput or latency, not '", o->objective, "'");
       auto start = std::chrono::steady_clock::now();
-      p = plan::make_planned_plan(loaded.model, c, po);
+      p = plan::make_planned_plan(loaded.model, *c, po);
       const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::cout << "planned for " << c.name << " (" << c.ranks() << " devices) in " << took << " s: predicted "
-                << p.prediction["throughput_fps"].get<double>() << " frames/s, latency "
-                << p.prediction["latency_ms"].get<double>() << " ms, bottleneck "
-                << p.prediction["bottleneck"].get<std::string>() << "\n";
+      std::cout << "planned for " << c->name << " (" << c->ranks() << " devices) in " << took << " s: ";
     } else {
       if (o->ranks < 1) fail("plan: give --ranks N (or --cluster FILE)");
       p = plan::make_strategy_plan(o->strategy.empty() ? "pipeline" : o->strategy, loaded.model, o->ranks);
+      if (c) {
+        p.prediction = plan::prediction_json(loaded.model, *c, cluster::model_key(o->model), p);
+        std::cout << (o->strategy.empty() ? "pipeline" : o->strategy) << " on " << c->name << ": ";
+      }
     }
+    if (c)
+      std::cout << "predicted " << p.prediction["throughput_fps"].get<double>() << " frames/s, latency "
+                << p.prediction["latency_ms"].get<double>() << " ms, bottleneck "
+                << p.prediction["bottleneck"].get<std::string>() << "\n";
     p.model = o->model;
     plan::validate_plan(p, loaded.model, 0);
     if (o->output.empty()) {

@@ -252,51 +252,54 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   Plan p;
   p.ranks = devices;
   int next_rank = 0;
-  nlohmann::json stages = nlohmann::json::array();
-  double bottleneck = 0, medium = 0, latency = 0;
-  int bottleneck_stage = 0;
   for (int x : picked) {
     const Choice& ch = choices[x];
-    const int rank = next_rank;
-    next_rank += ch.count;
-    StageCost cost = stage_cost(m, c, o.model_key, ch.first, ch.last, rank, ch.count, ch.mode);
     Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}};
-    for (int g = 0; g < ch.count; ++g) s.ranks.push_back(rank + g);
-    const GroupSpeed speed = group_speed(m, c, o.model_key, ch.first, ch.last, rank, ch.count);
+    for (int g = 0; g < ch.count; ++g) s.ranks.push_back(next_rank + g);
+    const GroupSpeed speed = group_speed(m, c, o.model_key, ch.first, ch.last, next_rank, ch.count);
     for (double f : speed.share)
       if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
+    next_rank += ch.count;
     p.stages.push_back(s);
-    if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(p.stages.size()) - 1;
-    medium += cost.medium_s;
-    latency += cost.latency_s + cost.medium_s / std::max(1, ch.mode == StageMode::replicate ? 1 : ch.count);
-    stages.push_back({{"stage", p.stages.size() - 1},
-                      {"compute_s", cost.compute_s},
-                      {"communication_s", cost.medium_s},
-                      {"memory_mb", cost.memory_bytes / 1e6}});
   }
-  const double period = std::max(bottleneck, medium);
-  p.prediction = {{"throughput_fps", 1.0 / period},
-                  {"latency_ms", latency * 1e3},
-                  {"period_s", period},
-                  {"bottleneck", medium > bottleneck ? "shared network" : cat("stage ", bottleneck_stage)},
-                  {"network_s_per_frame", medium},
-                  {"objective", o.objective == Objective::throughput ? "throughput" : "latency"},
-                  {"stages", stages}};
+  p.prediction = prediction_json(m, c, o.model_key, p);
+  p.prediction["objective"] = o.objective == Objective::throughput ? "throughput" : "latency";
   return p;
 }
 
-Prediction predict(const model::Model& m, const cluster::Cluster& c, const std::string& key, const Plan& plan) {
+nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c, const std::string& key,
+                               const Plan& plan) {
   ResolvedPlan r = validate_plan(plan, m, 0);
-  Prediction out;
-  double bottleneck = 0, medium = 0;
-  for (const auto& s : r.stages) {
-    StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode);
-    bottleneck = std::max(bottleneck, cost.compute_s);
+  nlohmann::json stages = nlohmann::json::array();
+  double bottleneck = 0, medium = 0, latency = 0;
+  int bottleneck_stage = 0;
+  for (std::size_t i = 0; i < r.stages.size(); ++i) {
+    const auto& s = r.stages[i];
+    const int count = static_cast<int>(s.ranks.size());
+    const StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], count, s.mode);
+    if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i);
     medium += cost.medium_s;
-    out.latency_s += cost.latency_s + cost.medium_s;
+    // A frame's own input reaches one replica, or every member of a split stage in turn.
+    latency += cost.latency_s + cost.medium_s / (s.mode == StageMode::replicate ? 1 : count);
+    stages.push_back({{"stage", i},
+                      {"compute_s", cost.compute_s},
+                      {"communication_s", cost.medium_s},
+                      {"memory_mb", cost.memory_bytes / 1e6},
+                      {"fits", cost.fits}});
   }
-  out.period_s = std::max(bottleneck, medium);
-  return out;
+  const double period = std::max(bottleneck, medium);
+  return {{"throughput_fps", 1.0 / period},
+          {"latency_ms", latency * 1e3},
+          {"period_s", period},
+          {"bottleneck", c.network.shared && medium > bottleneck ? "shared network" : cat("stage ", bottleneck_stage)},
+          {"network_s_per_frame", medium},
+          {"cluster", c.name},
+          {"stages", stages}};
+}
+
+Prediction predict(const model::Model& m, const cluster::Cluster& c, const std::string& key, const Plan& plan) {
+  const nlohmann::json j = prediction_json(m, c, key, plan);
+  return {j["period_s"].get<double>(), j["latency_ms"].get<double>() / 1e3};
 }
 
 }  // namespace chorus::plan

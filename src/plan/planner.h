@@ -40,6 +40,12 @@ StageCost stage_cost(const model::Model& model, const cluster::Cluster& cluster,
 // model cannot fit on the cluster, naming the layer, what it needs and what the devices have.
 Plan make_planned_plan(const model::Model& model, const cluster::Cluster& cluster, const PlannerOptions& options);
 
+// The prediction for any plan (planned, built-in or hand-written) under the same cost model:
+// throughput_fps, latency_ms, period_s, the bottleneck, network seconds per frame and, per
+// stage, compute, communication and memory (and whether it fits its devices).
+nlohmann::json prediction_json(const model::Model& model, const cluster::Cluster& cluster,
+                               const std::string& model_key, const Plan& plan);
+
 // The predicted period (seconds per frame) and latency of a plan under the same cost model.
 struct Prediction {
   double period_s = 0, latency_s = 0;
