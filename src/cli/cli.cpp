@@ -17,6 +17,7 @@ int run_cli(int argc, char** argv, runtime::Transport& transport) {
   add_init_weights_command(app);
   add_bench_command(app);
   add_profile_command(app);
+  add_cluster_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -14,5 +14,6 @@ void add_plan_command(CLI::App& app);
 void add_init_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_profile_command(CLI::App& app);
+void add_cluster_command(CLI::App& app);
 
 }  // namespace chorus::cli

@@ -1,0 +1,95 @@
+// `chorus cluster HOSTFILE --class pi3 -o cluster.json`: a cluster file from an Open MPI
+// hostfile plus device classes (profiles/device-classes.json), so the hostfile the user
+// launches with and the cluster the planner plans for list the same devices in the same order.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cluster/cluster.h"
+#include "cluster/hostfile.h"
+#include "core/error.h"
+
+namespace chorus::cli {
+
+namespace {
+
+// The class library beside the binary's source tree (build/chorus -> profiles/), else in the
+// working directory.
+std::string default_library() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (auto dir : {exe.parent_path().parent_path(), exe.parent_path()}) {
+      auto candidate = dir / "profiles" / "device-classes.json";
+      if (std::filesystem::exists(candidate)) return candidate.string();
+    }
+  }
+  return "profiles/device-classes.json";
+}
+
+}  // namespace
+
+void add_cluster_command(CLI::App& app) {
+  struct Options {
+    std::string hostfile, default_class, library, network = "wifi", output, name;
+    std::vector<std::string> host_classes;
+    double bandwidth_mbps = 0, latency_ms = -1;
+    bool switched = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("cluster", "Write a cluster file from an Open MPI hostfile and device classes");
+  cmd->add_option("hostfile", o->hostfile, "Open MPI hostfile (one host per line, slots=N)")->required();
+  cmd->add_option("--class", o->default_class, "Device class of every host not named by --host-class (e.g. pi3)");
+  cmd->add_option("--host-class", o->host_classes, "HOST=CLASS for one host (repeat for several)");
+  cmd->add_option("--classes", o->library, "Device class library (default: profiles/device-classes.json)");
+  cmd->add_option("--network", o->network, "Network from the library: wifi (default), ethernet, gigabit, loopback");
+  cmd->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Network bandwidth instead of --network");
+  cmd->add_option("--latency-ms", o->latency_ms, "Per-message latency, with --bandwidth-mbps (default 1)");
+  cmd->add_flag("--switched", o->switched, "With --bandwidth-mbps: transfers overlap (default: one shared medium)");
+  cmd->add_option("--name", o->name, "Cluster name (default: the hostfile's name)");
+  cmd->add_option("-o,--output", o->output, "Cluster file to write (default: print it)");
+  cmd->callback([o] {
+    cluster::ClusterRecipe r;
+    r.name = o->name.empty() ? std::filesystem::path(o->hostfile).filename().string() : o->name;
+    r.default_class = o->default_class;
+    for (const auto& pair : o->host_classes) {
+      const auto eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size())
+        fail("cluster: --host-class expects HOST=CLASS, found '", pair, "'");
+      r.host_class[pair.substr(0, eq)] = pair.substr(eq + 1);
+    }
+    r.library_path = o->library.empty() ? default_library() : o->library;
+    std::ifstream in(r.library_path);
+    if (!in) fail(r.library_path, ": cannot open the device class library (give --classes FILE)");
+    try {
+      r.library = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      fail(r.library_path, ": device class library is not valid JSON: ", e.what());
+    }
+    r.network = o->network;
+    if (o->bandwidth_mbps > 0)
+      r.network_override = {{"bandwidth_mbps", o->bandwidth_mbps},
+                            {"latency_ms", o->latency_ms >= 0 ? o->latency_ms : 1.0},
+                            {"shared", !o->switched}};
+    else if (o->latency_ms >= 0 || o->switched)
+      fail("cluster: --latency-ms and --switched go with --bandwidth-mbps");
+    r.output_path = o->output;
+    const nlohmann::json j = cluster::derive_cluster(cluster::read_hostfile(o->hostfile), r);
+    if (o->output.empty()) {
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    {
+      std::ofstream out(o->output);
+      if (!out) fail(o->output, ": cannot write cluster file");
+      out << j.dump(2) << "\n";
+    }
+    const cluster::Cluster c = cluster::read_cluster(o->output);  // what the planner will read
+    std::cout << "wrote " << o->output << ": " << c.ranks() << " device slot(s) on " << c.hosts.size()
+              << " host(s), " << j["network"]["bandwidth_mbps"].get<double>() << " Mbit/s "
+              << (c.network.shared ? "shared" : "switched") << " network\n";
+  });
+}
+
+}  // namespace chorus::cli
