@@ -179,7 +179,11 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
     fail("plan: layers '", m.node(next).name(), "' .. '", m.node(nodes - 1).name(), "' are in no stage");
   // Enough frames to keep every rank busy (replicas included) while the source runs ahead.
   const int stages = static_cast<int>(plan.stages.size());
-  out.max_in_flight = plan.max_in_flight > 0 ? plan.max_in_flight : std::max(2 * stages + 2, plan.ranks + stages + 2);
+  for (const auto& st : out.stages)
+    if (std::find(st.ranks.begin(), st.ranks.end(), plan.sink) != st.ranks.end())
+      out.sink_lag = std::max(out.sink_lag, static_cast<int>(st.ranks.size()));
+  out.max_in_flight = plan.max_in_flight > 0 ? plan.max_in_flight
+                                             : std::max(2 * stages + 2, plan.ranks + stages + 2) + out.sink_lag;
   return out;
 }
 

@@ -19,6 +19,10 @@ struct ResolvedPlan {
   Plan plan;
   std::vector<ResolvedStage> stages;
   int max_in_flight = 0;
+  // Frames the sink trails behind the stage work when the sink rank also computes (a replica,
+  // say): it then collects outputs that already arrived instead of blocking its own compute on
+  // the frame a peer is still working on.
+  int sink_lag = 0;
 };
 
 // Throws chorus::Error for unknown layers, ranges that overlap or leave gaps, a world size

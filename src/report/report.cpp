@@ -31,7 +31,7 @@ std::string fmt(double v, int decimals) {
 std::string mb(double bytes) { return fmt(bytes / 1e6, 1); }
 }  // namespace
 
-void summarise_frames(RunReport& r, const std::vector<double>& start, const std::vector<double>& finish) {
+void summarise_frames(RunReport& r, const std::vector<double>& start, const std::vector<double>& finish, int round) {
   const int n = static_cast<int>(finish.size());
   r.frames = n;
   if (n == 0) return;
@@ -49,16 +49,19 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
   std::vector<double> done(finish);
   std::sort(done.begin(), done.end());
   // Steady state: the slope of completion time against frame count, by least squares over the
-  // frames after the warm-up. Replicas finish in bursts; a slope is not fooled by where a
-  // burst happens to start, as a first-to-last difference is.
-  const int first = r.warmup_frames, count = n - first;
+  // frames after the warm-up. Replicas finish in bursts of `round` frames; fitting every
+  // round-th completion (one point per burst, each at the same phase) is not fooled by where
+  // the bursts start and end, as a fit through all of them or a first-to-last difference is.
+  const int first = r.warmup_frames;
+  const int stride = round > 1 && (n - first) / round >= 3 ? round : 1;
+  int count = 0;
+  double mx = 0, my = 0;
+  for (int i = first; i < n; i += stride) mx += i, my += done[i], ++count;
   if (count >= 2) {
-    double mx = 0, my = 0;
-    for (int i = first; i < n; ++i) mx += i, my += done[i];
     mx /= count;
     my /= count;
     double sxy = 0, sxx = 0;
-    for (int i = first; i < n; ++i) sxy += (i - mx) * (done[i] - my), sxx += (i - mx) * (i - mx);
+    for (int i = first; i < n; i += stride) sxy += (i - mx) * (done[i] - my), sxx += (i - mx) * (i - mx);
     const double slope = sxx > 0 ? sxy / sxx : 0;
     if (slope > 0) r.throughput_fps = 1.0 / slope;
   }

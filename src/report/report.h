@@ -39,8 +39,10 @@ struct RunReport {
 };
 
 // Fills throughput and latency fields from per-frame start and finish times (seconds, one
-// clock), frame i started at start[i] and finished at finish[i].
-void summarise_frames(RunReport& report, const std::vector<double>& start, const std::vector<double>& finish);
+// clock), frame i started at start[i] and finished at finish[i]. `round`: frames finish in
+// bursts of this many (the replicas of a replicated stage, fed round robin); 1 otherwise.
+void summarise_frames(RunReport& report, const std::vector<double>& start, const std::vector<double>& finish,
+                      int round = 1);
 
 nlohmann::json report_to_json(const RunReport& report);
 nlohmann::json rank_stats_to_json(const RankStats& stats);

@@ -173,8 +173,10 @@ void DevicePacer::layer_done(int node, double share, double started) {
   const double target = seconds_.at(node) * share;
   const double elapsed = now() - started;
   ++paced_;
+  paced_seconds_ += target;
   if (elapsed > target && target > 0) {
     ++late_;
+    late_seconds_ += elapsed - target;
     worst_ = std::max(worst_, elapsed / target);
   }
   sleep_until(started + target);

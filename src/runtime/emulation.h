@@ -14,7 +14,8 @@
 
 namespace chorus::runtime {
 
-// Stretches compute to the device's speed; counts layers where the host was slower.
+// Stretches compute to the device's speed; counts layers where the host was slower, and by how
+// many seconds in all, so a run can say whether the emulation held.
 class DevicePacer : public partition::LayerPacer {
  public:
   DevicePacer(const cluster::DeviceProfile& profile, const model::Model& model, std::string model_key);
@@ -22,6 +23,8 @@ class DevicePacer : public partition::LayerPacer {
   int layers_paced() const { return paced_; }
   int layers_late() const { return late_; }
   double worst_late_ratio() const { return worst_; }
+  double seconds_late() const { return late_seconds_; }      // host time beyond the device's
+  double seconds_paced() const { return paced_seconds_; }    // the device's time for all layers run
 
  private:
   const cluster::DeviceProfile& profile_;
@@ -29,7 +32,7 @@ class DevicePacer : public partition::LayerPacer {
   std::string key_;
   std::vector<double> seconds_;  // per node, computed once
   int paced_ = 0, late_ = 0;
-  double worst_ = 0;
+  double worst_ = 0, late_seconds_ = 0, paced_seconds_ = 0;
 };
 
 // Wraps a transport so that every message arrives when the network model says. `job_key` must

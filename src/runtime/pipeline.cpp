@@ -25,6 +25,7 @@ struct Header {
   std::int64_t seq;
   Kind kind;
   std::int32_t frames;
+  double produced_at = 0;  // sender's clock when the values were ready (the sink's finish time)
 };
 
 double now_seconds(const Transport& t) { return t.time(); }
@@ -92,7 +93,11 @@ struct Pipeline::Impl {
     std::vector<char> buffer;
   };
   std::map<int, PendingReceive> pending;
-  std::map<std::pair<int, int>, std::vector<Tensor>> local_mail;  // (stage, frame) -> values
+  struct LocalMail {
+    std::vector<Tensor> values;
+    double ready_at = 0;
+  };
+  std::map<std::pair<int, int>, LocalMail> local_mail;  // (stage, frame) -> values
   std::set<int> local_end;                                        // stages told "end" locally
   std::map<int, std::set<int>> ends_seen;                         // stage -> senders whose end arrived
   std::set<int> ended;                                            // roles finished
@@ -102,6 +107,7 @@ struct Pipeline::Impl {
   };
   std::vector<OutgoingSend> outgoing;
   int credits_received = 0;
+  double produced_at = 0;  // of the values received last: when their producer had them ready
   std::vector<char> credit_buffer = std::vector<char>(sizeof(Header));
 
   Impl(Transport& transport, const model::Model& m, const plan::ResolvedPlan& p)
@@ -201,7 +207,8 @@ struct Pipeline::Impl {
         ends_seen[s].insert(me);
         return false;
       }
-      values = std::move(it->second);
+      values = std::move(it->second.values);
+      produced_at = it->second.ready_at;
       local_mail.erase(it);
       return true;
     }
@@ -223,6 +230,7 @@ struct Pipeline::Impl {
       return false;
     }
     CHORUS_ASSERT(h.seq == i, "rank ", me, " stage ", s, ": expected frame ", i, ", got ", h.seq);
+    produced_at = h.produced_at;
     stats.bytes_received += got;
     const float* data = reinterpret_cast<const float*>(p.buffer.data() + sizeof(Header));
     values.clear();
@@ -266,7 +274,7 @@ struct Pipeline::Impl {
       if (r == me) continue;
       if (out.buffer.empty()) {
         out.buffer.resize(sizeof(Header));
-        Header h{i, Kind::data, values.empty() ? 1 : values[0].frames()};
+        Header h{i, Kind::data, values.empty() ? 1 : values[0].frames(), now_seconds(t)};
         std::memcpy(out.buffer.data(), &h, sizeof h);
         for (const auto& v : values) {
           const char* bytes = reinterpret_cast<const char*>(v.data());
@@ -276,7 +284,7 @@ struct Pipeline::Impl {
       out.requests.push_back(t.isend(r, kDataTag + s, out.buffer.data(), out.buffer.size()));
       stats.bytes_sent += out.buffer.size();
     }
-    if (std::find(to.begin(), to.end(), me) != to.end()) local_mail[{s, i}] = std::move(values);
+    if (std::find(to.begin(), to.end(), me) != to.end()) local_mail[{s, i}] = {std::move(values), t0};
     if (!out.requests.empty()) outgoing.push_back(std::move(out));
     stats.send_s += now_seconds(t) - t0;
     reap_sends(false);
@@ -359,12 +367,14 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
 
   // The source runs `lookahead` frames ahead of stage 0, so that a rank that is both source and
   // a busy worker (or a replica) has handed out enough frames before it starts computing. The
-  // credit window leaves room for it: lookahead + stages + 2 <= max_in_flight.
-  const int lookahead = std::max(0, window - S - 2);
+  // credit window leaves room for it: lookahead + stages + 2 + sink lag <= max_in_flight.
+  // A sink that also computes trails by sink_lag frames (see ResolvedPlan).
+  const int lag = x.plan.sink_lag;
+  const int lookahead = std::max(0, window - S - 2 - lag);
   for (long tick = -1 - lookahead; x.ended.size() < roles.size(); ++tick) {
     // Within a tick, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
-      const long i_long = tick - s + (s < 0 ? lookahead : 0);
+      const long i_long = tick - s + (s < 0 ? lookahead : 0) - (s == S ? lag : 0);
       if (i_long < 0 || x.ended.count(s) || !x.has_task(s, static_cast<int>(i_long))) continue;
       const int i = static_cast<int>(i_long);
       if (s < 0) {  // source: read frame i and inject it
@@ -400,7 +410,9 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
       }
       if (s == S) {  // sink
         on_output(i, values.at(0));
-        result.finish.push_back(now_seconds(t));
+        // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
+        // computing collects it later, and that delay is not the pipeline's.
+        result.finish.push_back(std::min(now_seconds(t), x.produced_at));
         if (credits) {
           Header h{i, Kind::data, 0};
           Impl::OutgoingSend out;

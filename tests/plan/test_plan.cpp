@@ -575,7 +575,10 @@ TEST(ValidatePlan, MixedPlanResolves) {
   ASSERT_EQ(rp.stages[2].fractions.size(), 3u);  // empty means equal shares
   for (double f : rp.stages[2].fractions) EXPECT_DOUBLE_EQ(f, 1.0 / 3);
   EXPECT_EQ(rp.stages[3].ranks, (std::vector<int>{2, 0}));
-  EXPECT_EQ(rp.max_in_flight, 2 * 5 + 2);
+  // The sink (rank 0) also computes, in stages of up to 3 members: it trails by 3 frames, and
+  // the default window makes room for that.
+  EXPECT_EQ(rp.sink_lag, 3);
+  EXPECT_EQ(rp.max_in_flight, 2 * 5 + 2 + 3);
   expect_covers_model(rp, m);
   p.max_in_flight = 4;
   EXPECT_EQ(plan::validate_plan(p, m, 3).max_in_flight, 4);
