@@ -98,29 +98,33 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
     cost.memory_bytes = weights + activations;
   } else {
     double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0;
+    // A split-spatial member computes, of every layer, the output rows its band needs: its share
+    // plus the halo, which grows towards the start of the chain with the receptive field.
+    std::vector<std::vector<double>> row_share(count);
+    if (mode == StageMode::split_spatial) {
+      const auto bounds = split_bounds(m.node(last).layer->output_shape().h, share);
+      for (int g = 0; g < count; ++g) {
+        const auto need = band_input_rows(m, first, last, bounds[g], bounds[g + 1]);
+        for (int n = first; n <= last; ++n) {
+          const auto rows = n < last ? need[n - first + 1] : std::pair<int, int>{bounds[g], bounds[g + 1]};
+          const double height = m.node(n).layer->output_shape().h;
+          row_share[g].push_back(std::clamp((rows.second - rows.first) / height, 0.0, 1.0));
+        }
+      }
+    }
     for (int g = 0; g < count; ++g) {
       double t = 0;
       for (int n = first; n <= last; ++n) {
         const double layer = c.device_of(rank + g).profile.layer_time(m, key, n);
         const auto& l = *m.node(n).layer;
-        const bool split = mode == StageMode::split_spatial ||
-                           (mode == StageMode::split_output ? can_split_output(l) : can_split_input(l));
-        t += split ? layer * share[g] : layer;
+        if (mode == StageMode::split_spatial)
+          t += layer * row_share[g][n - first];
+        else
+          t += (mode == StageMode::split_output ? can_split_output(l) : can_split_input(l)) ? layer * share[g] : layer;
       }
       worst = std::max(worst, t);
     }
     if (mode == StageMode::split_spatial) {
-      // Halo rows are computed by both neighbours: scale by the rows each band really needs.
-      const int rows = m.node(last).layer->output_shape().h;
-      auto bounds = split_bounds(rows, share);
-      double overlap = 1.0;
-      for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
-        auto need = band_input_rows(m, first, last, bounds[b], bounds[b + 1]);
-        double needed = need.front().second - need.front().first;
-        double fair = static_cast<double>(m.shape_of(m.node(first).inputs[0]).h) * share[b];
-        overlap = std::max(overlap, fair > 0 ? needed / fair : 1.0);
-      }
-      worst *= std::sqrt(overlap);  // the halo shrinks through the chain; the square root is a middle ground
       exchange_bytes = (count - 1) * static_cast<double>(m.cost(last).output_bytes);
       exchanges = count - 1;
       part_weights = weights;
@@ -287,11 +291,22 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
                       {"memory_mb", cost.memory_bytes / 1e6},
                       {"fits", cost.fits}});
   }
+  // A rank in several stages (built-in split strategies put the unsplit layers on rank 0) does
+  // all their work for every frame.
+  std::vector<double> busy(plan.ranks, 0.0);
+  for (std::size_t i = 0; i < r.stages.size(); ++i)
+    for (int rank : r.stages[i].ranks) busy[rank] += stages[i]["compute_s"].get<double>();
+  const auto busiest = std::max_element(busy.begin(), busy.end());
+  std::string bottleneck_name = cat("stage ", bottleneck_stage);
+  if (*busiest > bottleneck * (1 + 1e-9)) {
+    bottleneck = *busiest;
+    bottleneck_name = cat("rank ", busiest - busy.begin(), " (in several stages)");
+  }
   const double period = std::max(bottleneck, medium);
   return {{"throughput_fps", 1.0 / period},
           {"latency_ms", latency * 1e3},
           {"period_s", period},
-          {"bottleneck", c.network.shared && medium > bottleneck ? "shared network" : cat("stage ", bottleneck_stage)},
+          {"bottleneck", c.network.shared && medium > bottleneck ? "shared network" : bottleneck_name},
           {"network_s_per_frame", medium},
           {"cluster", c.name},
           {"stages", stages}};

@@ -1,0 +1,52 @@
+// Throughput and latency from per-frame times.
+#include <gtest/gtest.h>
+
+#include "report/report.h"
+
+namespace chorus {
+namespace {
+
+// W replicas of `each` seconds per frame, fed round robin, replica r starting at r * stagger:
+// completions come in bursts of W.
+void replica_times(int frames, int w, double each, double stagger, std::vector<double>& start,
+                   std::vector<double>& finish) {
+  for (int i = 0; i < frames; ++i) {
+    const int r = i % w, round = i / w;
+    start.push_back(r * stagger + round * each);
+    finish.push_back(r * stagger + (round + 1) * each);
+  }
+}
+
+TEST(Report, PipelineThroughputIsTheSlopeAfterWarmUp) {
+  std::vector<double> start, finish;
+  for (int i = 0; i < 20; ++i) start.push_back(0.5 * i), finish.push_back(2.0 + 0.5 * i);
+  finish[0] += 0.4;  // a slow first frame (still the first done) is warm-up, left out
+  report::RunReport r;
+  report::summarise_frames(r, start, finish);
+  EXPECT_EQ(r.warmup_frames, 4);
+  EXPECT_NEAR(r.throughput_fps, 2.0, 1e-9);
+  EXPECT_NEAR(r.latency_p50_ms, 2000, 1e-6);
+}
+
+TEST(Report, ReplicaBurstsAreFittedOnePointPerRound) {
+  // 6 replicas of 1 s, staggered by 0.08 s (inputs sent one after another): 6 frames/s.
+  std::vector<double> start, finish;
+  replica_times(21, 6, 1.0, 0.08, start, finish);
+  report::RunReport by_round, by_frame;
+  report::summarise_frames(by_round, start, finish, 6);
+  report::summarise_frames(by_frame, start, finish, 1);
+  EXPECT_NEAR(by_round.throughput_fps, 6.0, 1e-6);
+  // A fit through every completion of so few rounds is off by the burst shape.
+  EXPECT_GT(std::abs(by_frame.throughput_fps - 6.0), 0.1);
+}
+
+TEST(Report, TooFewRoundsFallBackToEveryFrame) {
+  std::vector<double> start, finish;
+  replica_times(8, 6, 1.0, 0.0, start, finish);
+  report::RunReport r;
+  report::summarise_frames(r, start, finish, 6);
+  EXPECT_GT(r.throughput_fps, 0);
+}
+
+}  // namespace
+}  // namespace chorus
