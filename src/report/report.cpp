@@ -53,7 +53,7 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
   // round-th completion (one point per burst, each at the same phase) is not fooled by where
   // the bursts start and end, as a fit through all of them or a first-to-last difference is.
   const int first = r.warmup_frames;
-  const int stride = round > 1 && (n - first) / round >= 3 ? round : 1;
+  const int stride = round > 1 && (n - first - 1) / round >= 2 ? round : 1;  // 3 points at least
   int count = 0;
   double mx = 0, my = 0;
   for (int i = first; i < n; i += stride) mx += i, my += done[i], ++count;
