@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build run test bench sweep clean
 
 all: build
 
@@ -24,6 +24,10 @@ test: build
 
 bench: build
 	@bash bench/run_benchmarks.sh $(BUILD)
+
+sweep: build
+	@bash scripts/install_deps.sh python3-matplotlib
+	@bench/sweep --build $(BUILD) --out $(BUILD)/sweep
 
 clean:
 	rm -rf $(BUILD) $(BUILD).configure.log

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Chorus builds and tests with. Idempotent: does nothing
-# when everything is present, so `make run` / `make test` can call it every time.
+# when everything is present, so `make run` / `make test` can call it every time. Arguments
+# name extra packages (e.g. python3-matplotlib for `make sweep`).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   libhdf5-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  "$@"
 )
 
 missing=()

@@ -31,10 +31,15 @@ std::string fmt(double v, int decimals) {
 std::string mb(double bytes) { return fmt(bytes / 1e6, 1); }
 }  // namespace
 
-void summarise_frames(RunReport& r, const std::vector<double>& start, const std::vector<double>& finish, int round) {
-  const int n = static_cast<int>(finish.size());
+void summarise_frames(RunReport& r, const std::vector<double>& start, const std::vector<double>& finish, int round,
+                      int stages) {
+  const int n = static_cast<int>(std::min(start.size(), finish.size()));
   r.frames = n;
   if (n == 0) return;
+  const double t0 = *std::min_element(start.begin(), start.end());
+  r.frame_start_s.clear();
+  r.frame_finish_s.clear();
+  for (int i = 0; i < n; ++i) r.frame_start_s.push_back(start[i] - t0), r.frame_finish_s.push_back(finish[i] - t0);
   std::vector<double> latency(n);
   double sum = 0;
   for (int i = 0; i < n; ++i) sum += latency[i] = (finish[i] - start[i]) * 1e3;
@@ -46,22 +51,26 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
   // Warm-up: the first frames fill the pipeline and touch cold memory; leave out a fifth
   // (at least one) when there are enough frames to measure a steady state.
   r.warmup_frames = n >= 3 ? std::max(1, n / 5) : 0;
-  std::vector<double> done(finish);
+  std::vector<double> done(finish.begin(), finish.begin() + n);
   std::sort(done.begin(), done.end());
+  // Cool-down: once the source has stopped, the last frames of a pipeline of S stages drain
+  // with less contention (for the network above all) than in the steady state, and finish
+  // faster: leave out the last S - 1 while at least 3 frames remain to fit.
+  r.cooldown_frames = std::clamp(stages - 1, 0, std::max(0, n - r.warmup_frames - 3));
+  const int first = r.warmup_frames, end = n - r.cooldown_frames;
   // Steady state: the slope of completion time against frame count, by least squares over the
-  // frames after the warm-up. Replicas finish in bursts of `round` frames; fitting every
-  // round-th completion (one point per burst, each at the same phase) is not fooled by where
-  // the bursts start and end, as a fit through all of them or a first-to-last difference is.
-  const int first = r.warmup_frames;
-  const int stride = round > 1 && (n - first - 1) / round >= 2 ? round : 1;  // 3 points at least
+  // frames in between. Replicas finish in bursts of `round` frames; fitting every round-th
+  // completion (one point per burst, each at the same phase) is not fooled by where the bursts
+  // start and end, as a fit through all of them or a first-to-last difference is.
+  const int stride = round > 1 && (end - first - 1) / round >= 2 ? round : 1;  // 3 points at least
   int count = 0;
   double mx = 0, my = 0;
-  for (int i = first; i < n; i += stride) mx += i, my += done[i], ++count;
+  for (int i = first; i < end; i += stride) mx += i, my += done[i], ++count;
   if (count >= 2) {
     mx /= count;
     my /= count;
     double sxy = 0, sxx = 0;
-    for (int i = first; i < n; i += stride) sxy += (i - mx) * (done[i] - my), sxx += (i - mx) * (i - mx);
+    for (int i = first; i < end; i += stride) sxy += (i - mx) * (done[i] - my), sxx += (i - mx) * (i - mx);
     const double slope = sxx > 0 ? sxy / sxx : 0;
     if (slope > 0) r.throughput_fps = 1.0 / slope;
   }
@@ -119,11 +128,14 @@ json report_to_json(const RunReport& r) {
            {"world_size", r.ranks},
            {"frames", r.frames},
            {"warmup_frames", r.warmup_frames},
+           {"cooldown_frames", r.cooldown_frames},
            {"wall_s", r.wall_s},
            {"throughput_fps", r.throughput_fps},
            {"latency_ms",
             {{"p50", r.latency_p50_ms}, {"p90", r.latency_p90_ms}, {"p99", r.latency_p99_ms}, {"max", r.latency_max_ms},
              {"mean", r.latency_mean_ms}}},
+           {"frame_start_s", r.frame_start_s},
+           {"frame_finish_s", r.frame_finish_s},
            {"ranks", ranks}};
   if (!r.extra.is_null()) out["extra"] = r.extra;
   return out;
@@ -131,7 +143,7 @@ json report_to_json(const RunReport& r) {
 
 void print_report(const RunReport& r, std::ostream& out) {
   out << "plan        " << r.plan << "\n"
-      << "frames      " << r.frames << " (" << r.warmup_frames << " warm-up) in " << fmt(r.wall_s, 3) << " s\n"
+      << "frames      " << r.frames << " (" << r.warmup_frames << " warm-up, " << r.cooldown_frames << " cool-down) in " << fmt(r.wall_s, 3) << " s\n"
       << "throughput  " << fmt(r.throughput_fps, 2) << " frames/s (steady state), "
       << fmt(r.throughput_fps > 0 ? 1000.0 / r.throughput_fps : 0, 2) << " ms/frame\n"
       << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "

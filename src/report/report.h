@@ -31,9 +31,11 @@ struct RunReport {
   int ranks = 1;
   int frames = 0;
   int warmup_frames = 0;
+  int cooldown_frames = 0;
   double wall_s = 0;
   double throughput_fps = 0;      // steady state: frames after warm-up over their time
   double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0, latency_max_ms = 0, latency_mean_ms = 0;
+  std::vector<double> frame_start_s, frame_finish_s;  // per frame, from the first start
   std::vector<RankStats> ranks_stats;
   nlohmann::json extra;           // e.g. the planner's prediction, carried along
 };
@@ -41,8 +43,9 @@ struct RunReport {
 // Fills throughput and latency fields from per-frame start and finish times (seconds, one
 // clock), frame i started at start[i] and finished at finish[i]. `round`: frames finish in
 // bursts of this many (the replicas of a replicated stage, fed round robin); 1 otherwise.
+// `stages`: the plan's stage count, whose last frames drain faster than the steady state.
 void summarise_frames(RunReport& report, const std::vector<double>& start, const std::vector<double>& finish,
-                      int round = 1);
+                      int round = 1, int stages = 1);
 
 nlohmann::json report_to_json(const RunReport& report);
 nlohmann::json rank_stats_to_json(const RankStats& stats);

@@ -239,7 +239,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
     int round = 1;  // replicas finish in bursts of the widest replicated stage's size
     for (const auto& st : setup.plan.stages)
       if (st.mode == plan::StageMode::replicate) round = std::max(round, static_cast<int>(st.ranks.size()));
-    report::summarise_frames(r, start, finish, round);
+    report::summarise_frames(r, start, finish, round, static_cast<int>(setup.plan.stages.size()));
     if (!setup.plan.plan.prediction.is_null()) r.extra["prediction"] = setup.plan.plan.prediction;
     std::cout << "\n";
     report::print_report(r, std::cout);

@@ -1,6 +1,9 @@
 // Throughput and latency from per-frame times.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "report/report.h"
 
 namespace chorus {
@@ -26,6 +29,20 @@ TEST(Report, PipelineThroughputIsTheSlopeAfterWarmUp) {
   EXPECT_EQ(r.warmup_frames, 4);
   EXPECT_NEAR(r.throughput_fps, 2.0, 1e-9);
   EXPECT_NEAR(r.latency_p50_ms, 2000, 1e-6);
+}
+
+TEST(Report, DrainingFramesOfAPipelineAreLeftOut) {
+  // 5 stages, 2.2 s per frame in the steady state; the last 3 frames drain at 1.8 s.
+  std::vector<double> start(12, 0.0), finish;
+  for (int i = 0; i < 12; ++i) finish.push_back(11.0 + 2.2 * std::min(i, 8) + 1.8 * std::max(0, i - 8));
+  report::RunReport r;
+  report::summarise_frames(r, start, finish, 1, 5);
+  EXPECT_EQ(r.cooldown_frames, 4);
+  EXPECT_NEAR(r.throughput_fps, 1 / 2.2, 1e-9);
+  report::RunReport short_run;  // too few frames to leave any out: all are fitted
+  report::summarise_frames(short_run, std::vector<double>(4, 0.0), {1, 2, 3, 4}, 1, 5);
+  EXPECT_EQ(short_run.cooldown_frames, 0);
+  EXPECT_NEAR(short_run.throughput_fps, 1.0, 1e-9);
 }
 
 TEST(Report, ReplicaBurstsAreFittedOnePointPerRound) {
