@@ -27,7 +27,8 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                                    "Built-in plan: pipeline (default), replicate, split-output, split-input, "
                                    "split-spatial");
   plan->excludes(strategy);
-  cmd->add_option("--output", o->output, "Write outputs to .npy or .h5[:/dataset]");
+  auto* output = cmd->add_option("--output", o->output,
+                                 "Write outputs to .npy or .h5[:/dataset], frame by frame with a journal");
   cmd->add_option("--report", o->report_path, "Write the run report as JSON (docs/report-format.md)");
   cmd->add_option("--top", o->top, "Print the K largest outputs of each frame");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
@@ -37,6 +38,9 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--emulate", o->emulate,
                   "Cluster file: each rank computes like its device and messages follow the network model");
   cmd->add_flag("--quiet", o->quiet, "Do not print the plan table");
+  cmd->add_flag("--resume", o->resume,
+                "Continue the --output of a run that was killed: only the frames its journal lacks are run")
+      ->needs(output);
   cmd->callback([o, &transport, &exit_code] {
     if (o->input.input.empty() && o->input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
     exit_code = runtime::run_distributed(transport, *o);

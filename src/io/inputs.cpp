@@ -106,18 +106,6 @@ bool is_image_file(const std::string& path) {
          ext == ".ppm" || ext == ".pgm";
 }
 
-// "file.h5:/path" -> {"file.h5", "/path"}; no colon after the extension -> {path, ""}.
-std::pair<std::string, std::string> split_h5_target(const std::string& spec) {
-  for (const char* ext : {".h5:", ".hdf5:", ".hdf:"}) {
-    auto pos = spec.find(ext);
-    if (pos != std::string::npos) {
-      auto colon = pos + std::string(ext).size() - 1;
-      return {spec.substr(0, colon), spec.substr(colon + 1)};
-    }
-  }
-  return {spec, ""};
-}
-
 }  // namespace
 
 std::vector<std::int64_t> keras_dims(Shape s, bool channels_first) {
@@ -153,6 +141,43 @@ std::unique_ptr<InputSource> open_input(const InputOptions& o) {
   }
   if (ext == ".h5" || ext == ".hdf5") fail(o.input, ": name the dataset to read, as ", o.input, ":/dataset");
   fail(o.input, ": unknown input kind (use .npy, an image file or directory, or file.h5:/dataset)");
+}
+
+std::pair<std::string, std::string> split_h5_target(const std::string& spec) {
+  for (const char* ext : {".h5:", ".hdf5:", ".hdf:"}) {
+    auto pos = spec.find(ext);
+    if (pos != std::string::npos) {
+      auto colon = pos + std::string(ext).size() - 1;
+      return {spec.substr(0, colon), spec.substr(colon + 1)};
+    }
+  }
+  return {spec, ""};
+}
+
+namespace {
+
+// Frames [first, first + count) of another source, renumbered from 0.
+class SkippedSource : public InputSource {
+ public:
+  SkippedSource(std::unique_ptr<InputSource> inner, int first) : inner_(std::move(inner)), first_(first) {}
+  int count() const override { return inner_->count() - first_; }
+  void read(int index, float* frame) const override { inner_->read(first_ + index, frame); }
+  std::string describe() const override {
+    return cat(inner_->describe(), ", from frame ", first_, " (", count(), " left)");
+  }
+
+ private:
+  std::unique_ptr<InputSource> inner_;
+  int first_;
+};
+
+}  // namespace
+
+std::unique_ptr<InputSource> skip_frames(std::unique_ptr<InputSource> source, int first) {
+  if (first < 0 || first > source->count())
+    fail(source->describe(), ": cannot start at frame ", first, " of ", source->count());
+  if (first == 0) return source;
+  return std::make_unique<SkippedSource>(std::move(source), first);
 }
 
 void write_outputs(const std::string& target, const Tensor& outputs, bool channels_first) {

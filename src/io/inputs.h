@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/image.h"
@@ -34,6 +35,12 @@ struct InputOptions {
 // Opens the source; throws chorus::Error naming the file and the mismatch when its frames do
 // not fit the model.
 std::unique_ptr<InputSource> open_input(const InputOptions& options);
+
+// The frames of `source` from `first` on, numbered from 0 (a resumed run skips what is done).
+std::unique_ptr<InputSource> skip_frames(std::unique_ptr<InputSource> source, int first);
+
+// "file.h5:/path" -> {"file.h5", "/path"}; no colon after the extension -> {path, ""}.
+std::pair<std::string, std::string> split_h5_target(const std::string& spec);
 
 // Writes a batch of outputs to .npy (by extension) or HDF5 ("file.h5" or "file.h5:/dataset",
 // default dataset /output). Shape is (frames, ...) with the model's output dims, NHWC, or

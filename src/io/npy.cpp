@@ -83,25 +83,28 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements) {
   return array;
 }
 
-void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data) {
+std::string npy_header(const std::vector<std::int64_t>& shape) {
   std::string dims;
-  std::size_t count = 1;
-  for (auto d : shape) {
-    dims += std::to_string(d) + ",";
-    count *= static_cast<std::size_t>(d);
-  }
+  for (auto d : shape) dims += std::to_string(d) + ",";
   if (shape.size() > 1) dims.pop_back();
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Pad so that magic + length + header is a multiple of 64, ending in a newline.
   std::size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
+  const std::uint16_t len = static_cast<std::uint16_t>(header.size());
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(len & 0xff);
+  out += static_cast<char>(len >> 8);
+  return out + header;
+}
+
+void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data) {
+  std::size_t count = 1;
+  for (auto d : shape) count *= static_cast<std::size_t>(d);
+  const std::string header = npy_header(shape);
   std::ofstream out(path, std::ios::binary);
   if (!out) fail(path, ": cannot write .npy file");
-  out.write("\x93NUMPY\x01\x00", 8);
-  const std::uint16_t len = static_cast<std::uint16_t>(header.size());
-  const char len_bytes[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  out.write(len_bytes, 2);
   out.write(header.data(), header.size());
   out.write(reinterpret_cast<const char*>(data), count * sizeof(float));
   if (!out) fail(path, ": write failed (disk full?)");

@@ -17,4 +17,7 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements = std::size_
 
 void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data);
 
+// The bytes before a float32 C-order array of this shape (magic, version, padded header).
+std::string npy_header(const std::vector<std::int64_t>& shape);
+
 }  // namespace chorus::io

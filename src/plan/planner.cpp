@@ -94,6 +94,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
   if (mode == StageMode::single || mode == StageMode::replicate) {
     // A replicated stage delivers one frame per full time across its members.
     cost.compute_s = mode == StageMode::single ? full[0] : 1.0 / inv_sum;
+    cost.member_s.assign(count, cost.compute_s);
     cost.latency_s = *std::max_element(full.begin(), full.end());
     cost.memory_bytes = weights + activations;
   } else {
@@ -123,6 +124,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
           t += (mode == StageMode::split_output ? can_split_output(l) : can_split_input(l)) ? layer * share[g] : layer;
       }
       worst = std::max(worst, t);
+      cost.member_s.push_back(t);
     }
     if (mode == StageMode::split_spatial) {
       exchange_bytes = (count - 1) * static_cast<double>(m.cost(last).output_bytes);
@@ -145,6 +147,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
     }
     const double exchange_s = net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0);
     cost.compute_s = worst + exchange_s;  // parts are swapped inside the stage, on its critical path
+    for (double& t : cost.member_s) t += exchange_s;
     cost.latency_s = cost.compute_s;
     cost.medium_s += net.transfer_seconds(exchange_bytes);
     cost.memory_bytes = part_weights + activations * 2;
@@ -294,8 +297,10 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   // A rank in several stages (built-in split strategies put the unsplit layers on rank 0) does
   // all their work for every frame.
   std::vector<double> busy(plan.ranks, 0.0);
-  for (std::size_t i = 0; i < r.stages.size(); ++i)
-    for (int rank : r.stages[i].ranks) busy[rank] += stages[i]["compute_s"].get<double>();
+  for (const auto& s : r.stages) {
+    const StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode);
+    for (std::size_t g = 0; g < s.ranks.size(); ++g) busy[s.ranks[g]] += cost.member_s[g];
+  }
   const auto busiest = std::max_element(busy.begin(), busy.end());
   std::string bottleneck_name = cat("stage ", bottleneck_stage);
   if (*busiest > bottleneck * (1 + 1e-9)) {

@@ -6,6 +6,7 @@
 // a shared medium. Dynamic programming over (layers covered, devices used), inside a binary
 // search on the frame period when the objective is throughput, as PipeEdge does for pipelines.
 #include <string>
+#include <vector>
 
 #include "cluster/cluster.h"
 #include "model/model.h"
@@ -25,6 +26,7 @@ struct PlannerOptions {
 // A cost model of one candidate stage, for predictions and for the exhaustive-search test.
 struct StageCost {
   double compute_s = 0;   // seconds per frame the stage needs (a replicated stage: over its members)
+  std::vector<double> member_s;  // each member's own seconds per frame (its part, plus the exchange)
   double latency_s = 0;   // seconds one frame spends in the stage
   double medium_s = 0;    // seconds this stage's messages occupy the network per frame
   double memory_bytes = 0;  // largest member's weights + activations

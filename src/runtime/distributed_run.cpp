@@ -12,9 +12,11 @@
 #include "core/progress.h"
 #include "core/threads.h"
 #include "io/keras_model.h"
+#include "io/output_journal.h"
 #include "partition/live_values.h"
 #include "plan/strategies.h"
 #include "runtime/emulation.h"
+#include "runtime/failure_notice.h"
 #include "runtime/pipeline.h"
 
 namespace chorus::runtime {
@@ -66,7 +68,7 @@ std::vector<std::string> read_labels(const std::string& path) {
   return labels;
 }
 
-void print_top(const std::vector<Tensor>& outputs, int k, const std::vector<std::string>& labels) {
+void print_top(const std::vector<Tensor>& outputs, int k, const std::vector<std::string>& labels, int first_frame) {
   for (std::size_t n = 0; n < outputs.size(); ++n) {
     const float* p = outputs[n].data();
     const int classes = static_cast<int>(outputs[n].size());
@@ -74,7 +76,7 @@ void print_top(const std::vector<Tensor>& outputs, int k, const std::vector<std:
     std::vector<int> order(classes);
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](int a, int b) { return p[a] > p[b]; });
-    std::printf("frame %zu:", n);
+    std::printf("frame %zu:", n + first_frame);
     for (int i = 0; i < kk; ++i) {
       std::printf("  %d", order[i]);
       if (order[i] < static_cast<int>(labels.size())) std::printf(" %s", labels[order[i]].c_str());
@@ -163,7 +165,45 @@ int run_distributed(Transport& real, const RunOptions& o) {
                    error.c_str());
     return 1;
   }
+  // Every rank got here (the agreement above is collective), so the host table is safe to swap.
+  setup.pipeline->set_hosts(t.all_gather_strings(t.host()));
+  if (t.size() > 1) install_failure_notice(setup.pipeline->describe_rank(rank));
   const model::Model& m = setup.structure.model;
+  const int source_rank = setup.plan.plan.source, sink_rank = setup.plan.plan.sink;
+
+  // Durable outputs: the sink writes each frame as it completes, and a journal records it; a
+  // resumed run starts where the journal ends. The sink learns the run's identity (the input
+  // the source reads) before it opens the journal, and every rank learns where to start.
+  const auto source_info = t.all_gather_strings(
+      rank == source_rank && setup.source ? cat(setup.source->count(), "\n", setup.source->describe()) : "");
+  const std::string& info = source_info.at(source_rank);
+  const int total_frames = std::atoi(info.c_str());
+  std::unique_ptr<io::OutputJournal> journal;
+  error.clear();
+  if (rank == sink_rank && !o.output.empty()) try {
+      io::OutputRun run{o.model, info.substr(info.find('\n') + 1), total_frames,
+                        io::keras_dims(m.output_shape(), m.channels_first())};
+      journal = std::make_unique<io::OutputJournal>(o.output, run, o.resume);
+      if (journal->replaced_unfinished_run())
+        std::fprintf(stderr, "chorus: note: starting %s afresh; an unfinished run's journal was there (--resume "
+                     "continues one)\n", o.output.c_str());
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  if (t.max_all(error.empty() ? 0 : 1)) {
+    if (!error.empty()) std::fprintf(stderr, "chorus: error: %s\n", error.c_str());
+    return 1;
+  }
+  const int first_frame = t.max_all(journal ? journal->frames_done() : 0);
+  if (first_frame > 0 && rank == source_rank) setup.source = io::skip_frames(std::move(setup.source), first_frame);
+  if (rank == 0 && first_frame > 0)
+    std::cout << "resuming " << o.output << ": " << first_frame << " of " << total_frames << " frames were done\n";
+  if (first_frame >= total_frames) {  // nothing left: just complete the output
+    if (journal) journal->finish();
+    if (rank == 0) std::cout << "nothing to resume: all " << total_frames << " frames are in " << o.output << "\n";
+    return 0;
+  }
+
   if (rank == 0 && !o.quiet) {
     std::cout << "model: " << o.model << "  (" << m.nodes().size() << " layers, input " << m.input_shape().str()
               << ")\n";
@@ -178,13 +218,25 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const int expected = setup.source ? setup.source->count() : 0;
   ProgressBar progress(expected, "frames");
   try {
+    std::vector<float> nchw;
     result = setup.pipeline->run(setup.source.get(), [&](int i, const Tensor& out) {
       CHORUS_ASSERT(i == static_cast<int>(outputs.size()), "output ", i, " out of order");
-      outputs.push_back(out);
+      if (journal) {
+        const float* values = out.data();
+        if (m.channels_first() && io::keras_dims(out.shape(), true).size() == 3) {
+          nchw.resize(out.size());
+          nhwc_to_nchw(out.data(), nchw.data(), out.shape());
+          values = nchw.data();
+        }
+        journal->write(first_frame + i, values);
+      }
+      if (o.top > 0) outputs.push_back(out);
+      else outputs.emplace_back();  // only the count is needed
       if (expected > 0) progress.update(i + 1);
     });
     progress.finish();
   } catch (const std::exception& e) {
+    silence_failure_notice();
     std::fprintf(stderr, "[rank %d on %s] chorus: error while streaming: %s\n", rank, t.host().c_str(), e.what());
     std::fflush(stderr);
     t.abort(1);
@@ -208,13 +260,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
   int status = 0;
   if (rank == setup.plan.plan.sink) {
     try {
-      if (!o.output.empty() && !outputs.empty()) {
-        Tensor batch(static_cast<int>(outputs.size()), outputs[0].shape());
-        for (std::size_t i = 0; i < outputs.size(); ++i)
-          std::copy(outputs[i].data(), outputs[i].data() + outputs[i].size(), batch.frame(static_cast<int>(i)));
-        io::write_outputs(o.output, batch, m.channels_first());
-      }
-      if (o.top > 0) print_top(outputs, o.top, setup.labels);
+      if (journal) journal->finish();
+      if (o.top > 0) print_top(outputs, o.top, setup.labels, first_frame);
     } catch (const Error& e) {
       std::fprintf(stderr, "chorus: error: %s\n", e.what());
       status = 1;

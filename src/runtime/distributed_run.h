@@ -15,7 +15,8 @@ struct RunOptions {
   std::string plan_path;      // a plan file, or
   std::string strategy;       // a built-in strategy ("" = pipeline)
   io::InputOptions input;     // shape and format are filled from the model
-  std::string output;         // .npy / .h5, written by the sink rank
+  std::string output;         // .npy / .h5, written by the sink rank frame by frame, with a journal
+  bool resume = false;        // continue the output a killed run left (its journal says where)
   std::string report_path;    // JSON report, written by rank 0
   std::string labels;
   int top = 0;

@@ -115,6 +115,9 @@ class EmulatedTransport : public Transport {
   }
 
   int max_all(int value) override { return inner_.max_all(value); }
+  std::vector<std::string> all_gather_strings(const std::string& mine) override {
+    return inner_.all_gather_strings(mine);
+  }
   std::vector<std::string> gather_strings(const std::string& mine, int root) override {
     return inner_.gather_strings(mine, root);
   }

@@ -27,6 +27,7 @@ class LocalTransport : public Transport {
   bool test(Request) override { return true; }
   int max_all(int value) override { return value; }
   std::vector<std::string> gather_strings(const std::string& mine, int) override { return {mine}; }
+  std::vector<std::string> all_gather_strings(const std::string& mine) override { return {mine}; }
   double time() const override {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }

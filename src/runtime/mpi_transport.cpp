@@ -1,6 +1,7 @@
 // MPI implementation of Transport: the only place (with main) that talks MPI.
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -89,6 +90,20 @@ class MpiTransport : public Transport {
     std::vector<std::string> out;
     if (rank_ == root)
       for (int i = 0; i < size_; ++i) out.emplace_back(all.data() + offsets[i], lengths[i]);
+    return out;
+  }
+  std::vector<std::string> all_gather_strings(const std::string& mine) override {
+    int length = static_cast<int>(mine.size());
+    std::vector<int> lengths(size_), offsets(size_);
+    check(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+    int total = 0;
+    for (int i = 0; i < size_; ++i) offsets[i] = total, total += lengths[i];
+    std::vector<char> all(std::max(total, 1));
+    check(MPI_Allgatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR,
+                         MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+    std::vector<std::string> out;
+    for (int i = 0; i < size_; ++i) out.emplace_back(all.data() + offsets[i], lengths[i]);
     return out;
   }
   double time() const override { return MPI_Wtime(); }

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "partition/live_values.h"
+#include "runtime/failure_notice.h"
 
 namespace chorus::runtime {
 
@@ -37,6 +38,11 @@ class TransportPeerExchange : public partition::PeerExchange {
                   double timeout_s)
       : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats), timeout_s_(timeout_s) {}
 
+  void set_label(std::string label, std::vector<std::string> hosts) {
+    label_ = std::move(label);
+    hosts_ = std::move(hosts);
+  }
+
   void all_gather(const std::vector<float>& mine, const std::vector<std::size_t>& counts,
                   std::vector<std::vector<float>>& parts) override {
     const double t0 = t_.time();
@@ -53,11 +59,19 @@ class TransportPeerExchange : public partition::PeerExchange {
       requests.push_back(t_.isend(ranks_[m], tag_, mine.data(), mine.size() * sizeof(float)));
       stats_.bytes_sent += mine.size() * sizeof(float);
     }
+    std::string members;
+    for (int r : ranks_)
+      if (r != ranks_[member_])
+        members += cat(members.empty() ? "" : ", ", r, r < static_cast<int>(hosts_.size()) ? " on " + hosts_[r] : "");
+    note_waiting(cat("the other members of ", label_, " (rank ", members, ") to swap parts"));
     try {
       for (auto r : requests) t_.wait(r, timeout_s_);
     } catch (const Error&) {
-      fail("stage peers did not exchange their parts within ", timeout_s_, " s (a rank of the stage stalled or died)");
+      note_not_waiting();
+      fail("the other members of ", label_, " (rank ", members, ") did not swap their parts within ", timeout_s_,
+           " s (one of them stalled or died; --stall-timeout sets the limit)");
     }
+    note_not_waiting();
     parts[member_] = mine;
     stats_.exchange_s += t_.time() - t0;
   }
@@ -68,6 +82,8 @@ class TransportPeerExchange : public partition::PeerExchange {
   int member_, tag_;
   report::RankStats& stats_;
   double timeout_s_;
+  std::string label_ = "a split stage";
+  std::vector<std::string> hosts_;
 };
 
 }  // namespace
@@ -106,6 +122,7 @@ struct Pipeline::Impl {
     std::vector<Transport::Request> requests;
   };
   std::vector<OutgoingSend> outgoing;
+  std::vector<std::string> hosts;  // by rank, for messages
   int credits_received = 0;
   double produced_at = 0;  // of the values received last: when their producer had them ready
   std::vector<char> credit_buffer = std::vector<char>(sizeof(Header));
@@ -119,6 +136,32 @@ struct Pipeline::Impl {
   }
 
   const plan::ResolvedStage& stage(int s) const { return plan.stages[s]; }
+
+  std::string host_of(int rank) const {
+    return rank >= 0 && rank < static_cast<int>(hosts.size()) ? hosts[rank] : std::string("?");
+  }
+  // "stage 1 (fc1..fc1)", or "the source" for s = -1.
+  std::string stage_label(int s) const {
+    if (s < 0) return "the source";
+    if (s >= S) return "the sink";
+    return cat("stage ", s, " (", model.node(stage(s).first).name(), "..", model.node(stage(s).last).name(), ")");
+  }
+  // "rank 1 on pi2, stage 1 (fc1..fc1)": the peer that computes stage s for this frame.
+  std::string peer(int rank, int s) const { return cat("rank ", rank, " on ", host_of(rank), ", ", stage_label(s)); }
+
+  // Waits for a request from a peer, saying whom for a termination notice and a stall.
+  std::size_t wait_for(Transport::Request request, const std::string& what) {
+    note_waiting(what);
+    std::size_t got = 0;
+    try {
+      got = t.wait(request, stall_timeout_s);
+    } catch (const Error&) {
+      note_not_waiting();
+      fail("waited ", stall_timeout_s, " s for ", what, " (that rank stalled or died; --stall-timeout sets the limit)");
+    }
+    note_not_waiting();
+    return got;
+  }
 
   int member_index(int s, int rank) const {
     const auto& r = stage(s).ranks;
@@ -215,13 +258,7 @@ struct Pipeline::Impl {
     if (!pending.count(s) || pending[s].frame != i) post_receive(s, i);
     PendingReceive p = std::move(pending[s]);
     pending.erase(s);
-    std::size_t got = 0;
-    try {
-      got = t.wait(p.request, stall_timeout_s);
-    } catch (const Error&) {
-      fail("no input from rank ", from, " for ", s == S ? std::string("the sink") : cat("stage ", s), ", frame ", i,
-           ", within ", stall_timeout_s, " s (that rank stalled or died; --stall-timeout sets the limit)");
-    }
+    const std::size_t got = wait_for(p.request, cat(peer(from, s - 1), ", for frame ", i));
     stats.wait_s += now_seconds(t) - t0;
     Header h;
     std::memcpy(&h, p.buffer.data(), sizeof h);
@@ -310,7 +347,7 @@ struct Pipeline::Impl {
     for (int from : all_producers(s - 1)) {
       if (from == me || ends_seen[s].count(from)) continue;
       std::vector<char> buffer(message_bytes(s));
-      t.wait(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()), stall_timeout_s);
+      wait_for(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()), cat(peer(from, s - 1), ", for its end of stream"));
       Header h;
       std::memcpy(&h, buffer.data(), sizeof h);
       CHORUS_ASSERT(h.kind == Kind::end, "rank ", me, " stage ", s, ": data after the end from rank ", from);
@@ -341,6 +378,18 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
 Pipeline::~Pipeline() = default;
 
 void Pipeline::set_pacer(partition::LayerPacer* pacer) { impl_->pacer = pacer; }
+
+void Pipeline::set_hosts(std::vector<std::string> hosts) {
+  impl_->hosts = std::move(hosts);
+  for (auto& [s, exchange] : impl_->exchanges) exchange->set_label(impl_->stage_label(s), impl_->hosts);
+}
+
+std::string Pipeline::describe_rank(int rank) const {
+  std::string stages;
+  for (int s = 0; s < impl_->S; ++s)
+    if (impl_->member_index(s, rank) >= 0) stages += (stages.empty() ? ", " : "; ") + impl_->stage_label(s);
+  return cat("rank ", rank, " on ", impl_->host_of(rank), stages);
+}
 
 PipelineResult Pipeline::run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output) {
   Impl& x = *impl_;
@@ -386,7 +435,8 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
         if (credits && i >= window) {
           const double t0 = now_seconds(t);
           while (x.credits_received <= i - window) {
-            t.wait(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()), x.stall_timeout_s);
+            x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
+                       cat("rank ", sink_rank, " on ", x.host_of(sink_rank), ", the sink, to take frame ", i - window));
             ++x.credits_received;
           }
           x.stats.wait_s += now_seconds(t) - t0;
@@ -437,7 +487,8 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
     if (s >= 0) x.drain_ends(s);
   if (credits && me == source_rank)
     for (; x.credits_received < frames_total; ++x.credits_received)
-      t.wait(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()), x.stall_timeout_s);
+      x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
+                 cat("rank ", sink_rank, " on ", x.host_of(sink_rank), ", the sink, to take frame ", x.credits_received));
   x.reap_sends(true);
   x.stats.wall_s = now_seconds(t) - t_begin;
   x.stats.peak_rss_bytes = static_cast<double>(peak_rss_bytes());

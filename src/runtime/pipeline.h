@@ -35,6 +35,11 @@ class Pipeline {
   // Emulation: paces every layer this rank runs (null: run at the host's speed).
   void set_pacer(partition::LayerPacer* pacer);
 
+  // Every rank's host, so that messages about a stalled or dead peer name where it ran.
+  void set_hosts(std::vector<std::string> hosts);
+  // "rank 2 on pi3, stage 2 (fc2..predictions)": who this rank is, for messages.
+  std::string describe_rank(int rank) const;
+
   // Streams every frame of `source` (read on the plan's source rank; null elsewhere) and hands
   // outputs, in frame order, to `on_output` on the sink rank.
   PipelineResult run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output);

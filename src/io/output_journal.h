@@ -1,0 +1,55 @@
+#pragma once
+// Outputs written frame by frame as they complete, with a journal that makes a killed run
+// resumable. A .npy target gets its header for every frame first, then each frame in order,
+// flushed before the journal (TARGET.journal) records it; an HDF5 target is staged the same
+// way in TARGET.partial.npy and written when the last frame is in. The journal's first line
+// names the run (model, input, frame count, frame shape) so that a resume of a different run
+// is refused.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace chorus::io {
+
+struct OutputRun {
+  std::string model;                     // as given on the command line
+  std::string input;                     // the input source's description (includes the seed)
+  int frames = 0;                        // all frames of the run
+  std::vector<std::int64_t> frame_dims;  // one output frame, as written (NCHW for channels_first)
+};
+
+class OutputJournal {
+ public:
+  // Starts `target` afresh (replacing an unfinished run's files), or with `resume` continues
+  // what a killed run of the same `run` left. Throws chorus::Error naming the file when there
+  // is nothing to resume or the journal belongs to another run.
+  OutputJournal(std::string target, OutputRun run, bool resume);
+  ~OutputJournal();
+  OutputJournal(const OutputJournal&) = delete;
+  OutputJournal& operator=(const OutputJournal&) = delete;
+
+  int frames_done() const { return done_; }
+  bool replaced_unfinished_run() const { return replaced_; }
+  // Appends frame `index` (== frames_done()); `values` holds one frame in the written layout.
+  void write(int index, const float* values);
+  // After the last frame: flushes, writes the HDF5 target if that is what was asked, removes
+  // the journal.
+  void finish();
+
+  static std::string journal_path(const std::string& target) { return target + ".journal"; }
+
+ private:
+  void sync(bool force);
+
+  std::string target_, data_path_, journal_;
+  OutputRun run_;
+  std::size_t frame_values_ = 0, header_bytes_ = 0;
+  int done_ = 0;
+  bool replaced_ = false;
+  std::FILE* data_ = nullptr;
+  std::FILE* log_ = nullptr;
+  double last_sync_ = 0;
+};
+
+}  // namespace chorus::io

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Injects a fault into a running mpiexec job, for the failure tests.
+# Usage: fault.sh kill|stop RANK FILE LINES -- COMMAND...
+# Starts COMMAND (an mpiexec job) in the background; once FILE has at least LINES lines (an
+# output journal, say), sends SIGKILL (kill) or SIGSTOP (stop) to the process of RANK (found by
+# its OMPI_COMM_WORLD_RANK), then waits for the job to end. Prints the job's output, then
+# "fault-exit: CODE" and "fault-seconds: S" (from the fault to the job's end), or "fault-hung"
+# when the job outlives the fault by 60 s (it is then killed).
+set -u
+mode=$1 rank=$2 file=$3 lines=$4
+shift 5
+log=$(mktemp)
+"$@" > "$log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do
+  [ -f "$file" ] && [ "$(wc -l < "$file")" -ge "$lines" ] && break
+  kill -0 $job 2>/dev/null || break
+  sleep 0.05
+done
+descendants() {
+  local c
+  for c in $(pgrep -P "$1"); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+target=
+for p in $(descendants $job); do
+  r=$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)
+  [ "$r" = "$rank" ] && target=$p
+done
+if [ -z "$target" ]; then
+  cat "$log"
+  echo "fault-error: no process of rank $rank (the job ended before the fault?)"
+  wait $job
+  exit 1
+fi
+start=$(date +%s.%N)
+if [ "$mode" = kill ]; then kill -KILL "$target"; else kill -STOP "$target"; fi
+code=
+for _ in $(seq 1 1200); do
+  if ! kill -0 $job 2>/dev/null; then
+    wait $job
+    code=$?
+    break
+  fi
+  sleep 0.05
+done
+end=$(date +%s.%N)
+cat "$log"
+rm -f "$log"
+if [ -z "$code" ]; then
+  echo "fault-hung"
+  kill -KILL $(descendants $job) $job 2>/dev/null
+  exit 1
+fi
+echo "fault-exit: $code"
+echo "fault-seconds: $(awk "BEGIN { print $end - $start }")"

@@ -1,0 +1,146 @@
+// A rank that dies or stalls ends the whole job quickly, with a message naming it; a killed
+// run resumed with --resume gives the output of an uninterrupted run, byte for byte.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <regex>
+#include <sstream>
+
+#include "reference/test_util.h"
+
+namespace chorus {
+namespace {
+
+using testing::HasSubstr;
+
+constexpr int kFrames = 20000;        // LeNet-5 runs a few thousand frames a second here
+constexpr int kResumeFrames = 6000;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class Failures : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    dir_ = new test::TempDir;
+    std::ifstream in(test::source_path("models/lenet5.json"));
+    std::stringstream config;
+    config << in.rdbuf();
+    test::write_random_model(config.str(), model());
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string model() { return dir_->path("lenet5.h5"); }
+
+  // `chorus run` under mpiexec on LeNet-5.
+  static std::string job(int ranks, const std::string& extra) {
+    return "timeout -k 5 180 mpiexec --oversubscribe -np " + std::to_string(ranks) + " " CHORUS_BINARY " run " +
+           model() + " --quiet " + extra;
+  }
+  // Runs `command` and injects `mode` (kill, stop) into `rank` once `file` has `lines` lines.
+  static test::CommandResult with_fault(const std::string& mode, int rank, const std::string& file, int lines,
+                                        const std::string& command) {
+    return test::run_command(test::source_path("tests/runtime/fault.sh") + " " + mode + " " + std::to_string(rank) +
+                             " " + file + " " + std::to_string(lines) + " -- " + command);
+  }
+  static double seconds_after_fault(const test::CommandResult& r) {
+    std::smatch m;
+    if (!std::regex_search(r.output, m, std::regex("fault-seconds: ([0-9.]+)"))) return 1e9;
+    return std::stod(m[1]);
+  }
+  static int job_exit(const test::CommandResult& r) {
+    std::smatch m;
+    if (!std::regex_search(r.output, m, std::regex("fault-exit: ([0-9]+)"))) return -1;
+    return std::stoi(m[1]);
+  }
+
+  static test::TempDir* dir_;
+};
+
+test::TempDir* Failures::dir_ = nullptr;
+
+TEST_F(Failures, KilledRankEndsTheJobWithin10SecondsNamingRankHostAndStage) {
+  test::TempDir dir;
+  const std::string out = dir.path("out.npy");
+  auto r = with_fault("kill", 1, out + ".journal", 2000,
+                      job(3, "--synthetic " + std::to_string(kFrames) + " --strategy pipeline --output " + out));
+  ASSERT_THAT(r.output, testing::Not(HasSubstr("fault-hung"))) << r.output;
+  EXPECT_NE(job_exit(r), 0) << r.output;
+  EXPECT_LT(seconds_after_fault(r), 10.0) << r.output;
+  std::cout << "the job ended " << seconds_after_fault(r) << " s after rank 1 was killed\n";
+  // mpirun names the dead rank and its host; the survivors name the stage it held.
+  EXPECT_THAT(r.output, HasSubstr("process rank 1")) << r.output;
+  EXPECT_THAT(r.output, testing::ContainsRegex("waiting for rank 1 on [^,]+, stage 1 \\(fc1\\.\\.fc1\\)")) << r.output;
+}
+
+TEST_F(Failures, StalledRankEndsTheJobAfterTheStallTimeoutNamingIt) {
+  test::TempDir dir;
+  const std::string out = dir.path("out.npy");
+  auto r = with_fault("stop", 1, out + ".journal", 2000,
+                      job(3, "--synthetic " + std::to_string(kFrames) + " --strategy pipeline --stall-timeout 2 "
+                             "--output " + out));
+  ASSERT_THAT(r.output, testing::Not(HasSubstr("fault-hung"))) << r.output;
+  EXPECT_NE(job_exit(r), 0) << r.output;
+  EXPECT_LT(seconds_after_fault(r), 2.0 + 10.0) << r.output;
+  std::cout << "the job ended " << seconds_after_fault(r) << " s after rank 1 stopped (stall timeout 2 s)\n";
+  EXPECT_THAT(r.output, testing::ContainsRegex("waited 2 s for rank 1 on [^,]+, stage 1 \\(fc1\\.\\.fc1\\)"))
+      << r.output;
+}
+
+// Kill a rank at a random point, resume, and compare with one uninterrupted process.
+TEST_F(Failures, ResumeAfterAKilledRankGivesTheUninterruptedOutputByteForByte) {
+  std::mt19937 random(20261126);
+  struct Case {
+    int ranks;
+    std::string strategy;
+    int victim;
+  };
+  for (const Case& c : {Case{2, "pipeline", 0}, Case{3, "pipeline", 1}, Case{3, "replicate", 2}}) {
+    SCOPED_TRACE(std::to_string(c.ranks) + " ranks, " + c.strategy + ", rank " + std::to_string(c.victim) + " killed");
+    test::TempDir dir;
+    const std::string whole = dir.path("whole.npy"), resumed = dir.path("resumed.npy");
+    const std::string frames = " --synthetic " + std::to_string(kResumeFrames) + " --seed 7";
+    auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " +
+                                 whole);
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    const int kill_after = std::uniform_int_distribution<int>(200, kResumeFrames / 3)(random);
+    auto killed = with_fault("kill", c.victim, resumed + ".journal", kill_after,
+                             job(c.ranks, frames + " --strategy " + c.strategy + " --output " + resumed));
+    ASSERT_NE(job_exit(killed), 0) << killed.output;
+    auto again = test::run_command(job(c.ranks, frames + " --strategy " + c.strategy + " --output " + resumed +
+                                              " --resume"));
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_THAT(again.output, HasSubstr("resuming " + resumed + ": "));
+    EXPECT_EQ(read_file(resumed), read_file(whole)) << "resumed output differs from the uninterrupted one";
+    std::ifstream journal(resumed + ".journal");
+    EXPECT_FALSE(journal.good()) << "the journal outlived a finished run";
+  }
+}
+
+TEST_F(Failures, ResumingAnotherRunIsRefused) {
+  test::TempDir dir;
+  const std::string out = dir.path("out.npy");
+  auto killed = with_fault("kill", 1, out + ".journal", 500,
+                           job(2, "--synthetic " + std::to_string(kFrames) + " --strategy pipeline --output " + out));
+  ASSERT_NE(job_exit(killed), 0) << killed.output;
+  auto other = test::run_command(job(2, "--synthetic " + std::to_string(kFrames) + " --seed 99 --strategy pipeline "
+                                        "--output " + out + " --resume"));
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_THAT(other.output, HasSubstr(out + ".journal: this journal is for another run (input was"));
+  auto done = test::run_command(job(2, "--synthetic 10 --strategy pipeline --output " + dir.path("none.npy") +
+                                       " --resume"));
+  EXPECT_NE(done.exit_code, 0);
+  EXPECT_THAT(done.output, HasSubstr("none.npy.journal: no journal, so nothing to resume"));
+}
+
+}  // namespace
+}  // namespace chorus
