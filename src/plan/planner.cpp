@@ -66,7 +66,7 @@ GroupSpeed group_speed(const model::Model& m, const cluster::Cluster& c, const s
 }  // namespace
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
-                     int rank, int count, StageMode mode) {
+                     int rank, int count, StageMode mode, int source_rank) {
   StageCost cost;
   const auto& net = c.network;
   const GroupSpeed speed = group_speed(m, c, key, first, last, rank, count);
@@ -83,8 +83,15 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
         if (v < first && std::find(live.begin(), live.end(), v) == live.end()) live.push_back(v);
     for (int v : live) in_bytes += static_cast<double>(m.shape_of(v).size()) * sizeof(float);
   }
-  const int receivers = mode == StageMode::replicate ? 1 : count;
-  cost.medium_s = receivers * (net.transfer_seconds(in_bytes) + net.latency_s);
+  // The first stage's input comes from the source rank: a member that is the source reads it
+  // there, and only the others' copies cross the network.
+  const bool source_inside = first == 0 && source_rank >= rank && source_rank < rank + count;
+  double receivers = mode == StageMode::replicate ? 1.0 : count;
+  if (source_inside) receivers = mode == StageMode::replicate ? (count - 1.0) / count : count - 1.0;
+  // The medium is busy for the bytes; the latency delays arrival without occupying it.
+  cost.medium_s = receivers * net.transfer_seconds(in_bytes);
+  if (receivers > 0)
+    cost.input_s = (net.shared ? std::ceil(receivers) : 1.0) * net.transfer_seconds(in_bytes) + net.latency_s;
 
   double activations = 0;
   for (int n = first; n <= last; ++n) activations = std::max(activations, m.cost(n).output_bytes * 2.0);
@@ -218,7 +225,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
           if ((!homogeneous && ch.rank != d) || d + ch.count > devices) continue;
           if (o.objective == Objective::throughput && ch.cost.compute_s > period) continue;
           const double value = o.objective == Objective::throughput ? best[j][d] + ch.cost.medium_s
-                                                                    : best[j][d] + ch.cost.latency_s + ch.cost.medium_s;
+                                                                    : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
           double& slot = best[ch.last + 1][d + ch.count];
           if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = static_cast<int>(x);
         }
@@ -283,11 +290,11 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   for (std::size_t i = 0; i < r.stages.size(); ++i) {
     const auto& s = r.stages[i];
     const int count = static_cast<int>(s.ranks.size());
-    const StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], count, s.mode);
+    const StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], count, s.mode, plan.source);
     if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i);
     medium += cost.medium_s;
     // A frame's own input reaches one replica, or every member of a split stage in turn.
-    latency += cost.latency_s + cost.medium_s / (s.mode == StageMode::replicate ? 1 : count);
+    latency += cost.input_s + cost.latency_s;
     stages.push_back({{"stage", i},
                       {"compute_s", cost.compute_s},
                       {"communication_s", cost.medium_s},
@@ -298,7 +305,8 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   // all their work for every frame.
   std::vector<double> busy(plan.ranks, 0.0);
   for (const auto& s : r.stages) {
-    const StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode);
+    const StageCost cost =
+        stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode, plan.source);
     for (std::size_t g = 0; g < s.ranks.size(); ++g) busy[s.ranks[g]] += cost.member_s[g];
   }
   const auto busiest = std::max_element(busy.begin(), busy.end());

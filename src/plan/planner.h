@@ -28,14 +28,16 @@ struct StageCost {
   double compute_s = 0;   // seconds per frame the stage needs (a replicated stage: over its members)
   std::vector<double> member_s;  // each member's own seconds per frame (its part, plus the exchange)
   double latency_s = 0;   // seconds one frame spends in the stage
-  double medium_s = 0;    // seconds this stage's messages occupy the network per frame
+  double medium_s = 0;    // seconds this stage's messages occupy a shared network per frame (0 if switched)
+  double input_s = 0;     // seconds from a frame's input leaving its producer to its arrival here
   double memory_bytes = 0;  // largest member's weights + activations
   bool fits = true;
 };
 
 // Cost of stage [first, last] on ranks [rank, rank + count) in `mode` (fractions by speed).
+// The source rank (0 in every plan Chorus writes) feeds the first stage without the network.
 StageCost stage_cost(const model::Model& model, const cluster::Cluster& cluster, const std::string& model_key,
-                     int first, int last, int rank, int count, StageMode mode);
+                     int first, int last, int rank, int count, StageMode mode, int source_rank = 0);
 
 // The best plan under the options; its `prediction` holds throughput_fps, latency_ms and per
 // stage compute, communication and memory, and the bottleneck. Throws chorus::Error when the
