@@ -15,5 +15,7 @@ void add_init_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_profile_command(CLI::App& app);
 void add_cluster_command(CLI::App& app);
+// `exit_code` receives the supervised job's status.
+void add_supervise_command(CLI::App& app, int& exit_code);
 
 }  // namespace chorus::cli

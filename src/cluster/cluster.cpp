@@ -1,5 +1,6 @@
 #include "cluster/cluster.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -36,6 +37,14 @@ DeviceProfile profile_from_json(const json& j, const std::string& source) {
   } catch (const json::exception& e) {
     fail(source, ": malformed device profile: ", e.what());
   }
+  for (const auto& [model, layers] : p.layer_seconds)
+    for (const auto& [layer, seconds] : layers)
+      if (!(seconds >= 0) || !std::isfinite(seconds))
+        fail(source, ": layer_seconds of ", model, "/", layer, " must be zero or more, not ", seconds);
+  for (const auto& [type, rate] : p.macs_per_second)
+    if (!(rate > 0) || !std::isfinite(rate)) fail(source, ": macs_per_second of ", type, " must be positive, not ", rate);
+  if (!(p.seconds_per_layer >= 0) || !std::isfinite(p.seconds_per_layer))
+    fail(source, ": seconds_per_layer must be zero or more");
   if (p.macs_per_second.empty() && p.layer_seconds.empty())
     fail(source, ": device profile has neither layer_seconds nor macs_per_second");
   return p;
@@ -81,10 +90,15 @@ int Cluster::ranks() const {
 }
 
 Cluster read_cluster(const std::string& path) {
-  json j = read_json(path, "cluster file");
-  const auto folder = std::filesystem::path(path).parent_path();
+  return cluster_from_json(read_json(path, "cluster file"), path,
+                           std::filesystem::path(path).parent_path().string());
+}
+
+Cluster cluster_from_json(const json& j, const std::string& path, const std::string& folder_text) {
+  const std::filesystem::path folder = folder_text;
   Cluster c;
   try {
+    if (!j.is_object()) fail(path, ": a cluster file is a JSON object");
     c.name = j.value("name", std::filesystem::path(path).stem().string());
     const json& net = j.at("network");
     c.network.bandwidth_bytes_per_s = net.at("bandwidth_mbps").get<double>() * 1e6 / 8;
@@ -103,26 +117,55 @@ Cluster read_cluster(const std::string& path) {
       }
       c.classes[name] = dc;
     }
+    int slots = 0;
     for (const auto& h : j.at("hosts")) {
       Host host{h.at("name").get<std::string>(), h.at("class").get<std::string>(), h.value("slots", 1)};
       if (!c.classes.count(host.device_class))
         fail(path, ": host '", host.name, "' has unknown device class '", host.device_class, "'");
-      if (host.slots < 1) fail(path, ": host '", host.name, "' has ", host.slots, " slots");
+      if (host.slots < 1 || host.slots > 4096) fail(path, ": host '", host.name, "' has ", host.slots, " slots");
+      if ((slots += host.slots) > 65536) fail(path, ": more than 65536 device slots");
       c.hosts.push_back(host);
     }
   } catch (const json::exception& e) {
     fail(path, ": malformed cluster file: ", e.what());
   }
   if (c.hosts.empty()) fail(path, ": cluster has no hosts");
-  if (c.network.bandwidth_bytes_per_s <= 0) fail(path, ": network bandwidth must be positive");
+  if (!(c.network.bandwidth_bytes_per_s > 0) || !std::isfinite(c.network.bandwidth_bytes_per_s))
+    fail(path, ": network bandwidth must be positive");
+  if (!(c.network.latency_s >= 0) || !std::isfinite(c.network.latency_s))
+    fail(path, ": network latency must be zero or positive");
+  for (const auto& [name, dc] : c.classes)
+    if (!(dc.memory_bytes > 0) || !std::isfinite(dc.memory_bytes))
+      fail(path, ": device class '", name, "' needs a positive memory_mb");
   return c;
 }
 
 DeviceProfile read_profile(const std::string& path) { return profile_from_json(read_json(path, "device profile"), path); }
 
+json profile_to_json(const DeviceProfile& p) {
+  return {{"device", p.name},
+          {"calibration", p.calibration},
+          {"seconds_per_layer", p.seconds_per_layer},
+          {"macs_per_second", p.macs_per_second},
+          {"layer_seconds", p.layer_seconds}};
+}
+
+json cluster_to_json(const Cluster& c) {
+  json classes = json::object(), hosts = json::array();
+  for (const auto& [name, d] : c.classes)
+    classes[name] = {{"profile", profile_to_json(d.profile)}, {"memory_mb", d.memory_bytes / 1e6}, {"cores", d.cores}};
+  for (const auto& h : c.hosts) hosts.push_back({{"name", h.name}, {"class", h.device_class}, {"slots", h.slots}});
+  return {{"name", c.name},
+          {"network",
+           {{"bandwidth_mbps", c.network.bandwidth_bytes_per_s * 8 / 1e6},
+            {"latency_ms", c.network.latency_s * 1e3},
+            {"shared", c.network.shared}}},
+          {"device_classes", classes},
+          {"hosts", hosts}};
+}
+
 void write_profile(const DeviceProfile& p, const std::string& path) {
-  json j{{"device", p.name}, {"calibration", p.calibration}, {"seconds_per_layer", p.seconds_per_layer},
-         {"macs_per_second", p.macs_per_second}, {"layer_seconds", p.layer_seconds}};
+  const json j = profile_to_json(p);
   std::ofstream out(path);
   if (!out) fail(path, ": cannot write device profile");
   out << j.dump(2) << "\n";

@@ -3,6 +3,7 @@
 // the memory Chorus may use), and the network between them. Read from JSON
 // (docs/cluster-format.md); used by the planner to predict and by --emulate to imitate.
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -58,8 +59,12 @@ struct Cluster {
 // Reads a cluster file; profile paths inside it are relative to the file. Throws
 // chorus::Error naming the file and field.
 Cluster read_cluster(const std::string& path);
+// The same from parsed JSON; `source` names it in messages, `folder` anchors profile paths.
+Cluster cluster_from_json(const nlohmann::json& j, const std::string& source, const std::string& folder);
 DeviceProfile read_profile(const std::string& path);
 void write_profile(const DeviceProfile& profile, const std::string& path);
+// A cluster as a self-contained cluster file (profiles inline), e.g. after losing a device.
+nlohmann::json cluster_to_json(const Cluster& cluster);
 
 // The model's name for profile look-ups: the file name without folders and extension.
 std::string model_key(const std::string& model_path);

@@ -142,5 +142,31 @@ TEST_F(Failures, ResumingAnotherRunIsRefused) {
   EXPECT_THAT(done.output, HasSubstr("none.npy.journal: no journal, so nothing to resume"));
 }
 
+TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
+  test::TempDir dir;
+  // Four emulated devices of 0.5 G multiply-adds/s (LeNet-5: about 5 ms a frame) on a fast
+  // switched network.
+  const std::string cluster = dir.path("four.json");
+  std::ofstream(cluster) << R"({"name": "four", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
+    "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 5e8}}}},
+    "hosts": [{"name": "localhost", "class": "dev", "slots": 4}]})";
+  const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
+  const std::string frames = " --synthetic 3000 --seed 5";
+  auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " +
+                               whole);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto r = with_fault("kill", 2, out + ".journal", 800,
+                      "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
+                          dir.path("work") + " -- run " + model() + frames + " --quiet --output " + out);
+  ASSERT_EQ(job_exit(r), 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("rank 2 on localhost failed; 3 device(s) left, re-planning")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("attempt 2 on 3 device(s)")) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("time lost: ([0-9.e+-]+) s"))) << r.output;
+  std::cout << "supervise: " << m[1] << " s between the last frame before the kill and the first after\n";
+  EXPECT_LT(std::stod(m[1]), 10.0);
+  EXPECT_EQ(read_file(out), read_file(whole)) << "the supervised output differs from one uninterrupted process";
+}
+
 }  // namespace
 }  // namespace chorus

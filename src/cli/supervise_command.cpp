@@ -1,0 +1,47 @@
+// `chorus supervise --cluster C.json (--hostfile H | --emulate) -- run MODEL --output OUT ...`:
+// runs the job, and when a device fails, re-plans on the devices left and resumes.
+#include <filesystem>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "supervise/supervisor.h"
+
+namespace chorus::cli {
+
+void add_supervise_command(CLI::App& app, int& exit_code) {
+  struct Options {
+    std::string cluster, hostfile, work_dir = "chorus-supervise", mpirun = "mpirun";
+    bool emulate = false;
+    int max_failures = 8;
+    std::vector<std::string> job;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "supervise", "Run a job and survive device failures: re-plan on the devices left and resume (-- run ...)");
+  cmd->add_option("--cluster", o->cluster, "The devices (cluster file, e.g. from chorus cluster)")->required();
+  cmd->add_option("--hostfile", o->hostfile, "Open MPI hostfile of the same hosts, in the same order");
+  cmd->add_flag("--emulate", o->emulate, "Run the devices on this machine, each emulated (no hostfile)");
+  cmd->add_option("--work-dir", o->work_dir, "Where each attempt's plan, cluster and host files go");
+  cmd->add_option("--mpirun", o->mpirun, "mpirun and its options, e.g. \"mpirun --mca btl tcp,self\"");
+  cmd->add_option("--max-failures", o->max_failures, "Give up after this many failures");
+  cmd->add_option("job", o->job, "After --: the job, as for chorus (run MODEL --output FILE ...)")->required();
+  cmd->callback([o, &exit_code] {
+    supervise::SuperviseOptions s;
+    s.cluster_path = o->cluster;
+    s.hostfile = o->hostfile;
+    s.emulate = o->emulate;
+    s.work_dir = o->work_dir;
+    s.max_failures = o->max_failures;
+    s.run_args = o->job;
+    s.mpirun.clear();
+    std::istringstream words(o->mpirun);
+    for (std::string w; words >> w;) s.mpirun.push_back(w);
+    std::error_code ec;
+    s.chorus = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    if (ec) fail("supervise: cannot find this program's path");
+    exit_code = supervise::supervise(s);
+  });
+}
+
+}  // namespace chorus::cli

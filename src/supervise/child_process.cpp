@@ -1,0 +1,58 @@
+#include "supervise/child_process.h"
+
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "core/error.h"
+
+namespace chorus::supervise {
+
+ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) fail("supervise: cannot create a pipe");
+  const pid_t pid = fork();
+  if (pid < 0) fail("supervise: cannot start ", argv.at(0));
+  if (pid == 0) {
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    dup2(pipe_fds[1], STDERR_FILENO);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    std::fprintf(stderr, "supervise: cannot run %s\n", argv[0].c_str());
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  ChildResult r;
+  char buffer[4096];
+  for (bool open = true; open;) {
+    pollfd p{pipe_fds[0], POLLIN, 0};
+    const int ready = poll(&p, 1, 100);
+    if (ready > 0) {
+      const ssize_t n = read(pipe_fds[0], buffer, sizeof buffer);
+      if (n > 0) {
+        std::fwrite(buffer, 1, static_cast<std::size_t>(n), stdout);
+        std::fflush(stdout);
+        r.output.append(buffer, static_cast<std::size_t>(n));
+        if (r.output.size() > (2u << 20)) r.output.erase(0, r.output.size() - (1u << 20));
+      } else if (n == 0 || errno != EINTR) {
+        open = false;
+      }
+    }
+    every_tick();
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+}  // namespace chorus::supervise

@@ -1,0 +1,17 @@
+#pragma once
+// Runs a command as a child process, passing its output through and keeping the end of it,
+// with a callback every tick while it runs (the supervisor watches the output journal).
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace chorus::supervise {
+
+struct ChildResult {
+  int exit_code = 0;      // 128 + signal when it was killed
+  std::string output;     // stdout and stderr together, the last 1 MB
+};
+
+ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick);
+
+}  // namespace chorus::supervise
