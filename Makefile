@@ -19,8 +19,11 @@ build: configure
 run: build
 	@bash scripts/run_default.sh $(BUILD)
 
+# CTest, then every parser fuzzed for FUZZ_SECONDS each (clang + AddressSanitizer, docs/reliability.md).
+FUZZ_SECONDS ?= 20
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	@bash tests/fuzz/run_fuzzers.sh $(FUZZ_SECONDS) $(BUILD)-fuzz
 
 bench: build
 	@bash bench/run_benchmarks.sh $(BUILD)
@@ -30,4 +33,4 @@ sweep: build
 	@bench/sweep --build $(BUILD) --out $(BUILD)/sweep
 
 clean:
-	rm -rf $(BUILD) $(BUILD).configure.log
+	rm -rf $(BUILD) $(BUILD).configure.log $(BUILD)-fuzz $(BUILD)-fuzz.*.log

@@ -11,6 +11,7 @@ packages=(
   libhdf5-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev
   "$@"
 )
 

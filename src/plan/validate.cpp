@@ -182,8 +182,15 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
   for (const auto& st : out.stages)
     if (std::find(st.ranks.begin(), st.ranks.end(), plan.sink) != st.ranks.end())
       out.sink_lag = std::max(out.sink_lag, static_cast<int>(st.ranks.size()));
+  // Replicas that start together finish together: the stage after a replicated one gets a
+  // burst of as many frames as the replicas. The window holds those frames twice over (in the
+  // replicas, and queued after them), beyond what the source runs ahead, or the source would
+  // wait for credits while replicas sit idle.
+  for (std::size_t i = 0; i + 1 < out.stages.size(); ++i)
+    if (out.stages[i].mode == StageMode::replicate) out.burst_frames += static_cast<int>(out.stages[i].ranks.size());
   out.max_in_flight = plan.max_in_flight > 0 ? plan.max_in_flight
-                                             : std::max(2 * stages + 2, plan.ranks + stages + 2) + out.sink_lag;
+                                             : std::max(2 * stages + 2, plan.ranks + stages + 2) + out.sink_lag +
+                                                   2 * out.burst_frames;
   return out;
 }
 

@@ -23,6 +23,8 @@ struct ResolvedPlan {
   // say): it then collects outputs that already arrived instead of blocking its own compute on
   // the frame a peer is still working on.
   int sink_lag = 0;
+  // Frames that arrive downstream of replicated stages in one burst (their members, summed).
+  int burst_frames = 0;
 };
 
 // Throws chorus::Error for unknown layers, ranges that overlap or leave gaps, a world size

@@ -416,10 +416,11 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
 
   // The source runs `lookahead` frames ahead of stage 0, so that a rank that is both source and
   // a busy worker (or a replica) has handed out enough frames before it starts computing. The
-  // credit window leaves room for it: lookahead + stages + 2 + sink lag <= max_in_flight.
+  // credit window leaves room for it: lookahead + stages + 2 + sink lag + 2 x burst frames <=
+  // max_in_flight (see ResolvedPlan).
   // A sink that also computes trails by sink_lag frames (see ResolvedPlan).
   const int lag = x.plan.sink_lag;
-  const int lookahead = std::max(0, window - S - 2 - lag);
+  const int lookahead = std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
   for (long tick = -1 - lookahead; x.ended.size() < roles.size(); ++tick) {
     // Within a tick, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
