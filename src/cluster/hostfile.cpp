@@ -90,9 +90,11 @@ json derive_cluster(const std::vector<HostfileEntry>& hosts, const ClusterRecipe
     for (const auto& [name, _] : classes.items()) names += (names.empty() ? "" : ", ") + name;
     return names;
   };
-  for (const auto& [host, cls] : r.host_class)
+  for (const auto& entry : r.host_class) {
+    const std::string& host = entry.first;
     if (std::none_of(hosts.begin(), hosts.end(), [&](const HostfileEntry& h) { return h.name == host; }))
       fail("cluster: --host-class names host '", host, "', which the hostfile does not list");
+  }
 
   json out;
   out["name"] = r.name;

@@ -181,6 +181,44 @@ std::vector<std::string> H5File::string_list_attribute(const std::string& object
   return read_string_attr(attr.get(), where(object) + " attribute '" + name + "'");
 }
 
+void H5File::read_whole_structure() const {
+  struct Walk {
+    const H5File* file;
+    std::vector<std::string> objects;
+  } walk{this, {}};
+  auto visit = [](hid_t, const char* name, const H5O_info_t*, void* data) -> herr_t {
+    auto* w = static_cast<Walk*>(data);
+    if (w->objects.size() > 100000) return 1;  // far more objects than any model file has
+    w->objects.push_back(std::string("/") + (std::string(name) == "." ? "" : name));
+    return 0;
+  };
+  H5Ovisit2(file_.get(), H5_INDEX_NAME, H5_ITER_NATIVE, visit, &walk, H5O_INFO_BASIC);  // partial is fine
+  for (const auto& object : walk.objects) {
+    H5Handle o(H5Oopen(file_.get(), object.c_str(), H5P_DEFAULT));
+    if (!o.valid()) continue;
+    const int attributes = H5Aget_num_attrs(o.get());
+    for (int a = 0; a < attributes && a < 10000; ++a) {
+      try {
+        H5Handle attr(H5Aopen_by_idx(o.get(), ".", H5_INDEX_NAME, H5_ITER_NATIVE, a, H5P_DEFAULT, H5P_DEFAULT));
+        if (!attr.valid()) continue;
+        H5Handle type(H5Aget_type(attr.get()));
+        if (H5Tget_class(type.get()) == H5T_STRING) read_string_attr(attr.get(), where(object));
+      } catch (const Error&) {
+      }
+    }
+    try {
+      if (is_dataset(object)) dataset_shape(object);
+    } catch (const Error&) {
+    }
+  }
+  // The attributes the importer reads by name, also where the walk could not reach them.
+  for (const char* object : {"/", "/model_weights"})
+    for (const char* name : {"keras_version", "model_config", "layer_names", "backend"}) try {
+        if (has_attribute(object, name)) string_list_attribute(object, name);
+      } catch (const Error&) {
+      }
+}
+
 std::vector<std::int64_t> H5File::dataset_shape(const std::string& dataset) const {
   H5Handle d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
   if (!d.valid()) fail(where(dataset), ": not a dataset");

@@ -57,6 +57,11 @@ class H5File {
   std::vector<float> read_floats_slice(const std::string& dataset, int axis, std::int64_t begin,
                                        std::int64_t end) const;
 
+  // Reads every string attribute and every dataset's shape in the file (what the importer
+  // reads before any weight), going on past problems HDF5 reports. For probing a file in a
+  // child process (hdf5_probe.h), where only hangs and crashes matter.
+  void read_whole_structure() const;
+
   void create_group(const std::string& group);
   void write_string_attribute(const std::string& object, const std::string& name, const std::string& value);
   void write_string_list_attribute(const std::string& object, const std::string& name,

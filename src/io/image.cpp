@@ -19,6 +19,13 @@ namespace chorus::io {
 void load_image(const std::string& path, Shape shape, const ImagePreprocess& prep, float* frame) {
   if (shape.c != 1 && shape.c != 3) fail(path, ": the model wants ", shape.c, " channels; images give 1 or 3");
   int w = 0, h = 0, channels = 0;
+  // The header first: a corrupt (or hostile) file can claim a size that would take minutes and
+  // gigabytes to decode. 36 Mpixel holds an 8K frame (33 Mpixel), far above what a network takes.
+  if (!stbi_info(path.c_str(), &w, &h, &channels)) fail(path, ": cannot decode image (", stbi_failure_reason(), ")");
+  constexpr long long kMostPixels = 36'000'000;
+  if (w <= 0 || h <= 0 || static_cast<long long>(w) * h > kMostPixels)
+    fail(path, ": the image claims to be ", w, " x ", h, " pixels; Chorus reads images of up to ", kMostPixels / 1000000,
+         " Mpixel");
   unsigned char* pixels = stbi_load(path.c_str(), &w, &h, &channels, shape.c);
   if (!pixels) fail(path, ": cannot decode image (", stbi_failure_reason(), ")");
   std::vector<unsigned char> resized(static_cast<std::size_t>(shape.h) * shape.w * shape.c);

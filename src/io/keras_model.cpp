@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "io/hdf5_file.h"
+#include "io/hdf5_probe.h"
 #include "io/keras_layers.h"
 
 namespace chorus::io {
@@ -52,6 +53,8 @@ bool is_architecture_file(const std::string& path) {
 }
 
 json read_keras_config(const std::string& path, const std::string& arch_path, std::string* keras_version) {
+  { H5File opened(path); }  // the plain errors first (missing file, not HDF5) ...
+  probe_hdf5_structure(path);  // ... then a hang or crash of the library in a child, not here
   H5File file(path);
   if (keras_version) {
     *keras_version = "";

@@ -111,6 +111,18 @@ TEST(KerasErrors, TruncatedFileFailsCleanly) {
   EXPECT_THAT(msg, HasSubstr("truncated"));
 }
 
+// Found by fuzzing: a corrupt global-heap reference in a string attribute makes the HDF5
+// library (Debian's 1.10.8) spin for minutes. A child process reads the structure first and
+// is given up on, so the user gets an error instead of a hang.
+TEST(KerasErrors, FileThatHangsTheHdf5LibraryIsReportedNotHung) {
+  const std::string path = test::source_path("tests/fuzz/regressions/keras_h5/hdf5-spins-on-vlen-heap-reference.h5");
+  setenv("CHORUS_HDF5_PROBE_S", "2", 1);
+  const std::string msg = load_error(path);
+  unsetenv("CHORUS_HDF5_PROBE_S");
+  EXPECT_THAT(msg, HasSubstr(path + ": the HDF5 library did not finish reading this file's structure in 2 s; the file "
+                                    "is corrupt"));
+}
+
 TEST(KerasErrors, MissingFileIsNamed) {
   test::TempDir dir;
   const std::string path = dir.path("does_not_exist.h5");

@@ -1,0 +1,53 @@
+#include "io/hdf5_probe.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "core/error.h"
+#include "io/hdf5_file.h"
+
+namespace chorus::io {
+
+void probe_hdf5_structure(const std::string& path, double timeout_s) {
+  if (timeout_s <= 0) {
+    const char* env = std::getenv("CHORUS_HDF5_PROBE_S");
+    timeout_s = env ? std::atof(env) : 30.0;
+    if (timeout_s <= 0) timeout_s = 30.0;
+  }
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return;  // no child to spare: read it directly, as without the probe
+  if (pid == 0) {
+    try {
+      H5File(path).read_whole_structure();
+    } catch (...) {
+    }
+    _exit(0);  // no destructors, no atexit handlers of the parent (MPI, HDF5's own)
+  }
+  const auto start = std::chrono::steady_clock::now();
+  int status = 0;
+  for (int sleep_ms = 1;; sleep_ms = std::min(sleep_ms * 2, 50)) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) return;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fail(path, ": the HDF5 library did not finish reading this file's structure in ", timeout_s,
+           " s; the file is corrupt (a valid model file takes milliseconds)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+  }
+  if (WIFSIGNALED(status))
+    fail(path, ": the HDF5 library crashed reading this file's structure (", strsignal(WTERMSIG(status)),
+         "); the file is corrupt");
+}
+
+}  // namespace chorus::io
