@@ -228,8 +228,8 @@ KerasModelSpec parse_keras_config(const json& config, const std::string& source,
   if (!config.is_object() || !config.contains("class_name") || !config.contains("config"))
     fail(source, ": model config has no class_name/config (not a Keras model config)");
   spec.keras3 = !keras_version.empty() && keras_version[0] == '3';
-  spec.name = config["config"].is_object() ? config["config"].value("name", "model") : "model";
   try {
+    spec.name = config["config"].is_object() ? config["config"].value("name", "model") : "model";
     Flattener flattener(source, spec);
     spec.output_name = flattener.add_model(config, "", "");
   } catch (const json::exception& e) {

@@ -91,9 +91,15 @@ model::Model build_keras_model(const KerasModelSpec& spec, const std::string& so
       if (it == index.end()) fail(source, ": layer '", l.name, "' reads unknown layer '", in, "'");
       inputs.push_back(it->second);
     }
-    KerasLayerContext ctx{source, spec.channels_first, spec.keras3, rank.at(l.inbound.at(0))};
-    index[l.name] = m.add(make_keras_layer(l, ctx), inputs, static_cast<int>(&l - spec.layers.data()));
-    rank[l.name] = keras_output_rank(l, ctx.input_rank);
+    try {
+      KerasLayerContext ctx{source, spec.channels_first, spec.keras3, rank.at(l.inbound.at(0))};
+      index[l.name] = m.add(make_keras_layer(l, ctx), inputs, static_cast<int>(&l - spec.layers.data()));
+      rank[l.name] = keras_output_rank(l, ctx.input_rank);
+    } catch (const json::exception& e) {
+      fail(source, ": layer '", l.name, "' has a malformed config: ", e.what());
+    } catch (const std::out_of_range&) {
+      fail(source, ": layer '", l.name, "' has no input");
+    }
   }
   auto out = index.find(spec.output_name);
   if (out == index.end() || out->second == model::kModelInput) fail(source, ": the model output is its input");

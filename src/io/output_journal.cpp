@@ -61,8 +61,8 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
       std::getline(in, line);
       theirs = json::parse(line);
     } catch (const json::exception&) {
-      fail(journal_, ": the first line is not a chorus journal header");
     }
+    if (!theirs.is_object()) fail(journal_, ": the first line is not a chorus journal header");
     for (const char* key : {"format", "model", "input", "frames", "frame_dims", "output"})
       if (theirs.value(key, json()) != me[key])
         fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(),

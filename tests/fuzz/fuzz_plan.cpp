@@ -31,12 +31,16 @@ const chorus::model::Model& model() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const chorus::model::Model& m = model();
+  nlohmann::json j;
   try {
-    auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data), size));
+    j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data), size));
+  } catch (const nlohmann::json::exception&) {
+    return 0;  // not JSON at all: the reader's own message, before any of ours
+  }
+  try {
     auto plan = chorus::plan::plan_from_json(j, "fuzz.json");
     chorus::plan::validate_plan(plan, m, 0);
   } catch (const chorus::Error&) {
-  } catch (const nlohmann::json::exception&) {
   }
   return 0;
 }
