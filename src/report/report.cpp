@@ -57,6 +57,9 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
   // with less contention (for the network above all) than in the steady state, and finish
   // faster: leave out the last S - 1 while at least 3 frames remain to fit.
   r.cooldown_frames = std::clamp(stages - 1, 0, std::max(0, n - r.warmup_frames - 3));
+  // Likewise the first S - 1 frames of a pipeline finish while later stages and links are still
+  // idle: they count as warm-up too, when frames are left to fit.
+  r.warmup_frames = std::max(r.warmup_frames, std::min(stages - 1, n - r.cooldown_frames - 3));
   const int first = r.warmup_frames, end = n - r.cooldown_frames;
   // Steady state: the slope of completion time against frame count, by least squares over the
   // frames in between. Replicas finish in bursts of `round` frames; fitting every round-th

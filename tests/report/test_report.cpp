@@ -38,6 +38,7 @@ TEST(Report, DrainingFramesOfAPipelineAreLeftOut) {
   report::RunReport r;
   report::summarise_frames(r, start, finish, 1, 5);
   EXPECT_EQ(r.cooldown_frames, 4);
+  EXPECT_EQ(r.warmup_frames, 4);  // the first S - 1 fill the pipeline
   EXPECT_NEAR(r.throughput_fps, 1 / 2.2, 1e-9);
   report::RunReport short_run;  // too few frames to leave any out: all are fitted
   report::summarise_frames(short_run, std::vector<double>(4, 0.0), {1, 2, 3, 4}, 1, 5);
