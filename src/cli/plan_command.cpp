@@ -69,6 +69,11 @@ void add_plan_command(CLI::App& app) {
       }
     }
     if (c)
+      for (const auto& st : p.prediction["stages"])
+        if (!st.value("fits", true))
+          std::cout << "warning: stage " << st["stage"].get<int>() << " needs about " << st["memory_mb"].get<double>()
+                    << " MB per device, more than its devices have: chorus run will refuse this plan\n";
+    if (c)
       std::cout << "predicted " << p.prediction["throughput_fps"].get<double>() << " frames/s, latency "
                 << p.prediction["latency_ms"].get<double>() << " ms, bottleneck "
                 << p.prediction["bottleneck"].get<std::string>() << "\n";

@@ -35,6 +35,8 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--threads", o->threads, "BLAS/OpenMP threads per rank (default 1)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,
                   "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)");
+  cmd->add_option("--cluster", o->cluster,
+                  "Cluster file of the devices: a plan that needs more memory than one declares is refused");
   cmd->add_option("--emulate", o->emulate,
                   "Cluster file: each rank computes like its device and messages follow the network model");
   cmd->add_flag("--quiet", o->quiet, "Do not print the plan table");

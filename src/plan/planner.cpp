@@ -325,6 +325,30 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
           {"stages", stages}};
 }
 
+void check_plan_fits(const model::Model& m, const cluster::Cluster& c, const std::string& key, const Plan& plan) {
+  ResolvedPlan r = validate_plan(plan, m, 0);
+  if (c.ranks() < plan.ranks) fail("plan: ", plan.ranks, " ranks, but the cluster has ", c.ranks(), " device slot(s)");
+  std::vector<double> need(plan.ranks, 0.0);
+  std::vector<std::string> held(plan.ranks);
+  for (std::size_t i = 0; i < r.stages.size(); ++i) {
+    const auto& s = r.stages[i];
+    const StageCost cost =
+        stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode, plan.source);
+    for (int rank : s.ranks) {
+      need[rank] += cost.memory_bytes;
+      held[rank] += cat(held[rank].empty() ? "" : ", ", "stage ", i, " (", m.node(s.first).name(), "..",
+                        m.node(s.last).name(), ")");
+    }
+  }
+  for (int rank = 0; rank < plan.ranks; ++rank) {
+    const auto& device = c.device_of(rank);
+    if (need[rank] > device.memory_bytes)
+      fail("plan: rank ", rank, " (a ", device.name, " with ", device.memory_bytes / 1e6, " MB for Chorus) would hold ",
+           held[rank], ", needing about ", need[rank] / 1e6, " MB of weights and activations; refusing to start. ",
+           "Spread those layers over more devices (chorus plan --cluster finds a plan that fits)");
+  }
+}
+
 Prediction predict(const model::Model& m, const cluster::Cluster& c, const std::string& key, const Plan& plan) {
   const nlohmann::json j = prediction_json(m, c, key, plan);
   return {j["period_s"].get<double>(), j["latency_ms"].get<double>() / 1e3};

@@ -50,6 +50,11 @@ Plan make_planned_plan(const model::Model& model, const cluster::Cluster& cluste
 nlohmann::json prediction_json(const model::Model& model, const cluster::Cluster& cluster,
                                const std::string& model_key, const Plan& plan);
 
+// Throws chorus::Error, with the numbers, when some rank's stages need more memory (weights of
+// its part and activations, as the cost model counts them) than its device declares.
+void check_plan_fits(const model::Model& model, const cluster::Cluster& cluster, const std::string& model_key,
+                     const Plan& plan);
+
 // The predicted period (seconds per frame) and latency of a plan under the same cost model.
 struct Prediction {
   double period_s = 0, latency_s = 0;

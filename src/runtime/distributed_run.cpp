@@ -14,6 +14,7 @@
 #include "io/keras_model.h"
 #include "io/output_journal.h"
 #include "partition/live_values.h"
+#include "plan/planner.h"
 #include "plan/strategies.h"
 #include "runtime/emulation.h"
 #include "runtime/failure_notice.h"
@@ -129,6 +130,11 @@ int run_distributed(Transport& real, const RunOptions& o) {
                        : plan::make_strategy_plan(o.strategy.empty() ? "pipeline" : o.strategy, m, t.size());
     if (p.model.empty()) p.model = o.model;
     setup.plan = plan::validate_plan(p, m, t.size());
+    // Refuse a plan that would not fit the devices' declared memory, before any weight loads.
+    if (!o.emulate.empty() || !o.cluster.empty()) {
+      const cluster::Cluster devices = o.emulate.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
+      plan::check_plan_fits(m, devices, cluster::model_key(o.model), p);
+    }
     if (setup.plan.max_in_flight < static_cast<int>(setup.plan.stages.size()) + 2)
       fail("plan: max_in_flight ", setup.plan.max_in_flight, " is below stages + 2 = ", setup.plan.stages.size() + 2,
            " (the pipeline could not keep every stage busy, and could stall)");

@@ -24,6 +24,7 @@ struct RunOptions {
   double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job
   bool quiet = false;         // no plan table (tests)
   std::string emulate;        // cluster file: behave like its devices and network
+  std::string cluster;        // cluster file: check the plan fits its devices' memory (implied by emulate)
 };
 
 // Returns the process exit code. Set-up errors are agreed on by all ranks and printed once;

@@ -1212,3 +1212,19 @@ TEST(Planner, RefusesAModelThatCannotFit) {
     EXPECT_THAT(std::string(e.what()), HasSubstr("MB each"));
   }
 }
+
+TEST(Planner, APlanThatDoesNotFitTheDevicesIsRefusedWithTheNumbers) {
+  model::Model m = structure_of(kChainConfig);
+  cluster::Cluster c = small_cluster(2, true, 100);
+  Plan whole = make_plan(2, {stage(m.node(0).name(), m.node(static_cast<int>(m.nodes().size()) - 1).name(),
+                                   StageMode::replicate, {0, 1})});
+  EXPECT_NO_THROW(plan::check_plan_fits(m, c, "test", whole));
+  for (auto& [name, d] : c.classes) d.memory_bytes = 1000;  // 1 kB devices
+  try {
+    plan::check_plan_fits(m, c, "test", whole);
+    FAIL() << "a plan that cannot fit was accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(std::string(e.what()), HasSubstr("plan: rank 0 (a dev with 0.001 MB for Chorus) would hold stage 0 ("));
+    EXPECT_THAT(std::string(e.what()), HasSubstr("MB of weights and activations; refusing to start"));
+  }
+}
