@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 
+#include "io/npy.h"
 #include "reference/test_util.h"
 
 namespace chorus {
@@ -124,6 +125,25 @@ TEST_F(Failures, ResumeAfterAKilledRankGivesTheUninterruptedOutputByteForByte) {
     std::ifstream journal(resumed + ".journal");
     EXPECT_FALSE(journal.good()) << "the journal outlived a finished run";
   }
+}
+
+TEST_F(Failures, ResumeFromAnArrayInputGivesTheUninterruptedOutput) {
+  test::TempDir dir;
+  const std::string input = dir.path("frames.npy");
+  const int frames = 4000;
+  std::vector<float> values(static_cast<std::size_t>(frames) * 28 * 28);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f;
+  io::write_npy(input, {frames, 28, 28, 1}, values.data());
+  const std::string whole = dir.path("whole.npy"), resumed = dir.path("resumed.npy");
+  auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet --input " + input +
+                               " --output " + whole);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto killed = with_fault("kill", 1, resumed + ".journal", 900,
+                           job(2, "--input " + input + " --strategy pipeline --output " + resumed));
+  ASSERT_NE(job_exit(killed), 0) << killed.output;
+  auto again = test::run_command(job(2, "--input " + input + " --strategy pipeline --output " + resumed + " --resume"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(read_file(resumed), read_file(whole));
 }
 
 TEST_F(Failures, ResumingAnotherRunIsRefused) {
