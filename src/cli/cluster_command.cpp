@@ -86,8 +86,8 @@ void add_cluster_command(CLI::App& app) {
       out << j.dump(2) << "\n";
     }
     const cluster::Cluster c = cluster::read_cluster(o->output);  // what the planner will read
-    std::cout << "wrote " << o->output << ": " << c.ranks() << " device slot(s) on " << c.hosts.size()
-              << " host(s), " << j["network"]["bandwidth_mbps"].get<double>() << " Mbit/s "
+    std::cout << "wrote " << o->output << ": " << c.ranks() << " device slot(s) on " << c.hosts.size() << " host(s), "
+              << j["network"]["bandwidth_mbps"].get<double>() << " Mbit/s "
               << (c.network.shared ? "shared" : "switched") << " network\n";
   });
 }

@@ -52,7 +52,8 @@ std::vector<HostfileEntry> parse_hostfile(std::istream& in, const std::string& s
     int slots = 1, max_slots = 0;
     while (words >> word) {
       const auto eq = word.find('=');
-      if (eq == std::string::npos) fail(where, ": expected slots=N or max_slots=N after the host name, found '", word, "'");
+      if (eq == std::string::npos)
+        fail(where, ": expected slots=N or max_slots=N after the host name, found '", word, "'");
       const std::string key = word.substr(0, eq), value = word.substr(eq + 1);
       if (key == "slots" || key == "slot" || key == "count" || key == "cpu")
         slots = parse_count(value, cat(where, ": ", key));
@@ -121,7 +122,8 @@ json derive_cluster(const std::vector<HostfileEntry>& hosts, const ClusterRecipe
     if (cls.empty())
       fail("cluster: host '", h.name, "' (line ", h.line, ") has no device class: give --class for every host or ",
            "--host-class ", h.name, "=CLASS (known: ", known(), ")");
-    if (!classes.contains(cls)) fail(lib, ": no device class '", cls, "' for host '", h.name, "' (known: ", known(), ")");
+    if (!classes.contains(cls))
+      fail(lib, ": no device class '", cls, "' for host '", h.name, "' (known: ", known(), ")");
     if (!out["device_classes"].contains(cls)) {
       json d = classes[cls];
       if (d.contains("profile") && d["profile"].is_string()) {
@@ -130,8 +132,7 @@ json derive_cluster(const std::vector<HostfileEntry>& hosts, const ClusterRecipe
         p = p.lexically_normal();
         // Relative when both files live in one tree (a repository moved as a whole keeps working).
         const fs::path relative = p.lexically_relative(output_dir);
-        const bool same_tree = !r.output_path.empty() && !relative.empty() &&
-                               *p.begin() == *output_dir.begin() &&
+        const bool same_tree = !r.output_path.empty() && !relative.empty() && *p.begin() == *output_dir.begin() &&
                                std::next(p.begin()) != p.end() && std::next(output_dir.begin()) != output_dir.end() &&
                                *std::next(p.begin()) == *std::next(output_dir.begin());
         d["profile"] = same_tree ? relative.string() : p.string();

@@ -24,13 +24,13 @@ std::vector<HostfileEntry> parse_hostfile(std::istream& in, const std::string& s
 // What to add to a hostfile to make a cluster file.
 struct ClusterRecipe {
   std::string name;
-  std::string default_class;                       // every host not listed below
-  std::map<std::string, std::string> host_class;   // host -> class
-  nlohmann::json library;                          // {"device_classes": {...}, "networks": {...}}
-  std::string library_path;                        // profile paths in it are relative to it
-  std::string network;                             // a name in library["networks"]...
-  nlohmann::json network_override;                 // ...or these keys (bandwidth_mbps, latency_ms, shared)
-  std::string output_path;                         // profile paths are written relative to it
+  std::string default_class;                      // every host not listed below
+  std::map<std::string, std::string> host_class;  // host -> class
+  nlohmann::json library;                         // {"device_classes": {...}, "networks": {...}}
+  std::string library_path;                       // profile paths in it are relative to it
+  std::string network;                            // a name in library["networks"]...
+  nlohmann::json network_override;                // ...or these keys (bandwidth_mbps, latency_ms, shared)
+  std::string output_path;                        // profile paths are written relative to it
 };
 
 // The cluster file (JSON, docs/emulation.md) for these hosts: the classes they use, copied

@@ -65,8 +65,8 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     if (!theirs.is_object()) fail(journal_, ": the first line is not a chorus journal header");
     for (const char* key : {"format", "model", "input", "frames", "frame_dims", "output"})
       if (theirs.value(key, json()) != me[key])
-        fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(),
-             ", now ", me[key].dump(), "); run without --resume to start over");
+        fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(), ", now ",
+             me[key].dump(), "); run without --resume to start over");
     // Frames are journalled in order after their data is flushed: count the whole lines that
     // continue the sequence (a kill can leave the last line half written).
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

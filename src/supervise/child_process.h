@@ -8,8 +8,8 @@
 namespace chorus::supervise {
 
 struct ChildResult {
-  int exit_code = 0;      // 128 + signal when it was killed
-  std::string output;     // stdout and stderr together, the last 1 MB
+  int exit_code = 0;   // 128 + signal when it was killed
+  std::string output;  // stdout and stderr together, the last 1 MB
 };
 
 ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick);

@@ -148,7 +148,8 @@ int supervise(const SuperviseOptions& o) {
         resumed = true;
         lost.push_back(journal.last_growth() - failed_at);
         std::cout << "chorus supervise: frames flow again " << lost.back() << " s after the last one before the "
-                  << "failure\n" << std::flush;
+                  << "failure\n"
+                  << std::flush;
       }
     });
     journal.poll();
@@ -161,8 +162,10 @@ int supervise(const SuperviseOptions& o) {
     failed_at = journal.last_growth();
     const auto rank = failed_rank(r.output);
     if (!rank) {
-      std::fprintf(stderr, "chorus supervise: the job failed (exit %d) and no rank was named: not a device "
-                           "failure, stopping\n", r.exit_code);
+      std::fprintf(stderr,
+                   "chorus supervise: the job failed (exit %d) and no rank was named: not a device "
+                   "failure, stopping\n",
+                   r.exit_code);
       return r.exit_code;
     }
     if (attempt + 1 > o.max_failures) {
@@ -171,7 +174,8 @@ int supervise(const SuperviseOptions& o) {
     }
     const std::string host = remove_device(cluster, *rank, !o.emulate);
     std::cout << "chorus supervise: rank " << *rank << " on " << host << " failed; " << cluster.ranks()
-              << " device(s) left, re-planning\n" << std::flush;
+              << " device(s) left, re-planning\n"
+              << std::flush;
     if (cluster.hosts.empty()) {
       std::fprintf(stderr, "chorus supervise: no devices left\n");
       return 1;

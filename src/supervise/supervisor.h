@@ -8,13 +8,13 @@
 namespace chorus::supervise {
 
 struct SuperviseOptions {
-  std::string cluster_path;            // the devices (a cluster file, e.g. from `chorus cluster`)
-  std::string hostfile;                // real runs: the hosts mpirun starts ranks on, same order
-  bool emulate = false;                // else: ranks on this machine under --emulate
-  std::vector<std::string> run_args;   // "run MODEL ... --output FILE ...", as for chorus
-  std::string chorus;                  // this program
+  std::string cluster_path;           // the devices (a cluster file, e.g. from `chorus cluster`)
+  std::string hostfile;               // real runs: the hosts mpirun starts ranks on, same order
+  bool emulate = false;               // else: ranks on this machine under --emulate
+  std::vector<std::string> run_args;  // "run MODEL ... --output FILE ...", as for chorus
+  std::string chorus;                 // this program
   std::vector<std::string> mpirun = {"mpirun"};
-  std::string work_dir;                // plans, cluster and host files of each attempt
+  std::string work_dir;  // plans, cluster and host files of each attempt
   int max_failures = 8;
 };
 

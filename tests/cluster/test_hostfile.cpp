@@ -140,9 +140,10 @@ TEST(DeriveCluster, MistakesAreNamed) {
   auto hosts = parse("pi1\npi2\n");
   auto no_default = recipe("");
   no_default.default_class = "";
-  EXPECT_THAT(derive_error(hosts, no_default),
-              HasSubstr("host 'pi1' (line 1) has no device class: give --class for every host or --host-class pi1=CLASS "
-                        "(known: laptop, pi3)"));
+  EXPECT_THAT(
+      derive_error(hosts, no_default),
+      HasSubstr("host 'pi1' (line 1) has no device class: give --class for every host or --host-class pi1=CLASS "
+                "(known: laptop, pi3)"));
   auto unknown = recipe("");
   unknown.default_class = "pi5";
   EXPECT_THAT(derive_error(hosts, unknown), HasSubstr("no device class 'pi5' for host 'pi1' (known: laptop, pi3)"));

@@ -1,4 +1,7 @@
 // Output journals, as --resume reads them after a crash.
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -6,10 +9,6 @@
 #include "fuzz_targets.h"
 #include "io/npy.h"
 #include "io/output_journal.h"
-
-#include <unistd.h>
-
-#include <cstdlib>
 
 // The journal names its output, so the fuzzed journal lives at one path per process; the seed
 // corpus uses /tmp/chorus-fuzz-journal.npy (a run under another $TMPDIR or pid only loses the

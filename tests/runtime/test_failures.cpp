@@ -18,7 +18,7 @@ namespace {
 
 using testing::HasSubstr;
 
-constexpr int kFrames = 20000;        // LeNet-5 runs a few thousand frames a second here
+constexpr int kFrames = 20000;  // LeNet-5 runs a few thousand frames a second here
 constexpr int kResumeFrames = 6000;
 
 std::string read_file(const std::string& path) {
@@ -87,8 +87,10 @@ TEST_F(Failures, StalledRankEndsTheJobAfterTheStallTimeoutNamingIt) {
   test::TempDir dir;
   const std::string out = dir.path("out.npy");
   auto r = with_fault("stop", 1, out + ".journal", 2000,
-                      job(3, "--synthetic " + std::to_string(kFrames) + " --strategy pipeline --stall-timeout 2 "
-                             "--output " + out));
+                      job(3, "--synthetic " + std::to_string(kFrames) +
+                                 " --strategy pipeline --stall-timeout 2 "
+                                 "--output " +
+                                 out));
   ASSERT_THAT(r.output, testing::Not(HasSubstr("fault-hung"))) << r.output;
   EXPECT_NE(job_exit(r), 0) << r.output;
   EXPECT_LT(seconds_after_fault(r), 2.0 + 10.0) << r.output;
@@ -110,15 +112,15 @@ TEST_F(Failures, ResumeAfterAKilledRankGivesTheUninterruptedOutputByteForByte) {
     test::TempDir dir;
     const std::string whole = dir.path("whole.npy"), resumed = dir.path("resumed.npy");
     const std::string frames = " --synthetic " + std::to_string(kResumeFrames) + " --seed 7";
-    auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " +
-                                 whole);
+    auto one =
+        test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
     ASSERT_EQ(one.exit_code, 0) << one.output;
     const int kill_after = std::uniform_int_distribution<int>(200, kResumeFrames / 3)(random);
     auto killed = with_fault("kill", c.victim, resumed + ".journal", kill_after,
                              job(c.ranks, frames + " --strategy " + c.strategy + " --output " + resumed));
     ASSERT_NE(job_exit(killed), 0) << killed.output;
-    auto again = test::run_command(job(c.ranks, frames + " --strategy " + c.strategy + " --output " + resumed +
-                                              " --resume"));
+    auto again =
+        test::run_command(job(c.ranks, frames + " --strategy " + c.strategy + " --output " + resumed + " --resume"));
     ASSERT_EQ(again.exit_code, 0) << again.output;
     EXPECT_THAT(again.output, HasSubstr("resuming " + resumed + ": "));
     EXPECT_EQ(read_file(resumed), read_file(whole)) << "resumed output differs from the uninterrupted one";
@@ -152,12 +154,14 @@ TEST_F(Failures, ResumingAnotherRunIsRefused) {
   auto killed = with_fault("kill", 1, out + ".journal", 500,
                            job(2, "--synthetic " + std::to_string(kFrames) + " --strategy pipeline --output " + out));
   ASSERT_NE(job_exit(killed), 0) << killed.output;
-  auto other = test::run_command(job(2, "--synthetic " + std::to_string(kFrames) + " --seed 99 --strategy pipeline "
-                                        "--output " + out + " --resume"));
+  auto other = test::run_command(job(2, "--synthetic " + std::to_string(kFrames) +
+                                            " --seed 99 --strategy pipeline "
+                                            "--output " +
+                                            out + " --resume"));
   EXPECT_NE(other.exit_code, 0);
   EXPECT_THAT(other.output, HasSubstr(out + ".journal: this journal is for another run (input was"));
-  auto done = test::run_command(job(2, "--synthetic 10 --strategy pipeline --output " + dir.path("none.npy") +
-                                       " --resume"));
+  auto done =
+      test::run_command(job(2, "--synthetic 10 --strategy pipeline --output " + dir.path("none.npy") + " --resume"));
   EXPECT_NE(done.exit_code, 0);
   EXPECT_THAT(done.output, HasSubstr("none.npy.journal: no journal, so nothing to resume"));
 }
@@ -172,8 +176,8 @@ TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
     "hosts": [{"name": "localhost", "class": "dev", "slots": 4}]})";
   const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
   const std::string frames = " --synthetic 3000 --seed 5";
-  auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " +
-                               whole);
+  auto one =
+      test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
   ASSERT_EQ(one.exit_code, 0) << one.output;
   auto r = with_fault("kill", 2, out + ".journal", 800,
                       "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
