@@ -8,11 +8,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data), size));
-  } catch (const nlohmann::json::exception&) {
-    return 0;  // not JSON at all: the reader's own message, before any of ours
-  }
+  if (!chorus::fuzz::parse_json(data, size, j)) return 0;
   try {
     auto c = chorus::cluster::cluster_from_json(j, "fuzz.json", "/nonexistent");
     for (int r = 0; r < c.ranks(); ++r) c.device_of(r);

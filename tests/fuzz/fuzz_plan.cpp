@@ -32,11 +32,7 @@ const chorus::model::Model& model() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const chorus::model::Model& m = model();
   nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data), size));
-  } catch (const nlohmann::json::exception&) {
-    return 0;  // not JSON at all: the reader's own message, before any of ours
-  }
+  if (!chorus::fuzz::parse_json(data, size, j)) return 0;
   try {
     auto plan = chorus::plan::plan_from_json(j, "fuzz.json");
     chorus::plan::validate_plan(plan, m, 0);

@@ -5,6 +5,7 @@
 // crashed. A target must return normally for any input: chorus::Error is the expected way out.
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace chorus::fuzz {
@@ -20,5 +21,9 @@ class TempInput {
  private:
   std::string path_;
 };
+
+// Parses the input as JSON; false when it is not JSON at all (the reader's own message, which
+// comes before any of Chorus' parsers).
+bool parse_json(const std::uint8_t* data, std::size_t size, nlohmann::json& out);
 
 }  // namespace chorus::fuzz

@@ -25,4 +25,13 @@ TempInput::TempInput(const std::uint8_t* data, std::size_t size, const std::stri
 
 TempInput::~TempInput() { std::remove(path_.c_str()); }
 
+bool parse_json(const std::uint8_t* data, std::size_t size, nlohmann::json& out) {
+  try {
+    out = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(data), size));
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
 }  // namespace chorus::fuzz
