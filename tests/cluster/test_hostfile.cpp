@@ -22,12 +22,7 @@ std::vector<cluster::HostfileEntry> parse(const std::string& text) {
 }
 
 std::string parse_error(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  return test::error_of([&] { parse(text); });
 }
 
 TEST(Hostfile, ReadsHostsSlotsAndComments) {
@@ -98,12 +93,7 @@ cluster::ClusterRecipe recipe(const std::string& out) {
 }
 
 std::string derive_error(const std::vector<cluster::HostfileEntry>& hosts, const cluster::ClusterRecipe& r) {
-  try {
-    cluster::derive_cluster(hosts, r);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  return test::error_of([&] { cluster::derive_cluster(hosts, r); });
 }
 
 TEST(DeriveCluster, WritesAClusterThePlannerReadsWithHostsInHostfileOrder) {

@@ -24,14 +24,7 @@ std::vector<float> frame_values(int i) {
   return v;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 TEST(OutputJournal, FreshRunWritesEveryFrameThenRemovesTheJournal) {
   test::TempDir dir;

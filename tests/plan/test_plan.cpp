@@ -110,15 +110,7 @@ model::Model structure_of(const std::string& config_json) {
   return m;
 }
 
-// The message of the chorus::Error `f` throws, or a marker that fails every HasSubstr.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no chorus::Error thrown>";
-}
+using test::error_of;
 
 Stage stage(const std::string& first, const std::string& last, StageMode mode, std::vector<int> ranks,
             std::vector<double> fractions = {}) {

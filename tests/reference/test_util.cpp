@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "core/random.h"
 #include "io/keras_model.h"
 #include "io/keras_writer.h"
@@ -71,6 +72,15 @@ CommandResult run_command(const std::string& command) {
 void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights) {
   layer.build(inputs);
   layer.set_weights(std::move(weights));
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no chorus::Error thrown>";
 }
 
 }  // namespace chorus::test

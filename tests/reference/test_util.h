@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,9 @@ struct CommandResult {
 CommandResult run_command(const std::string& command);
 // Runs the chorus binary with these arguments (a shell command line fragment).
 CommandResult run_chorus(const std::string& args);
+
+// The message of the chorus::Error `f` throws, or a marker that fails every HasSubstr.
+std::string error_of(const std::function<void()>& f);
 
 // Builds a layer against input shapes and gives it weights.
 void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights = {});
