@@ -28,6 +28,19 @@ std::string default_library() {
   return "profiles/device-classes.json";
 }
 
+// Replaces each class's profile path with the profile itself: the file then travels alone to
+// hosts and containers where the path would not exist. Relative paths are read from the cluster
+// file's folder, as cluster::read_cluster reads them.
+void embed_profiles(nlohmann::json& cluster_json, const std::string& output) {
+  const auto folder = std::filesystem::path(output).parent_path();
+  for (auto& [name, device_class] : cluster_json.at("device_classes").items()) {
+    if (!device_class.contains("profile") || !device_class["profile"].is_string()) continue;
+    const std::filesystem::path p = device_class["profile"].get<std::string>();
+    const auto path = (p.is_absolute() ? p : folder / p).string();
+    device_class["profile"] = cluster::profile_to_json(cluster::read_profile(path));
+  }
+}
+
 }  // namespace
 
 void add_cluster_command(CLI::App& app) {
@@ -35,7 +48,7 @@ void add_cluster_command(CLI::App& app) {
     std::string hostfile, default_class, library, network = "wifi", output, name;
     std::vector<std::string> host_classes;
     double bandwidth_mbps = 0, latency_ms = -1;
-    bool switched = false;
+    bool switched = false, embed_profiles = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("cluster", "Write a cluster file from an Open MPI hostfile and device classes");
@@ -49,6 +62,8 @@ void add_cluster_command(CLI::App& app) {
   cmd->add_flag("--switched", o->switched, "With --bandwidth-mbps: transfers overlap (default: one shared medium)");
   cmd->add_option("--name", o->name, "Cluster name (default: the hostfile's name)");
   cmd->add_option("-o,--output", o->output, "Cluster file to write (default: print it)");
+  cmd->add_flag("--embed-profiles", o->embed_profiles,
+                "Copy each device profile into the cluster file, so that it can be shipped alone (deploy, Kubernetes)");
   cmd->callback([o] {
     cluster::ClusterRecipe r;
     r.name = o->name.empty() ? std::filesystem::path(o->hostfile).filename().string() : o->name;
@@ -75,7 +90,8 @@ void add_cluster_command(CLI::App& app) {
     else if (o->latency_ms >= 0 || o->switched)
       fail("cluster: --latency-ms and --switched go with --bandwidth-mbps");
     r.output_path = o->output;
-    const nlohmann::json j = cluster::derive_cluster(cluster::read_hostfile(o->hostfile), r);
+    nlohmann::json j = cluster::derive_cluster(cluster::read_hostfile(o->hostfile), r);
+    if (o->embed_profiles) embed_profiles(j, o->output);
     if (o->output.empty()) {
       std::cout << j.dump(2) << "\n";
       return;

@@ -63,6 +63,8 @@ Cluster read_cluster(const std::string& path);
 Cluster cluster_from_json(const nlohmann::json& j, const std::string& source, const std::string& folder);
 DeviceProfile read_profile(const std::string& path);
 void write_profile(const DeviceProfile& profile, const std::string& path);
+// A profile as JSON, the form a cluster file holds inline or a profile file holds.
+nlohmann::json profile_to_json(const DeviceProfile& profile);
 // A cluster as a self-contained cluster file (profiles inline), e.g. after losing a device.
 nlohmann::json cluster_to_json(const Cluster& cluster);
 
