@@ -100,8 +100,13 @@ fi
 start=$SECONDS
 in_chroot mpirun --oversubscribe -np 2 --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
   /chorus/chorus run /data/lenet5.h5 --synthetic 4 --seed 7 --strategy pipeline --quiet \
-  --output /data/lenet5.mpi.npy >/dev/null
+  --output /data/lenet5.mpi.npy --report /data/lenet5.mpi.json >/dev/null
 echo "   LeNet-5 as a 2-rank pipeline under qemu: $((SECONDS - start)) s"
+ranks=$(/usr/bin/python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['ranks']))" "$data/lenet5.mpi.json")
+if [ "$ranks" != 2 ]; then
+  echo "test_qemu: the pipeline's report names $ranks ranks, expected 2" >&2
+  failures=$((failures + 1))
+fi
 check "LeNet-5, 2-rank pipeline" "$data/lenet5.mpi.npy" "$data/lenet5.host.npy"
 
 if [ "$failures" -ne 0 ]; then

@@ -50,4 +50,6 @@ string(APPEND CMAKE_SHARED_LINKER_FLAGS_INIT
 # Tuning: a portable default per architecture, CHORUS_CPU_FLAGS to override (Makefile.pi PI=).
 set(CHORUS_CPU_FLAGS "${CHORUS_DEFAULT_CPU_FLAGS}" CACHE STRING "CPU flags for the target board")
 string(APPEND CMAKE_C_FLAGS_INIT " ${CHORUS_CPU_FLAGS}")
-string(APPEND CMAKE_CXX_FLAGS_INIT " ${CHORUS_CPU_FLAGS}")
+# -Wno-psabi: GCC notes on every ARM build that a struct-passing ABI changed in GCC 7/9/10,
+# which only matters when linking with objects built by those old compilers.
+string(APPEND CMAKE_CXX_FLAGS_INIT " ${CHORUS_CPU_FLAGS} -Wno-psabi")
