@@ -12,6 +12,9 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  python3-yaml python3-jsonschema python3-numpy
+  libonnx-dev libprotobuf-dev
+  python3-torch python3-torchvision python3-onnx
   "$@"
 )
 

@@ -1,6 +1,7 @@
 #include "cli/load_model.h"
 
 #include "io/keras_model.h"
+#include "io/model_file.h"
 #include "model/optimize.h"
 
 namespace chorus::cli {
@@ -13,18 +14,18 @@ LoadedModel load_model(const std::string& path, const std::string& arch_path, bo
     if (optimize) model::optimize(m);
     return LoadedModel{std::move(m), false};
   }
-  io::KerasLoadOptions options;
+  io::ModelLoadOptions options;
   options.arch_path = arch_path;
   options.optimize = optimize;
   options.load_weights = load_weights;
-  return LoadedModel{io::load_keras_model(path, options), load_weights};
+  return LoadedModel{io::load_model_file(path, options), load_weights};
 }
 
 model::Model load_model_with_weights(const std::string& path, const std::string& arch_path) {
-  // The importer refuses architecture files with a message saying how to get weights.
-  io::KerasLoadOptions options;
+  // The Keras importer refuses architecture files with a message saying how to get weights.
+  io::ModelLoadOptions options;
   options.arch_path = arch_path;
-  return io::load_keras_model(path, options);
+  return io::load_model_file(path, options);
 }
 
 }  // namespace chorus::cli

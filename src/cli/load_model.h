@@ -1,6 +1,7 @@
 #pragma once
 // Opens whatever the user names as MODEL: a Keras .h5 (full model, or weights-only with
-// --arch), or an architecture file alone (.json/.yaml: shapes and costs, no weights).
+// --arch), an ONNX .onnx file, or a Keras architecture file alone (.json/.yaml: shapes and
+// costs, no weights).
 #include <string>
 
 #include "model/model.h"

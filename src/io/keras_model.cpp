@@ -172,27 +172,6 @@ std::vector<float> KerasWeightReader::read(int source, const layers::WeightSpec&
   return impl_->file.read_floats_slice(path, slice.axis, slice.begin, slice.end);
 }
 
-layers::WeightMap KerasWeightReader::read_all(int source, const std::vector<layers::WeightSpec>& wanted) {
-  layers::WeightMap out;
-  for (const auto& w : wanted) out[w.name] = read(source, w);
-  return out;
-}
-
-void KerasWeightReader::load_node(model::Node& node) {
-  auto set = [&](layers::Layer& layer, int source) {
-    auto wanted = layer.weight_specs();
-    if (wanted.empty()) return;
-    try {
-      layer.set_weights(read_all(source, wanted));
-    } catch (const Error& e) {
-      fail(path(), ": ", e.what());
-    }
-  };
-  set(*node.layer, node.source);
-  for (auto& f : node.folded) set(*f.layer, f.source);
-  model::apply_folds(node);
-}
-
 KerasModelStructure load_keras_structure(const std::string& path, const std::string& arch_path, bool optimize) {
   if (is_architecture_file(path))
     fail(path, ": this is an architecture file without weights; make weights with `chorus init-weights ", path,

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "io/keras_config.h"
+#include "io/weight_reader.h"
 #include "model/model.h"
 #include "model/optimize.h"
 
@@ -28,24 +29,15 @@ struct KerasModelStructure {
 };
 KerasModelStructure load_keras_structure(const std::string& path, const std::string& arch_path, bool optimize);
 
-// Part of a weight to read: indices [begin, end) along axis; axis -1 reads it whole.
-struct WeightSlice {
-  int axis = -1;
-  std::int64_t begin = 0, end = 0;
-};
-
-// Finds a layer's weights in a Keras HDF5 file by name and reads them, whole or in slices.
-class KerasWeightReader {
+// Finds a layer's weights in a Keras HDF5 file by name and reads them, whole or in slices
+// (hyperslabs: only the part asked for is read). `spec` must outlive the reader.
+class KerasWeightReader : public WeightReader {
  public:
   KerasWeightReader(const std::string& path, const KerasModelSpec& spec);
-  ~KerasWeightReader();
+  ~KerasWeightReader() override;
   // Reads weight `wanted` (Keras name and full shape) of layer spec.layers[source].
-  std::vector<float> read(int source, const layers::WeightSpec& wanted, WeightSlice slice = {});
-  // Reads all weights of a layer whole.
-  layers::WeightMap read_all(int source, const std::vector<layers::WeightSpec>& wanted);
-  // Loads a node whole: its weights, its folded batch norms' weights, then the folds.
-  void load_node(model::Node& node);
-  const std::string& path() const;
+  std::vector<float> read(int source, const layers::WeightSpec& wanted, WeightSlice slice = {}) override;
+  const std::string& path() const override;
 
  private:
   struct Impl;

@@ -37,7 +37,9 @@ float Activation::apply_one(float x) const {
     case ActivationKind::elu: return x > 0 ? x : alpha * (std::exp(x) - 1.0f);
     case ActivationKind::selu: return kSeluScale * (x > 0 ? x : kSeluAlpha * (std::exp(x) - 1.0f));
     case ActivationKind::sigmoid: return sigmoid(x);
-    case ActivationKind::hard_sigmoid: return std::min(1.0f, std::max(0.0f, alpha * x + 0.5f));
+    case ActivationKind::hard_sigmoid: return std::min(1.0f, std::max(0.0f, alpha * x + beta));
+    case ActivationKind::hard_swish: return x * std::min(1.0f, std::max(0.0f, x * (1.0f / 6.0f) + 0.5f));
+    case ActivationKind::clip: return std::min(max_value, std::max(min_value, x));
     case ActivationKind::tanh: return std::tanh(x);
     case ActivationKind::swish: return x * sigmoid(x);
     case ActivationKind::gelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118f));
@@ -78,7 +80,10 @@ std::string Activation::str() const {
     case ActivationKind::elu: return cat("elu(", alpha, ")");
     case ActivationKind::selu: return "selu";
     case ActivationKind::sigmoid: return "sigmoid";
-    case ActivationKind::hard_sigmoid: return cat("hard_sigmoid(", alpha, ")");
+    case ActivationKind::hard_sigmoid:
+      return beta == 0.5f ? cat("hard_sigmoid(", alpha, ")") : cat("hard_sigmoid(", alpha, ", ", beta, ")");
+    case ActivationKind::hard_swish: return "hard_swish";
+    case ActivationKind::clip: return cat("clip(", min_value, ", ", max_value, ")");
     case ActivationKind::tanh: return "tanh";
     case ActivationKind::softmax: return "softmax";
     case ActivationKind::swish: return "swish";

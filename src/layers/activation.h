@@ -16,7 +16,9 @@ enum class ActivationKind {
   elu,         // alpha
   selu,
   sigmoid,
-  hard_sigmoid,  // max(0, min(1, slope * x + 0.5)); slope 0.2 in Keras 2, 1/6 in Keras 3
+  hard_sigmoid,  // max(0, min(1, alpha * x + beta)); alpha 0.2 in Keras 2, 1/6 in Keras 3; beta 0.5
+  hard_swish,    // x * max(0, min(1, x / 6 + 0.5)) (ONNX HardSwish, Keras 3 hard_silu)
+  clip,          // max(min_value, min(max_value, x)) (ONNX Clip)
   tanh,
   softmax,     // over channels (the last axis)
   swish,       // x * sigmoid(x), also called silu
@@ -29,8 +31,10 @@ enum class ActivationKind {
 struct Activation {
   ActivationKind kind = ActivationKind::linear;
   float alpha = 0.0f;  // relu: negative slope; elu: alpha; hard_sigmoid: slope
-  float max_value = std::numeric_limits<float>::infinity();  // relu only
-  float threshold = 0.0f;                                      // relu only
+  float beta = 0.5f;   // hard_sigmoid: offset
+  float min_value = -std::numeric_limits<float>::infinity();  // clip only
+  float max_value = std::numeric_limits<float>::infinity();   // relu and clip
+  float threshold = 0.0f;                                       // relu only
 
   bool is_linear() const { return kind == ActivationKind::linear; }
   // Applies to `count` values laid out as pixels of `channels` values each.

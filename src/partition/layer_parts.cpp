@@ -16,7 +16,7 @@ using namespace chorus::layers;
 namespace {
 
 // Loads the node's folded batch norms (small, whole) so their channels can be folded into a part.
-void load_folded(const model::Node& node, io::KerasWeightReader& reader) {
+void load_folded(const model::Node& node, io::WeightReader& reader) {
   for (const auto& f : node.folded)
     f.layer->set_weights(reader.read_all(f.source, f.layer->weight_specs()));
 }
@@ -44,7 +44,7 @@ void slice_channels(const Tensor& in, int begin, int end, Tensor& out) {
     std::copy(in.data() + p * s.c + begin, in.data() + p * s.c + end, out.data() + p * width);
 }
 
-LayerPart make_output_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader) {
+LayerPart make_output_part(const model::Node& node, int begin, int end, io::WeightReader& reader) {
   const Layer& full = *node.layer;
   const Shape in = full.input_shapes()[0];
   LayerPart part;
@@ -91,7 +91,7 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Kera
   return part;
 }
 
-LayerPart make_input_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader) {
+LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader) {
   const Layer& full = *node.layer;
   const Shape in = full.input_shapes()[0];
   const Shape band{in.h, in.w, end - begin};

@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "io/keras_model.h"
+#include "io/weight_reader.h"
 #include "layers/layer.h"
 #include "model/model.h"
 
@@ -25,8 +25,8 @@ struct LayerPart {
 
 // `begin`/`end` are in split_extent() units: output channels, except input channels for a
 // depthwise layer (whose outputs follow with their multiplier).
-LayerPart make_output_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader);
-LayerPart make_input_part(const model::Node& node, int begin, int end, io::KerasWeightReader& reader);
+LayerPart make_output_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
+LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 
 // Copies channels [begin, end) of every pixel into a new tensor.
 void slice_channels(const Tensor& in, int begin, int end, Tensor& out);

@@ -16,7 +16,7 @@ namespace chorus::partition {
 using namespace chorus::layers;
 
 RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end,
-                      io::KerasWeightReader& reader) {
+                      io::WeightReader& reader) {
   RowBand band;
   band.steps.resize(last - first + 1);
   int a = out_begin, b = out_end;

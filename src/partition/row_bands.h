@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "io/keras_model.h"
+#include "io/weight_reader.h"
 #include "model/model.h"
 #include "plan/band_geometry.h"
 
@@ -29,7 +29,7 @@ struct RowBand {
 // Builds the band's layers; those with weights are loaded whole from `reader`, layers without
 // geometry (activations, batch norm) use the node's own layer, whose weights are loaded too.
 RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end,
-                      io::KerasWeightReader& reader);
+                      io::WeightReader& reader);
 
 // Copies rows [begin, end) of every frame.
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out);

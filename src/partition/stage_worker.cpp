@@ -25,7 +25,7 @@ double steady_seconds() {
 }
 
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
-                         io::KerasWeightReader& reader)
+                         io::WeightReader& reader)
     : model_(m), spec_(plan.stages.at(stage)), stage_(stage), member_(member) {
   inputs_ = live_values(m, plan, stage - 1);
   outputs_ = live_values(m, plan, stage);

@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "io/keras_model.h"
+#include "io/weight_reader.h"
 #include "partition/layer_parts.h"
 #include "partition/row_bands.h"
 #include "plan/validate.h"
@@ -39,7 +39,7 @@ class StageWorker {
  public:
   // `model` must outlive the worker; nodes computed whole are loaded in place.
   StageWorker(model::Model& model, const plan::ResolvedPlan& plan, int stage, int member,
-              io::KerasWeightReader& reader);
+              io::WeightReader& reader);
 
   // Runs one batch through the stage: `inputs` are the values alive before it (in
   // live_values(stage - 1) order); returns those alive after it. `exchange` may be null for a

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/threads.h"
-#include "io/keras_model.h"
+#include "io/model_file.h"
 #include "io/output_journal.h"
 #include "partition/live_values.h"
 #include "plan/planner.h"
@@ -93,7 +93,7 @@ struct Setup {
   cluster::Cluster cluster;
   std::unique_ptr<Transport> emulated;  // wraps the real transport under --emulate
   std::unique_ptr<DevicePacer> pacer;
-  io::KerasModelStructure structure;
+  io::ModelStructure structure;
   plan::ResolvedPlan plan;
   std::unique_ptr<io::InputSource> source;
   std::unique_ptr<Pipeline> pipeline;
@@ -123,7 +123,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
   }
   Transport& t = *transport;
   if (error.empty()) try {
-    setup.structure = io::load_keras_structure(o.model, o.arch, /*optimize=*/true);
+    setup.structure = io::load_model_structure(o.model, o.arch, /*optimize=*/true);
     model::Model& m = setup.structure.model;
     plan::Plan p = !o.plan_path.empty()
                        ? plan::read_plan(o.plan_path)
@@ -146,14 +146,15 @@ int run_distributed(Transport& real, const RunOptions& o) {
     }
     if (rank == setup.plan.plan.sink && !o.labels.empty()) setup.labels = read_labels(o.labels);
     // This rank's share: only its stages' layers, only its slices of split layers.
-    io::KerasWeightReader reader(o.model, setup.structure.spec);
+    // (An ONNX reader holds the parsed file until the workers are built; see io/onnx_model.h.)
+    const std::unique_ptr<io::WeightReader> reader = io::open_weight_reader(setup.structure);
     std::vector<std::unique_ptr<partition::StageWorker>> workers;
     for (std::size_t s = 0; s < setup.plan.stages.size(); ++s) {
       const auto& ranks = setup.plan.stages[s].ranks;
       auto it = std::find(ranks.begin(), ranks.end(), rank);
       if (it != ranks.end())
-        workers.push_back(std::make_unique<partition::StageWorker>(m, setup.plan, static_cast<int>(s),
-                                                                   static_cast<int>(it - ranks.begin()), reader));
+        workers.push_back(std::make_unique<partition::StageWorker>(
+            m, setup.plan, static_cast<int>(s), static_cast<int>(it - ranks.begin()), *reader));
     }
     setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers), o.stall_timeout_s);
     if (!o.emulate.empty()) {

@@ -11,7 +11,7 @@
 #include "cluster/hostfile.h"
 #include "core/error.h"
 #include "io/inputs.h"
-#include "io/keras_model.h"
+#include "io/model_file.h"
 #include "io/output_journal.h"
 #include "plan/planner.h"
 #include "supervise/child_process.h"
@@ -100,7 +100,7 @@ int supervise(const SuperviseOptions& o) {
     for (const auto& h : cluster.hosts) b.push_back(h.name);
     if (a != b) fail("supervise: ", o.hostfile, " and ", o.cluster_path, " must list the same hosts in the same order");
   }
-  const auto structure = io::load_keras_structure(model_path, argument(o.run_args, "--arch"), /*optimize=*/true);
+  const auto structure = io::load_model_structure(model_path, argument(o.run_args, "--arch"), /*optimize=*/true);
   fs::create_directories(o.work_dir);
 
   JournalWatch journal(io::OutputJournal::journal_path(output_file));

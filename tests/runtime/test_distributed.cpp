@@ -8,7 +8,7 @@
 #include <regex>
 
 #include "io/inputs.h"
-#include "io/keras_model.h"
+#include "io/model_file.h"
 #include "io/npy.h"
 #include "reference/test_util.h"
 
@@ -27,7 +27,11 @@ class Models {
     static Models m;
     return m;
   }
-  std::string path(const std::string& name) const { return dir_.path(name + ".h5"); }
+  // Keras models are written here; "onnx_NAME" is tests/data/onnx/NAME.onnx (PyTorch exports).
+  std::string path(const std::string& name) const {
+    if (name.rfind("onnx_", 0) == 0) return test::source_path("tests/data/onnx/" + name.substr(5) + ".onnx");
+    return dir_.path(name + ".h5");
+  }
 
  private:
   Models() {
@@ -87,7 +91,7 @@ class Models {
 
 // Outputs of one process, computed in this test binary with the library.
 Tensor single_process(const std::string& model_path) {
-  model::Model m = io::load_keras_model(model_path);
+  model::Model m = io::load_model_file(model_path);
   io::InputOptions o;
   o.synthetic = kFrames;
   o.seed = kSeed;
@@ -171,7 +175,9 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"residual", "split-spatial", 3}, StrategyCase{"mobilenetv2_64", "pipeline", 4},
                     StrategyCase{"mobilenetv2_64", "split-output", 3}, StrategyCase{"mobilenetv2_64", "split-spatial", 2},
                     StrategyCase{"dense_heavy", "split-input", 4}, StrategyCase{"dense_heavy", "split-output", 9},
-                    StrategyCase{"dense_heavy", "pipeline", 3}),
+                    StrategyCase{"dense_heavy", "pipeline", 3}, StrategyCase{"onnx_conv_variants", "pipeline", 2},
+                    StrategyCase{"onnx_conv_variants", "split-output", 2},
+                    StrategyCase{"onnx_activations_op13", "pipeline", 2}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)

@@ -1,0 +1,59 @@
+#include "io/model_file.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/keras_model.h"
+
+namespace chorus::io {
+
+ModelFormat model_format(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext == ".onnx") return ModelFormat::onnx;
+  char head[8] = {};
+  std::ifstream in(path, std::ios::binary);
+  if (!in.read(head, sizeof head)) return ModelFormat::keras_h5;
+  if (std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return ModelFormat::keras_h5;
+  // A ModelProto starts with its ir_version: field 1, a varint (tag byte 0x08).
+  return head[0] == 0x08 ? ModelFormat::onnx : ModelFormat::keras_h5;
+}
+
+ModelStructure load_model_structure(const std::string& path, const std::string& arch_path, bool optimize) {
+  ModelStructure s;
+  s.path = path;
+  s.format = model_format(path);
+  if (s.format == ModelFormat::onnx) {
+    if (!arch_path.empty()) fail(path, ": --arch is for Keras weights-only files; an ONNX file holds its own graph");
+    OnnxModelStructure onnx = load_onnx_structure(path, optimize);
+    s.model = std::move(onnx.model);
+    s.onnx = std::move(onnx.weights);
+    s.source = path;
+    return s;
+  }
+  KerasModelStructure keras = load_keras_structure(path, arch_path, optimize);
+  s.model = std::move(keras.model);
+  s.keras = std::make_shared<const KerasModelSpec>(std::move(keras.spec));
+  s.source = keras.source;
+  return s;
+}
+
+std::unique_ptr<WeightReader> open_weight_reader(const ModelStructure& s) {
+  if (s.format == ModelFormat::onnx) return std::make_unique<OnnxWeightReader>(s.path, s.onnx);
+  return std::make_unique<KerasWeightReader>(s.path, *s.keras);
+}
+
+model::Model load_model_file(const std::string& path, const ModelLoadOptions& options) {
+  ModelStructure s = load_model_structure(path, options.arch_path, options.optimize);
+  if (options.load_weights) {
+    auto reader = open_weight_reader(s);
+    for (auto& node : s.model.nodes()) reader->load_node(node);
+  }
+  return std::move(s.model);
+}
+
+}  // namespace chorus::io

@@ -1,0 +1,13 @@
+// ONNX model files: protobuf, graph, operators and weights.
+#include "core/error.h"
+#include "fuzz_targets.h"
+#include "io/model_file.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  chorus::fuzz::TempInput file(data, size, ".onnx");
+  try {
+    chorus::io::load_model_file(file.path());
+  } catch (const chorus::Error&) {
+  }
+  return 0;
+}

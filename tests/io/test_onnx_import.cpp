@@ -1,0 +1,252 @@
+// ONNX import against PyTorch: small models that cover every operator the importer maps
+// (tests/data/onnx, written by tests/data/make_onnx_models.py and committed) and torchvision
+// models exported by Debian's PyTorch at test time; then files the importer must refuse.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "io/model_file.h"
+#include "io/npy.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using testing::HasSubstr;
+
+namespace {
+
+const std::string kGenerator = test::source_path("tests/data/make_onnx_models.py");
+
+std::string data_path(const std::string& name) { return test::source_path("tests/data/onnx/" + name); }
+
+// The batch of an .npy file (NCHW images or (N, D) vectors) as NHWC frames of the model's input.
+Tensor load_input(const std::string& path, const model::Model& m) {
+  io::NpyArray a = io::read_npy(path);
+  Tensor t(static_cast<int>(a.shape.at(0)), m.input_shape());
+  EXPECT_EQ(a.data.size(), t.size()) << path;
+  if (a.data.size() != t.size()) return t;
+  for (int n = 0; n < t.frames(); ++n) {
+    const float* src = a.data.data() + n * t.frame_size();
+    if (a.shape.size() == 4)
+      nchw_to_nhwc(src, t.frame(n), m.input_shape());
+    else
+      std::copy(src, src + t.frame_size(), t.frame(n));
+  }
+  return t;
+}
+
+// PyTorch's output as NHWC frames of `shape`, to compare with Chorus' output.
+Tensor load_expected(const std::string& path, Shape shape) {
+  io::NpyArray a = io::read_npy(path);
+  Tensor t(static_cast<int>(a.shape.at(0)), shape);
+  EXPECT_EQ(a.data.size(), t.size()) << path << ": Chorus' output is " << shape.str();
+  if (a.data.size() != t.size()) return t;
+  for (int n = 0; n < t.frames(); ++n) {
+    const float* src = a.data.data() + n * t.frame_size();
+    if (a.shape.size() == 4)
+      nchw_to_nhwc(src, t.frame(n), shape);
+    else
+      std::copy(src, src + t.frame_size(), t.frame(n));
+  }
+  return t;
+}
+
+// Largest |a - b| over the largest |b|: relative to the output's scale, so that models whose
+// outputs are all small (random classifier heads) are held to the same standard.
+double scaled_error(const Tensor& got, const Tensor& expected) {
+  EXPECT_EQ(got.size(), expected.size());
+  if (got.size() != expected.size()) return 1.0;
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(got.data()[i]) - expected.data()[i]));
+    scale = std::max(scale, std::fabs(double(expected.data()[i])));
+  }
+  return scale > 0 ? worst / scale : worst;
+}
+
+// Loads dir/NAME.onnx, runs NAME.input.npy through it and returns scaled_error against
+// NAME.output.npy.
+double error_against_pytorch(const std::string& dir, const std::string& name, bool optimize = true) {
+  io::ModelLoadOptions options;
+  options.optimize = optimize;
+  model::Model m = io::load_model_file(dir + "/" + name + ".onnx", options);
+  Tensor in = load_input(dir + "/" + name + ".input.npy", m);
+  Tensor out = m.forward(in);
+  Tensor expected = load_expected(dir + "/" + name + ".output.npy", m.output_shape());
+  const double e = scaled_error(out, expected);
+  return e;
+}
+
+std::vector<std::string> manifest(const std::string& dir) {
+  std::ifstream in(dir + "/manifest.txt");
+  std::vector<std::string> names;
+  for (std::string name; in >> name;) names.push_back(name);
+  return names;
+}
+
+bool have_pytorch() {
+  return test::run_command("/usr/bin/python3 -c 'import torch, torchvision, onnx'").exit_code == 0;
+}
+
+const char* const kSmallModels[] = {
+    "conv_variants", "pool_norm",       "activations_op11", "activations_op13", "activations_op17", "mlp",
+    "view_flatten",  "gemm_attributes", "auto_pad",         "clip_attributes",  "clip_inputs",      "lrn"};
+
+class OnnxSmallModel : public testing::TestWithParam<const char*> {};
+
+}  // namespace
+
+TEST_P(OnnxSmallModel, MatchesPyTorchWithin1e4) { EXPECT_LT(error_against_pytorch(data_path(""), GetParam()), 1e-4); }
+
+TEST_P(OnnxSmallModel, UnoptimisedGraphAgrees) {
+  EXPECT_LT(error_against_pytorch(data_path(""), GetParam(), /*optimize=*/false), 1e-4);
+}
+
+TEST_P(OnnxSmallModel, FramesOneByOneGiveTheBatchResult) {
+  const std::string name = GetParam();
+  model::Model m = io::load_model_file(data_path(name + ".onnx"));
+  Tensor in = load_input(data_path(name + ".input.npy"), m);
+  Tensor batch = m.forward(in);
+  Tensor one(1, m.input_shape());
+  std::copy(in.frame(1), in.frame(1) + in.frame_size(), one.data());
+  Tensor single = m.forward(one);
+  for (std::size_t i = 0; i < single.size(); ++i) EXPECT_NEAR(single.data()[i], batch.frame(1)[i], 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Generated, OnnxSmallModel, testing::ValuesIn(kSmallModels));
+
+TEST(OnnxImport, TheGeneratorListsExactlyTheTestedSmallModels) {
+  std::vector<std::string> expected(std::begin(kSmallModels), std::end(kSmallModels));
+  EXPECT_EQ(manifest(data_path("")), expected);
+}
+
+// The torchvision models, exported at test time (about 20 s on 2 cores, most of it AlexNet).
+TEST(OnnxImport, TorchvisionModelsMatchPyTorchWithin1e4) {
+  if (!have_pytorch()) GTEST_SKIP() << "python3-torch, python3-torchvision or python3-onnx is not installed";
+  test::TempDir dir;
+  auto r = test::run_command("/usr/bin/python3 " + kGenerator + " zoo " + dir.path(""));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto names = manifest(dir.path(""));
+  EXPECT_EQ(names, (std::vector<std::string>{"resnet18", "mobilenet_v2", "squeezenet1_0", "googlenet", "alexnet"}));
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    EXPECT_LT(error_against_pytorch(dir.path(""), name), 1e-4);
+  }
+}
+
+// The committed small models are what the generator writes today (same operators, same outputs).
+TEST(OnnxImport, RegeneratedSmallModelsAgreeWithTheCommittedOnes) {
+  if (!have_pytorch()) GTEST_SKIP() << "python3-torch, python3-torchvision or python3-onnx is not installed";
+  test::TempDir dir;
+  auto r = test::run_command("/usr/bin/python3 " + kGenerator + " small " + dir.path(""));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const auto& name : manifest(dir.path(""))) {
+    SCOPED_TRACE(name);
+    EXPECT_LT(error_against_pytorch(dir.path(""), name), 1e-4);
+    io::NpyArray fresh = io::read_npy(dir.path(name + ".output.npy"));
+    io::NpyArray committed = io::read_npy(data_path(name + ".output.npy"));
+    ASSERT_EQ(fresh.data.size(), committed.data.size());
+    for (std::size_t i = 0; i < fresh.data.size(); ++i) EXPECT_NEAR(fresh.data[i], committed.data[i], 1e-5);
+  }
+}
+
+// ---- Through the command line: NCHW in, NCHW out ----------------------------------------------
+
+TEST(OnnxImport, RunCommandReadsAndWritesNchw) {
+  test::TempDir dir;
+  const std::string out = dir.path("out.npy");
+  auto r = test::run_chorus("run " + data_path("pool_norm.onnx") + " --input " + data_path("pool_norm.input.npy") +
+                            " --output " + out + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  io::NpyArray got = io::read_npy(out), expected = io::read_npy(data_path("pool_norm.output.npy"));
+  ASSERT_EQ(got.shape, expected.shape);
+  for (std::size_t i = 0; i < got.data.size(); ++i) ASSERT_NEAR(got.data[i], expected.data[i], 1e-4) << i;
+}
+
+TEST(OnnxImport, InfoAndPlanAcceptOnnx) {
+  auto info = test::run_chorus("info " + data_path("conv_variants.onnx"));
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output, HasSubstr("DepthwiseConv2D"));
+  test::TempDir dir;
+  auto plan = test::run_chorus("plan " + data_path("conv_variants.onnx") + " --strategy pipeline --ranks 2 -o " +
+                               dir.path("plan.json"));
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.path("plan.json")));
+}
+
+// ---- Files the importer refuses ---------------------------------------------------------------
+
+TEST(OnnxErrors, UnsupportedOperatorIsNamedWithItsNode) {
+  const std::string path = data_path("unsupported_operator.onnx");
+  EXPECT_EQ(test::error_of([&] { io::load_model_file(path); }),
+            path + ": node 'Foo_3' uses operator 'Erf', which Chorus does not support");
+}
+
+TEST(OnnxErrors, InputOfRankThree) {
+  const std::string message = test::error_of([&] { io::load_model_file(data_path("input_rank3.onnx")); });
+  EXPECT_THAT(message, HasSubstr("input_rank3.onnx: input 'x' is (1, 3, 8), of rank 3"));
+  EXPECT_THAT(message, HasSubstr("4-D (N, C, H, W) images or 2-D (N, D) vectors"));
+}
+
+TEST(OnnxErrors, TransposeThatMovesDataIsRefused) {
+  EXPECT_THAT(test::error_of([&] { io::load_model_file(data_path("moving_transpose.onnx")); }),
+              HasSubstr("node 'to_nhwc' (Transpose): perm (0, 2, 3, 1) on (1, 3, 4, 4) moves data"));
+}
+
+TEST(OnnxErrors, ConvWeightThatDoesNotFitTheInput) {
+  EXPECT_THAT(test::error_of([&] { io::load_model_file(data_path("bad_conv_weight.onnx")); }),
+              HasSubstr("node 'conv' (Conv): weight 'w' is (2, 5, 3, 3), expected 3 input channels per group"));
+}
+
+TEST(OnnxErrors, GarbageAndEmptyFiles) {
+  test::TempDir dir;
+  const std::string garbage = dir.path("garbage.onnx"), empty = dir.path("empty.onnx");
+  {
+    std::ofstream out(garbage, std::ios::binary);
+    auto bytes = test::random_vector(300, 7);
+    out.write(reinterpret_cast<const char*>(bytes.data()), bytes.size() * sizeof(float));
+    std::ofstream{empty};
+  }
+  EXPECT_THAT(test::error_of([&] { io::load_model_file(garbage); }), HasSubstr(garbage + ": not a"));
+  EXPECT_THAT(test::error_of([&] { io::load_model_file(empty); }),
+              HasSubstr(empty + ": not an ONNX model, or an empty one"));
+  EXPECT_THAT(test::error_of([&] { io::load_model_file(dir.path("missing.onnx")); }),
+              HasSubstr("missing.onnx: cannot open"));
+}
+
+// Every prefix cut of a real model gives a chorus::Error naming the file, never a crash.
+TEST(OnnxErrors, TruncatedFilesAreRefusedAtEveryLength) {
+  std::ifstream in(data_path("conv_variants.onnx"), std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_GT(bytes.size(), 1000u);
+  test::TempDir dir;
+  const std::string cut = dir.path("cut.onnx");
+  std::vector<std::size_t> lengths;
+  for (std::size_t n = 0; n < 64; ++n) lengths.push_back(n);
+  for (std::size_t n = 64; n < bytes.size(); n += 97) lengths.push_back(n);
+  lengths.push_back(bytes.size() - 1);
+  for (std::size_t n : lengths) {
+    std::ofstream(cut, std::ios::binary | std::ios::trunc).write(bytes.data(), n);
+    EXPECT_THAT(test::error_of([&] { io::load_model_file(cut); }), HasSubstr(cut + ": ")) << n << " bytes";
+  }
+}
+
+TEST(OnnxErrors, ArchitectureFileIsRefusedForOnnx) {
+  EXPECT_THAT(test::error_of([&] {
+                io::ModelLoadOptions o;
+                o.arch_path = "model.json";
+                io::load_model_file(data_path("mlp.onnx"), o);
+              }),
+              HasSubstr("--arch is for Keras weights-only files"));
+}
+
+TEST(OnnxErrors, FormatIsRecognisedByContentToo) {
+  test::TempDir dir;
+  const std::string renamed = dir.path("model.bin");
+  std::filesystem::copy_file(data_path("mlp.onnx"), renamed);
+  EXPECT_EQ(io::model_format(renamed), io::ModelFormat::onnx);
+  model::Model m = io::load_model_file(renamed);
+  EXPECT_EQ(m.input_shape(), (Shape{1, 1, 20}));
+}
