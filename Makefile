@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test bench sweep clean
+.PHONY: all deps configure build run test bench sweep compare clean
 
 all: build
 
@@ -31,6 +31,12 @@ bench: build
 sweep: build
 	@bash scripts/install_deps.sh python3-matplotlib
 	@bench/sweep --build $(BUILD) --out $(BUILD)/sweep
+
+# Chorus against ONNX Runtime and PyTorch on the same .onnx files (docs/performance.md).
+compare: build
+	@bash scripts/install_deps.sh python3-matplotlib
+	@command -v npm >/dev/null || bash scripts/install_deps.sh nodejs npm
+	@bench/compare --build $(BUILD) --out $(BUILD)/compare
 
 clean:
 	rm -rf $(BUILD) $(BUILD).configure.log $(BUILD)-fuzz $(BUILD)-fuzz.*.log
