@@ -69,7 +69,9 @@ void BM_Conv2D(benchmark::State& state) {
 BENCHMARK(BM_Conv2D)
     ->Args({224, 64, 64, 3, 1})   // VGG16 block1_conv2
     ->Args({56, 256, 256, 3, 1})  // VGG16 block3
+    ->Args({28, 512, 512, 3, 1})  // VGG16 block4
     ->Args({14, 512, 512, 3, 1})  // VGG16 block5
+    ->Args({56, 64, 64, 3, 1})    // ResNet-18 layer1
     ->Args({56, 64, 256, 1, 1})   // ResNet-50 1x1 expand
     ->Args({227, 3, 96, 11, 4})   // AlexNet conv1
     ->Unit(benchmark::kMillisecond);
