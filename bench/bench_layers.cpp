@@ -8,6 +8,7 @@
 #include "layers/depthwise_conv2d.h"
 #include "layers/gemm.h"
 #include "layers/pooling.h"
+#include "layers/winograd.h"
 
 using namespace chorus;
 using namespace chorus::layers;
@@ -69,9 +70,31 @@ void BM_Conv2D(benchmark::State& state) {
 BENCHMARK(BM_Conv2D)
     ->Args({224, 64, 64, 3, 1})   // VGG16 block1_conv2
     ->Args({56, 256, 256, 3, 1})  // VGG16 block3
+    ->Args({28, 512, 512, 3, 1})  // VGG16 block4
     ->Args({14, 512, 512, 3, 1})  // VGG16 block5
+    ->Args({56, 64, 64, 3, 1})    // ResNet-18 layer1
     ->Args({56, 64, 256, 1, 1})   // ResNet-50 1x1 expand
     ->Args({227, 3, 96, 11, 4})   // AlexNet conv1
+    ->Unit(benchmark::kMillisecond);
+
+// Winograd3x3 alone, to compare tiles on one shape: args are input size, channels in, channels
+// out, tile (2 or 4). GFLOP/s counts the direct convolution's multiply-adds.
+void BM_Winograd3x3(benchmark::State& state) {
+  const int size = state.range(0), cin = state.range(1), cout = state.range(2);
+  Winograd3x3 wino(state.range(3), noise(9u * cin * cout, 1), cin, cout);
+  auto bias = noise(cout, 2);
+  Tensor in = noise_tensor({size, size, cin}), out(1, {size, size, cout});
+  const Activation relu = activation_from_name("relu");
+  for (auto _ : state) {
+    wino.forward(in.data(), 1, size, size, {1, 1, 1, 1}, size, size, bias.data(), relu, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, 9.0 * size * size * cin * cout);
+}
+BENCHMARK(BM_Winograd3x3)
+    ->ArgsProduct({{224}, {64}, {64}, {2, 4}})
+    ->ArgsProduct({{56}, {64, 256}, {64, 256}, {2, 4}})
+    ->ArgsProduct({{28, 14}, {512}, {512}, {2, 4}})
     ->Unit(benchmark::kMillisecond);
 
 void BM_DepthwiseConv2D(benchmark::State& state) {

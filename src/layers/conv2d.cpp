@@ -5,14 +5,31 @@
 
 #include "core/error.h"
 #include "layers/gemm.h"
+#include "layers/scratch.h"
+#include "layers/winograd.h"
 
 namespace chorus::layers {
 
 namespace {
-// Columns of the im2col block per GEMM: keeps the block near 1 MB so it stays in L2/L3
-// instead of materialising the whole (often >100 MB) patch matrix.
+// Columns of the im2col block per GEMM: about 1 MB of columns, so the block stays in cache
+// instead of materialising the whole (often >100 MB) patch matrix...
 constexpr std::size_t kColumnBlockFloats = 256 * 1024;
+// ...but at least 512 columns (up to 8 MB): OpenBLAS packs the whole weight matrix once per
+// call, and with k = 3*3*512 a 1 MB block is only 56 columns wide, so the 9 MB kernel would
+// be re-packed every 56 columns (VGG16 block 4 ran at half speed).
+constexpr int kMinColumns = 512;
+constexpr std::size_t kMaxColumnBlockFloats = 2 * 1024 * 1024;
+
+// Winograd only where the transformed kernel stays small: F(4x4) holds 36/9 and F(2x2) 16/9
+// of the plain kernel, which replaces it. Larger layers (VGG16's 512-channel ones) keep im2col,
+// so peak memory stays near weights + activations.
+constexpr double kWinograd4MaxBytes = 5e6;
+constexpr double kWinograd2MaxBytes = 9e6;
+// Below this many input or output channels the transforms cost more than they save.
+constexpr int kWinogradMinChannels = 32;
 }  // namespace
+
+Conv2D::~Conv2D() = default;
 
 Conv2D::Conv2D(std::string name, Conv2DSettings settings) : Layer(std::move(name)), settings_(settings) {
   const auto& s = settings_;
@@ -24,8 +41,7 @@ Conv2D::Conv2D(std::string name, Conv2DSettings settings) : Layer(std::move(name
 
 Shape Conv2D::infer_shape(const std::vector<Shape>& in) {
   const auto& s = settings_;
-  if (in[0].c % s.groups != 0)
-    fail_layer("input channels (", in[0].c, ") not divisible by groups (", s.groups, ")");
+  if (in[0].c % s.groups != 0) fail_layer("input channels (", in[0].c, ") not divisible by groups (", s.groups, ")");
   Shape out;
   out.c = s.filters;
   auto g = window_geometry(in[0], {s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
@@ -33,8 +49,7 @@ Shape Conv2D::infer_shape(const std::vector<Shape>& in) {
   out.h = g.out_h;
   out.w = g.out_w;
   pads_ = g.pads;
-  if (out.h <= 0 || out.w <= 0)
-    fail_layer("kernel ", s.kernel_h, "x", s.kernel_w, " does not fit input ", in[0].str());
+  if (out.h <= 0 || out.w <= 0) fail_layer("kernel ", s.kernel_h, "x", s.kernel_w, " does not fit input ", in[0].str());
   return out;
 }
 
@@ -49,6 +64,29 @@ void Conv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   kernel_ = take_weight(weights, specs[0]);
   bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
+  winograd_.reset();
+  if (int tile = choose_winograd_tile()) {
+    // The transformed kernel replaces the plain one, so memory grows by 16/9 or 36/9, not more.
+    winograd_ = std::make_unique<Winograd3x3>(tile, kernel_, input_shapes()[0].c, settings_.filters);
+    std::vector<float>().swap(kernel_);
+  }
+}
+
+int Conv2D::winograd_tile() const { return winograd_ ? winograd_->tile() : 0; }
+
+int Conv2D::choose_winograd_tile() const {
+  const auto& s = settings_;
+  if (s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dilation_h != 1 ||
+      s.dilation_w != 1 || s.groups != 1)
+    return 0;
+  const int cin = input_shapes()[0].c;
+  if (cin < kWinogradMinChannels || s.filters < kWinogradMinChannels) return 0;
+  const double plane_bytes = 4.0 * cin * s.filters;
+  const Shape& o = output_shape();
+  // F(4x4) wastes most of its edge tiles on small outputs.
+  if (36 * plane_bytes <= kWinograd4MaxBytes && o.h >= 8 && o.w >= 8) return 4;
+  if (16 * plane_bytes <= kWinograd2MaxBytes) return 2;
+  return 0;
 }
 
 double Conv2D::macs() const {
@@ -71,6 +109,7 @@ void Conv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector
   const int f = settings_.filters;
   CHORUS_ASSERT(static_cast<int>(scale.size()) == f && static_cast<int>(shift.size()) == f);
   for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] *= scale[i % f];
+  if (winograd_) winograd_->scale_filters(scale);
   if (bias_.empty()) bias_.assign(f, 0.0f);
   for (int co = 0; co < f; ++co) bias_[co] = bias_[co] * scale[co] + shift[co];
   settings_.use_bias = true;
@@ -78,8 +117,8 @@ void Conv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector
 
 bool Conv2D::is_pointwise() const {
   const auto& s = settings_;
-  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.groups == 1 &&
-         pads_.top == 0 && pads_.bottom == 0 && pads_.left == 0 && pads_.right == 0;
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.groups == 1 && pads_.top == 0 &&
+         pads_.bottom == 0 && pads_.left == 0 && pads_.right == 0;
 }
 
 void Conv2D::forward_im2col(const float* in, float* out) const {
@@ -89,9 +128,10 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
   const int cin_g = is.c / s.groups, cout_g = s.filters / s.groups;
   const int k = s.kernel_h * s.kernel_w * cin_g;
   const int pixels = os.h * os.w;
-  const int block = std::max<int>(16, std::min<std::size_t>(pixels, kColumnBlockFloats / k));
-  thread_local std::vector<float> cols;
-  cols.resize(static_cast<std::size_t>(k) * block);
+  const std::size_t min_cols = std::min<std::size_t>(kMinColumns, kMaxColumnBlockFloats / k);
+  const int block =
+      std::min<std::size_t>(pixels, std::max<std::size_t>({std::size_t{16}, min_cols, kColumnBlockFloats / k}));
+  float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
 
   for (int p0 = 0; p0 < pixels; p0 += block) {
     const int count = std::min(block, pixels - p0);
@@ -99,7 +139,7 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
       // Gather: column p of `cols` is the receptive field of output pixel p0+p, in (ky, kx, ci) order.
       for (int p = 0; p < count; ++p) {
         const int oy = (p0 + p) / os.w, ox = (p0 + p) % os.w;
-        float* col = cols.data() + static_cast<std::size_t>(p) * k;
+        float* col = cols + static_cast<std::size_t>(p) * k;
         for (int ky = 0; ky < s.kernel_h; ++ky) {
           const int iy = oy * s.stride_h - pads_.top + ky * s.dilation_h;
           for (int kx = 0; kx < s.kernel_w; ++kx) {
@@ -114,7 +154,7 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
         }
       }
       // out[:, group g channels] = W_g * cols, written straight into the NHWC output (ldc = filters).
-      gemm(cout_g, count, k, kernel_.data() + g * cout_g, s.filters, cols.data(), k,
+      gemm(cout_g, count, k, kernel_.data() + g * cout_g, s.filters, cols, k,
            out + static_cast<std::size_t>(p0) * s.filters + g * cout_g, s.filters);
     }
     // Epilogue while the block is in cache: bias, then activation.
@@ -139,8 +179,16 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
     float* o = out.data();
     if (!bias_.empty())
       for (int p = 0; p < pixels; ++p)
-        for (int co = 0; co < settings_.filters; ++co) o[static_cast<std::size_t>(p) * settings_.filters + co] += bias_[co];
+        for (int co = 0; co < settings_.filters; ++co)
+          o[static_cast<std::size_t>(p) * settings_.filters + co] += bias_[co];
     settings_.activation.apply(o, out.size(), settings_.filters);
+    return;
+  }
+  if (winograd_) {
+    const Shape& is = input_shapes()[0];
+    const Shape& os = output_shape();
+    winograd_->forward(x.data(), frames, is.h, is.w, pads_, os.h, os.w, bias_.empty() ? nullptr : bias_.data(),
+                       settings_.activation, out.data());
     return;
   }
   for (int n = 0; n < frames; ++n) forward_im2col(x.frame(n), out.frame(n));

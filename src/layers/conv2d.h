@@ -2,9 +2,13 @@
 // 2-D convolution (Keras Conv2D): strides, valid/same/explicit padding, dilation, groups,
 // bias and a fused activation. Kernel in Keras order (kh, kw, in/groups, filters), which read
 // column-major is the (filters x kh*kw*in/groups) matrix the GEMM needs, so it is used as stored.
+#include <memory>
+
 #include "layers/layer.h"
 
 namespace chorus::layers {
+
+class Winograd3x3;
 
 struct Conv2DSettings {
   int filters = 1;
@@ -22,9 +26,12 @@ struct Conv2DSettings {
 class Conv2D : public Layer {
  public:
   Conv2D(std::string name, Conv2DSettings settings);
+  ~Conv2D() override;
   std::string type() const override { return "Conv2D"; }
   const Conv2DSettings& settings() const { return settings_; }
   const Pads& pads() const { return pads_; }
+  // Output tile of the Winograd path the loaded kernel took (2 or 4), or 0 for im2col/GEMM.
+  int winograd_tile() const;
 
   std::vector<WeightSpec> weight_specs() const override;
   void set_weights(WeightMap weights) override;
@@ -41,12 +48,15 @@ class Conv2D : public Layer {
 
  private:
   bool is_pointwise() const;
+  // Winograd output tile (2 or 4) this layer's geometry and channels call for, 0 for im2col.
+  int choose_winograd_tile() const;
   void forward_im2col(const float* in, float* out) const;
 
   Conv2DSettings settings_;
   Pads pads_;
-  std::vector<float> kernel_;  // filters x (kh*kw*in/groups), column-major
-  std::vector<float> bias_;    // filters, or empty
+  std::vector<float> kernel_;              // filters x (kh*kw*in/groups), column-major; empty once winograd_ holds it
+  std::unique_ptr<Winograd3x3> winograd_;  // the transformed kernel, for 3x3 stride-1 layers that pay
+  std::vector<float> bias_;                // filters, or empty
 };
 
 }  // namespace chorus::layers

@@ -1,9 +1,12 @@
 // Conv2D against the plain reference loop on many random shapes and settings.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/random.h"
 #include "layers/conv2d.h"
 #include "layers/separable_conv2d.h"
+#include "layers/winograd.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
 
@@ -47,6 +50,53 @@ void check_conv(const ConvCase& c, std::uint64_t seed) {
   Tensor expected = ref::conv2d(in, kernel, bias, c.cout, p);
   ASSERT_EQ(out.shape(), expected.shape());
   EXPECT_LT(max_relative_error(out, expected), 1e-5);
+}
+
+// Largest difference over the largest reference magnitude: Winograd's rounding grows with the
+// whole sum, not with each output, so small outputs are judged against the large ones.
+double error_vs_largest(const Tensor& out, const Tensor& expected) {
+  double largest = 1e-30, worst = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    largest = std::max(largest, std::fabs(double(expected.data()[i])));
+    worst = std::max(worst, std::fabs(double(out.data()[i]) - expected.data()[i]));
+  }
+  return worst / largest;
+}
+
+void apply_reference_activation(Tensor& t, const Activation& act) {
+  if (act.kind == ActivationKind::softmax)
+    act.apply(t.data(), t.size(), t.shape().c);
+  else
+    for (std::size_t i = 0; i < t.size(); ++i) t.data()[i] = act.apply_one(t.data()[i]);
+}
+
+struct WinogradCase {
+  int tile, frames, h, w, cin, cout;
+  Pads pads;
+  bool bias;
+  std::string activation;
+  std::string str() const {
+    return cat("F(", tile, ") n", frames, " ", h, "x", w, "x", cin, " -> ", cout, " pads ", pads.top, ",", pads.bottom,
+               ",", pads.left, ",", pads.right, bias ? " bias " : " ", activation);
+  }
+};
+
+void check_winograd(const WinogradCase& c, std::uint64_t seed) {
+  SCOPED_TRACE(c.str());
+  auto kernel = test::random_vector(9u * c.cin * c.cout, seed);
+  auto bias = c.bias ? test::random_vector(c.cout, seed + 1) : std::vector<float>{};
+  Tensor in = test::random_tensor(c.frames, {c.h, c.w, c.cin}, seed + 2);
+  const Activation act = activation_from_name(c.activation);
+  Winograd3x3 wino(c.tile, kernel, c.cin, c.cout);
+  const int oh = c.h + c.pads.top + c.pads.bottom - 2, ow = c.w + c.pads.left + c.pads.right - 2;
+  Tensor out(c.frames, {oh, ow, c.cout});
+  wino.forward(in.data(), c.frames, c.h, c.w, c.pads, oh, ow, c.bias ? bias.data() : nullptr, act, out.data());
+  Tensor padded = ref::zero_pad(in, c.pads.top, c.pads.bottom, c.pads.left, c.pads.right);
+  Tensor expected = ref::conv2d(padded, kernel, bias, c.cout, {3, 3, 1, 1, 1, 1, false, 1});
+  apply_reference_activation(expected, act);
+  ASSERT_EQ(out.shape(), expected.shape());
+  // F(4x4)'s transforms have larger coefficients (up to 8 and 1/24), so more rounding.
+  EXPECT_LT(error_vs_largest(out, expected), c.tile == 2 ? 1e-5 : 1e-4);
 }
 
 }  // namespace
@@ -153,4 +203,98 @@ TEST(SeparableConv2D, MatchesDepthwiseThenPointwise) {
       EXPECT_LT(max_relative_error(out, expected), 1e-5) << "mult " << mult << " same " << same;
     }
   }
+}
+
+TEST(Winograd3x3, RandomShapesPadsAndActivations) {
+  Rng rng(77);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  const char* activations[] = {"linear", "relu", "relu6", "sigmoid", "softmax"};
+  for (int i = 0; i < 60; ++i) {
+    WinogradCase c;
+    c.tile = i % 2 ? 4 : 2;
+    c.frames = pick(1, 3);
+    c.pads = {pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};  // asymmetric, as row bands make them
+    c.h = pick(std::max(1, 3 - c.pads.top - c.pads.bottom), 13);
+    c.w = pick(std::max(1, 3 - c.pads.left - c.pads.right), 13);
+    c.cin = pick(1, 3) == 1 ? pick(1, 8) : pick(60, 140);  // crosses the 64-channel chunks
+    c.cout = pick(1, 3) == 1 ? pick(1, 8) : pick(60, 140);
+    c.bias = pick(0, 1) == 1;
+    c.activation = activations[pick(0, 4)];
+    check_winograd(c, 5000 + i);
+  }
+}
+
+TEST(Winograd3x3, ManyTilesSpanBlocksAndFrames) {
+  // Enough tiles for several blocks, with the last one partial and tiles from two frames.
+  check_winograd({4, 2, 57, 43, 96, 80, {1, 1, 1, 1}, true, "relu"}, 11);
+  check_winograd({2, 3, 31, 29, 70, 64, {1, 1, 1, 1}, true, "linear"}, 12);
+}
+
+TEST(Winograd3x3, ScaleFiltersMatchesScaledKernel) {
+  for (int tile : {2, 4}) {
+    const int cin = 5, cout = 7;
+    auto kernel = test::random_vector(9u * cin * cout, 21);
+    auto scale = test::random_vector(cout, 22, 0.5f, 2.0f);
+    Winograd3x3 scaled(tile, kernel, cin, cout);
+    scaled.scale_filters(scale);
+    for (std::size_t i = 0; i < kernel.size(); ++i) kernel[i] *= scale[i % cout];
+    Winograd3x3 direct(tile, kernel, cin, cout);
+    Tensor in = test::random_tensor(1, {9, 10, cin}, 23), a(1, {9, 10, cout}), b(1, {9, 10, cout});
+    scaled.forward(in.data(), 1, 9, 10, {1, 1, 1, 1}, 9, 10, nullptr, Activation{}, a.data());
+    direct.forward(in.data(), 1, 9, 10, {1, 1, 1, 1}, 9, 10, nullptr, Activation{}, b.data());
+    EXPECT_LT(error_vs_largest(a, b), 1e-5) << "tile " << tile;
+  }
+}
+
+// Layers with enough channels take the Winograd path inside Conv2D; same results as the reference.
+TEST(Conv2D, WinogradPathMatchesReference) {
+  for (int size : {5, 14, 30}) {
+    for (bool same : {true, false}) {
+      SCOPED_TRACE(cat("size ", size, same ? " same" : " valid"));
+      const int cin = 64, cout = 96;
+      Conv2DSettings s;
+      s.filters = cout;
+      s.kernel_h = s.kernel_w = 3;
+      s.padding = same ? Padding::same : Padding::valid;
+      s.activation = activation_from_name("relu");
+      Conv2D conv("conv", s);
+      auto kernel = test::random_vector(9u * cin * cout, size, -0.1f, 0.1f);
+      auto bias = test::random_vector(cout, size + 1);
+      test::build_layer(conv, {{size, size, cin}}, {{"kernel", kernel}, {"bias", bias}});
+      EXPECT_NE(conv.winograd_tile(), 0);
+      auto scale = test::random_vector(cout, 7, 0.5f, 2.0f), shift = test::random_vector(cout, 8);
+      conv.fold_scale_shift(scale, shift);  // a folded batch norm after the kernel was transformed
+      Tensor in = test::random_tensor(2, {size, size, cin}, size + 2);
+      Tensor out;
+      conv.forward({&in}, out);
+      Tensor expected = ref::conv2d(in, kernel, bias, cout, {3, 3, 1, 1, 1, 1, same, 1});
+      for (std::size_t i = 0; i < expected.size(); ++i) {
+        const int c = static_cast<int>(i % cout);
+        expected.data()[i] = std::max(0.0f, expected.data()[i] * scale[c] + shift[c]);
+      }
+      ASSERT_EQ(out.shape(), expected.shape());
+      EXPECT_LT(error_vs_largest(out, expected), 1e-4);
+    }
+  }
+}
+
+// Explicit pads (ONNX, row bands) through the Winograd path.
+TEST(Conv2D, WinogradPathWithExplicitPads) {
+  const int cin = 64, cout = 64;
+  Conv2DSettings s;
+  s.filters = cout;
+  s.kernel_h = s.kernel_w = 3;
+  s.explicit_pads = true;
+  s.pads = {0, 2, 1, 0};
+  s.use_bias = false;
+  Conv2D conv("conv", s);
+  auto kernel = test::random_vector(9u * cin * cout, 31);
+  test::build_layer(conv, {{11, 13, cin}}, {{"kernel", kernel}});
+  EXPECT_NE(conv.winograd_tile(), 0);
+  Tensor in = test::random_tensor(1, {11, 13, cin}, 32);
+  Tensor out;
+  conv.forward({&in}, out);
+  Tensor expected = ref::conv2d(ref::zero_pad(in, 0, 2, 1, 0), kernel, {}, cout, {3, 3, 1, 1, 1, 1, false, 1});
+  ASSERT_EQ(out.shape(), expected.shape());
+  EXPECT_LT(error_vs_largest(out, expected), 1e-4);
 }

@@ -1,0 +1,228 @@
+#include "layers/winograd.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "layers/gemm.h"
+#include "layers/scratch.h"
+
+namespace chorus::layers {
+
+namespace {
+
+// Transformed inputs plus products of one block of tiles: 8 MB at most (the im2col blocks'
+// size, as both share one scratch buffer). Larger blocks give the sgemm calls more columns per
+// packed weight matrix; smaller ones stay closer in cache.
+constexpr std::size_t kBlockFloats = 2 * 1024 * 1024;
+// Channels transformed at a time, so a tile's intermediate rows stay in L1.
+constexpr int kChannelChunk = 64;
+
+// Kernel transforms G (alpha x 3), applied in double before rounding to float.
+constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
+                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                              {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                              {0, 0, 1}};
+
+// One-dimensional transforms over n channels, written out so that no zero coefficient costs a
+// multiplication; restrict lets the compiler vectorise over channels. Input: o = B^T d.
+void input_f2(const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+              const float* __restrict d3, float* __restrict o0, float* __restrict o1, float* __restrict o2,
+              float* __restrict o3, int n) {
+  for (int c = 0; c < n; ++c) {
+    o0[c] = d0[c] - d2[c];
+    o1[c] = d1[c] + d2[c];
+    o2[c] = d2[c] - d1[c];
+    o3[c] = d1[c] - d3[c];
+  }
+}
+
+void input_f4(const float* __restrict d0, const float* __restrict d1, const float* __restrict d2,
+              const float* __restrict d3, const float* __restrict d4, const float* __restrict d5, float* __restrict o0,
+              float* __restrict o1, float* __restrict o2, float* __restrict o3, float* __restrict o4,
+              float* __restrict o5, int n) {
+  for (int c = 0; c < n; ++c) {
+    const float a = d4[c] - 4.0f * d2[c], b = d3[c] - 4.0f * d1[c];
+    const float e = d4[c] - d2[c], f = 2.0f * (d3[c] - d1[c]);
+    o0[c] = 4.0f * d0[c] - 5.0f * d2[c] + d4[c];
+    o1[c] = a + b;
+    o2[c] = a - b;
+    o3[c] = e + f;
+    o4[c] = e - f;
+    o5[c] = 4.0f * d1[c] - 5.0f * d3[c] + d5[c];
+  }
+}
+
+// Output: y = A^T p + bias.
+void output_f2(const float* __restrict p0, const float* __restrict p1, const float* __restrict p2,
+               const float* __restrict p3, const float* __restrict bias, float* __restrict y0, float* __restrict y1,
+               int n) {
+  for (int c = 0; c < n; ++c) {
+    y0[c] = p0[c] + p1[c] + p2[c] + bias[c];
+    y1[c] = p1[c] - p2[c] - p3[c] + bias[c];
+  }
+}
+
+void output_f4(const float* __restrict p0, const float* __restrict p1, const float* __restrict p2,
+               const float* __restrict p3, const float* __restrict p4, const float* __restrict p5,
+               const float* __restrict bias, float* __restrict y0, float* __restrict y1, float* __restrict y2,
+               float* __restrict y3, int n) {
+  for (int c = 0; c < n; ++c) {
+    const float s12 = p1[c] + p2[c], d12 = p1[c] - p2[c];
+    const float s34 = p3[c] + p4[c], d34 = p3[c] - p4[c];
+    y0[c] = p0[c] + s12 + s34 + bias[c];
+    y1[c] = d12 + 2.0f * d34 + bias[c];
+    y2[c] = s12 + 4.0f * s34 + bias[c];
+    y3[c] = d12 + 8.0f * d34 + p5[c] + bias[c];
+  }
+}
+
+// Pointer-array forms: d/p hold alpha pointers, o/y alpha (input) or m (output) pointers.
+void input_1d(int m, const float* const* d, float* const* o, int n) {
+  if (m == 2)
+    input_f2(d[0], d[1], d[2], d[3], o[0], o[1], o[2], o[3], n);
+  else
+    input_f4(d[0], d[1], d[2], d[3], d[4], d[5], o[0], o[1], o[2], o[3], o[4], o[5], n);
+}
+
+void output_1d(int m, const float* const* p, const float* bias, float* const* y, int n) {
+  if (m == 2)
+    output_f2(p[0], p[1], p[2], p[3], bias, y[0], y[1], n);
+  else
+    output_f4(p[0], p[1], p[2], p[3], p[4], p[5], bias, y[0], y[1], y[2], y[3], n);
+}
+
+// Zeros standing for the padding around the input, and for a missing bias.
+const float* zeros(std::size_t n) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < n) buffer.assign(n, 0.0f);
+  return buffer.data();
+}
+
+}  // namespace
+
+Winograd3x3::Winograd3x3(int tile, const std::vector<float>& kernel, int channels, int filters)
+    : m_(tile), alpha_(tile + 2), channels_(channels), filters_(filters) {
+  CHORUS_ASSERT(tile == 2 || tile == 4, "Winograd tile ", tile);
+  CHORUS_ASSERT(kernel.size() == 9u * channels * filters);
+  const std::size_t plane = static_cast<std::size_t>(channels) * filters;
+  u_.resize(static_cast<std::size_t>(alpha_) * alpha_ * plane);
+  for (std::size_t k = 0; k < plane; ++k) {  // k = ci * filters + co, Keras' order within a tap
+    double g[3][3], gg[6][3];
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 3; ++b) g[a][b] = kernel[(a * 3 + b) * plane + k];
+    for (int i = 0; i < alpha_; ++i)
+      for (int b = 0; b < 3; ++b) {
+        gg[i][b] = 0;
+        for (int a = 0; a < 3; ++a) gg[i][b] += (m_ == 2 ? kG2[i][a] : kG4[i][a]) * g[a][b];
+      }
+    for (int i = 0; i < alpha_; ++i)
+      for (int j = 0; j < alpha_; ++j) {
+        double sum = 0;
+        for (int b = 0; b < 3; ++b) sum += gg[i][b] * (m_ == 2 ? kG2[j][b] : kG4[j][b]);
+        u_[(i * alpha_ + j) * plane + k] = static_cast<float>(sum);
+      }
+  }
+}
+
+void Winograd3x3::scale_filters(const std::vector<float>& scale) {
+  CHORUS_ASSERT(static_cast<int>(scale.size()) == filters_);
+  for (std::size_t i = 0; i < u_.size(); ++i) u_[i] *= scale[i % filters_];
+}
+
+void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads pads, int out_h, int out_w,
+                          const float* bias, const Activation& activation, float* out) const {
+  const int m = m_, alpha = alpha_, c_in = channels_, c_out = filters_;
+  const int positions = alpha * alpha;
+  const int tiles_h = (out_h + m - 1) / m, tiles_w = (out_w + m - 1) / m;
+  const int per_frame = tiles_h * tiles_w, total = frames * per_frame;
+  const int block =
+      std::max(1, std::min<int>(total, kBlockFloats / (static_cast<std::size_t>(positions) * (c_in + c_out))));
+  // Scratch: transformed inputs V, products P, one tile's intermediate rows, and a sink for
+  // the outputs of edge tiles that fall outside the tensor.
+  const std::size_t v_stride = static_cast<std::size_t>(c_in) * block,
+                    p_stride = static_cast<std::size_t>(c_out) * block;
+  float* const v = conv_scratch(positions * (v_stride + p_stride) + (positions + m) * kChannelChunk);
+  float* const prod = v + positions * v_stride;
+  float* const tmp = prod + positions * p_stride;
+  float* const junk = tmp + positions * kChannelChunk;
+  const float* zero = zeros(std::max(c_in, c_out));
+  if (!bias) bias = zero;
+
+  for (int t0 = 0; t0 < total; t0 += block) {
+    const int count = std::min(block, total - t0);
+    // Input tiles: V[i*alpha+j] (channels x count) = (B^T d B)[i][j], d read in place from the
+    // NHWC input (zeros outside it).
+    for (int t = 0; t < count; ++t) {
+      const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
+      const float* frame = in + static_cast<std::size_t>(n) * in_h * in_w * c_in;
+      const float* src[6][6];
+      for (int k = 0; k < alpha; ++k) {
+        const int iy = ty * m - pads.top + k;
+        for (int l = 0; l < alpha; ++l) {
+          const int ix = tx * m - pads.left + l;
+          src[k][l] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                          ? zero
+                          : frame + (static_cast<std::size_t>(iy) * in_w + ix) * c_in;
+        }
+      }
+      for (int c0 = 0; c0 < c_in; c0 += kChannelChunk) {
+        const int n_c = std::min(kChannelChunk, c_in - c0);
+        const float* d[6];
+        float* o[6];
+        for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k B^T[i][k] d[k][l]
+          for (int k = 0; k < alpha; ++k) {
+            d[k] = src[k][l] + c0;
+            o[k] = tmp + (k * alpha + l) * kChannelChunk;
+          }
+          input_1d(m, d, o, n_c);
+        }
+        for (int i = 0; i < alpha; ++i) {  // rows: V[i][j] = sum_l tmp[i][l] B[l][j]
+          for (int l = 0; l < alpha; ++l) {
+            d[l] = tmp + (i * alpha + l) * kChannelChunk;
+            o[l] = v + (i * alpha + l) * v_stride + static_cast<std::size_t>(t) * c_in + c0;
+          }
+          input_1d(m, d, o, n_c);
+        }
+      }
+    }
+    // One product per position: P (filters x count) = U (filters x channels) * V (channels x count).
+    for (int pos = 0; pos < positions; ++pos)
+      gemm(c_out, count, c_in, u_.data() + static_cast<std::size_t>(pos) * c_out * c_in, c_out, v + pos * v_stride,
+           c_in, prod + pos * p_stride, c_out);
+    // Output tiles: Y = A^T P A + bias, written into the NHWC output (cut at its edges), then the
+    // activation while the tile is in cache.
+    for (int t = 0; t < count; ++t) {
+      const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
+      float* frame = out + static_cast<std::size_t>(n) * out_h * out_w * c_out;
+      const int rows = std::min(m, out_h - ty * m), cols = std::min(m, out_w - tx * m);
+      for (int c0 = 0; c0 < c_out; c0 += kChannelChunk) {
+        const int n_c = std::min(kChannelChunk, c_out - c0);
+        const float* p[6];
+        float* y[4];
+        for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k A^T[i][k] P[k][l]
+          for (int k = 0; k < alpha; ++k)
+            p[k] = prod + (k * alpha + l) * p_stride + static_cast<std::size_t>(t) * c_out + c0;
+          for (int i = 0; i < m; ++i) y[i] = tmp + (i * alpha + l) * kChannelChunk;
+          output_1d(m, p, zero, y, n_c);
+        }
+        for (int i = 0; i < m; ++i) {  // rows: Y[i][j] = sum_l tmp[i][l] A[l][j] + bias
+          for (int l = 0; l < alpha; ++l) p[l] = tmp + (i * alpha + l) * kChannelChunk;
+          for (int j = 0; j < m; ++j)
+            y[j] = (i < rows && j < cols)
+                       ? frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m + j) * c_out + c0
+                       : junk + j * kChannelChunk;
+          output_1d(m, p, bias + c0, y, n_c);
+        }
+      }
+      if (!activation.is_linear())
+        for (int i = 0; i < rows; ++i)
+          activation.apply(frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m) * c_out,
+                           static_cast<std::size_t>(cols) * c_out, c_out);
+    }
+  }
+}
+
+}  // namespace chorus::layers
