@@ -50,8 +50,12 @@ if missing:
     problems.append(f"docker/Dockerfile (runtime stage) lacks {' '.join(missing)}, which Makefile.pi pi-deps installs")
 
 if shutil.which("apt-cache"):
-    for p in sorted(sysroot | docker_build | docker_runtime | pi):
-        if subprocess.run(["apt-cache", "show", p], capture_output=True).returncode != 0:
+    named = sorted(sysroot | docker_build | docker_runtime | pi)
+    # One call (each reads the whole index); it succeeds when any is found, so compare names.
+    shown = subprocess.run(["apt-cache", "show", "--no-all-versions", *named], capture_output=True, text=True).stdout
+    found = {line.split(":", 1)[1].strip() for line in shown.splitlines() if line.startswith("Package:")}
+    for p in named:
+        if p not in found:
             problems.append(f"package {p} is not in this machine's Debian index")
 
 for p in problems:
