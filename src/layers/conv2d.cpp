@@ -20,6 +20,11 @@ constexpr std::size_t kColumnBlockFloats = 256 * 1024;
 constexpr int kMinColumns = 512;
 constexpr std::size_t kMaxColumnBlockFloats = 2 * 1024 * 1024;
 
+// 1x1 convolutions: pixels per GEMM, so that one block's output (filters x pixels) is about
+// 512 KB and stays in L2 for the epilogue, but at least 256 so the GEMM stays efficient.
+constexpr int kPointwiseBlockFloats = 128 * 1024;
+constexpr int kMinPointwiseBlock = 256;
+
 // Winograd only where the transformed kernel stays small: F(4x4) holds 36/9 and F(2x2) 16/9
 // of the plain kernel, which replaces it. Larger layers (VGG16's 512-channel ones) keep im2col,
 // so peak memory stays near weights + activations.
@@ -157,13 +162,16 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
       gemm(cout_g, count, k, kernel_.data() + g * cout_g, s.filters, cols, k,
            out + static_cast<std::size_t>(p0) * s.filters + g * cout_g, s.filters);
     }
-    // Epilogue while the block is in cache: bias, then activation.
-    float* block_out = out + static_cast<std::size_t>(p0) * s.filters;
-    if (!bias_.empty())
-      for (int p = 0; p < count; ++p)
-        for (int co = 0; co < s.filters; ++co) block_out[p * s.filters + co] += bias_[co];
-    s.activation.apply(block_out, static_cast<std::size_t>(count) * s.filters, s.filters);
+    finish_block(out + static_cast<std::size_t>(p0) * s.filters, count);
   }
+}
+
+void Conv2D::finish_block(float* block, int pixels) const {
+  const int f = settings_.filters;
+  if (!bias_.empty())
+    for (int p = 0; p < pixels; ++p)
+      for (int co = 0; co < f; ++co) block[static_cast<std::size_t>(p) * f + co] += bias_[co];
+  settings_.activation.apply(block, static_cast<std::size_t>(pixels) * f, f);
 }
 
 void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
@@ -171,17 +179,18 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const int frames = x.frames();
   out.resize(frames, output_shape());
   if (is_pointwise()) {
-    // 1x1 convolution over the whole batch: one GEMM, no im2col.
+    // 1x1 convolution over the whole batch: GEMMs straight on the NHWC input, no im2col, in
+    // blocks of pixels whose output stays in cache for the bias and activation (MobileNetV2's
+    // expansions write 5 MB per layer; three passes over it cost more than the GEMM).
     const int pixels = frames * output_shape().h * output_shape().w;
-    const int cin = input_shapes()[0].c;
-    gemm(settings_.filters, pixels, cin, kernel_.data(), settings_.filters, x.data(), cin, out.data(),
-         settings_.filters);
-    float* o = out.data();
-    if (!bias_.empty())
-      for (int p = 0; p < pixels; ++p)
-        for (int co = 0; co < settings_.filters; ++co)
-          o[static_cast<std::size_t>(p) * settings_.filters + co] += bias_[co];
-    settings_.activation.apply(o, out.size(), settings_.filters);
+    const int cin = input_shapes()[0].c, f = settings_.filters;
+    const int block = std::max(kMinPointwiseBlock, kPointwiseBlockFloats / f);
+    for (int p0 = 0; p0 < pixels; p0 += block) {
+      const int count = std::min(block, pixels - p0);
+      float* o = out.data() + static_cast<std::size_t>(p0) * f;
+      gemm(f, count, cin, kernel_.data(), f, x.data() + static_cast<std::size_t>(p0) * cin, cin, o, f);
+      finish_block(o, count);
+    }
     return;
   }
   if (winograd_) {

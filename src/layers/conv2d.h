@@ -51,6 +51,8 @@ class Conv2D : public Layer {
   // Winograd output tile (2 or 4) this layer's geometry and channels call for, 0 for im2col.
   int choose_winograd_tile() const;
   void forward_im2col(const float* in, float* out) const;
+  // Adds the bias and applies the activation to `pixels` output pixels (NHWC), while in cache.
+  void finish_block(float* block, int pixels) const;
 
   Conv2DSettings settings_;
   Pads pads_;
