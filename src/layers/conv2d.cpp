@@ -20,11 +20,6 @@ constexpr std::size_t kColumnBlockFloats = 256 * 1024;
 constexpr int kMinColumns = 512;
 constexpr std::size_t kMaxColumnBlockFloats = 2 * 1024 * 1024;
 
-// 1x1 convolutions: pixels per GEMM, so that one block's output (filters x pixels) is about
-// 512 KB and stays in L2 for the epilogue, but at least 256 so the GEMM stays efficient.
-constexpr int kPointwiseBlockFloats = 128 * 1024;
-constexpr int kMinPointwiseBlock = 256;
-
 // Winograd only where the transformed kernel stays small: F(4x4) holds 36/9 and F(2x2) 16/9
 // of the plain kernel, which replaces it. Larger layers (VGG16's 512-channel ones) keep im2col,
 // so peak memory stays near weights + activations.
@@ -179,18 +174,13 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const int frames = x.frames();
   out.resize(frames, output_shape());
   if (is_pointwise()) {
-    // 1x1 convolution over the whole batch: GEMMs straight on the NHWC input, no im2col, in
-    // blocks of pixels whose output stays in cache for the bias and activation (MobileNetV2's
-    // expansions write 5 MB per layer; three passes over it cost more than the GEMM).
+    // 1x1 convolution over the whole batch: one GEMM straight on the NHWC input, no im2col.
+    // (Pixel blocks with the epilogue in cache measured no faster at 1 thread and slower at 2:
+    // OpenBLAS splits one large GEMM better than several small ones.)
     const int pixels = frames * output_shape().h * output_shape().w;
     const int cin = input_shapes()[0].c, f = settings_.filters;
-    const int block = std::max(kMinPointwiseBlock, kPointwiseBlockFloats / f);
-    for (int p0 = 0; p0 < pixels; p0 += block) {
-      const int count = std::min(block, pixels - p0);
-      float* o = out.data() + static_cast<std::size_t>(p0) * f;
-      gemm(f, count, cin, kernel_.data(), f, x.data() + static_cast<std::size_t>(p0) * cin, cin, o, f);
-      finish_block(o, count);
-    }
+    gemm(f, pixels, cin, kernel_.data(), f, x.data(), cin, out.data(), f);
+    finish_block(out.data(), pixels);
     return;
   }
   if (winograd_) {

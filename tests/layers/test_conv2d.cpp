@@ -113,7 +113,7 @@ TEST(Conv2D, HandPickedShapes) {
       {1, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, 4, true, true},   // groups
       {1, 8, 8, 6, 9, 3, 3, 2, 2, 1, 1, 3, false, false}, // groups, stride, valid
       {3, 6, 6, 16, 24, 1, 1, 1, 1, 1, 1, 1, false, true}, // pointwise fast path
-      {2, 21, 23, 5, 600, 1, 1, 1, 1, 1, 1, 1, false, true}, // pointwise in several pixel blocks, and a partial one
+      {2, 21, 23, 5, 600, 1, 1, 1, 1, 1, 1, 1, false, true}, // pointwise, many filters, batch of 2
       {1, 6, 6, 16, 24, 1, 1, 2, 2, 1, 1, 1, false, true}, // strided 1x1 goes through im2col
       {1, 12, 5, 3, 7, 1, 5, 1, 1, 1, 1, 1, true, true},  // non-square kernel
       {1, 227, 227, 3, 8, 11, 11, 4, 4, 1, 1, 1, false, true}, // AlexNet conv1 geometry

@@ -23,7 +23,7 @@ TEST(DepthwiseConv2D, RandomShapes) {
     s.depth_multiplier = pick(1, 3);
     s.padding = pick(0, 1) ? Padding::same : Padding::valid;
     s.use_bias = pick(0, 1) == 1;
-    // Up to 70 channels: the 32- and 8-channel register chunks and the tail all run.
+    // Up to 70 channels: the 16- and 8-channel register chunks and the tail all run.
     const int cin = pick(1, 70);
     const int h = pick(1, 10) + (s.kernel_h - 1) * s.dilation_h, w = pick(1, 10) + (s.kernel_w - 1) * s.dilation_w;
     const int frames = pick(1, 2);
