@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Chorus builds and tests with. Idempotent: does nothing
 # when everything is present, so `make run` / `make test` can call it every time. Arguments
-# name extra packages (e.g. python3-matplotlib for `make sweep`).
+# name extra packages (e.g. python3-matplotlib for `make sweep`). CHORUS_DEPS=build installs
+# only what the program needs to build (a Pi building natively: Makefile.pi native).
 set -euo pipefail
 
-packages=(
+build_packages=(
   build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin
   libarmadillo-dev libopenblas-dev
   libhdf5-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
+  libonnx-dev libprotobuf-dev
+)
+# Tests, benchmarks, fuzzing, the deployment checks and the PyTorch-exported test models.
+test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3-yaml python3-jsonschema python3-numpy
-  libonnx-dev libprotobuf-dev
   python3-torch python3-torchvision python3-onnx
-  "$@"
 )
+packages=("${build_packages[@]}")
+[ "${CHORUS_DEPS:-all}" = build ] || packages+=("${test_packages[@]}")
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
