@@ -75,7 +75,9 @@ BENCHMARK(BM_Conv2D)
     ->Args({56, 64, 64, 3, 1})    // ResNet-18 layer1
     ->Args({56, 64, 256, 1, 1})   // ResNet-50 1x1 expand
     ->Args({14, 256, 1024, 1, 1})  // ResNet-50 layer3 1x1 expand
-    ->Args({112, 16, 96, 1, 1})   // MobileNetV2 block 2 expand (small k)
+    ->Args({112, 16, 96, 1, 1})   // MobileNetV2 block 2 expand (small k: small_gemm)
+    ->Args({56, 144, 24, 1, 1})   // MobileNetV2 block 3 projection (few filters: small_gemm)
+    ->Args({224, 3, 32, 3, 2})    // MobileNetV2 first conv (k = 27: im2col + small_gemm)
     ->Args({227, 3, 96, 11, 4})   // AlexNet conv1
     ->Unit(benchmark::kMillisecond);
 

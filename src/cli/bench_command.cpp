@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/random.h"
-#include "core/threads.h"
+#include "core/parallel.h"
 
 namespace chorus::cli {
 
@@ -24,7 +24,7 @@ struct BenchOptions {
 };
 
 void run_bench(const BenchOptions& o) {
-  set_blas_threads(o.threads);
+  set_compute_threads(o.threads);
   if (o.frames < 1 || o.batch < 1) fail("bench: --frames and --batch must be at least 1");
   model::Model m = load_model_with_weights(o.model, o.arch);
   Tensor input(o.batch, m.input_shape());
@@ -87,7 +87,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("--frames", o->frames, "Timed runs");
   cmd->add_option("--warmup", o->warmup, "Untimed runs first");
-  cmd->add_option("--threads", o->threads, "BLAS/OpenMP threads (default 1)");
+  cmd->add_option("--threads", o->threads, "compute threads (default 1)");
   cmd->add_option("--batch", o->batch, "Frames per forward pass");
   cmd->add_flag("--layers", o->layers, "Per-layer time table");
   cmd->add_flag("--json", o->json, "Print the result as JSON");

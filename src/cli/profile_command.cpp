@@ -9,7 +9,7 @@
 #include "cluster/cluster.h"
 #include "core/error.h"
 #include "core/random.h"
-#include "core/threads.h"
+#include "core/parallel.h"
 
 namespace chorus::cli {
 
@@ -26,9 +26,9 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "Device name recorded in the profile");
   cmd->add_option("--merge", o->merge, "Add to this existing profile (other models' times are kept)");
   cmd->add_option("--frames", o->frames, "Timed runs (the median is kept)");
-  cmd->add_option("--threads", o->threads, "BLAS threads");
+  cmd->add_option("--threads", o->threads, "compute threads (default 1)");
   cmd->callback([o] {
-    set_blas_threads(o->threads);
+    set_compute_threads(o->threads);
     model::Model m = load_model_with_weights(o->model, o->arch);
     Tensor input(1, m.input_shape());
     Rng rng(3);

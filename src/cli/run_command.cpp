@@ -32,7 +32,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--report", o->report_path, "Write the run report as JSON (docs/report-format.md)");
   cmd->add_option("--top", o->top, "Print the K largest outputs of each frame");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
-  cmd->add_option("--threads", o->threads, "BLAS/OpenMP threads per rank (default 1)");
+  cmd->add_option("--threads", o->threads, "compute threads per rank (default 1)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,
                   "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)");
   cmd->add_option("--cluster", o->cluster,

@@ -1,5 +1,6 @@
 #pragma once
-// Thread count for BLAS (OpenBLAS) and OpenMP; one per rank unless the user asks for more.
+// Thread count of BLAS (OpenBLAS) and OpenMP. Chorus keeps them at one (set_compute_threads in
+// core/parallel.h): its own threads split the work and call BLAS inside each part.
 
 namespace chorus {
 

@@ -63,6 +63,11 @@ void Activation::apply(float* data, std::size_t count, int channels) const {
         return;
       }
       break;
+    case ActivationKind::clip: {  // ONNX's ReLU6 (MobileNetV2) is a Clip
+      const float lo = min_value, hi = max_value;
+      for (std::size_t i = 0; i < count; ++i) data[i] = std::min(std::max(data[i], lo), hi);
+      return;
+    }
     default: break;
   }
   for (std::size_t i = 0; i < count; ++i) data[i] = apply_one(data[i]);

@@ -4,8 +4,10 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "layers/gemm.h"
 #include "layers/scratch.h"
+#include "layers/small_gemm.h"
 #include "layers/winograd.h"
 
 namespace chorus::layers {
@@ -19,6 +21,11 @@ constexpr std::size_t kColumnBlockFloats = 256 * 1024;
 // be re-packed every 56 columns (VGG16 block 4 ran at half speed).
 constexpr int kMinColumns = 512;
 constexpr std::size_t kMaxColumnBlockFloats = 2 * 1024 * 1024;
+// Fewer pixels than this per thread and the threads share each block instead of taking their
+// own: narrower blocks would have every thread re-pack the whole weight matrix for little work.
+constexpr int kMinColumnsPerThread = 256;
+// Pixels per im2col block on the small_gemm path.
+constexpr int kSmallGemmBlock = 256;
 
 // Winograd only where the transformed kernel stays small: F(4x4) holds 36/9 and F(2x2) 16/9
 // of the plain kernel, which replaces it. Larger layers (VGG16's 512-channel ones) keep im2col,
@@ -65,6 +72,8 @@ void Conv2D::set_weights(WeightMap weights) {
   kernel_ = take_weight(weights, specs[0]);
   bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
   winograd_.reset();
+  const int k = settings_.kernel_h * settings_.kernel_w * (input_shapes()[0].c / settings_.groups);
+  use_small_gemm_ = settings_.groups == 1 && prefer_small_gemm(k, settings_.filters);
   if (int tile = choose_winograd_tile()) {
     // The transformed kernel replaces the plain one, so memory grows by 16/9 or 36/9, not more.
     winograd_ = std::make_unique<Winograd3x3>(tile, kernel_, input_shapes()[0].c, settings_.filters);
@@ -125,40 +134,104 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
   const auto& s = settings_;
   const Shape& is = input_shapes()[0];
   const Shape& os = output_shape();
-  const int cin_g = is.c / s.groups, cout_g = s.filters / s.groups;
-  const int k = s.kernel_h * s.kernel_w * cin_g;
+  const int k = s.kernel_h * s.kernel_w * (is.c / s.groups);
   const int pixels = os.h * os.w;
   const std::size_t min_cols = std::min<std::size_t>(kMinColumns, kMaxColumnBlockFloats / k);
-  const int block =
-      std::min<std::size_t>(pixels, std::max<std::size_t>({std::size_t{16}, min_cols, kColumnBlockFloats / k}));
-  float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
-
-  for (int p0 = 0; p0 < pixels; p0 += block) {
-    const int count = std::min(block, pixels - p0);
-    for (int g = 0; g < s.groups; ++g) {
-      // Gather: column p of `cols` is the receptive field of output pixel p0+p, in (ky, kx, ci) order.
-      for (int p = 0; p < count; ++p) {
-        const int oy = (p0 + p) / os.w, ox = (p0 + p) % os.w;
-        float* col = cols + static_cast<std::size_t>(p) * k;
-        for (int ky = 0; ky < s.kernel_h; ++ky) {
-          const int iy = oy * s.stride_h - pads_.top + ky * s.dilation_h;
-          for (int kx = 0; kx < s.kernel_w; ++kx) {
-            const int ix = ox * s.stride_w - pads_.left + kx * s.dilation_w;
-            float* dst = col + (ky * s.kernel_w + kx) * cin_g;
-            if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w)
-              std::memset(dst, 0, sizeof(float) * cin_g);
-            else
-              std::memcpy(dst, in + (static_cast<std::size_t>(iy) * is.w + ix) * is.c + g * cin_g,
-                          sizeof(float) * cin_g);
-          }
-        }
+  int block = std::min<std::size_t>(pixels, std::max<std::size_t>({std::size_t{16}, min_cols, kColumnBlockFloats / k}));
+  // small_gemm packs nothing, so short blocks cost it nothing and keep the columns in L1/L2.
+  if (use_small_gemm_) block = std::min(block, kSmallGemmBlock);
+  const int threads = parallel_threads();
+  if (threads == 1 || pixels < threads * kMinColumnsPerThread) {
+    // One thread, or too few pixels to give each thread its own blocks: blocks one after the
+    // other, each gathered, multiplied and finished by all threads together.
+    float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
+    for (int p0 = 0; p0 < pixels; p0 += block) {
+      const int count = std::min(block, pixels - p0);
+      for (int g = 0; g < s.groups; ++g) {
+        parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
+          gather_columns(in, g, p0 + static_cast<int>(first), static_cast<int>(last - first), cols + first * k);
+          if (use_small_gemm_)
+            multiply_small(cols + first * k, static_cast<int>(last - first), out + (p0 + first) * s.filters);
+        });
+        if (!use_small_gemm_) multiply_group(g, cols, count, out + static_cast<std::size_t>(p0) * s.filters);
       }
-      // out[:, group g channels] = W_g * cols, written straight into the NHWC output (ldc = filters).
-      gemm(cout_g, count, k, kernel_.data() + g * cout_g, s.filters, cols, k,
-           out + static_cast<std::size_t>(p0) * s.filters + g * cout_g, s.filters);
+      if (!use_small_gemm_)
+        parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
+          finish_block(out + static_cast<std::size_t>(p0 + first) * s.filters, static_cast<int>(last - first));
+        });
     }
-    finish_block(out + static_cast<std::size_t>(p0) * s.filters, count);
+    return;
   }
+  // Each thread takes whole blocks in its own scratch, gathered, multiplied and finished while
+  // in its cache; as many blocks as a multiple of the threads, so that none waits at the end.
+  int blocks = (pixels + block - 1) / block;
+  blocks = (blocks + threads - 1) / threads * threads;
+  block = (pixels + blocks - 1) / blocks;
+  blocks = (pixels + block - 1) / block;
+  parallel_for(blocks, [&](int b) {
+    const int p0 = b * block, count = std::min(block, pixels - p0);
+    float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
+    float* block_out = out + static_cast<std::size_t>(p0) * s.filters;
+    for (int g = 0; g < s.groups; ++g) {
+      gather_columns(in, g, p0, count, cols);
+      if (use_small_gemm_)
+        multiply_small(cols, count, block_out);
+      else
+        multiply_group(g, cols, count, block_out);
+    }
+    if (!use_small_gemm_) finish_block(block_out, count);
+  });
+}
+
+void Conv2D::gather_columns(const float* in, int group, int p0, int count, float* cols) const {
+  const auto& s = settings_;
+  const Shape& is = input_shapes()[0];
+  const Shape& os = output_shape();
+  const int cin_g = is.c / s.groups, k = s.kernel_h * s.kernel_w * cin_g;
+  // Column p of `cols` is the receptive field of output pixel p0+p, in (ky, kx, ci) order.
+  // Without groups or dilation the taps of one kernel row are adjacent in the NHWC input: one
+  // copy per row instead of one per tap (MobileNetV2's first layer has 3 channels per tap).
+  const bool rows_contiguous = s.groups == 1 && s.dilation_w == 1;
+  const std::size_t row_floats = static_cast<std::size_t>(s.kernel_w) * cin_g;
+  for (int p = 0; p < count; ++p) {
+    const int oy = (p0 + p) / os.w, ox = (p0 + p) % os.w;
+    float* col = cols + static_cast<std::size_t>(p) * k;
+    const int ix0 = ox * s.stride_w - pads_.left;
+    for (int ky = 0; ky < s.kernel_h; ++ky) {
+      const int iy = oy * s.stride_h - pads_.top + ky * s.dilation_h;
+      float* dst = col + static_cast<std::size_t>(ky) * row_floats;
+      if (iy < 0 || iy >= is.h) {
+        std::fill(dst, dst + row_floats, 0.0f);
+        continue;
+      }
+      const float* src_row = in + static_cast<std::size_t>(iy) * is.w * is.c + group * cin_g;
+      if (rows_contiguous && ix0 >= 0 && ix0 + s.kernel_w <= is.w) {
+        std::copy(src_row + static_cast<std::size_t>(ix0) * is.c, src_row + ix0 * is.c + row_floats, dst);
+        continue;
+      }
+      for (int kx = 0; kx < s.kernel_w; ++kx) {
+        const int ix = ix0 + kx * s.dilation_w;
+        float* tap = dst + kx * cin_g;
+        if (ix < 0 || ix >= is.w)
+          std::fill(tap, tap + cin_g, 0.0f);
+        else
+          std::copy(src_row + static_cast<std::size_t>(ix) * is.c, src_row + ix * is.c + cin_g, tap);
+      }
+    }
+  }
+}
+
+void Conv2D::multiply_group(int group, const float* cols, int count, float* out) const {
+  const auto& s = settings_;
+  const int cout_g = s.filters / s.groups, k = s.kernel_h * s.kernel_w * (input_shapes()[0].c / s.groups);
+  // out[:, group channels] = W_g * cols, written straight into the NHWC output (ldc = filters).
+  gemm(cout_g, count, k, kernel_.data() + group * cout_g, s.filters, cols, k, out + group * cout_g, s.filters);
+}
+
+void Conv2D::multiply_small(const float* cols, int count, float* out) const {
+  const int k = settings_.kernel_h * settings_.kernel_w * input_shapes()[0].c;
+  small_gemm(cols, k, count, k, kernel_.data(), settings_.filters, bias_.empty() ? nullptr : bias_.data(),
+             settings_.activation, out);
 }
 
 void Conv2D::finish_block(float* block, int pixels) const {
@@ -175,12 +248,32 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   out.resize(frames, output_shape());
   if (is_pointwise()) {
     // 1x1 convolution over the whole batch: one GEMM straight on the NHWC input, no im2col.
-    // (Pixel blocks with the epilogue in cache measured no faster at 1 thread and slower at 2:
-    // OpenBLAS splits one large GEMM better than several small ones.)
+    // (Pixel blocks with the epilogue in cache measured no faster at 1 thread, so one thread
+    // makes one call.)
     const int pixels = frames * output_shape().h * output_shape().w;
     const int cin = input_shapes()[0].c, f = settings_.filters;
+    if (use_small_gemm_) {
+      parallel_range(pixels, 64, [&](std::int64_t first, std::int64_t last) {
+        multiply_small(x.data() + first * cin, static_cast<int>(last - first), out.data() + first * f);
+      });
+      return;
+    }
+    if (pixels > f && parallel_threads() > 1) {
+      // Each thread a range of pixels, finished while in its cache.
+      parallel_range(
+          pixels, kMinColumnsPerThread,
+          [&](std::int64_t first, std::int64_t last) {
+            gemm(f, static_cast<int>(last - first), cin, kernel_.data(), f, x.data() + first * cin, cin,
+                 out.data() + first * f, f);
+            finish_block(out.data() + first * f, static_cast<int>(last - first));
+          },
+          16);
+      return;
+    }
     gemm(f, pixels, cin, kernel_.data(), f, x.data(), cin, out.data(), f);
-    finish_block(out.data(), pixels);
+    parallel_range(pixels, 16, [&](std::int64_t first, std::int64_t last) {
+      finish_block(out.data() + first * f, static_cast<int>(last - first));
+    });
     return;
   }
   if (winograd_) {

@@ -51,6 +51,13 @@ class Conv2D : public Layer {
   // Winograd output tile (2 or 4) this layer's geometry and channels call for, 0 for im2col.
   int choose_winograd_tile() const;
   void forward_im2col(const float* in, float* out) const;
+  // im2col of `count` output pixels from p0 for one group: k x count, column-major.
+  void gather_columns(const float* in, int group, int p0, int count, float* cols) const;
+  // The group's output channels of `count` pixels (out points at the first) = W_g * cols.
+  void multiply_group(int group, const float* cols, int count, float* out) const;
+  // The same through small_gemm, with bias and activation (one group only); `cols` has one row
+  // of k inputs per pixel, which is also what a 1x1 convolution's NHWC input is.
+  void multiply_small(const float* cols, int count, float* out) const;
   // Adds the bias and applies the activation to `pixels` output pixels (NHWC), while in cache.
   void finish_block(float* block, int pixels) const;
 
@@ -58,6 +65,7 @@ class Conv2D : public Layer {
   Pads pads_;
   std::vector<float> kernel_;              // filters x (kh*kw*in/groups), column-major; empty once winograd_ holds it
   std::unique_ptr<Winograd3x3> winograd_;  // the transformed kernel, for 3x3 stride-1 layers that pay
+  bool use_small_gemm_ = false;            // small k or few filters: small_gemm instead of sgemm
   std::vector<float> bias_;                // filters, or empty
 };
 

@@ -3,14 +3,16 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/parallel.h"
+#include "layers/vec8.h"
 
 namespace chorus::layers {
 
 DepthwiseConv2D::DepthwiseConv2D(std::string name, DepthwiseConv2DSettings settings)
     : Layer(std::move(name)), settings_(settings) {
   const auto& s = settings_;
-  if (s.kernel_h < 1 || s.kernel_w < 1 || s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 ||
-      s.dilation_w < 1 || s.depth_multiplier < 1)
+  if (s.kernel_h < 1 || s.kernel_w < 1 || s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 || s.dilation_w < 1 ||
+      s.depth_multiplier < 1)
     fail_layer("kernel size, strides, dilation and depth_multiplier must be positive");
 }
 
@@ -23,8 +25,7 @@ Shape DepthwiseConv2D::infer_shape(const std::vector<Shape>& in) {
   out.h = g.out_h;
   out.w = g.out_w;
   pads_ = g.pads;
-  if (out.h <= 0 || out.w <= 0)
-    fail_layer("kernel ", s.kernel_h, "x", s.kernel_w, " does not fit input ", in[0].str());
+  if (out.h <= 0 || out.w <= 0) fail_layer("kernel ", s.kernel_h, "x", s.kernel_w, " does not fit input ", in[0].str());
   return out;
 }
 
@@ -95,23 +96,74 @@ inline void depthwise_pixel_chunk(const float* __restrict in, const float* __res
   for (int i = 0; i < Chunk; ++i) dst[c0 + i] = acc[i];
 }
 
+// Four adjacent output pixels of a row whose taps all lie inside the input, 16 channels from
+// c0: eight independent accumulators instead of two, so the adds are no longer waiting on each
+// other's latency, and each weight load serves four pixels. in_x[q] is the input column of tap
+// (.., 0) for pixel q.
+inline void depthwise_4_pixels(const float* __restrict in, const float* __restrict kernel, const float* __restrict bias,
+                               float* __restrict dst, std::size_t dst_step, int c0, int cin, std::size_t row_stride,
+                               int kernel_w, int cout, int dil_h, int dil_w, int iy0, const int* in_x, int ky0,
+                               int ky1) {
+  Vec8 acc[4][2];
+  for (int v = 0; v < 2; ++v) {
+    const Vec8 b = bias ? load8(bias + c0 + 8 * v) : Vec8{};
+    for (int q = 0; q < 4; ++q) acc[q][v] = b;
+  }
+  for (int ky = ky0; ky < ky1; ++ky) {
+    const float* row = in + static_cast<std::size_t>(iy0 + ky * dil_h) * row_stride + c0;
+    for (int kx = 0; kx < kernel_w; ++kx) {
+      const float* w = kernel + static_cast<std::size_t>(ky * kernel_w + kx) * cout + c0;
+      const Vec8 w0 = load8(w), w1 = load8(w + 8);
+      for (int q = 0; q < 4; ++q) {
+        const float* src = row + static_cast<std::size_t>(in_x[q] + kx * dil_w) * cin;
+        acc[q][0] += load8(src) * w0;
+        acc[q][1] += load8(src + 8) * w1;
+      }
+    }
+  }
+  for (int q = 0; q < 4; ++q) {
+    store8(dst + q * dst_step + c0, acc[q][0]);
+    store8(dst + q * dst_step + c0 + 8, acc[q][1]);
+  }
+}
+
 }  // namespace
 
-void DepthwiseConv2D::forward_frame(const float* in, float* out) const {
+void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, int end_row) const {
   const auto& s = settings_;
   const Shape& is = input_shapes()[0];
   const Shape& os = output_shape();
   const int cin = is.c, cout = os.c, dm = s.depth_multiplier;
   const float* bias = bias_.empty() ? nullptr : bias_.data();
   const std::size_t row_stride = static_cast<std::size_t>(is.w) * cin;
-  for (int oy = 0; oy < os.h; ++oy) {
+  for (int oy = first_row; oy < end_row; ++oy) {
     // Taps inside the input for this row: ky in [ky0, ky1).
     const int iy0 = oy * s.stride_h - pads_.top;
     int ky0 = 0, ky1 = s.kernel_h;
     while (ky0 < ky1 && iy0 + ky0 * s.dilation_h < 0) ++ky0;
     while (ky1 > ky0 && iy0 + (ky1 - 1) * s.dilation_h >= is.h) --ky1;
+    // Columns whose taps all lie inside the input, from ox_begin to ox_end.
+    int ox_begin = 0, ox_end = os.w;
+    while (ox_begin < os.w && ox_begin * s.stride_w - pads_.left < 0) ++ox_begin;
+    while (ox_end > ox_begin && (ox_end - 1) * s.stride_w - pads_.left + (s.kernel_w - 1) * s.dilation_w >= is.w)
+      --ox_end;
     for (int ox = 0; ox < os.w; ++ox) {
       float* __restrict dst = out + (static_cast<std::size_t>(oy) * os.w + ox) * cout;
+      if (dm == 1 && cout >= 16 && ox >= ox_begin && ox + 4 <= ox_end) {
+        // Four inner pixels at once over the channels in chunks of 16, the rest one by one.
+        const int in_x[4] = {ox * s.stride_w - pads_.left, (ox + 1) * s.stride_w - pads_.left,
+                             (ox + 2) * s.stride_w - pads_.left, (ox + 3) * s.stride_w - pads_.left};
+        int c = 0;
+        for (; c + 16 <= cout; c += 16)
+          depthwise_4_pixels(in, kernel_.data(), bias, dst, cout, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
+                             s.dilation_w, iy0, in_x, ky0, ky1);
+        for (int q = 0; q < 4 && c < cout; ++q)
+          for (int c1 = c; c1 < cout; ++c1)
+            depthwise_pixel_chunk<1>(in, kernel_.data(), bias, dst + q * cout, c1, cin, row_stride, s.kernel_w, cout,
+                                     s.dilation_h, s.dilation_w, iy0, in_x[q], ky0, ky1, 0, s.kernel_w);
+        ox += 3;
+        continue;
+      }
       const int ix0 = ox * s.stride_w - pads_.left;
       int kx0 = 0, kx1 = s.kernel_w;
       while (kx0 < kx1 && ix0 + kx0 * s.dilation_w < 0) ++kx0;
@@ -122,11 +174,11 @@ void DepthwiseConv2D::forward_frame(const float* in, float* out) const {
           depthwise_pixel_chunk<kChannelChunk>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout,
                                                s.dilation_h, s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
         for (; c + 8 <= cout; c += 8)
-          depthwise_pixel_chunk<8>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout,
-                                   s.dilation_h, s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
+          depthwise_pixel_chunk<8>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
+                                   s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
         for (; c < cout; ++c)
-          depthwise_pixel_chunk<1>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout,
-                                   s.dilation_h, s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
+          depthwise_pixel_chunk<1>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
+                                   s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
         continue;
       }
       if (bias)
@@ -149,8 +201,15 @@ void DepthwiseConv2D::forward_frame(const float* in, float* out) const {
 }
 
 void DepthwiseConv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
-  out.resize(in[0]->frames(), output_shape());
-  for (int n = 0; n < in[0]->frames(); ++n) forward_frame(in[0]->frame(n), out.frame(n));
+  const Shape& os = output_shape();
+  out.resize(in[0]->frames(), os);
+  // Rows per task: some 50k multiply-adds, so small layers stay on one thread.
+  const double row_macs = static_cast<double>(os.w) * os.c * settings_.kernel_h * settings_.kernel_w;
+  const auto grain = static_cast<std::int64_t>(std::max(1.0, 5e4 / row_macs));
+  for (int n = 0; n < in[0]->frames(); ++n)
+    parallel_range(os.h, grain, [&](std::int64_t first, std::int64_t last) {
+      forward_rows(in[0]->frame(n), out.frame(n), static_cast<int>(first), static_cast<int>(last));
+    });
 }
 
 }  // namespace chorus::layers

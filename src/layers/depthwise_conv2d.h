@@ -33,13 +33,12 @@ class DepthwiseConv2D : public Layer {
   std::string describe() const override;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
 
-  // Runs on one frame; used by SeparableConv2D too.
-  void forward_frame(const float* in, float* out) const;
-
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
 
  private:
+  // Output rows [first_row, end_row) of one frame.
+  void forward_rows(const float* in, float* out, int first_row, int end_row) const;
   DepthwiseConv2DSettings settings_;
   Pads pads_;
   std::vector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest

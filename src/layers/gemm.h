@@ -1,6 +1,8 @@
 #pragma once
 // Matrix product through Armadillo's BLAS wrapper (OpenBLAS sgemm on Debian), column-major
 // with explicit leading dimensions so results can land inside NHWC tensors without copies.
+// Called outside a parallel task, a large product is split across the compute threads
+// (core/parallel.h); inside one it runs on the calling thread.
 
 namespace chorus::layers {
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace chorus::layers {
 
@@ -15,18 +16,16 @@ Pool2D::Pool2D(std::string name, Pool2DSettings settings) : Layer(std::move(name
 Shape Pool2D::infer_shape(const std::vector<Shape>& in) {
   const auto& s = settings_;
   Shape out{0, 0, in[0].c};
-  auto g = window_geometry(in[0], {s.pool_h, s.pool_w, s.stride_h, s.stride_w, 1, 1, s.padding, s.explicit_pads, s.pads});
+  auto g =
+      window_geometry(in[0], {s.pool_h, s.pool_w, s.stride_h, s.stride_w, 1, 1, s.padding, s.explicit_pads, s.pads});
   out.h = g.out_h;
   out.w = g.out_w;
   pads_ = g.pads;
-  if (out.h <= 0 || out.w <= 0)
-    fail_layer("pool ", s.pool_h, "x", s.pool_w, " does not fit input ", in[0].str());
+  if (out.h <= 0 || out.w <= 0) fail_layer("pool ", s.pool_h, "x", s.pool_w, " does not fit input ", in[0].str());
   return out;
 }
 
-double Pool2D::macs() const {
-  return static_cast<double>(output_shape().size()) * settings_.pool_h * settings_.pool_w;
-}
+double Pool2D::macs() const { return static_cast<double>(output_shape().size()) * settings_.pool_h * settings_.pool_w; }
 
 std::string Pool2D::describe() const {
   const auto& s = settings_;
@@ -40,32 +39,37 @@ void Pool2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const int c = is.c;
   out.resize(in[0]->frames(), os);
   const bool is_max = s.kind == PoolKind::max;
+  // Rows per task: some 50k window reads, so small layers stay on one thread.
+  const auto grain =
+      static_cast<std::int64_t>(std::max(1.0, 5e4 / (static_cast<double>(os.w) * c * s.pool_h * s.pool_w)));
   for (int n = 0; n < in[0]->frames(); ++n) {
     const float* src = in[0]->frame(n);
     float* dst_frame = out.frame(n);
-    for (int oy = 0; oy < os.h; ++oy) {
-      const int y0 = oy * s.stride_h - pads_.top;
-      const int ya = std::max(y0, 0), yb = std::min(y0 + s.pool_h, is.h);
-      for (int ox = 0; ox < os.w; ++ox) {
-        const int x0 = ox * s.stride_w - pads_.left;
-        const int xa = std::max(x0, 0), xb = std::min(x0 + s.pool_w, is.w);
-        float* __restrict dst = dst_frame + (static_cast<std::size_t>(oy) * os.w + ox) * c;
-        std::fill(dst, dst + c, is_max ? -std::numeric_limits<float>::infinity() : 0.0f);
-        for (int y = ya; y < yb; ++y)
-          for (int x = xa; x < xb; ++x) {
-            const float* __restrict p = src + (static_cast<std::size_t>(y) * is.w + x) * c;
-            if (is_max)
-              for (int ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], p[ch]);
-            else
-              for (int ch = 0; ch < c; ++ch) dst[ch] += p[ch];
+    parallel_range(os.h, grain, [&](std::int64_t first_row, std::int64_t end_row) {
+      for (int oy = static_cast<int>(first_row); oy < end_row; ++oy) {
+        const int y0 = oy * s.stride_h - pads_.top;
+        const int ya = std::max(y0, 0), yb = std::min(y0 + s.pool_h, is.h);
+        for (int ox = 0; ox < os.w; ++ox) {
+          const int x0 = ox * s.stride_w - pads_.left;
+          const int xa = std::max(x0, 0), xb = std::min(x0 + s.pool_w, is.w);
+          float* __restrict dst = dst_frame + (static_cast<std::size_t>(oy) * os.w + ox) * c;
+          std::fill(dst, dst + c, is_max ? -std::numeric_limits<float>::infinity() : 0.0f);
+          for (int y = ya; y < yb; ++y)
+            for (int x = xa; x < xb; ++x) {
+              const float* __restrict p = src + (static_cast<std::size_t>(y) * is.w + x) * c;
+              if (is_max)
+                for (int ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], p[ch]);
+              else
+                for (int ch = 0; ch < c; ++ch) dst[ch] += p[ch];
+            }
+          if (!is_max) {
+            int count = s.count_include_pad ? s.pool_h * s.pool_w : (yb - ya) * (xb - xa);
+            const float inv = count > 0 ? 1.0f / count : 0.0f;
+            for (int ch = 0; ch < c; ++ch) dst[ch] *= inv;
           }
-        if (!is_max) {
-          int count = s.count_include_pad ? s.pool_h * s.pool_w : (yb - ya) * (xb - xa);
-          const float inv = count > 0 ? 1.0f / count : 0.0f;
-          for (int ch = 0; ch < c; ++ch) dst[ch] *= inv;
         }
       }
-    }
+    });
   }
 }
 

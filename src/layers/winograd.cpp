@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "layers/gemm.h"
 #include "layers/scratch.h"
 
@@ -140,88 +141,96 @@ void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads 
   const int per_frame = tiles_h * tiles_w, total = frames * per_frame;
   const int block =
       std::max(1, std::min<int>(total, kBlockFloats / (static_cast<std::size_t>(positions) * (c_in + c_out))));
-  // Scratch: transformed inputs V, products P, one tile's intermediate rows, and a sink for
-  // the outputs of edge tiles that fall outside the tensor.
+  // Scratch: transformed inputs V and products P of one block, shared by the compute threads.
   const std::size_t v_stride = static_cast<std::size_t>(c_in) * block,
                     p_stride = static_cast<std::size_t>(c_out) * block;
-  float* const v = conv_scratch(positions * (v_stride + p_stride) + (positions + m) * kChannelChunk);
+  float* const v = conv_scratch(positions * (v_stride + p_stride));
   float* const prod = v + positions * v_stride;
-  float* const tmp = prod + positions * p_stride;
-  float* const junk = tmp + positions * kChannelChunk;
   const float* zero = zeros(std::max(c_in, c_out));
   if (!bias) bias = zero;
+  // Tiles per task of the transforms: enough to amortise a task, few enough to balance.
+  constexpr int kTileGrain = 8;
 
   for (int t0 = 0; t0 < total; t0 += block) {
     const int count = std::min(block, total - t0);
     // Input tiles: V[i*alpha+j] (channels x count) = (B^T d B)[i][j], d read in place from the
     // NHWC input (zeros outside it).
-    for (int t = 0; t < count; ++t) {
-      const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
-      const float* frame = in + static_cast<std::size_t>(n) * in_h * in_w * c_in;
-      const float* src[6][6];
-      for (int k = 0; k < alpha; ++k) {
-        const int iy = ty * m - pads.top + k;
-        for (int l = 0; l < alpha; ++l) {
-          const int ix = tx * m - pads.left + l;
-          src[k][l] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
-                          ? zero
-                          : frame + (static_cast<std::size_t>(iy) * in_w + ix) * c_in;
-        }
-      }
-      for (int c0 = 0; c0 < c_in; c0 += kChannelChunk) {
-        const int n_c = std::min(kChannelChunk, c_in - c0);
-        const float* d[6];
-        float* o[6];
-        for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k B^T[i][k] d[k][l]
-          for (int k = 0; k < alpha; ++k) {
-            d[k] = src[k][l] + c0;
-            o[k] = tmp + (k * alpha + l) * kChannelChunk;
-          }
-          input_1d(m, d, o, n_c);
-        }
-        for (int i = 0; i < alpha; ++i) {  // rows: V[i][j] = sum_l tmp[i][l] B[l][j]
+    parallel_range(count, kTileGrain, [&](std::int64_t first, std::int64_t last) {
+      float tmp[36 * kChannelChunk];  // one tile's intermediate rows, kept in L1
+      for (int t = static_cast<int>(first); t < last; ++t) {
+        const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
+        const float* frame = in + static_cast<std::size_t>(n) * in_h * in_w * c_in;
+        const float* src[6][6];
+        for (int k = 0; k < alpha; ++k) {
+          const int iy = ty * m - pads.top + k;
           for (int l = 0; l < alpha; ++l) {
-            d[l] = tmp + (i * alpha + l) * kChannelChunk;
-            o[l] = v + (i * alpha + l) * v_stride + static_cast<std::size_t>(t) * c_in + c0;
+            const int ix = tx * m - pads.left + l;
+            src[k][l] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                            ? zero
+                            : frame + (static_cast<std::size_t>(iy) * in_w + ix) * c_in;
           }
-          input_1d(m, d, o, n_c);
+        }
+        for (int c0 = 0; c0 < c_in; c0 += kChannelChunk) {
+          const int n_c = std::min(kChannelChunk, c_in - c0);
+          const float* d[6];
+          float* o[6];
+          for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k B^T[i][k] d[k][l]
+            for (int k = 0; k < alpha; ++k) {
+              d[k] = src[k][l] + c0;
+              o[k] = tmp + (k * alpha + l) * kChannelChunk;
+            }
+            input_1d(m, d, o, n_c);
+          }
+          for (int i = 0; i < alpha; ++i) {  // rows: V[i][j] = sum_l tmp[i][l] B[l][j]
+            for (int l = 0; l < alpha; ++l) {
+              d[l] = tmp + (i * alpha + l) * kChannelChunk;
+              o[l] = v + (i * alpha + l) * v_stride + static_cast<std::size_t>(t) * c_in + c0;
+            }
+            input_1d(m, d, o, n_c);
+          }
         }
       }
-    }
-    // One product per position: P (filters x count) = U (filters x channels) * V (channels x count).
-    for (int pos = 0; pos < positions; ++pos)
+    });
+    // One product per position, the positions shared out among the threads:
+    // P (filters x count) = U (filters x channels) * V (channels x count).
+    parallel_for(positions, [&](int pos) {
       gemm(c_out, count, c_in, u_.data() + static_cast<std::size_t>(pos) * c_out * c_in, c_out, v + pos * v_stride,
            c_in, prod + pos * p_stride, c_out);
+    });
     // Output tiles: Y = A^T P A + bias, written into the NHWC output (cut at its edges), then the
     // activation while the tile is in cache.
-    for (int t = 0; t < count; ++t) {
-      const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
-      float* frame = out + static_cast<std::size_t>(n) * out_h * out_w * c_out;
-      const int rows = std::min(m, out_h - ty * m), cols = std::min(m, out_w - tx * m);
-      for (int c0 = 0; c0 < c_out; c0 += kChannelChunk) {
-        const int n_c = std::min(kChannelChunk, c_out - c0);
-        const float* p[6];
-        float* y[4];
-        for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k A^T[i][k] P[k][l]
-          for (int k = 0; k < alpha; ++k)
-            p[k] = prod + (k * alpha + l) * p_stride + static_cast<std::size_t>(t) * c_out + c0;
-          for (int i = 0; i < m; ++i) y[i] = tmp + (i * alpha + l) * kChannelChunk;
-          output_1d(m, p, zero, y, n_c);
+    parallel_range(count, kTileGrain, [&](std::int64_t first, std::int64_t last) {
+      float tmp[(36 + 4) * kChannelChunk];  // intermediate rows, then a sink for edge tiles
+      float* const junk = tmp + positions * kChannelChunk;
+      for (int t = static_cast<int>(first); t < last; ++t) {
+        const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
+        float* frame = out + static_cast<std::size_t>(n) * out_h * out_w * c_out;
+        const int rows = std::min(m, out_h - ty * m), cols = std::min(m, out_w - tx * m);
+        for (int c0 = 0; c0 < c_out; c0 += kChannelChunk) {
+          const int n_c = std::min(kChannelChunk, c_out - c0);
+          const float* p[6];
+          float* y[4];
+          for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k A^T[i][k] P[k][l]
+            for (int k = 0; k < alpha; ++k)
+              p[k] = prod + (k * alpha + l) * p_stride + static_cast<std::size_t>(t) * c_out + c0;
+            for (int i = 0; i < m; ++i) y[i] = tmp + (i * alpha + l) * kChannelChunk;
+            output_1d(m, p, zero, y, n_c);
+          }
+          for (int i = 0; i < m; ++i) {  // rows: Y[i][j] = sum_l tmp[i][l] A[l][j] + bias
+            for (int l = 0; l < alpha; ++l) p[l] = tmp + (i * alpha + l) * kChannelChunk;
+            for (int j = 0; j < m; ++j)
+              y[j] = (i < rows && j < cols)
+                         ? frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m + j) * c_out + c0
+                         : junk + j * kChannelChunk;
+            output_1d(m, p, bias + c0, y, n_c);
+          }
         }
-        for (int i = 0; i < m; ++i) {  // rows: Y[i][j] = sum_l tmp[i][l] A[l][j] + bias
-          for (int l = 0; l < alpha; ++l) p[l] = tmp + (i * alpha + l) * kChannelChunk;
-          for (int j = 0; j < m; ++j)
-            y[j] = (i < rows && j < cols)
-                       ? frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m + j) * c_out + c0
-                       : junk + j * kChannelChunk;
-          output_1d(m, p, bias + c0, y, n_c);
-        }
+        if (!activation.is_linear())
+          for (int i = 0; i < rows; ++i)
+            activation.apply(frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m) * c_out,
+                             static_cast<std::size_t>(cols) * c_out, c_out);
       }
-      if (!activation.is_linear())
-        for (int i = 0; i < rows; ++i)
-          activation.apply(frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m) * c_out,
-                           static_cast<std::size_t>(cols) * c_out, c_out);
-    }
+    });
   }
 }
 

@@ -106,11 +106,11 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
       const std::size_t need = static_cast<std::size_t>(input.frames()) * node.layer->output_shape().size();
       auto best = spare.end();
       for (auto it = spare.begin(); it != spare.end(); ++it) {
-        bool fits = it->storage().capacity() >= need;
+        bool fits = it->capacity() >= need;
         if (best == spare.end()) { best = it; continue; }
-        bool best_fits = best->storage().capacity() >= need;
-        if ((fits && (!best_fits || it->storage().capacity() < best->storage().capacity())) ||
-            (!fits && !best_fits && it->storage().capacity() > best->storage().capacity()))
+        bool best_fits = best->capacity() >= need;
+        if ((fits && (!best_fits || it->capacity() < best->capacity())) ||
+            (!fits && !best_fits && it->capacity() > best->capacity()))
           best = it;
       }
       out = std::move(*best);
@@ -128,7 +128,7 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
     values[n] = std::move(out);
     for (int i : node.inputs) {
       if (i == kModelInput) continue;
-      if (--pending[i] == 0 && !values[i].storage().empty()) spare.push_back(std::move(values[i]));
+      if (--pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
     }
   }
   return std::move(values[output_]);

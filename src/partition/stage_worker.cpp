@@ -123,9 +123,9 @@ void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExch
                                                           : pixels * (bounds[r + 1] - bounds[r]) * multiplier);
   std::vector<std::vector<float>> parts;
   if (exchange) {
-    exchange->all_gather(mine.storage(), counts, parts);
+    exchange->all_gather(mine.values(), counts, parts);
   } else {
-    parts.push_back(mine.storage());
+    parts.push_back(mine.values());
   }
   Tensor full(frames, out_shape);
   if (spec_.mode == StageMode::split_output) {

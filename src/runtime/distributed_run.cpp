@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
-#include "core/threads.h"
+#include "core/parallel.h"
 #include "io/model_file.h"
 #include "io/output_journal.h"
 #include "partition/live_values.h"
@@ -104,7 +104,7 @@ struct Setup {
 
 int run_distributed(Transport& real, const RunOptions& o) {
   const int rank = real.rank();
-  set_blas_threads(o.threads);
+  set_compute_threads(o.threads);
   Setup setup;
   std::string error;
   // Every rank takes part in this collective, whatever happens next: it names the shared medium.

@@ -12,15 +12,61 @@ std::string Shape::str() const {
   return cat("(", h, ", ", w, ", ", c, ")");
 }
 
-Tensor::Tensor(int frames, Shape shape) : frames_(frames), shape_(shape), data_(frames * shape.size(), 0.0f) {}
+Tensor::Tensor(int frames, Shape shape) : Tensor(frames, shape, 0.0f) {}
 
-Tensor::Tensor(int frames, Shape shape, float fill)
-    : frames_(frames), shape_(shape), data_(frames * shape.size(), fill) {}
+Tensor::Tensor(int frames, Shape shape, float fill) {
+  resize(frames, shape);
+  std::fill(data(), data() + size_, fill);
+}
+
+Tensor::Tensor(const Tensor& other) : frames_(other.frames_), shape_(other.shape_) {
+  resize(other.frames_, other.shape_);
+  std::copy(other.data(), other.data() + size_, data());
+}
+
+Tensor& Tensor::operator=(const Tensor& other) {
+  if (this != &other) {
+    resize(other.frames_, other.shape_);
+    std::copy(other.data(), other.data() + size_, data());
+  }
+  return *this;
+}
+
+Tensor::Tensor(Tensor&& other) noexcept
+    : frames_(other.frames_),
+      shape_(other.shape_),
+      data_(std::move(other.data_)),
+      size_(other.size_),
+      capacity_(other.capacity_) {
+  other.frames_ = 0;
+  other.shape_ = Shape{};
+  other.size_ = other.capacity_ = 0;
+}
+
+Tensor& Tensor::operator=(Tensor&& other) noexcept {
+  if (this != &other) {
+    frames_ = other.frames_;
+    shape_ = other.shape_;
+    data_ = std::move(other.data_);
+    size_ = other.size_;
+    capacity_ = other.capacity_;
+    other.frames_ = 0;
+    other.shape_ = Shape{};
+    other.size_ = other.capacity_ = 0;
+  }
+  return *this;
+}
 
 void Tensor::resize(int frames, Shape shape) {
+  CHORUS_ASSERT(frames >= 0, "tensor of ", frames, " frames");
   frames_ = frames;
   shape_ = shape;
-  data_.resize(static_cast<std::size_t>(frames) * shape.size());
+  size_ = static_cast<std::size_t>(frames) * shape.size();
+  if (size_ > capacity_) {
+    data_.reset();  // free first, so the old and new buffers never coexist
+    data_.reset(new float[size_]);
+    capacity_ = size_;
+  }
 }
 
 void Tensor::reshape(Shape shape) {

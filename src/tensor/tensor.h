@@ -4,6 +4,7 @@
 // stored and Flatten needs no permutation; channels_first data is converted at the edges.
 // Lower-rank tensors are right-aligned: (N, d) is (N, 1, 1, d), (N, a, b) is (N, 1, a, b).
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,31 +27,37 @@ struct Shape {
 class Tensor {
  public:
   Tensor() = default;
-  Tensor(int frames, Shape shape);                  // zero-filled
+  Tensor(int frames, Shape shape);  // zero-filled
   Tensor(int frames, Shape shape, float fill);
+  Tensor(const Tensor& other);
+  Tensor& operator=(const Tensor& other);
+  Tensor(Tensor&& other) noexcept;
+  Tensor& operator=(Tensor&& other) noexcept;
 
   int frames() const { return frames_; }
   const Shape& shape() const { return shape_; }
   std::size_t frame_size() const { return shape_.size(); }
-  std::size_t size() const { return data_.size(); }
-  bool empty() const { return data_.empty(); }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Floats the allocation holds (resize up to this many allocates nothing).
+  std::size_t capacity() const { return capacity_; }
 
-  float* data() { return data_.data(); }
-  const float* data() const { return data_.data(); }
-  float* frame(int n) { return data_.data() + n * frame_size(); }
-  const float* frame(int n) const { return data_.data() + n * frame_size(); }
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  float* frame(int n) { return data_.get() + n * frame_size(); }
+  const float* frame(int n) const { return data_.get() + n * frame_size(); }
 
   float& at(int n, int y, int x, int ch) { return data_[index(n, y, x, ch)]; }
   float at(int n, int y, int x, int ch) const { return data_[index(n, y, x, ch)]; }
 
   // Changes frames and shape, reusing the allocation when it is large enough.
-  // Contents are unspecified afterwards.
+  // Contents are unspecified afterwards: nothing is zeroed, as every layer writes all of its
+  // output and a fill would be one more pass over memory per layer.
   void resize(int frames, Shape shape);
   // Same element count, new shape (Flatten, Reshape).
   void reshape(Shape shape);
-
-  std::vector<float>& storage() { return data_; }
-  const std::vector<float>& storage() const { return data_; }
+  // The values as a vector (a copy).
+  std::vector<float> values() const { return {data(), data() + size_}; }
 
  private:
   std::size_t index(int n, int y, int x, int ch) const {
@@ -59,7 +66,8 @@ class Tensor {
 
   int frames_ = 0;
   Shape shape_;
-  std::vector<float> data_;
+  std::unique_ptr<float[]> data_;  // uninitialised on allocation, unlike a std::vector's
+  std::size_t size_ = 0, capacity_ = 0;
 };
 
 // Largest |a-b| / max(1, |b|) over all elements; throws when shapes differ.

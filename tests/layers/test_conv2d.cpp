@@ -6,6 +6,7 @@
 #include "core/random.h"
 #include "layers/conv2d.h"
 #include "layers/separable_conv2d.h"
+#include "layers/small_gemm.h"
 #include "layers/winograd.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
@@ -105,21 +106,51 @@ TEST(Conv2D, HandPickedShapes) {
   const ConvCase cases[] = {
       {1, 5, 5, 1, 1, 3, 3, 1, 1, 1, 1, 1, false, false},
       {2, 8, 8, 3, 4, 3, 3, 1, 1, 1, 1, 1, true, true},
-      {1, 7, 6, 4, 8, 3, 3, 2, 2, 1, 1, 1, true, true},   // odd size, stride 2: TF puts extra pad at the end
-      {1, 6, 6, 4, 8, 3, 3, 2, 2, 1, 1, 1, true, true},   // even size, stride 2: asymmetric padding
+      {1, 7, 6, 4, 8, 3, 3, 2, 2, 1, 1, 1, true, true},  // odd size, stride 2: TF puts extra pad at the end
+      {1, 6, 6, 4, 8, 3, 3, 2, 2, 1, 1, 1, true, true},  // even size, stride 2: asymmetric padding
       {1, 10, 9, 2, 3, 5, 5, 1, 1, 1, 1, 1, true, true},
-      {1, 9, 9, 4, 4, 3, 3, 1, 1, 2, 2, 1, true, true},   // dilation
-      {1, 9, 11, 4, 6, 3, 3, 1, 1, 2, 3, 1, false, true}, // dilation per axis, valid
-      {1, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, 4, true, true},   // groups
-      {1, 8, 8, 6, 9, 3, 3, 2, 2, 1, 1, 3, false, false}, // groups, stride, valid
-      {3, 6, 6, 16, 24, 1, 1, 1, 1, 1, 1, 1, false, true}, // pointwise fast path
-      {2, 21, 23, 5, 600, 1, 1, 1, 1, 1, 1, 1, false, true}, // pointwise, many filters, batch of 2
-      {1, 6, 6, 16, 24, 1, 1, 2, 2, 1, 1, 1, false, true}, // strided 1x1 goes through im2col
-      {1, 12, 5, 3, 7, 1, 5, 1, 1, 1, 1, 1, true, true},  // non-square kernel
-      {1, 227, 227, 3, 8, 11, 11, 4, 4, 1, 1, 1, false, true}, // AlexNet conv1 geometry
+      {1, 9, 9, 4, 4, 3, 3, 1, 1, 2, 2, 1, true, true},         // dilation
+      {1, 9, 11, 4, 6, 3, 3, 1, 1, 2, 3, 1, false, true},       // dilation per axis, valid
+      {1, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, 4, true, true},         // groups
+      {1, 8, 8, 6, 9, 3, 3, 2, 2, 1, 1, 3, false, false},       // groups, stride, valid
+      {3, 6, 6, 16, 24, 1, 1, 1, 1, 1, 1, 1, false, true},      // pointwise fast path
+      {2, 21, 23, 5, 600, 1, 1, 1, 1, 1, 1, 1, false, true},    // pointwise, many filters, batch of 2
+      {1, 6, 6, 16, 24, 1, 1, 2, 2, 1, 1, 1, false, true},      // strided 1x1 goes through im2col
+      {1, 12, 5, 3, 7, 1, 5, 1, 1, 1, 1, 1, true, true},        // non-square kernel
+      {1, 227, 227, 3, 8, 11, 11, 4, 4, 1, 1, 1, false, true},  // AlexNet conv1 geometry
+      // Large enough k and filters for sgemm rather than small_gemm:
+      {2, 9, 10, 40, 48, 1, 1, 1, 1, 1, 1, 1, false, true},  // pointwise
+      {1, 11, 9, 8, 40, 3, 3, 1, 1, 1, 1, 1, true, true},    // im2col (8 channels: no Winograd)
+      {1, 9, 9, 2, 1100, 3, 3, 1, 1, 1, 1, 1, true, false},  // k = 18 but too many filters
   };
   std::uint64_t seed = 1;
   for (const auto& c : cases) check_conv(c, seed += 10);
+}
+
+// small_gemm against a plain loop: pixel counts around its 6-pixel blocks, filter counts around
+// its 16- and 8-filter vectors, input rows wider than k, with and without bias and activation.
+TEST(SmallGemm, MatchesPlainLoop) {
+  Rng rng(99);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  for (int i = 0; i < 80; ++i) {
+    const int pixels = pick(1, 20), k = pick(1, 40), filters = pick(1, 40), ldi = k + pick(0, 3);
+    const bool with_bias = pick(0, 1) == 1;
+    const Activation act = activation_from_name(pick(0, 1) ? "relu6" : "linear");
+    SCOPED_TRACE(
+        cat(pixels, " pixels, k ", k, ", ", filters, " filters, ldi ", ldi, with_bias ? ", bias " : " ", act.str()));
+    auto in = test::random_vector(static_cast<std::size_t>(pixels) * ldi, 10 * i);
+    auto w = test::random_vector(static_cast<std::size_t>(k) * filters, 10 * i + 1);
+    auto bias = test::random_vector(filters, 10 * i + 2, -8, 8);
+    std::vector<float> out(static_cast<std::size_t>(pixels) * filters, -1.0f);
+    small_gemm(in.data(), ldi, pixels, k, w.data(), filters, with_bias ? bias.data() : nullptr, act, out.data());
+    for (int p = 0; p < pixels; ++p)
+      for (int f = 0; f < filters; ++f) {
+        double sum = with_bias ? bias[f] : 0.0;
+        for (int j = 0; j < k; ++j) sum += double(in[p * ldi + j]) * w[j * filters + f];
+        ASSERT_NEAR(out[p * filters + f], act.apply_one(static_cast<float>(sum)), 1e-4)
+            << "pixel " << p << " filter " << f;
+      }
+  }
 }
 
 TEST(Conv2D, RandomShapes) {

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "core/error.h"
-#include "core/threads.h"
+#include "core/parallel.h"
 #include "io/keras_model.h"
 #include "model/optimize.h"
 #include "partition/live_values.h"
@@ -309,7 +309,7 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
 class StageWorkerTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    set_blas_threads(1);  // the threads below stand for ranks; keep each to one BLAS thread
+    set_compute_threads(1);  // the threads below stand for ranks; keep each to one thread
     dir_ = new test::TempDir;
     test::write_random_model(kChainConfig, dir_->path("chain.h5"), 11);
     test::write_random_model(kResidualConfig, dir_->path("res.h5"), 12);

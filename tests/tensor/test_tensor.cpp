@@ -13,6 +13,31 @@ TEST(Tensor, IndexingIsNhwc) {
   EXPECT_EQ(t.frame(1) - t.frame(0), 60);
 }
 
+TEST(Tensor, CopiesAreDeepMovesEmptyTheSourceResizeKeepsTheAllocation) {
+  Tensor a(2, {2, 3, 4}, 1.5f);
+  Tensor b = a;
+  b.at(0, 0, 0, 0) = 9.0f;
+  EXPECT_EQ(a.at(0, 0, 0, 0), 1.5f);
+  EXPECT_EQ(b.size(), a.size());
+  EXPECT_EQ(b.at(1, 1, 2, 3), 1.5f);
+  a = b;
+  EXPECT_EQ(a.at(0, 0, 0, 0), 9.0f);
+  Tensor c = std::move(b);
+  EXPECT_EQ(c.at(0, 0, 0, 0), 9.0f);
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.capacity(), 0u);
+  const float* storage = c.data();
+  c.resize(1, {2, 3, 4});  // smaller: same allocation
+  EXPECT_EQ(c.data(), storage);
+  EXPECT_EQ(c.size(), 24u);
+  EXPECT_EQ(c.capacity(), 48u);
+  c.resize(3, {2, 3, 4});  // larger: a new one
+  EXPECT_EQ(c.size(), 72u);
+  EXPECT_EQ(c.capacity(), 72u);
+  EXPECT_EQ(Tensor(1, {2, 2, 2}).at(0, 1, 1, 1), 0.0f);  // the constructor zero-fills
+  EXPECT_EQ(c.values().size(), 72u);
+}
+
 TEST(Tensor, NchwRoundTrip) {
   Shape s{3, 4, 5};
   std::vector<float> nhwc(s.size()), nchw(s.size()), back(s.size());

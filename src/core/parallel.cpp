@@ -1,0 +1,150 @@
+#include "core/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/threads.h"
+
+namespace chorus {
+
+namespace {
+
+thread_local bool in_task = false;
+
+// Workers spin this long after a job before sleeping: layers follow each other within
+// microseconds, and a futex wake per layer would cost more than small layers take. A rank that
+// waits for MPI longer than this lets its workers sleep.
+constexpr std::chrono::microseconds kSpinTime{2000};
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // False, having run nothing, when another thread has the pool (threads standing for ranks in
+  // tests): that caller then runs its tasks alone.
+  bool try_run(int tasks, const std::function<void(int)>& task) {
+    std::unique_lock<std::mutex> owner(run_mutex_, std::try_to_lock);
+    if (!owner.owns_lock()) return false;
+    task_ = &task;
+    tasks_ = tasks;
+    next_.store(0);
+    error_ = nullptr;
+    busy_.store(static_cast<int>(workers_.size()));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    take_tasks();
+    // Every worker must have left this job before `task` goes out of scope.
+    while (busy_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+    if (error_) std::rethrow_exception(error_);
+    return true;
+  }
+
+ private:
+  void take_tasks() {
+    in_task = true;
+    for (int i; (i = next_.fetch_add(1)) < tasks_;) {
+      try {
+        (*task_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+    in_task = false;
+  }
+
+  void work() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      // Spin (yielding, so oversubscribed cores are not starved), then sleep.
+      auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+      while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until)
+        std::this_thread::yield();
+      if (generation_.load(std::memory_order_acquire) == seen) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+      }
+      seen = generation_.load(std::memory_order_acquire);
+      if (stop_) return;
+      take_tasks();
+      busy_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_, error_mutex_, run_mutex_;
+  std::condition_variable wake_;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<int> next_{0}, busy_{0};
+  const std::function<void(int)>* task_ = nullptr;
+  int tasks_ = 0;
+  std::exception_ptr error_;
+  bool stop_ = false;
+};
+
+std::mutex pool_mutex;
+std::unique_ptr<ThreadPool> pool;
+std::atomic<int> pool_threads{1};
+
+}  // namespace
+
+void set_compute_threads(int threads) {
+  threads = std::max(1, threads);
+  set_blas_threads(1);
+  std::lock_guard<std::mutex> lock(pool_mutex);
+  if (threads == pool_threads.load()) return;
+  pool_threads.store(1);
+  pool.reset();
+  if (threads > 1) pool = std::make_unique<ThreadPool>(threads);
+  pool_threads.store(threads);
+}
+
+int parallel_threads() { return in_task ? 1 : pool_threads.load(std::memory_order_relaxed); }
+
+void parallel_for(int tasks, const std::function<void(int)>& task) {
+  if (tasks <= 0) return;
+  if (tasks > 1 && parallel_threads() > 1 && pool->try_run(tasks, task)) return;
+  for (int i = 0; i < tasks; ++i) task(i);
+}
+
+void parallel_range(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& body,
+                    std::int64_t align) {
+  if (n <= 0) return;
+  align = std::max<std::int64_t>(1, align);
+  const std::int64_t parts =
+      std::max<std::int64_t>(1, std::min<std::int64_t>(parallel_threads(), n / std::max<std::int64_t>(1, grain)));
+  if (parts == 1) {
+    body(0, n);
+    return;
+  }
+  std::int64_t chunk = (n + parts - 1) / parts;
+  chunk = (chunk + align - 1) / align * align;
+  const int tasks = static_cast<int>((n + chunk - 1) / chunk);
+  parallel_for(tasks, [&](int i) { body(i * chunk, std::min(n, (i + 1) * chunk)); });
+}
+
+}  // namespace chorus

@@ -1,0 +1,27 @@
+#pragma once
+// The compute threads of one rank. Chorus splits its own loops (convolution blocks, Winograd
+// tiles, depthwise rows, GEMM panels) across them and calls BLAS single-threaded inside each
+// part, so one pool serves everything and no second pool (OpenBLAS') spins beside it.
+#include <cstdint>
+#include <functional>
+
+namespace chorus {
+
+// Sets the number of compute threads (at least 1) and puts BLAS at one thread, since the
+// splitting happens here. Call from the main thread, outside any parallel_for.
+void set_compute_threads(int threads);
+
+// Threads a parallel_for started here would use: the pool's size, or 1 inside a task (nested
+// calls run inline) and before set_compute_threads.
+int parallel_threads();
+
+// Runs task(i) for every i in [0, tasks) across the compute threads, the caller among them, and
+// returns when all are done. An exception from a task is rethrown here (the first one).
+void parallel_for(int tasks, const std::function<void(int)>& task);
+
+// Splits [0, n) into at most parallel_threads() contiguous ranges of at least `grain` items
+// (their starts multiples of `align`) and runs body(begin, end) on each, in parallel.
+void parallel_range(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& body,
+                    std::int64_t align = 1);
+
+}  // namespace chorus

@@ -1,0 +1,159 @@
+// Every kernel split across compute threads (core/parallel.h) against the reference loops, with
+// 3 threads so that splits come out uneven, and the pool itself.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "core/parallel.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/depthwise_conv2d.h"
+#include "layers/pooling.h"
+#include "reference/reference_ops.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using namespace chorus::layers;
+
+namespace {
+
+class ComputeThreads : public ::testing::Test {
+ protected:
+  void SetUp() override { set_compute_threads(3); }
+  void TearDown() override { set_compute_threads(1); }
+};
+
+// Largest difference over the largest reference magnitude (Winograd rounds with the whole sum).
+double error_vs_largest(const Tensor& out, const Tensor& expected) {
+  double largest = 1e-30, worst = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    largest = std::max(largest, std::fabs(double(expected.data()[i])));
+    worst = std::max(worst, std::fabs(double(out.data()[i]) - expected.data()[i]));
+  }
+  return worst / largest;
+}
+
+struct ConvCase {
+  const char* path;  // which split it exercises
+  int frames, h, w, cin, cout, k, stride;
+  bool same;
+};
+
+}  // namespace
+
+TEST_F(ComputeThreads, PoolRunsEveryTaskOnceAndNestedCallsInline) {
+  EXPECT_EQ(parallel_threads(), 3);
+  std::vector<std::atomic<int>> hits(1000);
+  std::atomic<int> nested_threads{0};
+  parallel_for(1000, [&](int i) {
+    hits[i]++;
+    if (i == 7) nested_threads = parallel_threads();
+  });
+  for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  EXPECT_EQ(nested_threads.load(), 1);
+  // Ranges: contiguous, aligned starts, covering [0, n) exactly.
+  std::vector<int> covered(1001, 0);
+  parallel_range(
+      1001, 10,
+      [&](std::int64_t a, std::int64_t b) {
+        EXPECT_EQ(a % 16, 0);
+        for (auto i = a; i < b; ++i) covered[i]++;
+      },
+      16);
+  for (int c : covered) ASSERT_EQ(c, 1);
+}
+
+TEST_F(ComputeThreads, TaskExceptionReachesTheCaller) {
+  EXPECT_THROW(parallel_for(50,
+                            [](int i) {
+                              if (i == 31) throw std::runtime_error("task 31");
+                            }),
+               std::runtime_error);
+  std::atomic<int> after{0};
+  parallel_for(10, [&](int) { after++; });  // the pool still works
+  EXPECT_EQ(after.load(), 10);
+}
+
+TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
+  const ConvCase cases[] = {
+      {"1x1, pixels split", 1, 30, 31, 48, 40, 1, 1, false},
+      {"1x1, small_gemm", 2, 30, 31, 16, 40, 1, 1, false},
+      {"im2col + small_gemm, a block per thread", 1, 40, 41, 3, 40, 3, 1, true},
+      {"1x1, filters split", 1, 5, 5, 64, 300, 1, 1, false},
+      {"im2col, a block per thread", 2, 45, 41, 5, 40, 3, 1, true},
+      {"im2col, blocks shared by threads", 1, 9, 9, 20, 200, 3, 2, true},
+      {"Winograd F(4x4), blocks", 2, 57, 43, 40, 36, 3, 1, true},
+      {"Winograd F(2x2), small output", 1, 6, 7, 48, 40, 3, 1, false},
+  };
+  std::uint64_t seed = 100;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.path);
+    Conv2DSettings s;
+    s.filters = c.cout;
+    s.kernel_h = s.kernel_w = c.k;
+    s.stride_h = s.stride_w = c.stride;
+    s.padding = c.same ? Padding::same : Padding::valid;
+    s.activation = activation_from_name("relu");
+    Conv2D conv("conv", s);
+    auto kernel = test::random_vector(static_cast<std::size_t>(c.k) * c.k * c.cin * c.cout, ++seed, -0.2f, 0.2f);
+    auto bias = test::random_vector(c.cout, ++seed);
+    test::build_layer(conv, {{c.h, c.w, c.cin}}, {{"kernel", kernel}, {"bias", bias}});
+    Tensor in = test::random_tensor(c.frames, {c.h, c.w, c.cin}, ++seed);
+    Tensor out;
+    conv.forward({&in}, out);
+    Tensor expected = ref::conv2d(in, kernel, bias, c.cout, {c.k, c.k, c.stride, c.stride, 1, 1, c.same, 1});
+    for (std::size_t i = 0; i < expected.size(); ++i) expected.data()[i] = std::max(0.0f, expected.data()[i]);
+    ASSERT_EQ(out.shape(), expected.shape());
+    EXPECT_LT(error_vs_largest(out, expected), 1e-4);
+  }
+}
+
+TEST_F(ComputeThreads, DepthwiseAndPoolingRowsMatchReference) {
+  for (int stride : {1, 2}) {
+    DepthwiseConv2DSettings s;
+    s.stride_h = s.stride_w = stride;
+    s.padding = Padding::same;
+    DepthwiseConv2D dw("dw", s);
+    auto kernel = test::random_vector(3 * 3 * 72, 5 + stride), bias = test::random_vector(72, 6);
+    test::build_layer(dw, {{57, 41, 72}}, {{"depthwise_kernel", kernel}, {"bias", bias}});
+    Tensor in = test::random_tensor(2, {57, 41, 72}, 7);
+    Tensor out;
+    dw.forward({&in}, out);
+    Tensor expected = ref::depthwise(in, kernel, bias, 1, {3, 3, stride, stride, 1, 1, true, 1});
+    ASSERT_EQ(out.shape(), expected.shape());
+    EXPECT_LT(max_relative_error(out, expected), 1e-5) << "stride " << stride;
+  }
+  for (bool is_max : {true, false}) {
+    Pool2DSettings s;
+    s.kind = is_max ? PoolKind::max : PoolKind::average;
+    s.pool_h = s.pool_w = 3;
+    s.padding = Padding::same;
+    Pool2D pool("pool", s);
+    test::build_layer(pool, {{61, 45, 64}});
+    Tensor in = test::random_tensor(2, {61, 45, 64}, 8);
+    Tensor out;
+    pool.forward({&in}, out);
+    Tensor expected = ref::pool2d(in, is_max, 3, 3, 2, 2, true);
+    ASSERT_EQ(out.shape(), expected.shape());
+    EXPECT_LT(max_relative_error(out, expected), 1e-5) << (is_max ? "max" : "average");
+  }
+}
+
+TEST_F(ComputeThreads, DenseRowsAndColumnsMatchReference) {
+  for (int frames : {1, 40}) {  // one frame: sgemv split by rows; a batch: sgemm
+    DenseSettings s;
+    s.units = 1000;
+    Dense dense("dense", s);
+    auto kernel = test::random_vector(700u * 1000, 9), bias = test::random_vector(1000, 10);
+    test::build_layer(dense, {{1, 1, 700}}, {{"kernel", kernel}, {"bias", bias}});
+    Tensor in = test::random_tensor(frames, {1, 1, 700}, 11);
+    Tensor out;
+    dense.forward({&in}, out);
+    Tensor expected = ref::dense(in, kernel, bias, 1000);
+    ASSERT_EQ(out.shape(), expected.shape());
+    EXPECT_LT(error_vs_largest(out, expected), 1e-5) << frames << " frame(s)";
+  }
+}
