@@ -26,7 +26,8 @@ std::string inputs_of(const model::Model& m, const model::Node& node) {
 }
 
 void run_info(const InfoOptions& o) {
-  auto loaded = load_model(o.model, o.arch, !o.raw);
+  // Shapes and costs come from the graph alone: the weights are not read (VGG16's are 553 MB).
+  auto loaded = load_model(o.model, o.arch, !o.raw, /*load_weights=*/false);
   const auto& m = loaded.model;
   auto total = m.total_cost();
   if (o.json) {

@@ -18,7 +18,7 @@ LoadedModel load_model(const std::string& path, const std::string& arch_path, bo
   options.arch_path = arch_path;
   options.optimize = optimize;
   options.load_weights = load_weights;
-  return LoadedModel{io::load_model_file(path, options), load_weights};
+  return LoadedModel{io::load_model_file(path, options), true};
 }
 
 model::Model load_model_with_weights(const std::string& path, const std::string& arch_path) {

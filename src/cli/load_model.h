@@ -10,7 +10,7 @@ namespace chorus::cli {
 
 struct LoadedModel {
   model::Model model;
-  bool has_weights = true;
+  bool has_weights = true;  // the file holds weights (loaded or not): false for an architecture file
 };
 
 // `optimize` folds batch norms and fuses activations (off for `info --raw`); without

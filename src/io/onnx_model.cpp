@@ -41,12 +41,12 @@ std::vector<std::int64_t> input_dims(const onnx::ValueInfoProto& input, const st
 }  // namespace
 
 OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
-  const auto proto = read_onnx_file(path);
-  const onnx::GraphProto& g = proto->graph();
-  const int opset = onnx_opset(*proto, path);
+  const OnnxFile file = read_onnx_file(path);  // without the weights: see onnx_model.h
+  const onnx::GraphProto& g = file.model->graph();
+  const int opset = onnx_opset(*file.model, path);
   if (opset < kMinOpset || opset > kMaxOpset)
     fail(path, ": opset ", opset, " is outside the opsets Chorus reads (", kMinOpset, " to ", kMaxOpset, ")");
-  OnnxConstants constants(g, path);
+  OnnxConstants constants(file);
   OnnxGraph graph(g, path, opset, constants);
   model::Model& m = graph.model();
 
@@ -95,7 +95,7 @@ OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
 struct OnnxWeightReader::Impl {
   std::string path;
   std::shared_ptr<const OnnxWeightPlan> weights;
-  std::unique_ptr<onnx::ModelProto> proto;
+  OnnxFile file;  // the weights stay in the file until read() asks for them
   std::unique_ptr<OnnxConstants> constants;
 };
 
@@ -103,8 +103,8 @@ OnnxWeightReader::OnnxWeightReader(const std::string& path, std::shared_ptr<cons
     : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   impl_->weights = std::move(weights);
-  impl_->proto = read_onnx_file(path);  // whole: see the note in onnx_model.h
-  impl_->constants = std::make_unique<OnnxConstants>(impl_->proto->graph(), path);
+  impl_->file = read_onnx_file(path);
+  impl_->constants = std::make_unique<OnnxConstants>(impl_->file);
 }
 
 OnnxWeightReader::~OnnxWeightReader() = default;

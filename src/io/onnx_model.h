@@ -7,9 +7,10 @@
 // Reshape before a Gemm permute to ONNX's (c, h, w) order. Unsupported operators and settings
 // fail with the file, the node's name and what was found.
 //
-// A protobuf message cannot be read in parts: the structure is built from a whole parse, and
-// OnnxWeightReader parses the file whole again (per rank) and keeps only the weights asked for
-// once it is gone, unlike Keras HDF5 files where each rank reads only its own slices.
+// The file is parsed without the raw_data of its large initializers (the weights), which stay
+// in the file (io/onnx_wire.h): the structure is built without reading them, and each rank's
+// OnnxWeightReader reads from the file only the weights of its own layers, whole (slices are
+// cut after reading, unlike Keras HDF5 files where a rank reads only its own hyperslabs).
 #include <functional>
 #include <map>
 #include <memory>

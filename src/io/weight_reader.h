@@ -1,8 +1,8 @@
 #pragma once
 // What the partition and runtime code read weights through, whatever the model file's format:
 // a layer's weights (Keras names, shapes and element order, see Layer::weight_specs()), whole
-// or a slice of one. KerasWeightReader reads HDF5 hyperslabs; OnnxWeightReader converts the
-// ONNX initializers (which it holds whole: a protobuf cannot be read in parts).
+// or a slice of one. KerasWeightReader reads HDF5 hyperslabs; OnnxWeightReader reads each ONNX
+// initializer whole from the file when asked, and converts it.
 #include <cstdint>
 #include <string>
 #include <vector>
