@@ -92,6 +92,10 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
 
   std::vector<Tensor> values(count);
   std::vector<Tensor> spare;  // released buffers, reused so that steady state allocates nothing
+  {
+    std::lock_guard<std::mutex> lock(spare_->mutex);
+    spare.swap(spare_->tensors);  // a concurrent call finds none and allocates its own
+  }
   for (int n = 0; n < count; ++n) {
     const Node& node = nodes_[n];
     Tensor out;
@@ -131,6 +135,8 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
       if (--pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
     }
   }
+  std::lock_guard<std::mutex> lock(spare_->mutex);
+  for (auto& t : spare) spare_->tensors.push_back(std::move(t));
   return std::move(values[output_]);
 }
 

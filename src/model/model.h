@@ -4,6 +4,7 @@
 // releasing each activation after its last consumer so that peak memory stays near the
 // weights plus the largest live activations.
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,14 @@ class Model {
   std::vector<Node> nodes_;
   int output_ = -1;
   bool built_ = false;
+  // Activation buffers kept from one forward() to the next, so that frames after the first
+  // neither allocate nor page-fault (fresh large allocations come zeroed from the kernel, a pass
+  // over memory per layer). Shared by copies of the model; a mutex makes concurrent calls safe.
+  struct SpareBuffers {
+    std::mutex mutex;
+    std::vector<Tensor> tensors;
+  };
+  std::shared_ptr<SpareBuffers> spare_ = std::make_shared<SpareBuffers>();
 };
 
 }  // namespace chorus::model
