@@ -8,6 +8,7 @@
 #include "layers/depthwise_conv2d.h"
 #include "layers/gemm.h"
 #include "layers/pooling.h"
+#include "layers/small_gemm.h"
 #include "layers/winograd.h"
 
 using namespace chorus;
@@ -45,7 +46,45 @@ void BM_Sgemm(benchmark::State& state) {
   }
   report(state, double(m) * n * k);
 }
-BENCHMARK(BM_Sgemm)->Args({256, 2304, 3136})->Args({512, 4608, 784})->Args({64, 576, 50176})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Sgemm)
+    ->Args({256, 2304, 3136})
+    ->Args({512, 4608, 784})
+    ->Args({64, 576, 50176})
+    ->Unit(benchmark::kMillisecond);
+
+// A 1x1 convolution's product with bias and ReLU by each kernel, to place prefer_small_gemm's
+// limits: args are pixels, k (input channels), filters, kernel (0 sgemm + epilogue pass,
+// 1 small_gemm).
+void BM_PointwiseKernel(benchmark::State& state) {
+  const int pixels = state.range(0), k = state.range(1), filters = state.range(2);
+  const bool small = state.range(3) == 1;
+  auto in = noise(static_cast<std::size_t>(pixels) * k, 1), w = noise(static_cast<std::size_t>(k) * filters, 2);
+  auto bias = noise(filters, 3);
+  std::vector<float> out(static_cast<std::size_t>(pixels) * filters);
+  const Activation relu = activation_from_name("relu");
+  for (auto _ : state) {
+    if (small) {
+      small_gemm(in.data(), k, pixels, k, w.data(), filters, bias.data(), relu, out.data());
+    } else {
+      gemm(filters, pixels, k, w.data(), filters, in.data(), k, out.data(), filters);
+      for (int p = 0; p < pixels; ++p)
+        for (int f = 0; f < filters; ++f) out[static_cast<std::size_t>(p) * filters + f] += bias[f];
+      relu.apply(out.data(), out.size(), filters);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, double(pixels) * k * filters);
+}
+BENCHMARK(BM_PointwiseKernel)
+    ->ArgsProduct({{12544}, {16}, {96}, {0, 1}})  // MobileNetV2 expansion, 112x112
+    ->ArgsProduct({{3136}, {144}, {24}, {0, 1}})  // projection, 56x56
+    ->ArgsProduct({{784}, {32, 64}, {192, 384}, {0, 1}})
+    ->ArgsProduct({{784}, {192}, {64}, {0, 1}})
+    ->ArgsProduct({{196}, {384, 576}, {96}, {0, 1}})
+    ->ArgsProduct({{196}, {96}, {576}, {0, 1}})
+    ->ArgsProduct({{49}, {160, 960}, {960, 320}, {0, 1}})
+    ->ArgsProduct({{3136}, {64, 256}, {64, 256}, {0, 1}})  // ResNet-50 layer 1
+    ->Unit(benchmark::kMicrosecond);
 
 // Conv2D: args are input size, channels in, channels out, kernel, stride.
 void BM_Conv2D(benchmark::State& state) {
@@ -68,17 +107,17 @@ void BM_Conv2D(benchmark::State& state) {
   report(state, conv.macs());
 }
 BENCHMARK(BM_Conv2D)
-    ->Args({224, 64, 64, 3, 1})   // VGG16 block1_conv2
-    ->Args({56, 256, 256, 3, 1})  // VGG16 block3
-    ->Args({28, 512, 512, 3, 1})  // VGG16 block4
-    ->Args({14, 512, 512, 3, 1})  // VGG16 block5
-    ->Args({56, 64, 64, 3, 1})    // ResNet-18 layer1
-    ->Args({56, 64, 256, 1, 1})   // ResNet-50 1x1 expand
+    ->Args({224, 64, 64, 3, 1})    // VGG16 block1_conv2
+    ->Args({56, 256, 256, 3, 1})   // VGG16 block3
+    ->Args({28, 512, 512, 3, 1})   // VGG16 block4
+    ->Args({14, 512, 512, 3, 1})   // VGG16 block5
+    ->Args({56, 64, 64, 3, 1})     // ResNet-18 layer1
+    ->Args({56, 64, 256, 1, 1})    // ResNet-50 1x1 expand
     ->Args({14, 256, 1024, 1, 1})  // ResNet-50 layer3 1x1 expand
-    ->Args({112, 16, 96, 1, 1})   // MobileNetV2 block 2 expand (small k: small_gemm)
-    ->Args({56, 144, 24, 1, 1})   // MobileNetV2 block 3 projection (few filters: small_gemm)
-    ->Args({224, 3, 32, 3, 2})    // MobileNetV2 first conv (k = 27: im2col + small_gemm)
-    ->Args({227, 3, 96, 11, 4})   // AlexNet conv1
+    ->Args({112, 16, 96, 1, 1})    // MobileNetV2 block 2 expand (small k: small_gemm)
+    ->Args({56, 144, 24, 1, 1})    // MobileNetV2 block 3 projection (few filters: small_gemm)
+    ->Args({224, 3, 32, 3, 2})     // MobileNetV2 first conv (k = 27: im2col + small_gemm)
+    ->Args({227, 3, 96, 11, 4})    // AlexNet conv1
     ->Unit(benchmark::kMillisecond);
 
 // Winograd3x3 alone, to compare tiles on one shape: args are input size, channels in, channels
@@ -116,7 +155,11 @@ void BM_DepthwiseConv2D(benchmark::State& state) {
   }
   report(state, dw.macs());
 }
-BENCHMARK(BM_DepthwiseConv2D)->Args({112, 96, 2})->Args({28, 192, 1})->Args({14, 576, 1})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DepthwiseConv2D)
+    ->Args({112, 96, 2})
+    ->Args({28, 192, 1})
+    ->Args({14, 576, 1})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_Dense(benchmark::State& state) {
   const int in = state.range(0), units = state.range(1);
@@ -129,7 +172,8 @@ void BM_Dense(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   report(state, dense.macs());
-  state.counters["weight_GB"] = benchmark::Counter(4.0 * in * units / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_GB"] =
+      benchmark::Counter(4.0 * in * units / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Dense)->Args({25088, 4096})->Args({4096, 4096})->Args({4096, 1000})->Unit(benchmark::kMillisecond);
 

@@ -1,14 +1,16 @@
 #pragma once
-// A direct kernel for the products sgemm runs poorly: convolutions whose inner size k (input
-// channels x taps) or filter count is small, as in MobileNetV2's 16->96 expansions, its 144->24
-// projections and its first 3x3 convolution (k = 27). sgemm spends more on packing and on
-// passes over C than on arithmetic there; this kernel keeps a block of pixels x filters in
-// registers across all of k and adds bias and activation before the block leaves the cache.
+// A direct kernel for convolutions whose weights fit in cache (k up to 256, k x filters up to
+// 128 KB): most of MobileNetV2's, ResNet's 64 <-> 256 1x1 layers, first layers with k = 27. sgemm spends
+// more there on packing both operands and on passes over C (zeroing, then bias, then the
+// activation) than on arithmetic; this kernel reads the weights in place, keeps a tile of 6
+// pixels x 16 filters in registers across all of k, and finishes each block of pixels while it
+// is in L2.
 #include "layers/activation.h"
 
 namespace chorus::layers {
 
-// Whether small_gemm beats sgemm for `k` inputs and `filters` outputs per pixel.
+// Whether small_gemm beats sgemm for `k` inputs and `filters` outputs per pixel (measured
+// with bench_layers BM_PointwiseKernel).
 bool prefer_small_gemm(int k, int filters);
 
 // out[p * filters + f] = act(bias[f] + sum_i in[p * ldi + i] * w[i * filters + f]) for p in
