@@ -1,10 +1,10 @@
 #pragma once
 // A direct kernel for convolutions whose weights fit in cache (k up to 256, k x filters up to
 // 128 KB): MobileNetV2's layers up to 64 -> 384 and 192 -> 64, ResNet's 64 <-> 256 1x1 layers,
-// first layers (k = 27 or 147). sgemm spends more there on packing both operands and on passes over C (zeroing, then bias, then the
-// activation) than on arithmetic; this kernel reads the weights in place, keeps a tile of 6
-// pixels x 16 filters in registers across all of k, and finishes each block of pixels while it
-// is in L2.
+// first layers (k = 27 or 147). sgemm spends more there on packing both operands and on passes
+// over C (zeroing, then bias, then the activation) than on arithmetic; this kernel reads the
+// weights in place, keeps a tile of 6 pixels x 16 filters in registers across all of k, and
+// finishes each block of pixels while it is in L2.
 #include "layers/activation.h"
 
 namespace chorus::layers {
