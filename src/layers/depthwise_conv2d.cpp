@@ -100,6 +100,7 @@ inline void depthwise_pixel_chunk(const float* __restrict in, const float* __res
 // c0: eight independent accumulators instead of two, so the adds are no longer waiting on each
 // other's latency, and each weight load serves four pixels. in_x[q] is the input column of tap
 // (.., 0) for pixel q.
+template <int KernelW>  // 0: kernel_w known only at run time
 inline void depthwise_4_pixels(const float* __restrict in, const float* __restrict kernel, const float* __restrict bias,
                                float* __restrict dst, std::size_t dst_step, int c0, int cin, std::size_t row_stride,
                                int kernel_w, int cout, int dil_h, int dil_w, int iy0, const int* in_x, int ky0,
@@ -111,8 +112,9 @@ inline void depthwise_4_pixels(const float* __restrict in, const float* __restri
   }
   for (int ky = ky0; ky < ky1; ++ky) {
     const float* row = in + static_cast<std::size_t>(iy0 + ky * dil_h) * row_stride + c0;
-    for (int kx = 0; kx < kernel_w; ++kx) {
-      const float* w = kernel + static_cast<std::size_t>(ky * kernel_w + kx) * cout + c0;
+    const int taps = KernelW ? KernelW : kernel_w;
+    for (int kx = 0; kx < taps; ++kx) {
+      const float* w = kernel + static_cast<std::size_t>(ky * taps + kx) * cout + c0;
       const Vec8 w0 = load8(w), w1 = load8(w + 8);
       for (int q = 0; q < 4; ++q) {
         const float* src = row + static_cast<std::size_t>(in_x[q] + kx * dil_w) * cin;
@@ -154,9 +156,11 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
         const int in_x[4] = {ox * s.stride_w - pads_.left, (ox + 1) * s.stride_w - pads_.left,
                              (ox + 2) * s.stride_w - pads_.left, (ox + 3) * s.stride_w - pads_.left};
         int c = 0;
+        // 3-wide kernels (nearly all) with the tap loop unrolled.
+        const auto kernel4 = s.kernel_w == 3 ? depthwise_4_pixels<3> : depthwise_4_pixels<0>;
         for (; c + 16 <= cout; c += 16)
-          depthwise_4_pixels(in, kernel_.data(), bias, dst, cout, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
-                             s.dilation_w, iy0, in_x, ky0, ky1);
+          kernel4(in, kernel_.data(), bias, dst, cout, c, cin, row_stride, s.kernel_w, cout, s.dilation_h, s.dilation_w,
+                  iy0, in_x, ky0, ky1);
         for (int q = 0; q < 4 && c < cout; ++q)
           for (int c1 = c; c1 < cout; ++c1)
             depthwise_pixel_chunk<1>(in, kernel_.data(), bias, dst + q * cout, c1, cin, row_stride, s.kernel_w, cout,
