@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace chorus::layers {
 
@@ -24,33 +25,47 @@ double Elementwise::macs() const { return static_cast<double>(output_shape().siz
 void Elementwise::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Shape& os = output_shape();
   const int frames = in[0]->frames();
-  const std::size_t size = os.size();
   const int c = os.c;
+  const std::int64_t pixels = static_cast<std::int64_t>(os.h) * os.w;
   std::size_t first = 0;
   // Start from an input of full shape (the first when out aliases it).
-  if (&out != in[0]) {
+  const bool in_place = &out == in[0];
+  if (!in_place) {
     for (std::size_t i = 0; i < in.size(); ++i)
-      if (input_shapes()[i] == os) { first = i; break; }
+      if (input_shapes()[i] == os) {
+        first = i;
+        break;
+      }
     out.resize(frames, os);
-    std::copy(in[first]->data(), in[first]->data() + in[first]->size(), out.data());
   }
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (i == first) continue;
-    const bool full = input_shapes()[i] == os;
-    for (int n = 0; n < frames; ++n) {
+  // Each range of pixels gets every input and the activation while it is in cache; ranges of
+  // some 16k floats go to the compute threads.
+  const std::int64_t grain = std::max<std::int64_t>(1, 16384 / c);
+  for (int n = 0; n < frames; ++n)
+    parallel_range(pixels, grain, [&](std::int64_t p0, std::int64_t p1) {
+      const std::size_t begin = static_cast<std::size_t>(p0) * c, end = static_cast<std::size_t>(p1) * c;
       float* __restrict o = out.frame(n);
-      const float* __restrict x = in[i]->frame(n);
-      if (full && op_ == ElementwiseOp::add)
-        for (std::size_t j = 0; j < size; ++j) o[j] += x[j];
-      else if (full)
-        for (std::size_t j = 0; j < size; ++j) o[j] *= x[j];
-      else if (op_ == ElementwiseOp::add)
-        for (std::size_t j = 0; j < size; ++j) o[j] += x[j % c];
-      else
-        for (std::size_t j = 0; j < size; ++j) o[j] *= x[j % c];
-    }
-  }
-  activation_.apply(out.data(), out.size(), c);
+      if (!in_place) std::copy(in[first]->frame(n) + begin, in[first]->frame(n) + end, o + begin);
+      for (std::size_t i = 0; i < in.size(); ++i) {
+        if (i == first) continue;
+        const float* __restrict x = in[i]->frame(n);
+        if (input_shapes()[i] == os) {
+          if (op_ == ElementwiseOp::add)
+            for (std::size_t j = begin; j < end; ++j) o[j] += x[j];
+          else
+            for (std::size_t j = begin; j < end; ++j) o[j] *= x[j];
+        } else {  // (1, 1, c), broadcast over pixels
+          for (std::size_t j = begin; j < end; j += c)
+            for (int k = 0; k < c; ++k) {
+              if (op_ == ElementwiseOp::add)
+                o[j + k] += x[k];
+              else
+                o[j + k] *= x[k];
+            }
+        }
+      }
+      activation_.apply(o + begin, end - begin, c);
+    });
 }
 
 Shape Concatenate::infer_shape(const std::vector<Shape>& in) {
@@ -69,15 +84,15 @@ Shape Concatenate::infer_shape(const std::vector<Shape>& in) {
   return out;
 }
 
-std::string Concatenate::describe() const {
-  return axis_ == 0 ? "rows" : axis_ == 1 ? "columns" : "channels";
-}
+std::string Concatenate::describe() const { return axis_ == 0 ? "rows" : axis_ == 1 ? "columns" : "channels"; }
 
 void Concatenate::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Shape& os = output_shape();
   out.resize(in[0]->frames(), os);
   // View each frame as `outer` blocks; input i contributes a run of `inner_i` floats per block.
-  const std::size_t outer = axis_ == 0 ? 1 : axis_ == 1 ? static_cast<std::size_t>(os.h) : static_cast<std::size_t>(os.h) * os.w;
+  const std::size_t outer = axis_ == 0   ? 1
+                            : axis_ == 1 ? static_cast<std::size_t>(os.h)
+                                         : static_cast<std::size_t>(os.h) * os.w;
   for (int n = 0; n < in[0]->frames(); ++n) {
     float* dst = out.frame(n);
     const std::size_t out_inner = os.size() / outer;

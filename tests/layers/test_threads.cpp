@@ -11,6 +11,7 @@
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/merge.h"
 #include "layers/pooling.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
@@ -155,5 +156,20 @@ TEST_F(ComputeThreads, DenseRowsAndColumnsMatchReference) {
     Tensor expected = ref::dense(in, kernel, bias, 1000);
     ASSERT_EQ(out.shape(), expected.shape());
     EXPECT_LT(error_vs_largest(out, expected), 1e-5) << frames << " frame(s)";
+  }
+}
+
+TEST_F(ComputeThreads, ElementwiseRangesMatchPlainLoop) {
+  Elementwise add("add", ElementwiseOp::add, activation_from_name("relu"));
+  test::build_layer(add, {{40, 30, 48}, {40, 30, 48}, {1, 1, 48}});
+  Tensor a = test::random_tensor(2, {40, 30, 48}, 1), b = test::random_tensor(2, {40, 30, 48}, 2),
+         c = test::random_tensor(2, {1, 1, 48}, 3);
+  Tensor out;
+  add.forward({&a, &b, &c}, out);
+  ASSERT_EQ(out.size(), a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const int n = static_cast<int>(i / a.frame_size());
+    const float expected = std::max(0.0f, a.data()[i] + b.data()[i] + c.frame(n)[i % 48]);
+    ASSERT_FLOAT_EQ(out.data()[i], expected) << i;
   }
 }
