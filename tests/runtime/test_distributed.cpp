@@ -185,6 +185,14 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// Ranks with a pool of compute threads each (layer parts and row bands split again inside a
+// rank) give the same outputs.
+TEST(ComputeThreads, RanksWithTwoThreadsEqualOneProcess) {
+  expect_same_as_one_process("mobilenetv2_64", 2, "--strategy split-spatial --threads 2");
+  expect_same_as_one_process("vgg_small", 3, "--strategy split-output --threads 2");
+  expect_same_as_one_process("residual", 2, "--strategy pipeline --threads 3");
+}
+
 TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   test::TempDir dir;
   json plan = {{"ranks", 4},
