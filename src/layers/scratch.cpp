@@ -2,17 +2,15 @@
 
 #include <memory>
 
-#include "tensor/tensor.h"
-
 namespace chorus::layers {
 
 float* conv_scratch(std::size_t floats) {
   // Uninitialised storage: a vector would zero every float it grows by.
-  thread_local AlignedFloats buffer;
+  thread_local std::unique_ptr<float[]> buffer;
   thread_local std::size_t size = 0;
   if (floats > size) {
     buffer.reset();  // free first, so the old and new buffers never coexist
-    buffer = allocate_aligned_floats(floats);
+    buffer.reset(new float[floats]);
     size = floats;
   }
   return buffer.get();

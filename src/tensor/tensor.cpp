@@ -2,19 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <new>
 
 #include "core/error.h"
 
 namespace chorus {
-
-void AlignedFloatsDelete::operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
-
-AlignedFloats allocate_aligned_floats(std::size_t count) {
-  // Kernels load whole vectors; on 16-byte-aligned storage every other 32-byte load would span
-  // two cache lines.
-  return AlignedFloats(static_cast<float*>(::operator new[](count * sizeof(float), std::align_val_t(64))));
-}
 
 std::string Shape::str() const {
   if (h == 1 && w == 1) return cat("(", c, ")");
@@ -73,7 +64,7 @@ void Tensor::resize(int frames, Shape shape) {
   size_ = static_cast<std::size_t>(frames) * shape.size();
   if (size_ > capacity_) {
     data_.reset();  // free first, so the old and new buffers never coexist
-    data_ = allocate_aligned_floats(size_);
+    data_.reset(new float[size_]);
     capacity_ = size_;
   }
 }

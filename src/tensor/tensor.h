@@ -23,13 +23,6 @@ struct Shape {
   std::string str() const;
 };
 
-// Storage for floats on 64-byte boundaries (a cache line; whole AVX vectors), uninitialised.
-struct AlignedFloatsDelete {
-  void operator()(float* p) const;
-};
-using AlignedFloats = std::unique_ptr<float[], AlignedFloatsDelete>;
-AlignedFloats allocate_aligned_floats(std::size_t count);
-
 // A batch of frames of one shape. Owns its storage; moves are cheap, copies are deep.
 class Tensor {
  public:
@@ -73,7 +66,7 @@ class Tensor {
 
   int frames_ = 0;
   Shape shape_;
-  AlignedFloats data_;  // uninitialised on allocation, unlike a std::vector's
+  std::unique_ptr<float[]> data_;  // uninitialised on allocation, unlike a std::vector's
   std::size_t size_ = 0, capacity_ = 0;
 };
 
