@@ -21,9 +21,11 @@ constexpr std::size_t kColumnBlockFloats = 256 * 1024;
 // be re-packed every 56 columns (VGG16 block 4 ran at half speed).
 constexpr int kMinColumns = 512;
 constexpr std::size_t kMaxColumnBlockFloats = 2 * 1024 * 1024;
-// Fewer pixels than this per thread and the threads share each block instead of taking their
-// own: narrower blocks would have every thread re-pack the whole weight matrix for little work.
-constexpr int kMinColumnsPerThread = 256;
+// Fewer pixels than this per thread and the threads share each block (one GEMM split by rows)
+// instead of taking their own: narrower blocks would have every thread re-pack the whole weight
+// matrix, and a block per thread would hold a second 8 MB scratch buffer (VGG16's 28x28x512
+// layers at 2 threads: peak RSS 642 MB against a 637 MB budget).
+constexpr int kMinColumnsPerThread = kMinColumns;
 // Pixels per im2col block on the small_gemm path.
 constexpr int kSmallGemmBlock = 256;
 
