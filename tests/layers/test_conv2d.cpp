@@ -118,10 +118,10 @@ TEST(Conv2D, HandPickedShapes) {
       {1, 6, 6, 16, 24, 1, 1, 2, 2, 1, 1, 1, false, true},      // strided 1x1 goes through im2col
       {1, 12, 5, 3, 7, 1, 5, 1, 1, 1, 1, 1, true, true},        // non-square kernel
       {1, 227, 227, 3, 8, 11, 11, 4, 4, 1, 1, 1, false, true},  // AlexNet conv1 geometry
-      // Large enough k and filters for sgemm rather than small_gemm:
-      {2, 9, 10, 40, 48, 1, 1, 1, 1, 1, 1, 1, false, true},  // pointwise
-      {1, 11, 9, 8, 40, 3, 3, 1, 1, 1, 1, 1, true, true},    // im2col (8 channels: no Winograd)
-      {1, 9, 9, 2, 1100, 3, 3, 1, 1, 1, 1, 1, true, false},  // k = 18 but too many filters
+      // Too large for small_gemm (k > 256, or weights over 128 KB): sgemm
+      {2, 9, 10, 300, 48, 1, 1, 1, 1, 1, 1, 1, false, true},  // pointwise
+      {1, 11, 9, 40, 40, 3, 3, 2, 2, 1, 1, 1, true, true},    // im2col (stride 2: no Winograd)
+      {1, 9, 9, 4, 1100, 3, 3, 1, 1, 1, 1, 1, true, false},   // k = 36, 1100 filters
   };
   std::uint64_t seed = 1;
   for (const auto& c : cases) check_conv(c, seed += 10);

@@ -80,12 +80,13 @@ TEST_F(ComputeThreads, TaskExceptionReachesTheCaller) {
 
 TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
   const ConvCase cases[] = {
-      {"1x1, pixels split", 1, 30, 31, 48, 40, 1, 1, false},
+      // k > 256: sgemm, not small_gemm.
+      {"1x1, sgemm split by pixels", 1, 30, 31, 300, 40, 1, 1, false},
       {"1x1, small_gemm", 2, 30, 31, 16, 40, 1, 1, false},
       {"im2col + small_gemm, a block per thread", 1, 40, 41, 3, 40, 3, 1, true},
-      {"1x1, filters split", 1, 5, 5, 64, 300, 1, 1, false},
-      {"im2col, a block per thread", 2, 45, 41, 5, 40, 3, 1, true},
-      {"im2col, blocks shared by threads", 1, 9, 9, 20, 200, 3, 2, true},
+      {"1x1, sgemm split by filters", 1, 5, 5, 300, 300, 1, 1, false},
+      {"im2col + sgemm, a block per thread", 2, 45, 41, 40, 24, 3, 1, true},  // 24 filters: no Winograd
+      {"im2col + sgemm, blocks shared by threads", 1, 9, 9, 40, 200, 3, 2, true},
       {"Winograd F(4x4), blocks", 2, 57, 43, 40, 36, 3, 1, true},
       {"Winograd F(2x2), small output", 1, 6, 7, 48, 40, 3, 1, false},
   };
