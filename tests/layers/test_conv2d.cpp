@@ -53,17 +53,6 @@ void check_conv(const ConvCase& c, std::uint64_t seed) {
   EXPECT_LT(max_relative_error(out, expected), 1e-5);
 }
 
-// Largest difference over the largest reference magnitude: Winograd's rounding grows with the
-// whole sum, not with each output, so small outputs are judged against the large ones.
-double error_vs_largest(const Tensor& out, const Tensor& expected) {
-  double largest = 1e-30, worst = 0;
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    largest = std::max(largest, std::fabs(double(expected.data()[i])));
-    worst = std::max(worst, std::fabs(double(out.data()[i]) - expected.data()[i]));
-  }
-  return worst / largest;
-}
-
 void apply_reference_activation(Tensor& t, const Activation& act) {
   if (act.kind == ActivationKind::softmax)
     act.apply(t.data(), t.size(), t.shape().c);
@@ -97,7 +86,7 @@ void check_winograd(const WinogradCase& c, std::uint64_t seed) {
   apply_reference_activation(expected, act);
   ASSERT_EQ(out.shape(), expected.shape());
   // F(4x4)'s transforms have larger coefficients (up to 8 and 1/24), so more rounding.
-  EXPECT_LT(error_vs_largest(out, expected), c.tile == 2 ? 1e-5 : 1e-4);
+  EXPECT_LT(test::error_vs_largest(out, expected), c.tile == 2 ? 1e-5 : 1e-4);
 }
 
 }  // namespace
@@ -274,7 +263,7 @@ TEST(Winograd3x3, ScaleFiltersMatchesScaledKernel) {
     Tensor in = test::random_tensor(1, {9, 10, cin}, 23), a(1, {9, 10, cout}), b(1, {9, 10, cout});
     scaled.forward(in.data(), 1, 9, 10, {1, 1, 1, 1}, 9, 10, nullptr, Activation{}, a.data());
     direct.forward(in.data(), 1, 9, 10, {1, 1, 1, 1}, 9, 10, nullptr, Activation{}, b.data());
-    EXPECT_LT(error_vs_largest(a, b), 1e-5) << "tile " << tile;
+    EXPECT_LT(test::error_vs_largest(a, b), 1e-5) << "tile " << tile;
   }
 }
 
@@ -305,7 +294,7 @@ TEST(Conv2D, WinogradPathMatchesReference) {
         expected.data()[i] = std::max(0.0f, expected.data()[i] * scale[c] + shift[c]);
       }
       ASSERT_EQ(out.shape(), expected.shape());
-      EXPECT_LT(error_vs_largest(out, expected), 1e-4);
+      EXPECT_LT(test::error_vs_largest(out, expected), 1e-4);
     }
   }
 }
@@ -328,5 +317,5 @@ TEST(Conv2D, WinogradPathWithExplicitPads) {
   conv.forward({&in}, out);
   Tensor expected = ref::conv2d(ref::zero_pad(in, 0, 2, 1, 0), kernel, {}, cout, {3, 3, 1, 1, 1, 1, false, 1});
   ASSERT_EQ(out.shape(), expected.shape());
-  EXPECT_LT(error_vs_largest(out, expected), 1e-4);
+  EXPECT_LT(test::error_vs_largest(out, expected), 1e-4);
 }

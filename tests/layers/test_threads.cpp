@@ -27,16 +27,6 @@ class ComputeThreads : public ::testing::Test {
   void TearDown() override { set_compute_threads(1); }
 };
 
-// Largest difference over the largest reference magnitude (Winograd rounds with the whole sum).
-double error_vs_largest(const Tensor& out, const Tensor& expected) {
-  double largest = 1e-30, worst = 0;
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    largest = std::max(largest, std::fabs(double(expected.data()[i])));
-    worst = std::max(worst, std::fabs(double(out.data()[i]) - expected.data()[i]));
-  }
-  return worst / largest;
-}
-
 struct ConvCase {
   const char* path;  // which split it exercises
   int frames, h, w, cin, cout, k, stride;
@@ -109,7 +99,7 @@ TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
     Tensor expected = ref::conv2d(in, kernel, bias, c.cout, {c.k, c.k, c.stride, c.stride, 1, 1, c.same, 1});
     for (std::size_t i = 0; i < expected.size(); ++i) expected.data()[i] = std::max(0.0f, expected.data()[i]);
     ASSERT_EQ(out.shape(), expected.shape());
-    EXPECT_LT(error_vs_largest(out, expected), 1e-4);
+    EXPECT_LT(test::error_vs_largest(out, expected), 1e-4);
   }
 }
 
@@ -156,7 +146,7 @@ TEST_F(ComputeThreads, DenseRowsAndColumnsMatchReference) {
     dense.forward({&in}, out);
     Tensor expected = ref::dense(in, kernel, bias, 1000);
     ASSERT_EQ(out.shape(), expected.shape());
-    EXPECT_LT(error_vs_largest(out, expected), 1e-5) << frames << " frame(s)";
+    EXPECT_LT(test::error_vs_largest(out, expected), 1e-5) << frames << " frame(s)";
   }
 }
 

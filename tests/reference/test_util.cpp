@@ -1,5 +1,7 @@
 #include "reference/test_util.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -72,6 +74,15 @@ CommandResult run_command(const std::string& command) {
 void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights) {
   layer.build(inputs);
   layer.set_weights(std::move(weights));
+}
+
+double error_vs_largest(const Tensor& out, const Tensor& expected) {
+  double largest = 1e-30, worst = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    largest = std::max(largest, std::fabs(double(expected.data()[i])));
+    worst = std::max(worst, std::fabs(double(out.data()[i]) - expected.data()[i]));
+  }
+  return worst / largest;
 }
 
 std::string error_of(const std::function<void()>& f) {

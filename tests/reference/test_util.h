@@ -53,6 +53,11 @@ CommandResult run_chorus(const std::string& args);
 // The message of the chorus::Error `f` throws, or a marker that fails every HasSubstr.
 std::string error_of(const std::function<void()>& f);
 
+// Largest difference over the largest reference magnitude: Winograd's and long sums' rounding
+// grows with the whole sum, not with each output, so small outputs are judged against the large
+// ones.
+double error_vs_largest(const Tensor& out, const Tensor& expected);
+
 // Builds a layer against input shapes and gives it weights.
 void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights = {});
 
