@@ -7,6 +7,7 @@
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/gemm.h"
+#include "layers/packed_gemm.h"
 #include "layers/pooling.h"
 #include "layers/small_gemm.h"
 #include "layers/winograd.h"
@@ -53,18 +54,21 @@ BENCHMARK(BM_Sgemm)
     ->Unit(benchmark::kMillisecond);
 
 // A 1x1 convolution's product with bias and ReLU by each kernel, to place prefer_small_gemm's
-// limits: args are pixels, k (input channels), filters, kernel (0 sgemm + epilogue pass,
-// 1 small_gemm).
+// and prefer_packed_gemm's limits: args are pixels, k (input channels), filters, kernel
+// (0 sgemm + epilogue pass, 1 small_gemm, 2 packed_gemm).
 void BM_PointwiseKernel(benchmark::State& state) {
   const int pixels = state.range(0), k = state.range(1), filters = state.range(2);
-  const bool small = state.range(3) == 1;
+  const int kernel = state.range(3);
   auto in = noise(static_cast<std::size_t>(pixels) * k, 1), w = noise(static_cast<std::size_t>(k) * filters, 2);
+  const PackedWeights packed(w, k, filters);
   auto bias = noise(filters, 3);
   std::vector<float> out(static_cast<std::size_t>(pixels) * filters);
   const Activation relu = activation_from_name("relu");
   for (auto _ : state) {
-    if (small) {
+    if (kernel == 1) {
       small_gemm(in.data(), k, pixels, k, w.data(), filters, bias.data(), relu, out.data());
+    } else if (kernel == 2) {
+      packed_gemm(in.data(), k, pixels, packed, bias.data(), relu, out.data());
     } else {
       gemm(filters, pixels, k, w.data(), filters, in.data(), k, out.data(), filters);
       for (int p = 0; p < pixels; ++p)
@@ -76,14 +80,18 @@ void BM_PointwiseKernel(benchmark::State& state) {
   report(state, double(pixels) * k * filters);
 }
 BENCHMARK(BM_PointwiseKernel)
-    ->ArgsProduct({{12544}, {16}, {96}, {0, 1}})  // MobileNetV2 expansion, 112x112
-    ->ArgsProduct({{3136}, {144}, {24}, {0, 1}})  // projection, 56x56
-    ->ArgsProduct({{784}, {32, 64}, {192, 384}, {0, 1}})
-    ->ArgsProduct({{784}, {192}, {64}, {0, 1}})
-    ->ArgsProduct({{196}, {384, 576}, {96}, {0, 1}})
-    ->ArgsProduct({{196}, {96}, {576}, {0, 1}})
-    ->ArgsProduct({{49}, {160, 960}, {960, 320}, {0, 1}})
-    ->ArgsProduct({{3136}, {64, 256}, {64, 256}, {0, 1}})  // ResNet-50 layer 1
+    ->ArgsProduct({{12544}, {16}, {96}, {0, 1, 2}})  // MobileNetV2 expansion, 112x112
+    ->ArgsProduct({{3136}, {144}, {24}, {0, 1, 2}})  // projection, 56x56
+    ->ArgsProduct({{784}, {32, 64}, {192, 384}, {0, 1, 2}})
+    ->ArgsProduct({{784}, {192}, {64}, {0, 1, 2}})
+    ->ArgsProduct({{196}, {384, 576}, {96}, {0, 1, 2}})
+    ->ArgsProduct({{196}, {96}, {576}, {0, 1, 2}})
+    ->ArgsProduct({{49}, {160, 960}, {960, 320}, {0, 1, 2}})
+    ->ArgsProduct({{3136}, {64, 256}, {64, 256}, {0, 1, 2}})  // ResNet-50 layer 1
+    ->ArgsProduct({{784}, {128, 512}, {512, 128}, {0, 2}})     // ResNet-50 layer 2
+    ->ArgsProduct({{196}, {256, 1024}, {1024, 256}, {0, 2}})   // layer 3
+    ->ArgsProduct({{49}, {512, 2048}, {2048, 512}, {0, 2}})    // layer 4
+    ->ArgsProduct({{49, 196}, {4608}, {512}, {0, 2}})          // 3x3 512 through im2col
     ->Unit(benchmark::kMicrosecond);
 
 // Conv2D: args are input size, channels in, channels out, kernel, stride.

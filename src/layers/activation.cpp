@@ -51,6 +51,17 @@ float Activation::apply_one(float x) const {
   CHORUS_ASSERT(false, "apply_one() on softmax");
 }
 
+bool Activation::as_clamp(float& lo, float& hi) const {
+  if (kind == ActivationKind::linear || kind == ActivationKind::clip ||
+      (kind == ActivationKind::relu && alpha == 0.0f && threshold == 0.0f)) {
+    lo = kind == ActivationKind::linear ? -std::numeric_limits<float>::infinity()
+                                        : kind == ActivationKind::relu ? 0.0f : min_value;
+    hi = kind == ActivationKind::linear ? std::numeric_limits<float>::infinity() : max_value;
+    return true;
+  }
+  return false;
+}
+
 void Activation::apply(float* data, std::size_t count, int channels) const {
   switch (kind) {
     case ActivationKind::linear: return;

@@ -37,6 +37,9 @@ struct Activation {
   float threshold = 0.0f;                                       // relu only
 
   bool is_linear() const { return kind == ActivationKind::linear; }
+  // Whether this is max(lo, min(hi, x)) (linear, plain relu and relu6, clip), which kernels
+  // apply in registers before they store; sets lo and hi when it is.
+  bool as_clamp(float& lo, float& hi) const;
   // Applies to `count` values laid out as pixels of `channels` values each.
   void apply(float* data, std::size_t count, int channels) const;
   // Scalar form, for elementwise kinds (not softmax); used by the reference tests too.

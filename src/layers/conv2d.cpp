@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "layers/gemm.h"
+#include "layers/packed_gemm.h"
 #include "layers/scratch.h"
 #include "layers/small_gemm.h"
 #include "layers/winograd.h"
@@ -26,6 +27,8 @@ constexpr std::size_t kMaxColumnBlockFloats = 2 * 1024 * 1024;
 // matrix, and a block per thread would hold a second 8 MB scratch buffer (VGG16's 28x28x512
 // layers at 2 threads: peak RSS 642 MB against a 637 MB budget).
 constexpr int kMinColumnsPerThread = kMinColumns;
+// Pixels per thread on the small_gemm and packed_gemm paths; below it threads split filters.
+constexpr int kMinPixelsPerThread = 64;
 // Pixels per im2col block on the small_gemm path.
 constexpr int kSmallGemmBlock = 256;
 
@@ -75,11 +78,19 @@ void Conv2D::set_weights(WeightMap weights) {
   bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
   winograd_.reset();
   const int k = settings_.kernel_h * settings_.kernel_w * (input_shapes()[0].c / settings_.groups);
-  use_small_gemm_ = settings_.groups == 1 && prefer_small_gemm(k, settings_.filters);
+  packed_.reset();
+  use_direct_kernel_ = settings_.groups == 1 && prefer_small_gemm(k, settings_.filters);
   if (int tile = choose_winograd_tile()) {
     // The transformed kernel replaces the plain one, so memory grows by 16/9 or 36/9, not more.
     winograd_ = std::make_unique<Winograd3x3>(tile, kernel_, input_shapes()[0].c, settings_.filters);
     std::vector<float>().swap(kernel_);
+  }
+  if (!winograd_ && settings_.groups == 1 && prefer_packed_gemm(k, settings_.filters)) {
+    // Packed once here rather than by sgemm on every call, and read in contiguous panels where
+    // small_gemm's rows of 256 filters fall into few L1 sets; the packed copy replaces the kernel.
+    packed_ = std::make_unique<PackedWeights>(kernel_, k, settings_.filters);
+    std::vector<float>().swap(kernel_);
+    use_direct_kernel_ = true;
   }
 }
 
@@ -121,6 +132,7 @@ void Conv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector
   CHORUS_ASSERT(static_cast<int>(scale.size()) == f && static_cast<int>(shift.size()) == f);
   for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] *= scale[i % f];
   if (winograd_) winograd_->scale_filters(scale);
+  if (packed_) packed_->scale_filters(scale);
   if (bias_.empty()) bias_.assign(f, 0.0f);
   for (int co = 0; co < f; ++co) bias_[co] = bias_[co] * scale[co] + shift[co];
   settings_.use_bias = true;
@@ -141,7 +153,7 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
   const std::size_t min_cols = std::min<std::size_t>(kMinColumns, kMaxColumnBlockFloats / k);
   int block = std::min<std::size_t>(pixels, std::max<std::size_t>({std::size_t{16}, min_cols, kColumnBlockFloats / k}));
   // small_gemm packs nothing, so short blocks cost it nothing and keep the columns in L1/L2.
-  if (use_small_gemm_) block = std::min(block, kSmallGemmBlock);
+  if (use_direct_kernel_) block = std::min(block, kSmallGemmBlock);
   const int threads = parallel_threads();
   if (threads == 1 || pixels < threads * kMinColumnsPerThread) {
     // One thread, or too few pixels to give each thread its own blocks: blocks one after the
@@ -149,15 +161,24 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
     float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
     for (int p0 = 0; p0 < pixels; p0 += block) {
       const int count = std::min(block, pixels - p0);
+      if (packed_ && threads > 1 && count < threads * kMinPixelsPerThread) {
+        // Gathered together, then multiplied by filters: split by pixels, every thread would
+        // stream all the weights (ResNet-50's 7x7 layers, 9 MB).
+        parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
+          gather_columns(in, 0, p0 + static_cast<int>(first), static_cast<int>(last - first), cols + first * k);
+        });
+        multiply_direct(cols, count, out + static_cast<std::size_t>(p0) * s.filters);
+        continue;
+      }
       for (int g = 0; g < s.groups; ++g) {
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
           gather_columns(in, g, p0 + static_cast<int>(first), static_cast<int>(last - first), cols + first * k);
-          if (use_small_gemm_)
-            multiply_small(cols + first * k, static_cast<int>(last - first), out + (p0 + first) * s.filters);
+          if (use_direct_kernel_)
+            multiply_direct(cols + first * k, static_cast<int>(last - first), out + (p0 + first) * s.filters);
         });
-        if (!use_small_gemm_) multiply_group(g, cols, count, out + static_cast<std::size_t>(p0) * s.filters);
+        if (!use_direct_kernel_) multiply_group(g, cols, count, out + static_cast<std::size_t>(p0) * s.filters);
       }
-      if (!use_small_gemm_)
+      if (!use_direct_kernel_)
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
           finish_block(out + static_cast<std::size_t>(p0 + first) * s.filters, static_cast<int>(last - first));
         });
@@ -176,12 +197,12 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
     float* block_out = out + static_cast<std::size_t>(p0) * s.filters;
     for (int g = 0; g < s.groups; ++g) {
       gather_columns(in, g, p0, count, cols);
-      if (use_small_gemm_)
-        multiply_small(cols, count, block_out);
+      if (use_direct_kernel_)
+        multiply_direct(cols, count, block_out);
       else
         multiply_group(g, cols, count, block_out);
     }
-    if (!use_small_gemm_) finish_block(block_out, count);
+    if (!use_direct_kernel_) finish_block(block_out, count);
   });
 }
 
@@ -230,10 +251,25 @@ void Conv2D::multiply_group(int group, const float* cols, int count, float* out)
   gemm(cout_g, count, k, kernel_.data() + group * cout_g, s.filters, cols, k, out + group * cout_g, s.filters);
 }
 
-void Conv2D::multiply_small(const float* cols, int count, float* out) const {
+void Conv2D::multiply_direct(const float* cols, int count, float* out) const {
   const int k = settings_.kernel_h * settings_.kernel_w * input_shapes()[0].c;
-  small_gemm(cols, k, count, k, kernel_.data(), settings_.filters, bias_.empty() ? nullptr : bias_.data(),
-             settings_.activation, out);
+  const float* bias = bias_.empty() ? nullptr : bias_.data();
+  if (packed_) {
+    // Too few pixels for each thread to take a range of them (7x7 layers, or a part of a
+    // block): threads take panels of filters instead, all reading the same inputs.
+    const int threads = parallel_threads();
+    float lo, hi;
+    if (threads > 1 && count < threads * kMinPixelsPerThread && packed_->panels() >= 2 * threads &&
+        settings_.activation.as_clamp(lo, hi)) {
+      parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
+        packed_gemm(cols, k, count, *packed_, bias, settings_.activation, out, static_cast<int>(first),
+                    static_cast<int>(last));
+      });
+      return;
+    }
+    packed_gemm(cols, k, count, *packed_, bias, settings_.activation, out);
+  } else
+    small_gemm(cols, k, count, k, kernel_.data(), settings_.filters, bias, settings_.activation, out);
 }
 
 void Conv2D::finish_block(float* block, int pixels) const {
@@ -254,10 +290,13 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
     // makes one call.)
     const int pixels = frames * output_shape().h * output_shape().w;
     const int cin = input_shapes()[0].c, f = settings_.filters;
-    if (use_small_gemm_) {
-      parallel_range(pixels, 64, [&](std::int64_t first, std::int64_t last) {
-        multiply_small(x.data() + first * cin, static_cast<int>(last - first), out.data() + first * f);
-      });
+    if (use_direct_kernel_) {
+      parallel_range(
+          pixels, kMinPixelsPerThread,
+          [&](std::int64_t first, std::int64_t last) {
+            multiply_direct(x.data() + first * cin, static_cast<int>(last - first), out.data() + first * f);
+          },
+          6);  // whole tiles of 6 pixels per thread
       return;
     }
     if (pixels > f && parallel_threads() > 1) {

@@ -8,6 +8,7 @@
 
 namespace chorus::layers {
 
+class PackedWeights;
 class Winograd3x3;
 
 struct Conv2DSettings {
@@ -55,9 +56,10 @@ class Conv2D : public Layer {
   void gather_columns(const float* in, int group, int p0, int count, float* cols) const;
   // The group's output channels of `count` pixels (out points at the first) = W_g * cols.
   void multiply_group(int group, const float* cols, int count, float* out) const;
-  // The same through small_gemm, with bias and activation (one group only); `cols` has one row
-  // of k inputs per pixel, which is also what a 1x1 convolution's NHWC input is.
-  void multiply_small(const float* cols, int count, float* out) const;
+  // The same through small_gemm or packed_gemm, with bias and activation (one group only);
+  // `cols` has one row of k inputs per pixel, which is also what a 1x1 convolution's NHWC
+  // input is.
+  void multiply_direct(const float* cols, int count, float* out) const;
   // Adds the bias and applies the activation to `pixels` output pixels (NHWC), while in cache.
   void finish_block(float* block, int pixels) const;
 
@@ -65,7 +67,8 @@ class Conv2D : public Layer {
   Pads pads_;
   std::vector<float> kernel_;              // filters x (kh*kw*in/groups), column-major; empty once winograd_ holds it
   std::unique_ptr<Winograd3x3> winograd_;  // the transformed kernel, for 3x3 stride-1 layers that pay
-  bool use_small_gemm_ = false;            // small k or few filters: small_gemm instead of sgemm
+  std::unique_ptr<PackedWeights> packed_;  // the kernel packed for packed_gemm; empty kernel_ then
+  bool use_direct_kernel_ = false;         // small_gemm or packed_gemm instead of sgemm
   std::vector<float> bias_;                // filters, or empty
 };
 

@@ -5,6 +5,7 @@
 
 #include "core/random.h"
 #include "layers/conv2d.h"
+#include "layers/packed_gemm.h"
 #include "layers/separable_conv2d.h"
 #include "layers/small_gemm.h"
 #include "layers/winograd.h"
@@ -107,10 +108,12 @@ TEST(Conv2D, HandPickedShapes) {
       {1, 6, 6, 16, 24, 1, 1, 2, 2, 1, 1, 1, false, true},      // strided 1x1 goes through im2col
       {1, 12, 5, 3, 7, 1, 5, 1, 1, 1, 1, 1, true, true},        // non-square kernel
       {1, 227, 227, 3, 8, 11, 11, 4, 4, 1, 1, 1, false, true},  // AlexNet conv1 geometry
-      // Too large for small_gemm (k > 256, or weights over 128 KB): sgemm
-      {2, 9, 10, 300, 48, 1, 1, 1, 1, 1, 1, 1, false, true},  // pointwise
-      {1, 11, 9, 40, 40, 3, 3, 2, 2, 1, 1, 1, true, true},    // im2col (stride 2: no Winograd)
-      {1, 9, 9, 4, 1100, 3, 3, 1, 1, 1, 1, 1, true, false},   // k = 36, 1100 filters
+      // Too large for small_gemm: packed_gemm (k >= 64, filters >= 32) or sgemm
+      {2, 9, 10, 300, 48, 1, 1, 1, 1, 1, 1, 1, false, true},   // pointwise, packed
+      {1, 11, 9, 40, 40, 3, 3, 2, 2, 1, 1, 1, true, true},     // im2col, packed (stride 2: no Winograd)
+      {1, 9, 9, 4, 1100, 3, 3, 1, 1, 1, 1, 1, true, false},    // k = 36, 1100 filters: sgemm
+      {1, 5, 5, 300, 20, 1, 1, 1, 1, 1, 1, 1, false, true},    // pointwise, sgemm
+      {1, 7, 7, 40, 24, 3, 3, 1, 1, 1, 1, 1, true, true},      // im2col, sgemm
   };
   std::uint64_t seed = 1;
   for (const auto& c : cases) check_conv(c, seed += 10);
@@ -138,6 +141,52 @@ TEST(SmallGemm, MatchesPlainLoop) {
         for (int j = 0; j < k; ++j) sum += double(in[p * ldi + j]) * w[j * filters + f];
         ASSERT_NEAR(out[p * filters + f], act.apply_one(static_cast<float>(sum)), 1e-4)
             << "pixel " << p << " filter " << f;
+      }
+  }
+}
+
+// packed_gemm against a plain loop: k across its 256-row chunks, filters across its 16-filter
+// panels (the last one partial) and panel groups, pixels around its 6-pixel tiles and blocks,
+// activations clamped in registers (relu, clip) or applied after (sigmoid), folded scales, and
+// parts of the panels as threads take them.
+TEST(PackedGemm, MatchesPlainLoop) {
+  Rng rng(98);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  const char* activations[] = {"relu", "linear", "relu6", "sigmoid"};
+  for (int i = 0; i < 44; ++i) {
+    // The last four: several pixel blocks, and filters in groups between chunks of k.
+    const bool large = i >= 40;
+    const int pixels = large ? pick(250, 300) : pick(1, 40), k = large ? pick(257, 600) : pick(1, 700);
+    const int filters = large ? pick(130, 160) : pick(1, 70), ldi = k + pick(0, 3);
+    const bool with_bias = pick(0, 1) == 1, scaled = pick(0, 1) == 1;
+    const Activation act = activation_from_name(activations[pick(0, 3)]);
+    float lo, hi;
+    const int panels = (filters + 15) / 16;
+    const bool part = act.as_clamp(lo, hi) && pick(0, 1) == 1;
+    const int first_panel = part ? pick(0, panels - 1) : 0;
+    const int end_panel = part ? pick(first_panel + 1, panels) : panels;
+    SCOPED_TRACE(cat(pixels, " pixels, k ", k, ", ", filters, " filters, ldi ", ldi, with_bias ? ", bias" : "",
+                     scaled ? ", scaled " : " ", act.str(), ", panels ", first_panel, "-", end_panel));
+    auto in = test::random_vector(static_cast<std::size_t>(pixels) * ldi, 20 * i);
+    auto w = test::random_vector(static_cast<std::size_t>(k) * filters, 20 * i + 1);
+    auto bias = test::random_vector(filters, 20 * i + 2, -8, 8);
+    auto scale = test::random_vector(filters, 20 * i + 3, 0.5, 2);
+    PackedWeights packed(w, k, filters);
+    if (scaled) packed.scale_filters(scale);
+    std::vector<float> out(static_cast<std::size_t>(pixels) * filters, -1.0f);
+    packed_gemm(in.data(), ldi, pixels, packed, with_bias ? bias.data() : nullptr, act, out.data(), first_panel,
+                part ? end_panel : -1);
+    for (int p = 0; p < pixels; ++p)
+      for (int f = 0; f < filters; ++f) {
+        if (f < 16 * first_panel || f >= 16 * end_panel) {
+          ASSERT_EQ(out[p * filters + f], -1.0f) << "pixel " << p << " filter " << f << " is outside the panels";
+          continue;
+        }
+        double sum = 0;
+        for (int j = 0; j < k; ++j) sum += double(in[p * ldi + j]) * w[j * filters + f];
+        if (scaled) sum *= scale[f];
+        if (with_bias) sum += bias[f];
+        ASSERT_NEAR(out[p * filters + f], act.apply_one(static_cast<float>(sum)), 1e-3) << "pixel " << p << " filter " << f;
       }
   }
 }

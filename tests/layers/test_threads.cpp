@@ -70,13 +70,17 @@ TEST_F(ComputeThreads, TaskExceptionReachesTheCaller) {
 
 TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
   const ConvCase cases[] = {
-      // k > 256: sgemm, not small_gemm.
-      {"1x1, sgemm split by pixels", 1, 30, 31, 300, 40, 1, 1, false},
+      {"1x1, packed_gemm split by pixels", 1, 30, 31, 300, 40, 1, 1, false},
+      {"1x1, packed_gemm split by filters", 1, 5, 5, 300, 300, 1, 1, false},  // 25 pixels
+      {"1x1, sgemm split by pixels", 1, 30, 31, 300, 24, 1, 1, false},  // k > 256 and 24 filters: neither kernel
       {"1x1, small_gemm", 2, 30, 31, 16, 40, 1, 1, false},
       {"im2col + small_gemm, a block per thread", 1, 40, 41, 3, 40, 3, 1, true},
-      {"1x1, sgemm split by filters", 1, 5, 5, 300, 300, 1, 1, false},
+      {"1x1, sgemm split by filters", 1, 5, 5, 300, 24, 1, 1, false},
       {"im2col + sgemm, a block per thread", 2, 45, 41, 40, 24, 3, 1, true},  // 24 filters: no Winograd
-      {"im2col + sgemm, blocks shared by threads", 1, 9, 9, 40, 200, 3, 2, true},
+      {"im2col + sgemm, blocks shared by threads", 1, 9, 9, 40, 24, 3, 2, true},
+      {"im2col + packed_gemm, a block per thread", 1, 90, 90, 40, 40, 3, 2, true},
+      {"im2col + packed_gemm, blocks shared, split by pixels", 1, 45, 41, 40, 40, 3, 2, true},
+      {"im2col + packed_gemm, gathered, split by filters", 1, 9, 9, 40, 200, 3, 2, true},
       {"Winograd F(4x4), blocks", 2, 57, 43, 40, 36, 3, 1, true},
       {"Winograd F(2x2), small output", 1, 6, 7, 48, 40, 3, 1, false},
   };

@@ -1,0 +1,42 @@
+#pragma once
+// The product of a convolution's inputs with weights packed once at load: every 1x1 or im2col
+// layer without groups that has k >= 64 inputs and 32 filters or more (ResNet-50's 1x1 and
+// 512-channel 3x3 layers, MobileNetV2's larger 1x1 layers). OpenBLAS packs both operands on
+// every call and zeroes C first; here the weights are packed in panels of 16 filters when the
+// layer is loaded, the inputs are read in place, the bias starts the sums and clamping
+// activations (relu, relu6) are applied in registers before the store.
+#include <vector>
+
+#include "layers/activation.h"
+
+namespace chorus::layers {
+
+class PackedWeights {
+ public:
+  // `w` is k x filters, row-major (Chorus' kernel layout).
+  PackedWeights(const std::vector<float>& w, int k, int filters);
+
+  int k() const { return k_; }
+  int filters() const { return filters_; }
+  // Multiplies filter f's weights by scale[f] (a folded batch norm).
+  void scale_filters(const std::vector<float>& scale);
+  // Panel j: filters [16j, 16j + 16), k rows of 16 floats (zeros past the last filter).
+  const float* panel(int j) const { return data_.data() + static_cast<std::size_t>(j) * k_ * 16; }
+  int panels() const { return (filters_ + 15) / 16; }
+
+ private:
+  int k_, filters_;
+  std::vector<float> data_;
+};
+
+// Whether packed_gemm is worth its packing for `k` inputs and `filters` outputs per pixel.
+bool prefer_packed_gemm(int k, int filters);
+
+// out[p * filters + f] = act(bias[f] + sum_i in[p * ldi + i] * w(i, f)) for p in [0, pixels)
+// and the filters of panels [first_panel, end_panel) (-1: to the last), so that threads can
+// share a layer of few pixels by filters; a part of the panels needs an activation that
+// Activation::as_clamp accepts. `bias` may be null. Runs on the calling thread.
+void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, const float* bias,
+                 const Activation& act, float* out, int first_panel = 0, int end_panel = -1);
+
+}  // namespace chorus::layers
