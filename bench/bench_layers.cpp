@@ -163,8 +163,11 @@ void BM_DepthwiseConv2D(benchmark::State& state) {
   }
   report(state, dw.macs());
 }
-BENCHMARK(BM_DepthwiseConv2D)
+BENCHMARK(BM_DepthwiseConv2D)  // MobileNetV2's shapes
+    ->Args({112, 32, 1})
     ->Args({112, 96, 2})
+    ->Args({56, 144, 1})
+    ->Args({56, 144, 2})
     ->Args({28, 192, 1})
     ->Args({14, 576, 1})
     ->Unit(benchmark::kMicrosecond);

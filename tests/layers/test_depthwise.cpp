@@ -11,9 +11,11 @@ using namespace chorus::layers;
 TEST(DepthwiseConv2D, RandomShapes) {
   Rng rng(77);
   auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  const char* activations[] = {"linear", "relu6", "sigmoid", "leaky_relu"};
   for (int i = 0; i < 100; ++i) {
     DepthwiseConv2DSettings s;
-    s.kernel_h = pick(1, 5);
+    // Now and then taller than the 8 kernel rows the whole-row path takes.
+    s.kernel_h = pick(0, 9) == 0 ? 9 : pick(1, 5);
     s.kernel_w = pick(1, 5);
     bool dilate = pick(0, 3) == 0;
     s.stride_h = dilate ? 1 : pick(1, 2);
@@ -23,12 +25,14 @@ TEST(DepthwiseConv2D, RandomShapes) {
     s.depth_multiplier = pick(1, 3);
     s.padding = pick(0, 1) ? Padding::same : Padding::valid;
     s.use_bias = pick(0, 1) == 1;
+    // Clamps (relu6) run in registers on inner pixels, the others over each row after.
+    s.activation = activation_from_name(activations[pick(0, 3)]);
     // Up to 70 channels: the 16- and 8-channel register chunks and the tail all run.
     const int cin = pick(1, 70);
     const int h = pick(1, 10) + (s.kernel_h - 1) * s.dilation_h, w = pick(1, 10) + (s.kernel_w - 1) * s.dilation_w;
     const int frames = pick(1, 2);
     SCOPED_TRACE(cat(h, "x", w, "x", cin, " k", s.kernel_h, "x", s.kernel_w, " s", s.stride_h, "x", s.stride_w, " d",
-                     s.dilation_h, "x", s.dilation_w, " m", s.depth_multiplier));
+                     s.dilation_h, "x", s.dilation_w, " m", s.depth_multiplier, " ", s.activation.str()));
     DepthwiseConv2D dw("dw", s);
     auto kernel = test::random_vector(static_cast<std::size_t>(s.kernel_h) * s.kernel_w * cin * s.depth_multiplier, i);
     auto bias = s.use_bias ? test::random_vector(cin * s.depth_multiplier, i + 500) : std::vector<float>{};
@@ -41,6 +45,7 @@ TEST(DepthwiseConv2D, RandomShapes) {
     Tensor expected = ref::depthwise(in, kernel, bias, s.depth_multiplier,
                                      {s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w,
                                       s.padding == Padding::same, 1});
+    for (std::size_t j = 0; j < expected.size(); ++j) expected.data()[j] = s.activation.apply_one(expected.data()[j]);
     ASSERT_EQ(out.shape(), expected.shape());
     EXPECT_LT(max_relative_error(out, expected), 1e-5);
   }
