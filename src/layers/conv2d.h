@@ -44,6 +44,12 @@ class Conv2D : public Layer {
   // Folds a per-output-channel affine map (a batch normalisation) into kernel and bias.
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
 
+  // Whether forward_pixels applies: a 1x1 stride-1 convolution through small_gemm or packed_gemm.
+  bool runs_by_pixels() const { return is_pointwise() && use_direct_kernel_; }
+  // The outputs of `count` consecutive pixels of NHWC input, bias and activation included (a
+  // fused consumer asks for a band of rows at a time).
+  void forward_pixels(const float* in, int count, float* out) const { multiply_direct(in, count, out); }
+
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
 

@@ -161,7 +161,7 @@ void depthwise_inner_row(const DepthwiseRow& r, int begin, int end, int x0) {
 
 }  // namespace
 
-void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, int end_row) const {
+void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row) const {
   const auto& s = settings_;
   const Shape& is = input_shapes()[0];
   const Shape& os = output_shape();
@@ -176,6 +176,7 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
     int ky0 = 0, ky1 = s.kernel_h;
     while (ky0 < ky1 && iy0 + ky0 * s.dilation_h < 0) ++ky0;
     while (ky1 > ky0 && iy0 + (ky1 - 1) * s.dilation_h >= is.h) --ky1;
+    const int ry0 = iy0 - in_row0;  // row of tap 0 in `in`
     // Columns whose taps all lie inside the input, from ox_begin to ox_end.
     int ox_begin = 0, ox_end = os.w;
     while (ox_begin < os.w && ox_begin * s.stride_w - pads_.left < 0) ++ox_begin;
@@ -189,7 +190,7 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
       int krow[kMaxFastKernel];
       int nrows = 0;
       for (int ky = ky0; ky < ky1; ++ky) {
-        rows[nrows] = in + static_cast<std::size_t>(iy0 + ky * s.dilation_h) * row_stride;
+        rows[nrows] = in + static_cast<std::size_t>(ry0 + ky * s.dilation_h) * row_stride;
         krow[nrows++] = ky;
       }
       DepthwiseRow r{rows, krow, nrows, kernel_.data(), bias, out + static_cast<std::size_t>(oy) * os.w * cout,
@@ -206,7 +207,7 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
         const int ix0 = ox * s.stride_w - pads_.left;
         for (int c1 = cout / 16 * 16; c1 < cout; ++c1)
           depthwise_pixel_chunk<1>(in, kernel_.data(), bias, dst, c1, cin, row_stride, s.kernel_w, cout,
-                                   s.dilation_h, s.dilation_w, iy0, ix0, ky0, ky1, 0, s.kernel_w);
+                                   s.dilation_h, s.dilation_w, ry0, ix0, ky0, ky1, 0, s.kernel_w);
         if (cout % 16 != 0 && clamp)  // the fast part is clamped already; these were not
           for (int c1 = cout / 16 * 16; c1 < cout; ++c1) dst[c1] = std::min(hi, std::max(lo, dst[c1]));
         continue;
@@ -219,13 +220,13 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
         int c = 0;
         for (; c + kChannelChunk <= cout; c += kChannelChunk)
           depthwise_pixel_chunk<kChannelChunk>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout,
-                                               s.dilation_h, s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
+                                               s.dilation_h, s.dilation_w, ry0, ix0, ky0, ky1, kx0, kx1);
         for (; c + 8 <= cout; c += 8)
           depthwise_pixel_chunk<8>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
-                                   s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
+                                   s.dilation_w, ry0, ix0, ky0, ky1, kx0, kx1);
         for (; c < cout; ++c)
           depthwise_pixel_chunk<1>(in, kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
-                                   s.dilation_w, iy0, ix0, ky0, ky1, kx0, kx1);
+                                   s.dilation_w, ry0, ix0, ky0, ky1, kx0, kx1);
         continue;
       }
       if (bias)
@@ -233,7 +234,7 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
       else
         std::fill(dst, dst + cout, 0.0f);
       for (int ky = ky0; ky < ky1; ++ky) {
-        const int iy = iy0 + ky * s.dilation_h;
+        const int iy = ry0 + ky * s.dilation_h;
         for (int kx = kx0; kx < kx1; ++kx) {
           const int ix = ix0 + kx * s.dilation_w;
           const float* __restrict src = in + (static_cast<std::size_t>(iy) * is.w + ix) * cin;
@@ -252,6 +253,14 @@ void DepthwiseConv2D::forward_rows(const float* in, float* out, int first_row, i
   }
 }
 
+std::pair<int, int> DepthwiseConv2D::input_rows(int first_row, int end_row) const {
+  const auto& s = settings_;
+  const int h = input_shapes()[0].h;
+  const int first = first_row * s.stride_h - pads_.top;
+  const int last = (end_row - 1) * s.stride_h - pads_.top + (s.kernel_h - 1) * s.dilation_h + 1;
+  return {std::clamp(first, 0, h), std::clamp(last, 0, h)};
+}
+
 void DepthwiseConv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Shape& os = output_shape();
   out.resize(in[0]->frames(), os);
@@ -260,7 +269,7 @@ void DepthwiseConv2D::forward(const std::vector<const Tensor*>& in, Tensor& out)
   const auto grain = static_cast<std::int64_t>(std::max(1.0, 5e4 / row_macs));
   for (int n = 0; n < in[0]->frames(); ++n)
     parallel_range(os.h, grain, [&](std::int64_t first, std::int64_t last) {
-      forward_rows(in[0]->frame(n), out.frame(n), static_cast<int>(first), static_cast<int>(last));
+      forward_rows(in[0]->frame(n), 0, out.frame(n), static_cast<int>(first), static_cast<int>(last));
     });
 }
 

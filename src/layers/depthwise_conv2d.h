@@ -2,6 +2,8 @@
 // Depthwise 2-D convolution (Keras DepthwiseConv2D): each input channel convolved with its own
 // depth_multiplier filters; output channel ci * depth_multiplier + m. Kernel in Keras order
 // (kh, kw, in, depth_multiplier). A direct NHWC loop: channels innermost, so it vectorises.
+#include <utility>
+
 #include "layers/conv2d.h"
 
 namespace chorus::layers {
@@ -33,12 +35,16 @@ class DepthwiseConv2D : public Layer {
   std::string describe() const override;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
 
+  // Output rows [first_row, end_row) of one frame, from input rows stored from row in_row0 on
+  // (`in` points at row in_row0; 0 for a whole frame). A fused producer hands a band of rows.
+  void forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row) const;
+  // The input rows [first, last) that output rows [first_row, end_row) read, clipped to the input.
+  std::pair<int, int> input_rows(int first_row, int end_row) const;
+
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
 
  private:
-  // Output rows [first_row, end_row) of one frame.
-  void forward_rows(const float* in, float* out, int first_row, int end_row) const;
   DepthwiseConv2DSettings settings_;
   Pads pads_;
   std::vector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest

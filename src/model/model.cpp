@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "layers/pointwise_depthwise.h"
 
 namespace chorus::model {
 
@@ -76,6 +77,16 @@ void Model::replace_nodes(std::vector<Node> nodes, int output) {
   output_ = output;
 }
 
+bool Model::fuses_with_next(int node) const {
+  if (node < 0 || node + 1 >= static_cast<int>(nodes_.size()) || node == output_) return false;
+  const Node& next = nodes_[node + 1];
+  if (nodes_[node].inputs.size() != 1 || next.inputs != std::vector<int>{node}) return false;
+  for (std::size_t n = 0; n < nodes_.size(); ++n)
+    if (static_cast<int>(n) != node + 1 && std::count(nodes_[n].inputs.begin(), nodes_[n].inputs.end(), node) > 0)
+      return false;
+  return layers::can_fuse_pointwise_depthwise(*nodes_[node].layer, *next.layer);
+}
+
 Tensor Model::forward(const Tensor& input) const { return forward(input, nullptr); }
 
 Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
@@ -103,11 +114,14 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
     const bool sole_reader = first != kModelInput && pending[first] == 1 &&
                              std::count(node.inputs.begin(), node.inputs.end(), first) == 1;
     const bool reuse = node.layer->in_place() && sole_reader;
+    // Per-layer timing runs every layer on its own, to time each.
+    const bool fuse_next = !node_seconds && !reuse && fuses_with_next(n);
+    const layers::Layer& produced = fuse_next ? *nodes_[n + 1].layer : *node.layer;
     if (reuse) {
       out = std::move(values[first]);
     } else if (!spare.empty()) {
       // Best fit: the smallest spare buffer that holds the output, else the largest.
-      const std::size_t need = static_cast<std::size_t>(input.frames()) * node.layer->output_shape().size();
+      const std::size_t need = static_cast<std::size_t>(input.frames()) * produced.output_shape().size();
       auto best = spare.end();
       for (auto it = spare.begin(); it != spare.end(); ++it) {
         bool fits = it->capacity() >= need;
@@ -126,6 +140,17 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
       in.push_back(k == 0 && reuse ? &out : i == kModelInput ? &input : &values[i]);
     }
     auto start = std::chrono::steady_clock::now();
+    if (fuse_next) {
+      layers::forward_pointwise_depthwise(dynamic_cast<const layers::Conv2D&>(*node.layer),
+                                          dynamic_cast<const layers::DepthwiseConv2D&>(*nodes_[n + 1].layer), *in[0],
+                                          out);
+      // The depthwise node's output; node n's was never made.
+      pending[n] = 0;
+      for (int i : node.inputs)
+        if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
+      values[++n] = std::move(out);
+      continue;
+    }
     node.layer->forward(in, out);
     if (node_seconds)
       (*node_seconds)[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

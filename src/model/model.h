@@ -70,6 +70,9 @@ class Model {
   int find(const std::string& name) const;
   // Nodes that read node i's output.
   std::vector<int> consumers(int node) const;
+  // Whether forward() runs this node together with the next one: a 1x1 expansion that only
+  // the depthwise layer after it reads (layers/pointwise_depthwise). Per-layer timing does not.
+  bool fuses_with_next(int node) const;
   LayerCost cost(int node) const;
   LayerCost total_cost() const;
 

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include "core/parallel.h"
 #include "core/random.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/pointwise_depthwise.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
 
@@ -68,4 +70,51 @@ TEST(DepthwiseConv2D, FoldedBatchNormAndRelu6) {
   for (std::size_t i = 0; i < expected.size(); ++i)
     expected.data()[i] = std::clamp(expected.data()[i] * scale[i % 8] + shift[i % 8], 0.0f, 6.0f);
   EXPECT_LT(max_relative_error(out, expected), 1e-5);
+}
+
+// A 1x1 expansion and a depthwise layer run fused against the two run one after the other:
+// windows of one band and of several (rows of up to 230 x 160 floats against a 512 KB
+// window), strides, padding, dilation, kernel sizes, clamped and other activations, small_gemm
+// and packed_gemm expansions, batches, and 1-3 threads (bands split between them).
+TEST(PointwiseDepthwise, EqualsTheLayersApart) {
+  Rng rng(5150);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  const char* activations[] = {"relu6", "relu", "linear", "sigmoid"};
+  for (int i = 0; i < 24; ++i) {
+    const int threads = 1 + i % 3;
+    Conv2DSettings ps;
+    ps.filters = pick(0, 1) ? pick(96, 160) : pick(16, 40);
+    ps.activation = activation_from_name(activations[pick(0, 3)]);
+    DepthwiseConv2DSettings ds;
+    ds.kernel_h = ds.kernel_w = pick(0, 3) ? 3 : 5;
+    ds.stride_h = ds.stride_w = pick(1, 2);
+    ds.dilation_h = ds.dilation_w = ds.stride_h == 1 && pick(0, 3) == 0 ? 2 : 1;
+    ds.padding = pick(0, 2) ? Padding::same : Padding::valid;
+    ds.activation = activation_from_name(activations[pick(0, 3)]);
+    const int cin = pick(0, 1) ? pick(64, 80) : pick(3, 24);  // packed_gemm or small_gemm
+    const int h = pick(10, 40), w = pick(0, 1) ? pick(150, 230) : pick(12, 30), frames = pick(1, 2);
+    SCOPED_TRACE(cat(frames, "x", h, "x", w, "x", cin, " -> ", ps.filters, " ", ps.activation.str(), ", depthwise ",
+                     ds.kernel_h, "x", ds.kernel_w, " s", ds.stride_h, " d", ds.dilation_h,
+                     ds.padding == Padding::same ? " same " : " valid ", ds.activation.str(), ", ", threads,
+                     " threads"));
+    Conv2D pw("pw", ps);
+    test::build_layer(pw, {{h, w, cin}},
+                      {{"kernel", test::random_vector(static_cast<std::size_t>(cin) * ps.filters, 3 * i, -0.3f, 0.3f)},
+                       {"bias", test::random_vector(ps.filters, 3 * i + 1)}});
+    ASSERT_TRUE(pw.runs_by_pixels());
+    DepthwiseConv2D dw("dw", ds);
+    test::build_layer(dw, {pw.output_shape()},
+                      {{"depthwise_kernel", test::random_vector(static_cast<std::size_t>(ds.kernel_h) * ds.kernel_w *
+                                                                    ps.filters, 3 * i + 2)},
+                       {"bias", test::random_vector(ps.filters, 3 * i + 3)}});
+    Tensor in = test::random_tensor(frames, {h, w, cin}, 100 + i), mid, apart, fused;
+    set_compute_threads(threads);
+    pw.forward({&in}, mid);
+    dw.forward({&mid}, apart);
+    forward_pointwise_depthwise(pw, dw, in, fused);
+    set_compute_threads(1);
+    ASSERT_EQ(fused.shape(), apart.shape());
+    ASSERT_EQ(fused.frames(), apart.frames());
+    EXPECT_LT(max_relative_error(fused, apart), 1e-6);
+  }
 }

@@ -3,6 +3,7 @@
 
 #include "io/keras_model.h"
 #include "io/keras_writer.h"
+#include "core/parallel.h"
 #include "model/optimize.h"
 #include "reference/test_util.h"
 
@@ -44,6 +45,30 @@ const char* kDagConfig = R"({"class_name": "Functional", "config": {"name": "dag
  {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 5}, "inbound_nodes": [[["drop", 0, 0, {}]]]},
  {"class_name": "Softmax", "name": "sm", "config": {"name": "sm"}, "inbound_nodes": [[["fc", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["sm", 0, 0]]}})";
+
+// Inverted residual blocks: only e1 (26 x 64 x 160 floats, over the 1 MB a frame below which
+// fusing does not pay) runs fused with the depthwise layer after it; e3 has a second reader,
+// e4 feeds a 1x1 layer, and the others are small. The fused kernel's geometry is tested in
+// test_depthwise (PointwiseDepthwise).
+const char* kInvertedResidualConfig = R"({"class_name": "Functional", "config": {"name": "ir", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 26, 64, 8]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "e1", "config": {"name": "e1", "filters": 160, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d1", "config": {"name": "d1", "kernel_size": [3, 3], "padding": "same", "activation": "relu6"}, "inbound_nodes": [[["e1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "p1", "config": {"name": "p1", "filters": 24, "kernel_size": [1, 1]}, "inbound_nodes": [[["d1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e2", "config": {"name": "e2", "filters": 72, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["p1", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d2", "config": {"name": "d2", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["e2", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e3", "config": {"name": "e3", "filters": 40, "kernel_size": [1, 1], "activation": "sigmoid"}, "inbound_nodes": [[["d2", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d3", "config": {"name": "d3", "kernel_size": [5, 5], "padding": "valid"}, "inbound_nodes": [[["e3", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d3b", "config": {"name": "d3b", "kernel_size": [3, 3], "dilation_rate": [2, 2], "padding": "same"}, "inbound_nodes": [[["e3", 0, 0, {}]]]},
+ {"class_name": "GlobalAveragePooling2D", "name": "g3", "config": {"name": "g3"}, "inbound_nodes": [[["d3b", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e4", "config": {"name": "e4", "filters": 96, "kernel_size": [1, 1]}, "inbound_nodes": [[["d3", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e5", "config": {"name": "e5", "filters": 64, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["e4", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d5", "config": {"name": "d5", "kernel_size": [3, 3], "dilation_rate": [2, 2], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["e5", 0, 0, {}]]]},
+ {"class_name": "GlobalAveragePooling2D", "name": "g5", "config": {"name": "g5"}, "inbound_nodes": [[["d5", 0, 0, {}]]]},
+ {"class_name": "Concatenate", "name": "cat", "config": {"name": "cat", "axis": -1}, "inbound_nodes": [[["g3", 0, 0, {}], ["g5", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e6", "config": {"name": "e6", "filters": 48, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["cat", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d6", "config": {"name": "d6", "kernel_size": [1, 1]}, "inbound_nodes": [[["e6", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["d6", 0, 0]]}})";
 
 }  // namespace
 
@@ -108,4 +133,28 @@ TEST(Model, CostsAndShapes) {
   EXPECT_EQ(m.output_shape(), (Shape{1, 1, 5}));
   Tensor wrong(1, {12, 12, 4});
   EXPECT_THROW(m.forward(wrong), Error);
+}
+
+TEST(Model, FusedExpansionAndDepthwiseEqualLayerByLayer) {
+  test::TempDir dir;
+  test::write_random_model(kInvertedResidualConfig, dir.path("ir.h5"));
+  model::Model m = io::load_keras_model(dir.path("ir.h5"));
+  std::vector<std::string> fused;
+  for (int n = 0; n < static_cast<int>(m.nodes().size()); ++n)
+    if (m.fuses_with_next(n)) fused.push_back(m.nodes()[n].name());
+  EXPECT_EQ(fused, std::vector<std::string>{"e1"});
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(cat(threads, " threads"));
+    set_compute_threads(threads);
+    for (int frames : {1, 2}) {
+      Tensor in = test::random_tensor(frames, m.input_shape(), 30 + frames);
+      // Per-layer timing runs every layer on its own: the unfused answer.
+      std::vector<double> seconds(m.nodes().size(), 0.0);
+      Tensor apart = m.forward(in, &seconds);
+      Tensor together = m.forward(in);
+      EXPECT_LT(max_relative_error(together, apart), 1e-6);
+      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-6);
+    }
+  }
+  set_compute_threads(1);
 }
