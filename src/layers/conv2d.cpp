@@ -251,25 +251,49 @@ void Conv2D::multiply_group(int group, const float* cols, int count, float* out)
   gemm(cout_g, count, k, kernel_.data() + group * cout_g, s.filters, cols, k, out + group * cout_g, s.filters);
 }
 
-void Conv2D::multiply_direct(const float* cols, int count, float* out) const {
+void Conv2D::multiply_direct(const float* cols, int count, float* out, const float* residual,
+                             const Activation* act) const {
   const int k = settings_.kernel_h * settings_.kernel_w * input_shapes()[0].c;
   const float* bias = bias_.empty() ? nullptr : bias_.data();
+  const Activation& activation = act ? *act : settings_.activation;
   if (packed_) {
     // Too few pixels for each thread to take a range of them (7x7 layers, or a part of a
     // block): threads take panels of filters instead, all reading the same inputs.
     const int threads = parallel_threads();
     float lo, hi;
     if (threads > 1 && count < threads * kMinPixelsPerThread && packed_->panels() >= 2 * threads &&
-        settings_.activation.as_clamp(lo, hi)) {
+        activation.as_clamp(lo, hi)) {
       parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
-        packed_gemm(cols, k, count, *packed_, bias, settings_.activation, out, static_cast<int>(first),
-                    static_cast<int>(last));
+        packed_gemm(cols, k, count, *packed_, bias, activation, out, static_cast<int>(first), static_cast<int>(last),
+                    residual);
       });
       return;
     }
-    packed_gemm(cols, k, count, *packed_, bias, settings_.activation, out);
-  } else
+    packed_gemm(cols, k, count, *packed_, bias, activation, out, 0, -1, residual);
+  } else {
+    CHORUS_ASSERT(!residual && !act, "small_gemm adds no residual");
     small_gemm(cols, k, count, k, kernel_.data(), settings_.filters, bias, settings_.activation, out);
+  }
+}
+
+bool Conv2D::adds_residual_by_pixels() const {
+  return runs_by_pixels() && packed_ && settings_.activation.is_linear();
+}
+
+void Conv2D::forward_adding(const Tensor& in, const Tensor& residual, const Activation& act, Tensor& out) const {
+  CHORUS_ASSERT(adds_residual_by_pixels(), "forward_adding on a layer that cannot");
+  const int frames = in.frames();
+  out.resize(frames, output_shape());
+  CHORUS_ASSERT(residual.frames() == frames && residual.shape() == output_shape(), "residual shape");
+  const int pixels = frames * output_shape().h * output_shape().w;
+  const int cin = input_shapes()[0].c, f = settings_.filters;
+  parallel_range(
+      pixels, kMinPixelsPerThread,
+      [&](std::int64_t first, std::int64_t last) {
+        multiply_direct(in.data() + first * cin, static_cast<int>(last - first), out.data() + first * f,
+                        residual.data() + first * f, &act);
+      },
+      6);
 }
 
 void Conv2D::finish_block(float* block, int pixels) const {

@@ -49,6 +49,12 @@ class Conv2D : public Layer {
   // The outputs of `count` consecutive pixels of NHWC input, bias and activation included (a
   // fused consumer asks for a band of rows at a time).
   void forward_pixels(const float* in, int count, float* out) const { multiply_direct(in, count, out); }
+  // Whether forward_adding applies: a 1x1 stride-1 convolution through packed_gemm, with no
+  // activation of its own.
+  bool adds_residual_by_pixels() const;
+  // out = act(conv(in) + residual) in one pass (a residual connection's Add fused into its
+  // producer: the sum is made while each tile is in registers).
+  void forward_adding(const Tensor& in, const Tensor& residual, const Activation& act, Tensor& out) const;
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
@@ -64,8 +70,10 @@ class Conv2D : public Layer {
   void multiply_group(int group, const float* cols, int count, float* out) const;
   // The same through small_gemm or packed_gemm, with bias and activation (one group only);
   // `cols` has one row of k inputs per pixel, which is also what a 1x1 convolution's NHWC
-  // input is.
-  void multiply_direct(const float* cols, int count, float* out) const;
+  // input is. With `residual` (laid out as `out`) it is added before the activation, and `act`
+  // replaces the layer's own (packed_gemm only).
+  void multiply_direct(const float* cols, int count, float* out, const float* residual = nullptr,
+                       const Activation* act = nullptr) const;
   // Adds the bias and applies the activation to `pixels` output pixels (NHWC), while in cache.
   void finish_block(float* block, int pixels) const;
 

@@ -18,6 +18,7 @@ class Elementwise : public Layer {
   // out may alias in[0] when in[0] has the full output shape.
   bool in_place() const override { return input_shapes()[0] == output_shape(); }
   Activation* fusable_activation() override { return &activation_; }
+  const Activation& activation() const { return activation_; }
   std::string describe() const override { return activation_.is_linear() ? "" : activation_.str(); }
 
  protected:

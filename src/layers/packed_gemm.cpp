@@ -41,7 +41,7 @@ inline Vec8 clamp8(Vec8 x, Vec8 lo, Vec8 hi) {
 // bias on the first chunk and from the partial sums in `out` after it.
 template <int Pixels>
 inline void tile(const float* __restrict in, int ldi, int rows, const float* __restrict panel, float* __restrict out,
-                 int ldo, int width, const Epilogue& e) {
+                 const float* __restrict residual, int ldo, int width, const Epilogue& e) {
   Vec8 acc[Pixels][2];
   float edge[Pixels][16];  // the panel's valid filters when fewer than 16
   const bool full = width == 16;
@@ -75,6 +75,19 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
       acc[p][1] += a * w1;
     }
   }
+  if (e.last && residual)
+    for (int p = 0; p < Pixels; ++p) {
+      const float* r = residual + static_cast<std::size_t>(p) * ldo;
+      if (full) {
+        acc[p][0] += load8(r);
+        acc[p][1] += load8(r + 8);
+      } else {
+        float part[16] = {};
+        std::copy(r, r + width, part);
+        acc[p][0] += load8(part);
+        acc[p][1] += load8(part + 8);
+      }
+    }
   if (e.last && e.clamp)
     for (int p = 0; p < Pixels; ++p) {
       acc[p][0] = clamp8(acc[p][0], e.lo, e.hi);
@@ -120,27 +133,30 @@ void PackedWeights::scale_filters(const std::vector<float>& scale) {
 bool prefer_packed_gemm(int k, int filters) { return k >= 64 && filters >= 32; }
 
 void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, const float* bias,
-                 const Activation& act, float* out, int first_panel, int end_panel) {
+                 const Activation& act, float* out, int first_panel, int end_panel, const float* residual) {
   const int k = w.k(), filters = w.filters();
   if (end_panel < 0) end_panel = w.panels();
   float lo = 0.0f, hi = 0.0f;
   Epilogue e{nullptr, true, true, act.as_clamp(lo, hi), Vec8{} + lo, Vec8{} + hi};
   CHORUS_ASSERT(e.clamp || (first_panel == 0 && end_panel == w.panels()), "panel range with ", act.str());
-  const auto run_tiles = [&](const float* tile_in, int n, const float* panel, int rows, float* tile_out, int width) {
+  // Tiles of `n` pixels from pixel p0, panel j, rows [k0, k0 + rows) of k.
+  const auto run_tiles = [&](int p0, int n, int k0, int rows, int j) {
+    const float* panel = w.panel(j) + static_cast<std::size_t>(k0) * 16;
+    const int width = std::min(16, filters - 16 * j);
+    const auto at = [&](int p) { return static_cast<std::size_t>(p0 + p) * filters + 16 * j; };
+    const auto tile_in = [&](int p) { return in + static_cast<std::size_t>(p0 + p) * ldi + k0; };
+    const auto tile_res = [&](int p) { return residual ? residual + at(p) : nullptr; };
     int p = 0;
     for (; p + kTile <= n; p += kTile)
-      tile<kTile>(tile_in + static_cast<std::size_t>(p) * ldi, ldi, rows, panel,
-                  tile_out + static_cast<std::size_t>(p) * filters, filters, width, e);
+      tile<kTile>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
     // The last 1-5 pixels in one narrower tile: one at a time, each pass would load the
     // panel for two multiply-adds (a 98-pixel half of a 196-pixel layer has 2 left over).
-    const float* rest_in = tile_in + static_cast<std::size_t>(p) * ldi;
-    float* rest_out = tile_out + static_cast<std::size_t>(p) * filters;
     switch (n - p) {
-      case 5: tile<5>(rest_in, ldi, rows, panel, rest_out, filters, width, e); break;
-      case 4: tile<4>(rest_in, ldi, rows, panel, rest_out, filters, width, e); break;
-      case 3: tile<3>(rest_in, ldi, rows, panel, rest_out, filters, width, e); break;
-      case 2: tile<2>(rest_in, ldi, rows, panel, rest_out, filters, width, e); break;
-      case 1: tile<1>(rest_in, ldi, rows, panel, rest_out, filters, width, e); break;
+      case 5: tile<5>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 4: tile<4>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 3: tile<3>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 2: tile<2>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 1: tile<1>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
       default: break;
     }
   };
@@ -152,8 +168,7 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
       const int n = std::min(kTile, pixels - p0);
       for (int j = first_panel; j < end_panel; ++j) {
         e.bias = bias ? bias + 16 * j : nullptr;
-        run_tiles(in + static_cast<std::size_t>(p0) * ldi, n, w.panel(j), k,
-                  out + static_cast<std::size_t>(p0) * filters + 16 * j, std::min(16, filters - 16 * j));
+        run_tiles(p0, n, 0, k, j);
       }
     }
     if (!e.clamp) act.apply(out, static_cast<std::size_t>(pixels) * filters, filters);
@@ -175,8 +190,7 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
         e.last = k0 + rows == k;
         for (int j = j0; j < j1; ++j) {
           e.bias = bias ? bias + 16 * j : nullptr;
-          run_tiles(in + static_cast<std::size_t>(p0) * ldi + k0, n, w.panel(j) + static_cast<std::size_t>(k0) * 16,
-                    rows, block_out + 16 * j, std::min(16, filters - 16 * j));
+          run_tiles(p0, n, k0, rows, j);
         }
       }
     }

@@ -32,11 +32,13 @@ class PackedWeights {
 // Whether packed_gemm is worth its packing for `k` inputs and `filters` outputs per pixel.
 bool prefer_packed_gemm(int k, int filters);
 
-// out[p * filters + f] = act(bias[f] + sum_i in[p * ldi + i] * w(i, f)) for p in [0, pixels)
-// and the filters of panels [first_panel, end_panel) (-1: to the last), so that threads can
-// share a layer of few pixels by filters; a part of the panels needs an activation that
-// Activation::as_clamp accepts. `bias` may be null. Runs on the calling thread.
+// out[p * filters + f] = act(bias[f] + sum_i in[p * ldi + i] * w(i, f) + residual[p * filters + f])
+// for p in [0, pixels) and the filters of panels [first_panel, end_panel) (-1: to the last), so
+// that threads can share a layer of few pixels by filters; a part of the panels needs an
+// activation that Activation::as_clamp accepts. `bias` and `residual` (a residual connection's
+// other input, added before the activation) may be null. Runs on the calling thread.
 void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, const float* bias,
-                 const Activation& act, float* out, int first_panel = 0, int end_panel = -1);
+                 const Activation& act, float* out, int first_panel = 0, int end_panel = -1,
+                 const float* residual = nullptr);
 
 }  // namespace chorus::layers

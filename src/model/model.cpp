@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "layers/merge.h"
 #include "layers/pointwise_depthwise.h"
 
 namespace chorus::model {
@@ -87,6 +88,21 @@ bool Model::fuses_with_next(int node) const {
   return layers::can_fuse_pointwise_depthwise(*nodes_[node].layer, *next.layer);
 }
 
+int Model::adds_into_next(int node) const {
+  if (node < 0 || node + 1 >= static_cast<int>(nodes_.size()) || node == output_) return kNoNode;
+  const Node& next = nodes_[node + 1];
+  const auto* conv = dynamic_cast<const layers::Conv2D*>(nodes_[node].layer.get());
+  const auto* add = dynamic_cast<const layers::Elementwise*>(next.layer.get());
+  if (!conv || !add || add->type() != "Add" || next.inputs.size() != 2 || !conv->adds_residual_by_pixels())
+    return kNoNode;
+  const int other = next.inputs[0] == node ? next.inputs[1] : next.inputs[1] == node ? next.inputs[0] : node;
+  if (other == node || shape_of(other) != conv->output_shape()) return kNoNode;
+  for (std::size_t n = 0; n < nodes_.size(); ++n)
+    if (static_cast<int>(n) != node + 1 && std::count(nodes_[n].inputs.begin(), nodes_[n].inputs.end(), node) > 0)
+      return kNoNode;
+  return other;
+}
+
 Tensor Model::forward(const Tensor& input) const { return forward(input, nullptr); }
 
 Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
@@ -116,7 +132,8 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
     const bool reuse = node.layer->in_place() && sole_reader;
     // Per-layer timing runs every layer on its own, to time each.
     const bool fuse_next = !node_seconds && !reuse && fuses_with_next(n);
-    const layers::Layer& produced = fuse_next ? *nodes_[n + 1].layer : *node.layer;
+    const int residual = node_seconds || reuse || fuse_next ? kNoNode : adds_into_next(n);
+    const layers::Layer& produced = fuse_next || residual != kNoNode ? *nodes_[n + 1].layer : *node.layer;
     if (reuse) {
       out = std::move(values[first]);
     } else if (!spare.empty()) {
@@ -146,6 +163,20 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
                                           out);
       // The depthwise node's output; node n's was never made.
       pending[n] = 0;
+      for (int i : node.inputs)
+        if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
+      values[++n] = std::move(out);
+      continue;
+    }
+    if (residual != kNoNode) {
+      const auto& add = dynamic_cast<const layers::Elementwise&>(*nodes_[n + 1].layer);
+      dynamic_cast<const layers::Conv2D&>(*node.layer)
+          .forward_adding(*in[0], residual == kModelInput ? input : values[residual], add.activation(), out);
+      // The Add node's output; node n's was never made. Release what both nodes read.
+      pending[n] = 0;
+      for (int i : nodes_[n + 1].inputs)
+        if (i != n && i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0)
+          spare.push_back(std::move(values[i]));
       for (int i : node.inputs)
         if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
       values[++n] = std::move(out);

@@ -14,6 +14,8 @@ namespace chorus::model {
 
 // Stands for the model's input in Node::inputs.
 constexpr int kModelInput = -1;
+// "No node" where kModelInput would be a valid answer.
+constexpr int kNoNode = -2;
 
 // A batch normalisation the optimiser folded into a node; its weights are loaded with the
 // node's and applied to them (model::apply_folds).
@@ -73,6 +75,10 @@ class Model {
   // Whether forward() runs this node together with the next one: a 1x1 expansion that only
   // the depthwise layer after it reads (layers/pointwise_depthwise). Per-layer timing does not.
   bool fuses_with_next(int node) const;
+  // Whether forward() makes the Add after this node in this node's epilogue: a 1x1 convolution
+  // through packed_gemm with no activation, read only by the Add of it and one other value of
+  // the same shape (a residual connection). Returns that other input, or kNoNode.
+  int adds_into_next(int node) const;
   LayerCost cost(int node) const;
   LayerCost total_cost() const;
 

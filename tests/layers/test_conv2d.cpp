@@ -158,7 +158,7 @@ TEST(PackedGemm, MatchesPlainLoop) {
     const bool large = i >= 40;
     const int pixels = large ? pick(250, 300) : pick(1, 40), k = large ? pick(257, 600) : pick(1, 700);
     const int filters = large ? pick(130, 160) : pick(1, 70), ldi = k + pick(0, 3);
-    const bool with_bias = pick(0, 1) == 1, scaled = pick(0, 1) == 1;
+    const bool with_bias = pick(0, 1) == 1, scaled = pick(0, 1) == 1, with_residual = pick(0, 2) == 0;
     const Activation act = activation_from_name(activations[pick(0, 3)]);
     float lo, hi;
     const int panels = (filters + 15) / 16;
@@ -166,16 +166,18 @@ TEST(PackedGemm, MatchesPlainLoop) {
     const int first_panel = part ? pick(0, panels - 1) : 0;
     const int end_panel = part ? pick(first_panel + 1, panels) : panels;
     SCOPED_TRACE(cat(pixels, " pixels, k ", k, ", ", filters, " filters, ldi ", ldi, with_bias ? ", bias" : "",
-                     scaled ? ", scaled " : " ", act.str(), ", panels ", first_panel, "-", end_panel));
+                     scaled ? ", scaled " : " ", act.str(), ", panels ", first_panel, "-", end_panel,
+                     with_residual ? ", residual" : ""));
     auto in = test::random_vector(static_cast<std::size_t>(pixels) * ldi, 20 * i);
     auto w = test::random_vector(static_cast<std::size_t>(k) * filters, 20 * i + 1);
     auto bias = test::random_vector(filters, 20 * i + 2, -8, 8);
     auto scale = test::random_vector(filters, 20 * i + 3, 0.5, 2);
+    auto residual = test::random_vector(static_cast<std::size_t>(pixels) * filters, 20 * i + 4, -8, 8);
     PackedWeights packed(w, k, filters);
     if (scaled) packed.scale_filters(scale);
     std::vector<float> out(static_cast<std::size_t>(pixels) * filters, -1.0f);
     packed_gemm(in.data(), ldi, pixels, packed, with_bias ? bias.data() : nullptr, act, out.data(), first_panel,
-                part ? end_panel : -1);
+                part ? end_panel : -1, with_residual ? residual.data() : nullptr);
     for (int p = 0; p < pixels; ++p)
       for (int f = 0; f < filters; ++f) {
         if (f < 16 * first_panel || f >= 16 * end_panel) {
@@ -186,6 +188,7 @@ TEST(PackedGemm, MatchesPlainLoop) {
         for (int j = 0; j < k; ++j) sum += double(in[p * ldi + j]) * w[j * filters + f];
         if (scaled) sum *= scale[f];
         if (with_bias) sum += bias[f];
+        if (with_residual) sum += residual[p * filters + f];
         ASSERT_NEAR(out[p * filters + f], act.apply_one(static_cast<float>(sum)), 1e-3) << "pixel " << p << " filter " << f;
       }
   }

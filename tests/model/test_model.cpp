@@ -70,6 +70,32 @@ const char* kInvertedResidualConfig = R"({"class_name": "Functional", "config": 
  {"class_name": "DepthwiseConv2D", "name": "d6", "config": {"name": "d6", "kernel_size": [1, 1]}, "inbound_nodes": [[["e6", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["d6", 0, 0]]}})";
 
+// Residual connections whose Add is made in the 1x1 convolution before it: with the model
+// input (a1), with an earlier layer as the Add's first input (a2), a convolution that has its
+// own activation (a3, not fused), one with a second reader (a4, not fused), one too small for
+// packed_gemm (a5: 16 filters, not fused), and a fused Add that is the model's output (a6).
+const char* kResidualConfig = R"({"class_name": "Functional", "config": {"name": "res", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 9, 11, 64]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 64, "kernel_size": [1, 1], "use_bias": false}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn1", "config": {"name": "bn1", "axis": -1}, "inbound_nodes": [[["c1", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a1", "config": {"name": "a1"}, "inbound_nodes": [[["in", 0, 0, {}], ["bn1", 0, 0, {}]]]},
+ {"class_name": "Activation", "name": "r1", "config": {"name": "r1", "activation": "relu"}, "inbound_nodes": [[["a1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c2", "config": {"name": "c2", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["r1", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a2", "config": {"name": "a2"}, "inbound_nodes": [[["c2", 0, 0, {}], ["r1", 0, 0, {}]]]},
+ {"class_name": "Activation", "name": "r2", "config": {"name": "r2", "activation": "sigmoid"}, "inbound_nodes": [[["a2", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c3", "config": {"name": "c3", "filters": 64, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["r2", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a3", "config": {"name": "a3"}, "inbound_nodes": [[["r2", 0, 0, {}], ["c3", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c4", "config": {"name": "c4", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["a3", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a4", "config": {"name": "a4"}, "inbound_nodes": [[["a3", 0, 0, {}], ["c4", 0, 0, {}]]]},
+ {"class_name": "Multiply", "name": "m4", "config": {"name": "m4"}, "inbound_nodes": [[["a4", 0, 0, {}], ["c4", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c5", "config": {"name": "c5", "filters": 16, "kernel_size": [1, 1]}, "inbound_nodes": [[["m4", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c5b", "config": {"name": "c5b", "filters": 16, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["m4", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a5", "config": {"name": "a5"}, "inbound_nodes": [[["c5b", 0, 0, {}], ["c5", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c6b", "config": {"name": "c6b", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["a5", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c6c", "config": {"name": "c6c", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["c6b", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a6", "config": {"name": "a6"}, "inbound_nodes": [[["c6b", 0, 0, {}], ["c6c", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["a6", 0, 0]]}})";
+
 }  // namespace
 
 TEST(Model, ForwardWithBufferReuseEqualsNaiveEvaluation) {
@@ -154,6 +180,29 @@ TEST(Model, FusedExpansionAndDepthwiseEqualLayerByLayer) {
       Tensor together = m.forward(in);
       EXPECT_LT(max_relative_error(together, apart), 1e-6);
       EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-6);
+    }
+  }
+  set_compute_threads(1);
+}
+
+TEST(Model, ResidualAddInConvolutionEqualsLayerByLayer) {
+  test::TempDir dir;
+  test::write_random_model(kResidualConfig, dir.path("res.h5"));
+  model::Model m = io::load_keras_model(dir.path("res.h5"));
+  std::vector<std::string> fused;
+  for (int n = 0; n < static_cast<int>(m.nodes().size()); ++n)
+    if (m.adds_into_next(n) != model::kNoNode) fused.push_back(m.nodes()[n].name());
+  EXPECT_EQ(fused, (std::vector<std::string>{"c1", "c2", "c6c"}));
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(cat(threads, " threads"));
+    set_compute_threads(threads);
+    for (int frames : {1, 3}) {
+      Tensor in = test::random_tensor(frames, m.input_shape(), 40 + frames);
+      std::vector<double> seconds(m.nodes().size(), 0.0);
+      Tensor apart = m.forward(in, &seconds);
+      Tensor together = m.forward(in);
+      EXPECT_LT(max_relative_error(together, apart), 1e-5);
+      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-5);
     }
   }
   set_compute_threads(1);
