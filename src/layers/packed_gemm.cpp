@@ -108,15 +108,18 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
 
 }  // namespace
 
-PackedWeights::PackedWeights(const std::vector<float>& w, int k, int filters) : k_(k), filters_(filters) {
+PackedWeights::PackedWeights(const std::vector<float>& w, int k, int filters) : PackedWeights(w.data(), k, filters) {
   CHORUS_ASSERT(w.size() == static_cast<std::size_t>(k) * filters);
+}
+
+PackedWeights::PackedWeights(const float* w, int k, int filters) : k_(k), filters_(filters) {
   data_.assign(static_cast<std::size_t>(panels()) * k * 16, 0.0f);
   for (int j = 0; j < panels(); ++j) {
     float* panel = data_.data() + static_cast<std::size_t>(j) * k * 16;
     const int width = std::min(16, filters - 16 * j);
     for (int i = 0; i < k; ++i)
-      std::copy(w.data() + static_cast<std::size_t>(i) * filters + 16 * j,
-                w.data() + static_cast<std::size_t>(i) * filters + 16 * j + width, panel + 16 * i);
+      std::copy(w + static_cast<std::size_t>(i) * filters + 16 * j, w + static_cast<std::size_t>(i) * filters + 16 * j + width,
+                panel + 16 * i);
   }
 }
 

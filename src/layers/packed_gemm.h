@@ -14,6 +14,7 @@ namespace chorus::layers {
 class PackedWeights {
  public:
   // `w` is k x filters, row-major (Chorus' kernel layout).
+  PackedWeights(const float* w, int k, int filters);
   PackedWeights(const std::vector<float>& w, int k, int filters);
 
   int k() const { return k_; }
@@ -23,6 +24,8 @@ class PackedWeights {
   // Panel j: filters [16j, 16j + 16), k rows of 16 floats (zeros past the last filter).
   const float* panel(int j) const { return data_.data() + static_cast<std::size_t>(j) * k_ * 16; }
   int panels() const { return (filters_ + 15) / 16; }
+  // Floats held (the filters rounded up to 16).
+  std::size_t floats() const { return data_.size(); }
 
  private:
   int k_, filters_;

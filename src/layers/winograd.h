@@ -2,13 +2,15 @@
 // Winograd F(m x m, 3x3) convolution (Lavin & Gray 2016) for 3x3, stride-1, undilated,
 // ungrouped convolutions on NHWC tensors: m = 2 (4x4 transformed tiles, 2.25x fewer
 // multiplications than direct) or m = 4 (6x6 tiles, 4x fewer). The kernel is transformed once;
-// each forward transforms input tiles in blocks, runs one sgemm per transformed position
-// (filters x channels times channels x tiles) and inverse-transforms with bias and activation.
+// each forward transforms input tiles in blocks, runs one packed_gemm per transformed position
+// (tiles x channels times channels x filters, the transformed kernel packed once) and
+// inverse-transforms with bias and activation.
 #include <cstddef>
 #include <vector>
 
 #include "layers/activation.h"
 #include "layers/layer.h"
+#include "layers/packed_gemm.h"
 
 namespace chorus::layers {
 
@@ -21,7 +23,7 @@ class Winograd3x3 {
   // Multiplies output channel co of the kernel by scale[co] (a folded batch norm).
   void scale_filters(const std::vector<float>& scale);
   // Floats held by the transformed kernel.
-  std::size_t floats() const { return u_.size(); }
+  std::size_t floats() const;
 
   // out (frames x out_h x out_w x filters) = act(conv(in) + bias) where in is frames x in_h x
   // in_w x channels and pads give the zero rows/columns before the input (those after follow
@@ -31,7 +33,7 @@ class Winograd3x3 {
 
  private:
   int m_, alpha_, channels_, filters_;
-  std::vector<float> u_;  // alpha*alpha matrices of filters x channels, column-major
+  std::vector<PackedWeights> u_;  // per transformed position, channels x filters
 };
 
 }  // namespace chorus::layers
