@@ -24,9 +24,15 @@ constexpr std::size_t kBlockFloats = 32 * 1024;
 constexpr std::size_t kL1Floats = 4 * 1024;
 
 // `Pixels` pixels x 8*`Vectors` filters from f0, accumulated in registers over all of k.
+// Clamping activations (relu, relu6) applied in registers before the store.
+struct Clamp {
+  bool on;
+  Vec8 lo, hi;
+};
+
 template <int Pixels, int Vectors>
 inline void block(const float* __restrict in, int ldi, int k, const float* __restrict w, int filters, int f0,
-                  const float* __restrict bias, float* __restrict out) {
+                  const float* __restrict bias, const Clamp& clamp, float* __restrict out) {
   Vec8 acc[Pixels][Vectors];
   for (int v = 0; v < Vectors; ++v) {
     const Vec8 b = bias ? load8(bias + f0 + 8 * v) : Vec8{};
@@ -42,7 +48,14 @@ inline void block(const float* __restrict in, int ldi, int k, const float* __res
     }
   }
   for (int p = 0; p < Pixels; ++p)
-    for (int v = 0; v < Vectors; ++v) store8(out + static_cast<std::size_t>(p) * filters + f0 + 8 * v, acc[p][v]);
+    for (int v = 0; v < Vectors; ++v) {
+      Vec8 a = acc[p][v];
+      if (clamp.on) {
+        a = a < clamp.lo ? clamp.lo : a;
+        a = a > clamp.hi ? clamp.hi : a;
+      }
+      store8(out + static_cast<std::size_t>(p) * filters + f0 + 8 * v, a);
+    }
 }
 
 // The last filters % 8, one at a time.
@@ -61,13 +74,13 @@ inline void tail(const float* __restrict in, int ldi, int k, const float* __rest
 // Filters [f0, f0 + 8 * Vectors) of `pixels` pixels, in tiles of kTile pixels.
 template <int Vectors>
 void filter_panel(const float* in, int ldi, int pixels, int k, const float* w, int filters, int f0, const float* bias,
-                  float* out) {
+                  const Clamp& clamp, float* out) {
   int p = 0;
   for (; p + kTile <= pixels; p += kTile)
-    block<kTile, Vectors>(in + static_cast<std::size_t>(p) * ldi, ldi, k, w, filters, f0, bias,
+    block<kTile, Vectors>(in + static_cast<std::size_t>(p) * ldi, ldi, k, w, filters, f0, bias, clamp,
                           out + static_cast<std::size_t>(p) * filters);
   for (; p < pixels; ++p)
-    block<1, Vectors>(in + static_cast<std::size_t>(p) * ldi, ldi, k, w, filters, f0, bias,
+    block<1, Vectors>(in + static_cast<std::size_t>(p) * ldi, ldi, k, w, filters, f0, bias, clamp,
                       out + static_cast<std::size_t>(p) * filters);
 }
 
@@ -82,6 +95,8 @@ void small_gemm(const float* in, int ldi, int pixels, int k, const float* w, int
   // Pixels per block: its inputs and outputs stay in L2 while each 16-filter panel of the
   // weights, in L1, passes over it tile by tile. Weights that fit in L1 whole need no blocks:
   // one tile at a time then writes each pixel's outputs at once (16 -> 96: 52 against 48 GFLOP/s).
+  float lo = 0.0f, hi = 0.0f;
+  const Clamp clamp{act.as_clamp(lo, hi), Vec8{} + lo, Vec8{} + hi};
   const bool weights_in_l1 = static_cast<std::size_t>(k) * filters <= kL1Floats;
   const int block =
       weights_in_l1 ? kTile : std::max(kTile, static_cast<int>(kBlockFloats / (k + filters)) / kTile * kTile);
@@ -90,12 +105,21 @@ void small_gemm(const float* in, int ldi, int pixels, int k, const float* w, int
     const float* block_in = in + static_cast<std::size_t>(p0) * ldi;
     float* block_out = out + static_cast<std::size_t>(p0) * filters;
     int f0 = 0;
-    for (; f0 + 16 <= filters; f0 += 16) filter_panel<2>(block_in, ldi, n, k, w, filters, f0, bias, block_out);
-    for (; f0 + 8 <= filters; f0 += 8) filter_panel<1>(block_in, ldi, n, k, w, filters, f0, bias, block_out);
+    for (; f0 + 16 <= filters; f0 += 16) filter_panel<2>(block_in, ldi, n, k, w, filters, f0, bias, clamp, block_out);
+    for (; f0 + 8 <= filters; f0 += 8) filter_panel<1>(block_in, ldi, n, k, w, filters, f0, bias, clamp, block_out);
+    const int vector_filters = f0;
     for (int p = 0; p < n && f0 < filters; ++p)
       tail<1>(block_in + static_cast<std::size_t>(p) * ldi, ldi, k, w, filters, f0, bias,
               block_out + static_cast<std::size_t>(p) * filters);
-    act.apply(block_out, static_cast<std::size_t>(n) * filters, filters);
+    if (!clamp.on) {
+      act.apply(block_out, static_cast<std::size_t>(n) * filters, filters);
+    } else if (vector_filters < filters) {  // the last filters % 8, computed one at a time
+      for (int p = 0; p < n; ++p)
+        for (int f = vector_filters; f < filters; ++f) {
+          float& x = block_out[static_cast<std::size_t>(p) * filters + f];
+          x = std::min(hi, std::max(lo, x));
+        }
+    }
   }
 }
 

@@ -120,14 +120,19 @@ TEST(Conv2D, HandPickedShapes) {
 }
 
 // small_gemm against a plain loop: pixel counts around its 6-pixel blocks, filter counts around
-// its 16- and 8-filter vectors, input rows wider than k, with and without bias and activation.
+// its 16- and 8-filter vectors, input rows wider than k, with and without bias, activations
+// clamped in registers (relu, relu6) or applied after (sigmoid), weights in L1 (tiles over all
+// filters) and beyond (blocks of pixels, the last 6 cases).
 TEST(SmallGemm, MatchesPlainLoop) {
   Rng rng(99);
   auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
-  for (int i = 0; i < 80; ++i) {
-    const int pixels = pick(1, 20), k = pick(1, 40), filters = pick(1, 40), ldi = k + pick(0, 3);
+  const char* activations[] = {"relu6", "linear", "relu", "sigmoid"};
+  for (int i = 0; i < 86; ++i) {
+    const bool large = i >= 80;
+    const int pixels = large ? pick(100, 300) : pick(1, 20), k = large ? pick(60, 200) : pick(1, 40);
+    const int filters = large ? pick(60, 150) : pick(1, 40), ldi = k + pick(0, 3);
     const bool with_bias = pick(0, 1) == 1;
-    const Activation act = activation_from_name(pick(0, 1) ? "relu6" : "linear");
+    const Activation act = activation_from_name(activations[pick(0, 3)]);
     SCOPED_TRACE(
         cat(pixels, " pixels, k ", k, ", ", filters, " filters, ldi ", ldi, with_bias ? ", bias " : " ", act.str()));
     auto in = test::random_vector(static_cast<std::size_t>(pixels) * ldi, 10 * i);
