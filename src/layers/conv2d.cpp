@@ -161,7 +161,7 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
     float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
     for (int p0 = 0; p0 < pixels; p0 += block) {
       const int count = std::min(block, pixels - p0);
-      if (packed_ && threads > 1 && count < threads * kMinPixelsPerThread) {
+      if (splits_by_filters(count, s.activation)) {
         // Gathered together, then multiplied by filters: split by pixels, every thread would
         // stream all the weights (ResNet-50's 7x7 layers, 9 MB).
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
@@ -257,12 +257,7 @@ void Conv2D::multiply_direct(const float* cols, int count, float* out, const flo
   const float* bias = bias_.empty() ? nullptr : bias_.data();
   const Activation& activation = act ? *act : settings_.activation;
   if (packed_) {
-    // Too few pixels for each thread to take a range of them (7x7 layers, or a part of a
-    // block): threads take panels of filters instead, all reading the same inputs.
-    const int threads = parallel_threads();
-    float lo, hi;
-    if (threads > 1 && count < threads * kMinPixelsPerThread && packed_->panels() >= 2 * threads &&
-        activation.as_clamp(lo, hi)) {
+    if (splits_by_filters(count, activation)) {
       parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
         packed_gemm(cols, k, count, *packed_, bias, activation, out, static_cast<int>(first), static_cast<int>(last),
                     residual);
@@ -276,6 +271,17 @@ void Conv2D::multiply_direct(const float* cols, int count, float* out, const flo
   }
 }
 
+bool Conv2D::splits_by_filters(int count, const Activation& activation) const {
+  // Threads take panels of filters, all reading the same inputs, where a range of pixels each
+  // would be too short (7x7 layers, or a part of a block) or where the weights outweigh the
+  // inputs (more filters than pixels: 14x14 and 7x7 layers), which every thread would otherwise
+  // stream whole.
+  const int threads = parallel_threads();
+  float lo, hi;
+  return packed_ && threads > 1 && packed_->panels() >= 2 * threads && activation.as_clamp(lo, hi) &&
+         (count < threads * kMinPixelsPerThread || settings_.filters > count);
+}
+
 bool Conv2D::adds_residual_by_pixels() const {
   return runs_by_pixels() && packed_ && settings_.activation.is_linear();
 }
@@ -287,6 +293,10 @@ void Conv2D::forward_adding(const Tensor& in, const Tensor& residual, const Acti
   CHORUS_ASSERT(residual.frames() == frames && residual.shape() == output_shape(), "residual shape");
   const int pixels = frames * output_shape().h * output_shape().w;
   const int cin = input_shapes()[0].c, f = settings_.filters;
+  if (splits_by_filters(pixels, act)) {
+    multiply_direct(in.data(), pixels, out.data(), residual.data(), &act);
+    return;
+  }
   parallel_range(
       pixels, kMinPixelsPerThread,
       [&](std::int64_t first, std::int64_t last) {
@@ -314,6 +324,10 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
     // makes one call.)
     const int pixels = frames * output_shape().h * output_shape().w;
     const int cin = input_shapes()[0].c, f = settings_.filters;
+    if (use_direct_kernel_ && splits_by_filters(pixels, settings_.activation)) {
+      multiply_direct(x.data(), pixels, out.data());
+      return;
+    }
     if (use_direct_kernel_) {
       parallel_range(
           pixels, kMinPixelsPerThread,

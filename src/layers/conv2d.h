@@ -66,6 +66,9 @@ class Conv2D : public Layer {
   void forward_im2col(const float* in, float* out) const;
   // im2col of `count` output pixels from p0 for one group: k x count, column-major.
   void gather_columns(const float* in, int group, int p0, int count, float* cols) const;
+  // Whether multiply_direct of `count` pixels shares the filters out among the threads rather
+  // than being given a range of pixels per thread.
+  bool splits_by_filters(int count, const Activation& activation) const;
   // The group's output channels of `count` pixels (out points at the first) = W_g * cols.
   void multiply_group(int group, const float* cols, int count, float* out) const;
   // The same through small_gemm or packed_gemm, with bias and activation (one group only);

@@ -72,6 +72,8 @@ TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
   const ConvCase cases[] = {
       {"1x1, packed_gemm split by pixels", 1, 30, 31, 300, 40, 1, 1, false},
       {"1x1, packed_gemm split by filters", 1, 5, 5, 300, 300, 1, 1, false},  // 25 pixels
+      {"1x1, packed_gemm, more filters than pixels: split by filters", 1, 14, 14, 64, 320, 1, 1, false},
+      {"im2col + packed_gemm, more filters than pixels: split by filters", 1, 29, 29, 40, 256, 3, 2, true},
       {"1x1, sgemm split by pixels", 1, 30, 31, 300, 24, 1, 1, false},  // k > 256 and 24 filters: neither kernel
       {"1x1, small_gemm", 2, 30, 31, 16, 40, 1, 1, false},
       {"im2col + small_gemm, a block per thread", 1, 40, 41, 3, 40, 3, 1, true},
