@@ -78,18 +78,23 @@ void Model::replace_nodes(std::vector<Node> nodes, int output) {
   output_ = output;
 }
 
-bool Model::fuses_with_next(int node) const {
+bool Model::only_next_reads(int node) const {
   if (node < 0 || node + 1 >= static_cast<int>(nodes_.size()) || node == output_) return false;
-  const Node& next = nodes_[node + 1];
-  if (nodes_[node].inputs.size() != 1 || next.inputs != std::vector<int>{node}) return false;
   for (std::size_t n = 0; n < nodes_.size(); ++n)
     if (static_cast<int>(n) != node + 1 && std::count(nodes_[n].inputs.begin(), nodes_[n].inputs.end(), node) > 0)
       return false;
-  return layers::can_fuse_pointwise_depthwise(*nodes_[node].layer, *next.layer);
+  return true;
+}
+
+bool Model::fuses_with_next(int node) const {
+  if (!only_next_reads(node)) return false;
+  const Node& next = nodes_[node + 1];
+  return nodes_[node].inputs.size() == 1 && next.inputs == std::vector<int>{node} &&
+         layers::can_fuse_pointwise_depthwise(*nodes_[node].layer, *next.layer);
 }
 
 int Model::adds_into_next(int node) const {
-  if (node < 0 || node + 1 >= static_cast<int>(nodes_.size()) || node == output_) return kNoNode;
+  if (!only_next_reads(node)) return kNoNode;
   const Node& next = nodes_[node + 1];
   const auto* conv = dynamic_cast<const layers::Conv2D*>(nodes_[node].layer.get());
   const auto* add = dynamic_cast<const layers::Elementwise*>(next.layer.get());
@@ -97,9 +102,6 @@ int Model::adds_into_next(int node) const {
     return kNoNode;
   const int other = next.inputs[0] == node ? next.inputs[1] : next.inputs[1] == node ? next.inputs[0] : node;
   if (other == node || shape_of(other) != conv->output_shape()) return kNoNode;
-  for (std::size_t n = 0; n < nodes_.size(); ++n)
-    if (static_cast<int>(n) != node + 1 && std::count(nodes_[n].inputs.begin(), nodes_[n].inputs.end(), node) > 0)
-      return kNoNode;
   return other;
 }
 
@@ -156,29 +158,23 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
       int i = node.inputs[k];
       in.push_back(k == 0 && reuse ? &out : i == kModelInput ? &input : &values[i]);
     }
+    // One read of node i done: its buffer goes back to the spares after the last.
+    const auto read = [&](int i) {
+      if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
+    };
     auto start = std::chrono::steady_clock::now();
-    if (fuse_next) {
-      layers::forward_pointwise_depthwise(dynamic_cast<const layers::Conv2D&>(*node.layer),
-                                          dynamic_cast<const layers::DepthwiseConv2D&>(*nodes_[n + 1].layer), *in[0],
-                                          out);
-      // The depthwise node's output; node n's was never made.
+    if (fuse_next || residual != kNoNode) {
+      const auto& conv = dynamic_cast<const layers::Conv2D&>(*node.layer);
+      if (fuse_next)
+        layers::forward_pointwise_depthwise(conv, dynamic_cast<const layers::DepthwiseConv2D&>(produced), *in[0], out);
+      else
+        conv.forward_adding(*in[0], residual == kModelInput ? input : values[residual],
+                            dynamic_cast<const layers::Elementwise&>(produced).activation(), out);
+      // The output of node n + 1; node n's was never made, so only the other reads are done.
       pending[n] = 0;
-      for (int i : node.inputs)
-        if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
-      values[++n] = std::move(out);
-      continue;
-    }
-    if (residual != kNoNode) {
-      const auto& add = dynamic_cast<const layers::Elementwise&>(*nodes_[n + 1].layer);
-      dynamic_cast<const layers::Conv2D&>(*node.layer)
-          .forward_adding(*in[0], residual == kModelInput ? input : values[residual], add.activation(), out);
-      // The Add node's output; node n's was never made. Release what both nodes read.
-      pending[n] = 0;
+      for (int i : node.inputs) read(i);
       for (int i : nodes_[n + 1].inputs)
-        if (i != n && i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0)
-          spare.push_back(std::move(values[i]));
-      for (int i : node.inputs)
-        if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
+        if (i != n) read(i);
       values[++n] = std::move(out);
       continue;
     }
@@ -186,10 +182,7 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
     if (node_seconds)
       (*node_seconds)[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     values[n] = std::move(out);
-    for (int i : node.inputs) {
-      if (i == kModelInput) continue;
-      if (--pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
-    }
+    for (int i : node.inputs) read(i);
   }
   std::lock_guard<std::mutex> lock(spare_->mutex);
   for (auto& t : spare) spare_->tensors.push_back(std::move(t));

@@ -86,6 +86,9 @@ class Model {
   void replace_nodes(std::vector<Node> nodes, int output);
 
  private:
+  // Whether node + 1 is the only reader of node's output, and node is not the model's output.
+  bool only_next_reads(int node) const;
+
   std::string input_name_ = "input";
   Shape input_shape_;
   bool channels_first_ = false;
