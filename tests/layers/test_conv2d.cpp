@@ -161,8 +161,8 @@ TEST(PackedGemm, MatchesPlainLoop) {
   for (int i = 0; i < 44; ++i) {
     // The last four: several pixel blocks, and filters in groups between chunks of k.
     const bool large = i >= 40;
-    const int pixels = large ? pick(250, 300) : pick(1, 40), k = large ? pick(257, 600) : pick(1, 700);
-    const int filters = large ? pick(130, 160) : pick(1, 70), ldi = k + pick(0, 3);
+    const int pixels = large ? pick(250, 300) : pick(1, 40), k = large ? pick(513, 1100) : pick(1, 700);
+    const int filters = large ? pick(260, 300) : pick(1, 70), ldi = k + pick(0, 3);
     const bool with_bias = pick(0, 1) == 1, scaled = pick(0, 1) == 1, with_residual = pick(0, 2) == 0;
     const Activation act = activation_from_name(activations[pick(0, 3)]);
     float lo, hi;
