@@ -94,6 +94,36 @@ BENCHMARK(BM_PointwiseKernel)
     ->ArgsProduct({{49, 196}, {4608}, {512}, {0, 2}})          // 3x3 512 through im2col
     ->Unit(benchmark::kMicrosecond);
 
+// In a model a layer's output buffer is cold: another layer's weights and activations went
+// through the cache since it was last written. These cases write to kColdBuffers outputs in
+// turn (tens of MB, past this machine's share of L3), as a model's layers do.
+constexpr int kColdBuffers = 32;
+
+// packed_gemm with cold outputs: args are pixels, k, filters.
+void BM_PointwiseKernelColdOutput(benchmark::State& state) {
+  const int pixels = state.range(0), k = state.range(1), filters = state.range(2);
+  auto in = noise(static_cast<std::size_t>(pixels) * k, 1), w = noise(static_cast<std::size_t>(k) * filters, 2);
+  const PackedWeights packed(w, k, filters);
+  auto bias = noise(filters, 3);
+  std::vector<std::vector<float>> outs(kColdBuffers, std::vector<float>(static_cast<std::size_t>(pixels) * filters));
+  const Activation relu = activation_from_name("relu");
+  int next = 0;
+  for (auto _ : state) {
+    float* out = outs[next++ % kColdBuffers].data();
+    packed_gemm(in.data(), k, pixels, packed, bias.data(), relu, out);
+    benchmark::DoNotOptimize(out);
+  }
+  report(state, double(pixels) * k * filters);
+}
+BENCHMARK(BM_PointwiseKernelColdOutput)
+    ->Args({3136, 64, 256})  // ResNet-50 layer 1 (tiles over all panels)
+    ->Args({3136, 64, 64})
+    ->Args({784, 128, 512})  // layer 2
+    ->Args({784, 512, 128})
+    ->Args({196, 256, 1024})  // layer 3
+    ->Args({49, 512, 2048})   // layer 4
+    ->Unit(benchmark::kMicrosecond);
+
 // Conv2D: args are input size, channels in, channels out, kernel, stride.
 void BM_Conv2D(benchmark::State& state) {
   Conv2DSettings s;
@@ -163,6 +193,33 @@ void BM_DepthwiseConv2D(benchmark::State& state) {
   }
   report(state, dw.macs());
 }
+// The same with cold outputs.
+void BM_DepthwiseConv2DColdOutput(benchmark::State& state) {
+  DepthwiseConv2DSettings s;
+  const int size = state.range(0), c = state.range(1);
+  s.stride_h = s.stride_w = state.range(2);
+  s.padding = Padding::same;
+  DepthwiseConv2D dw("dw", s);
+  dw.build({{size, size, c}});
+  dw.set_weights({{"depthwise_kernel", noise(9 * c, 1)}, {"bias", noise(c, 2)}});
+  Tensor in = noise_tensor({size, size, c});
+  std::vector<Tensor> outs(kColdBuffers);
+  int next = 0;
+  for (auto _ : state) {
+    Tensor& out = outs[next++ % kColdBuffers];
+    dw.forward({&in}, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  report(state, dw.macs());
+}
+BENCHMARK(BM_DepthwiseConv2DColdOutput)
+    ->Args({112, 32, 1})
+    ->Args({112, 96, 2})
+    ->Args({56, 144, 1})
+    ->Args({28, 192, 1})
+    ->Args({14, 576, 1})
+    ->Unit(benchmark::kMicrosecond);
+
 BENCHMARK(BM_DepthwiseConv2D)  // MobileNetV2's shapes
     ->Args({112, 32, 1})
     ->Args({112, 96, 2})
