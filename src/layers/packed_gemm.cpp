@@ -73,7 +73,27 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
       acc[p][1] = load8(edge[p] + 8);
     }
   }
-  for (int i = 0; i < rows; ++i) {
+  int i = 0;
+  if constexpr (Pixels <= 3) {
+    // Too few sums to hide the multiply-add's latency: odd rows of k go to a second set.
+    Vec8 odd[Pixels][2] = {};
+    for (; i + 2 <= rows; i += 2) {
+      const Vec8 w0 = load8(panel + 16 * i), w1 = load8(panel + 16 * i + 8);
+      const Vec8 u0 = load8(panel + 16 * i + 16), u1 = load8(panel + 16 * i + 24);
+      for (int p = 0; p < Pixels; ++p) {
+        const float a = in[static_cast<std::size_t>(p) * ldi + i], b = in[static_cast<std::size_t>(p) * ldi + i + 1];
+        acc[p][0] += a * w0;
+        acc[p][1] += a * w1;
+        odd[p][0] += b * u0;
+        odd[p][1] += b * u1;
+      }
+    }
+    for (int p = 0; p < Pixels; ++p) {
+      acc[p][0] += odd[p][0];
+      acc[p][1] += odd[p][1];
+    }
+  }
+  for (; i < rows; ++i) {
     const Vec8 w0 = load8(panel + 16 * i), w1 = load8(panel + 16 * i + 8);
     for (int p = 0; p < Pixels; ++p) {
       const float a = in[static_cast<std::size_t>(p) * ldi + i];
