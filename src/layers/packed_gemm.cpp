@@ -43,36 +43,16 @@ inline Vec8 clamp8(Vec8 x, Vec8 lo, Vec8 hi) {
   return x > hi ? hi : x;
 }
 
-// `Pixels` pixels x one panel over rows [0, rows) of the chunk. The accumulators start from the
-// bias on the first chunk and from the partial sums in `out` after it.
+// `Pixels` pixels x one panel of 16 filters over rows [0, rows) of the chunk. The accumulators
+// start from the bias on the first chunk and from the partial sums in `out` after it. Only
+// full panels come here, so that the sums stay in registers through the epilogue.
 template <int Pixels>
 inline void tile(const float* __restrict in, int ldi, int rows, const float* __restrict panel, float* __restrict out,
-                 const float* __restrict residual, int ldo, int width, const Epilogue& e) {
+                 const float* __restrict residual, int ldo, const Epilogue& e) {
   Vec8 acc[Pixels][2];
-  float edge[Pixels][16];  // the panel's valid filters when fewer than 16
-  const bool full = width == 16;
-  for (int p = 0; p < Pixels; ++p) {
-    if (e.first) {
-      for (int v = 0; v < 2; ++v) {
-        if (e.bias && full) {
-          acc[p][v] = load8(e.bias + 8 * v);
-        } else {
-          float b[8] = {};
-          for (int f = 0; f < 8; ++f)
-            if (e.bias && 8 * v + f < width) b[f] = e.bias[8 * v + f];
-          acc[p][v] = load8(b);
-        }
-      }
-    } else if (full) {
-      acc[p][0] = load8(out + static_cast<std::size_t>(p) * ldo);
-      acc[p][1] = load8(out + static_cast<std::size_t>(p) * ldo + 8);
-    } else {
-      std::fill(edge[p], edge[p] + 16, 0.0f);
-      std::copy(out + static_cast<std::size_t>(p) * ldo, out + static_cast<std::size_t>(p) * ldo + width, edge[p]);
-      acc[p][0] = load8(edge[p]);
-      acc[p][1] = load8(edge[p] + 8);
-    }
-  }
+  for (int p = 0; p < Pixels; ++p)
+    for (int v = 0; v < 2; ++v)
+      acc[p][v] = e.first ? (e.bias ? load8(e.bias + 8 * v) : Vec8{}) : load8(out + static_cast<std::size_t>(p) * ldo + 8 * v);
   int i = 0;
   if constexpr (Pixels <= 3) {
     // Too few sums to hide the multiply-add's latency: odd rows of k go to a second set.
@@ -102,34 +82,41 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
     }
   }
   if (e.last && residual)
-    for (int p = 0; p < Pixels; ++p) {
-      const float* r = residual + static_cast<std::size_t>(p) * ldo;
-      if (full) {
-        acc[p][0] += load8(r);
-        acc[p][1] += load8(r + 8);
-      } else {
-        float part[16] = {};
-        std::copy(r, r + width, part);
-        acc[p][0] += load8(part);
-        acc[p][1] += load8(part + 8);
-      }
-    }
+    for (int p = 0; p < Pixels; ++p)
+      for (int v = 0; v < 2; ++v) acc[p][v] += load8(residual + static_cast<std::size_t>(p) * ldo + 8 * v);
   if (e.last && e.clamp)
-    for (int p = 0; p < Pixels; ++p) {
-      acc[p][0] = clamp8(acc[p][0], e.lo, e.hi);
-      acc[p][1] = clamp8(acc[p][1], e.lo, e.hi);
-    }
+    for (int p = 0; p < Pixels; ++p)
+      for (int v = 0; v < 2; ++v) acc[p][v] = clamp8(acc[p][v], e.lo, e.hi);
+  for (int p = 0; p < Pixels; ++p)
+    for (int v = 0; v < 2; ++v) store8(out + static_cast<std::size_t>(p) * ldo + 8 * v, acc[p][v]);
+}
+
+// The last panel when it holds fewer than 16 filters (`width`): the tile works on 16-wide
+// copies of its outputs, residual and bias, zero past the last filter.
+template <int Pixels>
+void edge_tile(const float* in, int ldi, int rows, const float* panel, float* out, const float* residual, int ldo,
+               int width, const Epilogue& e) {
+  float part[Pixels][16] = {}, res[Pixels][16] = {}, bias[16] = {};
   for (int p = 0; p < Pixels; ++p) {
-    float* o = out + static_cast<std::size_t>(p) * ldo;
-    if (full) {
-      store8(o, acc[p][0]);
-      store8(o + 8, acc[p][1]);
-    } else {
-      store8(edge[p], acc[p][0]);
-      store8(edge[p] + 8, acc[p][1]);
-      std::copy(edge[p], edge[p] + width, o);
-    }
+    if (!e.first) std::copy(out + static_cast<std::size_t>(p) * ldo, out + static_cast<std::size_t>(p) * ldo + width, part[p]);
+    if (residual) std::copy(residual + static_cast<std::size_t>(p) * ldo, residual + static_cast<std::size_t>(p) * ldo + width, res[p]);
   }
+  Epilogue padded = e;
+  if (e.bias) {
+    std::copy(e.bias, e.bias + width, bias);
+    padded.bias = bias;
+  }
+  tile<Pixels>(in, ldi, rows, panel, part[0], residual ? res[0] : nullptr, 16, padded);
+  for (int p = 0; p < Pixels; ++p) std::copy(part[p], part[p] + width, out + static_cast<std::size_t>(p) * ldo);
+}
+
+template <int Pixels>
+inline void panel_tile(const float* in, int ldi, int rows, const float* panel, float* out, const float* residual,
+                       int ldo, int width, const Epilogue& e) {
+  if (width == 16)
+    tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, e);
+  else
+    edge_tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, width, e);
 }
 
 // Asks for the lines that pixels [p, end) of panel j will store to (and add from), while the
@@ -195,16 +182,16 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
     int p = 0;
     for (; p + kTile <= n; p += kTile) {
       prefetch_outputs(out, residual, filters, p0 + p + kTile, p0 + std::min(n, p + 2 * kTile), j);
-      tile<kTile>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+      panel_tile<kTile>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
     }
     // The last 1-5 pixels in one narrower tile: one at a time, each pass would load the
     // panel for two multiply-adds (a 98-pixel half of a 196-pixel layer has 2 left over).
     switch (n - p) {
-      case 5: tile<5>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 4: tile<4>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 3: tile<3>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 2: tile<2>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 1: tile<1>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 5: panel_tile<5>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 4: panel_tile<4>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 3: panel_tile<3>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 2: panel_tile<2>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 1: panel_tile<1>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
       default: break;
     }
   };
