@@ -115,6 +115,8 @@ TEST(PointwiseDepthwise, EqualsTheLayersApart) {
     set_compute_threads(1);
     ASSERT_EQ(fused.shape(), apart.shape());
     ASSERT_EQ(fused.frames(), apart.frames());
-    EXPECT_LT(max_relative_error(fused, apart), 1e-6);
+    // Bands split the pixels into other tiles than the whole layer does, and packed_gemm's
+    // tiles of 1-3 pixels add odd and even rows of k apart: equal up to rounding.
+    EXPECT_LT(max_relative_error(fused, apart), 1e-5);
   }
 }
