@@ -9,6 +9,7 @@
 #include "layers/packed_gemm.h"
 #include "layers/scratch.h"
 #include "layers/small_gemm.h"
+#include "layers/vec8.h"
 #include "layers/winograd.h"
 
 namespace chorus::layers {
@@ -206,6 +207,18 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
   });
 }
 
+namespace {
+
+// A copy of a few floats (a kernel row of taps: 9 or 21 for 3-channel inputs), inline: a call
+// to memmove per row cost more than the copy (MobileNetV2's first layer: 37632 rows of 9).
+inline void copy_floats(const float* __restrict src, std::size_t n, float* __restrict dst) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) store8(dst + i, load8(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+}  // namespace
+
 void Conv2D::gather_columns(const float* in, int group, int p0, int count, float* cols) const {
   const auto& s = settings_;
   const Shape& is = input_shapes()[0];
@@ -229,7 +242,7 @@ void Conv2D::gather_columns(const float* in, int group, int p0, int count, float
       }
       const float* src_row = in + static_cast<std::size_t>(iy) * is.w * is.c + group * cin_g;
       if (rows_contiguous && ix0 >= 0 && ix0 + s.kernel_w <= is.w) {
-        std::copy(src_row + static_cast<std::size_t>(ix0) * is.c, src_row + ix0 * is.c + row_floats, dst);
+        copy_floats(src_row + static_cast<std::size_t>(ix0) * is.c, row_floats, dst);
         continue;
       }
       for (int kx = 0; kx < s.kernel_w; ++kx) {
@@ -238,7 +251,7 @@ void Conv2D::gather_columns(const float* in, int group, int p0, int count, float
         if (ix < 0 || ix >= is.w)
           std::fill(tap, tap + cin_g, 0.0f);
         else
-          std::copy(src_row + static_cast<std::size_t>(ix) * is.c, src_row + ix * is.c + cin_g, tap);
+          copy_floats(src_row + static_cast<std::size_t>(ix) * is.c, cin_g, tap);
       }
     }
   }
