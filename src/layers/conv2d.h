@@ -47,8 +47,12 @@ class Conv2D : public Layer {
   // Whether forward_pixels applies: a 1x1 stride-1 convolution through small_gemm or packed_gemm.
   bool runs_by_pixels() const { return is_pointwise() && use_direct_kernel_; }
   // The outputs of `count` consecutive pixels of NHWC input, bias and activation included (a
-  // fused consumer asks for a band of rows at a time).
-  void forward_pixels(const float* in, int count, float* out) const { multiply_direct(in, count, out); }
+  // fused consumer asks for a band of rows at a time, a fused producer hands one). With
+  // `residual`, out = act(conv(in) + residual) instead (needs adds_residual_by_pixels()).
+  void forward_pixels(const float* in, int count, float* out, const float* residual = nullptr,
+                      const Activation* act = nullptr) const {
+    multiply_direct(in, count, out, residual, act);
+  }
   // Whether forward_adding applies: a 1x1 stride-1 convolution through packed_gemm, with no
   // activation of its own.
   bool adds_residual_by_pixels() const;

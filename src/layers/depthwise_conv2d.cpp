@@ -169,7 +169,8 @@ void depthwise_inner_row(const DepthwiseRow& r, int begin, int end, int x0) {
 
 }  // namespace
 
-void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row) const {
+void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row,
+                                   int out_row0) const {
   const auto& s = settings_;
   const Shape& is = input_shapes()[0];
   const Shape& os = output_shape();
@@ -201,7 +202,7 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
         rows[nrows] = in + static_cast<std::size_t>(ry0 + ky * s.dilation_h) * row_stride;
         krow[nrows++] = ky;
       }
-      DepthwiseRow r{rows, krow, nrows, kernel_.data(), bias, out + static_cast<std::size_t>(oy) * os.w * cout,
+      DepthwiseRow r{rows, krow, nrows, kernel_.data(), bias, out + static_cast<std::size_t>(oy - out_row0) * os.w * cout,
                      cout, s.kernel_w, s.stride_w, s.dilation_w, clamp, lo, hi};
       const int x0 = ox_begin * s.stride_w - pads_.left;
       if (s.kernel_w == 3)
@@ -210,7 +211,7 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
         depthwise_inner_row<0>(r, ox_begin, ox_end, x0);
     }
     for (int ox = 0; ox < os.w; ++ox) {
-      float* __restrict dst = out + (static_cast<std::size_t>(oy) * os.w + ox) * cout;
+      float* __restrict dst = out + (static_cast<std::size_t>(oy - out_row0) * os.w + ox) * cout;
       if (fast && ox >= ox_begin && ox < ox_end) {
         const int ix0 = ox * s.stride_w - pads_.left;
         for (int c1 = cout / 16 * 16; c1 < cout; ++c1)
@@ -253,11 +254,11 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
       }
     }
     if (!fast || !clamp)
-      s.activation.apply(out + static_cast<std::size_t>(oy) * os.w * cout, static_cast<std::size_t>(os.w) * cout, cout);
+      s.activation.apply(out + static_cast<std::size_t>(oy - out_row0) * os.w * cout, static_cast<std::size_t>(os.w) * cout, cout);
     else  // only the edge pixels still need it
       for (int ox = 0; ox < os.w; ++ox)
         if (ox < ox_begin || ox >= ox_end)
-          s.activation.apply(out + (static_cast<std::size_t>(oy) * os.w + ox) * cout, cout, cout);
+          s.activation.apply(out + (static_cast<std::size_t>(oy - out_row0) * os.w + ox) * cout, cout, cout);
   }
 }
 

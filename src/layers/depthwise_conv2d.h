@@ -36,8 +36,10 @@ class DepthwiseConv2D : public Layer {
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
 
   // Output rows [first_row, end_row) of one frame, from input rows stored from row in_row0 on
-  // (`in` points at row in_row0; 0 for a whole frame). A fused producer hands a band of rows.
-  void forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row) const;
+  // (`in` points at row in_row0; 0 for a whole frame), into rows stored from row out_row0 on
+  // (`out` points at row out_row0). A fused producer hands a band of rows, a fused consumer
+  // takes one.
+  void forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row, int out_row0 = 0) const;
   // The input rows [first, last) that output rows [first_row, end_row) read, clipped to the input.
   std::pair<int, int> input_rows(int first_row, int end_row) const;
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #include "layers/scratch.h"
 
@@ -18,6 +19,9 @@ constexpr std::size_t kWindowFloats = 128 * 1024;
 // anyway; fused, they would only add rows computed twice where threads' bands meet.
 constexpr std::size_t kMinFusedFloats = 256 * 1024;
 
+// Floats of depthwise output rows per projection call (64 KB): written and read again in L1/L2.
+constexpr std::size_t kProjectFloats = 16 * 1024;
+
 }  // namespace
 
 bool can_fuse_pointwise_depthwise(const Layer& producer, const Layer& consumer) {
@@ -26,43 +30,77 @@ bool can_fuse_pointwise_depthwise(const Layer& producer, const Layer& consumer) 
          pw->output_shape().size() >= kMinFusedFloats;
 }
 
-void forward_pointwise_depthwise(const Conv2D& pw, const DepthwiseConv2D& dw, const Tensor& in, Tensor& out) {
-  const Shape& is = pw.input_shapes()[0];
-  const Shape& mid = pw.output_shape();
-  const Shape& os = dw.output_shape();
+bool can_fuse_depthwise_pointwise(const Layer& producer, const Layer& consumer) {
+  const auto* pw = dynamic_cast<const Conv2D*>(&consumer);
+  return dynamic_cast<const DepthwiseConv2D*>(&producer) && pw && pw->runs_by_pixels() &&
+         producer.output_shape().size() >= kMinFusedFloats;
+}
+
+void forward_depthwise_chain(const DepthwiseChain& chain, const Tensor& in, Tensor& out) {
+  const DepthwiseConv2D& dw = *chain.depthwise;
+  const Conv2D* project = chain.project;
+  const Shape& is = chain.expand ? chain.expand->input_shapes()[0] : dw.input_shapes()[0];
+  const Shape& mid = dw.input_shapes()[0];
+  const Shape& ds = dw.output_shape();
+  const Shape& os = project ? project->output_shape() : ds;
   out.resize(in.frames(), os);
+  CHORUS_ASSERT(!chain.residual || (project && chain.residual->frames() == in.frames() && chain.residual->shape() == os),
+                "residual of a depthwise chain");
   const auto& s = dw.settings();
   const std::size_t row_floats = static_cast<std::size_t>(mid.w) * mid.c;
+  const std::size_t dw_row_floats = static_cast<std::size_t>(ds.w) * ds.c;
   // Output rows per band: as many as keep the band's window of expanded rows within
   // kWindowFloats (at least one output row's worth).
   const int span = (s.kernel_h - 1) * s.dilation_h + 1;
   const int window_rows = std::max<int>(span, static_cast<int>(kWindowFloats / row_floats));
   // Every thread gets rows.
   const int threads = parallel_threads();
-  const int band = std::max(1, std::min((window_rows - span) / s.stride_h + 1, (os.h + threads - 1) / threads));
-  const std::size_t window_floats = static_cast<std::size_t>((band - 1) * s.stride_h + span) * row_floats;
+  const int band = std::max(1, std::min((window_rows - span) / s.stride_h + 1, (ds.h + threads - 1) / threads));
+  const std::size_t window_floats =
+      chain.expand ? static_cast<std::size_t>((band - 1) * s.stride_h + span) * row_floats : 0;
+  // Depthwise rows per projection call.
+  const int sub = project ? std::max(1, std::min(band, static_cast<int>(kProjectFloats / dw_row_floats))) : 0;
+  const std::size_t sub_floats = static_cast<std::size_t>(sub) * dw_row_floats;
   for (int n = 0; n < in.frames(); ++n) {
     const float* x = in.frame(n);
     float* y = out.frame(n);
-    parallel_range(os.h, band, [&](std::int64_t first, std::int64_t last) {
+    const float* residual = chain.residual ? chain.residual->frame(n) : nullptr;
+    parallel_range(ds.h, band, [&](std::int64_t first, std::int64_t last) {
+      float* window = conv_scratch(window_floats + sub_floats);
+      float* rows = window + window_floats;
       // The window holds expanded rows [lo, hi); rows the next band shares are moved to its
       // front rather than computed again.
-      float* window = conv_scratch(window_floats);
       int lo = 0, hi = 0;
       for (int oy = static_cast<int>(first); oy < last; oy += band) {
         const int end = std::min(static_cast<int>(last), oy + band);
-        const auto [need_lo, need_hi] = dw.input_rows(oy, end);
-        if (need_lo >= lo && need_lo < hi) {
-          std::memmove(window, window + (need_lo - lo) * row_floats, (hi - need_lo) * row_floats * sizeof(float));
-        } else {
-          hi = need_lo;
+        const float* src = x;  // the depthwise layer's input rows, from row src_row0 on
+        int src_row0 = 0;
+        if (chain.expand) {
+          const auto [need_lo, need_hi] = dw.input_rows(oy, end);
+          if (need_lo >= lo && need_lo < hi) {
+            std::memmove(window, window + (need_lo - lo) * row_floats, (hi - need_lo) * row_floats * sizeof(float));
+          } else {
+            hi = need_lo;
+          }
+          lo = need_lo;
+          if (need_hi > hi)
+            chain.expand->forward_pixels(x + static_cast<std::size_t>(hi) * is.w * is.c, (need_hi - hi) * mid.w,
+                                         window + (hi - lo) * row_floats);
+          hi = std::max(hi, need_hi);
+          src = window;
+          src_row0 = lo;
         }
-        lo = need_lo;
-        if (need_hi > hi)
-          pw.forward_pixels(x + static_cast<std::size_t>(hi) * is.w * is.c, (need_hi - hi) * mid.w,
-                            window + (hi - lo) * row_floats);
-        hi = std::max(hi, need_hi);
-        dw.forward_rows(window, lo, y, oy, end);
+        if (!project) {
+          dw.forward_rows(src, src_row0, y, oy, end);
+          continue;
+        }
+        for (int r0 = oy; r0 < end; r0 += sub) {
+          const int r1 = std::min(end, r0 + sub);
+          dw.forward_rows(src, src_row0, rows, r0, r1, r0);
+          const std::size_t at = static_cast<std::size_t>(r0) * os.w * os.c;
+          project->forward_pixels(rows, (r1 - r0) * ds.w, y + at, residual ? residual + at : nullptr,
+                                  residual ? &chain.add_activation : nullptr);
+        }
       }
     });
   }

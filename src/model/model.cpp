@@ -105,6 +105,35 @@ int Model::adds_into_next(int node) const {
   return other;
 }
 
+bool Model::projects_after(int node) const {
+  if (!only_next_reads(node)) return false;
+  const Node& next = nodes_[node + 1];
+  return next.inputs == std::vector<int>{node} && layers::can_fuse_depthwise_pointwise(*nodes_[node].layer, *next.layer);
+}
+
+Model::FusedRun Model::fused_run(int node) const {
+  FusedRun run;
+  int dw = node;
+  if (fuses_with_next(node)) {
+    run.expand = true;
+    dw = node + 1;
+  } else if (!dynamic_cast<const layers::DepthwiseConv2D*>(nodes_[node].layer.get())) {
+    run.residual = adds_into_next(node);
+    if (run.residual != kNoNode) run.length = 2;
+    return run;
+  }
+  run.depthwise = true;
+  int last = dw;
+  if (projects_after(dw)) {
+    run.project = true;
+    last = dw + 1;
+    run.residual = adds_into_next(last);
+    if (run.residual != kNoNode) ++last;
+  }
+  run.length = last - node + 1;
+  return run;
+}
+
 Tensor Model::forward(const Tensor& input) const { return forward(input, nullptr); }
 
 Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
@@ -133,9 +162,9 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
                              std::count(node.inputs.begin(), node.inputs.end(), first) == 1;
     const bool reuse = node.layer->in_place() && sole_reader;
     // Per-layer timing runs every layer on its own, to time each.
-    const bool fuse_next = !node_seconds && !reuse && fuses_with_next(n);
-    const int residual = node_seconds || reuse || fuse_next ? kNoNode : adds_into_next(n);
-    const layers::Layer& produced = fuse_next || residual != kNoNode ? *nodes_[n + 1].layer : *node.layer;
+    const FusedRun run = node_seconds || reuse ? FusedRun{} : fused_run(n);
+    const int last = n + run.length - 1;  // the node whose output this step makes
+    const layers::Layer& produced = *nodes_[last].layer;
     if (reuse) {
       out = std::move(values[first]);
     } else if (!spare.empty()) {
@@ -163,19 +192,30 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
       if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
     };
     auto start = std::chrono::steady_clock::now();
-    if (fuse_next || residual != kNoNode) {
-      const auto& conv = dynamic_cast<const layers::Conv2D&>(*node.layer);
-      if (fuse_next)
-        layers::forward_pointwise_depthwise(conv, dynamic_cast<const layers::DepthwiseConv2D&>(produced), *in[0], out);
-      else
-        conv.forward_adding(*in[0], residual == kModelInput ? input : values[residual],
-                            dynamic_cast<const layers::Elementwise&>(produced).activation(), out);
-      // The output of node n + 1; node n's was never made, so only the other reads are done.
-      pending[n] = 0;
-      for (int i : node.inputs) read(i);
-      for (int i : nodes_[n + 1].inputs)
-        if (i != n) read(i);
-      values[++n] = std::move(out);
+    if (run.length > 1) {
+      const Tensor* residual =
+          run.residual == kNoNode ? nullptr : run.residual == kModelInput ? &input : &values[run.residual];
+      const layers::Activation add_activation =
+          residual ? dynamic_cast<const layers::Elementwise&>(produced).activation() : layers::Activation{};
+      if (run.depthwise) {
+        layers::DepthwiseChain chain;
+        const int dw = run.expand ? n + 1 : n;
+        if (run.expand) chain.expand = &dynamic_cast<const layers::Conv2D&>(*node.layer);
+        chain.depthwise = &dynamic_cast<const layers::DepthwiseConv2D&>(*nodes_[dw].layer);
+        if (run.project) chain.project = &dynamic_cast<const layers::Conv2D&>(*nodes_[dw + 1].layer);
+        chain.residual = residual;
+        chain.add_activation = add_activation;
+        layers::forward_depthwise_chain(chain, *in[0], out);
+      } else {
+        dynamic_cast<const layers::Conv2D&>(*node.layer).forward_adding(*in[0], *residual, add_activation, out);
+      }
+      // Only the last node's output was made: the run's reads of values made before it are done.
+      for (int m = n; m < last; ++m) pending[m] = 0;
+      for (int m = n; m <= last; ++m)
+        for (int i : nodes_[m].inputs)
+          if (i < n) read(i);
+      n = last;
+      values[n] = std::move(out);
       continue;
     }
     node.layer->forward(in, out);

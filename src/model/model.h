@@ -79,6 +79,21 @@ class Model {
   // through packed_gemm with no activation, read only by the Add of it and one other value of
   // the same shape (a residual connection). Returns that other input, or kNoNode.
   int adds_into_next(int node) const;
+  // Whether forward() runs this depthwise node together with the 1x1 projection after it, the
+  // only reader of its output (layers/pointwise_depthwise).
+  bool projects_after(int node) const;
+  // The nodes that forward() runs as one step from this node on: a 1x1 expansion and the
+  // depthwise layer after it (fuses_with_next), the projection after a depthwise layer
+  // (projects_after) and the Add after the projection or after any other such 1x1 convolution
+  // (adds_into_next).
+  struct FusedRun {
+    int length = 1;          // nodes [node, node + length); 1: the node alone
+    bool expand = false;     // the run starts with a 1x1 expansion of the depthwise layer
+    bool depthwise = false;  // the run holds a depthwise layer (at node, or after the expansion)
+    bool project = false;    // the depthwise layer's projection follows it
+    int residual = kNoNode;  // the Add's other input where the run ends with an Add
+  };
+  FusedRun fused_run(int node) const;
   LayerCost cost(int node) const;
   LayerCost total_cost() const;
 

@@ -96,6 +96,25 @@ const char* kResidualConfig = R"({"class_name": "Functional", "config": {"name":
  {"class_name": "Add", "name": "a6", "config": {"name": "a6"}, "inbound_nodes": [[["c6b", 0, 0, {}], ["c6c", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["a6", 0, 0]]}})";
 
+// Depthwise layers run with the 1x1 convolutions around them: a depthwise layer on the model
+// input with its projection and the residual Add (d0 p0 a0), an expansion, depthwise layer,
+// projection and Add (e1 d1 p1 a1), and a strided block whose depthwise output is too small to
+// fuse its projection (e2 d2, then p2 on its own).
+const char* kDepthwiseChainConfig = R"({"class_name": "Functional", "config": {"name": "chain", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 36, 60, 128]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c0", "config": {"name": "c0", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d0", "config": {"name": "d0", "kernel_size": [3, 3], "padding": "same", "activation": "relu6"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "p0", "config": {"name": "p0", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["d0", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a0", "config": {"name": "a0"}, "inbound_nodes": [[["c0", 0, 0, {}], ["p0", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e1", "config": {"name": "e1", "filters": 192, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["a0", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d1", "config": {"name": "d1", "kernel_size": [3, 3], "padding": "same", "activation": "relu6"}, "inbound_nodes": [[["e1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "p1", "config": {"name": "p1", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["d1", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a1", "config": {"name": "a1"}, "inbound_nodes": [[["a0", 0, 0, {}], ["p1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e2", "config": {"name": "e2", "filters": 144, "kernel_size": [1, 1], "activation": "relu6"}, "inbound_nodes": [[["a1", 0, 0, {}]]]},
+ {"class_name": "DepthwiseConv2D", "name": "d2", "config": {"name": "d2", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["e2", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "p2", "config": {"name": "p2", "filters": 16, "kernel_size": [1, 1]}, "inbound_nodes": [[["d2", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["p2", 0, 0]]}})";
+
 }  // namespace
 
 TEST(Model, ForwardWithBufferReuseEqualsNaiveEvaluation) {
@@ -198,6 +217,32 @@ TEST(Model, ResidualAddInConvolutionEqualsLayerByLayer) {
     set_compute_threads(threads);
     for (int frames : {1, 3}) {
       Tensor in = test::random_tensor(frames, m.input_shape(), 40 + frames);
+      std::vector<double> seconds(m.nodes().size(), 0.0);
+      Tensor apart = m.forward(in, &seconds);
+      Tensor together = m.forward(in);
+      EXPECT_LT(max_relative_error(together, apart), 1e-5);
+      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-5);
+    }
+  }
+  set_compute_threads(1);
+}
+
+TEST(Model, DepthwiseChainsEqualLayerByLayer) {
+  test::TempDir dir;
+  test::write_random_model(kDepthwiseChainConfig, dir.path("chain.h5"));
+  model::Model m = io::load_keras_model(dir.path("chain.h5"));
+  std::vector<std::string> runs;
+  for (int n = 0; n < static_cast<int>(m.nodes().size());) {
+    const int length = m.fused_run(n).length;
+    if (length > 1) runs.push_back(cat(m.nodes()[n].name(), " x", length));
+    n += length;
+  }
+  EXPECT_EQ(runs, (std::vector<std::string>{"d0 x3", "e1 x4", "e2 x2"}));
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(cat(threads, " threads"));
+    set_compute_threads(threads);
+    for (int frames : {1, 2}) {
+      Tensor in = test::random_tensor(frames, m.input_shape(), 50 + frames);
       std::vector<double> seconds(m.nodes().size(), 0.0);
       Tensor apart = m.forward(in, &seconds);
       Tensor together = m.forward(in);
