@@ -210,43 +210,61 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
 namespace {
 
 // A copy of a few floats (a kernel row of taps: 9 or 21 for 3-channel inputs), inline: a call
-// to memmove per row cost more than the copy (MobileNetV2's first layer: 37632 rows of 9).
+// to memmove per row cost more than the copy (MobileNetV2's first layer: 37632 rows of 9). The
+// tail is a switch because GCC turns a tail loop back into such a call.
 inline void copy_floats(const float* __restrict src, std::size_t n, float* __restrict dst) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) store8(dst + i, load8(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
+  switch (n - i) {
+    case 7: dst[i + 6] = src[i + 6]; [[fallthrough]];
+    case 6: dst[i + 5] = src[i + 5]; [[fallthrough]];
+    case 5: dst[i + 4] = src[i + 4]; [[fallthrough]];
+    case 4: dst[i + 3] = src[i + 3]; [[fallthrough]];
+    case 3: dst[i + 2] = src[i + 2]; [[fallthrough]];
+    case 2: dst[i + 1] = src[i + 1]; [[fallthrough]];
+    case 1: dst[i] = src[i]; break;
+    default: break;
+  }
 }
 
 }  // namespace
 
 void Conv2D::gather_columns(const float* in, int group, int p0, int count, float* cols) const {
-  const auto& s = settings_;
-  const Shape& is = input_shapes()[0];
-  const Shape& os = output_shape();
-  const int cin_g = is.c / s.groups, k = s.kernel_h * s.kernel_w * cin_g;
+  // Locals, not members: stores through `cols` would otherwise make the compiler reload them.
+  const Shape is = input_shapes()[0];
+  const int ow = output_shape().w;
+  const int kh = settings_.kernel_h, kw = settings_.kernel_w, sh = settings_.stride_h, sw = settings_.stride_w;
+  const int dh = settings_.dilation_h, dw = settings_.dilation_w, top = pads_.top, left = pads_.left;
+  const int cin_g = is.c / settings_.groups, k = kh * kw * cin_g;
   // Column p of `cols` is the receptive field of output pixel p0+p, in (ky, kx, ci) order.
   // Without groups or dilation the taps of one kernel row are adjacent in the NHWC input: one
   // copy per row instead of one per tap (MobileNetV2's first layer has 3 channels per tap).
-  const bool rows_contiguous = s.groups == 1 && s.dilation_w == 1;
-  const std::size_t row_floats = static_cast<std::size_t>(s.kernel_w) * cin_g;
-  for (int p = 0; p < count; ++p) {
-    const int oy = (p0 + p) / os.w, ox = (p0 + p) % os.w;
+  const bool rows_contiguous = settings_.groups == 1 && dw == 1;
+  const std::size_t row_floats = static_cast<std::size_t>(kw) * cin_g;
+  const std::size_t in_row = static_cast<std::size_t>(is.w) * is.c;
+  int oy = p0 / ow, ox = p0 % ow;
+  for (int p = 0; p < count; ++p, ++ox) {
+    if (ox == ow) {
+      ox = 0;
+      ++oy;
+    }
     float* col = cols + static_cast<std::size_t>(p) * k;
-    const int ix0 = ox * s.stride_w - pads_.left;
-    for (int ky = 0; ky < s.kernel_h; ++ky) {
-      const int iy = oy * s.stride_h - pads_.top + ky * s.dilation_h;
+    const int ix0 = ox * sw - left;
+    const bool inside_w = rows_contiguous && ix0 >= 0 && ix0 + kw <= is.w;
+    for (int ky = 0; ky < kh; ++ky) {
+      const int iy = oy * sh - top + ky * dh;
       float* dst = col + static_cast<std::size_t>(ky) * row_floats;
       if (iy < 0 || iy >= is.h) {
         std::fill(dst, dst + row_floats, 0.0f);
         continue;
       }
-      const float* src_row = in + static_cast<std::size_t>(iy) * is.w * is.c + group * cin_g;
-      if (rows_contiguous && ix0 >= 0 && ix0 + s.kernel_w <= is.w) {
+      const float* src_row = in + static_cast<std::size_t>(iy) * in_row + group * cin_g;
+      if (inside_w) {
         copy_floats(src_row + static_cast<std::size_t>(ix0) * is.c, row_floats, dst);
         continue;
       }
-      for (int kx = 0; kx < s.kernel_w; ++kx) {
-        const int ix = ix0 + kx * s.dilation_w;
+      for (int kx = 0; kx < kw; ++kx) {
+        const int ix = ix0 + kx * dw;
         float* tap = dst + kx * cin_g;
         if (ix < 0 || ix >= is.w)
           std::fill(tap, tap + cin_g, 0.0f);
