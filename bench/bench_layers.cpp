@@ -178,23 +178,9 @@ BENCHMARK(BM_Winograd3x3)
     ->ArgsProduct({{28, 14}, {512}, {512}, {2, 4}})
     ->Unit(benchmark::kMillisecond);
 
-void BM_DepthwiseConv2D(benchmark::State& state) {
-  DepthwiseConv2DSettings s;
-  const int size = state.range(0), c = state.range(1);
-  s.stride_h = s.stride_w = state.range(2);
-  s.padding = Padding::same;
-  DepthwiseConv2D dw("dw", s);
-  dw.build({{size, size, c}});
-  dw.set_weights({{"depthwise_kernel", noise(9 * c, 1)}, {"bias", noise(c, 2)}});
-  Tensor in = noise_tensor({size, size, c}), out;
-  for (auto _ : state) {
-    dw.forward({&in}, out);
-    benchmark::DoNotOptimize(out.data());
-  }
-  report(state, dw.macs());
-}
-// The same with cold outputs.
-void BM_DepthwiseConv2DColdOutput(benchmark::State& state) {
+// DepthwiseConv2D 3x3: args are input size, channels, stride; outputs go to `buffers` tensors
+// in turn (kColdBuffers: as cold as in a model).
+void run_depthwise(benchmark::State& state, int buffers) {
   DepthwiseConv2DSettings s;
   const int size = state.range(0), c = state.range(1);
   s.stride_h = s.stride_w = state.range(2);
@@ -203,15 +189,17 @@ void BM_DepthwiseConv2DColdOutput(benchmark::State& state) {
   dw.build({{size, size, c}});
   dw.set_weights({{"depthwise_kernel", noise(9 * c, 1)}, {"bias", noise(c, 2)}});
   Tensor in = noise_tensor({size, size, c});
-  std::vector<Tensor> outs(kColdBuffers);
+  std::vector<Tensor> outs(buffers);
   int next = 0;
   for (auto _ : state) {
-    Tensor& out = outs[next++ % kColdBuffers];
+    Tensor& out = outs[next++ % buffers];
     dw.forward({&in}, out);
     benchmark::DoNotOptimize(out.data());
   }
   report(state, dw.macs());
 }
+void BM_DepthwiseConv2D(benchmark::State& state) { run_depthwise(state, 1); }
+void BM_DepthwiseConv2DColdOutput(benchmark::State& state) { run_depthwise(state, kColdBuffers); }
 BENCHMARK(BM_DepthwiseConv2DColdOutput)
     ->Args({112, 32, 1})
     ->Args({112, 96, 2})

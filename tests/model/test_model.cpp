@@ -115,6 +115,25 @@ const char* kDepthwiseChainConfig = R"({"class_name": "Functional", "config": {"
  {"class_name": "Conv2D", "name": "p2", "config": {"name": "p2", "filters": 16, "kernel_size": [1, 1]}, "inbound_nodes": [[["d2", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["p2", 0, 0]]}})";
 
+// forward(), with its fused steps, against every layer run on its own (per-layer timing runs
+// them apart) and against the naive evaluation, at 1-3 compute threads.
+void expect_fused_equals_apart(const model::Model& m, std::vector<int> batch_sizes, std::uint64_t seed,
+                               double tolerance) {
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(cat(threads, " threads"));
+    set_compute_threads(threads);
+    for (int frames : batch_sizes) {
+      Tensor in = test::random_tensor(frames, m.input_shape(), seed + frames);
+      std::vector<double> seconds(m.nodes().size(), 0.0);
+      Tensor apart = m.forward(in, &seconds);
+      Tensor together = m.forward(in);
+      EXPECT_LT(max_relative_error(together, apart), tolerance);
+      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), tolerance);
+    }
+  }
+  set_compute_threads(1);
+}
+
 }  // namespace
 
 TEST(Model, ForwardWithBufferReuseEqualsNaiveEvaluation) {
@@ -188,20 +207,7 @@ TEST(Model, FusedExpansionAndDepthwiseEqualLayerByLayer) {
   for (int n = 0; n < static_cast<int>(m.nodes().size()); ++n)
     if (m.fuses_with_next(n)) fused.push_back(m.nodes()[n].name());
   EXPECT_EQ(fused, std::vector<std::string>{"e1"});
-  for (int threads : {1, 2, 3}) {
-    SCOPED_TRACE(cat(threads, " threads"));
-    set_compute_threads(threads);
-    for (int frames : {1, 2}) {
-      Tensor in = test::random_tensor(frames, m.input_shape(), 30 + frames);
-      // Per-layer timing runs every layer on its own: the unfused answer.
-      std::vector<double> seconds(m.nodes().size(), 0.0);
-      Tensor apart = m.forward(in, &seconds);
-      Tensor together = m.forward(in);
-      EXPECT_LT(max_relative_error(together, apart), 1e-6);
-      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-6);
-    }
-  }
-  set_compute_threads(1);
+  expect_fused_equals_apart(m, {1, 2}, 30, 1e-6);
 }
 
 TEST(Model, ResidualAddInConvolutionEqualsLayerByLayer) {
@@ -212,19 +218,7 @@ TEST(Model, ResidualAddInConvolutionEqualsLayerByLayer) {
   for (int n = 0; n < static_cast<int>(m.nodes().size()); ++n)
     if (m.adds_into_next(n) != model::kNoNode) fused.push_back(m.nodes()[n].name());
   EXPECT_EQ(fused, (std::vector<std::string>{"c1", "c2", "c6c"}));
-  for (int threads : {1, 2, 3}) {
-    SCOPED_TRACE(cat(threads, " threads"));
-    set_compute_threads(threads);
-    for (int frames : {1, 3}) {
-      Tensor in = test::random_tensor(frames, m.input_shape(), 40 + frames);
-      std::vector<double> seconds(m.nodes().size(), 0.0);
-      Tensor apart = m.forward(in, &seconds);
-      Tensor together = m.forward(in);
-      EXPECT_LT(max_relative_error(together, apart), 1e-5);
-      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-5);
-    }
-  }
-  set_compute_threads(1);
+  expect_fused_equals_apart(m, {1, 3}, 40, 1e-5);
 }
 
 TEST(Model, DepthwiseChainsEqualLayerByLayer) {
@@ -238,17 +232,5 @@ TEST(Model, DepthwiseChainsEqualLayerByLayer) {
     n += length;
   }
   EXPECT_EQ(runs, (std::vector<std::string>{"d0 x3", "e1 x4", "e2 x2"}));
-  for (int threads : {1, 2, 3}) {
-    SCOPED_TRACE(cat(threads, " threads"));
-    set_compute_threads(threads);
-    for (int frames : {1, 2}) {
-      Tensor in = test::random_tensor(frames, m.input_shape(), 50 + frames);
-      std::vector<double> seconds(m.nodes().size(), 0.0);
-      Tensor apart = m.forward(in, &seconds);
-      Tensor together = m.forward(in);
-      EXPECT_LT(max_relative_error(together, apart), 1e-5);
-      EXPECT_LT(max_relative_error(together, naive_forward(m, in)), 1e-5);
-    }
-  }
-  set_compute_threads(1);
+  expect_fused_equals_apart(m, {1, 2}, 50, 1e-5);
 }
