@@ -200,22 +200,15 @@ void run_depthwise(benchmark::State& state, int buffers) {
 }
 void BM_DepthwiseConv2D(benchmark::State& state) { run_depthwise(state, 1); }
 void BM_DepthwiseConv2DColdOutput(benchmark::State& state) { run_depthwise(state, kColdBuffers); }
-BENCHMARK(BM_DepthwiseConv2DColdOutput)
-    ->Args({112, 32, 1})
-    ->Args({112, 96, 2})
-    ->Args({56, 144, 1})
-    ->Args({28, 192, 1})
-    ->Args({14, 576, 1})
-    ->Unit(benchmark::kMicrosecond);
-
-BENCHMARK(BM_DepthwiseConv2D)  // MobileNetV2's shapes
-    ->Args({112, 32, 1})
-    ->Args({112, 96, 2})
-    ->Args({56, 144, 1})
-    ->Args({56, 144, 2})
-    ->Args({28, 192, 1})
-    ->Args({14, 576, 1})
-    ->Unit(benchmark::kMicrosecond);
+// MobileNetV2's shapes, for both.
+void mobilenet_depthwise_shapes(benchmark::internal::Benchmark* b) {
+  for (const auto& shape : std::vector<std::vector<std::int64_t>>{
+           {112, 32, 1}, {112, 96, 2}, {56, 144, 1}, {56, 144, 2}, {28, 192, 1}, {14, 576, 1}})
+    b->Args(shape);
+  b->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_DepthwiseConv2D)->Apply(mobilenet_depthwise_shapes);
+BENCHMARK(BM_DepthwiseConv2DColdOutput)->Apply(mobilenet_depthwise_shapes);
 
 void BM_Dense(benchmark::State& state) {
   const int in = state.range(0), units = state.range(1);
