@@ -216,14 +216,29 @@ inline void copy_floats(const float* __restrict src, std::size_t n, float* __res
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) store8(dst + i, load8(src + i));
   switch (n - i) {
-    case 7: dst[i + 6] = src[i + 6]; [[fallthrough]];
-    case 6: dst[i + 5] = src[i + 5]; [[fallthrough]];
-    case 5: dst[i + 4] = src[i + 4]; [[fallthrough]];
-    case 4: dst[i + 3] = src[i + 3]; [[fallthrough]];
-    case 3: dst[i + 2] = src[i + 2]; [[fallthrough]];
-    case 2: dst[i + 1] = src[i + 1]; [[fallthrough]];
-    case 1: dst[i] = src[i]; break;
-    default: break;
+    case 7:
+      dst[i + 6] = src[i + 6];
+      [[fallthrough]];
+    case 6:
+      dst[i + 5] = src[i + 5];
+      [[fallthrough]];
+    case 5:
+      dst[i + 4] = src[i + 4];
+      [[fallthrough]];
+    case 4:
+      dst[i + 3] = src[i + 3];
+      [[fallthrough]];
+    case 3:
+      dst[i + 2] = src[i + 2];
+      [[fallthrough]];
+    case 2:
+      dst[i + 1] = src[i + 1];
+      [[fallthrough]];
+    case 1:
+      dst[i] = src[i];
+      break;
+    default:
+      break;
   }
 }
 

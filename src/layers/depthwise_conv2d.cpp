@@ -202,8 +202,9 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
         rows[nrows] = in + static_cast<std::size_t>(ry0 + ky * s.dilation_h) * row_stride;
         krow[nrows++] = ky;
       }
-      DepthwiseRow r{rows, krow, nrows, kernel_.data(), bias, out + static_cast<std::size_t>(oy - out_row0) * os.w * cout,
-                     cout, s.kernel_w, s.stride_w, s.dilation_w, clamp, lo, hi};
+      float* out_row = out + static_cast<std::size_t>(oy - out_row0) * os.w * cout;
+      DepthwiseRow r{rows,       krow,       nrows,        kernel_.data(), bias, out_row, cout,
+                     s.kernel_w, s.stride_w, s.dilation_w, clamp,          lo,   hi};
       const int x0 = ox_begin * s.stride_w - pads_.left;
       if (s.kernel_w == 3)
         depthwise_inner_row<3>(r, ox_begin, ox_end, x0);
@@ -254,7 +255,8 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
       }
     }
     if (!fast || !clamp)
-      s.activation.apply(out + static_cast<std::size_t>(oy - out_row0) * os.w * cout, static_cast<std::size_t>(os.w) * cout, cout);
+      s.activation.apply(out + static_cast<std::size_t>(oy - out_row0) * os.w * cout,
+                         static_cast<std::size_t>(os.w) * cout, cout);
     else  // only the edge pixels still need it
       for (int ox = 0; ox < os.w; ++ox)
         if (ox < ox_begin || ox >= ox_end)

@@ -52,7 +52,8 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
   Vec8 acc[Pixels][2];
   for (int p = 0; p < Pixels; ++p)
     for (int v = 0; v < 2; ++v)
-      acc[p][v] = e.first ? (e.bias ? load8(e.bias + 8 * v) : Vec8{}) : load8(out + static_cast<std::size_t>(p) * ldo + 8 * v);
+      acc[p][v] =
+          e.first ? (e.bias ? load8(e.bias + 8 * v) : Vec8{}) : load8(out + static_cast<std::size_t>(p) * ldo + 8 * v);
   int i = 0;
   if constexpr (Pixels <= 3) {
     // Too few sums to hide the multiply-add's latency: odd rows of k go to a second set.
@@ -98,8 +99,11 @@ void edge_tile(const float* in, int ldi, int rows, const float* panel, float* ou
                int width, const Epilogue& e) {
   float part[Pixels][16] = {}, res[Pixels][16] = {}, bias[16] = {};
   for (int p = 0; p < Pixels; ++p) {
-    if (!e.first) std::copy(out + static_cast<std::size_t>(p) * ldo, out + static_cast<std::size_t>(p) * ldo + width, part[p]);
-    if (residual) std::copy(residual + static_cast<std::size_t>(p) * ldo, residual + static_cast<std::size_t>(p) * ldo + width, res[p]);
+    if (!e.first)
+      std::copy(out + static_cast<std::size_t>(p) * ldo, out + static_cast<std::size_t>(p) * ldo + width, part[p]);
+    if (residual)
+      std::copy(residual + static_cast<std::size_t>(p) * ldo, residual + static_cast<std::size_t>(p) * ldo + width,
+                res[p]);
   }
   Epilogue padded = e;
   if (e.bias) {
@@ -187,11 +191,21 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
     // The last 1-5 pixels in one narrower tile: one at a time, each pass would load the
     // panel for two multiply-adds (a 98-pixel half of a 196-pixel layer has 2 left over).
     switch (n - p) {
-      case 5: panel_tile<5>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 4: panel_tile<4>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 3: panel_tile<3>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 2: panel_tile<2>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
-      case 1: panel_tile<1>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e); break;
+      case 5:
+        panel_tile<5>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+        break;
+      case 4:
+        panel_tile<4>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+        break;
+      case 3:
+        panel_tile<3>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+        break;
+      case 2:
+        panel_tile<2>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+        break;
+      case 1:
+        panel_tile<1>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+        break;
       default: break;
     }
   };

@@ -44,8 +44,9 @@ void forward_depthwise_chain(const DepthwiseChain& chain, const Tensor& in, Tens
   const Shape& ds = dw.output_shape();
   const Shape& os = project ? project->output_shape() : ds;
   out.resize(in.frames(), os);
-  CHORUS_ASSERT(!chain.residual || (project && chain.residual->frames() == in.frames() && chain.residual->shape() == os),
-                "residual of a depthwise chain");
+  CHORUS_ASSERT(
+      !chain.residual || (project && chain.residual->frames() == in.frames() && chain.residual->shape() == os),
+      "residual of a depthwise chain");
   const auto& s = dw.settings();
   const std::size_t row_floats = static_cast<std::size_t>(mid.w) * mid.c;
   const std::size_t dw_row_floats = static_cast<std::size_t>(ds.w) * ds.c;

@@ -84,12 +84,23 @@ void filter_panel(const float* in, int ldi, int pixels, int k, const float* w, i
   const float* tail_in = in + static_cast<std::size_t>(p) * ldi;
   float* tail_out = out + static_cast<std::size_t>(p) * filters;
   switch (pixels - p) {
-    case 5: block<5, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out); break;
-    case 4: block<4, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out); break;
-    case 3: block<3, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out); break;
-    case 2: block<2, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out); break;
-    case 1: block<1, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out); break;
-    default: break;
+    case 5:
+      block<5, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out);
+      break;
+    case 4:
+      block<4, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out);
+      break;
+    case 3:
+      block<3, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out);
+      break;
+    case 2:
+      block<2, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out);
+      break;
+    case 1:
+      block<1, Vectors>(tail_in, ldi, k, w, filters, f0, bias, clamp, tail_out);
+      break;
+    default:
+      break;
   }
 }
 

@@ -108,7 +108,8 @@ int Model::adds_into_next(int node) const {
 bool Model::projects_after(int node) const {
   if (!only_next_reads(node)) return false;
   const Node& next = nodes_[node + 1];
-  return next.inputs == std::vector<int>{node} && layers::can_fuse_depthwise_pointwise(*nodes_[node].layer, *next.layer);
+  return next.inputs == std::vector<int>{node} &&
+         layers::can_fuse_depthwise_pointwise(*nodes_[node].layer, *next.layer);
 }
 
 Model::FusedRun Model::fused_run(int node) const {
@@ -193,8 +194,9 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
     };
     auto start = std::chrono::steady_clock::now();
     if (run.length > 1) {
-      const Tensor* residual =
-          run.residual == kNoNode ? nullptr : run.residual == kModelInput ? &input : &values[run.residual];
+      const Tensor* residual = run.residual == kNoNode       ? nullptr
+                               : run.residual == kModelInput ? &input
+                                                             : &values[run.residual];
       const layers::Activation add_activation =
           residual ? dynamic_cast<const layers::Elementwise&>(produced).activation() : layers::Activation{};
       if (run.depthwise) {
