@@ -13,7 +13,16 @@
 #include "core/error.h"
 #include "io/hdf5_file.h"
 
+// Set by sanitizer runtimes only (a weak reference is null elsewhere): a fuzzer registers a callback
+// that saves the input as a crash of its own, which a probe child's expected death is not.
+extern "C" void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
 namespace chorus::io {
+namespace {
+// The child's exit status when it read the whole structure (or HDF5 reported an error): anything
+// else means it died on its way, e.g. through a sanitizer that turned a crash into exit(1).
+constexpr int kProbeFinished = 0;
+}  // namespace
 
 void probe_hdf5_structure(const std::string& path, double timeout_s) {
   if (timeout_s <= 0) {
@@ -25,11 +34,15 @@ void probe_hdf5_structure(const std::string& path, double timeout_s) {
   const pid_t pid = fork();
   if (pid < 0) return;  // no child to spare: read it directly, as without the probe
   if (pid == 0) {
+    // The default action for fatal signals, so that a crash ends the child at once: handlers the
+    // process installed (AddressSanitizer's, a fuzzer's) would report it as their own failure.
+    for (const int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
+    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
     try {
       H5File(path).read_whole_structure();
     } catch (...) {
     }
-    _exit(0);  // no destructors, no atexit handlers of the parent (MPI, HDF5's own)
+    _exit(kProbeFinished);  // no destructors, no atexit handlers of the parent (MPI, HDF5's own)
   }
   const auto start = std::chrono::steady_clock::now();
   int status = 0;
@@ -47,6 +60,9 @@ void probe_hdf5_structure(const std::string& path, double timeout_s) {
   }
   if (WIFSIGNALED(status))
     fail(path, ": the HDF5 library crashed reading this file's structure (", strsignal(WTERMSIG(status)),
+         "); the file is corrupt");
+  if (WIFEXITED(status) && WEXITSTATUS(status) != kProbeFinished)
+    fail(path, ": the HDF5 library crashed reading this file's structure (exit status ", WEXITSTATUS(status),
          "); the file is corrupt");
 }
 

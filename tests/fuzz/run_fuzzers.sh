@@ -21,7 +21,10 @@ cmake --build "$build" -j "$(nproc)" --target "${targets[@]/#/fuzz_}" > "$build.
   || { tail -40 "$build.build.log"; exit 1; }
 
 mkdir -p "$build/artifacts"
-export ASAN_OPTIONS=detect_leaks=0  # HDF5 and yaml-cpp keep caches for the process's life
+# No leak checks: HDF5 and yaml-cpp keep caches for the process's life. A C malloc that cannot be
+# met returns NULL, as it does outside AddressSanitizer (HDF5 asks for sizes read from a corrupt
+# file and reports the failure); C++ `new` still fails the run, and so do allocations over 2 GB.
+export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
 export CHORUS_HDF5_PROBE_S=1        # a file HDF5 hangs on is given up after 1 s (30 s by default), so the
                                     # fuzzer spends its time on new inputs (a valid one takes milliseconds)
 failed=()
@@ -37,7 +40,9 @@ for t in "${targets[@]}"; do
     echo "fuzz $t: no crash in ${seconds} s (${runs} inputs)"
   else
     echo "fuzz $t: FAILED, see $log and $build/artifacts/" >&2
-    grep -E "ERROR|SUMMARY|Test unit written" "$log" | head -5 >&2
+    # The last report is the fuzzer's own: earlier ones may come from HDF5 probe children
+    # (io/hdf5_probe), which die on corrupt files by design and are reported as errors.
+    grep -E "ERROR|SUMMARY|Test unit written" "$log" | tail -3 >&2
     failed+=("$t")
   fi
 done

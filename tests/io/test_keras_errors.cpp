@@ -123,6 +123,16 @@ TEST(KerasErrors, FileThatHangsTheHdf5LibraryIsReportedNotHung) {
                                     "is corrupt"));
 }
 
+// Found by fuzzing: a corrupt object size in the global heap makes the HDF5 library read or
+// copy out of bounds. The child that reads the structure first dies, and the user gets an error.
+// (Under AddressSanitizer the child exits with status 1 instead of a signal: also a crash.)
+TEST(KerasErrors, FileThatCrashesTheHdf5LibraryIsReportedNotCrashed) {
+  const std::string path = test::source_path("tests/fuzz/regressions/keras_h5/hdf5-crashes-on-heap-object-size.h5");
+  const std::string msg = load_error(path);
+  EXPECT_THAT(msg, HasSubstr(path + ": the HDF5 library crashed reading this file's structure ("));
+  EXPECT_THAT(msg, HasSubstr("); the file is corrupt"));
+}
+
 TEST(KerasErrors, MissingFileIsNamed) {
   test::TempDir dir;
   const std::string path = dir.path("does_not_exist.h5");
