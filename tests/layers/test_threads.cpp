@@ -57,6 +57,18 @@ TEST_F(ComputeThreads, PoolRunsEveryTaskOnceAndNestedCallsInline) {
   for (int c : covered) ASSERT_EQ(c, 1);
 }
 
+// Jobs back to back, as a model's layers run: a worker may join a job late or not at all (the
+// caller takes every task it has not), and none may touch a job after its caller returned.
+// Each job's counters live on the caller's stack, at the same address every time, so a stale
+// task would show up as a count of 2.
+TEST_F(ComputeThreads, JobsBackToBackRunEveryTaskOnce) {
+  for (int job = 0; job < 20000; ++job) {
+    std::atomic<int> hits[3] = {0, 0, 0};
+    parallel_for(3, [&](int i) { hits[i]++; });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1) << "job " << job;
+  }
+}
+
 TEST_F(ComputeThreads, TaskExceptionReachesTheCaller) {
   EXPECT_THROW(parallel_for(50,
                             [](int i) {
