@@ -15,8 +15,10 @@ namespace {
 // 49 x 512 -> 2048 from 1358 to 1248 us, 49 x 2048 -> 512 1313 -> 1258, ResNet-50 104.9 ->
 // 100.5 ms (minima of alternated processes, cold outputs).
 constexpr int kChunk = 512;
-// Pixels per tile: 12 accumulators of AVX2's 16 registers.
-constexpr int kTile = 6;
+// A panel's 16 filters in vectors: one with AVX-512, two with AVX2 or NEON.
+constexpr int kPanelVecs = 16 / kVecWLanes;
+// Pixels per tile: 12 accumulators, of AVX2's 16 registers or AVX-512's 32.
+constexpr int kTile = 12 / kPanelVecs;
 // Floats of a block's input chunk (256 KB), in L2 across the panels: 196-pixel layers with
 // k up to 256 (MobileNetV2's, ResNet-50's expansions) take one block, so the weights pass once.
 constexpr std::size_t kBlockFloats = 64 * 1024;
@@ -35,10 +37,10 @@ struct Epilogue {
   const float* bias;  // the panel's 16 (or `width`) biases, or null
   bool first, last;
   bool clamp;  // activation is max(lo, min(hi, x)), applied in registers on the last chunk
-  Vec8 lo, hi;
+  VecW lo, hi;
 };
 
-inline Vec8 clamp8(Vec8 x, Vec8 lo, Vec8 hi) {
+inline VecW clampw(VecW x, VecW lo, VecW hi) {
   x = x < lo ? lo : x;
   return x > hi ? hi : x;
 }
@@ -49,47 +51,49 @@ inline Vec8 clamp8(Vec8 x, Vec8 lo, Vec8 hi) {
 template <int Pixels>
 inline void tile(const float* __restrict in, int ldi, int rows, const float* __restrict panel, float* __restrict out,
                  const float* __restrict residual, int ldo, const Epilogue& e) {
-  Vec8 acc[Pixels][2];
+  constexpr int V = kPanelVecs, L = kVecWLanes;
+  VecW acc[Pixels][V];
   for (int p = 0; p < Pixels; ++p)
-    for (int v = 0; v < 2; ++v)
+    for (int v = 0; v < V; ++v)
       acc[p][v] =
-          e.first ? (e.bias ? load8(e.bias + 8 * v) : Vec8{}) : load8(out + static_cast<std::size_t>(p) * ldo + 8 * v);
+          e.first ? (e.bias ? loadw(e.bias + L * v) : VecW{}) : loadw(out + static_cast<std::size_t>(p) * ldo + L * v);
   int i = 0;
-  if constexpr (Pixels <= 3) {
+  if constexpr (Pixels * V <= 6) {
     // Too few sums to hide the multiply-add's latency: odd rows of k go to a second set.
-    Vec8 odd[Pixels][2] = {};
+    VecW odd[Pixels][V] = {};
     for (; i + 2 <= rows; i += 2) {
-      const Vec8 w0 = load8(panel + 16 * i), w1 = load8(panel + 16 * i + 8);
-      const Vec8 u0 = load8(panel + 16 * i + 16), u1 = load8(panel + 16 * i + 24);
+      VecW w[V], u[V];
+      for (int v = 0; v < V; ++v) {
+        w[v] = loadw(panel + 16 * i + L * v);
+        u[v] = loadw(panel + 16 * i + 16 + L * v);
+      }
       for (int p = 0; p < Pixels; ++p) {
         const float a = in[static_cast<std::size_t>(p) * ldi + i], b = in[static_cast<std::size_t>(p) * ldi + i + 1];
-        acc[p][0] += a * w0;
-        acc[p][1] += a * w1;
-        odd[p][0] += b * u0;
-        odd[p][1] += b * u1;
+        for (int v = 0; v < V; ++v) {
+          acc[p][v] += a * w[v];
+          odd[p][v] += b * u[v];
+        }
       }
     }
-    for (int p = 0; p < Pixels; ++p) {
-      acc[p][0] += odd[p][0];
-      acc[p][1] += odd[p][1];
-    }
+    for (int p = 0; p < Pixels; ++p)
+      for (int v = 0; v < V; ++v) acc[p][v] += odd[p][v];
   }
   for (; i < rows; ++i) {
-    const Vec8 w0 = load8(panel + 16 * i), w1 = load8(panel + 16 * i + 8);
+    VecW w[V];
+    for (int v = 0; v < V; ++v) w[v] = loadw(panel + 16 * i + L * v);
     for (int p = 0; p < Pixels; ++p) {
       const float a = in[static_cast<std::size_t>(p) * ldi + i];
-      acc[p][0] += a * w0;
-      acc[p][1] += a * w1;
+      for (int v = 0; v < V; ++v) acc[p][v] += a * w[v];
     }
   }
   if (e.last && residual)
     for (int p = 0; p < Pixels; ++p)
-      for (int v = 0; v < 2; ++v) acc[p][v] += load8(residual + static_cast<std::size_t>(p) * ldo + 8 * v);
+      for (int v = 0; v < V; ++v) acc[p][v] += loadw(residual + static_cast<std::size_t>(p) * ldo + L * v);
   if (e.last && e.clamp)
     for (int p = 0; p < Pixels; ++p)
-      for (int v = 0; v < 2; ++v) acc[p][v] = clamp8(acc[p][v], e.lo, e.hi);
+      for (int v = 0; v < V; ++v) acc[p][v] = clampw(acc[p][v], e.lo, e.hi);
   for (int p = 0; p < Pixels; ++p)
-    for (int v = 0; v < 2; ++v) store8(out + static_cast<std::size_t>(p) * ldo + 8 * v, acc[p][v]);
+    for (int v = 0; v < V; ++v) storew(out + static_cast<std::size_t>(p) * ldo + L * v, acc[p][v]);
 }
 
 // The last panel when it holds fewer than 16 filters (`width`): the tile works on 16-wide
@@ -121,6 +125,18 @@ inline void panel_tile(const float* in, int ldi, int rows, const float* panel, f
     tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, e);
   else
     edge_tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, width, e);
+}
+
+// panel_tile<n> for a run-time n in [1, Pixels].
+template <int Pixels>
+inline void narrower_tile(int n, const float* in, int ldi, int rows, const float* panel, float* out,
+                          const float* residual, int ldo, int width, const Epilogue& e) {
+  if constexpr (Pixels >= 1) {
+    if (n == Pixels)
+      panel_tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, width, e);
+    else
+      narrower_tile<Pixels - 1>(n, in, ldi, rows, panel, out, residual, ldo, width, e);
+  }
 }
 
 // Asks for the lines that pixels [p, end) of panel j will store to (and add from), while the
@@ -167,14 +183,21 @@ void PackedWeights::scale_filters(const std::vector<float>& scale) {
   }
 }
 
-bool prefer_packed_gemm(int k, int filters) { return k >= 64 && filters >= 32; }
+bool prefer_packed_gemm(int k, int filters) {
+  // With 16-float vectors a tile of 12 pixels x 16 filters beat small_gemm on every shape of
+  // BM_PointwiseKernel (Zen 5, 2026-11-27: 16 -> 96 at 112x112 112 against 55 GFLOP/s, 144 -> 24
+  // at 56x56 135 against 64); with 8-float vectors small_gemm wins where k < 64 or there are
+  // fewer than 32 filters.
+  if (kVecWLanes == 16) return true;
+  return k >= 64 && filters >= 32;
+}
 
 void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, const float* bias,
                  const Activation& act, float* out, int first_panel, int end_panel, const float* residual) {
   const int k = w.k(), filters = w.filters();
   if (end_panel < 0) end_panel = w.panels();
   float lo = 0.0f, hi = 0.0f;
-  Epilogue e{nullptr, true, true, act.as_clamp(lo, hi), Vec8{} + lo, Vec8{} + hi};
+  Epilogue e{nullptr, true, true, act.as_clamp(lo, hi), VecW{} + lo, VecW{} + hi};
   CHORUS_ASSERT(e.clamp || (first_panel == 0 && end_panel == w.panels()), "panel range with ", act.str());
   // Tiles of `n` pixels from pixel p0, panel j, rows [k0, k0 + rows) of k.
   const auto run_tiles = [&](int p0, int n, int k0, int rows, int j) {
@@ -188,26 +211,10 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
       prefetch_outputs(out, residual, filters, p0 + p + kTile, p0 + std::min(n, p + 2 * kTile), j);
       panel_tile<kTile>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
     }
-    // The last 1-5 pixels in one narrower tile: one at a time, each pass would load the
-    // panel for two multiply-adds (a 98-pixel half of a 196-pixel layer has 2 left over).
-    switch (n - p) {
-      case 5:
-        panel_tile<5>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
-        break;
-      case 4:
-        panel_tile<4>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
-        break;
-      case 3:
-        panel_tile<3>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
-        break;
-      case 2:
-        panel_tile<2>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
-        break;
-      case 1:
-        panel_tile<1>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
-        break;
-      default: break;
-    }
+    // The last pixels in one narrower tile: one at a time, each pass would load the panel for
+    // a few multiply-adds (a 98-pixel half of a 196-pixel layer has 2 left over with AVX2).
+    if (p < n)
+      narrower_tile<kTile - 1>(n - p, tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
   };
   const int panels = end_panel - first_panel;
   if (static_cast<std::size_t>(panels) * k * 16 <= kTileOuterFloats) {
