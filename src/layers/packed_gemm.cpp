@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 
 #include "core/error.h"
 #include "layers/vec8.h"
@@ -14,11 +15,14 @@ namespace {
 // sums paid for the share no longer staying in L1 beside the tile's inputs: 256 -> 512 took
 // 49 x 512 -> 2048 from 1358 to 1248 us, 49 x 2048 -> 512 1313 -> 1258, ResNet-50 104.9 ->
 // 100.5 ms (minima of alternated processes, cold outputs).
-constexpr int kChunk = 512;
+constexpr int kChunk = 256;
 // A panel's 16 filters in vectors: one with AVX-512, two with AVX2 or NEON.
 constexpr int kPanelVecs = 16 / kVecWLanes;
-// Pixels per tile: 12 accumulators, of AVX2's 16 registers or AVX-512's 32.
+// Pixels per tile: 12 accumulators a panel, of AVX2's 16 registers or AVX-512's 32.
 constexpr int kTile = 12 / kPanelVecs;
+// Panels a tile takes at once where both are full: two with AVX-512 (24 accumulators), so that
+// each broadcast input feeds two multiply-adds.
+constexpr int kTilePanels = kPanelVecs == 1 ? 2 : 1;
 // Floats of a block's input chunk (256 KB), in L2 across the panels: 196-pixel layers with
 // k up to 256 (MobileNetV2's, ResNet-50's expansions) take one block, so the weights pass once.
 constexpr std::size_t kBlockFloats = 64 * 1024;
@@ -45,13 +49,18 @@ inline VecW clampw(VecW x, VecW lo, VecW hi) {
   return x > hi ? hi : x;
 }
 
-// `Pixels` pixels x one panel of 16 filters over rows [0, rows) of the chunk. The accumulators
-// start from the bias on the first chunk and from the partial sums in `out` after it. Only
-// full panels come here, so that the sums stay in registers through the epilogue.
-template <int Pixels>
-inline void tile(const float* __restrict in, int ldi, int rows, const float* __restrict panel, float* __restrict out,
-                 const float* __restrict residual, int ldo, const Epilogue& e) {
-  constexpr int V = kPanelVecs, L = kVecWLanes;
+// `Pixels` pixels x `Panels` panels of 16 filters (`stride` floats apart; their outputs, biases
+// and residuals are adjacent) over rows [0, rows) of the chunk. The accumulators start from the
+// bias on the first chunk and from the partial sums in `out` after it. Only full panels come
+// here, so that the sums stay in registers through the epilogue.
+template <int Pixels, int Panels = 1>
+inline void tile(const float* __restrict in, int ldi, int rows, const float* __restrict panel, std::size_t stride,
+                 float* __restrict out, const float* __restrict residual, int ldo, const Epilogue& e) {
+  constexpr int V = kPanelVecs * Panels, L = kVecWLanes;
+  // Vector v of a row: panel v / kPanelVecs, at L * (v % kPanelVecs) within its 16 floats.
+  const auto row_at = [&](int i, int v) {
+    return panel + (v / kPanelVecs) * stride + 16 * static_cast<std::size_t>(i) + L * (v % kPanelVecs);
+  };
   VecW acc[Pixels][V];
   for (int p = 0; p < Pixels; ++p)
     for (int v = 0; v < V; ++v)
@@ -64,8 +73,8 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
     for (; i + 2 <= rows; i += 2) {
       VecW w[V], u[V];
       for (int v = 0; v < V; ++v) {
-        w[v] = loadw(panel + 16 * i + L * v);
-        u[v] = loadw(panel + 16 * i + 16 + L * v);
+        w[v] = loadw(row_at(i, v));
+        u[v] = loadw(row_at(i + 1, v));
       }
       for (int p = 0; p < Pixels; ++p) {
         const float a = in[static_cast<std::size_t>(p) * ldi + i], b = in[static_cast<std::size_t>(p) * ldi + i + 1];
@@ -80,7 +89,7 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
   }
   for (; i < rows; ++i) {
     VecW w[V];
-    for (int v = 0; v < V; ++v) w[v] = loadw(panel + 16 * i + L * v);
+    for (int v = 0; v < V; ++v) w[v] = loadw(row_at(i, v));
     for (int p = 0; p < Pixels; ++p) {
       const float a = in[static_cast<std::size_t>(p) * ldi + i];
       for (int v = 0; v < V; ++v) acc[p][v] += a * w[v];
@@ -114,28 +123,29 @@ void edge_tile(const float* in, int ldi, int rows, const float* panel, float* ou
     std::copy(e.bias, e.bias + width, bias);
     padded.bias = bias;
   }
-  tile<Pixels>(in, ldi, rows, panel, part[0], residual ? res[0] : nullptr, 16, padded);
+  tile<Pixels>(in, ldi, rows, panel, 0, part[0], residual ? res[0] : nullptr, 16, padded);
   for (int p = 0; p < Pixels; ++p) std::copy(part[p], part[p] + width, out + static_cast<std::size_t>(p) * ldo);
 }
 
-template <int Pixels>
-inline void panel_tile(const float* in, int ldi, int rows, const float* panel, float* out, const float* residual,
-                       int ldo, int width, const Epilogue& e) {
-  if (width == 16)
-    tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, e);
+// `Panels` full panels, or one that may hold fewer than 16 filters (`width`).
+template <int Pixels, int Panels>
+inline void panel_tile(const float* in, int ldi, int rows, const float* panel, std::size_t stride, float* out,
+                       const float* residual, int ldo, int width, const Epilogue& e) {
+  if (Panels > 1 || width == 16)
+    tile<Pixels, Panels>(in, ldi, rows, panel, stride, out, residual, ldo, e);
   else
     edge_tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, width, e);
 }
 
-// panel_tile<n> for a run-time n in [1, Pixels].
-template <int Pixels>
-inline void narrower_tile(int n, const float* in, int ldi, int rows, const float* panel, float* out,
-                          const float* residual, int ldo, int width, const Epilogue& e) {
+// panel_tile<n, Panels> for a run-time n in [1, Pixels].
+template <int Pixels, int Panels>
+inline void narrower_tile(int n, const float* in, int ldi, int rows, const float* panel, std::size_t stride,
+                          float* out, const float* residual, int ldo, int width, const Epilogue& e) {
   if constexpr (Pixels >= 1) {
     if (n == Pixels)
-      panel_tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, width, e);
+      panel_tile<Pixels, Panels>(in, ldi, rows, panel, stride, out, residual, ldo, width, e);
     else
-      narrower_tile<Pixels - 1>(n, in, ldi, rows, panel, out, residual, ldo, width, e);
+      narrower_tile<Pixels - 1, Panels>(n, in, ldi, rows, panel, stride, out, residual, ldo, width, e);
   }
 }
 
@@ -199,33 +209,49 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
   float lo = 0.0f, hi = 0.0f;
   Epilogue e{nullptr, true, true, act.as_clamp(lo, hi), VecW{} + lo, VecW{} + hi};
   CHORUS_ASSERT(e.clamp || (first_panel == 0 && end_panel == w.panels()), "panel range with ", act.str());
-  // Tiles of `n` pixels from pixel p0, panel j, rows [k0, k0 + rows) of k.
-  const auto run_tiles = [&](int p0, int n, int k0, int rows, int j) {
+  // Tiles of `n` pixels from pixel p0, of `count` panels from panel j (count is kTilePanels
+  // where those are full, else 1), rows [k0, k0 + rows) of k.
+  const auto run_tiles_of = [&](auto panels_per_tile, int p0, int n, int k0, int rows, int j) {
+    constexpr int Panels = decltype(panels_per_tile)::value;
     const float* panel = w.panel(j) + static_cast<std::size_t>(k0) * 16;
+    const std::size_t stride = static_cast<std::size_t>(k) * 16;
     const int width = std::min(16, filters - 16 * j);
     const auto at = [&](int p) { return static_cast<std::size_t>(p0 + p) * filters + 16 * j; };
     const auto tile_in = [&](int p) { return in + static_cast<std::size_t>(p0 + p) * ldi + k0; };
     const auto tile_res = [&](int p) { return residual ? residual + at(p) : nullptr; };
-    int p = 0;
-    for (; p + kTile <= n; p += kTile) {
-      prefetch_outputs(out, residual, filters, p0 + p + kTile, p0 + std::min(n, p + 2 * kTile), j);
-      panel_tile<kTile>(tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+    // Tiles of equal size, as few as kTile allows: a short last tile would wait on the latency
+    // of its few multiply-adds (49 pixels: 10,10,10,10,9 rather than 12,12,12,12,1).
+    const int tiles = (n + kTile - 1) / kTile;
+    for (int t = 0, p = 0; t < tiles; ++t) {
+      const int size = n / tiles + (t < n % tiles ? 1 : 0);
+      for (int q = 0; q < Panels; ++q)
+        prefetch_outputs(out, residual, filters, p0 + p + size, p0 + std::min(n, p + size + kTile), j + q);
+      narrower_tile<kTile, Panels>(size, tile_in(p), ldi, rows, panel, stride, out + at(p), tile_res(p), filters,
+                                   width, e);
+      p += size;
     }
-    // The last pixels in one narrower tile: one at a time, each pass would load the panel for
-    // a few multiply-adds (a 98-pixel half of a 196-pixel layer has 2 left over with AVX2).
-    if (p < n)
-      narrower_tile<kTile - 1>(n - p, tile_in(p), ldi, rows, panel, out + at(p), tile_res(p), filters, width, e);
+  };
+  // Panels [j, end) by tiles of kTilePanels panels while those are full; returns the panels done.
+  const auto run_tiles = [&](int p0, int n, int k0, int rows, int j, int end) {
+    if (kTilePanels > 1 && j + kTilePanels <= end && filters >= 16 * (j + kTilePanels)) {
+      run_tiles_of(std::integral_constant<int, kTilePanels>{}, p0, n, k0, rows, j);
+      return kTilePanels;
+    }
+    run_tiles_of(std::integral_constant<int, 1>{}, p0, n, k0, rows, j);
+    return 1;
   };
   const int panels = end_panel - first_panel;
   if (static_cast<std::size_t>(panels) * k * 16 <= kTileOuterFloats) {
-    for (int p0 = 0; p0 < pixels; p0 += kTile) {
-      const int n = std::min(kTile, pixels - p0);
-      for (int j = first_panel; j < end_panel; ++j) {
+    const int tiles = (pixels + kTile - 1) / kTile;  // of equal size, as in run_tiles
+    for (int t = 0, p0 = 0; t < tiles; ++t) {
+      const int n = pixels / tiles + (t < pixels % tiles ? 1 : 0);
+      for (int j = first_panel; j < end_panel;) {
         e.bias = bias ? bias + 16 * j : nullptr;
         // The next tile's lines, a panel at a time (3136 x 64 -> 256, cold output: 1.63 -> 1.43 ms).
-        prefetch_outputs(out, residual, filters, p0 + kTile, std::min(pixels, p0 + 2 * kTile), j);
-        run_tiles(p0, n, 0, k, j);
+        prefetch_outputs(out, residual, filters, p0 + n, std::min(pixels, p0 + n + kTile), j);
+        j += run_tiles(p0, n, 0, k, j, end_panel);
       }
+      p0 += n;
     }
     if (!e.clamp) act.apply(out, static_cast<std::size_t>(pixels) * filters, filters);
     return;
@@ -244,9 +270,9 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
         const int rows = std::min(chunk, k - k0);
         e.first = k0 == 0;
         e.last = k0 + rows == k;
-        for (int j = j0; j < j1; ++j) {
+        for (int j = j0; j < j1;) {
           e.bias = bias ? bias + 16 * j : nullptr;
-          run_tiles(p0, n, k0, rows, j);
+          j += run_tiles(p0, n, k0, rows, j, j1);
         }
       }
     }
