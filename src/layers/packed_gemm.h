@@ -1,10 +1,12 @@
 #pragma once
 // The product of a convolution's inputs with weights packed once at load: every 1x1 or im2col
-// layer without groups that has k >= 64 inputs and 32 filters or more (ResNet-50's 1x1 and
-// 512-channel 3x3 layers, MobileNetV2's larger 1x1 layers). OpenBLAS packs both operands on
-// every call and zeroes C first; here the weights are packed in panels of 16 filters when the
-// layer is loaded, the inputs are read in place, the bias starts the sums and clamping
-// activations (relu, relu6) are applied in registers before the store.
+// layer without groups (and outside Winograd) that has k >= 64 inputs and 32 filters or more
+// (ResNet-50's 1x1 and 512-channel 3x3 layers, MobileNetV2's larger 1x1 layers), and every such
+// layer where the build has AVX-512. OpenBLAS packs both operands on every call and zeroes C
+// first; here the weights are packed in panels of 16 filters when the layer is loaded, the
+// inputs are read in place, the bias starts the sums and clamping activations (relu, relu6) are
+// applied in registers before the store. A tile keeps 6 pixels x one panel in AVX2's or NEON's
+// registers, 12 pixels x two panels in AVX-512's.
 #include <vector>
 
 #include "layers/activation.h"

@@ -1,7 +1,8 @@
 #pragma once
 // A direct kernel for convolutions whose weights fit in cache (k up to 256, k x filters up to
 // 128 KB), reading them in place. Conv2D takes it where packed_gemm does not apply, k < 64 or
-// fewer than 32 filters: MobileNetV2's first layer (k = 27), its 16 -> 96 and 32 -> 192
+// fewer than 32 filters, on builds without AVX-512 (with it, packed_gemm's wider tiles won on
+// every shape): MobileNetV2's first layer (k = 27), its 16 -> 96 and 32 -> 192
 // expansions and its 24-filter projections. sgemm spends more there on packing both operands
 // and on passes over C (zeroing, then bias, then the activation) than on arithmetic; this
 // kernel keeps a tile of 6 pixels x 16 filters in registers across all of k, and finishes each

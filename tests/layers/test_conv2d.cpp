@@ -151,7 +151,8 @@ TEST(SmallGemm, MatchesPlainLoop) {
 }
 
 // packed_gemm against a plain loop: k across its 256-row chunks, filters across its 16-filter
-// panels (the last one partial) and panel groups, pixels around its 6-pixel tiles and blocks,
+// panels (the last one partial; pairs of full ones share a tile with AVX-512) and panel groups,
+// pixels around its tiles (6 or 12 pixels, split evenly) and blocks,
 // activations clamped in registers (relu, clip) or applied after (sigmoid), folded scales, and
 // parts of the panels as threads take them.
 TEST(PackedGemm, MatchesPlainLoop) {
