@@ -209,10 +209,19 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
 
 namespace {
 
+// GCC recognises copy loops and replaces them with calls to memmove ("loop distribution
+// patterns"), even a loop of 8-float vectors; for rows of 9 floats the call cost more than the
+// copy. Both functions below carry this, so that one still inlines into the other.
+#if defined(__GNUC__) && !defined(__clang__)
+#define CHORUS_NO_MEMMOVE_CALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CHORUS_NO_MEMMOVE_CALLS
+#endif
+
 // A copy of a few floats (a kernel row of taps: 9 or 21 for 3-channel inputs), inline: a call
 // to memmove per row cost more than the copy (MobileNetV2's first layer: 37632 rows of 9). The
 // tail is a switch because GCC turns a tail loop back into such a call.
-inline void copy_floats(const float* __restrict src, std::size_t n, float* __restrict dst) {
+CHORUS_NO_MEMMOVE_CALLS inline void copy_floats(const float* __restrict src, std::size_t n, float* __restrict dst) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) store8(dst + i, load8(src + i));
   switch (n - i) {
@@ -244,6 +253,7 @@ inline void copy_floats(const float* __restrict src, std::size_t n, float* __res
 
 }  // namespace
 
+CHORUS_NO_MEMMOVE_CALLS
 void Conv2D::gather_columns(const float* in, int group, int p0, int count, float* cols) const {
   // Locals, not members: stores through `cols` would otherwise make the compiler reload them.
   const Shape is = input_shapes()[0];

@@ -105,12 +105,13 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
     for (int v = 0; v < V; ++v) storew(out + static_cast<std::size_t>(p) * ldo + L * v, acc[p][v]);
 }
 
-// The last panel when it holds fewer than 16 filters (`width`): the tile works on 16-wide
-// copies of its outputs, residual and bias, zero past the last filter.
-template <int Pixels>
-void edge_tile(const float* in, int ldi, int rows, const float* panel, float* out, const float* residual, int ldo,
-               int width, const Epilogue& e) {
-  float part[Pixels][16] = {}, res[Pixels][16] = {}, bias[16] = {};
+// Panels whose last one holds fewer than 16 filters (`width` in all): the tile works on
+// 16-wide copies of their outputs, residual and bias, zero past the last filter.
+template <int Pixels, int Panels>
+void edge_tile(const float* in, int ldi, int rows, const float* panel, std::size_t stride, float* out,
+               const float* residual, int ldo, int width, const Epilogue& e) {
+  constexpr int F = 16 * Panels;
+  float part[Pixels][F] = {}, res[Pixels][F] = {}, bias[F] = {};
   for (int p = 0; p < Pixels; ++p) {
     if (!e.first)
       std::copy(out + static_cast<std::size_t>(p) * ldo, out + static_cast<std::size_t>(p) * ldo + width, part[p]);
@@ -123,18 +124,18 @@ void edge_tile(const float* in, int ldi, int rows, const float* panel, float* ou
     std::copy(e.bias, e.bias + width, bias);
     padded.bias = bias;
   }
-  tile<Pixels>(in, ldi, rows, panel, 0, part[0], residual ? res[0] : nullptr, 16, padded);
+  tile<Pixels, Panels>(in, ldi, rows, panel, stride, part[0], residual ? res[0] : nullptr, F, padded);
   for (int p = 0; p < Pixels; ++p) std::copy(part[p], part[p] + width, out + static_cast<std::size_t>(p) * ldo);
 }
 
-// `Panels` full panels, or one that may hold fewer than 16 filters (`width`).
+// `Panels` panels holding `width` filters in all (fewer than 16 x Panels: the last is partial).
 template <int Pixels, int Panels>
 inline void panel_tile(const float* in, int ldi, int rows, const float* panel, std::size_t stride, float* out,
                        const float* residual, int ldo, int width, const Epilogue& e) {
-  if (Panels > 1 || width == 16)
+  if (width == 16 * Panels)
     tile<Pixels, Panels>(in, ldi, rows, panel, stride, out, residual, ldo, e);
   else
-    edge_tile<Pixels>(in, ldi, rows, panel, out, residual, ldo, width, e);
+    edge_tile<Pixels, Panels>(in, ldi, rows, panel, stride, out, residual, ldo, width, e);
 }
 
 // panel_tile<n, Panels> for a run-time n in [1, Pixels].
@@ -209,13 +210,12 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
   float lo = 0.0f, hi = 0.0f;
   Epilogue e{nullptr, true, true, act.as_clamp(lo, hi), VecW{} + lo, VecW{} + hi};
   CHORUS_ASSERT(e.clamp || (first_panel == 0 && end_panel == w.panels()), "panel range with ", act.str());
-  // Tiles of `n` pixels from pixel p0, of `count` panels from panel j (count is kTilePanels
-  // where those are full, else 1), rows [k0, k0 + rows) of k.
+  // Tiles of `n` pixels from pixel p0, of Panels panels from panel j, rows [k0, k0 + rows) of k.
   const auto run_tiles_of = [&](auto panels_per_tile, int p0, int n, int k0, int rows, int j) {
     constexpr int Panels = decltype(panels_per_tile)::value;
     const float* panel = w.panel(j) + static_cast<std::size_t>(k0) * 16;
     const std::size_t stride = static_cast<std::size_t>(k) * 16;
-    const int width = std::min(16, filters - 16 * j);
+    const int width = std::min(16 * Panels, filters - 16 * j);
     const auto at = [&](int p) { return static_cast<std::size_t>(p0 + p) * filters + 16 * j; };
     const auto tile_in = [&](int p) { return in + static_cast<std::size_t>(p0 + p) * ldi + k0; };
     const auto tile_res = [&](int p) { return residual ? residual + at(p) : nullptr; };
@@ -231,9 +231,10 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
       p += size;
     }
   };
-  // Panels [j, end) by tiles of kTilePanels panels while those are full; returns the panels done.
+  // Panels [j, end) by tiles of kTilePanels panels (the last may be partial: 24 filters take
+  // one tile of two); returns the panels done.
   const auto run_tiles = [&](int p0, int n, int k0, int rows, int j, int end) {
-    if (kTilePanels > 1 && j + kTilePanels <= end && filters >= 16 * (j + kTilePanels)) {
+    if (kTilePanels > 1 && j + kTilePanels <= end) {
       run_tiles_of(std::integral_constant<int, kTilePanels>{}, p0, n, k0, rows, j);
       return kTilePanels;
     }
