@@ -116,7 +116,11 @@ struct DepthwiseRow {
   float lo, hi;
 };
 
-template <int Pixels, int KernelW>  // KernelW 0: known only at run time
+// Stride > 0: the horizontal stride, known here, with no dilation. Each input vector of a row
+// is then loaded once, from one pointer stepped by the channel count, and feeds every pixel
+// and tap that reads it; with the stride known only at run time the compiler kept a pointer or
+// an offset per pixel and tap (12 for 4 pixels x 3 taps), more than x86 has registers for.
+template <int Pixels, int KernelW, int Stride = 0>  // KernelW 0: known only at run time
 inline void depthwise_pixels(const DepthwiseRow& r, int ox, int x0) {
   const int c = r.channels, taps = KernelW ? KernelW : r.kernel_w;
   const std::size_t step = static_cast<std::size_t>(r.stride) * c, tap_step = static_cast<std::size_t>(r.dil_w) * c;
@@ -131,6 +135,25 @@ inline void depthwise_pixels(const DepthwiseRow& r, int ox, int x0) {
     for (int i = 0; i < r.nrows; ++i) {
       const float* src = r.rows[i] + static_cast<std::size_t>(x0) * c + c0;
       const float* w = r.kernel + static_cast<std::size_t>(r.krow[i]) * taps * c + c0;
+      if constexpr (Stride > 0 && KernelW > 0) {
+        Vec8 wv[KernelW][2];
+        for (int kx = 0; kx < KernelW; ++kx)
+          for (int v = 0; v < 2; ++v) wv[kx][v] = load8(w + static_cast<std::size_t>(kx) * c + 8 * v);
+        const float* p = src;
+#pragma GCC unroll 16
+        for (int m = 0; m < (Pixels - 1) * Stride + KernelW; ++m, p += c) {
+          const Vec8 x0 = load8(p), x1 = load8(p + 8);
+#pragma GCC unroll 8
+          for (int q = 0; q < Pixels; ++q) {
+            const int kx = m - q * Stride;
+            if (kx >= 0 && kx < KernelW) {
+              acc[q][0] += x0 * wv[kx][0];
+              acc[q][1] += x1 * wv[kx][1];
+            }
+          }
+        }
+        continue;
+      }
       for (int kx = 0; kx < taps; ++kx) {
         const Vec8 w0 = load8(w + static_cast<std::size_t>(kx) * c), w1 = load8(w + static_cast<std::size_t>(kx) * c + 8);
         const float* s = src + kx * tap_step;
@@ -162,7 +185,12 @@ void depthwise_inner_row(const DepthwiseRow& r, int begin, int end, int x0) {
   for (; ox + 4 <= end; ox += 4, x0 += 4 * r.stride) {
     const float* next = r.out + static_cast<std::size_t>(ox + 4) * r.channels;
     for (std::size_t f = 0; f < group_floats; f += 16) __builtin_prefetch(next + f, 1);
-    depthwise_pixels<4, KernelW>(r, ox, x0);
+    if (KernelW == 3 && r.dil_w == 1 && r.stride == 1)
+      depthwise_pixels<4, KernelW, 1>(r, ox, x0);
+    else if (KernelW == 3 && r.dil_w == 1 && r.stride == 2)
+      depthwise_pixels<4, KernelW, 2>(r, ox, x0);
+    else
+      depthwise_pixels<4, KernelW>(r, ox, x0);
   }
   for (; ox < end; ++ox, x0 += r.stride) depthwise_pixels<1, KernelW>(r, ox, x0);
 }

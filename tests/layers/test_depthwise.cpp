@@ -53,6 +53,33 @@ TEST(DepthwiseConv2D, RandomShapes) {
   }
 }
 
+// MobileNet's shapes: 3x3 kernels at strides 1 and 2, 16 channels and more, rows wide enough
+// for several 4-pixel groups (the path with the stride known at compile time), odd widths and
+// channel counts for the tails.
+TEST(DepthwiseConv2D, MobileNetGeometryMatchesReference) {
+  int seed = 0;
+  for (int stride : {1, 2})
+    for (int cin : {16, 32, 40})
+      for (int w : {9, 17, 24}) {
+        DepthwiseConv2DSettings s;
+        s.stride_h = s.stride_w = stride;
+        s.padding = Padding::same;
+        s.activation = activation_from_name("relu6");
+        SCOPED_TRACE(cat("7x", w, "x", cin, " s", stride));
+        DepthwiseConv2D dw("dw", s);
+        auto kernel = test::random_vector(static_cast<std::size_t>(9) * cin, ++seed);
+        auto bias = test::random_vector(cin, ++seed);
+        test::build_layer(dw, {{7, w, cin}}, {{"depthwise_kernel", kernel}, {"bias", bias}});
+        Tensor in = test::random_tensor(1, {7, w, cin}, ++seed);
+        Tensor out;
+        dw.forward({&in}, out);
+        Tensor expected = ref::depthwise(in, kernel, bias, 1, {3, 3, stride, stride, 1, 1, true, 1});
+        for (std::size_t j = 0; j < expected.size(); ++j) expected.data()[j] = std::clamp(expected.data()[j], 0.0f, 6.0f);
+        ASSERT_EQ(out.shape(), expected.shape());
+        EXPECT_LT(max_relative_error(out, expected), 1e-5);
+      }
+}
+
 TEST(DepthwiseConv2D, FoldedBatchNormAndRelu6) {
   DepthwiseConv2DSettings s;
   s.padding = Padding::same;
