@@ -116,11 +116,7 @@ struct DepthwiseRow {
   float lo, hi;
 };
 
-// Stride > 0: the horizontal stride, known here, with no dilation. Each input vector of a row
-// is then loaded once, from one pointer stepped by the channel count, and feeds every pixel
-// and tap that reads it; with the stride known only at run time the compiler kept a pointer or
-// an offset per pixel and tap (12 for 4 pixels x 3 taps), more than x86 has registers for.
-template <int Pixels, int KernelW, int Stride = 0>  // KernelW 0: known only at run time
+template <int Pixels, int KernelW>  // KernelW 0: known only at run time
 inline void depthwise_pixels(const DepthwiseRow& r, int ox, int x0) {
   const int c = r.channels, taps = KernelW ? KernelW : r.kernel_w;
   const std::size_t step = static_cast<std::size_t>(r.stride) * c, tap_step = static_cast<std::size_t>(r.dil_w) * c;
@@ -135,25 +131,6 @@ inline void depthwise_pixels(const DepthwiseRow& r, int ox, int x0) {
     for (int i = 0; i < r.nrows; ++i) {
       const float* src = r.rows[i] + static_cast<std::size_t>(x0) * c + c0;
       const float* w = r.kernel + static_cast<std::size_t>(r.krow[i]) * taps * c + c0;
-      if constexpr (Stride > 0 && KernelW > 0) {
-        Vec8 wv[KernelW][2];
-        for (int kx = 0; kx < KernelW; ++kx)
-          for (int v = 0; v < 2; ++v) wv[kx][v] = load8(w + static_cast<std::size_t>(kx) * c + 8 * v);
-        const float* p = src;
-#pragma GCC unroll 16
-        for (int m = 0; m < (Pixels - 1) * Stride + KernelW; ++m, p += c) {
-          const Vec8 x0 = load8(p), x1 = load8(p + 8);
-#pragma GCC unroll 8
-          for (int q = 0; q < Pixels; ++q) {
-            const int kx = m - q * Stride;
-            if (kx >= 0 && kx < KernelW) {
-              acc[q][0] += x0 * wv[kx][0];
-              acc[q][1] += x1 * wv[kx][1];
-            }
-          }
-        }
-        continue;
-      }
       for (int kx = 0; kx < taps; ++kx) {
         const Vec8 w0 = load8(w + static_cast<std::size_t>(kx) * c), w1 = load8(w + static_cast<std::size_t>(kx) * c + 8);
         const float* s = src + kx * tap_step;
@@ -175,22 +152,85 @@ inline void depthwise_pixels(const DepthwiseRow& r, int ox, int x0) {
   }
 }
 
+// 3-wide kernels with the horizontal stride (1 or 2) known here and no dilation: each input
+// vector of a row is loaded once, from one pointer stepped by the channel count, and feeds
+// every pixel and tap that reads it, 16 channels in one vector with AVX-512. With the stride
+// known only at run time the compiler kept a pointer or offset per pixel and tap (12 for 4
+// pixels x 3 taps), more than x86 has general registers for.
+template <int Pixels, int Stride>
+inline void depthwise_pixels_3wide(const DepthwiseRow& r, int ox, int x0) {
+  constexpr int V = 16 / kVecWLanes, L = kVecWLanes, Taps = 3;
+  const int c = r.channels;
+  const VecW lo = VecW{} + r.lo, hi = VecW{} + r.hi;
+  float* dst = r.out + static_cast<std::size_t>(ox) * c;
+  for (int c0 = 0; c0 + 16 <= c; c0 += 16) {
+    VecW acc[Pixels][V];
+    for (int v = 0; v < V; ++v) {
+      const VecW b = r.bias ? loadw(r.bias + c0 + L * v) : VecW{};
+      for (int q = 0; q < Pixels; ++q) acc[q][v] = b;
+    }
+    for (int i = 0; i < r.nrows; ++i) {
+      const float* p = r.rows[i] + static_cast<std::size_t>(x0) * c + c0;
+      const float* w = r.kernel + static_cast<std::size_t>(r.krow[i]) * Taps * c + c0;
+      VecW wv[Taps][V];
+      for (int kx = 0; kx < Taps; ++kx)
+        for (int v = 0; v < V; ++v) wv[kx][v] = loadw(w + static_cast<std::size_t>(kx) * c + L * v);
+#pragma GCC unroll 32
+      for (int m = 0; m < (Pixels - 1) * Stride + Taps; ++m, p += c) {
+        VecW x[V];
+        for (int v = 0; v < V; ++v) x[v] = loadw(p + L * v);
+#pragma GCC unroll 16
+        for (int q = 0; q < Pixels; ++q) {
+          const int kx = m - q * Stride;  // the tap of pixel q that reads input m
+          if (kx >= 0 && kx < Taps)
+            for (int v = 0; v < V; ++v) acc[q][v] += x[v] * wv[kx][v];
+        }
+      }
+    }
+    for (int q = 0; q < Pixels; ++q)
+      for (int v = 0; v < V; ++v) {
+        VecW a = acc[q][v];
+        if (r.clamp) {
+          a = a < lo ? lo : a;
+          a = a > hi ? hi : a;
+        }
+        storew(dst + static_cast<std::size_t>(q) * c + c0 + L * v, a);
+      }
+  }
+}
+
+// Pixels at a time on depthwise_pixels_3wide's path: 8 accumulators.
+constexpr int k3WidePixels = 8 * kVecWLanes / 16;
+
+// The next pixels' output lines are asked for while these compute: in a model the output
+// buffer is cold, and stores waited for their lines (BM_DepthwiseConv2D with cold outputs,
+// min of 3: 56x56x144 582 -> 500 us, 28x28x192 214 -> 173, 14x14x576 116 -> 101).
+inline void prefetch_pixels(const DepthwiseRow& r, int ox, int pixels) {
+  const float* next = r.out + static_cast<std::size_t>(ox) * r.channels;
+  const std::size_t floats = static_cast<std::size_t>(pixels) * r.channels;
+  for (std::size_t f = 0; f < floats; f += 16) __builtin_prefetch(next + f, 1);
+}
+
+template <int Stride>
+void depthwise_inner_row_3wide(const DepthwiseRow& r, int begin, int end, int x0) {
+  int ox = begin;
+  for (; ox + k3WidePixels <= end; ox += k3WidePixels, x0 += k3WidePixels * Stride) {
+    prefetch_pixels(r, ox + k3WidePixels, k3WidePixels);
+    depthwise_pixels_3wide<k3WidePixels, Stride>(r, ox, x0);
+  }
+  if constexpr (k3WidePixels > 4)
+    for (; ox + 4 <= end; ox += 4, x0 += 4 * Stride) depthwise_pixels_3wide<4, Stride>(r, ox, x0);
+  for (; ox < end; ++ox, x0 += Stride) depthwise_pixels_3wide<1, Stride>(r, ox, x0);
+}
+
 template <int KernelW>
 void depthwise_inner_row(const DepthwiseRow& r, int begin, int end, int x0) {
+  if (KernelW == 3 && r.dil_w == 1 && r.stride == 1) return depthwise_inner_row_3wide<1>(r, begin, end, x0);
+  if (KernelW == 3 && r.dil_w == 1 && r.stride == 2) return depthwise_inner_row_3wide<2>(r, begin, end, x0);
   int ox = begin;
-  // The next 4 pixels' output lines are asked for while these 4 compute: in a model the output
-  // buffer is cold, and stores waited for their lines (BM_DepthwiseConv2D with cold outputs,
-  // min of 3: 56x56x144 582 -> 500 us, 28x28x192 214 -> 173, 14x14x576 116 -> 101).
-  const std::size_t group_floats = 4 * static_cast<std::size_t>(r.channels);
   for (; ox + 4 <= end; ox += 4, x0 += 4 * r.stride) {
-    const float* next = r.out + static_cast<std::size_t>(ox + 4) * r.channels;
-    for (std::size_t f = 0; f < group_floats; f += 16) __builtin_prefetch(next + f, 1);
-    if (KernelW == 3 && r.dil_w == 1 && r.stride == 1)
-      depthwise_pixels<4, KernelW, 1>(r, ox, x0);
-    else if (KernelW == 3 && r.dil_w == 1 && r.stride == 2)
-      depthwise_pixels<4, KernelW, 2>(r, ox, x0);
-    else
-      depthwise_pixels<4, KernelW>(r, ox, x0);
+    prefetch_pixels(r, ox + 4, 4);
+    depthwise_pixels<4, KernelW>(r, ox, x0);
   }
   for (; ox < end; ++ox, x0 += r.stride) depthwise_pixels<1, KernelW>(r, ox, x0);
 }
