@@ -285,7 +285,15 @@ void Conv2D::gather_columns(const float* in, int group, int p0, int count, float
       }
       const float* src_row = in + static_cast<std::size_t>(iy) * in_row + group * cin_g;
       if (inside_w) {
-        copy_floats(src_row + static_cast<std::size_t>(ix0) * is.c, row_floats, dst);
+        const float* src = src_row + static_cast<std::size_t>(ix0) * is.c;
+        // The 3-channel first layers' rows (3x3, 7x7, 11x11 taps) as copies of a size known
+        // here, a few moves each.
+        switch (row_floats) {
+          case 9: std::memcpy(dst, src, 9 * sizeof(float)); break;
+          case 21: std::memcpy(dst, src, 21 * sizeof(float)); break;
+          case 33: std::memcpy(dst, src, 33 * sizeof(float)); break;
+          default: copy_floats(src, row_floats, dst);
+        }
         continue;
       }
       for (int kx = 0; kx < kw; ++kx) {
