@@ -153,13 +153,15 @@ TEST_F(ComputeThreads, DepthwiseAndPoolingRowsMatchReference) {
 }
 
 TEST_F(ComputeThreads, DenseRowsAndColumnsMatchReference) {
-  for (int frames : {1, 40}) {  // one frame: sgemv split by rows; a batch: sgemm
+  // One frame: stream_gemv split by rows (701 inputs: a last column outside its groups of 4);
+  // a batch: sgemm.
+  for (int frames : {1, 40}) {
     DenseSettings s;
     s.units = 1000;
     Dense dense("dense", s);
-    auto kernel = test::random_vector(700u * 1000, 9), bias = test::random_vector(1000, 10);
-    test::build_layer(dense, {{1, 1, 700}}, {{"kernel", kernel}, {"bias", bias}});
-    Tensor in = test::random_tensor(frames, {1, 1, 700}, 11);
+    auto kernel = test::random_vector(701u * 1000, 9), bias = test::random_vector(1000, 10);
+    test::build_layer(dense, {{1, 1, 701}}, {{"kernel", kernel}, {"bias", bias}});
+    Tensor in = test::random_tensor(frames, {1, 1, 701}, 11);
     Tensor out;
     dense.forward({&in}, out);
     Tensor expected = ref::dense(in, kernel, bias, 1000);
