@@ -253,6 +253,20 @@ CHORUS_NO_MEMMOVE_CALLS inline void copy_floats(const float* __restrict src, std
 
 }  // namespace
 
+namespace {
+
+// Columns of `n` adjacent output pixels whose taps all lie inside the input, for the 3-channel
+// first layers (kernel rows of RowFloats = 3 x Kh floats): rows[ky] is kernel row ky's input
+// for the first pixel, `step` floats on to the next. The row pointers and sizes are fixed for
+// the run, where the per-pixel loop recomputed and checked them for every row.
+template <int Kh, int RowFloats>
+void gather_inside_run(const float* const* rows, std::size_t step, int n, int k, float* col) {
+  for (int i = 0; i < n; ++i, col += k)
+    for (int ky = 0; ky < Kh; ++ky) std::memcpy(col + ky * RowFloats, rows[ky] + i * step, RowFloats * sizeof(float));
+}
+
+}  // namespace
+
 CHORUS_NO_MEMMOVE_CALLS
 void Conv2D::gather_columns(const float* in, int group, int p0, int count, float* cols) const {
   // Locals, not members: stores through `cols` would otherwise make the compiler reload them.
@@ -267,6 +281,9 @@ void Conv2D::gather_columns(const float* in, int group, int p0, int count, float
   const bool rows_contiguous = settings_.groups == 1 && dw == 1;
   const std::size_t row_floats = static_cast<std::size_t>(kw) * cin_g;
   const std::size_t in_row = static_cast<std::size_t>(is.w) * is.c;
+  // 3x3, 7x7 and 11x11 kernels on 3 channels take runs of inside pixels at once.
+  const bool runs = rows_contiguous && cin_g == 3 && kh == kw && (kh == 3 || kh == 7 || kh == 11);
+  const int ox_inside_lo = (left + sw - 1) / sw, ox_inside_hi = (is.w - kw + left) / sw;  // inclusive
   int oy = p0 / ow, ox = p0 % ow;
   for (int p = 0; p < count; ++p, ++ox) {
     if (ox == ow) {
@@ -274,6 +291,24 @@ void Conv2D::gather_columns(const float* in, int group, int p0, int count, float
       ++oy;
     }
     float* col = cols + static_cast<std::size_t>(p) * k;
+    const int iy0 = oy * sh - top;
+    if (runs && ox >= ox_inside_lo && ox <= ox_inside_hi && iy0 >= 0 && iy0 + (kh - 1) * dh < is.h) {
+      const int n = std::min(count - p, ox_inside_hi + 1 - ox);
+      const float* rows[11];
+      for (int ky = 0; ky < kh; ++ky)
+        rows[ky] = in + static_cast<std::size_t>(iy0 + ky * dh) * in_row + group * cin_g +
+                   static_cast<std::size_t>(ox * sw - left) * is.c;
+      const std::size_t step = static_cast<std::size_t>(sw) * is.c;
+      if (kh == 3)
+        gather_inside_run<3, 9>(rows, step, n, k, col);
+      else if (kh == 7)
+        gather_inside_run<7, 21>(rows, step, n, k, col);
+      else
+        gather_inside_run<11, 33>(rows, step, n, k, col);
+      p += n - 1;  // the loop adds the last one
+      ox += n - 1;
+      continue;
+    }
     const int ix0 = ox * sw - left;
     const bool inside_w = rows_contiguous && ix0 >= 0 && ix0 + kw <= is.w;
     for (int ky = 0; ky < kh; ++ky) {
@@ -285,15 +320,7 @@ void Conv2D::gather_columns(const float* in, int group, int p0, int count, float
       }
       const float* src_row = in + static_cast<std::size_t>(iy) * in_row + group * cin_g;
       if (inside_w) {
-        const float* src = src_row + static_cast<std::size_t>(ix0) * is.c;
-        // The 3-channel first layers' rows (3x3, 7x7, 11x11 taps) as copies of a size known
-        // here, a few moves each.
-        switch (row_floats) {
-          case 9: std::memcpy(dst, src, 9 * sizeof(float)); break;
-          case 21: std::memcpy(dst, src, 21 * sizeof(float)); break;
-          case 33: std::memcpy(dst, src, 33 * sizeof(float)); break;
-          default: copy_floats(src, row_floats, dst);
-        }
+        copy_floats(src_row + static_cast<std::size_t>(ix0) * is.c, row_floats, dst);
         continue;
       }
       for (int kx = 0; kx < kw; ++kx) {

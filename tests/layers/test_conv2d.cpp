@@ -108,6 +108,11 @@ TEST(Conv2D, HandPickedShapes) {
       {1, 6, 6, 16, 24, 1, 1, 2, 2, 1, 1, 1, false, true},      // strided 1x1 goes through im2col
       {1, 12, 5, 3, 7, 1, 5, 1, 1, 1, 1, 1, true, true},        // non-square kernel
       {1, 227, 227, 3, 8, 11, 11, 4, 4, 1, 1, 1, false, true},  // AlexNet conv1 geometry
+      // 3-channel 3x3, 7x7 and 11x11 kernels gather runs of inside pixels at once
+      {2, 40, 37, 3, 32, 3, 3, 2, 2, 1, 1, 1, true, true},    // MobileNetV2's first layer, padded
+      {1, 45, 44, 3, 16, 7, 7, 2, 2, 1, 1, 1, true, false},   // ResNet's conv1
+      {1, 30, 31, 3, 5, 11, 11, 4, 4, 1, 1, 1, true, true},   // AlexNet's, padded
+      {1, 15, 14, 3, 8, 3, 3, 1, 1, 2, 1, 1, true, true},     // dilated rows only
       // Too large for small_gemm: packed_gemm (k >= 64, filters >= 32) or sgemm
       {2, 9, 10, 300, 48, 1, 1, 1, 1, 1, 1, 1, false, true},   // pointwise, packed
       {1, 11, 9, 40, 40, 3, 3, 2, 2, 1, 1, 1, true, true},     // im2col, packed (stride 2: no Winograd)
