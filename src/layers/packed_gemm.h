@@ -9,6 +9,7 @@
 // registers, 12 pixels x two panels in AVX-512's.
 #include <vector>
 
+#include "core/aligned.h"
 #include "layers/activation.h"
 
 namespace chorus::layers {
@@ -31,7 +32,7 @@ class PackedWeights {
 
  private:
   int k_, filters_;
-  std::vector<float> data_;
+  std::vector<float, CacheLineAllocator<float>> data_;  // a panel row is one cache line
 };
 
 // Whether packed_gemm is worth its packing for `k` inputs and `filters` outputs per pixel.

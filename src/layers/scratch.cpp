@@ -2,15 +2,17 @@
 
 #include <memory>
 
+#include "core/aligned.h"
+
 namespace chorus::layers {
 
 float* conv_scratch(std::size_t floats) {
   // Uninitialised storage: a vector would zero every float it grows by.
-  thread_local std::unique_ptr<float[]> buffer;
+  thread_local AlignedFloats buffer;
   thread_local std::size_t size = 0;
   if (floats > size) {
     buffer.reset();  // free first, so the old and new buffers never coexist
-    buffer.reset(new float[floats]);
+    buffer = allocate_aligned_floats(floats);
     size = floats;
   }
   return buffer.get();

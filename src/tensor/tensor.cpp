@@ -64,7 +64,7 @@ void Tensor::resize(int frames, Shape shape) {
   size_ = static_cast<std::size_t>(frames) * shape.size();
   if (size_ > capacity_) {
     data_.reset();  // free first, so the old and new buffers never coexist
-    data_.reset(new float[size_]);
+    data_ = allocate_aligned_floats(size_);
     capacity_ = size_;
   }
 }

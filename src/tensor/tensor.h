@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
+
 namespace chorus {
 
 // The shape of one frame: rows, columns, channels.
@@ -66,7 +68,7 @@ class Tensor {
 
   int frames_ = 0;
   Shape shape_;
-  std::unique_ptr<float[]> data_;  // uninitialised on allocation, unlike a std::vector's
+  AlignedFloats data_;  // uninitialised on allocation, unlike a std::vector's; cache-line aligned
   std::size_t size_ = 0, capacity_ = 0;
 };
 
