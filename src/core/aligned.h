@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <vector>
 
 namespace chorus {
 
@@ -21,7 +22,7 @@ inline AlignedFloats allocate_aligned_floats(std::size_t n) {
   return AlignedFloats(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(kCacheLine))));
 }
 
-// A std::vector allocator with the same alignment (packed weights).
+// A std::vector allocator with the same alignment (packed weights, depthwise kernels).
 template <class T>
 struct CacheLineAllocator {
   using value_type = T;
@@ -35,5 +36,8 @@ struct CacheLineAllocator {
   template <class U>
   bool operator!=(const CacheLineAllocator<U>&) const { return false; }
 };
+
+template <class T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
 }  // namespace chorus

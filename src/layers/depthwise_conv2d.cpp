@@ -39,8 +39,13 @@ std::vector<WeightSpec> DepthwiseConv2D::weight_specs() const {
 void DepthwiseConv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   // Keras' (kh, kw, in, multiplier) flattened is already (kh, kw, out channel): no reordering.
-  kernel_ = take_weight(weights, specs[0]);
-  bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
+  const auto kernel = take_weight(weights, specs[0]);
+  kernel_.assign(kernel.begin(), kernel.end());
+  bias_.clear();
+  if (settings_.use_bias) {
+    const auto bias = take_weight(weights, specs[1]);
+    bias_.assign(bias.begin(), bias.end());
+  }
 }
 
 double DepthwiseConv2D::macs() const {

@@ -49,8 +49,8 @@ class DepthwiseConv2D : public Layer {
  private:
   DepthwiseConv2DSettings settings_;
   Pads pads_;
-  std::vector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest
-  std::vector<float> bias_;
+  AlignedVector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest
+  AlignedVector<float> bias_;
   std::string kernel_name_ = "depthwise_kernel";
   friend class SeparableConv2D;
 };
