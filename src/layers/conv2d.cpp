@@ -218,9 +218,10 @@ namespace {
 #define CHORUS_NO_MEMMOVE_CALLS
 #endif
 
-// A copy of a few floats (a kernel row of taps: 9 or 21 for 3-channel inputs), inline: a call
-// to memmove per row cost more than the copy (MobileNetV2's first layer: 37632 rows of 9). The
-// tail is a switch because GCC turns a tail loop back into such a call.
+// A copy of a few floats (a kernel row of taps, or one tap's channels), inline: a call to
+// memmove per row cost more than the copy (MobileNetV2's first layer: 37632 rows of 9, before
+// gather_inside_run took those). The tail is a switch because GCC turns a tail loop back into
+// such a call.
 CHORUS_NO_MEMMOVE_CALLS inline void copy_floats(const float* __restrict src, std::size_t n, float* __restrict dst) {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) store8(dst + i, load8(src + i));
@@ -250,10 +251,6 @@ CHORUS_NO_MEMMOVE_CALLS inline void copy_floats(const float* __restrict src, std
       break;
   }
 }
-
-}  // namespace
-
-namespace {
 
 // Columns of `n` adjacent output pixels whose taps all lie inside the input, for the 3-channel
 // first layers (kernel rows of RowFloats = 3 x Kh floats): rows[ky] is kernel row ky's input

@@ -11,17 +11,18 @@ namespace chorus::layers {
 
 namespace {
 
-// Rows of k per pass (a panel's share: 512 x 16 floats, 32 KB). Fewer passes over the partial
-// sums paid for the share no longer staying in L1 beside the tile's inputs: 256 -> 512 took
-// 49 x 512 -> 2048 from 1358 to 1248 us, 49 x 2048 -> 512 1313 -> 1258, ResNet-50 104.9 ->
-// 100.5 ms (minima of alternated processes, cold outputs).
-constexpr int kChunk = 256;
 // A panel's 16 filters in vectors: one with AVX-512, two with AVX2 or NEON.
 constexpr int kPanelVecs = 16 / kVecWLanes;
+// Rows of k per pass. With 6-pixel tiles of one panel (AVX2 machine) 512 rows beat 256: fewer
+// passes over the partial sums paid for the panel's share (32 KB) leaving L1 (49 x 512 -> 2048
+// 1358 -> 1248 us, 49 x 2048 -> 512 1313 -> 1258, ResNet-50 104.9 -> 100.5 ms). With 12-pixel
+// tiles of two panels (AVX-512, Zen 5) 12 x 512 rows of input beside a 32 KB chunk overflowed
+// the 48 KB L1, and 256 won (49 x 4608 -> 512 144 -> 171 GFLOP/s).
+constexpr int kChunk = kPanelVecs == 1 ? 256 : 512;
 // Pixels per tile: 12 accumulators a panel, of AVX2's 16 registers or AVX-512's 32.
 constexpr int kTile = 12 / kPanelVecs;
-// Panels a tile takes at once where both are full: two with AVX-512 (24 accumulators), so that
-// each broadcast input feeds two multiply-adds.
+// Panels a tile takes at once: two with AVX-512 (24 accumulators), so that each broadcast input
+// feeds two multiply-adds; the second may be partial.
 constexpr int kTilePanels = kPanelVecs == 1 ? 2 : 1;
 // Floats of a block's input chunk (256 KB), in L2 across the panels: 196-pixel layers with
 // k up to 256 (MobileNetV2's, ResNet-50's expansions) take one block, so the weights pass once.
@@ -257,11 +258,12 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
     if (!e.clamp) act.apply(out, static_cast<std::size_t>(pixels) * filters, filters);
     return;
   }
-  // Up to 64 pixels (7x7 layers) k is not chunked: each pair of panels is read in one
-  // sequential pass, its weights cold from L3 or memory in a model, then from L2 for the
-  // block's other tiles; in chunks the reads jumped between panels every 32 KB
-  // (BM_PointwiseKernelColdWeights 49x960->320 176 -> 145 us, 49x2048->512 615 -> 560).
-  const int chunk = pixels <= 64 ? k : std::min(k, kChunk);
+  // With AVX-512, up to 64 pixels (7x7 layers) k is not chunked: each pair of panels is read
+  // in one sequential pass, its weights cold from L3 or memory in a model, then from L2 for
+  // the block's other tiles; in chunks the reads jumped between panels every 32 KB
+  // (BM_PointwiseKernelColdWeights 49x960->320 176 -> 145 us, 49x2048->512 615 -> 560). Not
+  // measured with 8-float tiles, which keep their chunks.
+  const int chunk = kPanelVecs == 1 && pixels <= 64 ? k : std::min(k, kChunk);
   const int block = std::max(kTile, static_cast<int>(kBlockFloats / chunk) / kTile * kTile);
   for (int p0 = 0; p0 < pixels; p0 += block) {
     const int n = std::min(block, pixels - p0);

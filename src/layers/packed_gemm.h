@@ -32,7 +32,7 @@ class PackedWeights {
 
  private:
   int k_, filters_;
-  std::vector<float, CacheLineAllocator<float>> data_;  // a panel row is one cache line
+  AlignedVector<float> data_;  // a panel row is one cache line
 };
 
 // Whether packed_gemm is worth its packing for `k` inputs and `filters` outputs per pixel.
