@@ -77,3 +77,38 @@ TEST(Emulation, LinkDeliversItsBandwidth) {
   const double expected = bytes / (mbps * 1e6 / 8) + 0.001;
   EXPECT_NEAR(1.0 / r["throughput_fps"].get<double>(), expected, 0.1 * expected) << "bytes per frame " << bytes;
 }
+
+TEST(Emulation, LargeFramesMoveWhileStagesCompute) {
+  // Two stages of 0.15 s each hand a 2 MB frame over a fast link. Shared-memory MPI without its
+  // single-copy mechanism (as in VMs whose kernel refuses it, and like TCP) moves such a message
+  // only inside MPI calls on both sides; a rank sleeping in emulated compute makes none, so
+  // without the transport's progress thread the stages take turns: 0.30 s per frame, not 0.15.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  test::TempDir dir;
+  const char* config = R"({"class_name": "Sequential", "config": {"name": "wide", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 128, 128, 32]}},
+   {"class_name": "Activation", "config": {"name": "act", "activation": "relu"}},
+   {"class_name": "ReLU", "config": {"name": "relu6", "max_value": 6.0}},
+   {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}}]}})";
+  test::write_random_model(config, dir.path("wide.h5"));
+  const double stage_s = 0.15;
+  json profile = {{"device", "paced"},
+                  {"layer_seconds", {{"wide", {{"act", stage_s}, {"relu6", stage_s}, {"gap", 0.0}}}}}};
+  json cluster = {{"name", "fast-link"},
+                  {"network", {{"bandwidth_mbps", 10000.0}, {"latency_ms", 0.05}, {"shared", false}}},
+                  {"device_classes", {{"paced", {{"memory_mb", 4096}, {"profile", profile}}}}},
+                  {"hosts", {{{"name", "a"}, {"class", "paced"}}, {{"name", "b"}, {"class", "paced"}}}}};
+  std::ofstream(dir.path("cluster.json")) << cluster.dump();
+  json plan = {{"ranks", 2},
+               {"stages", {{{"layers", {"act", "act"}}, {"ranks", {0}}}, {{"layers", {"relu6", "gap"}}, {"ranks", {1}}}}}};
+  std::ofstream(dir.path("plan.json")) << plan.dump();
+  std::string cmd = "timeout -k 5 120 mpiexec --oversubscribe -np 2 --mca btl self,vader "
+                    "--mca btl_vader_single_copy_mechanism none " CHORUS_BINARY " run " + dir.path("wide.h5") +
+                    " --synthetic 12 --quiet --plan " + dir.path("plan.json") + " --emulate " + dir.path("cluster.json") +
+                    " --report " + dir.path("r.json") + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  json r = json::parse(std::ifstream(dir.path("r.json")));
+  ASSERT_GT(r["ranks"][0]["bytes_sent_per_frame"].get<double>(), 2e6);
+  EXPECT_NEAR(1.0 / r["throughput_fps"].get<double>(), stage_s, 0.15 * stage_s);
+}
