@@ -146,7 +146,7 @@ class MpiTransport : public Transport {
 
  private:
   static constexpr auto kMinPollInterval = std::chrono::microseconds(50);
-  static constexpr auto kMaxPollInterval = std::chrono::microseconds(1000);
+  static constexpr auto kMaxPollInterval = std::chrono::microseconds(200);
 
   struct Slot {
     MPI_Request request = MPI_REQUEST_NULL;
@@ -191,7 +191,9 @@ class MpiTransport : public Transport {
   }
 
   // Tests every pending request while any is pending; sleeps on progress_wake_ while none is.
-  // The interval doubles while nothing ends, so a long wait for the next frame costs little.
+  // The interval doubles while nothing ends, up to 200 us: a 12.8 MB frame over shared memory
+  // without single copy moves a few fragments per test, and at 1 ms its transfer took 31 ms
+  // of a 108 ms frame (4 ms at 200 us, none gained at 50 us).
   void progress_loop() {
     std::unique_lock lock(mutex_);
     while (!stop_) {
