@@ -187,6 +187,7 @@ BENCHMARK(BM_Conv2D)
     ->Args({56, 144, 24, 1, 1})    // MobileNetV2 block 3 projection (few filters: small_gemm)
     ->Args({224, 3, 32, 3, 2})     // MobileNetV2 first conv (k = 27: im2col + small_gemm)
     ->Args({227, 3, 96, 11, 4})    // AlexNet conv1
+    ->Args({224, 3, 64, 7, 2})     // ResNet conv1
     ->Unit(benchmark::kMillisecond);
 
 // Winograd3x3 alone, to compare tiles on one shape: args are input size, channels in, channels
