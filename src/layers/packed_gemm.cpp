@@ -24,7 +24,7 @@ constexpr int kTile = 12 / kPanelVecs;
 // Panels a tile takes at once: four with AVX-512, in tiles of 6 pixels (24 accumulators), so
 // that each broadcast input feeds four multiply-adds and each weight vector six. With 12
 // pixels x 2 panels GCC ran out of general registers for the 12 input rows and reloaded their
-// offsets from the stack on every row of k (ResNet-50 34.2 -> 31.9 ms, ResNet-18 13.0 -> 11.7).
+// offsets from the stack on every row of k (ResNet-50 34.4 -> 32.6 ms, ResNet-18 13.0 -> 11.7).
 // Two panels (12 pixels) or one take what is left; the last may be partial.
 constexpr int kTilePanels = kPanelVecs == 1 ? 4 : 1;
 template <int Panels>
