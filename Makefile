@@ -16,7 +16,9 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
+# Only the program: the tests and fuzz replays are built by `make test`.
+run: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target chorus
 	@bash scripts/run_default.sh $(BUILD)
 
 # CTest, then every parser fuzzed for FUZZ_SECONDS each (clang + AddressSanitizer, docs/reliability.md).

@@ -2,6 +2,7 @@
 // a per-layer breakdown.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -10,8 +11,9 @@
 #include "cli/table.h"
 #include "core/error.h"
 #include "core/memory.h"
-#include "core/random.h"
 #include "core/parallel.h"
+#include "core/random.h"
+#include "core/threads.h"
 
 namespace chorus::cli {
 
@@ -23,7 +25,12 @@ struct BenchOptions {
   bool layers = false, json = false;
 };
 
-void run_bench(const BenchOptions& o) {
+void run_bench(BenchOptions o) {
+  {
+    std::string warning;
+    o.threads = checked_thread_count(o.threads, &warning);
+    if (!warning.empty()) std::fprintf(stderr, "chorus: warning: %s\n", warning.c_str());
+  }
   set_compute_threads(o.threads);
   if (o.frames < 1 || o.batch < 1) fail("bench: --frames and --batch must be at least 1");
   model::Model m = load_model_with_weights(o.model, o.arch);
@@ -87,7 +94,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("--frames", o->frames, "Timed runs");
   cmd->add_option("--warmup", o->warmup, "Untimed runs first");
-  cmd->add_option("--threads", o->threads, "compute threads (default 1)");
+  cmd->add_option("--threads", o->threads,
+                  "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--batch", o->batch, "Frames per forward pass");
   cmd->add_flag("--layers", o->layers, "Per-layer time table");
   cmd->add_flag("--json", o->json, "Print the result as JSON");

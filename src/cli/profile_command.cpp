@@ -2,14 +2,16 @@
 // a device profile (seconds per layer for this model, and multiply-add rates per layer type
 // for other models), which cluster files and the planner use.
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/load_model.h"
 #include "cluster/cluster.h"
 #include "core/error.h"
-#include "core/random.h"
 #include "core/parallel.h"
+#include "core/random.h"
+#include "core/threads.h"
 
 namespace chorus::cli {
 
@@ -26,8 +28,14 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "Device name recorded in the profile");
   cmd->add_option("--merge", o->merge, "Add to this existing profile (other models' times are kept)");
   cmd->add_option("--frames", o->frames, "Timed runs (the median is kept)");
-  cmd->add_option("--threads", o->threads, "compute threads (default 1)");
+  cmd->add_option("--threads", o->threads,
+                  "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->callback([o] {
+    {
+      std::string warning;
+      o->threads = checked_thread_count(o->threads, &warning);
+      if (!warning.empty()) std::fprintf(stderr, "chorus: warning: %s\n", warning.c_str());
+    }
     set_compute_threads(o->threads);
     model::Model m = load_model_with_weights(o->model, o->arch);
     Tensor input(1, m.input_shape());

@@ -1,8 +1,11 @@
 // `chorus run MODEL`: streams frames through the model on every rank of the job (one rank
 // without mpirun) following a plan file or a built-in strategy, and reports latency and
 // throughput; outputs go to .npy or HDF5, top-K lines to the terminal.
+#include <cstdio>
+
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "plan/strategies.h"
 #include "runtime/distributed_run.h"
 
@@ -32,7 +35,8 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--report", o->report_path, "Write the run report as JSON (docs/report-format.md)");
   cmd->add_option("--top", o->top, "Print the K largest outputs of each frame");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
-  cmd->add_option("--threads", o->threads, "compute threads per rank (default 1)");
+  cmd->add_option("--threads", o->threads,
+                  "compute threads per rank (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,
                   "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)");
   cmd->add_option("--cluster", o->cluster,
@@ -45,6 +49,9 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
       ->needs(output);
   cmd->callback([o, &transport, &exit_code] {
     if (o->input.input.empty() && o->input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
+    std::string warning;
+    o->threads = checked_thread_count(o->threads, &warning);
+    if (!warning.empty() && transport.rank() == 0) std::fprintf(stderr, "chorus: warning: %s\n", warning.c_str());
     exit_code = runtime::run_distributed(transport, *o);
   });
 }

@@ -43,10 +43,10 @@ class ThreadPool {
 
   // False, having run nothing, when another thread has the pool (threads standing for ranks in
   // tests): that caller then runs its tasks alone.
-  bool try_run(int tasks, const std::function<void(int)>& task) {
+  bool try_run(int tasks, FunctionRef<void(int)> task) {
     std::unique_lock<std::mutex> owner(run_mutex_, std::try_to_lock);
     if (!owner.owns_lock()) return false;
-    task_ = &task;
+    task_ = &task;  // lives on the caller's stack until every worker has left
     tasks_ = tasks;
     next_.store(0);
     error_ = nullptr;
@@ -108,7 +108,7 @@ class ThreadPool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> next_{0}, joined_{0};
   std::atomic<bool> open_{false};
-  const std::function<void(int)>* task_ = nullptr;
+  const FunctionRef<void(int)>* task_ = nullptr;
   int tasks_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;
@@ -133,13 +133,13 @@ void set_compute_threads(int threads) {
 
 int parallel_threads() { return in_task ? 1 : pool_threads.load(std::memory_order_relaxed); }
 
-void parallel_for(int tasks, const std::function<void(int)>& task) {
+void parallel_for(int tasks, FunctionRef<void(int)> task) {
   if (tasks <= 0) return;
   if (tasks > 1 && parallel_threads() > 1 && pool->try_run(tasks, task)) return;
   for (int i = 0; i < tasks; ++i) task(i);
 }
 
-void parallel_range(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& body,
+void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,
                     std::int64_t align) {
   if (n <= 0) return;
   align = std::max<std::int64_t>(1, align);

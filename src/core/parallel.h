@@ -3,7 +3,8 @@
 // tiles, depthwise rows, GEMM panels) across them and calls BLAS single-threaded inside each
 // part, so one pool serves everything and no second pool (OpenBLAS') spins beside it.
 #include <cstdint>
-#include <functional>
+
+#include "core/function_ref.h"
 
 namespace chorus {
 
@@ -17,11 +18,11 @@ int parallel_threads();
 
 // Runs task(i) for every i in [0, tasks) across the compute threads, the caller among them, and
 // returns when all are done. An exception from a task is rethrown here (the first one).
-void parallel_for(int tasks, const std::function<void(int)>& task);
+void parallel_for(int tasks, FunctionRef<void(int)> task);
 
 // Splits [0, n) into at most parallel_threads() contiguous ranges of at least `grain` items
 // (their starts multiples of `align`) and runs body(begin, end) on each, in parallel.
-void parallel_range(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& body,
+void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,
                     std::int64_t align = 1);
 
 }  // namespace chorus

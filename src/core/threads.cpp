@@ -1,9 +1,14 @@
 #include "core/threads.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
+
+#include "core/error.h"
 
 namespace chorus {
 
@@ -22,6 +27,26 @@ bool set_blas_threads(int threads) {
   }
   if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) fn(threads);
   return found;
+}
+
+int usable_cpus() {
+  // The host's online CPUs, not this process' affinity mask: mpirun binds each of a few ranks
+  // to one core by default, and threads capped to that would hide the binding instead of
+  // showing it in the run's speed.
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<int>(online) : std::max(1u, std::thread::hardware_concurrency());
+}
+
+int checked_thread_count(int requested, std::string* warning) {
+  if (requested < 0) fail("--threads ", requested, ": give a count of at least 1, or 0 for one per CPU");
+  const int cpus = usable_cpus();
+  if (requested == 0) return cpus;
+  if (requested > cpus) {
+    if (warning)
+      *warning = cat("--threads ", requested, " is more than the ", cpus, " CPU(s) of this host; using ", cpus);
+    return cpus;
+  }
+  return requested;
 }
 
 }  // namespace chorus

@@ -6,8 +6,18 @@
 #include "core/error.h"
 #include "layers/merge.h"
 #include "layers/pointwise_depthwise.h"
+#include "model/executor.h"
 
 namespace chorus::model {
+
+struct Model::ForwardCache {
+  std::mutex mutex;
+  std::unique_ptr<Executor> executor;
+  const Model* owner = nullptr;
+  bool fused = true;
+};
+
+std::shared_ptr<Model::ForwardCache> Model::new_forward_cache() { return std::make_shared<ForwardCache>(); }
 
 void Model::set_input(std::string name, Shape shape, bool channels_first) {
   input_name_ = std::move(name);
@@ -21,6 +31,7 @@ int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, in
   nodes_.push_back(Node{std::move(layer), std::move(inputs), {}, {}, source});
   output_ = index;
   built_ = false;
+  cache_ = new_forward_cache();
   return index;
 }
 
@@ -38,6 +49,7 @@ void Model::build() {
     node.layer->build(shapes);
   }
   built_ = true;
+  cache_ = new_forward_cache();
 }
 
 int Model::find(const std::string& name) const {
@@ -76,6 +88,7 @@ LayerCost Model::total_cost() const {
 void Model::replace_nodes(std::vector<Node> nodes, int output) {
   nodes_ = std::move(nodes);
   output_ = output;
+  cache_ = new_forward_cache();
 }
 
 bool Model::only_next_reads(int node) const {
@@ -137,98 +150,44 @@ Model::FusedRun Model::fused_run(int node) const {
 
 Tensor Model::forward(const Tensor& input) const { return forward(input, nullptr); }
 
+namespace {
+// Adds each node's time to a per-node table (per-layer timing runs every node alone).
+class NodeSeconds : public StepObserver {
+ public:
+  explicit NodeSeconds(std::vector<double>* seconds) : seconds_(seconds) {}
+  void step_done(int first, int, double started) override { (*seconds_)[first] += steady_seconds() - started; }
+
+ private:
+  std::vector<double>* seconds_;
+};
+}  // namespace
+
 Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
   CHORUS_ASSERT(built_, "forward() before build()");
   if (input.shape() != input_shape_)
     fail("model input is ", input_shape_.str(), " per frame, got ", input.shape().str());
-  const int count = static_cast<int>(nodes_.size());
-  // How many reads of each node's output are still to come; the output node is never released.
-  std::vector<int> pending(count, 0);
-  for (const auto& node : nodes_)
-    for (int i : node.inputs)
-      if (i != kModelInput) ++pending[i];
-  pending[output_] += 1;
-
-  std::vector<Tensor> values(count);
-  std::vector<Tensor> spare;  // released buffers, reused so that steady state allocates nothing
-  {
-    std::lock_guard<std::mutex> lock(spare_->mutex);
-    spare.swap(spare_->tensors);  // a concurrent call finds none and allocates its own
+  const bool fused = node_seconds == nullptr;  // per-layer timing runs every layer on its own
+  std::unique_lock<std::mutex> lock(cache_->mutex, std::try_to_lock);
+  std::unique_ptr<Executor> own;
+  Executor* executor = nullptr;
+  if (lock.owns_lock() && cache_->executor && cache_->owner == this && cache_->fused == fused &&
+      cache_->executor->frames() == input.frames()) {
+    executor = cache_->executor.get();
+  } else {
+    own = std::make_unique<Executor>(*this, 0, static_cast<int>(nodes_.size()) - 1, std::vector<int>{kModelInput},
+                                     std::vector<int>{output_}, input.frames(), Executor::Options{fused, nullptr});
+    executor = own.get();
   }
-  for (int n = 0; n < count; ++n) {
-    const Node& node = nodes_[n];
-    Tensor out;
-    const int first = node.inputs[0];
-    const bool sole_reader = first != kModelInput && pending[first] == 1 &&
-                             std::count(node.inputs.begin(), node.inputs.end(), first) == 1;
-    const bool reuse = node.layer->in_place() && sole_reader;
-    // Per-layer timing runs every layer on its own, to time each.
-    const FusedRun run = node_seconds || reuse ? FusedRun{} : fused_run(n);
-    const int last = n + run.length - 1;  // the node whose output this step makes
-    const layers::Layer& produced = *nodes_[last].layer;
-    if (reuse) {
-      out = std::move(values[first]);
-    } else if (!spare.empty()) {
-      // Best fit: the smallest spare buffer that holds the output, else the largest.
-      const std::size_t need = static_cast<std::size_t>(input.frames()) * produced.output_shape().size();
-      auto best = spare.end();
-      for (auto it = spare.begin(); it != spare.end(); ++it) {
-        bool fits = it->capacity() >= need;
-        if (best == spare.end()) { best = it; continue; }
-        bool best_fits = best->capacity() >= need;
-        if ((fits && (!best_fits || it->capacity() < best->capacity())) ||
-            (!fits && !best_fits && it->capacity() > best->capacity()))
-          best = it;
-      }
-      out = std::move(*best);
-      spare.erase(best);
-    }
-    std::vector<const Tensor*> in;
-    for (std::size_t k = 0; k < node.inputs.size(); ++k) {
-      int i = node.inputs[k];
-      in.push_back(k == 0 && reuse ? &out : i == kModelInput ? &input : &values[i]);
-    }
-    // One read of node i done: its buffer goes back to the spares after the last.
-    const auto read = [&](int i) {
-      if (i != kModelInput && --pending[i] == 0 && values[i].capacity() > 0) spare.push_back(std::move(values[i]));
-    };
-    auto start = std::chrono::steady_clock::now();
-    if (run.length > 1) {
-      const Tensor* residual = run.residual == kNoNode       ? nullptr
-                               : run.residual == kModelInput ? &input
-                                                             : &values[run.residual];
-      const layers::Activation add_activation =
-          residual ? dynamic_cast<const layers::Elementwise&>(produced).activation() : layers::Activation{};
-      if (run.depthwise) {
-        layers::DepthwiseChain chain;
-        const int dw = run.expand ? n + 1 : n;
-        if (run.expand) chain.expand = &dynamic_cast<const layers::Conv2D&>(*node.layer);
-        chain.depthwise = &dynamic_cast<const layers::DepthwiseConv2D&>(*nodes_[dw].layer);
-        if (run.project) chain.project = &dynamic_cast<const layers::Conv2D&>(*nodes_[dw + 1].layer);
-        chain.residual = residual;
-        chain.add_activation = add_activation;
-        layers::forward_depthwise_chain(chain, *in[0], out);
-      } else {
-        dynamic_cast<const layers::Conv2D&>(*node.layer).forward_adding(*in[0], *residual, add_activation, out);
-      }
-      // Only the last node's output was made: the run's reads of values made before it are done.
-      for (int m = n; m < last; ++m) pending[m] = 0;
-      for (int m = n; m <= last; ++m)
-        for (int i : nodes_[m].inputs)
-          if (i < n) read(i);
-      n = last;
-      values[n] = std::move(out);
-      continue;
-    }
-    node.layer->forward(in, out);
-    if (node_seconds)
-      (*node_seconds)[n] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    values[n] = std::move(out);
-    for (int i : node.inputs) read(i);
+  executor->input(0) = input;
+  NodeSeconds timer(node_seconds);
+  executor->run(node_seconds ? &timer : nullptr);
+  Tensor out = executor->output(0);
+  if (own && lock.owns_lock()) {
+    cache_->executor = std::move(own);
+    cache_->owner = this;
+    cache_->fused = fused;
   }
-  std::lock_guard<std::mutex> lock(spare_->mutex);
-  for (auto& t : spare) spare_->tensors.push_back(std::move(t));
-  return std::move(values[output_]);
+  return out;
 }
 
 }  // namespace chorus::model

@@ -12,6 +12,8 @@
 
 namespace chorus::model {
 
+class Executor;
+
 // Stands for the model's input in Node::inputs.
 constexpr int kModelInput = -1;
 // "No node" where kModelInput would be a valid answer.
@@ -52,7 +54,8 @@ class Model {
   // Shape inference over all nodes in order; throws chorus::Error naming the failing layer.
   void build();
 
-  // Runs a batch (NHWC frames of input_shape()) and returns the output batch.
+  // Runs a batch (NHWC frames of input_shape()) and returns the output batch (through an
+  // Executor; a stage of a run holds its own).
   Tensor forward(const Tensor& input) const;
   // Same, adding each node's wall time in seconds to node_seconds (sized to nodes()).
   Tensor forward(const Tensor& input, std::vector<double>* node_seconds) const;
@@ -110,14 +113,12 @@ class Model {
   std::vector<Node> nodes_;
   int output_ = -1;
   bool built_ = false;
-  // Activation buffers kept from one forward() to the next, so that frames after the first
-  // neither allocate nor page-fault (fresh large allocations come zeroed from the kernel, a pass
-  // over memory per layer). Shared by copies of the model; a mutex makes concurrent calls safe.
-  struct SpareBuffers {
-    std::mutex mutex;
-    std::vector<Tensor> tensors;
-  };
-  std::shared_ptr<SpareBuffers> spare_ = std::make_shared<SpareBuffers>();
+  // The executor forward() ran last, kept so that the next call with the same batch size
+  // neither allocates nor page-faults. Rebuilt when the graph changes or the model moved (the
+  // executor points into it); a concurrent call that finds it busy runs one of its own.
+  struct ForwardCache;  // model.cpp
+  static std::shared_ptr<ForwardCache> new_forward_cache();
+  std::shared_ptr<ForwardCache> cache_ = new_forward_cache();
 };
 
 }  // namespace chorus::model

@@ -1,7 +1,6 @@
 #include "partition/stage_worker.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 
 #include "core/error.h"
@@ -18,15 +17,23 @@ std::size_t layer_bytes(const model::Node& node) {
   for (const auto& f : node.folded) total += f.layer->weight_bytes();
   return total;
 }
+
+// Paces each layer an executor runs (it runs them one by one under a pacer).
+class PacingObserver : public model::StepObserver {
+ public:
+  explicit PacingObserver(LayerPacer* pacer) : pacer_(pacer) {}
+  void step_done(int first, int last, double started) override {
+    for (int n = first; n <= last; ++n) pacer_->layer_done(n, 1.0, n == first ? started : steady_seconds());
+  }
+
+ private:
+  LayerPacer* pacer_;
+};
 }  // namespace
 
-double steady_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
-                         io::WeightReader& reader)
-    : model_(m), spec_(plan.stages.at(stage)), stage_(stage), member_(member) {
+                         io::WeightReader& reader, bool fuse, int frames)
+    : model_(m), spec_(plan.stages.at(stage)), stage_(stage), member_(member), frames_(frames) {
   inputs_ = live_values(m, plan, stage - 1);
   outputs_ = live_values(m, plan, stage);
   const StageMode mode = spec_.mode;
@@ -36,6 +43,25 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
         make_row_band(m, spec_.first, spec_.last, band_rows_[member], band_rows_[member + 1], reader));
     for (const auto& step : band_->steps)
       weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
+    // Buffers for the band's rows through the chain, and for the gathered output.
+    for (int v : inputs_) {
+      band_inputs_.emplace_back();
+      band_inputs_.back().resize(frames, m.shape_of(v));
+    }
+    const Shape in = m.shape_of(m.node(spec_.first).inputs[0]);
+    std::size_t largest = static_cast<std::size_t>(band_->in_end() - band_->in_begin()) * in.w * in.c;
+    for (const auto& step : band_->steps) {
+      const Shape s = m.node(step.node).layer->output_shape();
+      largest = std::max(largest, static_cast<std::size_t>(step.out_end - step.out_begin) * s.w * s.c);
+    }
+    for (auto& b : band_buffers_) b.reserve(frames * largest);
+    const Shape out = m.node(spec_.last).layer->output_shape();
+    band_output_.resize(frames, out);
+    for (std::size_t r = 0; r + 1 < band_rows_.size(); ++r)
+      band_counts_.push_back(static_cast<std::size_t>(band_rows_[r + 1] - band_rows_[r]) * out.w * out.c);
+    for (int v : outputs_)
+      CHORUS_ASSERT(v == spec_.last || std::count(inputs_.begin(), inputs_.end(), v), "stage ", stage_, ": live value ",
+                    v, " is neither its output nor one of its inputs");
     return;
   }
   for (int n = spec_.first; n <= spec_.last; ++n) {
@@ -48,6 +74,25 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
                            ? make_output_part(m.node(n), bounds[member], bounds[member + 1], reader)
                            : make_input_part(m.node(n), bounds[member], bounds[member + 1], reader);
       weight_bytes_ += part.layer->weight_bytes() + part.bias.size() * sizeof(float);
+      // What each member contributes per batch: its channels of every output pixel, or partial
+      // sums of all of them.
+      SplitScratch& scratch = scratch_[n];
+      const Shape out_shape = layer.output_shape();
+      const std::size_t pixels = static_cast<std::size_t>(out_shape.h) * out_shape.w;  // per frame
+      const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
+      const int multiplier = depthwise ? out_shape.c / layer.input_shapes()[0].c : 1;
+      scratch.multiplier = multiplier;
+      std::size_t total = 0;
+      for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
+        scratch.frame_counts.push_back(
+            mode == StageMode::split_input ? pixels * out_shape.c : pixels * (bounds[r + 1] - bounds[r]) * multiplier);
+        total += scratch.frame_counts.back();
+      }
+      scratch.counts = scratch.frame_counts;
+      scratch.gathered.reserve(frames * total);
+      scratch.mine.reserve(frames * scratch.frame_counts[member]);
+      if (!part.reads_all_inputs)
+        scratch.sliced.reserve(static_cast<std::size_t>(frames) * part.layer->input_shapes()[0].size());
       parts_.emplace(n, std::move(part));
       bounds_.emplace(n, std::move(bounds));
     } else {
@@ -55,6 +100,19 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       weight_bytes_ += layer_bytes(m.node(n));
     }
   }
+  executor_ = std::make_unique<model::Executor>(m, spec_.first, spec_.last, inputs_, outputs_, frames,
+                                                model::Executor::Options{fuse, this});
+}
+
+StageWorker::~StageWorker() = default;
+
+Tensor& StageWorker::input(int k) { return executor_ ? executor_->input(k) : band_inputs_.at(k); }
+
+const Tensor& StageWorker::output(int k) const {
+  if (executor_) return executor_->output(k);
+  const int v = outputs_.at(k);
+  if (v == spec_.last) return band_output_;
+  return band_inputs_[std::find(inputs_.begin(), inputs_.end(), v) - inputs_.begin()];
 }
 
 std::string StageWorker::layers_held() const {
@@ -65,124 +123,97 @@ std::string StageWorker::layers_held() const {
   return s;
 }
 
-std::vector<Tensor> StageWorker::run(std::vector<Tensor> inputs, PeerExchange* exchange, LayerPacer* pacer) const {
-  CHORUS_ASSERT(inputs.size() == inputs_.size(), "stage ", stage_, " got ", inputs.size(), " inputs");
-  std::map<int, Tensor> values;
-  for (std::size_t i = 0; i < inputs.size(); ++i) values[inputs_[i]] = std::move(inputs[i]);
+void StageWorker::run(PeerExchange* exchange, LayerPacer* pacer) {
+  exchange_ = exchange;
+  pacer_ = pacer;
   if (band_) {
-    run_band(values, exchange, pacer);
+    run_band();
   } else {
-    for (int n = spec_.first; n <= spec_.last; ++n) {
-      if (parts_.count(n)) {
-        run_split_layer(n, values, exchange, pacer);
-        continue;
-      }
-      const auto& node = model_.node(n);
-      std::vector<const Tensor*> in;
-      for (int v : node.inputs) in.push_back(&values.at(v));
-      Tensor out;
-      const double started = pacer ? steady_seconds() : 0;
-      node.layer->forward(in, out);
-      if (pacer) pacer->layer_done(n, 1.0, started);
-      values[n] = std::move(out);
-    }
+    PacingObserver pacing(pacer);
+    executor_->run(pacer ? &pacing : nullptr);
   }
-  std::vector<Tensor> out;
-  for (int v : outputs_) {
-    auto it = values.find(v);
-    CHORUS_ASSERT(it != values.end(), "stage ", stage_, " lacks live value ", v);
-    out.push_back(std::move(it->second));  // the map is this frame's only; no copy needed
-  }
-  return out;
+  exchange_ = nullptr;
+  pacer_ = nullptr;
 }
 
-void StageWorker::run_split_layer(int n, std::map<int, Tensor>& values, PeerExchange* exchange,
-                                  LayerPacer* pacer) const {
+void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tensor& full) {
   const auto& node = model_.node(n);
   const LayerPart& part = parts_.at(n);
   const auto& bounds = bounds_.at(n);
-  const Tensor& input = values.at(node.inputs[0]);
-  const int frames = input.frames();
+  SplitScratch& scratch = scratch_.at(n);
+  const Tensor& input = *inputs[0];
+  const int frames = input.frames();  // buffers sized for frames_ grow once for a larger batch
   const Shape out_shape = node.layer->output_shape();
-  Tensor sliced, mine;
-  const Tensor* in = &input;
+  scratch.part_inputs[0] = &input;
   if (!part.reads_all_inputs) {
-    slice_channels(input, part.input_begin, part.input_end, sliced);
-    in = &sliced;
+    slice_channels(input, part.input_begin, part.input_end, scratch.sliced);
+    scratch.part_inputs[0] = &scratch.sliced;
   }
-  const double started = pacer ? steady_seconds() : 0;
-  part.layer->forward({in}, mine);
-  if (pacer) pacer->layer_done(n, double(bounds[member_ + 1] - bounds[member_]) / bounds.back(), started);
+  const double started = pacer_ ? steady_seconds() : 0;
+  part.layer->forward(scratch.part_inputs, scratch.mine);
+  if (pacer_) pacer_->layer_done(n, double(bounds[member_ + 1] - bounds[member_]) / bounds.back(), started);
 
-  std::vector<std::size_t> counts;
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.h * out_shape.w;
-  const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(node.layer.get()) != nullptr;
-  const int multiplier = depthwise ? out_shape.c / node.layer->input_shapes()[0].c : 1;
-  for (std::size_t r = 0; r + 1 < bounds.size(); ++r)
-    counts.push_back(spec_.mode == StageMode::split_input ? pixels * out_shape.c
-                                                          : pixels * (bounds[r + 1] - bounds[r]) * multiplier);
-  std::vector<std::vector<float>> parts;
-  if (exchange) {
-    exchange->all_gather(mine.values(), counts, parts);
-  } else {
-    parts.push_back(mine.values());
+  const float* parts = scratch.mine.data();
+  if (exchange_) {
+    std::size_t total = 0;
+    for (std::size_t r = 0; r < scratch.counts.size(); ++r)
+      total += scratch.counts[r] = scratch.frame_counts[r] * frames;
+    scratch.gathered.resize(1, Shape{1, 1, static_cast<int>(total)});
+    exchange_->all_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
+    parts = scratch.gathered.data();
   }
-  Tensor full(frames, out_shape);
+  full.resize(frames, out_shape);
   if (spec_.mode == StageMode::split_output) {
     // Interleave the channel slices back into NHWC order.
-    for (std::size_t r = 0; r < parts.size(); ++r) {
+    const int multiplier = scratch.multiplier;
+    for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
       const int c0 = bounds[r] * multiplier, width = (bounds[r + 1] - bounds[r]) * multiplier;
       for (std::size_t p = 0; p < pixels; ++p)
-        std::memcpy(full.data() + p * out_shape.c + c0, parts[r].data() + p * width, width * sizeof(float));
+        std::memcpy(full.data() + p * out_shape.c + c0, parts + p * width, width * sizeof(float));
+      parts += scratch.frame_counts[r] * frames;
     }
     part.activation.apply(full.data(), full.size(), out_shape.c);
   } else {
     // Sum the partial products in member order, so every member gets the same bits.
-    std::fill(full.data(), full.data() + full.size(), 0.0f);
-    for (const auto& p : parts)
-      for (std::size_t i = 0; i < full.size(); ++i) full.data()[i] += p[i];
     float* o = full.data();
+    const std::size_t size = full.size();
+    std::copy(parts, parts + size, o);
+    for (std::size_t r = 1; r + 1 < bounds.size(); ++r) {
+      const float* p = parts + r * size;
+      for (std::size_t i = 0; i < size; ++i) o[i] += p[i];
+    }
     for (std::size_t p = 0; p < pixels; ++p)
       for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
-    part.activation.apply(o, full.size(), out_shape.c);
+    part.activation.apply(o, size, out_shape.c);
   }
-  values[n] = std::move(full);
 }
 
-void StageWorker::run_band(std::map<int, Tensor>& values, PeerExchange* exchange, LayerPacer* pacer) const {
+void StageWorker::run_band() {
   const auto& first = model_.node(spec_.first);
-  const Tensor& input = values.at(first.inputs[0]);
-  Tensor current;
-  slice_rows(input, band_->in_begin(), band_->in_end(), current);
+  const Tensor& input = band_inputs_[std::find(inputs_.begin(), inputs_.end(), first.inputs[0]) - inputs_.begin()];
+  const int frames = input.frames();  // buffers sized for frames_ grow once for a larger batch
+  band_output_.resize(frames, model_.node(spec_.last).layer->output_shape());
+  int current = 0;
+  slice_rows(input, band_->in_begin(), band_->in_end(), band_buffers_[current]);
   for (const auto& step : band_->steps) {
     const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
-    Tensor out;
-    const double started = pacer ? steady_seconds() : 0;
-    layer.forward({&current}, out);
-    if (pacer)
-      pacer->layer_done(step.node,
-                        double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h, started);
-    current = std::move(out);
+    const double started = pacer_ ? steady_seconds() : 0;
+    band_step_input_[0] = &band_buffers_[current];
+    layer.forward(band_step_input_, band_buffers_[1 - current]);
+    if (pacer_)
+      pacer_->layer_done(
+          step.node, double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h, started);
+    current = 1 - current;
   }
-  const Shape out_shape = model_.node(spec_.last).layer->output_shape();
-  const int frames = input.frames();
-  std::vector<std::size_t> counts;
-  for (std::size_t r = 0; r + 1 < band_rows_.size(); ++r)
-    counts.push_back(static_cast<std::size_t>(band_rows_[r + 1] - band_rows_[r]) * out_shape.w * out_shape.c);
-  Tensor full(frames, out_shape);
+  const Tensor& mine = band_buffers_[current];
   for (int n = 0; n < frames; ++n) {
-    std::vector<float> mine(current.frame(n), current.frame(n) + current.frame_size());
-    std::vector<std::vector<float>> parts;
-    if (exchange) exchange->all_gather(mine, counts, parts);
-    else parts.push_back(std::move(mine));
     // Bands are consecutive rows: in member order they are the whole frame.
-    std::size_t offset = 0;
-    for (const auto& p : parts) {
-      std::copy(p.begin(), p.end(), full.frame(n) + offset);
-      offset += p.size();
-    }
+    if (exchange_)
+      exchange_->all_gather(mine.frame(n), band_counts_, band_output_.frame(n));
+    else
+      std::copy(mine.frame(n), mine.frame(n) + mine.frame_size(), band_output_.frame(n));
   }
-  values[spec_.last] = std::move(full);
 }
 
 }  // namespace chorus::partition

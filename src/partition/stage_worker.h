@@ -1,13 +1,16 @@
 #pragma once
 // One rank's share of one stage, ready to run frame after frame: the layers it computes whole,
 // its parts of split layers, or its row band, each loaded with only the weights it needs.
-// Communication with the other ranks of a split stage goes through PeerExchange, which the
-// runtime implements over MPI, so this module stays free of MPI.
+// Every buffer it computes in is sized when it is built and reused by every frame (a
+// model::Executor over the stage's nodes; a band's own buffers), so the steady state allocates
+// nothing. Communication with the other ranks of a split stage goes through PeerExchange,
+// which the runtime implements over MPI, so this module stays free of MPI.
 #include <map>
 #include <memory>
 #include <vector>
 
 #include "io/weight_reader.h"
+#include "model/executor.h"
 #include "partition/layer_parts.h"
 #include "partition/row_bands.h"
 #include "plan/validate.h"
@@ -17,10 +20,10 @@ namespace chorus::partition {
 class PeerExchange {
  public:
   virtual ~PeerExchange() = default;
-  // Every member contributes a buffer; afterwards parts[m] holds member m's (counts[m] floats),
-  // the caller's own included. All members call it in the same order.
-  virtual void all_gather(const std::vector<float>& mine, const std::vector<std::size_t>& counts,
-                          std::vector<std::vector<float>>& parts) = 0;
+  // Every member contributes `mine` (counts[member] floats); afterwards `gathered` holds every
+  // member's part in member order (counts[0] floats of member 0, then member 1's...), the
+  // caller's own included. All members call it in the same order.
+  virtual void all_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) = 0;
 };
 
 // Called after each layer a worker runs, so an emulator can stretch compute to a slower
@@ -33,38 +36,65 @@ class LayerPacer {
 };
 
 // Steady-clock seconds, the clock LayerPacer uses.
-double steady_seconds();
+using model::steady_seconds;
 
-class StageWorker {
+class StageWorker : private model::ExternalNodes {
  public:
-  // `model` must outlive the worker; nodes computed whole are loaded in place.
-  StageWorker(model::Model& model, const plan::ResolvedPlan& plan, int stage, int member,
-              io::WeightReader& reader);
+  // `model` must outlive the worker; nodes computed whole are loaded in place. `fuse`: run
+  // Model::fused_run's steps (false under a pacer, which paces every layer on its own).
+  // Buffers are sized for batches of `frames` frames (a larger batch grows them once).
+  StageWorker(model::Model& model, const plan::ResolvedPlan& plan, int stage, int member, io::WeightReader& reader,
+              bool fuse = true, int frames = 1);
+  ~StageWorker() override;
 
-  // Runs one batch through the stage: `inputs` are the values alive before it (in
-  // live_values(stage - 1) order); returns those alive after it. `exchange` may be null for a
-  // stage of one rank.
-  std::vector<Tensor> run(std::vector<Tensor> inputs, PeerExchange* exchange, LayerPacer* pacer = nullptr) const;
+  // The values alive before the stage (live_values(stage - 1) order): fill input(k) with
+  // frames() frames of value k before run().
+  int inputs() const { return static_cast<int>(inputs_.size()); }
+  Tensor& input(int k);
+  // Runs the stage on the inputs. `exchange` may be null for a stage of one rank.
+  void run(PeerExchange* exchange, LayerPacer* pacer = nullptr);
+  // The values alive after the stage (live_values(stage) order), valid until the next run().
+  int outputs() const { return static_cast<int>(outputs_.size()); }
+  const Tensor& output(int k) const;
 
   int stage() const { return stage_; }
   int member() const { return member_; }
+  int frames() const { return frames_; }
   std::size_t weight_bytes() const { return weight_bytes_; }
   // Layer names this worker runs (first .. last of the stage), for reports.
   std::string layers_held() const;
 
  private:
-  void run_split_layer(int node, std::map<int, Tensor>& values, PeerExchange* exchange, LayerPacer* pacer) const;
-  void run_band(std::map<int, Tensor>& values, PeerExchange* exchange, LayerPacer* pacer) const;
+  // A split layer's buffers, kept from frame to frame.
+  struct SplitScratch {
+    Tensor sliced, mine, gathered;
+    std::vector<const Tensor*> part_inputs{nullptr};
+    std::vector<std::size_t> frame_counts;  // floats per member per frame
+    std::vector<std::size_t> counts;        // floats per member in the current batch
+    int multiplier = 1;                     // output channels per split channel (depthwise)
+  };
+  bool computes(int node) const override { return parts_.count(node) > 0; }
+  void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;
+  void run_band();
 
   model::Model& model_;
   const plan::ResolvedStage& spec_;
-  int stage_, member_;
+  int stage_, member_, frames_;
   std::vector<int> inputs_, outputs_;  // live values before and after
   std::map<int, LayerPart> parts_;     // split layers: node -> this member's part
   std::map<int, std::vector<int>> bounds_;  // split layers: node -> part bounds (split_extent units)
+  std::map<int, SplitScratch> scratch_;     // split layers: node -> buffers
+  std::unique_ptr<model::Executor> executor_;  // every stage but a band
   std::unique_ptr<RowBand> band_;
   std::vector<int> band_rows_;         // split-spatial: output row bounds per member
+  std::vector<Tensor> band_inputs_;    // split-spatial: the stage's inputs
+  Tensor band_buffers_[2], band_output_;
+  std::vector<const Tensor*> band_step_input_{nullptr};
+  std::vector<std::size_t> band_counts_;
   std::size_t weight_bytes_ = 0;
+  // Set for the duration of run(): the split layers' compute() reports to them.
+  PeerExchange* exchange_ = nullptr;
+  LayerPacer* pacer_ = nullptr;
 };
 
 }  // namespace chorus::partition

@@ -95,7 +95,15 @@ json rank_stats_to_json(const RankStats& s) {
           {"bytes_sent", s.bytes_sent},
           {"bytes_received", s.bytes_received},
           {"weight_bytes", s.weight_bytes},
-          {"peak_rss_bytes", s.peak_rss_bytes}};
+          {"peak_rss_bytes", s.peak_rss_bytes},
+          {"first_frame_minor_faults", s.first_frame_minor_faults},
+          {"first_frame_major_faults", s.first_frame_major_faults},
+          {"steady_frames", s.steady_frames},
+          {"minor_faults_per_frame", s.minor_faults_per_frame},
+          {"major_faults_per_frame", s.major_faults_per_frame},
+          {"first_frame_heap_allocations", s.first_frame_heap_allocations},
+          {"heap_allocations_per_frame", s.heap_allocations_per_frame},
+          {"mpi_heap_allocations_per_frame", s.mpi_heap_allocations_per_frame}};
 }
 
 RankStats rank_stats_from_json(const json& j) {
@@ -113,6 +121,15 @@ RankStats rank_stats_from_json(const json& j) {
   s.bytes_received = j.at("bytes_received");
   s.weight_bytes = j.at("weight_bytes");
   s.peak_rss_bytes = j.at("peak_rss_bytes");
+  // Reports written before these figures existed lack them.
+  s.first_frame_minor_faults = j.value("first_frame_minor_faults", 0.0);
+  s.first_frame_major_faults = j.value("first_frame_major_faults", 0.0);
+  s.steady_frames = j.value("steady_frames", 0);
+  s.minor_faults_per_frame = j.value("minor_faults_per_frame", -1.0);
+  s.major_faults_per_frame = j.value("major_faults_per_frame", -1.0);
+  s.first_frame_heap_allocations = j.value("first_frame_heap_allocations", -1.0);
+  s.heap_allocations_per_frame = j.value("heap_allocations_per_frame", -1.0);
+  s.mpi_heap_allocations_per_frame = j.value("mpi_heap_allocations_per_frame", -1.0);
   return s;
 }
 
@@ -152,21 +169,25 @@ void print_report(const RunReport& r, std::ostream& out) {
       << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "
       << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "rank", "host", "layers",
-                "frames", "compute", "exchange", "send", "wait", "idle", "sent/fr", "recv/fr", "weights", "peak RSS");
+  std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "host",
+                "layers", "frames", "compute", "exchange", "send", "wait", "idle", "sent/fr", "recv/fr", "weights",
+                "peak RSS", "faults/fr");
   out << line;
-  std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "", "", "", "", "s", "s",
-                "s", "s", "s", "MB", "MB", "MB", "MB");
+  std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "", "", "", "",
+                "s", "s", "s", "s", "s", "MB", "MB", "MB", "MB", "minor/major");
   out << line;
   const double frames = std::max(1, r.frames);
   for (const auto& s : r.ranks_stats) {
     std::string layers = s.layers.size() > 34 ? s.layers.substr(0, 31) + "..." : s.layers;
     std::string host = s.host.size() > 10 ? s.host.substr(0, 10) : s.host;
-    std::snprintf(line, sizeof line, "%-4d %-10s %-34s %6d %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", s.rank, host.c_str(),
-                  layers.c_str(), s.frames, fmt(s.compute_s, 3).c_str(), fmt(s.exchange_s, 3).c_str(),
+    // Steady-state faults per frame; "-" when the run had no steady state on this rank.
+    const std::string faults =
+        s.minor_faults_per_frame < 0 ? "-" : fmt(s.minor_faults_per_frame, 1) + "/" + fmt(s.major_faults_per_frame, 1);
+    std::snprintf(line, sizeof line, "%-4d %-10s %-34s %6d %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", s.rank,
+                  host.c_str(), layers.c_str(), s.frames, fmt(s.compute_s, 3).c_str(), fmt(s.exchange_s, 3).c_str(),
                   fmt(s.send_s, 3).c_str(), fmt(s.wait_s, 3).c_str(), fmt(s.idle_s(), 3).c_str(),
                   mb(s.bytes_sent / frames).c_str(), mb(s.bytes_received / frames).c_str(), mb(s.weight_bytes).c_str(),
-                  mb(s.peak_rss_bytes).c_str());
+                  mb(s.peak_rss_bytes).c_str(), faults.c_str());
     out << line;
   }
 }

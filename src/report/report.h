@@ -22,6 +22,15 @@ struct RankStats {
   double bytes_sent = 0, bytes_received = 0;
   double weight_bytes = 0;
   double peak_rss_bytes = 0;
+  // Whether frames allocate: page faults (getrusage, the whole process) during the rank's
+  // first frame, and per frame over the steady state (its frames after the warm-up; -1 when the
+  // run was too short to have one). Heap allocations likewise, only where a test build counts
+  // them (-1 otherwise): Chorus' own (and every library's but Open MPI's), and Open MPI's.
+  double first_frame_minor_faults = 0, first_frame_major_faults = 0;
+  int steady_frames = 0;
+  double minor_faults_per_frame = -1, major_faults_per_frame = -1;
+  double first_frame_heap_allocations = -1, heap_allocations_per_frame = -1;
+  double mpi_heap_allocations_per_frame = -1;
   double idle_s() const;          // wall - compute - exchange - send - wait
 };
 

@@ -69,23 +69,44 @@ std::vector<std::string> read_labels(const std::string& path) {
   return labels;
 }
 
-void print_top(const std::vector<Tensor>& outputs, int k, const std::vector<std::string>& labels, int first_frame) {
-  for (std::size_t n = 0; n < outputs.size(); ++n) {
-    const float* p = outputs[n].data();
-    const int classes = static_cast<int>(outputs[n].size());
-    const int kk = std::min(k, classes);
-    std::vector<int> order(classes);
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](int a, int b) { return p[a] > p[b]; });
-    std::printf("frame %zu:", n + first_frame);
-    for (int i = 0; i < kk; ++i) {
-      std::printf("  %d", order[i]);
-      if (order[i] < static_cast<int>(labels.size())) std::printf(" %s", labels[order[i]].c_str());
-      std::printf(" (%.4f)", p[order[i]]);
-    }
-    std::printf("\n");
+// The K largest outputs of each frame, taken as frames arrive (into storage sized up front) and
+// printed at the end.
+class TopClasses {
+ public:
+  TopClasses(int k, int frames) : k_(k) {
+    index_.reserve(static_cast<std::size_t>(k) * frames);
+    value_.reserve(static_cast<std::size_t>(k) * frames);
   }
-}
+  void add(const Tensor& out) {
+    const int classes = static_cast<int>(out.size());
+    const int kk = std::min(k_, classes);
+    order_.resize(classes);
+    std::iota(order_.begin(), order_.end(), 0);
+    const float* p = out.data();
+    std::partial_sort(order_.begin(), order_.begin() + kk, order_.end(), [&](int a, int b) { return p[a] > p[b]; });
+    for (int i = 0; i < k_; ++i) {
+      index_.push_back(i < kk ? order_[i] : -1);
+      value_.push_back(i < kk ? p[order_[i]] : 0.0f);
+    }
+  }
+  void print(const std::vector<std::string>& labels, int first_frame) const {
+    for (std::size_t n = 0; n * k_ < index_.size(); ++n) {
+      std::printf("frame %zu:", n + first_frame);
+      for (int i = 0; i < k_ && index_[n * k_ + i] >= 0; ++i) {
+        const int c = index_[n * k_ + i];
+        std::printf("  %d", c);
+        if (c < static_cast<int>(labels.size())) std::printf(" %s", labels[c].c_str());
+        std::printf(" (%.4f)", value_[n * k_ + i]);
+      }
+      std::printf("\n");
+    }
+  }
+
+ private:
+  int k_;
+  std::vector<int> order_, index_;
+  std::vector<float> value_;
+};
 
 // Everything a rank needs before streaming; built inside one try so that set-up errors on any
 // rank can be agreed on before anyone waits for anyone.
@@ -154,7 +175,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
       auto it = std::find(ranks.begin(), ranks.end(), rank);
       if (it != ranks.end())
         workers.push_back(std::make_unique<partition::StageWorker>(
-            m, setup.plan, static_cast<int>(s), static_cast<int>(it - ranks.begin()), *reader));
+            m, setup.plan, static_cast<int>(s), static_cast<int>(it - ranks.begin()), *reader,
+            /*fuse=*/o.emulate.empty()));  // emulation paces each layer on its own
     }
     setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers), o.stall_timeout_s);
     if (!o.emulate.empty()) {
@@ -219,28 +241,33 @@ int run_distributed(Transport& real, const RunOptions& o) {
     std::cout << std::flush;
   }
 
-  std::vector<Tensor> outputs;
   PipelineResult result;
+  const int frames_to_run = total_frames - first_frame;
+  int outputs_seen = 0;
+  TopClasses top(std::max(0, o.top), rank == sink_rank && o.top > 0 ? frames_to_run : 0);
   // The sink shows progress on runs longer than a few seconds (when it knows the frame count).
   const int expected = setup.source ? setup.source->count() : 0;
   ProgressBar progress(expected, "frames");
   try {
-    std::vector<float> nchw;
-    result = setup.pipeline->run(setup.source.get(), [&](int i, const Tensor& out) {
-      CHORUS_ASSERT(i == static_cast<int>(outputs.size()), "output ", i, " out of order");
-      if (journal) {
-        const float* values = out.data();
-        if (m.channels_first() && io::keras_dims(out.shape(), true).size() == 3) {
-          nchw.resize(out.size());
-          nhwc_to_nchw(out.data(), nchw.data(), out.shape());
-          values = nchw.data();
-        }
-        journal->write(first_frame + i, values);
-      }
-      if (o.top > 0) outputs.push_back(out);
-      else outputs.emplace_back();  // only the count is needed
-      if (expected > 0) progress.update(i + 1);
-    });
+    std::vector<float> nchw(m.channels_first() ? m.output_shape().size() : 0);
+    result = setup.pipeline->run(
+        setup.source.get(),
+        [&](int i, const Tensor& out) {
+          CHORUS_ASSERT(i == outputs_seen, "output ", i, " out of order");
+          ++outputs_seen;
+          if (journal) {
+            const float* values = out.data();
+            if (m.channels_first() && io::keras_dims(out.shape(), true).size() == 3) {
+              nchw.resize(out.size());
+              nhwc_to_nchw(out.data(), nchw.data(), out.shape());
+              values = nchw.data();
+            }
+            journal->write(first_frame + i, values);
+          }
+          if (o.top > 0) top.add(out);
+          if (expected > 0) progress.update(i + 1);
+        },
+        frames_to_run);
     progress.finish();
   } catch (const std::exception& e) {
     silence_failure_notice();
@@ -268,7 +295,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
   if (rank == setup.plan.plan.sink) {
     try {
       if (journal) journal->finish();
-      if (o.top > 0) print_top(outputs, o.top, setup.labels, first_frame);
+      if (o.top > 0) top.print(setup.labels, first_frame);
     } catch (const Error& e) {
       std::fprintf(stderr, "chorus: error: %s\n", e.what());
       status = 1;

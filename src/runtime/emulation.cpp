@@ -4,9 +4,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -62,6 +63,8 @@ class EmulatedTransport : public Transport {
   EmulatedTransport(Transport& inner, const cluster::NetworkModel& network, long key)
       : inner_(inner), network_(network) {
     if (network.shared) medium_ = std::make_unique<SharedMedium>(key);
+    pending_.reserve(1024);
+    free_.reserve(1024);
   }
 
   int rank() const override { return inner_.rank(); }
@@ -75,21 +78,23 @@ class EmulatedTransport : public Transport {
     const double start = medium_ ? medium_->reserve(now(), duration) : std::max(now(), link_free_at_);
     if (!medium_) link_free_at_ = start + duration;
     const double arrival = start + duration + network_.latency_s;
-    Pending p;
+    const Request r = add(sizeof(double) + bytes);
+    Pending& p = pending_[r];
     p.buffer.resize(sizeof(double) + bytes);
     std::memcpy(p.buffer.data(), &arrival, sizeof arrival);
     std::memcpy(p.buffer.data() + sizeof arrival, data, bytes);
     p.inner = inner_.isend(dest, tag, p.buffer.data(), p.buffer.size());
-    return add(std::move(p));
+    return r;
   }
 
   Request irecv(int source, int tag, void* data, std::size_t capacity) override {
-    Pending p;
+    const Request r = add(sizeof(double) + capacity);
+    Pending& p = pending_[r];
     p.receive = true;
     p.user = data;
     p.buffer.resize(sizeof(double) + capacity);
     p.inner = inner_.irecv(source, tag, p.buffer.data(), p.buffer.size());
-    return add(std::move(p));
+    return r;
   }
 
   std::size_t wait(Request r, double timeout_s) override {
@@ -128,7 +133,10 @@ class EmulatedTransport : public Transport {
   }
 
  private:
+  // Requests index a pool whose entries (and their buffers) are reused once released, so the
+  // steady state allocates nothing.
   struct Pending {
+    bool in_use = false;
     Transport::Request inner = -1;
     bool receive = false, inner_done = false, size_unknown = false;
     void* user = nullptr;
@@ -136,10 +144,27 @@ class EmulatedTransport : public Transport {
     std::size_t bytes = 0;
   };
 
-  Request add(Pending p) {
-    const Request id = next_id_++;
-    pending_.emplace(id, std::move(p));
-    return id;
+  // A free entry whose buffer holds `bytes` (messages of several sizes share the pool), else
+  // any free one (it grows), else a new one.
+  Request add(std::size_t bytes) {
+    Request r;
+    if (!free_.empty()) {
+      auto it =
+          std::find_if(free_.begin(), free_.end(), [&](Request f) { return pending_[f].buffer.capacity() >= bytes; });
+      if (it == free_.end()) it = free_.end() - 1;
+      r = *it;
+      free_.erase(it);
+    } else {
+      pending_.emplace_back();
+      r = static_cast<Request>(pending_.size() - 1);
+    }
+    Pending& p = pending_[r];
+    p.in_use = true;
+    p.inner = -1;
+    p.receive = p.inner_done = p.size_unknown = false;
+    p.user = nullptr;
+    p.bytes = 0;
+    return r;
   }
   static double arrival_of(const Pending& p) {
     double arrival;
@@ -147,8 +172,9 @@ class EmulatedTransport : public Transport {
     return arrival;
   }
   std::size_t finish(Request r, bool sleep) {
-    Pending p = std::move(pending_.at(r));
-    pending_.erase(r);
+    Pending& p = pending_.at(r);
+    p.in_use = false;
+    free_.push_back(r);
     if (!p.receive) return 0;
     if (sleep) sleep_until(arrival_of(p));
     const std::size_t payload = p.size_unknown ? p.buffer.size() - sizeof(double) : p.bytes - sizeof(double);
@@ -160,8 +186,8 @@ class EmulatedTransport : public Transport {
   cluster::NetworkModel network_;
   std::unique_ptr<SharedMedium> medium_;
   double link_free_at_ = 0;
-  std::map<Request, Pending> pending_;
-  Request next_id_ = 0;
+  std::vector<Pending> pending_;
+  std::vector<Request> free_;
 };
 
 }  // namespace

@@ -51,9 +51,9 @@ void install_failure_notice(const std::string& who) {
   sigaction(SIGINT, &action, nullptr);
 }
 
-void note_waiting(const std::string& what) {
+void note_waiting(const char* what) {
   const int next = 1 - g_current.load();
-  std::snprintf(g_waiting[next], kBytes, "%s", what.c_str());
+  std::snprintf(g_waiting[next], kBytes, "%s", what);
   g_current.store(next);
   g_is_waiting.store(true);
 }

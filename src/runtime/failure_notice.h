@@ -9,7 +9,7 @@ namespace chorus::runtime {
 // Installs handlers for SIGTERM and SIGINT (mpirun sends them to the survivors of a failed
 // job) that print "[<who>] ended by mpirun ...; it was waiting for <what>" and exit.
 void install_failure_notice(const std::string& who);
-void note_waiting(const std::string& what);  // "rank 1 on pi2, stage 1 (fc1..fc1), frame 812"
+void note_waiting(const char* what);  // "rank 1 on pi2, stage 1 (fc1..fc1), frame 812"
 void note_not_waiting();
 // Back to the default handlers: this rank is ending the job itself and has said why.
 void silence_failure_notice();

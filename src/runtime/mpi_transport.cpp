@@ -37,6 +37,10 @@ class MpiTransport : public Transport {
     int len = 0;
     MPI_Get_processor_name(name, &len);
     host_.assign(name, len);
+    // Request slots are reused; room for the requests of a deep pipeline, so that the steady
+    // state does not grow these lists.
+    slots_.reserve(1024);
+    free_.reserve(1024);
     if (provided >= MPI_THREAD_SERIALIZED) progress_ = std::thread([this] { progress_loop(); });
   }
   ~MpiTransport() override {

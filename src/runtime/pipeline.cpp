@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/memory.h"
+#include "core/process_counters.h"
 #include "partition/live_values.h"
 #include "runtime/failure_notice.h"
 
@@ -31,48 +32,55 @@ struct Header {
 
 double now_seconds(const Transport& t) { return t.time(); }
 
-// Intra-stage all-gather over point-to-point messages (split stages).
+// Intra-stage all-gather over point-to-point messages (split stages). Its requests and the
+// text it shows while it waits are kept from call to call.
 class TransportPeerExchange : public partition::PeerExchange {
  public:
   TransportPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats,
-                  double timeout_s)
-      : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats), timeout_s_(timeout_s) {}
-
-  void set_label(std::string label, std::vector<std::string> hosts) {
-    label_ = std::move(label);
-    hosts_ = std::move(hosts);
+                        double timeout_s)
+      : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats), timeout_s_(timeout_s) {
+    requests_.reserve(2 * ranks_.size());
+    set_label("a split stage", {});
   }
 
-  void all_gather(const std::vector<float>& mine, const std::vector<std::size_t>& counts,
-                  std::vector<std::vector<float>>& parts) override {
-    const double t0 = t_.time();
-    parts.assign(ranks_.size(), {});
-    std::vector<Transport::Request> requests;
-    for (std::size_t m = 0; m < ranks_.size(); ++m) {
-      if (static_cast<int>(m) == member_) continue;
-      parts[m].resize(counts[m]);
-      requests.push_back(t_.irecv(ranks_[m], tag_, parts[m].data(), counts[m] * sizeof(float)));
-      stats_.bytes_received += counts[m] * sizeof(float);
-    }
-    for (std::size_t m = 0; m < ranks_.size(); ++m) {
-      if (static_cast<int>(m) == member_) continue;
-      requests.push_back(t_.isend(ranks_[m], tag_, mine.data(), mine.size() * sizeof(float)));
-      stats_.bytes_sent += mine.size() * sizeof(float);
-    }
-    std::string members;
+  void set_label(std::string label, const std::vector<std::string>& hosts) {
+    label_ = std::move(label);
+    members_.clear();
     for (int r : ranks_)
       if (r != ranks_[member_])
-        members += cat(members.empty() ? "" : ", ", r, r < static_cast<int>(hosts_.size()) ? " on " + hosts_[r] : "");
-    note_waiting(cat("the other members of ", label_, " (rank ", members, ") to swap parts"));
+        members_ += cat(members_.empty() ? "" : ", ", r, r < static_cast<int>(hosts.size()) ? " on " + hosts[r] : "");
+    waiting_ = cat("the other members of ", label_, " (rank ", members_, ") to swap parts");
+  }
+
+  void all_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) override {
+    const double t0 = t_.time();
+    requests_.clear();
+    float* part = gathered;
+    float* own = nullptr;
+    for (std::size_t m = 0; m < ranks_.size(); ++m) {
+      if (static_cast<int>(m) == member_) {
+        own = part;
+      } else {
+        requests_.push_back(t_.irecv(ranks_[m], tag_, part, counts[m] * sizeof(float)));
+        stats_.bytes_received += counts[m] * sizeof(float);
+      }
+      part += counts[m];
+    }
+    for (std::size_t m = 0; m < ranks_.size(); ++m) {
+      if (static_cast<int>(m) == member_) continue;
+      requests_.push_back(t_.isend(ranks_[m], tag_, mine, counts[member_] * sizeof(float)));
+      stats_.bytes_sent += counts[member_] * sizeof(float);
+    }
+    std::copy(mine, mine + counts[member_], own);
+    note_waiting(waiting_.c_str());
     try {
-      for (auto r : requests) t_.wait(r, timeout_s_);
+      for (auto r : requests_) t_.wait(r, timeout_s_);
     } catch (const Error&) {
       note_not_waiting();
-      fail("the other members of ", label_, " (rank ", members, ") did not swap their parts within ", timeout_s_,
+      fail("the other members of ", label_, " (rank ", members_, ") did not swap their parts within ", timeout_s_,
            " s (one of them stalled or died; --stall-timeout sets the limit)");
     }
     note_not_waiting();
-    parts[member_] = mine;
     stats_.exchange_s += t_.time() - t0;
   }
 
@@ -82,8 +90,15 @@ class TransportPeerExchange : public partition::PeerExchange {
   int member_, tag_;
   report::RankStats& stats_;
   double timeout_s_;
-  std::string label_ = "a split stage";
-  std::vector<std::string> hosts_;
+  std::string label_, members_, waiting_;
+  std::vector<Transport::Request> requests_;
+};
+
+// Counters at the points that split a rank's run into its first frame, a warm-up and the
+// steady state (see Pipeline::run).
+struct FrameCounters {
+  ProcessCounters start, first, warm, last;
+  int warm_tasks = -1, last_tasks = 0;  // primary-role tasks done when `warm` and `last` were read
 };
 
 }  // namespace
@@ -99,58 +114,98 @@ struct Pipeline::Impl {
   std::map<int, std::unique_ptr<partition::StageWorker>> workers;  // by stage
   std::map<int, std::unique_ptr<TransportPeerExchange>> exchanges;
   std::vector<std::vector<int>> replica_table;  // per stage: member of frame i (replicate only)
-  std::vector<std::vector<int>> live;           // live[s + 1]: values entering stage s
+  std::vector<std::vector<int>> replica_counts;  // per stage: frames given to each member so far
+  std::vector<std::vector<int>> live;            // live[s]: values entering role s (s = S: the sink)
+  std::vector<std::string> role_labels;          // [s + 1]: "stage 1 (fc1..fc1)", "the source", "the sink"
+  std::vector<std::vector<int>> all_ranks_of;    // [s]: the ranks receiving role s's input (s = S: the sink)
   report::RankStats stats;
 
-  // Receives posted ahead, one per role.
+  // Every buffer of the steady state, kept from frame to frame: a receive buffer per role, the
+  // sink's output, the source's frame, mailboxes for hand-offs between roles of this rank and
+  // pools of send buffers, each per role, since each role's messages have one size.
   struct PendingReceive {
     int frame = -1, sender = -1;
     Transport::Request request = -1;
+    bool posted = false;
     std::vector<char> buffer;
   };
-  std::map<int, PendingReceive> pending;
-  struct LocalMail {
-    std::vector<Tensor> values;
+  std::vector<PendingReceive> pending;  // [s]
+  struct Mail {
+    int frame = -1;  // -1: free
     double ready_at = 0;
+    std::vector<Tensor> values;
   };
-  std::map<std::pair<int, int>, LocalMail> local_mail;  // (stage, frame) -> values
-  std::set<int> local_end;                                        // stages told "end" locally
-  std::map<int, std::set<int>> ends_seen;                         // stage -> senders whose end arrived
-  std::set<int> ended;                                            // roles finished
+  std::vector<std::vector<Mail>> mailbox;  // [s]: values for role s from this rank
+  // End of stream, as flags sized at set-up (the source's end arrives while later roles still
+  // run frames of the steady state).
+  std::vector<char> local_end;               // [s]: role s told "end" locally
+  std::vector<std::vector<char>> ends_seen;  // [s][rank]: that sender's end arrived
+  std::vector<char> ended;                   // [s + 1]: role s finished
+  int roles_ended = 0;
   struct OutgoingSend {
+    bool busy = false;
+    int frame = -1;
     std::vector<char> buffer;
     std::vector<Transport::Request> requests;
+    std::vector<int> to;  // the rank of each request
   };
-  std::vector<OutgoingSend> outgoing;
+  std::vector<std::vector<OutgoingSend>> outgoing;  // [s + 1]: messages into role s; [0] credits and ends
+  // Buffers a pool may hold ([s + 1]; 0: no bound). A producer whose pool is full waits for its
+  // oldest send to be taken instead of allocating another: that send's frame is at an earlier
+  // tick, which its receiver reaches without waiting for this rank, so no cycle of waits forms.
+  std::vector<int> send_capacity;
   std::vector<std::string> hosts;  // by rank, for messages
   int credits_received = 0;
   double produced_at = 0;  // of the values received last: when their producer had them ready
   std::vector<char> credit_buffer = std::vector<char>(sizeof(Header));
+  Tensor source_frame;
+  std::vector<const Tensor*> source_values{&source_frame};
+  std::vector<Tensor> sink_values;
+  std::vector<std::vector<const Tensor*>> worker_outputs;  // [s]: a worker's outputs, to send
+  char waiting[512] = {0};                                 // what this rank waits for, for messages
 
   Impl(Transport& transport, const model::Model& m, const plan::ResolvedPlan& p)
       : t(transport), model(m), plan(p), S(static_cast<int>(p.stages.size())), me(transport.rank()) {
     replica_table.resize(S);
+    replica_counts.resize(S);
     for (int s = -1; s < S; ++s) live.push_back(partition::live_values(m, p, s));
+    role_labels.push_back("the source");
+    for (int s = 0; s < S; ++s)
+      role_labels.push_back(
+          cat("stage ", s, " (", model.node(stage(s).first).name(), "..", model.node(stage(s).last).name(), ")"));
+    role_labels.push_back("the sink");
+    for (int s = 0; s < S; ++s) all_ranks_of.push_back(stage(s).ranks);
+    all_ranks_of.push_back({plan.plan.sink});
+    pending.resize(S + 1);
+    local_end.assign(S + 1, 0);
+    ends_seen.assign(S + 1, std::vector<char>(transport.size(), 0));
+    ended.assign(S + 2, 0);
+    mailbox.resize(S + 1);
+    outgoing.resize(S + 2);
+    worker_outputs.resize(S);
     stats.rank = me;
     stats.host = t.host();
   }
 
   const plan::ResolvedStage& stage(int s) const { return plan.stages[s]; }
 
-  std::string host_of(int rank) const {
-    return rank >= 0 && rank < static_cast<int>(hosts.size()) ? hosts[rank] : std::string("?");
+  const std::string& host_of(int rank) const {
+    static const std::string unknown = "?";
+    return rank >= 0 && rank < static_cast<int>(hosts.size()) ? hosts[rank] : unknown;
   }
-  // "stage 1 (fc1..fc1)", or "the source" for s = -1.
-  std::string stage_label(int s) const {
-    if (s < 0) return "the source";
-    if (s >= S) return "the sink";
-    return cat("stage ", s, " (", model.node(stage(s).first).name(), "..", model.node(stage(s).last).name(), ")");
-  }
+  // "stage 1 (fc1..fc1)", "the source" for s = -1, "the sink" for s = S.
+  const std::string& stage_label(int s) const { return role_labels[std::clamp(s, -1, S) + 1]; }
   // "rank 1 on pi2, stage 1 (fc1..fc1)": the peer that computes stage s for this frame.
   std::string peer(int rank, int s) const { return cat("rank ", rank, " on ", host_of(rank), ", ", stage_label(s)); }
+  // Same, into `waiting`, with what it owes, without allocating.
+  const char* waiting_for(int rank, int s, const char* what, int frame) {
+    std::snprintf(waiting, sizeof waiting, "rank %d on %s, %s, %s %d", rank, host_of(rank).c_str(),
+                  stage_label(s).c_str(), what, frame);
+    return waiting;
+  }
 
   // Waits for a request from a peer, saying whom for a termination notice and a stall.
-  std::size_t wait_for(Transport::Request request, const std::string& what) {
+  std::size_t wait_for(Transport::Request request, const char* what) {
     note_waiting(what);
     std::size_t got = 0;
     try {
@@ -172,10 +227,10 @@ struct Pipeline::Impl {
   // Smooth weighted round robin: frame i goes to the replica furthest behind its share.
   int replica_of(int s, int i) {
     auto& table = replica_table[s];
+    auto& count = replica_counts[s];
     const auto& f = stage(s).fractions;
+    count.resize(f.size());
     while (static_cast<int>(table.size()) <= i) {
-      std::vector<int> count(f.size(), 0);
-      for (int r : table) ++count[r];
       const double next = table.size() + 1.0;
       int best = 0;
       double best_deficit = -1e300;
@@ -184,6 +239,7 @@ struct Pipeline::Impl {
         if (deficit > best_deficit + 1e-12) best_deficit = deficit, best = static_cast<int>(r);
       }
       table.push_back(best);
+      ++count[best];
     }
     return table[i];
   }
@@ -195,12 +251,11 @@ struct Pipeline::Impl {
     return st.mode == StageMode::replicate ? st.ranks[replica_of(s, i)] : st.ranks[0];
   }
 
-  // Ranks that receive stage s's input for frame i (s = S: the sink).
-  std::vector<int> receivers(int s, int i) {
-    if (s == S) return {plan.plan.sink};
-    const auto& st = stage(s);
-    if (st.mode == StageMode::replicate) return {st.ranks[replica_of(s, i)]};
-    return st.ranks;
+  // Whether `rank` receives role s's input for frame i (s = S: the sink).
+  bool receives(int s, int i, int rank) {
+    if (s < S && stage(s).mode == StageMode::replicate) return stage(s).ranks[replica_of(s, i)] == rank;
+    const auto& r = all_ranks_of[s];
+    return std::find(r.begin(), r.end(), rank) != r.end();
   }
 
   // Every rank that may send into stage s / that stage s's senders send to (for end-of-stream).
@@ -209,7 +264,6 @@ struct Pipeline::Impl {
     const auto& st = stage(s);
     return st.mode == StageMode::replicate ? st.ranks : std::vector<int>{st.ranks[0]};
   }
-  std::vector<int> all_receivers(int s) { return s == S ? std::vector<int>{plan.plan.sink} : stage(s).ranks; }
 
   bool has_role(int s) {
     if (s < 0) return me == plan.plan.source;
@@ -229,6 +283,9 @@ struct Pipeline::Impl {
 
   std::size_t message_bytes(int s) const { return sizeof(Header) + partition::live_floats(model, live[s]) * sizeof(float); }
 
+  // Where role s's input k goes: its worker's input, or the sink's output.
+  Tensor& destination(int s, int k) { return s == S ? sink_values[k] : workers.at(s)->input(k); }
+
   void post_receive(int s, int frame) {
     const int from = producer(s - 1, frame);
     if (from == me) return;
@@ -237,121 +294,218 @@ struct Pipeline::Impl {
     p.sender = from;
     p.buffer.resize(message_bytes(s));
     p.request = t.irecv(from, kDataTag + s, p.buffer.data(), p.buffer.size());
+    p.posted = true;
   }
 
-  // Input of stage s (or the sink) for frame i; false at the end of the stream.
-  bool receive(int s, int i, std::vector<Tensor>& values) {
+  // Input of role s (a stage, or the sink) for frame i into its destination; false at the end
+  // of the stream.
+  bool receive(int s, int i) {
     const int from = producer(s - 1, i);
     const double t0 = now_seconds(t);
     if (from == me) {
-      auto it = local_mail.find({s, i});
-      if (it == local_mail.end()) {
-        CHORUS_ASSERT(local_end.count(s), "rank ", me, ": no local input for stage ", s, " frame ", i);
-        ends_seen[s].insert(me);
-        return false;
+      for (Mail& mail : mailbox[s]) {
+        if (mail.frame != i) continue;
+        for (std::size_t k = 0; k < mail.values.size(); ++k) destination(s, static_cast<int>(k)) = mail.values[k];
+        produced_at = mail.ready_at;
+        mail.frame = -1;
+        return true;
       }
-      values = std::move(it->second.values);
-      produced_at = it->second.ready_at;
-      local_mail.erase(it);
-      return true;
+      CHORUS_ASSERT(local_end[s], "rank ", me, ": no local input for stage ", s, " frame ", i);
+      ends_seen[s][me] = 1;
+      return false;
     }
-    if (!pending.count(s) || pending[s].frame != i) post_receive(s, i);
-    PendingReceive p = std::move(pending[s]);
-    pending.erase(s);
-    const std::size_t got = wait_for(p.request, cat(peer(from, s - 1), ", for frame ", i));
+    PendingReceive& p = pending[s];
+    if (!p.posted || p.frame != i) post_receive(s, i);
+    p.posted = false;
+    const std::size_t got = wait_for(p.request, waiting_for(from, s - 1, "for frame", i));
     stats.wait_s += now_seconds(t) - t0;
     Header h;
     std::memcpy(&h, p.buffer.data(), sizeof h);
     if (h.kind == Kind::end) {
-      ends_seen[s].insert(from);
+      ends_seen[s][from] = 1;
       return false;
     }
     CHORUS_ASSERT(h.seq == i, "rank ", me, " stage ", s, ": expected frame ", i, ", got ", h.seq);
     produced_at = h.produced_at;
     stats.bytes_received += got;
     const float* data = reinterpret_cast<const float*>(p.buffer.data() + sizeof(Header));
-    values.clear();
-    for (int v : live[s]) {
-      Tensor tensor(h.frames, model.shape_of(v));
+    for (std::size_t k = 0; k < live[s].size(); ++k) {
+      Tensor& tensor = destination(s, static_cast<int>(k));
+      tensor.resize(h.frames, model.shape_of(live[s][k]));
       std::memcpy(tensor.data(), data, tensor.size() * sizeof(float));
       data += tensor.size();
-      values.push_back(std::move(tensor));
     }
-    // Post the next receive now, so it lands while this frame computes.
-    post_receive_ahead(s, i);
-    return true;
-  }
-
-  void post_receive_ahead(int s, int i) {
+    // Post the next receive now (into the same buffer, read above), so it lands while this
+    // frame computes.
     const int next = next_task(s, i);
     if (producer(s - 1, next) != me) post_receive(s, next);
+    return true;
   }
 
   void reap_sends(bool all) {
     const double t0 = now_seconds(t);
-    for (auto it = outgoing.begin(); it != outgoing.end();) {
-      bool done = true;
-      for (auto& r : it->requests) {
-        if (r < 0) continue;
-        if (all) t.wait(r), r = -1;
-        else if (t.test(r)) r = -1;
-        else done = false;
+    for (auto& pool : outgoing)
+      for (OutgoingSend& out : pool) {
+        if (!out.busy) continue;
+        bool done = true;
+        for (auto& r : out.requests) {
+          if (r < 0) continue;
+          if (all)
+            t.wait(r), r = -1;
+          else if (t.test(r))
+            r = -1;
+          else
+            done = false;
+        }
+        if (done) out.busy = false, out.requests.clear(), out.to.clear();
       }
-      it = done ? outgoing.erase(it) : it + 1;
-    }
     stats.send_s += now_seconds(t) - t0;
   }
 
-  // Hands stage s's input for frame i to its receivers (local ones through the mailbox).
-  void send(int s, int i, std::vector<Tensor> values) {
+  // A free send buffer of pool `p` (pools settle at the frames in flight).
+  OutgoingSend& free_send(int p) {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (OutgoingSend& out : outgoing[p])
+        if (!out.busy) return out;
+      reap_sends(false);  // sends that ended since the last look free their buffers
+    }
+    if (send_capacity[p] == 0 || static_cast<int>(outgoing[p].size()) < send_capacity[p]) {
+      OutgoingSend& out = outgoing[p].emplace_back();
+      out.requests.reserve(t.size());
+      out.to.reserve(t.size());
+      return out;
+    }
+    // Full: wait for the oldest frame's send to be taken.
+    OutgoingSend* oldest = &outgoing[p].front();
+    for (OutgoingSend& out : outgoing[p])
+      if (out.frame < oldest->frame) oldest = &out;
     const double t0 = now_seconds(t);
-    std::vector<int> to = receivers(s, i);
-    OutgoingSend out;
+    for (std::size_t k = 0; k < oldest->requests.size(); ++k)
+      if (oldest->requests[k] >= 0) {
+        wait_for(oldest->requests[k], waiting_for(oldest->to[k], p - 1, "to take frame", oldest->frame));
+        oldest->requests[k] = -1;
+      }
+    stats.send_s += now_seconds(t) - t0;
+    oldest->busy = false;
+    oldest->requests.clear();
+    oldest->to.clear();
+    return *oldest;
+  }
+
+  // Hands role s's input for frame i to its receivers (local ones through the mailbox).
+  void send(int s, int i, const std::vector<const Tensor*>& values) {
+    const double t0 = now_seconds(t);
+    OutgoingSend* out = nullptr;
+    bool local = false;
+    const auto& to = all_ranks_of[s];
     for (int r : to) {
-      if (r == me) continue;
-      if (out.buffer.empty()) {
-        out.buffer.resize(sizeof(Header));
-        Header h{i, Kind::data, values.empty() ? 1 : values[0].frames(), now_seconds(t)};
-        std::memcpy(out.buffer.data(), &h, sizeof h);
-        for (const auto& v : values) {
-          const char* bytes = reinterpret_cast<const char*>(v.data());
-          out.buffer.insert(out.buffer.end(), bytes, bytes + v.size() * sizeof(float));
+      if (!receives(s, i, r)) continue;
+      if (r == me) {
+        local = true;
+        continue;
+      }
+      if (!out) {
+        out = &free_send(s + 1);
+        out->busy = true;
+        out->frame = i;
+        std::size_t bytes = sizeof(Header);
+        for (const Tensor* v : values) bytes += v->size() * sizeof(float);
+        out->buffer.resize(bytes);
+        Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), now_seconds(t)};
+        std::memcpy(out->buffer.data(), &h, sizeof h);
+        char* at = out->buffer.data() + sizeof h;
+        for (const Tensor* v : values) {
+          std::memcpy(at, v->data(), v->size() * sizeof(float));
+          at += v->size() * sizeof(float);
         }
       }
-      out.requests.push_back(t.isend(r, kDataTag + s, out.buffer.data(), out.buffer.size()));
-      stats.bytes_sent += out.buffer.size();
+      out->requests.push_back(t.isend(r, kDataTag + s, out->buffer.data(), out->buffer.size()));
+      out->to.push_back(r);
+      stats.bytes_sent += out->buffer.size();
     }
-    if (std::find(to.begin(), to.end(), me) != to.end()) local_mail[{s, i}] = {std::move(values), t0};
-    if (!out.requests.empty()) outgoing.push_back(std::move(out));
+    if (local) {
+      Mail* mail = nullptr;
+      for (Mail& m : mailbox[s])
+        if (m.frame < 0) mail = &m;
+      if (!mail) mail = &mailbox[s].emplace_back();
+      mail->frame = i;
+      mail->ready_at = t0;
+      mail->values.resize(values.size());
+      for (std::size_t k = 0; k < values.size(); ++k) mail->values[k] = *values[k];
+    }
     stats.send_s += now_seconds(t) - t0;
     reap_sends(false);
   }
 
-  void send_end(int s) {
-    for (int r : all_receivers(s)) {
-      if (r == me) {
-        local_end.insert(s);
-        continue;
+  // Send buffers and mailboxes, made now for the frames in flight at once: the source's
+  // lookahead, two frames elsewhere (one more per further receiver: replicas take turns), the
+  // sink's lag. Sends wait for a buffer beyond that (send_capacity); mailboxes never need more,
+  // as each rank takes its local mail within those ticks.
+  void size_pools(int window, int lookahead) {
+    for (auto& pool : outgoing) pool.reserve(window + t.size() + 2);
+    for (auto& box : mailbox) box.reserve(window + 2);
+    send_capacity.assign(S + 2, 0);
+    const auto add_sends = [&](int p, int count, std::size_t bytes) {
+      while (static_cast<int>(outgoing[p].size()) < count) {
+        OutgoingSend& out = outgoing[p].emplace_back();
+        out.buffer.resize(bytes);
+        out.requests.reserve(t.size());
+        out.to.reserve(t.size());
       }
-      OutgoingSend out;
-      out.buffer.resize(sizeof(Header));
-      Header h{-1, Kind::end, 0};
-      std::memcpy(out.buffer.data(), &h, sizeof h);
-      out.requests.push_back(t.isend(r, kDataTag + s, out.buffer.data(), out.buffer.size()));
-      outgoing.push_back(std::move(out));
+    };
+    add_sends(0, window + t.size(), sizeof(Header));  // credits and ends
+    for (int s = 0; s <= S; ++s) {
+      // Whether this rank sends role s's input (it is the source, or stage s - 1's producer).
+      const bool produces =
+          s == 0 ? me == plan.plan.source
+                 : has_role(s - 1) && (stage(s - 1).mode == StageMode::replicate || stage(s - 1).ranks[0] == me);
+      if (!produces) continue;
+      const auto& to = all_ranks_of[s];
+      const int remote = static_cast<int>(to.size() - std::count(to.begin(), to.end(), me));
+      const int in_flight = s == 0 ? lookahead + 2 : 2;
+      if (remote > 0) {
+        send_capacity[s + 1] = in_flight + remote - 1;
+        add_sends(s + 1, send_capacity[s + 1], message_bytes(s));
+      }
+      if (remote < static_cast<int>(to.size()))
+        while (static_cast<int>(mailbox[s].size()) < (s == S ? plan.sink_lag + 2 : in_flight)) {
+          Mail& mail = mailbox[s].emplace_back();
+          for (int v : live[s]) mail.values.emplace_back(1, model.shape_of(v));
+        }
+    }
+  }
+
+  // A header-only message (end of stream, credit) from pool 0.
+  void send_header(int rank, int tag, const Header& h) {
+    OutgoingSend& out = free_send(0);
+    out.busy = true;
+    out.frame = static_cast<int>(h.seq);
+    out.buffer.resize(sizeof h);
+    std::memcpy(out.buffer.data(), &h, sizeof h);
+    out.requests.push_back(t.isend(rank, tag, out.buffer.data(), out.buffer.size()));
+    out.to.push_back(rank);
+  }
+
+  void send_end(int s) {
+    for (int r : all_ranks_of[s]) {
+      if (r == me)
+        local_end[s] = 1;
+      else
+        send_header(r, kDataTag + s, Header{-1, Kind::end, 0});
     }
   }
 
   // After the end: take the end-of-stream messages of every other upstream sender.
   void drain_ends(int s) {
     for (int from : all_producers(s - 1)) {
-      if (from == me || ends_seen[s].count(from)) continue;
+      if (from == me || ends_seen[s][from]) continue;
       std::vector<char> buffer(message_bytes(s));
-      wait_for(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()), cat(peer(from, s - 1), ", for its end of stream"));
+      wait_for(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()),
+               cat(peer(from, s - 1), ", for its end of stream").c_str());
       Header h;
       std::memcpy(&h, buffer.data(), sizeof h);
       CHORUS_ASSERT(h.kind == Kind::end, "rank ", me, " stage ", s, ": data after the end from rank ", from);
-      ends_seen[s].insert(from);
+      ends_seen[s][from] = 1;
     }
   }
 };
@@ -370,6 +524,7 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
                                 st.mode == StageMode::split_spatial))
       impl_->exchanges[s] = std::make_unique<TransportPeerExchange>(transport, st.ranks, w->member(), kExchangeTag + s,
                                                               impl_->stats, stall_timeout_s);
+    for (int k = 0; k < w->outputs(); ++k) impl_->worker_outputs[s].push_back(&w->output(k));
     impl_->workers[s] = std::move(w);
   }
   impl_->stats.layers = held.empty() ? "-" : held;
@@ -391,7 +546,8 @@ std::string Pipeline::describe_rank(int rank) const {
   return cat("rank ", rank, " on ", impl_->host_of(rank), stages);
 }
 
-PipelineResult Pipeline::run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output) {
+PipelineResult Pipeline::run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output,
+                             int frame_count) {
   Impl& x = *impl_;
   Transport& t = x.t;
   const int S = x.S, me = x.me;
@@ -400,6 +556,39 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
   const bool credits = source_rank != sink_rank;
   PipelineResult result;
   std::vector<double> start_times;
+  // Per-frame records, sized now so that the steady state does not grow them.
+  const int expected_frames = std::max(0, frame_count);
+  start_times.reserve(expected_frames);
+  result.finish.reserve(expected_frames);
+  for (int s = 0; s < S; ++s)
+    if (x.stage(s).mode == StageMode::replicate) x.replica_table[s].reserve(expected_frames + window + 2);
+
+  const int lag = x.plan.sink_lag;
+  const int lookahead = std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
+  x.size_pools(window, lookahead);
+  // The rank's primary role (its first stage, else the sink, else the source) counts its frames
+  // for the figures of the first frame and of the steady state: frames from `warm_frame` on,
+  // once the pipeline has filled (max_in_flight frames, and at least a quarter of the run: MPI's
+  // own buffers grow a little longer) and every pool has reached its size; a run of fewer than
+  // twice max_in_flight frames counts its second half.
+  int primary = x.has_role(S) ? S : -1;
+  for (int s = S - 1; s >= 0; --s)
+    if (x.has_role(s)) primary = s;
+  const int warm_frame = std::min(expected_frames / 2, std::max(window, expected_frames / 4));
+  int primary_tasks = 0;
+  FrameCounters counters;
+  // Read after every task, so that the steady state ends with the last frame, before the
+  // end of the stream (whose bookkeeping allocates once) is handled.
+  const auto primary_done = [&](int i) {
+    counters.last = read_process_counters();
+    counters.last_tasks = ++primary_tasks;
+    if (primary_tasks == 1) counters.first = counters.last;
+    if (counters.warm_tasks < 0 && i >= warm_frame) {
+      counters.warm = counters.last;
+      counters.warm_tasks = primary_tasks;
+    }
+  };
+  counters.start = read_process_counters();
   const double t_begin = now_seconds(t);
 
   // Pre-post the first receive of every role fed from another rank.
@@ -408,6 +597,11 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
       int first = x.has_task(s, 0) ? 0 : x.next_task(s, 0);
       if (x.producer(s - 1, first) != me) x.post_receive(s, first);
     }
+  if (me == sink_rank) {
+    x.sink_values.resize(x.live[S].size());
+    for (std::size_t k = 0; k < x.live[S].size(); ++k) x.sink_values[k].resize(1, x.model.shape_of(x.live[S][k]));
+  }
+  if (me == source_rank) x.source_frame.resize(1, x.model.input_shape());
 
   std::set<int> roles;
   for (int s = -1; s <= S; ++s)
@@ -419,68 +613,63 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
   // credit window leaves room for it: lookahead + stages + 2 + sink lag + 2 x burst frames <=
   // max_in_flight (see ResolvedPlan).
   // A sink that also computes trails by sink_lag frames (see ResolvedPlan).
-  const int lag = x.plan.sink_lag;
-  const int lookahead = std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
-  for (long tick = -1 - lookahead; x.ended.size() < roles.size(); ++tick) {
+  const auto end_role = [&](int s) {
+    x.ended[s + 1] = 1;
+    ++x.roles_ended;
+  };
+  for (long tick = -1 - lookahead; x.roles_ended < static_cast<int>(roles.size()); ++tick) {
     // Within a tick, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
       const long i_long = tick - s + (s < 0 ? lookahead : 0) - (s == S ? lag : 0);
-      if (i_long < 0 || x.ended.count(s) || !x.has_task(s, static_cast<int>(i_long))) continue;
+      if (i_long < 0 || x.ended[s + 1] || !x.has_task(s, static_cast<int>(i_long))) continue;
       const int i = static_cast<int>(i_long);
       if (s < 0) {  // source: read frame i and inject it
         if (i >= frames_total) {
           x.send_end(0);
-          x.ended.insert(s);
+          end_role(s);
           continue;
         }
         if (credits && i >= window) {
           const double t0 = now_seconds(t);
           while (x.credits_received <= i - window) {
             x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
-                       cat("rank ", sink_rank, " on ", x.host_of(sink_rank), ", the sink, to take frame ", i - window));
+                       x.waiting_for(sink_rank, S, "to take frame", i - window));
             ++x.credits_received;
           }
           x.stats.wait_s += now_seconds(t) - t0;
         }
         const double t0 = now_seconds(t);
-        Tensor frame(1, x.model.input_shape());
-        source->read(i, frame.data());
+        source->read(i, x.source_frame.data());
         x.stats.wait_s += now_seconds(t) - t0;
         start_times.push_back(now_seconds(t));
-        std::vector<Tensor> values;
-        values.push_back(std::move(frame));
-        x.send(0, i, std::move(values));
+        x.send(0, i, x.source_values);
+        if (primary == s) primary_done(i);
         continue;
       }
-      std::vector<Tensor> values;
-      if (!x.receive(s, i, values)) {
+      if (!x.receive(s, i)) {
         // End of stream: pass it on (if this rank sends for the stage) and stop the role.
         if (s < S && x.producer(s, i) == me) x.send_end(s + 1);
-        x.ended.insert(s);
+        end_role(s);
         continue;
       }
       if (s == S) {  // sink
-        on_output(i, values.at(0));
+        on_output(i, x.sink_values.at(0));
         // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
         // computing collects it later, and that delay is not the pipeline's.
         result.finish.push_back(std::min(now_seconds(t), x.produced_at));
-        if (credits) {
-          Header h{i, Kind::data, 0};
-          Impl::OutgoingSend out;
-          out.buffer.resize(sizeof h);
-          std::memcpy(out.buffer.data(), &h, sizeof h);
-          out.requests.push_back(t.isend(source_rank, kCreditTag, out.buffer.data(), out.buffer.size()));
-          x.outgoing.push_back(std::move(out));
-        }
+        if (credits) x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0});
+        if (primary == s) primary_done(i);
         continue;
       }
       const double t0 = now_seconds(t);
       const double exchange_before = x.stats.exchange_s;
-      auto* exchange = x.exchanges.count(s) ? x.exchanges[s].get() : nullptr;
-      std::vector<Tensor> outputs = x.workers.at(s)->run(std::move(values), exchange, x.pacer);
+      auto it = x.exchanges.find(s);
+      partition::StageWorker& worker = *x.workers.at(s);
+      worker.run(it == x.exchanges.end() ? nullptr : it->second.get(), x.pacer);
       x.stats.compute_s += now_seconds(t) - t0 - (x.stats.exchange_s - exchange_before);
       ++x.stats.frames;
-      if (x.producer(s, i) == me) x.send(s + 1, i, std::move(outputs));
+      if (x.producer(s, i) == me) x.send(s + 1, i, x.worker_outputs[s]);
+      if (primary == s) primary_done(i);
     }
   }
   // Wind down: end messages still owed to us, credits still in flight, sends still leaving.
@@ -489,12 +678,33 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
   if (credits && me == source_rank)
     for (; x.credits_received < frames_total; ++x.credits_received)
       x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
-                 cat("rank ", sink_rank, " on ", x.host_of(sink_rank), ", the sink, to take frame ", x.credits_received));
+                 x.waiting_for(sink_rank, S, "to take frame", x.credits_received));
   x.reap_sends(true);
   x.stats.wall_s = now_seconds(t) - t_begin;
   x.stats.peak_rss_bytes = static_cast<double>(peak_rss_bytes());
+  if (primary_tasks > 0) {
+    x.stats.first_frame_minor_faults = static_cast<double>(counters.first.minor_faults - counters.start.minor_faults);
+    x.stats.first_frame_major_faults = static_cast<double>(counters.first.major_faults - counters.start.major_faults);
+    if (counters.first.heap_allocations >= 0)
+      x.stats.first_frame_heap_allocations =
+          static_cast<double>(counters.first.heap_allocations - counters.start.heap_allocations);
+  }
+  const int steady = counters.warm_tasks < 0 ? 0 : counters.last_tasks - counters.warm_tasks;
+  x.stats.steady_frames = steady;
+  if (steady > 0) {
+    x.stats.minor_faults_per_frame =
+        static_cast<double>(counters.last.minor_faults - counters.warm.minor_faults) / steady;
+    x.stats.major_faults_per_frame =
+        static_cast<double>(counters.last.major_faults - counters.warm.major_faults) / steady;
+    if (counters.last.heap_allocations >= 0)
+      x.stats.heap_allocations_per_frame =
+          static_cast<double>(counters.last.heap_allocations - counters.warm.heap_allocations) / steady;
+    if (counters.last.mpi_heap_allocations >= 0)
+      x.stats.mpi_heap_allocations_per_frame =
+          static_cast<double>(counters.last.mpi_heap_allocations - counters.warm.mpi_heap_allocations) / steady;
+  }
   result.stats = x.stats;
-  result.start = start_times;
+  result.start = std::move(start_times);
   return result;
 }
 

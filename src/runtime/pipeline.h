@@ -6,7 +6,9 @@
 // order needs no coordination, overlaps stages (a rank runs frame i+1's early stage while a
 // later stage of frame i is elsewhere), and cannot deadlock: the earliest unfinished task
 // always has its inputs. Frames carry sequence numbers; an end-of-stream message follows the
-// last; credits bound the frames in flight when the source is not the sink.
+// last; credits bound the frames in flight when the source is not the sink. Every buffer of the
+// steady state (messages, hand-offs between roles of one rank, the stages' activations) is
+// kept from frame to frame, so that frames after the first few allocate nothing.
 #include <functional>
 #include <memory>
 #include <vector>
@@ -41,8 +43,11 @@ class Pipeline {
   std::string describe_rank(int rank) const;
 
   // Streams every frame of `source` (read on the plan's source rank; null elsewhere) and hands
-  // outputs, in frame order, to `on_output` on the sink rank.
-  PipelineResult run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output);
+  // outputs, in frame order, to `on_output` on the sink rank (the tensor is valid during the
+  // call). `frame_count`: the frames the source has, known on every rank, to size per-frame
+  // records up front.
+  PipelineResult run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output,
+                     int frame_count);
 
  private:
   struct Impl;

@@ -57,6 +57,14 @@ Tensor& Tensor::operator=(Tensor&& other) noexcept {
   return *this;
 }
 
+void Tensor::reserve(std::size_t floats) {
+  if (floats <= capacity_) return;
+  AlignedFloats bigger = allocate_aligned_floats(floats);
+  std::copy(data(), data() + size_, bigger.get());
+  data_ = std::move(bigger);
+  capacity_ = floats;
+}
+
 void Tensor::resize(int frames, Shape shape) {
   CHORUS_ASSERT(frames >= 0, "tensor of ", frames, " frames");
   frames_ = frames;

@@ -56,6 +56,8 @@ class Tensor {
   // Contents are unspecified afterwards: nothing is zeroed, as every layer writes all of its
   // output and a fill would be one more pass over memory per layer.
   void resize(int frames, Shape shape);
+  // Makes room for `floats` values without changing frames or shape (buffers sized at set-up).
+  void reserve(std::size_t floats);
   // Same element count, new shape (Flatten, Reshape).
   void reshape(Shape shape);
   // The values as a vector (a copy).

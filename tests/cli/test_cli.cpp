@@ -225,5 +225,43 @@ TEST_F(Cli, BenchJsonHasMedian) {
   EXPECT_GT(out["peak_rss_bytes"].get<double>(), 0.0);
 }
 
+// More threads than the host has CPUs are capped with a warning (they would only take turns:
+// --threads 100000 once started tens of thousands); 0 means one per CPU; below 0 is an error.
+TEST_F(Cli, RunCapsThreadsBeyondTheHostsCpus) {
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 2 --quiet --threads 100000");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("warning: --threads 100000 is more than the "));
+  EXPECT_THAT(r.output, HasSubstr("CPU(s) of this host; using "));
+}
+
+TEST_F(Cli, RunWithZeroThreadsUsesEveryCpuQuietly) {
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 2 --quiet --threads 0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("warning")));
+}
+
+TEST_F(Cli, NegativeThreadsAreAnError) {
+  for (const char* command : {"run", "bench"}) {
+    auto r = test::run_chorus(std::string(command) + " " + shell_quoted(model_) +
+                              (std::string(command) == "run" ? " --synthetic 2" : "") + " --threads -2");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("--threads -2: give a count of at least 1, or 0 for one per CPU")) << command;
+  }
+}
+
+// The report gives each rank's page faults: the first frame's, and per frame after the warm-up.
+TEST_F(Cli, RunReportHasPageFaultsPerFrame) {
+  const std::string report = dir_->path("faults.json");
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 24 --report " + shell_quoted(report));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("faults/fr"));
+  const json j = json::parse(std::ifstream(report));
+  const json& rank = j["ranks"][0];
+  EXPECT_GT(rank["first_frame_minor_faults"].get<double>(), 0);
+  EXPECT_GE(rank["steady_frames"].get<int>(), 10);
+  EXPECT_GE(rank["minor_faults_per_frame"].get<double>(), 0);
+  EXPECT_EQ(rank["heap_allocations_per_frame"].get<double>(), -1) << "no allocation counter was preloaded";
+}
+
 }  // namespace
 }  // namespace chorus

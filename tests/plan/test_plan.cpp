@@ -212,15 +212,26 @@ class ThreadGroup {
 class ThreadExchange : public partition::PeerExchange {
  public:
   ThreadExchange(ThreadGroup& group, int member) : group_(group), member_(member) {}
-  void all_gather(const std::vector<float>& mine, const std::vector<std::size_t>& counts,
-                  std::vector<std::vector<float>>& parts) override {
-    group_.all_gather(member_, mine, counts, parts);
+  void all_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) override {
+    std::vector<std::vector<float>> parts;
+    group_.all_gather(member_, std::vector<float>(mine, mine + counts[member_]), counts, parts);
+    for (const auto& p : parts) gathered = std::copy(p.begin(), p.end(), gathered);
   }
 
  private:
   ThreadGroup& group_;
   int member_;
 };
+
+// Runs a worker on `values` (copied into its inputs) and returns copies of its outputs.
+std::vector<Tensor> run_worker(partition::StageWorker& worker, const std::vector<Tensor>& values,
+                               partition::PeerExchange* exchange) {
+  for (int k = 0; k < worker.inputs(); ++k) worker.input(k) = values.at(k);
+  worker.run(exchange);
+  std::vector<Tensor> out;
+  for (int k = 0; k < worker.outputs(); ++k) out.push_back(worker.output(k));
+  return out;
+}
 
 // One rank's own copy of the model and its own weight reader, as every MPI rank has.
 struct RankState {
@@ -264,7 +275,7 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
     const int members = static_cast<int>(workers[s].size());
     std::vector<std::vector<Tensor>> outputs(members);
     if (members == 1) {
-      outputs[0] = workers[s][0]->run(values, nullptr);
+      outputs[0] = run_worker(*workers[s][0], values, nullptr);
     } else {
       ThreadGroup group(members);
       std::vector<std::string> errors(members);
@@ -273,7 +284,7 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
         threads.emplace_back([&, k] {
           try {
             ThreadExchange exchange(group, k);
-            outputs[k] = workers[s][k]->run(values, &exchange);
+            outputs[k] = run_worker(*workers[s][k], values, &exchange);
           } catch (const std::exception& e) {
             errors[k] = e.what();
             group.abort();

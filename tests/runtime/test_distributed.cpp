@@ -262,3 +262,103 @@ TEST(BadPlans, FractionsDoNotSumToOne) {
                {"stages", {{{"layers", {"c1", "fc2"}}, {"mode", "split-output"}, {"ranks", {0, 1}}, {"fractions", {0.5, 0.6}}}}}};
   expect_plan_error(plan, 2, "fractions sum to 1.1");
 }
+
+// The steady state of `chorus run` allocates nothing in any mode: after the warm-up, page faults
+// per frame are a small fraction of the first frame's, and with the allocation counter
+// preloaded (tests/support/count_allocations.cpp) no frame allocates from the heap.
+namespace {
+
+// Enough frames for the warm-up (the plan's frames in flight: about 60 for MobileNetV2's
+// split-spatial plan) and a steady state after it.
+constexpr int kSteadyFrames = 160;
+
+struct SteadyCase {
+  const char* name;
+  const char* model;
+  int ranks;  // 1: without mpiexec
+  const char* how;
+  bool emulate = false;
+};
+
+class SteadyState : public testing::TestWithParam<SteadyCase> {};
+
+// Runs the case and returns its report (null on failure). `preload`: the allocation counter.
+json run_steady(const SteadyCase& c, bool preload, const test::TempDir& dir) {
+  std::string extra;
+  if (c.emulate) {
+    // A device a little slower than this host and fast links: the pacing and the delayed
+    // messages run, and the test stays short.
+    json cluster = {
+        {"name", "steady"},
+        {"network", {{"bandwidth_mbps", 1000.0}, {"latency_ms", 0.5}, {"shared", true}}},
+        {"device_classes",
+         {{"dev", {{"memory_mb", 1024}, {"profile", {{"device", "dev"}, {"macs_per_second", {{"default", 2e9}}}}}}}}},
+        {"hosts", json::array()}};
+    for (int r = 0; r < c.ranks; ++r) cluster["hosts"].push_back({{"name", "d" + std::to_string(r)}, {"class", "dev"}});
+    std::ofstream(dir.path("cluster.json")) << cluster.dump();
+    extra = " --emulate " + dir.path("cluster.json");
+  }
+  const std::string args = std::string(" run ") + Models::get().path(c.model) + " --synthetic " +
+                           std::to_string(kSteadyFrames) + " --quiet " + c.how + extra + " --report " +
+                           dir.path("report.json");
+  const std::string counter = preload ? std::string(CHORUS_ALLOCATION_COUNTER) : "";
+  std::string command;
+  if (c.ranks == 1)
+    command =
+        "timeout -k 5 120 " + (preload ? "env LD_PRELOAD=" + counter + " " : std::string()) + CHORUS_BINARY + args;
+  else
+    command = "timeout -k 5 120 mpiexec --oversubscribe -np " + std::to_string(c.ranks) +
+              (preload ? " -x LD_PRELOAD=" + counter : std::string()) + " " CHORUS_BINARY + args;
+  auto r = test::run_command(command);
+  EXPECT_EQ(r.exit_code, 0) << command << "\n" << r.output;
+  if (r.exit_code != 0) return nullptr;
+  return json::parse(std::ifstream(dir.path("report.json")));
+}
+
+}  // namespace
+
+TEST_P(SteadyState, PageFaultsPerFrameNearZero) {
+  test::TempDir dir;
+  const json report = run_steady(GetParam(), false, dir);
+  ASSERT_FALSE(report.is_null());
+  for (const auto& rank : report["ranks"]) {
+    SCOPED_TRACE("rank " + rank["rank"].dump() + " (" + rank["layers"].get<std::string>() + ")");
+    if (rank["frames"].get<int>() == 0 && rank["steady_frames"].get<int>() == 0) continue;  // a rank with no role
+    ASSERT_GE(rank["steady_frames"].get<int>(), 5);
+    const double first = rank["first_frame_minor_faults"], steady = rank["minor_faults_per_frame"];
+    EXPECT_GT(first, 0);
+    // 1 % of the first frame's, or one fault per frame where the first frame took few.
+    EXPECT_LE(steady, std::max(1.0, 0.01 * first)) << "first frame " << first;
+    EXPECT_EQ(rank["major_faults_per_frame"].get<double>(), 0.0);
+  }
+}
+
+TEST_P(SteadyState, NoHeapAllocationsPerFrame) {
+  test::TempDir dir;
+  const json report = run_steady(GetParam(), true, dir);
+  ASSERT_FALSE(report.is_null());
+  for (const auto& rank : report["ranks"]) {
+    SCOPED_TRACE("rank " + rank["rank"].dump() + " (" + rank["layers"].get<std::string>() + ")");
+    if (rank["frames"].get<int>() == 0 && rank["steady_frames"].get<int>() == 0) continue;
+    // The counter was found (a report without it says -1), and frames allocated in warm-up.
+    EXPECT_GT(rank["first_frame_heap_allocations"].get<double>(), 0);
+    EXPECT_EQ(rank["heap_allocations_per_frame"].get<double>(), 0.0);
+    // What still allocates is Open MPI: its fragment free lists (opal_free_list_grow_st under
+    // MPI_Isend and the shared-memory transport) grow now and then, never once a frame.
+    if (GetParam().ranks > 1) EXPECT_LE(rank["mpi_heap_allocations_per_frame"].get<double>(), 0.1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
+                         testing::Values(SteadyCase{"one_rank", "mobilenetv2_64", 1, ""},
+                                         SteadyCase{"one_rank_emulated", "residual", 1, "", true},
+                                         SteadyCase{"pipeline", "residual", 3, "--strategy pipeline"},
+                                         SteadyCase{"pipeline_emulated", "residual", 3, "--strategy pipeline", true},
+                                         SteadyCase{"replicate", "vgg_small", 3, "--strategy replicate"},
+                                         SteadyCase{"split_output", "mobilenetv2_64", 2, "--strategy split-output"},
+                                         SteadyCase{"split_output_emulated", "vgg_small", 2, "--strategy split-output",
+                                                    true},
+                                         SteadyCase{"split_input", "dense_heavy", 2, "--strategy split-input"},
+                                         SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
+                                         SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"}),
+                         [](const testing::TestParamInfo<SteadyCase>& info) { return std::string(info.param.name); });
