@@ -272,12 +272,14 @@ void packed_gemm(const float* in, int ldi, int pixels, const PackedWeights& w, c
     if (!e.clamp) act.apply(out, static_cast<std::size_t>(pixels) * filters, filters);
     return;
   }
-  // With AVX-512, up to 64 pixels (7x7 layers) k is not chunked: each pair of panels is read
-  // in one sequential pass, its weights cold from L3 or memory in a model, then from L2 for
-  // the block's other tiles; in chunks the reads jumped between panels every 32 KB
-  // (BM_PointwiseKernelColdWeights 49x960->320 176 -> 145 us, 49x2048->512 615 -> 560). Not
-  // measured with 8-float tiles, which keep their chunks.
-  const int chunk = kPanelVecs == 1 && pixels <= 64 ? k : std::min(k, kChunk);
+  // k in chunks, and the block as many pixels as a chunk of input keeps in L2 (all of a 7x7
+  // layer's): each panel's chunk then comes from memory once and serves every tile of the
+  // block from L2. Unchunked, a 7x7 layer's blocks were of 12 pixels (k = 4608) and each block
+  // read all the weights again (Xeon with AVX-512, cold weights: 49 x 4608 -> 512 64 -> 111
+  // GFLOP/s, 49 x 2048 -> 512 80 -> 113; ResNet-50 63-65 -> 57-58 ms, ResNet-18 25 -> 21). On
+  // the Zen 5 machine a whole pass per pair of panels had measured faster (49 x 960 -> 320
+  // 176 -> 145 us), with tiles of two panels.
+  const int chunk = std::min(k, kChunk);
   const int block = std::max(kTile, static_cast<int>(kBlockFloats / chunk) / kTile * kTile);
   for (int p0 = 0; p0 < pixels; p0 += block) {
     const int n = std::min(block, pixels - p0);
