@@ -261,8 +261,13 @@ std::unique_ptr<Layer> make_cropping(const KerasLayerSpec& spec, const ConfigRea
   return std::make_unique<Cropping2D>(spec.name, crops);
 }
 
+// Keras 2.1 on writes data_format into Flatten's config and, when it says channels_first,
+// moves the channels last before flattening: features in (h, w, c) order, Chorus' own. Without
+// it (Keras 2.0, and data_format channels_last) Flatten takes its input in memory order, which
+// after channels_first layers is (c, h, w): the layer must permute to match.
 std::unique_ptr<Layer> make_flatten(const KerasLayerSpec& spec, const ConfigReader& r) {
-  return std::make_unique<Flatten>(spec.name, r.text("data_format", "channels_last") == "channels_first");
+  const bool moves_channels_last = r.text("data_format", "") == "channels_first";
+  return std::make_unique<Flatten>(spec.name, r.channels_first() && !moves_channels_last);
 }
 
 std::unique_ptr<Layer> make_reshape(const KerasLayerSpec& spec, const ConfigReader& r) {

@@ -5,8 +5,9 @@
 
 namespace chorus::layers {
 
-// Flatten to a vector in Keras' element order: NHWC order as stored for channels_last models;
-// for channels_first models Keras flattens (c, h, w), so the data is permuted to match.
+// Flatten to a vector: in (h, w, c) order, as Chorus stores frames, or with `channels_first`
+// in (c, h, w) order, as an ONNX Flatten and a Keras Flatten that takes channels_first data
+// in memory order (Keras 2.0, or data_format channels_last) give their features.
 class Flatten : public Layer {
  public:
   Flatten(std::string name, bool channels_first) : Layer(std::move(name)), channels_first_(channels_first) {}

@@ -8,6 +8,7 @@
 #include "io/hdf5_file.h"
 #include "io/keras_model.h"
 #include "io/keras_writer.h"
+#include "reference/reference_ops.h"
 #include "reference/test_util.h"
 
 using namespace chorus;
@@ -210,4 +211,52 @@ TEST(KerasLayouts, ChannelsFirstEqualsChannelsLastOnTransposedInput) {
   EXPECT_EQ(mf.input_shape(), (Shape{9, 11, 4}));  // stored NHWC inside
   Tensor in = test::random_tensor(2, {9, 11, 4}, 6);
   EXPECT_EQ(max_relative_error(mf.forward(in), run(dir.path("last.h5"), in)), 0.0);
+}
+
+// Flatten after channels_first layers, in the order the file's Keras used: Keras 2.0 wrote no
+// data_format and flattened its (c, h, w) input in memory order; Keras 2.1 on writes
+// data_format, and with channels_first moves the channels last first, giving (h, w, c) order.
+// A model whose Flatten took the wrong order classified 7 % of MNIST right (the issue's file);
+// here plain loops compute each order, and the Dense weights make every feature count.
+TEST(KerasLayouts, FlattenAfterChannelsFirstFollowsTheFilesKeras) {
+  const auto config = [](const char* flatten_format) {
+    return std::string(R"({"class_name": "Sequential", "config": {"name": "cf", "layers": [
+     {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 2, 5, 6]}},
+     {"class_name": "Conv2D", "config": {"name": "conv", "filters": 4, "kernel_size": [3, 3], "padding": "same", "data_format": "channels_first"}},
+     {"class_name": "Flatten", "config": {"name": "flat")") +
+           flatten_format + R"(}},
+     {"class_name": "Dense", "config": {"name": "fc", "units": 3}}]}})";
+  };
+  struct Form {
+    const char* name;
+    const char* flatten_format;  // what the Flatten config holds
+    bool chw;                    // Keras flattened in (c, h, w) order
+  };
+  for (const Form& form : {Form{"Keras 2.0 (no data_format)", "", true},
+                           Form{"Keras 2.1+ channels_first", R"(, "data_format": "channels_first")", false},
+                           Form{"Keras 2.1+ channels_last", R"(, "data_format": "channels_last")", true}}) {
+    SCOPED_TRACE(form.name);
+    test::TempDir dir;
+    Written w = prepare(config(form.flatten_format), 11);
+    io::write_keras_h5(dir.path("full.h5"), w.config, w.spec, w.model, w.weights);
+    io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
+    std::ofstream(dir.path("arch.json")) << w.config.dump();
+
+    // The reference: the convolution on NHWC data (Keras stores the kernel alike for both
+    // formats), the features in Keras' order, then the dense layer.
+    Tensor in = test::random_tensor(2, {5, 6, 2}, 12);  // NHWC, as Chorus holds it
+    ref::ConvParams p;
+    p.kh = p.kw = 3;
+    p.same = true;
+    const Tensor conv = ref::conv2d(in, w.weights[0].at("kernel"), w.weights[0].at("bias"), 4, p);
+    Tensor features(2, {1, 1, 5 * 6 * 4});
+    for (int n = 0; n < 2; ++n)
+      for (int y = 0; y < 5; ++y)
+        for (int x = 0; x < 6; ++x)
+          for (int c = 0; c < 4; ++c)
+            features.at(n, 0, 0, form.chw ? (c * 5 + y) * 6 + x : (y * 6 + x) * 4 + c) = conv.at(n, y, x, c);
+    const Tensor expected = ref::dense(features, w.weights[2].at("kernel"), w.weights[2].at("bias"), 3);
+    EXPECT_LT(max_relative_error(run(dir.path("full.h5"), in), expected), 1e-5);
+    EXPECT_LT(max_relative_error(run(dir.path("wo.h5"), in, dir.path("arch.json")), expected), 1e-5);
+  }
 }
