@@ -9,7 +9,7 @@ build_packages=(
   build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin
   libarmadillo-dev libopenblas-dev
-  libhdf5-dev
+  libhdf5-dev zlib1g-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libonnx-dev libprotobuf-dev
 )

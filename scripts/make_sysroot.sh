@@ -29,7 +29,7 @@ packages=(
   libc6-dev libstdc++-12-dev
   libopenmpi-dev openmpi-bin
   libarmadillo-dev libopenblas-dev
-  libhdf5-dev
+  libhdf5-dev zlib1g-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libonnx-dev libprotobuf-dev
 )

@@ -1,5 +1,6 @@
 // `chorus init-weights SPEC --seed S -o model.h5`: deterministic random weights in the Keras
-// HDF5 layout the importer reads, for zoo models whose trained weights cannot be downloaded.
+// HDF5 layout the importer reads (or a Keras 3 .keras archive for -o model.keras), for zoo
+// models whose trained weights cannot be downloaded.
 #include <chrono>
 #include <iostream>
 
@@ -18,7 +19,7 @@ void add_init_weights_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("init-weights", "Write deterministic random weights for an architecture file");
   cmd->add_option("spec", o->spec, "Architecture file (.json from model.to_json(), or .yaml)")->required();
   cmd->add_option("--seed", o->seed, "Random seed (same seed, same weights on every platform)");
-  cmd->add_option("-o,--output", o->output, "Keras .h5 file to write")->required();
+  cmd->add_option("-o,--output", o->output, "Keras .h5 file to write, or a Keras 3 .keras archive")->required();
   cmd->callback([o] {
     auto start = std::chrono::steady_clock::now();
     io::init_keras_weights(o->spec, o->seed, o->output);

@@ -1,6 +1,7 @@
 #include "io/hdf5_file.h"
 
 #include <fstream>
+#include <memory>
 
 #include "core/error.h"
 
@@ -22,6 +23,8 @@ herr_t close_any(hid_t id) {
     case H5I_ATTR: return H5Aclose(id);
     case H5I_DATATYPE: return H5Tclose(id);
     case H5I_DATASPACE: return H5Sclose(id);
+    case H5I_GENPROP_LST:
+      return H5Pclose(id);
     default: return H5Oclose(id);
   }
 }
@@ -52,6 +55,45 @@ H5File::H5File(const std::string& path, Mode mode) : path_(path) {
   if (is_hdf5 <= 0) fail(path, ": not an HDF5 file (no HDF5 signature found)");
   file_ = H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file_.valid()) fail(path, ": HDF5 file cannot be opened (truncated or corrupt?)");
+}
+
+namespace {
+// HDF5's file-image callbacks that hand it the caller's buffer instead of copies: every
+// "allocation" of the image is the buffer itself, copies into it are skipped, frees do
+// nothing. The file is opened read-only, so HDF5 never writes to or grows it.
+struct InPlaceImage {
+  void* data;
+  std::size_t size;
+};
+void* image_malloc(std::size_t size, H5FD_file_image_op_t, void* udata) {
+  auto* image = static_cast<InPlaceImage*>(udata);
+  return size == image->size ? image->data : nullptr;
+}
+void* image_memcpy(void* dest, const void* src, std::size_t, H5FD_file_image_op_t, void*) {
+  return dest == src ? dest : nullptr;  // only ever asked to "copy" the buffer onto itself
+}
+void* image_realloc(void*, std::size_t, H5FD_file_image_op_t, void*) { return nullptr; }
+herr_t image_free(void*, H5FD_file_image_op_t, void*) { return 0; }
+void* udata_copy(void* udata) { return udata; }
+herr_t udata_free(void*) { return 0; }
+}  // namespace
+
+H5File H5File::from_image(const void* data, std::size_t size, const std::string& name) {
+  H5File f;
+  f.path_ = name;
+  // The image description must outlive the file: HDF5 keeps the pointer as its udata.
+  auto image = std::make_shared<InPlaceImage>(InPlaceImage{const_cast<void*>(data), size});
+  f.image_ = image;
+  H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  H5FD_file_image_callbacks_t callbacks{image_malloc, image_memcpy, image_realloc, image_free,
+                                        udata_copy,   udata_free,   image.get()};
+  if (!fapl.valid() || H5Pset_fapl_core(fapl.get(), 64 * 1024, false) < 0 ||
+      H5Pset_file_image_callbacks(fapl.get(), &callbacks) < 0 ||
+      H5Pset_file_image(fapl.get(), const_cast<void*>(data), size) < 0)
+    fail(name, ": cannot set up HDF5 to read it in memory");
+  f.file_ = H5Handle(H5Fopen(name.c_str(), H5F_ACC_RDONLY, fapl.get()));
+  if (!f.file_.valid()) fail(name, ": not an HDF5 file, or a damaged one");
+  return f;
 }
 
 bool H5File::exists(const std::string& object) const {
@@ -255,16 +297,31 @@ std::vector<float> H5File::read_floats_slice(const std::string& dataset, int axi
   auto shape = dataset_shape(dataset);
   if (axis < 0 || axis >= static_cast<int>(shape.size()) || begin < 0 || end > shape[axis] || begin >= end)
     fail(where(dataset), ": slice [", begin, ", ", end, ") on axis ", axis, " does not fit the dataset");
-  std::vector<hsize_t> offset(shape.size(), 0), count(shape.begin(), shape.end());
+  std::vector<std::int64_t> offset(shape.size(), 0), count = shape;
   offset[axis] = begin;
   count[axis] = end - begin;
+  return read_floats_block(dataset, offset, count);
+}
+
+std::vector<float> H5File::read_floats_block(const std::string& dataset, const std::vector<std::int64_t>& offset,
+                                             const std::vector<std::int64_t>& count) const {
+  if (!is_dataset(dataset)) fail(where(dataset), ": no such dataset");
+  const auto shape = dataset_shape(dataset);
+  if (offset.size() != shape.size() || count.size() != shape.size())
+    fail(where(dataset), ": a block of rank ", offset.size(), " for a dataset of rank ", shape.size());
   std::size_t total = 1;
-  for (auto c : count) total *= c;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (offset[i] < 0 || count[i] <= 0 || offset[i] + count[i] > shape[i])
+      fail(where(dataset), ": block [", offset[i], ", ", offset[i] + count[i], ") on axis ", i,
+           " does not fit the dataset");
+    total *= static_cast<std::size_t>(count[i]);
+  }
+  const std::vector<hsize_t> start(offset.begin(), offset.end()), size(count.begin(), count.end());
   H5Handle d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
   H5Handle file_space(H5Dget_space(d.get()));
-  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr, count.data(), nullptr) < 0)
+  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr) < 0)
     fail(where(dataset), ": cannot select slice");
-  H5Handle mem_space(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
+  H5Handle mem_space(H5Screate_simple(static_cast<int>(size.size()), size.data(), nullptr));
   std::vector<float> values(total);
   if (H5Dread(d.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, values.data()) < 0)
     fail(where(dataset), ": cannot read slice (truncated file?)");

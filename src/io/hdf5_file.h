@@ -3,7 +3,9 @@
 // Every failure throws chorus::Error naming the file and the object path.
 #include <hdf5.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,9 @@ class H5File {
   enum class Mode { read, create };
   // Opens (or truncates and creates) `path`; throws when it is missing or not HDF5.
   H5File(const std::string& path, Mode mode = Mode::read);
+  // Opens an HDF5 file held in memory (a member of a .keras archive) for reading, in place:
+  // `data` must outlive the object. `name` stands for it in messages ("a.keras:model.weights.h5").
+  static H5File from_image(const void* data, std::size_t size, const std::string& name);
 
   const std::string& path() const { return path_; }
   bool exists(const std::string& object) const;
@@ -56,6 +61,9 @@ class H5File {
   // split layer never holds the whole weight. Result in row-major order of the slab.
   std::vector<float> read_floats_slice(const std::string& dataset, int axis, std::int64_t begin,
                                        std::int64_t end) const;
+  // Reads the block [offset, offset + count) of every axis, in row-major order of the block.
+  std::vector<float> read_floats_block(const std::string& dataset, const std::vector<std::int64_t>& offset,
+                                       const std::vector<std::int64_t>& count) const;
 
   // Reads every string attribute and every dataset's shape in the file (what the importer
   // reads before any weight), going on past problems HDF5 reports. For probing a file in a
@@ -69,10 +77,13 @@ class H5File {
   void write_floats(const std::string& dataset, const std::vector<std::int64_t>& shape, const float* data);
 
  private:
+  H5File() = default;
   H5Handle open_object(const std::string& object) const;
   std::string where(const std::string& object) const { return path_ + ":" + object; }
 
   std::string path_;
+  std::shared_ptr<void> image_;  // from_image: what HDF5's callbacks hold (before file_: the
+                                 // file closes first)
   H5Handle file_;
 };
 

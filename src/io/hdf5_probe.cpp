@@ -24,7 +24,9 @@ namespace {
 constexpr int kProbeFinished = 0;
 }  // namespace
 
-void probe_hdf5_structure(const std::string& path, double timeout_s) {
+namespace {
+// Opens the file in the child; `path` names it in messages.
+void probe(const std::string& path, const std::function<H5File()>& open, double timeout_s) {
   if (timeout_s <= 0) {
     const char* env = std::getenv("CHORUS_HDF5_PROBE_S");
     timeout_s = env ? std::atof(env) : 30.0;
@@ -39,7 +41,7 @@ void probe_hdf5_structure(const std::string& path, double timeout_s) {
     for (const int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
     if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
     try {
-      H5File(path).read_whole_structure();
+      open().read_whole_structure();
     } catch (...) {
     }
     _exit(kProbeFinished);  // no destructors, no atexit handlers of the parent (MPI, HDF5's own)
@@ -64,6 +66,18 @@ void probe_hdf5_structure(const std::string& path, double timeout_s) {
   if (WIFEXITED(status) && WEXITSTATUS(status) != kProbeFinished)
     fail(path, ": the HDF5 library crashed reading this file's structure (exit status ", WEXITSTATUS(status),
          "); the file is corrupt");
+}
+
+}  // namespace
+
+void probe_hdf5_structure(const std::string& path, double timeout_s) {
+  probe(
+      path, [&] { return H5File(path); }, timeout_s);
+}
+
+void probe_hdf5_image(const void* data, std::size_t size, const std::string& name, double timeout_s) {
+  probe(
+      name, [&] { return H5File::from_image(data, size, name); }, timeout_s);
 }
 
 }  // namespace chorus::io

@@ -3,6 +3,8 @@
 // Debian's 1.10.8 spin for minutes, found by fuzzing). Before Chorus reads a file's structure
 // in its own process, a forked child reads it first: a child that does not finish in time is
 // killed and one that crashes is reported, both as chorus::Error naming the file.
+#include <cstddef>
+#include <functional>
 #include <string>
 
 namespace chorus::io {
@@ -11,5 +13,7 @@ namespace chorus::io {
 // else 30 s) or crashes reading the structure (attributes and dataset shapes) of `path`.
 // Problems HDF5 reports normally are left to the real read, which names them.
 void probe_hdf5_structure(const std::string& path, double timeout_s = 0);
+// The same for an HDF5 file held in memory (H5File::from_image), named `name` in messages.
+void probe_hdf5_image(const void* data, std::size_t size, const std::string& name, double timeout_s = 0);
 
 }  // namespace chorus::io

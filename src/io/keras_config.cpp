@@ -111,7 +111,10 @@ class Flattener {
     if (cls.empty() || name.empty()) fail(source_, ": a layer entry has no class_name or name: ", layer.dump().substr(0, 200));
     if (is_model_class(cls)) {
       if (inputs.size() != 1) fail(where(name), ": nested model with ", inputs.size(), " inputs is not supported");
-      return add_model(layer, inputs[0], group.empty() ? name : group);
+      nesting_.push_back(name);
+      const std::string out = add_model(layer, inputs[0], group.empty() ? name : group);
+      nesting_.pop_back();
+      return out;
     }
     KerasLayerSpec l;
     l.name = unique_name(name, group);
@@ -120,6 +123,7 @@ class Flattener {
     l.inbound = inputs;
     l.weight_group = group.empty() ? name : group;
     l.weight_owner = name;
+    l.nesting = nesting_;
     if (l.config.is_object() && l.config.value("data_format", "") == "channels_first") spec_.channels_first = true;
     if (layer.contains("module") || layer.contains("build_config")) spec_.keras3 = true;
     spec_.layers.push_back(std::move(l));
@@ -219,6 +223,7 @@ class Flattener {
   std::string source_;
   KerasModelSpec& spec_;
   std::set<std::string> used_;
+  std::vector<std::string> nesting_;  // names of the nested models being added, outermost first
 };
 
 }  // namespace

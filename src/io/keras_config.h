@@ -16,6 +16,8 @@ struct KerasLayerSpec {
   std::vector<std::string> inbound;  // producing layers' names; the model input's name for the first
   std::string weight_group;  // top-level layer whose HDF5 group holds the weights
   std::string weight_owner;  // the layer's own name inside that group (differs for nested models)
+  std::vector<std::string> nesting;  // the nested models holding it, outermost first (Keras 3's
+                                     // layers/<model>/layers/<name> weight paths)
 };
 
 struct KerasModelSpec {

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "layers/activation_layer.h"
 #include "layers/batch_norm.h"
+#include "layers/channel_affine.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
@@ -42,6 +43,23 @@ class ConfigReader {
     if (!has(key)) return fallback;
     if (!c_[key].is_number_integer()) error("'", key, "' should be an integer, found ", c_[key].dump());
     return c_[key].get<int>();
+  }
+  // A number, or a list (nested lists flattened) of numbers, as Rescaling and Normalization
+  // write their constants; `fallback` when absent.
+  std::vector<float> numbers(const char* key, std::vector<float> fallback) const {
+    if (!has(key)) return fallback;
+    std::vector<float> out;
+    std::function<void(const json&)> add = [&](const json& v) {
+      if (v.is_number())
+        out.push_back(v.get<float>());
+      else if (v.is_array())
+        for (const auto& x : v) add(x);
+      else
+        error("'", key, "' should be a number or a list of numbers, found ", c_[key].dump());
+    };
+    add(c_[key]);
+    if (out.empty()) error("'", key, "' is an empty list");
+    return out;
   }
   float number(const char* key, float fallback) const {
     if (!has(key)) return fallback;
@@ -289,6 +307,21 @@ std::unique_ptr<Layer> make_identity(const KerasLayerSpec& spec, const ConfigRea
   return std::make_unique<Identity>(spec.name, spec.class_name);
 }
 
+std::unique_ptr<Layer> make_rescaling(const KerasLayerSpec& spec, const ConfigReader& r) {
+  return std::make_unique<ChannelAffine>(spec.name, "Rescaling", r.numbers("scale", {1.0f}),
+                                         r.numbers("offset", {0.0f}));
+}
+
+// Normalization with its statistics in the config, or (after adapt()) in its weights.
+std::unique_ptr<Layer> make_normalization(const KerasLayerSpec& spec, const ConfigReader& r) {
+  if (r.has("invert") && spec.config["invert"].is_boolean() && spec.config["invert"].get<bool>())
+    r.error("invert: true (denormalisation) is not supported");
+  r.require_channels_axis("axis", -1);
+  if (r.has("mean") != r.has("variance")) r.error("has 'mean' or 'variance' without the other");
+  if (!r.has("mean")) return ChannelAffine::normalization_from_weights(spec.name);
+  return ChannelAffine::normalization(spec.name, r.numbers("mean", {}), r.numbers("variance", {}));
+}
+
 Factory elementwise(ElementwiseOp op) {
   return [op](const KerasLayerSpec& spec, const ConfigReader&) -> std::unique_ptr<Layer> {
     return std::make_unique<Elementwise>(spec.name, op);
@@ -342,6 +375,15 @@ const std::map<std::string, Factory>& factories() {
       {"GaussianNoise", make_identity},
       {"AlphaDropout", make_identity},
       {"ActivityRegularization", make_identity},
+      // Augmentation: the identity at inference.
+      {"RandomFlip", make_identity},
+      {"RandomRotation", make_identity},
+      {"RandomZoom", make_identity},
+      {"RandomContrast", make_identity},
+      {"RandomTranslation", make_identity},
+      {"RandomBrightness", make_identity},
+      {"Rescaling", make_rescaling},
+      {"Normalization", make_normalization},
       {"Add", elementwise(ElementwiseOp::add)},
       {"Multiply", elementwise(ElementwiseOp::multiply)},
       {"Concatenate", make_concatenate},

@@ -177,7 +177,7 @@ KerasModelStructure load_keras_structure(const std::string& path, const std::str
     fail(path, ": this is an architecture file without weights; make weights with `chorus init-weights ", path,
          " -o model.h5`, or pass your weights .h5 as MODEL and this file with --arch");
   if (std::filesystem::path(path).extension() == ".keras")
-    fail(path, ": Keras 3 .keras (zip) files are not read; save the model with model.save('model.h5')");
+    fail(path, ": a Keras 3 .keras archive: open it through io::load_model_structure");
   std::string version;
   json config = read_keras_config(path, arch_path, &version);
   const std::string source = arch_path.empty() ? path : arch_path;

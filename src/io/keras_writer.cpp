@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "core/error.h"
 #include "core/random.h"
 #include "io/hdf5_file.h"
 #include "io/keras_model.h"
+#include "io/zip_archive.h"
 
 namespace chorus::io {
 
@@ -64,6 +67,58 @@ void write_keras_h5(const std::string& path, const json& config, const KerasMode
   }
 }
 
+void write_keras_archive(const std::string& path, const json& config, const KerasModelSpec& spec,
+                         const model::Model& model, const std::vector<layers::WeightMap>& weights,
+                         bool deflate_weights) {
+  CHORUS_ASSERT(weights.size() == spec.layers.size() && model.nodes().size() == spec.layers.size());
+  // The weights file is written beside the archive, then packed into it.
+  const std::string h5_path = path + ".weights.h5.partial";
+  {
+    H5File file(h5_path, H5File::Mode::create);
+    file.create_group("/layers");
+    for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+      const auto& l = spec.layers[i];
+      const auto specs = model.nodes()[i].layer->weight_specs();
+      if (specs.empty()) continue;
+      std::string group = "/layers";
+      for (const auto& m : l.nesting) {
+        group += "/" + m;
+        if (!file.is_group(group)) file.create_group(group);
+        group += "/layers";
+        if (!file.is_group(group)) file.create_group(group);
+      }
+      group += "/" + l.weight_owner;
+      file.create_group(group);
+      file.create_group(group + "/vars");
+      for (std::size_t k = 0; k < specs.size(); ++k) {
+        const auto& w = specs[k];
+        auto it = weights[i].find(w.name);
+        CHORUS_ASSERT(it != weights[i].end() && it->second.size() == w.count(), "weight ", w.name, " of ", l.name);
+        file.write_floats(group + "/vars/" + std::to_string(k),
+                          std::vector<std::int64_t>(w.shape.begin(), w.shape.end()), it->second.data());
+      }
+    }
+  }
+  std::vector<char> h5;
+  {
+    std::FILE* in = std::fopen(h5_path.c_str(), "rb");
+    if (!in) fail(h5_path, ": cannot read back");
+    char buffer[1 << 16];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, in)) > 0;) h5.insert(h5.end(), buffer, buffer + n);
+    std::fclose(in);
+    std::remove(h5_path.c_str());
+  }
+  const auto text = [](const json& j) {
+    const std::string s = j.dump();
+    return std::vector<char>(s.begin(), s.end());
+  };
+  ZipWriter zip(path);
+  zip.add("metadata.json", text({{"keras_version", "3.3.3"}, {"date_saved", "2026-12-04@00:00:00"}}), true);
+  zip.add("config.json", text(config), true);
+  zip.add("model.weights.h5", h5, deflate_weights);
+  zip.finish();
+}
+
 std::vector<layers::WeightMap> random_keras_weights(const model::Model& model, const KerasModelSpec& spec,
                                                     std::uint64_t seed) {
   std::vector<layers::WeightMap> out(model.nodes().size());
@@ -94,7 +149,10 @@ void init_keras_weights(const std::string& arch_path, std::uint64_t seed, const 
   json config = read_architecture_file(arch_path);
   KerasModelSpec spec = parse_keras_config(config, arch_path);
   model::Model m = build_keras_model(spec, arch_path);
-  write_keras_h5(out_path, config, spec, m, random_keras_weights(m, spec, seed));
+  if (std::filesystem::path(out_path).extension() == ".keras")
+    write_keras_archive(out_path, config, spec, m, random_keras_weights(m, spec, seed));
+  else
+    write_keras_h5(out_path, config, spec, m, random_keras_weights(m, spec, seed));
 }
 
 }  // namespace chorus::io

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/keras_archive.h"
 #include "io/keras_model.h"
 
 namespace chorus::io {
@@ -15,10 +16,12 @@ ModelFormat model_format(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   if (ext == ".onnx") return ModelFormat::onnx;
+  if (ext == ".keras") return ModelFormat::keras_archive;
   char head[8] = {};
   std::ifstream in(path, std::ios::binary);
   if (!in.read(head, sizeof head)) return ModelFormat::keras_h5;
   if (std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return ModelFormat::keras_h5;
+  if (std::memcmp(head, "PK\x03\x04", 4) == 0) return ModelFormat::keras_archive;
   // A ModelProto starts with its ir_version: field 1, a varint (tag byte 0x08).
   return head[0] == 0x08 ? ModelFormat::onnx : ModelFormat::keras_h5;
 }
@@ -35,7 +38,10 @@ ModelStructure load_model_structure(const std::string& path, const std::string& 
     s.source = path;
     return s;
   }
-  KerasModelStructure keras = load_keras_structure(path, arch_path, optimize);
+  if (s.format == ModelFormat::keras_archive && !arch_path.empty())
+    fail(path, ": --arch is for Keras weights-only .h5 files; a .keras archive holds its own graph");
+  KerasModelStructure keras = s.format == ModelFormat::keras_archive ? load_keras_archive_structure(path, optimize)
+                                                                     : load_keras_structure(path, arch_path, optimize);
   s.model = std::move(keras.model);
   s.keras = std::make_shared<const KerasModelSpec>(std::move(keras.spec));
   s.source = keras.source;
@@ -44,6 +50,7 @@ ModelStructure load_model_structure(const std::string& path, const std::string& 
 
 std::unique_ptr<WeightReader> open_weight_reader(const ModelStructure& s) {
   if (s.format == ModelFormat::onnx) return std::make_unique<OnnxWeightReader>(s.path, s.onnx);
+  if (s.format == ModelFormat::keras_archive) return std::make_unique<KerasArchiveWeightReader>(s.path, *s.keras);
   return std::make_unique<KerasWeightReader>(s.path, *s.keras);
 }
 

@@ -12,10 +12,11 @@
 
 namespace chorus::io {
 
-enum class ModelFormat { keras_h5, onnx };
+enum class ModelFormat { keras_h5, keras_archive, onnx };
 
 // ONNX for `.onnx` names and for files that start like an ONNX protobuf and not like HDF5;
-// Keras HDF5 otherwise (whose reader explains files it cannot open).
+// a Keras 3 archive for `.keras` names and zip files; Keras HDF5 otherwise (whose reader
+// explains files it cannot open).
 ModelFormat model_format(const std::string& path);
 
 // A model's graph, optimised if asked, without weights.
@@ -29,7 +30,7 @@ struct ModelStructure {
 };
 
 // `arch_path` is a Keras architecture file for weights-only .h5 files ("" otherwise; refused for
-// ONNX). Throws chorus::Error naming the file and layer.
+// ONNX and .keras files, which hold their graph). Throws chorus::Error naming the file and layer.
 ModelStructure load_model_structure(const std::string& path, const std::string& arch_path, bool optimize);
 
 // A reader of the structure's weights from its file. The structure must outlive it.

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "layers/batch_norm.h"
+#include "layers/channel_affine.h"
 #include "layers/lrn.h"
 #include "layers/merge.h"
 #include "layers/padding.h"
@@ -135,4 +136,40 @@ TEST(Elementwise, AddMultiplyAndBroadcast) {
     for (std::size_t i = 0; i < a.frame_size(); ++i) EXPECT_FLOAT_EQ(out.frame(n)[i], a.frame(n)[i] * s.frame(n)[i % 5]);
   Elementwise bad("add", ElementwiseOp::add);
   EXPECT_THROW(bad.build({{3, 4, 5}, {3, 4, 6}}), Error);
+}
+
+TEST(ChannelAffine, PerChannelAndScalarAgainstPlainLoops) {
+  for (const Shape shape : {Shape{3, 4, 1}, Shape{5, 2, 3}, Shape{1, 1, 7}}) {
+    const int c = shape.c;
+    const std::vector<float> scale = test::random_vector(c, 1), offset = test::random_vector(c, 2);
+    Tensor in = test::random_tensor(2, shape, 3);
+    ChannelAffine per("a", "Rescaling", scale, offset), scalar("b", "Rescaling", {scale[0]}, {offset[0]});
+    per.build({shape});
+    scalar.build({shape});
+    Tensor a, b;
+    per.forward({&in}, a);
+    scalar.forward({&in}, b);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      EXPECT_FLOAT_EQ(a.data()[i], in.data()[i] * scale[i % c] + offset[i % c]);
+      EXPECT_FLOAT_EQ(b.data()[i], in.data()[i] * scale[0] + offset[0]);
+    }
+    Tensor inplace = in;
+    per.forward({&inplace}, inplace);
+    EXPECT_EQ(max_relative_error(inplace, a), 0.0);
+  }
+  ChannelAffine wrong("w", "Rescaling", {1, 2}, {0});
+  EXPECT_THROW(wrong.build({{2, 2, 3}}), Error);
+  // Normalization: (x - mean) / max(sqrt(variance), 1e-7), from its weights after adapt().
+  auto norm = ChannelAffine::normalization_from_weights("n");
+  norm->build({{1, 2, 2}});
+  ASSERT_EQ(norm->weight_specs().size(), 3u);
+  norm->set_weights({{"mean", {1.0f, -1.0f}}, {"variance", {4.0f, 0.0f}}, {"count", {10.0f}}});
+  Tensor x(1, {1, 2, 2});
+  x.data()[0] = 3.0f, x.data()[1] = -1.0f, x.data()[2] = 1.0f, x.data()[3] = -0.5f;
+  Tensor y;
+  norm->forward({&x}, y);
+  EXPECT_FLOAT_EQ(y.data()[0], 1.0f);
+  EXPECT_FLOAT_EQ(y.data()[1], 0.0f);
+  EXPECT_FLOAT_EQ(y.data()[2], 0.0f);
+  EXPECT_NEAR(y.data()[3], 0.5f / 1e-7f, 1.0f);
 }

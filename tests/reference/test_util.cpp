@@ -52,7 +52,10 @@ io::KerasModelSpec write_random_model(const std::string& config_json, const std:
   auto config = nlohmann::json::parse(config_json);
   auto spec = io::parse_keras_config(config, "test config");
   auto m = io::build_keras_model(spec, "test config");
-  io::write_keras_h5(h5_path, config, spec, m, io::random_keras_weights(m, spec, seed));
+  if (h5_path.size() > 6 && h5_path.substr(h5_path.size() - 6) == ".keras")
+    io::write_keras_archive(h5_path, config, spec, m, io::random_keras_weights(m, spec, seed));
+  else
+    io::write_keras_h5(h5_path, config, spec, m, io::random_keras_weights(m, spec, seed));
   return spec;
 }
 

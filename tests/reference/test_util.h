@@ -37,7 +37,8 @@ std::string shared_samples_dir();
 
 std::string source_path(const std::string& relative);  // a file in the repository
 
-// Writes `config_json` with deterministic random weights to `h5_path` and returns the spec.
+// Writes `config_json` with deterministic random weights to `h5_path` (a Keras 3 .keras archive
+// when it ends in .keras) and returns the spec.
 io::KerasModelSpec write_random_model(const std::string& config_json, const std::string& h5_path,
                                       std::uint64_t seed = 1);
 

@@ -27,9 +27,11 @@ class Models {
     static Models m;
     return m;
   }
-  // Keras models are written here; "onnx_NAME" is tests/data/onnx/NAME.onnx (PyTorch exports).
+  // Keras models are written here; "onnx_NAME" is tests/data/onnx/NAME.onnx (PyTorch exports),
+  // "NAME_keras" a Keras 3 .keras archive.
   std::string path(const std::string& name) const {
     if (name.rfind("onnx_", 0) == 0) return test::source_path("tests/data/onnx/" + name.substr(5) + ".onnx");
+    if (name.size() > 6 && name.substr(name.size() - 6) == "_keras") return dir_.path(name + ".keras");
     return dir_.path(name + ".h5");
   }
 
@@ -40,11 +42,41 @@ class Models {
     test::write_random_model(read(test::source_path("models/lenet5.json")), path("lenet5"));
     test::write_random_model(kVggStyle, path("vgg_small"));
     test::write_random_model(kResidual, path("residual"));
+    test::write_random_model(kResidual, path("residual_keras"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
     // MobileNetV2 as in the zoo, at 64x64 so that the test stays quick.
     json mobilenet = json::parse(read(test::source_path("models/mobilenetv2.json")));
     mobilenet["config"]["layers"][0]["config"]["batch_input_shape"] = {nullptr, 64, 64, 3};
     test::write_random_model(mobilenet.dump(), path("mobilenetv2_64"));
+    // A transfer-learning model as Keras 3 saves one: augmentation and rescaling in front of a
+    // nested MobileNetV2 base, a new head, in a .keras archive.
+    json base = mobilenet;
+    base["name"] = base["config"]["name"] = "mobilenetv2_base";
+    base["inbound_nodes"] = json::parse(R"([[["rescale", 0, 0, {}]]])");
+    json transfer = {{"class_name", "Functional"},
+                     {"config",
+                      {{"name", "transfer"},
+                       {"layers",
+                        {{{"class_name", "InputLayer"},
+                          {"name", "img"},
+                          {"config", {{"name", "img"}, {"batch_input_shape", {nullptr, 64, 64, 3}}}},
+                          {"inbound_nodes", json::array()}},
+                         {{"class_name", "RandomFlip"},
+                          {"name", "flip"},
+                          {"config", {{"name", "flip"}}},
+                          {"inbound_nodes", json::parse(R"([[["img", 0, 0, {}]]])")}},
+                         {{"class_name", "Rescaling"},
+                          {"name", "rescale"},
+                          {"config", {{"name", "rescale"}, {"scale", 1.0 / 127.5}, {"offset", -1.0}}},
+                          {"inbound_nodes", json::parse(R"([[["flip", 0, 0, {}]]])")}},
+                         base,
+                         {{"class_name", "Dense"},
+                          {"name", "head"},
+                          {"config", {{"name", "head"}, {"units", 5}, {"activation", "softmax"}}},
+                          {"inbound_nodes", json::parse(R"([[["mobilenetv2_base", 0, 0, {}]]])")}}}},
+                       {"input_layers", {{"img", 0, 0}}},
+                       {"output_layers", {{"head", 0, 0}}}}}};
+    test::write_random_model(transfer.dump(), path("transfer_keras"));
   }
   static std::string read(const std::string& file) {
     std::ifstream in(file);
@@ -173,11 +205,15 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"residual", "pipeline", 9}, StrategyCase{"residual", "replicate", 2},
                     StrategyCase{"residual", "split-output", 4}, StrategyCase{"residual", "split-input", 3},
                     StrategyCase{"residual", "split-spatial", 3}, StrategyCase{"mobilenetv2_64", "pipeline", 4},
-                    StrategyCase{"mobilenetv2_64", "split-output", 3}, StrategyCase{"mobilenetv2_64", "split-spatial", 2},
-                    StrategyCase{"dense_heavy", "split-input", 4}, StrategyCase{"dense_heavy", "split-output", 9},
-                    StrategyCase{"dense_heavy", "pipeline", 3}, StrategyCase{"onnx_conv_variants", "pipeline", 2},
+                    StrategyCase{"mobilenetv2_64", "split-output", 3},
+                    StrategyCase{"mobilenetv2_64", "split-spatial", 2}, StrategyCase{"dense_heavy", "split-input", 4},
+                    StrategyCase{"dense_heavy", "split-output", 9}, StrategyCase{"dense_heavy", "pipeline", 3},
+                    StrategyCase{"onnx_conv_variants", "pipeline", 2},
                     StrategyCase{"onnx_conv_variants", "split-output", 2},
-                    StrategyCase{"onnx_activations_op13", "pipeline", 2}),
+                    StrategyCase{"onnx_activations_op13", "pipeline", 2}, StrategyCase{"residual_keras", "pipeline", 3},
+                    StrategyCase{"residual_keras", "split-output", 3}, StrategyCase{"residual_keras", "split-input", 2},
+                    StrategyCase{"transfer_keras", "split-output", 3}, StrategyCase{"transfer_keras", "pipeline", 3},
+                    StrategyCase{"transfer_keras", "split-spatial", 3}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)
@@ -345,7 +381,9 @@ TEST_P(SteadyState, NoHeapAllocationsPerFrame) {
     EXPECT_EQ(rank["heap_allocations_per_frame"].get<double>(), 0.0);
     // What still allocates is Open MPI: its fragment free lists (opal_free_list_grow_st under
     // MPI_Isend and the shared-memory transport) grow now and then, never once a frame.
-    if (GetParam().ranks > 1) EXPECT_LE(rank["mpi_heap_allocations_per_frame"].get<double>(), 0.1);
+    if (GetParam().ranks > 1) {
+      EXPECT_LE(rank["mpi_heap_allocations_per_frame"].get<double>(), 0.1);
+    }
   }
 }
 

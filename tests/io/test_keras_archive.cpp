@@ -1,0 +1,233 @@
+// Keras 3 .keras archives: the same weights give the same outputs as the .h5 layouts (which the
+// other suites check against plain loops and real files), whether the weights member is stored
+// or deflated, top-level or in nested models; damaged archives get one clear error naming the
+// file and the member.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "io/keras_archive.h"
+#include "io/keras_writer.h"
+#include "io/model_file.h"
+#include "io/zip_archive.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using nlohmann::json;
+using testing::HasSubstr;
+
+namespace {
+
+// Conv, batch norm (folded at load), pooling, a residual Add and a nested Sequential base, as a
+// transfer-learning model has them; Keras 3 config keys.
+const char* kTransfer = R"({"module": "keras", "class_name": "Functional", "config": {"name": "transfer", "layers": [
+ {"class_name": "InputLayer", "name": "img", "config": {"name": "img", "batch_shape": [null, 12, 12, 3]}, "inbound_nodes": []},
+ {"class_name": "Sequential", "name": "base", "config": {"name": "base", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "base_in", "batch_shape": [null, 12, 12, 3]}},
+   {"class_name": "Conv2D", "config": {"name": "conv", "filters": 8, "kernel_size": [3, 3], "padding": "same", "use_bias": false}},
+   {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": -1}},
+   {"class_name": "ReLU", "config": {"name": "relu"}},
+   {"class_name": "DepthwiseConv2D", "config": {"name": "dw", "kernel_size": [3, 3], "padding": "same"}},
+   {"class_name": "Conv2D", "config": {"name": "project", "filters": 8, "kernel_size": [1, 1]}}]},
+  "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["img", 0, 0]}}], "kwargs": {}}]},
+ {"class_name": "Conv2D", "name": "side", "config": {"name": "side", "filters": 8, "kernel_size": [1, 1]},
+  "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["img", 0, 0]}}], "kwargs": {}}]},
+ {"class_name": "Add", "name": "add", "config": {"name": "add"},
+  "inbound_nodes": [{"args": [[{"class_name": "__keras_tensor__", "config": {"keras_history": ["base", 0, 0]}},
+                               {"class_name": "__keras_tensor__", "config": {"keras_history": ["side", 0, 0]}}]], "kwargs": {}}]},
+ {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"},
+  "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["add", 0, 0]}}], "kwargs": {}}]},
+ {"class_name": "Dense", "name": "head", "config": {"name": "head", "units": 5, "activation": "softmax"},
+  "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["gap", 0, 0]}}], "kwargs": {}}]}],
+ "input_layers": [["img", 0, 0]], "output_layers": [["head", 0, 0]]}})";
+
+struct Written {
+  json config;
+  io::KerasModelSpec spec;
+  model::Model model;
+  std::vector<layers::WeightMap> weights;
+};
+
+Written prepare(const std::string& text, std::uint64_t seed = 7) {
+  Written w;
+  w.config = json::parse(text);
+  w.spec = io::parse_keras_config(w.config, "test");
+  w.model = io::build_keras_model(w.spec, "test");
+  w.weights = io::random_keras_weights(w.model, w.spec, seed);
+  return w;
+}
+
+Tensor run(const std::string& path, const Tensor& in) { return io::load_model_file(path).forward(in); }
+
+std::string error_loading(const std::string& path) {
+  return test::error_of([&] { io::load_model_file(path); });
+}
+
+}  // namespace
+
+TEST(KerasArchive, StoredAndDeflatedWeightsEqualTheH5) {
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_h5(dir.path("m.h5"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_archive(dir.path("stored.keras"), w.config, w.spec, w.model, w.weights, false);
+  io::write_keras_archive(dir.path("deflated.keras"), w.config, w.spec, w.model, w.weights, true);
+  Tensor in = test::random_tensor(3, {12, 12, 3}, 4);
+  const Tensor expected = run(dir.path("m.h5"), in);
+  EXPECT_EQ(max_relative_error(run(dir.path("stored.keras"), in), expected), 0.0);
+  EXPECT_EQ(max_relative_error(run(dir.path("deflated.keras"), in), expected), 0.0);
+
+  // As Keras 3 lays them out: the nested base's layers under layers/base/layers/.
+  io::ZipArchive zip(dir.path("stored.keras"));
+  for (const char* member : {"metadata.json", "config.json", "model.weights.h5"}) EXPECT_NE(zip.find(member), nullptr);
+  EXPECT_EQ(zip.find("model.weights.h5")->method, 0);
+  EXPECT_EQ(io::ZipArchive(dir.path("deflated.keras")).find("model.weights.h5")->method, 8);
+  io::ModelStructure s = io::load_model_structure(dir.path("stored.keras"), "", true);
+  EXPECT_EQ(s.format, io::ModelFormat::keras_archive);
+  io::KerasArchiveWeightReader stored(dir.path("stored.keras"), *s.keras);
+  EXPECT_TRUE(stored.weights_in_place());
+  io::KerasArchiveWeightReader deflated(dir.path("deflated.keras"), *s.keras);
+  EXPECT_FALSE(deflated.weights_in_place());
+}
+
+TEST(KerasArchive, ChorusRunsAnArchiveAsItRunsTheH5) {
+  test::TempDir dir;
+  const std::string spec = test::source_path("models/lenet5.json");
+  ASSERT_EQ(test::run_chorus("init-weights " + spec + " --seed 4 -o " + dir.path("l.keras")).exit_code, 0);
+  ASSERT_EQ(test::run_chorus("init-weights " + spec + " --seed 4 -o " + dir.path("l.h5")).exit_code, 0);
+  for (const char* name : {"l.keras", "l.h5"}) {
+    auto r = test::run_chorus(std::string("run ") + dir.path(name) + " --synthetic 3 --quiet --output " +
+                              dir.path(std::string(name) + ".npy"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  std::ifstream a(dir.path("l.keras.npy"), std::ios::binary), b(dir.path("l.h5.npy"), std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}));
+  auto info = test::run_chorus("info " + dir.path("l.keras"));
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output, HasSubstr("conv1"));
+}
+
+TEST(KerasArchiveErrors, NotAZipArchive) {
+  test::TempDir dir;
+  std::ofstream(dir.path("text.keras")) << "this is not a zip archive, only text that is long enough to search\n";
+  EXPECT_THAT(error_loading(dir.path("text.keras")), HasSubstr("text.keras: not a zip archive"));
+}
+
+TEST(KerasArchiveErrors, TruncatedArchive) {
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_archive(dir.path("whole.keras"), w.config, w.spec, w.model, w.weights);
+  std::ifstream in(dir.path("whole.keras"), std::ios::binary);
+  std::string bytes(std::istreambuf_iterator<char>(in), {});
+  std::ofstream(dir.path("half.keras"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  const std::string error = error_loading(dir.path("half.keras"));
+  EXPECT_THAT(error, HasSubstr("half.keras: not a zip archive (no end-of-central-directory record; truncated"));
+}
+
+TEST(KerasArchiveErrors, MissingMemberIsNamed) {
+  test::TempDir dir;
+  io::ZipWriter zip(dir.path("nocfg.keras"));
+  const std::string meta = R"({"keras_version": "3.3.3"})";
+  zip.add("metadata.json", std::vector<char>(meta.begin(), meta.end()), true);
+  zip.finish();
+  const std::string error = error_loading(dir.path("nocfg.keras"));
+  EXPECT_THAT(error, HasSubstr("nocfg.keras: the archive has no member 'config.json' (it holds: metadata.json)"));
+}
+
+TEST(KerasArchiveErrors, ConfigThatDoesNotMatchTheWeights) {
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_archive(dir.path("m.keras"), w.config, w.spec, w.model, w.weights);
+  // The same weights under a config whose side convolution has 6 filters, not 8.
+  std::string changed = kTransfer;
+  for (const std::string name : {"side", "project"}) {
+    const std::string from = R"("name": ")" + name + R"(", "filters": 8)";
+    changed.replace(changed.find(from), from.size(), R"("name": ")" + name + R"(", "filters": 6)");
+  }
+  io::ZipArchive original(dir.path("m.keras"));
+  io::ZipWriter zip(dir.path("mismatch.keras"));
+  zip.add("metadata.json", original.read("metadata.json"), true);
+  zip.add("config.json", std::vector<char>(changed.begin(), changed.end()), true);
+  zip.add("model.weights.h5", original.read("model.weights.h5"), false);
+  zip.finish();
+  const std::string error = error_loading(dir.path("mismatch.keras"));
+  EXPECT_THAT(error, HasSubstr("mismatch.keras:model.weights.h5: layer '"));
+  EXPECT_THAT(error, HasSubstr("config.json does not match the weights"));
+}
+
+TEST(KerasArchiveErrors, DamagedDeflatedMember) {
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_archive(dir.path("m.keras"), w.config, w.spec, w.model, w.weights, true);
+  std::fstream f(dir.path("m.keras"), std::ios::in | std::ios::out | std::ios::binary);
+  std::string bytes(std::istreambuf_iterator<char>(f), {});
+  // Flip bytes in the middle of the deflated weights member.
+  const auto at = bytes.find("model.weights.h5") + 200;
+  for (int i = 0; i < 16; ++i) bytes[at + i] = static_cast<char>(~bytes[at + i]);
+  f.seekp(0);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  f.close();
+  EXPECT_THAT(error_loading(dir.path("m.keras")), HasSubstr("m.keras: member 'model.weights.h5'"));
+}
+
+// Archives packed by another zip implementation (Python's zipfile, as Keras itself uses):
+// stored and deflated weights read the same, and Python reads the archives Chorus writes.
+TEST(KerasArchive, ZipFilesOfPythonsZipfile) {
+  if (test::run_command("python3 -c 'import zipfile'").exit_code != 0) GTEST_SKIP() << "no python3 here";
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_archive(dir.path("chorus.keras"), w.config, w.spec, w.model, w.weights, true);
+  Tensor in = test::random_tensor(2, {12, 12, 3}, 8);
+  const Tensor expected = run(dir.path("chorus.keras"), in);
+  for (const char* method : {"ZIP_STORED", "ZIP_DEFLATED"}) {
+    const std::string out = dir.path(std::string(method) + ".keras");
+    auto r = test::run_command(
+        "python3 -c \"import zipfile, sys\n"
+        "src = zipfile.ZipFile(sys.argv[1])\n"
+        "with zipfile.ZipFile(sys.argv[2], 'w', zipfile." +
+        std::string(method) +
+        ") as z:\n"
+        "    for i in src.infolist(): z.writestr(i.filename, src.read(i.filename))\" " +
+        dir.path("chorus.keras") + " " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(max_relative_error(run(out, in), expected), 0.0) << method;
+  }
+}
+
+// The preprocessing layers Keras 3 models carry in front: augmentation (the identity at
+// inference), Rescaling and Normalization with constants in the config or adapted statistics in
+// the weights, checked against plain loops, from .keras and .h5 alike.
+TEST(KerasArchive, PreprocessingLayersInFront) {
+  const char* config = R"({"module": "keras", "class_name": "Sequential", "config": {"name": "pre", "layers": [
+   {"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "in", "batch_shape": [null, 5, 6, 3]}},
+   {"module": "keras.layers", "class_name": "RandomFlip", "config": {"name": "flip", "mode": "horizontal", "seed": null}},
+   {"module": "keras.layers", "class_name": "RandomRotation", "config": {"name": "rot", "factor": 0.1}},
+   {"module": "keras.layers", "class_name": "RandomZoom", "config": {"name": "zoom", "height_factor": 0.1}},
+   {"module": "keras.layers", "class_name": "RandomContrast", "config": {"name": "contrast", "factor": 0.2}},
+   {"module": "keras.layers", "class_name": "Rescaling", "config": {"name": "rescale", "scale": 0.00784313725, "offset": -1.0}},
+   {"module": "keras.layers", "class_name": "Normalization", "config": {"name": "norm", "axis": -1, "mean": [0.1, -0.2, 0.3], "variance": [4.0, 0.25, 1.0], "invert": false}},
+   {"module": "keras.layers", "class_name": "Normalization", "config": {"name": "adapted", "axis": -1, "mean": null, "variance": null}},
+   {"module": "keras.layers", "class_name": "Rescaling", "config": {"name": "per_channel", "scale": [[[0.5, 2.0, 1.0]]], "offset": 0.0}}]}})";
+  test::TempDir dir;
+  Written w = prepare(config);
+  // The adapted statistics: mean, variance, count (Keras' order).
+  w.weights[6]["mean"] = {0.5f, 0.0f, -0.5f};
+  w.weights[6]["variance"] = {1.0f, 9.0f, 0.25f};
+  w.weights[6]["count"] = {100.0f};
+  io::write_keras_archive(dir.path("pre.keras"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_h5(dir.path("pre.h5"), w.config, w.spec, w.model, w.weights);
+  Tensor in = test::random_tensor(2, {5, 6, 3}, 3, 0.0f, 255.0f);
+  Tensor expected(2, {5, 6, 3});
+  const float mean[3] = {0.1f, -0.2f, 0.3f}, var[3] = {4.0f, 0.25f, 1.0f};
+  const float amean[3] = {0.5f, 0.0f, -0.5f}, adev[3] = {1.0f, 3.0f, 0.5f}, scale[3] = {0.5f, 2.0f, 1.0f};
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const int c = static_cast<int>(i % 3);
+    double x = in.data()[i] * 0.00784313725 - 1.0;
+    x = (x - mean[c]) / std::sqrt(var[c]);
+    x = (x - amean[c]) / adev[c];
+    expected.data()[i] = static_cast<float>(x * scale[c]);
+  }
+  EXPECT_LT(test::error_vs_largest(run(dir.path("pre.keras"), in), expected), 1e-6);
+  EXPECT_LT(test::error_vs_largest(run(dir.path("pre.h5"), in), expected), 1e-6);
+}
