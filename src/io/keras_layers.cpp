@@ -16,6 +16,7 @@
 #include "layers/padding.h"
 #include "layers/pooling.h"
 #include "layers/reshape.h"
+#include "layers/resizing.h"
 #include "layers/separable_conv2d.h"
 
 namespace chorus::io {
@@ -307,6 +308,23 @@ std::unique_ptr<Layer> make_identity(const KerasLayerSpec& spec, const ConfigRea
   return std::make_unique<Identity>(spec.name, spec.class_name);
 }
 
+std::unique_ptr<Layer> make_resizing(const KerasLayerSpec& spec, const ConfigReader& r) {
+  r.check_data_format();
+  for (const char* key : {"crop_to_aspect_ratio", "pad_to_aspect_ratio"})
+    if (r.has(key) && spec.config[key].is_boolean() && spec.config[key].get<bool>())
+      r.error(key, ": true is not supported (only a plain resize)");
+  const std::string how = r.text("interpolation", "bilinear");
+  if (how != "bilinear" && how != "nearest") r.error("interpolation '", how, "' is not supported (bilinear, nearest)");
+  return std::make_unique<Resizing>(
+      spec.name, r.integer("height", 0), r.integer("width", 0),
+      how == "nearest" ? Resizing::Interpolation::nearest : Resizing::Interpolation::bilinear);
+}
+
+std::unique_ptr<Layer> make_center_crop(const KerasLayerSpec& spec, const ConfigReader& r) {
+  r.check_data_format();
+  return std::make_unique<CenterCrop>(spec.name, r.integer("height", 0), r.integer("width", 0));
+}
+
 std::unique_ptr<Layer> make_rescaling(const KerasLayerSpec& spec, const ConfigReader& r) {
   return std::make_unique<ChannelAffine>(spec.name, "Rescaling", r.numbers("scale", {1.0f}),
                                          r.numbers("offset", {0.0f}));
@@ -383,6 +401,8 @@ const std::map<std::string, Factory>& factories() {
       {"RandomTranslation", make_identity},
       {"RandomBrightness", make_identity},
       {"Rescaling", make_rescaling},
+      {"Resizing", make_resizing},
+      {"CenterCrop", make_center_crop},
       {"Normalization", make_normalization},
       {"Add", elementwise(ElementwiseOp::add)},
       {"Multiply", elementwise(ElementwiseOp::multiply)},

@@ -57,4 +57,18 @@ void Cropping2D::forward(const std::vector<const Tensor*>& in, Tensor& out) cons
                   row * sizeof(float));
 }
 
+CenterCrop::CenterCrop(std::string name, int height, int width)
+    : Cropping2D(std::move(name), Pads{}), height_(height), width_(width) {
+  if (height <= 0 || width <= 0) fail_layer("crop size ", height, "x", width, " is not positive");
+}
+
+Shape CenterCrop::infer_shape(const std::vector<Shape>& in) {
+  if (in[0].h < height_ || in[0].w < width_)
+    fail_layer("a ", in[0].str(), " input is smaller than its ", height_, "x", width_,
+               " crop (Keras resizes such inputs; not supported)");
+  const int dh = in[0].h - height_, dw = in[0].w - width_;
+  crops_ = Pads{dh / 2, dh - dh / 2, dw / 2, dw - dw / 2};
+  return Cropping2D::infer_shape(in);
+}
+
 }  // namespace chorus::layers

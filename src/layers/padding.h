@@ -1,5 +1,6 @@
 #pragma once
-// ZeroPadding2D and Cropping2D: add zero rows/columns around each frame, or cut them off.
+// ZeroPadding2D, Cropping2D and CenterCrop: add zero rows/columns around each frame, or cut
+// them off.
 #include "layers/layer.h"
 
 namespace chorus::layers {
@@ -28,9 +29,22 @@ class Cropping2D : public Layer {
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
+  Pads crops_;
+};
+
+// Keras' CenterCrop to a fixed size: the middle rows and columns; an odd difference leaves the
+// extra one at the bottom or right, as Keras' integer halving does. Inputs smaller than the
+// crop (which Keras resizes) are refused.
+class CenterCrop : public Cropping2D {
+ public:
+  CenterCrop(std::string name, int height, int width);
+  std::string type() const override { return "CenterCrop"; }
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
 
  private:
-  Pads crops_;
+  int height_, width_;
 };
 
 }  // namespace chorus::layers

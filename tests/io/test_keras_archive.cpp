@@ -12,6 +12,8 @@
 #include "io/keras_writer.h"
 #include "io/model_file.h"
 #include "io/zip_archive.h"
+#include "layers/padding.h"
+#include "layers/resizing.h"
 #include "reference/test_util.h"
 
 using namespace chorus;
@@ -174,7 +176,7 @@ TEST(KerasArchiveErrors, DamagedDeflatedMember) {
 // Archives packed by another zip implementation (Python's zipfile, as Keras itself uses):
 // stored and deflated weights read the same, and Python reads the archives Chorus writes.
 TEST(KerasArchive, ZipFilesOfPythonsZipfile) {
-  if (test::run_command("python3 -c 'import zipfile'").exit_code != 0) GTEST_SKIP() << "no python3 here";
+  if (test::run_command("/usr/bin/python3 -c 'import zipfile'").exit_code != 0) GTEST_SKIP() << "no python3 here";
   test::TempDir dir;
   Written w = prepare(kTransfer);
   io::write_keras_archive(dir.path("chorus.keras"), w.config, w.spec, w.model, w.weights, true);
@@ -183,7 +185,7 @@ TEST(KerasArchive, ZipFilesOfPythonsZipfile) {
   for (const char* method : {"ZIP_STORED", "ZIP_DEFLATED"}) {
     const std::string out = dir.path(std::string(method) + ".keras");
     auto r = test::run_command(
-        "python3 -c \"import zipfile, sys\n"
+        "/usr/bin/python3 -c \"import zipfile, sys\n"
         "src = zipfile.ZipFile(sys.argv[1])\n"
         "with zipfile.ZipFile(sys.argv[2], 'w', zipfile." +
         std::string(method) +
@@ -230,4 +232,29 @@ TEST(KerasArchive, PreprocessingLayersInFront) {
   }
   EXPECT_LT(test::error_vs_largest(run(dir.path("pre.keras"), in), expected), 1e-6);
   EXPECT_LT(test::error_vs_largest(run(dir.path("pre.h5"), in), expected), 1e-6);
+}
+
+// CenterCrop and Resizing on fixed sizes from a Keras 3 config (the layers are checked against
+// PyTorch in test_layers); options Chorus does not implement are refused by name.
+TEST(KerasArchive, CenterCropAndResizing) {
+  const std::string config = R"({"module": "keras", "class_name": "Sequential", "config": {"name": "cr", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [null, 10, 12, 3]}},
+   {"class_name": "CenterCrop", "config": {"name": "crop", "height": 8, "width": 8}},
+   {"class_name": "Resizing", "config": {"name": "resize", "height": 4, "width": 6, "interpolation": "bilinear", "crop_to_aspect_ratio": false}}]}})";
+  test::TempDir dir;
+  Written w = prepare(config);
+  io::write_keras_archive(dir.path("cr.keras"), w.config, w.spec, w.model, w.weights);
+  Tensor in = test::random_tensor(1, {10, 12, 3}, 2);
+  layers::CenterCrop crop("c", 8, 8);
+  layers::Resizing resize("r", 4, 6, layers::Resizing::Interpolation::bilinear);
+  crop.build({in.shape()});
+  resize.build({crop.output_shape()});
+  Tensor cropped, expected;
+  crop.forward({&in}, cropped);
+  resize.forward({&cropped}, expected);
+  EXPECT_EQ(max_relative_error(run(dir.path("cr.keras"), in), expected), 0.0);
+
+  std::string aspect = config;
+  aspect.replace(aspect.find("\"crop_to_aspect_ratio\": false"), 29, "\"crop_to_aspect_ratio\": true");
+  EXPECT_THAT(test::error_of([&] { prepare(aspect); }), HasSubstr("crop_to_aspect_ratio: true is not supported"));
 }

@@ -1,12 +1,14 @@
 // Batch norm, LRN, padding, cropping, flatten, reshape and merge layers against references.
 #include <gtest/gtest.h>
 
+#include "io/npy.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_affine.h"
 #include "layers/lrn.h"
 #include "layers/merge.h"
 #include "layers/padding.h"
 #include "layers/reshape.h"
+#include "layers/resizing.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
 
@@ -172,4 +174,55 @@ TEST(ChannelAffine, PerChannelAndScalarAgainstPlainLoops) {
   EXPECT_FLOAT_EQ(y.data()[1], 0.0f);
   EXPECT_FLOAT_EQ(y.data()[2], 0.0f);
   EXPECT_NEAR(y.data()[3], 0.5f / 1e-7f, 1.0f);
+}
+
+// Resizing against PyTorch's interpolate (bilinear with align_corners=False and nearest-exact:
+// the half-pixel centres TensorFlow's resize uses), up and down, on a few shapes.
+TEST(Resizing, BilinearAndNearestAsPyTorchInterpolates) {
+  if (test::run_command("/usr/bin/python3 -c 'import torch, numpy'").exit_code != 0)
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  test::TempDir dir;
+  for (const auto& [from, to] :
+       {std::pair<Shape, std::pair<int, int>>{{5, 7, 3}, {9, 4}}, {{8, 8, 2}, {3, 5}}, {{1, 6, 1}, {4, 6}}}) {
+    Tensor in = test::random_tensor(2, from, 21);
+    io::write_npy(dir.path("in.npy"), {2, from.h, from.w, from.c}, in.data());
+    for (const auto interpolation : {Resizing::Interpolation::bilinear, Resizing::Interpolation::nearest}) {
+      const bool bilinear = interpolation == Resizing::Interpolation::bilinear;
+      Resizing layer("r", to.first, to.second, interpolation);
+      layer.build({from});
+      Tensor out;
+      layer.forward({&in}, out);
+      auto r = test::run_command(
+          "/usr/bin/python3 -c \"import numpy as np, torch, sys\n"
+          "x = torch.from_numpy(np.load(sys.argv[1])).permute(0, 3, 1, 2)\n"
+          "y = torch.nn.functional.interpolate(x, size=(" +
+          std::to_string(to.first) + ", " + std::to_string(to.second) + "), mode='" +
+          (bilinear ? "bilinear', align_corners=False" : "nearest-exact'") +
+          ")\n"
+          "np.save(sys.argv[2], y.permute(0, 2, 3, 1).contiguous().numpy())\" " +
+          dir.path("in.npy") + " " + dir.path("out.npy"));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      const io::NpyArray expected = io::read_npy(dir.path("out.npy"));
+      ASSERT_EQ(expected.data.size(), out.size());
+      double worst = 0;
+      for (std::size_t i = 0; i < out.size(); ++i)
+        worst = std::max(worst, std::abs(static_cast<double>(out.data()[i]) - expected.data[i]));
+      EXPECT_LT(worst, 1e-5) << from.str() << " -> " << to.first << "x" << to.second
+                             << (bilinear ? " bilinear" : " nearest");
+    }
+  }
+}
+
+TEST(CenterCrop, TakesTheMiddleAsKerasDoes) {
+  Tensor in = test::random_tensor(1, {7, 6, 2}, 5);
+  CenterCrop crop("c", 4, 3);
+  EXPECT_EQ(crop.build({in.shape()}), (Shape{4, 3, 2}));
+  Tensor out;
+  crop.forward({&in}, out);
+  // Rows start at (7 - 4) / 2 = 1, columns at (6 - 3) / 2 = 1.
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 3; ++x)
+      for (int c = 0; c < 2; ++c) EXPECT_EQ(out.at(0, y, x, c), in.at(0, y + 1, x + 1, c));
+  CenterCrop too_big("c", 8, 3);
+  EXPECT_THROW(too_big.build({in.shape()}), Error);
 }

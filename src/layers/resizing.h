@@ -1,0 +1,31 @@
+#pragma once
+// Keras' Resizing to a fixed size: bilinear (half-pixel centres, no antialiasing: TensorFlow's
+// resize and PyTorch's interpolate with align_corners=False) or nearest.
+#include "layers/layer.h"
+
+namespace chorus::layers {
+
+class Resizing : public Layer {
+ public:
+  enum class Interpolation { bilinear, nearest };
+  Resizing(std::string name, int height, int width, Interpolation interpolation);
+  std::string type() const override { return "Resizing"; }
+  double macs() const override { return 4.0 * static_cast<double>(output_shape().size()); }
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  std::string describe() const override;
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  // Where output row / column o samples the input: rows lo and hi, hi weighted by weight_hi.
+  struct Tap {
+    int lo, hi;
+    float weight_hi;
+  };
+  int height_, width_;
+  Interpolation interpolation_;
+  std::vector<Tap> rows_, cols_;  // made when the input shape is known
+};
+
+}  // namespace chorus::layers
