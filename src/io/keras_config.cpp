@@ -70,6 +70,25 @@ std::string layer_name(const json& layer) {
   return "";
 }
 
+// A Keras 3 operation called on one tensor and a constant (keras.ops.true_divide(x, 127.5), as
+// keras.applications' preprocess_input writes them into a Functional config): the constant and
+// whether it came first, or null when the node is not of that form.
+json constant_operand(const json& nodes) {
+  if (!nodes.is_array() || nodes.size() != 1 || !nodes[0].is_object() || !nodes[0].contains("args")) return nullptr;
+  const json& args = nodes[0]["args"];
+  if (!args.is_array() || args.size() != 2) return nullptr;
+  const auto is_tensor = [](const json& v) { return v.is_object() && v.value("class_name", "") == "__keras_tensor__"; };
+  const auto is_constant = [](const json& v) {
+    return v.is_number() || v.is_array() || (v.is_object() && v.value("class_name", "") == "__numpy__");
+  };
+  for (int first = 0; first < 2; ++first)
+    if (is_constant(args[first]) && is_tensor(args[1 - first])) {
+      const json& v = args[first];
+      return {{"value", v.is_object() ? v.at("config").at("value") : v}, {"first", first == 0}};
+    }
+  return nullptr;
+}
+
 class Flattener {
  public:
   Flattener(const std::string& source, KerasModelSpec& spec) : source_(source), spec_(spec) {}
@@ -207,6 +226,16 @@ class Flattener {
         inputs.push_back(it->second);
       }
       if (inputs.empty()) fail(where(name), ": has no inbound nodes");
+      const json constant = constant_operand(nodes);
+      if (!constant.is_null() && inputs.size() == 1 && !is_model_class(cls)) {
+        // Carried in the layer's config, where the layer table finds it.
+        json with_constant = layer;
+        if (!with_constant.contains("config") || !with_constant["config"].is_object())
+          with_constant["config"] = json::object();
+        with_constant["config"]["__constant_operand"] = constant;
+        produced[name] = add_layer(with_constant, inputs, group);
+        continue;
+      }
       produced[name] = add_layer(layer, inputs, group);
     }
     auto outputs = refs_of(config.at("output_layers"));

@@ -325,6 +325,46 @@ std::unique_ptr<Layer> make_center_crop(const KerasLayerSpec& spec, const Config
   return std::make_unique<CenterCrop>(spec.name, r.integer("height", 0), r.integer("width", 0));
 }
 
+std::unique_ptr<Layer> make_two_tensor_operation(const KerasLayerSpec& spec, const ConfigReader& r) {
+  r.error(spec.class_name, " of two computed tensors is not supported (only with a constant operand)");
+}
+
+// A Keras 3 operation on a tensor and a constant (keras_config.cpp's constant_operand):
+// x / c, x - c, c - x, x + c, x * c, with c one value or one per channel.
+std::unique_ptr<Layer> make_constant_operation(const KerasLayerSpec& spec, const ConfigReader& r) {
+  const json& operand = spec.config.at("__constant_operand");
+  const bool first = operand.at("first").get<bool>();
+  std::vector<float> c;
+  std::function<void(const json&)> add = [&](const json& v) {
+    if (v.is_number())
+      c.push_back(v.get<float>());
+    else if (v.is_array())
+      for (const auto& x : v) add(x);
+    else
+      r.error("its constant operand is not numeric: ", v.dump());
+  };
+  add(operand.at("value"));
+  if (c.empty()) r.error("its constant operand is empty");
+  const std::string& op = spec.class_name;
+  std::vector<float> scale(c.size(), 1.0f), offset(c.size(), 0.0f);
+  if (op == "Add") {
+    offset = c;
+  } else if (op == "Multiply") {
+    scale = c;
+  } else if (op == "Subtract") {
+    for (std::size_t i = 0; i < c.size(); ++i) scale[i] = first ? -1.0f : 1.0f, offset[i] = first ? c[i] : -c[i];
+  } else if ((op == "TrueDivide" || op == "Divide") && !first) {
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      if (c[i] == 0.0f) r.error("divides by zero");
+      scale[i] = 1.0f / c[i];
+    }
+  } else {
+    r.error("operation ", op, " with a constant ", first ? "first" : "second",
+            " is not supported (x / c, x - c, c - x, x + c and x * c are)");
+  }
+  return std::make_unique<ChannelAffine>(spec.name, op, std::move(scale), std::move(offset));
+}
+
 std::unique_ptr<Layer> make_rescaling(const KerasLayerSpec& spec, const ConfigReader& r) {
   return std::make_unique<ChannelAffine>(spec.name, "Rescaling", r.numbers("scale", {1.0f}),
                                          r.numbers("offset", {0.0f}));
@@ -403,6 +443,11 @@ const std::map<std::string, Factory>& factories() {
       {"Rescaling", make_rescaling},
       {"Resizing", make_resizing},
       {"CenterCrop", make_center_crop},
+      // Keras 3 operations on a tensor and a constant (make_constant_operation); called on two
+      // tensors they are not supported.
+      {"TrueDivide", make_two_tensor_operation},
+      {"Divide", make_two_tensor_operation},
+      {"Subtract", make_two_tensor_operation},
       {"Normalization", make_normalization},
       {"Add", elementwise(ElementwiseOp::add)},
       {"Multiply", elementwise(ElementwiseOp::multiply)},
@@ -430,6 +475,8 @@ std::unique_ptr<Layer> make_keras_layer(const KerasLayerSpec& spec, const KerasL
   }
   ConfigReader reader(spec, context);
   try {
+    if (spec.config.is_object() && spec.config.contains("__constant_operand"))
+      return make_constant_operation(spec, reader);
     return it->second(spec, reader);
   } catch (const json::exception& e) {
     // A setting of an unexpected JSON type that no check above caught: still name the layer.

@@ -258,3 +258,50 @@ TEST(KerasArchive, CenterCropAndResizing) {
   aspect.replace(aspect.find("\"crop_to_aspect_ratio\": false"), 29, "\"crop_to_aspect_ratio\": true");
   EXPECT_THAT(test::error_of([&] { prepare(aspect); }), HasSubstr("crop_to_aspect_ratio: true is not supported"));
 }
+
+// Keras 3 writes keras.ops calls on a tensor and a constant into a Functional config as
+// operation nodes (keras.applications' preprocess_input: x / 127.5 - 1); their constants ride in
+// the node's args. Checked against plain loops.
+TEST(KerasArchive, OperationsWithConstants) {
+  const auto op = [](const char* cls, const char* name, const char* from, const std::string& a, const std::string& b) {
+    return std::string(R"({"module": "keras.src.ops.numpy", "class_name": ")") + cls + R"(", "config": {"name": ")" +
+           name + R"("}, "name": ")" + name + R"(", "inbound_nodes": [{"args": [)" +
+           (a.empty() ? R"({"class_name": "__keras_tensor__", "config": {"keras_history": [")" + std::string(from) +
+                            R"(", 0, 0]}})"
+                      : a) +
+           ", " +
+           (b.empty() ? R"({"class_name": "__keras_tensor__", "config": {"keras_history": [")" + std::string(from) +
+                            R"(", 0, 0]}})"
+                      : b) +
+           R"(], "kwargs": {}}]})";
+  };
+  const std::string config =
+      R"({"module": "keras", "class_name": "Functional", "config": {"name": "ops", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_shape": [null, 3, 4, 3]}, "inbound_nodes": []},
+   )" +
+      op("TrueDivide", "div", "in", "", "127.5") + ",\n" + op("Subtract", "sub", "div", "", "1.0") + ",\n" +
+      op("Multiply", "mul", "sub", "",
+         R"({"class_name": "__numpy__", "config": {"value": [1.0, 2.0, 3.0], "dtype": "float32"}})") +
+      ",\n" + op("Subtract", "rsub", "mul", "2.0", "") + ",\n" + op("Add", "add", "rsub", "", "[0.5, 0.25, 0.0]") +
+      R"(],
+   "input_layers": [["in", 0, 0]], "output_layers": [["add", 0, 0]]}})";
+  test::TempDir dir;
+  Written w = prepare(config);
+  io::write_keras_archive(dir.path("ops.keras"), w.config, w.spec, w.model, w.weights);
+  Tensor in = test::random_tensor(2, {3, 4, 3}, 6, 0.0f, 255.0f);
+  Tensor expected(2, {3, 4, 3});
+  const float mul[3] = {1, 2, 3}, add[3] = {0.5f, 0.25f, 0.0f};
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const int c = static_cast<int>(i % 3);
+    expected.data()[i] = static_cast<float>(2.0 - (in.data()[i] / 127.5 - 1.0) * mul[c] + add[c]);
+  }
+  EXPECT_LT(test::error_vs_largest(run(dir.path("ops.keras"), in), expected), 1e-6);
+
+  // c / x is not an affine map: refused by name.
+  std::string reversed = config;
+  const std::string from = op("TrueDivide", "div", "in", "", "127.5"), to = op("TrueDivide", "div", "in", "127.5", "");
+  reversed.replace(reversed.find(from), from.size(), to);
+  const std::string error = test::error_of([&] { prepare(reversed); });
+  EXPECT_THAT(error,
+              HasSubstr("layer 'div' (TrueDivide): operation TrueDivide with a constant first is not supported"));
+}
