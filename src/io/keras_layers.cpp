@@ -49,17 +49,21 @@ class ConfigReader {
   // write their constants; `fallback` when absent.
   std::vector<float> numbers(const char* key, std::vector<float> fallback) const {
     if (!has(key)) return fallback;
+    return numbers_of(c_[key], key);
+  }
+  // The numbers of a value: a number or (nested) lists of them, flattened; `what` names it in
+  // errors.
+  std::vector<float> numbers_of(const json& value, const char* what) const {
     std::vector<float> out;
-    std::function<void(const json&)> add = [&](const json& v) {
-      if (v.is_number())
-        out.push_back(v.get<float>());
-      else if (v.is_array())
-        for (const auto& x : v) add(x);
-      else
-        error("'", key, "' should be a number or a list of numbers, found ", c_[key].dump());
+    std::function<bool(const json&)> add = [&](const json& v) {
+      if (v.is_number()) out.push_back(v.get<float>());
+      if (v.is_array())
+        for (const auto& x : v)
+          if (!add(x)) return false;
+      return v.is_number() || v.is_array();
     };
-    add(c_[key]);
-    if (out.empty()) error("'", key, "' is an empty list");
+    if (!add(value)) error("'", what, "' should be a number or a list of numbers, found ", value.dump());
+    if (out.empty()) error("'", what, "' is an empty list");
     return out;
   }
   float number(const char* key, float fallback) const {
@@ -334,17 +338,7 @@ std::unique_ptr<Layer> make_two_tensor_operation(const KerasLayerSpec& spec, con
 std::unique_ptr<Layer> make_constant_operation(const KerasLayerSpec& spec, const ConfigReader& r) {
   const json& operand = spec.config.at("__constant_operand");
   const bool first = operand.at("first").get<bool>();
-  std::vector<float> c;
-  std::function<void(const json&)> add = [&](const json& v) {
-    if (v.is_number())
-      c.push_back(v.get<float>());
-    else if (v.is_array())
-      for (const auto& x : v) add(x);
-    else
-      r.error("its constant operand is not numeric: ", v.dump());
-  };
-  add(operand.at("value"));
-  if (c.empty()) r.error("its constant operand is empty");
+  const std::vector<float> c = r.numbers_of(operand.at("value"), "constant operand");
   const std::string& op = spec.class_name;
   std::vector<float> scale(c.size(), 1.0f), offset(c.size(), 0.0f);
   if (op == "Add") {

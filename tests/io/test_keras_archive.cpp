@@ -45,20 +45,10 @@ const char* kTransfer = R"({"module": "keras", "class_name": "Functional", "conf
   "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["gap", 0, 0]}}], "kwargs": {}}]}],
  "input_layers": [["img", 0, 0]], "output_layers": [["head", 0, 0]]}})";
 
-struct Written {
-  json config;
-  io::KerasModelSpec spec;
-  model::Model model;
-  std::vector<layers::WeightMap> weights;
-};
+using Written = test::KerasTestModel;
 
-Written prepare(const std::string& text, std::uint64_t seed = 7) {
-  Written w;
-  w.config = json::parse(text);
-  w.spec = io::parse_keras_config(w.config, "test");
-  w.model = io::build_keras_model(w.spec, "test");
-  w.weights = io::random_keras_weights(w.model, w.spec, seed);
-  return w;
+Written prepare(const std::string& config_text, std::uint64_t seed = 7) {
+  return test::random_keras_model(config_text, seed);
 }
 
 Tensor run(const std::string& path, const Tensor& in) { return io::load_model_file(path).forward(in); }

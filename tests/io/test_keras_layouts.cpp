@@ -24,20 +24,10 @@ const char* kSmallCnn = R"({"class_name": "Sequential", "config": {"name": "smal
  {"class_name": "Flatten", "config": {"name": "flat"}},
  {"class_name": "Dense", "config": {"name": "fc", "units": 4, "activation": "softmax"}}]}})";
 
-struct Written {
-  json config;
-  io::KerasModelSpec spec;
-  model::Model model;
-  std::vector<layers::WeightMap> weights;
-};
+using Written = test::KerasTestModel;
 
 Written prepare(const std::string& config_text, std::uint64_t seed = 3) {
-  Written w;
-  w.config = json::parse(config_text);
-  w.spec = io::parse_keras_config(w.config, "test");
-  w.model = io::build_keras_model(w.spec, "test");
-  w.weights = io::random_keras_weights(w.model, w.spec, seed);
-  return w;
+  return test::random_keras_model(config_text, seed);
 }
 
 Tensor run(const std::string& path, const Tensor& in, const std::string& arch = "") {

@@ -59,6 +59,15 @@ io::KerasModelSpec write_random_model(const std::string& config_json, const std:
   return spec;
 }
 
+KerasTestModel random_keras_model(const std::string& config_json, std::uint64_t seed) {
+  KerasTestModel m;
+  m.config = nlohmann::json::parse(config_json);
+  m.spec = io::parse_keras_config(m.config, "test");
+  m.model = io::build_keras_model(m.spec, "test");
+  m.weights = io::random_keras_weights(m.model, m.spec, seed);
+  return m;
+}
+
 CommandResult run_chorus(const std::string& args) { return run_command(std::string(CHORUS_BINARY) + " " + args); }
 
 CommandResult run_command(const std::string& command) {

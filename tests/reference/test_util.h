@@ -42,6 +42,16 @@ std::string source_path(const std::string& relative);  // a file in the reposito
 io::KerasModelSpec write_random_model(const std::string& config_json, const std::string& h5_path,
                                       std::uint64_t seed = 1);
 
+// A Keras model from an inline config (built, no weights) and random weights for its layers, for
+// tests that write it in several layouts.
+struct KerasTestModel {
+  nlohmann::json config;
+  io::KerasModelSpec spec;
+  model::Model model;
+  std::vector<layers::WeightMap> weights;
+};
+KerasTestModel random_keras_model(const std::string& config_json, std::uint64_t seed);
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together
