@@ -6,7 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/table.h"
-#include "io/keras_writer.h"
+#include "io/keras/keras_writer.h"
 
 namespace chorus::cli {
 

@@ -1,6 +1,6 @@
 #include "cli/load_model.h"
 
-#include "io/keras_model.h"
+#include "io/keras/keras_model.h"
 #include "io/model_file.h"
 #include "model/optimize.h"
 

@@ -7,8 +7,8 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "io/keras_archive.h"
-#include "io/keras_model.h"
+#include "io/keras/keras_archive.h"
+#include "io/keras/keras_model.h"
 
 namespace chorus::io {
 

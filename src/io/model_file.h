@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "io/keras_config.h"
-#include "io/onnx_model.h"
+#include "io/keras/keras_config.h"
+#include "io/onnx/onnx_model.h"
 #include "io/weight_reader.h"
 #include "model/model.h"
 

@@ -9,10 +9,10 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "core/progress.h"
 #include "core/parallel.h"
+#include "core/progress.h"
+#include "io/journal/output_journal.h"
 #include "io/model_file.h"
-#include "io/output_journal.h"
 #include "partition/live_values.h"
 #include "plan/planner.h"
 #include "plan/strategies.h"
@@ -167,7 +167,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
     }
     if (rank == setup.plan.plan.sink && !o.labels.empty()) setup.labels = read_labels(o.labels);
     // This rank's share: only its stages' layers, only its slices of split layers.
-    // (An ONNX reader holds the parsed file until the workers are built; see io/onnx_model.h.)
+    // (An ONNX reader holds the parsed file until the workers are built; see io/onnx/onnx_model.h.)
     const std::unique_ptr<io::WeightReader> reader = io::open_weight_reader(setup.structure);
     std::vector<std::unique_ptr<partition::StageWorker>> workers;
     for (std::size_t s = 0; s < setup.plan.stages.size(); ++s) {

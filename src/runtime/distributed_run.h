@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "io/inputs.h"
+#include "io/data/inputs.h"
 #include "runtime/transport.h"
 
 namespace chorus::runtime {

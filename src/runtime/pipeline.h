@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "io/inputs.h"
+#include "io/data/inputs.h"
 #include "partition/stage_worker.h"
 #include "plan/validate.h"
 #include "report/report.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "io/npy.h"
+#include "io/data/npy.h"
 #include "reference/test_util.h"
 
 namespace chorus {

@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 #include "fuzz_targets.h"
-#include "io/image.h"
+#include "io/data/image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   chorus::fuzz::TempInput file(data, size, ".png");

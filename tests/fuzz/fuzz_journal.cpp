@@ -7,8 +7,8 @@
 
 #include "core/error.h"
 #include "fuzz_targets.h"
-#include "io/npy.h"
-#include "io/output_journal.h"
+#include "io/data/npy.h"
+#include "io/journal/output_journal.h"
 
 // The journal names its output, so the fuzzed journal lives at one path per process; the seed
 // corpus uses /tmp/chorus-fuzz-journal.npy (a run under another $TMPDIR or pid only loses the

@@ -4,8 +4,8 @@
 
 #include "core/error.h"
 #include "fuzz_targets.h"
-#include "io/keras_config.h"
-#include "io/keras_model.h"
+#include "io/keras/keras_config.h"
+#include "io/keras/keras_model.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -1,7 +1,7 @@
 // Keras HDF5 files: configuration, weights and all.
 #include "core/error.h"
 #include "fuzz_targets.h"
-#include "io/keras_model.h"
+#include "io/keras/keras_model.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   chorus::fuzz::TempInput file(data, size, ".h5");

@@ -4,8 +4,8 @@
 
 #include "core/error.h"
 #include "fuzz_targets.h"
-#include "io/keras_config.h"
-#include "io/keras_model.h"
+#include "io/keras/keras_config.h"
+#include "io/keras/keras_model.h"
 #include "plan/plan.h"
 #include "plan/validate.h"
 

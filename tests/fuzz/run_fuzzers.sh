@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
   else
     echo "fuzz $t: FAILED, see $log and $build/artifacts/" >&2
     # The last report is the fuzzer's own: earlier ones may come from HDF5 probe children
-    # (io/hdf5_probe), which die on corrupt files by design and are reported as errors.
+    # (io/hdf5/hdf5_probe), which die on corrupt files by design and are reported as errors.
     grep -E "ERROR|SUMMARY|Test unit written" "$log" | tail -3 >&2
     failed+=("$t")
   fi

@@ -8,10 +8,10 @@
 #include <cmath>
 #include <fstream>
 
-#include "io/keras_archive.h"
-#include "io/keras_writer.h"
+#include "io/keras/keras_archive.h"
+#include "io/keras/keras_writer.h"
+#include "io/keras/zip_archive.h"
 #include "io/model_file.h"
-#include "io/zip_archive.h"
 #include "layers/padding.h"
 #include "layers/resizing.h"
 #include "reference/test_util.h"

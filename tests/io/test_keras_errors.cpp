@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/hdf5_file.h"
-#include "io/keras_config.h"
-#include "io/keras_model.h"
-#include "io/keras_writer.h"
-#include "io/npy.h"
+#include "io/data/npy.h"
+#include "io/hdf5/hdf5_file.h"
+#include "io/keras/keras_config.h"
+#include "io/keras/keras_model.h"
+#include "io/keras/keras_writer.h"
 #include "reference/test_util.h"
 
 namespace chorus {

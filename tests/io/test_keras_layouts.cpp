@@ -5,9 +5,9 @@
 
 #include <fstream>
 
-#include "io/hdf5_file.h"
-#include "io/keras_model.h"
-#include "io/keras_writer.h"
+#include "io/hdf5/hdf5_file.h"
+#include "io/keras/keras_model.h"
+#include "io/keras/keras_writer.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
 

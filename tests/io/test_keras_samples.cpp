@@ -1,14 +1,14 @@
 // Real Keras files from public repositories (../shared/keras-samples) against reference
 // outputs computed by an independent implementation, and the published accuracies.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <fstream>
-#include <zlib.h>
 
-#include "io/hdf5_file.h"
-#include "io/keras_model.h"
-#include "io/npy.h"
+#include "io/data/npy.h"
+#include "io/hdf5/hdf5_file.h"
+#include "io/keras/keras_model.h"
 #include "reference/test_util.h"
 
 using namespace chorus;

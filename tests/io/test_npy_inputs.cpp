@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/hdf5_file.h"
-#include "io/inputs.h"
-#include "io/npy.h"
+#include "io/data/inputs.h"
+#include "io/data/npy.h"
+#include "io/hdf5/hdf5_file.h"
 #include "reference/test_util.h"
 
 using namespace chorus;

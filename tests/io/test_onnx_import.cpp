@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "io/data/npy.h"
 #include "io/model_file.h"
-#include "io/npy.h"
 #include "reference/test_util.h"
 
 using namespace chorus;

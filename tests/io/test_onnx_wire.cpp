@@ -1,4 +1,4 @@
-// ONNX files whose large initializers stay in the file until a weight is read (io/onnx_wire.h):
+// ONNX files whose large initializers stay in the file until a weight is read (io/onnx/onnx_wire.h):
 // the wire walk on hand-encoded bytes, then a model with weights over the 64 KiB threshold,
 // loaded, compared with the same model parsed whole, cut and corrupted. The tests write the
 // protobuf bytes themselves, since only io sees protobuf.
@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "io/model_file.h"
-#include "io/onnx_wire.h"
+#include "io/onnx/onnx_wire.h"
 #include "reference/test_util.h"
 
 using namespace chorus;

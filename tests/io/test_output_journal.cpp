@@ -6,9 +6,9 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "io/hdf5_file.h"
-#include "io/npy.h"
-#include "io/output_journal.h"
+#include "io/data/npy.h"
+#include "io/hdf5/hdf5_file.h"
+#include "io/journal/output_journal.h"
 #include "reference/test_util.h"
 
 namespace chorus {

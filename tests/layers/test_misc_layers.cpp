@@ -1,7 +1,7 @@
 // Batch norm, LRN, padding, cropping, flatten, reshape and merge layers against references.
 #include <gtest/gtest.h>
 
-#include "io/npy.h"
+#include "io/data/npy.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_affine.h"
 #include "layers/lrn.h"

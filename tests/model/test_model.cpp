@@ -1,9 +1,9 @@
 // The model graph: buffer reuse in forward, and optimiser rewrites that must not change outputs.
 #include <gtest/gtest.h>
 
-#include "io/keras_model.h"
-#include "io/keras_writer.h"
 #include "core/parallel.h"
+#include "io/keras/keras_model.h"
+#include "io/keras/keras_writer.h"
 #include "model/optimize.h"
 #include "reference/test_util.h"
 

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "io/keras_model.h"
-#include "io/keras_writer.h"
+#include "io/keras/keras_model.h"
+#include "io/keras/keras_writer.h"
 #include "reference/test_util.h"
 
 using namespace chorus;

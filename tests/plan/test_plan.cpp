@@ -17,7 +17,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
-#include "io/keras_model.h"
+#include "io/keras/keras_model.h"
 #include "model/optimize.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"

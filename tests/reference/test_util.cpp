@@ -9,8 +9,8 @@
 
 #include "core/error.h"
 #include "core/random.h"
-#include "io/keras_model.h"
-#include "io/keras_writer.h"
+#include "io/keras/keras_model.h"
+#include "io/keras/keras_writer.h"
 
 namespace chorus::test {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "io/keras_config.h"
+#include "io/keras/keras_config.h"
 #include "layers/layer.h"
 #include "model/model.h"
 #include "tensor/tensor.h"

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <regex>
 
-#include "io/inputs.h"
+#include "io/data/inputs.h"
+#include "io/data/npy.h"
 #include "io/model_file.h"
-#include "io/npy.h"
 #include "reference/test_util.h"
 
 using namespace chorus;

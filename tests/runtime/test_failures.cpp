@@ -10,7 +10,7 @@
 #include <regex>
 #include <sstream>
 
-#include "io/npy.h"
+#include "io/data/npy.h"
 #include "reference/test_util.h"
 
 namespace chorus {

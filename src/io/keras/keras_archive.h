@@ -1,0 +1,40 @@
+#pragma once
+// Keras 3's native format (model.save("model.keras")): a zip archive of config.json (the model
+// config), metadata.json (keras_version) and model.weights.h5, where each layer's variables are
+// stored by position: layers/<name>/vars/<i>, nested models under layers/<model>/layers/<name>
+// (tf.keras 2.13-2.15 wrote _layer_checkpoint_dependencies/ for layers/). Position i is the
+// layer's i-th weight in Keras' own order, which Layer::weight_specs() follows.
+//
+// The weights file is read where it lies in the archive when it is stored (as Keras writes
+// it): mapped, never unpacked to disk or copied, so a rank touches only its own layers' pages.
+// A deflated one is inflated into memory first, which costs its whole size on every rank.
+#include <memory>
+#include <string>
+
+#include "io/keras/keras_model.h"
+#include "io/weight_reader.h"
+
+namespace chorus::io {
+
+// By name: ".keras".
+bool is_keras_archive(const std::string& path);
+
+// The graph of a .keras file, optimised if asked, without weights.
+KerasModelStructure load_keras_archive_structure(const std::string& path, bool optimize);
+
+class KerasArchiveWeightReader : public WeightReader {
+ public:
+  // `spec` (from load_keras_archive_structure) must outlive the reader.
+  KerasArchiveWeightReader(const std::string& path, const KerasModelSpec& spec);
+  ~KerasArchiveWeightReader() override;
+  std::vector<float> read(int source, const layers::WeightSpec& wanted, WeightSlice slice = {}) override;
+  const std::string& path() const override;
+  // Whether the weights are read in place (a stored member) or were inflated into memory.
+  bool weights_in_place() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chorus::io

@@ -1,0 +1,345 @@
+#include "io/keras/keras_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace chorus::io {
+
+using nlohmann::json;
+
+namespace {
+
+bool is_model_class(const std::string& cls) { return cls == "Sequential" || cls == "Functional" || cls == "Model"; }
+
+std::vector<int> shape_without_batch(const json& shape, const std::string& where) {
+  if (!shape.is_array() || shape.empty()) fail(where, ": input shape is not a list");
+  std::vector<int> out;
+  for (std::size_t i = 1; i < shape.size(); ++i) {
+    if (!shape[i].is_number_integer())
+      fail(where, ": input dimension ", i, " is ", shape[i].dump(), "; Chorus needs fixed input sizes");
+    out.push_back(shape[i].get<int>());
+  }
+  return out;
+}
+
+// The input shape a layer config declares, if any (Keras 2 batch_input_shape, Keras 3
+// batch_shape, or a Sequential's build_input_shape).
+bool declared_input_shape(const json& config, std::vector<int>& shape, const std::string& where) {
+  for (const char* key : {"batch_input_shape", "batch_shape"}) {
+    if (config.contains(key) && !config[key].is_null()) {
+      shape = shape_without_batch(config[key], where);
+      return true;
+    }
+  }
+  return false;
+}
+
+// One inbound tensor reference: Keras 2 ["name", node, tensor, {...}] or Keras 3
+// {"class_name": "__keras_tensor__", "config": {"keras_history": ["name", node, tensor]}}.
+void collect_tensor_refs(const json& value, std::vector<std::pair<std::string, int>>& out) {
+  if (value.is_object()) {
+    if (value.value("class_name", "") == "__keras_tensor__") {
+      const auto& h = value.at("config").at("keras_history");
+      out.emplace_back(h.at(0).get<std::string>(), h.at(1).get<int>());
+    } else if (value.contains("args")) {
+      collect_tensor_refs(value["args"], out);  // a Keras 3 node: {"args": [...], "kwargs": {...}}
+    }
+    return;
+  }
+  if (!value.is_array()) return;
+  if (value.size() >= 3 && value[0].is_string() && value[1].is_number_integer()) {
+    out.emplace_back(value[0].get<std::string>(), value[1].get<int>());
+    return;
+  }
+  for (const auto& v : value) collect_tensor_refs(v, out);
+}
+
+std::string layer_name(const json& layer) {
+  if (layer.contains("name") && layer["name"].is_string()) return layer["name"];
+  if (layer.contains("config") && layer["config"].is_object() && layer["config"].contains("name"))
+    return layer["config"]["name"];
+  return "";
+}
+
+// A Keras 3 operation called on one tensor and a constant (keras.ops.true_divide(x, 127.5), as
+// keras.applications' preprocess_input writes them into a Functional config): the constant and
+// whether it came first, or null when the node is not of that form.
+json constant_operand(const json& nodes) {
+  if (!nodes.is_array() || nodes.size() != 1 || !nodes[0].is_object() || !nodes[0].contains("args")) return nullptr;
+  const json& args = nodes[0]["args"];
+  if (!args.is_array() || args.size() != 2) return nullptr;
+  const auto is_tensor = [](const json& v) { return v.is_object() && v.value("class_name", "") == "__keras_tensor__"; };
+  const auto is_constant = [](const json& v) {
+    return v.is_number() || v.is_array() || (v.is_object() && v.value("class_name", "") == "__numpy__");
+  };
+  for (int first = 0; first < 2; ++first)
+    if (is_constant(args[first]) && is_tensor(args[1 - first])) {
+      const json& v = args[first];
+      return {{"value", v.is_object() ? v.at("config").at("value") : v}, {"first", first == 0}};
+    }
+  return nullptr;
+}
+
+class Flattener {
+ public:
+  Flattener(const std::string& source, KerasModelSpec& spec) : source_(source), spec_(spec) {}
+
+  // Adds the layers of `model` (a {"class_name", "config"} object). `input` is the flattened
+  // name feeding it ("" at top level, where it declares the model input). Returns the name
+  // of the layer producing its output. `group` is the top-level weight group ("" at top).
+  std::string add_model(const json& model, const std::string& input, const std::string& group) {
+    const std::string cls = model.value("class_name", "");
+    const json& config = model.at("config");
+    if (cls == "Sequential") return add_sequential(config, input, group);
+    if (cls == "Functional" || cls == "Model") return add_functional(config, input, group);
+    fail(source_, ": model class '", cls, "' is not Sequential or Functional");
+  }
+
+ private:
+  std::string where(const std::string& layer) const { return cat(source_, ": layer '", layer, "'"); }
+
+  // A name that is unique in the flattened model (nested models may reuse inner names).
+  std::string unique_name(const std::string& name, const std::string& group) {
+    std::string n = name;
+    if (used_.count(n)) n = group + "/" + name;
+    for (int i = 2; used_.count(n); ++i) n = cat(group, "/", name, "_", i);
+    used_.insert(n);
+    return n;
+  }
+
+  void declare_input(const std::string& name, const std::vector<int>& shape) {
+    if (!spec_.input_name.empty())
+      fail(source_, ": models with more than one input are not supported (second input '", name, "')");
+    spec_.input_name = name;
+    spec_.input_shape = shape;
+    used_.insert(name);
+  }
+
+  // Adds one ordinary or nested layer fed by `inputs`; returns its output's name.
+  std::string add_layer(const json& layer, const std::vector<std::string>& inputs, const std::string& group) {
+    const std::string cls = layer.value("class_name", "");
+    const std::string name = layer_name(layer);
+    if (cls.empty() || name.empty())
+      fail(source_, ": a layer entry has no class_name or name: ", layer.dump().substr(0, 200));
+    if (is_model_class(cls)) {
+      if (inputs.size() != 1) fail(where(name), ": nested model with ", inputs.size(), " inputs is not supported");
+      nesting_.push_back(name);
+      const std::string out = add_model(layer, inputs[0], group.empty() ? name : group);
+      nesting_.pop_back();
+      return out;
+    }
+    KerasLayerSpec l;
+    l.name = unique_name(name, group);
+    l.class_name = cls;
+    l.config = layer.value("config", json::object());
+    l.inbound = inputs;
+    l.weight_group = group.empty() ? name : group;
+    l.weight_owner = name;
+    l.nesting = nesting_;
+    if (l.config.is_object() && l.config.value("data_format", "") == "channels_first") spec_.channels_first = true;
+    if (layer.contains("module") || layer.contains("build_config")) spec_.keras3 = true;
+    spec_.layers.push_back(std::move(l));
+    return spec_.layers.back().name;
+  }
+
+  std::string add_sequential(const json& config, const std::string& input, const std::string& group) {
+    const json& layers = config.is_array() ? config : config.at("layers");
+    if (!layers.is_array()) fail(source_, ": Sequential config has no layer list");
+    std::string current = input;
+    bool first = true;
+    for (const auto& layer : layers) {
+      const std::string cls = layer.value("class_name", "");
+      const json& lc = layer.value("config", json::object());
+      if (cls == "InputLayer") {
+        std::vector<int> shape;
+        if (!declared_input_shape(lc, shape, where(layer_name(layer))))
+          fail(where(layer_name(layer)), ": InputLayer without a shape");
+        if (current.empty()) {
+          declare_input(layer_name(layer), shape);
+          current = layer_name(layer);
+        }
+        first = false;
+        continue;
+      }
+      if (first && current.empty() && is_model_class(cls)) {
+        // A nested model first: it declares the input itself.
+        first = false;
+        current = add_layer(layer, {""}, group);
+        continue;
+      }
+      if (first && current.empty()) {
+        std::vector<int> shape;
+        bool found = lc.is_object() && declared_input_shape(lc, shape, where(layer_name(layer)));
+        if (!found && config.is_object() && config.contains("build_input_shape") &&
+            !config["build_input_shape"].is_null()) {
+          shape = shape_without_batch(config["build_input_shape"], source_ + ": build_input_shape");
+          found = true;
+        }
+        if (!found)
+          fail(source_,
+               ": Sequential model declares no input shape (no InputLayer, batch_input_shape or build_input_shape)");
+        declare_input(cat(layer_name(layer), "_input"), shape);
+        current = spec_.input_name;
+      }
+      first = false;
+      current = add_layer(layer, {current}, group);
+    }
+    if (current.empty() || current == input) fail(source_, ": Sequential model has no layers");
+    return current;
+  }
+
+  std::string add_functional(const json& config, const std::string& input, const std::string& group) {
+    const json& layers = config.at("layers");
+    // Keras names of this model's layers -> flattened name of the tensor they produce.
+    std::map<std::string, std::string> produced;
+    auto refs_of = [&](const json& refs) {
+      std::vector<std::pair<std::string, int>> out;
+      collect_tensor_refs(refs, out);
+      return out;
+    };
+    for (const auto& layer : layers) {
+      const std::string cls = layer.value("class_name", "");
+      const std::string name = layer_name(layer);
+      const json nodes = layer.value("inbound_nodes", json::array());
+      if (cls == "InputLayer") {
+        if (input.empty()) {
+          std::vector<int> shape;
+          if (!declared_input_shape(layer.value("config", json::object()), shape, where(name)))
+            fail(where(name), ": InputLayer without a shape");
+          declare_input(name, shape);
+          produced[name] = name;
+        } else {
+          produced[name] = input;
+        }
+        continue;
+      }
+      if (nodes.size() > 1) fail(where(name), ": is called ", nodes.size(), " times (shared layers are not supported)");
+      std::vector<std::string> inputs;
+      for (const auto& [ref, node_index] : refs_of(nodes)) {
+        auto it = produced.find(ref);
+        if (it == produced.end()) fail(where(name), ": reads '", ref, "', which is not defined before it");
+        if (node_index != 0)
+          fail(where(name), ": reads call ", node_index, " of shared layer '", ref, "' (not supported)");
+        inputs.push_back(it->second);
+      }
+      if (inputs.empty()) fail(where(name), ": has no inbound nodes");
+      const json constant = constant_operand(nodes);
+      if (!constant.is_null() && inputs.size() == 1 && !is_model_class(cls)) {
+        // Carried in the layer's config, where the layer table finds it.
+        json with_constant = layer;
+        if (!with_constant.contains("config") || !with_constant["config"].is_object())
+          with_constant["config"] = json::object();
+        with_constant["config"]["__constant_operand"] = constant;
+        produced[name] = add_layer(with_constant, inputs, group);
+        continue;
+      }
+      produced[name] = add_layer(layer, inputs, group);
+    }
+    auto outputs = refs_of(config.at("output_layers"));
+    if (outputs.size() != 1)
+      fail(source_, ": models with ", outputs.size(), " outputs are not supported (one output needed)");
+    auto it = produced.find(outputs[0].first);
+    if (it == produced.end()) fail(source_, ": output layer '", outputs[0].first, "' is not among the layers");
+    if (input.empty()) {
+      auto ins = refs_of(config.at("input_layers"));
+      if (ins.size() != 1) fail(source_, ": models with ", ins.size(), " inputs are not supported (one input needed)");
+    }
+    return it->second;
+  }
+
+  std::string source_;
+  KerasModelSpec& spec_;
+  std::set<std::string> used_;
+  std::vector<std::string> nesting_;  // names of the nested models being added, outermost first
+};
+
+}  // namespace
+
+KerasModelSpec parse_keras_config(const json& config, const std::string& source, const std::string& keras_version) {
+  KerasModelSpec spec;
+  if (!config.is_object() || !config.contains("class_name") || !config.contains("config"))
+    fail(source, ": model config has no class_name/config (not a Keras model config)");
+  spec.keras3 = !keras_version.empty() && keras_version[0] == '3';
+  try {
+    spec.name = config["config"].is_object() ? config["config"].value("name", "model") : "model";
+    Flattener flattener(source, spec);
+    spec.output_name = flattener.add_model(config, "", "");
+  } catch (const json::exception& e) {
+    fail(source, ": malformed model config: ", e.what());
+  }
+  if (spec.input_name.empty()) fail(source, ": model declares no input");
+  return spec;
+}
+
+nlohmann::json yaml_to_json(const std::string& text, const std::string& source) {
+  std::function<json(const YAML::Node&)> convert = [&](const YAML::Node& node) -> json {
+    switch (node.Type()) {
+      case YAML::NodeType::Null:
+        return nullptr;
+      case YAML::NodeType::Sequence: {
+        json arr = json::array();
+        for (const auto& item : node) arr.push_back(convert(item));
+        return arr;
+      }
+      case YAML::NodeType::Map: {
+        json obj = json::object();
+        for (const auto& kv : node) obj[kv.first.as<std::string>()] = convert(kv.second);
+        return obj;
+      }
+      case YAML::NodeType::Scalar: {
+        const std::string& s = node.Scalar();
+        if (node.Tag() == "!") return s;  // quoted: always a string
+        if (s == "null" || s == "~") return nullptr;
+        if (s == "true" || s == "True") return true;
+        if (s == "false" || s == "False") return false;
+        try {
+          std::size_t used = 0;
+          long long i = std::stoll(s, &used);
+          if (used == s.size()) return i;
+        } catch (...) {
+        }
+        try {
+          std::size_t used = 0;
+          double d = std::stod(s, &used);
+          if (used == s.size()) return d;
+        } catch (...) {
+        }
+        return s;
+      }
+      default:
+        return nullptr;
+    }
+  };
+  try {
+    return convert(YAML::Load(text));
+  } catch (const YAML::Exception& e) {
+    fail(source, ": not valid YAML: ", e.what());
+  }
+}
+
+nlohmann::json read_architecture_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, ": cannot open architecture file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string text = buffer.str();
+  std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) fail(path, ": architecture file is empty");
+  if (text[first] == '{') {
+    try {
+      return json::parse(text);
+    } catch (const json::exception& e) {
+      fail(path, ": not valid JSON: ", e.what());
+    }
+  }
+  return yaml_to_json(text, path);
+}
+
+}  // namespace chorus::io

@@ -1,0 +1,44 @@
+#pragma once
+// Reads a Keras model config (the `model_config` attribute of a full-model .h5, or a
+// `model.to_json()` / `model.to_yaml()` file) into a flat, topologically ordered list of
+// layers. Handles Sequential (old list style and dict style), Functional graphs, nested models
+// (flattened into the outer graph) and Keras 3's config keys.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace chorus::io {
+
+struct KerasLayerSpec {
+  std::string name;                  // unique within the flattened model
+  std::string class_name;            // "Conv2D"
+  nlohmann::json config;             // the layer's Keras config
+  std::vector<std::string> inbound;  // producing layers' names; the model input's name for the first
+  std::string weight_group;          // top-level layer whose HDF5 group holds the weights
+  std::string weight_owner;          // the layer's own name inside that group (differs for nested models)
+  std::vector<std::string> nesting;  // the nested models holding it, outermost first (Keras 3's
+                                     // layers/<model>/layers/<name> weight paths)
+};
+
+struct KerasModelSpec {
+  std::string name;
+  std::string input_name;
+  std::vector<int> input_shape;  // without the batch axis, as Keras gives it
+  std::vector<KerasLayerSpec> layers;
+  std::string output_name;
+  bool channels_first = false;  // some layer declares data_format channels_first
+  bool keras3 = false;
+};
+
+// Parses a model config. `source` names the file in error messages. `keras_version` is the
+// file's attribute when known ("" otherwise); Keras 3 is also recognised from the config.
+KerasModelSpec parse_keras_config(const nlohmann::json& config, const std::string& source,
+                                  const std::string& keras_version = "");
+
+// Reads an architecture file: JSON (to_json) or YAML (to_yaml), chosen by content.
+nlohmann::json read_architecture_file(const std::string& path);
+
+// Converts YAML text to JSON (exposed for tests).
+nlohmann::json yaml_to_json(const std::string& text, const std::string& source);
+
+}  // namespace chorus::io

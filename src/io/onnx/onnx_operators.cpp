@@ -1,0 +1,507 @@
+#include "io/onnx/onnx_operators.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+
+#include "layers/activation_layer.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/dense.h"
+#include "layers/depthwise_conv2d.h"
+#include "layers/lrn.h"
+#include "layers/merge.h"
+#include "layers/pooling.h"
+
+namespace chorus::io {
+
+using namespace chorus::layers;
+
+namespace {
+
+void require_rank(const OnnxNode& n, const OnnxValue& x, int rank) {
+  if (x.rank() != rank)
+    n.fail("expects a ", rank == 4 ? "4-D (N, C, H, W)" : "2-D (N, D)", " input, found ", dims_str(x.dims));
+}
+
+// ---- Weight layouts -------------------------------------------------------------------------
+
+// Conv weight (O, I, kH, kW) to Keras' (kH, kW, I, O); the same for depthwise (I = 1, O = C * m).
+OnnxWeightRecipe conv_kernel(std::string tensor, std::string node, std::vector<std::int64_t> d) {
+  return [=](const OnnxConstants& c) {
+    const std::vector<float> w = c.floats(tensor, node);
+    const std::size_t o_n = d[0], i_n = d[1], h_n = d[2], w_n = d[3];
+    std::vector<float> out(w.size());
+    for (std::size_t o = 0; o < o_n; ++o)
+      for (std::size_t i = 0; i < i_n; ++i)
+        for (std::size_t y = 0; y < h_n; ++y)
+          for (std::size_t x = 0; x < w_n; ++x)
+            out[((y * w_n + x) * i_n + i) * o_n + o] = w[((o * i_n + i) * h_n + y) * w_n + x];
+    return out;
+  };
+}
+
+// A matrix (rows, cols), transposed if asked, every value times `scale`: Keras' (in, units).
+// Laid out as it is read, so that the largest weights (VGG16's first Dense: 411 MB) are held once.
+OnnxWeightRecipe matrix(std::string tensor, std::string node, std::int64_t rows, std::int64_t cols, bool transpose,
+                        float scale) {
+  return [=](const OnnxConstants& c) {
+    const std::size_t r_n = static_cast<std::size_t>(rows), c_n = static_cast<std::size_t>(cols);
+    std::vector<float> m(r_n * c_n);
+    c.stream_floats(tensor, node, [&](std::size_t first, const float* v, std::size_t n) {
+      CHORUS_ASSERT(first + n <= m.size(), "matrix ", tensor, " has more than ", m.size(), " values");
+      std::size_t r = first / c_n, k = first % c_n;
+      for (std::size_t i = 0; i < n; ++i) {
+        m[transpose ? k * r_n + r : r * c_n + k] = v[i] * scale;
+        if (++k == c_n) {
+          k = 0;
+          ++r;
+        }
+      }
+    });
+    return m;
+  };
+}
+
+// A constant of 1 or `n` values as `n` values, each `scale * f(v)`.
+OnnxWeightRecipe per_channel(std::string tensor, std::string node, int n, std::function<float(float)> f) {
+  return [=](const OnnxConstants& c) {
+    std::vector<float> v = c.floats(tensor, node);
+    std::vector<float> out(n);
+    for (int i = 0; i < n; ++i) out[i] = f(v.size() == 1 ? v[0] : v.at(i));
+    return out;
+  };
+}
+
+OnnxWeightRecipe filled(int n, float value) {
+  return [=](const OnnxConstants&) { return std::vector<float>(n, value); };
+}
+
+OnnxWeightRecipe copied(std::string tensor, std::string node) {
+  return [=](const OnnxConstants& c) { return c.floats(tensor, node); };
+}
+
+// True when a constant of dims `c` broadcasts over `x` along the channel axis (1) only.
+bool is_per_channel(const std::vector<std::int64_t>& c, const std::vector<std::int64_t>& x) {
+  if (c.size() > x.size()) return false;
+  const std::size_t offset = x.size() - c.size();
+  for (std::size_t j = 0; j < c.size(); ++j)
+    if (c[j] != 1 && !(j + offset == 1 && c[j] == x[1])) return false;
+  return true;
+}
+
+std::int64_t count_of(const std::vector<std::int64_t>& dims) {
+  std::int64_t n = 1;
+  for (auto d : dims) n *= d;
+  return n;
+}
+
+// ---- Sliding windows ------------------------------------------------------------------------
+
+struct Window {
+  int kernel_h, kernel_w, stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  Pads pads;
+};
+
+std::vector<std::int64_t> pair_attr(const OnnxNode& n, const char* name, std::vector<std::int64_t> fallback,
+                                    std::size_t size = 2) {
+  auto v = n.attr_ints(name, std::move(fallback));
+  if (v.size() != size) n.fail("'", name, "' has ", v.size(), " values, expected ", size, " (2 spatial axes)");
+  for (auto x : v)
+    if (x < 0 || x > 1 << 20) n.fail("'", name, "' holds ", x);
+  return v;
+}
+
+// Kernel, strides, dilations and padding (pads or auto_pad, and ceil_mode for pools) over an
+// input of in_h x in_w, as explicit pads.
+Window read_window(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64_t> kernel, bool ceil_mode) {
+  Window w;
+  if (n.has_attr("kernel_shape")) {
+    auto k = pair_attr(n, "kernel_shape", {});
+    if (!kernel.empty() && k != kernel)
+      n.fail("kernel_shape ", dims_str(k), " differs from the weight's ", dims_str(kernel));
+    kernel = k;
+  }
+  if (kernel.size() != 2) n.fail("kernel_shape is missing");
+  w.kernel_h = static_cast<int>(kernel[0]);
+  w.kernel_w = static_cast<int>(kernel[1]);
+  auto s = pair_attr(n, "strides", {1, 1});
+  auto d = pair_attr(n, "dilations", {1, 1});
+  w.stride_h = static_cast<int>(s[0]), w.stride_w = static_cast<int>(s[1]);
+  w.dilation_h = static_cast<int>(d[0]), w.dilation_w = static_cast<int>(d[1]);
+  if (w.kernel_h < 1 || w.kernel_w < 1 || w.stride_h < 1 || w.stride_w < 1 || w.dilation_h < 1 || w.dilation_w < 1)
+    n.fail("kernel, strides and dilations must be positive");
+  const int in[2] = {static_cast<int>(x.dims[2]), static_cast<int>(x.dims[3])};
+  const int k[2] = {w.kernel_h, w.kernel_w}, st[2] = {w.stride_h, w.stride_w}, dl[2] = {w.dilation_h, w.dilation_w};
+  int before[2] = {0, 0}, after[2] = {0, 0};
+  const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+  if (auto_pad == "NOTSET") {
+    auto p = pair_attr(n, "pads", {0, 0, 0, 0}, 4);  // [top, left, bottom, right]
+    before[0] = static_cast<int>(p[0]), before[1] = static_cast<int>(p[1]);
+    after[0] = static_cast<int>(p[2]), after[1] = static_cast<int>(p[3]);
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    for (int a = 0; a < 2; ++a) {
+      const int out = (in[a] + st[a] - 1) / st[a];
+      const int total = std::max((out - 1) * st[a] + (k[a] - 1) * dl[a] + 1 - in[a], 0);
+      const int small = total / 2;
+      before[a] = auto_pad == "SAME_UPPER" ? small : total - small;
+      after[a] = total - before[a];
+    }
+  } else if (auto_pad != "VALID") {
+    n.fail("auto_pad '", auto_pad, "' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID");
+  }
+  if (ceil_mode && auto_pad == "NOTSET") {
+    // Output sizes rounded up, as PyTorch and ONNX Runtime do: a last window may start past the
+    // input's end only if it starts inside the padding; the extra cells become bottom/right pads.
+    for (int a = 0; a < 2; ++a) {
+      const int span = in[a] + before[a] + after[a] - ((k[a] - 1) * dl[a] + 1);
+      if (span < 0) continue;
+      int out = (span + st[a] - 1) / st[a] + 1;
+      if ((out - 1) * st[a] >= in[a] + before[a]) --out;
+      after[a] += std::max((out - 1) * st[a] - span, 0);
+    }
+  }
+  w.pads = {before[0], after[0], before[1], after[1]};
+  return w;
+}
+
+// ---- Convolution and matrix products --------------------------------------------------------
+
+void convert_conv(OnnxNode& n) {
+  n.require_one_output();
+  const OnnxValue& x = n.activation(0);
+  require_rank(n, x, 4);
+  const auto wd = n.constant_dims(1);
+  if (wd.size() != 4) n.fail("weight '", n.input_name(1), "' is ", dims_str(wd), ", expected (M, C/group, kH, kW)");
+  const std::int64_t group = n.attr_int("group", 1), channels = x.dims[1], filters = wd[0];
+  if (group < 1 || channels % group != 0 || filters % group != 0)
+    n.fail("group ", group, " does not divide the input's ", channels, " channels and the weight's ", filters,
+           " filters");
+  if (wd[1] != channels / group)
+    n.fail("weight '", n.input_name(1), "' is ", dims_str(wd), ", expected ", channels / group,
+           " input channels per group for input ", dims_str(x.dims), " and group ", group);
+  const Window w = read_window(n, x, {wd[2], wd[3]}, false);
+  const bool bias = n.has_input(2);
+  std::map<std::string, OnnxWeightRecipe> recipes;
+  if (bias) {
+    const auto bd = n.constant_dims(2);
+    if (count_of(bd) != filters || bd.size() != 1)
+      n.fail("bias '", n.input_name(2), "' is ", dims_str(bd), ", expected (", filters, ")");
+    recipes["bias"] = copied(n.input_name(2), n.name());
+  }
+  std::unique_ptr<Layer> layer;
+  if (group > 1 && group == channels) {
+    DepthwiseConv2DSettings s;
+    s.kernel_h = w.kernel_h, s.kernel_w = w.kernel_w, s.stride_h = w.stride_h, s.stride_w = w.stride_w;
+    s.dilation_h = w.dilation_h, s.dilation_w = w.dilation_w;
+    s.depth_multiplier = static_cast<int>(filters / channels);
+    s.explicit_pads = true;
+    s.pads = w.pads;
+    s.use_bias = bias;
+    layer = std::make_unique<DepthwiseConv2D>(n.name(), s);
+    recipes["depthwise_kernel"] = conv_kernel(n.input_name(1), n.name(), wd);
+  } else {
+    Conv2DSettings s;
+    s.filters = static_cast<int>(filters);
+    s.kernel_h = w.kernel_h, s.kernel_w = w.kernel_w, s.stride_h = w.stride_h, s.stride_w = w.stride_w;
+    s.dilation_h = w.dilation_h, s.dilation_w = w.dilation_w;
+    s.explicit_pads = true;
+    s.pads = w.pads;
+    s.groups = static_cast<int>(group);
+    s.use_bias = bias;
+    layer = std::make_unique<Conv2D>(n.name(), s);
+    recipes["kernel"] = conv_kernel(n.input_name(1), n.name(), wd);
+  }
+  n.set_output(n.add_layer(std::move(layer), {x}, 4, std::move(recipes)));
+}
+
+// Y = alpha * A * B' + beta * C, with A computed (N, K) and B, C constants: a Dense layer.
+void convert_gemm(OnnxNode& n) {
+  const OnnxValue& a = n.activation(0);
+  require_rank(n, a, 2);
+  if (n.attr_int("transA", 0) != 0) n.fail("transA=1 on a computed input A is not supported");
+  const bool trans_b = n.attr_int("transB", 0) != 0;
+  const float alpha = n.attr_float("alpha", 1.0f), beta = n.attr_float("beta", 1.0f);
+  const auto bd = n.constant_dims(1);
+  if (bd.size() != 2) n.fail("B '", n.input_name(1), "' is ", dims_str(bd), ", expected a matrix");
+  const std::int64_t k = trans_b ? bd[1] : bd[0], units = trans_b ? bd[0] : bd[1];
+  if (k != a.dims[1])
+    n.fail("B '", n.input_name(1), "' is ", dims_str(bd), (trans_b ? " (transB=1)" : ""), ", which takes ", k,
+           " inputs, but A is ", dims_str(a.dims));
+  std::map<std::string, OnnxWeightRecipe> recipes;
+  recipes["kernel"] = matrix(n.input_name(1), n.name(), bd[0], bd[1], trans_b, alpha);
+  DenseSettings s;
+  s.units = static_cast<int>(units);
+  s.use_bias = n.has_input(2) && beta != 0.0f;
+  if (s.use_bias) {
+    const auto cd = n.constant_dims(2);
+    if (!is_per_channel(cd, {1, units}))
+      n.fail("C '", n.input_name(2), "' is ", dims_str(cd), ", expected (", units, ") or (1, ", units,
+             ") (a bias; per-row C is not supported)");
+    recipes["bias"] = per_channel(n.input_name(2), n.name(), s.units, [beta](float v) { return beta * v; });
+  }
+  n.set_output(n.add_layer(std::make_unique<Dense>(n.name(), s), {a}, 2, std::move(recipes)));
+}
+
+// A (N, K) computed times B (K, M) constant: a Dense layer without bias.
+void convert_matmul(OnnxNode& n) {
+  if (n.is_constant(0)) n.fail("a constant A times a computed B is not supported (only activations x weights)");
+  const OnnxValue& a = n.activation(0);
+  require_rank(n, a, 2);
+  const auto bd = n.constant_dims(1);
+  if (bd.size() != 2 || bd[0] != a.dims[1])
+    n.fail("B '", n.input_name(1), "' is ", dims_str(bd), ", expected (", a.dims[1], ", M) for A ", dims_str(a.dims));
+  DenseSettings s;
+  s.units = static_cast<int>(bd[1]);
+  s.use_bias = false;
+  std::map<std::string, OnnxWeightRecipe> recipes{{"kernel", copied(n.input_name(1), n.name())}};
+  n.set_output(n.add_layer(std::make_unique<Dense>(n.name(), s), {a}, 2, std::move(recipes)));
+}
+
+// ---- Elementwise ----------------------------------------------------------------------------
+
+// Add, Mul, Sub, Div. Two computed inputs: an Add/Multiply layer (broadcasting (N, C, 1, 1)).
+// A computed input and a scalar or per-channel constant: a per-channel affine map, which is a
+// batch normalisation with mean 0, variance 1 and epsilon 0 (the optimiser folds it into a
+// preceding convolution or dense layer, so MatMul + Add becomes one Dense with bias).
+void convert_arithmetic(OnnxNode& n) {
+  n.require_one_output();
+  const std::string& op = n.op();
+  if (n.inputs() != 2) n.fail("expects 2 inputs, found ", n.inputs());
+  if (n.is_constant(0) && n.is_constant(1)) n.fail("both inputs are constants (constant folding is not supported)");
+  if (!n.is_constant(0) && !n.is_constant(1)) {
+    if (op != "Add" && op != "Mul") n.fail(op, " of two computed values is not supported (only Add and Mul)");
+    const OnnxValue &a = n.activation(0), &b = n.activation(1);
+    if (a.rank() != b.rank()) n.fail("inputs ", dims_str(a.dims), " and ", dims_str(b.dims), " differ in rank");
+    auto layer = std::make_unique<Elementwise>(n.name(), op == "Add" ? ElementwiseOp::add : ElementwiseOp::multiply);
+    // The layer broadcasts a (1, 1, c) input over the other: put the full-size one first.
+    const bool swap = frame_of(a.dims).size() < frame_of(b.dims).size();
+    n.set_output(
+        n.add_layer(std::move(layer), swap ? std::vector<OnnxValue>{b, a} : std::vector<OnnxValue>{a, b}, a.rank()));
+    return;
+  }
+  const int ci = n.is_constant(0) ? 0 : 1;
+  if (ci == 0 && (op == "Sub" || op == "Div"))
+    n.fail("a constant first input of ", op, " is not supported (only x ", op == "Sub" ? "-" : "/", " constant)");
+  const OnnxValue& x = n.activation(1 - ci);
+  if (x.rank() != 2 && x.rank() != 4) n.fail("input ", dims_str(x.dims), " is neither 2-D nor 4-D");
+  const auto cd = n.constant_dims(ci);
+  if (!is_per_channel(cd, x.dims))
+    n.fail("constant '", n.input_name(ci), "' ", dims_str(cd), " does not broadcast per channel over ",
+           dims_str(x.dims), " (Chorus supports scalars and per-channel constants here)");
+  const int c = static_cast<int>(x.dims[1]);
+  const std::string t = n.input_name(ci), node = n.name();
+  std::map<std::string, OnnxWeightRecipe> r{{"moving_mean", filled(c, 0.0f)}, {"moving_variance", filled(c, 1.0f)}};
+  if (op == "Add" || op == "Sub") {
+    r["gamma"] = filled(c, 1.0f);
+    if (op == "Sub")
+      r["beta"] = per_channel(t, node, c, [](float v) { return -v; });
+    else
+      r["beta"] = per_channel(t, node, c, [](float v) { return v; });
+  } else {
+    if (op == "Mul")
+      r["gamma"] = per_channel(t, node, c, [](float v) { return v; });
+    else
+      r["gamma"] = per_channel(t, node, c, [](float v) { return 1.0f / v; });
+    r["beta"] = filled(c, 0.0f);
+  }
+  BatchNormSettings s;
+  s.epsilon = 0.0f;
+  n.set_output(n.add_layer(std::make_unique<BatchNorm>(n.name(), s), {x}, x.rank(), std::move(r)));
+}
+
+// ---- Activations ----------------------------------------------------------------------------
+
+void add_activation(OnnxNode& n, const char* keras_type, Activation a) {
+  n.require_one_output();
+  const OnnxValue& x = n.activation(0);
+  n.set_output(n.add_layer(std::make_unique<ActivationLayer>(n.name(), keras_type, a), {x}, x.rank()));
+}
+
+Activation of_kind(ActivationKind kind) {
+  Activation a;
+  a.kind = kind;
+  return a;
+}
+
+void convert_relu(OnnxNode& n) { add_activation(n, "Activation", of_kind(ActivationKind::relu)); }
+void convert_sigmoid(OnnxNode& n) { add_activation(n, "Activation", of_kind(ActivationKind::sigmoid)); }
+void convert_tanh(OnnxNode& n) { add_activation(n, "Activation", of_kind(ActivationKind::tanh)); }
+void convert_hard_swish(OnnxNode& n) { add_activation(n, "Activation", of_kind(ActivationKind::hard_swish)); }
+
+void convert_leaky_relu(OnnxNode& n) {
+  Activation a = of_kind(ActivationKind::relu);
+  a.alpha = n.attr_float("alpha", 0.01f);
+  add_activation(n, "LeakyReLU", a);
+}
+
+void convert_hard_sigmoid(OnnxNode& n) {
+  Activation a = of_kind(ActivationKind::hard_sigmoid);
+  a.alpha = n.attr_float("alpha", 0.2f);
+  a.beta = n.attr_float("beta", 0.5f);
+  add_activation(n, "Activation", a);
+}
+
+// Clip: bounds as attributes before opset 11, as optional constant inputs from 11 on.
+void convert_clip(OnnxNode& n) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  float lo = -kInf, hi = kInf;
+  if (n.opset() < 11) {
+    lo = n.attr_float("min", -kInf);
+    hi = n.attr_float("max", kInf);
+  } else {
+    auto bound = [&](int i, float fallback) {
+      if (!n.has_input(i)) return fallback;
+      auto v = n.constant_floats(i);
+      if (v.size() != 1) n.fail("bound '", n.input_name(i), "' has ", v.size(), " values, expected a scalar");
+      return v[0];
+    };
+    lo = bound(1, -kInf);
+    hi = bound(2, kInf);
+  }
+  if (std::isnan(lo) || std::isnan(hi) || lo > hi) n.fail("bounds [", lo, ", ", hi, "] are not an interval");
+  Activation a;
+  if (lo == 0.0f) {  // ReLU / ReLU6: the relu kernel's fast path
+    a.kind = ActivationKind::relu;
+    a.max_value = hi;
+  } else {
+    a.kind = ActivationKind::clip;
+    a.min_value = lo;
+    a.max_value = hi;
+  }
+  add_activation(n, "Activation", a);
+}
+
+void convert_softmax(OnnxNode& n) {
+  const OnnxValue& x = n.activation(0);
+  std::int64_t axis = n.attr_int("axis", n.opset() < 13 ? 1 : -1);
+  if (axis < 0) axis += x.rank();
+  // Before opset 13 Softmax flattens the axes from `axis` on; from 13 it works on one axis.
+  const bool channels =
+      x.rank() == 2 ? axis == 1 : x.rank() == 4 && axis == 1 && (n.opset() >= 13 || x.dims[2] * x.dims[3] == 1);
+  if (!channels)
+    n.fail("softmax over axis ", axis, " of ", dims_str(x.dims), " at opset ", n.opset(),
+           " is not supported (only over the channels, axis 1)");
+  add_activation(n, "Softmax", of_kind(ActivationKind::softmax));
+}
+
+// ---- Pooling and normalisation --------------------------------------------------------------
+
+void convert_pool(OnnxNode& n) {
+  n.require_one_output();
+  const OnnxValue& x = n.activation(0);
+  require_rank(n, x, 4);
+  const bool is_max = n.op() == "MaxPool";
+  const Window w = read_window(n, x, {}, n.attr_int("ceil_mode", 0) != 0);
+  if (w.dilation_h != 1 || w.dilation_w != 1) n.fail("dilations other than 1 are not supported for pooling");
+  Pool2DSettings s;
+  s.kind = is_max ? PoolKind::max : PoolKind::average;
+  s.pool_h = w.kernel_h, s.pool_w = w.kernel_w, s.stride_h = w.stride_h, s.stride_w = w.stride_w;
+  s.explicit_pads = true;
+  s.pads = w.pads;
+  s.count_include_pad = !is_max && n.attr_int("count_include_pad", 0) != 0;
+  if (s.count_include_pad && n.attr_int("ceil_mode", 0) != 0) {
+    const Window plain = read_window(n, x, {}, false);
+    if (plain.pads.bottom != w.pads.bottom || plain.pads.right != w.pads.right)
+      n.fail("count_include_pad=1 together with ceil_mode=1 that adds windows is not supported");
+  }
+  n.set_output(n.add_layer(std::make_unique<Pool2D>(n.name(), s), {x}, 4));
+}
+
+void convert_global_pool(OnnxNode& n) {
+  const OnnxValue& x = n.activation(0);
+  require_rank(n, x, 4);
+  const PoolKind kind = n.op() == "GlobalMaxPool" ? PoolKind::max : PoolKind::average;
+  n.set_output(n.add_layer(std::make_unique<GlobalPool2D>(n.name(), kind), {x}, 4));
+}
+
+void convert_batch_norm(OnnxNode& n) {
+  n.require_one_output();
+  if (n.attr_int("training_mode", 0) != 0) n.fail("training_mode=1 is not supported (inference only)");
+  const OnnxValue& x = n.activation(0);
+  if (x.rank() != 2 && x.rank() != 4) n.fail("input ", dims_str(x.dims), " is neither 2-D nor 4-D");
+  if (n.inputs() != 5) n.fail("expects 5 inputs (X, scale, B, mean, var), found ", n.inputs());
+  const std::int64_t c = x.dims[1];
+  const char* keras[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+  std::map<std::string, OnnxWeightRecipe> recipes;
+  for (int i = 1; i <= 4; ++i) {
+    const auto d = n.constant_dims(i);
+    if (d.size() != 1 || d[0] != c)
+      n.fail("input ", i, " '", n.input_name(i), "' is ", dims_str(d), ", expected (", c, ")");
+    recipes[keras[i - 1]] = copied(n.input_name(i), n.name());
+  }
+  BatchNormSettings s;
+  s.epsilon = n.attr_float("epsilon", 1e-5f);
+  n.set_output(n.add_layer(std::make_unique<BatchNorm>(n.name(), s), {x}, x.rank(), std::move(recipes)));
+}
+
+// ONNX divides alpha by the window size and sums over channels c - (size-1)/2 .. c + size/2.
+void convert_lrn(OnnxNode& n) {
+  const OnnxValue& x = n.activation(0);
+  require_rank(n, x, 4);
+  if (!n.has_attr("size")) n.fail("attribute 'size' is missing");
+  const std::int64_t size = n.attr_int("size", 0);
+  if (size < 1 || size % 2 == 0 || size > (1 << 20))
+    n.fail("size ", size, " is not supported (odd sizes only: a centred window)");
+  LRNSettings s;
+  s.depth_radius = static_cast<int>((size - 1) / 2);
+  s.alpha = n.attr_float("alpha", 1e-4f) / static_cast<float>(size);
+  s.beta = n.attr_float("beta", 0.75f);
+  s.bias = n.attr_float("bias", 1.0f);
+  n.set_output(n.add_layer(std::make_unique<LRN>(n.name(), s), {x}, 4));
+}
+
+// The one explicit table of ONNX operator types.
+const std::map<std::string, void (*)(OnnxNode&)>& converters() {
+  static const std::map<std::string, void (*)(OnnxNode&)> table{
+      {"Conv", convert_conv},
+      {"Gemm", convert_gemm},
+      {"MatMul", convert_matmul},
+      {"Add", convert_arithmetic},
+      {"Sub", convert_arithmetic},
+      {"Mul", convert_arithmetic},
+      {"Div", convert_arithmetic},
+      {"Relu", convert_relu},
+      {"LeakyRelu", convert_leaky_relu},
+      {"Clip", convert_clip},
+      {"Sigmoid", convert_sigmoid},
+      {"HardSigmoid", convert_hard_sigmoid},
+      {"HardSwish", convert_hard_swish},
+      {"Tanh", convert_tanh},
+      {"Softmax", convert_softmax},
+      {"MaxPool", convert_pool},
+      {"AveragePool", convert_pool},
+      {"GlobalAveragePool", convert_global_pool},
+      {"GlobalMaxPool", convert_global_pool},
+      {"BatchNormalization", convert_batch_norm},
+      {"LRN", convert_lrn},
+      {"Concat", convert_concat},
+      {"Flatten", convert_flatten},
+      {"Reshape", convert_reshape},
+      {"Transpose", convert_transpose},
+      {"Pad", convert_pad},
+      {"Dropout", convert_passthrough},
+      {"Identity", convert_passthrough},
+      {"Constant", convert_constant},
+  };
+  return table;
+}
+
+}  // namespace
+
+void convert_onnx_node(OnnxNode& node) {
+  auto it = converters().find(node.op());
+  if (it == converters().end())
+    chorus::fail(node.source(), ": node '", node.name(), "' uses operator '", node.op(),
+                 "', which Chorus does not support");
+  it->second(node);
+}
+
+std::vector<std::string> supported_onnx_operators() {
+  std::vector<std::string> names;
+  for (const auto& [name, f] : converters()) names.push_back(name);
+  return names;
+}
+
+}  // namespace chorus::io
