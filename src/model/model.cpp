@@ -35,6 +35,17 @@ int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, in
   return index;
 }
 
+int Model::add_call(int shared, std::vector<int> inputs, std::string name) {
+  CHORUS_ASSERT(shared >= 0 && shared < static_cast<int>(nodes_.size()), "shared node ", shared);
+  const int index = static_cast<int>(nodes_.size());
+  for (int i : inputs) CHORUS_ASSERT(i == kModelInput || (i >= 0 && i < index), "input ", i, " of node ", index);
+  nodes_.push_back(Node{nodes_[shared].layer, std::move(inputs), {}, {}, nodes_[shared].source, std::move(name)});
+  output_ = index;
+  built_ = false;
+  cache_ = new_forward_cache();
+  return index;
+}
+
 Shape Model::shape_of(int node) const {
   return node == kModelInput ? input_shape_ : nodes_.at(node).layer->output_shape();
 }
@@ -46,6 +57,25 @@ void Model::build() {
   for (auto& node : nodes_) {
     std::vector<Shape> shapes;
     for (int i : node.inputs) shapes.push_back(shape_of(i));
+    // A shared layer is built by its first call; later calls must fit that build.
+    const Node* first = nullptr;
+    for (const auto& other : nodes_) {
+      if (&other == &node) break;
+      if (other.layer == node.layer) {
+        first = &other;
+        break;
+      }
+    }
+    if (first) {
+      if (shapes != node.layer->input_shapes()) {
+        std::string got, want;
+        for (const auto& sh : shapes) got += (got.empty() ? "" : ", ") + sh.str();
+        for (const auto& sh : node.layer->input_shapes()) want += (want.empty() ? "" : ", ") + sh.str();
+        fail("layer '", node.name(), "' is shared, and called on ", got, " where its first call took ", want,
+             " (a shared layer's calls must take the same shapes)");
+      }
+      continue;
+    }
     node.layer->build(shapes);
   }
   built_ = true;
@@ -79,7 +109,10 @@ LayerCost Model::total_cost() const {
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     auto c = cost(static_cast<int>(i));
     total.macs += c.macs;
-    total.weight_bytes += c.weight_bytes;
+    // A shared layer's weights count once, with its first call.
+    bool first_call = true;
+    for (std::size_t k = 0; k < i && first_call; ++k) first_call = nodes_[k].layer != nodes_[i].layer;
+    if (first_call) total.weight_bytes += c.weight_bytes;
     total.output_bytes = std::max(total.output_bytes, c.output_bytes);
   }
   return total;

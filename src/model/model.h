@@ -22,17 +22,20 @@ constexpr int kNoNode = -2;
 // A batch normalisation the optimiser folded into a node; its weights are loaded with the
 // node's and applied to them (model::apply_folds).
 struct FoldedLayer {
-  std::unique_ptr<layers::Layer> layer;
+  std::shared_ptr<layers::Layer> layer;
   int source = -1;
 };
 
 struct Node {
-  std::unique_ptr<layers::Layer> layer;
+  // Shared by the nodes of a layer the model calls at several places (Keras' shared layers):
+  // one set of weights serves every call.
+  std::shared_ptr<layers::Layer> layer;
   std::vector<int> inputs;          // indices of earlier nodes, or kModelInput
   std::vector<std::string> merged;  // layers folded or fused into this one by the optimiser
   std::vector<FoldedLayer> folded;  // batch norms whose weights fold into this layer's at load
   int source = -1;                  // index of the layer in the imported file (for its weights)
-  const std::string& name() const { return layer->name(); }
+  std::string call_name;            // a shared layer's later call: its own name ("c_call1")
+  const std::string& name() const { return call_name.empty() ? layer->name() : call_name; }
 };
 
 // Per-layer figures for `chorus info` and the planner.
@@ -49,6 +52,12 @@ class Model {
   void set_input(std::string name, Shape shape, bool channels_first = false);
   // Appends a layer; its inputs must already be in the model. Returns its index.
   int add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, int source = -1);
+  // Appends another call of node `shared`'s layer (the same object, so the same weights) on
+  // `inputs`, which must have the shapes of that node's, named `name` in plans and reports.
+  // Returns its index.
+  int add_call(int shared, std::vector<int> inputs, std::string name);
+  // Whether node i's layer serves other nodes too.
+  bool is_shared(int node) const { return nodes_.at(node).layer.use_count() > 1; }
   void set_output(int node) { output_ = node; }
 
   // Shape inference over all nodes in order; throws chorus::Error naming the failing layer.
@@ -97,8 +106,8 @@ class Model {
     int residual = kNoNode;  // the Add's other input where the run ends with an Add
   };
   FusedRun fused_run(int node) const;
-  LayerCost cost(int node) const;
-  LayerCost total_cost() const;
+  LayerCost cost(int node) const;  // a shared layer's weights count in each of its calls
+  LayerCost total_cost() const;    // and once here
 
   // Replaces the node list (used by the optimiser); indices in `nodes` must be consistent.
   void replace_nodes(std::vector<Node> nodes, int output);

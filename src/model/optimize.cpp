@@ -79,6 +79,8 @@ OptimizeStats optimize(Model& model) {
     }
     if (src == kModelInput || readers(nodes, removed, src) != 1 || src == output) continue;
     Node& producer = nodes[src];
+    // A shared layer's other calls need it as it is: nothing folds into it, and it folds nowhere.
+    if (producer.layer.use_count() > 1 || node.layer.use_count() > 1) continue;
     layers::Activation* producer_act = producer.layer->fusable_activation();
     // Batch normalisation after a linear convolution or dense layer becomes its kernel and bias.
     if (auto* bn = dynamic_cast<layers::BatchNorm*>(&layer)) {

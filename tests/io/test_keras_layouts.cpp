@@ -8,6 +8,7 @@
 #include "io/hdf5/hdf5_file.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/keras_writer.h"
+#include "io/model_file.h"
 #include "reference/reference_ops.h"
 #include "reference/test_util.h"
 
@@ -249,4 +250,55 @@ TEST(KerasLayouts, FlattenAfterChannelsFirstFollowsTheFilesKeras) {
     EXPECT_LT(max_relative_error(run(dir.path("full.h5"), in), expected), 1e-5);
     EXPECT_LT(max_relative_error(run(dir.path("wo.h5"), in, dir.path("arch.json")), expected), 1e-5);
   }
+}
+
+// A layer called at several places (Keras' shared layers): each call is a node of the model, all
+// calls hold one layer object and so one set of weights, read once from the file. Checked
+// against plain loops, from .h5, .keras and weights-only files.
+TEST(KerasLayouts, SharedLayersHoldOneSetOfWeights) {
+  const char* config = R"({"class_name": "Functional", "config": {"name": "shared", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 6, 6, 4]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "c", "config": {"name": "c", "filters": 4, "kernel_size": [3, 3], "padding": "same", "activation": "relu"},
+    "inbound_nodes": [[["in", 0, 0, {}]], [["c", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["c", 0, 0, {}], ["c", 1, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["add", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 4, "activation": "tanh"},
+    "inbound_nodes": [[["gap", 0, 0, {}]], [["d", 0, 0, {}]]]}],
+   "input_layers": [["in", 0, 0]], "output_layers": [["d", 1, 0]]}})";
+  test::TempDir dir;
+  Written w = prepare(config);
+  ASSERT_EQ(w.spec.layers.size(), 6u);
+  EXPECT_EQ(w.spec.layers[1].name, "c_call1");
+  EXPECT_EQ(w.spec.layers[1].shares_weights_of, 0);
+  EXPECT_TRUE(w.model.is_shared(0));
+  io::write_keras_h5(dir.path("s.h5"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_archive(dir.path("s.keras"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
+  std::ofstream(dir.path("arch.json")) << w.config.dump();
+
+  Tensor in = test::random_tensor(2, {6, 6, 4}, 13);
+  ref::ConvParams p;
+  p.kh = p.kw = 3;
+  p.same = true;
+  const auto& cw = w.weights[0];
+  const Tensor c0 = ref::activation(ref::conv2d(in, cw.at("kernel"), cw.at("bias"), 4, p), "relu");
+  const Tensor c1 = ref::activation(ref::conv2d(c0, cw.at("kernel"), cw.at("bias"), 4, p), "relu");
+  Tensor sum = c0;
+  for (std::size_t i = 0; i < sum.size(); ++i) sum.data()[i] += c1.data()[i];
+  const auto& dw = w.weights[4];
+  const Tensor d0 =
+      ref::activation(ref::dense(ref::global_pool(sum, false), dw.at("kernel"), dw.at("bias"), 4), "tanh");
+  const Tensor expected = ref::activation(ref::dense(d0, dw.at("kernel"), dw.at("bias"), 4), "tanh");
+  EXPECT_LT(max_relative_error(run(dir.path("s.h5"), in), expected), 1e-5);
+  EXPECT_LT(max_relative_error(io::load_model_file(dir.path("s.keras")).forward(in), expected), 1e-5);
+  EXPECT_LT(max_relative_error(run(dir.path("wo.h5"), in, dir.path("arch.json")), expected), 1e-5);
+  // One weight set in memory for both calls.
+  model::Model loaded = io::load_model_file(dir.path("s.h5"));
+  std::size_t distinct = 0;
+  for (std::size_t n = 0; n < loaded.nodes().size(); ++n) {
+    bool seen = false;
+    for (std::size_t k = 0; k < n; ++k) seen = seen || loaded.node(k).layer == loaded.node(n).layer;
+    if (!seen) distinct += loaded.node(n).layer->weight_bytes();
+  }
+  EXPECT_EQ(distinct, (4u * 4 * 9 + 4 + 4 * 4 + 4) * sizeof(float));
 }

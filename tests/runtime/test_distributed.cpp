@@ -43,6 +43,7 @@ class Models {
     test::write_random_model(kVggStyle, path("vgg_small"));
     test::write_random_model(kResidual, path("residual"));
     test::write_random_model(kResidual, path("residual_keras"));
+    test::write_random_model(kShared, path("shared"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
     // MobileNetV2 as in the zoo, at 64x64 so that the test stays quick.
     json mobilenet = json::parse(read(test::source_path("models/mobilenetv2.json")));
@@ -110,6 +111,16 @@ class Models {
    {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["cat", 0, 0, {}]]]},
    {"class_name": "Dense", "name": "out", "config": {"name": "out", "units": 7, "activation": "softmax"}, "inbound_nodes": [[["gap", 0, 0, {}]]]}
   ], "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}})";
+  // A convolution and a dense layer each called twice (shared layers).
+  static constexpr const char* kShared = R"({"class_name": "Functional", "config": {"name": "shared", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 12, 12, 6]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "c", "config": {"name": "c", "filters": 6, "kernel_size": [3, 3], "padding": "same", "activation": "relu"},
+    "inbound_nodes": [[["in", 0, 0, {}]], [["c", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["c", 0, 0, {}], ["c", 1, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["add", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 6, "activation": "tanh"},
+    "inbound_nodes": [[["gap", 0, 0, {}]], [["d", 0, 0, {}]]]}],
+   "input_layers": [["in", 0, 0]], "output_layers": [["d", 1, 0]]}})";
   static constexpr const char* kDenseHeavy = R"({"class_name": "Sequential", "config": {"name": "dense_heavy", "layers": [
    {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 256]}},
    {"class_name": "Dense", "config": {"name": "d1", "units": 512, "activation": "relu"}},
@@ -213,7 +224,8 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"onnx_activations_op13", "pipeline", 2}, StrategyCase{"residual_keras", "pipeline", 3},
                     StrategyCase{"residual_keras", "split-output", 3}, StrategyCase{"residual_keras", "split-input", 2},
                     StrategyCase{"transfer_keras", "split-output", 3}, StrategyCase{"transfer_keras", "pipeline", 3},
-                    StrategyCase{"transfer_keras", "split-spatial", 3}),
+                    StrategyCase{"transfer_keras", "split-spatial", 3}, StrategyCase{"shared", "pipeline", 3},
+                    StrategyCase{"shared", "split-output", 2}, StrategyCase{"shared", "replicate", 2}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)

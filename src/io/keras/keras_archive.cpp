@@ -73,7 +73,8 @@ struct KerasArchiveWeightReader::Impl {
     const model::Model plain = build_keras_model(spec, path);
     order.resize(spec.layers.size());
     for (const auto& node : plain.nodes())
-      for (const auto& w : node.layer->weight_specs()) order.at(node.source).push_back(w.name);
+      if (order.at(node.source).empty())  // a shared layer's later calls read the first's
+        for (const auto& w : node.layer->weight_specs()) order.at(node.source).push_back(w.name);
   }
 
   // The weights file in place, or inflated; HDF5 first reads its structure in a child process,

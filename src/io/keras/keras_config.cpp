@@ -123,7 +123,10 @@ class Flattener {
   }
 
   // Adds one ordinary or nested layer fed by `inputs`; returns its output's name.
-  std::string add_layer(const json& layer, const std::vector<std::string>& inputs, const std::string& group) {
+  // `shares`: the index in spec_.layers of the layer's first call, for its later calls (-1 for
+  // the first): those are named <name>_call<k> and read the first call's weights.
+  std::string add_layer(const json& layer, const std::vector<std::string>& inputs, const std::string& group,
+                        int shares = -1, int call = 0) {
     const std::string cls = layer.value("class_name", "");
     const std::string name = layer_name(layer);
     if (cls.empty() || name.empty())
@@ -136,7 +139,8 @@ class Flattener {
       return out;
     }
     KerasLayerSpec l;
-    l.name = unique_name(name, group);
+    l.name = unique_name(call == 0 ? name : cat(name, "_call", call), group);
+    l.shares_weights_of = shares;
     l.class_name = cls;
     l.config = layer.value("config", json::object());
     l.inbound = inputs;
@@ -197,8 +201,8 @@ class Flattener {
 
   std::string add_functional(const json& config, const std::string& input, const std::string& group) {
     const json& layers = config.at("layers");
-    // Keras names of this model's layers -> flattened name of the tensor they produce.
-    std::map<std::string, std::string> produced;
+    // (Keras layer name, call) -> flattened name of the tensor that call produces.
+    std::map<std::pair<std::string, int>, std::string> produced;
     auto refs_of = [&](const json& refs) {
       std::vector<std::pair<std::string, int>> out;
       collect_tensor_refs(refs, out);
@@ -214,38 +218,42 @@ class Flattener {
           if (!declared_input_shape(layer.value("config", json::object()), shape, where(name)))
             fail(where(name), ": InputLayer without a shape");
           declare_input(name, shape);
-          produced[name] = name;
+          produced[{name, 0}] = name;
         } else {
-          produced[name] = input;
+          produced[{name, 0}] = input;
         }
         continue;
       }
-      if (nodes.size() > 1) fail(where(name), ": is called ", nodes.size(), " times (shared layers are not supported)");
-      std::vector<std::string> inputs;
-      for (const auto& [ref, node_index] : refs_of(nodes)) {
-        auto it = produced.find(ref);
-        if (it == produced.end()) fail(where(name), ": reads '", ref, "', which is not defined before it");
-        if (node_index != 0)
-          fail(where(name), ": reads call ", node_index, " of shared layer '", ref, "' (not supported)");
-        inputs.push_back(it->second);
+      if (nodes.size() > 1 && is_model_class(cls))
+        fail(where(name), ": a nested model called ", nodes.size(), " times is not supported");
+      if (nodes.empty()) fail(where(name), ": has no inbound nodes");
+      // One flattened layer per call; later calls share the first call's layer and weights.
+      int first_call = -1;
+      for (std::size_t call = 0; call < nodes.size(); ++call) {
+        const json node = json::array({nodes[call]});
+        std::vector<std::string> inputs;
+        for (const auto& [ref, node_index] : refs_of(node)) {
+          auto it = produced.find({ref, node_index});
+          if (it == produced.end())
+            fail(where(name), ": reads '", ref, "' (call ", node_index, "), which is not defined before it");
+          inputs.push_back(it->second);
+        }
+        if (inputs.empty()) fail(where(name), ": call ", call, " has no input");
+        const json constant = constant_operand(node);
+        json entry = layer;
+        if (!constant.is_null() && inputs.size() == 1 && !is_model_class(cls)) {
+          // Carried in the layer's config, where the layer table finds it.
+          if (!entry.contains("config") || !entry["config"].is_object()) entry["config"] = json::object();
+          entry["config"]["__constant_operand"] = constant;
+        }
+        produced[{name, static_cast<int>(call)}] = add_layer(entry, inputs, group, first_call, static_cast<int>(call));
+        if (call == 0 && !is_model_class(cls)) first_call = static_cast<int>(spec_.layers.size()) - 1;
       }
-      if (inputs.empty()) fail(where(name), ": has no inbound nodes");
-      const json constant = constant_operand(nodes);
-      if (!constant.is_null() && inputs.size() == 1 && !is_model_class(cls)) {
-        // Carried in the layer's config, where the layer table finds it.
-        json with_constant = layer;
-        if (!with_constant.contains("config") || !with_constant["config"].is_object())
-          with_constant["config"] = json::object();
-        with_constant["config"]["__constant_operand"] = constant;
-        produced[name] = add_layer(with_constant, inputs, group);
-        continue;
-      }
-      produced[name] = add_layer(layer, inputs, group);
     }
     auto outputs = refs_of(config.at("output_layers"));
     if (outputs.size() != 1)
       fail(source_, ": models with ", outputs.size(), " outputs are not supported (one output needed)");
-    auto it = produced.find(outputs[0].first);
+    auto it = produced.find({outputs[0].first, outputs[0].second});
     if (it == produced.end()) fail(source_, ": output layer '", outputs[0].first, "' is not among the layers");
     if (input.empty()) {
       auto ins = refs_of(config.at("input_layers"));

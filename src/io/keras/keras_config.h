@@ -18,6 +18,7 @@ struct KerasLayerSpec {
   std::string weight_owner;          // the layer's own name inside that group (differs for nested models)
   std::vector<std::string> nesting;  // the nested models holding it, outermost first (Keras 3's
                                      // layers/<model>/layers/<name> weight paths)
+  int shares_weights_of = -1;        // a shared layer's later call: the index of its first call
 };
 
 struct KerasModelSpec {

@@ -94,7 +94,10 @@ model::Model build_keras_model(const KerasModelSpec& spec, const std::string& so
     }
     try {
       KerasLayerContext ctx{source, spec.channels_first, spec.keras3, rank.at(l.inbound.at(0))};
-      index[l.name] = m.add(make_keras_layer(l, ctx), inputs, static_cast<int>(&l - spec.layers.data()));
+      if (l.shares_weights_of >= 0)  // a later call of a shared layer: the first call's layer
+        index[l.name] = m.add_call(index.at(spec.layers.at(l.shares_weights_of).name), inputs, l.name);
+      else
+        index[l.name] = m.add(make_keras_layer(l, ctx), inputs, static_cast<int>(&l - spec.layers.data()));
       rank[l.name] = keras_output_rank(l, ctx.input_rank);
     } catch (const json::exception& e) {
       fail(source, ": layer '", l.name, "' has a malformed config: ", e.what());

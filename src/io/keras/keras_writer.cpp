@@ -44,6 +44,7 @@ void write_keras_h5(const std::string& path, const json& config, const KerasMode
   std::map<std::string, std::vector<std::string>> weight_names;
   for (std::size_t i = 0; i < spec.layers.size(); ++i) {
     const auto& l = spec.layers[i];
+    if (l.shares_weights_of >= 0) continue;  // a shared layer's weights are written with its first call
     if (std::find(groups.begin(), groups.end(), l.weight_group) == groups.end()) groups.push_back(l.weight_group);
     file.create_group(root + l.weight_group);
     for (const auto& w : model.nodes()[i].layer->weight_specs()) {
@@ -79,7 +80,7 @@ void write_keras_archive(const std::string& path, const json& config, const Kera
     for (std::size_t i = 0; i < spec.layers.size(); ++i) {
       const auto& l = spec.layers[i];
       const auto specs = model.nodes()[i].layer->weight_specs();
-      if (specs.empty()) continue;
+      if (specs.empty() || l.shares_weights_of >= 0) continue;
       std::string group = "/layers";
       for (const auto& m : l.nesting) {
         group += "/" + m;
