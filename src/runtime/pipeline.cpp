@@ -577,8 +577,8 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
   const int warm_frame = std::min(expected_frames / 2, std::max(window, expected_frames / 4));
   int primary_tasks = 0;
   FrameCounters counters;
-  // Read after every task, so that the steady state ends with the last frame, before the
-  // end of the stream (whose bookkeeping allocates once) is handled.
+  // Read after every task, so that the steady state ends with the rank's last frame, before the
+  // end of the stream and the wind-down.
   const auto primary_done = [&](int i) {
     counters.last = read_process_counters();
     counters.last_tasks = ++primary_tasks;
