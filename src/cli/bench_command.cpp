@@ -2,7 +2,6 @@
 // a per-layer breakdown.
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -26,11 +25,7 @@ struct BenchOptions {
 };
 
 void run_bench(BenchOptions o) {
-  {
-    std::string warning;
-    o.threads = checked_thread_count(o.threads, &warning);
-    if (!warning.empty()) std::fprintf(stderr, "chorus: warning: %s\n", warning.c_str());
-  }
+  o.threads = checked_thread_count(o.threads);
   set_compute_threads(o.threads);
   if (o.frames < 1 || o.batch < 1) fail("bench: --frames and --batch must be at least 1");
   model::Model m = load_model_with_weights(o.model, o.arch);

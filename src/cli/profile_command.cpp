@@ -2,7 +2,6 @@
 // a device profile (seconds per layer for this model, and multiply-add rates per layer type
 // for other models), which cluster files and the planner use.
 #include <algorithm>
-#include <cstdio>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -31,11 +30,7 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads,
                   "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->callback([o] {
-    {
-      std::string warning;
-      o->threads = checked_thread_count(o->threads, &warning);
-      if (!warning.empty()) std::fprintf(stderr, "chorus: warning: %s\n", warning.c_str());
-    }
+    o->threads = checked_thread_count(o->threads);
     set_compute_threads(o->threads);
     model::Model m = load_model_with_weights(o->model, o->arch);
     Tensor input(1, m.input_shape());

@@ -1,8 +1,6 @@
 // `chorus run MODEL`: streams frames through the model on every rank of the job (one rank
 // without mpirun) following a plan file or a built-in strategy, and reports latency and
 // throughput; outputs go to .npy or HDF5, top-K lines to the terminal.
-#include <cstdio>
-
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/threads.h"
@@ -49,9 +47,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
       ->needs(output);
   cmd->callback([o, &transport, &exit_code] {
     if (o->input.input.empty() && o->input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
-    std::string warning;
-    o->threads = checked_thread_count(o->threads, &warning);
-    if (!warning.empty() && transport.rank() == 0) std::fprintf(stderr, "chorus: warning: %s\n", warning.c_str());
+    o->threads = checked_thread_count(o->threads, /*warn=*/transport.rank() == 0);
     exit_code = runtime::run_distributed(transport, *o);
   });
 }

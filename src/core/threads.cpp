@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -37,13 +38,14 @@ int usable_cpus() {
   return online > 0 ? static_cast<int>(online) : std::max(1u, std::thread::hardware_concurrency());
 }
 
-int checked_thread_count(int requested, std::string* warning) {
+int checked_thread_count(int requested, bool warn) {
   if (requested < 0) fail("--threads ", requested, ": give a count of at least 1, or 0 for one per CPU");
   const int cpus = usable_cpus();
   if (requested == 0) return cpus;
   if (requested > cpus) {
-    if (warning)
-      *warning = cat("--threads ", requested, " is more than the ", cpus, " CPU(s) of this host; using ", cpus);
+    if (warn)
+      std::fprintf(stderr, "chorus: warning: --threads %d is more than the %d CPU(s) of this host; using %d\n",
+                   requested, cpus, cpus);
     return cpus;
   }
   return requested;

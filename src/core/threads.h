@@ -2,17 +2,16 @@
 // Thread count of BLAS (OpenBLAS) and OpenMP. Chorus keeps them at one (set_compute_threads in
 // core/parallel.h): its own threads split the work and call BLAS inside each part.
 
-#include <string>
-
 namespace chorus {
 
 // CPUs of this host (online), at least 1.
 int usable_cpus();
 
 // The compute thread count for a --threads option: 0 means one per CPU of the host; a count
-// above the host's CPUs is capped to them, with `warning` saying so (threads beyond the cores only
-// take turns, and tens of thousands of them swamp the machine); a negative one is an error.
-int checked_thread_count(int requested, std::string* warning);
+// above the host's CPUs is capped to them, with a warning on stderr when `warn` (threads beyond
+// the cores only take turns, and tens of thousands of them swamp the machine); a negative one is
+// an error.
+int checked_thread_count(int requested, bool warn = true);
 
 // Sets the BLAS thread count at run time. Returns false when the loaded BLAS has no such knob.
 bool set_blas_threads(int threads);
