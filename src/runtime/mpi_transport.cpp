@@ -138,9 +138,12 @@ class MpiTransport : public Transport {
     for (int i = 0; i < size_; ++i) out.emplace_back(all.data() + offsets[i], lengths[i]);
     return out;
   }
+  // The wall clock, not MPI_Wtime: Open MPI's MPI_Wtime counts from an origin each process sets
+  // for itself (its first call), so a frame's start on the source rank and its finish on the
+  // sink rank were on two clocks and a latency could come out negative. The wall clock is one
+  // clock on a host; across hosts it is as close as NTP keeps them (offsets are not measured).
   double time() const override {
-    std::lock_guard lock(mutex_);
-    return MPI_Wtime();
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
   [[noreturn]] void abort(int code) override {
     std::lock_guard lock(mutex_);

@@ -28,7 +28,7 @@ class Transport {
   virtual int max_all(int value) = 0;
   virtual std::vector<std::string> gather_strings(const std::string& mine, int root) = 0;
   virtual std::vector<std::string> all_gather_strings(const std::string& mine) = 0;
-  virtual double time() const = 0;  // seconds, MPI_Wtime on MPI
+  virtual double time() const = 0;  // seconds: the wall clock on MPI (one clock on a host)
   // Ends every rank of the job with this exit code.
   [[noreturn]] virtual void abort(int code) = 0;
 };
