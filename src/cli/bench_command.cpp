@@ -29,9 +29,8 @@ void run_bench(BenchOptions o) {
   set_compute_threads(o.threads);
   if (o.frames < 1 || o.batch < 1) fail("bench: --frames and --batch must be at least 1");
   model::Model m = load_model_with_weights(o.model, o.arch);
-  Tensor input(o.batch, m.input_shape());
-  Rng rng(7);
-  for (std::size_t i = 0; i < input.size(); ++i) input.data()[i] = rng.uniform();
+  const std::vector<Tensor> inputs = random_inputs(m, o.batch, 7);
+  const std::vector<const Tensor*> input = tensor_pointers(inputs);
   for (int i = 0; i < o.warmup; ++i) m.forward(input);
   std::vector<double> node_seconds(m.nodes().size(), 0.0);
   std::vector<double> per_frame;

@@ -21,7 +21,7 @@ struct InfoOptions {
 
 std::string inputs_of(const model::Model& m, const model::Node& node) {
   std::string s;
-  for (int i : node.inputs) s += (s.empty() ? "" : ",") + (i == model::kModelInput ? m.input_name() : m.node(i).name());
+  for (int i : node.inputs) s += (s.empty() ? "" : ",") + m.value_name(i);
   return s;
 }
 
@@ -33,15 +33,24 @@ void run_info(const InfoOptions& o) {
   if (o.json) {
     nlohmann::json out;
     out["model"] = o.model;
-    out["input"] = {{"name", m.input_name()}, {"shape", {m.input_shape().h, m.input_shape().w, m.input_shape().c}},
-                    {"channels_first", m.channels_first()}};
+    out["inputs"] = nlohmann::json::array();
+    for (const auto& in : m.inputs())
+      out["inputs"].push_back({{"name", in.name}, {"shape", {in.shape.h, in.shape.w, in.shape.c}},
+                               {"channels_first", m.channels_first()}});
+    if (m.inputs().size() == 1) out["input"] = out["inputs"][0];  // as before models of several
+    out["outputs"] = nlohmann::json::array();
+    for (std::size_t k = 0; k < m.outputs().size(); ++k) {
+      const Shape s = m.shape_of(m.outputs()[k]);
+      out["outputs"].push_back({{"name", m.output_names()[k]}, {"layer", m.node(m.outputs()[k]).name()},
+                                {"shape", {s.h, s.w, s.c}}});
+    }
     out["layers"] = nlohmann::json::array();
     for (std::size_t i = 0; i < m.nodes().size(); ++i) {
       const auto& node = m.nodes()[i];
       auto c = m.cost(static_cast<int>(i));
       const Shape& s = node.layer->output_shape();
       nlohmann::json inputs = nlohmann::json::array();
-      for (int in : node.inputs) inputs.push_back(in == model::kModelInput ? m.input_name() : m.node(in).name());
+      for (int in : node.inputs) inputs.push_back(m.value_name(in));
       out["layers"].push_back({{"name", node.name()},
                                {"type", node.layer->type()},
                                {"inputs", inputs},
@@ -60,9 +69,17 @@ void run_info(const InfoOptions& o) {
     std::cout << out.dump(2) << "\n";
     return;
   }
-  std::cout << "model  " << o.model << (loaded.has_weights ? "" : "  (architecture only)") << "\n"
-            << "input  " << m.input_name() << " " << m.input_shape().str()
-            << (m.channels_first() ? "  channels_first: feed NCHW" : "") << "\n\n";
+  std::cout << "model  " << o.model << (loaded.has_weights ? "" : "  (architecture only)") << "\n";
+  for (const auto& in : m.inputs()) {
+    const bool image = in.shape.h > 1 || in.shape.w > 1;
+    std::cout << "input  " << in.name << " " << in.shape.str()
+              << (m.channels_first() && image ? "  channels_first: feed NCHW" : "") << "\n";
+  }
+  if (m.outputs().size() > 1)
+    for (std::size_t k = 0; k < m.outputs().size(); ++k)
+      std::cout << "output " << m.output_names()[k] << " " << m.shape_of(m.outputs()[k]).str() << " (layer "
+                << m.node(m.outputs()[k]).name() << ")\n";
+  std::cout << "\n";
   Table t({"layer", "type", "output", "params", "MACs", "weights", "activation", "settings"});
   for (std::size_t i = 0; i < m.nodes().size(); ++i) {
     const auto& node = m.nodes()[i];
@@ -80,7 +97,9 @@ void run_info(const InfoOptions& o) {
            human_bytes(static_cast<double>(c.output_bytes)), settings});
   }
   t.add_rule();
-  t.add({cat(m.nodes().size(), " layers"), "total", m.output_shape().str(), human_count(total.weight_bytes / 4.0),
+  const std::string outputs =
+      m.outputs().size() == 1 ? m.output_shape().str() : cat(m.outputs().size(), " outputs");
+  t.add({cat(m.nodes().size(), " layers"), "total", outputs, human_count(total.weight_bytes / 4.0),
          human_count(total.macs), human_bytes(static_cast<double>(total.weight_bytes)),
          "max " + human_bytes(static_cast<double>(total.output_bytes)), ""});
   t.print(std::cout);

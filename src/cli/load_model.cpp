@@ -1,5 +1,6 @@
 #include "cli/load_model.h"
 
+#include "core/random.h"
 #include "io/keras/keras_model.h"
 #include "io/model_file.h"
 #include "model/optimize.h"
@@ -26,6 +27,22 @@ model::Model load_model_with_weights(const std::string& path, const std::string&
   io::ModelLoadOptions options;
   options.arch_path = arch_path;
   return io::load_model_file(path, options);
+}
+
+std::vector<Tensor> random_inputs(const model::Model& model, int frames, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<Tensor> inputs;
+  for (const auto& in : model.inputs()) {
+    inputs.emplace_back(frames, in.shape);
+    for (std::size_t i = 0; i < inputs.back().size(); ++i) inputs.back().data()[i] = rng.uniform();
+  }
+  return inputs;
+}
+
+std::vector<const Tensor*> tensor_pointers(const std::vector<Tensor>& tensors) {
+  std::vector<const Tensor*> out;
+  for (const auto& t : tensors) out.push_back(&t);
+  return out;
 }
 
 }  // namespace chorus::cli

@@ -33,9 +33,8 @@ void add_profile_command(CLI::App& app) {
     o->threads = checked_thread_count(o->threads);
     set_compute_threads(o->threads);
     model::Model m = load_model_with_weights(o->model, o->arch);
-    Tensor input(1, m.input_shape());
-    Rng rng(3);
-    for (std::size_t i = 0; i < input.size(); ++i) input.data()[i] = rng.uniform();
+    const std::vector<Tensor> inputs = random_inputs(m, 1, 3);
+    const std::vector<const Tensor*> input = tensor_pointers(inputs);
     m.forward(input);  // warm-up
     std::vector<std::vector<double>> runs(m.nodes().size());
     for (int f = 0; f < std::max(1, o->frames); ++f) {

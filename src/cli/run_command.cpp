@@ -14,22 +14,27 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   auto* cmd = app.add_subcommand("run", "Run a model on input frames, on one rank or across an mpirun job");
   cmd->add_option("model", o->model, "Keras .h5 or ONNX .onnx model")->required();
   cmd->add_option("--arch", o->arch, "Architecture file (.json/.yaml) for a weights-only .h5");
-  auto* input = cmd->add_option("--input", o->input.input,
+  auto* input = cmd->add_option("--input", o->inputs,
                                 "Input: .npy batch (NHWC; NCHW for channels_first), image file or directory, "
-                                "or file.h5:/dataset");
+                                "or file.h5:/dataset; for a model of several inputs, once per input as "
+                                "NAME=SOURCE (or plain, in the model's order)")
+                   ->allow_extra_args(false);
   auto* synthetic = cmd->add_option("--synthetic", o->input.synthetic, "Use N deterministic synthetic frames instead");
   input->excludes(synthetic);
   cmd->add_option("--seed", o->input.seed, "Seed for --synthetic frames");
-  cmd->add_option("--scale", o->input.scale, "Multiply input values (default 1/255 for images, 1 for arrays)");
-  cmd->add_option("--mean", o->input.mean, "Subtract per channel after scaling")->delimiter(',');
-  cmd->add_option("--std", o->input.stddev, "Divide per channel after subtracting the mean")->delimiter(',');
+  cmd->add_option("--scale", o->input.scale,
+                  "Multiply input values (default 1/255 for images, 1 for arrays; every input)");
+  cmd->add_option("--mean", o->input.mean, "Subtract per channel after scaling (every input)")->delimiter(',');
+  cmd->add_option("--std", o->input.stddev, "Divide per channel after subtracting the mean (every input)")
+      ->delimiter(',');
   auto* plan = cmd->add_option("--plan", o->plan_path, "Plan file (JSON, see docs/plan-format.md)");
   auto* strategy = cmd->add_option("--strategy", o->strategy,
                                    "Built-in plan: pipeline (default), replicate, split-output, split-input, "
                                    "split-spatial");
   plan->excludes(strategy);
   auto* output = cmd->add_option("--output", o->output,
-                                 "Write outputs to .npy or .h5[:/dataset], frame by frame with a journal");
+                                 "Write outputs to .npy or .h5[:/dataset], frame by frame with a journal; a model "
+                                 "of several outputs writes one file per output, named T.NAME.npy (or .h5)");
   cmd->add_option("--report", o->report_path, "Write the run report as JSON (docs/report-format.md)");
   cmd->add_option("--top", o->top, "Print the K largest outputs of each frame");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
@@ -46,7 +51,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                 "Continue the --output of a run that was killed: only the frames its journal lacks are run")
       ->needs(output);
   cmd->callback([o, &transport, &exit_code] {
-    if (o->input.input.empty() && o->input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
+    if (o->inputs.empty() && o->input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
     o->threads = checked_thread_count(o->threads, /*warn=*/transport.rank() == 0);
     exit_code = runtime::run_distributed(transport, *o);
   });

@@ -48,9 +48,9 @@ Executor::Executor(const Model& model, int first, int last, std::vector<int> inp
     : model_(model), frames_(frames), external_(options.external) {
   const int count = static_cast<int>(model.nodes().size());
   CHORUS_ASSERT(first >= 0 && first <= last && last < count, "executor over nodes ", first, "..", last);
-  // Values are indexed by id + 1 (the model input is -1).
-  std::vector<int> slot_of(count + 1, -1), pending(count + 1, 0);
-  const auto at = [](int id) { return static_cast<std::size_t>(id + 1); };
+  // Values are indexed by Model::value_slot (model inputs first).
+  std::vector<int> slot_of(model.value_count(), -1), pending(model.value_count(), 0);
+  const auto at = [&](int id) { return static_cast<std::size_t>(model.value_slot(id)); };
   const auto floats = [&](int id) { return static_cast<std::size_t>(frames) * model.shape_of(id).size(); };
   for (int n = first; n <= last; ++n)
     for (int i : model.node(n).inputs) ++pending[at(i)];

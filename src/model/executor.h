@@ -39,7 +39,7 @@ class Executor {
     ExternalNodes* external = nullptr;  // must outlive the executor
   };
   // Nodes [first, last] of `model` (which must outlive the executor), fed with the values
-  // `inputs` (kModelInput or nodes before `first`), keeping the values `outputs` (inputs or
+  // `inputs` (model inputs or nodes before `first`), keeping the values `outputs` (inputs or
   // nodes of the range) after each run, for batches of `frames` frames.
   Executor(const Model& model, int first, int last, std::vector<int> inputs, std::vector<int> outputs, int frames,
            Options options);

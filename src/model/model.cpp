@@ -10,6 +10,10 @@
 
 namespace chorus::model {
 
+namespace {
+bool valid_input(int value, int before) { return value != kNoNode && value < before; }
+}  // namespace
+
 struct Model::ForwardCache {
   std::mutex mutex;
   std::unique_ptr<Executor> executor;
@@ -20,16 +24,55 @@ struct Model::ForwardCache {
 std::shared_ptr<Model::ForwardCache> Model::new_forward_cache() { return std::make_shared<ForwardCache>(); }
 
 void Model::set_input(std::string name, Shape shape, bool channels_first) {
-  input_name_ = std::move(name);
-  input_shape_ = shape;
+  inputs_ = {ModelInput{std::move(name), shape}};
   channels_first_ = channels_first;
 }
 
+int Model::add_input(std::string name, Shape shape) {
+  CHORUS_ASSERT(nodes_.empty(), "inputs are added before layers");
+  inputs_.push_back(ModelInput{std::move(name), shape});
+  return model_input(static_cast<int>(inputs_.size()) - 1);
+}
+
+void Model::set_outputs(std::vector<int> nodes, std::vector<std::string> names) {
+  CHORUS_ASSERT(!nodes.empty(), "a model needs an output");
+  CHORUS_ASSERT(names.empty() || names.size() == nodes.size(), "names for ", nodes.size(), " outputs: ", names.size());
+  for (int n : nodes) CHORUS_ASSERT(n >= 0 && n < static_cast<int>(nodes_.size()), "output ", n);
+  if (names.empty())
+    for (int n : nodes) names.push_back(nodes_[n].name());
+  outputs_ = std::move(nodes);
+  output_names_ = std::move(names);
+  cache_ = new_forward_cache();
+}
+
+std::vector<int> Model::input_values() const {
+  std::vector<int> values;
+  for (std::size_t k = 0; k < inputs_.size(); ++k) values.push_back(model_input(static_cast<int>(k)));
+  return values;
+}
+
+int Model::output() const {
+  CHORUS_ASSERT(outputs_.size() == 1, "the model has ", outputs_.size(), " outputs where one was expected");
+  return outputs_[0];
+}
+
+const std::string& Model::input_name() const {
+  CHORUS_ASSERT(inputs_.size() == 1, "the model has ", inputs_.size(), " inputs where one was expected");
+  return inputs_[0].name;
+}
+
+const Shape& Model::input_shape() const {
+  CHORUS_ASSERT(inputs_.size() == 1, "the model has ", inputs_.size(), " inputs where one was expected");
+  return inputs_[0].shape;
+}
+
+bool Model::is_output(int node) const { return std::find(outputs_.begin(), outputs_.end(), node) != outputs_.end(); }
+
 int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, int source) {
   const int index = static_cast<int>(nodes_.size());
-  for (int i : inputs) CHORUS_ASSERT(i == kModelInput || (i >= 0 && i < index), "input ", i, " of node ", index);
+  for (int i : inputs) CHORUS_ASSERT(valid_input(i, index), "input ", i, " of node ", index);
   nodes_.push_back(Node{std::move(layer), std::move(inputs), {}, {}, source});
-  output_ = index;
+  set_output(index);
   built_ = false;
   cache_ = new_forward_cache();
   return index;
@@ -38,19 +81,23 @@ int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, in
 int Model::add_call(int shared, std::vector<int> inputs, std::string name) {
   CHORUS_ASSERT(shared >= 0 && shared < static_cast<int>(nodes_.size()), "shared node ", shared);
   const int index = static_cast<int>(nodes_.size());
-  for (int i : inputs) CHORUS_ASSERT(i == kModelInput || (i >= 0 && i < index), "input ", i, " of node ", index);
+  for (int i : inputs) CHORUS_ASSERT(valid_input(i, index), "input ", i, " of node ", index);
   nodes_.push_back(Node{nodes_[shared].layer, std::move(inputs), {}, {}, nodes_[shared].source, std::move(name)});
-  output_ = index;
+  set_output(index);
   built_ = false;
   cache_ = new_forward_cache();
   return index;
 }
 
-Shape Model::shape_of(int node) const {
-  return node == kModelInput ? input_shape_ : nodes_.at(node).layer->output_shape();
+Shape Model::shape_of(int value) const {
+  return is_model_input(value) ? inputs_.at(input_index(value)).shape : nodes_.at(value).layer->output_shape();
 }
 
-Shape Model::output_shape() const { return shape_of(output_); }
+const std::string& Model::value_name(int value) const {
+  return is_model_input(value) ? inputs_.at(input_index(value)).name : nodes_.at(value).name();
+}
+
+Shape Model::output_shape() const { return shape_of(output()); }
 
 void Model::build() {
   if (nodes_.empty()) fail("model has no layers");
@@ -118,14 +165,14 @@ LayerCost Model::total_cost() const {
   return total;
 }
 
-void Model::replace_nodes(std::vector<Node> nodes, int output) {
+void Model::replace_nodes(std::vector<Node> nodes, std::vector<int> outputs) {
   nodes_ = std::move(nodes);
-  output_ = output;
+  outputs_ = std::move(outputs);
   cache_ = new_forward_cache();
 }
 
 bool Model::only_next_reads(int node) const {
-  if (node < 0 || node + 1 >= static_cast<int>(nodes_.size()) || node == output_) return false;
+  if (node < 0 || node + 1 >= static_cast<int>(nodes_.size()) || is_output(node)) return false;
   for (std::size_t n = 0; n < nodes_.size(); ++n)
     if (static_cast<int>(n) != node + 1 && std::count(nodes_[n].inputs.begin(), nodes_[n].inputs.end(), node) > 0)
       return false;
@@ -181,7 +228,11 @@ Model::FusedRun Model::fused_run(int node) const {
   return run;
 }
 
-Tensor Model::forward(const Tensor& input) const { return forward(input, nullptr); }
+Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
+  CHORUS_ASSERT(inputs_.size() == 1 && outputs_.size() == 1, "forward(Tensor) on a model of ", inputs_.size(),
+                " inputs and ", outputs_.size(), " outputs");
+  return std::move(forward(std::vector<const Tensor*>{&input}, node_seconds)[0]);
+}
 
 namespace {
 // Adds each node's time to a per-node table (per-layer timing runs every node alone).
@@ -195,26 +246,35 @@ class NodeSeconds : public StepObserver {
 };
 }  // namespace
 
-Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) const {
+std::vector<Tensor> Model::forward(const std::vector<const Tensor*>& inputs, std::vector<double>* node_seconds) const {
   CHORUS_ASSERT(built_, "forward() before build()");
-  if (input.shape() != input_shape_)
-    fail("model input is ", input_shape_.str(), " per frame, got ", input.shape().str());
+  if (inputs.size() != inputs_.size()) fail("the model takes ", inputs_.size(), " input(s), got ", inputs.size());
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    if (inputs[k]->shape() != inputs_[k].shape)
+      fail("model input '", inputs_[k].name, "' is ", inputs_[k].shape.str(), " per frame, got ",
+           inputs[k]->shape().str());
+    if (inputs[k]->frames() != inputs[0]->frames())
+      fail("model input '", inputs_[k].name, "' has ", inputs[k]->frames(), " frames, input '", inputs_[0].name,
+           "' ", inputs[0]->frames());
+  }
+  const int frames = inputs[0]->frames();
   const bool fused = node_seconds == nullptr;  // per-layer timing runs every layer on its own
   std::unique_lock<std::mutex> lock(cache_->mutex, std::try_to_lock);
   std::unique_ptr<Executor> own;
   Executor* executor = nullptr;
   if (lock.owns_lock() && cache_->executor && cache_->owner == this && cache_->fused == fused &&
-      cache_->executor->frames() == input.frames()) {
+      cache_->executor->frames() == frames) {
     executor = cache_->executor.get();
   } else {
-    own = std::make_unique<Executor>(*this, 0, static_cast<int>(nodes_.size()) - 1, std::vector<int>{kModelInput},
-                                     std::vector<int>{output_}, input.frames(), Executor::Options{fused, nullptr});
+    own = std::make_unique<Executor>(*this, 0, static_cast<int>(nodes_.size()) - 1, input_values(), outputs_, frames,
+                                     Executor::Options{fused, nullptr});
     executor = own.get();
   }
-  executor->input(0) = input;
+  for (std::size_t k = 0; k < inputs.size(); ++k) executor->input(static_cast<int>(k)) = *inputs[k];
   NodeSeconds timer(node_seconds);
   executor->run(node_seconds ? &timer : nullptr);
-  Tensor out = executor->output(0);
+  std::vector<Tensor> out;
+  for (std::size_t k = 0; k < outputs_.size(); ++k) out.push_back(executor->output(static_cast<int>(k)));
   if (own && lock.owns_lock()) {
     cache_->executor = std::move(own);
     cache_->owner = this;

@@ -1,8 +1,9 @@
 #pragma once
-// A model is a DAG of layers stored in topological order, with one input and one output.
+// A model is a DAG of layers stored in topological order, with one or more inputs and outputs.
 // Shape inference is its own step (build); forward runs a batch through it in one process,
 // releasing each activation after its last consumer so that peak memory stays near the
 // weights plus the largest live activations.
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,10 +15,20 @@ namespace chorus::model {
 
 class Executor;
 
-// Stands for the model's input in Node::inputs.
+// A value is a node's output (its index) or a model input: input k is -1 - k, so the first
+// input is kModelInput. Every list of values (Node::inputs, live values at cuts) uses this.
 constexpr int kModelInput = -1;
-// "No node" where kModelInput would be a valid answer.
-constexpr int kNoNode = -2;
+constexpr int model_input(int k) { return -1 - k; }
+// "No value" where a model input would be a valid answer.
+constexpr int kNoNode = std::numeric_limits<int>::min();
+constexpr bool is_model_input(int value) { return value < 0 && value != kNoNode; }
+constexpr int input_index(int value) { return -1 - value; }
+
+// One input of the model, as its file names it, and its frame shape (NHWC).
+struct ModelInput {
+  std::string name;
+  Shape shape;
+};
 
 // A batch normalisation the optimiser folded into a node; its weights are loaded with the
 // node's and applied to them (model::apply_folds).
@@ -30,7 +41,7 @@ struct Node {
   // Shared by the nodes of a layer the model calls at several places (Keras' shared layers):
   // one set of weights serves every call.
   std::shared_ptr<layers::Layer> layer;
-  std::vector<int> inputs;          // indices of earlier nodes, or kModelInput
+  std::vector<int> inputs;          // earlier nodes, or model inputs (model_input(k))
   std::vector<std::string> merged;  // layers folded or fused into this one by the optimiser
   std::vector<FoldedLayer> folded;  // batch norms whose weights fold into this layer's at load
   int source = -1;                  // index of the layer in the imported file (for its weights)
@@ -47,9 +58,12 @@ struct LayerCost {
 
 class Model {
  public:
-  // The input as Keras names it, its frame shape (NHWC) and whether the source model is
-  // channels_first, i.e. its users feed NCHW data.
+  // A model of one input: its name in the file, its frame shape (NHWC) and whether the source
+  // model is channels_first, i.e. its users feed NCHW data.
   void set_input(std::string name, Shape shape, bool channels_first = false);
+  // Appends an input (model_input(0) first); returns its value. For models of several.
+  int add_input(std::string name, Shape shape);
+  void set_channels_first(bool channels_first) { channels_first_ = channels_first; }
   // Appends a layer; its inputs must already be in the model. Returns its index.
   int add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, int source = -1);
   // Appends another call of node `shared`'s layer (the same object, so the same weights) on
@@ -58,27 +72,44 @@ class Model {
   int add_call(int shared, std::vector<int> inputs, std::string name);
   // Whether node i's layer serves other nodes too.
   bool is_shared(int node) const { return nodes_.at(node).layer.use_count() > 1; }
-  void set_output(int node) { output_ = node; }
+  // The model's outputs, in the file's order (by default the last node added), and their names
+  // as the file gives them (by default the nodes' names; an ONNX output names a value).
+  void set_output(int node) { set_outputs({node}); }
+  void set_outputs(std::vector<int> nodes, std::vector<std::string> names = {});
 
   // Shape inference over all nodes in order; throws chorus::Error naming the failing layer.
   void build();
 
-  // Runs a batch (NHWC frames of input_shape()) and returns the output batch (through an
-  // Executor; a stage of a run holds its own).
-  Tensor forward(const Tensor& input) const;
-  // Same, adding each node's wall time in seconds to node_seconds (sized to nodes()).
-  Tensor forward(const Tensor& input, std::vector<double>* node_seconds) const;
+  // Runs a batch (NHWC frames of input_shape()) through a model of one input and one output
+  // and returns the output batch (through an Executor; a stage of a run holds its own).
+  Tensor forward(const Tensor& input, std::vector<double>* node_seconds = nullptr) const;
+  // Any model: one batch per input (equal frame counts), one batch per output, in order. With
+  // node_seconds, adds each node's wall time in seconds to it (sized to nodes()).
+  std::vector<Tensor> forward(const std::vector<const Tensor*>& inputs,
+                              std::vector<double>* node_seconds = nullptr) const;
 
   const std::vector<Node>& nodes() const { return nodes_; }
   std::vector<Node>& nodes() { return nodes_; }
   const Node& node(int i) const { return nodes_.at(i); }
-  int output() const { return output_; }
-  const std::string& input_name() const { return input_name_; }
-  const Shape& input_shape() const { return input_shape_; }
+  const std::vector<ModelInput>& inputs() const { return inputs_; }
+  // Model input values, in order: model_input(0), model_input(1)...
+  std::vector<int> input_values() const;
+  const std::vector<int>& outputs() const { return outputs_; }
+  const std::vector<std::string>& output_names() const { return output_names_; }
+  // The one input or output of a model that has one (asserted: code that serves models of
+  // several reads inputs() and outputs()).
+  int output() const;
+  const std::string& input_name() const;
+  const Shape& input_shape() const;
   Shape output_shape() const;
   bool channels_first() const { return channels_first_; }
-  // Shape of a node's output, or of the model input for kModelInput.
-  Shape shape_of(int node) const;
+  // Shape of a value: a node's output, or a model input.
+  Shape shape_of(int value) const;
+  // Name of a value: the node's, or the model input's.
+  const std::string& value_name(int value) const;
+  // Values are numbered 0 .. value_count() - 1 by value_slot (model inputs first), for tables.
+  int value_count() const { return static_cast<int>(inputs_.size() + nodes_.size()); }
+  int value_slot(int value) const { return value + static_cast<int>(inputs_.size()); }
 
   // Index of the node with this name (or that absorbed a layer of this name); -1 if none.
   int find(const std::string& name) const;
@@ -110,17 +141,18 @@ class Model {
   LayerCost total_cost() const;    // and once here
 
   // Replaces the node list (used by the optimiser); indices in `nodes` must be consistent.
-  void replace_nodes(std::vector<Node> nodes, int output);
+  void replace_nodes(std::vector<Node> nodes, std::vector<int> outputs);
 
  private:
-  // Whether node + 1 is the only reader of node's output, and node is not the model's output.
+  // Whether node + 1 is the only reader of node's output, and node is not a model output.
   bool only_next_reads(int node) const;
+  bool is_output(int node) const;
 
-  std::string input_name_ = "input";
-  Shape input_shape_;
+  std::vector<ModelInput> inputs_;
   bool channels_first_ = false;
   std::vector<Node> nodes_;
-  int output_ = -1;
+  std::vector<int> outputs_;
+  std::vector<std::string> output_names_;
   bool built_ = false;
   // The executor forward() ran last, kept so that the next call with the same batch size
   // neither allocates nor page-faults. Rebuilt when the graph changes or the model moved (the

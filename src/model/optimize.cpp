@@ -1,5 +1,7 @@
 #include "model/optimize.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "layers/activation_layer.h"
 #include "layers/batch_norm.h"
@@ -15,12 +17,13 @@ namespace {
 
 using layers::Layer;
 
-// Replaces every read of `from` by `to` and moves the model output along.
-void rewire(std::vector<Node>& nodes, int& output, int from, int to) {
+// Replaces every read of `from` by `to` and moves the model outputs along.
+void rewire(std::vector<Node>& nodes, std::vector<int>& outputs, int from, int to) {
   for (auto& node : nodes)
     for (int& i : node.inputs)
       if (i == from) i = to;
-  if (output == from) output = to;
+  for (int& o : outputs)
+    if (o == from) o = to;
 }
 
 int readers(const std::vector<Node>& nodes, const std::vector<bool>& removed, int node) {
@@ -60,24 +63,27 @@ void apply_folds(Node& node) {
 OptimizeStats optimize(Model& model) {
   OptimizeStats stats;
   std::vector<Node>& nodes = model.nodes();
-  int output = model.output();
+  std::vector<int> outputs = model.outputs();
+  const auto is_output = [&](int n) { return std::find(outputs.begin(), outputs.end(), n) != outputs.end(); };
   std::vector<bool> removed(nodes.size(), false);
 
   for (std::size_t n = 0; n < nodes.size(); ++n) {
     Node& node = nodes[n];
     Layer& layer = *node.layer;
     const int src = node.inputs.empty() ? kModelInput : node.inputs[0];
-    const bool is_output = static_cast<int>(n) == output;
+    // A model output stays a node: it is not a model input, and two outputs are not one node.
+    const bool keep_as_output =
+        is_output(static_cast<int>(n)) && (is_model_input(src) || is_output(src));
 
     // Identity layers (Dropout...): readers read the input instead.
-    if (dynamic_cast<layers::Identity*>(&layer) && !(is_output && src == kModelInput)) {
-      if (src != kModelInput) nodes[src].merged.push_back(layer.name());
-      rewire(nodes, output, static_cast<int>(n), src);
+    if (dynamic_cast<layers::Identity*>(&layer) && !keep_as_output) {
+      if (!is_model_input(src)) nodes[src].merged.push_back(layer.name());
+      rewire(nodes, outputs, static_cast<int>(n), src);
       removed[n] = true;
       ++stats.identities_removed;
       continue;
     }
-    if (src == kModelInput || readers(nodes, removed, src) != 1 || src == output) continue;
+    if (is_model_input(src) || readers(nodes, removed, src) != 1 || is_output(src)) continue;
     Node& producer = nodes[src];
     // A shared layer's other calls need it as it is: nothing folds into it, and it folds nowhere.
     if (producer.layer.use_count() > 1 || node.layer.use_count() > 1) continue;
@@ -89,7 +95,7 @@ OptimizeStats optimize(Model& model) {
         producer.merged.push_back(layer.name());
         producer.folded.push_back(FoldedLayer{std::move(node.layer), node.source});
         for (auto& m : node.merged) producer.merged.push_back(m);
-        rewire(nodes, output, static_cast<int>(n), src);
+        rewire(nodes, outputs, static_cast<int>(n), src);
         removed[n] = true;
         ++stats.batch_norms_folded;
       }
@@ -101,7 +107,7 @@ OptimizeStats optimize(Model& model) {
         *producer_act = act->activation();
         producer.merged.push_back(layer.name());
         for (auto& m : node.merged) producer.merged.push_back(m);
-        rewire(nodes, output, static_cast<int>(n), src);
+        rewire(nodes, outputs, static_cast<int>(n), src);
         removed[n] = true;
         ++stats.activations_fused;
       }
@@ -118,12 +124,15 @@ OptimizeStats optimize(Model& model) {
   }
   for (auto& node : kept)
     for (int& i : node.inputs)
-      if (i != kModelInput) {
+      if (!is_model_input(i)) {
         CHORUS_ASSERT(index[i] >= 0, "node reads a removed node");
         i = index[i];
       }
-  CHORUS_ASSERT(output != kModelInput && index[output] >= 0, "optimiser removed the output");
-  model.replace_nodes(std::move(kept), index[output]);
+  for (int& o : outputs) {
+    CHORUS_ASSERT(!is_model_input(o) && index[o] >= 0, "optimiser removed an output");
+    o = index[o];
+  }
+  model.replace_nodes(std::move(kept), std::move(outputs));
   return stats;
 }
 

@@ -5,8 +5,8 @@
 namespace chorus::partition {
 
 std::vector<int> live_values(const model::Model& m, const plan::ResolvedPlan& plan, int cut) {
-  if (cut < 0) return {model::kModelInput};
-  if (cut + 1 >= static_cast<int>(plan.stages.size())) return {m.output()};
+  if (cut < 0) return m.input_values();
+  if (cut + 1 >= static_cast<int>(plan.stages.size())) return m.outputs();
   const int last = plan.stages[cut].last;
   std::vector<int> live;
   auto add = [&](int v) {
@@ -14,8 +14,9 @@ std::vector<int> live_values(const model::Model& m, const plan::ResolvedPlan& pl
   };
   for (int n = last + 1; n < static_cast<int>(m.nodes().size()); ++n)
     for (int v : m.node(n).inputs)
-      if (v <= last) add(v);  // kModelInput (-1) is <= last too
-  if (m.output() <= last) add(m.output());
+      if (v <= last) add(v);  // model inputs (negative) are <= last too
+  for (int v : m.outputs())
+    if (v <= last) add(v);
   std::sort(live.begin(), live.end());
   return live;
 }

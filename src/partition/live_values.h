@@ -8,8 +8,8 @@
 
 namespace chorus::partition {
 
-// Node indices (or model::kModelInput) alive after stage `cut`; cut -1 is the model input,
-// the last stage's cut is the model output alone.
+// Values (nodes, or model inputs) alive after stage `cut`, sorted; cut -1 is the model's
+// inputs in their order, the last stage's cut its outputs in their order.
 std::vector<int> live_values(const model::Model& model, const plan::ResolvedPlan& plan, int cut);
 
 // Floats per frame of those values together.

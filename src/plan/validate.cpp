@@ -68,7 +68,7 @@ bool is_chain(const model::Model& m, int first, int last) {
     if (inputs.size() != 1) return false;
     if (n > first && inputs[0] != n - 1) return false;
     if (n < last && m.consumers(n) != std::vector<int>{n + 1}) return false;
-    if (n < last && m.output() == n) return false;
+    if (n < last && std::count(m.outputs().begin(), m.outputs().end(), n) > 0) return false;
   }
   return true;
 }

@@ -89,9 +89,10 @@ class TopClasses {
       value_.push_back(i < kk ? p[order_[i]] : 0.0f);
     }
   }
-  void print(const std::vector<std::string>& labels, int first_frame) const {
+  // `output`: the output's name where the model has several ("" otherwise).
+  void print(const std::vector<std::string>& labels, int first_frame, const std::string& output) const {
     for (std::size_t n = 0; n * k_ < index_.size(); ++n) {
-      std::printf("frame %zu:", n + first_frame);
+      std::printf("frame %zu%s%s:", n + first_frame, output.empty() ? "" : " ", output.c_str());
       for (int i = 0; i < k_ && index_[n * k_ + i] >= 0; ++i) {
         const int c = index_[n * k_ + i];
         std::printf("  %d", c);
@@ -161,9 +162,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
            " (the pipeline could not keep every stage busy, and could stall)");
     if (rank == setup.plan.plan.source) {
       io::InputOptions in = o.input;
-      in.shape = m.input_shape();
       in.channels_first = m.channels_first();
-      setup.source = io::open_input(in);
+      std::vector<io::NamedInput> inputs;
+      for (const auto& input : m.inputs()) inputs.push_back({input.name, input.shape});
+      setup.source = io::open_model_inputs(o.inputs, inputs, in);
     }
     if (rank == setup.plan.plan.sink && !o.labels.empty()) setup.labels = read_labels(o.labels);
     // This rank's share: only its stages' layers, only its slices of split layers.
@@ -207,15 +209,22 @@ int run_distributed(Transport& real, const RunOptions& o) {
       rank == source_rank && setup.source ? cat(setup.source->count(), "\n", setup.source->describe()) : "");
   const std::string& info = source_info.at(source_rank);
   const int total_frames = std::atoi(info.c_str());
-  std::unique_ptr<io::OutputJournal> journal;
+  // One journal per output (output_targets), written together frame by frame.
+  const std::vector<std::string>& output_names = m.output_names();
+  const bool several_outputs = output_names.size() > 1;
+  const std::vector<std::string> targets = o.output.empty() ? std::vector<std::string>{}
+                                                            : io::output_targets(o.output, output_names);
+  std::vector<std::unique_ptr<io::OutputJournal>> journals;
   error.clear();
   if (rank == sink_rank && !o.output.empty()) try {
-      io::OutputRun run{o.model, info.substr(info.find('\n') + 1), total_frames,
-                        io::keras_dims(m.output_shape(), m.channels_first())};
-      journal = std::make_unique<io::OutputJournal>(o.output, run, o.resume);
-      if (journal->replaced_unfinished_run())
-        std::fprintf(stderr, "chorus: note: starting %s afresh; an unfinished run's journal was there (--resume "
-                     "continues one)\n", o.output.c_str());
+      for (std::size_t k = 0; k < targets.size(); ++k) {
+        io::OutputRun run{o.model, info.substr(info.find('\n') + 1), total_frames,
+                          io::keras_dims(m.shape_of(m.outputs()[k]), m.channels_first())};
+        journals.push_back(std::make_unique<io::OutputJournal>(targets[k], run, o.resume));
+        if (journals.back()->replaced_unfinished_run())
+          std::fprintf(stderr, "chorus: note: starting %s afresh; an unfinished run's journal was there (--resume "
+                       "continues one)\n", targets[k].c_str());
+      }
     } catch (const Error& e) {
       error = e.what();
     }
@@ -223,19 +232,26 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (!error.empty()) std::fprintf(stderr, "chorus: error: %s\n", error.c_str());
     return 1;
   }
-  const int first_frame = t.max_all(journal ? journal->frames_done() : 0);
+  // A run killed between two outputs' writes left one journal a frame ahead: start from the
+  // one behind, and write each journal only the frames it lacks.
+  int journalled = total_frames;
+  for (const auto& j : journals) journalled = std::min(journalled, j->frames_done());
+  const int first_frame = t.max_all(journals.empty() ? 0 : journalled);
   if (first_frame > 0 && rank == source_rank) setup.source = io::skip_frames(std::move(setup.source), first_frame);
   if (rank == 0 && first_frame > 0)
     std::cout << "resuming " << o.output << ": " << first_frame << " of " << total_frames << " frames were done\n";
   if (first_frame >= total_frames) {  // nothing left: just complete the output
-    if (journal) journal->finish();
+    for (auto& j : journals) j->finish();
     if (rank == 0) std::cout << "nothing to resume: all " << total_frames << " frames are in " << o.output << "\n";
     return 0;
   }
 
   if (rank == 0 && !o.quiet) {
-    std::cout << "model: " << o.model << "  (" << m.nodes().size() << " layers, input " << m.input_shape().str()
-              << ")\n";
+    std::string inputs;
+    for (const auto& in : m.inputs())
+      inputs += cat(inputs.empty() ? "" : ", ", m.inputs().size() > 1 ? in.name + " " : "", in.shape.str());
+    std::cout << "model: " << o.model << "  (" << m.nodes().size() << " layers, input" << (m.inputs().size() > 1 ? "s " : " ")
+              << inputs << (several_outputs ? cat(", ", output_names.size(), " outputs") : "") << ")\n";
     if (setup.source) std::cout << "input: " << setup.source->describe() << "\n";
     print_plan(setup.plan, m, std::cout);
     std::cout << std::flush;
@@ -244,27 +260,32 @@ int run_distributed(Transport& real, const RunOptions& o) {
   PipelineResult result;
   const int frames_to_run = total_frames - first_frame;
   int outputs_seen = 0;
-  TopClasses top(std::max(0, o.top), rank == sink_rank && o.top > 0 ? frames_to_run : 0);
+  std::vector<TopClasses> top;
+  for (std::size_t k = 0; k < output_names.size(); ++k)
+    top.emplace_back(std::max(0, o.top), rank == sink_rank && o.top > 0 ? frames_to_run : 0);
   // The sink shows progress on runs longer than a few seconds (when it knows the frame count).
   const int expected = setup.source ? setup.source->count() : 0;
   ProgressBar progress(expected, "frames");
   try {
-    std::vector<float> nchw(m.channels_first() ? m.output_shape().size() : 0);
+    std::vector<float> nchw;
+    for (int v : m.outputs()) nchw.resize(std::max(nchw.size(), m.channels_first() ? m.shape_of(v).size() : 0));
     result = setup.pipeline->run(
         setup.source.get(),
-        [&](int i, const Tensor& out) {
+        [&](int i, const std::vector<Tensor>& outputs) {
           CHORUS_ASSERT(i == outputs_seen, "output ", i, " out of order");
           ++outputs_seen;
-          if (journal) {
+          for (std::size_t k = 0; k < journals.size(); ++k) {
+            const Tensor& out = outputs[k];
+            if (first_frame + i < journals[k]->frames_done()) continue;  // written before a kill
             const float* values = out.data();
             if (m.channels_first() && io::keras_dims(out.shape(), true).size() == 3) {
-              nchw.resize(out.size());
               nhwc_to_nchw(out.data(), nchw.data(), out.shape());
               values = nchw.data();
             }
-            journal->write(first_frame + i, values);
+            journals[k]->write(first_frame + i, values);
           }
-          if (o.top > 0) top.add(out);
+          if (o.top > 0)
+            for (std::size_t k = 0; k < outputs.size(); ++k) top[k].add(outputs[k]);
           if (expected > 0) progress.update(i + 1);
         },
         frames_to_run);
@@ -294,8 +315,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
   int status = 0;
   if (rank == setup.plan.plan.sink) {
     try {
-      if (journal) journal->finish();
-      if (o.top > 0) top.print(setup.labels, first_frame);
+      for (auto& j : journals) j->finish();
+      if (o.top > 0)
+        for (std::size_t k = 0; k < top.size(); ++k)
+          top[k].print(setup.labels, first_frame, several_outputs ? output_names[k] : "");
     } catch (const Error& e) {
       std::fprintf(stderr, "chorus: error: %s\n", e.what());
       status = 1;
@@ -324,7 +347,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (!setup.plan.plan.prediction.is_null()) r.extra["prediction"] = setup.plan.plan.prediction;
     std::cout << "\n";
     report::print_report(r, std::cout);
-    if (!o.output.empty() && status == 0) std::cout << "wrote " << o.output << "\n";
+    if (!o.output.empty() && status == 0)
+      for (const auto& target : targets) std::cout << "wrote " << target << "\n";
     if (!o.report_path.empty()) {
       report::write_report(r, o.report_path);
       std::cout << "report " << o.report_path << "\n";

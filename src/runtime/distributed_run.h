@@ -14,8 +14,10 @@ struct RunOptions {
   std::string model, arch;
   std::string plan_path;      // a plan file, or
   std::string strategy;       // a built-in strategy ("" = pipeline)
-  io::InputOptions input;     // shape and format are filled from the model
+  std::vector<std::string> inputs;  // --input values: SOURCE, or NAME=SOURCE per model input
+  io::InputOptions input;     // synthetic frames, scaling; shape and format are filled from the model
   std::string output;         // .npy / .h5, written by the sink rank frame by frame, with a journal
+                              // (one file per output for a model of several: see output_targets)
   bool resume = false;        // continue the output a killed run left (its journal says where)
   std::string report_path;    // JSON report, written by rank 0
   std::string labels;

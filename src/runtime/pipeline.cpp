@@ -158,8 +158,9 @@ struct Pipeline::Impl {
   int credits_received = 0;
   double produced_at = 0;  // of the values received last: when their producer had them ready
   std::vector<char> credit_buffer = std::vector<char>(sizeof(Header));
-  Tensor source_frame;
-  std::vector<const Tensor*> source_values{&source_frame};
+  std::vector<float> source_frame;         // the source's frame: every model input's, back to back
+  std::vector<Tensor> source_inputs;       // the same, one tensor per model input
+  std::vector<const Tensor*> source_values;
   std::vector<Tensor> sink_values;
   std::vector<std::vector<const Tensor*>> worker_outputs;  // [s]: a worker's outputs, to send
   char waiting[512] = {0};                                 // what this rank waits for, for messages
@@ -546,7 +547,8 @@ std::string Pipeline::describe_rank(int rank) const {
   return cat("rank ", rank, " on ", impl_->host_of(rank), stages);
 }
 
-PipelineResult Pipeline::run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output,
+PipelineResult Pipeline::run(const io::InputSource* source,
+                            const std::function<void(int, const std::vector<Tensor>&)>& on_output,
                              int frame_count) {
   Impl& x = *impl_;
   Transport& t = x.t;
@@ -601,7 +603,15 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
     x.sink_values.resize(x.live[S].size());
     for (std::size_t k = 0; k < x.live[S].size(); ++k) x.sink_values[k].resize(1, x.model.shape_of(x.live[S][k]));
   }
-  if (me == source_rank) x.source_frame.resize(1, x.model.input_shape());
+  if (me == source_rank) {
+    std::size_t floats = 0;
+    for (const auto& in : x.model.inputs()) {
+      x.source_inputs.emplace_back(1, in.shape);
+      floats += in.shape.size();
+    }
+    for (const auto& in : x.source_inputs) x.source_values.push_back(&in);
+    x.source_frame.resize(floats);
+  }
 
   std::set<int> roles;
   for (int s = -1; s <= S; ++s)
@@ -640,6 +650,11 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
         }
         const double t0 = now_seconds(t);
         source->read(i, x.source_frame.data());
+        const float* next = x.source_frame.data();
+        for (auto& in : x.source_inputs) {
+          std::copy(next, next + in.size(), in.data());
+          next += in.size();
+        }
         x.stats.wait_s += now_seconds(t) - t0;
         start_times.push_back(now_seconds(t));
         x.send(0, i, x.source_values);
@@ -653,7 +668,7 @@ PipelineResult Pipeline::run(const io::InputSource* source, const std::function<
         continue;
       }
       if (s == S) {  // sink
-        on_output(i, x.sink_values.at(0));
+        on_output(i, x.sink_values);
         // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
         // computing collects it later, and that delay is not the pipeline's.
         result.finish.push_back(std::min(now_seconds(t), x.produced_at));

@@ -42,12 +42,12 @@ class Pipeline {
   // "rank 2 on pi3, stage 2 (fc2..predictions)": who this rank is, for messages.
   std::string describe_rank(int rank) const;
 
-  // Streams every frame of `source` (read on the plan's source rank; null elsewhere) and hands
-  // outputs, in frame order, to `on_output` on the sink rank (the tensor is valid during the
-  // call). `frame_count`: the frames the source has, known on every rank, to size per-frame
+  // Streams every frame of `source` (read on the plan's source rank; null elsewhere: its frame
+  // is every model input's, back to back) and hands outputs, in frame order, to `on_output` on
+  // the sink rank (one tensor per model output, valid during the call). `frame_count`: the frames the source has, known on every rank, to size per-frame
   // records up front.
-  PipelineResult run(const io::InputSource* source, const std::function<void(int, const Tensor&)>& on_output,
-                     int frame_count);
+  PipelineResult run(const io::InputSource* source,
+                     const std::function<void(int, const std::vector<Tensor>&)>& on_output, int frame_count);
 
  private:
   struct Impl;

@@ -88,7 +88,6 @@ int supervise(const SuperviseOptions& o) {
   const std::string model_path = o.run_args[1];
   const std::string output = argument(o.run_args, "--output");
   if (output.empty()) fail("supervise: the job needs --output FILE, so that a failed run can be resumed");
-  const auto [output_file, dataset] = io::split_h5_target(output);
   if (!o.emulate && o.hostfile.empty()) fail("supervise: give --hostfile (or --emulate to run on this machine)");
 
   cluster::Cluster cluster = cluster::read_cluster(o.cluster_path);
@@ -103,7 +102,9 @@ int supervise(const SuperviseOptions& o) {
   const auto structure = io::load_model_structure(model_path, argument(o.run_args, "--arch"), /*optimize=*/true);
   fs::create_directories(o.work_dir);
 
-  JournalWatch journal(io::OutputJournal::journal_path(output_file));
+  // Progress is read from the first output's journal (a model of several outputs writes all
+  // of a frame's outputs before the next frame).
+  JournalWatch journal(io::OutputJournal::journal_path(io::output_targets(output, structure.model.output_names())[0]));
   std::vector<double> lost;
   double failed_at = 0;  // last frame before the failure
   for (int attempt = 0;; ++attempt) {

@@ -317,6 +317,44 @@ def error_models(outdir):
           [x4], helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 2]), [("w", rand(rng, 2, 5, 3, 3))])
 
 
+class TwoInputsTwoOutputs(nn.Module):
+    """An image and a vector in; class scores and a per-pixel map out (multi_io.*)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.meta = nn.Linear(6, 8)
+        self.head = nn.Linear(16, 5)
+        self.mask = nn.Conv2d(8, 2, 1)
+
+    def forward(self, image, vector):
+        f = self.pool(F.relu(self.bn(self.conv(image))))
+        g = torch.flatten(self.gap(f), 1)
+        h = F.relu(self.meta(vector))
+        scores = F.softmax(self.head(torch.cat([g, h], 1)), dim=1)
+        return scores, torch.sigmoid(self.mask(f))
+
+
+def multi_io(outdir):
+    """Two inputs and two outputs, by name: multi_io.onnx, multi_io.{image,vector}.npy (inputs)
+    and multi_io.{scores,mask}.npy (PyTorch's outputs). Not in the manifest, whose models have
+    one input and one output."""
+    torch.manual_seed(6)
+    module = TwoInputsTwoOutputs().eval()
+    randomise_batch_norms(module, 6)
+    image, vector = torch.randn(3, 3, 10, 10), torch.randn(3, 6)
+    with torch.no_grad():
+        scores, mask = module(image, vector)
+    torch.onnx.export(module, (image[:1], vector[:1]), os.path.join(outdir, "multi_io.onnx"), opset_version=13,
+                      input_names=["image", "vector"], output_names=["scores", "mask"], do_constant_folding=True)
+    for name, value in (("image", image), ("vector", vector), ("scores", scores), ("mask", mask)):
+        np.save(os.path.join(outdir, f"multi_io.{name}.npy"), np.ascontiguousarray(value.numpy(), dtype=np.float32))
+    print("wrote multi_io", tuple(image.shape), tuple(vector.shape), "->", tuple(scores.shape), tuple(mask.shape))
+
+
 # Every operator the importer maps, which the small models must cover between them.
 REQUIRED_OPERATORS = {
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid",
@@ -355,6 +393,7 @@ def small(outdir):
     clip_attributes(outdir)
     clip_inputs(outdir)
     lrn(outdir)
+    multi_io(outdir)
     error_models(outdir)
     check_coverage(outdir)
 

@@ -267,9 +267,10 @@ TEST(KerasErrors, YamlArchParsesLikeJson) {
   write_text(yaml_path, kSmallModelYaml);
   const io::KerasModelSpec from_yaml = io::parse_keras_config(io::read_architecture_file(yaml_path), yaml_path);
   const io::KerasModelSpec from_json = io::parse_keras_config(json::parse(kSmallModel), "json");
-  EXPECT_EQ(from_yaml.input_name, from_json.input_name);
-  EXPECT_EQ(from_yaml.input_shape, (std::vector<int>{8, 8, 3}));
-  EXPECT_EQ(from_yaml.output_name, from_json.output_name);
+  ASSERT_EQ(from_yaml.inputs.size(), 1u);
+  EXPECT_EQ(from_yaml.inputs[0].name, from_json.inputs.at(0).name);
+  EXPECT_EQ(from_yaml.inputs[0].shape, (std::vector<int>{8, 8, 3}));
+  EXPECT_EQ(from_yaml.outputs, from_json.outputs);
   ASSERT_EQ(from_yaml.layers.size(), from_json.layers.size());
   for (std::size_t i = 0; i < from_json.layers.size(); ++i) {
     SCOPED_TRACE(from_json.layers[i].name);
@@ -379,32 +380,33 @@ TEST(KerasErrors, VariableInputSizeIsRefused) {
   EXPECT_THAT(msg, HasSubstr("fixed input sizes"));
 }
 
-TEST(KerasErrors, TwoInputsAreNotSupported) {
+TEST(KerasErrors, OutputThatIsAnInputIsNamed) {
   test::TempDir dir;
-  const std::string path = dir.path("two_inputs.h5");
+  const std::string path = dir.path("output_is_input.h5");
   write_config_h5(path, R"({"class_name":"Functional","config":{"name":"m","layers":[
     {"class_name":"InputLayer","name":"a","config":{"batch_input_shape":[null,4],"name":"a"},"inbound_nodes":[]},
-    {"class_name":"InputLayer","name":"b","config":{"batch_input_shape":[null,4],"name":"b"},"inbound_nodes":[]},
-    {"class_name":"Add","name":"sum","config":{"name":"sum"},"inbound_nodes":[[["a",0,0,{}],["b",0,0,{}]]]}],
-    "input_layers":[["a",0,0],["b",0,0]],"output_layers":[["sum",0,0]]}})");
+    {"class_name":"Dense","name":"d1","config":{"name":"d1","units":2},"inbound_nodes":[[["a",0,0,{}]]]}],
+    "input_layers":[["a",0,0]],"output_layers":[["d1",0,0],["a",0,0]]}})");
   const std::string msg = load_error(path);
   EXPECT_THAT(msg, HasSubstr(path));
-  EXPECT_THAT(msg, HasSubstr("input"));
-  EXPECT_THAT(msg, HasSubstr("not supported"));
+  EXPECT_THAT(msg, HasSubstr("output 'a' is a model input"));
 }
 
-TEST(KerasErrors, TwoOutputsAreNotSupported) {
+TEST(KerasErrors, NestedModelCalledOnTheWrongNumberOfInputs) {
   test::TempDir dir;
-  const std::string path = dir.path("two_outputs.h5");
+  const std::string path = dir.path("nested_inputs.h5");
   write_config_h5(path, R"({"class_name":"Functional","config":{"name":"m","layers":[
     {"class_name":"InputLayer","name":"a","config":{"batch_input_shape":[null,4],"name":"a"},"inbound_nodes":[]},
-    {"class_name":"Dense","name":"d1","config":{"name":"d1","units":2},"inbound_nodes":[[["a",0,0,{}]]]},
-    {"class_name":"Dense","name":"d2","config":{"name":"d2","units":3},"inbound_nodes":[[["a",0,0,{}]]]}],
-    "input_layers":[["a",0,0]],"output_layers":[["d1",0,0],["d2",0,0]]}})");
+    {"class_name":"Functional","name":"inner","config":{"name":"inner","layers":[
+      {"class_name":"InputLayer","name":"x","config":{"batch_input_shape":[null,4],"name":"x"},"inbound_nodes":[]},
+      {"class_name":"InputLayer","name":"y","config":{"batch_input_shape":[null,4],"name":"y"},"inbound_nodes":[]},
+      {"class_name":"Add","name":"s","config":{"name":"s"},"inbound_nodes":[[["x",0,0,{}],["y",0,0,{}]]]}],
+      "input_layers":[["x",0,0],["y",0,0]],"output_layers":[["s",0,0]]},
+     "inbound_nodes":[[["a",0,0,{}]]]}],
+    "input_layers":[["a",0,0]],"output_layers":[["inner",0,0]]}})");
   const std::string msg = load_error(path);
   EXPECT_THAT(msg, HasSubstr(path));
-  EXPECT_THAT(msg, HasSubstr("2 outputs"));
-  EXPECT_THAT(msg, HasSubstr("not supported"));
+  EXPECT_THAT(msg, HasSubstr("nested model 'inner' takes 2 input(s), called on 1"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -158,7 +158,8 @@ TEST(KerasLayouts, NestedModelsAsTeachableMachineExports) {
      {"class_name": "Dense", "config": {"name": "dense_Dense2", "units": 3, "activation": "softmax"}}]}}]}})";
   auto spec = io::parse_keras_config(json::parse(nested), "nested");
   ASSERT_EQ(spec.layers.size(), 8u);
-  EXPECT_EQ(spec.input_name, "input_1");
+  ASSERT_EQ(spec.inputs.size(), 1u);
+  EXPECT_EQ(spec.inputs[0].name, "input_1");
   EXPECT_EQ(spec.layers[0].weight_group, "sequential_1");
   EXPECT_EQ(spec.layers[6].weight_group, "sequential_3");
   EXPECT_EQ(spec.layers[6].inbound, (std::vector<std::string>{"gap"}));
@@ -301,4 +302,69 @@ TEST(KerasLayouts, SharedLayersHoldOneSetOfWeights) {
     if (!seen) distinct += loaded.node(n).layer->weight_bytes();
   }
   EXPECT_EQ(distinct, (4u * 4 * 9 + 4 + 4 * 4 + 4) * sizeof(float));
+}
+
+// A Functional model of two inputs and two outputs, with a nested model called twice (its
+// layers added again for the second call, sharing the first call's weights) and a dense layer
+// shared between the two branches. Checked against plain loops, from .h5, .keras and
+// weights-only files; the nested model's weights are stored once.
+TEST(KerasLayouts, SeveralInputsAndOutputsAndANestedModelCalledTwice) {
+  const char* config = R"({"class_name": "Functional", "config": {"name": "multi", "layers": [
+   {"class_name": "InputLayer", "name": "img", "config": {"name": "img", "batch_input_shape": [null, 6, 6, 3]}, "inbound_nodes": []},
+   {"class_name": "InputLayer", "name": "meta", "config": {"name": "meta", "batch_input_shape": [null, 3]}, "inbound_nodes": []},
+   {"class_name": "Functional", "name": "enc", "config": {"name": "enc", "layers": [
+     {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_input_shape": [null, 6, 6, 3]}, "inbound_nodes": []},
+     {"class_name": "Conv2D", "name": "e", "config": {"name": "e", "filters": 3, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["x", 0, 0, {}]]]}],
+     "input_layers": [["x", 0, 0]], "output_layers": [["e", 0, 0]]},
+    "inbound_nodes": [[["img", 0, 0, {}]], [["enc", 0, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["enc", 1, 0, {}]]]},
+   {"class_name": "Dense", "name": "proj", "config": {"name": "proj", "units": 4, "activation": "tanh"}, "inbound_nodes": [[["gap", 0, 0, {}]], [["meta", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "sum", "config": {"name": "sum"}, "inbound_nodes": [[["proj", 0, 0, {}], ["proj", 1, 0, {}]]]},
+   {"class_name": "Dense", "name": "scores", "config": {"name": "scores", "units": 2, "activation": "softmax"}, "inbound_nodes": [[["sum", 0, 0, {}]]]}],
+   "input_layers": [["img", 0, 0], ["meta", 0, 0]], "output_layers": [["scores", 0, 0], ["enc", 0, 0]]}})";
+  test::TempDir dir;
+  Written w = prepare(config);
+  ASSERT_EQ(w.spec.inputs.size(), 2u);
+  EXPECT_EQ(w.spec.inputs[1].name, "meta");
+  ASSERT_EQ(w.spec.layers.size(), 7u);
+  EXPECT_EQ(w.spec.layers[1].name, "e_call1");
+  EXPECT_EQ(w.spec.layers[1].shares_weights_of, 0);
+  EXPECT_EQ(w.spec.outputs, (std::vector<std::string>{"scores", "e"}));
+  io::write_keras_h5(dir.path("m.h5"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_archive(dir.path("m.keras"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
+  std::ofstream(dir.path("arch.json")) << w.config.dump();
+
+  const Tensor img = test::random_tensor(3, {6, 6, 3}, 21), meta = test::random_tensor(3, {1, 1, 3}, 22);
+  ref::ConvParams p;
+  p.kh = p.kw = 3;
+  p.same = true;
+  const auto& ew = w.weights[0];
+  const Tensor e0 = ref::activation(ref::conv2d(img, ew.at("kernel"), ew.at("bias"), 3, p), "relu");
+  const Tensor e1 = ref::activation(ref::conv2d(e0, ew.at("kernel"), ew.at("bias"), 3, p), "relu");
+  const auto& pw = w.weights[3];
+  const Tensor a = ref::activation(ref::dense(ref::global_pool(e1, false), pw.at("kernel"), pw.at("bias"), 4), "tanh");
+  const Tensor b = ref::activation(ref::dense(meta, pw.at("kernel"), pw.at("bias"), 4), "tanh");
+  Tensor sum = a;
+  for (std::size_t i = 0; i < sum.size(); ++i) sum.data()[i] += b.data()[i];
+  const auto& sw = w.weights[6];
+  const Tensor scores = ref::activation(ref::dense(sum, sw.at("kernel"), sw.at("bias"), 2), "softmax");
+
+  for (const std::string file : {"m.h5", "m.keras", "wo.h5"}) {
+    SCOPED_TRACE(file);
+    io::ModelLoadOptions o;
+    if (file == "wo.h5") o.arch_path = dir.path("arch.json");
+    model::Model m = io::load_model_file(dir.path(file), o);
+    ASSERT_EQ(m.inputs().size(), 2u);
+    EXPECT_EQ(m.inputs()[0].name, "img");
+    EXPECT_EQ(m.output_names(), (std::vector<std::string>{"scores", "e"}));
+    const auto out = m.forward({&img, &meta});
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_LT(max_relative_error(out[0], scores), 1e-5);
+    EXPECT_LT(max_relative_error(out[1], e0), 1e-5);
+  }
+  // The nested model's kernel is stored once, under its first call's name.
+  io::H5File f(dir.path("m.h5"));
+  EXPECT_TRUE(f.is_dataset("/model_weights/enc/e/kernel:0"));
+  EXPECT_FALSE(f.is_group("/model_weights/enc/e_call1"));
 }

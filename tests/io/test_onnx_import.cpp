@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -174,6 +175,69 @@ TEST(OnnxImport, InfoAndPlanAcceptOnnx) {
                                dir.path("plan.json"));
   ASSERT_EQ(plan.exit_code, 0) << plan.output;
   EXPECT_TRUE(std::filesystem::exists(dir.path("plan.json")));
+}
+
+// ---- Several inputs and outputs --------------------------------------------------------------
+
+// multi_io.onnx: an image and a vector in, class scores and a map out, by name; PyTorch's
+// outputs for a batch of 3.
+TEST(OnnxImport, SeveralInputsAndOutputsMatchPyTorch) {
+  model::Model m = io::load_model_file(data_path("multi_io.onnx"));
+  ASSERT_EQ(m.inputs().size(), 2u);
+  EXPECT_EQ(m.inputs()[0].name, "image");
+  EXPECT_EQ(m.inputs()[1].name, "vector");
+  EXPECT_EQ(m.output_names(), (std::vector<std::string>{"scores", "mask"}));
+  io::NpyArray image = io::read_npy(data_path("multi_io.image.npy")), vector = io::read_npy(data_path("multi_io.vector.npy"));
+  const int frames = static_cast<int>(image.shape[0]);
+  Tensor x(frames, m.inputs()[0].shape), v(frames, m.inputs()[1].shape);
+  for (int n = 0; n < frames; ++n) nchw_to_nhwc(image.data.data() + n * x.frame_size(), x.frame(n), x.shape());
+  std::copy(vector.data.begin(), vector.data.end(), v.data());
+  const auto out = m.forward({&x, &v});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_LT(scaled_error(out[0], load_expected(data_path("multi_io.scores.npy"), m.shape_of(m.outputs()[0]))), 1e-5);
+  EXPECT_LT(scaled_error(out[1], load_expected(data_path("multi_io.mask.npy"), m.shape_of(m.outputs()[1]))), 1e-5);
+}
+
+// `chorus run` takes one --input per input by name (in any order) and writes one file per
+// output, NCHW as PyTorch gives it; on one rank and through a pipeline of three.
+TEST(OnnxImport, RunCommandTakesAnInputPerNameAndWritesAFilePerOutput) {
+  for (const std::string launcher : {std::string(""), std::string("timeout -k 5 120 mpiexec --oversubscribe -np 3 ")}) {
+    SCOPED_TRACE(launcher);
+    test::TempDir dir;
+    const std::string command = launcher + CHORUS_BINARY " run " + data_path("multi_io.onnx") + " --input vector=" +
+                                data_path("multi_io.vector.npy") + " --input image=" + data_path("multi_io.image.npy") +
+                                " --output " + dir.path("out.npy") + " --quiet --top 1";
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    auto r = test::run_command(command);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("frame 2 scores:"));
+    EXPECT_THAT(r.output, HasSubstr("wrote " + dir.path("out.mask.npy")));
+    for (const std::string name : {"scores", "mask"}) {
+      io::NpyArray got = io::read_npy(dir.path("out." + name + ".npy"));
+      io::NpyArray expected = io::read_npy(data_path("multi_io." + name + ".npy"));
+      ASSERT_EQ(got.shape, expected.shape) << name;
+      for (std::size_t i = 0; i < got.data.size(); ++i) ASSERT_NEAR(got.data[i], expected.data[i], 1e-5) << name << " " << i;
+    }
+  }
+}
+
+TEST(OnnxImport, InputsOfAModelOfSeveralAreCheckedBeforeRunning) {
+  const std::string model = data_path("multi_io.onnx"), image = data_path("multi_io.image.npy"),
+                    vector = data_path("multi_io.vector.npy");
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : {Case{"--input image=" + image, "the model has 2 inputs ('image', 'vector'), --input was given 1 time(s)"},
+                        Case{"--input image=" + image + " --input image=" + vector, "input 'image' is given twice"},
+                        Case{"--input image=" + image + " --input depth=" + vector,
+                             "--input depth=" + vector + ": not NAME=SOURCE for an input of the model"},
+                        Case{"--input " + vector + " --input " + image, "input 'image': " + vector + ": array is (3, 6)"}}) {
+    SCOPED_TRACE(c.args);
+    auto r = test::run_chorus("run " + model + " " + c.args + " --quiet");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.message));
+  }
 }
 
 // ---- Files the importer refuses ---------------------------------------------------------------

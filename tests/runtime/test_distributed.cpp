@@ -44,6 +44,8 @@ class Models {
     test::write_random_model(kResidual, path("residual"));
     test::write_random_model(kResidual, path("residual_keras"));
     test::write_random_model(kShared, path("shared"));
+    test::write_random_model(kMultiInputOutput, path("multi_io"));
+    test::write_random_model(kMultiInputOutput, path("multi_io_keras"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
     // MobileNetV2 as in the zoo, at 64x64 so that the test stays quick.
     json mobilenet = json::parse(read(test::source_path("models/mobilenetv2.json")));
@@ -121,6 +123,26 @@ class Models {
    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 6, "activation": "tanh"},
     "inbound_nodes": [[["gap", 0, 0, {}]], [["d", 0, 0, {}]]]}],
    "input_layers": [["in", 0, 0]], "output_layers": [["d", 1, 0]]}})";
+  // Two inputs (an image and a vector), two outputs (class scores and a map), a nested model
+  // called twice (its second call shares the first's weights) and a shared dense layer.
+  static constexpr const char* kMultiInputOutput = R"({"class_name": "Functional", "config": {"name": "multi_io", "layers": [
+   {"class_name": "InputLayer", "name": "img", "config": {"name": "img", "batch_input_shape": [null, 12, 12, 3]}, "inbound_nodes": []},
+   {"class_name": "InputLayer", "name": "meta", "config": {"name": "meta", "batch_input_shape": [null, 8]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["img", 0, 0, {}]]]},
+   {"class_name": "Functional", "name": "encoder", "config": {"name": "encoder", "layers": [
+     {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_input_shape": [null, 12, 12, 8]}, "inbound_nodes": []},
+     {"class_name": "Conv2D", "name": "e1", "config": {"name": "e1", "filters": 8, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["x", 0, 0, {}]]]},
+     {"class_name": "BatchNormalization", "name": "e1_bn", "config": {"name": "e1_bn", "axis": -1}, "inbound_nodes": [[["e1", 0, 0, {}]]]},
+     {"class_name": "Activation", "name": "e1_relu", "config": {"name": "e1_relu", "activation": "relu"}, "inbound_nodes": [[["e1_bn", 0, 0, {}]]]}],
+     "input_layers": [["x", 0, 0]], "output_layers": [["e1_relu", 0, 0]]},
+    "inbound_nodes": [[["c1", 0, 0, {}]], [["encoder", 0, 0, {}]]]},
+   {"class_name": "MaxPooling2D", "name": "pool", "config": {"name": "pool", "pool_size": [2, 2]}, "inbound_nodes": [[["encoder", 1, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["pool", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "m1", "config": {"name": "m1", "units": 8, "activation": "relu"}, "inbound_nodes": [[["meta", 0, 0, {}]], [["gap", 0, 0, {}]]]},
+   {"class_name": "Concatenate", "name": "cat", "config": {"name": "cat", "axis": -1}, "inbound_nodes": [[["m1", 1, 0, {}], ["m1", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "scores", "config": {"name": "scores", "units": 4, "activation": "softmax"}, "inbound_nodes": [[["cat", 0, 0, {}]]]},
+   {"class_name": "Conv2D", "name": "mask", "config": {"name": "mask", "filters": 2, "kernel_size": [1, 1], "activation": "sigmoid"}, "inbound_nodes": [[["pool", 0, 0, {}]]]}
+  ], "input_layers": [["img", 0, 0], ["meta", 0, 0]], "output_layers": [["scores", 0, 0], ["mask", 0, 0]]}})";
   static constexpr const char* kDenseHeavy = R"({"class_name": "Sequential", "config": {"name": "dense_heavy", "layers": [
    {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 256]}},
    {"class_name": "Dense", "config": {"name": "d1", "units": 512, "activation": "relu"}},
@@ -132,20 +154,36 @@ class Models {
   test::TempDir dir_;
 };
 
-// Outputs of one process, computed in this test binary with the library.
-Tensor single_process(const std::string& model_path) {
+// Outputs of one process, computed in this test binary with the library: one batch per
+// model output.
+std::vector<Tensor> single_process(const std::string& model_path) {
   model::Model m = io::load_model_file(model_path);
   io::InputOptions o;
   o.synthetic = kFrames;
   o.seed = kSeed;
-  o.shape = m.input_shape();
-  auto source = io::open_input(o);
-  Tensor out(kFrames, m.output_shape());
+  std::vector<io::NamedInput> inputs;
+  std::size_t floats = 0;
+  for (const auto& in : m.inputs()) {
+    inputs.push_back({in.name, in.shape});
+    floats += in.shape.size();
+  }
+  auto source = io::open_model_inputs({}, inputs, o);
+  std::vector<Tensor> out;
+  for (int v : m.outputs()) out.emplace_back(kFrames, m.shape_of(v));
+  std::vector<float> frame(floats);
   for (int i = 0; i < kFrames; ++i) {
-    Tensor frame(1, m.input_shape());
     source->read(i, frame.data());
-    Tensor y = m.forward(frame);
-    std::copy(y.data(), y.data() + y.size(), out.frame(i));
+    std::vector<Tensor> x;
+    const float* next = frame.data();
+    for (const auto& in : m.inputs()) {
+      x.emplace_back(1, in.shape);
+      std::copy(next, next + in.shape.size(), x.back().data());
+      next += in.shape.size();
+    }
+    std::vector<const Tensor*> pointers;
+    for (const auto& t : x) pointers.push_back(&t);
+    const std::vector<Tensor> y = m.forward(pointers);
+    for (std::size_t k = 0; k < y.size(); ++k) std::copy(y[k].data(), y[k].data() + y[k].size(), out[k].frame(i));
   }
   return out;
 }
@@ -163,18 +201,29 @@ void expect_same_as_one_process(const std::string& model_name, int ranks, const 
   const std::string model = Models::get().path(model_name);
   auto r = mpirun(ranks, model, how, "--output " + dir.path("out.npy") + " --report " + dir.path("report.json"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  io::NpyArray got = io::read_npy(dir.path("out.npy"));
-  Tensor expected = single_process(model);
-  ASSERT_EQ(got.shape[0], kFrames) << "frame count";
-  ASSERT_EQ(got.data.size(), expected.size());
-  Tensor actual(kFrames, expected.shape());
-  std::copy(got.data.begin(), got.data.end(), actual.data());
-  // Frame by frame, so that a reordering shows as such.
-  for (int i = 0; i < kFrames; ++i) {
-    Tensor a(1, expected.shape()), e(1, expected.shape());
-    std::copy(actual.frame(i), actual.frame(i) + actual.frame_size(), a.data());
-    std::copy(expected.frame(i), expected.frame(i) + expected.frame_size(), e.data());
-    EXPECT_LE(max_relative_error(a, e), 1e-5) << "frame " << i;
+  const std::vector<Tensor> expected_outputs = single_process(model);
+  const model::Model m = io::load_model_structure(model, "", true).model;
+  for (std::size_t k = 0; k < expected_outputs.size(); ++k) {
+    // One file per output for a model of several: out.NAME.npy.
+    const std::string file = expected_outputs.size() == 1 ? dir.path("out.npy")
+                                                           : dir.path("out." + m.output_names()[k] + ".npy");
+    SCOPED_TRACE(file);
+    const Tensor& expected = expected_outputs[k];
+    io::NpyArray got = io::read_npy(file);
+    ASSERT_EQ(got.shape[0], kFrames) << "frame count";
+    ASSERT_EQ(got.data.size(), expected.size());
+    Tensor actual(kFrames, expected.shape());
+    std::copy(got.data.begin(), got.data.end(), actual.data());
+    // Frame by frame, so that a reordering shows as such.
+    for (int i = 0; i < kFrames; ++i) {
+      Tensor a(1, expected.shape()), e(1, expected.shape());
+      std::copy(actual.frame(i), actual.frame(i) + actual.frame_size(), a.data());
+      if (m.channels_first() && (expected.shape().h > 1 || expected.shape().w > 1))
+        nhwc_to_nchw(expected.frame(i), e.data(), expected.shape());  // as written for channels_first models
+      else
+        std::copy(expected.frame(i), expected.frame(i) + expected.frame_size(), e.data());
+      EXPECT_LE(max_relative_error(a, e), 1e-5) << "frame " << i;
+    }
   }
   json report = json::parse(std::ifstream(dir.path("report.json")));
   EXPECT_EQ(report["frames"], kFrames);
@@ -225,7 +274,12 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"residual_keras", "split-output", 3}, StrategyCase{"residual_keras", "split-input", 2},
                     StrategyCase{"transfer_keras", "split-output", 3}, StrategyCase{"transfer_keras", "pipeline", 3},
                     StrategyCase{"transfer_keras", "split-spatial", 3}, StrategyCase{"shared", "pipeline", 3},
-                    StrategyCase{"shared", "split-output", 2}, StrategyCase{"shared", "replicate", 2}),
+                    StrategyCase{"shared", "split-output", 2}, StrategyCase{"shared", "replicate", 2},
+                    StrategyCase{"multi_io", "pipeline", 1}, StrategyCase{"multi_io", "pipeline", 3},
+                    StrategyCase{"multi_io", "pipeline", 9}, StrategyCase{"multi_io", "replicate", 2},
+                    StrategyCase{"multi_io", "split-output", 3}, StrategyCase{"multi_io", "split-input", 2},
+                    StrategyCase{"multi_io", "split-spatial", 2}, StrategyCase{"multi_io_keras", "pipeline", 4},
+                    StrategyCase{"onnx_multi_io", "pipeline", 3}, StrategyCase{"onnx_multi_io", "split-output", 2}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)

@@ -146,6 +146,98 @@ std::unique_ptr<InputSource> open_input(const InputOptions& o) {
   fail(o.input, ": unknown input kind (use .npy, an image file or directory, or file.h5:/dataset)");
 }
 
+namespace {
+
+// Several sources read as one: frame i is each source's frame i, back to back.
+class CombinedSource : public InputSource {
+ public:
+  CombinedSource(std::vector<std::unique_ptr<InputSource>> sources, std::vector<NamedInput> inputs)
+      : sources_(std::move(sources)), inputs_(std::move(inputs)) {
+    for (std::size_t k = 1; k < sources_.size(); ++k)
+      if (sources_[k]->count() != sources_[0]->count())
+        fail("input '", inputs_[k].name, "' has ", sources_[k]->count(), " frames (", sources_[k]->describe(),
+             "), input '", inputs_[0].name, "' ", sources_[0]->count(), " (", sources_[0]->describe(),
+             "): every input needs one frame per run frame");
+  }
+  int count() const override { return sources_[0]->count(); }
+  void read(int index, float* frame) const override {
+    for (std::size_t k = 0; k < sources_.size(); ++k) {
+      sources_[k]->read(index, frame);
+      frame += inputs_[k].shape.size();
+    }
+  }
+  std::string describe() const override {
+    std::string s;
+    for (std::size_t k = 0; k < sources_.size(); ++k)
+      s += cat(k ? "; " : "", inputs_[k].name, ": ", sources_[k]->describe());
+    return s;
+  }
+
+ private:
+  std::vector<std::unique_ptr<InputSource>> sources_;
+  std::vector<NamedInput> inputs_;
+};
+
+std::string input_names(const std::vector<NamedInput>& inputs) {
+  std::string s;
+  for (const auto& in : inputs) s += (s.empty() ? "'" : ", '") + in.name + "'";
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& specs,
+                                               const std::vector<NamedInput>& inputs, const InputOptions& options) {
+  CHORUS_ASSERT(!inputs.empty(), "a model without inputs");
+  std::vector<std::string> chosen(inputs.size());
+  if (specs.empty()) {
+    if (options.synthetic <= 0) fail("no input: give --input FILE or --synthetic N");
+  } else if (inputs.size() == 1 && specs.size() == 1) {
+    const auto eq = specs[0].find('=');
+    chosen[0] = eq != std::string::npos && specs[0].substr(0, eq) == inputs[0].name ? specs[0].substr(eq + 1) : specs[0];
+  } else {
+    if (specs.size() != inputs.size())
+      fail("the model has ", inputs.size(), " inputs (", input_names(inputs), "), --input was given ", specs.size(),
+           " time(s): give one --input NAME=SOURCE per input");
+    // NAME=SOURCE where NAME is one of the model's inputs; otherwise a plain source.
+    const auto input_named = [&](const std::string& spec) {
+      const auto eq = spec.find('=');
+      for (std::size_t i = 0; eq != std::string::npos && i < inputs.size(); ++i)
+        if (inputs[i].name == spec.substr(0, eq)) return i;
+      return inputs.size();
+    };
+    std::size_t named = 0;
+    for (const auto& spec : specs) named += input_named(spec) < inputs.size();
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+      const std::size_t which = input_named(specs[k]);
+      if (named == 0) {
+        chosen[k] = specs[k];  // all plain: the model's order
+      } else if (which == inputs.size()) {
+        fail("--input ", specs[k], ": not NAME=SOURCE for an input of the model (its inputs are ",
+             input_names(inputs), "); name every input or none");
+      } else {
+        if (!chosen[which].empty()) fail("--input: input '", inputs[which].name, "' is given twice");
+        chosen[which] = specs[k].substr(specs[k].find('=') + 1);
+      }
+    }
+  }
+  std::vector<std::unique_ptr<InputSource>> sources;
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    InputOptions o = options;
+    o.input = chosen[k];
+    o.shape = inputs[k].shape;
+    o.seed = options.seed + k;  // input 0 keeps the seed, so one-input runs are as before
+    try {
+      sources.push_back(open_input(o));
+    } catch (const Error& e) {
+      if (inputs.size() == 1) throw;
+      fail("input '", inputs[k].name, "': ", e.what());
+    }
+  }
+  if (sources.size() == 1) return std::move(sources[0]);
+  return std::make_unique<CombinedSource>(std::move(sources), inputs);
+}
+
 std::pair<std::string, std::string> split_h5_target(const std::string& spec) {
   for (const char* ext : {".h5:", ".hdf5:", ".hdf:"}) {
     auto pos = spec.find(ext);

@@ -36,6 +36,22 @@ struct InputOptions {
 // not fit the model.
 std::unique_ptr<InputSource> open_input(const InputOptions& options);
 
+// One input of a model, for open_model_inputs.
+struct NamedInput {
+  std::string name;
+  Shape shape;
+};
+
+// The sources of a model's inputs as one source: its frame is each input's frame in the
+// model's order, back to back (for one input, exactly open_input's). `specs` are the user's
+// --input values: one per input, either all "NAME=SOURCE" or all plain in the model's order (a
+// plain SOURCE alone serves a model of one input); none with `options.synthetic` frames, each
+// input then seeded apart. `options` gives the rest (scaling, normalisation: every input).
+// Throws chorus::Error naming the input when a source is missing, unknown, given twice or has
+// another frame count than the others.
+std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& specs,
+                                               const std::vector<NamedInput>& inputs, const InputOptions& options);
+
 // The frames of `source` from `first` on, numbered from 0 (a resumed run skips what is done).
 std::unique_ptr<InputSource> skip_frames(std::unique_ptr<InputSource> source, int first);
 

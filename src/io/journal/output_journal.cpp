@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,24 @@ std::vector<std::int64_t> all_dims(const OutputRun& run) {
 
 }  // namespace
 
+std::string OutputJournal::journal_path(const std::string& target) { return split_h5_target(target).first + ".journal"; }
+
+std::vector<std::string> output_targets(const std::string& target, const std::vector<std::string>& output_names) {
+  if (output_names.size() <= 1) return {target};
+  const auto [file, dataset] = split_h5_target(target);
+  const fs::path path(file);
+  std::vector<std::string> targets;
+  for (const auto& name : output_names) {
+    std::string safe = name;
+    for (char& c : safe)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+    fs::path p = path;
+    p.replace_extension();
+    targets.push_back(p.string() + "." + safe + path.extension().string() + (dataset.empty() ? "" : ":" + dataset));
+  }
+  return targets;
+}
+
 OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     : target_(std::move(target)), run_(std::move(run)) {
   const auto [file, dataset] = split_h5_target(target_);
@@ -43,7 +62,7 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
   const bool hdf5 = ext == ".h5" || ext == ".hdf5" || ext == ".hdf";
   if (!hdf5 && ext != ".npy") fail(target_, ": unknown output kind (use .npy or .h5)");
   data_path_ = hdf5 ? file + ".partial.npy" : file;
-  journal_ = journal_path(file);
+  journal_ = journal_path(target_);
   frame_values_ = 1;
   for (auto d : run_.frame_dims) frame_values_ *= static_cast<std::size_t>(d);
   const std::string header = npy_header(all_dims(run_));

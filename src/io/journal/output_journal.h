@@ -19,6 +19,12 @@ struct OutputRun {
   std::vector<std::int64_t> frame_dims;  // one output frame, as written (NCHW for channels_first)
 };
 
+// The targets of a model's outputs for `--output target`: the target itself for one output;
+// for several, one file per output, the output's name (characters other than letters, digits,
+// '-' and '_' made '_') inserted before the extension: out.npy -> out.scores.npy, out.h5:/d ->
+// out.scores.h5:/d.
+std::vector<std::string> output_targets(const std::string& target, const std::vector<std::string>& output_names);
+
 class OutputJournal {
  public:
   // Starts `target` afresh (replacing an unfinished run's files), or with `resume` continues
@@ -37,7 +43,8 @@ class OutputJournal {
   // the journal.
   void finish();
 
-  static std::string journal_path(const std::string& target) { return target + ".journal"; }
+  // The journal of a target (its file, without an HDF5 dataset).
+  static std::string journal_path(const std::string& target);
 
  private:
   void sync(bool force);

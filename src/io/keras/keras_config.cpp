@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -41,13 +42,20 @@ bool declared_input_shape(const json& config, std::vector<int>& shape, const std
   return false;
 }
 
+// A tensor a layer reads: the call `node` of layer `layer`, its output `tensor` (a layer or
+// nested model of several outputs).
+struct TensorRef {
+  std::string layer;
+  int node = 0, tensor = 0;
+};
+
 // One inbound tensor reference: Keras 2 ["name", node, tensor, {...}] or Keras 3
 // {"class_name": "__keras_tensor__", "config": {"keras_history": ["name", node, tensor]}}.
-void collect_tensor_refs(const json& value, std::vector<std::pair<std::string, int>>& out) {
+void collect_tensor_refs(const json& value, std::vector<TensorRef>& out) {
   if (value.is_object()) {
     if (value.value("class_name", "") == "__keras_tensor__") {
       const auto& h = value.at("config").at("keras_history");
-      out.emplace_back(h.at(0).get<std::string>(), h.at(1).get<int>());
+      out.push_back({h.at(0).get<std::string>(), h.at(1).get<int>(), h.size() > 2 ? h.at(2).get<int>() : 0});
     } else if (value.contains("args")) {
       collect_tensor_refs(value["args"], out);  // a Keras 3 node: {"args": [...], "kwargs": {...}}
     }
@@ -55,10 +63,16 @@ void collect_tensor_refs(const json& value, std::vector<std::pair<std::string, i
   }
   if (!value.is_array()) return;
   if (value.size() >= 3 && value[0].is_string() && value[1].is_number_integer()) {
-    out.emplace_back(value[0].get<std::string>(), value[1].get<int>());
+    out.push_back({value[0].get<std::string>(), value[1].get<int>(), value[2].is_number_integer() ? value[2].get<int>() : 0});
     return;
   }
   for (const auto& v : value) collect_tensor_refs(v, out);
+}
+
+std::vector<TensorRef> tensor_refs(const json& refs) {
+  std::vector<TensorRef> out;
+  collect_tensor_refs(refs, out);
+  return out;
 }
 
 std::string layer_name(const json& layer) {
@@ -91,14 +105,16 @@ class Flattener {
  public:
   Flattener(const std::string& source, KerasModelSpec& spec) : source_(source), spec_(spec) {}
 
-  // Adds the layers of `model` (a {"class_name", "config"} object). `input` is the flattened
-  // name feeding it ("" at top level, where it declares the model input). Returns the name
-  // of the layer producing its output. `group` is the top-level weight group ("" at top).
-  std::string add_model(const json& model, const std::string& input, const std::string& group) {
+  // Adds the layers of `model` (a {"class_name", "config"} object). `inputs` are the flattened
+  // names feeding it (none at top level, where its InputLayers declare the model's inputs).
+  // Returns the names producing its outputs, in order. `group` is the top-level weight group
+  // ("" at top).
+  std::vector<std::string> add_model(const json& model, const std::vector<std::string>& inputs,
+                                     const std::string& group) {
     const std::string cls = model.value("class_name", "");
     const json& config = model.at("config");
-    if (cls == "Sequential") return add_sequential(config, input, group);
-    if (cls == "Functional" || cls == "Model") return add_functional(config, input, group);
+    if (cls == "Sequential") return {add_sequential(config, inputs, group)};
+    if (cls == "Functional" || cls == "Model") return add_functional(config, inputs, group);
     fail(source_, ": model class '", cls, "' is not Sequential or Functional");
   }
 
@@ -115,28 +131,47 @@ class Flattener {
   }
 
   void declare_input(const std::string& name, const std::vector<int>& shape) {
-    if (!spec_.input_name.empty())
-      fail(source_, ": models with more than one input are not supported (second input '", name, "')");
-    spec_.input_name = name;
-    spec_.input_shape = shape;
+    if (used_.count(name)) fail(source_, ": two inputs are named '", name, "'");
+    spec_.inputs.push_back({name, shape});
     used_.insert(name);
   }
 
-  // Adds one ordinary or nested layer fed by `inputs`; returns its output's name.
-  // `shares`: the index in spec_.layers of the layer's first call, for its later calls (-1 for
-  // the first): those are named <name>_call<k> and read the first call's weights.
-  std::string add_layer(const json& layer, const std::vector<std::string>& inputs, const std::string& group,
-                        int shares = -1, int call = 0) {
+  // Adds one ordinary or nested layer fed by `inputs`; returns its outputs' names (one for an
+  // ordinary layer). `shares`: the index in spec_.layers of the layer's first call, for its
+  // later calls (-1 for the first): those are named <name>_call<k> and read the first call's
+  // weights. A nested model's later call adds its layers again, each sharing the weights of
+  // the layer its first call added at the same position.
+  std::vector<std::string> add_layer(const json& layer, const std::vector<std::string>& inputs,
+                                     const std::string& group, int shares = -1, int call = 0) {
     const std::string cls = layer.value("class_name", "");
     const std::string name = layer_name(layer);
     if (cls.empty() || name.empty())
       fail(source_, ": a layer entry has no class_name or name: ", layer.dump().substr(0, 200));
     if (is_model_class(cls)) {
-      if (inputs.size() != 1) fail(where(name), ": nested model with ", inputs.size(), " inputs is not supported");
       nesting_.push_back(name);
-      const std::string out = add_model(layer, inputs[0], group.empty() ? name : group);
+      const int saved_call = nested_call_;
+      nested_call_ = std::max(call, nested_call_);
+      std::vector<std::string> out;
+      if (call == 0) {
+        std::vector<int>& added = nested_layers_[{group, name}];
+        added.clear();
+        recordings_.push_back(&added);
+        out = add_model(layer, inputs, group.empty() ? name : group);
+        recordings_.pop_back();
+      } else {
+        replay_.push_back({&nested_layers_.at({group, name}), 0});
+        out = add_model(layer, inputs, group.empty() ? name : group);
+        replay_.pop_back();
+      }
+      nested_call_ = saved_call;
       nesting_.pop_back();
       return out;
+    }
+    if (!replay_.empty()) {  // a nested model's later call: the same layer as its first call's
+      auto& [added, next] = replay_.back();
+      if (next >= added->size()) fail(where(name), ": a nested model's calls differ in their layers");
+      shares = (*added)[next++];
+      if (call == 0) call = nested_call_;
     }
     KerasLayerSpec l;
     l.name = unique_name(call == 0 ? name : cat(name, "_call", call), group);
@@ -150,13 +185,16 @@ class Flattener {
     if (l.config.is_object() && l.config.value("data_format", "") == "channels_first") spec_.channels_first = true;
     if (layer.contains("module") || layer.contains("build_config")) spec_.keras3 = true;
     spec_.layers.push_back(std::move(l));
-    return spec_.layers.back().name;
+    const int index = static_cast<int>(spec_.layers.size()) - 1;
+    for (auto* r : recordings_) r->push_back(shares >= 0 ? shares : index);
+    return {spec_.layers.back().name};
   }
 
-  std::string add_sequential(const json& config, const std::string& input, const std::string& group) {
+  std::string add_sequential(const json& config, const std::vector<std::string>& inputs, const std::string& group) {
     const json& layers = config.is_array() ? config : config.at("layers");
     if (!layers.is_array()) fail(source_, ": Sequential config has no layer list");
-    std::string current = input;
+    if (inputs.size() > 1) fail(source_, ": a nested Sequential model called on ", inputs.size(), " inputs");
+    std::string current = inputs.empty() ? "" : inputs[0];
     bool first = true;
     for (const auto& layer : layers) {
       const std::string cls = layer.value("class_name", "");
@@ -175,7 +213,7 @@ class Flattener {
       if (first && current.empty() && is_model_class(cls)) {
         // A nested model first: it declares the input itself.
         first = false;
-        current = add_layer(layer, {""}, group);
+        current = single(add_layer(layer, {}, group), layer_name(layer));
         continue;
       }
       if (first && current.empty()) {
@@ -190,82 +228,102 @@ class Flattener {
           fail(source_,
                ": Sequential model declares no input shape (no InputLayer, batch_input_shape or build_input_shape)");
         declare_input(cat(layer_name(layer), "_input"), shape);
-        current = spec_.input_name;
+        current = spec_.inputs.back().name;
       }
       first = false;
-      current = add_layer(layer, {current}, group);
+      current = single(add_layer(layer, {current}, group), layer_name(layer));
     }
-    if (current.empty() || current == input) fail(source_, ": Sequential model has no layers");
+    if (current.empty() || (!inputs.empty() && current == inputs[0]))
+      fail(source_, ": Sequential model has no layers");
     return current;
   }
 
-  std::string add_functional(const json& config, const std::string& input, const std::string& group) {
+  // The one output of a layer that a Sequential model chains.
+  std::string single(const std::vector<std::string>& outputs, const std::string& layer) const {
+    if (outputs.size() != 1) fail(where(layer), ": has ", outputs.size(), " outputs inside a Sequential model");
+    return outputs[0];
+  }
+
+  std::vector<std::string> add_functional(const json& config, const std::vector<std::string>& inputs,
+                                          const std::string& group) {
     const json& layers = config.at("layers");
-    // (Keras layer name, call) -> flattened name of the tensor that call produces.
-    std::map<std::pair<std::string, int>, std::string> produced;
-    auto refs_of = [&](const json& refs) {
-      std::vector<std::pair<std::string, int>> out;
-      collect_tensor_refs(refs, out);
-      return out;
-    };
+    const bool top = inputs.empty();
+    const std::vector<TensorRef> declared_inputs = tensor_refs(config.at("input_layers"));
+    if (!top && declared_inputs.size() != inputs.size())
+      fail(source_, ": nested model '", nesting_.back(), "' takes ", declared_inputs.size(), " input(s), called on ",
+           inputs.size());
+    // (Keras layer name, call, tensor) -> flattened name of that tensor.
+    std::map<std::tuple<std::string, int, int>, std::string> produced;
     for (const auto& layer : layers) {
       const std::string cls = layer.value("class_name", "");
       const std::string name = layer_name(layer);
       const json nodes = layer.value("inbound_nodes", json::array());
       if (cls == "InputLayer") {
-        if (input.empty()) {
+        std::size_t position = 0;
+        while (position < declared_inputs.size() && declared_inputs[position].layer != name) ++position;
+        if (top) {
           std::vector<int> shape;
           if (!declared_input_shape(layer.value("config", json::object()), shape, where(name)))
             fail(where(name), ": InputLayer without a shape");
           declare_input(name, shape);
-          produced[{name, 0}] = name;
+          produced[{name, 0, 0}] = name;
         } else {
-          produced[{name, 0}] = input;
+          if (position == declared_inputs.size())
+            fail(where(name), ": an InputLayer that the nested model's input_layers do not list");
+          produced[{name, 0, 0}] = inputs[position];
         }
         continue;
       }
-      if (nodes.size() > 1 && is_model_class(cls))
-        fail(where(name), ": a nested model called ", nodes.size(), " times is not supported");
       if (nodes.empty()) fail(where(name), ": has no inbound nodes");
       // One flattened layer per call; later calls share the first call's layer and weights.
       int first_call = -1;
       for (std::size_t call = 0; call < nodes.size(); ++call) {
         const json node = json::array({nodes[call]});
-        std::vector<std::string> inputs;
-        for (const auto& [ref, node_index] : refs_of(node)) {
-          auto it = produced.find({ref, node_index});
+        std::vector<std::string> call_inputs;
+        for (const auto& ref : tensor_refs(node)) {
+          auto it = produced.find({ref.layer, ref.node, ref.tensor});
           if (it == produced.end())
-            fail(where(name), ": reads '", ref, "' (call ", node_index, "), which is not defined before it");
-          inputs.push_back(it->second);
+            fail(where(name), ": reads '", ref.layer, "' (call ", ref.node, ", tensor ", ref.tensor,
+                 "), which is not defined before it");
+          call_inputs.push_back(it->second);
         }
-        if (inputs.empty()) fail(where(name), ": call ", call, " has no input");
+        if (call_inputs.empty()) fail(where(name), ": call ", call, " has no input");
         const json constant = constant_operand(node);
         json entry = layer;
-        if (!constant.is_null() && inputs.size() == 1 && !is_model_class(cls)) {
+        if (!constant.is_null() && call_inputs.size() == 1 && !is_model_class(cls)) {
           // Carried in the layer's config, where the layer table finds it.
           if (!entry.contains("config") || !entry["config"].is_object()) entry["config"] = json::object();
           entry["config"]["__constant_operand"] = constant;
         }
-        produced[{name, static_cast<int>(call)}] = add_layer(entry, inputs, group, first_call, static_cast<int>(call));
+        const auto outputs = add_layer(entry, call_inputs, group, first_call, static_cast<int>(call));
+        for (std::size_t t = 0; t < outputs.size(); ++t)
+          produced[{name, static_cast<int>(call), static_cast<int>(t)}] = outputs[t];
         if (call == 0 && !is_model_class(cls)) first_call = static_cast<int>(spec_.layers.size()) - 1;
       }
     }
-    auto outputs = refs_of(config.at("output_layers"));
-    if (outputs.size() != 1)
-      fail(source_, ": models with ", outputs.size(), " outputs are not supported (one output needed)");
-    auto it = produced.find({outputs[0].first, outputs[0].second});
-    if (it == produced.end()) fail(source_, ": output layer '", outputs[0].first, "' is not among the layers");
-    if (input.empty()) {
-      auto ins = refs_of(config.at("input_layers"));
-      if (ins.size() != 1) fail(source_, ": models with ", ins.size(), " inputs are not supported (one input needed)");
+    std::vector<std::string> outputs;
+    for (const auto& ref : tensor_refs(config.at("output_layers"))) {
+      auto it = produced.find({ref.layer, ref.node, ref.tensor});
+      if (it == produced.end())
+        fail(source_, ": output '", ref.layer, "' (call ", ref.node, ", tensor ", ref.tensor,
+             ") is not among the layers");
+      outputs.push_back(it->second);
     }
-    return it->second;
+    if (outputs.empty()) fail(source_, ": the model lists no output_layers");
+    return outputs;
   }
 
   std::string source_;
   KerasModelSpec& spec_;
   std::set<std::string> used_;
   std::vector<std::string> nesting_;  // names of the nested models being added, outermost first
+  // Nested models' first calls: (group, name) -> the layers added, each as the index of the
+  // layer whose weights it holds; recorded while a first call adds them, replayed by later
+  // calls, which number their layers' names with the nested call (nested_call_).
+  std::map<std::pair<std::string, std::string>, std::vector<int>> nested_layers_;
+  std::vector<std::vector<int>*> recordings_;
+  std::vector<std::pair<std::vector<int>*, std::size_t>> replay_;
+  int nested_call_ = 0;
 };
 
 }  // namespace
@@ -278,11 +336,11 @@ KerasModelSpec parse_keras_config(const json& config, const std::string& source,
   try {
     spec.name = config["config"].is_object() ? config["config"].value("name", "model") : "model";
     Flattener flattener(source, spec);
-    spec.output_name = flattener.add_model(config, "", "");
+    spec.outputs = flattener.add_model(config, {}, "");
   } catch (const json::exception& e) {
     fail(source, ": malformed model config: ", e.what());
   }
-  if (spec.input_name.empty()) fail(source, ": model declares no input");
+  if (spec.inputs.empty()) fail(source, ": model declares no input");
   return spec;
 }
 

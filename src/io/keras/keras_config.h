@@ -1,8 +1,9 @@
 #pragma once
 // Reads a Keras model config (the `model_config` attribute of a full-model .h5, or a
 // `model.to_json()` / `model.to_yaml()` file) into a flat, topologically ordered list of
-// layers. Handles Sequential (old list style and dict style), Functional graphs, nested models
-// (flattened into the outer graph) and Keras 3's config keys.
+// layers. Handles Sequential (old list style and dict style), Functional graphs of several
+// inputs and outputs, nested models (flattened into the outer graph; a nested model called
+// again adds its layers again, sharing the first call's weights) and Keras 3's config keys.
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@ struct KerasLayerSpec {
   std::string name;                  // unique within the flattened model
   std::string class_name;            // "Conv2D"
   nlohmann::json config;             // the layer's Keras config
-  std::vector<std::string> inbound;  // producing layers' names; the model input's name for the first
+  std::vector<std::string> inbound;  // producing layers' or model inputs' names
   std::string weight_group;          // top-level layer whose HDF5 group holds the weights
   std::string weight_owner;          // the layer's own name inside that group (differs for nested models)
   std::vector<std::string> nesting;  // the nested models holding it, outermost first (Keras 3's
@@ -21,12 +22,16 @@ struct KerasLayerSpec {
   int shares_weights_of = -1;        // a shared layer's later call: the index of its first call
 };
 
+struct KerasInputSpec {
+  std::string name;
+  std::vector<int> shape;  // without the batch axis, as Keras gives it
+};
+
 struct KerasModelSpec {
   std::string name;
-  std::string input_name;
-  std::vector<int> input_shape;  // without the batch axis, as Keras gives it
+  std::vector<KerasInputSpec> inputs;  // the model's inputs, in its input_layers order
   std::vector<KerasLayerSpec> layers;
-  std::string output_name;
+  std::vector<std::string> outputs;    // the layers producing the model's outputs, in order
   bool channels_first = false;  // some layer declares data_format channels_first
   bool keras3 = false;
 };

@@ -1,5 +1,6 @@
 #include "io/keras/keras_model.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -82,9 +83,12 @@ json read_keras_config(const std::string& path, const std::string& arch_path, st
 
 model::Model build_keras_model(const KerasModelSpec& spec, const std::string& source) {
   model::Model m;
-  m.set_input(spec.input_name, frame_shape(spec.input_shape, spec.channels_first, source), spec.channels_first);
-  std::map<std::string, int> index{{spec.input_name, model::kModelInput}};
-  std::map<std::string, int> rank{{spec.input_name, static_cast<int>(spec.input_shape.size()) + 1}};
+  std::map<std::string, int> index, rank;
+  for (const auto& in : spec.inputs) {
+    index[in.name] = m.add_input(in.name, frame_shape(in.shape, spec.channels_first, source));
+    rank[in.name] = static_cast<int>(in.shape.size()) + 1;
+  }
+  m.set_channels_first(spec.channels_first);
   for (const auto& l : spec.layers) {
     std::vector<int> inputs;
     for (const auto& in : l.inbound) {
@@ -105,9 +109,16 @@ model::Model build_keras_model(const KerasModelSpec& spec, const std::string& so
       fail(source, ": layer '", l.name, "' has no input");
     }
   }
-  auto out = index.find(spec.output_name);
-  if (out == index.end() || out->second == model::kModelInput) fail(source, ": the model output is its input");
-  m.set_output(out->second);
+  std::vector<int> outputs;
+  for (const auto& name : spec.outputs) {
+    auto out = index.find(name);
+    if (out == index.end() || model::is_model_input(out->second))
+      fail(source, ": output '", name, "' is a model input");
+    if (std::find(outputs.begin(), outputs.end(), out->second) != outputs.end())
+      fail(source, ": output '", name, "' is listed twice");
+    outputs.push_back(out->second);
+  }
+  m.set_outputs(std::move(outputs));
   try {
     m.build();
   } catch (const Error& e) {

@@ -1,5 +1,7 @@
 #include "io/onnx/onnx_model.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "io/onnx/onnx_graph.h"
 #include "io/onnx/onnx_operators.h"
@@ -50,18 +52,16 @@ OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
   OnnxGraph graph(g, path, opset, constants);
   model::Model& m = graph.model();
 
-  const onnx::ValueInfoProto* input = nullptr;
+  bool channels_first = false;
   for (const auto& in : g.input()) {
     if (constants.has(in.name())) continue;  // older exporters list initializers as inputs too
-    if (input)
-      fail(path, ": the model has several inputs ('", input->name(), "', '", in.name(),
-           "'); Chorus runs models with one");
-    input = &in;
+    const auto dims = input_dims(in, path);
+    const int value = m.add_input(in.name(), frame_of(dims));
+    channels_first = channels_first || dims.size() == 4;
+    graph.set_value(in.name(), OnnxValue{value, dims});
   }
-  if (!input) fail(path, ": the graph has no input besides its initializers");
-  const auto dims = input_dims(*input, path);
-  m.set_input(input->name(), frame_of(dims), /*channels_first=*/dims.size() == 4);
-  graph.set_value(input->name(), OnnxValue{model::kModelInput, dims});
+  if (m.inputs().empty()) fail(path, ": the graph has no input besides its initializers");
+  m.set_channels_first(channels_first);
 
   for (int i = 0; i < g.node_size(); ++i) {
     const onnx::NodeProto& p = g.node(i);
@@ -77,12 +77,21 @@ OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
     convert_onnx_node(node);
   }
 
-  if (g.output_size() != 1) fail(path, ": the graph has ", g.output_size(), " outputs; Chorus runs models with one");
-  const std::string& out = g.output(0).name();
-  if (!graph.has_value(out))
-    fail(path, ": output '", out, "' ", constants.has(out) ? "is a constant" : "is computed by no node");
-  if (graph.value(out).node == model::kModelInput) fail(path, ": the model output is its input");
-  m.set_output(graph.value(out).node);
+  if (g.output_size() == 0) fail(path, ": the graph has no output");
+  std::vector<int> outputs;
+  std::vector<std::string> names;
+  for (const auto& o : g.output()) {
+    const std::string& out = o.name();
+    if (!graph.has_value(out))
+      fail(path, ": output '", out, "' ", constants.has(out) ? "is a constant" : "is computed by no node");
+    const int node = graph.value(out).node;
+    if (model::is_model_input(node)) fail(path, ": output '", out, "' is a model input");
+    if (std::find(outputs.begin(), outputs.end(), node) != outputs.end())
+      fail(path, ": output '", out, "' is the same value as an earlier output");
+    outputs.push_back(node);
+    names.push_back(out);
+  }
+  m.set_outputs(std::move(outputs), std::move(names));
   try {
     m.build();
   } catch (const Error& e) {
