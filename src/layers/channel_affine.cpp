@@ -15,23 +15,28 @@ ChannelAffine::ChannelAffine(std::string name, std::string keras_type, std::vect
                              std::vector<float> offset)
     : Layer(std::move(name)), type_(std::move(keras_type)), scale_(std::move(scale)), offset_(std::move(offset)) {}
 
-std::unique_ptr<ChannelAffine> ChannelAffine::normalization_from_weights(std::string name) {
+std::unique_ptr<ChannelAffine> ChannelAffine::normalization_from_weights(std::string name, bool invert) {
   auto layer = std::make_unique<ChannelAffine>(std::move(name), "Normalization", std::vector<float>{1.0f},
                                                std::vector<float>{0.0f});
   layer->statistics_are_weights_ = true;
+  layer->invert_ = invert;
   return layer;
 }
 
 std::unique_ptr<ChannelAffine> ChannelAffine::normalization(std::string name, const std::vector<float>& mean,
-                                                            const std::vector<float>& variance) {
+                                                            const std::vector<float>& variance, bool invert) {
   const std::size_t n = std::max(mean.size(), variance.size());
   std::vector<float> scale(n), offset(n);
   for (std::size_t i = 0; i < n; ++i) {
     const float m = mean[mean.size() == 1 ? 0 : i], v = variance[variance.size() == 1 ? 0 : i];
-    scale[i] = 1.0f / std::max(std::sqrt(v), kEpsilon);
-    offset[i] = -m * scale[i];
+    const float deviation = std::max(std::sqrt(v), kEpsilon);
+    scale[i] = invert ? deviation : 1.0f / deviation;
+    offset[i] = invert ? m : -m * scale[i];
   }
-  return std::make_unique<ChannelAffine>(std::move(name), "Normalization", std::move(scale), std::move(offset));
+  auto layer =
+      std::make_unique<ChannelAffine>(std::move(name), "Normalization", std::move(scale), std::move(offset));
+  layer->invert_ = invert;
+  return layer;
 }
 
 Shape ChannelAffine::infer_shape(const std::vector<Shape>& in) {
@@ -52,7 +57,7 @@ void ChannelAffine::set_weights(WeightMap weights) {
   if (!statistics_are_weights_) return;
   const auto specs = weight_specs();
   const std::vector<float> mean = take_weight(weights, specs[0]), variance = take_weight(weights, specs[1]);
-  auto normalized = normalization(name(), mean, variance);
+  auto normalized = normalization(name(), mean, variance, invert_);
   scale_ = std::move(normalized->scale_);
   offset_ = std::move(normalized->offset_);
 }

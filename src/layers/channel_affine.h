@@ -1,7 +1,8 @@
 #pragma once
 // y = x * scale + offset per channel: Keras' Rescaling (constants in its config) and
-// Normalization (y = (x - mean) / max(sqrt(variance), 1e-7), the statistics from its config or,
-// after adapt(), from its weights: mean, variance and count).
+// Normalization (y = (x - mean) / max(sqrt(variance), 1e-7), or with `invert` the way back,
+// y = mean + x * max(sqrt(variance), 1e-7); the statistics from its config or, after adapt(),
+// from its weights: mean, variance and count).
 #include "layers/layer.h"
 
 namespace chorus::layers {
@@ -11,10 +12,10 @@ class ChannelAffine : public Layer {
   // `scale` and `offset` hold one value for every channel, or one per channel.
   ChannelAffine(std::string name, std::string keras_type, std::vector<float> scale, std::vector<float> offset);
   // A Normalization whose statistics are weights, turned into scale and offset at load.
-  static std::unique_ptr<ChannelAffine> normalization_from_weights(std::string name);
+  static std::unique_ptr<ChannelAffine> normalization_from_weights(std::string name, bool invert = false);
   // The same from statistics (one value, or one per channel).
   static std::unique_ptr<ChannelAffine> normalization(std::string name, const std::vector<float>& mean,
-                                                      const std::vector<float>& variance);
+                                                      const std::vector<float>& variance, bool invert = false);
 
   std::string type() const override { return type_; }
   std::vector<WeightSpec> weight_specs() const override;
@@ -31,6 +32,7 @@ class ChannelAffine : public Layer {
   std::string type_;
   std::vector<float> scale_, offset_;
   bool statistics_are_weights_ = false;
+  bool invert_ = false;  // a Normalization's way back
 };
 
 }  // namespace chorus::layers

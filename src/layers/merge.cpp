@@ -8,7 +8,23 @@
 
 namespace chorus::layers {
 
+std::string Elementwise::type() const {
+  switch (op_) {
+    case ElementwiseOp::add: return "Add";
+    case ElementwiseOp::multiply: return "Multiply";
+    case ElementwiseOp::subtract: return "Subtract";
+    case ElementwiseOp::divide: return "Divide";
+    case ElementwiseOp::maximum: return "Maximum";
+    case ElementwiseOp::minimum: return "Minimum";
+    case ElementwiseOp::average: return "Average";
+  }
+  return "?";
+}
+
 Shape Elementwise::infer_shape(const std::vector<Shape>& in) {
+  if ((op_ == ElementwiseOp::subtract || op_ == ElementwiseOp::divide) && in.size() != 2)
+    fail_layer("takes 2 inputs, got ", in.size());
+  if (in.size() < 2) fail_layer("takes 2 or more inputs, got ", in.size());
   Shape out = in[0];
   for (const Shape& s : in)
     if (s.size() > out.size()) out = s;
@@ -22,22 +38,57 @@ Shape Elementwise::infer_shape(const std::vector<Shape>& in) {
 
 double Elementwise::macs() const { return static_cast<double>(output_shape().size()) * (input_shapes().size() - 1); }
 
+namespace {
+
+// o[j] = o[j] op x[j] over [begin, end), or with x of one pixel (c values) broadcast.
+template <class Op>
+void combine(float* __restrict o, const float* __restrict x, std::size_t begin, std::size_t end, bool broadcast, int c,
+             Op op) {
+  if (!broadcast) {
+    for (std::size_t j = begin; j < end; ++j) o[j] = op(o[j], x[j]);
+    return;
+  }
+  for (std::size_t j = begin; j < end; j += c)
+    for (int k = 0; k < c; ++k) o[j + k] = op(o[j + k], x[k]);
+}
+
+void combine(ElementwiseOp op, float* o, const float* x, std::size_t begin, std::size_t end, bool broadcast, int c) {
+  switch (op) {
+    case ElementwiseOp::add:
+    case ElementwiseOp::average: return combine(o, x, begin, end, broadcast, c, [](float a, float b) { return a + b; });
+    case ElementwiseOp::multiply: return combine(o, x, begin, end, broadcast, c, [](float a, float b) { return a * b; });
+    case ElementwiseOp::subtract: return combine(o, x, begin, end, broadcast, c, [](float a, float b) { return a - b; });
+    case ElementwiseOp::divide: return combine(o, x, begin, end, broadcast, c, [](float a, float b) { return a / b; });
+    case ElementwiseOp::maximum:
+      return combine(o, x, begin, end, broadcast, c, [](float a, float b) { return std::max(a, b); });
+    case ElementwiseOp::minimum:
+      return combine(o, x, begin, end, broadcast, c, [](float a, float b) { return std::min(a, b); });
+  }
+}
+
+}  // namespace
+
 void Elementwise::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Shape& os = output_shape();
   const int frames = in[0]->frames();
   const int c = os.c;
   const std::int64_t pixels = static_cast<std::int64_t>(os.h) * os.w;
-  std::size_t first = 0;
-  // Start from an input of full shape (the first when out aliases it).
+  // Every op but Subtract and Divide is commutative: start from an input of full shape (the
+  // first when out aliases it), so no broadcast is copied out first.
   const bool in_place = &out == in[0];
+  const bool ordered = op_ == ElementwiseOp::subtract || op_ == ElementwiseOp::divide;
+  std::size_t first = 0;
   if (!in_place) {
-    for (std::size_t i = 0; i < in.size(); ++i)
-      if (input_shapes()[i] == os) {
-        first = i;
-        break;
-      }
+    if (!ordered)
+      for (std::size_t i = 0; i < in.size(); ++i)
+        if (input_shapes()[i] == os) {
+          first = i;
+          break;
+        }
     out.resize(frames, os);
   }
+  const bool first_broadcast = input_shapes()[first] != os;
+  const float inverse_count = 1.0f / static_cast<float>(in.size());
   // Each range of pixels gets every input and the activation while it is in cache; ranges of
   // some 16k floats go to the compute threads.
   const std::int64_t grain = std::max<std::int64_t>(1, 16384 / c);
@@ -45,25 +96,19 @@ void Elementwise::forward(const std::vector<const Tensor*>& in, Tensor& out) con
     parallel_range(pixels, grain, [&](std::int64_t p0, std::int64_t p1) {
       const std::size_t begin = static_cast<std::size_t>(p0) * c, end = static_cast<std::size_t>(p1) * c;
       float* __restrict o = out.frame(n);
-      if (!in_place) std::copy(in[first]->frame(n) + begin, in[first]->frame(n) + end, o + begin);
+      if (!in_place) {
+        const float* x = in[first]->frame(n);
+        if (first_broadcast)
+          for (std::size_t j = begin; j < end; j += c) std::copy(x, x + c, o + j);
+        else
+          std::copy(x + begin, x + end, o + begin);
+      }
       for (std::size_t i = 0; i < in.size(); ++i) {
         if (i == first) continue;
-        const float* __restrict x = in[i]->frame(n);
-        if (input_shapes()[i] == os) {
-          if (op_ == ElementwiseOp::add)
-            for (std::size_t j = begin; j < end; ++j) o[j] += x[j];
-          else
-            for (std::size_t j = begin; j < end; ++j) o[j] *= x[j];
-        } else {  // (1, 1, c), broadcast over pixels
-          for (std::size_t j = begin; j < end; j += c)
-            for (int k = 0; k < c; ++k) {
-              if (op_ == ElementwiseOp::add)
-                o[j + k] += x[k];
-              else
-                o[j + k] *= x[k];
-            }
-        }
+        combine(op_, o, in[i]->frame(n), begin, end, input_shapes()[i] != os, c);
       }
+      if (op_ == ElementwiseOp::average)
+        for (std::size_t j = begin; j < end; ++j) o[j] *= inverse_count;
       activation_.apply(o + begin, end - begin, c);
     });
 }

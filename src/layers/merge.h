@@ -1,17 +1,21 @@
 #pragma once
-// Layers joining two or more inputs: Add and Multiply (elementwise; an input of shape (1, 1, c)
-// is broadcast over rows and columns, as in squeeze-and-excitation blocks) and Concatenate.
+// Layers joining two or more inputs: elementwise Add, Multiply, Subtract, Divide, Maximum,
+// Minimum and Average (an input of shape (1, 1, c) is broadcast over rows and columns, as in
+// squeeze-and-excitation blocks), and Concatenate.
 #include "layers/layer.h"
 
 namespace chorus::layers {
 
-enum class ElementwiseOp { add, multiply };
+// Inputs are combined left to right: ((a op b) op c)...; Subtract and Divide take two inputs,
+// Average is the sum over the count.
+enum class ElementwiseOp { add, multiply, subtract, divide, maximum, minimum, average };
 
 class Elementwise : public Layer {
  public:
   Elementwise(std::string name, ElementwiseOp op, Activation activation = {})
       : Layer(std::move(name)), op_(op), activation_(activation) {}
-  std::string type() const override { return op_ == ElementwiseOp::add ? "Add" : "Multiply"; }
+  std::string type() const override;
+  ElementwiseOp op() const { return op_; }
   int arity() const override { return 0; }
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;

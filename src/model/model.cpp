@@ -71,7 +71,7 @@ bool Model::is_output(int node) const { return std::find(outputs_.begin(), outpu
 int Model::add(std::unique_ptr<layers::Layer> layer, std::vector<int> inputs, int source) {
   const int index = static_cast<int>(nodes_.size());
   for (int i : inputs) CHORUS_ASSERT(valid_input(i, index), "input ", i, " of node ", index);
-  nodes_.push_back(Node{std::move(layer), std::move(inputs), {}, {}, source});
+  nodes_.push_back(Node{std::move(layer), std::move(inputs), {}, {}, source, {}});
   set_output(index);
   built_ = false;
   cache_ = new_forward_cache();

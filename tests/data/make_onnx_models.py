@@ -334,7 +334,8 @@ class TwoInputsTwoOutputs(nn.Module):
         f = self.pool(F.relu(self.bn(self.conv(image))))
         g = torch.flatten(self.gap(f), 1)
         h = F.relu(self.meta(vector))
-        scores = F.softmax(self.head(torch.cat([g, h], 1)), dim=1)
+        # Sub and Div of two computed values too.
+        scores = F.softmax(self.head(torch.cat([g - h, g / (1 + h * h)], 1)), dim=1)
         return scores, torch.sigmoid(self.mask(f))
 
 

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -14,6 +15,7 @@
 #include "io/model_file.h"
 #include "layers/padding.h"
 #include "layers/resizing.h"
+#include "reference/reference_ops.h"
 #include "reference/test_util.h"
 
 using namespace chorus;
@@ -200,9 +202,14 @@ TEST(KerasArchive, PreprocessingLayersInFront) {
    {"module": "keras.layers", "class_name": "Rescaling", "config": {"name": "rescale", "scale": 0.00784313725, "offset": -1.0}},
    {"module": "keras.layers", "class_name": "Normalization", "config": {"name": "norm", "axis": -1, "mean": [0.1, -0.2, 0.3], "variance": [4.0, 0.25, 1.0], "invert": false}},
    {"module": "keras.layers", "class_name": "Normalization", "config": {"name": "adapted", "axis": -1, "mean": null, "variance": null}},
-   {"module": "keras.layers", "class_name": "Rescaling", "config": {"name": "per_channel", "scale": [[[0.5, 2.0, 1.0]]], "offset": 0.0}}]}})";
+   {"module": "keras.layers", "class_name": "Rescaling", "config": {"name": "per_channel", "scale": [[[0.5, 2.0, 1.0]]], "offset": 0.0}},
+   {"module": "keras.layers", "class_name": "Normalization", "config": {"name": "back", "axis": -1, "mean": [1.0, 2.0, -3.0], "variance": [0.25, 1.0, 16.0], "invert": true}},
+   {"module": "keras.layers", "class_name": "Normalization", "config": {"name": "adapted_back", "axis": -1, "mean": null, "variance": null, "invert": true}}]}})";
   test::TempDir dir;
   Written w = prepare(config);
+  w.weights[9]["mean"] = {-1.0f, 0.5f, 0.25f};
+  w.weights[9]["variance"] = {4.0f, 1.0f, 0.0f};  // a deviation of 0 is floored at 1e-7, as Keras does
+  w.weights[9]["count"] = {10.0f};
   // The adapted statistics: mean, variance, count (Keras' order).
   w.weights[6]["mean"] = {0.5f, 0.0f, -0.5f};
   w.weights[6]["variance"] = {1.0f, 9.0f, 0.25f};
@@ -213,12 +220,17 @@ TEST(KerasArchive, PreprocessingLayersInFront) {
   Tensor expected(2, {5, 6, 3});
   const float mean[3] = {0.1f, -0.2f, 0.3f}, var[3] = {4.0f, 0.25f, 1.0f};
   const float amean[3] = {0.5f, 0.0f, -0.5f}, adev[3] = {1.0f, 3.0f, 0.5f}, scale[3] = {0.5f, 2.0f, 1.0f};
+  const float bmean[3] = {1.0f, 2.0f, -3.0f}, bdev[3] = {0.5f, 1.0f, 4.0f};
+  const float cmean[3] = {-1.0f, 0.5f, 0.25f}, cdev[3] = {2.0f, 1.0f, 1e-7f};
   for (std::size_t i = 0; i < in.size(); ++i) {
     const int c = static_cast<int>(i % 3);
     double x = in.data()[i] * 0.00784313725 - 1.0;
     x = (x - mean[c]) / std::sqrt(var[c]);
     x = (x - amean[c]) / adev[c];
-    expected.data()[i] = static_cast<float>(x * scale[c]);
+    x *= scale[c];
+    x = bmean[c] + x * bdev[c];    // Normalization(invert=True): back from normalised values
+    x = cmean[c] + x * cdev[c];
+    expected.data()[i] = static_cast<float>(x);
   }
   EXPECT_LT(test::error_vs_largest(run(dir.path("pre.keras"), in), expected), 1e-6);
   EXPECT_LT(test::error_vs_largest(run(dir.path("pre.h5"), in), expected), 1e-6);
@@ -294,4 +306,47 @@ TEST(KerasArchive, OperationsWithConstants) {
   const std::string error = test::error_of([&] { prepare(reversed); });
   EXPECT_THAT(error,
               HasSubstr("layer 'div' (TrueDivide): operation TrueDivide with a constant first is not supported"));
+}
+
+// Merge layers and Keras 3 operations on two computed tensors: Subtract, Maximum, Minimum,
+// Average, and TrueDivide written as an operation node (keras.ops.true_divide(a, b)), against
+// plain loops.
+TEST(KerasArchive, OperationsOnTwoTensors) {
+  const auto tensor = [](const char* from) {
+    return std::string(R"({"class_name": "__keras_tensor__", "config": {"keras_history": [")") + from + R"(", 0, 0]}})";
+  };
+  const auto merge = [&](const char* cls, const char* name, std::vector<const char*> from) {
+    std::string args;
+    for (const char* f : from) args += (args.empty() ? "" : ", ") + tensor(f);
+    return std::string(R"({"class_name": ")") + cls + R"(", "name": ")" + name + R"(", "config": {"name": ")" + name +
+           R"("}, "inbound_nodes": [{"args": [[)" + args + R"(]], "kwargs": {}}]})";
+  };
+  const std::string config =
+      R"({"module": "keras", "class_name": "Functional", "config": {"name": "two", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_shape": [null, 5, 4, 3]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "a", "config": {"name": "a", "filters": 3, "kernel_size": [3, 3], "padding": "same"},
+    "inbound_nodes": [{"args": [)" + tensor("in") + R"(], "kwargs": {}}]},
+   {"class_name": "Conv2D", "name": "b", "config": {"name": "b", "filters": 3, "kernel_size": [1, 1], "activation": "sigmoid"},
+    "inbound_nodes": [{"args": [)" + tensor("in") + R"(], "kwargs": {}}]},
+   )" + merge("Subtract", "sub", {"a", "b"}) + ",\n" + merge("Maximum", "max", {"a", "b", "sub"}) + ",\n" +
+      merge("Minimum", "min", {"sub", "a"}) + ",\n" + merge("Average", "avg", {"max", "min", "b"}) + ",\n" +
+      R"({"module": "keras.src.ops.numpy", "class_name": "TrueDivide", "name": "div", "config": {"name": "div"},
+    "inbound_nodes": [{"args": [)" + tensor("avg") + ", " + tensor("b") + R"(], "kwargs": {}}]}],
+   "input_layers": [["in", 0, 0]], "output_layers": [["div", 0, 0]]}})";
+  test::TempDir dir;
+  Written w = prepare(config);
+  io::write_keras_archive(dir.path("two.keras"), w.config, w.spec, w.model, w.weights);
+  const Tensor in = test::random_tensor(2, {5, 4, 3}, 8);
+  ref::ConvParams p3, p1;
+  p3.kh = p3.kw = 3;
+  p3.same = true;
+  const Tensor a = ref::conv2d(in, w.weights[0].at("kernel"), w.weights[0].at("bias"), 3, p3);
+  const Tensor b = ref::activation(ref::conv2d(in, w.weights[1].at("kernel"), w.weights[1].at("bias"), 3, p1), "sigmoid");
+  Tensor expected(2, a.shape());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double x = a.data()[i], y = b.data()[i], sub = x - y;
+    const double avg = (std::max({x, y, sub}) + std::min(sub, x) + y) / 3;
+    expected.data()[i] = static_cast<float>(avg / y);
+  }
+  EXPECT_LT(test::error_vs_largest(run(dir.path("two.keras"), in), expected), 1e-5);
 }

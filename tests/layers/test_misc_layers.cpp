@@ -1,6 +1,9 @@
 // Batch norm, LRN, padding, cropping, flatten, reshape and merge layers against references.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "core/random.h"
 #include "io/data/npy.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_affine.h"
@@ -118,6 +121,72 @@ TEST(Concatenate, EveryAxis) {
   }
   Concatenate bad("c", 2);
   EXPECT_THROW(bad.build({{3, 4, 5}, {3, 5, 5}}), Error);
+}
+
+// Every op on random shapes, each input full-size or (1, 1, c), in place and not, against a plain
+// loop that folds the inputs left to right.
+TEST(Elementwise, EveryOpAgainstAPlainLoop) {
+  const ElementwiseOp ops[] = {ElementwiseOp::add,     ElementwiseOp::multiply, ElementwiseOp::subtract,
+                               ElementwiseOp::divide,  ElementwiseOp::maximum,  ElementwiseOp::minimum,
+                               ElementwiseOp::average};
+  Rng rng(41);
+  for (ElementwiseOp op : ops) {
+    for (int trial = 0; trial < 6; ++trial) {
+      const bool two = op == ElementwiseOp::subtract || op == ElementwiseOp::divide;
+      const int count = two ? 2 : 2 + trial % 3;
+      const Shape full{1 + static_cast<int>(rng.next_u64() % 5), 1 + static_cast<int>(rng.next_u64() % 6),
+                       1 + static_cast<int>(rng.next_u64() % 9)};
+      std::vector<Tensor> in;
+      std::vector<Shape> shapes;
+      for (int k = 0; k < count; ++k) {
+        const bool broadcast = (k > 0 && (trial + k) % 2 == 0) || (k == 0 && trial % 3 == 2);
+        const Shape s = broadcast ? Shape{1, 1, full.c} : full;
+        // Divisors kept away from 0.
+        in.push_back(test::random_tensor(2, s, 100 + trial * 10 + k, op == ElementwiseOp::divide && k == 1 ? 0.5f : -1.0f,
+                                         op == ElementwiseOp::divide && k == 1 ? 2.0f : 1.0f));
+        shapes.push_back(s);
+      }
+      bool any_full = false;
+      for (const auto& s : shapes) any_full = any_full || s == full;
+      if (!any_full) shapes[count - 1] = full, in[count - 1] = test::random_tensor(2, full, 7);
+      Elementwise layer("e", op);
+      layer.build(shapes);
+      std::vector<const Tensor*> pointers;
+      for (const auto& t : in) pointers.push_back(&t);
+      Tensor out;
+      layer.forward(pointers, out);
+      ASSERT_EQ(out.shape(), full);
+      for (int n = 0; n < 2; ++n)
+        for (std::size_t i = 0; i < full.size(); ++i) {
+          const auto at = [&](int k) {
+            return static_cast<double>(in[k].shape() == full ? in[k].frame(n)[i] : in[k].frame(n)[i % full.c]);
+          };
+          double v = at(0);
+          for (int k = 1; k < count; ++k) {
+            const double x = at(k);
+            switch (op) {
+              case ElementwiseOp::add: case ElementwiseOp::average: v += x; break;
+              case ElementwiseOp::multiply: v *= x; break;
+              case ElementwiseOp::subtract: v -= x; break;
+              case ElementwiseOp::divide: v /= x; break;
+              case ElementwiseOp::maximum: v = std::max(v, x); break;
+              case ElementwiseOp::minimum: v = std::min(v, x); break;
+            }
+          }
+          if (op == ElementwiseOp::average) v /= count;
+          ASSERT_NEAR(out.frame(n)[i], v, 1e-5 * (1 + std::fabs(v))) << layer.type() << " trial " << trial << " at " << i;
+        }
+      // In place, where the first input has the output's shape.
+      if (in[0].shape() == full) {
+        Tensor inplace = in[0];
+        pointers[0] = &inplace;
+        layer.forward(pointers, inplace);
+        EXPECT_EQ(max_relative_error(inplace, out), 0.0) << layer.type();
+      }
+    }
+  }
+  Elementwise three("s", ElementwiseOp::subtract);
+  EXPECT_THROW(three.build({{2, 2, 2}, {2, 2, 2}, {2, 2, 2}}), Error);
 }
 
 TEST(Elementwise, AddMultiplyAndBroadcast) {

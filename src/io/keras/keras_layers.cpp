@@ -338,9 +338,6 @@ std::unique_ptr<Layer> make_center_crop(const KerasLayerSpec& spec, const Config
   return std::make_unique<CenterCrop>(spec.name, r.integer("height", 0), r.integer("width", 0));
 }
 
-std::unique_ptr<Layer> make_two_tensor_operation(const KerasLayerSpec& spec, const ConfigReader& r) {
-  r.error(spec.class_name, " of two computed tensors is not supported (only with a constant operand)");
-}
 
 // A Keras 3 operation on a tensor and a constant (keras_config.cpp's constant_operand):
 // x / c, x - c, c - x, x + c, x * c, with c one value or one per channel.
@@ -375,12 +372,11 @@ std::unique_ptr<Layer> make_rescaling(const KerasLayerSpec& spec, const ConfigRe
 
 // Normalization with its statistics in the config, or (after adapt()) in its weights.
 std::unique_ptr<Layer> make_normalization(const KerasLayerSpec& spec, const ConfigReader& r) {
-  if (r.has("invert") && spec.config["invert"].is_boolean() && spec.config["invert"].get<bool>())
-    r.error("invert: true (denormalisation) is not supported");
+  const bool invert = r.boolean("invert", false);
   r.require_channels_axis("axis", -1);
   if (r.has("mean") != r.has("variance")) r.error("has 'mean' or 'variance' without the other");
-  if (!r.has("mean")) return ChannelAffine::normalization_from_weights(spec.name);
-  return ChannelAffine::normalization(spec.name, r.numbers("mean", {}), r.numbers("variance", {}));
+  if (!r.has("mean")) return ChannelAffine::normalization_from_weights(spec.name, invert);
+  return ChannelAffine::normalization(spec.name, r.numbers("mean", {}), r.numbers("variance", {}), invert);
 }
 
 Factory elementwise(ElementwiseOp op) {
@@ -446,11 +442,14 @@ const std::map<std::string, Factory>& factories() {
       {"Rescaling", make_rescaling},
       {"Resizing", make_resizing},
       {"CenterCrop", make_center_crop},
-      // Keras 3 operations on a tensor and a constant (make_constant_operation); called on two
-      // tensors they are not supported.
-      {"TrueDivide", make_two_tensor_operation},
-      {"Divide", make_two_tensor_operation},
-      {"Subtract", make_two_tensor_operation},
+      // Keras 3 operations: on a tensor and a constant (make_constant_operation) or on two tensors;
+      // Keras' merge layers of the same names.
+      {"TrueDivide", elementwise(ElementwiseOp::divide)},
+      {"Divide", elementwise(ElementwiseOp::divide)},
+      {"Subtract", elementwise(ElementwiseOp::subtract)},
+      {"Maximum", elementwise(ElementwiseOp::maximum)},
+      {"Minimum", elementwise(ElementwiseOp::minimum)},
+      {"Average", elementwise(ElementwiseOp::average)},
       {"Normalization", make_normalization},
       {"Add", elementwise(ElementwiseOp::add)},
       {"Multiply", elementwise(ElementwiseOp::multiply)},

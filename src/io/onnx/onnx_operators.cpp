@@ -261,7 +261,7 @@ void convert_matmul(OnnxNode& n) {
 
 // ---- Elementwise ----------------------------------------------------------------------------
 
-// Add, Mul, Sub, Div. Two computed inputs: an Add/Multiply layer (broadcasting (N, C, 1, 1)).
+// Add, Mul, Sub, Div. Two computed inputs: an Elementwise layer (broadcasting (N, C, 1, 1)).
 // A computed input and a scalar or per-channel constant: a per-channel affine map, which is a
 // batch normalisation with mean 0, variance 1 and epsilon 0 (the optimiser folds it into a
 // preceding convolution or dense layer, so MatMul + Add becomes one Dense with bias).
@@ -271,12 +271,16 @@ void convert_arithmetic(OnnxNode& n) {
   if (n.inputs() != 2) n.fail("expects 2 inputs, found ", n.inputs());
   if (n.is_constant(0) && n.is_constant(1)) n.fail("both inputs are constants (constant folding is not supported)");
   if (!n.is_constant(0) && !n.is_constant(1)) {
-    if (op != "Add" && op != "Mul") n.fail(op, " of two computed values is not supported (only Add and Mul)");
     const OnnxValue &a = n.activation(0), &b = n.activation(1);
     if (a.rank() != b.rank()) n.fail("inputs ", dims_str(a.dims), " and ", dims_str(b.dims), " differ in rank");
-    auto layer = std::make_unique<Elementwise>(n.name(), op == "Add" ? ElementwiseOp::add : ElementwiseOp::multiply);
-    // The layer broadcasts a (1, 1, c) input over the other: put the full-size one first.
-    const bool swap = frame_of(a.dims).size() < frame_of(b.dims).size();
+    const ElementwiseOp kind = op == "Add"   ? ElementwiseOp::add
+                               : op == "Mul" ? ElementwiseOp::multiply
+                               : op == "Sub" ? ElementwiseOp::subtract
+                                             : ElementwiseOp::divide;
+    auto layer = std::make_unique<Elementwise>(n.name(), kind);
+    // The layer broadcasts a (1, 1, c) input over the other: put the full-size one first where
+    // the order does not matter.
+    const bool swap = (op == "Add" || op == "Mul") && frame_of(a.dims).size() < frame_of(b.dims).size();
     n.set_output(
         n.add_layer(std::move(layer), swap ? std::vector<OnnxValue>{b, a} : std::vector<OnnxValue>{a, b}, a.rank()));
     return;
