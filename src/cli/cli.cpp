@@ -19,6 +19,7 @@ int run_cli(int argc, char** argv, runtime::Transport& transport) {
   add_profile_command(app);
   add_cluster_command(app);
   add_supervise_command(app, exit_code);
+  add_testbed_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

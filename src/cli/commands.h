@@ -17,5 +17,7 @@ void add_profile_command(CLI::App& app);
 void add_cluster_command(CLI::App& app);
 // `exit_code` receives the supervised job's status.
 void add_supervise_command(CLI::App& app, int& exit_code);
+// `exit_code` receives the job's status.
+void add_testbed_command(CLI::App& app, int& exit_code);
 
 }  // namespace chorus::cli

@@ -44,8 +44,13 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                   "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)");
   cmd->add_option("--cluster", o->cluster,
                   "Cluster file of the devices: a plan that needs more memory than one declares is refused");
-  cmd->add_option("--emulate", o->emulate,
-                  "Cluster file: each rank computes like its device and messages follow the network model");
+  auto* emulate = cmd->add_option("--emulate", o->emulate,
+                                  "Cluster file: each rank computes like its device and messages follow the network "
+                                  "model");
+  cmd->add_option("--pace", o->pace,
+                  "Cluster file: each rank computes like its device; messages go over the real network "
+                  "(chorus testbed uses it)")
+      ->excludes(emulate);
   cmd->add_flag("--quiet", o->quiet, "Do not print the plan table");
   cmd->add_flag("--resume", o->resume,
                 "Continue the --output of a run that was killed: only the frames its journal lacks are run")

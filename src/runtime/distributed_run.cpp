@@ -132,11 +132,17 @@ int run_distributed(Transport& real, const RunOptions& o) {
   // Every rank takes part in this collective, whatever happens next: it names the shared medium.
   const long job_key = o.emulate.empty() ? 0 : real.max_all(static_cast<int>(getpid()));
   Transport* transport = &real;
+  // The cluster whose devices' speed this run imitates: --emulate (network too) or --pace
+  // (compute only; messages go as the transport sends them, as on the testbed's kernel network).
+  const std::string& paced = !o.emulate.empty() ? o.emulate : o.pace;
   try {
-    if (!o.emulate.empty()) {
-      setup.cluster = cluster::read_cluster(o.emulate);
+    if (!o.emulate.empty() && !o.pace.empty()) fail("run: give --emulate or --pace, not both");
+    if (!paced.empty()) {
+      setup.cluster = cluster::read_cluster(paced);
       if (setup.cluster.ranks() < real.size())
-        fail(o.emulate, ": the cluster has ", setup.cluster.ranks(), " device slot(s), the job ", real.size(), " ranks");
+        fail(paced, ": the cluster has ", setup.cluster.ranks(), " device slot(s), the job ", real.size(), " ranks");
+    }
+    if (!o.emulate.empty()) {
       setup.emulated = make_emulated_transport(real, setup.cluster.network, job_key);
       transport = setup.emulated.get();
     }
@@ -153,8 +159,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (p.model.empty()) p.model = o.model;
     setup.plan = plan::validate_plan(p, m, t.size());
     // Refuse a plan that would not fit the devices' declared memory, before any weight loads.
-    if (!o.emulate.empty() || !o.cluster.empty()) {
-      const cluster::Cluster devices = o.emulate.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
+    if (!paced.empty() || !o.cluster.empty()) {
+      const cluster::Cluster devices = paced.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
       plan::check_plan_fits(m, devices, cluster::model_key(o.model), p);
     }
     if (setup.plan.max_in_flight < static_cast<int>(setup.plan.stages.size()) + 2)
@@ -178,10 +184,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
       if (it != ranks.end())
         workers.push_back(std::make_unique<partition::StageWorker>(
             m, setup.plan, static_cast<int>(s), static_cast<int>(it - ranks.begin()), *reader,
-            /*fuse=*/o.emulate.empty()));  // emulation paces each layer on its own
+            /*fuse=*/paced.empty()));  // emulation paces each layer on its own
     }
     setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers), o.stall_timeout_s);
-    if (!o.emulate.empty()) {
+    if (!paced.empty()) {
       setup.pacer = std::make_unique<DevicePacer>(setup.cluster.device_of(rank).profile, m, cluster::model_key(o.model));
       setup.pipeline->set_pacer(setup.pacer.get());
     }

@@ -26,6 +26,7 @@ struct RunOptions {
   double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job
   bool quiet = false;         // no plan table (tests)
   std::string emulate;        // cluster file: behave like its devices and network
+  std::string pace;           // cluster file: compute like its devices, the network left as it is
   std::string cluster;        // cluster file: check the plan fits its devices' memory (implied by emulate)
 };
 

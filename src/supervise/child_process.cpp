@@ -11,7 +11,8 @@
 
 namespace chorus::supervise {
 
-ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick) {
+ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick,
+                      const std::function<void(int)>& started) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) fail("supervise: cannot create a pipe");
   const pid_t pid = fork();
@@ -29,6 +30,7 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::function<
     _exit(127);
   }
   close(pipe_fds[1]);
+  if (started) started(static_cast<int>(pid));
   ChildResult r;
   char buffer[4096];
   for (bool open = true; open;) {

@@ -12,6 +12,8 @@ struct ChildResult {
   std::string output;  // stdout and stderr together, the last 1 MB
 };
 
-ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick);
+// `started`, when given, is told the child's pid (to forward signals to it).
+ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick,
+                      const std::function<void(int)>& started = {});
 
 }  // namespace chorus::supervise

@@ -1,0 +1,187 @@
+// `chorus testbed`: the layout as data (names, addresses, the commands that build, shape and
+// remove it, the launcher's agent), and, where this machine lets us make network namespaces
+// (root), jobs on the kernel's network: a LeNet-5 pipeline over TCP between three namespaces
+// equals one process, a rank killed inside its namespace ends the job naming it, and no
+// namespace, link or queue is left afterwards.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "cluster/cluster.h"
+#include "io/data/inputs.h"
+#include "io/data/npy.h"
+#include "io/model_file.h"
+#include "reference/test_util.h"
+#include "testbed/testbed.h"
+#include "testbed/testbed_layout.h"
+
+namespace chorus {
+namespace {
+
+using testing::HasSubstr;
+
+cluster::Cluster three_pis(bool shared) {
+  cluster::Cluster c;
+  c.name = "three";
+  c.network.bandwidth_bytes_per_s = 62.24e6 / 8;
+  c.network.latency_s = 0.002;
+  c.network.shared = shared;
+  c.classes["pi3"] = cluster::DeviceClass{"pi3", {}, 1e9, 4};
+  for (const char* h : {"pi1", "pi2", "pi 3"}) c.hosts.push_back({h, "pi3", 1});
+  return c;
+}
+
+bool contains(const std::vector<testbed::Command>& cmds, const std::string& text) {
+  for (const auto& c : cmds) {
+    std::string s;
+    for (const auto& w : c) s += w + " ";
+    if (s.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(TestbedLayout, OneNamespaceAndAddressPerHost) {
+  const auto l = testbed::make_testbed_layout(three_pis(true));
+  ASSERT_EQ(l.devices.size(), 3u);
+  EXPECT_EQ(l.hub, "chorus-tb-hub");
+  EXPECT_EQ(l.devices[0].netns, "chorus-tb-pi1");
+  EXPECT_EQ(l.devices[2].netns, "chorus-tb-pi_3");  // a space is not a namespace character
+  EXPECT_EQ(l.devices[1].address, "10.231.0.2");
+  EXPECT_EQ(testbed::hostfile_text(l), "10.231.0.1 slots=1\n10.231.0.2 slots=1\n10.231.0.3 slots=1\n");
+  EXPECT_NEAR(l.bits_per_s, 62.24e6, 1);
+  const auto up = testbed::network_up_commands(l);
+  EXPECT_TRUE(contains(up, "ip netns add chorus-tb-pi2"));
+  EXPECT_TRUE(contains(up, "ip netns exec chorus-tb-pi2 ip addr add 10.231.0.2/24 dev eth0"));
+  EXPECT_TRUE(contains(up, "ip link set ctb1 master br0"));
+  const auto down = testbed::network_down_commands(l);
+  EXPECT_EQ(down.size(), 4u);
+  EXPECT_TRUE(contains(down, "ip netns del chorus-tb-hub"));
+}
+
+TEST(TestbedLayout, SharedMediumIsOneQueueEveryPacketCrosses) {
+  const auto shared = testbed::shaping_commands(testbed::make_testbed_layout(three_pis(true)));
+  EXPECT_TRUE(contains(shared, "tc qdisc add dev ifb0 root tbf rate 62240kbit"));
+  for (const char* link : {"ctb0", "ctb1", "ctb2"})
+    EXPECT_TRUE(contains(shared, std::string("filter add dev ") + link + " parent ffff: protocol all u32 match u32 0 0 "
+                                 "action mirred egress redirect dev ifb0"))
+        << link;
+  const auto separate = testbed::shaping_commands(testbed::make_testbed_layout(three_pis(false)));
+  EXPECT_FALSE(contains(separate, "ifb0"));
+  EXPECT_TRUE(contains(separate, "ip netns exec chorus-tb-pi2 tc qdisc add dev eth0 root tbf rate 62240kbit"));
+  EXPECT_TRUE(contains(testbed::latency_commands(testbed::make_testbed_layout(three_pis(true))),
+                       "tc qdisc add dev ctb1 root netem delay 2000us"));
+}
+
+TEST(TestbedLayout, AgentScriptIsValidShellAndKnowsEveryAddress) {
+  test::TempDir dir;
+  const std::string script = testbed::rsh_agent_script(testbed::make_testbed_layout(three_pis(true)));
+  std::ofstream(dir.path("agent.sh")) << script;
+  auto syntax = test::run_command("sh -n " + dir.path("agent.sh"));
+  EXPECT_EQ(syntax.exit_code, 0) << syntax.output;
+  EXPECT_THAT(script, HasSubstr("10.231.0.3) netns='chorus-tb-pi_3' name='pi 3'"));
+  auto unknown = test::run_command("sh " + dir.path("agent.sh") + " 192.0.2.1 true");
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_THAT(unknown.output, HasSubstr("no device has address 192.0.2.1"));
+  EXPECT_EQ(testbed::shell_quote("it's"), "'it'\\''s'");
+}
+
+TEST(TestbedLayout, TooManyHostsOrCollidingNamesAreRefused) {
+  cluster::Cluster c = three_pis(true);
+  c.hosts.push_back({"pi_3", "pi3", 1});
+  EXPECT_THAT(test::error_of([&] { testbed::make_testbed_layout(c); }),
+              HasSubstr("host 'pi_3' makes namespace chorus-tb-pi_3, which another host (or the hub) has"));
+  c.hosts.assign(251, {"x", "pi3", 1});
+  EXPECT_THAT(test::error_of([&] { testbed::make_testbed_layout(c); }), HasSubstr("the testbed holds 250"));
+}
+
+// ---- On the kernel's network (root) ------------------------------------------------------------
+
+class OnTheKernelsNetwork : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!testbed::can_make_testbed(&why)) GTEST_SKIP() << "no testbed here: " << why;
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    std::ifstream in(test::source_path("models/lenet5.json"));
+    std::stringstream config;
+    config << in.rdbuf();
+    test::write_random_model(config.str(), dir_.path("lenet5.h5"));
+    // Three Pi 3 on 62.24 Mbit/s shared WiFi, with the repository's profile of the paper's Pi 3.
+    std::ofstream(dir_.path("three.json")) << R"({"name": "three", "network": {"bandwidth_mbps": 62.24,
+      "latency_ms": 2.0, "shared": true}, "device_classes": {"pi3": {"profile": ")"
+                                           << test::source_path("profiles/pi3-paper.json") << R"(", "memory_mb": 1024}},
+      "hosts": [{"name": "pi1", "class": "pi3"}, {"name": "pi2", "class": "pi3"}, {"name": "pi3", "class": "pi3"}]})";
+  }
+  void TearDown() override {
+    if (IsSkipped()) return;
+    const auto left = test::run_command("ip netns list");
+    EXPECT_THAT(left.output, testing::Not(HasSubstr("chorus-tb-"))) << "the testbed was left up";
+    test::run_command(CHORUS_BINARY " testbed --down");
+  }
+  std::string testbed(const std::string& job) const {
+    return std::string(CHORUS_BINARY) + " testbed --cluster " + dir_.path("three.json") + " -- run " +
+           dir_.path("lenet5.h5") + " " + job;
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(OnTheKernelsNetwork, PipelineOverTcpEqualsOneProcess) {
+  auto r = test::run_command("timeout -k 5 120 " + testbed("--synthetic 12 --seed 3 --strategy pipeline --output " +
+                                                             dir_.path("out.npy") + " --report " + dir_.path("r.json")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("testbed: 3 device namespaces on 10.231.0.0/24, one shared medium at 62.24 Mbit/s"));
+  // Ranks ran in their devices' namespaces, under the devices' names.
+  std::ifstream report_file(dir_.path("r.json"));
+  const auto report = nlohmann::json::parse(report_file);
+  ASSERT_EQ(report["ranks"].size(), 3u);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(report["ranks"][k]["host"], "pi" + std::to_string(k + 1)) << k;
+
+  model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
+  io::InputOptions o;
+  o.synthetic = 12;
+  o.seed = 3;
+  o.shape = m.input_shape();
+  auto source = io::open_input(o);
+  const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
+  ASSERT_EQ(got.shape.at(0), 12);
+  for (int i = 0; i < 12; ++i) {
+    Tensor frame(1, m.input_shape());
+    source->read(i, frame.data());
+    const Tensor y = m.forward(frame);
+    for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], 1e-6) << i;
+  }
+}
+
+TEST_F(OnTheKernelsNetwork, RankKilledInItsNamespaceEndsTheJobNamingIt) {
+  const std::string journal = dir_.path("out.npy.journal");
+  auto r = test::run_command(test::source_path("tests/runtime/fault.sh") + " kill 1 " + journal + " 40 -- timeout -k 5 120 " +
+                             testbed("--synthetic 100000 --strategy pipeline --quiet --output " + dir_.path("out.npy")));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("fault-seconds: ([0-9.]+)"))) << r.output;
+  EXPECT_LT(std::stod(m[1]), 10.0) << r.output;
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-exit: 0")));
+  EXPECT_THAT(r.output, HasSubstr("rank 1"));
+  EXPECT_THAT(r.output, HasSubstr("pi2"));
+}
+
+TEST_F(OnTheKernelsNetwork, KeepLeavesTheTestbedAndDownRemovesIt) {
+  auto r = test::run_command("timeout -k 5 120 " + std::string(CHORUS_BINARY) + " testbed --keep --cluster " +
+                             dir_.path("three.json") + " -- run " + dir_.path("lenet5.h5") +
+                             " --synthetic 4 --strategy pipeline --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(test::run_command("ip netns list").output, HasSubstr("chorus-tb-pi2"));
+  auto again = test::run_command(testbed("--synthetic 4 --quiet"));
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_THAT(again.output, HasSubstr("a testbed is up already"));
+  auto down = test::run_command(CHORUS_BINARY " testbed --down");
+  EXPECT_EQ(down.exit_code, 0) << down.output;
+  EXPECT_THAT(down.output, HasSubstr("removed 4 namespace(s)"));
+}
+
+}  // namespace
+}  // namespace chorus
