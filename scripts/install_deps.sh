@@ -13,9 +13,10 @@ build_packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libonnx-dev libprotobuf-dev
 )
-# Tests, benchmarks, fuzzing, the deployment checks and the PyTorch-exported test models.
+# Tests, benchmarks, fuzzing, the deployment checks, the PyTorch-exported test models and the
+# testbed's network tools (ip, tc; its tests run where root may make namespaces).
 test_packages=(
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev iproute2
   clang libclang-rt-14-dev
   python3-yaml python3-jsonschema python3-numpy
   python3-torch python3-torchvision python3-onnx

@@ -103,7 +103,9 @@ json rank_stats_to_json(const RankStats& s) {
           {"major_faults_per_frame", s.major_faults_per_frame},
           {"first_frame_heap_allocations", s.first_frame_heap_allocations},
           {"heap_allocations_per_frame", s.heap_allocations_per_frame},
-          {"mpi_heap_allocations_per_frame", s.mpi_heap_allocations_per_frame}};
+          {"mpi_heap_allocations_per_frame", s.mpi_heap_allocations_per_frame},
+          {"clock_offset_s", s.clock_offset_s},
+          {"clock_uncertainty_s", s.clock_uncertainty_s}};
 }
 
 RankStats rank_stats_from_json(const json& j) {
@@ -130,6 +132,8 @@ RankStats rank_stats_from_json(const json& j) {
   s.first_frame_heap_allocations = j.value("first_frame_heap_allocations", -1.0);
   s.heap_allocations_per_frame = j.value("heap_allocations_per_frame", -1.0);
   s.mpi_heap_allocations_per_frame = j.value("mpi_heap_allocations_per_frame", -1.0);
+  s.clock_offset_s = j.value("clock_offset_s", 0.0);
+  s.clock_uncertainty_s = j.value("clock_uncertainty_s", 0.0);
   return s;
 }
 
@@ -167,7 +171,17 @@ void print_report(const RunReport& r, std::ostream& out) {
       << "throughput  " << fmt(r.throughput_fps, 2) << " frames/s (steady state), "
       << fmt(r.throughput_fps > 0 ? 1000.0 / r.throughput_fps : 0, 2) << " ms/frame\n"
       << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "
-      << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n\n";
+      << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n";
+  if (r.ranks_stats.size() > 1) {
+    double largest = 0, uncertainty = 0;
+    for (const auto& s : r.ranks_stats) {
+      largest = std::max(largest, std::fabs(s.clock_offset_s));
+      uncertainty = std::max(uncertainty, s.clock_uncertainty_s);
+    }
+    out << "clocks      ranks' clocks within " << fmt(largest * 1e3, 3) << " ms of rank 0's (+- "
+        << fmt(uncertainty * 1e3, 3) << " ms); frame times are on rank 0's clock\n";
+  }
+  out << "\n";
   char line[512];
   std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "host",
                 "layers", "frames", "compute", "exchange", "send", "wait", "idle", "sent/fr", "recv/fr", "weights",

@@ -31,6 +31,9 @@ struct RankStats {
   double minor_faults_per_frame = -1, major_faults_per_frame = -1;
   double first_frame_heap_allocations = -1, heap_allocations_per_frame = -1;
   double mpi_heap_allocations_per_frame = -1;
+  // Rank 0's clock minus this rank's, as estimated at start-up, and the estimate's uncertainty
+  // (half its round trip); frame times in the report are on rank 0's clock.
+  double clock_offset_s = 0, clock_uncertainty_s = 0;
   double idle_s() const;          // wall - compute - exchange - send - wait
 };
 

@@ -16,6 +16,7 @@
 #include "partition/live_values.h"
 #include "plan/planner.h"
 #include "plan/strategies.h"
+#include "runtime/clock_offsets.h"
 #include "runtime/emulation.h"
 #include "runtime/failure_notice.h"
 #include "runtime/pipeline.h"
@@ -204,6 +205,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
   }
   // Every rank got here (the agreement above is collective), so the host table is safe to swap.
   setup.pipeline->set_hosts(t.all_gather_strings(t.host()));
+  // One clock for frame times across hosts (on the real transport: emulation's delays are not
+  // the clocks').
+  const ClockOffset clock = estimate_clock_offset(real);
+  setup.pipeline->set_clock_offset(clock.offset_s);
   if (t.size() > 1) install_failure_notice(setup.pipeline->describe_rank(rank));
   const model::Model& m = setup.structure.model;
   const int source_rank = setup.plan.plan.source, sink_rank = setup.plan.plan.sink;
@@ -313,6 +318,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
                  setup.pacer->layers_paced(), setup.pacer->worst_late_ratio(), setup.pacer->seconds_late(),
                  100 * setup.pacer->seconds_late() / setup.pacer->seconds_paced());
   // Gather every rank's figures (and the source's start / sink's finish times) on rank 0.
+  result.stats.clock_offset_s = clock.offset_s;
+  result.stats.clock_uncertainty_s = clock.uncertainty_s;
   nlohmann::json mine = report::rank_stats_to_json(result.stats);
   if (rank == setup.plan.plan.source) mine["start"] = result.start;
   if (rank == setup.plan.plan.sink) mine["finish"] = result.finish;

@@ -157,6 +157,10 @@ struct Pipeline::Impl {
   std::vector<std::string> hosts;  // by rank, for messages
   int credits_received = 0;
   double produced_at = 0;  // of the values received last: when their producer had them ready
+  // Rank 0's clock minus this rank's (clock_offsets.h): frame start and finish times, and the
+  // times carried in headers, are on rank 0's clock, so a latency between hosts is one clock's.
+  double clock_offset = 0;
+  double reference_now() const { return t.time() + clock_offset; }
   std::vector<char> credit_buffer = std::vector<char>(sizeof(Header));
   std::vector<float> source_frame;         // the source's frame: every model input's, back to back
   std::vector<Tensor> source_inputs;       // the same, one tensor per model input
@@ -412,7 +416,7 @@ struct Pipeline::Impl {
         std::size_t bytes = sizeof(Header);
         for (const Tensor* v : values) bytes += v->size() * sizeof(float);
         out->buffer.resize(bytes);
-        Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), now_seconds(t)};
+        Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), reference_now()};
         std::memcpy(out->buffer.data(), &h, sizeof h);
         char* at = out->buffer.data() + sizeof h;
         for (const Tensor* v : values) {
@@ -430,7 +434,7 @@ struct Pipeline::Impl {
         if (m.frame < 0) mail = &m;
       if (!mail) mail = &mailbox[s].emplace_back();
       mail->frame = i;
-      mail->ready_at = t0;
+      mail->ready_at = t0 + clock_offset;
       mail->values.resize(values.size());
       for (std::size_t k = 0; k < values.size(); ++k) mail->values[k] = *values[k];
     }
@@ -532,6 +536,8 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
 }
 
 Pipeline::~Pipeline() = default;
+
+void Pipeline::set_clock_offset(double seconds) { impl_->clock_offset = seconds; }
 
 void Pipeline::set_pacer(partition::LayerPacer* pacer) { impl_->pacer = pacer; }
 
@@ -656,7 +662,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
           next += in.size();
         }
         x.stats.wait_s += now_seconds(t) - t0;
-        start_times.push_back(now_seconds(t));
+        start_times.push_back(x.reference_now());
         x.send(0, i, x.source_values);
         if (primary == s) primary_done(i);
         continue;
@@ -671,7 +677,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
         on_output(i, x.sink_values);
         // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
         // computing collects it later, and that delay is not the pipeline's.
-        result.finish.push_back(std::min(now_seconds(t), x.produced_at));
+        result.finish.push_back(std::min(x.reference_now(), x.produced_at));
         if (credits) x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0});
         if (primary == s) primary_done(i);
         continue;

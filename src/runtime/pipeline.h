@@ -23,7 +23,7 @@ namespace chorus::runtime {
 
 struct PipelineResult {
   report::RankStats stats;
-  std::vector<double> start, finish;  // per frame, on the sink (start copied from the source)
+  std::vector<double> start, finish;  // per frame (source; sink), on rank 0's clock
 };
 
 class Pipeline {
@@ -33,6 +33,9 @@ class Pipeline {
   Pipeline(Transport& transport, const model::Model& model, const plan::ResolvedPlan& plan,
            std::vector<std::unique_ptr<partition::StageWorker>> workers, double stall_timeout_s = 0);
   ~Pipeline();
+
+  // Rank 0's clock minus this rank's (runtime/clock_offsets.h); frame times are on rank 0's.
+  void set_clock_offset(double seconds);
 
   // Emulation: paces every layer this rank runs (null: run at the host's speed).
   void set_pacer(partition::LayerPacer* pacer);

@@ -5,14 +5,22 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 
 #include "core/error.h"
 
 namespace chorus::supervise {
 
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
 ChildResult run_child(const std::vector<std::string>& argv, const std::function<void()>& every_tick,
-                      const std::function<void(int)>& started) {
+                      const std::function<void(int)>& started, double abort_grace_s) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) fail("supervise: cannot create a pipe");
   const pid_t pid = fork();
@@ -33,6 +41,8 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::function<
   if (started) started(static_cast<int>(pid));
   ChildResult r;
   char buffer[4096];
+  double aborted_at = -1;  // when a rank said it ends the job
+  bool killed = false;
   for (bool open = true; open;) {
     pollfd p{pipe_fds[0], POLLIN, 0};
     const int ready = poll(&p, 1, 100);
@@ -48,6 +58,26 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::function<
       }
     }
     every_tick();
+    // The child has ended, but a process it started may still hold the pipe (a daemon on a host
+    // mpirun lost): stop reading once nothing more is waiting.
+    int ended_status = 0;
+    if (ready == 0 && waitpid(pid, &ended_status, WNOHANG) == pid) {
+      r.exit_code = WIFEXITED(ended_status) ? WEXITSTATUS(ended_status) : 128 + WTERMSIG(ended_status);
+      close(pipe_fds[0]);
+      return r;
+    }
+    if (abort_grace_s > 0) {
+      if (aborted_at < 0 && r.output.find("chorus: error while streaming") != std::string::npos) aborted_at = now_s();
+      if (aborted_at >= 0 && !killed && now_s() - aborted_at > abort_grace_s) {
+        // SIGKILL: mpirun, asked with SIGTERM while its abort waits, crashes (Open MPI 4.1).
+        std::fprintf(stderr,
+                     "chorus: the job still runs %.0f s after a rank ended it (mpirun waits for a host it cannot "
+                     "reach?): ending it\n",
+                     abort_grace_s);
+        kill(pid, SIGKILL);
+        killed = true;
+      }
+    }
   }
   close(pipe_fds[0]);
   int status = 0;

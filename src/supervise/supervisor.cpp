@@ -152,7 +152,7 @@ int supervise(const SuperviseOptions& o) {
                   << "failure\n"
                   << std::flush;
       }
-    });
+    }, {}, /*abort_grace_s=*/15);  // a host that dropped off the network would hold mpirun for minutes
     journal.poll();
     if (r.exit_code == 0) {
       std::cout << "chorus supervise: done after " << attempt << " failure(s)";

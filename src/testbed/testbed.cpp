@@ -20,6 +20,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// How long mpirun may take to end the job once a rank has ended it.
+constexpr double kAbortGraceSeconds = 5;
+
 struct CommandOutput {
   int status = 0;
   std::string text;
@@ -110,9 +113,25 @@ bool can_make_testbed(std::string* why) {
   return true;
 }
 
+// Processes still inside a namespace (a rank or daemon of a device whose link went down) keep
+// it alive after `ip netns del`: they are killed first.
+void kill_processes_in(const std::string& ns) {
+  const CommandOutput out = run_quietly({"ip", "netns", "pids", ns});
+  if (out.status != 0) return;
+  std::size_t at = 0;
+  while (at < out.text.size()) {
+    std::size_t end = out.text.find('\n', at);
+    if (end == std::string::npos) end = out.text.size();
+    const int pid = std::atoi(out.text.substr(at, end - at).c_str());
+    if (pid > 1 && pid != getpid()) kill(pid, SIGKILL);
+    at = end + 1;
+  }
+}
+
 int testbed_down() {
   int removed = 0;
   for (const auto& ns : testbed_namespaces()) {
+    kill_processes_in(ns);
     const CommandOutput out = run_quietly({"ip", "netns", "del", ns});
     if (out.status != 0) std::fprintf(stderr, "chorus testbed: cannot remove %s: %s", ns.c_str(), out.text.c_str());
     else ++removed;
@@ -175,14 +194,15 @@ int run_testbed(const TestbedOptions& o) {
                 "-c",     "hostname \"$0\" && exec \"$@\"", first.host};
     Command mpirun{"mpirun", "--hostfile", hostfile, "-np", std::to_string(cluster.ranks()), "--bind-to", "none",
                    "--mca", "plm_rsh_agent", agent, "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
-                   "--mca", "btl_tcp_if_include", kSubnet, "--mca", "oob_tcp_if_include", kSubnet};
+                   "--mca", "btl_tcp_if_include", kSubnet, "--mca", "oob_tcp_if_include", kSubnet,
+};
     if (geteuid() == 0) mpirun.push_back("--allow-run-as-root");
     mpirun.insert(mpirun.end(), o.mpirun_extra.begin(), o.mpirun_extra.end());
     mpirun.push_back(o.chorus);
     mpirun.insert(mpirun.end(), o.run_args.begin(), o.run_args.end());
     mpirun.insert(mpirun.end(), {"--pace", o.cluster_path});
     job.insert(job.end(), mpirun.begin(), mpirun.end());
-    const auto result = supervise::run_child(job, [] {}, [](int pid) { g_job_pid = pid; });
+    const auto result = supervise::run_child(job, [] {}, [](int pid) { g_job_pid = pid; }, kAbortGraceSeconds);
     g_job_pid = 0;
     status = result.exit_code;
   } catch (const Error& e) {
@@ -192,6 +212,7 @@ int run_testbed(const TestbedOptions& o) {
   if (up && o.keep) {
     std::printf("testbed: kept (namespaces %s*); `chorus testbed --down` removes it\n", kNamespacePrefix);
   } else if (up) {
+    for (const auto& d : layout.devices) kill_processes_in(d.netns);
     for (const auto& c : network_down_commands(layout)) run_quietly(c);
     const auto left = testbed_namespaces();
     if (!left.empty()) {

@@ -466,3 +466,30 @@ INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
                                          SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
                                          SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"}),
                          [](const testing::TestParamInfo<SteadyCase>& info) { return std::string(info.param.name); });
+
+// Frame times are put on rank 0's clock with offsets estimated at start-up: with the sink's
+// clock set 5 s ahead (as another host's may be), the estimate finds it and latencies stay
+// those of one clock.
+TEST(Clocks, OffsetsAreEstimatedAndLatenciesCorrected) {
+  test::TempDir dir;
+  setenv("CHORUS_TEST_CLOCK_SKEW", "2:5.0,1:-0.25", 1);
+  json plan = {{"ranks", 3},
+               {"source", 0},
+               {"sink", 2},
+               {"stages", {{{"layers", {"c1", "p1"}}, {"ranks", {0}}}, {{"layers", {"c3", "fc2"}}, {"ranks", {1}}}}}};
+  auto r = mpirun(3, Models::get().path("vgg_small"), "--plan " + write_plan(dir, plan), "--report " + dir.path("r.json"));
+  unsetenv("CHORUS_TEST_CLOCK_SKEW");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(dir.path("r.json")));
+  const auto& ranks = report["ranks"];
+  EXPECT_EQ(ranks[0]["clock_offset_s"].get<double>(), 0.0);
+  EXPECT_NEAR(ranks[1]["clock_offset_s"].get<double>(), 0.25, 0.01);
+  EXPECT_NEAR(ranks[2]["clock_offset_s"].get<double>(), -5.0, 0.01);
+  for (int k = 1; k < 3; ++k) {
+    EXPECT_GT(ranks[k]["clock_uncertainty_s"].get<double>(), 0.0) << k;
+    EXPECT_LT(ranks[k]["clock_uncertainty_s"].get<double>(), 0.01) << k;
+  }
+  // Six small frames take milliseconds; uncorrected, the sink's clock would add 5 s to each.
+  EXPECT_LT(report["latency_ms"]["max"].get<double>(), 1000.0);
+  EXPECT_GT(report["latency_ms"]["p50"].get<double>(), 0.0);
+}

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -140,6 +141,11 @@ TEST_F(OnTheKernelsNetwork, PipelineOverTcpEqualsOneProcess) {
   const auto report = nlohmann::json::parse(report_file);
   ASSERT_EQ(report["ranks"].size(), 3u);
   for (int k = 0; k < 3; ++k) EXPECT_EQ(report["ranks"][k]["host"], "pi" + std::to_string(k + 1)) << k;
+  // One machine, one clock: the offsets estimated over TCP are zero within their uncertainty.
+  for (int k = 1; k < 3; ++k)
+    EXPECT_LE(std::fabs(report["ranks"][k]["clock_offset_s"].get<double>()),
+              report["ranks"][k]["clock_uncertainty_s"].get<double>() + 1e-3)
+        << k;
 
   model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
   io::InputOptions o;
@@ -167,6 +173,53 @@ TEST_F(OnTheKernelsNetwork, RankKilledInItsNamespaceEndsTheJobNamingIt) {
   EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-exit: 0")));
   EXPECT_THAT(r.output, HasSubstr("rank 1"));
   EXPECT_THAT(r.output, HasSubstr("pi2"));
+}
+
+// A device's link taken down mid-run: the ranks waiting for it give up after --stall-timeout and
+// end the job, naming the rank they waited for.
+TEST_F(OnTheKernelsNetwork, LinkDownEndsTheJobWithinTheStallTimeout) {
+  auto r = test::run_command(test::source_path("tests/testbed/network_fault.sh") + " " + dir_.path("out.npy.journal") +
+                             " 40 'ip netns exec chorus-tb-hub ip link set ctb1 down' -- timeout -k 5 120 " +
+                             testbed("--synthetic 100000 --strategy pipeline --quiet --stall-timeout 5 --output " +
+                                     dir_.path("out.npy")));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("fault-seconds: ([0-9.]+)"))) << r.output;
+  EXPECT_LT(std::stod(m[1]), 5.0 + 5.0 + 5.0) << r.output;  // stall timeout, mpirun's grace, slack
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-exit: 0")));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-error")));
+  EXPECT_THAT(r.output, HasSubstr("rank 1 on pi2"));
+}
+
+// A link whose rate falls to 1 % mid-run slows the job, and loses and duplicates no frame: the
+// output is one process's, frame for frame.
+TEST_F(OnTheKernelsNetwork, RateCollapseSlowsButLosesNoFrame) {
+  const int frames = 150;
+  auto r = test::run_command(
+      test::source_path("tests/testbed/network_fault.sh") + " " + dir_.path("out.npy.journal") +
+      " 30 'ip netns exec chorus-tb-hub tc qdisc change dev ifb0 root tbf rate 622kbit burst 64kb latency 2s' -- "
+      "timeout -k 5 300 " +
+      testbed("--synthetic " + std::to_string(frames) + " --seed 4 --strategy pipeline --quiet --output " +
+              dir_.path("out.npy")));
+  ASSERT_THAT(r.output, HasSubstr("fault-exit: 0")) << r.output;
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-error")));
+  // About 1,000 frames/s before, about 30 after (measured): the last 120 frames take seconds.
+  std::smatch seconds;
+  ASSERT_TRUE(std::regex_search(r.output, seconds, std::regex("fault-seconds: ([0-9.]+)"))) << r.output;
+  EXPECT_GT(std::stod(seconds[1]), 1.0) << "the collapsed link did not slow the job";
+  model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
+  io::InputOptions o;
+  o.synthetic = frames;
+  o.seed = 4;
+  o.shape = m.input_shape();
+  auto source = io::open_input(o);
+  const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
+  ASSERT_EQ(got.shape.at(0), frames);
+  for (int i = 0; i < frames; ++i) {
+    Tensor frame(1, m.input_shape());
+    source->read(i, frame.data());
+    const Tensor y = m.forward(frame);
+    for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], 1e-6) << i;
+  }
 }
 
 TEST_F(OnTheKernelsNetwork, KeepLeavesTheTestbedAndDownRemovesIt) {
