@@ -103,14 +103,30 @@ bool can_make_testbed(std::string* why) {
     if (why) *why = "the testbed needs root (network namespaces)";
     return false;
   }
+  // What the testbed uses, tried in a namespace of its own: a bridge, a veth pair, an ifb
+  // device, a tbf queue and a u32 filter redirecting into it.
   const std::string probe = std::string(kNamespacePrefix) + "probe-" + std::to_string(getpid());
-  const CommandOutput out = run_quietly({"ip", "netns", "add", probe});
-  if (out.status != 0) {
-    if (why) *why = "cannot make a network namespace here: " + out.text;
-    return false;
+  const std::vector<Command> steps{
+      {"ip", "netns", "add", probe},
+      {"ip", "netns", "exec", probe, "ip", "link", "add", "br0", "type", "bridge"},
+      {"ip", "netns", "exec", probe, "ip", "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"},
+      {"ip", "netns", "exec", probe, "ip", "link", "add", "ifb0", "type", "ifb"},
+      {"ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "ifb0", "root", "tbf", "rate", "1mbit", "burst",
+       "64kb", "latency", "1s"},
+      {"ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "probe0", "ingress"},
+      {"ip", "netns", "exec", probe, "tc", "filter", "add", "dev", "probe0", "parent", "ffff:", "protocol", "all", "u32",
+       "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", "ifb0"}};
+  bool ok = true;
+  for (const auto& step : steps) {
+    const CommandOutput out = run_quietly(step);
+    if (out.status != 0) {
+      if (why) *why = "`" + joined(step) + "` failed: " + out.text;
+      ok = false;
+      break;
+    }
   }
   run_quietly({"ip", "netns", "del", probe});
-  return true;
+  return ok;
 }
 
 // Processes still inside a namespace (a rank or daemon of a device whose link went down) keep
