@@ -12,7 +12,7 @@ namespace chorus::cli {
 void add_supervise_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string cluster, hostfile, work_dir = "chorus-supervise", mpirun = "mpirun";
-    bool emulate = false;
+    bool emulate = false, testbed = false;
     int max_failures = 8;
     std::vector<std::string> job;
   };
@@ -22,6 +22,8 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--cluster", o->cluster, "The devices (cluster file, e.g. from chorus cluster)")->required();
   cmd->add_option("--hostfile", o->hostfile, "Open MPI hostfile of the same hosts, in the same order");
   cmd->add_flag("--emulate", o->emulate, "Run the devices on this machine, each emulated (no hostfile)");
+  cmd->add_flag("--testbed", o->testbed,
+                "Run the devices on chorus testbed: network namespaces of this machine (root, no hostfile)");
   cmd->add_option("--work-dir", o->work_dir, "Where each attempt's plan, cluster and host files go");
   cmd->add_option("--mpirun", o->mpirun, "mpirun and its options, e.g. \"mpirun --mca btl tcp,self\"");
   cmd->add_option("--max-failures", o->max_failures, "Give up after this many failures");
@@ -31,6 +33,7 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
     s.cluster_path = o->cluster;
     s.hostfile = o->hostfile;
     s.emulate = o->emulate;
+    s.testbed = o->testbed;
     s.work_dir = o->work_dir;
     s.max_failures = o->max_failures;
     s.run_args = o->job;

@@ -88,11 +88,13 @@ int supervise(const SuperviseOptions& o) {
   const std::string model_path = o.run_args[1];
   const std::string output = argument(o.run_args, "--output");
   if (output.empty()) fail("supervise: the job needs --output FILE, so that a failed run can be resumed");
-  if (!o.emulate && o.hostfile.empty()) fail("supervise: give --hostfile (or --emulate to run on this machine)");
+  if (o.emulate && o.testbed) fail("supervise: --emulate or --testbed, not both");
+  if (!o.emulate && !o.testbed && o.hostfile.empty())
+    fail("supervise: give --hostfile (or --emulate or --testbed to run on this machine)");
 
   cluster::Cluster cluster = cluster::read_cluster(o.cluster_path);
   std::vector<cluster::HostfileEntry> hosts;
-  if (!o.emulate) {
+  if (!o.emulate && !o.testbed) {
     hosts = cluster::read_hostfile(o.hostfile);
     std::vector<std::string> a, b;
     for (const auto& h : hosts) a.push_back(h.name);
@@ -125,7 +127,10 @@ int supervise(const SuperviseOptions& o) {
     plan::write_plan(p, plan_path);
     std::ofstream(cluster_path) << cluster::cluster_to_json(cluster).dump(2) << "\n";
     std::vector<std::string> argv = o.mpirun;
-    if (o.emulate) {
+    if (o.testbed) {
+      // A testbed of the devices left: their namespaces, the network shaped, paced compute.
+      argv = {o.chorus, "testbed", "--cluster", cluster_path, "--"};
+    } else if (o.emulate) {
       argv.insert(argv.end(), {"--oversubscribe", "-np", std::to_string(cluster.ranks())});
     } else {
       const std::string hostfile = (fs::path(o.work_dir) / ("hosts-" + tag)).string();
@@ -133,7 +138,7 @@ int supervise(const SuperviseOptions& o) {
       for (const auto& host : cluster.hosts) h << host.name << " slots=" << host.slots << "\n";
       argv.insert(argv.end(), {"--hostfile", hostfile, "-np", std::to_string(cluster.ranks())});
     }
-    argv.push_back(o.chorus);
+    if (!o.testbed) argv.push_back(o.chorus);
     argv.insert(argv.end(), o.run_args.begin(), o.run_args.end());
     argv.insert(argv.end(), {"--plan", plan_path});
     if (o.emulate) argv.insert(argv.end(), {"--emulate", cluster_path});
@@ -173,7 +178,7 @@ int supervise(const SuperviseOptions& o) {
       std::fprintf(stderr, "chorus supervise: %d failures, stopping\n", attempt + 1);
       return 1;
     }
-    const std::string host = remove_device(cluster, *rank, !o.emulate);
+    const std::string host = remove_device(cluster, *rank, !o.emulate);  // a testbed's host is a device
     std::cout << "chorus supervise: rank " << *rank << " on " << host << " failed; " << cluster.ranks()
               << " device(s) left, re-planning\n"
               << std::flush;

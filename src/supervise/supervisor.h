@@ -11,6 +11,7 @@ struct SuperviseOptions {
   std::string cluster_path;           // the devices (a cluster file, e.g. from `chorus cluster`)
   std::string hostfile;               // real runs: the hosts mpirun starts ranks on, same order
   bool emulate = false;               // else: ranks on this machine under --emulate
+  bool testbed = false;               // else: on `chorus testbed` (network namespaces, root)
   std::vector<std::string> run_args;  // "run MODEL ... --output FILE ...", as for chorus
   std::string chorus;                 // this program
   std::vector<std::string> mpirun = {"mpirun"};
