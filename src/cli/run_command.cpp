@@ -38,6 +38,9 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--report", o->report_path, "Write the run report as JSON (docs/report-format.md)");
   cmd->add_option("--top", o->top, "Print the K largest outputs of each frame");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
+  cmd->add_option("--max-in-flight", o->max_in_flight,
+                  "Frames in the system at once (default: the plan's, enough to keep every stage busy); 1: each "
+                  "frame starts when the one before has left, so the latency is one frame's");
   cmd->add_option("--threads", o->threads,
                   "compute threads per rank (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,

@@ -158,15 +158,17 @@ int run_distributed(Transport& real, const RunOptions& o) {
                        ? plan::read_plan(o.plan_path)
                        : plan::make_strategy_plan(o.strategy.empty() ? "pipeline" : o.strategy, m, t.size());
     if (p.model.empty()) p.model = o.model;
+    if (o.max_in_flight != 0) {
+      if (o.max_in_flight < 0) fail("run: --max-in-flight ", o.max_in_flight, " is below 1");
+      p.max_in_flight = o.max_in_flight;
+    }
     setup.plan = plan::validate_plan(p, m, t.size());
     // Refuse a plan that would not fit the devices' declared memory, before any weight loads.
     if (!paced.empty() || !o.cluster.empty()) {
       const cluster::Cluster devices = paced.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
       plan::check_plan_fits(m, devices, cluster::model_key(o.model), p);
     }
-    if (setup.plan.max_in_flight < static_cast<int>(setup.plan.stages.size()) + 2)
-      fail("plan: max_in_flight ", setup.plan.max_in_flight, " is below stages + 2 = ", setup.plan.stages.size() + 2,
-           " (the pipeline could not keep every stage busy, and could stall)");
+    if (setup.plan.max_in_flight < 1) fail("plan: max_in_flight ", setup.plan.max_in_flight, " is below 1");
     if (rank == setup.plan.plan.source) {
       io::InputOptions in = o.input;
       in.channels_first = m.channels_first();

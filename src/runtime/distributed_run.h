@@ -23,6 +23,7 @@ struct RunOptions {
   std::string labels;
   int top = 0;
   int threads = 1;
+  int max_in_flight = 0;      // frames in the system at once (0: the plan's; 1: one frame at a time)
   double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job
   bool quiet = false;         // no plan table (tests)
   std::string emulate;        // cluster file: behave like its devices and network

@@ -571,8 +571,21 @@ PipelineResult Pipeline::run(const io::InputSource* source,
   for (int s = 0; s < S; ++s)
     if (x.stage(s).mode == StageMode::replicate) x.replica_table[s].reserve(expected_frames + window + 2);
 
-  const int lag = x.plan.sink_lag;
-  const int lookahead = std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
+  // The order every rank runs its tasks in, which needs no coordination and cannot deadlock:
+  // by key(i, s) = A i + B s + shift(s) for stage s of frame i (the source is -1, the sink S),
+  // later stages first on a tie. Each task's inputs, and the credit the source waits for (the
+  // sink's frame i - window), come from tasks of smaller keys, so the earliest unfinished task
+  // can always run.
+  //  - Throughput (max_in_flight >= stages + 2, the default): A = B = 1, the source
+  //    `lookahead` frames ahead, a sink that also computes `lag` frames behind.
+  //  - Fewer frames in flight (--max-in-flight N, 1: each frame starts when the one before has
+  //    left the sink, so latency is one frame's): A = stages + 2, B = N, no lookahead, no lag;
+  //    sink(i - N) = A i - 2 N comes before source(i) = A i - N.
+  const bool few_in_flight = window < S + 2;
+  const int lag = few_in_flight ? 0 : x.plan.sink_lag;
+  const int lookahead = few_in_flight ? 0 : std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
+  const long key_frame = few_in_flight ? S + 2 : 1, key_stage = few_in_flight ? window : 1;
+  const auto key_shift = [&](int s) -> long { return s < 0 ? -lookahead : s == S ? lag : 0; };
   x.size_pools(window, lookahead);
   // The rank's primary role (its first stage, else the sink, else the source) counts its frames
   // for the figures of the first frame and of the steady state: frames from `warm_frame` on,
@@ -624,20 +637,22 @@ PipelineResult Pipeline::run(const io::InputSource* source,
     if (x.has_role(s)) roles.insert(s);
   const int frames_total = source && me == source_rank ? source->count() : -1;
 
-  // The source runs `lookahead` frames ahead of stage 0, so that a rank that is both source and
-  // a busy worker (or a replica) has handed out enough frames before it starts computing. The
-  // credit window leaves room for it: lookahead + stages + 2 + sink lag + 2 x burst frames <=
-  // max_in_flight (see ResolvedPlan).
-  // A sink that also computes trails by sink_lag frames (see ResolvedPlan).
+  // In throughput order the source runs `lookahead` frames ahead of stage 0, so that a rank that
+  // is both source and a busy worker (or a replica) has handed out enough frames before it
+  // starts computing. The credit window leaves room for it: lookahead + stages + 2 + sink lag +
+  // 2 x burst frames <= max_in_flight (see ResolvedPlan). A sink that also computes trails by
+  // sink_lag frames (see ResolvedPlan).
   const auto end_role = [&](int s) {
     x.ended[s + 1] = 1;
     ++x.roles_ended;
   };
-  for (long tick = -1 - lookahead; x.roles_ended < static_cast<int>(roles.size()); ++tick) {
-    // Within a tick, later stages first: results leave before new frames enter.
+  for (long key = -key_stage - lookahead; x.roles_ended < static_cast<int>(roles.size()); ++key) {
+    // Within a key, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
-      const long i_long = tick - s + (s < 0 ? lookahead : 0) - (s == S ? lag : 0);
-      if (i_long < 0 || x.ended[s + 1] || !x.has_task(s, static_cast<int>(i_long))) continue;
+      const long scaled = key - key_stage * s - key_shift(s);
+      if (scaled < 0 || scaled % key_frame != 0) continue;
+      const long i_long = scaled / key_frame;
+      if (x.ended[s + 1] || !x.has_task(s, static_cast<int>(i_long))) continue;
       const int i = static_cast<int>(i_long);
       if (s < 0) {  // source: read frame i and inject it
         if (i >= frames_total) {

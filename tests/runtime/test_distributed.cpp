@@ -493,3 +493,42 @@ TEST(Clocks, OffsetsAreEstimatedAndLatenciesCorrected) {
   EXPECT_LT(report["latency_ms"]["max"].get<double>(), 1000.0);
   EXPECT_GT(report["latency_ms"]["p50"].get<double>(), 0.0);
 }
+
+// --max-in-flight caps the frames in the system: with 1, a frame starts only when the one
+// before has left the sink (the report's latency is one frame's); with 2, in between. Every
+// mode gives one process's outputs either way, source and sink on other ranks included.
+TEST(MaxInFlight, OneFrameAtATimeInEveryMode) {
+  struct Case {
+    const char* model;
+    std::string how;
+    int ranks;
+  };
+  test::TempDir plans;
+  json residual_plan = {{"ranks", 4},
+                        {"source", 0},
+                        {"sink", 2},
+                        {"stages",
+                         {{{"layers", {"stem", "a1"}}, {"mode", "replicate"}, {"ranks", {1, 3}}},
+                          {{"layers", {"a2", "b1"}}, {"mode", "split-output"}, {"ranks", {2, 3}}},
+                          {{"layers", {"b_short", "b_short"}}, {"mode", "single"}, {"ranks", {1}}},
+                          {{"layers", {"b2", "out"}}, {"mode", "single"}, {"ranks", {3}}}}}};
+  const std::string mixed = "--plan " + write_plan(plans, residual_plan);
+  for (const Case& c : {Case{"lenet5", "--strategy pipeline", 3}, Case{"vgg_small", "--strategy replicate", 3},
+                        Case{"vgg_small", "--strategy split-output", 3}, Case{"vgg_small", "--strategy split-spatial", 2},
+                        Case{"residual", mixed, 4}, Case{"multi_io", "--strategy pipeline", 4}}) {
+    for (int n : {1, 2}) {
+      SCOPED_TRACE(std::string(c.model) + " " + c.how + " --max-in-flight " + std::to_string(n));
+      expect_same_as_one_process(c.model, c.ranks, c.how + " --max-in-flight " + std::to_string(n));
+      if (n != 1) continue;
+      test::TempDir dir;
+      auto r = mpirun(c.ranks, Models::get().path(c.model), c.how + " --max-in-flight 1",
+                      "--report " + dir.path("r.json"));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      const json report = json::parse(std::ifstream(dir.path("r.json")));
+      const auto start = report["frame_start_s"].get<std::vector<double>>();
+      const auto finish = report["frame_finish_s"].get<std::vector<double>>();
+      ASSERT_EQ(start.size(), static_cast<std::size_t>(kFrames));
+      for (int i = 1; i < kFrames; ++i) EXPECT_GE(start[i], finish[i - 1]) << "frame " << i << " started early";
+    }
+  }
+}
