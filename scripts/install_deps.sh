@@ -14,9 +14,9 @@ build_packages=(
   libonnx-dev libprotobuf-dev
 )
 # Tests, benchmarks, fuzzing, the deployment checks, the PyTorch-exported test models and the
-# testbed's network tools (ip, tc; its tests run where root may make namespaces).
+# testbed's network tools (ip, tc, nft; its tests run where root may make namespaces).
 test_packages=(
-  libgtest-dev libgmock-dev libbenchmark-dev iproute2
+  libgtest-dev libgmock-dev libbenchmark-dev iproute2 nftables
   clang libclang-rt-14-dev
   python3-yaml python3-jsonschema python3-numpy
   python3-torch python3-torchvision python3-onnx

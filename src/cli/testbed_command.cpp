@@ -12,7 +12,7 @@ namespace chorus::cli {
 void add_testbed_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string cluster, work_dir;
-    bool keep = false, down = false;
+    bool keep = false, down = false, firewall = false;
     std::vector<std::string> job;
   };
   auto o = std::make_shared<Options>();
@@ -21,6 +21,8 @@ void add_testbed_command(CLI::App& app, int& exit_code) {
                  "(root; -- run ...)");
   cmd->add_option("--cluster", o->cluster, "The devices and network (cluster file)");
   cmd->add_flag("--keep", o->keep, "Leave the namespaces up after the job (remove them with --down)");
+  cmd->add_flag("--firewall", o->firewall,
+                "Firewall each namespace (nftables): only the hostfile's addresses may connect");
   cmd->add_flag("--down", o->down, "Remove every namespace a testbed left up, and nothing else");
   cmd->add_option("--work-dir", o->work_dir, "Where the hostfile and launcher agent go (default: a temporary one)");
   cmd->add_option("job", o->job, "After --: the job, as for chorus (run MODEL ...)");
@@ -37,6 +39,7 @@ void add_testbed_command(CLI::App& app, int& exit_code) {
     t.run_args = o->job;
     t.work_dir = o->work_dir;
     t.keep = o->keep;
+    t.firewall = o->firewall;
     std::error_code ec;
     t.chorus = std::filesystem::read_symlink("/proc/self/exe", ec).string();
     if (ec) fail("testbed: cannot find this program's path");

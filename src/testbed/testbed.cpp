@@ -198,6 +198,13 @@ int run_testbed(const TestbedOptions& o) {
                      reason.c_str(), layout.latency_s * 1e3);
       }
     }
+    if (o.firewall) {
+      if (run_quietly({"nft", "--version"}).status != 0)
+        fail("testbed: --firewall needs nft (Debian's nftables package)");
+      for (const auto& c : firewall_commands(layout)) run_checked(c);
+      std::printf("testbed: firewall in every namespace: eth0 admits only the hostfile's %zu addresses\n",
+                  layout.devices.size());
+    }
     std::printf("testbed: %zu device namespaces on %s, %s %.2f Mbit/s (%s), hostfile %s\n", layout.devices.size(),
                 kSubnet, layout.shared ? "one shared medium at" : "each link at", layout.bits_per_s / 1e6,
                 "tbf", hostfile.c_str());

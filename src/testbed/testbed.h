@@ -17,6 +17,7 @@ struct TestbedOptions {
   std::string chorus;                 // this program
   std::string work_dir;               // hostfile and agent script ("" : a fresh directory under /tmp)
   bool keep = false;                  // leave the testbed up after the job (remove with down)
+  bool firewall = false;              // nftables in each namespace: only the hostfile's addresses
   std::vector<std::string> mpirun_extra;  // more mpirun options
 };
 

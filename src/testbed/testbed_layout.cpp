@@ -108,6 +108,27 @@ std::vector<Command> latency_commands(const TestbedLayout& l) {
   return cmds;
 }
 
+std::vector<Command> firewall_commands(const TestbedLayout& l) {
+  std::string allowed;
+  for (const auto& d : l.devices) allowed += (allowed.empty() ? "" : ", ") + d.address;
+  std::vector<Command> cmds;
+  for (const auto& d : l.devices) {
+    const Command nft{"ip", "netns", "exec", d.netns, "nft"};
+    const auto with = [&](Command tail) {
+      Command c = nft;
+      c.insert(c.end(), tail.begin(), tail.end());
+      return c;
+    };
+    cmds.push_back(with({"add", "table", "inet", "chorus"}));
+    cmds.push_back(with({"add", "chain", "inet", "chorus", "input",
+                         "{ type filter hook input priority 0; policy accept; }"}));
+    cmds.push_back(with({"add", "rule", "inet", "chorus", "input", "iifname", "eth0", "ip", "saddr",
+                         "{ " + allowed + " }", "accept"}));
+    cmds.push_back(with({"add", "rule", "inet", "chorus", "input", "iifname", "eth0", "drop"}));
+  }
+  return cmds;
+}
+
 std::vector<Command> network_down_commands(const TestbedLayout& l) {
   std::vector<Command> cmds;
   for (const auto& d : l.devices) cmds.push_back({"ip", "netns", "del", d.netns});

@@ -44,6 +44,9 @@ std::vector<Command> network_up_commands(const TestbedLayout& layout);
 std::vector<Command> shaping_commands(const TestbedLayout& layout);
 // Adds the network's latency with netem on each device's link (where the kernel has netem).
 std::vector<Command> latency_commands(const TestbedLayout& layout);
+// A firewall in each device's namespace (nftables): on eth0, packets from the hostfile's
+// addresses are accepted and every other is dropped, as docs/deploy.md recommends for a cluster.
+std::vector<Command> firewall_commands(const TestbedLayout& layout);
 // Removes every namespace of the layout (their links and queues go with them).
 std::vector<Command> network_down_commands(const TestbedLayout& layout);
 

@@ -75,6 +75,10 @@ TEST(TestbedLayout, SharedMediumIsOneQueueEveryPacketCrosses) {
   EXPECT_TRUE(contains(separate, "ip netns exec chorus-tb-pi2 tc qdisc add dev eth0 root tbf rate 62240kbit"));
   EXPECT_TRUE(contains(testbed::latency_commands(testbed::make_testbed_layout(three_pis(true))),
                        "tc qdisc add dev ctb1 root netem delay 2000us"));
+  const auto firewall = testbed::firewall_commands(testbed::make_testbed_layout(three_pis(true)));
+  EXPECT_TRUE(contains(firewall, "ip netns exec chorus-tb-pi2 nft add rule inet chorus input iifname eth0 ip saddr "
+                                 "{ 10.231.0.1, 10.231.0.2, 10.231.0.3 } accept"));
+  EXPECT_TRUE(contains(firewall, "ip netns exec chorus-tb-pi_3 nft add rule inet chorus input iifname eth0 drop"));
 }
 
 TEST(TestbedLayout, AgentScriptIsValidShellAndKnowsEveryAddress) {
@@ -242,6 +246,23 @@ TEST_F(OnTheKernelsNetwork, SuperviseReplansWithoutTheDeviceWhoseLinkWentDown) {
   const std::string got((std::istreambuf_iterator<char>(a)), {}), want((std::istreambuf_iterator<char>(b)), {});
   EXPECT_EQ(got.size(), want.size());
   EXPECT_TRUE(got == want) << "the supervised output differs from one process's";
+}
+
+// --firewall: the job runs with nftables in every namespace, and a connection from an address
+// outside the hostfile is refused (without the firewall the same connection goes through).
+TEST_F(OnTheKernelsNetwork, FirewallAdmitsOnlyTheHostfilesAddresses) {
+  if (test::run_command("nft --version").exit_code != 0) GTEST_SKIP() << "no nft here (Debian's nftables)";
+  for (const bool firewall : {true, false}) {
+    SCOPED_TRACE(firewall ? "with --firewall" : "without");
+    auto r = test::run_command("timeout -k 5 120 " + std::string(CHORUS_BINARY) + " testbed --keep" +
+                               (firewall ? " --firewall" : "") + " --cluster " + dir_.path("three.json") + " -- run " +
+                               dir_.path("lenet5.h5") + " --synthetic 8 --strategy pipeline --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto probe = test::run_command(test::source_path("tests/testbed/outsider_probe.sh"));
+    EXPECT_THAT(probe.output, HasSubstr("device: connected"));
+    EXPECT_THAT(probe.output, HasSubstr(firewall ? "outsider: refused" : "outsider: connected"));
+    test::run_command(CHORUS_BINARY " testbed --down");
+  }
 }
 
 TEST_F(OnTheKernelsNetwork, KeepLeavesTheTestbedAndDownRemovesIt) {
