@@ -80,6 +80,7 @@ class Models {
                        {"input_layers", {{"img", 0, 0}}},
                        {"output_layers", {{"head", 0, 0}}}}}};
     test::write_random_model(transfer.dump(), path("transfer_keras"));
+    test::write_random_model(kEfficientNetStyle, path("efficientnet_keras"));
   }
   static std::string read(const std::string& file) {
     std::ifstream in(file);
@@ -123,6 +124,46 @@ class Models {
    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 6, "activation": "tanh"},
     "inbound_nodes": [[["gap", 0, 0, {}]], [["d", 0, 0, {}]]]}],
    "input_layers": [["in", 0, 0]], "output_layers": [["d", 1, 0]]}})";
+  // A transfer-learning model on a nested EfficientNet-style base, as keras.applications builds
+  // one in Keras 3: Rescaling, Normalization and per-channel Rescaling in front, a strided swish
+  // stem, an MBConv block (expansion, depthwise, squeeze-and-excitation: pooling, Reshape to
+  // (1, 1, c), two 1x1 convolutions and a Multiply; projection, Dropout, residual Add), then a
+  // head. Keras 3 config keys.
+  static constexpr const char* kEfficientNetStyle = R"({"module": "keras", "class_name": "Functional", "config": {"name": "effnet_transfer", "layers": [
+   {"class_name": "InputLayer", "name": "img", "config": {"name": "img", "batch_shape": [null, 32, 32, 3]}, "inbound_nodes": []},
+   {"class_name": "Functional", "name": "efficientnet_base", "config": {"name": "efficientnet_base", "layers": [
+     {"class_name": "InputLayer", "name": "x", "config": {"name": "x", "batch_shape": [null, 32, 32, 3]}, "inbound_nodes": []},
+     {"class_name": "Rescaling", "name": "rescaling", "config": {"name": "rescaling", "scale": 0.00392156862, "offset": 0.0}, "inbound_nodes": [[["x", 0, 0, {}]]]},
+     {"class_name": "Normalization", "name": "normalization", "config": {"name": "normalization", "axis": -1, "mean": [0.485, 0.456, 0.406], "variance": [0.052, 0.050, 0.051]}, "inbound_nodes": [[["rescaling", 0, 0, {}]]]},
+     {"class_name": "Rescaling", "name": "rescaling_1", "config": {"name": "rescaling_1", "scale": [0.229, 0.224, 0.225], "offset": 0.0}, "inbound_nodes": [[["normalization", 0, 0, {}]]]},
+     {"class_name": "ZeroPadding2D", "name": "stem_conv_pad", "config": {"name": "stem_conv_pad", "padding": [[0, 1], [0, 1]]}, "inbound_nodes": [[["rescaling_1", 0, 0, {}]]]},
+     {"class_name": "Conv2D", "name": "stem_conv", "config": {"name": "stem_conv", "filters": 16, "kernel_size": [3, 3], "strides": [2, 2], "padding": "valid", "use_bias": false}, "inbound_nodes": [[["stem_conv_pad", 0, 0, {}]]]},
+     {"class_name": "BatchNormalization", "name": "stem_bn", "config": {"name": "stem_bn", "axis": -1}, "inbound_nodes": [[["stem_conv", 0, 0, {}]]]},
+     {"class_name": "Activation", "name": "stem_activation", "config": {"name": "stem_activation", "activation": "swish"}, "inbound_nodes": [[["stem_bn", 0, 0, {}]]]},
+     {"class_name": "Conv2D", "name": "block1a_expand_conv", "config": {"name": "block1a_expand_conv", "filters": 64, "kernel_size": [1, 1], "use_bias": false}, "inbound_nodes": [[["stem_activation", 0, 0, {}]]]},
+     {"class_name": "BatchNormalization", "name": "block1a_expand_bn", "config": {"name": "block1a_expand_bn", "axis": -1}, "inbound_nodes": [[["block1a_expand_conv", 0, 0, {}]]]},
+     {"class_name": "Activation", "name": "block1a_expand_activation", "config": {"name": "block1a_expand_activation", "activation": "swish"}, "inbound_nodes": [[["block1a_expand_bn", 0, 0, {}]]]},
+     {"class_name": "DepthwiseConv2D", "name": "block1a_dwconv", "config": {"name": "block1a_dwconv", "kernel_size": [3, 3], "padding": "same", "use_bias": false}, "inbound_nodes": [[["block1a_expand_activation", 0, 0, {}]]]},
+     {"class_name": "BatchNormalization", "name": "block1a_bn", "config": {"name": "block1a_bn", "axis": -1}, "inbound_nodes": [[["block1a_dwconv", 0, 0, {}]]]},
+     {"class_name": "Activation", "name": "block1a_activation", "config": {"name": "block1a_activation", "activation": "swish"}, "inbound_nodes": [[["block1a_bn", 0, 0, {}]]]},
+     {"class_name": "GlobalAveragePooling2D", "name": "block1a_se_squeeze", "config": {"name": "block1a_se_squeeze"}, "inbound_nodes": [[["block1a_activation", 0, 0, {}]]]},
+     {"class_name": "Reshape", "name": "block1a_se_reshape", "config": {"name": "block1a_se_reshape", "target_shape": [1, 1, 64]}, "inbound_nodes": [[["block1a_se_squeeze", 0, 0, {}]]]},
+     {"class_name": "Conv2D", "name": "block1a_se_reduce", "config": {"name": "block1a_se_reduce", "filters": 4, "kernel_size": [1, 1], "activation": "swish"}, "inbound_nodes": [[["block1a_se_reshape", 0, 0, {}]]]},
+     {"class_name": "Conv2D", "name": "block1a_se_expand", "config": {"name": "block1a_se_expand", "filters": 64, "kernel_size": [1, 1], "activation": "sigmoid"}, "inbound_nodes": [[["block1a_se_reduce", 0, 0, {}]]]},
+     {"class_name": "Multiply", "name": "block1a_se_excite", "config": {"name": "block1a_se_excite"}, "inbound_nodes": [[["block1a_activation", 0, 0, {}], ["block1a_se_expand", 0, 0, {}]]]},
+     {"class_name": "Conv2D", "name": "block1a_project_conv", "config": {"name": "block1a_project_conv", "filters": 16, "kernel_size": [1, 1], "use_bias": false}, "inbound_nodes": [[["block1a_se_excite", 0, 0, {}]]]},
+     {"class_name": "BatchNormalization", "name": "block1a_project_bn", "config": {"name": "block1a_project_bn", "axis": -1}, "inbound_nodes": [[["block1a_project_conv", 0, 0, {}]]]},
+     {"class_name": "Dropout", "name": "block1a_drop", "config": {"name": "block1a_drop", "rate": 0.2}, "inbound_nodes": [[["block1a_project_bn", 0, 0, {}]]]},
+     {"class_name": "Add", "name": "block1a_add", "config": {"name": "block1a_add"}, "inbound_nodes": [[["block1a_drop", 0, 0, {}], ["stem_activation", 0, 0, {}]]]},
+     {"class_name": "Conv2D", "name": "top_conv", "config": {"name": "top_conv", "filters": 32, "kernel_size": [1, 1], "use_bias": false}, "inbound_nodes": [[["block1a_add", 0, 0, {}]]]},
+     {"class_name": "BatchNormalization", "name": "top_bn", "config": {"name": "top_bn", "axis": -1}, "inbound_nodes": [[["top_conv", 0, 0, {}]]]},
+     {"class_name": "Activation", "name": "top_activation", "config": {"name": "top_activation", "activation": "swish"}, "inbound_nodes": [[["top_bn", 0, 0, {}]]]}],
+     "input_layers": [["x", 0, 0]], "output_layers": [["top_activation", 0, 0]]},
+    "inbound_nodes": [[["img", 0, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "avg_pool", "config": {"name": "avg_pool"}, "inbound_nodes": [[["efficientnet_base", 0, 0, {}]]]},
+   {"class_name": "Dropout", "name": "top_dropout", "config": {"name": "top_dropout", "rate": 0.2}, "inbound_nodes": [[["avg_pool", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "predictions", "config": {"name": "predictions", "units": 5, "activation": "softmax"}, "inbound_nodes": [[["top_dropout", 0, 0, {}]]]}
+  ], "input_layers": [["img", 0, 0]], "output_layers": [["predictions", 0, 0]]}})";
   // Two inputs (an image and a vector), two outputs (class scores and a map), a nested model
   // called twice (its second call shares the first's weights) and a shared dense layer.
   static constexpr const char* kMultiInputOutput = R"({"class_name": "Functional", "config": {"name": "multi_io", "layers": [
@@ -279,7 +320,10 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"multi_io", "pipeline", 9}, StrategyCase{"multi_io", "replicate", 2},
                     StrategyCase{"multi_io", "split-output", 3}, StrategyCase{"multi_io", "split-input", 2},
                     StrategyCase{"multi_io", "split-spatial", 2}, StrategyCase{"multi_io_keras", "pipeline", 4},
-                    StrategyCase{"onnx_multi_io", "pipeline", 3}, StrategyCase{"onnx_multi_io", "split-output", 2}),
+                    StrategyCase{"onnx_multi_io", "pipeline", 3}, StrategyCase{"onnx_multi_io", "split-output", 2},
+                    StrategyCase{"efficientnet_keras", "pipeline", 3},
+                    StrategyCase{"efficientnet_keras", "split-output", 3},
+                    StrategyCase{"efficientnet_keras", "split-spatial", 3}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)
