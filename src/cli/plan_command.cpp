@@ -7,11 +7,13 @@
 
 #include "cli/commands.h"
 #include "cli/load_model.h"
-#include "core/error.h"
 #include "cluster/cluster.h"
+#include "core/error.h"
+#include "partition/frame_traffic.h"
 #include "plan/planner.h"
 #include "plan/strategies.h"
 #include "plan/validate.h"
+#include "runtime/pipeline.h"
 
 namespace chorus::cli {
 
@@ -78,7 +80,19 @@ void add_plan_command(CLI::App& app) {
                 << p.prediction["latency_ms"].get<double>() << " ms, bottleneck "
                 << p.prediction["bottleneck"].get<std::string>() << "\n";
     p.model = o->model;
-    plan::validate_plan(p, loaded.model, 0);
+    const plan::ResolvedPlan resolved = plan::validate_plan(p, loaded.model, 0);
+    if (c) {
+      // Bytes per frame between ranks as the runtime will send them (averaged over 1,000 frames
+      // where replicas take turns); a run's report gives them measured per peer.
+      const auto traffic = partition::frame_traffic(loaded.model, resolved, 1000, runtime::message_header_bytes());
+      nlohmann::json matrix = nlohmann::json::array();
+      for (int from = 0; from < traffic.ranks; ++from) {
+        std::vector<double> row;
+        for (int to = 0; to < traffic.ranks; ++to) row.push_back(traffic.at(from, to));
+        matrix.push_back(row);
+      }
+      p.prediction["bytes_per_frame"] = matrix;
+    }
     if (o->output.empty()) {
       std::cout << plan::plan_to_json(p).dump(2) << "\n";
       return;

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "layers/depthwise_conv2d.h"
+#include "partition/frame_traffic.h"
 #include "partition/live_values.h"
 
 namespace chorus::partition {
@@ -78,16 +79,11 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       // sums of all of them.
       SplitScratch& scratch = scratch_[n];
       const Shape out_shape = layer.output_shape();
-      const std::size_t pixels = static_cast<std::size_t>(out_shape.h) * out_shape.w;  // per frame
       const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
-      const int multiplier = depthwise ? out_shape.c / layer.input_shapes()[0].c : 1;
-      scratch.multiplier = multiplier;
+      scratch.multiplier = depthwise ? out_shape.c / layer.input_shapes()[0].c : 1;
+      scratch.frame_counts = split_part_floats(m, n, mode, bounds);  // as the traffic model counts them
       std::size_t total = 0;
-      for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
-        scratch.frame_counts.push_back(
-            mode == StageMode::split_input ? pixels * out_shape.c : pixels * (bounds[r + 1] - bounds[r]) * multiplier);
-        total += scratch.frame_counts.back();
-      }
+      for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
       scratch.gathered.reserve(frames * total);
       scratch.mine.reserve(frames * scratch.frame_counts[member]);

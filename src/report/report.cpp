@@ -94,6 +94,8 @@ json rank_stats_to_json(const RankStats& s) {
           {"wall_s", s.wall_s},
           {"bytes_sent", s.bytes_sent},
           {"bytes_received", s.bytes_received},
+          {"bytes_sent_to", s.bytes_sent_to},
+          {"bytes_received_from", s.bytes_received_from},
           {"weight_bytes", s.weight_bytes},
           {"peak_rss_bytes", s.peak_rss_bytes},
           {"first_frame_minor_faults", s.first_frame_minor_faults},
@@ -121,6 +123,8 @@ RankStats rank_stats_from_json(const json& j) {
   s.wall_s = j.at("wall_s");
   s.bytes_sent = j.at("bytes_sent");
   s.bytes_received = j.at("bytes_received");
+  s.bytes_sent_to = j.value("bytes_sent_to", std::vector<double>{});
+  s.bytes_received_from = j.value("bytes_received_from", std::vector<double>{});
   s.weight_bytes = j.at("weight_bytes");
   s.peak_rss_bytes = j.at("peak_rss_bytes");
   // Reports written before these figures existed lack them.
@@ -144,6 +148,11 @@ json report_to_json(const RunReport& r) {
     const double frames = std::max(1, r.frames);
     j["bytes_sent_per_frame"] = s.bytes_sent / frames;
     j["bytes_received_per_frame"] = s.bytes_received / frames;
+    std::vector<double> to, from;
+    for (double b : s.bytes_sent_to) to.push_back(b / frames);
+    for (double b : s.bytes_received_from) from.push_back(b / frames);
+    j["bytes_sent_to_per_frame"] = to;
+    j["bytes_received_from_per_frame"] = from;
     ranks.push_back(j);
   }
   json out{{"format", "chorus-report/1"},

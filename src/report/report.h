@@ -20,6 +20,9 @@ struct RankStats {
   double wait_s = 0;              // waiting for input from earlier stages (or credits)
   double wall_s = 0;              // from the first frame to the end
   double bytes_sent = 0, bytes_received = 0;
+  // The same per peer rank (index: the peer's rank): data, swaps and credits; not the
+  // end-of-stream messages.
+  std::vector<double> bytes_sent_to, bytes_received_from;
   double weight_bytes = 0;
   double peak_rss_bytes = 0;
   // Whether frames allocate: page faults (getrusage, the whole process) during the rank's

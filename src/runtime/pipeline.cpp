@@ -9,6 +9,7 @@
 #include "core/memory.h"
 #include "core/process_counters.h"
 #include "partition/live_values.h"
+#include "plan/replica_turns.h"
 #include "runtime/failure_notice.h"
 
 namespace chorus::runtime {
@@ -63,6 +64,7 @@ class TransportPeerExchange : public partition::PeerExchange {
       } else {
         requests_.push_back(t_.irecv(ranks_[m], tag_, part, counts[m] * sizeof(float)));
         stats_.bytes_received += counts[m] * sizeof(float);
+        stats_.bytes_received_from[ranks_[m]] += counts[m] * sizeof(float);
       }
       part += counts[m];
     }
@@ -70,6 +72,7 @@ class TransportPeerExchange : public partition::PeerExchange {
       if (static_cast<int>(m) == member_) continue;
       requests_.push_back(t_.isend(ranks_[m], tag_, mine, counts[member_] * sizeof(float)));
       stats_.bytes_sent += counts[member_] * sizeof(float);
+      stats_.bytes_sent_to[ranks_[m]] += counts[member_] * sizeof(float);
     }
     std::copy(mine, mine + counts[member_], own);
     note_waiting(waiting_.c_str());
@@ -113,8 +116,7 @@ struct Pipeline::Impl {
   partition::LayerPacer* pacer = nullptr;
   std::map<int, std::unique_ptr<partition::StageWorker>> workers;  // by stage
   std::map<int, std::unique_ptr<TransportPeerExchange>> exchanges;
-  std::vector<std::vector<int>> replica_table;  // per stage: member of frame i (replicate only)
-  std::vector<std::vector<int>> replica_counts;  // per stage: frames given to each member so far
+  std::vector<plan::ReplicaTurns> replica_turns;  // per stage: the member of frame i (replicate only)
   std::vector<std::vector<int>> live;            // live[s]: values entering role s (s = S: the sink)
   std::vector<std::string> role_labels;          // [s + 1]: "stage 1 (fc1..fc1)", "the source", "the sink"
   std::vector<std::vector<int>> all_ranks_of;    // [s]: the ranks receiving role s's input (s = S: the sink)
@@ -156,6 +158,12 @@ struct Pipeline::Impl {
   std::vector<int> send_capacity;
   std::vector<std::string> hosts;  // by rank, for messages
   int credits_received = 0;
+  // A credit from the sink arrived: one more frame has left the system.
+  void count_credit() {
+    ++credits_received;
+    stats.bytes_received += sizeof(Header);
+    stats.bytes_received_from[plan.plan.sink] += sizeof(Header);
+  }
   double produced_at = 0;  // of the values received last: when their producer had them ready
   // Rank 0's clock minus this rank's (clock_offsets.h): frame start and finish times, and the
   // times carried in headers, are on rank 0's clock, so a latency between hosts is one clock's.
@@ -171,8 +179,7 @@ struct Pipeline::Impl {
 
   Impl(Transport& transport, const model::Model& m, const plan::ResolvedPlan& p)
       : t(transport), model(m), plan(p), S(static_cast<int>(p.stages.size())), me(transport.rank()) {
-    replica_table.resize(S);
-    replica_counts.resize(S);
+    for (int s = 0; s < S; ++s) replica_turns.emplace_back(p.stages[s].fractions);
     for (int s = -1; s < S; ++s) live.push_back(partition::live_values(m, p, s));
     role_labels.push_back("the source");
     for (int s = 0; s < S; ++s)
@@ -190,6 +197,8 @@ struct Pipeline::Impl {
     worker_outputs.resize(S);
     stats.rank = me;
     stats.host = t.host();
+    stats.bytes_sent_to.assign(transport.size(), 0.0);
+    stats.bytes_received_from.assign(transport.size(), 0.0);
   }
 
   const plan::ResolvedStage& stage(int s) const { return plan.stages[s]; }
@@ -230,24 +239,7 @@ struct Pipeline::Impl {
   }
 
   // Smooth weighted round robin: frame i goes to the replica furthest behind its share.
-  int replica_of(int s, int i) {
-    auto& table = replica_table[s];
-    auto& count = replica_counts[s];
-    const auto& f = stage(s).fractions;
-    count.resize(f.size());
-    while (static_cast<int>(table.size()) <= i) {
-      const double next = table.size() + 1.0;
-      int best = 0;
-      double best_deficit = -1e300;
-      for (std::size_t r = 0; r < f.size(); ++r) {
-        double deficit = f[r] * next - count[r];
-        if (deficit > best_deficit + 1e-12) best_deficit = deficit, best = static_cast<int>(r);
-      }
-      table.push_back(best);
-      ++count[best];
-    }
-    return table[i];
-  }
+  int replica_of(int s, int i) { return replica_turns[s].member_of(i); }
 
   // The rank that produces stage s's output for frame i (s = -1: the source).
   int producer(int s, int i) {
@@ -333,6 +325,7 @@ struct Pipeline::Impl {
     CHORUS_ASSERT(h.seq == i, "rank ", me, " stage ", s, ": expected frame ", i, ", got ", h.seq);
     produced_at = h.produced_at;
     stats.bytes_received += got;
+    stats.bytes_received_from[from] += got;
     const float* data = reinterpret_cast<const float*>(p.buffer.data() + sizeof(Header));
     for (std::size_t k = 0; k < live[s].size(); ++k) {
       Tensor& tensor = destination(s, static_cast<int>(k));
@@ -427,6 +420,7 @@ struct Pipeline::Impl {
       out->requests.push_back(t.isend(r, kDataTag + s, out->buffer.data(), out->buffer.size()));
       out->to.push_back(r);
       stats.bytes_sent += out->buffer.size();
+      stats.bytes_sent_to[r] += out->buffer.size();
     }
     if (local) {
       Mail* mail = nullptr;
@@ -537,6 +531,8 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
 
 Pipeline::~Pipeline() = default;
 
+std::size_t message_header_bytes() { return sizeof(Header); }
+
 void Pipeline::set_clock_offset(double seconds) { impl_->clock_offset = seconds; }
 
 void Pipeline::set_pacer(partition::LayerPacer* pacer) { impl_->pacer = pacer; }
@@ -569,7 +565,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
   start_times.reserve(expected_frames);
   result.finish.reserve(expected_frames);
   for (int s = 0; s < S; ++s)
-    if (x.stage(s).mode == StageMode::replicate) x.replica_table[s].reserve(expected_frames + window + 2);
+    if (x.stage(s).mode == StageMode::replicate) x.replica_turns[s].reserve(expected_frames + window + 2);
 
   // The order every rank runs its tasks in, which needs no coordination and cannot deadlock:
   // by key(i, s) = A i + B s + shift(s) for stage s of frame i (the source is -1, the sink S),
@@ -665,7 +661,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
           while (x.credits_received <= i - window) {
             x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
                        x.waiting_for(sink_rank, S, "to take frame", i - window));
-            ++x.credits_received;
+            x.count_credit();
           }
           x.stats.wait_s += now_seconds(t) - t0;
         }
@@ -693,7 +689,11 @@ PipelineResult Pipeline::run(const io::InputSource* source,
         // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
         // computing collects it later, and that delay is not the pipeline's.
         result.finish.push_back(std::min(x.reference_now(), x.produced_at));
-        if (credits) x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0});
+        if (credits) {
+          x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0});
+          x.stats.bytes_sent += sizeof(Header);
+          x.stats.bytes_sent_to[source_rank] += sizeof(Header);
+        }
         if (primary == s) primary_done(i);
         continue;
       }
@@ -712,9 +712,11 @@ PipelineResult Pipeline::run(const io::InputSource* source,
   for (int s : roles)
     if (s >= 0) x.drain_ends(s);
   if (credits && me == source_rank)
-    for (; x.credits_received < frames_total; ++x.credits_received)
+    while (x.credits_received < frames_total) {
       x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
                  x.waiting_for(sink_rank, S, "to take frame", x.credits_received));
+      x.count_credit();
+    }
   x.reap_sends(true);
   x.stats.wall_s = now_seconds(t) - t_begin;
   x.stats.peak_rss_bytes = static_cast<double>(peak_rss_bytes());

@@ -26,6 +26,9 @@ struct PipelineResult {
   std::vector<double> start, finish;  // per frame (source; sink), on rank 0's clock
 };
 
+// Bytes of the header every message carries before its values (for the traffic model).
+std::size_t message_header_bytes();
+
 class Pipeline {
  public:
   // `workers`: this rank's share of each stage it belongs to (any order). A rank that waits

@@ -576,3 +576,46 @@ TEST(MaxInFlight, OneFrameAtATimeInEveryMode) {
     }
   }
 }
+
+// The bytes every rank sends to and receives from every peer, per frame, as measured, equal
+// what the plan's traffic model says the runtime sends (partition/frame_traffic.h): for a
+// spatial, a channel and a mixed plan, with replicas taking turns, source and sink elsewhere.
+TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
+  test::TempDir plans;
+  json mixed = {{"ranks", 4},
+                {"stages",
+                 {{{"layers", {"c1", "c1"}}, {"mode", "single"}, {"ranks", {0}}},
+                  {{"layers", {"c2", "p1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.5, 0.3, 0.2}}},
+                  {{"layers", {"c3", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 3}}, {"fractions", {0.7, 0.3}}},
+                  {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {2, 1}}, {"fractions", {0.25, 0.75}}},
+                  {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
+  struct Case {
+    const char* model;
+    std::string how;
+    int ranks;
+  };
+  for (const Case& c : {Case{"vgg_small", "--strategy split-spatial", 3}, Case{"vgg_small", "--strategy split-output", 4},
+                        Case{"dense_heavy", "--strategy split-input", 3},
+                        Case{"vgg_small", "--plan " + write_plan(plans, mixed), 4},
+                        Case{"multi_io", "--strategy pipeline", 4}}) {
+    SCOPED_TRACE(std::string(c.model) + " " + c.how);
+    test::TempDir dir;
+    auto r = mpirun(c.ranks, Models::get().path(c.model), c.how, "--report " + dir.path("r.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const json report = json::parse(std::ifstream(dir.path("r.json")));
+    const auto predicted = report["extra"]["predicted_bytes_per_frame"].get<std::vector<std::vector<double>>>();
+    ASSERT_EQ(predicted.size(), static_cast<std::size_t>(c.ranks));
+    double total = 0;
+    for (const auto& k : report["ranks"]) {
+      const int me = k["rank"];
+      const auto to = k["bytes_sent_to_per_frame"].get<std::vector<double>>();
+      const auto from = k["bytes_received_from_per_frame"].get<std::vector<double>>();
+      for (int peer = 0; peer < c.ranks; ++peer) {
+        EXPECT_NEAR(to[peer], predicted[me][peer], 1e-6) << "rank " << me << " to " << peer;
+        EXPECT_NEAR(from[peer], predicted[peer][me], 1e-6) << "rank " << me << " from " << peer;
+        total += to[peer];
+      }
+    }
+    EXPECT_GT(total, 0.0);
+  }
+}

@@ -1,0 +1,87 @@
+#include "partition/frame_traffic.h"
+
+#include "layers/depthwise_conv2d.h"
+#include "partition/live_values.h"
+#include "plan/replica_turns.h"
+
+namespace chorus::partition {
+
+using plan::StageMode;
+
+std::vector<std::size_t> split_part_floats(const model::Model& m, int node, StageMode mode,
+                                           const std::vector<int>& bounds) {
+  const auto& layer = *m.node(node).layer;
+  const Shape out = layer.output_shape();
+  const std::size_t pixels = static_cast<std::size_t>(out.h) * out.w;
+  const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
+  const int multiplier = depthwise ? out.c / layer.input_shapes()[0].c : 1;
+  std::vector<std::size_t> floats;
+  for (std::size_t r = 0; r + 1 < bounds.size(); ++r)
+    floats.push_back(mode == StageMode::split_input ? pixels * out.c
+                                                    : pixels * (bounds[r + 1] - bounds[r]) * multiplier);
+  return floats;
+}
+
+FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, int frames, std::size_t header_bytes) {
+  FrameTraffic traffic;
+  traffic.ranks = p.plan.ranks;
+  traffic.bytes.assign(static_cast<std::size_t>(traffic.ranks) * traffic.ranks, 0.0);
+  if (frames <= 0) return traffic;
+  const int S = static_cast<int>(p.stages.size());
+  const auto add = [&](int from, int to, double bytes) {
+    if (from != to) traffic.bytes[static_cast<std::size_t>(from) * traffic.ranks + to] += bytes / frames;
+  };
+  std::vector<plan::ReplicaTurns> turns;
+  for (const auto& st : p.stages) turns.emplace_back(st.fractions);
+  const auto producer = [&](int s, int i) {
+    if (s < 0) return p.plan.source;
+    const auto& st = p.stages[s];
+    return st.mode == StageMode::replicate ? st.ranks[turns[s].member_of(i)] : st.ranks[0];
+  };
+  // The swaps of a split stage, per frame: member m's part to every other member.
+  std::vector<std::vector<std::size_t>> swaps(S);  // [s]: floats per member, summed over the swaps
+  for (int s = 0; s < S; ++s) {
+    const auto& st = p.stages[s];
+    if (st.ranks.size() < 2) continue;
+    auto& per_member = swaps[s];
+    per_member.assign(st.ranks.size(), 0);
+    if (st.mode == StageMode::split_spatial) {
+      const Shape out = m.node(st.last).layer->output_shape();
+      const auto rows = plan::split_bounds(out.h, st.fractions);
+      for (std::size_t k = 0; k < st.ranks.size(); ++k)
+        per_member[k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c;
+    } else if (st.mode == StageMode::split_output || st.mode == StageMode::split_input) {
+      for (int n = st.first; n <= st.last; ++n) {
+        const auto& layer = *m.node(n).layer;
+        const bool split = (st.mode == StageMode::split_output && plan::can_split_output(layer)) ||
+                           (st.mode == StageMode::split_input && plan::can_split_input(layer));
+        if (!split) continue;
+        const auto parts = split_part_floats(m, n, st.mode, plan::split_bounds(plan::split_extent(layer, st.mode),
+                                                                                   st.fractions));
+        for (std::size_t k = 0; k < parts.size(); ++k) per_member[k] += parts[k];
+      }
+    }
+  }
+  std::vector<double> message(S + 1);  // [s]: a message into stage s (S: the sink)
+  for (int s = 0; s <= S; ++s) message[s] = header_bytes + live_floats(m, live_values(m, p, s - 1)) * sizeof(float);
+  for (int i = 0; i < frames; ++i) {
+    for (int s = 0; s <= S; ++s) {
+      const int from = producer(s - 1, i);
+      if (s == S) {
+        add(from, p.plan.sink, message[s]);
+      } else if (p.stages[s].mode == StageMode::replicate) {
+        add(from, p.stages[s].ranks[turns[s].member_of(i)], message[s]);
+      } else {
+        for (int r : p.stages[s].ranks) add(from, r, message[s]);
+        const auto& ranks = p.stages[s].ranks;
+        for (std::size_t a = 0; a < swaps[s].size(); ++a)
+          for (std::size_t b = 0; b < ranks.size(); ++b)
+            if (a != b) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
+      }
+    }
+    if (p.plan.sink != p.plan.source) add(p.plan.sink, p.plan.source, header_bytes);  // the credit
+  }
+  return traffic;
+}
+
+}  // namespace chorus::partition

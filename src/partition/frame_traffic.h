@@ -1,0 +1,32 @@
+#pragma once
+// The bytes a run moves between ranks, as the runtime sends them: the values alive at each cut
+// (a header and the values) from the producer of a stage's input to each rank that takes it
+// (every member of a split stage, the turn's replica of a replicated one, the sink), the swaps
+// inside split stages (after each split layer, or once for a stage's row bands, each member's
+// part to every other member) and the sink's credit to the source for each frame. The report
+// of a run gives the same figures measured per peer, so the two can be compared.
+#include <cstddef>
+#include <vector>
+
+#include "model/model.h"
+#include "plan/validate.h"
+
+namespace chorus::partition {
+
+struct FrameTraffic {
+  int ranks = 0;
+  std::vector<double> bytes;  // [from * ranks + to]: bytes per frame, averaged over the frames
+  double at(int from, int to) const { return bytes.at(static_cast<std::size_t>(from) * ranks + to); }
+};
+
+// Over frames 0 .. frames - 1 (replicas take their turns as the runtime gives them), with
+// messages of `header_bytes` plus their values.
+FrameTraffic frame_traffic(const model::Model& model, const plan::ResolvedPlan& plan, int frames,
+                           std::size_t header_bytes);
+
+// Floats each member contributes per frame to the swap after split layer `node` (bounds from
+// plan::split_bounds of the layer's split extent).
+std::vector<std::size_t> split_part_floats(const model::Model& model, int node, plan::StageMode mode,
+                                           const std::vector<int>& bounds);
+
+}  // namespace chorus::partition
