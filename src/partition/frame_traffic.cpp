@@ -62,21 +62,33 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       }
     }
   }
-  std::vector<double> message(S + 1);  // [s]: a message into stage s (S: the sink)
-  for (int s = 0; s <= S; ++s) message[s] = header_bytes + live_floats(m, live_values(m, p, s - 1)) * sizeof(float);
+  // [s][member]: a message into stage s (S: the sink) for that member: the header and the rows
+  // it takes of every value.
+  std::vector<std::vector<double>> message(S + 1);
+  for (int s = 0; s <= S; ++s) {
+    const auto values = live_values(m, p, s - 1);
+    const int members = s == S ? 1 : static_cast<int>(p.stages[s].ranks.size());
+    for (int g = 0; g < members; ++g)
+      message[s].push_back(header_bytes +
+                           input_rows_floats(m, values, stage_input_rows(m, p, s, g)) * sizeof(float));
+  }
   for (int i = 0; i < frames; ++i) {
     for (int s = 0; s <= S; ++s) {
       const int from = producer(s - 1, i);
       if (s == S) {
-        add(from, p.plan.sink, message[s]);
+        add(from, p.plan.sink, message[s][0]);
       } else if (p.stages[s].mode == StageMode::replicate) {
-        add(from, p.stages[s].ranks[turns[s].member_of(i)], message[s]);
+        const int member = turns[s].member_of(i);
+        add(from, p.stages[s].ranks[member], message[s][member]);
       } else {
-        for (int r : p.stages[s].ranks) add(from, r, message[s]);
         const auto& ranks = p.stages[s].ranks;
+        for (std::size_t g = 0; g < ranks.size(); ++g) add(from, ranks[g], message[s][g]);
+        // Bands are gathered to member 0 only (it hands the stage's output on); split layers'
+        // parts go to every member.
+        const bool to_first = p.stages[s].mode == StageMode::split_spatial;
         for (std::size_t a = 0; a < swaps[s].size(); ++a)
           for (std::size_t b = 0; b < ranks.size(); ++b)
-            if (a != b) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
+            if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
       }
     }
     if (p.plan.sink != p.plan.source) add(p.plan.sink, p.plan.source, header_bytes);  // the credit

@@ -1,10 +1,11 @@
 #pragma once
 // The bytes a run moves between ranks, as the runtime sends them: the values alive at each cut
 // (a header and the values) from the producer of a stage's input to each rank that takes it
-// (every member of a split stage, the turn's replica of a replicated one, the sink), the swaps
-// inside split stages (after each split layer, or once for a stage's row bands, each member's
-// part to every other member) and the sink's credit to the source for each frame. The report
-// of a run gives the same figures measured per peer, so the two can be compared.
+// (every member of a split stage, a split-spatial member only its band's rows, the turn's
+// replica of a replicated stage, the sink); the swaps inside split stages (after each split
+// layer each member's part to every other member; a stage's row bands once, to member 0); and
+// the sink's credit to the source for each frame. The report of a run gives the same figures
+// measured per peer, so the two can be compared.
 #include <cstddef>
 #include <vector>
 

@@ -204,9 +204,10 @@ void StageWorker::run_band() {
   }
   const Tensor& mine = band_buffers_[current];
   for (int n = 0; n < frames; ++n) {
-    // Bands are consecutive rows: in member order they are the whole frame.
+    // Bands are consecutive rows: in member order they are the whole frame. Only member 0
+    // hands the stage's output on, so only it gathers them.
     if (exchange_)
-      exchange_->all_gather(mine.frame(n), band_counts_, band_output_.frame(n));
+      exchange_->gather(mine.frame(n), band_counts_, band_output_.frame(n), 0);
     else
       std::copy(mine.frame(n), mine.frame(n) + mine.frame_size(), band_output_.frame(n));
   }

@@ -24,6 +24,12 @@ class PeerExchange {
   // member's part in member order (counts[0] floats of member 0, then member 1's...), the
   // caller's own included. All members call it in the same order.
   virtual void all_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) = 0;
+  // The same, but only member `root` receives the parts (the others only send theirs); by
+  // default an all-gather.
+  virtual void gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
+    (void)root;
+    all_gather(mine, counts, gathered);
+  }
 };
 
 // Called after each layer a worker runs, so an emulator can stretch compute to a slower
@@ -54,6 +60,8 @@ class StageWorker : private model::ExternalNodes {
   // Runs the stage on the inputs. `exchange` may be null for a stage of one rank.
   void run(PeerExchange* exchange, LayerPacer* pacer = nullptr);
   // The values alive after the stage (live_values(stage) order), valid until the next run().
+  // In a split-spatial stage only member 0, which hands them on, gathers the bands: the other
+  // members' outputs are not the stage's.
   int outputs() const { return static_cast<int>(outputs_.size()); }
   const Tensor& output(int k) const;
 

@@ -86,12 +86,40 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
   // The first stage's input comes from the source rank: a member that is the source reads it
   // there, and only the others' copies cross the network.
   const bool source_inside = first == 0 && source_rank >= rank && source_rank < rank + count;
-  double receivers = mode == StageMode::replicate ? 1.0 : count;
-  if (source_inside) receivers = mode == StageMode::replicate ? (count - 1.0) / count : count - 1.0;
-  // The medium is busy for the bytes; the latency delays arrival without occupying it.
-  cost.medium_s = receivers * net.transfer_seconds(in_bytes);
-  if (receivers > 0)
-    cost.input_s = (net.shared ? std::ceil(receivers) : 1.0) * net.transfer_seconds(in_bytes) + net.latency_s;
+  if (mode == StageMode::replicate) {
+    const double receivers = source_inside ? (count - 1.0) / count : 1.0;
+    cost.medium_s = receivers * net.transfer_seconds(in_bytes);
+    if (receivers > 0) cost.input_s = net.transfer_seconds(in_bytes) + net.latency_s;
+  } else {
+    // Each member takes the whole input, except in a split-spatial stage: there a member takes
+    // only its band's rows (with the halo) of the value the band starts from, and the values the
+    // stage hands on go whole to its first member, as the runtime sends them.
+    std::vector<double> member_bytes(count, in_bytes);
+    if (mode == StageMode::split_spatial && count > 1) {
+      const int band_input = m.node(first).inputs.at(0);
+      const Shape band_shape = m.shape_of(band_input);
+      const double band_whole = static_cast<double>(band_shape.size()) * sizeof(float);
+      bool handed_on = false;
+      for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
+        handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
+      const auto bounds = split_bounds(m.node(last).layer->output_shape().h, share);
+      for (int g = 0; g < count; ++g) {
+        const auto rows = band_input_rows(m, first, last, bounds[g], bounds[g + 1]).at(0);
+        const double band = static_cast<double>(std::max(0, rows.second - rows.first)) * band_shape.w * band_shape.c *
+                            sizeof(float);
+        member_bytes[g] = g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band;
+      }
+    }
+    double total = 0, longest = 0;
+    for (int g = 0; g < count; ++g) {
+      if (source_inside && rank + g == source_rank) continue;
+      total += net.transfer_seconds(member_bytes[g]);
+      longest = std::max(longest, net.transfer_seconds(member_bytes[g]));
+    }
+    // The medium is busy for the bytes; the latency delays arrival without occupying it.
+    cost.medium_s = total;
+    if (total > 0) cost.input_s = (net.shared ? total : longest) + net.latency_s;
+  }
 
   double activations = 0;
   for (int n = first; n <= last; ++n) activations = std::max(activations, m.cost(n).output_bytes * 2.0);
@@ -134,7 +162,10 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
       cost.member_s.push_back(t);
     }
     if (mode == StageMode::split_spatial) {
-      exchange_bytes = (count - 1) * static_cast<double>(m.cost(last).output_bytes);
+      // The bands are gathered to member 0, which hands the stage's output on.
+      const int height = m.node(last).layer->output_shape().h;
+      const auto bounds = split_bounds(height, share);
+      exchange_bytes = static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
       exchanges = count - 1;
       part_weights = weights;
     } else {

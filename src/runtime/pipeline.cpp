@@ -33,8 +33,9 @@ struct Header {
 
 double now_seconds(const Transport& t) { return t.time(); }
 
-// Intra-stage all-gather over point-to-point messages (split stages). Its requests and the
-// text it shows while it waits are kept from call to call.
+// Swaps inside split stages over point-to-point messages: all-gathers, and gathers to the member
+// that hands a split-spatial stage's output on. Its requests and the text it shows while it
+// waits are kept from call to call.
 class TransportPeerExchange : public partition::PeerExchange {
  public:
   TransportPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats,
@@ -54,14 +55,24 @@ class TransportPeerExchange : public partition::PeerExchange {
   }
 
   void all_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) override {
+    swap(mine, counts, gathered, -1);
+  }
+  void gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) override {
+    swap(mine, counts, gathered, root);
+  }
+
+ private:
+  // Every member's part to every other member (root < 0), or to member `root` only.
+  void swap(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
     const double t0 = t_.time();
     requests_.clear();
     float* part = gathered;
     float* own = nullptr;
+    const bool receiving = root < 0 || root == member_;
     for (std::size_t m = 0; m < ranks_.size(); ++m) {
       if (static_cast<int>(m) == member_) {
         own = part;
-      } else {
+      } else if (receiving) {
         requests_.push_back(t_.irecv(ranks_[m], tag_, part, counts[m] * sizeof(float)));
         stats_.bytes_received += counts[m] * sizeof(float);
         stats_.bytes_received_from[ranks_[m]] += counts[m] * sizeof(float);
@@ -69,7 +80,7 @@ class TransportPeerExchange : public partition::PeerExchange {
       part += counts[m];
     }
     for (std::size_t m = 0; m < ranks_.size(); ++m) {
-      if (static_cast<int>(m) == member_) continue;
+      if (static_cast<int>(m) == member_ || (root >= 0 && static_cast<int>(m) != root)) continue;
       requests_.push_back(t_.isend(ranks_[m], tag_, mine, counts[member_] * sizeof(float)));
       stats_.bytes_sent += counts[member_] * sizeof(float);
       stats_.bytes_sent_to[ranks_[m]] += counts[member_] * sizeof(float);
@@ -87,7 +98,6 @@ class TransportPeerExchange : public partition::PeerExchange {
     stats_.exchange_s += t_.time() - t0;
   }
 
- private:
   Transport& t_;
   std::vector<int> ranks_;
   int member_, tag_;
@@ -118,6 +128,9 @@ struct Pipeline::Impl {
   std::map<int, std::unique_ptr<TransportPeerExchange>> exchanges;
   std::vector<plan::ReplicaTurns> replica_turns;  // per stage: the member of frame i (replicate only)
   std::vector<std::vector<int>> live;            // live[s]: values entering role s (s = S: the sink)
+  // rows[s][member][k]: the rows of live[s][k] that member takes (partition::stage_input_rows:
+  // all of them but in split-spatial stages, whose members take their bands' rows).
+  std::vector<std::vector<std::vector<std::pair<int, int>>>> rows;
   std::vector<std::string> role_labels;          // [s + 1]: "stage 1 (fc1..fc1)", "the source", "the sink"
   std::vector<std::vector<int>> all_ranks_of;    // [s]: the ranks receiving role s's input (s = S: the sink)
   report::RankStats stats;
@@ -147,7 +160,10 @@ struct Pipeline::Impl {
   struct OutgoingSend {
     bool busy = false;
     int frame = -1;
-    std::vector<char> buffer;
+    // The messages: one for every receiver, or one per receiver where they differ (the members
+    // of a split-spatial stage take their own rows); `used` of them hold this frame's.
+    std::vector<std::vector<char>> buffers;
+    std::size_t used = 0;
     std::vector<Transport::Request> requests;
     std::vector<int> to;  // the rank of each request
   };
@@ -181,6 +197,11 @@ struct Pipeline::Impl {
       : t(transport), model(m), plan(p), S(static_cast<int>(p.stages.size())), me(transport.rank()) {
     for (int s = 0; s < S; ++s) replica_turns.emplace_back(p.stages[s].fractions);
     for (int s = -1; s < S; ++s) live.push_back(partition::live_values(m, p, s));
+    rows.resize(S + 1);
+    for (int s = 0; s < S; ++s)
+      for (std::size_t member = 0; member < p.stages[s].ranks.size(); ++member)
+        rows[s].push_back(partition::stage_input_rows(m, p, s, static_cast<int>(member)));
+    rows[S].push_back(partition::stage_input_rows(m, p, S, 0));
     role_labels.push_back("the source");
     for (int s = 0; s < S; ++s)
       role_labels.push_back(
@@ -278,7 +299,37 @@ struct Pipeline::Impl {
     return j;
   }
 
-  std::size_t message_bytes(int s) const { return sizeof(Header) + partition::live_floats(model, live[s]) * sizeof(float); }
+  // The member of role s that `rank` is (0 for the sink and for a rank outside the stage).
+  int member_of(int s, int rank) const { return s == S ? 0 : std::max(0, member_index(s, rank)); }
+  // A message into role s for `member`: the header and its rows of every value.
+  std::size_t message_bytes(int s, int member) const {
+    return sizeof(Header) + partition::input_rows_floats(model, live[s], rows[s][member]) * sizeof(float);
+  }
+  std::size_t largest_message_bytes(int s) const {
+    std::size_t largest = 0;
+    for (std::size_t g = 0; g < rows[s].size(); ++g) largest = std::max(largest, message_bytes(s, static_cast<int>(g)));
+    return largest;
+  }
+  // Whether role s's receivers take different rows (a split-spatial stage of several members).
+  bool rows_differ(int s) const { return rows[s].size() > 1 && s < S && stage(s).mode == StageMode::split_spatial; }
+
+  // Writes frame i's values, the rows `member` of role s takes, after a header.
+  void pack(std::vector<char>& buffer, int s, int member, int i, const std::vector<const Tensor*>& values) {
+    buffer.resize(message_bytes(s, member));
+    Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), reference_now()};
+    std::memcpy(buffer.data(), &h, sizeof h);
+    char* at = buffer.data() + sizeof h;
+    const auto& r = rows[s][member];
+    for (std::size_t k = 0; k < values.size(); ++k) {
+      const Tensor& v = *values[k];
+      const std::size_t row = static_cast<std::size_t>(v.shape().w) * v.shape().c;
+      const std::size_t bytes = (r[k].second - r[k].first) * row * sizeof(float);
+      for (int f = 0; f < v.frames(); ++f) {
+        std::memcpy(at, v.frame(f) + r[k].first * row, bytes);
+        at += bytes;
+      }
+    }
+  }
 
   // Where role s's input k goes: its worker's input, or the sink's output.
   Tensor& destination(int s, int k) { return s == S ? sink_values[k] : workers.at(s)->input(k); }
@@ -289,7 +340,7 @@ struct Pipeline::Impl {
     PendingReceive& p = pending[s];
     p.frame = frame;
     p.sender = from;
-    p.buffer.resize(message_bytes(s));
+    p.buffer.resize(message_bytes(s, member_of(s, me)));
     p.request = t.irecv(from, kDataTag + s, p.buffer.data(), p.buffer.size());
     p.posted = true;
   }
@@ -327,11 +378,16 @@ struct Pipeline::Impl {
     stats.bytes_received += got;
     stats.bytes_received_from[from] += got;
     const float* data = reinterpret_cast<const float*>(p.buffer.data() + sizeof(Header));
+    const auto& r = rows[s][member_of(s, me)];
     for (std::size_t k = 0; k < live[s].size(); ++k) {
       Tensor& tensor = destination(s, static_cast<int>(k));
       tensor.resize(h.frames, model.shape_of(live[s][k]));
-      std::memcpy(tensor.data(), data, tensor.size() * sizeof(float));
-      data += tensor.size();
+      const std::size_t row = static_cast<std::size_t>(tensor.shape().w) * tensor.shape().c;
+      const std::size_t count = (r[k].second - r[k].first) * row;  // the rows this member takes
+      for (int f = 0; f < h.frames; ++f) {
+        std::memcpy(tensor.frame(f) + r[k].first * row, data, count * sizeof(float));
+        data += count;
+      }
     }
     // Post the next receive now (into the same buffer, read above), so it lands while this
     // frame computes.
@@ -396,6 +452,7 @@ struct Pipeline::Impl {
     OutgoingSend* out = nullptr;
     bool local = false;
     const auto& to = all_ranks_of[s];
+    const bool own_rows = rows_differ(s);
     for (int r : to) {
       if (!receives(s, i, r)) continue;
       if (r == me) {
@@ -406,21 +463,20 @@ struct Pipeline::Impl {
         out = &free_send(s + 1);
         out->busy = true;
         out->frame = i;
-        std::size_t bytes = sizeof(Header);
-        for (const Tensor* v : values) bytes += v->size() * sizeof(float);
-        out->buffer.resize(bytes);
-        Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), reference_now()};
-        std::memcpy(out->buffer.data(), &h, sizeof h);
-        char* at = out->buffer.data() + sizeof h;
-        for (const Tensor* v : values) {
-          std::memcpy(at, v->data(), v->size() * sizeof(float));
-          at += v->size() * sizeof(float);
-        }
+        out->used = 0;
       }
-      out->requests.push_back(t.isend(r, kDataTag + s, out->buffer.data(), out->buffer.size()));
+      std::vector<char>* buffer = nullptr;
+      if (!own_rows && out->used > 0) {
+        buffer = &out->buffers[0];  // every receiver takes the same message
+      } else {
+        if (out->buffers.size() <= out->used) out->buffers.emplace_back();
+        buffer = &out->buffers[out->used++];
+        pack(*buffer, s, member_of(s, r), i, values);
+      }
+      out->requests.push_back(t.isend(r, kDataTag + s, buffer->data(), buffer->size()));
       out->to.push_back(r);
-      stats.bytes_sent += out->buffer.size();
-      stats.bytes_sent_to[r] += out->buffer.size();
+      stats.bytes_sent += buffer->size();
+      stats.bytes_sent_to[r] += buffer->size();
     }
     if (local) {
       Mail* mail = nullptr;
@@ -447,7 +503,8 @@ struct Pipeline::Impl {
     const auto add_sends = [&](int p, int count, std::size_t bytes) {
       while (static_cast<int>(outgoing[p].size()) < count) {
         OutgoingSend& out = outgoing[p].emplace_back();
-        out.buffer.resize(bytes);
+        out.buffers.resize(p == 0 || !rows_differ(p - 1) ? 1 : rows[p - 1].size());
+        for (auto& b : out.buffers) b.reserve(bytes);
         out.requests.reserve(t.size());
         out.to.reserve(t.size());
       }
@@ -464,7 +521,7 @@ struct Pipeline::Impl {
       const int in_flight = s == 0 ? lookahead + 2 : 2;
       if (remote > 0) {
         send_capacity[s + 1] = in_flight + remote - 1;
-        add_sends(s + 1, send_capacity[s + 1], message_bytes(s));
+        add_sends(s + 1, send_capacity[s + 1], largest_message_bytes(s));
       }
       if (remote < static_cast<int>(to.size()))
         while (static_cast<int>(mailbox[s].size()) < (s == S ? plan.sink_lag + 2 : in_flight)) {
@@ -479,9 +536,12 @@ struct Pipeline::Impl {
     OutgoingSend& out = free_send(0);
     out.busy = true;
     out.frame = static_cast<int>(h.seq);
-    out.buffer.resize(sizeof h);
-    std::memcpy(out.buffer.data(), &h, sizeof h);
-    out.requests.push_back(t.isend(rank, tag, out.buffer.data(), out.buffer.size()));
+    if (out.buffers.empty()) out.buffers.emplace_back();
+    out.used = 1;
+    std::vector<char>& buffer = out.buffers[0];
+    buffer.resize(sizeof h);
+    std::memcpy(buffer.data(), &h, sizeof h);
+    out.requests.push_back(t.isend(rank, tag, buffer.data(), buffer.size()));
     out.to.push_back(rank);
   }
 
@@ -498,7 +558,7 @@ struct Pipeline::Impl {
   void drain_ends(int s) {
     for (int from : all_producers(s - 1)) {
       if (from == me || ends_seen[s][from]) continue;
-      std::vector<char> buffer(message_bytes(s));
+      std::vector<char> buffer(largest_message_bytes(s));
       wait_for(t.irecv(from, kDataTag + s, buffer.data(), buffer.size()),
                cat(peer(from, s - 1), ", for its end of stream").c_str());
       Header h;
