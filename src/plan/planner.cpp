@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "core/error.h"
 #include "plan/band_geometry.h"
@@ -46,30 +47,57 @@ double node_weight_bytes(const model::Model& m, int n) {
   return b;
 }
 
+// Every rank's profile time for every layer, looked up once (a profile looks layers up by
+// name), with prefix sums so that a range's time costs one subtraction: the planner asks for
+// millions of ranges on large clusters.
+class LayerTimes {
+ public:
+  LayerTimes(const model::Model& m, const cluster::Cluster& c, const std::string& key) {
+    const int n = static_cast<int>(m.nodes().size());
+    std::map<const cluster::DeviceClass*, int> row_of;
+    for (int r = 0; r < c.ranks(); ++r) {
+      const cluster::DeviceClass* cls = &c.device_of(r);
+      auto it = row_of.find(cls);
+      if (it == row_of.end()) {
+        std::vector<double> prefix(n + 1, 0.0);
+        for (int k = 0; k < n; ++k) prefix[k + 1] = prefix[k] + cls->profile.layer_time(m, key, k);
+        prefix_.push_back(std::move(prefix));
+        it = row_of.emplace(cls, static_cast<int>(prefix_.size()) - 1).first;
+      }
+      row_.push_back(it->second);
+    }
+  }
+  double layer(int rank, int node) const { return range(rank, node, node); }
+  double range(int rank, int first, int last) const {
+    const auto& p = prefix_[row_.at(rank)];
+    return p[last + 1] - p[first];
+  }
+
+ private:
+  std::vector<std::vector<double>> prefix_;  // per distinct device class
+  std::vector<int> row_;                     // per rank: its class' row
+};
+
 // Each member's time for the whole range, and its share of split work (proportional to speed).
 struct GroupSpeed {
   std::vector<double> full, share;
   double inverse_sum = 0;  // frames per second of the group together
 };
 
-GroupSpeed group_speed(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
-                       int rank, int count) {
+GroupSpeed group_speed(const LayerTimes& times, int first, int last, int rank, int count) {
   GroupSpeed g;
   g.full.assign(count, 0.0);
-  for (int k = 0; k < count; ++k)
-    for (int n = first; n <= last; ++n) g.full[k] += c.device_of(rank + k).profile.layer_time(m, key, n);
+  for (int k = 0; k < count; ++k) g.full[k] = times.range(rank + k, first, last);
   for (double t : g.full) g.inverse_sum += 1.0 / std::max(t, 1e-12);
   for (double t : g.full) g.share.push_back(1.0 / std::max(t, 1e-12) / g.inverse_sum);
   return g;
 }
 
-}  // namespace
-
-StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
+StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
                      int rank, int count, StageMode mode, int source_rank) {
   StageCost cost;
   const auto& net = c.network;
-  const GroupSpeed speed = group_speed(m, c, key, first, last, rank, count);
+  const GroupSpeed speed = group_speed(times, first, last, rank, count);
   const auto& full = speed.full;
   const auto& share = speed.share;
   const double inv_sum = speed.inverse_sum;
@@ -151,7 +179,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
     for (int g = 0; g < count; ++g) {
       double t = 0;
       for (int n = first; n <= last; ++n) {
-        const double layer = c.device_of(rank + g).profile.layer_time(m, key, n);
+        const double layer = times.layer(rank + g, n);
         const auto& l = *m.node(n).layer;
         if (mode == StageMode::split_spatial)
           t += layer * row_share[g][n - first];
@@ -196,6 +224,13 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
   return cost;
 }
 
+}  // namespace
+
+StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
+                     int rank, int count, StageMode mode, int source_rank) {
+  return stage_cost(m, c, LayerTimes(m, c, key), first, last, rank, count, mode, source_rank);
+}
+
 namespace {
 
 struct Choice {
@@ -213,6 +248,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   const int n = static_cast<int>(m.nodes().size());
   const int devices = c.ranks();
   const int max_group = o.max_group > 0 ? std::min(o.max_group, devices) : devices;
+  const LayerTimes times(m, c, o.model_key);
   // Every candidate stage, once: (first, last, rank, count, mode) with its cost.
   std::vector<Choice> choices;
   bool homogeneous = true;
@@ -224,7 +260,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
           if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
           if (!mode_allows(m, i, j, mode, k)) continue;
           for (int r = 0; r + k <= devices; ++r) {
-            Choice ch{i, j, r, k, mode, stage_cost(m, c, o.model_key, i, j, r, k, mode)};
+            Choice ch{i, j, r, k, mode, stage_cost(m, c, times, i, j, r, k, mode, 0)};
             if (ch.cost.fits) choices.push_back(ch);
             if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
           }
@@ -301,7 +337,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
     const Choice& ch = choices[x];
     Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}};
     for (int g = 0; g < ch.count; ++g) s.ranks.push_back(next_rank + g);
-    const GroupSpeed speed = group_speed(m, c, o.model_key, ch.first, ch.last, next_rank, ch.count);
+    const GroupSpeed speed = group_speed(times, ch.first, ch.last, next_rank, ch.count);
     for (double f : speed.share)
       if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
     next_rank += ch.count;
