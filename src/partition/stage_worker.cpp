@@ -19,16 +19,19 @@ std::size_t layer_bytes(const model::Node& node) {
   return total;
 }
 
-// Paces each layer an executor runs (it runs them one by one under a pacer).
+// Paces each layer an executor runs (it runs them one by one under a pacer), but the split
+// layers the worker computes itself: those were paced at their share in compute().
 class PacingObserver : public model::StepObserver {
  public:
-  explicit PacingObserver(LayerPacer* pacer) : pacer_(pacer) {}
+  PacingObserver(LayerPacer* pacer, const model::ExternalNodes& split) : pacer_(pacer), split_(split) {}
   void step_done(int first, int last, double started) override {
-    for (int n = first; n <= last; ++n) pacer_->layer_done(n, 1.0, n == first ? started : steady_seconds());
+    for (int n = first; n <= last; ++n)
+      if (!split_.computes(n)) pacer_->layer_done(n, 1.0, n == first ? started : steady_seconds());
   }
 
  private:
   LayerPacer* pacer_;
+  const model::ExternalNodes& split_;
 };
 }  // namespace
 
@@ -125,7 +128,7 @@ void StageWorker::run(PeerExchange* exchange, LayerPacer* pacer) {
   if (band_) {
     run_band();
   } else {
-    PacingObserver pacing(pacer);
+    PacingObserver pacing(pacer, *this);
     executor_->run(pacer ? &pacing : nullptr);
   }
   exchange_ = nullptr;

@@ -105,3 +105,33 @@ TEST(Emulation, LargeFramesMoveWhileStagesCompute) {
   ASSERT_GT(r["ranks"][0]["bytes_sent_per_frame"].get<double>(), 2e6);
   EXPECT_NEAR(1.0 / r["throughput_fps"].get<double>(), stage_s, 0.15 * stage_s);
 }
+
+// A layer split over the members of a stage takes each member its share of the device's time,
+// not the whole layer's (it was once paced twice: at its share, then again in full).
+TEST(Emulation, SplitLayerTakesEachMemberItsShare) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  test::TempDir dir;
+  test::write_random_model(R"({"class_name": "Sequential", "config": {"name": "one_dense", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 256]}},
+   {"class_name": "Dense", "config": {"name": "fc", "units": 512}}]}})",
+                           dir.path("dense.h5"));
+  // 131,072 multiply-adds at 2 M a second: 65.5 ms for the whole layer, 32.8 ms for half.
+  json cluster = {{"name", "slow2"},
+                  {"network", {{"bandwidth_mbps", 1000.0}, {"latency_ms", 0.1}, {"shared", false}}},
+                  {"device_classes",
+                   {{"slow", {{"memory_mb", 512}, {"profile", {{"device", "slow"}, {"macs_per_second", {{"default", 2e6}}}}}}}}},
+                  {"hosts", {{{"name", "a"}, {"class", "slow"}}, {{"name", "b"}, {"class", "slow"}}}}};
+  std::ofstream(dir.path("cluster.json")) << cluster.dump();
+  const std::string cmd = "timeout -k 5 120 mpiexec --oversubscribe -np 2 " CHORUS_BINARY " run " + dir.path("dense.h5") +
+                          " --synthetic 8 --quiet --strategy split-output --emulate " + dir.path("cluster.json") +
+                          " --report " + dir.path("r.json");
+  auto r = test::run_command(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(dir.path("r.json")));
+  const double half = 131072 / 2e6 / 2;
+  for (int k = 0; k < 2; ++k) {
+    const double per_frame = report["ranks"][k]["compute_s"].get<double>() / report["ranks"][k]["frames"].get<double>();
+    EXPECT_NEAR(per_frame, half, 0.15 * half) << "rank " << k;
+  }
+}
