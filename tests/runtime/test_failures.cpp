@@ -12,6 +12,7 @@
 
 #include "io/data/npy.h"
 #include "reference/test_util.h"
+#include "supervise/failure_report.h"
 
 namespace chorus {
 namespace {
@@ -190,6 +191,31 @@ TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
   std::cout << "supervise: " << m[1] << " s between the last frame before the kill and the first after\n";
   EXPECT_LT(std::stod(m[1]), 10.0);
   EXPECT_EQ(read_file(out), read_file(whole)) << "the supervised output differs from one uninterrupted process";
+}
+
+}  // namespace
+}  // namespace chorus
+
+namespace chorus {
+namespace {
+
+// Which device the supervisor takes out: the end of the chain of waits. Behind a lost link,
+// a live rank stalls whoever waits for it, and may say so first.
+TEST(FailedRank, FollowsTheWaitsToTheRankThatWaitedForNoOne) {
+  const std::string chain =
+      "[rank 2 on pi3] chorus: error while streaming: waited 3 s for rank 0 on pi1, the source, for frame 359\n"
+      "[rank 0 on pi1] chorus: error while streaming: waited 3 s for rank 1 on pi2, stage 0 (conv1..predictions), "
+      "for frame 349\n";
+  EXPECT_EQ(supervise::failed_rank(chain), 1);
+  EXPECT_EQ(supervise::failed_rank("[rank 2 on pi3] chorus: error while streaming: waited 5 s for rank 1 on pi2\n"), 1);
+  EXPECT_EQ(supervise::failed_rank("mpirun noticed that process rank 3 with PID 77 on node pi4 exited on signal 9 "
+                                   "(Killed).\n"),
+            3);
+  const std::string cycle = "[rank 0 on a] x: waited 3 s for rank 1 on b\n[rank 1 on b] x: waited 3 s for rank 0 on a\n";
+  const auto r = supervise::failed_rank(cycle);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r == 0 || *r == 1);
+  EXPECT_FALSE(supervise::failed_rank("nothing here").has_value());
 }
 
 }  // namespace
