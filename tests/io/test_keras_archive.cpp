@@ -350,3 +350,10 @@ TEST(KerasArchive, OperationsOnTwoTensors) {
   }
   EXPECT_LT(test::error_vs_largest(run(dir.path("two.keras"), in), expected), 1e-5);
 }
+
+// Found by fuzzing: a weights member whose dataset claims numbers of 4 GB each made HDF5
+// allocate 4 GB to read it; it is refused first, naming the dataset.
+TEST(KerasArchiveErrors, HugeNumberTypeIsRefusedBeforeReading) {
+  const std::string path = test::source_path("tests/fuzz/regressions/keras_archive/hdf5-type-of-4-gigabytes.keras");
+  EXPECT_THAT(error_loading(path), HasSubstr("model.weights.h5:/layers/fc/vars/1: numbers of 4294967292 bytes"));
+}

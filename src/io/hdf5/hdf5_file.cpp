@@ -281,6 +281,25 @@ std::vector<std::int64_t> H5File::dataset_shape(const std::string& dataset) cons
   return std::vector<std::int64_t>(dims.begin(), dims.end());
 }
 
+void H5File::check_readable(hid_t dataset, const std::string& name) const {
+  if (dataset < 0) fail(where(name), ": cannot open dataset");
+  H5Handle type(H5Dget_type(dataset));
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) fail(where(name), ": dataset is not numeric");
+  const std::size_t type_bytes = H5Tget_size(type.get());
+  if (type_bytes == 0 || type_bytes > 8) fail(where(name), ": numbers of ", type_bytes, " bytes (expected 1 to 8)");
+  H5Handle plist(H5Dget_create_plist(dataset));
+  if (plist.valid() && H5Pget_layout(plist.get()) == H5D_CHUNKED) {
+    hsize_t chunk[H5S_MAX_RANK] = {0};
+    const int rank = H5Pget_chunk(plist.get(), H5S_MAX_RANK, chunk);
+    if (rank < 0) fail(where(name), ": unreadable chunk layout");
+    double bytes = static_cast<double>(type_bytes);
+    for (int i = 0; i < rank; ++i) bytes *= static_cast<double>(chunk[i]);
+    if (bytes > 256.0 * (1 << 20))
+      fail(where(name), ": chunks of ", static_cast<long long>(bytes), " bytes (more than 256 MB: a damaged file?)");
+  }
+}
+
 std::vector<float> H5File::read_floats(const std::string& dataset, std::size_t max_elements) const {
   if (!is_dataset(dataset)) fail(where(dataset), ": no such dataset");
   auto shape = dataset_shape(dataset);
@@ -291,9 +310,7 @@ std::vector<float> H5File::read_floats(const std::string& dataset, std::size_t m
     count *= static_cast<std::size_t>(d);
   }
   H5Handle d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
-  H5Handle type(H5Dget_type(d.get()));
-  H5T_class_t cls = H5Tget_class(type.get());
-  if (cls != H5T_FLOAT && cls != H5T_INTEGER) fail(where(dataset), ": dataset is not numeric");
+  check_readable(d.get(), dataset);
   std::vector<float> values(count);
   if (count > 0 && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
     fail(where(dataset), ": cannot read data (truncated file?)");
@@ -327,6 +344,7 @@ std::vector<float> H5File::read_floats_block(const std::string& dataset, const s
   }
   const std::vector<hsize_t> start(offset.begin(), offset.end()), size(count.begin(), count.end());
   H5Handle d(H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT));
+  check_readable(d.get(), dataset);
   H5Handle file_space(H5Dget_space(d.get()));
   if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr) < 0)
     fail(where(dataset), ": cannot select slice");

@@ -79,6 +79,9 @@ class H5File {
  private:
   H5File() = default;
   H5Handle open_object(const std::string& object) const;
+  // Throws unless the dataset holds numbers of at most 8 bytes in chunks of at most 256 MB: a
+  // damaged file's huge type or chunk would make HDF5 allocate that much to read any of it.
+  void check_readable(hid_t dataset, const std::string& name) const;
   std::string where(const std::string& object) const { return path_ + ":" + object; }
 
   std::string path_;
