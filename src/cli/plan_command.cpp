@@ -84,14 +84,8 @@ void add_plan_command(CLI::App& app) {
     if (c) {
       // Bytes per frame between ranks as the runtime will send them (averaged over 1,000 frames
       // where replicas take turns); a run's report gives them measured per peer.
-      const auto traffic = partition::frame_traffic(loaded.model, resolved, 1000, runtime::message_header_bytes());
-      nlohmann::json matrix = nlohmann::json::array();
-      for (int from = 0; from < traffic.ranks; ++from) {
-        std::vector<double> row;
-        for (int to = 0; to < traffic.ranks; ++to) row.push_back(traffic.at(from, to));
-        matrix.push_back(row);
-      }
-      p.prediction["bytes_per_frame"] = matrix;
+      p.prediction["bytes_per_frame"] =
+          partition::frame_traffic(loaded.model, resolved, 1000, runtime::message_header_bytes()).to_json();
     }
     if (o->output.empty()) {
       std::cout << plan::plan_to_json(p).dump(2) << "\n";

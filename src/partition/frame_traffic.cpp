@@ -8,6 +8,16 @@ namespace chorus::partition {
 
 using plan::StageMode;
 
+nlohmann::json FrameTraffic::to_json() const {
+  nlohmann::json matrix = nlohmann::json::array();
+  for (int from = 0; from < ranks; ++from) {
+    std::vector<double> row;
+    for (int to = 0; to < ranks; ++to) row.push_back(at(from, to));
+    matrix.push_back(row);
+  }
+  return matrix;
+}
+
 std::vector<std::size_t> split_part_floats(const model::Model& m, int node, StageMode mode,
                                            const std::vector<int>& bounds) {
   const auto& layer = *m.node(node).layer;

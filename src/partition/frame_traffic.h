@@ -7,6 +7,7 @@
 // the sink's credit to the source for each frame. The report of a run gives the same figures
 // measured per peer, so the two can be compared.
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "model/model.h"
@@ -18,6 +19,8 @@ struct FrameTraffic {
   int ranks = 0;
   std::vector<double> bytes;  // [from * ranks + to]: bytes per frame, averaged over the frames
   double at(int from, int to) const { return bytes.at(static_cast<std::size_t>(from) * ranks + to); }
+  // [from][to], as reports and predictions carry it.
+  nlohmann::json to_json() const;
 };
 
 // Over frames 0 .. frames - 1 (replicas take their turns as the runtime gives them), with

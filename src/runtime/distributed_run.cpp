@@ -363,14 +363,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (!setup.plan.plan.prediction.is_null()) r.extra["prediction"] = setup.plan.plan.prediction;
     // What the plan sends between ranks per frame over this run's frames, beside what was
     // measured (each rank's bytes_sent_to_per_frame).
-    const auto traffic = partition::frame_traffic(m, setup.plan, frames_to_run, message_header_bytes());
-    nlohmann::json matrix = nlohmann::json::array();
-    for (int from = 0; from < traffic.ranks; ++from) {
-      std::vector<double> row;
-      for (int to = 0; to < traffic.ranks; ++to) row.push_back(traffic.at(from, to));
-      matrix.push_back(row);
-    }
-    r.extra["predicted_bytes_per_frame"] = matrix;
+    r.extra["predicted_bytes_per_frame"] =
+        partition::frame_traffic(m, setup.plan, frames_to_run, message_header_bytes()).to_json();
     std::cout << "\n";
     report::print_report(r, std::cout);
     if (!o.output.empty() && status == 0)
