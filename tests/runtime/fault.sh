@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Injects a fault into a running mpiexec job, for the failure tests.
 # Usage: fault.sh kill|stop RANK FILE LINES -- COMMAND...
+#        fault.sh run ACTION FILE LINES -- COMMAND...
 # Starts COMMAND (an mpiexec job) in the background; once FILE has at least LINES lines (an
 # output journal, say), sends SIGKILL (kill) or SIGSTOP (stop) to the process of RANK (found by
-# its OMPI_COMM_WORLD_RANK), then waits for the job to end. Prints the job's output, then
+# its OMPI_COMM_WORLD_RANK), or runs the shell command ACTION (run: a testbed's link set down,
+# its rate changed), then waits for the job to end. Prints the job's output, then
 # "fault-exit: CODE" and "fault-seconds: S" (from the fault to the job's end), or "fault-hung"
 # when the job outlives the fault by 60 s (it is then killed).
 set -u
-mode=$1 rank=$2 file=$3 lines=$4
+mode=$1 what=$2 file=$3 lines=$4  # what: RANK, or ACTION for run
 shift 5
 log=$(mktemp)
 "$@" > "$log" 2>&1 &
@@ -24,19 +26,24 @@ descendants() {
     descendants "$c"
   done
 }
-target=
-for p in $(descendants $job); do
-  r=$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)
-  [ "$r" = "$rank" ] && target=$p
-done
-if [ -z "$target" ]; then
-  cat "$log"
-  echo "fault-error: no process of rank $rank (the job ended before the fault?)"
-  wait $job
-  exit 1
+if [ "$mode" = run ]; then
+  start=$(date +%s.%N)
+  sh -c "$what" || echo "fault-error: the action failed: $what"
+else
+  target=
+  for p in $(descendants $job); do
+    r=$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)
+    [ "$r" = "$what" ] && target=$p
+  done
+  if [ -z "$target" ]; then
+    cat "$log"
+    echo "fault-error: no process of rank $what (the job ended before the fault?)"
+    wait $job
+    exit 1
+  fi
+  start=$(date +%s.%N)
+  if [ "$mode" = kill ]; then kill -KILL "$target"; else kill -STOP "$target"; fi
 fi
-start=$(date +%s.%N)
-if [ "$mode" = kill ]; then kill -KILL "$target"; else kill -STOP "$target"; fi
 code=
 for _ in $(seq 1 1200); do
   if ! kill -0 $job 2>/dev/null; then

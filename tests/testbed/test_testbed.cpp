@@ -128,6 +128,13 @@ class OnTheKernelsNetwork : public testing::Test {
     EXPECT_THAT(left.output, testing::Not(HasSubstr("chorus-tb-"))) << "the testbed was left up";
     test::run_command(CHORUS_BINARY " testbed --down");
   }
+  // Runs `command`; once `journal` has `lines` lines, changes the testbed's network with the
+  // shell command `action` (tests/runtime/fault.sh run).
+  static test::CommandResult with_network_change(const std::string& journal, int lines, const std::string& action,
+                                                 const std::string& command) {
+    return test::run_command(test::source_path("tests/runtime/fault.sh") + " run '" + action + "' " + journal + " " +
+                             std::to_string(lines) + " -- " + command);
+  }
   std::string testbed(const std::string& job) const {
     return std::string(CHORUS_BINARY) + " testbed --cluster " + dir_.path("three.json") + " -- run " +
            dir_.path("lenet5.h5") + " " + job;
@@ -182,10 +189,9 @@ TEST_F(OnTheKernelsNetwork, RankKilledInItsNamespaceEndsTheJobNamingIt) {
 // A device's link taken down mid-run: the ranks waiting for it give up after --stall-timeout and
 // end the job, naming the rank they waited for.
 TEST_F(OnTheKernelsNetwork, LinkDownEndsTheJobWithinTheStallTimeout) {
-  auto r = test::run_command(test::source_path("tests/testbed/network_fault.sh") + " " + dir_.path("out.npy.journal") +
-                             " 40 'ip netns exec chorus-tb-hub ip link set ctb1 down' -- timeout -k 5 120 " +
-                             testbed("--synthetic 100000 --strategy pipeline --quiet --stall-timeout 5 --output " +
-                                     dir_.path("out.npy")));
+  auto r = with_network_change(dir_.path("out.npy.journal"), 40, "ip netns exec chorus-tb-hub ip link set ctb1 down",
+                               "timeout -k 5 120 " + testbed("--synthetic 100000 --strategy pipeline --quiet "
+                                                             "--stall-timeout 5 --output " + dir_.path("out.npy")));
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.output, m, std::regex("fault-seconds: ([0-9.]+)"))) << r.output;
   EXPECT_LT(std::stod(m[1]), 5.0 + 5.0 + 5.0) << r.output;  // stall timeout, mpirun's grace, slack
@@ -198,12 +204,11 @@ TEST_F(OnTheKernelsNetwork, LinkDownEndsTheJobWithinTheStallTimeout) {
 // output is one process's, frame for frame.
 TEST_F(OnTheKernelsNetwork, RateCollapseSlowsButLosesNoFrame) {
   const int frames = 150;
-  auto r = test::run_command(
-      test::source_path("tests/testbed/network_fault.sh") + " " + dir_.path("out.npy.journal") +
-      " 30 'ip netns exec chorus-tb-hub tc qdisc change dev ifb0 root tbf rate 622kbit burst 64kb latency 2s' -- "
-      "timeout -k 5 300 " +
-      testbed("--synthetic " + std::to_string(frames) + " --seed 4 --strategy pipeline --quiet --output " +
-              dir_.path("out.npy")));
+  auto r = with_network_change(
+      dir_.path("out.npy.journal"), 30,
+      "ip netns exec chorus-tb-hub tc qdisc change dev ifb0 root tbf rate 622kbit burst 64kb latency 2s",
+      "timeout -k 5 300 " + testbed("--synthetic " + std::to_string(frames) +
+                                    " --seed 4 --strategy pipeline --quiet --output " + dir_.path("out.npy")));
   ASSERT_THAT(r.output, HasSubstr("fault-exit: 0")) << r.output;
   EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-error")));
   // About 1,000 frames/s before, about 30 after (measured): the last 120 frames take seconds.
@@ -231,11 +236,10 @@ TEST_F(OnTheKernelsNetwork, RateCollapseSlowsButLosesNoFrame) {
 // output is byte for byte that of one uninterrupted process.
 TEST_F(OnTheKernelsNetwork, SuperviseReplansWithoutTheDeviceWhoseLinkWentDown) {
   const std::string job = " -- run " + dir_.path("lenet5.h5") + " --synthetic 4000 --seed 2 --quiet --stall-timeout 3";
-  auto r = test::run_command(
-      test::source_path("tests/testbed/network_fault.sh") + " " + dir_.path("sup.npy.journal") +
-      " 300 'ip netns exec chorus-tb-hub ip link set ctb1 down' -- timeout -k 5 240 " + CHORUS_BINARY +
-      " supervise --testbed --cluster " + dir_.path("three.json") + " --work-dir " + dir_.path("work") + job +
-      " --output " + dir_.path("sup.npy"));
+  auto r = with_network_change(dir_.path("sup.npy.journal"), 300, "ip netns exec chorus-tb-hub ip link set ctb1 down",
+                               "timeout -k 5 240 " CHORUS_BINARY " supervise --testbed --cluster " +
+                                   dir_.path("three.json") + " --work-dir " + dir_.path("work") + job + " --output " +
+                                   dir_.path("sup.npy"));
   ASSERT_THAT(r.output, HasSubstr("fault-exit: 0")) << r.output;
   EXPECT_THAT(r.output, HasSubstr("on pi2 failed; 2 device(s) left, re-planning"));
   EXPECT_THAT(r.output, HasSubstr("chorus supervise: done after 1 failure(s)"));
