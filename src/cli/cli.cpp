@@ -1,10 +1,19 @@
 #include "cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 
 #include "cli/commands.h"
+#include "core/error.h"
 
 namespace chorus::cli {
+
+std::string this_program(const std::string& command) {
+  std::error_code ec;
+  const std::string path = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) fail(command, ": cannot find this program's path");
+  return path;
+}
 
 int run_cli(int argc, char** argv, runtime::Transport& transport) {
   CLI::App app{"Chorus: run one neural network across a cluster of small devices"};

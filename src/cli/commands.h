@@ -2,6 +2,7 @@
 // One function pair per subcommand: `add_X_command` declares its options on the parser and
 // arranges for the command to run when chosen.
 #include <CLI/CLI.hpp>
+#include <string>
 
 #include "runtime/transport.h"
 
@@ -19,5 +20,9 @@ void add_cluster_command(CLI::App& app);
 void add_supervise_command(CLI::App& app, int& exit_code);
 // `exit_code` receives the job's status.
 void add_testbed_command(CLI::App& app, int& exit_code);
+
+// This program's path (supervise and testbed start it again under mpirun); `command` names the
+// caller in the error when it cannot be found.
+std::string this_program(const std::string& command);
 
 }  // namespace chorus::cli

@@ -1,6 +1,5 @@
 // `chorus supervise --cluster C.json (--hostfile H | --emulate) -- run MODEL --output OUT ...`:
 // runs the job, and when a device fails, re-plans on the devices left and resumes.
-#include <filesystem>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -40,9 +39,7 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
     s.mpirun.clear();
     std::istringstream words(o->mpirun);
     for (std::string w; words >> w;) s.mpirun.push_back(w);
-    std::error_code ec;
-    s.chorus = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-    if (ec) fail("supervise: cannot find this program's path");
+    s.chorus = this_program("supervise");
     exit_code = supervise::supervise(s);
   });
 }

@@ -1,8 +1,6 @@
 // `chorus testbed --cluster C.json [--keep] -- run MODEL ...`: runs the job on a cluster of
 // network namespaces on this machine (root), the network shaped by the kernel; `--down` removes
 // a testbed left up.
-#include <filesystem>
-
 #include "cli/commands.h"
 #include "core/error.h"
 #include "testbed/testbed.h"
@@ -40,9 +38,7 @@ void add_testbed_command(CLI::App& app, int& exit_code) {
     t.work_dir = o->work_dir;
     t.keep = o->keep;
     t.firewall = o->firewall;
-    std::error_code ec;
-    t.chorus = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-    if (ec) fail("testbed: cannot find this program's path");
+    t.chorus = this_program("testbed");
     exit_code = testbed::run_testbed(t);
   });
 }
