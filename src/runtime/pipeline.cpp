@@ -186,7 +186,7 @@ struct Pipeline::Impl {
   double clock_offset = 0;
   double reference_now() const { return t.time() + clock_offset; }
   std::vector<char> credit_buffer = std::vector<char>(sizeof(Header));
-  std::vector<float> source_frame;         // the source's frame: every model input's, back to back
+  std::vector<float> source_frame;         // a model of several inputs: every input's frame, back to back
   std::vector<Tensor> source_inputs;       // the same, one tensor per model input
   std::vector<const Tensor*> source_values;
   std::vector<Tensor> sink_values;
@@ -685,7 +685,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
       floats += in.shape.size();
     }
     for (const auto& in : x.source_inputs) x.source_values.push_back(&in);
-    x.source_frame.resize(floats);
+    if (x.source_inputs.size() > 1) x.source_frame.resize(floats);
   }
 
   std::set<int> roles;
@@ -726,11 +726,15 @@ PipelineResult Pipeline::run(const io::InputSource* source,
           x.stats.wait_s += now_seconds(t) - t0;
         }
         const double t0 = now_seconds(t);
-        source->read(i, x.source_frame.data());
-        const float* next = x.source_frame.data();
-        for (auto& in : x.source_inputs) {
-          std::copy(next, next + in.size(), in.data());
-          next += in.size();
+        if (x.source_inputs.size() == 1) {
+          source->read(i, x.source_inputs[0].data());  // the frame is the input: no copy
+        } else {
+          source->read(i, x.source_frame.data());  // every input's frame, back to back
+          const float* next = x.source_frame.data();
+          for (auto& in : x.source_inputs) {
+            std::copy(next, next + in.size(), in.data());
+            next += in.size();
+          }
         }
         x.stats.wait_s += now_seconds(t) - t0;
         start_times.push_back(x.reference_now());

@@ -43,6 +43,7 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::function<
   char buffer[4096];
   double aborted_at = -1;  // when a rank said it ends the job
   bool killed = false;
+  std::size_t searched = 0;  // the output before this was searched for the abort
   for (bool open = true; open;) {
     pollfd p{pipe_fds[0], POLLIN, 0};
     const int ready = poll(&p, 1, 100);
@@ -52,7 +53,11 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::function<
         std::fwrite(buffer, 1, static_cast<std::size_t>(n), stdout);
         std::fflush(stdout);
         r.output.append(buffer, static_cast<std::size_t>(n));
-        if (r.output.size() > (2u << 20)) r.output.erase(0, r.output.size() - (1u << 20));
+        if (r.output.size() > (2u << 20)) {
+          const std::size_t dropped = r.output.size() - (1u << 20);
+          r.output.erase(0, dropped);
+          searched = searched > dropped ? searched - dropped : 0;
+        }
       } else if (n == 0 || errno != EINTR) {
         open = false;
       }
@@ -67,7 +72,11 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::function<
       return r;
     }
     if (abort_grace_s > 0) {
-      if (aborted_at < 0 && r.output.find("chorus: error while streaming") != std::string::npos) aborted_at = now_s();
+      // Only what arrived since the last look (and a marker's length before it) is searched.
+      static const std::string marker = "chorus: error while streaming";
+      if (aborted_at < 0 && r.output.find(marker, std::min(searched, r.output.size())) != std::string::npos)
+        aborted_at = now_s();
+      searched = r.output.size() >= marker.size() ? r.output.size() - marker.size() : 0;
       if (aborted_at >= 0 && !killed && now_s() - aborted_at > abort_grace_s) {
         // SIGKILL: mpirun, asked with SIGTERM while its abort waits, crashes (Open MPI 4.1).
         std::fprintf(stderr,
