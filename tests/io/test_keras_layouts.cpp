@@ -31,6 +31,14 @@ Written prepare(const std::string& config_text, std::uint64_t seed = 3) {
   return test::random_keras_model(config_text, seed);
 }
 
+// The model as STEM.h5, STEM.keras, and weights-only wo.h5 with its architecture arch.json.
+void write_every_layout(const test::TempDir& dir, const Written& w, const std::string& stem) {
+  io::write_keras_h5(dir.path(stem + ".h5"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_archive(dir.path(stem + ".keras"), w.config, w.spec, w.model, w.weights);
+  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
+  std::ofstream(dir.path("arch.json")) << w.config.dump();
+}
+
 Tensor run(const std::string& path, const Tensor& in, const std::string& arch = "") {
   io::KerasLoadOptions o;
   o.arch_path = arch;
@@ -272,10 +280,7 @@ TEST(KerasLayouts, SharedLayersHoldOneSetOfWeights) {
   EXPECT_EQ(w.spec.layers[1].name, "c_call1");
   EXPECT_EQ(w.spec.layers[1].shares_weights_of, 0);
   EXPECT_TRUE(w.model.is_shared(0));
-  io::write_keras_h5(dir.path("s.h5"), w.config, w.spec, w.model, w.weights);
-  io::write_keras_archive(dir.path("s.keras"), w.config, w.spec, w.model, w.weights);
-  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
-  std::ofstream(dir.path("arch.json")) << w.config.dump();
+  write_every_layout(dir, w, "s");
 
   Tensor in = test::random_tensor(2, {6, 6, 4}, 13);
   ref::ConvParams p;
@@ -330,10 +335,7 @@ TEST(KerasLayouts, SeveralInputsAndOutputsAndANestedModelCalledTwice) {
   EXPECT_EQ(w.spec.layers[1].name, "e_call1");
   EXPECT_EQ(w.spec.layers[1].shares_weights_of, 0);
   EXPECT_EQ(w.spec.outputs, (std::vector<std::string>{"scores", "e"}));
-  io::write_keras_h5(dir.path("m.h5"), w.config, w.spec, w.model, w.weights);
-  io::write_keras_archive(dir.path("m.keras"), w.config, w.spec, w.model, w.weights);
-  io::write_keras_h5(dir.path("wo.h5"), w.config, w.spec, w.model, w.weights, io::KerasLayout::weights_only);
-  std::ofstream(dir.path("arch.json")) << w.config.dump();
+  write_every_layout(dir, w, "m");
 
   const Tensor img = test::random_tensor(3, {6, 6, 3}, 21), meta = test::random_tensor(3, {1, 1, 3}, 22);
   ref::ConvParams p;

@@ -279,6 +279,30 @@ std::string write_plan(const test::TempDir& dir, const json& plan) {
   return path;
 }
 
+// Every stage mode in one VGG-style plan, with uneven fractions.
+json every_mode_plan() {
+  return {{"ranks", 4},
+               {"stages",
+                {{{"layers", {"c1", "c1"}}, {"mode", "single"}, {"ranks", {0}}},
+                 {{"layers", {"c2", "p1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.5, 0.3, 0.2}}},
+                 {{"layers", {"c3", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 3}}, {"fractions", {0.7, 0.3}}},
+                 {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {2, 1}}, {"fractions", {0.25, 0.75}}},
+                 {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
+}
+
+// A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
+// nothing, the sink on rank 2.
+json residual_cut_plan() {
+  return {{"ranks", 4},
+               {"source", 0},
+               {"sink", 2},
+               {"stages",
+                {{{"layers", {"stem", "a1"}}, {"mode", "replicate"}, {"ranks", {1, 3}}},
+                 {{"layers", {"a2", "b1"}}, {"mode", "split-output"}, {"ranks", {2, 3}}},
+                 {{"layers", {"b_short", "b_short"}}, {"mode", "single"}, {"ranks", {1}}},
+                 {{"layers", {"b2", "out"}}, {"mode", "single"}, {"ranks", {3}}}}}};
+}
+
 struct StrategyCase {
   const char* model;
   const char* strategy;
@@ -341,28 +365,13 @@ TEST(ComputeThreads, RanksWithTwoThreadsEqualOneProcess) {
 
 TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   test::TempDir dir;
-  json plan = {{"ranks", 4},
-               {"stages",
-                {{{"layers", {"c1", "c1"}}, {"mode", "single"}, {"ranks", {0}}},
-                 {{"layers", {"c2", "p1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.5, 0.3, 0.2}}},
-                 {{"layers", {"c3", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 3}}, {"fractions", {0.7, 0.3}}},
-                 {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {2, 1}}, {"fractions", {0.25, 0.75}}},
-                 {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
-  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, plan));
+  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, every_mode_plan()));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
   // The skip value of block b crosses two cuts; rank 0 computes nothing; sink is rank 2.
   test::TempDir dir;
-  json plan = {{"ranks", 4},
-               {"source", 0},
-               {"sink", 2},
-               {"stages",
-                {{{"layers", {"stem", "a1"}}, {"mode", "replicate"}, {"ranks", {1, 3}}},
-                 {{"layers", {"a2", "b1"}}, {"mode", "split-output"}, {"ranks", {2, 3}}},
-                 {{"layers", {"b_short", "b_short"}}, {"mode", "single"}, {"ranks", {1}}},
-                 {{"layers", {"b2", "out"}}, {"mode", "single"}, {"ranks", {3}}}}}};
-  expect_same_as_one_process("residual", 4, "--plan " + write_plan(dir, plan));
+  expect_same_as_one_process("residual", 4, "--plan " + write_plan(dir, residual_cut_plan()));
 }
 
 TEST(MixedPlans, MobileNetDepthwiseSplitsAndReplicas) {
@@ -548,15 +557,7 @@ TEST(MaxInFlight, OneFrameAtATimeInEveryMode) {
     int ranks;
   };
   test::TempDir plans;
-  json residual_plan = {{"ranks", 4},
-                        {"source", 0},
-                        {"sink", 2},
-                        {"stages",
-                         {{{"layers", {"stem", "a1"}}, {"mode", "replicate"}, {"ranks", {1, 3}}},
-                          {{"layers", {"a2", "b1"}}, {"mode", "split-output"}, {"ranks", {2, 3}}},
-                          {{"layers", {"b_short", "b_short"}}, {"mode", "single"}, {"ranks", {1}}},
-                          {{"layers", {"b2", "out"}}, {"mode", "single"}, {"ranks", {3}}}}}};
-  const std::string mixed = "--plan " + write_plan(plans, residual_plan);
+  const std::string mixed = "--plan " + write_plan(plans, residual_cut_plan());
   for (const Case& c : {Case{"lenet5", "--strategy pipeline", 3}, Case{"vgg_small", "--strategy replicate", 3},
                         Case{"vgg_small", "--strategy split-output", 3}, Case{"vgg_small", "--strategy split-spatial", 2},
                         Case{"residual", mixed, 4}, Case{"multi_io", "--strategy pipeline", 4}}) {
@@ -582,13 +583,6 @@ TEST(MaxInFlight, OneFrameAtATimeInEveryMode) {
 // spatial, a channel and a mixed plan, with replicas taking turns, source and sink elsewhere.
 TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
   test::TempDir plans;
-  json mixed = {{"ranks", 4},
-                {"stages",
-                 {{{"layers", {"c1", "c1"}}, {"mode", "single"}, {"ranks", {0}}},
-                  {{"layers", {"c2", "p1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.5, 0.3, 0.2}}},
-                  {{"layers", {"c3", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 3}}, {"fractions", {0.7, 0.3}}},
-                  {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {2, 1}}, {"fractions", {0.25, 0.75}}},
-                  {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
   struct Case {
     const char* model;
     std::string how;
@@ -596,7 +590,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
   };
   for (const Case& c : {Case{"vgg_small", "--strategy split-spatial", 3}, Case{"vgg_small", "--strategy split-output", 4},
                         Case{"dense_heavy", "--strategy split-input", 3},
-                        Case{"vgg_small", "--plan " + write_plan(plans, mixed), 4},
+                        Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
                         Case{"multi_io", "--strategy pipeline", 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
     test::TempDir dir;
