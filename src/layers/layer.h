@@ -65,7 +65,7 @@ class Layer {
   const std::string& name() const { return name_; }
   // The Keras class name ("Conv2D").
   virtual std::string type() const = 0;
-  // Number of inputs it takes; 0 means two or more (merge layers).
+  // Number of inputs it takes; 0 means two or more (merge layers), -1 that infer_shape checks.
   virtual int arity() const { return 1; }
 
   // Fixes the input shapes and returns the output shape; throws chorus::Error naming the

@@ -215,4 +215,64 @@ Tensor activation(const Tensor& in, const std::string& name, double alpha) {
   return out;
 }
 
+Tensor layer_norm(const Tensor& in, const std::vector<float>& gamma, const std::vector<float>& beta, double eps) {
+  Tensor out(in.frames(), in.shape());
+  const int c = in.shape().c;
+  for (std::size_t p = 0; p < in.size(); p += c) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < c; ++i) mean += in.data()[p + i];
+    mean /= c;
+    for (int i = 0; i < c; ++i) var += (in.data()[p + i] - mean) * (in.data()[p + i] - mean);
+    var /= c;
+    for (int i = 0; i < c; ++i)
+      out.data()[p + i] = static_cast<float>((in.data()[p + i] - mean) / std::sqrt(var + eps) * gamma[i] + beta[i]);
+  }
+  return out;
+}
+
+Tensor attention(const Tensor& query, const Tensor& value, const Tensor& key, const AttentionWeights& w, int heads,
+                 int dk, int dv, int dout) {
+  const int d = query.shape().c, l = query.shape().h * query.shape().w, s = value.shape().h * value.shape().w;
+  Tensor out(query.frames(), {query.shape().h, query.shape().w, dout});
+  // x (positions x D) times kernel (D, H, dim) plus bias: (positions, H, dim).
+  auto project = [&](const float* x, int positions, const std::vector<float>& k, const std::vector<float>& b,
+                     int dim) {
+    std::vector<double> r(static_cast<std::size_t>(positions) * heads * dim);
+    for (int p = 0; p < positions; ++p)
+      for (int j = 0; j < heads * dim; ++j) {
+        double acc = b.empty() ? 0.0 : b[j];
+        for (int i = 0; i < d; ++i) acc += static_cast<double>(x[p * d + i]) * k[static_cast<std::size_t>(i) * heads * dim + j];
+        r[static_cast<std::size_t>(p) * heads * dim + j] = acc;
+      }
+    return r;
+  };
+  for (int n = 0; n < query.frames(); ++n) {
+    auto q = project(query.frame(n), l, w.wq, w.bq, dk);
+    auto k = project(key.frame(n), s, w.wk, w.bk, dk);
+    auto v = project(value.frame(n), s, w.wv, w.bv, dv);
+    std::vector<double> ctx(static_cast<std::size_t>(l) * heads * dv, 0.0);
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < l; ++i) {
+        std::vector<double> score(s);
+        double top = -1e300, sum = 0;
+        for (int j = 0; j < s; ++j) {
+          double acc = 0;
+          for (int c = 0; c < dk; ++c) acc += q[(i * heads + h) * dk + c] * k[(j * heads + h) * dk + c];
+          score[j] = acc / std::sqrt(static_cast<double>(dk));
+          top = std::max(top, score[j]);
+        }
+        for (int j = 0; j < s; ++j) sum += score[j] = std::exp(score[j] - top);
+        for (int j = 0; j < s; ++j)
+          for (int c = 0; c < dv; ++c) ctx[(i * heads + h) * dv + c] += score[j] / sum * v[(j * heads + h) * dv + c];
+      }
+    for (int i = 0; i < l; ++i)
+      for (int o = 0; o < dout; ++o) {
+        double acc = w.bo.empty() ? 0.0 : w.bo[o];
+        for (int j = 0; j < heads * dv; ++j) acc += ctx[static_cast<std::size_t>(i) * heads * dv + j] * w.wo[static_cast<std::size_t>(j) * dout + o];
+        out.frame(n)[static_cast<std::size_t>(i) * dout + o] = static_cast<float>(acc);
+      }
+  }
+  return out;
+}
+
 }  // namespace chorus::ref

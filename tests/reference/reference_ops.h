@@ -36,4 +36,16 @@ Tensor concat(const std::vector<const Tensor*>& in, int axis);
 // Named activation applied elementwise ("relu", "relu6", "sigmoid", ... "softmax" over channels).
 Tensor activation(const Tensor& in, const std::string& name, double alpha = 0);
 
+// Layer normalization over channels, in double.
+Tensor layer_norm(const Tensor& in, const std::vector<float>& gamma, const std::vector<float>& beta, double eps);
+
+// Multi-head attention as written in the Keras and PyTorch papers' equations: per head,
+// softmax(Q K^T / sqrt(dk)) V from Keras-layout kernels (D, H, dk), biases (H, dk), and output
+// kernel (H, dv, Dout) with bias (Dout). Value and key default to the query.
+struct AttentionWeights {
+  std::vector<float> wq, bq, wk, bk, wv, bv, wo, bo;
+};
+Tensor attention(const Tensor& query, const Tensor& value, const Tensor& key, const AttentionWeights& w, int heads,
+                 int dk, int dv, int dout);
+
 }  // namespace chorus::ref

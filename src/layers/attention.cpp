@@ -1,0 +1,175 @@
+#include "layers/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/parallel.h"
+#include "layers/gemm.h"
+#include "layers/scratch.h"
+
+namespace chorus::layers {
+
+namespace {
+
+// Softmax over each of `columns` runs of `n` contiguous values.
+void softmax_columns(float* s, int n, int columns) {
+  for (int j = 0; j < columns; ++j) {
+    float* v = s + static_cast<std::size_t>(j) * n;
+    const float top = *std::max_element(v, v + n);
+    float sum = 0.0f;
+    for (int i = 0; i < n; ++i) sum += v[i] = std::exp(v[i] - top);
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; ++i) v[i] *= inv;
+  }
+}
+
+}  // namespace
+
+MultiHeadAttention::MultiHeadAttention(std::string name, AttentionSettings settings)
+    : Layer(std::move(name)), settings_(settings) {
+  AttentionSettings& s = settings_;
+  if (s.value_dim == 0) s.value_dim = s.key_dim;
+  if (s.head_end < 0) s.head_end = s.heads;
+  if (s.heads < 1 || s.key_dim < 1 || s.value_dim < 1)
+    fail_layer("heads, key_dim and value_dim must be positive, got ", s.heads, ", ", s.key_dim, ", ", s.value_dim);
+  if (s.head_begin < 0 || s.head_end > s.heads || s.head_begin >= s.head_end)
+    fail_layer("heads [", s.head_begin, ", ", s.head_end, ") are not a part of ", s.heads, " heads");
+  if (s.output_dim < 0) fail_layer("output_dim must be positive, got ", s.output_dim);
+  if (s.scale == 0.0f) s.scale = 1.0f / std::sqrt(static_cast<float>(s.key_dim));
+}
+
+int MultiHeadAttention::projected() const { return local_heads() * (2 * settings_.key_dim + settings_.value_dim); }
+
+Shape MultiHeadAttention::infer_shape(const std::vector<Shape>& in) {
+  if (in.empty() || in.size() > 3) fail_layer("takes 1 to 3 inputs (query, value, key), got ", in.size());
+  const int d = in[0].c;
+  for (const Shape& s : in)
+    if (s.c != d)
+      fail_layer("every input must have the query's ", d, " features, found ", s.str(),
+                 " (Chorus supports attention with one feature size)");
+  if (in.size() == 3 && in[1].h * in[1].w != in[2].h * in[2].w)
+    fail_layer("value ", in[1].str(), " and key ", in[2].str(), " have different lengths");
+  if (settings_.output_dim == 0) settings_.output_dim = d;
+  return {in[0].h, in[0].w, settings_.output_dim};
+}
+
+std::vector<WeightSpec> MultiHeadAttention::weight_specs() const {
+  const AttentionSettings& s = settings_;
+  const int d = input_shapes()[0].c, h = local_heads();
+  std::vector<WeightSpec> specs;
+  for (const char* p : {"query", "key", "value"}) {
+    const int dim = p[0] == 'v' ? s.value_dim : s.key_dim;
+    specs.push_back({cat(p, "/kernel"), {d, h, dim}});
+    if (s.use_bias) specs.push_back({cat(p, "/bias"), {h, dim}});
+  }
+  specs.push_back({"attention_output/kernel", {h, s.value_dim, s.output_dim}});
+  if (s.use_bias && s.output_bias) specs.push_back({"attention_output/bias", {s.output_dim}});
+  return specs;
+}
+
+void MultiHeadAttention::set_weights(WeightMap weights) {
+  const AttentionSettings& s = settings_;
+  const int d = input_shapes()[0].c, h = local_heads(), u = projected();
+  const int widths[3] = {h * s.key_dim, h * s.key_dim, h * s.value_dim};
+  in_kernel_.assign(static_cast<std::size_t>(u) * d, 0.0f);
+  in_bias_.assign(u, 0.0f);
+  int row = 0;
+  const char* parts[3] = {"query", "key", "value"};
+  for (int p = 0; p < 3; ++p) {
+    const float f = p == 0 ? s.scale : 1.0f;  // the scale folded into the queries
+    const auto specs = weight_specs();
+    auto spec_of = [&](const std::string& name) {
+      return *std::find_if(specs.begin(), specs.end(), [&](const WeightSpec& w) { return w.name == name; });
+    };
+    // Keras' (D, heads, dim) row-major is (heads * dim) x D column-major: column i is input i.
+    const std::vector<float> k = take_weight(weights, spec_of(cat(parts[p], "/kernel")));
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < widths[p]; ++j)
+        in_kernel_[static_cast<std::size_t>(i) * u + row + j] = f * k[static_cast<std::size_t>(i) * widths[p] + j];
+    if (s.use_bias) {
+      const std::vector<float> b = take_weight(weights, spec_of(cat(parts[p], "/bias")));
+      for (int j = 0; j < widths[p]; ++j) in_bias_[row + j] = f * b[j];
+    }
+    row += widths[p];
+  }
+  const auto specs = weight_specs();
+  out_kernel_ = take_weight(weights, specs[s.use_bias ? 6 : 3]);
+  out_bias_.assign(s.output_dim, 0.0f);
+  if (s.use_bias && s.output_bias) out_bias_ = take_weight(weights, specs[7]);
+}
+
+double MultiHeadAttention::macs() const {
+  const AttentionSettings& s = settings_;
+  const auto& in = input_shapes();
+  const double l = static_cast<double>(in[0].h) * in[0].w;
+  const double src = in.size() > 1 ? static_cast<double>(in[1].h) * in[1].w : l;
+  const double d = in[0].c, h = local_heads();
+  return l * d * h * s.key_dim + src * d * h * (s.key_dim + s.value_dim)  // projections
+         + h * l * src * (s.key_dim + s.value_dim)                        // scores and context
+         + l * h * s.value_dim * s.output_dim;                            // output projection
+}
+
+std::string MultiHeadAttention::describe() const {
+  const AttentionSettings& s = settings_;
+  std::string text = cat(s.heads, " heads x ", s.key_dim);
+  if (local_heads() != s.heads) text += cat(", heads ", s.head_begin, "-", s.head_end - 1);
+  return text;
+}
+
+void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  const AttentionSettings& s = settings_;
+  const Tensor& query = *in[0];
+  const Tensor& value = in.size() > 1 ? *in[1] : query;
+  const Tensor& key = in.size() > 2 ? *in[2] : value;
+  const Shape& qs = input_shapes()[0];
+  const Shape& vs = input_shapes()[in.size() > 1 ? 1 : 0];
+  const int d = qs.c, l = qs.h * qs.w, src = vs.h * vs.w, h = local_heads(), u = projected();
+  const int dk = s.key_dim, dv = s.value_dim, hk = h * dk, hv = h * dv;
+  const bool self = in.size() == 1;
+  out.resize(query.frames(), output_shape());
+
+  // One scratch block for the frame: projections (token-major), context, and a score matrix per
+  // thread, which holds one head's (L x S) only while that head is computed.
+  const int slots = std::min(h, parallel_threads());
+  const std::size_t rows = self ? l : static_cast<std::size_t>(l) + src;
+  const std::size_t proj_floats = rows * u, context_floats = static_cast<std::size_t>(l) * hv;
+  const std::size_t score_floats = static_cast<std::size_t>(l) * src;
+  float* const proj = conv_scratch(proj_floats + context_floats + slots * score_floats);
+  float* const context = proj + proj_floats;
+  float* const scores = context + context_floats;
+  // Q of position i at proj + i * u; K and V of source position j at kv + j * u (+ hk for V).
+  float* const q = proj;
+  float* const kv = self ? proj : proj + static_cast<std::size_t>(l) * u;
+
+  for (int n = 0; n < query.frames(); ++n) {
+    if (self) {
+      gemm(u, l, d, in_kernel_.data(), u, query.frame(n), d, proj, u);
+    } else {
+      gemm(hk, l, d, in_kernel_.data(), u, query.frame(n), d, q, u);
+      gemm(hk, src, d, in_kernel_.data() + hk, u, key.frame(n), d, kv + hk, u);
+      gemm(hv, src, d, in_kernel_.data() + 2 * hk, u, value.frame(n), d, kv + 2 * hk, u);
+    }
+    parallel_range(static_cast<std::int64_t>(rows), 64, [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t r = r0; r < r1; ++r) {
+        float* p = proj + r * u;
+        for (int j = 0; j < u; ++j) p[j] += in_bias_[j];
+      }
+    });
+    parallel_for(slots, [&](int slot) {
+      float* sc = scores + slot * score_floats;
+      for (int head = slot; head < h; head += slots) {
+        // Scores column-major (S x L): column i holds query i's scores over the sources.
+        gemm_at(src, l, dk, kv + hk + head * dk, u, q + head * dk, u, sc, src);
+        softmax_columns(sc, src, l);
+        // Context (dv x L) = V_head^T (dv x S) * P (S x L), written into its heads' columns.
+        gemm(dv, l, src, kv + 2 * hk + head * dv, u, sc, src, context + head * dv, hv);
+      }
+    });
+    float* o = out.frame(n);
+    gemm(s.output_dim, l, hv, out_kernel_.data(), s.output_dim, context, hv, o, s.output_dim);
+    for (int i = 0; i < l; ++i)
+      for (int j = 0; j < s.output_dim; ++j) o[static_cast<std::size_t>(i) * s.output_dim + j] += out_bias_[j];
+  }
+}
+
+}  // namespace chorus::layers

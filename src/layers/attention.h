@@ -1,0 +1,56 @@
+#pragma once
+// Multi-head attention (Keras MultiHeadAttention; PyTorch's nn.MultiheadAttention as ONNX
+// exports it): the query, key and value projections, softmax(Q K^T * scale) V per head, and the
+// output projection, in one layer. Sequences are frames of (1, L, D) (any rows x columns count
+// as L positions). Inputs: query, then value, then key (Keras' call order); one input is
+// self-attention. Every input has D features.
+//
+// A layer may hold only heads [head_begin, head_end) of the full layer: a head split. Its
+// output is then that share of the output projection, a partial sum the members add up; only
+// the member with `output_bias` adds the projection's bias.
+#include "layers/layer.h"
+
+namespace chorus::layers {
+
+struct AttentionSettings {
+  int heads = 1;      // of the whole layer
+  int key_dim = 1;    // per head, for queries and keys
+  int value_dim = 0;  // per head; 0: key_dim
+  int output_dim = 0;  // features out; 0: the query's
+  bool use_bias = true;
+  float scale = 0.0f;  // applied to Q K^T; 0: 1 / sqrt(key_dim)
+  int head_begin = 0;  // heads this layer holds
+  int head_end = -1;   // -1: all
+  bool output_bias = true;  // add the output projection's bias (false on all but one member)
+};
+
+class MultiHeadAttention : public Layer {
+ public:
+  MultiHeadAttention(std::string name, AttentionSettings settings);
+  std::string type() const override { return "MultiHeadAttention"; }
+  int arity() const override { return -1; }  // one to three inputs
+  const AttentionSettings& settings() const { return settings_; }
+  int local_heads() const { return settings_.head_end - settings_.head_begin; }
+
+  // Keras' names and shapes, over the heads this layer holds: query/kernel (D, heads, key_dim),
+  // query/bias (heads, key_dim), the same for key and value, attention_output/kernel
+  // (heads, value_dim, output_dim) and attention_output/bias (output_dim).
+  std::vector<WeightSpec> weight_specs() const override;
+  void set_weights(WeightMap weights) override;
+  double macs() const override;
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  std::string describe() const override;
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  int projected() const;  // Q, K and V features of one position, over the local heads
+
+  AttentionSettings settings_;
+  // [Wq * scale; Wk; Wv] column-major (projected() x D): one product projects all three.
+  std::vector<float> in_kernel_, in_bias_;
+  std::vector<float> out_kernel_, out_bias_;  // column-major (output_dim x heads * value_dim)
+};
+
+}  // namespace chorus::layers

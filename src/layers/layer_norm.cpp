@@ -1,0 +1,58 @@
+#include "layers/layer_norm.h"
+
+#include <cmath>
+
+#include "core/parallel.h"
+
+namespace chorus::layers {
+
+LayerNormalization::LayerNormalization(std::string name, LayerNormSettings settings)
+    : Layer(std::move(name)), settings_(settings) {
+  if (!(settings_.epsilon >= 0.0f)) fail_layer("epsilon must be non-negative, got ", settings_.epsilon);
+}
+
+std::vector<WeightSpec> LayerNormalization::weight_specs() const {
+  std::vector<WeightSpec> specs;
+  const int c = input_shapes()[0].c;
+  if (settings_.scale) specs.push_back({"gamma", {c}});
+  if (settings_.center) specs.push_back({"beta", {c}});
+  return specs;
+}
+
+void LayerNormalization::set_weights(WeightMap weights) {
+  const int c = input_shapes()[0].c;
+  for (const auto& spec : weight_specs()) (spec.name == "gamma" ? gamma_ : beta_) = take_weight(weights, spec);
+  if (gamma_.empty()) gamma_.assign(c, 1.0f);
+  if (beta_.empty()) beta_.assign(c, 0.0f);
+}
+
+std::string LayerNormalization::describe() const { return cat("eps ", settings_.epsilon); }
+
+void LayerNormalization::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  const Tensor& x = *in[0];
+  if (&out != &x) out.resize(x.frames(), output_shape());
+  const int c = output_shape().c;
+  const std::int64_t positions = static_cast<std::int64_t>(x.size() / c);
+  const float* src = x.data();
+  float* dst = out.data();
+  const float* gamma = gamma_.data();
+  const float* beta = beta_.data();
+  const double eps = settings_.epsilon;
+  parallel_range(positions, 16, [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const float* v = src + p * c;
+      float* o = dst + p * c;
+      // Two passes in double: the variance of large activations must not cancel.
+      double sum = 0.0;
+      for (int i = 0; i < c; ++i) sum += v[i];
+      const double mean = sum / c;
+      double squares = 0.0;
+      for (int i = 0; i < c; ++i) squares += (v[i] - mean) * (v[i] - mean);
+      const float inv = static_cast<float>(1.0 / std::sqrt(squares / c + eps));
+      const float m = static_cast<float>(mean);
+      for (int i = 0; i < c; ++i) o[i] = (v[i] - m) * inv * gamma[i] + beta[i];
+    }
+  });
+}
+
+}  // namespace chorus::layers
