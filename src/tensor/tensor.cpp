@@ -9,6 +9,7 @@ namespace chorus {
 
 std::string Shape::str() const {
   if (h == 1 && w == 1) return cat("(", c, ")");
+  if (h == 1) return cat("(", w, ", ", c, ")");  // a sequence: tokens, features
   return cat("(", h, ", ", w, ", ", c, ")");
 }
 

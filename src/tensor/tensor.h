@@ -21,7 +21,8 @@ struct Shape {
   std::size_t size() const { return static_cast<std::size_t>(h) * w * c; }
   bool operator==(const Shape& o) const { return h == o.h && w == o.w && c == o.c; }
   bool operator!=(const Shape& o) const { return !(*this == o); }
-  // "(h, w, c)", or "(c)" for a vector, as Keras prints shapes without the batch axis.
+  // "(h, w, c)", "(w, c)" for a sequence (one row), or "(c)" for a vector, as Keras prints
+  // shapes without the batch axis.
   std::string str() const;
 };
 

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tests/data/make_onnx_models.py small OUTDIR   # custom models (committed)
     /usr/bin/python3 tests/data/make_onnx_models.py zoo OUTDIR     # torchvision models (made at test time)
+    /usr/bin/python3 tests/data/make_onnx_models.py vit OUTDIR     # torchvision ViT-B/32 and B/16 (test time)
 
 For each model NAME it writes NAME.onnx, NAME.input.npy (NCHW, or (N, D), float32) and
 NAME.output.npy, the output of PyTorch (or, for graphs built with onnx.helper, of the same
@@ -308,9 +309,9 @@ def error_models(outdir):
     write("unsupported_operator", [helper.make_node("Relu", ["x"], ["r"], name="relu"),
                                    helper.make_node("Erf", ["r"], ["y"], name="Foo_3")],
           [x4], helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4]))
-    write("input_rank3", [helper.make_node("Relu", ["x"], ["y"], name="relu")],
-          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8])],
-          helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8]))
+    write("input_rank5", [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 4, 4])],
+          helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 4, 4]))
     write("moving_transpose", [helper.make_node("Transpose", ["x"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1])],
           [x4], helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 3]))
     write("bad_conv_weight", [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
@@ -356,13 +357,86 @@ def multi_io(outdir):
     print("wrote multi_io", tuple(image.shape), tuple(vector.shape), "->", tuple(scores.shape), tuple(mask.shape))
 
 
+# ---- Transformers -----------------------------------------------------------------------------
+
+def randomise_transformer(module, seed):
+    """torchvision zeroes the class token and the head, and LayerNorm starts as the identity:
+    give them values so that every weight matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() <= 1 or "token" in name or "head" in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.2)
+
+
+def vit(seed, name=None, **kwargs):
+    """torchvision's model `name`, or a VisionTransformer of `kwargs`, randomised."""
+    import torchvision.models as models
+    from torchvision.models.vision_transformer import VisionTransformer
+    torch.manual_seed(seed)
+    model = getattr(models, name)(weights=None) if name else VisionTransformer(**kwargs)
+    randomise_transformer(model, seed)
+    return model
+
+
+def text_encoder():
+    """nn.TransformerEncoder on (N, L, D) embeddings: two post-norm layers with GELU."""
+    layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, dropout=0.0, activation="gelu",
+                                       batch_first=True)
+    return nn.TransformerEncoder(layer, num_layers=2)
+
+
+def transformers_small(outdir):
+    """A ViT of 32x32 images (patches of 8, 2 blocks, 4 heads of 8) at opsets 14 (LayerNorm written
+    out) and 17 (LayerNormalization), and a text encoder."""
+    tiny = dict(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10)
+    for opset in (14, 17):
+        model = vit(7, **tiny)
+        export_torch(outdir, f"vit_tiny_op{opset}", model, torch.randn(2, 3, 32, 32), opset, 7)
+    torch.manual_seed(8)
+    model = text_encoder()
+    randomise_transformer(model, 8)
+    export_torch(outdir, "text_encoder", model, torch.randn(2, 12, 32), 14, 8)
+
+
+class MaskedEncoder(nn.Module):
+    """The text encoder with a causal attention mask, which Chorus refuses (attention_mask.onnx)."""
+
+    def __init__(self, length):
+        super().__init__()
+        self.encoder = text_encoder()
+        self.register_buffer("mask", torch.triu(torch.full((length, length), float("-inf")), diagonal=1))
+
+    def forward(self, x):
+        return self.encoder(x, mask=self.mask)
+
+
+def transformer_error_models(outdir):
+    """A causal mask, and a sequence length left dynamic: refused naming the node or input."""
+    torch.manual_seed(9)
+    x = torch.randn(1, 12, 32)
+    torch.onnx.export(MaskedEncoder(12).eval(), x, os.path.join(outdir, "attention_mask.onnx"), opset_version=14,
+                      input_names=["x"], output_names=["y"])
+    torch.onnx.export(text_encoder().eval(), x, os.path.join(outdir, "dynamic_length.onnx"), opset_version=14,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {1: "length"}, "y": {1: "length"}})
+    print("wrote attention_mask dynamic_length")
+
+
+def vit_zoo(outdir):
+    """torchvision's ViT-B/32 at opset 14 and ViT-B/16 at opset 17 (330 MB each)."""
+    for i, (name, opset) in enumerate((("vit_b_32", 14), ("vit_b_16", 17))):
+        export_torch(outdir, name, vit(200 + i, name), torch.randn(2, 3, 224, 224), opset, 200 + i)
+
+
 # Every operator the importer maps, which the small models must cover between them.
 REQUIRED_OPERATORS = {
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid",
     "HardSwish", "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Concat",
-    "Flatten", "Reshape", "Transpose", "Pad", "Dropout", "Identity", "LRN", "Constant",
+    "Flatten", "Reshape", "Transpose", "Pad", "Dropout", "Identity", "LRN", "Constant", "LayerNormalization",
+    # recognised in groups (attention, layer norm and GELU written out)
+    "ReduceMean", "Pow", "Sqrt", "Erf",
     # folded on constants
-    "Shape", "Gather", "Unsqueeze", "ConstantOfShape", "Slice", "Cast"}
+    "Shape", "Gather", "Unsqueeze", "ConstantOfShape", "Slice", "Cast", "Equal", "Where", "Expand"}
 
 
 def check_coverage(outdir):
@@ -394,8 +468,10 @@ def small(outdir):
     clip_attributes(outdir)
     clip_inputs(outdir)
     lrn(outdir)
+    transformers_small(outdir)
     multi_io(outdir)
     error_models(outdir)
+    transformer_error_models(outdir)
     check_coverage(outdir)
 
 
@@ -415,7 +491,7 @@ def zoo(outdir):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("small", "zoo"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("small", "zoo", "vit"):
         sys.exit(__doc__)
     outdir = sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
@@ -423,7 +499,7 @@ def main():
     if os.path.exists(manifest):
         os.remove(manifest)
     torch.set_num_threads(1)
-    (small if sys.argv[1] == "small" else zoo)(outdir)
+    {"small": small, "zoo": zoo, "vit": vit_zoo}[sys.argv[1]](outdir)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,16 @@ class ArraySource : public InputSource {
   ArraySource(std::string name, std::vector<std::int64_t> dims, std::vector<float> data, const InputOptions& o)
       : name_(std::move(name)), shape_(o.shape), channels_first_(o.channels_first), data_(std::move(data)) {
     auto want = keras_dims(o.shape, o.channels_first);
+    // A sequence (L, D) is in Chorus' order in every framework; only images are permuted.
+    channels_first_ = channels_first_ && want.size() == 3;
     std::size_t frame = o.shape.size();
     // Accept (N, dims...) or a single frame (dims...), and any dims with the right size per frame
-    // only when they match exactly; say what was expected otherwise.
+    // only when they match exactly; say what was expected otherwise. A sequence may also come
+    // as (N, 1, L, D), an image of one row.
+    const std::vector<std::int64_t> one_row{1, o.shape.w, o.shape.c};
     if (dims.size() == want.size() + 1 && std::equal(want.begin(), want.end(), dims.begin() + 1)) {
+      frames_ = static_cast<int>(dims[0]);
+    } else if (want.size() == 2 && dims.size() == 4 && std::equal(one_row.begin(), one_row.end(), dims.begin() + 1)) {
       frames_ = static_cast<int>(dims[0]);
     } else if (dims == want) {
       frames_ = 1;
@@ -113,6 +119,7 @@ bool is_image_file(const std::string& path) {
 
 std::vector<std::int64_t> keras_dims(Shape s, bool channels_first) {
   if (s.h == 1 && s.w == 1) return {s.c};
+  if (s.h == 1) return {s.w, s.c};  // a sequence of w tokens
   if (channels_first) return {s.c, s.h, s.w};
   return {s.h, s.w, s.c};
 }

@@ -80,7 +80,8 @@ bool OnnxConstants::fold(const onnx::NodeProto& node, const OnnxDimsLookup& comp
   if (!node.domain().empty() && node.domain() != "ai.onnx") return false;
   static const char* const kFoldable[] = {"Shape",   "Gather", "Unsqueeze", "Squeeze", "Concat",
                                           "Reshape", "Slice",  "Transpose", "Cast",    "ConstantOfShape",
-                                          "Add",     "Sub",    "Mul",       "Div"};
+                                          "Add",     "Sub",    "Mul",       "Div",       "Equal",
+                                          "Where",   "Expand"};
   if (std::find(std::begin(kFoldable), std::end(kFoldable), op) == std::end(kFoldable)) return false;
   const std::string who = node.name().empty() ? node.output(0) : node.name();
   auto bad = [&](const auto&... args) { fail(source_, ": node '", who, "' (", op, "): ", args...); };
@@ -302,16 +303,52 @@ bool OnnxConstants::fold(const onnx::NodeProto& node, const OnnxDimsLookup& comp
         }
       }
       out.v.assign(static_cast<std::size_t>(count_of(out.dims)), value);
-    } else {  // Add, Sub, Mul, Div: equal shapes, or one side of a single value
+    } else if (op == "Expand") {  // numpy broadcasting of input 0 to the shape in input 1
+      Folded in = input(0);
+      auto shape = int_list(1);
+      const std::size_t rank = std::max(in.dims.size(), shape.size());
+      std::vector<std::int64_t> a(rank, 1), b(rank, 1);
+      std::copy(in.dims.begin(), in.dims.end(), a.begin() + (rank - in.dims.size()));
+      std::copy(shape.begin(), shape.end(), b.begin() + (rank - shape.size()));
+      out.dims.resize(rank);
+      for (std::size_t i = 0; i < rank; ++i) {
+        if (a[i] != b[i] && a[i] != 1 && b[i] != 1) bad("cannot expand ", in.dims.size(), "-D input to the shape given");
+        out.dims[i] = a[i] == 1 ? b[i] : a[i];
+      }
+      const std::int64_t n = count_of(out.dims);
+      if (n > kMaxFolded) bad(n, " values are too many to fold");
+      out.is_float = in.is_float;
+      const auto in_strides = strides_of(a);
+      std::vector<std::int64_t> index(rank, 0);
+      for (std::int64_t k = 0; k < n; ++k) {
+        std::int64_t offset = 0;
+        for (std::size_t d = 0; d < rank; ++d) offset += (a[d] == 1 ? 0 : index[d]) * in_strides[d];
+        out.v.push_back(in.v.at(offset));
+        for (std::int64_t d = static_cast<std::int64_t>(rank) - 1; d >= 0 && ++index[d] == out.dims[d]; --d) index[d] = 0;
+      }
+    } else if (op == "Where") {  // equal shapes, or single values
+      Folded c = input(0), x = input(1), y = input(2);
+      std::size_t n = 1;
+      for (const Folded* f : {&c, &x, &y})
+        if (f->v.size() != 1) {
+          if (n != 1 && f->v.size() != n) return false;
+          n = f->v.size();
+          out.dims = f->dims;
+        }
+      if (n == 1) out.dims = c.dims.size() >= x.dims.size() ? c.dims : x.dims;
+      out.is_float = x.is_float || y.is_float;
+      auto at = [&](const Folded& f, std::size_t i) { return f.v[f.v.size() == 1 ? 0 : i]; };
+      for (std::size_t i = 0; i < n; ++i) out.v.push_back(at(c, i) != 0 ? at(x, i) : at(y, i));
+    } else {  // Add, Sub, Mul, Div, Equal: equal shapes, or one side of a single value
       Folded a = input(0), b = input(1);
       const bool a_one = a.v.size() == 1, b_one = b.v.size() == 1;
       if (a.dims != b.dims && !a_one && !b_one) return false;
       out.dims = a_one && !b_one ? b.dims : a.dims;
-      out.is_float = a.is_float || b.is_float;
+      out.is_float = op != "Equal" && (a.is_float || b.is_float);
       const std::size_t n = std::max(a.v.size(), b.v.size());
       for (std::size_t i = 0; i < n; ++i) {
         const double x = a.v[a_one ? 0 : i], y = b.v[b_one ? 0 : i];
-        double r = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : 0;
+        double r = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : op == "Equal" ? (x == y) : 0;
         if (op == "Div") {
           if (!out.is_float && y == 0) bad("integer division by zero");
           r = out.is_float ? x / y : static_cast<double>(static_cast<std::int64_t>(x) / static_cast<std::int64_t>(y));

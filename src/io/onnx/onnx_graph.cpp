@@ -5,19 +5,26 @@ namespace chorus::io {
 Shape frame_of(const std::vector<std::int64_t>& dims) {
   auto d = [&](int i) { return static_cast<int>(dims[i]); };
   if (dims.size() == 4) return {d(2), d(3), d(1)};
+  if (dims.size() == 3) return {1, d(1), d(2)};
   CHORUS_ASSERT(dims.size() == 2, "frame of a rank-", dims.size(), " value");
   return {1, 1, d(1)};
 }
 
 std::vector<std::int64_t> dims_of(Shape frame, int rank, std::int64_t batch) {
   if (rank == 4) return {batch, frame.c, frame.h, frame.w};
+  if (rank == 3) {
+    CHORUS_ASSERT(frame.h == 1, "rank 3 value of frame ", frame.str());
+    return {batch, frame.w, frame.c};
+  }
   CHORUS_ASSERT(rank == 2 && frame.h == 1 && frame.w == 1, "rank ", rank, " value of frame ", frame.str());
   return {batch, frame.c};
 }
 
 bool same_order(const std::vector<std::int64_t>& dims) {
-  return dims.size() == 2 || (dims.size() == 4 && (dims[1] == 1 || dims[2] * dims[3] == 1));
+  return dims.size() == 2 || dims.size() == 3 || (dims.size() == 4 && (dims[1] == 1 || dims[2] * dims[3] == 1));
 }
+
+int channel_axis(int rank) { return rank == 3 ? 2 : 1; }
 
 std::string dims_str(const std::vector<std::int64_t>& dims) {
   std::string s = "(";
@@ -25,15 +32,42 @@ std::string dims_str(const std::vector<std::int64_t>& dims) {
   return s + ")";
 }
 
-OnnxGraph::OnnxGraph(const onnx::GraphProto& graph, std::string source, int opset, const OnnxConstants& constants)
-    : source_(std::move(source)), opset_(opset), constants_(constants) {
-  for (const auto& node : graph.node())
-    for (const auto& in : node.input()) used_.insert(in);
+OnnxGraph::OnnxGraph(const onnx::GraphProto& graph, std::string source, int opset, OnnxConstants& constants)
+    : graph_(graph), source_(std::move(source)), opset_(opset), constants_(constants) {
+  for (int i = 0; i < graph.node_size(); ++i) {
+    for (const auto& in : graph.node(i).input()) {
+      used_.insert(in);
+      auto& readers = consumers_[in];
+      if (readers.empty() || readers.back() != i) readers.push_back(i);
+    }
+    for (const auto& out : graph.node(i).output()) producers_[out] = i;
+  }
   for (const auto& out : graph.output()) used_.insert(out.name());
 }
 
+const std::vector<int>& OnnxGraph::consumers(const std::string& name) const {
+  static const std::vector<int> none;
+  auto it = consumers_.find(name);
+  return it == consumers_.end() ? none : it->second;
+}
+
+int OnnxGraph::producer(const std::string& name) const {
+  auto it = producers_.find(name);
+  return it == producers_.end() ? -1 : it->second;
+}
+
+bool OnnxGraph::fold(int index, const std::map<std::string, std::vector<std::int64_t>>& dims) {
+  return constants_.fold(graph_.node(index), [&](const std::string& name) -> const std::vector<std::int64_t>* {
+    if (auto it = dims.find(name); it != dims.end()) return &it->second;
+    return has_value(name) ? &value(name).dims : nullptr;
+  });
+}
+
 std::string OnnxGraph::layer_name(const onnx::NodeProto& node, int index) {
-  std::string base = node.name().empty() ? cat(node.op_type(), "_", index) : node.name();
+  return unique_name(node.name().empty() ? cat(node.op_type(), "_", index) : node.name());
+}
+
+std::string OnnxGraph::unique_name(const std::string& base) {
   std::string name = base;
   for (int k = 1; names_.count(name); ++k) name = cat(base, "_", k);
   names_.insert(name);
@@ -78,7 +112,7 @@ std::vector<std::int64_t> OnnxNode::attr_ints(const char* name, std::vector<std:
   return {a.ints().begin(), a.ints().end()};
 }
 
-const OnnxValue& OnnxNode::activation(int i) const {
+const OnnxValue& OnnxNode::activation(int i, bool swapped_ok) const {
   if (!has_input(i)) fail("input ", i, " is missing");
   if (graph_.constants().has(input_name(i)))
     fail("input ", i, " ('", input_name(i), "') is a constant; Chorus expects a computed value there");
@@ -86,7 +120,12 @@ const OnnxValue& OnnxNode::activation(int i) const {
     fail("reads '", input_name(i),
          "', which no earlier node computes (the graph is not in topological order, "
          "or the value is missing)");
-  return graph_.value(input_name(i));
+  const OnnxValue& v = graph_.value(input_name(i));
+  if (v.swapped && !swapped_ok)
+    fail("reads '", input_name(i), "' ", dims_str(v.dims),
+         ", pixels made a sequence in (N, C, L) order; Chorus supports it only as the input of a Transpose "
+         "to (N, L, C)");
+  return v;
 }
 
 std::vector<std::int64_t> OnnxNode::constant_dims(int i) const {

@@ -15,29 +15,51 @@
 namespace chorus::io {
 
 // A value the model computes: the Chorus node holding it and its ONNX dims, batch first.
-// Rank-4 values (N, C, H, W) are Chorus frames (H, W, C); rank-2 values (N, D) are (1, 1, D).
+// Rank-4 values (N, C, H, W) are Chorus frames (H, W, C); rank-3 values (N, L, D), sequences of
+// tokens, are (1, L, D); rank-2 values (N, D) are (1, 1, D).
 struct OnnxValue {
   int node = model::kModelInput;
   std::vector<std::int64_t> dims;
+  // A rank-3 (N, C, L) value held as the frame (1, L, C): an image's pixels made a sequence
+  // before the transpose that makes them tokens (a ViT's patch embedding). Only Transpose
+  // reads it.
+  bool swapped = false;
   int rank() const { return static_cast<int>(dims.size()); }
 };
 
-// The Chorus frame holding a rank-2 or rank-4 ONNX value.
+// The Chorus frame holding a rank-2, rank-3 or rank-4 ONNX value.
 Shape frame_of(const std::vector<std::int64_t>& dims);
-// ONNX dims of a Chorus frame as a rank-2 or rank-4 value with `batch` frames.
+// ONNX dims of a Chorus frame as a rank-2, rank-3 or rank-4 value with `batch` frames.
 std::vector<std::int64_t> dims_of(Shape frame, int rank, std::int64_t batch);
-// True when NHWC order equals ONNX's NCHW order in memory: rank 2, one channel or one pixel.
+// True when NHWC order equals ONNX's order in memory: rank 2 and 3, or rank 4 with one
+// channel or one pixel.
 bool same_order(const std::vector<std::int64_t>& dims);
+// The axis of an ONNX value that is the Chorus frame's channels: 1 for (N, C, H, W) and
+// (N, D), 2 for (N, L, D).
+int channel_axis(int rank);
 // "(1, 3, 224, 224)".
 std::string dims_str(const std::vector<std::int64_t>& dims);
 
 class OnnxGraph {
  public:
-  OnnxGraph(const onnx::GraphProto& graph, std::string source, int opset, const OnnxConstants& constants);
+  OnnxGraph(const onnx::GraphProto& graph, std::string source, int opset, OnnxConstants& constants);
 
   const std::string& source() const { return source_; }
   int opset() const { return opset_; }
   const OnnxConstants& constants() const { return constants_; }
+  const onnx::GraphProto& proto() const { return graph_; }
+
+  // Nodes (by index) that read value `name`, in graph order.
+  const std::vector<int>& consumers(const std::string& name) const;
+  // The node that computes value `name`, or -1 (inputs, initializers).
+  int producer(const std::string& name) const;
+  // Marks a node as computed by a layer made for a group of nodes (an attention block, a layer
+  // norm written out in operators): the import loop passes over it.
+  void absorb(int node) { absorbed_.insert(node); }
+  bool absorbed(int node) const { return absorbed_.count(node) > 0; }
+  // Folds node `index` into a constant when its inputs are constants, giving Shape the dims of
+  // values inside a group being fused (`dims`) as well as those of computed values.
+  bool fold(int index, const std::map<std::string, std::vector<std::int64_t>>& dims = {});
   model::Model& model() { return model_; }
   OnnxWeightPlan& weights() { return *weights_; }
   std::shared_ptr<OnnxWeightPlan> take_weights() { return weights_; }
@@ -49,11 +71,17 @@ class OnnxGraph {
   bool is_used(const std::string& name) const { return used_.count(name) > 0; }
   // A layer name for node `index`: its own name if unique, else one made unique.
   std::string layer_name(const onnx::NodeProto& node, int index);
+  // `base`, or `base` with a suffix that makes it unique among the names given so far.
+  std::string unique_name(const std::string& base);
 
  private:
+  const onnx::GraphProto& graph_;
   std::string source_;
   int opset_;
-  const OnnxConstants& constants_;
+  OnnxConstants& constants_;
+  std::map<std::string, std::vector<int>> consumers_;
+  std::map<std::string, int> producers_;
+  std::set<int> absorbed_;
   model::Model model_;
   std::shared_ptr<OnnxWeightPlan> weights_ = std::make_shared<OnnxWeightPlan>();
   std::map<std::string, OnnxValue> values_;
@@ -89,8 +117,11 @@ class OnnxNode {
   bool has_input(int i) const { return i < inputs() && !proto_.input(i).empty(); }
   const std::string& input_name(int i) const { return proto_.input(i); }
   bool is_constant(int i) const { return has_input(i) && graph_.constants().has(input_name(i)); }
-  // A value the model computes (not a constant); fails when missing or constant.
-  const OnnxValue& activation(int i) const;
+  const onnx::NodeProto& proto() const { return proto_; }
+  OnnxGraph& graph() { return graph_; }
+  // A value the model computes (not a constant); fails when missing or constant, or when it
+  // is a swapped (N, C, L) value (see OnnxValue), unless `swapped_ok`.
+  const OnnxValue& activation(int i, bool swapped_ok = false) const;
   // A constant input; fails when missing or computed.
   std::vector<std::int64_t> constant_dims(int i) const;
   std::vector<float> constant_floats(int i) const;

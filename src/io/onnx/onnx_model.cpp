@@ -34,9 +34,9 @@ std::vector<std::int64_t> input_dims(const onnx::ValueInfoProto& input, const st
            "; Chorus needs fixed sizes besides the batch axis");
     }
   }
-  if (dims.size() != 4 && dims.size() != 2)
+  if (dims.size() < 2 || dims.size() > 4)
     fail(where, " is ", dims_str(dims), ", of rank ", dims.size(),
-         "; Chorus reads 4-D (N, C, H, W) images or 2-D (N, D) vectors");
+         "; Chorus reads 4-D (N, C, H, W) images, 3-D (N, L, D) sequences or 2-D (N, D) vectors");
   return dims;
 }
 
@@ -64,6 +64,7 @@ OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
   m.set_channels_first(channels_first);
 
   for (int i = 0; i < g.node_size(); ++i) {
+    if (graph.absorbed(i)) continue;  // computed by a layer made for its group (onnx_fusions.cpp)
     const onnx::NodeProto& p = g.node(i);
     OnnxNode node(graph, p, graph.layer_name(p, i));
     if (!p.domain().empty() && p.domain() != "ai.onnx")
@@ -71,9 +72,9 @@ OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
            "', which Chorus does not support");
     // Shape arithmetic on constants, and Shape of computed values whose dims are known here,
     // makes constants (Reshape targets, pads); such nodes take no layer.
-    constants.fold(p,
-                   [&](const std::string& name) { return graph.has_value(name) ? &graph.value(name).dims : nullptr; });
+    graph.fold(i);
     if (node.defines_constant()) continue;
+    if (fuse_onnx_nodes(node, i)) continue;
     convert_onnx_node(node);
   }
 

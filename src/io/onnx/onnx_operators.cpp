@@ -10,9 +10,11 @@
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/layer_norm.h"
 #include "layers/lrn.h"
 #include "layers/merge.h"
 #include "layers/pooling.h"
+#include "layers/tokens.h"
 
 namespace chorus::io {
 
@@ -82,13 +84,20 @@ OnnxWeightRecipe copied(std::string tensor, std::string node) {
   return [=](const OnnxConstants& c) { return c.floats(tensor, node); };
 }
 
-// True when a constant of dims `c` broadcasts over `x` along the channel axis (1) only.
+// True when a constant of dims `c` broadcasts over `x` along the channel axis only.
 bool is_per_channel(const std::vector<std::int64_t>& c, const std::vector<std::int64_t>& x) {
   if (c.size() > x.size()) return false;
-  const std::size_t offset = x.size() - c.size();
+  const std::size_t offset = x.size() - c.size(), axis = channel_axis(static_cast<int>(x.size()));
   for (std::size_t j = 0; j < c.size(); ++j)
-    if (c[j] != 1 && !(j + offset == 1 && c[j] == x[1])) return false;
+    if (c[j] != 1 && !(j + offset == axis && c[j] == x[axis])) return false;
   return true;
+}
+
+// True when a constant of dims `c` has the shape of one frame of the sequence `x` (N, L, D):
+// (L, D) or (1, L, D), as position embeddings have.
+bool is_per_frame(const std::vector<std::int64_t>& c, const std::vector<std::int64_t>& x) {
+  if (x.size() != 3) return false;
+  return c == std::vector<std::int64_t>{x[1], x[2]} || c == std::vector<std::int64_t>{1, x[1], x[2]};
 }
 
 std::int64_t count_of(const std::vector<std::int64_t>& dims) {
@@ -244,19 +253,24 @@ void convert_gemm(OnnxNode& n) {
   n.set_output(n.add_layer(std::make_unique<Dense>(n.name(), s), {a}, 2, std::move(recipes)));
 }
 
-// A (N, K) computed times B (K, M) constant: a Dense layer without bias.
+// A (N, K) or (N, L, K) computed times B (K, M) constant: a Dense layer without bias (on each
+// token of a sequence).
 void convert_matmul(OnnxNode& n) {
   if (n.is_constant(0)) n.fail("a constant A times a computed B is not supported (only activations x weights)");
   const OnnxValue& a = n.activation(0);
-  require_rank(n, a, 2);
+  if (a.rank() != 2 && a.rank() != 3) n.fail("expects a 2-D (N, D) or 3-D (N, L, D) input, found ", dims_str(a.dims));
+  if (!n.is_constant(1))
+    n.fail("both inputs are computed: Chorus multiplies two computed values only inside an attention block it "
+           "recognises (nn.MultiheadAttention as PyTorch exports it)");
   const auto bd = n.constant_dims(1);
-  if (bd.size() != 2 || bd[0] != a.dims[1])
-    n.fail("B '", n.input_name(1), "' is ", dims_str(bd), ", expected (", a.dims[1], ", M) for A ", dims_str(a.dims));
+  const std::int64_t k = a.dims.back();
+  if (bd.size() != 2 || bd[0] != k)
+    n.fail("B '", n.input_name(1), "' is ", dims_str(bd), ", expected (", k, ", M) for A ", dims_str(a.dims));
   DenseSettings s;
   s.units = static_cast<int>(bd[1]);
   s.use_bias = false;
   std::map<std::string, OnnxWeightRecipe> recipes{{"kernel", copied(n.input_name(1), n.name())}};
-  n.set_output(n.add_layer(std::make_unique<Dense>(n.name(), s), {a}, 2, std::move(recipes)));
+  n.set_output(n.add_layer(std::make_unique<Dense>(n.name(), s), {a}, a.rank(), std::move(recipes)));
 }
 
 // ---- Elementwise ----------------------------------------------------------------------------
@@ -289,12 +303,17 @@ void convert_arithmetic(OnnxNode& n) {
   if (ci == 0 && (op == "Sub" || op == "Div"))
     n.fail("a constant first input of ", op, " is not supported (only x ", op == "Sub" ? "-" : "/", " constant)");
   const OnnxValue& x = n.activation(1 - ci);
-  if (x.rank() != 2 && x.rank() != 4) n.fail("input ", dims_str(x.dims), " is neither 2-D nor 4-D");
   const auto cd = n.constant_dims(ci);
+  if (op == "Add" && is_per_frame(cd, x.dims) && !is_per_channel(cd, x.dims)) {  // position embeddings
+    std::map<std::string, OnnxWeightRecipe> r{{"constant", copied(n.input_name(ci), n.name())}};
+    n.set_output(n.add_layer(std::make_unique<AddConstant>(n.name()), {x}, 3, std::move(r)));
+    return;
+  }
   if (!is_per_channel(cd, x.dims))
     n.fail("constant '", n.input_name(ci), "' ", dims_str(cd), " does not broadcast per channel over ",
-           dims_str(x.dims), " (Chorus supports scalars and per-channel constants here)");
-  const int c = static_cast<int>(x.dims[1]);
+           dims_str(x.dims), " (Chorus supports scalars, per-channel constants and, added to a sequence, one of ",
+           "its frame's shape)");
+  const int c = static_cast<int>(x.dims[channel_axis(x.rank())]);
   const std::string t = n.input_name(ci), node = n.name();
   std::map<std::string, OnnxWeightRecipe> r{{"moving_mean", filled(c, 0.0f)}, {"moving_variance", filled(c, 1.0f)}};
   if (op == "Add" || op == "Sub") {
@@ -382,12 +401,54 @@ void convert_softmax(OnnxNode& n) {
   std::int64_t axis = n.attr_int("axis", n.opset() < 13 ? 1 : -1);
   if (axis < 0) axis += x.rank();
   // Before opset 13 Softmax flattens the axes from `axis` on; from 13 it works on one axis.
-  const bool channels =
-      x.rank() == 2 ? axis == 1 : x.rank() == 4 && axis == 1 && (n.opset() >= 13 || x.dims[2] * x.dims[3] == 1);
+  const bool channels = x.rank() == 2   ? axis == 1
+                        : x.rank() == 3 ? axis == 2
+                                        : x.rank() == 4 && axis == 1 && (n.opset() >= 13 || x.dims[2] * x.dims[3] == 1);
   if (!channels)
     n.fail("softmax over axis ", axis, " of ", dims_str(x.dims), " at opset ", n.opset(),
            " is not supported (only over the channels, axis 1)");
   add_activation(n, "Softmax", of_kind(ActivationKind::softmax));
+}
+
+// ---- Sequences ------------------------------------------------------------------------------
+
+// Gather of one token (a constant scalar index) along the sequence axis: (N, L, D) to (N, D).
+void convert_gather(OnnxNode& n) {
+  const OnnxValue& x = n.activation(0);
+  std::int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0) axis += x.rank();
+  const auto idx_dims = n.constant_dims(1);
+  const auto idx = n.constant_ints(1);
+  if (x.rank() != 3 || axis != 1 || !idx_dims.empty() || idx.size() != 1)
+    n.fail("gathering ", dims_str(idx_dims), " indices along axis ", axis, " of ", dims_str(x.dims),
+           " is not supported (only one token, a scalar index, of an (N, L, D) sequence)");
+  std::int64_t i = idx[0] < 0 ? idx[0] + x.dims[1] : idx[0];
+  if (i < 0 || i >= x.dims[1]) n.fail("index ", idx[0], " is outside the ", x.dims[1], " tokens");
+  n.set_output(n.add_layer(std::make_unique<TakeToken>(n.name(), static_cast<int>(i)), {x}, 2));
+}
+
+// LayerNormalization (opset 17) over the last axis.
+void convert_layer_norm(OnnxNode& n) {
+  n.require_one_output();
+  const OnnxValue& x = n.activation(0);
+  std::int64_t axis = n.attr_int("axis", -1);
+  if (axis < 0) axis += x.rank();
+  if ((x.rank() != 3 && x.rank() != 2) || axis != x.rank() - 1)
+    n.fail("normalising ", dims_str(x.dims), " from axis ", axis,
+           " is not supported (only the last axis of (N, D) or (N, L, D))");
+  if (n.attr_int("stash_type", 1) != 1) n.fail("stash_type other than float is not supported");
+  const std::int64_t c = x.dims.back();
+  LayerNormSettings s;
+  s.epsilon = n.attr_float("epsilon", 1e-5f);
+  s.center = n.has_input(2);
+  std::map<std::string, OnnxWeightRecipe> recipes;
+  for (int i = 1; i <= (s.center ? 2 : 1); ++i) {
+    const auto d = n.constant_dims(i);
+    if (d != std::vector<std::int64_t>{c})
+      n.fail("input ", i, " '", n.input_name(i), "' is ", dims_str(d), ", expected (", c, ")");
+    recipes[i == 1 ? "gamma" : "beta"] = copied(n.input_name(i), n.name());
+  }
+  n.set_output(n.add_layer(std::make_unique<LayerNormalization>(n.name(), s), {x}, x.rank(), std::move(recipes)));
 }
 
 // ---- Pooling and normalisation --------------------------------------------------------------
@@ -481,6 +542,8 @@ const std::map<std::string, void (*)(OnnxNode&)>& converters() {
       {"BatchNormalization", convert_batch_norm},
       {"LRN", convert_lrn},
       {"Concat", convert_concat},
+      {"Gather", convert_gather},
+      {"LayerNormalization", convert_layer_norm},
       {"Flatten", convert_flatten},
       {"Reshape", convert_reshape},
       {"Transpose", convert_transpose},

@@ -13,6 +13,11 @@ namespace chorus::io {
 // operator when Chorus does not support it.
 void convert_onnx_node(OnnxNode& node);
 
+// Makes one layer of the group of nodes that `node` (at `index`) begins when it is one that
+// Chorus recognises (attention, layer norm or GELU written out in operators) and absorbs the
+// group's other nodes; false when it begins none (onnx_fusions.cpp).
+bool fuse_onnx_nodes(OnnxNode& node, int index);
+
 // Operator types convert_onnx_node accepts.
 std::vector<std::string> supported_onnx_operators();
 

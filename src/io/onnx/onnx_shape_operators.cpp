@@ -5,6 +5,7 @@
 #include "layers/merge.h"
 #include "layers/padding.h"
 #include "layers/reshape.h"
+#include "layers/tokens.h"
 
 namespace chorus::io {
 
@@ -20,15 +21,26 @@ std::int64_t count_of(const std::vector<std::int64_t>& dims) {
 
 // Gives x the ONNX dims `target` (same element count, same memory order in ONNX).
 void reshape_to(OnnxNode& n, const OnnxValue& x, const std::vector<std::int64_t>& target) {
-  if (target.size() != 2 && target.size() != 4)
+  if (target.size() < 2 || target.size() > 4)
     n.fail("result ", dims_str(target), " has rank ", target.size(),
-           "; Chorus holds 2-D (N, D) and 4-D (N, C, H, W) values");
+           "; Chorus holds 2-D (N, D), 3-D (N, L, D) and 4-D (N, C, H, W) values");
   if (count_of(target) != count_of(x.dims))
     n.fail("cannot reshape ", dims_str(x.dims), " to ", dims_str(target), ": the element counts differ");
   if (target[0] != x.dims[0])
     n.fail("reshaping ", dims_str(x.dims), " to ", dims_str(target), " changes the batch axis");
   for (auto d : target)
     if (d < 1 || d > (1 << 30)) n.fail("result ", dims_str(target), " has an empty or huge dimension");
+  if (x.rank() == 4 && target.size() == 3 && target[1] == x.dims[1] && target[2] == x.dims[2] * x.dims[3] &&
+      !same_order(x.dims)) {
+    // (N, C, H, W) to (N, C, H*W): the pixels become a sequence, in Chorus' order already
+    // (H*W, C); the value is marked swapped until a Transpose makes it (N, H*W, C).
+    auto layer = std::make_unique<Reshape>(n.name(), std::vector<int>{1, static_cast<int>(target[2]),
+                                                                      static_cast<int>(target[1])});
+    OnnxValue v = n.add_layer(std::move(layer), {x}, 3);
+    v.dims = target;
+    v.swapped = true;
+    return n.set_output(v);
+  }
   if (same_order(x.dims) && same_order(target)) {
     const Shape to = frame_of(target);
     if (to == frame_of(x.dims)) return n.set_output(OnnxValue{x.node, target});
@@ -81,10 +93,16 @@ void convert_reshape(OnnxNode& n) {
 
 // A transpose that moves only axes of size 1 leaves memory as it is: a reshape.
 void convert_transpose(OnnxNode& n) {
-  const OnnxValue& x = n.activation(0);
+  const OnnxValue& x = n.activation(0, /*swapped_ok=*/true);
   std::vector<std::int64_t> perm;
   for (int i = x.rank() - 1; i >= 0; --i) perm.push_back(i);
   perm = n.attr_ints("perm", perm);
+  if (x.swapped) {  // (N, C, L) held as (L, C): the transpose to (N, L, C) moves nothing
+    if (perm != std::vector<std::int64_t>{0, 2, 1})
+      n.fail("perm ", dims_str(perm), " on the pixels of an image as a sequence ", dims_str(x.dims),
+             " is not supported (only (0, 2, 1), which makes them tokens)");
+    return n.set_output(OnnxValue{x.node, {x.dims[0], x.dims[2], x.dims[1]}});
+  }
   std::vector<bool> seen(x.rank(), false);
   if (static_cast<int>(perm.size()) != x.rank()) n.fail("perm ", dims_str(perm), " does not match ", dims_str(x.dims));
   for (auto p : perm) {
@@ -107,6 +125,19 @@ void convert_transpose(OnnxNode& n) {
 void convert_concat(OnnxNode& n) {
   n.require_one_output();
   if (!n.has_attr("axis")) n.fail("attribute 'axis' is missing");
+  if (n.inputs() == 2 && n.is_constant(0) && !n.is_constant(1)) {  // learned tokens before a sequence
+    const OnnxValue& x = n.activation(1);
+    const auto cd = n.constant_dims(0);
+    std::int64_t axis = n.attr_int("axis", 1);
+    if (axis < 0) axis += x.rank();
+    if (x.rank() != 3 || axis != 1 || cd.size() != 3 || cd[0] != 1 || cd[2] != x.dims[2])
+      n.fail("joining the constant '", n.input_name(0), "' ", dims_str(cd), " before ", dims_str(x.dims),
+             " along axis ", axis, " is not supported (only tokens (1, k, D) before an (N, L, D) sequence)");
+    std::map<std::string, OnnxWeightRecipe> r{
+        {"token", [t = n.input_name(0), node = n.name()](const OnnxConstants& c) { return c.floats(t, node); }}};
+    auto layer = std::make_unique<ClassToken>(n.name(), static_cast<int>(cd[1]));
+    return n.set_output(n.add_layer(std::move(layer), {x}, 3, std::move(r)));
+  }
   std::vector<OnnxValue> values;
   for (int i = 0; i < n.inputs(); ++i) {
     if (n.is_constant(i))
@@ -123,6 +154,7 @@ void convert_concat(OnnxNode& n) {
   int frame_axis = -1;  // Chorus frame axis: 0 rows, 1 columns, 2 channels
   if (rank == 4 && axis >= 1 && axis <= 3) frame_axis = axis == 1 ? 2 : static_cast<int>(axis) - 2;
   if (rank == 2 && axis == 1) frame_axis = 2;
+  if (rank == 3 && (axis == 1 || axis == 2)) frame_axis = static_cast<int>(axis);
   if (frame_axis < 0) n.fail("joining ", rank, "-D values along axis ", axis, " is not supported");
   n.set_output(n.add_layer(std::make_unique<Concatenate>(n.name(), frame_axis), values, rank));
 }
