@@ -13,6 +13,8 @@ namespace {
 
 // Below this many multiply-adds a split costs more than it gains.
 constexpr double kMinParallelMacs = 2e5;
+// OpenBLAS takes its small-matrix kernels up to this many multiply-adds (see serial_gemm).
+constexpr double kSmallProductMacs = 1e6;
 // Panel edges on multiples of this, the width of OpenBLAS' sgemm kernels.
 constexpr int kPanelAlign = 16;
 
@@ -51,6 +53,16 @@ void serial_gemm(char trans_a, int m, int n, int k, const float* a, int lda, con
   // sgemm, reading a 400 MB weight matrix twice; a matrix-vector product streams it once.
   if (n == 1 && trans_a == 'N') {
     stream_gemv(m, k, a, lda, b, c, beta);
+    return;
+  }
+  // Products small enough for OpenBLAS' small-matrix kernels (m * n * k up to 100^3): its
+  // SkylakeX 'NN' kernel calls malloc on every call when m is not a multiple of 16 (OpenBLAS
+  // 0.3.21, measured with the allocation counter: m = 21, 22, 24, 100 allocate; 64, 96 do not),
+  // and a steady state must not allocate (a head or a Dense slice of a split has such shapes).
+  // Column by column, each a streamed matrix-vector product, they stay in cache anyway.
+  if (trans_a == 'N' && static_cast<double>(m) * n * k <= kSmallProductMacs) {
+    for (int j = 0; j < n; ++j)
+      stream_gemv(m, k, a, lda, b + static_cast<std::size_t>(j) * ldb, c + static_cast<std::size_t>(j) * ldc, beta);
     return;
   }
   if (n == 1) {

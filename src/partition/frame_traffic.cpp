@@ -18,7 +18,7 @@ nlohmann::json FrameTraffic::to_json() const {
   return matrix;
 }
 
-std::vector<std::size_t> split_part_floats(const model::Model& m, int node, StageMode mode,
+std::vector<std::size_t> split_part_floats(const model::Model& m, int node, plan::SplitRole role,
                                            const std::vector<int>& bounds) {
   const auto& layer = *m.node(node).layer;
   const Shape out = layer.output_shape();
@@ -26,9 +26,14 @@ std::vector<std::size_t> split_part_floats(const model::Model& m, int node, Stag
   const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
   const int multiplier = depthwise ? out.c / layer.input_shapes()[0].c : 1;
   std::vector<std::size_t> floats;
-  for (std::size_t r = 0; r + 1 < bounds.size(); ++r)
-    floats.push_back(mode == StageMode::split_input ? pixels * out.c
-                                                    : pixels * (bounds[r + 1] - bounds[r]) * multiplier);
+  for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
+    if (role == plan::SplitRole::kept_slice)
+      floats.push_back(0);
+    else if (role == plan::SplitRole::input_slice || role == plan::SplitRole::heads)
+      floats.push_back(pixels * out.c);
+    else
+      floats.push_back(pixels * (bounds[r + 1] - bounds[r]) * multiplier);
+  }
   return floats;
 }
 
@@ -60,14 +65,14 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       const auto rows = plan::split_bounds(out.h, st.fractions);
       for (std::size_t k = 0; k < st.ranks.size(); ++k)
         per_member[k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c;
-    } else if (st.mode == StageMode::split_output || st.mode == StageMode::split_input) {
+    } else if (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
+               st.mode == StageMode::split_tensor) {
+      const auto roles = plan::split_roles(m, st.first, st.last, st.mode);
       for (int n = st.first; n <= st.last; ++n) {
-        const auto& layer = *m.node(n).layer;
-        const bool split = (st.mode == StageMode::split_output && plan::can_split_output(layer)) ||
-                           (st.mode == StageMode::split_input && plan::can_split_input(layer));
-        if (!split) continue;
-        const auto parts = split_part_floats(m, n, st.mode, plan::split_bounds(plan::split_extent(layer, st.mode),
-                                                                                   st.fractions));
+        const auto role = roles[n - st.first];
+        if (role == plan::SplitRole::whole) continue;
+        const auto bounds = plan::split_bounds(plan::split_extent(*m.node(n).layer, role), st.fractions);
+        const auto parts = split_part_floats(m, n, role, bounds);
         for (std::size_t k = 0; k < parts.size(); ++k) per_member[k] += parts[k];
       }
     }

@@ -29,8 +29,9 @@ FrameTraffic frame_traffic(const model::Model& model, const plan::ResolvedPlan& 
                            std::size_t header_bytes);
 
 // Floats each member contributes per frame to the swap after split layer `node` (bounds from
-// plan::split_bounds of the layer's split extent).
-std::vector<std::size_t> split_part_floats(const model::Model& model, int node, plan::StageMode mode,
+// plan::split_bounds of the layer's split extent): its output slice, whole partial sums, or
+// nothing for a slice its member keeps.
+std::vector<std::size_t> split_part_floats(const model::Model& model, int node, plan::SplitRole role,
                                            const std::vector<int>& bounds);
 
 }  // namespace chorus::partition

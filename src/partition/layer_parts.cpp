@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "layers/attention.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
@@ -134,6 +135,32 @@ LayerPart make_input_part(const model::Node& node, int begin, int end, io::Weigh
   part.input_begin = begin;
   part.input_end = end;
   part.reads_all_inputs = false;
+  return part;
+}
+
+LayerPart make_head_part(const model::Node& node, int begin, int end, io::WeightReader& reader) {
+  const auto* full = dynamic_cast<const MultiHeadAttention*>(node.layer.get());
+  if (!full) fail("layer '", node.layer->name(), "' (", node.layer->type(), ") cannot be split by heads");
+  AttentionSettings s = full->settings();
+  s.head_begin = begin;
+  s.head_end = end;
+  s.output_bias = false;  // added once, after the partial sums
+  LayerPart part;
+  part.layer = std::make_unique<MultiHeadAttention>(full->name(), s);
+  part.layer->build(full->input_shapes());
+  WeightMap w;
+  for (const auto& spec : part.layer->weight_specs()) {
+    // Heads are axis 1 of the (D, heads, dim) kernels, axis 0 of the biases and of the output
+    // kernel (heads, dim, D).
+    const int axis = spec.name.find("/kernel") != std::string::npos && spec.name != "attention_output/kernel" ? 1 : 0;
+    w[spec.name] = reader.read(node.source, spec_named(*full, spec.name), {axis, begin, end});
+  }
+  part.layer->set_weights(std::move(w));
+  part.bias.assign(s.output_dim, 0.0f);
+  if (has_weight(*full, "attention_output/bias"))
+    part.bias = reader.read(node.source, spec_named(*full, "attention_output/bias"));
+  part.begin = begin;
+  part.end = end;
   return part;
 }
 

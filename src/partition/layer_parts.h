@@ -1,6 +1,7 @@
 #pragma once
 // One rank's part of a layer split inside a stage: a slice of the output channels (computed
-// from the whole input) or of the input channels (giving partial sums of every output). The
+// from the whole input), of the input channels (giving partial sums of every output), or of an
+// attention layer's heads (partial sums too). The
 // part's weights are read as slices of the file's datasets, so no rank holds the whole layer.
 #include <memory>
 #include <vector>
@@ -27,6 +28,9 @@ struct LayerPart {
 // depthwise layer (whose outputs follow with their multiplier).
 LayerPart make_output_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
+// Heads [begin, end) of an attention layer, from the whole input: partial sums of its output
+// projection, whose bias is added once after the sum.
+LayerPart make_head_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 
 // Copies channels [begin, end) of every pixel into a new tensor.
 void slice_channels(const Tensor& in, int begin, int end, Tensor& out);

@@ -10,6 +10,7 @@
 
 namespace chorus::partition {
 
+using plan::SplitRole;
 using plan::StageMode;
 
 namespace {
@@ -68,29 +69,34 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
                     v, " is neither its output nor one of its inputs");
     return;
   }
+  const auto roles = plan::split_roles(m, spec_.first, spec_.last, mode);
   for (int n = spec_.first; n <= spec_.last; ++n) {
     const auto& layer = *m.node(n).layer;
-    const bool split = (mode == StageMode::split_output && plan::can_split_output(layer)) ||
-                       (mode == StageMode::split_input && plan::can_split_input(layer));
-    if (split) {
-      auto bounds = plan::split_bounds(plan::split_extent(layer, mode), spec_.fractions);
-      LayerPart part = mode == StageMode::split_output
-                           ? make_output_part(m.node(n), bounds[member], bounds[member + 1], reader)
-                           : make_input_part(m.node(n), bounds[member], bounds[member + 1], reader);
+    const SplitRole role = roles[n - spec_.first];
+    if (role != SplitRole::whole) {
+      auto bounds = plan::split_bounds(plan::split_extent(layer, role), spec_.fractions);
+      const int b = bounds[member], e = bounds[member + 1];
+      LayerPart part = role == SplitRole::input_slice ? make_input_part(m.node(n), b, e, reader)
+                       : role == SplitRole::heads     ? make_head_part(m.node(n), b, e, reader)
+                                                      : make_output_part(m.node(n), b, e, reader);
       weight_bytes_ += part.layer->weight_bytes() + part.bias.size() * sizeof(float);
-      // What each member contributes per batch: its channels of every output pixel, or partial
-      // sums of all of them.
+      // What each member contributes per batch: its channels of every output pixel, partial
+      // sums of all of them, or nothing (a slice it keeps).
       SplitScratch& scratch = scratch_[n];
+      scratch.role = role;
+      scratch.part_inputs.assign(m.node(n).inputs.size(), nullptr);
+      // The second layer of a pair reads its own slice, which the first kept.
+      scratch.input_is_slice = n > spec_.first && roles[n - 1 - spec_.first] == SplitRole::kept_slice;
       const Shape out_shape = layer.output_shape();
       const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
       scratch.multiplier = depthwise ? out_shape.c / layer.input_shapes()[0].c : 1;
-      scratch.frame_counts = split_part_floats(m, n, mode, bounds);  // as the traffic model counts them
+      scratch.frame_counts = split_part_floats(m, n, role, bounds);  // as the traffic model counts them
       std::size_t total = 0;
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
       scratch.gathered.reserve(frames * total);
-      scratch.mine.reserve(frames * scratch.frame_counts[member]);
-      if (!part.reads_all_inputs)
+      scratch.mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+      if (!part.reads_all_inputs && !scratch.input_is_slice)
         scratch.sliced.reserve(static_cast<std::size_t>(frames) * part.layer->input_shapes()[0].size());
       parts_.emplace(n, std::move(part));
       bounds_.emplace(n, std::move(bounds));
@@ -117,7 +123,8 @@ const Tensor& StageWorker::output(int k) const {
 std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
   if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_rows_[member_], "-", band_rows_[member_ + 1]);
-  if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input)
+  if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||
+      spec_.mode == StageMode::split_tensor)
     s += cat(" part ", member_ + 1, "/", spec_.ranks.size());
   return s;
 }
@@ -143,14 +150,21 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   const Tensor& input = *inputs[0];
   const int frames = input.frames();  // buffers sized for frames_ grow once for a larger batch
   const Shape out_shape = node.layer->output_shape();
-  scratch.part_inputs[0] = &input;
-  if (!part.reads_all_inputs) {
+  for (std::size_t k = 0; k < inputs.size() && k < scratch.part_inputs.size(); ++k) scratch.part_inputs[k] = inputs[k];
+  if (!part.reads_all_inputs && !scratch.input_is_slice) {
     slice_channels(input, part.input_begin, part.input_end, scratch.sliced);
     scratch.part_inputs[0] = &scratch.sliced;
   }
   const double started = pacer_ ? steady_seconds() : 0;
+  const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
+  if (scratch.role == SplitRole::kept_slice) {
+    // The slice stays here, in the value's buffer: the next layer, the pair's second, reads it.
+    part.layer->forward(scratch.part_inputs, full);
+    if (pacer_) pacer_->layer_done(n, share, started);
+    return;
+  }
   part.layer->forward(scratch.part_inputs, scratch.mine);
-  if (pacer_) pacer_->layer_done(n, double(bounds[member_ + 1] - bounds[member_]) / bounds.back(), started);
+  if (pacer_) pacer_->layer_done(n, share, started);
 
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.h * out_shape.w;
   const float* parts = scratch.mine.data();
@@ -163,7 +177,7 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     parts = scratch.gathered.data();
   }
   full.resize(frames, out_shape);
-  if (spec_.mode == StageMode::split_output) {
+  if (scratch.role == SplitRole::output_slice) {
     // Interleave the channel slices back into NHWC order.
     const int multiplier = scratch.multiplier;
     for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {

@@ -77,6 +77,8 @@ class StageWorker : private model::ExternalNodes {
   struct SplitScratch {
     Tensor sliced, mine, gathered;
     std::vector<const Tensor*> part_inputs{nullptr};
+    plan::SplitRole role = plan::SplitRole::whole;
+    bool input_is_slice = false;  // the input is already this member's slice (a pair's second layer)
     std::vector<std::size_t> frame_counts;  // floats per member per frame
     std::vector<std::size_t> counts;        // floats per member in the current batch
     int multiplier = 1;                     // output channels per split channel (depthwise)

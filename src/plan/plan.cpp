@@ -14,6 +14,7 @@ std::string mode_name(StageMode mode) {
     case StageMode::replicate: return "replicate";
     case StageMode::split_output: return "split-output";
     case StageMode::split_input: return "split-input";
+    case StageMode::split_tensor: return "split-tensor";
     case StageMode::split_spatial: return "split-spatial";
   }
   return "?";
@@ -21,9 +22,10 @@ std::string mode_name(StageMode mode) {
 
 StageMode parse_mode(const std::string& name) {
   for (auto m : {StageMode::single, StageMode::replicate, StageMode::split_output, StageMode::split_input,
+                 StageMode::split_tensor,
                  StageMode::split_spatial})
     if (mode_name(m) == name) return m;
-  fail("unknown stage mode '", name, "' (single, replicate, split-output, split-input, split-spatial)");
+  fail("unknown stage mode '", name, "' (single, replicate, split-output, split-input, split-spatial, split-tensor)");
 }
 
 Plan plan_from_json(const json& j, const std::string& source) {

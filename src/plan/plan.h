@@ -14,6 +14,8 @@ enum class StageMode {
   split_output,   // each rank computes a slice of the output channels of conv/dense layers
   split_input,    // each rank takes a slice of the input channels, partial sums are added
   split_spatial,  // each rank computes a band of rows through the whole (fused) range
+  split_tensor,   // transformer tensor parallelism: attention by heads, Dense pairs as an output
+                  // slice kept by its rank then an input slice, one sum per pair (SplitRole)
 };
 
 std::string mode_name(StageMode mode);

@@ -28,13 +28,14 @@ bool mode_allows(const model::Model& m, int first, int last, StageMode mode, int
     return bands_are_feasible(m, first, last, split_bounds(rows, std::vector<double>(parts, 1.0 / parts)));
   }
   bool any = false;
+  const auto roles = split_roles(m, first, last, mode);
   for (int n = first; n <= last; ++n) {
     const auto& l = *m.node(n).layer;
-    const bool splits = mode == StageMode::split_output ? can_split_output(l) : can_split_input(l);
-    if (splits) {
-      if (split_extent(l, mode) < parts) return false;
+    const SplitRole role = roles[n - first];
+    if (role != SplitRole::whole) {
+      if (split_extent(l, role) < parts) return false;
       any = true;
-    } else if (!l.weight_specs().empty() && l.type() != "BatchNormalization") {
+    } else if (!computable_in_full(l)) {
       return false;
     }
   }
@@ -176,15 +177,15 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         }
       }
     }
+    const auto roles = split_roles(m, first, last, mode);
     for (int g = 0; g < count; ++g) {
       double t = 0;
       for (int n = first; n <= last; ++n) {
         const double layer = times.layer(rank + g, n);
-        const auto& l = *m.node(n).layer;
         if (mode == StageMode::split_spatial)
           t += layer * row_share[g][n - first];
         else
-          t += (mode == StageMode::split_output ? can_split_output(l) : can_split_input(l)) ? layer * share[g] : layer;
+          t += roles[n - first] != SplitRole::whole ? layer * share[g] : layer;
       }
       worst = std::max(worst, t);
       cost.member_s.push_back(t);
@@ -198,16 +199,17 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       part_weights = weights;
     } else {
       for (int n = first; n <= last; ++n) {
-        const auto& l = *m.node(n).layer;
-        const bool split = mode == StageMode::split_output ? can_split_output(l) : can_split_input(l);
-        if (!split) {
+        const SplitRole role = roles[n - first];
+        if (role == SplitRole::whole) {
           part_weights += node_weight_bytes(m, n);
           continue;
         }
         part_weights += node_weight_bytes(m, n) * *std::max_element(share.begin(), share.end());
-        // All-gather: every member sends its part to every other; input splits send whole partial sums.
+        if (role == SplitRole::kept_slice) continue;  // the slice stays with its member
+        // All-gather: every member sends its part to every other; input and head splits send
+        // whole partial sums.
         const double out = static_cast<double>(m.cost(n).output_bytes);
-        exchange_bytes += mode == StageMode::split_output ? (count - 1) * out : count * (count - 1) * out;
+        exchange_bytes += role == SplitRole::output_slice ? (count - 1) * out : count * (count - 1) * out;
         exchanges += count * (count - 1);
       }
     }
@@ -239,8 +241,8 @@ struct Choice {
   StageCost cost;
 };
 
-const StageMode kModes[] = {StageMode::single, StageMode::replicate, StageMode::split_output, StageMode::split_input,
-                            StageMode::split_spatial};
+const StageMode kModes[] = {StageMode::single,      StageMode::replicate,     StageMode::split_output,
+                            StageMode::split_input, StageMode::split_spatial, StageMode::split_tensor};
 
 }  // namespace
 

@@ -51,16 +51,21 @@ Plan pipeline_plan(const model::Model& m, int ranks) {
 Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
   const int n = static_cast<int>(m.nodes().size());
   const std::vector<double> even(ranks, 1.0 / ranks);
+  // A layer's role as if its stage ran from it to the end: what matters here is whether it
+  // splits (a split-tensor pair's second layer is found from the first).
+  const auto roles = mode == StageMode::split_spatial ? std::vector<SplitRole>(n, SplitRole::whole)
+                                                      : split_roles(m, 0, n - 1, mode);
   auto splits = [&](int i) {
     const auto& l = *m.node(i).layer;
-    bool ok = mode == StageMode::split_output ? can_split_output(l) : can_split_input(l);
-    if (!ok) return false;
-    auto b = split_bounds(split_extent(l, mode), even);
+    if (roles[i] == SplitRole::whole) return false;
+    auto b = split_bounds(split_extent(l, roles[i]), even);
     for (int r = 0; r < ranks; ++r)
       if (b[r] == b[r + 1]) return false;
     return true;
   };
-  auto rides_along = [&](int i) { return m.node(i).layer->weight_specs().empty(); };
+  auto rides_along = [&](int i) {
+    return m.node(i).layer->weight_specs().empty() || (mode == StageMode::split_tensor && computable_in_full(*m.node(i).layer));
+  };
   Plan p;
   p.ranks = ranks;
   int i = 0;
@@ -95,7 +100,7 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
 }  // namespace
 
 std::vector<std::string> strategy_names() {
-  return {"pipeline", "replicate", "split-output", "split-input", "split-spatial"};
+  return {"pipeline", "replicate", "split-output", "split-input", "split-spatial", "split-tensor"};
 }
 
 Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int ranks) {
@@ -108,7 +113,8 @@ Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int 
   } else if (strategy == "split-output") p = split_plan(m, ranks, StageMode::split_output);
   else if (strategy == "split-input") p = split_plan(m, ranks, StageMode::split_input);
   else if (strategy == "split-spatial") p = split_plan(m, ranks, StageMode::split_spatial);
-  else fail("unknown strategy '", strategy, "' (pipeline, replicate, split-output, split-input, split-spatial)");
+  else if (strategy == "split-tensor") p = split_plan(m, ranks, StageMode::split_tensor);
+  else fail("unknown strategy '", strategy, "' (pipeline, replicate, split-output, split-input, split-spatial, split-tensor)");
   for (auto& s : p.stages)
     if (s.ranks.size() == 1) s.mode = StageMode::single;
   return p;

@@ -7,13 +7,16 @@
 #include "core/error.h"
 #include "plan/band_geometry.h"
 #include "layers/activation_layer.h"
+#include "layers/attention.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/layer_norm.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
 #include "layers/reshape.h"
+#include "layers/tokens.h"
 
 namespace chorus::plan {
 
@@ -24,12 +27,25 @@ const layers::Conv2D* as_plain_conv(const layers::Layer& l) {
   return conv && conv->settings().groups == 1 ? conv : nullptr;
 }
 
-// Layers every rank of a split stage may simply compute in full: no weights, or cheap ones.
-bool computable_in_full(const layers::Layer& l) {
-  return l.weight_specs().empty() || dynamic_cast<const layers::BatchNorm*>(&l);
+// A Dense layer read only by the next node, a Dense layer reading only it: the pair shares one
+// cut (the first's output slice is the second's input slice). Its activation runs on the slice,
+// so it must be elementwise.
+bool pairs_with_next(const model::Model& m, int n) {
+  const auto* a = dynamic_cast<const layers::Dense*>(m.node(n).layer.get());
+  if (!a || n + 1 >= static_cast<int>(m.nodes().size())) return false;
+  if (!dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get())) return false;
+  if (m.consumers(n) != std::vector<int>{n + 1} || m.node(n + 1).inputs != std::vector<int>{n}) return false;
+  if (std::count(m.outputs().begin(), m.outputs().end(), n)) return false;
+  return a->settings().activation.kind != layers::ActivationKind::softmax;
 }
 
 }  // namespace
+
+bool computable_in_full(const layers::Layer& l) {
+  return l.weight_specs().empty() || dynamic_cast<const layers::BatchNorm*>(&l) ||
+         dynamic_cast<const layers::LayerNormalization*>(&l) || dynamic_cast<const layers::AddConstant*>(&l) ||
+         dynamic_cast<const layers::ClassToken*>(&l);
+}
 
 bool can_split_output(const layers::Layer& l) {
   return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l) ||
@@ -45,10 +61,37 @@ bool can_split_spatial(const layers::Layer& l) {
          dynamic_cast<const layers::Identity*>(&l);
 }
 
-int split_extent(const layers::Layer& l, StageMode mode) {
-  if (mode == StageMode::split_input) return l.input_shapes()[0].c;
+std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, StageMode mode) {
+  std::vector<SplitRole> roles;
+  for (int n = first; n <= last; ++n) {
+    const auto& l = *m.node(n).layer;
+    if (mode == StageMode::split_output)
+      roles.push_back(can_split_output(l) ? SplitRole::output_slice : SplitRole::whole);
+    else if (mode == StageMode::split_input)
+      roles.push_back(can_split_input(l) ? SplitRole::input_slice : SplitRole::whole);
+    else if (mode != StageMode::split_tensor)
+      roles.push_back(SplitRole::whole);
+    else if (dynamic_cast<const layers::MultiHeadAttention*>(&l))
+      roles.push_back(SplitRole::heads);
+    else if (n > first && roles.back() == SplitRole::kept_slice)
+      roles.push_back(SplitRole::input_slice);  // the pair's second layer
+    else if (n < last && pairs_with_next(m, n))
+      roles.push_back(SplitRole::kept_slice);
+    else
+      roles.push_back(can_split_output(l) ? SplitRole::output_slice : SplitRole::whole);
+  }
+  return roles;
+}
+
+int split_extent(const layers::Layer& l, SplitRole role) {
+  if (role == SplitRole::input_slice) return l.input_shapes()[0].c;
+  if (role == SplitRole::heads) return dynamic_cast<const layers::MultiHeadAttention&>(l).settings().heads;
   if (dynamic_cast<const layers::DepthwiseConv2D*>(&l)) return l.input_shapes()[0].c;
   return l.output_shape().c;
+}
+
+int split_extent(const layers::Layer& l, StageMode mode) {
+  return split_extent(l, mode == StageMode::split_input ? SplitRole::input_slice : SplitRole::output_slice);
 }
 
 std::vector<int> split_bounds(int extent, const std::vector<double>& fractions) {
@@ -124,6 +167,7 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
     }
     // Each layer must allow the stage's mode.
     bool any_split = false;
+    const std::vector<SplitRole> roles = split_roles(m, r.first, r.last, s.mode);
     for (int n = r.first; n <= r.last; ++n) {
       const auto& layer = *m.node(n).layer;
       auto bad = [&](const std::string& why) {
@@ -133,18 +177,20 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
         case StageMode::single:
         case StageMode::replicate: break;
         case StageMode::split_output:
-        case StageMode::split_input: {
-          bool splits = s.mode == StageMode::split_output ? can_split_output(layer) : can_split_input(layer);
-          if (!splits && !computable_in_full(layer))
-            bad(s.mode == StageMode::split_output ? "cannot be split by output channels"
-                                                  : "cannot be split by input channels");
-          if (splits) {
+        case StageMode::split_input:
+        case StageMode::split_tensor: {
+          const SplitRole role = roles[n - r.first];
+          if (role == SplitRole::whole && !computable_in_full(layer))
+            bad(s.mode == StageMode::split_output  ? "cannot be split by output channels"
+                : s.mode == StageMode::split_input ? "cannot be split by input channels"
+                                                   : "cannot be split by heads or channels");
+          if (role != SplitRole::whole) {
             any_split = true;
-            auto bounds = split_bounds(split_extent(layer, s.mode), r.fractions);
+            auto bounds = split_bounds(split_extent(layer, role), r.fractions);
             for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
               if (bounds[p] == bounds[p + 1])
-                bad(cat("has ", split_extent(layer, s.mode), " channels: too few for ", r.ranks.size(),
-                        " parts with these fractions"));
+                bad(cat("has ", split_extent(layer, role), role == SplitRole::heads ? " heads" : " channels",
+                        ": too few for ", r.ranks.size(), " parts with these fractions"));
           }
           break;
         }
@@ -153,7 +199,9 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
           break;
       }
     }
-    if ((s.mode == StageMode::split_output || s.mode == StageMode::split_input) && !any_split)
+    if ((s.mode == StageMode::split_output || s.mode == StageMode::split_input ||
+         s.mode == StageMode::split_tensor) &&
+        !any_split)
       fail(where(), ": none of its layers can be split that way");
     if (s.mode == StageMode::split_spatial) {
       if (!is_chain(m, r.first, r.last))

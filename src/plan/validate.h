@@ -36,9 +36,27 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& model, int worl
 bool can_split_output(const layers::Layer& layer);
 bool can_split_input(const layers::Layer& layer);
 bool can_split_spatial(const layers::Layer& layer);
+// Layers that every member of a split stage may compute in full: no weights, or small ones.
+bool computable_in_full(const layers::Layer& layer);
 
-// The channels (or rows) a split divides for this layer and mode: output channels, input
-// channels, or (for depthwise) input channels, whose outputs follow with their multiplier.
+// How the members of a split-output, split-input or split-tensor stage compute one layer.
+enum class SplitRole {
+  whole,         // every member computes it in full (layers without weights, norms)
+  output_slice,  // a slice of the output channels each; the slices are gathered
+  kept_slice,    // the same, but each member keeps its slice: the next layer reads only it
+  input_slice,   // a slice of the input channels each; the partial sums are gathered and added
+  heads,         // attention: some heads each; the partial sums are gathered and added
+};
+
+// The role of each node of a stage [first, last] of `mode` (index n - first). split-output and
+// split-input split every layer they can by output or by input channels. split-tensor splits
+// attention by heads, a Dense layer read only by the next, a Dense layer, by output (kept) and
+// that one by input, and other splittable layers by output channels.
+std::vector<SplitRole> split_roles(const model::Model& model, int first, int last, StageMode mode);
+
+// The units a split divides for this layer and role: output channels, input channels, heads,
+// or (for depthwise) input channels, whose outputs follow with their multiplier.
+int split_extent(const layers::Layer& layer, SplitRole role);
 int split_extent(const layers::Layer& layer, StageMode mode);
 
 // Cuts `extent` units into parts by fractions: part r is [bounds[r], bounds[r+1]).

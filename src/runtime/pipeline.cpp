@@ -579,8 +579,7 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
     impl_->stats.weight_bytes += w->weight_bytes();
     held += (held.empty() ? "" : "; ") + w->layers_held();
     const auto& st = plan.stages[s];
-    if (st.ranks.size() > 1 && (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
-                                st.mode == StageMode::split_spatial))
+    if (st.ranks.size() > 1 && st.mode != StageMode::single && st.mode != StageMode::replicate)
       impl_->exchanges[s] = std::make_unique<TransportPeerExchange>(transport, st.ranks, w->member(), kExchangeTag + s,
                                                               impl_->stats, stall_timeout_s);
     for (int k = 0; k < w->outputs(); ++k) impl_->worker_outputs[s].push_back(&w->output(k));

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "io/keras/keras_model.h"
+#include "io/model_file.h"
 #include "model/optimize.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"
@@ -781,7 +782,7 @@ TEST(Strategies, UnknownNameListsTheNames) {
   std::string message = error_of([&] { plan::make_strategy_plan("split-depth", m, 2); });
   EXPECT_THAT(message, HasSubstr("split-depth"));
   for (const auto& name : plan::strategy_names()) EXPECT_THAT(message, HasSubstr(name));
-  EXPECT_EQ(plan::strategy_names().size(), 5u);
+  EXPECT_EQ(plan::strategy_names().size(), 6u);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1230,4 +1231,40 @@ TEST(Planner, APlanThatDoesNotFitTheDevicesIsRefusedWithTheNumbers) {
     EXPECT_THAT(std::string(e.what()), HasSubstr("plan: rank 0 (a dev with 0.001 MB for Chorus) would hold stage 0 ("));
     EXPECT_THAT(std::string(e.what()), HasSubstr("MB of weights and activations; refusing to start"));
   }
+}
+
+// A ViT block in a split-tensor stage: attention by heads, the MLP's first Dense keeps its
+// slice and the second reads it, the norms and adds in full on every member.
+TEST(SplitRoles, TransformerBlockSplitsByHeadsAndMlpPair) {
+  model::Model m = io::load_model_file(test::source_path("tests/data/onnx/vit_tiny_op14.onnx"));
+  const int first = m.find("/encoder/layers/encoder_layer_0/ln_1"), last = m.find("/encoder/layers/encoder_layer_0/Add_1");
+  ASSERT_GE(first, 0);
+  ASSERT_GE(last, first);
+  const auto roles = plan::split_roles(m, first, last, plan::StageMode::split_tensor);
+  std::vector<std::string> got;
+  for (int n = first; n <= last; ++n) {
+    const auto r = roles[n - first];
+    got.push_back(m.node(n).layer->type() + ":" +
+                  (r == plan::SplitRole::heads          ? "heads"
+                   : r == plan::SplitRole::kept_slice   ? "kept"
+                   : r == plan::SplitRole::input_slice  ? "input"
+                   : r == plan::SplitRole::output_slice ? "output"
+                                                        : "whole"));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"LayerNormalization:whole", "MultiHeadAttention:heads", "Add:whole",
+                                           "LayerNormalization:whole", "Dense:kept", "Dense:input", "Add:whole"}));
+  // The same range as split-input would split the Dense layers by input and refuse attention.
+  plan::Plan p;
+  p.ranks = 2;
+  p.stages.push_back({m.node(0).name(), m.node(first - 1).name(), plan::StageMode::single, {0}, {}});
+  p.stages.push_back({m.node(first).name(), m.node(last).name(), plan::StageMode::split_input, {0, 1}, {}});
+  p.stages.push_back({m.node(last + 1).name(), m.nodes().back().name(), plan::StageMode::single, {1}, {}});
+  EXPECT_THAT(error_of([&] { plan::validate_plan(p, m, 2); }),
+              HasSubstr("layer '/encoder/layers/encoder_layer_0/self_attention' (MultiHeadAttention) cannot be split by "
+                        "input channels"));
+  p.stages[1].mode = plan::StageMode::split_tensor;
+  EXPECT_NO_THROW(plan::validate_plan(p, m, 2));
+  p.stages[1].ranks = {0, 1, 2, 3, 4};
+  p.ranks = 5;
+  EXPECT_THAT(error_of([&] { plan::validate_plan(p, m, 5); }), HasSubstr("has 4 heads: too few for 5 parts"));
 }

@@ -347,7 +347,14 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"onnx_multi_io", "pipeline", 3}, StrategyCase{"onnx_multi_io", "split-output", 2},
                     StrategyCase{"efficientnet_keras", "pipeline", 3},
                     StrategyCase{"efficientnet_keras", "split-output", 3},
-                    StrategyCase{"efficientnet_keras", "split-spatial", 3}),
+                    StrategyCase{"efficientnet_keras", "split-spatial", 3},
+                    // Transformers: pipelines across blocks, replicas, heads and MLP pairs split.
+                    StrategyCase{"onnx_vit_tiny_op14", "pipeline", 3}, StrategyCase{"onnx_vit_tiny_op14", "replicate", 2},
+                    StrategyCase{"onnx_vit_tiny_op14", "split-tensor", 2},
+                    StrategyCase{"onnx_vit_tiny_op14", "split-tensor", 3},
+                    StrategyCase{"onnx_vit_tiny_op17", "split-tensor", 4},
+                    StrategyCase{"onnx_text_encoder", "pipeline", 2}, StrategyCase{"onnx_text_encoder", "split-tensor", 3},
+                    StrategyCase{"vgg_small", "split-tensor", 3}, StrategyCase{"dense_heavy", "split-tensor", 4}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)
@@ -517,7 +524,9 @@ INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
                                                     true},
                                          SteadyCase{"split_input", "dense_heavy", 2, "--strategy split-input"},
                                          SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
-                                         SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"}),
+                                         SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
+                                         SteadyCase{"transformer_one_rank", "onnx_vit_tiny_op14", 1, "--threads 2"},
+                                         SteadyCase{"split_tensor", "onnx_vit_tiny_op14", 3, "--strategy split-tensor"}),
                          [](const testing::TestParamInfo<SteadyCase>& info) { return std::string(info.param.name); });
 
 // Frame times are put on rank 0's clock with offsets estimated at start-up: with the sink's
@@ -580,7 +589,8 @@ TEST(MaxInFlight, OneFrameAtATimeInEveryMode) {
 
 // The bytes every rank sends to and receives from every peer, per frame, as measured, equal
 // what the plan's traffic model says the runtime sends (partition/frame_traffic.h): for a
-// spatial, a channel and a mixed plan, with replicas taking turns, source and sink elsewhere.
+// spatial, a channel, a mixed and a tensor (heads and kept slices) plan, with replicas taking
+// turns, source and sink elsewhere.
 TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
   test::TempDir plans;
   struct Case {
@@ -591,7 +601,8 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
   for (const Case& c : {Case{"vgg_small", "--strategy split-spatial", 3}, Case{"vgg_small", "--strategy split-output", 4},
                         Case{"dense_heavy", "--strategy split-input", 3},
                         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
-                        Case{"multi_io", "--strategy pipeline", 4}}) {
+                        Case{"multi_io", "--strategy pipeline", 4},
+                        Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
     test::TempDir dir;
     auto r = mpirun(c.ranks, Models::get().path(c.model), c.how, "--report " + dir.path("r.json"));
