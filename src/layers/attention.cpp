@@ -96,7 +96,24 @@ void MultiHeadAttention::set_weights(WeightMap weights) {
   out_kernel_ = take_weight(weights, specs[s.use_bias ? 6 : 3]);
   out_bias_.assign(s.output_dim, 0.0f);
   if (s.use_bias && s.output_bias) out_bias_ = take_weight(weights, specs[7]);
+  // sgemm would pack these on every call; packed here once, they replace the plain copies.
+  packed_out_ = std::make_unique<PackedWeights>(out_kernel_, h * s.value_dim, s.output_dim);
+  out_kernel_ = std::vector<float>{};
+  packed_in_.reset();
+  if (input_shapes().size() == 1) {
+    packed_in_ = std::make_unique<PackedWeights>(in_kernel_, d, u);
+    in_kernel_ = std::vector<float>{};
+  }
 }
+
+namespace {
+// out = x W + bias over `rows` positions, threads taking positions.
+void project(const float* x, int ldx, int rows, const PackedWeights& w, const float* bias, float* out) {
+  parallel_range(rows, 12, [&](std::int64_t p0, std::int64_t p1) {
+    packed_gemm(x + p0 * ldx, ldx, static_cast<int>(p1 - p0), w, bias, Activation{}, out + p0 * w.filters());
+  });
+}
+}  // namespace
 
 double MultiHeadAttention::macs() const {
   const AttentionSettings& s = settings_;
@@ -143,18 +160,18 @@ void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& o
 
   for (int n = 0; n < query.frames(); ++n) {
     if (self) {
-      gemm(u, l, d, in_kernel_.data(), u, query.frame(n), d, proj, u);
+      project(query.frame(n), d, l, *packed_in_, in_bias_.data(), proj);
     } else {
       gemm(hk, l, d, in_kernel_.data(), u, query.frame(n), d, q, u);
       gemm(hk, src, d, in_kernel_.data() + hk, u, key.frame(n), d, kv + hk, u);
       gemm(hv, src, d, in_kernel_.data() + 2 * hk, u, value.frame(n), d, kv + 2 * hk, u);
+      parallel_range(static_cast<std::int64_t>(rows), 64, [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+          float* p = proj + r * u;
+          for (int j = 0; j < u; ++j) p[j] += in_bias_[j];
+        }
+      });
     }
-    parallel_range(static_cast<std::int64_t>(rows), 64, [&](std::int64_t r0, std::int64_t r1) {
-      for (std::int64_t r = r0; r < r1; ++r) {
-        float* p = proj + r * u;
-        for (int j = 0; j < u; ++j) p[j] += in_bias_[j];
-      }
-    });
     parallel_for(slots, [&](int slot) {
       float* sc = scores + slot * score_floats;
       for (int head = slot; head < h; head += slots) {
@@ -165,10 +182,7 @@ void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& o
         gemm(dv, l, src, kv + 2 * hk + head * dv, u, sc, src, context + head * dv, hv);
       }
     });
-    float* o = out.frame(n);
-    gemm(s.output_dim, l, hv, out_kernel_.data(), s.output_dim, context, hv, o, s.output_dim);
-    for (int i = 0; i < l; ++i)
-      for (int j = 0; j < s.output_dim; ++j) o[static_cast<std::size_t>(i) * s.output_dim + j] += out_bias_[j];
+    project(context, hv, l, *packed_out_, out_bias_.data(), out.frame(n));
   }
 }
 

@@ -8,7 +8,10 @@
 // A layer may hold only heads [head_begin, head_end) of the full layer: a head split. Its
 // output is then that share of the output projection, a partial sum the members add up; only
 // the member with `output_bias` adds the projection's bias.
+#include <memory>
+
 #include "layers/layer.h"
+#include "layers/packed_gemm.h"
 
 namespace chorus::layers {
 
@@ -48,9 +51,11 @@ class MultiHeadAttention : public Layer {
   int projected() const;  // Q, K and V features of one position, over the local heads
 
   AttentionSettings settings_;
-  // [Wq * scale; Wk; Wv] column-major (projected() x D): one product projects all three.
+  // [Wq * scale; Wk; Wv] column-major (projected() x D): one product projects all three. For
+  // self-attention it is packed once at load (packed_gemm) and the plain copy dropped.
   std::vector<float> in_kernel_, in_bias_;
-  std::vector<float> out_kernel_, out_bias_;  // column-major (output_dim x heads * value_dim)
+  std::vector<float> out_kernel_, out_bias_;  // column-major (output_dim x heads * value_dim), or packed
+  std::unique_ptr<PackedWeights> packed_in_, packed_out_;
 };
 
 }  // namespace chorus::layers

@@ -1,6 +1,7 @@
 #include "layers/dense.h"
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "layers/gemm.h"
 
 namespace chorus::layers {
@@ -21,6 +22,12 @@ void Dense::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   kernel_ = take_weight(weights, specs[0]);
   bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
+  packed_.reset();
+  const Shape& in = input_shapes()[0];
+  if (in.h * in.w > 1 && prefer_packed_gemm(in.c, settings_.units)) {
+    packed_ = std::make_unique<PackedWeights>(kernel_, in.c, settings_.units);
+    kernel_ = std::vector<float>{};  // the packed copy replaces it
+  }
 }
 
 double Dense::macs() const {
@@ -34,7 +41,12 @@ std::string Dense::describe() const {
 
 void Dense::fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift) {
   const int u = settings_.units;
-  for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] *= scale[i % u];
+  bool ones = true;
+  for (float f : scale) ones = ones && f == 1.0f;
+  if (!ones && packed_) packed_->scale_filters(scale);
+  if (!ones)
+    for (std::size_t row = 0; row < kernel_.size(); row += u)
+      for (int j = 0; j < u; ++j) kernel_[row + j] *= scale[j];
   if (bias_.empty()) bias_.assign(u, 0.0f);
   for (int i = 0; i < u; ++i) bias_[i] = bias_[i] * scale[i] + shift[i];
   settings_.use_bias = true;
@@ -45,6 +57,26 @@ void Dense::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   out.resize(x.frames(), output_shape());
   const int cin = input_shapes()[0].c, units = settings_.units;
   const int positions = x.frames() * input_shapes()[0].h * input_shapes()[0].w;
+  if (packed_) {
+    const float* bias = bias_.empty() ? nullptr : bias_.data();
+    const Activation& act = settings_.activation;
+    float lo, hi;
+    const int threads = parallel_threads();
+    if (threads > 1 && packed_->panels() >= 2 * threads && act.as_clamp(lo, hi) && units > positions) {
+      // More weights than tokens: threads share the weights' panels, reading the tokens.
+      parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
+        packed_gemm(x.data(), cin, positions, *packed_, bias, act, out.data(), static_cast<int>(first),
+                    static_cast<int>(last));
+      });
+    } else {
+      // Threads take tokens; a non-clamping activation (GELU) runs on each block in cache.
+      parallel_range(positions, 12, [&](std::int64_t p0, std::int64_t p1) {
+        packed_gemm(x.data() + p0 * cin, cin, static_cast<int>(p1 - p0), *packed_, bias, act,
+                    out.data() + p0 * units);
+      });
+    }
+    return;
+  }
   gemm(units, positions, cin, kernel_.data(), units, x.data(), cin, out.data(), units);
   float* o = out.data();
   if (!bias_.empty())

@@ -1,8 +1,14 @@
 #pragma once
 // Fully connected layer (Keras Dense) on the last axis: every (row, column) position of the
 // input is mapped from `in` to `units` values, so on a flattened input it is the usual
-// matrix-vector product. Kernel in Keras order (in, units) = column-major (units x in).
+// matrix-vector product. Kernel in Keras order (in, units) = column-major (units x in). On
+// sequences (more than one position per frame: a transformer's tokens) the kernel is packed
+// once at load for packed_gemm, which sgemm would otherwise repack on every call; a vector's
+// kernel (VGG16's fc6: 411 MB) stays as it is, streamed once per frame.
+#include <memory>
+
 #include "layers/layer.h"
+#include "layers/packed_gemm.h"
 
 namespace chorus::layers {
 
@@ -31,8 +37,9 @@ class Dense : public Layer {
 
  private:
   DenseSettings settings_;
-  std::vector<float> kernel_;
+  std::vector<float> kernel_;  // empty once packed
   std::vector<float> bias_;
+  std::unique_ptr<PackedWeights> packed_;
 };
 
 }  // namespace chorus::layers
