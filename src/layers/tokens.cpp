@@ -67,4 +67,28 @@ void TakeToken::forward(const std::vector<const Tensor*>& in, Tensor& out) const
               out.frame(n));
 }
 
+Embedding::Embedding(std::string name, int vocabulary, int dim)
+    : Layer(std::move(name)), vocabulary_(vocabulary), dim_(dim) {
+  if (vocabulary_ < 1 || dim_ < 1) fail_layer("input_dim and output_dim must be positive, got ", vocabulary_, ", ", dim_);
+}
+
+Shape Embedding::infer_shape(const std::vector<Shape>& in) {
+  if (in[0].h != 1 || in[0].w != 1) fail_layer("expects a vector of token ids (L), found ", in[0].str());
+  return {1, in[0].c, dim_};
+}
+
+void Embedding::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  const Tensor& ids = *in[0];
+  out.resize(ids.frames(), output_shape());
+  const int length = input_shapes()[0].c;
+  for (int n = 0; n < ids.frames(); ++n)
+    for (int t = 0; t < length; ++t) {
+      const float id = ids.frame(n)[t];
+      if (!(id >= 0.0f && id < static_cast<float>(vocabulary_)) || id != static_cast<float>(static_cast<int>(id)))
+        fail_layer("frame ", n, " token ", t, " has id ", id, ", not one of the ", vocabulary_, " in the vocabulary");
+      const float* row = table_.data() + static_cast<std::size_t>(id) * dim_;
+      std::copy(row, row + dim_, out.frame(n) + static_cast<std::size_t>(t) * dim_);
+    }
+}
+
 }  // namespace chorus::layers

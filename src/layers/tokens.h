@@ -61,4 +61,24 @@ class TakeToken : public Layer {
   int index_;
 };
 
+// Token ids to learned vectors (Keras Embedding): a vector of L ids, (1, 1, L) as ids come in
+// (floats holding integers), to the sequence (1, L, D) of rows of "embeddings" (vocabulary, D).
+// An id outside the vocabulary is an error naming the layer.
+class Embedding : public Layer {
+ public:
+  Embedding(std::string name, int vocabulary, int dim);
+  std::string type() const override { return "Embedding"; }
+  std::vector<WeightSpec> weight_specs() const override { return {{"embeddings", {vocabulary_, dim_}}}; }
+  void set_weights(WeightMap weights) override { table_ = take_weight(weights, weight_specs()[0]); }
+  void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  std::string describe() const override { return cat(vocabulary_, " ids"); }
+
+ protected:
+  Shape infer_shape(const std::vector<Shape>& in) override;
+
+ private:
+  int vocabulary_, dim_;
+  std::vector<float> table_;
+};
+
 }  // namespace chorus::layers

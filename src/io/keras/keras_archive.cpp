@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "io/hdf5/hdf5_file.h"
@@ -74,7 +75,8 @@ struct KerasArchiveWeightReader::Impl {
     order.resize(spec.layers.size());
     for (const auto& node : plain.nodes())
       if (order.at(node.source).empty())  // a shared layer's later calls read the first's
-        for (const auto& w : node.layer->weight_specs()) order.at(node.source).push_back(w.name);
+        for (const auto& w : node.layer->weight_specs())
+          if (w.name.find('/') == std::string::npos) order.at(node.source).push_back(w.name);  // own, not a sublayer's
   }
 
   // The weights file in place, or inflated; HDF5 first reads its structure in a child process,
@@ -100,8 +102,24 @@ struct KerasArchiveWeightReader::Impl {
     return g + "/" + layer.weight_owner + "/vars";
   }
 
+  // A weight of a sublayer (MultiHeadAttention's query/kernel): Keras 3 saves each sublayer's
+  // variables under its own name, layers/<layer>/query_dense/vars/0 (kernel) and 1 (bias).
+  std::string locate_in_sublayer(const KerasLayerSpec& layer, const layers::WeightSpec& w) {
+    std::string group = vars_group(layer);
+    group = group.substr(0, group.size() - std::string("/vars").size());
+    const std::string dataset = group + "/" + keras3_sublayer_variable(w.name);
+    if (!file.is_dataset(dataset))
+      fail(name, ": layer '", layer.name, "' weight ", w.name, " is missing: no '", dataset,
+           "' (config.json does not match the weights)");
+    const auto dims = file.dataset_shape(dataset);
+    if (dims != std::vector<std::int64_t>(w.shape.begin(), w.shape.end()))
+      fail(name, ": layer '", layer.name, "' weight ", w.name, " is ", dims_str(dims), ", expected ", w.shape_str());
+    return dataset;
+  }
+
   std::string locate(int source, const layers::WeightSpec& w) {
     const KerasLayerSpec& layer = spec.layers.at(source);
+    if (w.name.find('/') != std::string::npos) return locate_in_sublayer(layer, w);
     const auto& names = order.at(source);
     const auto at = std::find(names.begin(), names.end(), w.name);
     CHORUS_ASSERT(at != names.end(), "weight ", w.name, " of layer ", layer.name);
@@ -124,6 +142,19 @@ struct KerasArchiveWeightReader::Impl {
     return dataset;
   }
 };
+
+std::string keras3_sublayer_variable(const std::string& weight) {
+  static const std::map<std::string, std::string> sublayers{{"query", "query_dense"},
+                                                            {"key", "key_dense"},
+                                                            {"value", "value_dense"},
+                                                            {"attention_output", "output_dense"}};
+  const auto slash = weight.find('/');
+  CHORUS_ASSERT(slash != std::string::npos, "weight ", weight, " of no sublayer");
+  const auto it = sublayers.find(weight.substr(0, slash));
+  const std::string variable = weight.substr(slash + 1);
+  CHORUS_ASSERT(it != sublayers.end() && (variable == "kernel" || variable == "bias"), "sublayer weight ", weight);
+  return it->second + "/vars/" + (variable == "kernel" ? "0" : "1");
+}
 
 KerasArchiveWeightReader::KerasArchiveWeightReader(const std::string& path, const KerasModelSpec& spec)
     : impl_(std::make_unique<Impl>(path, spec)) {}

@@ -16,6 +16,10 @@
 
 namespace chorus::io {
 
+// Where Keras 3 keeps a sublayer's weight inside its layer's group: "query/kernel" of
+// MultiHeadAttention is "query_dense/vars/0".
+std::string keras3_sublayer_variable(const std::string& weight);
+
 // By name: ".keras".
 bool is_keras_archive(const std::string& path);
 

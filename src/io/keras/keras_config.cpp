@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -73,6 +74,33 @@ std::vector<TensorRef> tensor_refs(const json& refs) {
   std::vector<TensorRef> out;
   collect_tensor_refs(refs, out);
   return out;
+}
+
+// The tensors one call of a layer reads: its positional inputs, then the keyword tensors
+// MultiHeadAttention takes (value, then key), from Keras 2's [name, node, tensor, {"value": ref}]
+// or Keras 3's {"args": [...], "kwargs": {"value": tensor}}. Other keyword tensors (masks) are
+// refused: a silently dropped input would change the result.
+std::vector<TensorRef> call_tensor_refs(const json& call, const std::string& where) {
+  std::vector<TensorRef> refs = tensor_refs(json::array({call}));
+  std::map<std::string, TensorRef> keyword;
+  const auto take = [&](const std::string& key, const json& v) {
+    std::vector<TensorRef> found;
+    collect_tensor_refs(v.is_object() ? v : json::array({v}), found);
+    if (found.empty()) return;
+    if (key != "value" && key != "key")
+      fail(where, ": keyword input '", key, "' is a tensor, which Chorus does not support (masks and other "
+                  "keyword tensors)");
+    keyword[key] = found[0];
+  };
+  if (call.is_object() && call.contains("kwargs") && call["kwargs"].is_object())
+    for (const auto& [key, v] : call["kwargs"].items()) take(key, v);
+  if (call.is_array())
+    for (const auto& ref : call)
+      if (ref.is_array() && ref.size() >= 4 && ref[3].is_object())
+        for (const auto& [key, v] : ref[3].items()) take(key, v);
+  for (const char* key : {"value", "key"})
+    if (keyword.count(key)) refs.push_back(keyword[key]);
+  return refs;
 }
 
 std::string layer_name(const json& layer) {
@@ -280,7 +308,7 @@ class Flattener {
       for (std::size_t call = 0; call < nodes.size(); ++call) {
         const json node = json::array({nodes[call]});
         std::vector<std::string> call_inputs;
-        for (const auto& ref : tensor_refs(node)) {
+        for (const auto& ref : call_tensor_refs(nodes[call], where(name))) {
           auto it = produced.find({ref.layer, ref.node, ref.tensor});
           if (it == produced.end())
             fail(where(name), ": reads '", ref.layer, "' (call ", ref.node, ", tensor ", ref.tensor,
@@ -288,6 +316,10 @@ class Flattener {
           call_inputs.push_back(it->second);
         }
         if (call_inputs.empty()) fail(where(name), ": call ", call, " has no input");
+        // Attention of a tensor on itself (query, value and key alike) is self-attention.
+        if (cls == "MultiHeadAttention" &&
+            std::all_of(call_inputs.begin(), call_inputs.end(), [&](const auto& in) { return in == call_inputs[0]; }))
+          call_inputs.resize(1);
         const json constant = constant_operand(node);
         json entry = layer;
         if (!constant.is_null() && call_inputs.size() == 1 && !is_model_class(cls)) {

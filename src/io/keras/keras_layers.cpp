@@ -6,11 +6,13 @@
 
 #include "core/error.h"
 #include "layers/activation_layer.h"
+#include "layers/attention.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_affine.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/layer_norm.h"
 #include "layers/lrn.h"
 #include "layers/merge.h"
 #include "layers/padding.h"
@@ -18,6 +20,7 @@
 #include "layers/reshape.h"
 #include "layers/resizing.h"
 #include "layers/separable_conv2d.h"
+#include "layers/tokens.h"
 
 namespace chorus::io {
 
@@ -39,6 +42,8 @@ class ConfigReader {
   bool channels_first() const { return ctx_.channels_first; }
   int input_rank() const { return ctx_.input_rank; }
   bool has(const char* key) const { return c_.is_object() && c_.contains(key) && !c_[key].is_null(); }
+  // The value as written (has(key) must hold).
+  const json& raw(const char* key) const { return c_[key]; }
 
   int integer(const char* key, int fallback) const {
     if (!has(key)) return fallback;
@@ -218,6 +223,58 @@ std::unique_ptr<Layer> make_dense(const KerasLayerSpec& spec, const ConfigReader
   s.activation = r.activation();
   if (s.units < 1) r.error("units must be positive");
   return std::make_unique<Dense>(spec.name, s);
+}
+
+// Keras' axis -1, or the input's last axis given explicitly (an int or a one-element list).
+void require_last_axis(const ConfigReader& r, const char* key) {
+  if (!r.has(key)) return;
+  const json& a = r.raw(key);
+  const json& v = a.is_array() && a.size() == 1 ? a[0] : a;
+  if (!v.is_number_integer() || (v.get<int>() != -1 && v.get<int>() != r.input_rank() - 1))
+    r.error("'", key, "' is ", a.dump(), "; Chorus supports the last axis only (-1)");
+}
+
+std::unique_ptr<Layer> make_layer_norm(const KerasLayerSpec& spec, const ConfigReader& r) {
+  require_last_axis(r, "axis");
+  LayerNormSettings s;
+  s.epsilon = r.number("epsilon", 1e-3f);
+  s.center = r.boolean("center", true);
+  s.scale = r.boolean("scale", true);
+  if (r.boolean("rms_scaling", false)) r.error("rms_scaling is not supported");
+  return std::make_unique<LayerNormalization>(spec.name, s);
+}
+
+std::unique_ptr<Layer> make_attention(const KerasLayerSpec& spec, const ConfigReader& r) {
+  AttentionSettings s;
+  s.heads = r.integer("num_heads", 0);
+  s.key_dim = r.integer("key_dim", 0);
+  s.value_dim = r.integer("value_dim", s.key_dim);
+  s.use_bias = r.boolean("use_bias", true);
+  if (s.heads < 1 || s.key_dim < 1 || s.value_dim < 1) r.error("num_heads, key_dim and value_dim must be positive");
+  if (r.has("attention_axes")) r.error("attention_axes is not supported (only attention over the sequence)");
+  if (r.has("output_shape")) {
+    const json& o = r.raw("output_shape");
+    const json& v = o.is_array() && o.size() == 1 ? o[0] : o;
+    if (!v.is_number_integer() || v.get<int>() < 1)
+      r.error("output_shape ", o.dump(), " is not supported (only a number of features)");
+    s.output_dim = v.get<int>();
+  }
+  return std::make_unique<MultiHeadAttention>(spec.name, s);
+}
+
+std::unique_ptr<Layer> make_embedding(const KerasLayerSpec& spec, const ConfigReader& r) {
+  if (r.boolean("mask_zero", false)) r.error("mask_zero=True is not supported (Chorus runs no masks)");
+  return std::make_unique<Embedding>(spec.name, r.integer("input_dim", 0), r.integer("output_dim", 0));
+}
+
+// GlobalAveragePooling1D and GlobalMaxPooling1D: over the tokens of a (1, L, D) frame.
+Factory global_pool_1d(PoolKind kind) {
+  return [kind](const KerasLayerSpec& spec, const ConfigReader& r) -> std::unique_ptr<Layer> {
+    if (r.has("data_format") && r.raw("data_format") != "channels_last")
+      r.error("data_format ", r.raw("data_format").dump(), " is not supported (channels_last only)");
+    if (r.boolean("keepdims", false)) r.error("keepdims=True is not supported");
+    return std::make_unique<GlobalPool2D>(spec.name, kind);
+  };
 }
 
 Factory pool(PoolKind kind) {
@@ -408,6 +465,13 @@ const std::map<std::string, Factory>& factories() {
       {"SeparableConv2D", make_separable},
       {"SeparableConvolution2D", make_separable},
       {"Dense", make_dense},
+      {"LayerNormalization", make_layer_norm},
+      {"Embedding", make_embedding},
+      {"MultiHeadAttention", make_attention},
+      {"GlobalAveragePooling1D", global_pool_1d(PoolKind::average)},
+      {"GlobalAvgPool1D", global_pool_1d(PoolKind::average)},
+      {"GlobalMaxPooling1D", global_pool_1d(PoolKind::max)},
+      {"GlobalMaxPool1D", global_pool_1d(PoolKind::max)},
       {"MaxPooling2D", pool(PoolKind::max)},
       {"MaxPool2D", pool(PoolKind::max)},
       {"AveragePooling2D", pool(PoolKind::average)},
@@ -489,6 +553,7 @@ std::unique_ptr<Layer> make_keras_layer(const KerasLayerSpec& spec, const KerasL
 int keras_output_rank(const KerasLayerSpec& spec, int input_rank) {
   const std::string& cls = spec.class_name;
   if (cls == "Flatten") return 2;
+  if (cls == "Embedding") return input_rank + 1;
   if (cls.rfind("Global", 0) == 0) return spec.config.value("keepdims", false) ? 4 : 2;
   if (cls == "Reshape" && spec.config.contains("target_shape") && spec.config["target_shape"].is_array())
     return static_cast<int>(spec.config["target_shape"].size()) + 1;

@@ -150,13 +150,27 @@ struct KerasWeightReader::Impl {
       fail(file.path(), ": layer '", layer.name, "' has weights but the file has no group '", group, "'");
     const auto& all = datasets_in(group);
     std::vector<std::string> hits;
-    for (const auto& d : all)
-      if (strip_suffix(basename(d)) == w.name) hits.push_back(d);
+    // A sublayer's weight ("query/kernel" of MultiHeadAttention) by its last two path parts.
+    const bool nested = w.name.find('/') != std::string::npos;
+    for (const auto& d : all) {
+      const std::string plain = strip_suffix(d);
+      if (nested ? plain == w.name || (plain.size() > w.name.size() &&
+                                       plain.compare(plain.size() - w.name.size() - 1, std::string::npos,
+                                                     "/" + w.name) == 0)
+                 : strip_suffix(basename(d)) == w.name)
+        hits.push_back(d);
+    }
     if (hits.size() > 1) {
       // Several layers share the group (nested models): keep those under this layer's name.
       std::vector<std::string> own;
-      for (const auto& d : hits)
-        if (parent_name(d) == layer.weight_owner) own.push_back(d);
+      for (const auto& d : hits) {
+        // The layer owning the weight: the path part before the weight's own ("query/kernel").
+        const std::string plain = strip_suffix(d);
+        const std::string owner =
+            nested ? (plain.size() > w.name.size() ? basename(plain.substr(0, plain.size() - w.name.size() - 1)) : "")
+                   : parent_name(d);
+        if (owner == layer.weight_owner) own.push_back(d);
+      }
       hits = own;
     }
     if (hits.empty())

@@ -1,5 +1,7 @@
 #include "io/keras/keras_writer.h"
 
+#include "io/keras/keras_archive.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +11,7 @@
 #include "core/error.h"
 #include "core/random.h"
 #include "io/hdf5/hdf5_file.h"
+#include "io/keras/keras_archive.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/zip_archive.h"
 
@@ -91,12 +94,15 @@ void write_keras_archive(const std::string& path, const json& config, const Kera
       group += "/" + l.weight_owner;
       file.create_group(group);
       file.create_group(group + "/vars");
-      for (std::size_t k = 0; k < specs.size(); ++k) {
+      for (std::size_t k = 0, own = 0; k < specs.size(); ++k) {
         const auto& w = specs[k];
         auto it = weights[i].find(w.name);
         CHORUS_ASSERT(it != weights[i].end() && it->second.size() == w.count(), "weight ", w.name, " of ", l.name);
-        file.write_floats(group + "/vars/" + std::to_string(k),
-                          std::vector<std::int64_t>(w.shape.begin(), w.shape.end()), it->second.data());
+        // A sublayer's weights go under its own name, as Keras 3 saves MultiHeadAttention's.
+        const std::string at = w.name.find('/') != std::string::npos ? keras3_sublayer_variable(w.name)
+                                                                     : "vars/" + std::to_string(own++);
+        file.write_floats(group + "/" + at, std::vector<std::int64_t>(w.shape.begin(), w.shape.end()),
+                          it->second.data());
       }
     }
   }
@@ -128,7 +134,8 @@ std::vector<layers::WeightMap> random_keras_weights(const model::Model& model, c
     Rng rng(seed ^ name_hash(spec.layers.at(i).name));
     for (const auto& w : layer.weight_specs()) {
       std::vector<float> values(w.count());
-      if (w.name == "kernel" || w.name == "depthwise_kernel" || w.name == "pointwise_kernel") {
+      const bool sublayer_kernel = w.name.size() > 7 && w.name.compare(w.name.size() - 7, 7, "/kernel") == 0;
+      if (w.name == "kernel" || w.name == "depthwise_kernel" || w.name == "pointwise_kernel" || sublayer_kernel) {
         // He-uniform over the fan-in keeps activations at a steady scale through deep relu nets.
         std::size_t fan_in = 1;
         for (std::size_t d = 0; d + 1 < w.shape.size(); ++d) fan_in *= w.shape[d];
