@@ -25,7 +25,9 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("-o,--output", o->output, "Profile file to write")->required();
   cmd->add_option("--device", o->device, "Device name recorded in the profile");
-  cmd->add_option("--merge", o->merge, "Add to this existing profile (other models' times are kept)");
+  cmd->add_option("--merge", o->merge,
+                  "Add to this existing profile (other models' times are kept, and so are its rates per layer kind: "
+                  "this model's rates are added for kinds it lacks)");
   cmd->add_option("--frames", o->frames, "Timed runs (the median is kept)");
   cmd->add_option("--threads", o->threads,
                   "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
@@ -56,14 +58,17 @@ void add_profile_command(CLI::App& app) {
       t.first += m.cost(static_cast<int>(n)).macs;
       t.second += median;
     }
+    // Rates are the fallback for models profiled nowhere; a merge keeps those the profile has, so
+    // that adding one model's times does not move every other model's estimate.
+    const auto kept = p.macs_per_second;
     double all_macs = 0, all_seconds = 0;
     for (const auto& [type, t] : by_type)
       if (t.first > 0 && t.second > 0) {
-        p.macs_per_second[type] = t.first / t.second;
+        if (!kept.count(type)) p.macs_per_second[type] = t.first / t.second;
         all_macs += t.first;
         all_seconds += t.second;
       }
-    if (all_seconds > 0) p.macs_per_second["default"] = all_macs / all_seconds;
+    if (all_seconds > 0 && !kept.count("default")) p.macs_per_second["default"] = all_macs / all_seconds;
     cluster::write_profile(p, o->output);
     std::cout << "wrote " << o->output << ": " << m.nodes().size() << " layers of " << key << ", "
               << all_seconds * 1e3 << " ms per frame in all\n";
