@@ -1163,7 +1163,7 @@ double exhaustive_best_period(const model::Model& m, const cluster::Cluster& c) 
     for (int last = first; last < n; ++last)
       for (int k = 1; rank + k <= devices; ++k)
         for (StageMode mode : {StageMode::single, StageMode::replicate, StageMode::split_output,
-                               StageMode::split_input, StageMode::split_spatial}) {
+                               StageMode::split_input, StageMode::split_spatial, StageMode::split_tensor}) {
           if ((mode == StageMode::single) != (k == 1)) continue;
           std::vector<int> ranks;
           for (int g = 0; g < k; ++g) ranks.push_back(rank + g);
@@ -1230,6 +1230,27 @@ TEST(Planner, APlanThatDoesNotFitTheDevicesIsRefusedWithTheNumbers) {
   } catch (const Error& e) {
     EXPECT_THAT(std::string(e.what()), HasSubstr("plan: rank 0 (a dev with 0.001 MB for Chorus) would hold stage 0 ("));
     EXPECT_THAT(std::string(e.what()), HasSubstr("MB of weights and activations; refusing to start"));
+  }
+}
+
+// A transformer too large for one device (as ViT-L/16's 1.2 GB is for a 1 GB Pi 3): the planner
+// cuts it so that every rank holds less than its memory, and the plan runs as planned.
+TEST(Planner, TransformerLargerThanADeviceIsCutToFit) {
+  model::Model m = io::load_model_file(test::source_path("tests/data/onnx/vit_tiny_op14.onnx"));
+  double weights = 0;
+  for (const auto& node : m.nodes()) weights += static_cast<double>(node.layer->weight_bytes());
+  for (plan::Objective objective : {plan::Objective::throughput, plan::Objective::latency}) {
+    cluster::Cluster c = small_cluster(4, false, 1000);
+    for (auto& [name, d] : c.classes) d.memory_bytes = 0.6 * weights;
+    plan::PlannerOptions o;
+    o.objective = objective;
+    Plan p = plan::make_planned_plan(m, c, o);
+    plan::validate_plan(p, m, 4);
+    EXPECT_NO_THROW(plan::check_plan_fits(m, c, "test", p));
+    // No rank holds every layer whole: the model is pipelined or split.
+    EXPECT_TRUE(p.stages.size() >= 2 ||
+                (p.stages[0].mode != StageMode::single && p.stages[0].mode != StageMode::replicate));
+    for (const auto& st : p.prediction["stages"]) EXPECT_TRUE(st["fits"].get<bool>());
   }
 }
 

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""Vision Transformers across emulated Raspberry Pi 4s (engine calibration): ViT-L/16 throughput
+on 16 devices against one, ViT-B/16 latency split by heads on 4 devices against one.
+
+    bench/transformers/vit_scaling.py [--build build] [--zoo build/zoo] [--out build/vit_scaling]
+                                      [--dilation 6] [--cases l16-1,l16-16,b16-1,b16-4]
+
+Models come from bench/transformers/export_vit.py (run first). Devices are `pi4-engine`
+(profiles/pi4-engine.json: Chorus' own layer times on this host scaled to a Pi 4, an estimate)
+on switched gigabit Ethernet (hostfiles/pi4-gigabit-{4,16}.json).
+
+Time dilation. Sixteen Pi 4s compute ViT-L/16 faster than two host cores can (a Pi 4 is
+estimated at 1/2.8 of one host core): run undilated, the emulation would time this host, not the
+Pis. So each case runs on a cluster DILATION times slower in everything, compute (the profile's
+times x D) and network (bandwidth / D, latency x D), which the host can keep up with; measured
+throughput is multiplied by D and latency divided by D. The planner's prediction on the dilated
+cluster is the undilated one scaled by D (its model is linear in both), which the script checks.
+What dilation does not scale: Chorus' own overheads on the host (copies, MPI calls), which then
+weigh D times less than they would.
+
+Each case: `chorus plan` (prediction), then `mpirun -np N chorus run --plan --emulate --synthetic
+F --report`, with `--max-in-flight 1` for latency cases (one frame at a time). Writes
+OUT/vit_scaling.csv and OUT/vit_scaling.md.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# name -> (model, devices, how, objective): how is a strategy or "planner"
+CASES = {
+    "l16-1": ("vit_l_16", 1, "pipeline", "throughput"),
+    "l16-16": ("vit_l_16", 16, "pipeline", "throughput"),
+    "l16-16-planner": ("vit_l_16", 16, "planner", "throughput"),
+    "b16-1": ("vit_b_16", 1, "pipeline", "latency"),
+    "b16-4": ("vit_b_16", 4, "split-tensor", "latency"),
+    "b16-4-planner": ("vit_b_16", 4, "planner", "latency"),
+}
+
+
+def sh(cmd, timeout=None, log=None):
+    t = time.time()
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+    if log:
+        Path(log).write_text(" ".join(map(str, cmd)) + "\n" + p.stdout + p.stderr)
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}) after {time.time() - t:.0f} s: {' '.join(map(str, cmd))}\n"
+                 f"{p.stdout[-2000:]}{p.stderr[-3000:]}")
+    return p.stdout + p.stderr
+
+
+def clusters(build, devices, dilation, out):
+    """N pi4-engine devices on gigabit (as hostfiles/pi4-gigabit-N.json), as they are and D times
+    slower, their profile embedded."""
+    hostfile = out / f"pis{devices}"
+    hostfile.write_text("".join(f"pi{i} slots=1\n" for i in range(1, devices + 1)))
+    plain = out / f"pi4-gigabit-{devices}.json"
+    path = out / f"pi4-gigabit-{devices}-dilated{dilation:g}.json"
+    for target in (plain, path):
+        sh([build / "chorus", "cluster", hostfile, "--class", "pi4-engine", "--network", "gigabit", "--embed-profiles",
+            "--classes", ROOT / "profiles" / "device-classes.json", "--name", target.stem, "-o", target])
+    c = json.loads(path.read_text())
+    for cls in c["device_classes"].values():
+        p = cls["profile"]
+        p["macs_per_second"] = {k: v / dilation for k, v in p["macs_per_second"].items()}
+        p["seconds_per_layer"] = p.get("seconds_per_layer", 0.0) * dilation
+        p["layer_seconds"] = {m: {l: t * dilation for l, t in ls.items()} for m, ls in p["layer_seconds"].items()}
+    c["network"]["bandwidth_mbps"] /= dilation
+    c["network"]["latency_ms"] *= dilation
+    path.write_text(json.dumps(c, indent=1))
+    return plain, path
+
+
+def plan(build, model, devices, how, objective, cluster, out):
+    path = out / f"{Path(model).stem}-{cluster.stem}-{how}-{objective}.plan.json"
+    cmd = [build / "chorus", "plan", model, "--cluster", cluster, "-o", path]
+    if how != "planner":
+        cmd += ["--strategy", how]
+    if objective == "latency":
+        cmd += ["--objective", "latency"]
+    sh(cmd)
+    return path, json.loads(path.read_text())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=str(ROOT / "build"))
+    ap.add_argument("--zoo", default=str(ROOT / "build" / "zoo"))
+    ap.add_argument("--out", default=str(ROOT / "build" / "vit_scaling"))
+    ap.add_argument("--dilation", type=float, default=6.0)
+    ap.add_argument("--cases", default="l16-1,l16-16,b16-1,b16-4")
+    a = ap.parse_args()
+    build, zoo, out = Path(a.build), Path(a.zoo), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    rows = []
+    for name in a.cases.split(","):
+        model_name, devices, how, objective = CASES[name]
+        model = zoo / f"{model_name}.onnx"
+        if not model.exists():
+            sys.exit(f"{model}: missing; run bench/transformers/export_vit.py {zoo} first")
+        plain, cluster = clusters(build, devices, a.dilation, out)
+        # The prediction for the real cluster, and for the dilated one the run uses.
+        _, real = plan(build, model, devices, how, objective, plain, out)
+        plan_path, dilated = plan(build, model, devices, how, objective, cluster, out)
+        pr, pd = real["prediction"], dilated["prediction"]
+        scale_error = abs(pd["throughput_fps"] * a.dilation / pr["throughput_fps"] - 1)
+        # One frame at a time for latency; otherwise enough frames to fill the pipeline and then
+        # time a steady state of 2 x devices frames.
+        frames = 6 if objective == "latency" else max(6, 4 * devices)
+        report = out / f"{name}.report.json"
+        cmd = ["mpirun", "--oversubscribe", "-np", devices, build / "chorus", "run", model, "--plan", plan_path,
+               "--emulate", cluster, "--synthetic", frames, "--report", report, "--stall-timeout", "600", "--quiet"]
+        if objective == "latency":
+            cmd += ["--max-in-flight", "1"]
+        print(f"== {name}: {model_name} on {devices} pi4-engine ({how}, {objective}), {frames} frames, "
+              f"dilation {a.dilation:g}", flush=True)
+        started = time.time()
+        log = sh(cmd, timeout=7200, log=out / f"{name}.log")
+        r = json.loads(report.read_text())
+        late = [l for l in log.splitlines() if "warning: this host was slower" in l]
+        row = {
+            "case": name, "model": model_name, "devices": devices, "plan": how, "objective": objective,
+            "stages": " + ".join(f"{s['mode']} x{len(s['ranks'])}" for s in dilated["stages"]),
+            "frames": frames, "dilation": a.dilation,
+            "predicted_fps": round(pr["throughput_fps"], 3),
+            "measured_fps": round(r["throughput_fps"] * a.dilation, 3),
+            "predicted_latency_ms": round(pr["latency_ms"], 1),
+            "measured_latency_p50_ms": round(r["latency_ms"]["p50"] / a.dilation, 1),
+            "prediction_scales": f"{100 * scale_error:.2f} %",
+            "wall_s": round(time.time() - started, 1),
+            "emulation_warnings": len(late),
+        }
+        metric = "latency" if objective == "latency" else "fps"
+        pred = row["predicted_latency_ms"] if metric == "latency" else row["predicted_fps"]
+        meas = row["measured_latency_p50_ms"] if metric == "latency" else row["measured_fps"]
+        row["error_pct"] = round(100 * (meas / pred - 1), 1)
+        print("   ", row, flush=True)
+        rows.append(row)
+    with open(out / "vit_scaling.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["| case | devices | plan | stages | predicted fps | measured fps | predicted latency ms | "
+             "measured latency p50 ms | error % | emulation warnings |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} ({r['objective']}) | {r['devices']} | {r['plan']} | {r['stages']} | "
+                     f"{r['predicted_fps']} | {r['measured_fps']} | {r['predicted_latency_ms']} | "
+                     f"{r['measured_latency_p50_ms']} | {r['error_pct']} | {r['emulation_warnings']} |")
+    (out / "vit_scaling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
