@@ -2,6 +2,7 @@
 
 #include "layers/depthwise_conv2d.h"
 #include "partition/live_values.h"
+#include "partition/stage_worker.h"
 #include "plan/replica_turns.h"
 
 namespace chorus::partition {
@@ -26,14 +27,8 @@ std::vector<std::size_t> split_part_floats(const model::Model& m, int node, plan
   const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
   const int multiplier = depthwise ? out.c / layer.input_shapes()[0].c : 1;
   std::vector<std::size_t> floats;
-  for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
-    if (role == plan::SplitRole::kept_slice)
-      floats.push_back(0);
-    else if (role == plan::SplitRole::input_slice || role == plan::SplitRole::heads)
-      floats.push_back(pixels * out.c);
-    else
-      floats.push_back(pixels * (bounds[r + 1] - bounds[r]) * multiplier);
-  }
+  for (std::size_t r = 0; r + 1 < bounds.size(); ++r)
+    floats.push_back(role == plan::SplitRole::output_slice ? pixels * (bounds[r + 1] - bounds[r]) * multiplier : 0);
   return floats;
 }
 
@@ -53,13 +48,16 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     const auto& st = p.stages[s];
     return st.mode == StageMode::replicate ? st.ranks[turns[s].member_of(i)] : st.ranks[0];
   };
-  // The swaps of a split stage, per frame: member m's part to every other member.
+  // The swaps of a split stage, per frame: member m's part to every other member; and its
+  // reductions: member m's share of each ring to the next member.
   std::vector<std::vector<std::size_t>> swaps(S);  // [s]: floats per member, summed over the swaps
+  std::vector<std::vector<std::size_t>> rings(S);  // [s]: floats per member to the next, summed
   for (int s = 0; s < S; ++s) {
     const auto& st = p.stages[s];
     if (st.ranks.size() < 2) continue;
     auto& per_member = swaps[s];
     per_member.assign(st.ranks.size(), 0);
+    rings[s].assign(st.ranks.size(), 0);
     if (st.mode == StageMode::split_spatial) {
       const Shape out = m.node(st.last).layer->output_shape();
       const auto rows = plan::split_bounds(out.h, st.fractions);
@@ -72,6 +70,12 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         const auto role = roles[n - st.first];
         if (role == plan::SplitRole::whole) continue;
         const auto bounds = plan::split_bounds(plan::split_extent(*m.node(n).layer, role), st.fractions);
+        if (role == plan::SplitRole::input_slice || role == plan::SplitRole::heads) {
+          const Shape out = m.node(n).layer->output_shape();
+          const int members = static_cast<int>(st.ranks.size());
+          for (int k = 0; k < members; ++k) rings[s][k] += ring_floats_sent(out.size(), members, k);
+          continue;
+        }
         const auto parts = split_part_floats(m, n, role, bounds);
         for (std::size_t k = 0; k < parts.size(); ++k) per_member[k] += parts[k];
       }
@@ -104,6 +108,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         for (std::size_t a = 0; a < swaps[s].size(); ++a)
           for (std::size_t b = 0; b < ranks.size(); ++b)
             if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
+        for (std::size_t a = 0; a < rings[s].size(); ++a)
+          add(ranks[a], ranks[(a + 1) % ranks.size()], rings[s][a] * sizeof(float));
       }
     }
     if (p.plan.sink != p.plan.source) add(p.plan.sink, p.plan.source, header_bytes);  // the credit

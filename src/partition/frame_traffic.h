@@ -28,9 +28,9 @@ struct FrameTraffic {
 FrameTraffic frame_traffic(const model::Model& model, const plan::ResolvedPlan& plan, int frames,
                            std::size_t header_bytes);
 
-// Floats each member contributes per frame to the swap after split layer `node` (bounds from
-// plan::split_bounds of the layer's split extent): its output slice, whole partial sums, or
-// nothing for a slice its member keeps.
+// Floats each member contributes per frame to the all-gather after split layer `node` (bounds
+// from plan::split_bounds of the layer's split extent): its output slice; nothing for a slice its
+// member keeps, and nothing for partial sums, which are reduced around a ring (ring_floats_sent).
 std::vector<std::size_t> split_part_floats(const model::Model& model, int node, plan::SplitRole role,
                                            const std::vector<int>& bounds);
 

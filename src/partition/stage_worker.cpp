@@ -36,6 +36,28 @@ class PacingObserver : public model::StepObserver {
 };
 }  // namespace
 
+void PeerExchange::all_reduce(float* data, std::size_t count, int members) {
+  std::vector<float> parts(count * members);
+  all_gather(data, std::vector<std::size_t>(members, count), parts.data());
+  std::copy(parts.begin(), parts.begin() + count, data);
+  for (int m = 1; m < members; ++m)
+    for (std::size_t i = 0; i < count; ++i) data[i] += parts[m * count + i];
+}
+
+std::vector<std::size_t> ring_chunks(std::size_t count, int members) {
+  std::vector<std::size_t> bounds;
+  for (int j = 0; j <= members; ++j) bounds.push_back(ring_chunk_begin(count, members, j));
+  return bounds;
+}
+
+std::size_t ring_floats_sent(std::size_t count, int members, int member) {
+  if (members < 2) return 0;
+  const auto b = ring_chunks(count, members);
+  const auto size = [&](int j) { return b[j + 1] - b[j]; };
+  // The reduce-scatter sends every chunk but (m + 1)'s, the all-gather every chunk but (m + 2)'s.
+  return 2 * count - size((member + 1) % members) - size((member + 2) % members);
+}
+
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
                          io::WeightReader& reader, bool fuse, int frames)
     : model_(m), spec_(plan.stages.at(stage)), stage_(stage), member_(member), frames_(frames) {
@@ -94,7 +116,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       std::size_t total = 0;
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
-      scratch.gathered.reserve(frames * total);
+      if (role == SplitRole::output_slice) scratch.gathered.reserve(frames * total);
       scratch.mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
       if (!part.reads_all_inputs && !scratch.input_is_slice)
         scratch.sliced.reserve(static_cast<std::size_t>(frames) * part.layer->input_shapes()[0].size());
@@ -168,7 +190,7 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
 
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.h * out_shape.w;
   const float* parts = scratch.mine.data();
-  if (exchange_) {
+  if (exchange_ && scratch.role == SplitRole::output_slice) {
     std::size_t total = 0;
     for (std::size_t r = 0; r < scratch.counts.size(); ++r)
       total += scratch.counts[r] = scratch.frame_counts[r] * frames;
@@ -188,14 +210,11 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     }
     part.activation.apply(full.data(), full.size(), out_shape.c);
   } else {
-    // Sum the partial products in member order, so every member gets the same bits.
+    // The partial sums, reduced around the members' ring: every member gets the same bits.
     float* o = full.data();
     const std::size_t size = full.size();
-    std::copy(parts, parts + size, o);
-    for (std::size_t r = 1; r + 1 < bounds.size(); ++r) {
-      const float* p = parts + r * size;
-      for (std::size_t i = 0; i < size; ++i) o[i] += p[i];
-    }
+    std::copy(scratch.mine.data(), scratch.mine.data() + size, o);
+    if (exchange_) exchange_->all_reduce(o, size, static_cast<int>(bounds.size()) - 1);
     for (std::size_t p = 0; p < pixels; ++p)
       for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
     part.activation.apply(o, size, out_shape.c);

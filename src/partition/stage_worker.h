@@ -30,7 +30,19 @@ class PeerExchange {
     (void)root;
     all_gather(mine, counts, gathered);
   }
+  // Every member's `data` (`count` floats, the same count everywhere) replaced by the sum over
+  // the members, the same bits on every member. The runtime reduces around a ring (ring_chunks:
+  // a reduce-scatter, then an all-gather of the sums), each member sending 2 (k - 1) / k of
+  // the floats to the next; this default gathers every part and adds them in member order.
+  virtual void all_reduce(float* data, std::size_t count, int members);
 };
+
+// The chunks a ring reduction of `count` floats among `members` cuts: chunk j is
+// [bounds[j], bounds[j + 1]).
+std::vector<std::size_t> ring_chunks(std::size_t count, int members);
+inline std::size_t ring_chunk_begin(std::size_t count, int members, int j) { return count * j / members; }
+// Floats member m sends to member (m + 1) % members in one ring reduction of `count` floats.
+std::size_t ring_floats_sent(std::size_t count, int members, int member);
 
 // Called after each layer a worker runs, so an emulator can stretch compute to a slower
 // device's speed. `share` is the part of the layer's work done (1 for a whole layer; the

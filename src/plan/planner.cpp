@@ -162,7 +162,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     cost.latency_s = *std::max_element(full.begin(), full.end());
     cost.memory_bytes = weights + activations;
   } else {
-    double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0;
+    double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0, ring_bytes = 0, ring_s = 0;
     // A split-spatial member computes, of every layer, the output rows its band needs: its share
     // plus the halo, which grows towards the start of the chain with the receptive field.
     std::vector<std::vector<double>> row_share(count);
@@ -206,18 +206,26 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         }
         part_weights += node_weight_bytes(m, n) * *std::max_element(share.begin(), share.end());
         if (role == SplitRole::kept_slice) continue;  // the slice stays with its member
-        // All-gather: every member sends its part to every other; input and head splits send
-        // whole partial sums.
         const double out = static_cast<double>(m.cost(n).output_bytes);
-        exchange_bytes += role == SplitRole::output_slice ? (count - 1) * out : count * (count - 1) * out;
-        exchanges += count * (count - 1);
+        if (role == SplitRole::output_slice) {
+          // All-gather: every member sends its part to every other.
+          exchange_bytes += (count - 1) * out;
+          exchanges += count * (count - 1);
+        } else {
+          // Partial sums reduced around a ring: 2 (k - 1) steps, each moving a k-th of the sums
+          // on every link at once (on a shared medium, one after another).
+          const double moved = 2.0 * (count - 1) * out;
+          ring_bytes += moved;
+          ring_s += net.transfer_seconds(net.shared ? moved : moved / count) + 2.0 * (count - 1) * net.latency_s;
+        }
       }
     }
-    const double exchange_s = net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0);
+    const double exchange_s =
+        net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0) + ring_s;
     cost.compute_s = worst + exchange_s;  // parts are swapped inside the stage, on its critical path
     for (double& t : cost.member_s) t += exchange_s;
     cost.latency_s = cost.compute_s;
-    cost.medium_s += net.transfer_seconds(exchange_bytes);
+    cost.medium_s += net.transfer_seconds(exchange_bytes + ring_bytes);
     cost.memory_bytes = part_weights + activations * 2;
   }
   for (int g = 0; g < count; ++g)

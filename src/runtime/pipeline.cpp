@@ -61,6 +61,50 @@ class TransportPeerExchange : public partition::PeerExchange {
     swap(mine, counts, gathered, root);
   }
 
+  // A ring: k - 1 steps of reduce-scatter (each member adds the chunk its predecessor sends to
+  // its own and passes the sum on), then k - 1 steps of all-gather of the finished chunks. Each
+  // chunk is summed once, in ring order, so every member ends with the same bits.
+  void all_reduce(float* data, std::size_t count, int members) override {
+    CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "all_reduce among ", members, " of ", ranks_.size());
+    const int k = members;
+    if (k < 2) return;
+    const double t0 = t_.time();
+    // Chunk j is [bound(j), bound(j + 1)), as partition::ring_chunks cuts them (no vector: a
+    // steady state allocates nothing).
+    const auto bound = [&](int j) { return partition::ring_chunk_begin(count, k, j); };
+    const auto size = [&](int j) { return bound(j + 1) - bound(j); };
+    std::size_t largest = 0;
+    for (int j = 0; j < k; ++j) largest = std::max(largest, size(j));
+    if (incoming_.size() < largest) incoming_.resize(largest);  // once: kept from frame to frame
+    const int next = ranks_[(member_ + 1) % k], previous = ranks_[(member_ + k - 1) % k];
+    const auto step = [&](int send, int receive, bool add) {
+      requests_.clear();
+      requests_.push_back(t_.irecv(previous, tag_, incoming_.data(), size(receive) * sizeof(float)));
+      requests_.push_back(t_.isend(next, tag_, data + bound(send), size(send) * sizeof(float)));
+      stats_.bytes_sent += size(send) * sizeof(float);
+      stats_.bytes_sent_to[next] += size(send) * sizeof(float);
+      stats_.bytes_received += size(receive) * sizeof(float);
+      stats_.bytes_received_from[previous] += size(receive) * sizeof(float);
+      note_waiting(waiting_.c_str());
+      try {
+        for (auto r : requests_) t_.wait(r, timeout_s_);
+      } catch (const Error&) {
+        note_not_waiting();
+        fail("the other members of ", label_, " (rank ", members_, ") did not pass on their partial sums within ",
+             timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
+      }
+      note_not_waiting();
+      float* target = data + bound(receive);
+      if (add)
+        for (std::size_t i = 0; i < size(receive); ++i) target[i] += incoming_[i];
+      else
+        std::copy(incoming_.begin(), incoming_.begin() + size(receive), target);
+    };
+    for (int s = 0; s + 1 < k; ++s) step((member_ - s + k) % k, (member_ - s - 1 + 2 * k) % k, true);
+    for (int s = 0; s + 1 < k; ++s) step((member_ + 1 - s + k) % k, (member_ - s + k) % k, false);
+    stats_.exchange_s += t_.time() - t0;
+  }
+
  private:
   // Every member's part to every other member (root < 0), or to member `root` only.
   void swap(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
@@ -105,6 +149,7 @@ class TransportPeerExchange : public partition::PeerExchange {
   double timeout_s_;
   std::string label_, members_, waiting_;
   std::vector<Transport::Request> requests_;
+  std::vector<float> incoming_;  // a ring step's chunk
 };
 
 // Counters at the points that split a rank's run into its first frame, a warm-up and the
