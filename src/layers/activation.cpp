@@ -3,11 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include <cstdint>
-#include <cstring>
-
 #include "core/error.h"
-#include "layers/vec8.h"
+#include "layers/vec_math.h"
 
 namespace chorus::layers {
 
@@ -19,41 +16,12 @@ constexpr float kSeluScale = 1.0507009873554805f;
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 void softmax_rows(float* data, std::size_t count, int channels) {
-  for (std::size_t p = 0; p + channels <= count; p += channels) {
-    float* row = data + p;
-    float top = *std::max_element(row, row + channels);
-    float sum = 0;
-    for (int i = 0; i < channels; ++i) sum += (row[i] = std::exp(row[i] - top));
-    float inv = 1.0f / sum;
-    for (int i = 0; i < channels; ++i) row[i] *= inv;
-  }
+  for (std::size_t p = 0; p + channels <= count; p += channels) softmax(data + p, channels);
 }
 
-// GELU's erf in vector registers: Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), with exp of a
-// non-positive argument by range reduction to [-ln2/2, ln2/2] and a degree-6 Taylor polynomial
-// (relative error under 2e-7). libm's erff per element cost a transformer's MLP as much as
-// a tenth of its matrix products (ViT-B/16: 7.3 M calls a frame).
-using VecI = std::int32_t __attribute__((vector_size(kVecWLanes * sizeof(std::int32_t))));
-
-VecW exp_nonpositive(VecW x) {
-  x = x < -87.0f ? VecW{} - 87.0f : x;  // exp(-87) is near the smallest normal float
-  // k = round(x / ln2): 0.5 - x / ln2 > 0, so the conversion's truncation is a floor.
-  const VecI k = -__builtin_convertvector(0.5f - x * 1.44269504089f, VecI);
-  const VecW kf = __builtin_convertvector(k, VecW);
-  const VecW r = (x - kf * 0.693145751953125f) - kf * 1.42860682030941723212e-6f;
-  VecW p = VecW{} + (1.0f / 720);
-  p = p * r + (1.0f / 120);
-  p = p * r + (1.0f / 24);
-  p = p * r + (1.0f / 6);
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  VecW scale;
-  const VecI bits = (k + 127) << 23;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
+// GELU's erf in vector registers: Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), with
+// exp_nonpositive (vec_math.h). libm's erff per element cost a transformer's MLP as much as a
+// tenth of its matrix products (ViT-B/16: 7.3 M calls a frame).
 VecW gelu_vec(VecW x) {
   const VecW z = x * 0.70710678118654752f;
   const VecW a = z < 0.0f ? -z : z;

@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #include "layers/gemm.h"
 #include "layers/scratch.h"
+#include "layers/vec_math.h"
 
 namespace chorus::layers {
 
@@ -13,14 +14,7 @@ namespace {
 
 // Softmax over each of `columns` runs of `n` contiguous values.
 void softmax_columns(float* s, int n, int columns) {
-  for (int j = 0; j < columns; ++j) {
-    float* v = s + static_cast<std::size_t>(j) * n;
-    const float top = *std::max_element(v, v + n);
-    float sum = 0.0f;
-    for (int i = 0; i < n; ++i) sum += v[i] = std::exp(v[i] - top);
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < n; ++i) v[i] *= inv;
-  }
+  for (int j = 0; j < columns; ++j) softmax(s + static_cast<std::size_t>(j) * n, n);
 }
 
 }  // namespace
