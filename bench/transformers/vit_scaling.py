@@ -80,6 +80,14 @@ def clusters(build, devices, dilation, out, device_class="pi4-engine", network="
     return plain, path
 
 
+def stage_summary(stages):
+    """"replicate x7 + replicate x9", or "16 x single" for a long pipeline of single stages."""
+    parts = [f"{s['mode']} x{len(s['ranks'])}" for s in stages]
+    if len(parts) > 3 and len(set(parts)) == 1:
+        return f"{len(parts)} stages, {parts[0]} each"
+    return " + ".join(parts)
+
+
 def plan(build, model, devices, how, objective, cluster, out):
     path = out / f"{Path(model).stem}-{cluster.stem}-{how}-{objective}.plan.json"
     cmd = [build / "chorus", "plan", model, "--cluster", cluster, "-o", path]
@@ -97,6 +105,9 @@ def main():
     ap.add_argument("--zoo", default=str(ROOT / "build" / "zoo"))
     ap.add_argument("--out", default=str(ROOT / "build" / "vit_scaling"))
     ap.add_argument("--dilation", type=float, default=6.0)
+    ap.add_argument("--frames", type=int, default=0,
+                    help="frames per throughput case (default 4 x devices); replicas deal frames round-robin, so a "
+                         "count that is not a multiple of each stage's replicas leaves some replicas a frame more")
     ap.add_argument("--cases", default="l16-1,l16-16,b16-1,b16-4,b16-4-planner,l16-16-pi3")
     a = ap.parse_args()
     build, zoo, out = Path(a.build), Path(a.zoo), Path(a.out)
@@ -117,7 +128,7 @@ def main():
         scale_error = abs(pd["throughput_fps"] * a.dilation / pr["throughput_fps"] - 1)
         # One frame at a time for latency; otherwise enough frames to fill the pipeline and then
         # time a steady state of 2 x devices frames.
-        frames = 6 if objective == "latency" else max(6, 4 * devices)
+        frames = 6 if objective == "latency" else a.frames or max(6, 4 * devices)
         report = out / f"{name}.report.json"
         cmd = ["mpirun", "--oversubscribe", "-np", devices, build / "chorus", "run", model, "--plan", plan_path,
                "--emulate", cluster, "--synthetic", frames, "--report", report, "--stall-timeout", "600", "--quiet"]
@@ -132,7 +143,7 @@ def main():
         row = {
             "case": name, "model": model_name, "cluster": plain.stem, "devices": devices, "plan": how,
             "objective": objective,
-            "stages": " + ".join(f"{s['mode']} x{len(s['ranks'])}" for s in dilated["stages"]),
+            "stages": stage_summary(dilated["stages"]),
             "frames": frames, "dilation": a.dilation,
             "predicted_fps": round(pr["throughput_fps"], 3),
             "measured_fps": round(r["throughput_fps"] * a.dilation, 3),

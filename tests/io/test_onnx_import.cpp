@@ -125,33 +125,34 @@ TEST(OnnxImport, TheGeneratorListsExactlyTheTestedSmallModels) {
   EXPECT_EQ(manifest(data_path("")), expected);
 }
 
-// The torchvision models, exported at test time (about 20 s on 2 cores, most of it AlexNet).
-TEST(OnnxImport, TorchvisionModelsMatchPyTorchWithin1e4) {
-  if (!have_pytorch()) GTEST_SKIP() << "python3-torch, python3-torchvision or python3-onnx is not installed";
+namespace {
+
+// Runs the generator's `mode` into a temporary folder and checks that it wrote `names`, each
+// matching PyTorch's output.
+void expect_generated_models_match_pytorch(const std::string& mode, const std::vector<std::string>& names) {
   test::TempDir dir;
-  auto r = test::run_command("/usr/bin/python3 " + kGenerator + " zoo " + dir.path(""));
+  auto r = test::run_command("/usr/bin/python3 " + kGenerator + " " + mode + " " + dir.path(""));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto names = manifest(dir.path(""));
-  EXPECT_EQ(names, (std::vector<std::string>{"resnet18", "mobilenet_v2", "squeezenet1_0", "googlenet", "alexnet"}));
-  for (const auto& name : names) {
+  EXPECT_EQ(manifest(dir.path("")), names);
+  for (const auto& name : manifest(dir.path(""))) {
     SCOPED_TRACE(name);
     EXPECT_LT(error_against_pytorch(dir.path(""), name), 1e-4);
   }
 }
 
-// torchvision's ViT-B/32 (opset 14) and ViT-B/16 (opset 17), exported at test time (about 40 s
+}  // namespace
+
+// The torchvision models, exported at test time (about 20 s on 2 cores, most of it AlexNet).
+TEST(OnnxImport, TorchvisionModelsMatchPyTorchWithin1e4) {
+  if (!have_pytorch()) GTEST_SKIP() << "python3-torch, python3-torchvision or python3-onnx is not installed";
+  expect_generated_models_match_pytorch("zoo", {"resnet18", "mobilenet_v2", "squeezenet1_0", "googlenet", "alexnet"});
+}
+
+// torchvision's ViT-B/32 (opset 14) and ViT-B/16 (opset 17), exported at test time (about 15 s
 // on 2 cores and 700 MB in a temporary folder).
 TEST(OnnxImport, TorchvisionVisionTransformersMatchPyTorchWithin1e4) {
   if (!have_pytorch()) GTEST_SKIP() << "python3-torch, python3-torchvision or python3-onnx is not installed";
-  test::TempDir dir;
-  auto r = test::run_command("/usr/bin/python3 " + kGenerator + " vit " + dir.path(""));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto names = manifest(dir.path(""));
-  EXPECT_EQ(names, (std::vector<std::string>{"vit_b_32", "vit_b_16"}));
-  for (const auto& name : names) {
-    SCOPED_TRACE(name);
-    EXPECT_LT(error_against_pytorch(dir.path(""), name), 1e-4);
-  }
+  expect_generated_models_match_pytorch("vit", {"vit_b_32", "vit_b_16"});
 }
 
 // The committed small models are what the generator writes today (same operators, same outputs).
