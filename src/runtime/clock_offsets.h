@@ -4,6 +4,7 @@
 // Rank r sends its time t1; rank 0 answers with the times it received (t2) and answered (t3);
 // r notes t4 on arrival. Then rank 0's clock minus r's is ((t2 - t1) + (t3 - t4)) / 2, within
 // half the round trip (t4 - t1) - (t3 - t2); of a few exchanges the shortest round trip wins.
+// An offset no larger than its uncertainty is taken as zero.
 #include "runtime/transport.h"
 
 namespace chorus::runtime {
