@@ -28,13 +28,19 @@ class GroupWalk {
   GroupWalk(OnnxGraph& g, int first) : g_(g) { nodes_.push_back(first); }
 
   const onnx::NodeProto& node(int i) const { return g_.proto().node(i); }
-  const std::string& out(int i) const { return node(i).output(0); }
+  // A node's first output and its input k, or "" where it has none (a malformed file).
+  const std::string& out(int i) const { return node(i).output_size() > 0 ? node(i).output(0) : none(); }
+  const std::string& in(int i, int k) const { return k < node(i).input_size() ? node(i).input(k) : none(); }
+  static const std::string& none() {
+    static const std::string empty;
+    return empty;
+  }
   const std::vector<int>& nodes() const { return nodes_; }
 
   // The one node reading `value`, if it has op `op` (Shape readers ignored when `shapes_ok`).
   std::optional<int> sole(const std::string& value, const char* op, bool shapes_ok = false) {
     std::optional<int> found;
-    if (is_graph_output(value)) return std::nullopt;
+    if (value.empty() || is_graph_output(value)) return std::nullopt;
     for (int c : g_.consumers(value)) {
       if (shapes_ok && node(c).op_type() == "Shape") continue;
       if (found || node(c).op_type() != op) return std::nullopt;
@@ -116,13 +122,13 @@ bool fuse_layer_norm(OnnxNode& n, int first) {
   GroupWalk w(n.graph(), first);
   if (!w.reduces_last_axis(first, x.rank())) return false;
   auto sub = w.sole(w.out(first), "Sub");
-  if (!sub || w.node(*sub).input(0) != n.input_name(0) || w.node(*sub).input(1) != w.out(first)) return false;
+  if (!sub || w.in(*sub, 0) != n.input_name(0) || w.in(*sub, 1) != w.out(first)) return false;
   const auto& d_readers = w.readers(w.out(*sub));
   if (d_readers.size() != 2 || w.is_graph_output(w.out(*sub))) return false;
   int pow = d_readers[0], div = d_readers[1];
   if (w.node(pow).op_type() != "Pow") std::swap(pow, div);
   if (w.node(pow).op_type() != "Pow" || w.node(div).op_type() != "Div") return false;
-  if (w.scalar(w.node(pow).input(1)) != 2.0 || w.node(div).input(0) != w.out(*sub)) return false;
+  if (w.scalar(w.in(pow, 1)) != 2.0 || w.in(div, 0) != w.out(*sub)) return false;
   w.take(pow);
   auto mean2 = w.sole(w.out(pow), "ReduceMean");
   if (!mean2 || !w.reduces_last_axis(*mean2, x.rank())) return false;
@@ -131,7 +137,7 @@ bool fuse_layer_norm(OnnxNode& n, int first) {
   const auto eps = w.scalar(w.other_input(*add_eps, w.out(*mean2)));
   if (!eps) return false;
   auto sqrt = w.sole(w.out(*add_eps), "Sqrt");
-  if (!sqrt || w.node(div).input(1) != w.out(*sqrt)) return false;
+  if (!sqrt || w.in(div, 1) != w.out(*sqrt)) return false;
   w.take(div);
   std::string result = w.out(div);
   const std::int64_t c = x.dims.back();
@@ -227,15 +233,15 @@ bool fuse_attention(OnnxNode& n, int first) {
   const std::int64_t l = x.dims[1], d = x.dims[2];
   auto in_proj = w.sole(w.out(first), "MatMul");
   if (!in_proj) return false;
-  const std::string w_in = w.node(*in_proj).input(1);
-  if (w.node(*in_proj).input(0) != w.out(first) || !w.is_constant(w_in) || w.dims(w_in) != Dims{d, 3 * d})
+  const std::string w_in = w.in(*in_proj, 1);
+  if (w.in(*in_proj, 0) != w.out(first) || !w.is_constant(w_in) || w.dims(w_in) != Dims{d, 3 * d})
     return false;
 
   // From here on this is attention: a node that differs is an error.
   const std::string& source = n.source();
   auto differs = [&](int at, const auto&... what) {
     const auto& p = w.node(at);
-    fail(source, ": node '", p.name().empty() ? p.output(0) : p.name(), "' (", p.op_type(),
+    fail(source, ": node '", p.name().empty() ? w.out(at) : p.name(), "' (", p.op_type(),
          "): in an attention block (nn.MultiheadAttention as PyTorch exports it) that Chorus does not recognise: ",
          what...);
   };
@@ -253,7 +259,7 @@ bool fuse_attention(OnnxNode& n, int first) {
     if (w.ints_attr(at, "perm") != perm) differs(at, "expected perm ", dims_str(perm));
   };
   auto reshape_to = [&](int at, Dims shape) {
-    const std::string& target = w.node(at).input(1);
+    const std::string& target = w.in(at, 1);
     if (!w.is_constant(target) || n.graph().constants().ints(target, n.name()) != shape)
       differs(at, "expected a reshape to ", dims_str(shape));
   };
@@ -298,7 +304,8 @@ bool fuse_attention(OnnxNode& n, int first) {
     if (p.input_size() < 4 || ints(3).size() != 1 || (ints(3)[0] != -1 && ints(3)[0] != 2) ||
         (p.input_size() > 4 && !p.input(4).empty() && ints(4) != Dims{1}))
       differs(sl, "expected a slice of the last axis");
-    const std::int64_t start = ints(1).at(0), end = ints(2).at(0);
+    if (ints(1).size() != 1 || ints(2).size() != 1) differs(sl, "expected one start and one end");
+    const std::int64_t start = ints(1)[0], end = ints(2)[0];
     if (end != start + d) differs(sl, "expected a slice of ", d, " features, found [", start, ", ", end, ")");
     if (start % d != 0 || start < 0 || start > 2 * d)
       differs(sl, "expected a slice starting at 0, ", d, " or ", 2 * d);
@@ -312,7 +319,7 @@ bool fuse_attention(OnnxNode& n, int first) {
   std::int64_t heads = 0;
   auto split_heads = [&](int slice) {
     const int r = next(slice, "Reshape");
-    const std::string& target = w.node(r).input(1);
+    const std::string& target = w.in(r, 1);
     const Dims shape = w.is_constant(target) ? n.graph().constants().ints(target, n.name()) : Dims{};
     if (shape.size() != 3 || shape[0] != l || shape[1] < 1 || shape[1] * shape[2] != d)
       differs(r, "expected a reshape to (", l, ", heads, ", d, " / heads)");
@@ -328,7 +335,7 @@ bool fuse_attention(OnnxNode& n, int first) {
   int q_scaled = -1;
   float scale = 1.0f;
   if (auto div = w.sole(w.out(q_t), "Div")) {
-    const auto c = w.scalar(w.node(*div).input(1));
+    const auto c = w.scalar(w.in(*div, 1));
     if (!c || *c == 0.0) differs(*div, "expected q divided by a constant");
     q_scaled = *div, scale = static_cast<float>(1.0 / *c);
   } else if (auto mul = w.sole(w.out(q_t), "Mul")) {
@@ -339,14 +346,14 @@ bool fuse_attention(OnnxNode& n, int first) {
     differs(q_t, "expected q scaled by a constant");
   }
   const int scores = next(q_scaled, "MatMul");
-  if (w.node(scores).input(1) != w.out(k_t) || w.sole(w.out(k_t), "MatMul") != scores)
+  if (w.in(scores, 1) != w.out(k_t) || w.sole(w.out(k_t), "MatMul") != scores)
     differs(scores, "expected q times the transposed k");
   const int softmax =
       next(scores, "Softmax", false, " (attention masks and other changes to the scores are not supported)");
   if (const auto axis = w.int_attr(softmax, "axis", -1); (axis != -1 && axis != 2) || n.opset() < 13)
     differs(softmax, "expected a softmax over the last axis (opset 13 or later)");
   const int context = next(softmax, "MatMul");
-  if (w.node(context).input(1) != w.out(v_t) || w.sole(w.out(v_t), "MatMul") != context)
+  if (w.in(context, 1) != w.out(v_t) || w.sole(w.out(v_t), "MatMul") != context)
     differs(context, "expected the attention times v");
   const int merge = next(context, "Transpose");
   perm_is(merge, {1, 0, 2});
