@@ -109,6 +109,16 @@ if [ "$ranks" != 2 ]; then
 fi
 check "LeNet-5, 2-rank pipeline" "$data/lenet5.mpi.npy" "$data/lenet5.host.npy"
 
+# 4. A small Vision Transformer exported by PyTorch (attention, layer norm, GELU: their vector
+# code in NEON's registers) against PyTorch's output.
+vit=vit_tiny_op14
+cp "$repo/tests/data/onnx/$vit.onnx" "$repo/tests/data/onnx/$vit.input.npy" "$data/"
+start=$SECONDS
+in_chroot /chorus/chorus run "/data/$vit.onnx" --input "/data/$vit.input.npy" --quiet --output "/data/$vit.qemu.npy" \
+  >/dev/null
+echo "   $vit on one rank under qemu: $((SECONDS - start)) s"
+check "$vit against PyTorch" "$data/$vit.qemu.npy" "$repo/tests/data/onnx/$vit.output.npy"
+
 if [ "$failures" -ne 0 ]; then
   echo "test_qemu: $failures check(s) failed" >&2
   exit 1
