@@ -99,10 +99,6 @@ class GroupWalk {
   std::vector<int> nodes_;
 };
 
-OnnxWeightRecipe copied_values(std::string tensor, std::string node) {
-  return [=](const OnnxConstants& c) { return c.floats(tensor, node); };
-}
-
 // The layer's name: the node's path without its last part ("/encoder/layer_0/ln_1/ReduceMean"
 // names "/encoder/layer_0/ln_1"), made unique.
 std::string group_name(OnnxNode& n) {
@@ -157,8 +153,8 @@ bool fuse_layer_norm(OnnxNode& n, int first) {
   s.scale = !gamma.empty();
   s.center = !beta.empty();
   std::map<std::string, OnnxWeightRecipe> recipes;
-  if (s.scale) recipes["gamma"] = copied_values(gamma, n.name());
-  if (s.center) recipes["beta"] = copied_values(beta, n.name());
+  if (s.scale) recipes["gamma"] = copied_constant(gamma, n.name());
+  if (s.center) recipes["beta"] = copied_constant(beta, n.name());
   w.absorb_all();
   auto layer = std::make_unique<LayerNormalization>(group_name(n), s);
   OnnxValue y = n.add_layer(std::move(layer), {x}, x.rank(), std::move(recipes));
@@ -390,8 +386,8 @@ bool fuse_attention(OnnxNode& n, int first) {
     recipes[cat(parts[p], "/bias")] = columns(b_in, n.name(), 1, 3 * d, p * d, (p + 1) * d);
   }
   recipes["attention_output/kernel"] =
-      trans_b ? transposed(g.input(1), n.name(), d_out, d) : copied_values(g.input(1), n.name());
-  recipes["attention_output/bias"] = copied_values(g.input(2), n.name());
+      trans_b ? transposed(g.input(1), n.name(), d_out, d) : copied_constant(g.input(1), n.name());
+  recipes["attention_output/bias"] = copied_constant(g.input(2), n.name());
   w.absorb_all();
   auto layer = std::make_unique<MultiHeadAttention>(group_name(n), s);
   n.graph().set_value(w.out(back), n.add_layer(std::move(layer), {x}, 3, std::move(recipes)));

@@ -80,9 +80,6 @@ OnnxWeightRecipe filled(int n, float value) {
   return [=](const OnnxConstants&) { return std::vector<float>(n, value); };
 }
 
-OnnxWeightRecipe copied(std::string tensor, std::string node) {
-  return [=](const OnnxConstants& c) { return c.floats(tensor, node); };
-}
 
 // True when a constant of dims `c` broadcasts over `x` along the channel axis only.
 bool is_per_channel(const std::vector<std::int64_t>& c, const std::vector<std::int64_t>& x) {
@@ -197,7 +194,7 @@ void convert_conv(OnnxNode& n) {
     const auto bd = n.constant_dims(2);
     if (count_of(bd) != filters || bd.size() != 1)
       n.fail("bias '", n.input_name(2), "' is ", dims_str(bd), ", expected (", filters, ")");
-    recipes["bias"] = copied(n.input_name(2), n.name());
+    recipes["bias"] = copied_constant(n.input_name(2), n.name());
   }
   std::unique_ptr<Layer> layer;
   if (group > 1 && group == channels) {
@@ -269,7 +266,7 @@ void convert_matmul(OnnxNode& n) {
   DenseSettings s;
   s.units = static_cast<int>(bd[1]);
   s.use_bias = false;
-  std::map<std::string, OnnxWeightRecipe> recipes{{"kernel", copied(n.input_name(1), n.name())}};
+  std::map<std::string, OnnxWeightRecipe> recipes{{"kernel", copied_constant(n.input_name(1), n.name())}};
   n.set_output(n.add_layer(std::make_unique<Dense>(n.name(), s), {a}, a.rank(), std::move(recipes)));
 }
 
@@ -305,7 +302,7 @@ void convert_arithmetic(OnnxNode& n) {
   const OnnxValue& x = n.activation(1 - ci);
   const auto cd = n.constant_dims(ci);
   if (op == "Add" && is_per_frame(cd, x.dims) && !is_per_channel(cd, x.dims)) {  // position embeddings
-    std::map<std::string, OnnxWeightRecipe> r{{"constant", copied(n.input_name(ci), n.name())}};
+    std::map<std::string, OnnxWeightRecipe> r{{"constant", copied_constant(n.input_name(ci), n.name())}};
     n.set_output(n.add_layer(std::make_unique<AddConstant>(n.name()), {x}, 3, std::move(r)));
     return;
   }
@@ -446,7 +443,7 @@ void convert_layer_norm(OnnxNode& n) {
     const auto d = n.constant_dims(i);
     if (d != std::vector<std::int64_t>{c})
       n.fail("input ", i, " '", n.input_name(i), "' is ", dims_str(d), ", expected (", c, ")");
-    recipes[i == 1 ? "gamma" : "beta"] = copied(n.input_name(i), n.name());
+    recipes[i == 1 ? "gamma" : "beta"] = copied_constant(n.input_name(i), n.name());
   }
   n.set_output(n.add_layer(std::make_unique<LayerNormalization>(n.name(), s), {x}, x.rank(), std::move(recipes)));
 }
@@ -494,7 +491,7 @@ void convert_batch_norm(OnnxNode& n) {
     const auto d = n.constant_dims(i);
     if (d.size() != 1 || d[0] != c)
       n.fail("input ", i, " '", n.input_name(i), "' is ", dims_str(d), ", expected (", c, ")");
-    recipes[keras[i - 1]] = copied(n.input_name(i), n.name());
+    recipes[keras[i - 1]] = copied_constant(n.input_name(i), n.name());
   }
   BatchNormSettings s;
   s.epsilon = n.attr_float("epsilon", 1e-5f);
@@ -556,6 +553,10 @@ const std::map<std::string, void (*)(OnnxNode&)>& converters() {
 }
 
 }  // namespace
+
+OnnxWeightRecipe copied_constant(std::string tensor, std::string node) {
+  return [=](const OnnxConstants& c) { return c.floats(tensor, node); };
+}
 
 void convert_onnx_node(OnnxNode& node) {
   auto it = converters().find(node.op());

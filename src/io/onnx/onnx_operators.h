@@ -18,6 +18,9 @@ void convert_onnx_node(OnnxNode& node);
 // group's other nodes; false when it begins none (onnx_fusions.cpp).
 bool fuse_onnx_nodes(OnnxNode& node, int index);
 
+// A weight that is a constant's values as they are.
+OnnxWeightRecipe copied_constant(std::string tensor, std::string node);
+
 // Operator types convert_onnx_node accepts.
 std::vector<std::string> supported_onnx_operators();
 
