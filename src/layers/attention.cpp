@@ -64,35 +64,32 @@ std::vector<WeightSpec> MultiHeadAttention::weight_specs() const {
 void MultiHeadAttention::set_weights(WeightMap weights) {
   const AttentionSettings& s = settings_;
   const int d = input_shapes()[0].c, h = local_heads(), u = projected();
+  const auto specs = weight_specs();
+  const auto take = [&](const std::string& name) {
+    return take_weight(weights, *std::find_if(specs.begin(), specs.end(), [&](const WeightSpec& w) { return w.name == name; }));
+  };
+  // [Wq * scale; Wk; Wv]: Keras' (D, heads, dim) row-major is (heads * dim) x D column-major,
+  // column i the weights of input i.
   const int widths[3] = {h * s.key_dim, h * s.key_dim, h * s.value_dim};
+  const char* parts[3] = {"query", "key", "value"};
   in_kernel_.assign(static_cast<std::size_t>(u) * d, 0.0f);
   in_bias_.assign(u, 0.0f);
-  int row = 0;
-  const char* parts[3] = {"query", "key", "value"};
-  for (int p = 0; p < 3; ++p) {
+  for (int p = 0, row = 0; p < 3; row += widths[p], ++p) {
     const float f = p == 0 ? s.scale : 1.0f;  // the scale folded into the queries
-    const auto specs = weight_specs();
-    auto spec_of = [&](const std::string& name) {
-      return *std::find_if(specs.begin(), specs.end(), [&](const WeightSpec& w) { return w.name == name; });
-    };
-    // Keras' (D, heads, dim) row-major is (heads * dim) x D column-major: column i is input i.
-    const std::vector<float> k = take_weight(weights, spec_of(cat(parts[p], "/kernel")));
+    const std::vector<float> k = take(cat(parts[p], "/kernel"));
     for (int i = 0; i < d; ++i)
       for (int j = 0; j < widths[p]; ++j)
         in_kernel_[static_cast<std::size_t>(i) * u + row + j] = f * k[static_cast<std::size_t>(i) * widths[p] + j];
     if (s.use_bias) {
-      const std::vector<float> b = take_weight(weights, spec_of(cat(parts[p], "/bias")));
+      const std::vector<float> b = take(cat(parts[p], "/bias"));
       for (int j = 0; j < widths[p]; ++j) in_bias_[row + j] = f * b[j];
     }
-    row += widths[p];
   }
-  const auto specs = weight_specs();
-  out_kernel_ = take_weight(weights, specs[s.use_bias ? 6 : 3]);
   out_bias_.assign(s.output_dim, 0.0f);
-  if (s.use_bias && s.output_bias) out_bias_ = take_weight(weights, specs[7]);
-  // sgemm would pack these on every call; packed here once, they replace the plain copies.
-  packed_out_ = std::make_unique<PackedWeights>(out_kernel_, h * s.value_dim, s.output_dim);
-  out_kernel_ = std::vector<float>{};
+  if (s.use_bias && s.output_bias) out_bias_ = take("attention_output/bias");
+  // sgemm would pack these on every call: packed here once, and for self-attention the plain
+  // copy of the projections dropped (cross-attention multiplies their parts one by one).
+  packed_out_ = std::make_unique<PackedWeights>(take("attention_output/kernel"), h * s.value_dim, s.output_dim);
   packed_in_.reset();
   if (input_shapes().size() == 1) {
     packed_in_ = std::make_unique<PackedWeights>(in_kernel_, d, u);

@@ -54,8 +54,8 @@ class MultiHeadAttention : public Layer {
   // [Wq * scale; Wk; Wv] column-major (projected() x D): one product projects all three. For
   // self-attention it is packed once at load (packed_gemm) and the plain copy dropped.
   std::vector<float> in_kernel_, in_bias_;
-  std::vector<float> out_kernel_, out_bias_;  // column-major (output_dim x heads * value_dim), or packed
-  std::unique_ptr<PackedWeights> packed_in_, packed_out_;
+  std::vector<float> out_bias_;
+  std::unique_ptr<PackedWeights> packed_in_, packed_out_;  // packed_out_: (heads * value_dim) x output_dim
 };
 
 }  // namespace chorus::layers

@@ -116,8 +116,10 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       std::size_t total = 0;
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
-      if (role == SplitRole::output_slice) scratch.gathered.reserve(frames * total);
-      scratch.mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+      if (role == SplitRole::output_slice) {
+        scratch.gathered.reserve(frames * total);
+        scratch.mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+      }
       if (!part.reads_all_inputs && !scratch.input_is_slice)
         scratch.sliced.reserve(static_cast<std::size_t>(frames) * part.layer->input_shapes()[0].size());
       parts_.emplace(n, std::move(part));
@@ -179,18 +181,27 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   }
   const double started = pacer_ ? steady_seconds() : 0;
   const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
-  if (scratch.role == SplitRole::kept_slice) {
-    // The slice stays here, in the value's buffer: the next layer, the pair's second, reads it.
-    part.layer->forward(scratch.part_inputs, full);
-    if (pacer_) pacer_->layer_done(n, share, started);
+  // A kept slice stays in the value's buffer (the pair's second layer reads it there), and
+  // partial sums are reduced in it; only output slices are gathered from a buffer of their own.
+  const bool sums = scratch.role == SplitRole::input_slice || scratch.role == SplitRole::heads;
+  part.layer->forward(scratch.part_inputs, sums || scratch.role == SplitRole::kept_slice ? full : scratch.mine);
+  if (pacer_) pacer_->layer_done(n, share, started);
+  if (scratch.role == SplitRole::kept_slice) return;
+  if (sums) {
+    // Reduced around the members' ring: every member gets the same bits.
+    float* o = full.data();
+    const std::size_t size = full.size();
+    if (exchange_) exchange_->all_reduce(o, size, static_cast<int>(bounds.size()) - 1);
+    const std::size_t pixels = size / out_shape.c;
+    for (std::size_t p = 0; p < pixels; ++p)
+      for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
+    part.activation.apply(o, size, out_shape.c);
     return;
   }
-  part.layer->forward(scratch.part_inputs, scratch.mine);
-  if (pacer_) pacer_->layer_done(n, share, started);
 
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.h * out_shape.w;
   const float* parts = scratch.mine.data();
-  if (exchange_ && scratch.role == SplitRole::output_slice) {
+  if (exchange_) {
     std::size_t total = 0;
     for (std::size_t r = 0; r < scratch.counts.size(); ++r)
       total += scratch.counts[r] = scratch.frame_counts[r] * frames;
@@ -198,27 +209,16 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     exchange_->all_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
     parts = scratch.gathered.data();
   }
+  // Interleave the channel slices back into NHWC order.
   full.resize(frames, out_shape);
-  if (scratch.role == SplitRole::output_slice) {
-    // Interleave the channel slices back into NHWC order.
-    const int multiplier = scratch.multiplier;
-    for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
-      const int c0 = bounds[r] * multiplier, width = (bounds[r + 1] - bounds[r]) * multiplier;
-      for (std::size_t p = 0; p < pixels; ++p)
-        std::memcpy(full.data() + p * out_shape.c + c0, parts + p * width, width * sizeof(float));
-      parts += scratch.frame_counts[r] * frames;
-    }
-    part.activation.apply(full.data(), full.size(), out_shape.c);
-  } else {
-    // The partial sums, reduced around the members' ring: every member gets the same bits.
-    float* o = full.data();
-    const std::size_t size = full.size();
-    std::copy(scratch.mine.data(), scratch.mine.data() + size, o);
-    if (exchange_) exchange_->all_reduce(o, size, static_cast<int>(bounds.size()) - 1);
+  const int multiplier = scratch.multiplier;
+  for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
+    const int c0 = bounds[r] * multiplier, width = (bounds[r + 1] - bounds[r]) * multiplier;
     for (std::size_t p = 0; p < pixels; ++p)
-      for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
-    part.activation.apply(o, size, out_shape.c);
+      std::memcpy(full.data() + p * out_shape.c + c0, parts + p * width, width * sizeof(float));
+    parts += scratch.frame_counts[r] * frames;
   }
+  part.activation.apply(full.data(), full.size(), out_shape.c);
 }
 
 void StageWorker::run_band() {
