@@ -29,12 +29,23 @@ void load_image(const std::string& path, Shape shape, const ImagePreprocess& pre
   unsigned char* pixels = stbi_load(path.c_str(), &w, &h, &channels, shape.c);
   if (!pixels) fail(path, ": cannot decode image (", stbi_failure_reason(), ")");
   std::vector<unsigned char> resized(static_cast<std::size_t>(shape.h) * shape.w * shape.c);
-  int ok = stbir_resize_uint8(pixels, w, h, 0, resized.data(), shape.w, shape.h, 0, shape.c);
+  // An image of the model's size is taken as it is: stb's resampling filter is not the identity
+  // at scale 1 (it changed pixels by up to 29 levels of 255).
+  int ok = 1;
+  if (w == shape.w && h == shape.h)
+    std::copy(pixels, pixels + resized.size(), resized.begin());
+  else
+    ok = stbir_resize_uint8(pixels, w, h, 0, resized.data(), shape.w, shape.h, 0, shape.c);
   stbi_image_free(pixels);
   if (!ok) fail(path, ": resize to ", shape.w, "x", shape.h, " failed");
-  for (std::size_t i = 0; i < resized.size(); ++i) {
-    const int ch = static_cast<int>(i % shape.c);
-    float v = resized[i] * prep.scale;
+  pixels_to_frame(resized.data(), resized.size(), shape.c, prep, frame);
+}
+
+void pixels_to_frame(const unsigned char* pixels, std::size_t count, int channels, const ImagePreprocess& prep,
+                     float* frame) {
+  for (std::size_t i = 0; i < count; ++i) {
+    const int ch = static_cast<int>(i % channels);
+    float v = pixels[i] * prep.scale;
     if (!prep.mean.empty()) v -= prep.mean[std::min<std::size_t>(ch, prep.mean.size() - 1)];
     if (!prep.stddev.empty()) v /= prep.stddev[std::min<std::size_t>(ch, prep.stddev.size() - 1)];
     frame[i] = v;
