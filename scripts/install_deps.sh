@@ -12,11 +12,13 @@ build_packages=(
   libhdf5-dev zlib1g-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libonnx-dev libprotobuf-dev
+  libavformat-dev libavcodec-dev libavdevice-dev libswscale-dev libavutil-dev
 )
 # Tests, benchmarks, fuzzing, the deployment checks, the PyTorch-exported test models and the
-# testbed's network tools (ip, tc, nft; its tests run where root may make namespaces).
+# testbed's network tools (ip, tc, nft; its tests run where root may make namespaces), ffmpeg
+# (the program, which makes the decoding tests' videos).
 test_packages=(
-  libgtest-dev libgmock-dev libbenchmark-dev iproute2 nftables
+  libgtest-dev libgmock-dev libbenchmark-dev iproute2 nftables ffmpeg
   clang libclang-rt-14-dev
   python3-yaml python3-jsonschema python3-numpy
   python3-torch python3-torchvision python3-onnx

@@ -9,6 +9,7 @@
 #include "cli/load_model.h"
 #include "cluster/cluster.h"
 #include "core/error.h"
+#include "energy/energy.h"
 #include "partition/frame_traffic.h"
 #include "plan/planner.h"
 #include "plan/strategies.h"
@@ -21,6 +22,7 @@ void add_plan_command(CLI::App& app) {
   struct Options {
     std::string model, arch, strategy, from, output, cluster, objective = "throughput";
     int ranks = 0, max_group = 0;
+    double min_fps = 0;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("plan", "Write a plan (which ranks run which layers, and how) as JSON");
@@ -30,7 +32,9 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--from", o->from, "An existing plan: validate it (and with --cluster, predict it)")
       ->excludes(cmd->get_option("--strategy"));
   cmd->add_option("--cluster", o->cluster, "Cluster file: plan for its devices and network");
-  cmd->add_option("--objective", o->objective, "throughput (default) or latency, with --cluster");
+  cmd->add_option("--objective", o->objective,
+                  "throughput (default), latency, or energy (least joules per frame, with --min-fps), with --cluster");
+  cmd->add_option("--min-fps", o->min_fps, "With --objective energy: the least predicted throughput to accept");
   cmd->add_option("--max-group", o->max_group, "Most devices in one stage, with --cluster (0: any)");
   cmd->add_option("--ranks", o->ranks, "Number of ranks (MPI processes); with --cluster, its device count");
   cmd->add_option("-o,--output", o->output, "Plan file to write (default: print it)");
@@ -57,9 +61,13 @@ void add_plan_command(CLI::App& app) {
       po.model_key = cluster::model_key(o->model);
       po.max_group = o->max_group;
       if (o->objective == "latency") po.objective = plan::Objective::latency;
-      else if (o->objective != "throughput") fail("plan: --objective is throughput or latency, not '", o->objective, "'");
+      else if (o->objective != "throughput" && o->objective != "energy")
+        fail("plan: --objective is throughput, latency or energy, not '", o->objective, "'");
+      if (o->min_fps > 0 && o->objective != "energy") fail("plan: --min-fps goes with --objective energy");
       auto start = std::chrono::steady_clock::now();
-      p = plan::make_planned_plan(loaded.model, *c, po);
+      p = o->objective == "energy"
+              ? energy::plan_for_energy(loaded.model, *c, po, o->min_fps, runtime::message_header_bytes())
+              : plan::make_planned_plan(loaded.model, *c, po);
       const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::cout << "planned for " << c->name << " (" << c->ranks() << " devices) in " << took << " s: ";
     } else {
@@ -75,10 +83,18 @@ void add_plan_command(CLI::App& app) {
         if (!st.value("fits", true))
           std::cout << "warning: stage " << st["stage"].get<int>() << " needs about " << st["memory_mb"].get<double>()
                     << " MB per device, more than its devices have: chorus run will refuse this plan\n";
+    if (c && c->power_known() && !p.prediction.contains("energy_j_per_frame"))
+      p.prediction.update(energy::energy_json(energy::predicted_energy(
+          loaded.model, cluster::first_devices(*c, p.ranks), cluster::model_key(o->model), p,
+          runtime::message_header_bytes())));
     if (c)
       std::cout << "predicted " << p.prediction["throughput_fps"].get<double>() << " frames/s, latency "
                 << p.prediction["latency_ms"].get<double>() << " ms, bottleneck "
-                << p.prediction["bottleneck"].get<std::string>() << "\n";
+                << p.prediction["bottleneck"].get<std::string>()
+                << (p.prediction.contains("energy_j_per_frame")
+                        ? cat(", ", p.prediction["energy_j_per_frame"].get<double>(), " J/frame")
+                        : std::string())
+                << (p.ranks < c->ranks() ? cat(" on its first ", p.ranks, " device(s)") : std::string()) << "\n";
     p.model = o->model;
     const plan::ResolvedPlan resolved = plan::validate_plan(p, loaded.model, 0);
     if (c) {

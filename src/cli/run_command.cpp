@@ -16,17 +16,38 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--arch", o->arch, "Architecture file (.json/.yaml) for a weights-only .h5");
   auto* input = cmd->add_option("--input", o->inputs,
                                 "Input: .npy batch (NHWC; NCHW for channels_first), image file or directory, "
-                                "or file.h5:/dataset; for a model of several inputs, once per input as "
-                                "NAME=SOURCE (or plain, in the model's order)")
+                                "file.h5:/dataset, a video file (.mp4, .mkv, .avi...), a stream (rtsp://, "
+                                "http://) or a camera (/dev/video0); for a model of several inputs, once per "
+                                "input as NAME=SOURCE (or plain, in the model's order)")
                    ->allow_extra_args(false);
-  auto* synthetic = cmd->add_option("--synthetic", o->input.synthetic, "Use N deterministic synthetic frames instead");
+  io::InputOptions& in = o->source.input;
+  auto* synthetic = cmd->add_option("--synthetic", in.synthetic, "Use N deterministic synthetic frames instead");
   input->excludes(synthetic);
-  cmd->add_option("--seed", o->input.seed, "Seed for --synthetic frames");
-  cmd->add_option("--scale", o->input.scale,
-                  "Multiply input values (default 1/255 for images, 1 for arrays; every input)");
-  cmd->add_option("--mean", o->input.mean, "Subtract per channel after scaling (every input)")->delimiter(',');
-  cmd->add_option("--std", o->input.stddev, "Divide per channel after subtracting the mean (every input)")
-      ->delimiter(',');
+  cmd->add_option("--seed", in.seed, "Seed for --synthetic frames");
+  cmd->add_option("--scale", in.scale,
+                  "Multiply input values (default 1/255 for images and video, 1 for arrays; every input)");
+  cmd->add_option("--mean", in.mean, "Subtract per channel after scaling (every input)")->delimiter(',');
+  cmd->add_option("--std", in.stddev, "Divide per channel after subtracting the mean (every input)")->delimiter(',');
+  // Video and real time (docs/video.md).
+  auto* frames = cmd->add_option("--frames", o->source.video.frames, "Video: take at most N frames");
+  auto* start = cmd->add_option("--start", o->source.video.start_s, "Video file: start at this time (seconds)");
+  cmd->add_option("--input-timeout", o->source.video.timeout_s,
+                  "Video, stream or camera: seconds to wait for it to open or send data (default 10)");
+  auto* realtime = cmd->add_flag("--realtime", o->source.realtime,
+                                 "Behave like a camera: frames come at the input's rate (or --fps) into a bounded "
+                                 "queue, and are dropped when it is full");
+  cmd->add_option("--fps", o->source.realtime_options.fps, "Real time: frames per second (default: the video's rate)")
+      ->needs(realtime);
+  cmd->add_option("--queue", o->source.realtime_options.queue, "Real time: frames that may wait (default 10)")
+      ->needs(realtime);
+  auto drop = std::make_shared<std::string>("oldest");
+  cmd->add_option("--drop", *drop,
+                  "Real time: which frame goes when the queue is full: oldest (default), newest, or none (the "
+                  "capture waits; nothing is lost)")
+      ->needs(realtime);
+  cmd->add_option("--results", o->results,
+                  "Write one JSON line per frame as it is done (frame, capture time, latency, --top classes with "
+                  "--labels, 5 by default) to FILE.jsonl, or - for standard output");
   auto* plan = cmd->add_option("--plan", o->plan_path, "Plan file (JSON, see docs/plan-format.md)");
   auto* strategy = cmd->add_option("--strategy", o->strategy,
                                    "Built-in plan: pipeline (default), replicate, split-output, split-input, "
@@ -58,8 +79,13 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_flag("--resume", o->resume,
                 "Continue the --output of a run that was killed: only the frames its journal lacks are run")
       ->needs(output);
-  cmd->callback([o, &transport, &exit_code] {
-    if (o->inputs.empty() && o->input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
+  cmd->callback([o, drop, frames, start, &transport, &exit_code] {
+    if (o->inputs.empty() && o->source.input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
+    o->source.realtime_options.drop = io::parse_drop_policy(*drop);
+    o->source.video_options = frames->count() > 0 || start->count() > 0;
+    if (o->source.video.frames < -1 || o->source.video.frames == 0) fail("run: --frames ", o->source.video.frames, " is below 1");
+    if (o->source.video.start_s < 0) fail("run: --start ", o->source.video.start_s, " is below 0");
+    if (o->source.video.timeout_s <= 0) fail("run: --input-timeout ", o->source.video.timeout_s, " must be above 0");
     o->threads = checked_thread_count(o->threads, /*warn=*/transport.rank() == 0);
     exit_code = runtime::run_distributed(transport, *o);
   });

@@ -1,5 +1,6 @@
 #include "cluster/cluster.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -115,6 +116,17 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
       } else {
         dc.profile = profile_from_json(d["profile"], path);
       }
+      if (d.contains("power")) {
+        const json& w = d["power"];
+        dc.power = {w.at("idle_w").get<double>(), w.at("busy_w").get<double>(), w.value("radio_j_per_mb_sent", 0.0),
+                    w.value("radio_j_per_mb_received", 0.0)};
+        const DevicePower& q = dc.power;
+        for (double v : {q.idle_w, q.busy_w, q.radio_j_per_mb_sent, q.radio_j_per_mb_received})
+          if (!(v >= 0) || !std::isfinite(v) || v > 1e6)
+            fail(path, ": device class '", name, "': power figures must be zero or positive watts and joules");
+        if (q.busy_w < q.idle_w)
+          fail(path, ": device class '", name, "': busy_w ", q.busy_w, " is below idle_w ", q.idle_w);
+      }
       c.classes[name] = dc;
     }
     int slots = 0;
@@ -152,8 +164,14 @@ json profile_to_json(const DeviceProfile& p) {
 
 json cluster_to_json(const Cluster& c) {
   json classes = json::object(), hosts = json::array();
-  for (const auto& [name, d] : c.classes)
+  for (const auto& [name, d] : c.classes) {
     classes[name] = {{"profile", profile_to_json(d.profile)}, {"memory_mb", d.memory_bytes / 1e6}, {"cores", d.cores}};
+    if (d.power.known())
+      classes[name]["power"] = {{"idle_w", d.power.idle_w},
+                                {"busy_w", d.power.busy_w},
+                                {"radio_j_per_mb_sent", d.power.radio_j_per_mb_sent},
+                                {"radio_j_per_mb_received", d.power.radio_j_per_mb_received}};
+  }
   for (const auto& h : c.hosts) hosts.push_back({{"name", h.name}, {"class", h.device_class}, {"slots", h.slots}});
   return {{"name", c.name},
           {"network",
@@ -169,6 +187,32 @@ void write_profile(const DeviceProfile& p, const std::string& path) {
   std::ofstream out(path);
   if (!out) fail(path, ": cannot write device profile");
   out << j.dump(2) << "\n";
+}
+
+double DevicePower::joules(double busy_s, double wall_s, double bytes_sent, double bytes_received) const {
+  return busy_w * busy_s + idle_w * std::max(0.0, wall_s - busy_s) + radio_j_per_mb_sent * bytes_sent / 1e6 +
+         radio_j_per_mb_received * bytes_received / 1e6;
+}
+
+bool Cluster::power_known() const {
+  for (int r = 0; r < ranks(); ++r)
+    if (!device_of(r).power.known()) return false;
+  return true;
+}
+
+Cluster first_devices(const Cluster& c, int ranks) {
+  if (ranks < 1 || ranks > c.ranks()) fail("cluster ", c.name, ": cannot take ", ranks, " of its ", c.ranks(), " devices");
+  Cluster out = c;
+  out.hosts.clear();
+  for (const Host& h : c.hosts) {
+    if (ranks == 0) break;
+    Host taken = h;
+    taken.slots = std::min(h.slots, ranks);
+    ranks -= taken.slots;
+    out.hosts.push_back(taken);
+  }
+  out.name = cat(c.name, " (first ", out.ranks(), ")");
+  return out;
 }
 
 std::string model_key(const std::string& model_path) { return std::filesystem::path(model_path).stem().string(); }

@@ -32,11 +32,25 @@ struct DeviceProfile {
   double layer_time(const model::Model& model, const std::string& model_name, int node) const;
 };
 
+// What a device draws: idle and busy (all cores computing) watts, and the energy its radio
+// spends per megabyte sent and received. Published measurements, cited in the class library
+// (profiles/device-classes.json) and docs/emulation.md. Unknown (all zero) for a class without
+// them: runs and plans on it then give no energy figure.
+struct DevicePower {
+  double idle_w = 0, busy_w = 0;
+  double radio_j_per_mb_sent = 0, radio_j_per_mb_received = 0;
+  bool known() const { return busy_w > 0; }
+  // Joules over `wall_s` of which `busy_s` computing, with these bytes through the radio:
+  // busy_w x busy + idle_w x the rest + the radio's energy per byte.
+  double joules(double busy_s, double wall_s, double bytes_sent, double bytes_received) const;
+};
+
 struct DeviceClass {
   std::string name;
   DeviceProfile profile;
   double memory_bytes = 1e9;
   int cores = 1;
+  DevicePower power;
 };
 
 struct Host {
@@ -54,7 +68,12 @@ struct Cluster {
   // The device class of rank r (hosts expanded by slots); throws when r is out of range.
   const DeviceClass& device_of(int rank) const;
   int ranks() const;
+  // Whether every device's power is known (energy figures need all of them).
+  bool power_known() const;
 };
+
+// The same cluster cut to its first `ranks` device slots (the devices a smaller job would use).
+Cluster first_devices(const Cluster& cluster, int ranks);
 
 // Reads a cluster file; profile paths inside it are relative to the file. Throws
 // chorus::Error naming the file and field.

@@ -399,6 +399,7 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
           {"bottleneck", c.network.shared && medium > bottleneck ? "shared network" : bottleneck_name},
           {"network_s_per_frame", medium},
           {"cluster", c.name},
+          {"rank_busy_s", busy},
           {"stages", stages}};
 }
 

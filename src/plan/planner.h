@@ -45,8 +45,9 @@ StageCost stage_cost(const model::Model& model, const cluster::Cluster& cluster,
 Plan make_planned_plan(const model::Model& model, const cluster::Cluster& cluster, const PlannerOptions& options);
 
 // The prediction for any plan (planned, built-in or hand-written) under the same cost model:
-// throughput_fps, latency_ms, period_s, the bottleneck, network seconds per frame and, per
-// stage, compute, communication and memory (and whether it fits its devices).
+// throughput_fps, latency_ms, period_s, the bottleneck, network seconds per frame, per rank the
+// seconds it computes per frame (rank_busy_s) and, per stage, compute, communication and memory
+// (and whether it fits its devices).
 nlohmann::json prediction_json(const model::Model& model, const cluster::Cluster& cluster,
                                const std::string& model_key, const Plan& plan);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "core/error.h"
@@ -81,6 +82,17 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
     r.throughput_fps = n / std::max(1e-9, done.back() - *std::min_element(start.begin(), start.end()));
 }
 
+void summarise_capture(InputStats& input, const std::vector<double>& captured, const std::vector<double>& finish) {
+  const std::size_t n = std::min(captured.size(), finish.size());
+  if (n == 0) return;
+  std::vector<double> latency(n);
+  for (std::size_t i = 0; i < n; ++i) latency[i] = (finish[i] - captured[i]) * 1e3;
+  input.latency_p50_ms = percentile(latency, 0.50);
+  input.latency_p90_ms = percentile(latency, 0.90);
+  input.latency_p99_ms = percentile(latency, 0.99);
+  input.latency_max_ms = *std::max_element(latency.begin(), latency.end());
+}
+
 json rank_stats_to_json(const RankStats& s) {
   return {{"rank", s.rank},
           {"host", s.host},
@@ -107,7 +119,8 @@ json rank_stats_to_json(const RankStats& s) {
           {"heap_allocations_per_frame", s.heap_allocations_per_frame},
           {"mpi_heap_allocations_per_frame", s.mpi_heap_allocations_per_frame},
           {"clock_offset_s", s.clock_offset_s},
-          {"clock_uncertainty_s", s.clock_uncertainty_s}};
+          {"clock_uncertainty_s", s.clock_uncertainty_s},
+          {"energy_j_per_frame", s.energy_j_per_frame}};
 }
 
 RankStats rank_stats_from_json(const json& j) {
@@ -138,6 +151,7 @@ RankStats rank_stats_from_json(const json& j) {
   s.mpi_heap_allocations_per_frame = j.value("mpi_heap_allocations_per_frame", -1.0);
   s.clock_offset_s = j.value("clock_offset_s", 0.0);
   s.clock_uncertainty_s = j.value("clock_uncertainty_s", 0.0);
+  s.energy_j_per_frame = j.value("energy_j_per_frame", -1.0);
   return s;
 }
 
@@ -170,6 +184,26 @@ json report_to_json(const RunReport& r) {
            {"frame_start_s", r.frame_start_s},
            {"frame_finish_s", r.frame_finish_s},
            {"ranks", ranks}};
+  if (r.energy_j_per_frame >= 0) {
+    out["energy_j_per_frame"] = r.energy_j_per_frame;
+    out["energy_basis"] = r.energy_basis;
+  }
+  if (r.input.present()) {
+    const InputStats& in = r.input;
+    json input{{"source", in.source}, {"realtime", in.realtime}};
+    if (in.realtime) {
+      input["frames_captured"] = in.frames_captured;
+      input["frames_processed"] = in.frames_processed;
+      input["frames_dropped"] = in.frames_dropped;
+      input["fps"] = in.fps;
+      input["queue"] = in.queue;
+      input["drop"] = in.drop_policy;
+      input["latency_ms"] = {{"p50", in.latency_p50_ms}, {"p90", in.latency_p90_ms}, {"p99", in.latency_p99_ms},
+                             {"max", in.latency_max_ms}};
+    }
+    if (!in.ended_early.empty()) input["ended_early"] = in.ended_early;
+    out["input"] = input;
+  }
   if (!r.extra.is_null()) out["extra"] = r.extra;
   return out;
 }
@@ -181,6 +215,16 @@ void print_report(const RunReport& r, std::ostream& out) {
       << fmt(r.throughput_fps > 0 ? 1000.0 / r.throughput_fps : 0, 2) << " ms/frame\n"
       << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "
       << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n";
+  if (r.input.realtime) {
+    const InputStats& in = r.input;
+    out << "input       " << in.frames_captured << " captured at " << fmt(in.fps, 2) << " fps, " << in.frames_processed
+        << " processed, " << in.frames_dropped << " dropped (queue " << in.queue << ", drop " << in.drop_policy << ")\n"
+        << "capture     to result: p50 " << fmt(in.latency_p50_ms, 1) << " ms, p90 " << fmt(in.latency_p90_ms, 1)
+        << " ms, p99 " << fmt(in.latency_p99_ms, 1) << " ms, max " << fmt(in.latency_max_ms, 1) << " ms\n";
+  }
+  if (!r.input.ended_early.empty()) out << "input end   " << r.input.ended_early << "\n";
+  if (r.energy_j_per_frame >= 0)
+    out << "energy      " << fmt(r.energy_j_per_frame, 3) << " J/frame over all ranks (" << r.energy_basis << ")\n";
   if (r.ranks_stats.size() > 1) {
     double largest = 0, uncertainty = 0;
     for (const auto& s : r.ranks_stats) {
@@ -195,10 +239,11 @@ void print_report(const RunReport& r, std::ostream& out) {
   std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "host",
                 "layers", "frames", "compute", "exchange", "send", "wait", "idle", "sent/fr", "recv/fr", "weights",
                 "peak RSS", "faults/fr");
-  out << line;
+  const bool energy = r.energy_j_per_frame >= 0;  // a column more when the devices' power is known
+  out << (energy ? std::string(line, std::strlen(line) - 1) + "    energy\n" : std::string(line));
   std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "", "", "", "",
                 "s", "s", "s", "s", "s", "MB", "MB", "MB", "MB", "minor/major");
-  out << line;
+  out << (energy ? std::string(line, std::strlen(line) - 1) + "      J/fr\n" : std::string(line));
   const double frames = std::max(1, r.frames);
   for (const auto& s : r.ranks_stats) {
     std::string layers = s.layers.size() > 34 ? s.layers.substr(0, 31) + "..." : s.layers;
@@ -211,7 +256,9 @@ void print_report(const RunReport& r, std::ostream& out) {
                   fmt(s.send_s, 3).c_str(), fmt(s.wait_s, 3).c_str(), fmt(s.idle_s(), 3).c_str(),
                   mb(s.bytes_sent / frames).c_str(), mb(s.bytes_received / frames).c_str(), mb(s.weight_bytes).c_str(),
                   mb(s.peak_rss_bytes).c_str(), faults.c_str());
-    out << line;
+    char cell[32];
+    std::snprintf(cell, sizeof cell, " %9s\n", fmt(s.energy_j_per_frame, 3).c_str());
+    out << (energy ? std::string(line, std::strlen(line) - 1) + cell : std::string(line));
   }
 }
 

@@ -37,8 +37,29 @@ struct RankStats {
   // Rank 0's clock minus this rank's, as estimated at start-up, and the estimate's uncertainty
   // (half its round trip); frame times in the report are on rank 0's clock.
   double clock_offset_s = 0, clock_uncertainty_s = 0;
+  // Joules per frame of its device over the run (energy/energy.h); -1 when the device's power
+  // is not known.
+  double energy_j_per_frame = -1;
   double idle_s() const;          // wall - compute - exchange - send - wait
 };
+
+// The input as the source rank saw it: for a real-time feed, what the camera captured, what the
+// pipeline took and what the full queue dropped, and the latency from capture to result; for
+// any input that ended before its natural end, why.
+struct InputStats {
+  std::string source;              // the input's description
+  bool realtime = false;
+  long frames_captured = 0, frames_processed = 0, frames_dropped = 0;
+  double fps = 0;                  // the rate frames became available at
+  int queue = 0;
+  std::string drop_policy;
+  double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0, latency_max_ms = 0;  // capture to result
+  std::string ended_early;         // "" when the input reached its end
+  bool present() const { return realtime || !ended_early.empty(); }
+};
+
+// Capture-to-result latency percentiles into `input` from per-frame capture and finish times.
+void summarise_capture(InputStats& input, const std::vector<double>& captured, const std::vector<double>& finish);
 
 struct RunReport {
   std::string model;
@@ -52,6 +73,9 @@ struct RunReport {
   double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0, latency_max_ms = 0, latency_mean_ms = 0;
   std::vector<double> frame_start_s, frame_finish_s;  // per frame, from the first start
   std::vector<RankStats> ranks_stats;
+  InputStats input;               // in the JSON and the table when present()
+  double energy_j_per_frame = -1;  // every rank's, per frame; -1 when not every device's power is known
+  std::string energy_basis;        // where the figure comes from (an estimate from power figures)
   nlohmann::json extra;           // e.g. the planner's prediction, carried along
 };
 

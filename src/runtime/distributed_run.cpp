@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -13,8 +14,10 @@
 #include "core/progress.h"
 #include "io/journal/output_journal.h"
 #include "io/model_file.h"
+#include "energy/energy.h"
 #include "partition/frame_traffic.h"
 #include "partition/live_values.h"
+#include "report/results_writer.h"
 #include "plan/planner.h"
 #include "plan/strategies.h"
 #include "runtime/clock_offsets.h"
@@ -119,7 +122,7 @@ struct Setup {
   std::unique_ptr<DevicePacer> pacer;
   io::ModelStructure structure;
   plan::ResolvedPlan plan;
-  std::unique_ptr<io::InputSource> source;
+  std::unique_ptr<io::FrameStream> source;
   std::unique_ptr<Pipeline> pipeline;
   std::vector<std::string> labels;
 };
@@ -171,11 +174,13 @@ int run_distributed(Transport& real, const RunOptions& o) {
     }
     if (setup.plan.max_in_flight < 1) fail("plan: max_in_flight ", setup.plan.max_in_flight, " is below 1");
     if (rank == setup.plan.plan.source) {
-      io::InputOptions in = o.input;
-      in.channels_first = m.channels_first();
+      io::RunInputOptions in = o.source;
+      in.input.channels_first = m.channels_first();
       std::vector<io::NamedInput> inputs;
       for (const auto& input : m.inputs()) inputs.push_back({input.name, input.shape});
-      setup.source = io::open_model_inputs(o.inputs, inputs, in);
+      setup.source = io::open_run_input(o.inputs, inputs, in);
+      if (o.resume && setup.source->count() < 0)
+        fail(setup.source->describe(), ": --resume needs an input of known length (a video or stream is read in order)");
     }
     if (rank == setup.plan.plan.sink && !o.labels.empty()) setup.labels = read_labels(o.labels);
     // This rank's share: only its stages' layers, only its slices of split layers.
@@ -222,7 +227,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const auto source_info = t.all_gather_strings(
       rank == source_rank && setup.source ? cat(setup.source->count(), "\n", setup.source->describe()) : "");
   const std::string& info = source_info.at(source_rank);
-  const int total_frames = std::atoi(info.c_str());
+  const int total_frames = std::atoi(info.c_str());  // -1: known at the end (a stream)
   // One journal per output (output_targets), written together frame by frame.
   const std::vector<std::string>& output_names = m.output_names();
   const bool several_outputs = output_names.size() > 1;
@@ -248,13 +253,13 @@ int run_distributed(Transport& real, const RunOptions& o) {
   }
   // A run killed between two outputs' writes left one journal a frame ahead: start from the
   // one behind, and write each journal only the frames it lacks.
-  int journalled = total_frames;
+  int journalled = total_frames < 0 ? std::numeric_limits<int>::max() : total_frames;
   for (const auto& j : journals) journalled = std::min(journalled, j->frames_done());
   const int first_frame = t.max_all(journals.empty() ? 0 : journalled);
-  if (first_frame > 0 && rank == source_rank) setup.source = io::skip_frames(std::move(setup.source), first_frame);
+  if (first_frame > 0 && rank == source_rank) setup.source->skip(first_frame);
   if (rank == 0 && first_frame > 0)
     std::cout << "resuming " << o.output << ": " << first_frame << " of " << total_frames << " frames were done\n";
-  if (first_frame >= total_frames) {  // nothing left: just complete the output
+  if (total_frames >= 0 && first_frame >= total_frames) {  // nothing left: just complete the output
     for (auto& j : journals) j->finish();
     if (rank == 0) std::cout << "nothing to resume: all " << total_frames << " frames are in " << o.output << "\n";
     return 0;
@@ -272,20 +277,39 @@ int run_distributed(Transport& real, const RunOptions& o) {
   }
 
   PipelineResult result;
-  const int frames_to_run = total_frames - first_frame;
+  const int frames_to_run = total_frames < 0 ? -1 : total_frames - first_frame;
   int outputs_seen = 0;
   std::vector<TopClasses> top;
   for (std::size_t k = 0; k < output_names.size(); ++k)
-    top.emplace_back(std::max(0, o.top), rank == sink_rank && o.top > 0 ? frames_to_run : 0);
-  // The sink shows progress on runs longer than a few seconds (when it knows the frame count).
-  const int expected = setup.source ? setup.source->count() : 0;
-  ProgressBar progress(expected, "frames");
+    top.emplace_back(std::max(0, o.top), rank == sink_rank && o.top > 0 ? std::max(0, frames_to_run) : 0);
+  // Results as they come, from the sink (its clock is rank 0's for frame times).
+  std::unique_ptr<report::ResultsWriter> results;
+  error.clear();
+  if (rank == sink_rank && !o.results.empty()) try {
+      results = std::make_unique<report::ResultsWriter>(o.results, o.top > 0 ? o.top : 5, setup.labels);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  if (t.max_all(error.empty() ? 0 : 1)) {
+    if (!error.empty()) std::fprintf(stderr, "chorus: error: %s\n", error.c_str());
+    return 1;
+  }
+  std::vector<const Tensor*> result_outputs(output_names.size());
+  double first_capture = -1;
+  // The sink shows progress on runs longer than a few seconds: a bar when it knows the frame
+  // count, the count and rate otherwise.
+  ProgressBar progress(frames_to_run, "frames");
+  if (setup.source && setup.source->capture_stats())
+    progress.set_detail([&] {
+      const auto c = setup.source->capture_stats();
+      return cat(c->captured, " captured at ", c->fps, " fps, ", c->dropped, " dropped");
+    });
   try {
     std::vector<float> nchw;
     for (int v : m.outputs()) nchw.resize(std::max(nchw.size(), m.channels_first() ? m.shape_of(v).size() : 0));
     result = setup.pipeline->run(
         setup.source.get(),
-        [&](int i, const std::vector<Tensor>& outputs) {
+        [&](int i, const FrameOrigin& origin, const std::vector<Tensor>& outputs) {
           CHORUS_ASSERT(i == outputs_seen, "output ", i, " out of order");
           ++outputs_seen;
           for (std::size_t k = 0; k < journals.size(); ++k) {
@@ -300,7 +324,14 @@ int run_distributed(Transport& real, const RunOptions& o) {
           }
           if (o.top > 0)
             for (std::size_t k = 0; k < outputs.size(); ++k) top[k].add(outputs[k]);
-          if (expected > 0) progress.update(i + 1);
+          if (results) {
+            if (first_capture < 0) first_capture = origin.captured_at;
+            for (std::size_t k = 0; k < outputs.size(); ++k) result_outputs[k] = &outputs[k];
+            const double now = t.time() + clock.offset_s;
+            results->write({origin.index, origin.captured_at - first_capture, now - origin.captured_at}, result_outputs,
+                           output_names);
+          }
+          progress.update(i + 1);
         },
         frames_to_run);
     progress.finish();
@@ -324,7 +355,15 @@ int run_distributed(Transport& real, const RunOptions& o) {
   result.stats.clock_offset_s = clock.offset_s;
   result.stats.clock_uncertainty_s = clock.uncertainty_s;
   nlohmann::json mine = report::rank_stats_to_json(result.stats);
-  if (rank == setup.plan.plan.source) mine["start"] = result.start;
+  if (rank == setup.plan.plan.source) {
+    mine["start"] = result.start;
+    mine["captured"] = result.captured;
+    nlohmann::json input{{"source", setup.source->describe()}, {"ended_early", setup.source->early_end()}};
+    if (const auto c = setup.source->capture_stats())
+      input.update({{"captured", c->captured}, {"processed", c->processed}, {"dropped", c->dropped}, {"fps", c->fps},
+                    {"queue", c->queue}, {"drop", c->drop_policy}});
+    mine["input"] = input;
+  }
   if (rank == setup.plan.plan.sink) mine["finish"] = result.finish;
   auto all = t.gather_strings(mine.dump(), 0);
 
@@ -345,15 +384,31 @@ int run_distributed(Transport& real, const RunOptions& o) {
     r.model = o.model;
     r.plan = plan_summary(setup.plan, m);
     r.ranks = t.size();
-    std::vector<double> start, finish;
+    std::vector<double> start, finish, captured;
     double wall = 0;
     for (const auto& text : all) {
       auto j = nlohmann::json::parse(text);
       r.ranks_stats.push_back(report::rank_stats_from_json(j));
       if (j.contains("start")) start = j["start"].get<std::vector<double>>();
+      if (j.contains("captured")) captured = j["captured"].get<std::vector<double>>();
       if (j.contains("finish")) finish = j["finish"].get<std::vector<double>>();
+      if (j.contains("input")) {
+        const nlohmann::json& in = j["input"];
+        r.input.source = in.at("source");
+        r.input.ended_early = in.at("ended_early");
+        r.input.realtime = in.contains("captured");
+        if (r.input.realtime) {
+          r.input.frames_captured = in.at("captured");
+          r.input.frames_processed = in.at("processed");
+          r.input.frames_dropped = in.at("dropped");
+          r.input.fps = in.at("fps");
+          r.input.queue = in.at("queue");
+          r.input.drop_policy = in.at("drop");
+        }
+      }
       wall = std::max(wall, j["wall_s"].get<double>());
     }
+    if (r.input.realtime) report::summarise_capture(r.input, captured, finish);
     start.resize(std::min(start.size(), finish.size()));
     r.wall_s = wall;
     int round = 1;  // replicas finish in bursts of the widest replicated stage's size
@@ -361,10 +416,29 @@ int run_distributed(Transport& real, const RunOptions& o) {
       if (st.mode == plan::StageMode::replicate) round = std::max(round, static_cast<int>(st.ranks.size()));
     report::summarise_frames(r, start, finish, round, static_cast<int>(setup.plan.stages.size()));
     if (!setup.plan.plan.prediction.is_null()) r.extra["prediction"] = setup.plan.plan.prediction;
+    // Energy from the devices' power figures (an estimate on real hardware as in emulation: no
+    // meter is read), beside what the cost model predicts for the plan on the same cluster.
+    const std::string& devices_file = !paced.empty() ? paced : o.cluster;
+    if (!devices_file.empty()) try {
+        const cluster::Cluster devices = paced.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
+        if (devices.power_known()) {
+          std::vector<energy::RankActivity> activity;
+          for (const auto& s : r.ranks_stats) activity.push_back({s.compute_s, s.wall_s, s.bytes_sent, s.bytes_received});
+          const energy::FrameEnergy e = energy::measured_energy(devices, activity, r.frames);
+          for (std::size_t k = 0; k < r.ranks_stats.size(); ++k) r.ranks_stats[k].energy_j_per_frame = e.rank_j[k];
+          r.energy_j_per_frame = e.total_j;
+          r.energy_basis = cat("estimate: the power figures of ", devices_file,
+                               " x each rank's compute and wall time and bytes; no meter was read");
+          r.extra["predicted_energy"] = energy::energy_json(energy::predicted_energy(
+              m, devices, cluster::model_key(o.model), setup.plan.plan, message_header_bytes()));
+        }
+      } catch (const Error& e) {
+        std::fprintf(stderr, "chorus: warning: no energy figure: %s\n", e.what());
+      }
     // What the plan sends between ranks per frame over this run's frames, beside what was
     // measured (each rank's bytes_sent_to_per_frame).
     r.extra["predicted_bytes_per_frame"] =
-        partition::frame_traffic(m, setup.plan, frames_to_run, message_header_bytes()).to_json();
+        partition::frame_traffic(m, setup.plan, r.frames, message_header_bytes()).to_json();
     std::cout << "\n";
     report::print_report(r, std::cout);
     if (!o.output.empty() && status == 0)

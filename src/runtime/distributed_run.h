@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "io/data/inputs.h"
+#include "io/data/run_input.h"
 #include "runtime/transport.h"
 
 namespace chorus::runtime {
@@ -15,7 +15,8 @@ struct RunOptions {
   std::string plan_path;      // a plan file, or
   std::string strategy;       // a built-in strategy ("" = pipeline)
   std::vector<std::string> inputs;  // --input values: SOURCE, or NAME=SOURCE per model input
-  io::InputOptions input;     // synthetic frames, scaling; shape and format are filled from the model
+  io::RunInputOptions source; // synthetic frames, scaling, video, real time; shapes come from the model
+  std::string results;        // --results: one JSON line per frame as it leaves the sink ("-": stdout)
   std::string output;         // .npy / .h5, written by the sink rank frame by frame, with a journal
                               // (one file per output for a model of several: see output_targets)
   bool resume = false;        // continue the output a killed run left (its journal says where)

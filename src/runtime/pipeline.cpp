@@ -29,6 +29,7 @@ struct Header {
   Kind kind;
   std::int32_t frames;
   double produced_at = 0;  // sender's clock when the values were ready (the sink's finish time)
+  FrameOrigin origin;      // the input frame, passed on from stage to stage to the sink
 };
 
 double now_seconds(const Transport& t) { return t.time(); }
@@ -193,6 +194,7 @@ struct Pipeline::Impl {
   struct Mail {
     int frame = -1;  // -1: free
     double ready_at = 0;
+    FrameOrigin origin;
     std::vector<Tensor> values;
   };
   std::vector<std::vector<Mail>> mailbox;  // [s]: values for role s from this rank
@@ -226,6 +228,8 @@ struct Pipeline::Impl {
     stats.bytes_received_from[plan.plan.sink] += sizeof(Header);
   }
   double produced_at = 0;  // of the values received last: when their producer had them ready
+  // [s + 1]: the input frame role s works on now (s = -1: the source's), for its sends.
+  std::vector<FrameOrigin> origin;
   // Rank 0's clock minus this rank's (clock_offsets.h): frame start and finish times, and the
   // times carried in headers, are on rank 0's clock, so a latency between hosts is one clock's.
   double clock_offset = 0;
@@ -259,6 +263,7 @@ struct Pipeline::Impl {
     ends_seen.assign(S + 1, std::vector<char>(transport.size(), 0));
     ended.assign(S + 2, 0);
     mailbox.resize(S + 1);
+    origin.resize(S + 2);
     outgoing.resize(S + 2);
     worker_outputs.resize(S);
     stats.rank = me;
@@ -361,7 +366,7 @@ struct Pipeline::Impl {
   // Writes frame i's values, the rows `member` of role s takes, after a header.
   void pack(std::vector<char>& buffer, int s, int member, int i, const std::vector<const Tensor*>& values) {
     buffer.resize(message_bytes(s, member));
-    Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), reference_now()};
+    Header h{i, Kind::data, values.empty() ? 1 : values[0]->frames(), reference_now(), origin[s]};
     std::memcpy(buffer.data(), &h, sizeof h);
     char* at = buffer.data() + sizeof h;
     const auto& r = rows[s][member];
@@ -400,6 +405,7 @@ struct Pipeline::Impl {
         if (mail.frame != i) continue;
         for (std::size_t k = 0; k < mail.values.size(); ++k) destination(s, static_cast<int>(k)) = mail.values[k];
         produced_at = mail.ready_at;
+        origin[s + 1] = mail.origin;
         mail.frame = -1;
         return true;
       }
@@ -420,6 +426,7 @@ struct Pipeline::Impl {
     }
     CHORUS_ASSERT(h.seq == i, "rank ", me, " stage ", s, ": expected frame ", i, ", got ", h.seq);
     produced_at = h.produced_at;
+    origin[s + 1] = h.origin;
     stats.bytes_received += got;
     stats.bytes_received_from[from] += got;
     const float* data = reinterpret_cast<const float*>(p.buffer.data() + sizeof(Header));
@@ -530,6 +537,7 @@ struct Pipeline::Impl {
       if (!mail) mail = &mailbox[s].emplace_back();
       mail->frame = i;
       mail->ready_at = t0 + clock_offset;
+      mail->origin = origin[s];
       mail->values.resize(values.size());
       for (std::size_t k = 0; k < values.size(); ++k) mail->values[k] = *values[k];
     }
@@ -595,7 +603,7 @@ struct Pipeline::Impl {
       if (r == me)
         local_end[s] = 1;
       else
-        send_header(r, kDataTag + s, Header{-1, Kind::end, 0});
+        send_header(r, kDataTag + s, Header{-1, Kind::end, 0, 0, {}});
     }
   }
 
@@ -653,8 +661,8 @@ std::string Pipeline::describe_rank(int rank) const {
   return cat("rank ", rank, " on ", impl_->host_of(rank), stages);
 }
 
-PipelineResult Pipeline::run(const io::InputSource* source,
-                            const std::function<void(int, const std::vector<Tensor>&)>& on_output,
+PipelineResult Pipeline::run(io::FrameStream* source,
+                             const std::function<void(int, const FrameOrigin&, const std::vector<Tensor>&)>& on_output,
                              int frame_count) {
   Impl& x = *impl_;
   Transport& t = x.t;
@@ -665,8 +673,10 @@ PipelineResult Pipeline::run(const io::InputSource* source,
   PipelineResult result;
   std::vector<double> start_times;
   // Per-frame records, sized now so that the steady state does not grow them.
-  const int expected_frames = std::max(0, frame_count);
+  // A stream of unknown length: room for a few minutes of video, then amortised growth.
+  const int expected_frames = frame_count >= 0 ? frame_count : 8192;
   start_times.reserve(expected_frames);
+  result.captured.reserve(expected_frames);
   result.finish.reserve(expected_frames);
   for (int s = 0; s < S; ++s)
     if (x.stage(s).mode == StageMode::replicate) x.replica_turns[s].reserve(expected_frames + window + 2);
@@ -735,7 +745,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
   std::set<int> roles;
   for (int s = -1; s <= S; ++s)
     if (x.has_role(s)) roles.insert(s);
-  const int frames_total = source && me == source_rank ? source->count() : -1;
+  int injected = 0;  // frames the source has sent
 
   // In throughput order the source runs `lookahead` frames ahead of stage 0, so that a rank that
   // is both source and a busy worker (or a replica) has handed out enough frames before it
@@ -755,11 +765,6 @@ PipelineResult Pipeline::run(const io::InputSource* source,
       if (x.ended[s + 1] || !x.has_task(s, static_cast<int>(i_long))) continue;
       const int i = static_cast<int>(i_long);
       if (s < 0) {  // source: read frame i and inject it
-        if (i >= frames_total) {
-          x.send_end(0);
-          end_role(s);
-          continue;
-        }
         if (credits && i >= window) {
           const double t0 = now_seconds(t);
           while (x.credits_received <= i - window) {
@@ -770,18 +775,27 @@ PipelineResult Pipeline::run(const io::InputSource* source,
           x.stats.wait_s += now_seconds(t) - t0;
         }
         const double t0 = now_seconds(t);
-        if (x.source_inputs.size() == 1) {
-          source->read(i, x.source_inputs[0].data());  // the frame is the input: no copy
-        } else {
-          source->read(i, x.source_frame.data());  // every input's frame, back to back
+        io::FrameInfo info;
+        const bool more = source && (x.source_inputs.size() == 1
+                                         ? source->next(x.source_inputs[0].data(), info)  // the frame is the input
+                                         : source->next(x.source_frame.data(), info));    // every input's, back to back
+        x.stats.wait_s += now_seconds(t) - t0;
+        if (!more) {
+          x.send_end(0);
+          end_role(s);
+          continue;
+        }
+        if (x.source_inputs.size() > 1) {
           const float* next = x.source_frame.data();
           for (auto& in : x.source_inputs) {
             std::copy(next, next + in.size(), in.data());
             next += in.size();
           }
         }
-        x.stats.wait_s += now_seconds(t) - t0;
+        ++injected;
         start_times.push_back(x.reference_now());
+        x.origin[0] = FrameOrigin{info.index, start_times.back() - info.age_s};
+        result.captured.push_back(x.origin[0].captured_at);
         x.send(0, i, x.source_values);
         if (primary == s) primary_done(i);
         continue;
@@ -793,12 +807,12 @@ PipelineResult Pipeline::run(const io::InputSource* source,
         continue;
       }
       if (s == S) {  // sink
-        on_output(i, x.sink_values);
+        on_output(i, x.origin[S + 1], x.sink_values);
         // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
         // computing collects it later, and that delay is not the pipeline's.
         result.finish.push_back(std::min(x.reference_now(), x.produced_at));
         if (credits) {
-          x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0});
+          x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0, 0, {}});
           x.stats.bytes_sent += sizeof(Header);
           x.stats.bytes_sent_to[source_rank] += sizeof(Header);
         }
@@ -820,7 +834,7 @@ PipelineResult Pipeline::run(const io::InputSource* source,
   for (int s : roles)
     if (s >= 0) x.drain_ends(s);
   if (credits && me == source_rank)
-    while (x.credits_received < frames_total) {
+    while (x.credits_received < injected) {
       x.wait_for(t.irecv(sink_rank, kCreditTag, x.credit_buffer.data(), x.credit_buffer.size()),
                  x.waiting_for(sink_rank, S, "to take frame", x.credits_received));
       x.count_credit();

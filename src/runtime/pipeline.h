@@ -9,11 +9,12 @@
 // last; credits bound the frames in flight when the source is not the sink. Every buffer of the
 // steady state (messages, hand-offs between roles of one rank, the stages' activations) is
 // kept from frame to frame, so that frames after the first few allocate nothing.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
 
-#include "io/data/inputs.h"
+#include "io/data/frame_stream.h"
 #include "partition/stage_worker.h"
 #include "plan/validate.h"
 #include "report/report.h"
@@ -21,9 +22,17 @@
 
 namespace chorus::runtime {
 
+// Where a frame came from, passed with it from the source to the sink: its number in the
+// input and when it was captured, on rank 0's clock (a real-time feed's frames waited).
+struct FrameOrigin {
+  std::int64_t index = 0;
+  double captured_at = 0;
+};
+
 struct PipelineResult {
   report::RankStats stats;
   std::vector<double> start, finish;  // per frame (source; sink), on rank 0's clock
+  std::vector<double> captured;       // per frame (source): when it was captured, on rank 0's clock
 };
 
 // Bytes of the header every message carries before its values (for the traffic model).
@@ -50,10 +59,12 @@ class Pipeline {
 
   // Streams every frame of `source` (read on the plan's source rank; null elsewhere: its frame
   // is every model input's, back to back) and hands outputs, in frame order, to `on_output` on
-  // the sink rank (one tensor per model output, valid during the call). `frame_count`: the frames the source has, known on every rank, to size per-frame
-  // records up front.
-  PipelineResult run(const io::InputSource* source,
-                     const std::function<void(int, const std::vector<Tensor>&)>& on_output, int frame_count);
+  // the sink rank with the frame's origin (one tensor per model output, valid during the call).
+  // `frame_count`: the frames the source has, known on every rank, to size per-frame records up
+  // front (-1: not known, a stream).
+  PipelineResult run(io::FrameStream* source,
+                     const std::function<void(int, const FrameOrigin&, const std::vector<Tensor>&)>& on_output,
+                     int frame_count);
 
  private:
   struct Impl;

@@ -9,7 +9,7 @@ set -euo pipefail
 seconds=${1:-20}
 build=${2:-build-fuzz}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-targets=(keras_config keras_h5 keras_archive onnx plan cluster hostfile npy image journal)
+targets=(keras_config keras_h5 keras_archive onnx plan cluster hostfile npy image journal video)
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is missing (apt-get install clang); scripts/install_deps.sh installs it" >&2

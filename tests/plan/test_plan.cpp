@@ -1289,3 +1289,98 @@ TEST(SplitRoles, TransformerBlockSplitsByHeadsAndMlpPair) {
   p.ranks = 5;
   EXPECT_THAT(error_of([&] { plan::validate_plan(p, m, 5); }), HasSubstr("has 4 heads: too few for 5 parts"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Energy per frame: the prediction's formula, and the planner's energy objective.
+
+#include "energy/energy.h"
+#include "partition/frame_traffic.h"
+
+namespace {
+
+cluster::Cluster powered_cluster(int devices) {
+  cluster::Cluster c = small_cluster(devices, true, 50);
+  c.classes["dev"].power = {1.5, 4.0, 2.0, 1.0};  // idle and busy watts, radio J/MB sent and received
+  return c;
+}
+
+}  // namespace
+
+TEST(Energy, PredictionIsBusyAndIdleWattsOverThePeriodPlusTheRadio) {
+  model::Model m = structure_of(kChainConfig);
+  const cluster::Cluster c = powered_cluster(3);
+  const Plan p = plan::make_strategy_plan("pipeline", m, 3);
+  const energy::FrameEnergy e = energy::predicted_energy(m, c, "test", p, 40);
+  // By hand from the cost model's own figures: each rank busy for its compute per frame, idle
+  // for the rest of the period, and its radio for the traffic model's bytes.
+  const nlohmann::json prediction = plan::prediction_json(m, c, "test", p);
+  const double period = prediction["period_s"];
+  const auto traffic = partition::frame_traffic(m, plan::validate_plan(p, m, 3), 1000, 40);
+  double total = 0;
+  for (int r = 0; r < 3; ++r) {
+    double sent = 0, received = 0;
+    for (int q = 0; q < 3; ++q) sent += traffic.at(r, q), received += traffic.at(q, r);
+    const double busy = prediction["rank_busy_s"][r];
+    const double expected = 4.0 * busy + 1.5 * (period - busy) + 2.0 * sent / 1e6 + 1.0 * received / 1e6;
+    EXPECT_NEAR(e.rank_j[r], expected, 1e-12 * expected) << "rank " << r;
+    EXPECT_GT(busy, 0.0);
+    total += expected;
+  }
+  EXPECT_NEAR(e.total_j, total, 1e-12 * total);
+}
+
+TEST(Energy, ObjectiveTakesTheLeastEnergyAboveTheMinimumRate) {
+  model::Model m = structure_of(kChainConfig);
+  const cluster::Cluster c = powered_cluster(4);
+  plan::PlannerOptions o;
+  o.model_key = "test";
+  const Plan least = energy::plan_for_energy(m, c, o, 0, 40);
+  const auto& candidates = least.prediction["energy_candidates"];
+  ASSERT_EQ(candidates.size(), 8u);  // throughput and latency plans on 1..4 devices
+  double lowest = 1e300, fastest = 0;
+  for (const auto& k : candidates) {
+    lowest = std::min(lowest, k["energy_j_per_frame"].get<double>());
+    fastest = std::max(fastest, k["throughput_fps"].get<double>());
+  }
+  EXPECT_EQ(least.prediction["objective"], "energy");
+  EXPECT_DOUBLE_EQ(least.prediction["energy_j_per_frame"].get<double>(), lowest);
+  EXPECT_EQ(least.ranks, 1);  // one device: no radio, no idle time
+  // A rate one device cannot reach: the cheapest plan that reaches it.
+  const double one_device = plan::make_planned_plan(m, cluster::first_devices(c, 1), o).prediction["throughput_fps"];
+  const Plan fast = energy::plan_for_energy(m, c, o, 1.5 * one_device, 40);
+  EXPECT_GE(fast.prediction["throughput_fps"].get<double>(), 1.5 * one_device);
+  for (const auto& k : candidates) {
+    if (k["throughput_fps"].get<double>() >= 1.5 * one_device)
+      EXPECT_LE(fast.prediction["energy_j_per_frame"].get<double>(), k["energy_j_per_frame"].get<double>() + 1e-12);
+  }
+  EXPECT_THAT(test::error_of([&] { energy::plan_for_energy(m, c, o, 10 * fastest, 40); }),
+              HasSubstr("no plan reaches --min-fps"));
+  EXPECT_THAT(test::error_of([&] { energy::plan_for_energy(m, small_cluster(2, true, 50), o, 0, 40); }),
+              HasSubstr("needs every device's power"));
+}
+
+TEST(Energy, ClusterFilesCarryPowerAndRefuseNonsense) {
+  const nlohmann::json base = {{"network", {{"bandwidth_mbps", 62.24}}},
+                               {"device_classes",
+                                {{"pi", {{"memory_mb", 1024},
+                                         {"profile", {{"device", "pi"}, {"macs_per_second", {{"default", 1e9}}}}},
+                                         {"power", {{"idle_w", 1.4}, {"busy_w", 3.7}, {"radio_j_per_mb_sent", 2.27},
+                                                    {"radio_j_per_mb_received", 1.1}}}}}}},
+                               {"hosts", {{{"name", "a"}, {"class", "pi"}, {"slots", 2}}, {{"name", "b"}, {"class", "pi"}}}}};
+  const cluster::Cluster c = cluster::cluster_from_json(base, "c.json", ".");
+  EXPECT_TRUE(c.power_known());
+  EXPECT_DOUBLE_EQ(c.device_of(2).power.radio_j_per_mb_sent, 2.27);
+  // 2 s busy and 1 s idle, 1 MB out and 2 MB in.
+  EXPECT_DOUBLE_EQ(c.device_of(0).power.joules(2, 3, 1e6, 2e6), 3.7 * 2 + 1.4 + 2.27 + 2 * 1.1);
+  // Round trip, and the first devices of it.
+  EXPECT_DOUBLE_EQ(cluster::cluster_from_json(cluster::cluster_to_json(c), "x", ".").device_of(1).power.busy_w, 3.7);
+  EXPECT_EQ(cluster::first_devices(c, 1).ranks(), 1);
+  EXPECT_EQ(cluster::first_devices(c, 2).hosts.size(), 1u);
+  EXPECT_EQ(cluster::first_devices(c, 3).ranks(), 3);
+  nlohmann::json bad = base;
+  bad["device_classes"]["pi"]["power"]["idle_w"] = -1;
+  EXPECT_THAT(test::error_of([&] { cluster::cluster_from_json(bad, "c.json", "."); }), HasSubstr("power figures"));
+  bad = base;
+  bad["device_classes"]["pi"]["power"]["busy_w"] = 1.0;
+  EXPECT_THAT(test::error_of([&] { cluster::cluster_from_json(bad, "c.json", "."); }), HasSubstr("busy_w 1 is below"));
+}

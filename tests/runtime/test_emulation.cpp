@@ -1,5 +1,6 @@
 // Emulation must deliver what the cluster file says: a device's configured speed and a link's
 // configured bandwidth, each within 10 %.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -134,4 +135,46 @@ TEST(Emulation, SplitLayerTakesEachMemberItsShare) {
     const double per_frame = report["ranks"][k]["compute_s"].get<double>() / report["ranks"][k]["frames"].get<double>();
     EXPECT_NEAR(per_frame, half, 0.15 * half) << "rank " << k;
   }
+}
+
+TEST(Emulation, EnergyPerFrameIsTheModelsFormulaOfTheRunsOwnFigures) {
+  // LeNet-5 as two stages on two emulated devices with power figures: the report's energy per
+  // frame, per rank and in total, is busy watts x compute + idle watts x the rest of the wall
+  // time + the radio's joules per megabyte for the bytes each rank moved, over the frames; and
+  // it is near what the plan's cost model predicts for its steady state.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  test::TempDir dir;
+  test::write_random_model(std::string(std::istreambuf_iterator<char>(
+                               *std::make_unique<std::ifstream>(test::source_path("models/lenet5.json"))), {}),
+                           dir.path("lenet5.h5"));
+  const json power = {{"idle_w", 1.4}, {"busy_w", 3.7}, {"radio_j_per_mb_sent", 2.27}, {"radio_j_per_mb_received", 1.1}};
+  json cluster = {{"name", "powered"},
+                  {"network", {{"bandwidth_mbps", 100.0}, {"latency_ms", 1.0}, {"shared", false}}},
+                  {"device_classes",
+                   {{"slow", {{"memory_mb", 512},
+                              {"profile", {{"device", "slow"}, {"macs_per_second", {{"default", 2e7}}}}},
+                              {"power", power}}}}},
+                  {"hosts", {{{"name", "a"}, {"class", "slow"}}, {{"name", "b"}, {"class", "slow"}}}}};
+  std::ofstream(dir.path("cluster.json")) << cluster.dump();
+  const auto r = test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np 2 " CHORUS_BINARY " run " +
+                                   dir.path("lenet5.h5") + " --synthetic 24 --quiet --strategy pipeline --emulate " +
+                                   dir.path("cluster.json") + " --report " + dir.path("r.json") + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(dir.path("r.json")));
+  const double frames = report["frames"];
+  double total = 0;
+  for (const auto& rank : report["ranks"]) {
+    const double compute = rank["compute_s"], wall = rank["wall_s"];
+    const double expected = (3.7 * compute + 1.4 * (wall - compute) + 2.27 * rank["bytes_sent"].get<double>() / 1e6 +
+                             1.1 * rank["bytes_received"].get<double>() / 1e6) /
+                            frames;
+    EXPECT_NEAR(rank["energy_j_per_frame"].get<double>(), expected, 1e-9 * expected);
+    total += expected;
+  }
+  EXPECT_NEAR(report["energy_j_per_frame"].get<double>(), total, 1e-9 * total);
+  EXPECT_THAT(report["energy_basis"].get<std::string>(), ::testing::HasSubstr("estimate"));
+  // The whole run (with its fill and drain) against the steady state the planner predicts.
+  const double predicted = report["extra"]["predicted_energy"]["energy_j_per_frame"];
+  EXPECT_NEAR(total, predicted, 0.25 * predicted);
 }

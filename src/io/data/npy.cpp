@@ -93,14 +93,16 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements) {
   return array;
 }
 
-std::string npy_header(const std::vector<std::int64_t>& shape) {
+std::string npy_header(const std::vector<std::int64_t>& shape, std::size_t min_bytes) {
   std::string dims;
   for (auto d : shape) dims += std::to_string(d) + ",";
   if (shape.size() > 1) dims.pop_back();
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Pad so that magic + length + header is a multiple of 64, ending in a newline.
   std::size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
+  std::size_t pad = (64 - total % 64) % 64;
+  if (total + pad < min_bytes) pad = min_bytes - total;  // min_bytes is itself a multiple of 64
+  header.append(pad, ' ');
   header += '\n';
   const std::uint16_t len = static_cast<std::uint16_t>(header.size());
   std::string out("\x93NUMPY\x01\x00", 8);

@@ -22,7 +22,8 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements = kMaxNpyEle
 
 void write_npy(const std::string& path, const std::vector<std::int64_t>& shape, const float* data);
 
-// The bytes before a float32 C-order array of this shape (magic, version, padded header).
-std::string npy_header(const std::vector<std::int64_t>& shape);
+// The bytes before a float32 C-order array of this shape (magic, version, padded header), at
+// least `min_bytes` long (a multiple of 64): a header rewritten in place keeps its length.
+std::string npy_header(const std::vector<std::int64_t>& shape, std::size_t min_bytes = 0);
 
 }  // namespace chorus::io

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -29,8 +30,8 @@ double seconds_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::vector<std::int64_t> all_dims(const OutputRun& run) {
-  std::vector<std::int64_t> dims{run.frames};
+std::vector<std::int64_t> all_dims(const OutputRun& run, std::int64_t frames) {
+  std::vector<std::int64_t> dims{frames};
   dims.insert(dims.end(), run.frame_dims.begin(), run.frame_dims.end());
   return dims;
 }
@@ -65,11 +66,17 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
   journal_ = journal_path(target_);
   frame_values_ = 1;
   for (auto d : run_.frame_dims) frame_values_ *= static_cast<std::size_t>(d);
-  const std::string header = npy_header(all_dims(run_));
+  // A run of unknown length (a video stream) writes its header again at the end, in place: the
+  // first one leaves room for any frame count.
+  const bool open_ended = run_.frames < 0;
+  const std::string header =
+      open_ended ? npy_header(all_dims(run_, 0), npy_header(all_dims(run_, std::numeric_limits<int>::max())).size())
+                 : npy_header(all_dims(run_, run_.frames));
   header_bytes_ = header.size();
   const json me = identity(run_, target_);
 
   if (resume) {
+    if (open_ended) fail(target_, ": --resume needs an input of known length (a video or stream is read in order)");
     std::ifstream in(journal_);
     if (!in)
       fail(journal_, ": no journal, so nothing to resume (the run finished, or never started with --output ", target_,
@@ -158,7 +165,15 @@ void OutputJournal::sync(bool force) {
 }
 
 void OutputJournal::finish() {
-  CHORUS_ASSERT(done_ == run_.frames, "output journal finished after ", done_, " of ", run_.frames, " frames");
+  CHORUS_ASSERT(run_.frames < 0 || done_ == run_.frames, "output journal finished after ", done_, " of ", run_.frames,
+                " frames");
+  if (run_.frames < 0) {  // now the count is known
+    const std::string header = npy_header(all_dims(run_, done_), header_bytes_);
+    CHORUS_ASSERT(header.size() == header_bytes_, "npy header grew");
+    if (std::fseek(data_, 0, SEEK_SET) != 0 || std::fwrite(header.data(), 1, header.size(), data_) != header.size() ||
+        std::fflush(data_) != 0)
+      fail(data_path_, ": cannot write the header (disk full?)");
+  }
   sync(true);
   std::fclose(data_);
   std::fclose(log_);

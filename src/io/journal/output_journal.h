@@ -15,7 +15,7 @@ namespace chorus::io {
 struct OutputRun {
   std::string model;                     // as given on the command line
   std::string input;                     // the input source's description (includes the seed)
-  int frames = 0;                        // all frames of the run
+  int frames = 0;                        // all frames of the run; -1: known at the end (a stream)
   std::vector<std::int64_t> frame_dims;  // one output frame, as written (NCHW for channels_first)
 };
 

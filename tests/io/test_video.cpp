@@ -1,0 +1,343 @@
+// Video input end to end through `chorus run`: frames decoded by FFmpeg's libraries against the
+// PNG frames Debian's `ffmpeg` program extracts from the same file, parts of a file, bad
+// inputs, a network stream that stops, and real time: frames dropped as the rates imply.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <thread>
+
+#include "io/data/npy.h"
+#include "reference/test_util.h"
+
+using namespace chorus;
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+namespace {
+
+// A small classifier of 32x32 RGB frames, and one that passes its input through (to compare
+// pixels).
+constexpr const char* kClassifier = R"({"class_name": "Sequential", "config": {"name": "tiny", "layers": [
+ {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 32, 32, 3]}},
+ {"class_name": "Conv2D", "config": {"name": "conv", "filters": 8, "kernel_size": [3, 3], "strides": [1, 1],
+   "padding": "same", "activation": "relu", "use_bias": true}},
+ {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}},
+ {"class_name": "Dense", "config": {"name": "fc", "units": 10, "activation": "softmax", "use_bias": true}}]}})";
+constexpr const char* kIdentity = R"({"class_name": "Sequential", "config": {"name": "pixels", "layers": [
+ {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 32, 32, 3]}},
+ {"class_name": "Activation", "config": {"name": "same", "activation": "linear"}}]}})";
+
+class Video : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(test::run_command("ffmpeg -version").exit_code, 0)
+        << "these tests make their videos with Debian's ffmpeg program (scripts/install_deps.sh installs it)";
+    test::write_random_model(kClassifier, dir_.path("tiny.h5"));
+    test::write_random_model(kIdentity, dir_.path("pixels.h5"));
+  }
+
+  std::string path(const std::string& name) const { return dir_.path(name); }
+
+  // testsrc2 (a moving test pattern) at `size`, `fps`, `frames` long, with ffmpeg's `codec` options.
+  std::string make_video(const std::string& name, const std::string& codec, const std::string& size = "32x32",
+                         int fps = 30, int frames = 20) {
+    const auto r = test::run_command("ffmpeg -v error -y -f lavfi -i testsrc2=size=" + size + ":rate=" +
+                                     std::to_string(fps) + " -frames:v " + std::to_string(frames) + " " + codec + " " +
+                                     path(name));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return path(name);
+  }
+
+  // The frames ffmpeg itself decodes from `video`, as PNG files in a directory.
+  std::string extract_frames(const std::string& video, const std::string& directory) {
+    test::run_command("mkdir -p " + path(directory));
+    const auto r = test::run_command("ffmpeg -v error -y -i " + video + " " + path(directory) + "/f_%04d.png");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return path(directory);
+  }
+
+  // chorus run MODEL --input INPUT ARGS --output NAME.npy: the outputs.
+  io::NpyArray run(const std::string& model, const std::string& input, const std::string& args, const std::string& name) {
+    const auto r = test::run_chorus("run " + path(model) + " --input " + input + " --quiet --output " + path(name) +
+                                    " " + args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return io::read_npy(path(name));
+  }
+
+  test::TempDir dir_;
+};
+
+double largest_difference(const io::NpyArray& a, const io::NpyArray& b) {
+  EXPECT_EQ(a.shape, b.shape);
+  double d = 0;
+  for (std::size_t i = 0; i < std::min(a.data.size(), b.data.size()); ++i)
+    d = std::max(d, static_cast<double>(std::fabs(a.data[i] - b.data[i])));
+  return d;
+}
+
+double mean_difference(const io::NpyArray& a, const io::NpyArray& b) {
+  double d = 0;
+  for (std::size_t i = 0; i < std::min(a.data.size(), b.data.size()); ++i) d += std::fabs(a.data[i] - b.data[i]);
+  return d / std::max<std::size_t>(1, a.data.size());
+}
+
+}  // namespace
+
+TEST_F(Video, LosslessVideoGivesTheOutputsOfItsPngFrames) {
+  // FFV1 in RGB: every pixel survives, so the model's outputs must be those of the PNG frames.
+  const std::string video = make_video("lossless.mkv", "-c:v ffv1 -pix_fmt bgr0");
+  const std::string frames = extract_frames(video, "lossless");
+  const auto from_video = run("tiny.h5", video, "", "video.npy");
+  const auto from_png = run("tiny.h5", frames, "", "png.npy");
+  ASSERT_EQ(from_video.shape, (std::vector<std::int64_t>{20, 10}));
+  EXPECT_EQ(largest_difference(from_video, from_png), 0.0);
+  // The pixels themselves too (scaled by 1/255 as images are).
+  EXPECT_EQ(largest_difference(run("pixels.h5", video, "", "v.npy"), run("pixels.h5", frames, "", "p.npy")), 0.0);
+}
+
+TEST_F(Video, LossyVideoIsCloseToItsSource) {
+  // H.264 in 4:2:0: the frames ffmpeg decodes are what Chorus decodes (the same libraries, to
+  // one level of 255), and within a few levels on average of the lossless original.
+  const std::string lossy = make_video("lossy.mp4", "-c:v libx264 -pix_fmt yuv420p");
+  const std::string lossless = make_video("source.mkv", "-c:v ffv1 -pix_fmt bgr0");
+  const auto decoded = run("pixels.h5", lossy, "", "lossy.npy");
+  EXPECT_LE(largest_difference(decoded, run("pixels.h5", extract_frames(lossy, "lossy"), "", "png.npy")), 1.0 / 255);
+  const double mean = mean_difference(decoded, run("pixels.h5", lossless, "", "source.npy"));
+  EXPECT_GT(mean, 0.0);  // it is lossy
+  EXPECT_LT(mean, 8.0 / 255) << "mean difference " << mean * 255 << " levels";
+}
+
+TEST_F(Video, StartAndFramesSelectAPartOfTheFile) {
+  const std::string video = make_video("clip.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 30);
+  extract_frames(video, "all");
+  test::run_command("mkdir -p " + path("part"));
+  for (int k = 16; k <= 20; ++k) test::run_command("cp " + path("all") + "/f_00" + std::to_string(k) + ".png " + path("part"));
+  // 0.5 s at 30 fps is frame 15 (the 16th); five frames from there.
+  const auto part = run("pixels.h5", video, "--start 0.5 --frames 5", "part.npy");
+  EXPECT_EQ(largest_difference(part, run("pixels.h5", path("part"), "", "png.npy")), 0.0);
+}
+
+TEST_F(Video, FramesAreResizedToTheModelInput) {
+  const std::string video = make_video("wide.mkv", "-c:v ffv1 -pix_fmt bgr0", "96x64", 25, 6);
+  const auto out = run("pixels.h5", video, "", "out.npy");
+  ASSERT_EQ(out.shape, (std::vector<std::int64_t>{6, 32, 32, 3}));
+  const auto [lo, hi] = std::minmax_element(out.data.begin(), out.data.end());
+  EXPECT_GE(*lo, 0.0f);
+  EXPECT_LE(*hi, 1.0f);
+  EXPECT_GT(*hi - *lo, 0.5f);  // the test pattern's colours, not a blank frame
+}
+
+TEST_F(Video, BadInputsGetOneClearError) {
+  std::ofstream(path("notes.mp4")) << "these are not frames\n";
+  auto r = test::run_chorus("run " + path("tiny.h5") + " --input " + path("notes.mp4") + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("notes.mp4: cannot open as a video (Invalid data"));
+  r = test::run_chorus("run " + path("tiny.h5") + " --input " + path("missing.mkv") + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("missing.mkv: no such file"));
+  r = test::run_chorus("run " + path("tiny.h5") + " --input /dev/video63 --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("/dev/video63: cannot open the camera"));
+  // An MP4 cut short loses its index: refused at once.
+  const std::string mp4 = make_video("cut.mp4", "-c:v libx264 -pix_fmt yuv420p");
+  test::run_command("head -c $(($(stat -c %s " + mp4 + ") / 2)) " + mp4 + " > " + path("cut-short.mp4"));
+  r = test::run_chorus("run " + path("tiny.h5") + " --input " + path("cut-short.mp4") + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("cut-short.mp4: cannot open as a video"));
+  // --frames and --start belong to videos.
+  r = test::run_chorus("run " + path("tiny.h5") + " --synthetic 3 --frames 2 --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--frames and --start select a part of a video"));
+}
+
+TEST_F(Video, TruncatedFileEndsWithItsFramesAndSaysWhy) {
+  // Matroska cut in the middle: the frames before the cut are processed, the report says why the
+  // input ended early.
+  const std::string video = make_video("full.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 45);
+  test::run_command("head -c 20000 " + video + " > " + path("cut.mkv"));
+  const auto r = test::run_chorus("run " + path("tiny.h5") + " --input " + path("cut.mkv") + " --quiet --output " +
+                                  path("out.npy") + " --report " + path("r.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(path("r.json")));
+  const int frames = report["frames"];
+  EXPECT_GT(frames, 0);
+  EXPECT_LT(frames, 45);
+  EXPECT_THAT(report["input"]["ended_early"].get<std::string>(), HasSubstr("truncated?"));
+  EXPECT_EQ(io::read_npy(path("out.npy")).shape[0], frames);
+}
+
+namespace {
+
+// An HTTP server on 127.0.0.1 that sends the first `bytes` of a file and then falls silent,
+// holding the connection open: a camera stream that stops.
+class StallingServer {
+ public:
+  StallingServer(std::string body) : body_(std::move(body)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    EXPECT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    EXPECT_EQ(::listen(listener_, 4), 0);
+    socklen_t length = sizeof address;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~StallingServer() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  void serve() {
+    std::vector<int> open;
+    while (!stop_) {
+      const int client = ::accept(listener_, nullptr, nullptr);
+      if (client < 0) break;
+      char request[2048];
+      (void)::recv(client, request, sizeof request, 0);
+      const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: video/x-matroska\r\n\r\n";
+      (void)::send(client, head.data(), head.size(), MSG_NOSIGNAL);
+      (void)::send(client, body_.data(), body_.size(), MSG_NOSIGNAL);
+      open.push_back(client);  // and nothing more: the stream stops
+    }
+    for (int c : open) ::close(c);
+  }
+
+  std::string body_;
+  int listener_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_F(Video, StreamThatStopsEndsCleanlyWithItsFrames) {
+  const std::string video = make_video("live.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 60);
+  std::ifstream in(video, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  StallingServer server(bytes.substr(0, bytes.size() / 2));
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/live.mkv";
+  const auto r = test::run_chorus("run " + path("tiny.h5") + " --input " + url + " --input-timeout 1 --quiet --output " +
+                                  path("out.npy") + " --results " + path("out.jsonl") + " --report " + path("r.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(path("r.json")));
+  const int frames = report["frames"];
+  EXPECT_GT(frames, 5);
+  EXPECT_LT(frames, 60);
+  EXPECT_THAT(report["input"]["ended_early"].get<std::string>(), HasSubstr("no data for 1 s"));
+  EXPECT_EQ(io::read_npy(path("out.npy")).shape[0], frames);
+  // The same frames as the file gives, as far as the stream went.
+  const auto whole = run("tiny.h5", video, "", "whole.npy");
+  const auto part = io::read_npy(path("out.npy"));
+  EXPECT_TRUE(std::equal(part.data.begin(), part.data.end(), whole.data.begin()));
+  std::ifstream lines(path("out.jsonl"));
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) EXPECT_EQ(json::parse(line)["frame"], count);
+  EXPECT_EQ(count, frames);
+}
+
+namespace {
+
+// A cluster of one emulated device that takes `seconds` per frame of the classifier.
+std::string slow_device(const test::TempDir& dir, const std::string& model, double seconds) {
+  const double macs = json::parse(test::run_chorus("info " + model + " --json").output)["totals"]["macs"];
+  const json cluster = {
+      {"name", "slow"},
+      {"network", {{"bandwidth_mbps", 100.0}, {"latency_ms", 1.0}, {"shared", true}}},
+      {"device_classes",
+       {{"slow", {{"memory_mb", 512}, {"profile", {{"device", "slow"}, {"macs_per_second", {{"default", macs / seconds}}}}}}}}},
+      {"hosts", {{{"name", "a"}, {"class", "slow"}}, {{"name", "b"}, {"class", "slow"}}}}};
+  std::ofstream(dir.path("slow.json")) << cluster.dump();
+  return dir.path("slow.json");
+}
+
+}  // namespace
+
+TEST_F(Video, RealTimeDropsWhatTheRatesImply) {
+  // 60 frames at 50 fps (1.18 s from the first to the last), a device that takes 50 ms a frame
+  // and one frame at a time: while frames arrive, frames 0, 1, ... start every 50 ms, 1 + 23 of
+  // them (floor(1.18 / 0.05)); then the 10 that wait in the full queue. The rest are dropped,
+  // whichever end of the queue goes; with --drop none the capture waits and nothing is lost.
+  const int frames = 60, fps = 50, queue = 10;
+  const double per_frame = 0.05;
+  const std::string video = make_video("camera.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", fps, frames);
+  const std::string cluster = slow_device(dir_, path("tiny.h5"), per_frame);
+  const int processed = static_cast<int>(std::floor((frames - 1) / double(fps) / per_frame)) + 1 + queue;
+  for (const std::string drop : {"oldest", "newest", "none"}) {
+    SCOPED_TRACE("--drop " + drop);
+    const auto r = test::run_chorus("run " + path("tiny.h5") + " --input " + video + " --realtime --drop " + drop +
+                                    " --queue " + std::to_string(queue) + " --max-in-flight 1 --emulate " + cluster +
+                                    " --quiet --results " + path("r.jsonl") + " --report " + path("r.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const json input = json::parse(std::ifstream(path("r.json")))["input"];
+    EXPECT_EQ(input["frames_captured"], frames);
+    EXPECT_EQ(input["frames_processed"].get<int>() + input["frames_dropped"].get<int>(), frames);
+    if (drop == "none") {
+      EXPECT_EQ(input["frames_dropped"], 0);
+    } else {
+      EXPECT_NEAR(input["frames_processed"].get<int>(), processed, 1);
+    }
+    EXPECT_GT(input["latency_ms"]["p50"].get<double>(), 0.0);
+    EXPECT_GE(input["latency_ms"]["p99"].get<double>(), input["latency_ms"]["p50"].get<double>());
+    // One result line per processed frame, in capture order; drop oldest keeps the first frame
+    // and the last ten, drop newest the first frames.
+    std::ifstream lines(path("r.jsonl"));
+    std::vector<int> seen;
+    for (std::string line; std::getline(lines, line);) seen.push_back(json::parse(line)["frame"]);
+    ASSERT_EQ(static_cast<int>(seen.size()), input["frames_processed"].get<int>());
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+    EXPECT_EQ(seen.front(), 0);
+    if (drop == "oldest") {
+      EXPECT_EQ(seen.back(), frames - 1);
+    } else if (drop == "newest") {
+      EXPECT_LT(seen.back(), frames - 1);
+    }
+  }
+}
+
+TEST_F(Video, FrameNumbersTravelWithTheFramesAcrossRanks) {
+  // Two stages on two ranks, the sink on rank 1: the frame numbers and capture times the source
+  // saw reach the sink's results with the frames.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string video = make_video("two.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 50, 40);
+  const std::string cluster = slow_device(dir_, path("tiny.h5"), 0.05);
+  const json plan = {{"ranks", 2},
+                     {"sink", 1},
+                     {"stages", {{{"layers", {"conv", "conv"}}, {"ranks", {0}}}, {{"layers", {"gap", "fc"}}, {"ranks", {1}}}}}};
+  std::ofstream(path("plan.json")) << plan.dump();
+  const auto r = test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np 2 " CHORUS_BINARY " run " +
+                                   path("tiny.h5") + " --input " + video + " --realtime --queue 4 --emulate " + cluster +
+                                   " --plan " + path("plan.json") + " --quiet --results " + path("r.jsonl") +
+                                   " --report " + path("r.json") + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json input = json::parse(std::ifstream(path("r.json")))["input"];
+  EXPECT_GT(input["frames_dropped"].get<int>(), 0);
+  std::ifstream lines(path("r.jsonl"));
+  std::vector<int> seen;
+  double last_capture = -1;
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line);
+    seen.push_back(j["frame"]);
+    EXPECT_GE(j["captured_s"].get<double>(), last_capture);
+    last_capture = j["captured_s"];
+    EXPECT_GT(j["latency_ms"].get<double>(), 40.0);  // at least one emulated frame time
+  }
+  ASSERT_EQ(static_cast<int>(seen.size()), input["frames_processed"].get<int>());
+  EXPECT_TRUE(std::adjacent_find(seen.begin(), seen.end(), [](int a, int b) { return b <= a; }) == seen.end());
+  EXPECT_EQ(seen.back(), 39);  // drop oldest keeps the last frame
+  EXPECT_LT(static_cast<int>(seen.size()), 40);
+}
