@@ -32,6 +32,7 @@ packages=(
   libhdf5-dev zlib1g-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libstb-dev
   libonnx-dev libprotobuf-dev
+  libavformat-dev libavcodec-dev libavdevice-dev libswscale-dev libavutil-dev
 )
 
 bash "$(dirname "$0")/enable_binfmt.sh" "$arch"

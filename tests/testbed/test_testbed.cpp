@@ -31,7 +31,7 @@ cluster::Cluster three_pis(bool shared) {
   c.network.bandwidth_bytes_per_s = 62.24e6 / 8;
   c.network.latency_s = 0.002;
   c.network.shared = shared;
-  c.classes["pi3"] = cluster::DeviceClass{"pi3", {}, 1e9, 4};
+  c.classes["pi3"] = cluster::DeviceClass{"pi3", {}, 1e9, 4, {}};
   for (const char* h : {"pi1", "pi2", "pi 3"}) c.hosts.push_back({h, "pi3", 1});
   return c;
 }
