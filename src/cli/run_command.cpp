@@ -31,6 +31,9 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   // Video and real time (docs/video.md).
   auto* frames = cmd->add_option("--frames", o->source.video.frames, "Video: take at most N frames");
   auto* start = cmd->add_option("--start", o->source.video.start_s, "Video file: start at this time (seconds)");
+  cmd->add_option("--clip-stride", o->source.clip_stride,
+                  "Video for a clip model (3-D input, e.g. C3D): frames between clip starts (default: the clip's "
+                  "length, so clips do not overlap)");
   cmd->add_option("--input-timeout", o->source.video.timeout_s,
                   "Video, stream or camera: seconds to wait for it to open or send data (default 10)");
   auto* realtime = cmd->add_flag("--realtime", o->source.realtime,

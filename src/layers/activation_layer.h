@@ -11,6 +11,7 @@ class ActivationLayer : public Layer {
   ActivationLayer(std::string name, std::string keras_type, Activation activation)
       : Layer(std::move(name)), type_(std::move(keras_type)), activation_(activation) {}
   std::string type() const override { return type_; }
+  bool takes_clips() const override { return true; }
   const Activation& activation() const { return activation_; }
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;

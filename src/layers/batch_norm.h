@@ -17,6 +17,7 @@ class BatchNorm : public Layer {
  public:
   BatchNorm(std::string name, BatchNormSettings settings) : Layer(std::move(name)), settings_(settings) {}
   std::string type() const override { return "BatchNormalization"; }
+  bool takes_clips() const override { return true; }  // per channel: a clip is many pixels
 
   std::vector<WeightSpec> weight_specs() const override;
   void set_weights(WeightMap weights) override;

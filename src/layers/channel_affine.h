@@ -18,6 +18,7 @@ class ChannelAffine : public Layer {
                                                       const std::vector<float>& variance, bool invert = false);
 
   std::string type() const override { return type_; }
+  bool takes_clips() const override { return true; }
   std::vector<WeightSpec> weight_specs() const override;
   void set_weights(WeightMap weights) override;
   double macs() const override { return static_cast<double>(output_shape().size()); }

@@ -56,6 +56,10 @@ Shape Layer::build(const std::vector<Shape>& inputs) {
   if (arity() > 0 && static_cast<int>(inputs.size()) != arity())
     fail_layer("takes ", arity(), " input(s), got ", inputs.size());
   if (arity() == 0 && inputs.size() < 2) fail_layer("takes two or more inputs, got ", inputs.size());
+  for (const Shape& in : inputs)
+    if (in.is_clip() && !takes_clips())
+      fail_layer("takes images, sequences or vectors; its input ", in.str(),
+                 " is a clip (3-D, for Conv3D and the like): Chorus runs this layer on images only");
   Shape out = infer_shape(inputs);
   if (out.h <= 0 || out.w <= 0 || out.c <= 0)
     fail_layer("output shape ", out.str(), " is empty for input ", inputs.empty() ? "?" : inputs[0].str());

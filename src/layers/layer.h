@@ -67,6 +67,9 @@ class Layer {
   virtual std::string type() const = 0;
   // Number of inputs it takes; 0 means two or more (merge layers), -1 that infer_shape checks.
   virtual int arity() const { return 1; }
+  // Whether it takes clips (Shape::d > 1): 3-D layers, and those that treat every value or
+  // every channel alike. Others are refused a clip when built, rather than reading one image.
+  virtual bool takes_clips() const { return false; }
 
   // Fixes the input shapes and returns the output shape; throws chorus::Error naming the
   // layer when the inputs do not fit. Must be called before the calls below.

@@ -29,7 +29,7 @@ Shape Elementwise::infer_shape(const std::vector<Shape>& in) {
   for (const Shape& s : in)
     if (s.size() > out.size()) out = s;
   for (const Shape& s : in) {
-    bool broadcast = s.h == 1 && s.w == 1 && s.c == out.c;
+    bool broadcast = s.h == 1 && s.w == 1 && s.d == 1 && s.c == out.c;
     if (s != out && !broadcast)
       fail_layer("input shapes ", in[0].str(), " and ", s.str(), " do not match (nor broadcast as (1, 1, c))");
   }
@@ -72,7 +72,7 @@ void Elementwise::forward(const std::vector<const Tensor*>& in, Tensor& out) con
   const Shape& os = output_shape();
   const int frames = in[0]->frames();
   const int c = os.c;
-  const std::int64_t pixels = static_cast<std::int64_t>(os.h) * os.w;
+  const std::int64_t pixels = static_cast<std::int64_t>(os.rows()) * os.w;  // a clip's images too
   // Every op but Subtract and Divide is commutative: start from an input of full shape (the
   // first when out aliases it), so no broadcast is copied out first.
   const bool in_place = &out == in[0];

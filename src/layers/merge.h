@@ -15,6 +15,7 @@ class Elementwise : public Layer {
   Elementwise(std::string name, ElementwiseOp op, Activation activation = {})
       : Layer(std::move(name)), op_(op), activation_(activation) {}
   std::string type() const override;
+  bool takes_clips() const override { return true; }
   ElementwiseOp op() const { return op_; }
   int arity() const override { return 0; }
   double macs() const override;

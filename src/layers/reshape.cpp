@@ -19,7 +19,7 @@ void copy_into(const Tensor& in, Tensor& out, Shape shape) {
 
 bool Flatten::needs_permute() const {
   const Shape& s = input_shapes()[0];
-  return channels_first_ && s.c > 1 && s.h * s.w > 1;
+  return channels_first_ && s.c > 1 && s.rows() * s.w > 1;
 }
 
 void Flatten::forward(const std::vector<const Tensor*>& in, Tensor& out) const {

@@ -12,6 +12,7 @@ class Flatten : public Layer {
  public:
   Flatten(std::string name, bool channels_first) : Layer(std::move(name)), channels_first_(channels_first) {}
   std::string type() const override { return "Flatten"; }
+  bool takes_clips() const override { return true; }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   bool in_place() const override { return !needs_permute(); }
   std::string describe() const override { return channels_first_ ? "channels_first" : ""; }
@@ -44,6 +45,7 @@ class Identity : public Layer {
  public:
   Identity(std::string name, std::string keras_type) : Layer(std::move(name)), type_(std::move(keras_type)) {}
   std::string type() const override { return type_; }
+  bool takes_clips() const override { return true; }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   bool in_place() const override { return true; }
 

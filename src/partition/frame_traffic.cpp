@@ -23,7 +23,7 @@ std::vector<std::size_t> split_part_floats(const model::Model& m, int node, plan
                                            const std::vector<int>& bounds) {
   const auto& layer = *m.node(node).layer;
   const Shape out = layer.output_shape();
-  const std::size_t pixels = static_cast<std::size_t>(out.h) * out.w;
+  const std::size_t pixels = static_cast<std::size_t>(out.rows()) * out.w;
   const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
   const int multiplier = depthwise ? out.c / layer.input_shapes()[0].c : 1;
   std::vector<std::size_t> floats;

@@ -7,6 +7,7 @@
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
+#include "layers/layers3d.h"
 #include "layers/depthwise_conv2d.h"
 #include "model/optimize.h"
 
@@ -39,7 +40,7 @@ bool has_weight(const Layer& layer, const std::string& name) {
 void slice_channels(const Tensor& in, int begin, int end, Tensor& out) {
   const Shape s = in.shape();
   const int width = end - begin;
-  out.resize(in.frames(), {s.h, s.w, width});
+  out.resize(in.frames(), {s.h, s.w, width, s.d});
   const std::size_t pixels = in.size() / s.c;
   for (std::size_t p = 0; p < pixels; ++p)
     std::copy(in.data() + p * s.c + begin, in.data() + p * s.c + end, out.data() + p * width);
@@ -57,6 +58,12 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Weig
     part.layer = std::make_unique<Conv2D>(full.name(), s);
     part.layer->build({in});
     w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {3, begin, end});
+  } else if (auto* conv3d = dynamic_cast<const Conv3D*>(&full)) {
+    Conv3DSettings s = conv3d->settings();
+    s.filters = end - begin;
+    part.layer = std::make_unique<Conv3D>(full.name(), s);
+    part.layer->build({in});
+    w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {4, begin, end});
   } else if (auto* dense = dynamic_cast<const Dense*>(&full)) {
     DenseSettings s = dense->settings();
     s.units = end - begin;
@@ -95,7 +102,7 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Weig
 LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader) {
   const Layer& full = *node.layer;
   const Shape in = full.input_shapes()[0];
-  const Shape band{in.h, in.w, end - begin};
+  const Shape band{in.h, in.w, end - begin, in.d};
   LayerPart part;
   WeightMap w;
   Activation activation;
@@ -107,6 +114,14 @@ LayerPart make_input_part(const model::Node& node, int begin, int end, io::Weigh
     part.layer = std::make_unique<Conv2D>(full.name(), s);
     part.layer->build({band});
     w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {2, begin, end});
+  } else if (auto* conv3d = dynamic_cast<const Conv3D*>(&full)) {
+    Conv3DSettings s = conv3d->settings();
+    activation = s.activation;
+    s.use_bias = false;
+    s.activation = Activation{};
+    part.layer = std::make_unique<Conv3D>(full.name(), s);
+    part.layer->build({band});
+    w["kernel"] = reader.read(node.source, spec_named(full, "kernel"), {3, begin, end});
   } else if (auto* dense = dynamic_cast<const Dense*>(&full)) {
     DenseSettings s = dense->settings();
     activation = s.activation;

@@ -27,7 +27,7 @@ std::vector<std::pair<int, int>> stage_input_rows(const model::Model& m, const p
                                                   int member) {
   const std::vector<int> values = live_values(m, plan, stage - 1);
   std::vector<std::pair<int, int>> rows;
-  for (int v : values) rows.emplace_back(0, m.shape_of(v).h);
+  for (int v : values) rows.emplace_back(0, m.shape_of(v).rows());  // a clip: all its images
   if (stage < 0 || stage >= static_cast<int>(plan.stages.size())) return rows;
   const auto& st = plan.stages[stage];
   if (st.mode != plan::StageMode::split_spatial || st.ranks.size() < 2) return rows;

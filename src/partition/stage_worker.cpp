@@ -199,7 +199,7 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     return;
   }
 
-  const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.h * out_shape.w;
+  const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.rows() * out_shape.w;
   const float* parts = scratch.mine.data();
   if (exchange_) {
     std::size_t total = 0;

@@ -10,6 +10,7 @@
 #include "layers/attention.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/layers3d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/layer_norm.h"
@@ -49,12 +50,16 @@ bool computable_in_full(const layers::Layer& l) {
 
 bool can_split_output(const layers::Layer& l) {
   return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l) ||
-         dynamic_cast<const layers::DepthwiseConv2D*>(&l);
+         dynamic_cast<const layers::DepthwiseConv2D*>(&l) || dynamic_cast<const layers::Conv3D*>(&l);
 }
 
-bool can_split_input(const layers::Layer& l) { return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l); }
+bool can_split_input(const layers::Layer& l) {
+  return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l) || dynamic_cast<const layers::Conv3D*>(&l);
+}
 
 bool can_split_spatial(const layers::Layer& l) {
+  // Bands are rows of images; a clip's rows belong to several images (not banded yet).
+  if (!l.input_shapes().empty() && l.input_shapes()[0].is_clip()) return false;
   return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
          dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
          dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||

@@ -316,7 +316,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
             const Tensor& out = outputs[k];
             if (first_frame + i < journals[k]->frames_done()) continue;  // written before a kill
             const float* values = out.data();
-            if (m.channels_first() && io::keras_dims(out.shape(), true).size() == 3) {
+            if (m.channels_first() && io::keras_dims(out.shape(), true).size() >= 3) {
               nhwc_to_nchw(out.data(), nchw.data(), out.shape());
               values = nchw.data();
             }

@@ -8,6 +8,7 @@
 namespace chorus {
 
 std::string Shape::str() const {
+  if (d > 1) return cat("(", d, ", ", h, ", ", w, ", ", c, ")");
   if (h == 1 && w == 1) return cat("(", c, ")");
   if (h == 1) return cat("(", w, ", ", c, ")");  // a sequence: tokens, features
   return cat("(", h, ", ", w, ", ", c, ")");
@@ -99,14 +100,14 @@ double max_relative_error(const Tensor& a, const Tensor& b) {
 
 void nchw_to_nhwc(const float* src, float* dst, Shape s) {
   for (int ch = 0; ch < s.c; ++ch)
-    for (int y = 0; y < s.h; ++y)
-      for (int x = 0; x < s.w; ++x) dst[(y * s.w + x) * s.c + ch] = src[(ch * s.h + y) * s.w + x];
+    for (int y = 0; y < s.rows(); ++y)
+      for (int x = 0; x < s.w; ++x) dst[(y * s.w + x) * s.c + ch] = src[(ch * s.rows() + y) * s.w + x];
 }
 
 void nhwc_to_nchw(const float* src, float* dst, Shape s) {
   for (int ch = 0; ch < s.c; ++ch)
-    for (int y = 0; y < s.h; ++y)
-      for (int x = 0; x < s.w; ++x) dst[(ch * s.h + y) * s.w + x] = src[(y * s.w + x) * s.c + ch];
+    for (int y = 0; y < s.rows(); ++y)
+      for (int x = 0; x < s.w; ++x) dst[(ch * s.rows() + y) * s.w + x] = src[(y * s.w + x) * s.c + ch];
 }
 
 }  // namespace chorus

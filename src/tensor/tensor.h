@@ -3,6 +3,8 @@
 // channels), channels fastest. Keras' channels_last order, so Keras kernels are used as
 // stored and Flatten needs no permutation; channels_first data is converted at the edges.
 // Lower-rank tensors are right-aligned: (N, d) is (N, 1, 1, d), (N, a, b) is (N, 1, a, b).
+// A clip (video frames for 3-D layers) is NDHWC: `d` images of (h, w, c) back to back, so that
+// its memory is an image of d x h rows, which is how the runtime moves it.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -12,17 +14,21 @@
 
 namespace chorus {
 
-// The shape of one frame: rows, columns, channels.
+// The shape of one frame: rows, columns, channels; and for a clip, its depth (time).
 struct Shape {
   int h = 1;
   int w = 1;
   int c = 1;
+  int d = 1;  // images in a clip (3-D layers); 1 for everything else
 
-  std::size_t size() const { return static_cast<std::size_t>(h) * w * c; }
-  bool operator==(const Shape& o) const { return h == o.h && w == o.w && c == o.c; }
+  std::size_t size() const { return static_cast<std::size_t>(d) * h * w * c; }
+  // Rows in memory: a clip's images one after another.
+  int rows() const { return d * h; }
+  bool is_clip() const { return d > 1; }
+  bool operator==(const Shape& o) const { return h == o.h && w == o.w && c == o.c && d == o.d; }
   bool operator!=(const Shape& o) const { return !(*this == o); }
-  // "(h, w, c)", "(w, c)" for a sequence (one row), or "(c)" for a vector, as Keras prints
-  // shapes without the batch axis.
+  // "(d, h, w, c)" for a clip, "(h, w, c)", "(w, c)" for a sequence (one row), or "(c)" for a
+  // vector, as Keras prints shapes without the batch axis.
   std::string str() const;
 };
 

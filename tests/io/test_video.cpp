@@ -344,3 +344,69 @@ TEST_F(Video, FrameNumbersTravelWithTheFramesAcrossRanks) {
   EXPECT_EQ(seen.back(), 39);  // drop oldest keeps the last frame
   EXPECT_LT(static_cast<int>(seen.size()), 40);
 }
+
+namespace {
+
+// A small clip model (4 frames of 32x32), in both data formats with the same weights.
+std::string clip_config(bool channels_first) {
+  const std::string format = channels_first ? "channels_first" : "channels_last";
+  const std::string shape = channels_first ? "[null, 3, 4, 32, 32]" : "[null, 4, 32, 32, 3]";
+  return R"({"class_name": "Sequential", "config": {"name": "clips", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "clip", "batch_input_shape": )" + shape + R"(}},
+   {"class_name": "Conv3D", "config": {"name": "c1", "filters": 6, "kernel_size": [3, 3, 3], "padding": "same", "activation": "relu", "data_format": ")" + format + R"("}},
+   {"class_name": "MaxPooling3D", "config": {"name": "p1", "pool_size": [1, 2, 2], "data_format": ")" + format + R"("}},
+   {"class_name": "Conv3D", "config": {"name": "c2", "filters": 8, "kernel_size": [2, 3, 3], "strides": [1, 2, 2], "activation": "relu", "data_format": ")" + format + R"("}},
+   {"class_name": "Flatten", "config": {"name": "flat", "data_format": ")" + format + R"("}},
+   {"class_name": "Dense", "config": {"name": "fc", "units": 5, "activation": "softmax"}}]}})";
+}
+
+}  // namespace
+
+TEST_F(Video, ClipsOfAVideoAreItsFramesInOrder) {
+  // 12 frames cut into clips of 4 every 2 frames (5 clips) give the outputs of the same clips
+  // built from the frames one by one and fed as a 5-D array.
+  test::write_random_model(clip_config(false), path("clips.h5"));
+  const std::string video = make_video("twelve.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 12);
+  const auto frames = run("pixels.h5", video, "", "frames.npy");  // (12, 32, 32, 3)
+  const std::size_t frame = 32 * 32 * 3;
+  std::vector<float> clips;
+  for (int start = 0; start + 4 <= 12; start += 2)
+    clips.insert(clips.end(), frames.data.begin() + start * frame, frames.data.begin() + (start + 4) * frame);
+  io::write_npy(path("clips.npy"), {5, 4, 32, 32, 3}, clips.data());
+  const auto from_video = run("clips.h5", video, "--clip-stride 2", "from_video.npy");
+  ASSERT_EQ(from_video.shape, (std::vector<std::int64_t>{5, 5}));
+  EXPECT_EQ(largest_difference(from_video, run("clips.h5", path("clips.npy"), "", "from_array.npy")), 0.0);
+  // One result line per clip, numbered by its first frame.
+  const auto r = test::run_chorus("run " + path("clips.h5") + " --input " + video + " --clip-stride 2 --quiet --results " +
+                                  path("clips.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream lines(path("clips.jsonl"));
+  std::vector<int> firsts;
+  for (std::string line; std::getline(lines, line);) firsts.push_back(json::parse(line)["frame"]);
+  EXPECT_EQ(firsts, (std::vector<int>{0, 2, 4, 6, 8}));
+  // --clip-stride belongs to clip models.
+  const auto refused = test::run_chorus("run " + path("tiny.h5") + " --input " + video + " --clip-stride 2 --quiet");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.output, HasSubstr("--clip-stride cuts a video into clips for a clip model"));
+}
+
+TEST_F(Video, ChannelsFirstClipModelAgreesWithChannelsLast) {
+  // The same weights (same seed, same kernel shapes) in both data formats: NCDHW input gives the
+  // outputs of its NDHWC transpose.
+  test::write_random_model(clip_config(false), path("last.h5"), 9);
+  test::write_random_model(clip_config(true), path("first.h5"), 9);
+  const Tensor x = test::random_tensor(3, Shape{32, 32, 3, 4}, 5, 0.0f, 1.0f);
+  io::write_npy(path("ndhwc.npy"), {3, 4, 32, 32, 3}, x.data());
+  std::vector<float> transposed(x.size());
+  for (int n = 0; n < 3; ++n) nhwc_to_nchw(x.frame(n), transposed.data() + n * x.frame_size(), x.shape());
+  io::write_npy(path("ncdhw.npy"), {3, 3, 4, 32, 32}, transposed.data());
+  const auto last = run("last.h5", path("ndhwc.npy"), "", "last_out.npy");
+  const auto first = run("first.h5", path("ncdhw.npy"), "", "first_out.npy");
+  ASSERT_EQ(last.shape, (std::vector<std::int64_t>{3, 5}));
+  EXPECT_LT(largest_difference(last, first), 1e-6);
+  // A 4-D array for a clip model is refused with both shapes named.
+  io::write_npy(path("images.npy"), {3, 32, 32, 3}, x.data());
+  const auto r = test::run_chorus("run " + path("last.h5") + " --input " + path("images.npy") + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("array is (3, 32, 32, 3), the model takes (N, 4, 32, 32, 3)"));
+}

@@ -47,6 +47,8 @@ class Models {
     test::write_random_model(kMultiInputOutput, path("multi_io"));
     test::write_random_model(kMultiInputOutput, path("multi_io_keras"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
+    test::write_random_model(kClip, path("clip"));
+    test::write_random_model(kClipChannelsFirst, path("clip_first"));
     // MobileNetV2 as in the zoo, at 64x64 so that the test stays quick.
     json mobilenet = json::parse(read(test::source_path("models/mobilenetv2.json")));
     mobilenet["config"]["layers"][0]["config"]["batch_input_shape"] = {nullptr, 64, 64, 3};
@@ -86,6 +88,25 @@ class Models {
     std::ifstream in(file);
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
+  // A small C3D: 3-D convolutions and poolings, padding, then fully connected layers.
+  static constexpr const char* kClip = R"({"class_name": "Sequential", "config": {"name": "clip", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 4, 16, 16, 3]}},
+   {"class_name": "Conv3D", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "MaxPooling3D", "config": {"name": "p1", "pool_size": [1, 2, 2]}},
+   {"class_name": "Conv3D", "config": {"name": "c2", "filters": 12, "kernel_size": [3, 3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "ZeroPadding3D", "config": {"name": "pad", "padding": [[0, 0], [0, 1], [0, 1]]}},
+   {"class_name": "MaxPooling3D", "config": {"name": "p2", "pool_size": [2, 2, 2]}},
+   {"class_name": "Flatten", "config": {"name": "flat"}},
+   {"class_name": "Dense", "config": {"name": "fc1", "units": 24, "activation": "relu"}},
+   {"class_name": "Dense", "config": {"name": "fc2", "units": 7, "activation": "softmax"}}]}})";
+  // The same in channels_first (NCDHW inputs, a Flatten that moves channels last first).
+  static constexpr const char* kClipChannelsFirst = R"({"class_name": "Sequential", "config": {"name": "clip_first", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 3, 4, 16, 16]}},
+   {"class_name": "Conv3D", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3, 3], "padding": "same", "activation": "relu", "data_format": "channels_first"}},
+   {"class_name": "AveragePooling3D", "config": {"name": "p1", "pool_size": [1, 2, 2], "data_format": "channels_first"}},
+   {"class_name": "Conv3D", "config": {"name": "c2", "filters": 12, "kernel_size": [3, 3, 3], "padding": "valid", "activation": "relu", "data_format": "channels_first"}},
+   {"class_name": "Flatten", "config": {"name": "flat", "data_format": "channels_first"}},
+   {"class_name": "Dense", "config": {"name": "fc1", "units": 7, "activation": "softmax"}}]}})";
   static constexpr const char* kVggStyle = R"({"class_name": "Sequential", "config": {"name": "vgg_small", "layers": [
    {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 32, 32, 3]}},
    {"class_name": "Conv2D", "config": {"name": "c1", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
@@ -354,7 +375,11 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"onnx_vit_tiny_op14", "split-tensor", 3},
                     StrategyCase{"onnx_vit_tiny_op17", "split-tensor", 4},
                     StrategyCase{"onnx_text_encoder", "pipeline", 2}, StrategyCase{"onnx_text_encoder", "split-tensor", 3},
-                    StrategyCase{"vgg_small", "split-tensor", 3}, StrategyCase{"dense_heavy", "split-tensor", 4}),
+                    StrategyCase{"vgg_small", "split-tensor", 3}, StrategyCase{"dense_heavy", "split-tensor", 4},
+                    // Clips (3-D layers): stages, replicas, output and input channels.
+                    StrategyCase{"clip", "pipeline", 3}, StrategyCase{"clip", "replicate", 2},
+                    StrategyCase{"clip", "split-output", 3}, StrategyCase{"clip", "split-input", 2},
+                    StrategyCase{"clip_first", "pipeline", 2}, StrategyCase{"clip_first", "split-output", 2}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)

@@ -27,7 +27,7 @@ class ArraySource : public InputSource {
       : name_(std::move(name)), shape_(o.shape), channels_first_(o.channels_first), data_(std::move(data)) {
     auto want = keras_dims(o.shape, o.channels_first);
     // A sequence (L, D) is in Chorus' order in every framework; only images are permuted.
-    channels_first_ = channels_first_ && want.size() == 3;
+    channels_first_ = channels_first_ && want.size() >= 3;
     std::size_t frame = o.shape.size();
     // Accept (N, dims...) or a single frame (dims...), and any dims with the right size per frame
     // only when they match exactly; say what was expected otherwise. A sequence may also come
@@ -50,7 +50,7 @@ class ArraySource : public InputSource {
     for (std::size_t i = 0; i < data_.size(); ++i) {
       float v = data_[i] * scale;
       const std::size_t ch =
-          channels_first_ ? (i % frame) / (static_cast<std::size_t>(shape_.h) * shape_.w) : i % shape_.c;
+          channels_first_ ? (i % frame) / (static_cast<std::size_t>(shape_.rows()) * shape_.w) : i % shape_.c;
       if (!o.mean.empty()) v -= o.mean[std::min(ch, o.mean.size() - 1)];
       if (!o.stddev.empty()) v /= o.stddev[std::min(ch, o.stddev.size() - 1)];
       data_[i] = v;
@@ -118,6 +118,7 @@ bool is_image_file(const std::string& path) {
 }  // namespace
 
 std::vector<std::int64_t> keras_dims(Shape s, bool channels_first) {
+  if (s.is_clip()) return channels_first ? std::vector<std::int64_t>{s.c, s.d, s.h, s.w} : std::vector<std::int64_t>{s.d, s.h, s.w, s.c};
   if (s.h == 1 && s.w == 1) return {s.c};
   if (s.h == 1) return {s.w, s.c};  // a sequence of w tokens
   if (channels_first) return {s.c, s.h, s.w};
@@ -287,7 +288,7 @@ void write_outputs(const std::string& target, const Tensor& outputs, bool channe
   auto frame_dims = keras_dims(outputs.shape(), channels_first);
   dims.insert(dims.end(), frame_dims.begin(), frame_dims.end());
   std::vector<float> data(outputs.data(), outputs.data() + outputs.size());
-  if (channels_first && frame_dims.size() == 3)
+  if (channels_first && frame_dims.size() >= 3)
     for (int n = 0; n < outputs.frames(); ++n)
       nhwc_to_nchw(outputs.frame(n), data.data() + n * outputs.frame_size(), outputs.shape());
   auto [file, dataset] = split_h5_target(target);

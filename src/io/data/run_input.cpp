@@ -1,6 +1,7 @@
 #include "io/data/run_input.h"
 
 #include "core/error.h"
+#include "io/data/clip_stream.h"
 
 namespace chorus::io {
 
@@ -18,17 +19,25 @@ std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& spec
   if (!video.empty()) {
     if (inputs.size() != 1)
       fail(video, ": a video feeds a model of one image input; this model has ", inputs.size(), " inputs");
+    const Shape input = inputs[0].shape;
     InputOptions image = o.input;
-    image.shape = inputs[0].shape;
+    image.shape = Shape{input.h, input.w, input.c};  // a clip model's frames are images too
     stream = open_video(video, image, o.video);
+    if (input.is_clip()) stream = clips_of(std::move(stream), input, o.clip_stride > 0 ? o.clip_stride : input.d);
   } else {
     if (o.video_options) fail("--frames and --start select a part of a video; the input is not one");
     stream = stream_frames(open_model_inputs(specs, inputs, o.input));
   }
+  if (o.clip_stride > 0 && (video.empty() || !inputs[0].shape.is_clip()))
+    fail("--clip-stride cuts a video into clips for a clip model (3-D input); ",
+         video.empty() ? "the input is not a video" : "this model takes single frames");
   if (!o.realtime) return stream;
   std::size_t floats = 0;
   for (const auto& in : inputs) floats += in.shape.size();
-  return realtime_feed(std::move(stream), floats, o.realtime_options);
+  RealtimeOptions realtime = o.realtime_options;
+  if (realtime.fps > 0 && !video.empty() && inputs[0].shape.is_clip())  // --fps is the video's; clips come slower
+    realtime.fps /= o.clip_stride > 0 ? o.clip_stride : inputs[0].shape.d;
+  return realtime_feed(std::move(stream), floats, realtime);
 }
 
 }  // namespace chorus::io

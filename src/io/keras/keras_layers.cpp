@@ -1,5 +1,6 @@
 #include "io/keras/keras_layers.h"
 
+#include <array>
 #include <functional>
 #include <limits>
 #include <map>
@@ -10,6 +11,7 @@
 #include "layers/batch_norm.h"
 #include "layers/channel_affine.h"
 #include "layers/conv2d.h"
+#include "layers/layers3d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/layer_norm.h"
@@ -95,6 +97,40 @@ class ConfigReader {
       return {v[0].get<int>(), v[1].get<int>()};
     error("'", key, "' should be an integer or a pair of integers, found ", v.dump());
   }
+  // An int or three, as Conv3D's kernel_size, strides, dilation_rate and pool_size are written.
+  std::array<int, 3> triple(const char* key, std::array<int, 3> fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = c_[key];
+    if (v.is_number_integer()) return {v.get<int>(), v.get<int>(), v.get<int>()};
+    if (v.is_array() && v.size() == 3 && v[0].is_number_integer() && v[1].is_number_integer() &&
+        v[2].is_number_integer())
+      return {v[0].get<int>(), v[1].get<int>(), v[2].get<int>()};
+    error("'", key, "' should be an integer or three integers, found ", v.dump());
+  }
+  // ZeroPadding3D amounts: n, (depth, rows, cols) or three (before, after) pairs.
+  std::array<int, 6> pads_3d(const char* key) const {
+    if (!has(key)) return {1, 1, 1, 1, 1, 1};
+    const json& v = c_[key];
+    if (v.is_number_integer()) {
+      const int p = v.get<int>();
+      return {p, p, p, p, p, p};
+    }
+    if (v.is_array() && v.size() == 3) {
+      std::array<int, 6> out{};
+      for (int a = 0; a < 3; ++a) {
+        if (v[a].is_number_integer()) {
+          out[2 * a] = out[2 * a + 1] = v[a].get<int>();
+        } else if (v[a].is_array() && v[a].size() == 2 && v[a][0].is_number_integer() && v[a][1].is_number_integer()) {
+          out[2 * a] = v[a][0].get<int>();
+          out[2 * a + 1] = v[a][1].get<int>();
+        } else {
+          error("'", key, "' should be an int, three ints or three pairs of ints, found ", v.dump());
+        }
+      }
+      return out;
+    }
+    error("'", key, "' should be an int, three ints or three pairs of ints, found ", v.dump());
+  }
   // ZeroPadding2D / Cropping2D amounts: n, (rows, cols) or ((top, bottom), (left, right)).
   Pads pads(const char* key) const {
     if (!has(key)) return {1, 1, 1, 1};
@@ -142,6 +178,10 @@ class ConfigReader {
     if (axis < 0) axis += rank;
     if (axis <= 0 || axis >= rank) error("axis ", axis, " is out of range for a rank-", rank, " input");
     if (rank == 4 && ctx_.channels_first) return axis == 1 ? 2 : axis - 2;
+    if (rank == 5) {  // a clip: only its channels have a frame axis of their own
+      if (axis == (ctx_.channels_first ? 1 : 4)) return 2;
+      error("axis ", axis, " of a clip (rank 5) is not supported (only its channel axis)");
+    }
     return axis + 3 - rank;  // right-aligned: the last Keras axis is channels
   }
   void require_channels_axis(const char* key, int fallback) const {
@@ -339,6 +379,58 @@ std::unique_ptr<Layer> make_softmax(const KerasLayerSpec& spec, const ConfigRead
   return std::make_unique<ActivationLayer>(spec.name, "Softmax", a);
 }
 
+Window3D window_3d(const ConfigReader& r, const char* size_key, std::array<int, 3> size_fallback,
+                   bool strides_default_to_size) {
+  Window3D w;
+  const auto size = r.triple(size_key, size_fallback);
+  const auto strides = r.triple("strides", strides_default_to_size ? size : std::array<int, 3>{1, 1, 1});
+  const auto dilation = r.triple("dilation_rate", {1, 1, 1});
+  for (int a = 0; a < 3; ++a) {
+    w.kernel[a] = size[a];
+    w.stride[a] = strides[a];
+    w.dilation[a] = dilation[a];
+    if (size[a] < 1 || strides[a] < 1 || dilation[a] < 1)
+      r.error("'", size_key, "', strides and dilation_rate must be positive");
+  }
+  w.padding = r.padding();
+  return w;
+}
+
+std::unique_ptr<Layer> make_conv3d(const KerasLayerSpec& spec, const ConfigReader& r) {
+  r.check_data_format();
+  Conv3DSettings s;
+  s.filters = r.integer("filters", 0);
+  s.window = window_3d(r, "kernel_size", {0, 0, 0}, false);
+  s.use_bias = r.boolean("use_bias", true);
+  s.activation = r.activation();
+  if (s.filters < 1) r.error("filters must be positive");
+  if (r.integer("groups", 1) != 1) r.error("groups > 1 is not supported for Conv3D");
+  for (int a = 0; a < 3; ++a)
+    if (s.window.stride[a] > 1 && s.window.dilation[a] > 1)
+      r.error("strides > 1 together with dilation_rate > 1 (Keras rejects this too)");
+  return std::make_unique<Conv3D>(spec.name, s);
+}
+
+Factory pool_3d(PoolKind kind) {
+  return [kind](const KerasLayerSpec& spec, const ConfigReader& r) -> std::unique_ptr<Layer> {
+    r.check_data_format();
+    return std::make_unique<Pool3D>(spec.name, kind, window_3d(r, "pool_size", {2, 2, 2}, true));
+  };
+}
+
+Factory global_pool_3d(PoolKind kind) {
+  return [kind](const KerasLayerSpec& spec, const ConfigReader& r) -> std::unique_ptr<Layer> {
+    r.check_data_format();
+    if (r.boolean("keepdims", false)) r.error("keepdims=True is not supported");
+    return std::make_unique<GlobalPool3D>(spec.name, kind);
+  };
+}
+
+std::unique_ptr<Layer> make_zero_padding_3d(const KerasLayerSpec& spec, const ConfigReader& r) {
+  r.check_data_format();
+  return std::make_unique<ZeroPadding3D>(spec.name, r.pads_3d("padding"));
+}
+
 std::unique_ptr<Layer> make_zero_padding(const KerasLayerSpec& spec, const ConfigReader& r) {
   r.check_data_format();
   return std::make_unique<ZeroPadding2D>(spec.name, r.pads("padding"));
@@ -487,6 +579,12 @@ const std::map<std::string, Factory>& factories() {
       {"ELU", make_elu},
       {"Softmax", make_softmax},
       {"ZeroPadding2D", make_zero_padding},
+      {"Conv3D", make_conv3d},
+      {"MaxPooling3D", pool_3d(PoolKind::max)},
+      {"AveragePooling3D", pool_3d(PoolKind::average)},
+      {"GlobalAveragePooling3D", global_pool_3d(PoolKind::average)},
+      {"GlobalMaxPooling3D", global_pool_3d(PoolKind::max)},
+      {"ZeroPadding3D", make_zero_padding_3d},
       {"Cropping2D", make_cropping},
       {"Flatten", make_flatten},
       {"Reshape", make_reshape},

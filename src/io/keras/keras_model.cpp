@@ -21,7 +21,9 @@ Shape frame_shape(const std::vector<int>& dims, bool channels_first, const std::
   if (dims.size() == 1) return {1, 1, dims[0]};
   if (dims.size() == 2) return {1, dims[0], dims[1]};
   if (dims.size() == 3) return channels_first ? Shape{dims[1], dims[2], dims[0]} : Shape{dims[0], dims[1], dims[2]};
-  fail(source, ": input of rank ", dims.size(), " is not supported (1 to 3 dimensions besides the batch)");
+  if (dims.size() == 4)  // a clip: (depth, rows, columns, channels), or (channels, depth, rows, columns)
+    return channels_first ? Shape{dims[2], dims[3], dims[0], dims[1]} : Shape{dims[1], dims[2], dims[3], dims[0]};
+  fail(source, ": input of rank ", dims.size(), " is not supported (1 to 4 dimensions besides the batch)");
 }
 
 std::string strip_suffix(const std::string& s) {
