@@ -117,6 +117,15 @@ Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int 
   else fail("unknown strategy '", strategy, "' (pipeline, replicate, split-output, split-input, split-spatial, split-tensor)");
   for (auto& s : p.stages)
     if (s.ranks.size() == 1) s.mode = StageMode::single;
+  // A split strategy that found nothing to split would run the whole model on rank 0 while the
+  // other ranks wait: say so rather than run that.
+  const bool splits = strategy.rfind("split-", 0) == 0;
+  if (splits && ranks > 1 &&
+      std::none_of(p.stages.begin(), p.stages.end(), [](const Stage& s) { return s.ranks.size() > 1; }))
+    fail("strategy ", strategy, ": no layer of this model can be split that way over ", ranks, " ranks",
+         m.inputs().front().shape.is_clip() && strategy == "split-spatial"
+             ? " (row bands cut images; a clip model's 3-D layers split by channels: split-output or split-input)"
+             : "");
   return p;
 }
 

@@ -300,15 +300,15 @@ TEST(KerasErrors, YamlArchLoadsWeightsOnlyFile) {
 
 TEST(KerasErrors, UnknownLayerTypeIsNamedWithSupportedList) {
   test::TempDir dir;
-  const std::string path = dir.path("conv3d.h5");
+  const std::string path = dir.path("convlstm.h5");
   json config = json::parse(kSmallModel);
-  config["config"]["layers"][1]["class_name"] = "Conv3D";
+  config["config"]["layers"][1]["class_name"] = "ConvLSTM2D";
   config["config"]["layers"][1]["config"]["name"] = "vol1";
   write_config_h5(path, config.dump());
   const std::string msg = load_error(path);
   EXPECT_THAT(msg, HasSubstr(path));
   EXPECT_THAT(msg, HasSubstr("'vol1'"));
-  EXPECT_THAT(msg, HasSubstr("unknown type 'Conv3D'"));
+  EXPECT_THAT(msg, HasSubstr("unknown type 'ConvLSTM2D'"));
   EXPECT_THAT(msg, HasSubstr("supported:"));
   EXPECT_THAT(msg, HasSubstr("Conv2D"));
   EXPECT_THAT(msg, HasSubstr("Dense"));
