@@ -9,14 +9,10 @@ Models come from bench/transformers/export_vit.py (run first). Devices are `pi4-
 (profiles/pi4-engine.json: Chorus' own layer times on this host scaled to a Pi 4, an estimate)
 on switched gigabit Ethernet (hostfiles/pi4-gigabit-{4,16}.json).
 
-Time dilation. Sixteen Pi 4s compute ViT-L/16 faster than two host cores can (a Pi 4 is
-estimated at 1/2.8 of one host core): run undilated, the emulation would time this host, not the
-Pis. So each case runs on a cluster DILATION times slower in everything, compute (the profile's
-times x D) and network (bandwidth / D, latency x D), which the host can keep up with; measured
-throughput is multiplied by D and latency divided by D. The planner's prediction on the dilated
-cluster is the undilated one scaled by D (its model is linear in both), which the script checks.
-What dilation does not scale: Chorus' own overheads on the host (copies, MPI calls), which then
-weigh D times less than they would.
+Time dilation (bench/emulated_runs.py). Sixteen Pi 4s compute ViT-L/16 faster than two host
+cores can (a Pi 4 is estimated at 1/2.8 of one host core): run undilated, the emulation would
+time this host, not the Pis. So each case runs on a cluster DILATION times slower in everything,
+which the host can keep up with; the script checks that the prediction scales by D.
 
 Each case: `chorus plan` (prediction), then `mpirun -np N chorus run --plan --emulate --synthetic
 F --report`, with `--max-in-flight 1` for latency cases (one frame at a time). Writes
@@ -26,12 +22,12 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from emulated_runs import ROOT, clusters, plan, sh, stage_summary  # noqa: E402
 # name -> (model, devices, how, objective[, device class, network]): how is a strategy or
 # "planner". l16-16-planner replicates ViT-L on every device: 16 copies of its 1.2 GB exceed
 # this host's memory, so it is planned (predicted) but not run here.
@@ -45,58 +41,6 @@ CASES = {
     # 1 GB Pi 3s on WiFi: ViT-L/16 fits none, the planner must cut it.
     "l16-16-pi3": ("vit_l_16", 16, "planner", "throughput", "pi3-engine", "wifi"),
 }
-
-
-def sh(cmd, timeout=None, log=None):
-    t = time.time()
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
-    if log:
-        Path(log).write_text(" ".join(map(str, cmd)) + "\n" + p.stdout + p.stderr)
-    if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}) after {time.time() - t:.0f} s: {' '.join(map(str, cmd))}\n"
-                 f"{p.stdout[-2000:]}{p.stderr[-3000:]}")
-    return p.stdout + p.stderr
-
-
-def clusters(build, devices, dilation, out, device_class="pi4-engine", network="gigabit"):
-    """N devices of a class on a network (pi4-engine on gigabit: hostfiles/pi4-gigabit-N.json),
-    as they are and D times slower, their profile embedded."""
-    hostfile = out / f"pis{devices}"
-    hostfile.write_text("".join(f"pi{i} slots=1\n" for i in range(1, devices + 1)))
-    plain = out / f"{device_class}-{network}-{devices}.json"
-    path = out / f"{device_class}-{network}-{devices}-dilated{dilation:g}.json"
-    for target in (plain, path):
-        sh([build / "chorus", "cluster", hostfile, "--class", device_class, "--network", network, "--embed-profiles",
-            "--classes", ROOT / "profiles" / "device-classes.json", "--name", target.stem, "-o", target])
-    c = json.loads(path.read_text())
-    for cls in c["device_classes"].values():
-        p = cls["profile"]
-        p["macs_per_second"] = {k: v / dilation for k, v in p["macs_per_second"].items()}
-        p["seconds_per_layer"] = p.get("seconds_per_layer", 0.0) * dilation
-        p["layer_seconds"] = {m: {l: t * dilation for l, t in ls.items()} for m, ls in p["layer_seconds"].items()}
-    c["network"]["bandwidth_mbps"] /= dilation
-    c["network"]["latency_ms"] *= dilation
-    path.write_text(json.dumps(c, indent=1))
-    return plain, path
-
-
-def stage_summary(stages):
-    """"replicate x7 + replicate x9", or "16 x single" for a long pipeline of single stages."""
-    parts = [f"{s['mode']} x{len(s['ranks'])}" for s in stages]
-    if len(parts) > 3 and len(set(parts)) == 1:
-        return f"{len(parts)} stages, {parts[0]} each"
-    return " + ".join(parts)
-
-
-def plan(build, model, devices, how, objective, cluster, out):
-    path = out / f"{Path(model).stem}-{cluster.stem}-{how}-{objective}.plan.json"
-    cmd = [build / "chorus", "plan", model, "--cluster", cluster, "-o", path]
-    if how != "planner":
-        cmd += ["--strategy", how]
-    if objective == "latency":
-        cmd += ["--objective", "latency"]
-    sh(cmd)
-    return path, json.loads(path.read_text())
 
 
 def main():
@@ -122,8 +66,8 @@ def main():
             sys.exit(f"{model}: missing; run bench/transformers/export_vit.py {zoo} first")
         plain, cluster = clusters(build, devices, a.dilation, out, *where)
         # The prediction for the real cluster, and for the dilated one the run uses.
-        _, real = plan(build, model, devices, how, objective, plain, out)
-        plan_path, dilated = plan(build, model, devices, how, objective, cluster, out)
+        _, real = plan(build, model, how, objective, plain, out)
+        plan_path, dilated = plan(build, model, how, objective, cluster, out)
         pr, pd = real["prediction"], dilated["prediction"]
         scale_error = abs(pd["throughput_fps"] * a.dilation / pr["throughput_fps"] - 1)
         # One frame at a time for latency; otherwise enough frames to fill the pipeline and then

@@ -8,13 +8,14 @@
 
 namespace chorus::energy {
 
-FrameEnergy measured_energy(const cluster::Cluster& c, const std::vector<RankActivity>& ranks, int frames) {
+FrameEnergy measured_energy(const cluster::Cluster& c, const std::vector<RankActivity>& ranks, double wall_s,
+                            int frames) {
   FrameEnergy e;
   const double n = std::max(1, frames);
   for (std::size_t r = 0; r < ranks.size(); ++r) {
     const RankActivity& a = ranks[r];
     const double joules =
-        c.device_of(static_cast<int>(r)).power.joules(a.compute_s, a.wall_s, a.bytes_sent, a.bytes_received);
+        c.device_of(static_cast<int>(r)).power.joules(a.compute_s, wall_s, a.bytes_sent, a.bytes_received);
     e.rank_j.push_back(joules / n);
     e.total_j += joules / n;
   }

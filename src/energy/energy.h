@@ -1,6 +1,6 @@
 #pragma once
 // Energy per frame, from each device's power figures (cluster::DevicePower): what a run
-// measured (its ranks' compute and wall time and bytes) and what a plan predicts (the cost
+// measured (its ranks' compute time and bytes over the run's wall time) and what a plan predicts (the cost
 // model's compute per rank, its frame period and the traffic model's bytes), by one formula:
 // busy watts x compute time + idle watts x the rest of the wall time + the radio's energy for
 // the bytes sent and received. And the planner's energy objective, which chooses by it.
@@ -22,12 +22,15 @@ struct FrameEnergy {
 
 // A run's figures for one rank, as its report gives them.
 struct RankActivity {
-  double compute_s = 0, wall_s = 0, bytes_sent = 0, bytes_received = 0;
+  double compute_s = 0, bytes_sent = 0, bytes_received = 0;
 };
 
-// Energy per frame of a run of `frames` frames whose rank r ran on cluster.device_of(r).
-// Every device's power must be known (Cluster::power_known).
-FrameEnergy measured_energy(const cluster::Cluster& cluster, const std::vector<RankActivity>& ranks, int frames);
+// Energy per frame of a run of `frames` frames that took `wall_s` (the longest rank's), whose
+// rank r ran on cluster.device_of(r): every device is on for the whole run, busy while its rank
+// computes (a rank with nothing to do is idle throughout). Every device's power must be known
+// (Cluster::power_known).
+FrameEnergy measured_energy(const cluster::Cluster& cluster, const std::vector<RankActivity>& ranks, double wall_s,
+                            int frames);
 
 // Energy per frame of `plan` in its steady state, under the planner's cost model (every rank of
 // the plan for one frame period; its compute per frame busy) and the traffic model's bytes

@@ -37,7 +37,7 @@ struct RankStats {
   // Rank 0's clock minus this rank's, as estimated at start-up, and the estimate's uncertainty
   // (half its round trip); frame times in the report are on rank 0's clock.
   double clock_offset_s = 0, clock_uncertainty_s = 0;
-  // Joules per frame of its device over the run (energy/energy.h); -1 when the device's power
+  // Joules per frame of its device over the run's wall time (energy/energy.h); -1 when the device's power
   // is not known.
   double energy_j_per_frame = -1;
   double idle_s() const;          // wall - compute - exchange - send - wait

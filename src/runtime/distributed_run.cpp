@@ -423,12 +423,12 @@ int run_distributed(Transport& real, const RunOptions& o) {
         const cluster::Cluster devices = paced.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
         if (devices.power_known()) {
           std::vector<energy::RankActivity> activity;
-          for (const auto& s : r.ranks_stats) activity.push_back({s.compute_s, s.wall_s, s.bytes_sent, s.bytes_received});
-          const energy::FrameEnergy e = energy::measured_energy(devices, activity, r.frames);
+          for (const auto& s : r.ranks_stats) activity.push_back({s.compute_s, s.bytes_sent, s.bytes_received});
+          const energy::FrameEnergy e = energy::measured_energy(devices, activity, r.wall_s, r.frames);
           for (std::size_t k = 0; k < r.ranks_stats.size(); ++k) r.ranks_stats[k].energy_j_per_frame = e.rank_j[k];
           r.energy_j_per_frame = e.total_j;
           r.energy_basis = cat("estimate: the power figures of ", devices_file,
-                               " x each rank's compute and wall time and bytes; no meter was read");
+                               " x each rank's compute time and bytes over the run's wall time; no meter was read");
           r.extra["predicted_energy"] = energy::energy_json(energy::predicted_energy(
               m, devices, cluster::model_key(o.model), setup.plan.plan, message_header_bytes()));
         }
