@@ -73,7 +73,9 @@ void run_info(const InfoOptions& o) {
   for (const auto& in : m.inputs()) {
     const bool image = in.shape.h > 1 || in.shape.w > 1;
     std::cout << "input  " << in.name << " " << in.shape.str()
-              << (m.channels_first() && image ? "  channels_first: feed NCHW" : "") << "\n";
+              << (m.channels_first() && image ? (in.shape.is_clip() ? "  channels_first: feed NCDHW" : "  channels_first: feed NCHW")
+                                              : "")
+              << "\n";
   }
   if (m.outputs().size() > 1)
     for (std::size_t k = 0; k < m.outputs().size(); ++k)

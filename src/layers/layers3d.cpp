@@ -17,6 +17,7 @@ int extent(Shape s, int a) { return a == 0 ? s.d : a == 1 ? s.h : s.w; }
 std::string window_text(const Window3D& w) {
   std::string s = cat(w.kernel[0], "x", w.kernel[1], "x", w.kernel[2], "/", w.stride[0]);
   if (w.stride[1] != w.stride[0] || w.stride[2] != w.stride[0]) s += cat(",", w.stride[1], ",", w.stride[2]);
+  if (w.explicit_pads) return s + " pads";
   return s + (w.padding == Padding::same ? " same" : " valid");
 }
 
@@ -25,6 +26,12 @@ std::string window_text(const Window3D& w) {
 Geometry3D window_geometry_3d(Shape in, const Window3D& w) {
   Geometry3D g;
   for (int a = 0; a < 3; ++a) {
+    if (w.explicit_pads) {
+      const int padded = extent(in, a) + w.pad_before[a] + w.pad_after[a], effective = (w.kernel[a] - 1) * w.dilation[a] + 1;
+      g.out[a] = padded >= effective ? (padded - effective) / w.stride[a] + 1 : 0;
+      g.pad[a] = w.pad_before[a];
+      continue;
+    }
     const AxisGeometry axis = axis_geometry(extent(in, a), w.kernel[a], w.stride[a], w.dilation[a], w.padding);
     g.out[a] = axis.out;
     g.pad[a] = axis.pad_before;

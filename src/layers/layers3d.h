@@ -15,6 +15,8 @@ struct Window3D {
   int stride[3] = {1, 1, 1};
   int dilation[3] = {1, 1, 1};
   Padding padding = Padding::valid;
+  bool explicit_pads = false;  // pad_before / pad_after instead of `padding` (ONNX)
+  int pad_before[3] = {0, 0, 0}, pad_after[3] = {0, 0, 0};
 };
 
 // A window's output size and its (before) padding on each axis.

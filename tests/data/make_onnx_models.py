@@ -4,8 +4,9 @@
     /usr/bin/python3 tests/data/make_onnx_models.py small OUTDIR   # custom models (committed)
     /usr/bin/python3 tests/data/make_onnx_models.py zoo OUTDIR     # torchvision models (made at test time)
     /usr/bin/python3 tests/data/make_onnx_models.py vit OUTDIR     # torchvision ViT-B/32 and B/16 (test time)
+    /usr/bin/python3 tests/data/make_onnx_models.py clips OUTDIR   # only the clip models of `small`
 
-For each model NAME it writes NAME.onnx, NAME.input.npy (NCHW, or (N, D), float32) and
+For each model NAME it writes NAME.onnx, NAME.input.npy (NCHW, NCDHW, or (N, D), float32) and
 NAME.output.npy, the output of PyTorch (or, for graphs built with onnx.helper, of the same
 computation written with torch.nn.functional), and lists NAME in OUTDIR/manifest.txt.
 Weights are random with fixed seeds, batch-norm statistics included, so that every layer
@@ -25,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 def randomise_batch_norms(module, seed):
     g = torch.Generator().manual_seed(seed)
     for m in module.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
@@ -309,9 +310,6 @@ def error_models(outdir):
     write("unsupported_operator", [helper.make_node("Relu", ["x"], ["r"], name="relu"),
                                    helper.make_node("Erf", ["r"], ["y"], name="Foo_3")],
           [x4], helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4]))
-    write("input_rank5", [helper.make_node("Relu", ["x"], ["y"], name="relu")],
-          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 4, 4])],
-          helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 4, 4]))
     write("moving_transpose", [helper.make_node("Transpose", ["x"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1])],
           [x4], helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 3]))
     write("bad_conv_weight", [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
@@ -439,6 +437,41 @@ REQUIRED_OPERATORS = {
     "Shape", "Gather", "Unsqueeze", "ConstantOfShape", "Slice", "Cast", "Equal", "Where", "Expand"}
 
 
+class ClipNet(nn.Module):
+    """A small C3D on 5-D clips (N, C, D, H, W): Conv (pads, strides, dilations), MaxPool (ceil_mode),
+    AveragePool, BatchNormalization, Relu, GlobalAveragePool and Flatten, then Gemm and Concat."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv3d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm3d(6)
+        self.c2 = nn.Conv3d(6, 8, (2, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.c3 = nn.Conv3d(8, 8, 3, padding=2, dilation=2, bias=False)
+        self.fc = nn.Linear(8 * 2 * 2 * 2, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.c1(x)))
+        x = F.max_pool3d(x, (1, 2, 2), stride=(1, 2, 2))
+        x = F.relu(self.c2(x))
+        x = F.relu(self.c3(x))
+        y = torch.flatten(F.max_pool3d(x, 2, stride=2, ceil_mode=True), 1)
+        g = torch.flatten(F.adaptive_avg_pool3d(F.avg_pool3d(x, (1, 3, 3), stride=1, padding=(0, 1, 1),
+                                                              count_include_pad=False), 1), 1)
+        return torch.cat([torch.softmax(self.fc(y), dim=1), g], 1)
+
+
+def clip_models(outdir):
+    """A small C3D on 5-D inputs against PyTorch, and an input of rank 6 to refuse."""
+    torch.manual_seed(6)
+    export_torch(outdir, "clip_net", ClipNet(), torch.randn(2, 3, 4, 12, 11), 13, 6)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "input_rank6",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 2, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="chorus-tests")
+    onnx.save(model, os.path.join(outdir, "input_rank6.onnx"))
+    print("wrote input_rank6")
+
+
 def check_coverage(outdir):
     with open(os.path.join(outdir, "manifest.txt")) as f:
         names = f.read().split()
@@ -472,6 +505,7 @@ def small(outdir):
     multi_io(outdir)
     error_models(outdir)
     transformer_error_models(outdir)
+    clip_models(outdir)
     check_coverage(outdir)
 
 
@@ -491,7 +525,7 @@ def zoo(outdir):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("small", "zoo", "vit"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("small", "zoo", "vit", "clips"):
         sys.exit(__doc__)
     outdir = sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
@@ -499,7 +533,7 @@ def main():
     if os.path.exists(manifest):
         os.remove(manifest)
     torch.set_num_threads(1)
-    {"small": small, "zoo": zoo, "vit": vit_zoo}[sys.argv[1]](outdir)
+    {"small": small, "zoo": zoo, "vit": vit_zoo, "clips": clip_models}[sys.argv[1]](outdir)
 
 
 if __name__ == "__main__":

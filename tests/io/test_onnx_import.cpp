@@ -31,7 +31,7 @@ Tensor load_input(const std::string& path, const model::Model& m) {
   if (a.data.size() != t.size()) return t;
   for (int n = 0; n < t.frames(); ++n) {
     const float* src = a.data.data() + n * t.frame_size();
-    if (a.shape.size() == 4)
+    if (a.shape.size() >= 4)  // NCHW or NCDHW
       nchw_to_nhwc(src, t.frame(n), m.input_shape());
     else
       std::copy(src, src + t.frame_size(), t.frame(n));
@@ -95,7 +95,7 @@ bool have_pytorch() {
 const char* const kSmallModels[] = {
     "conv_variants", "pool_norm",       "activations_op11", "activations_op13", "activations_op17", "mlp",
     "view_flatten",  "gemm_attributes", "auto_pad",         "clip_attributes",  "clip_inputs",      "lrn",
-    "vit_tiny_op14", "vit_tiny_op17",   "text_encoder"};
+    "vit_tiny_op14", "vit_tiny_op17",   "text_encoder",     "clip_net"};
 
 class OnnxSmallModel : public testing::TestWithParam<const char*> {};
 
@@ -266,10 +266,10 @@ TEST(OnnxErrors, UnsupportedOperatorIsNamedWithItsNode) {
             path + ": node 'Foo_3' uses operator 'Erf', which Chorus does not support");
 }
 
-TEST(OnnxErrors, InputOfRankFive) {
-  const std::string message = test::error_of([&] { io::load_model_file(data_path("input_rank5.onnx")); });
-  EXPECT_THAT(message, HasSubstr("input_rank5.onnx: input 'x' is (1, 3, 2, 4, 4), of rank 5"));
-  EXPECT_THAT(message, HasSubstr("4-D (N, C, H, W) images, 3-D (N, L, D) sequences or 2-D (N, D) vectors"));
+TEST(OnnxErrors, InputOfRankSix) {
+  const std::string message = test::error_of([&] { io::load_model_file(data_path("input_rank6.onnx")); });
+  EXPECT_THAT(message, HasSubstr("input_rank6.onnx: input 'x' is (1, 3, 2, 2, 4, 4), of rank 6"));
+  EXPECT_THAT(message, HasSubstr("5-D (N, C, D, H, W) clips, 4-D (N, C, H, W) images"));
 }
 
 TEST(OnnxErrors, AttentionMaskIsRefusedNamingTheScoresNode) {

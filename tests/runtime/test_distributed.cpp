@@ -379,7 +379,8 @@ INSTANTIATE_TEST_SUITE_P(
                     // Clips (3-D layers): stages, replicas, output and input channels.
                     StrategyCase{"clip", "pipeline", 3}, StrategyCase{"clip", "replicate", 2},
                     StrategyCase{"clip", "split-output", 3}, StrategyCase{"clip", "split-input", 2},
-                    StrategyCase{"clip_first", "pipeline", 2}, StrategyCase{"clip_first", "split-output", 2}),
+                    StrategyCase{"clip_first", "pipeline", 2}, StrategyCase{"clip_first", "split-output", 2},
+                    StrategyCase{"onnx_clip_net", "pipeline", 3}, StrategyCase{"onnx_clip_net", "split-output", 2}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
       std::string name = std::string(info.param.model) + "_" + info.param.strategy + "_" + std::to_string(info.param.ranks);
       for (char& ch : name)

@@ -4,6 +4,7 @@ namespace chorus::io {
 
 Shape frame_of(const std::vector<std::int64_t>& dims) {
   auto d = [&](int i) { return static_cast<int>(dims[i]); };
+  if (dims.size() == 5) return {d(3), d(4), d(1), d(2)};  // (N, C, D, H, W): a clip
   if (dims.size() == 4) return {d(2), d(3), d(1)};
   if (dims.size() == 3) return {1, d(1), d(2)};
   CHORUS_ASSERT(dims.size() == 2, "frame of a rank-", dims.size(), " value");
@@ -11,6 +12,7 @@ Shape frame_of(const std::vector<std::int64_t>& dims) {
 }
 
 std::vector<std::int64_t> dims_of(Shape frame, int rank, std::int64_t batch) {
+  if (rank == 5) return {batch, frame.c, frame.d, frame.h, frame.w};
   if (rank == 4) return {batch, frame.c, frame.h, frame.w};
   if (rank == 3) {
     CHORUS_ASSERT(frame.h == 1, "rank 3 value of frame ", frame.str());
@@ -21,7 +23,8 @@ std::vector<std::int64_t> dims_of(Shape frame, int rank, std::int64_t batch) {
 }
 
 bool same_order(const std::vector<std::int64_t>& dims) {
-  return dims.size() == 2 || dims.size() == 3 || (dims.size() == 4 && (dims[1] == 1 || dims[2] * dims[3] == 1));
+  return dims.size() == 2 || dims.size() == 3 || (dims.size() == 4 && (dims[1] == 1 || dims[2] * dims[3] == 1)) ||
+         (dims.size() == 5 && (dims[1] == 1 || dims[2] * dims[3] * dims[4] == 1));
 }
 
 int channel_axis(int rank) { return rank == 3 ? 2 : 1; }

@@ -34,9 +34,10 @@ std::vector<std::int64_t> input_dims(const onnx::ValueInfoProto& input, const st
            "; Chorus needs fixed sizes besides the batch axis");
     }
   }
-  if (dims.size() < 2 || dims.size() > 4)
+  if (dims.size() < 2 || dims.size() > 5)
     fail(where, " is ", dims_str(dims), ", of rank ", dims.size(),
-         "; Chorus reads 4-D (N, C, H, W) images, 3-D (N, L, D) sequences or 2-D (N, D) vectors");
+         "; Chorus reads 5-D (N, C, D, H, W) clips, 4-D (N, C, H, W) images, 3-D (N, L, D) sequences or 2-D (N, D) "
+         "vectors");
   return dims;
 }
 
@@ -57,7 +58,7 @@ OnnxModelStructure load_onnx_structure(const std::string& path, bool optimize) {
     if (constants.has(in.name())) continue;  // older exporters list initializers as inputs too
     const auto dims = input_dims(in, path);
     const int value = m.add_input(in.name(), frame_of(dims));
-    channels_first = channels_first || dims.size() == 4;
+    channels_first = channels_first || dims.size() >= 4;
     graph.set_value(in.name(), OnnxValue{value, dims});
   }
   if (m.inputs().empty()) fail(path, ": the graph has no input besides its initializers");

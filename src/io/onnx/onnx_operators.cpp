@@ -8,6 +8,7 @@
 #include "layers/activation_layer.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/layers3d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/layer_norm.h"
@@ -29,17 +30,18 @@ void require_rank(const OnnxNode& n, const OnnxValue& x, int rank) {
 
 // ---- Weight layouts -------------------------------------------------------------------------
 
-// Conv weight (O, I, kH, kW) to Keras' (kH, kW, I, O); the same for depthwise (I = 1, O = C * m).
+// Conv weight (O, I, k...) to Keras' (k..., I, O): (kH, kW, I, O) for Conv2D and depthwise
+// (I = 1, O = C * m), (kD, kH, kW, I, O) for Conv3D.
 OnnxWeightRecipe conv_kernel(std::string tensor, std::string node, std::vector<std::int64_t> d) {
   return [=](const OnnxConstants& c) {
     const std::vector<float> w = c.floats(tensor, node);
-    const std::size_t o_n = d[0], i_n = d[1], h_n = d[2], w_n = d[3];
+    const std::size_t o_n = d[0], i_n = d[1];
+    std::size_t k_n = 1;  // kernel positions
+    for (std::size_t a = 2; a < d.size(); ++a) k_n *= static_cast<std::size_t>(d[a]);
     std::vector<float> out(w.size());
     for (std::size_t o = 0; o < o_n; ++o)
       for (std::size_t i = 0; i < i_n; ++i)
-        for (std::size_t y = 0; y < h_n; ++y)
-          for (std::size_t x = 0; x < w_n; ++x)
-            out[((y * w_n + x) * i_n + i) * o_n + o] = w[((o * i_n + i) * h_n + y) * w_n + x];
+        for (std::size_t k = 0; k < k_n; ++k) out[(k * i_n + i) * o_n + o] = w[(o * i_n + i) * k_n + k];
     return out;
   };
 }
@@ -113,41 +115,50 @@ struct Window {
 std::vector<std::int64_t> pair_attr(const OnnxNode& n, const char* name, std::vector<std::int64_t> fallback,
                                     std::size_t size = 2) {
   auto v = n.attr_ints(name, std::move(fallback));
-  if (v.size() != size) n.fail("'", name, "' has ", v.size(), " values, expected ", size, " (2 spatial axes)");
+  if (v.size() != size) n.fail("'", name, "' has ", v.size(), " values, expected ", size);
   for (auto x : v)
     if (x < 0 || x > 1 << 20) n.fail("'", name, "' holds ", x);
   return v;
 }
 
-// Kernel, strides, dilations and padding (pads or auto_pad, and ceil_mode for pools) over an
-// input of in_h x in_w, as explicit pads.
-Window read_window(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64_t> kernel, bool ceil_mode) {
-  Window w;
+// A window over `axes` spatial axes: kernel, strides, dilations, and pads before and after.
+struct WindowAxes {
+  std::vector<int> kernel, stride, dilation, before, after;
+};
+
+// Kernel, strides, dilations and padding (pads or auto_pad, and ceil_mode for pools) over the
+// spatial axes of x (dims 2 on), as explicit pads.
+WindowAxes read_window_axes(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64_t> kernel, bool ceil_mode) {
+  const std::size_t axes = x.dims.size() - 2;
   if (n.has_attr("kernel_shape")) {
-    auto k = pair_attr(n, "kernel_shape", {});
+    auto k = pair_attr(n, "kernel_shape", {}, axes);
     if (!kernel.empty() && k != kernel)
       n.fail("kernel_shape ", dims_str(k), " differs from the weight's ", dims_str(kernel));
     kernel = k;
   }
-  if (kernel.size() != 2) n.fail("kernel_shape is missing");
-  w.kernel_h = static_cast<int>(kernel[0]);
-  w.kernel_w = static_cast<int>(kernel[1]);
-  auto s = pair_attr(n, "strides", {1, 1});
-  auto d = pair_attr(n, "dilations", {1, 1});
-  w.stride_h = static_cast<int>(s[0]), w.stride_w = static_cast<int>(s[1]);
-  w.dilation_h = static_cast<int>(d[0]), w.dilation_w = static_cast<int>(d[1]);
-  if (w.kernel_h < 1 || w.kernel_w < 1 || w.stride_h < 1 || w.stride_w < 1 || w.dilation_h < 1 || w.dilation_w < 1)
-    n.fail("kernel, strides and dilations must be positive");
-  const int in[2] = {static_cast<int>(x.dims[2]), static_cast<int>(x.dims[3])};
-  const int k[2] = {w.kernel_h, w.kernel_w}, st[2] = {w.stride_h, w.stride_w}, dl[2] = {w.dilation_h, w.dilation_w};
-  int before[2] = {0, 0}, after[2] = {0, 0};
+  if (kernel.size() != axes) n.fail("kernel_shape is missing");
+  const auto s = pair_attr(n, "strides", std::vector<std::int64_t>(axes, 1), axes);
+  const auto d = pair_attr(n, "dilations", std::vector<std::int64_t>(axes, 1), axes);
+  WindowAxes w;
+  for (std::size_t a = 0; a < axes; ++a) {
+    w.kernel.push_back(static_cast<int>(kernel[a]));
+    w.stride.push_back(static_cast<int>(s[a]));
+    w.dilation.push_back(static_cast<int>(d[a]));
+    if (w.kernel[a] < 1 || w.stride[a] < 1 || w.dilation[a] < 1) n.fail("kernel, strides and dilations must be positive");
+  }
+  std::vector<int> in, &k = w.kernel, &st = w.stride, &dl = w.dilation, &before = w.before, &after = w.after;
+  for (std::size_t a = 0; a < axes; ++a) in.push_back(static_cast<int>(x.dims[2 + a]));
+  before.assign(axes, 0);
+  after.assign(axes, 0);
   const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
   if (auto_pad == "NOTSET") {
-    auto p = pair_attr(n, "pads", {0, 0, 0, 0}, 4);  // [top, left, bottom, right]
-    before[0] = static_cast<int>(p[0]), before[1] = static_cast<int>(p[1]);
-    after[0] = static_cast<int>(p[2]), after[1] = static_cast<int>(p[3]);
+    auto p = pair_attr(n, "pads", std::vector<std::int64_t>(2 * axes, 0), 2 * axes);  // [begins..., ends...]
+    for (std::size_t a = 0; a < axes; ++a) {
+      before[a] = static_cast<int>(p[a]);
+      after[a] = static_cast<int>(p[axes + a]);
+    }
   } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    for (int a = 0; a < 2; ++a) {
+    for (std::size_t a = 0; a < axes; ++a) {
       const int out = (in[a] + st[a] - 1) / st[a];
       const int total = std::max((out - 1) * st[a] + (k[a] - 1) * dl[a] + 1 - in[a], 0);
       const int small = total / 2;
@@ -160,7 +171,7 @@ Window read_window(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64
   if (ceil_mode && auto_pad == "NOTSET") {
     // Output sizes rounded up, as PyTorch and ONNX Runtime do: a last window may start past the
     // input's end only if it starts inside the padding; the extra cells become bottom/right pads.
-    for (int a = 0; a < 2; ++a) {
+    for (std::size_t a = 0; a < axes; ++a) {
       const int span = in[a] + before[a] + after[a] - ((k[a] - 1) * dl[a] + 1);
       if (span < 0) continue;
       int out = (span + st[a] - 1) / st[a] + 1;
@@ -168,15 +179,63 @@ Window read_window(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64
       after[a] += std::max((out - 1) * st[a] - span, 0);
     }
   }
-  w.pads = {before[0], after[0], before[1], after[1]};
+  return w;
+}
+
+// The same over an image's rows and columns.
+Window read_window(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64_t> kernel, bool ceil_mode) {
+  const WindowAxes a = read_window_axes(n, x, std::move(kernel), ceil_mode);
+  Window w;
+  w.kernel_h = a.kernel[0], w.kernel_w = a.kernel[1];
+  w.stride_h = a.stride[0], w.stride_w = a.stride[1];
+  w.dilation_h = a.dilation[0], w.dilation_w = a.dilation[1];
+  w.pads = {a.before[0], a.after[0], a.before[1], a.after[1]};
+  return w;
+}
+
+// The same over a clip's depth, rows and columns, as a Window3D with explicit pads.
+Window3D read_window_3d(const OnnxNode& n, const OnnxValue& x, std::vector<std::int64_t> kernel, bool ceil_mode) {
+  const WindowAxes a = read_window_axes(n, x, std::move(kernel), ceil_mode);
+  Window3D w;
+  w.explicit_pads = true;
+  for (int i = 0; i < 3; ++i) {
+    w.kernel[i] = a.kernel[i];
+    w.stride[i] = a.stride[i];
+    w.dilation[i] = a.dilation[i];
+    w.pad_before[i] = a.before[i];
+    w.pad_after[i] = a.after[i];
+  }
   return w;
 }
 
 // ---- Convolution and matrix products --------------------------------------------------------
 
+// Conv on a clip (N, C, D, H, W): Conv3D, weight (M, C, kD, kH, kW), no groups.
+void convert_conv_3d(OnnxNode& n, const OnnxValue& x) {
+  const auto wd = n.constant_dims(1);
+  if (wd.size() != 5 || wd[1] != x.dims[1])
+    n.fail("weight '", n.input_name(1), "' is ", dims_str(wd), ", expected (M, ", x.dims[1], ", kD, kH, kW) for input ",
+           dims_str(x.dims));
+  if (n.attr_int("group", 1) != 1) n.fail("group ", n.attr_int("group", 1), " is not supported on a 5-D input");
+  Conv3DSettings s;
+  s.filters = static_cast<int>(wd[0]);
+  s.window = read_window_3d(n, x, {wd[2], wd[3], wd[4]}, false);
+  s.use_bias = n.has_input(2);
+  std::map<std::string, OnnxWeightRecipe> recipes;
+  if (s.use_bias) {
+    const auto bd = n.constant_dims(2);
+    if (count_of(bd) != wd[0] || bd.size() != 1)
+      n.fail("bias '", n.input_name(2), "' is ", dims_str(bd), ", expected (", wd[0], ")");
+    recipes["bias"] = copied_constant(n.input_name(2), n.name());
+  }
+  recipes["kernel"] = conv_kernel(n.input_name(1), n.name(), wd);
+  n.set_output(n.add_layer(std::make_unique<Conv3D>(n.name(), s), {x}, 5, std::move(recipes)));
+}
+
 void convert_conv(OnnxNode& n) {
   n.require_one_output();
   const OnnxValue& x = n.activation(0);
+  if (x.rank() == 5) return convert_conv_3d(n, x);
   require_rank(n, x, 4);
   const auto wd = n.constant_dims(1);
   if (wd.size() != 4) n.fail("weight '", n.input_name(1), "' is ", dims_str(wd), ", expected (M, C/group, kH, kW)");
@@ -453,8 +512,17 @@ void convert_layer_norm(OnnxNode& n) {
 void convert_pool(OnnxNode& n) {
   n.require_one_output();
   const OnnxValue& x = n.activation(0);
-  require_rank(n, x, 4);
   const bool is_max = n.op() == "MaxPool";
+  if (x.rank() == 5) {  // a clip
+    const Window3D w = read_window_3d(n, x, {}, n.attr_int("ceil_mode", 0) != 0);
+    for (int a = 0; a < 3; ++a)
+      if (w.dilation[a] != 1) n.fail("dilations other than 1 are not supported for pooling");
+    if (!is_max && n.attr_int("count_include_pad", 0) != 0)
+      n.fail("count_include_pad=1 is not supported on a 5-D input");
+    return n.set_output(
+        n.add_layer(std::make_unique<Pool3D>(n.name(), is_max ? PoolKind::max : PoolKind::average, w), {x}, 5));
+  }
+  require_rank(n, x, 4);
   const Window w = read_window(n, x, {}, n.attr_int("ceil_mode", 0) != 0);
   if (w.dilation_h != 1 || w.dilation_w != 1) n.fail("dilations other than 1 are not supported for pooling");
   Pool2DSettings s;
@@ -473,8 +541,9 @@ void convert_pool(OnnxNode& n) {
 
 void convert_global_pool(OnnxNode& n) {
   const OnnxValue& x = n.activation(0);
-  require_rank(n, x, 4);
   const PoolKind kind = n.op() == "GlobalMaxPool" ? PoolKind::max : PoolKind::average;
+  if (x.rank() == 5) return n.set_output(n.add_layer(std::make_unique<GlobalPool3D>(n.name(), kind), {x}, 5));
+  require_rank(n, x, 4);
   n.set_output(n.add_layer(std::make_unique<GlobalPool2D>(n.name(), kind), {x}, 4));
 }
 
@@ -482,7 +551,7 @@ void convert_batch_norm(OnnxNode& n) {
   n.require_one_output();
   if (n.attr_int("training_mode", 0) != 0) n.fail("training_mode=1 is not supported (inference only)");
   const OnnxValue& x = n.activation(0);
-  if (x.rank() != 2 && x.rank() != 4) n.fail("input ", dims_str(x.dims), " is neither 2-D nor 4-D");
+  if (x.rank() != 2 && x.rank() != 4 && x.rank() != 5) n.fail("input ", dims_str(x.dims), " is not 2-D, 4-D or 5-D");
   if (n.inputs() != 5) n.fail("expects 5 inputs (X, scale, B, mean, var), found ", n.inputs());
   const std::int64_t c = x.dims[1];
   const char* keras[4] = {"gamma", "beta", "moving_mean", "moving_variance"};

@@ -21,9 +21,9 @@ std::int64_t count_of(const std::vector<std::int64_t>& dims) {
 
 // Gives x the ONNX dims `target` (same element count, same memory order in ONNX).
 void reshape_to(OnnxNode& n, const OnnxValue& x, const std::vector<std::int64_t>& target) {
-  if (target.size() < 2 || target.size() > 4)
+  if (target.size() < 2 || target.size() > 5)
     n.fail("result ", dims_str(target), " has rank ", target.size(),
-           "; Chorus holds 2-D (N, D), 3-D (N, L, D) and 4-D (N, C, H, W) values");
+           "; Chorus holds 2-D (N, D), 3-D (N, L, D), 4-D (N, C, H, W) and 5-D (N, C, D, H, W) values");
   if (count_of(target) != count_of(x.dims))
     n.fail("cannot reshape ", dims_str(x.dims), " to ", dims_str(target), ": the element counts differ");
   if (target[0] != x.dims[0])
@@ -44,10 +44,12 @@ void reshape_to(OnnxNode& n, const OnnxValue& x, const std::vector<std::int64_t>
   if (same_order(x.dims) && same_order(target)) {
     const Shape to = frame_of(target);
     if (to == frame_of(x.dims)) return n.set_output(OnnxValue{x.node, target});
+    if (to.is_clip() || frame_of(x.dims).is_clip())
+      n.fail("reshaping ", dims_str(x.dims), " to ", dims_str(target), " of a clip is not supported (only flattening)");
     auto layer = std::make_unique<Reshape>(n.name(), std::vector<int>{to.h, to.w, to.c});
     return n.set_output(n.add_layer(std::move(layer), {x}, static_cast<int>(target.size())));
   }
-  if (x.rank() == 4 && target.size() == 2)  // an image flattened in ONNX's (c, h, w) order
+  if ((x.rank() == 4 || x.rank() == 5) && target.size() == 2)  // an image (a clip) flattened in ONNX's (c, [d,] h, w) order
     return n.set_output(n.add_layer(std::make_unique<Flatten>(n.name(), /*channels_first=*/true), {x}, 2));
   n.fail("reshaping ", dims_str(x.dims), " to ", dims_str(target),
          " reorders data in Chorus' NHWC layout; only flattening to (N, C*H*W) and reshapes that keep the memory "
