@@ -60,6 +60,8 @@ def main():
     ap.add_argument("--frames", type=int, default=0, help="frames per throughput run (default max(6, 3 x ranks))")
     ap.add_argument("--out", default="")
     ap.add_argument("--predict-only", action="store_true", help="plan and predict, run nothing")
+    ap.add_argument("--from-reports", action="store_true",
+                    help="run nothing: make the tables again from the reports of an earlier run in OUT")
     a = ap.parse_args()
     build, model = Path(a.build), Path(a.model)
     out = Path(a.out or ROOT / "build" / "scaling" / f"{model.stem}-{a.device_class}-{a.network}")
@@ -86,6 +88,13 @@ def main():
                    "objective": objective, "ranks": ranks, "stages": stage_summary(real["stages"]),
                    "predicted_fps": round(pr["throughput_fps"], 3), "predicted_latency_ms": round(pr["latency_ms"], 1),
                    "predicted_j_per_frame": round(pr.get("energy_j_per_frame", float("nan")), 3)}
+            if power and kind == "latency":
+                # One frame at a time, as the latency run goes: every device on for one latency.
+                busy, period = pr["rank_busy_s"], pr["latency_ms"] / 1e3
+                radio = pr["energy_j_per_frame"] - sum(power["busy_w"] * b + power["idle_w"] * (pr["period_s"] - b)
+                                                      for b in busy)
+                row["predicted_j_one_at_a_time"] = round(
+                    sum(power["busy_w"] * b + power["idle_w"] * (period - b) for b in busy) + radio, 3)
             if not a.predict_only:
                 latency = kind == "latency"
                 frames = 6 if latency else a.frames or max(6, 3 * ranks)
@@ -98,7 +107,10 @@ def main():
                 print(f"== {model.stem} on {devices} {a.device_class} ({objective}): {row['stages']}, {frames} frames",
                       flush=True)
                 started = time.time()
-                log = sh(cmd, timeout=7200, log=out / f"{devices}-{objective}.log")
+                if a.from_reports:
+                    log = (out / f"{devices}-{objective}.log").read_text()
+                else:
+                    log = sh(cmd, timeout=7200, log=out / f"{devices}-{objective}.log")
                 r = json.loads(report.read_text())
                 row.update({
                     "frames": frames, "dilation": a.dilation,
@@ -121,8 +133,11 @@ def main():
         head += ["measured fps", "measured latency p50 ms", "measured J/frame (whole run)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["devices"], r["objective"], r["ranks"], r["stages"], r["predicted_fps"], r["predicted_latency_ms"],
-                 r["predicted_j_per_frame"]]
+        # A latency plan runs one frame at a time: its energy is predicted for that too (in brackets).
+        j = r["predicted_j_per_frame"]
+        if "predicted_j_one_at_a_time" in r:
+            j = f"{j} ({r['predicted_j_one_at_a_time']})"
+        cells = [r["devices"], r["objective"], r["ranks"], r["stages"], r["predicted_fps"], r["predicted_latency_ms"], j]
         if measured:
             cells += [r["measured_fps"], r["measured_latency_p50_ms"], r["measured_j_per_frame"]]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
