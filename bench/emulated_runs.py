@@ -9,13 +9,29 @@ still keeps up. Measured throughput is multiplied by D and latency divided by D;
 prediction on the dilated cluster is the undilated one scaled by D (its model is linear in
 both). Chorus' own overheads on the host (copies, MPI calls) are not dilated.
 """
+import csv
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def allow_mpirun_as_root():
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+
+
+def write_csv(rows, path):
+    """Rows of dicts as CSV, with every key any row has."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
 
 
 def sh(cmd, timeout=None, log=None):

@@ -17,15 +17,13 @@ bench/emulated_runs.py; measured energy is recomputed from each rank's compute a
 Writes OUT/scaling.csv and OUT/scaling.md.
 """
 import argparse
-import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from emulated_runs import ROOT, clusters, plan, sh, stage_summary  # noqa: E402
+from emulated_runs import ROOT, allow_mpirun_as_root, clusters, plan, sh, stage_summary, write_csv  # noqa: E402
 
 
 def device_counts(text):
@@ -66,8 +64,7 @@ def main():
     build, model = Path(a.build), Path(a.model)
     out = Path(a.out or ROOT / "build" / "scaling" / f"{model.stem}-{a.device_class}-{a.network}")
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    allow_mpirun_as_root()
     power = json.loads((ROOT / "profiles" / "device-classes.json").read_text())["device_classes"][a.device_class].get("power")
     rows = []
     for devices in device_counts(a.devices):
@@ -122,11 +119,7 @@ def main():
                 })
             print("   ", row, flush=True)
             rows.append(row)
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "scaling.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, out / "scaling.csv")
     measured = not a.predict_only
     head = ["devices", "objective", "ranks", "plan", "predicted fps", "predicted latency ms", "predicted J/frame"]
     if measured:

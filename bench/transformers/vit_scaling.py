@@ -19,15 +19,13 @@ F --report`, with `--max-in-flight 1` for latency cases (one frame at a time). W
 OUT/vit_scaling.csv and OUT/vit_scaling.md.
 """
 import argparse
-import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from emulated_runs import ROOT, clusters, plan, sh, stage_summary  # noqa: E402
+from emulated_runs import ROOT, allow_mpirun_as_root, clusters, plan, sh, stage_summary, write_csv  # noqa: E402
 # name -> (model, devices, how, objective[, device class, network]): how is a strategy or
 # "planner". l16-16-planner replicates ViT-L on every device: 16 copies of its 1.2 GB exceed
 # this host's memory, so it is planned (predicted) but not run here.
@@ -56,8 +54,7 @@ def main():
     a = ap.parse_args()
     build, zoo, out = Path(a.build), Path(a.zoo), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    allow_mpirun_as_root()
     rows = []
     for name in a.cases.split(","):
         model_name, devices, how, objective, *where = CASES[name]
@@ -103,10 +100,7 @@ def main():
         row["error_pct"] = round(100 * (meas / pred - 1), 1)
         print("   ", row, flush=True)
         rows.append(row)
-    with open(out / "vit_scaling.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, out / "vit_scaling.csv")
     lines = ["| case | cluster | plan | stages | predicted fps | measured fps | predicted latency ms | "
              "measured latency p50 ms | error % | emulation warnings |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

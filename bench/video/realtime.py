@@ -14,14 +14,12 @@ full queue drops the oldest or the newest. The planner's throughput says how man
 cluster can take; the rest must be dropped. Writes OUT/realtime.csv and OUT/realtime.md.
 """
 import argparse
-import csv
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from emulated_runs import ROOT, clusters, plan, sh, stage_summary  # noqa: E402
+from emulated_runs import ROOT, allow_mpirun_as_root, clusters, plan, sh, stage_summary, write_csv  # noqa: E402
 
 
 def main():
@@ -40,8 +38,7 @@ def main():
     build, model = Path(a.build), Path(a.model)
     out = Path(a.out or ROOT / "build" / "realtime" / f"{model.stem}-{a.device_class}-{a.network}")
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    allow_mpirun_as_root()
     video = out / f"camera-{a.fps}fps.mp4"
     frames = int(round(a.seconds * a.fps))
     sh(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={a.fps}", "-frames:v", frames,
@@ -73,10 +70,7 @@ def main():
                 "pipeline_latency_p50_ms": round(r["latency_ms"]["p50"], 1),
             })
             print("   ", rows[-1], flush=True)
-    with open(out / "realtime.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, out / "realtime.csv")
     lines = ["| devices | plan | drop | predicted fps | captured | processed | dropped | processed / s of video | "
              "capture to result p50 / p90 / p99 ms | pipeline latency p50 ms |", "|" + "---|" * 10]
     for r in rows:

@@ -26,13 +26,19 @@ ResultsWriter::~ResultsWriter() {
   if (owned_ && file_) std::fclose(file_);
 }
 
-void ResultsWriter::append_top(const Tensor& out) {
+int top_classes(const Tensor& out, int k, std::vector<int>& order) {
   const int classes = static_cast<int>(out.size());
-  const int k = std::min(top_, classes);
-  order_.resize(classes);
-  std::iota(order_.begin(), order_.end(), 0);
+  k = std::min(k, classes);
+  order.resize(classes);
+  std::iota(order.begin(), order.end(), 0);
   const float* p = out.data();
-  std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), [&](int a, int b) { return p[a] > p[b]; });
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return p[a] > p[b]; });
+  return k;
+}
+
+void ResultsWriter::append_top(const Tensor& out) {
+  const int k = top_classes(out, top_, order_);
+  const float* p = out.data();
   line_ += '[';
   char number[64];
   for (int i = 0; i < k; ++i) {

@@ -11,6 +11,11 @@
 
 namespace chorus::report {
 
+// The `k` largest of an output's values, largest first, as their indices: the first
+// min(k, size) entries of `order` (resized to the output's size; kept by the caller so that
+// frames allocate nothing). Returns how many there are.
+int top_classes(const Tensor& out, int k, std::vector<int>& order);
+
 struct FrameResult {
   std::int64_t frame = 0;   // its number in the input (a real-time feed skips dropped ones)
   double captured_s = 0;    // when it was captured, seconds from the run's first capture

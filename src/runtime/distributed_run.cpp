@@ -83,12 +83,8 @@ class TopClasses {
     value_.reserve(static_cast<std::size_t>(k) * frames);
   }
   void add(const Tensor& out) {
-    const int classes = static_cast<int>(out.size());
-    const int kk = std::min(k_, classes);
-    order_.resize(classes);
-    std::iota(order_.begin(), order_.end(), 0);
+    const int kk = report::top_classes(out, k_, order_);
     const float* p = out.data();
-    std::partial_sort(order_.begin(), order_.begin() + kk, order_.end(), [&](int a, int b) { return p[a] > p[b]; });
     for (int i = 0; i < k_; ++i) {
       index_.push_back(i < kk ? order_[i] : -1);
       value_.push_back(i < kk ? p[order_[i]] : 0.0f);
