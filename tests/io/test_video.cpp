@@ -122,6 +122,13 @@ TEST_F(Video, StartAndFramesSelectAPartOfTheFile) {
   // 0.5 s at 30 fps is frame 15 (the 16th); five frames from there.
   const auto part = run("pixels.h5", video, "--start 0.5 --frames 5", "part.npy");
   EXPECT_EQ(largest_difference(part, run("pixels.h5", path("part"), "", "png.npy")), 0.0);
+  // Past the end: no frames, and the report says why.
+  const auto r = test::run_chorus("run " + path("pixels.h5") + " --input " + video + " --start 100 --quiet --report " +
+                                  path("r.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(path("r.json")));
+  EXPECT_EQ(report["frames"], 0);
+  EXPECT_THAT(report["input"]["ended_early"].get<std::string>(), HasSubstr("no frame at or after --start 100 s"));
 }
 
 TEST_F(Video, FramesAreResizedToTheModelInput) {

@@ -317,6 +317,11 @@ class VideoStream : public FrameStream {
   // At the end of a file: one that stops well before the duration its header gives was cut
   // short (a truncated download, a recording that was killed). Its frames stand; the report says.
   void check_complete() {
+    if (taken_ == 0 && early_end_.empty()) {
+      early_end_ = video_.start_s > 0 ? cat(spec_, ": no frame at or after --start ", video_.start_s, " s")
+                                      : cat(spec_, ": the input holds no frame that could be decoded");
+      return;
+    }
     if (live_ || !early_end_.empty() || last_time_ < 0 || (video_.frames >= 0 && taken_ >= video_.frames)) return;
     const AVStream* stream = format_->streams[stream_];
     double duration = stream->duration != AV_NOPTS_VALUE ? stream->duration * time_base_ : -1;
