@@ -119,6 +119,13 @@ in_chroot /chorus/chorus run "/data/$vit.onnx" --input "/data/$vit.input.npy" --
 echo "   $vit on one rank under qemu: $((SECONDS - start)) s"
 check "$vit against PyTorch" "$data/$vit.qemu.npy" "$repo/tests/data/onnx/$vit.output.npy"
 
+# 5. A small C3D on 5-D clips exported by PyTorch (Conv3D, 3-D pooling) against PyTorch's output.
+clip=clip_net
+cp "$repo/tests/data/onnx/$clip.onnx" "$repo/tests/data/onnx/$clip.input.npy" "$data/"
+in_chroot /chorus/chorus run "/data/$clip.onnx" --input "/data/$clip.input.npy" --quiet --output "/data/$clip.qemu.npy" \
+  >/dev/null
+check "$clip against PyTorch" "$data/$clip.qemu.npy" "$repo/tests/data/onnx/$clip.output.npy"
+
 if [ "$failures" -ne 0 ]; then
   echo "test_qemu: $failures check(s) failed" >&2
   exit 1
