@@ -30,11 +30,13 @@ Geometry3D window_geometry_3d(Shape in, const Window3D& w) {
       const int padded = extent(in, a) + w.pad_before[a] + w.pad_after[a], effective = (w.kernel[a] - 1) * w.dilation[a] + 1;
       g.out[a] = padded >= effective ? (padded - effective) / w.stride[a] + 1 : 0;
       g.pad[a] = w.pad_before[a];
+      g.pad_after[a] = w.pad_after[a];
       continue;
     }
     const AxisGeometry axis = axis_geometry(extent(in, a), w.kernel[a], w.stride[a], w.dilation[a], w.padding);
     g.out[a] = axis.out;
     g.pad[a] = axis.pad_before;
+    g.pad_after[a] = axis.pad_after;
   }
   return g;
 }

@@ -19,10 +19,11 @@ struct Window3D {
   int pad_before[3] = {0, 0, 0}, pad_after[3] = {0, 0, 0};
 };
 
-// A window's output size and its (before) padding on each axis.
+// A window's output size and its padding before and after on each axis.
 struct Geometry3D {
   int out[3] = {0, 0, 0};
   int pad[3] = {0, 0, 0};
+  int pad_after[3] = {0, 0, 0};
 };
 Geometry3D window_geometry_3d(Shape in, const Window3D& window);
 
@@ -42,6 +43,7 @@ class Conv3D : public Layer {
   std::string type() const override { return "Conv3D"; }
   bool takes_clips() const override { return true; }
   const Conv3DSettings& settings() const { return settings_; }
+  const Geometry3D& geometry() const { return geometry_; }
   std::vector<WeightSpec> weight_specs() const override;
   void set_weights(WeightMap weights) override;
   double macs() const override;
@@ -69,6 +71,9 @@ class Pool3D : public Layer {
       : Layer(std::move(name)), kind_(kind), window_(window) {}
   std::string type() const override { return kind_ == PoolKind::max ? "MaxPooling3D" : "AveragePooling3D"; }
   bool takes_clips() const override { return true; }
+  PoolKind kind() const { return kind_; }
+  const Window3D& window() const { return window_; }
+  const Geometry3D& geometry() const { return geometry_; }
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;

@@ -62,7 +62,7 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       const Shape out = m.node(st.last).layer->output_shape();
       const auto rows = plan::split_bounds(out.h, st.fractions);
       for (std::size_t k = 0; k < st.ranks.size(); ++k)
-        per_member[k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c;
+        per_member[k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
     } else if (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
                st.mode == StageMode::split_tensor) {
       const auto roles = plan::split_roles(m, st.first, st.last, st.mode);

@@ -27,7 +27,7 @@ std::vector<std::pair<int, int>> stage_input_rows(const model::Model& m, const p
                                                   int member) {
   const std::vector<int> values = live_values(m, plan, stage - 1);
   std::vector<std::pair<int, int>> rows;
-  for (int v : values) rows.emplace_back(0, m.shape_of(v).rows());  // a clip: all its images
+  for (int v : values) rows.emplace_back(0, m.shape_of(v).h);
   if (stage < 0 || stage >= static_cast<int>(plan.stages.size())) return rows;
   const auto& st = plan.stages[stage];
   if (st.mode != plan::StageMode::split_spatial || st.ranks.size() < 2) return rows;
@@ -54,7 +54,7 @@ std::size_t input_rows_floats(const model::Model& m, const std::vector<int>& val
   std::size_t total = 0;
   for (std::size_t k = 0; k < values.size(); ++k) {
     const Shape s = m.shape_of(values[k]);
-    total += static_cast<std::size_t>(rows[k].second - rows[k].first) * s.w * s.c;
+    total += static_cast<std::size_t>(rows[k].second - rows[k].first) * s.w * s.c * s.d;  // those rows of each image
   }
   return total;
 }

@@ -17,7 +17,7 @@ std::vector<int> live_values(const model::Model& model, const plan::ResolvedPlan
 std::size_t live_floats(const model::Model& model, const std::vector<int>& values);
 
 // The rows [begin, end) of each value entering stage `stage` (live_values(stage - 1) order)
-// that member `member` needs: all of them, except in a split-spatial stage, whose members take
+// that member `member` needs, of each image of a clip: all of them, except in a split-spatial stage, whose members take
 // only the rows their band reads (its halo included) of the value the band starts from, and
 // nothing else but what member 0 hands on to the next stage whole.
 std::vector<std::pair<int, int>> stage_input_rows(const model::Model& model, const plan::ResolvedPlan& plan,

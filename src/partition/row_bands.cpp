@@ -1,11 +1,13 @@
 #include "partition/row_bands.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "core/error.h"
 #include "layers/conv2d.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/layers3d.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
 #include "model/optimize.h"
@@ -14,6 +16,23 @@
 namespace chorus::partition {
 
 using namespace chorus::layers;
+
+namespace {
+
+// A 3-D window over a band of rows: the layer's own pads on depth and columns, the band's at
+// the top and bottom (only where the band meets the image's edge).
+Window3D band_window(Window3D w, const Geometry3D& g, const plan::RowNeed& need) {
+  w.explicit_pads = true;
+  for (int a : {0, 2}) {
+    w.pad_before[a] = g.pad[a];
+    w.pad_after[a] = g.pad_after[a];
+  }
+  w.pad_before[1] = need.pad_top;
+  w.pad_after[1] = need.pad_bottom;
+  return w;
+}
+
+}  // namespace
 
 RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end,
                       io::WeightReader& reader) {
@@ -50,6 +69,17 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
     } else if (auto* z = dynamic_cast<const ZeroPadding2D*>(&l)) {
       step.own_layer = std::make_unique<ZeroPadding2D>(
           l.name(), Pads{need.pad_top, need.pad_bottom, z->pads().left, z->pads().right});
+    } else if (auto* c3 = dynamic_cast<const Conv3D*>(&l)) {
+      Conv3DSettings s = c3->settings();
+      s.window = band_window(s.window, c3->geometry(), need);
+      step.own_layer = std::make_unique<Conv3D>(l.name(), s);
+    } else if (auto* p3 = dynamic_cast<const Pool3D*>(&l)) {
+      step.own_layer = std::make_unique<Pool3D>(l.name(), p3->kind(), band_window(p3->window(), p3->geometry(), need));
+    } else if (auto* z3 = dynamic_cast<const ZeroPadding3D*>(&l)) {
+      std::array<int, 6> pads = z3->pads();
+      pads[2] = need.pad_top;
+      pads[3] = need.pad_bottom;
+      step.own_layer = std::make_unique<ZeroPadding3D>(l.name(), pads);
     }
     if (step.own_layer) {
       Shape out = step.own_layer->build({in});
@@ -72,11 +102,14 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
 
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out) {
   Shape s = in.shape();
-  const std::size_t row = static_cast<std::size_t>(s.w) * s.c;
+  const std::size_t row = static_cast<std::size_t>(s.w) * s.c, rows = end - begin;
+  const int h = s.h;
   s.h = end - begin;
   out.resize(in.frames(), s);
   for (int n = 0; n < in.frames(); ++n)
-    std::memcpy(out.frame(n), in.frame(n) + begin * row, (end - begin) * row * sizeof(float));
+    for (int z = 0; z < s.d; ++z)  // those rows of each image of a clip
+      std::memcpy(out.frame(n) + z * rows * row, in.frame(n) + (static_cast<std::size_t>(z) * h + begin) * row,
+                  rows * row * sizeof(float));
 }
 
 }  // namespace chorus::partition

@@ -31,7 +31,7 @@ struct RowBand {
 RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end,
                       io::WeightReader& reader);
 
-// Copies rows [begin, end) of every frame.
+// Copies rows [begin, end) of every frame (of every image of a clip).
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out);
 
 }  // namespace chorus::partition

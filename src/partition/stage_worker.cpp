@@ -76,16 +76,17 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       band_inputs_.back().resize(frames, m.shape_of(v));
     }
     const Shape in = m.shape_of(m.node(spec_.first).inputs[0]);
-    std::size_t largest = static_cast<std::size_t>(band_->in_end() - band_->in_begin()) * in.w * in.c;
+    std::size_t largest = static_cast<std::size_t>(band_->in_end() - band_->in_begin()) * in.w * in.c * in.d;
     for (const auto& step : band_->steps) {
       const Shape s = m.node(step.node).layer->output_shape();
-      largest = std::max(largest, static_cast<std::size_t>(step.out_end - step.out_begin) * s.w * s.c);
+      largest = std::max(largest, static_cast<std::size_t>(step.out_end - step.out_begin) * s.w * s.c * s.d);
     }
     for (auto& b : band_buffers_) b.reserve(frames * largest);
     const Shape out = m.node(spec_.last).layer->output_shape();
     band_output_.resize(frames, out);
     for (std::size_t r = 0; r + 1 < band_rows_.size(); ++r)
-      band_counts_.push_back(static_cast<std::size_t>(band_rows_[r + 1] - band_rows_[r]) * out.w * out.c);
+      band_counts_.push_back(static_cast<std::size_t>(band_rows_[r + 1] - band_rows_[r]) * out.w * out.c * out.d);
+    if (out.is_clip()) band_gathered_.resize(out.size());  // bands arrive member by member
     for (int v : outputs_)
       CHORUS_ASSERT(v == spec_.last || std::count(inputs_.begin(), inputs_.end(), v), "stage ", stage_, ": live value ",
                     v, " is neither its output nor one of its inputs");
@@ -239,13 +240,28 @@ void StageWorker::run_band() {
     current = 1 - current;
   }
   const Tensor& mine = band_buffers_[current];
+  const Shape& out = band_output_.shape();
   for (int n = 0; n < frames; ++n) {
     // Bands are consecutive rows: in member order they are the whole frame. Only member 0
     // hands the stage's output on, so only it gathers them.
-    if (exchange_)
-      exchange_->gather(mine.frame(n), band_counts_, band_output_.frame(n), 0);
-    else
+    if (!exchange_) {
       std::copy(mine.frame(n), mine.frame(n) + mine.frame_size(), band_output_.frame(n));
+    } else if (!out.is_clip()) {
+      exchange_->gather(mine.frame(n), band_counts_, band_output_.frame(n), 0);
+    } else {
+      // A clip's band is those rows of each of its images: gathered member after member, then
+      // put back image by image.
+      exchange_->gather(mine.frame(n), band_counts_, band_gathered_.data(), 0);
+      if (member_ != 0) continue;
+      const std::size_t row = static_cast<std::size_t>(out.w) * out.c;
+      const float* from = band_gathered_.data();
+      for (std::size_t g = 0; g + 1 < band_rows_.size(); ++g) {
+        const std::size_t rows = band_rows_[g + 1] - band_rows_[g];
+        for (int z = 0; z < out.d; ++z, from += rows * row)
+          std::copy(from, from + rows * row,
+                    band_output_.frame(n) + (static_cast<std::size_t>(z) * out.h + band_rows_[g]) * row);
+      }
+    }
   }
 }
 

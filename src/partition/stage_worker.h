@@ -113,6 +113,7 @@ class StageWorker : private model::ExternalNodes {
   Tensor band_buffers_[2], band_output_;
   std::vector<const Tensor*> band_step_input_{nullptr};
   std::vector<std::size_t> band_counts_;
+  std::vector<float> band_gathered_;   // split-spatial on clips: the members' bands, before reordering
   std::size_t weight_bytes_ = 0;
   // Set for the duration of run(): the split layers' compute() reports to them.
   PeerExchange* exchange_ = nullptr;

@@ -4,6 +4,7 @@
 
 #include "layers/conv2d.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/layers3d.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
 
@@ -31,6 +32,16 @@ bool window_of(const Layer& l, Window& w) {
     w = {p->settings().pool_h, p->settings().stride_h, 1, p->pads().top};
     return true;
   }
+  // 3-D layers: their rows, in every image of the clip (axis 1 of depth, rows, columns).
+  if (auto* c = dynamic_cast<const Conv3D*>(&l)) {
+    const Window3D& cw = c->settings().window;
+    w = {cw.kernel[1], cw.stride[1], cw.dilation[1], c->geometry().pad[1]};
+    return true;
+  }
+  if (auto* p = dynamic_cast<const Pool3D*>(&l)) {
+    w = {p->window().kernel[1], p->window().stride[1], 1, p->geometry().pad[1]};
+    return true;
+  }
   return false;
 }
 
@@ -46,8 +57,10 @@ RowNeed rows_needed(const Layer& l, int a, int b) {
     const int begin = std::max(0, raw_begin), end = std::min(in_h, raw_end);
     return {begin, end, begin - raw_begin, raw_end - end};
   }
-  if (auto* z = dynamic_cast<const ZeroPadding2D*>(&l)) {
-    const int top = z->pads().top;
+  const ZeroPadding2D* z2 = dynamic_cast<const ZeroPadding2D*>(&l);
+  const ZeroPadding3D* z3 = dynamic_cast<const ZeroPadding3D*>(&l);
+  if (z2 || z3) {
+    const int top = z2 ? z2->pads().top : z3->pads()[2];
     const int begin = std::clamp(a - top, 0, in_h), end = std::clamp(b - top, 0, in_h);
     const int pad_top = std::max(0, std::min(b, top) - a);
     const int pad_bottom = std::max(0, b - std::max(a, top + in_h));

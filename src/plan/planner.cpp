@@ -135,7 +135,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       for (int g = 0; g < count; ++g) {
         const auto rows = band_input_rows(m, first, last, bounds[g], bounds[g + 1]).at(0);
         const double band = static_cast<double>(std::max(0, rows.second - rows.first)) * band_shape.w * band_shape.c *
-                            sizeof(float);
+                            band_shape.d * sizeof(float);  // a clip: those rows of each of its images
         member_bytes[g] = g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band;
       }
     }

@@ -122,10 +122,7 @@ Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int 
   const bool splits = strategy.rfind("split-", 0) == 0;
   if (splits && ranks > 1 &&
       std::none_of(p.stages.begin(), p.stages.end(), [](const Stage& s) { return s.ranks.size() > 1; }))
-    fail("strategy ", strategy, ": no layer of this model can be split that way over ", ranks, " ranks",
-         m.inputs().front().shape.is_clip() && strategy == "split-spatial"
-             ? " (row bands cut images; a clip model's 3-D layers split by channels: split-output or split-input)"
-             : "");
+    fail("strategy ", strategy, ": no layer of this model can be split that way over ", ranks, " ranks");
   return p;
 }
 

@@ -58,8 +58,10 @@ bool can_split_input(const layers::Layer& l) {
 }
 
 bool can_split_spatial(const layers::Layer& l) {
-  // Bands are rows of images; a clip's rows belong to several images (not banded yet).
-  if (!l.input_shapes().empty() && l.input_shapes()[0].is_clip()) return false;
+  // Bands are rows: of an image, or of every image of a clip.
+  if (dynamic_cast<const layers::Conv3D*>(&l) || dynamic_cast<const layers::Pool3D*>(&l) ||
+      dynamic_cast<const layers::ZeroPadding3D*>(&l))
+    return true;
   return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
          dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
          dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||

@@ -374,10 +374,11 @@ struct Pipeline::Impl {
       const Tensor& v = *values[k];
       const std::size_t row = static_cast<std::size_t>(v.shape().w) * v.shape().c;
       const std::size_t bytes = (r[k].second - r[k].first) * row * sizeof(float);
-      for (int f = 0; f < v.frames(); ++f) {
-        std::memcpy(at, v.frame(f) + r[k].first * row, bytes);
-        at += bytes;
-      }
+      for (int f = 0; f < v.frames(); ++f)
+        for (int z = 0; z < v.shape().d; ++z) {  // the rows of each image of a clip
+          std::memcpy(at, v.frame(f) + (static_cast<std::size_t>(z) * v.shape().h + r[k].first) * row, bytes);
+          at += bytes;
+        }
     }
   }
 
@@ -434,12 +435,15 @@ struct Pipeline::Impl {
     for (std::size_t k = 0; k < live[s].size(); ++k) {
       Tensor& tensor = destination(s, static_cast<int>(k));
       tensor.resize(h.frames, model.shape_of(live[s][k]));
-      const std::size_t row = static_cast<std::size_t>(tensor.shape().w) * tensor.shape().c;
-      const std::size_t count = (r[k].second - r[k].first) * row;  // the rows this member takes
-      for (int f = 0; f < h.frames; ++f) {
-        std::memcpy(tensor.frame(f) + r[k].first * row, data, count * sizeof(float));
-        data += count;
-      }
+      const Shape& shape = tensor.shape();
+      const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+      const std::size_t count = (r[k].second - r[k].first) * row;  // the rows this member takes, of each image
+      for (int f = 0; f < h.frames; ++f)
+        for (int z = 0; z < shape.d; ++z) {
+          std::memcpy(tensor.frame(f) + (static_cast<std::size_t>(z) * shape.h + r[k].first) * row, data,
+                      count * sizeof(float));
+          data += count;
+        }
     }
     // Post the next receive now (into the same buffer, read above), so it lands while this
     // frame computes.

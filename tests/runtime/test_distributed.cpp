@@ -376,9 +376,11 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"onnx_vit_tiny_op17", "split-tensor", 4},
                     StrategyCase{"onnx_text_encoder", "pipeline", 2}, StrategyCase{"onnx_text_encoder", "split-tensor", 3},
                     StrategyCase{"vgg_small", "split-tensor", 3}, StrategyCase{"dense_heavy", "split-tensor", 4},
-                    // Clips (3-D layers): stages, replicas, output and input channels.
+                    // Clips (3-D layers): stages, replicas, output and input channels, row bands.
                     StrategyCase{"clip", "pipeline", 3}, StrategyCase{"clip", "replicate", 2},
                     StrategyCase{"clip", "split-output", 3}, StrategyCase{"clip", "split-input", 2},
+                    StrategyCase{"clip", "split-spatial", 2}, StrategyCase{"clip", "split-spatial", 3},
+                    StrategyCase{"clip_first", "split-spatial", 3}, StrategyCase{"onnx_clip_net", "split-spatial", 2},
                     StrategyCase{"clip_first", "pipeline", 2}, StrategyCase{"clip_first", "split-output", 2},
                     StrategyCase{"onnx_clip_net", "pipeline", 3}, StrategyCase{"onnx_clip_net", "split-output", 2}),
     [](const testing::TestParamInfo<StrategyCase>& info) {
@@ -628,7 +630,8 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"dense_heavy", "--strategy split-input", 3},
                         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
                         Case{"multi_io", "--strategy pipeline", 4},
-                        Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3}}) {
+                        Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3},
+                        Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
     test::TempDir dir;
     auto r = mpirun(c.ranks, Models::get().path(c.model), c.how, "--report " + dir.path("r.json"));
