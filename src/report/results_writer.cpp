@@ -19,7 +19,8 @@ ResultsWriter::ResultsWriter(const std::string& path, int top, std::vector<std::
     if (!file_) fail(path, ": cannot write results (", std::strerror(errno), ")");
     owned_ = true;
   }
-  line_.reserve(1024);
+  for (auto& label : labels_) label = nlohmann::json(label).dump();  // escaped once, not per frame
+  line_.reserve(4096);
 }
 
 ResultsWriter::~ResultsWriter() {
@@ -45,7 +46,10 @@ void ResultsWriter::append_top(const Tensor& out) {
     const int c = order_[i];
     std::snprintf(number, sizeof number, "%s{\"class\":%d,\"score\":%.6g", i ? "," : "", c, p[c]);
     line_ += number;
-    if (c < static_cast<int>(labels_.size())) line_ += ",\"label\":" + nlohmann::json(labels_[c]).dump();
+    if (c < static_cast<int>(labels_.size())) {
+      line_ += ",\"label\":";
+      line_ += labels_[c];
+    }
     line_ += '}';
   }
   line_ += ']';

@@ -43,7 +43,7 @@ class ResultsWriter {
   std::FILE* file_ = nullptr;
   bool owned_ = false;
   int top_;
-  std::vector<std::string> labels_;
+  std::vector<std::string> labels_;  // as JSON strings, escaped once
   std::vector<int> order_;  // kept from frame to frame
   std::string line_;
 };

@@ -386,13 +386,21 @@ TEST_F(Video, ClipsOfAVideoAreItsFramesInOrder) {
   const auto from_video = run("clips.h5", video, "--clip-stride 2", "from_video.npy");
   ASSERT_EQ(from_video.shape, (std::vector<std::int64_t>{5, 5}));
   EXPECT_EQ(largest_difference(from_video, run("clips.h5", path("clips.npy"), "", "from_array.npy")), 0.0);
-  // One result line per clip, numbered by its first frame.
+  // One result line per clip, numbered by its first frame, its classes named by --labels (a name
+  // with quotes stays one JSON string).
+  std::ofstream(path("labels.txt")) << "walk\nrun \"fast\"\njump\nswim\nride\n";
   const auto r = test::run_chorus("run " + path("clips.h5") + " --input " + video + " --clip-stride 2 --quiet --results " +
-                                  path("clips.jsonl"));
+                                  path("clips.jsonl") + " --labels " + path("labels.txt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream lines(path("clips.jsonl"));
   std::vector<int> firsts;
-  for (std::string line; std::getline(lines, line);) firsts.push_back(json::parse(line)["frame"]);
+  const std::vector<std::string> names{"walk", "run \"fast\"", "jump", "swim", "ride"};
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line);
+    firsts.push_back(j["frame"]);
+    ASSERT_EQ(j["top"].size(), 5u);
+    for (const auto& t : j["top"]) EXPECT_EQ(t["label"], names.at(t["class"].get<int>()));
+  }
   EXPECT_EQ(firsts, (std::vector<int>{0, 2, 4, 6, 8}));
   // --clip-stride belongs to clip models.
   const auto refused = test::run_chorus("run " + path("tiny.h5") + " --input " + video + " --clip-stride 2 --quiet");
