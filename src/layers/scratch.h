@@ -6,7 +6,9 @@
 
 namespace chorus::layers {
 
-// At least `floats` floats, valid until the next call on this thread; contents undefined.
+// At least `floats` floats, valid until the next call on this thread; contents undefined. Each
+// thread's buffer grows to the largest size any thread has asked for, so that frames after the
+// first few allocate nothing whichever thread gets which block.
 float* conv_scratch(std::size_t floats);
 
 }  // namespace chorus::layers

@@ -1,6 +1,7 @@
 #include "layers/winograd.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -94,10 +95,16 @@ void output_1d(int m, const float* const* p, const float* bias, float* const* y,
     output_f4(p[0], p[1], p[2], p[3], p[4], p[5], bias, y[0], y[1], y[2], y[3], n);
 }
 
-// Zeros standing for the padding around the input, and for a missing bias.
+// Zeros standing for the padding around the input, and for a missing bias. Every thread's
+// grows to the largest any thread needed (see layers/scratch.cpp), so none grows late.
 const float* zeros(std::size_t n) {
+  static std::atomic<std::size_t> largest{0};
   thread_local std::vector<float> buffer;
-  if (buffer.size() < n) buffer.assign(n, 0.0f);
+  std::size_t seen = largest.load(std::memory_order_relaxed);
+  while (n > seen && !largest.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+  }
+  const std::size_t want = std::max(n, seen);
+  if (buffer.size() < want) buffer.assign(want, 0.0f);
   return buffer.data();
 }
 
