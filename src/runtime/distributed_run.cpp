@@ -113,7 +113,7 @@ class TopClasses {
 // Everything a rank needs before streaming; built inside one try so that set-up errors on any
 // rank can be agreed on before anyone waits for anyone.
 struct Setup {
-  cluster::Cluster cluster;
+  cluster::Cluster cluster;  // --emulate / --pace, else --cluster: the devices (pacing, memory, power)
   std::unique_ptr<Transport> emulated;  // wraps the real transport under --emulate
   std::unique_ptr<DevicePacer> pacer;
   io::ModelStructure structure;
@@ -165,8 +165,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     setup.plan = plan::validate_plan(p, m, t.size());
     // Refuse a plan that would not fit the devices' declared memory, before any weight loads.
     if (!paced.empty() || !o.cluster.empty()) {
-      const cluster::Cluster devices = paced.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
-      plan::check_plan_fits(m, devices, cluster::model_key(o.model), p);
+      if (paced.empty()) setup.cluster = cluster::read_cluster(o.cluster);  // kept for the energy figures
+      plan::check_plan_fits(m, setup.cluster, cluster::model_key(o.model), p);
     }
     if (setup.plan.max_in_flight < 1) fail("plan: max_in_flight ", setup.plan.max_in_flight, " is below 1");
     if (rank == setup.plan.plan.source) {
@@ -416,7 +416,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
     // meter is read), beside what the cost model predicts for the plan on the same cluster.
     const std::string& devices_file = !paced.empty() ? paced : o.cluster;
     if (!devices_file.empty()) try {
-        const cluster::Cluster devices = paced.empty() ? cluster::read_cluster(o.cluster) : setup.cluster;
+        const cluster::Cluster& devices = setup.cluster;  // read at set-up
         if (devices.power_known()) {
           std::vector<energy::RankActivity> activity;
           for (const auto& s : r.ranks_stats) activity.push_back({s.compute_s, s.bytes_sent, s.bytes_received});
