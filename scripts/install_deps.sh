@@ -16,9 +16,11 @@ build_packages=(
 )
 # Tests, benchmarks, fuzzing, the deployment checks, the PyTorch-exported test models and the
 # testbed's network tools (ip, tc, nft; its tests run where root may make namespaces), ffmpeg
-# (the program, which makes the decoding tests' videos).
+# (the program, which makes the decoding tests' videos) and GStreamer's RTSP server (an IP
+# camera's stream in the video tests).
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev iproute2 nftables ffmpeg
+  gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   clang libclang-rt-14-dev
   python3-yaml python3-jsonschema python3-numpy
   python3-torch python3-torchvision python3-onnx

@@ -36,6 +36,9 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                   "length, so clips do not overlap)");
   cmd->add_option("--input-timeout", o->source.video.timeout_s,
                   "Video, stream or camera: seconds to wait for it to open or send data (default 10)");
+  cmd->add_option("--rtsp-transport", o->source.video.rtsp_transport,
+                  "RTSP stream: carry the video over tcp or udp (default: udp, then tcp if the server refuses)")
+      ->check(CLI::IsMember({"tcp", "udp"}));
   auto* realtime = cmd->add_flag("--realtime", o->source.realtime,
                                  "Behave like a camera: frames come at the input's rate (or --fps) into a bounded "
                                  "queue, and are dropped when it is full");

@@ -28,6 +28,8 @@ std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& spec
     if (o.video_options) fail("--frames and --start select a part of a video; the input is not one");
     stream = stream_frames(open_model_inputs(specs, inputs, o.input));
   }
+  if (!o.video.rtsp_transport.empty() && video.rfind("rtsp://", 0) != 0)
+    fail("--rtsp-transport chooses how an rtsp:// stream is carried; the input is not one");
   if (o.clip_stride > 0 && (video.empty() || !inputs[0].shape.is_clip()))
     fail("--clip-stride cuts a video into clips for a clip model (3-D input); ",
          video.empty() ? "the input is not a video" : "this model takes single frames");

@@ -13,7 +13,7 @@ namespace chorus::io {
 
 struct RunInputOptions {
   InputOptions input;             // synthetic frames, scaling and normalisation
-  VideoOptions video;             // --frames, --start, --input-timeout (video only)
+  VideoOptions video;             // --frames, --start, --input-timeout, --rtsp-transport (video only)
   bool video_options = false;     // whether --frames or --start was given
   int clip_stride = 0;            // clip models: frames between clip starts (0: the clip's depth)
   bool realtime = false;          // behave like a camera (--realtime)

@@ -142,7 +142,10 @@ class VideoStream : public FrameStream {
       const int got = avcodec_receive_frame(codec_, frame_);
       if (got == 0) {
         const double t = frame_time(frame_);
-        if (t < video_.start_s - 0.5 / std::max(1.0, rate_)) {  // before --start: decoded to reach it, not taken
+        // Before --start: decoded to reach it, not taken. Without --start every frame counts, even
+        // one stamped before the stream's start time (RTSP gives the first frames of H.264 with
+        // B-frames times before the start it announces).
+        if (video_.start_s > 0 && t < video_.start_s - 0.5 / std::max(1.0, rate_)) {
           av_frame_unref(frame_);
           continue;
         }
@@ -225,6 +228,9 @@ class VideoStream : public FrameStream {
     AVDictionary* options = nullptr;
     if (is_network(spec_))
       av_dict_set(&options, "rw_timeout", std::to_string(static_cast<long long>(video_.timeout_s * 1e6)).c_str(), 0);
+    // Over WiFi, RTP on UDP loses packets (broken frames); RTSP interleaved on TCP does not.
+    if (starts_with(spec_, "rtsp://") && !video_.rtsp_transport.empty())
+      av_dict_set(&options, "rtsp_transport", video_.rtsp_transport.c_str(), 0);
     deadline_ = seconds_now() + video_.timeout_s;
     const int opened = avformat_open_input(&format_, memory_ ? nullptr : spec_.c_str(), input_format, &options);
     av_dict_free(&options);

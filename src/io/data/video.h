@@ -14,6 +14,7 @@ struct VideoOptions {
   int frames = -1;        // at most this many frames (-1: to the end)
   double start_s = 0;     // the first frame taken is the first at or after this time
   double timeout_s = 10;  // longest wait for the source to open or to send data
+  std::string rtsp_transport;  // "tcp" or "udp" for rtsp:// streams; empty: FFmpeg's (UDP, then TCP)
 };
 
 // Whether --input names a video: a video file by extension, a network stream by its scheme
