@@ -105,6 +105,14 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
     c.network.bandwidth_bytes_per_s = net.at("bandwidth_mbps").get<double>() * 1e6 / 8;
     c.network.latency_s = net.value("latency_ms", 0.0) / 1e3;
     c.network.shared = net.value("shared", true);
+    for (auto [key, field] : {std::pair{"energy_j_per_mb_sent", &c.network.energy_j_per_mb_sent},
+                              std::pair{"energy_j_per_mb_received", &c.network.energy_j_per_mb_received}}) {
+      if (!net.contains(key)) continue;
+      const double v = net[key].get<double>();
+      if (!(v >= 0) || !std::isfinite(v) || v > 1e6)
+        fail(path, ": network: ", key, " must be zero or positive joules per megabyte, not ", net[key].dump());
+      *field = v;
+    }
     for (const auto& [name, d] : j.at("device_classes").items()) {
       DeviceClass dc;
       dc.name = name;
@@ -173,13 +181,12 @@ json cluster_to_json(const Cluster& c) {
                                 {"radio_j_per_mb_received", d.power.radio_j_per_mb_received}};
   }
   for (const auto& h : c.hosts) hosts.push_back({{"name", h.name}, {"class", h.device_class}, {"slots", h.slots}});
-  return {{"name", c.name},
-          {"network",
-           {{"bandwidth_mbps", c.network.bandwidth_bytes_per_s * 8 / 1e6},
-            {"latency_ms", c.network.latency_s * 1e3},
-            {"shared", c.network.shared}}},
-          {"device_classes", classes},
-          {"hosts", hosts}};
+  json network = {{"bandwidth_mbps", c.network.bandwidth_bytes_per_s * 8 / 1e6},
+                  {"latency_ms", c.network.latency_s * 1e3},
+                  {"shared", c.network.shared}};
+  if (c.network.energy_j_per_mb_sent) network["energy_j_per_mb_sent"] = *c.network.energy_j_per_mb_sent;
+  if (c.network.energy_j_per_mb_received) network["energy_j_per_mb_received"] = *c.network.energy_j_per_mb_received;
+  return {{"name", c.name}, {"network", network}, {"device_classes", classes}, {"hosts", hosts}};
 }
 
 void write_profile(const DeviceProfile& p, const std::string& path) {
@@ -192,6 +199,13 @@ void write_profile(const DeviceProfile& p, const std::string& path) {
 double DevicePower::joules(double busy_s, double wall_s, double bytes_sent, double bytes_received) const {
   return busy_w * busy_s + idle_w * std::max(0.0, wall_s - busy_s) + radio_j_per_mb_sent * bytes_sent / 1e6 +
          radio_j_per_mb_received * bytes_received / 1e6;
+}
+
+DevicePower Cluster::power_of(int rank) const {
+  DevicePower p = device_of(rank).power;
+  if (network.energy_j_per_mb_sent) p.radio_j_per_mb_sent = *network.energy_j_per_mb_sent;
+  if (network.energy_j_per_mb_received) p.radio_j_per_mb_received = *network.energy_j_per_mb_received;
+  return p;
 }
 
 bool Cluster::power_known() const {

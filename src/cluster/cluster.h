@@ -4,6 +4,7 @@
 // (docs/cluster-format.md); used by the planner to predict and by --emulate to imitate.
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@ struct NetworkModel {
   double bandwidth_bytes_per_s = 62.24e6 / 8;  // 62.24 Mbit/s WiFi between Raspberry Pis
   double latency_s = 0.002;                    // per message
   bool shared = true;                          // one medium: transfers never overlap (WiFi)
+  // Energy a device spends per megabyte it sends or receives on this network, where the network
+  // says (a wired one: its interface draws about the same carrying traffic or not); otherwise
+  // each device's radio figures (DevicePower) apply.
+  std::optional<double> energy_j_per_mb_sent, energy_j_per_mb_received;
   // Seconds a message of `bytes` occupies the medium / arrives after it is sent.
   double transfer_seconds(double bytes) const { return bytes / bandwidth_bytes_per_s; }
 };
@@ -70,6 +75,9 @@ struct Cluster {
   int ranks() const;
   // Whether every device's power is known (energy figures need all of them).
   bool power_known() const;
+  // What rank r's device draws on this cluster's network: its class's power, with the network's
+  // per-byte energy in place of the radio's where the network gives one.
+  DevicePower power_of(int rank) const;
 };
 
 // The same cluster cut to its first `ranks` device slots (the devices a smaller job would use).

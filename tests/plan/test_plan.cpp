@@ -1384,3 +1384,51 @@ TEST(Energy, ClusterFilesCarryPowerAndRefuseNonsense) {
   bad["device_classes"]["pi"]["power"]["busy_w"] = 1.0;
   EXPECT_THAT(test::error_of([&] { cluster::cluster_from_json(bad, "c.json", "."); }), HasSubstr("busy_w 1 is below"));
 }
+
+TEST(Energy, AWiredNetworksPerByteEnergyReplacesTheRadios) {
+  // A network that gives its own per-byte energy (a wired one: 0) replaces the devices' radio
+  // figures, in the cluster file, its round trip, and the prediction; one that does not keeps them.
+  model::Model m = structure_of(kChainConfig);
+  cluster::Cluster wifi = powered_cluster(3);
+  cluster::Cluster wired = wifi;
+  wired.network.energy_j_per_mb_sent = 0.0;
+  wired.network.energy_j_per_mb_received = 0.25;
+  EXPECT_DOUBLE_EQ(wifi.power_of(1).radio_j_per_mb_sent, 2.0);
+  EXPECT_DOUBLE_EQ(wired.power_of(1).radio_j_per_mb_sent, 0.0);
+  EXPECT_DOUBLE_EQ(wired.power_of(1).radio_j_per_mb_received, 0.25);
+  const cluster::Cluster back = cluster::cluster_from_json(cluster::cluster_to_json(wired), "x", ".");
+  EXPECT_EQ(back.network.energy_j_per_mb_sent, 0.0);
+  EXPECT_EQ(back.network.energy_j_per_mb_received, 0.25);
+  EXPECT_FALSE(cluster::cluster_from_json(cluster::cluster_to_json(wifi), "x", ".").network.energy_j_per_mb_sent);
+
+  const Plan p = plan::make_strategy_plan("pipeline", m, 3);
+  const auto traffic = partition::frame_traffic(m, plan::validate_plan(p, m, 3), 1000, 40);
+  const energy::FrameEnergy on_wifi = energy::predicted_energy(m, wifi, "test", p, 40);
+  const energy::FrameEnergy on_wire = energy::predicted_energy(m, wired, "test", p, 40);
+  for (int r = 0; r < 3; ++r) {
+    double sent = 0, received = 0;
+    for (int q = 0; q < 3; ++q) sent += traffic.at(r, q), received += traffic.at(q, r);
+    EXPECT_GT(sent + received, 0.0);
+    const double radio = 2.0 * sent / 1e6 + 1.0 * received / 1e6, wire = 0.25 * received / 1e6;
+    EXPECT_NEAR(on_wifi.rank_j[r] - on_wire.rank_j[r], radio - wire, 1e-9 * on_wifi.rank_j[r]) << "rank " << r;
+  }
+
+  // With nothing spent per byte, replicas cost what one device costs per frame: of plans of
+  // equal energy the objective takes the fastest.
+  wired.network.energy_j_per_mb_received = 0.0;
+  plan::PlannerOptions o;
+  o.model_key = "test";
+  const Plan least = energy::plan_for_energy(m, wired, o, 0, 40);
+  const double least_j = least.prediction["energy_j_per_frame"];
+  for (const auto& k : least.prediction["energy_candidates"]) {
+    if (std::fabs(k["energy_j_per_frame"].get<double>() - least_j) <= 1e-9 * least_j) {
+      EXPECT_GE(least.prediction["throughput_fps"].get<double>(), k["throughput_fps"].get<double>()) << k.dump();
+    }
+  }
+  EXPECT_GT(least.ranks, 1);
+
+  nlohmann::json file = cluster::cluster_to_json(wired);
+  file["network"]["energy_j_per_mb_sent"] = -1;
+  EXPECT_THAT(test::error_of([&] { cluster::cluster_from_json(file, "c.json", "."); }),
+              HasSubstr("c.json: network: energy_j_per_mb_sent must be zero or positive joules per megabyte, not -1"));
+}
