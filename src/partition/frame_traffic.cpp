@@ -1,8 +1,11 @@
 #include "partition/frame_traffic.h"
 
+#include <tuple>
+
 #include "layers/depthwise_conv2d.h"
 #include "partition/live_values.h"
 #include "partition/stage_worker.h"
+#include "plan/band_geometry.h"
 #include "plan/replica_turns.h"
 
 namespace chorus::partition {
@@ -52,6 +55,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
   // reductions: member m's share of each ring to the next member.
   std::vector<std::vector<std::size_t>> swaps(S);  // [s]: floats per member, summed over the swaps
   std::vector<std::vector<std::size_t>> rings(S);  // [s]: floats per member to the next, summed
+  // Halo rows swapped between a split-spatial stage's groups: (from member, to member, floats).
+  std::vector<std::vector<std::tuple<int, int, std::size_t>>> halos(S);
   for (int s = 0; s < S; ++s) {
     const auto& st = p.stages[s];
     if (st.ranks.size() < 2) continue;
@@ -63,6 +68,12 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       const auto rows = plan::split_bounds(out.h, st.fractions);
       for (std::size_t k = 0; k < st.ranks.size(); ++k)
         per_member[k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
+      const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions);
+      for (std::size_t g = 1; g < groups.size(); ++g) {
+        const Shape between = m.node(groups[g - 1].last).layer->output_shape();
+        for (const auto& h : plan::halo_transfers(groups[g - 1], groups[g]))
+          halos[s].emplace_back(h.from, h.to, static_cast<std::size_t>(h.end - h.begin) * between.w * between.c * between.d);
+      }
     } else if (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
                st.mode == StageMode::split_tensor) {
       const auto roles = plan::split_roles(m, st.first, st.last, st.mode);
@@ -110,6 +121,7 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
             if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
         for (std::size_t a = 0; a < rings[s].size(); ++a)
           add(ranks[a], ranks[(a + 1) % ranks.size()], rings[s][a] * sizeof(float));
+        for (const auto& [a, b, floats] : halos[s]) add(ranks[a], ranks[b], floats * sizeof(float));
       }
     }
     if (p.plan.sink != p.plan.source) add(p.plan.sink, p.plan.source, header_bytes);  // the credit

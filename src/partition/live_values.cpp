@@ -33,13 +33,14 @@ std::vector<std::pair<int, int>> stage_input_rows(const model::Model& m, const p
   if (st.mode != plan::StageMode::split_spatial || st.ranks.size() < 2) return rows;
   const std::vector<int> handed_on = live_values(m, plan, stage);
   const int band_input = m.node(st.first).inputs.at(0);
-  const auto bounds = plan::split_bounds(m.node(st.last).layer->output_shape().h, st.fractions);
+  // The first group's bands read the stage's input (later groups swap rows among the members).
+  const plan::BandGroup group = plan::band_groups(m, st.first, {st.group_ends.front()}, st.fractions).front();
   for (std::size_t k = 0; k < values.size(); ++k) {
     const int v = values[k];
     const bool whole = member == 0 && std::count(handed_on.begin(), handed_on.end(), v) > 0;
     if (whole) continue;
     if (v == band_input) {
-      const auto need = plan::band_input_rows(m, st.first, st.last, bounds[member], bounds[member + 1]).at(0);
+      const auto need = group.input_rows[member];
       rows[k] = {std::clamp(need.first, 0, m.shape_of(v).h), std::clamp(need.second, 0, m.shape_of(v).h)};
       if (rows[k].second < rows[k].first) rows[k].second = rows[k].first;
     } else {

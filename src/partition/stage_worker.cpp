@@ -65,21 +65,37 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
   outputs_ = live_values(m, plan, stage);
   const StageMode mode = spec_.mode;
   if (mode == StageMode::split_spatial) {
-    band_rows_ = plan::split_bounds(m.node(spec_.last).layer->output_shape().h, spec_.fractions);
-    band_ = std::make_unique<RowBand>(
-        make_row_band(m, spec_.first, spec_.last, band_rows_[member], band_rows_[member + 1], reader));
-    for (const auto& step : band_->steps)
-      weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
+    groups_ = plan::band_groups(m, spec_.first, spec_.group_ends, spec_.fractions);
+    band_rows_ = groups_.back().bounds;
+    std::size_t largest = 0;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      const plan::BandGroup& group = groups_[g];
+      bands_.push_back(make_row_band(m, group.first, group.last, group.bounds[member], group.bounds[member + 1], reader));
+      for (const auto& step : bands_.back().steps) {
+        weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
+        const Shape s = m.node(step.node).layer->output_shape();
+        largest = std::max(largest, static_cast<std::size_t>(step.out_end - step.out_begin) * s.w * s.c * s.d);
+      }
+      const Shape in = m.shape_of(m.node(group.first).inputs[0]);
+      largest = std::max(largest, static_cast<std::size_t>(bands_.back().in_end() - bands_.back().in_begin()) * in.w *
+                                      in.c * in.d);
+      if (g == 0) continue;
+      // The rows this member swaps with the others between group g - 1 and group g.
+      halo_sends_.emplace_back();
+      halo_receives_.emplace_back();
+      const std::size_t row = static_cast<std::size_t>(in.w) * in.c * in.d;
+      for (const plan::HaloTransfer& h : plan::halo_transfers(groups_[g - 1], group)) {
+        if (h.from == member)
+          halo_sends_.back().push_back({h.to, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
+        if (h.to == member)
+          halo_receives_.back().push_back(
+              {h.from, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
+      }
+    }
     // Buffers for the band's rows through the chain, and for the gathered output.
     for (int v : inputs_) {
       band_inputs_.emplace_back();
       band_inputs_.back().resize(frames, m.shape_of(v));
-    }
-    const Shape in = m.shape_of(m.node(spec_.first).inputs[0]);
-    std::size_t largest = static_cast<std::size_t>(band_->in_end() - band_->in_begin()) * in.w * in.c * in.d;
-    for (const auto& step : band_->steps) {
-      const Shape s = m.node(step.node).layer->output_shape();
-      largest = std::max(largest, static_cast<std::size_t>(step.out_end - step.out_begin) * s.w * s.c * s.d);
     }
     for (auto& b : band_buffers_) b.reserve(frames * largest);
     const Shape out = m.node(spec_.last).layer->output_shape();
@@ -157,7 +173,7 @@ std::string StageWorker::layers_held() const {
 void StageWorker::run(PeerExchange* exchange, LayerPacer* pacer) {
   exchange_ = exchange;
   pacer_ = pacer;
-  if (band_) {
+  if (!bands_.empty()) {
     run_band();
   } else {
     PacingObserver pacing(pacer, *this);
@@ -228,16 +244,23 @@ void StageWorker::run_band() {
   const int frames = input.frames();  // buffers sized for frames_ grow once for a larger batch
   band_output_.resize(frames, model_.node(spec_.last).layer->output_shape());
   int current = 0;
-  slice_rows(input, band_->in_begin(), band_->in_end(), band_buffers_[current]);
-  for (const auto& step : band_->steps) {
-    const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
-    const double started = pacer_ ? steady_seconds() : 0;
-    band_step_input_[0] = &band_buffers_[current];
-    layer.forward(band_step_input_, band_buffers_[1 - current]);
-    if (pacer_)
-      pacer_->layer_done(
-          step.node, double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h, started);
-    current = 1 - current;
+  slice_rows(input, bands_.front().in_begin(), bands_.front().in_end(), band_buffers_[current]);
+  for (std::size_t g = 0; g < bands_.size(); ++g) {
+    if (g > 0) {
+      swap_halo(g - 1, band_buffers_[current], band_buffers_[1 - current]);
+      current = 1 - current;
+    }
+    for (const auto& step : bands_[g].steps) {
+      const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
+      const double started = pacer_ ? steady_seconds() : 0;
+      band_step_input_[0] = &band_buffers_[current];
+      layer.forward(band_step_input_, band_buffers_[1 - current]);
+      if (pacer_)
+        pacer_->layer_done(step.node,
+                           double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h,
+                           started);
+      current = 1 - current;
+    }
   }
   const Tensor& mine = band_buffers_[current];
   const Shape& out = band_output_.shape();
@@ -263,6 +286,60 @@ void StageWorker::run_band() {
       }
     }
   }
+}
+
+void StageWorker::pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed) {
+  const Shape& shape = band.shape();
+  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+  const std::size_t count = (end - begin) * row;
+  for (int n = 0; n < band.frames(); ++n)
+    for (int z = 0; z < shape.d; ++z, packed += count)
+      std::copy_n(band.frame(n) + (static_cast<std::size_t>(z) * shape.h + begin - band_begin) * row, count, packed);
+}
+
+void StageWorker::unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band) {
+  const Shape& shape = band.shape();
+  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+  const std::size_t count = (end - begin) * row;
+  for (int n = 0; n < band.frames(); ++n)
+    for (int z = 0; z < shape.d; ++z, packed += count)
+      std::copy_n(packed, count, band.frame(n) + (static_cast<std::size_t>(z) * shape.h + begin - band_begin) * row);
+}
+
+void StageWorker::swap_halo(std::size_t g, const Tensor& mine, Tensor& next) {
+  const plan::BandGroup &before = groups_[g], &after = groups_[g + 1];
+  const int own_begin = before.bounds[member_], own_end = before.bounds[member_ + 1];
+  const auto [need_begin, need_end] = after.input_rows[member_];
+  Shape shape = mine.shape();
+  shape.h = need_end - need_begin;
+  next.resize(mine.frames(), shape);
+  // Its own rows stay; the rest come from the members that computed them.
+  const int keep_begin = std::max(own_begin, need_begin), keep_end = std::min(own_end, need_end);
+  if (keep_begin < keep_end) {
+    const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+    for (int n = 0; n < mine.frames(); ++n)
+      for (int z = 0; z < shape.d; ++z)
+        std::copy_n(mine.frame(n) + (static_cast<std::size_t>(z) * mine.shape().h + keep_begin - own_begin) * row,
+                    (keep_end - keep_begin) * row,
+                    next.frame(n) + (static_cast<std::size_t>(z) * shape.h + keep_begin - need_begin) * row);
+  }
+  if (!exchange_) return;  // one member: nothing to swap
+  const std::size_t per_row = static_cast<std::size_t>(shape.w) * shape.c * shape.d * mine.frames();
+  send_parts_.clear();
+  receive_parts_.clear();
+  for (HaloRows& h : halo_sends_[g]) {
+    const std::size_t count = per_row * (h.end - h.begin);
+    if (h.buffer.size() < count) h.buffer.resize(count);  // a larger batch than set up for: once
+    pack_rows(mine, own_begin, h.begin, h.end, h.buffer.data());
+    send_parts_.push_back({h.member, h.buffer.data(), count});
+  }
+  for (HaloRows& h : halo_receives_[g]) {
+    const std::size_t count = per_row * (h.end - h.begin);
+    if (h.buffer.size() < count) h.buffer.resize(count);
+    receive_parts_.push_back({h.member, h.buffer.data(), count});
+  }
+  exchange_->swap_parts(send_parts_, receive_parts_);
+  for (const HaloRows& h : halo_receives_[g]) unpack_rows(h.buffer.data(), h.begin, h.end, need_begin, next);
 }
 
 }  // namespace chorus::partition

@@ -30,6 +30,15 @@ class PeerExchange {
     (void)root;
     all_gather(mine, counts, gathered);
   }
+  // Point to point: each of `sends` goes to its member, each of `receives` is filled from its
+  // member. Every member calls it at the same point of the stage (between two groups of a
+  // split-spatial stage's bands), so that what one member sends to another, that one receives.
+  struct Part {
+    int member = 0;
+    float* data = nullptr;
+    std::size_t count = 0;  // floats
+  };
+  virtual void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) = 0;
   // Every member's `data` (`count` floats, the same count everywhere) replaced by the sum over
   // the members, the same bits on every member. The runtime reduces around a ring (ring_chunks:
   // a reduce-scatter, then an all-gather of the sums), each member sending 2 (k - 1) / k of
@@ -98,6 +107,13 @@ class StageWorker : private model::ExternalNodes {
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;
   void run_band();
+  // Between band groups g and g + 1: `mine` (this member's rows of group g's output) becomes
+  // the rows group g + 1 reads, its own rows copied and the halo swapped with the others.
+  void swap_halo(std::size_t g, const Tensor& mine, Tensor& next);
+  // The rows [begin, end) of every frame (and image of a clip) of `band`, which holds rows
+  // [band_begin, ...) of a value of height `height`, to or from `packed` (frames x images x rows).
+  static void pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed);
+  static void unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band);
 
   model::Model& model_;
   const plan::ResolvedStage& spec_;
@@ -107,7 +123,16 @@ class StageWorker : private model::ExternalNodes {
   std::map<int, std::vector<int>> bounds_;  // split layers: node -> part bounds (split_extent units)
   std::map<int, SplitScratch> scratch_;     // split layers: node -> buffers
   std::unique_ptr<model::Executor> executor_;  // every stage but a band
-  std::unique_ptr<RowBand> band_;
+  // split-spatial: a band per group of layers (plan::band_groups), and between groups the rows
+  // this member sends and receives (their buffers sized at set-up).
+  std::vector<plan::BandGroup> groups_;
+  std::vector<RowBand> bands_;
+  struct HaloRows {
+    int member = 0, begin = 0, end = 0;
+    std::vector<float> buffer;
+  };
+  std::vector<std::vector<HaloRows>> halo_sends_, halo_receives_;  // [boundary]
+  std::vector<PeerExchange::Part> send_parts_, receive_parts_;
   std::vector<int> band_rows_;         // split-spatial: output row bounds per member
   std::vector<Tensor> band_inputs_;    // split-spatial: the stage's inputs
   Tensor band_buffers_[2], band_output_;

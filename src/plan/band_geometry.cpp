@@ -7,6 +7,7 @@
 #include "layers/layers3d.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
+#include "plan/validate.h"
 
 namespace chorus::plan {
 
@@ -89,6 +90,35 @@ bool bands_are_feasible(const model::Model& m, int first, int last, const std::v
       if (begin >= end) return false;
   }
   return true;
+}
+
+std::vector<BandGroup> band_groups(const model::Model& m, int first, const std::vector<int>& ends,
+                                   const std::vector<double>& fractions) {
+  std::vector<BandGroup> groups;
+  for (int last : ends) {
+    BandGroup g;
+    g.first = first;
+    g.last = last;
+    g.bounds = split_bounds(m.node(last).layer->output_shape().h, fractions);
+    for (std::size_t p = 0; p + 1 < g.bounds.size(); ++p)
+      g.input_rows.push_back(band_input_rows(m, first, last, g.bounds[p], g.bounds[p + 1]).at(0));
+    groups.push_back(std::move(g));
+    first = last + 1;
+  }
+  return groups;
+}
+
+std::vector<HaloTransfer> halo_transfers(const BandGroup& before, const BandGroup& after) {
+  std::vector<HaloTransfer> transfers;
+  const int members = static_cast<int>(after.input_rows.size());
+  for (int to = 0; to < members; ++to)
+    for (int from = 0; from < members; ++from) {
+      if (from == to) continue;
+      const int begin = std::max(after.input_rows[to].first, before.bounds[from]);
+      const int end = std::min(after.input_rows[to].second, before.bounds[from + 1]);
+      if (begin < end) transfers.push_back({from, to, begin, end});
+    }
+  return transfers;
 }
 
 }  // namespace chorus::plan

@@ -27,6 +27,9 @@ struct Stage {
   StageMode mode = StageMode::single;
   std::vector<int> ranks;
   std::vector<double> fractions;  // one per rank, summing to 1; empty means equal shares
+  // split-spatial: layers after which the members swap halo rows with their neighbours; the
+  // layers between two of them run as fused bands (empty: the whole stage is one fused band).
+  std::vector<std::string> exchange_after;
 };
 
 struct Plan {

@@ -345,7 +345,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   int next_rank = 0;
   for (int x : picked) {
     const Choice& ch = choices[x];
-    Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}};
+    Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}, {}};
     for (int g = 0; g < ch.count; ++g) s.ranks.push_back(next_rank + g);
     const GroupSpeed speed = group_speed(times, ch.first, ch.last, next_rank, ch.count);
     for (double f : speed.share)

@@ -42,7 +42,7 @@ Plan pipeline_plan(const model::Model& m, int ranks) {
   p.ranks = ranks;
   for (int k = 0; k < ranks; ++k) {
     int first = starts[k], last = k + 1 < ranks ? starts[k + 1] - 1 : n - 1;
-    p.stages.push_back({m.node(first).name(), m.node(last).name(), StageMode::single, {k}, {}});
+    p.stages.push_back({m.node(first).name(), m.node(last).name(), StageMode::single, {k}, {}, {}});
   }
   return p;
 }
@@ -82,7 +82,7 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
       while (j < n && (splits(j) || rides_along(j))) any |= splits(j++);
     }
     if (any && j > i) {
-      p.stages.push_back({m.node(i).name(), m.node(j - 1).name(), mode, all_ranks(ranks), {}});
+      p.stages.push_back({m.node(i).name(), m.node(j - 1).name(), mode, all_ranks(ranks), {}, {}});
       i = j;
       continue;
     }
@@ -91,7 +91,7 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
     if (!p.stages.empty() && p.stages.back().mode == StageMode::single)
       p.stages.back().last = m.node(end).name();
     else
-      p.stages.push_back({m.node(i).name(), m.node(end).name(), StageMode::single, {0}, {}});
+      p.stages.push_back({m.node(i).name(), m.node(end).name(), StageMode::single, {0}, {}, {}});
     i = end + 1;
   }
   return p;
@@ -109,7 +109,7 @@ Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int 
   if (strategy == "pipeline") p = pipeline_plan(m, ranks);
   else if (strategy == "replicate") {
     p.ranks = ranks;
-    p.stages.push_back({m.node(0).name(), m.nodes().back().name(), StageMode::replicate, all_ranks(ranks), {}});
+    p.stages.push_back({m.node(0).name(), m.nodes().back().name(), StageMode::replicate, all_ranks(ranks), {}, {}});
   } else if (strategy == "split-output") p = split_plan(m, ranks, StageMode::split_output);
   else if (strategy == "split-input") p = split_plan(m, ranks, StageMode::split_input);
   else if (strategy == "split-spatial") p = split_plan(m, ranks, StageMode::split_spatial);

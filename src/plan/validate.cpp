@@ -213,20 +213,40 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
     if (s.mode == StageMode::split_spatial) {
       if (!is_chain(m, r.first, r.last))
         fail(where(), ": layers in a split-spatial stage must form a chain (no branches inside the stage)");
-      auto bounds = split_bounds(m.node(r.last).layer->output_shape().h, r.fractions);
-      for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
-        if (bounds[p] == bounds[p + 1])
-          fail(where(), ": the output has ", m.node(r.last).layer->output_shape().h, " rows: too few for ",
-               r.ranks.size(), " bands with these fractions");
-      for (std::size_t p = 0; p + 1 < bounds.size(); ++p) {
-        auto rows = band_input_rows(m, r.first, r.last, bounds[p], bounds[p + 1]);
-        // Name the layer nearest the output whose band reads nothing: that is where it starts.
-        for (std::size_t k = rows.size(); k-- > 0;)
-          if (rows[k].first >= rows[k].second)
-            fail(where(), ": the band of rank ", r.ranks[p], " (output rows ", bounds[p], "-", bounds[p + 1],
-                 ") needs no input rows of layer '", m.node(r.first + static_cast<int>(k)).name(),
-                 "' (only its padding): end the stage before that layer or change the fractions");
+      for (const std::string& name : s.exchange_after) {
+        const int n = m.find(name);
+        if (n < 0) fail(where(), ": exchange_after names unknown layer '", name, "'");
+        if (n < r.first || n >= r.last)
+          fail(where(), ": exchange_after names '", name, "', which is not one of the stage's layers before its last");
+        if (!r.group_ends.empty() && n <= r.group_ends.back())
+          fail(where(), ": exchange_after must list layers in model order, once each ('", name, "')");
+        r.group_ends.push_back(n);
       }
+      r.group_ends.push_back(r.last);
+      int group_first = r.first;
+      for (int group_last : r.group_ends) {
+        const int height = m.node(group_last).layer->output_shape().h;
+        auto bounds = split_bounds(height, r.fractions);
+        const std::string output =
+            group_last == r.last ? std::string("the output") : cat("the output of '", m.node(group_last).name(), "'");
+        for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
+          if (bounds[p] == bounds[p + 1])
+            fail(where(), ": ", output, " has ", height, " rows: too few for ", r.ranks.size(),
+                 " bands with these fractions");
+        for (std::size_t p = 0; p + 1 < bounds.size(); ++p) {
+          auto rows = band_input_rows(m, group_first, group_last, bounds[p], bounds[p + 1]);
+          // Name the layer nearest the output whose band reads nothing: that is where it starts.
+          for (std::size_t k = rows.size(); k-- > 0;)
+            if (rows[k].first >= rows[k].second)
+              fail(where(), ": the band of rank ", r.ranks[p], " (rows ", bounds[p], "-", bounds[p + 1], " of ",
+                   m.node(group_last).name(), ") needs no input rows of layer '",
+                   m.node(group_first + static_cast<int>(k)).name(),
+                   "' (only its padding): end the stage or its group before that layer or change the fractions");
+        }
+        group_first = group_last + 1;
+      }
+    } else if (!s.exchange_after.empty()) {
+      fail(where(), ": exchange_after applies to split-spatial stages only");
     }
     out.stages.push_back(std::move(r));
   }

@@ -13,6 +13,9 @@ struct ResolvedStage {
   StageMode mode = StageMode::single;
   std::vector<int> ranks;
   std::vector<double> fractions;  // one per rank, summing to 1
+  // split-spatial: the last node of each group of fused bands (Stage::exchange_after, then the
+  // stage's last); empty for other modes.
+  std::vector<int> group_ends;
 };
 
 struct ResolvedPlan {

@@ -62,6 +62,25 @@ class TransportPeerExchange : public partition::PeerExchange {
     swap(mine, counts, gathered, root);
   }
 
+  void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) override {
+    const double t0 = t_.time();
+    requests_.clear();
+    for (const Part& r : receives) {
+      const int from = ranks_.at(r.member);
+      requests_.push_back(t_.irecv(from, tag_, r.data, r.count * sizeof(float)));
+      stats_.bytes_received += r.count * sizeof(float);
+      stats_.bytes_received_from[from] += r.count * sizeof(float);
+    }
+    for (const Part& p : sends) {
+      const int to = ranks_.at(p.member);
+      requests_.push_back(t_.isend(to, tag_, p.data, p.count * sizeof(float)));
+      stats_.bytes_sent += p.count * sizeof(float);
+      stats_.bytes_sent_to[to] += p.count * sizeof(float);
+    }
+    wait_all("swap the rows their bands share");
+    stats_.exchange_s += t_.time() - t0;
+  }
+
   // A ring: k - 1 steps of reduce-scatter (each member adds the chunk its predecessor sends to
   // its own and passes the sum on), then k - 1 steps of all-gather of the finished chunks. Each
   // chunk is summed once, in ring order, so every member ends with the same bits.
@@ -131,16 +150,21 @@ class TransportPeerExchange : public partition::PeerExchange {
       stats_.bytes_sent_to[ranks_[m]] += counts[member_] * sizeof(float);
     }
     std::copy(mine, mine + counts[member_], own);
+    wait_all("swap their parts");
+    stats_.exchange_s += t_.time() - t0;
+  }
+
+  // Waits for every request, naming the members (and what they did not do) if one stalls.
+  void wait_all(const char* what) {
     note_waiting(waiting_.c_str());
     try {
       for (auto r : requests_) t_.wait(r, timeout_s_);
     } catch (const Error&) {
       note_not_waiting();
-      fail("the other members of ", label_, " (rank ", members_, ") did not swap their parts within ", timeout_s_,
+      fail("the other members of ", label_, " (rank ", members_, ") did not ", what, " within ", timeout_s_,
            " s (one of them stalled or died; --stall-timeout sets the limit)");
     }
     note_not_waiting();
-    stats_.exchange_s += t_.time() - t0;
   }
 
   Transport& t_;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <deque>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -115,7 +116,7 @@ using test::error_of;
 
 Stage stage(const std::string& first, const std::string& last, StageMode mode, std::vector<int> ranks,
             std::vector<double> fractions = {}) {
-  return Stage{first, last, mode, std::move(ranks), std::move(fractions)};
+  return Stage{first, last, mode, std::move(ranks), std::move(fractions), {}};
 }
 
 Plan make_plan(int ranks, std::vector<Stage> stages) {
@@ -187,6 +188,26 @@ class ThreadGroup {
     parts = results_.at(round);
   }
 
+  // Point to point, for swap_parts: a message from one member to another, taken in order.
+  void post(int from, int to, std::vector<float> data) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    mail_[{from, to}].push_back(std::move(data));
+    changed_.notify_all();
+  }
+  std::vector<float> take(int from, int to) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto& queue = mail_[{from, to}];
+    if (!changed_.wait_for(lock, std::chrono::seconds(20), [&] { return !queue.empty() || aborted_; })) {
+      aborted_ = true;
+      changed_.notify_all();
+      fail("thread exchange: member ", to, " waited 20 s for member ", from);
+    }
+    if (queue.empty()) fail("thread exchange: another member failed");
+    std::vector<float> data = std::move(queue.front());
+    queue.pop_front();
+    return data;
+  }
+
   // A member failed: wake the others so they fail too instead of waiting forever.
   void abort() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -195,6 +216,10 @@ class ThreadGroup {
   }
 
   long rounds() const { return round_; }
+  void note(const std::string& problem) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    problems_.push_back(problem);
+  }
   const std::vector<std::string>& problems() const { return problems_; }
 
  private:
@@ -207,6 +232,7 @@ class ThreadGroup {
   std::vector<std::vector<float>> slots_;
   std::map<long, std::vector<std::vector<float>>> results_;
   std::map<long, std::vector<std::size_t>> counts_;
+  std::map<std::pair<int, int>, std::deque<std::vector<float>>> mail_;
   std::vector<std::string> problems_;
 };
 
@@ -217,6 +243,16 @@ class ThreadExchange : public partition::PeerExchange {
     std::vector<std::vector<float>> parts;
     group_.all_gather(member_, std::vector<float>(mine, mine + counts[member_]), counts, parts);
     for (const auto& p : parts) gathered = std::copy(p.begin(), p.end(), gathered);
+  }
+  void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) override {
+    for (const Part& p : sends) group_.post(member_, p.member, std::vector<float>(p.data, p.data + p.count));
+    for (const Part& r : receives) {
+      const std::vector<float> data = group_.take(r.member, member_);
+      if (data.size() != r.count)
+        group_.note(cat("member ", member_, " expected ", r.count, " floats from member ", r.member, ", got ",
+                        data.size()));
+      std::copy_n(data.begin(), std::min(data.size(), r.count), r.data);
+    }
   }
 
  private:
@@ -1106,6 +1142,78 @@ TEST_F(StageWorkerTest, BandsThroughEveryWindowKind) {
            input);
 }
 
+Stage with_exchanges(Stage s, std::vector<std::string> after) {
+  s.exchange_after = std::move(after);
+  return s;
+}
+
+TEST_F(StageWorkerTest, BandGroupsSwapOnlyTheirHalos) {
+  // A split-spatial stage cut into groups: each a fused band, the members swapping between
+  // groups only the rows their neighbours' next bands read. Every grouping, even fractions and
+  // uneven, one-row bands (thinner than the halo: rows come from members two away), and through
+  // the chain's padding, pooling and strided layers, equals one process.
+  test::TempDir dir;
+  test::write_random_model(kWindowsConfig, dir.path("windows.h5"), 15);
+  model::Model w = structure_of(kWindowsConfig);
+  const Tensor windows_input = test::random_tensor(2, w.input_shape(), 72);
+  for (const std::vector<std::string>& after :
+       std::vector<std::vector<std::string>>{{"a"}, {"ap"}, {"mp"}, {"a", "ap", "mp"}, {"a", "mp"}})
+    for (const std::vector<double>& fractions :
+         std::vector<std::vector<double>>{{0.5, 0.3, 0.2}, {1.0 / 3, 1.0 / 3, 1.0 / 3}}) {
+      SCOPED_TRACE(after.size() + 10 * fractions[0]);
+      plan::ResolvedPlan rp = plan::validate_plan(
+          make_plan(3, {with_exchanges(stage("a", "dwc", StageMode::split_spatial, {0, 1, 2}, fractions), after)}), w,
+          3);
+      EXPECT_EQ(rp.stages[0].group_ends.size(), after.size() + 1);
+      run_plan(dir.path("windows.h5"), rp, windows_input);
+    }
+  // Four one-row bands of the output, in reverse rank order.
+  run_plan(dir.path("windows.h5"),
+           plan::validate_plan(make_plan(4, {with_exchanges(stage("a", "dwc", StageMode::split_spatial, {3, 2, 1, 0}),
+                                                            {"a", "ap", "mp"})}),
+                               w, 4),
+           windows_input);
+
+  model::Model m = structure_of(kChainConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 34);
+  for (const std::vector<std::string>& after :
+       std::vector<std::vector<std::string>>{{"c1"}, {"p1"}, {"zp", "dw"}, {"c1", "p1", "zp", "c2", "dw"}}) {
+    SCOPED_TRACE(after.front());
+    plan::ResolvedPlan rp = plan::validate_plan(
+        make_plan(3, {with_exchanges(stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}, {0.5, 0.3, 0.2}), after),
+                      stage("gap", "fc", StageMode::single, {2})}),
+        m, 3);
+    run_plan(chain_h5(), rp, input);
+  }
+
+  // Bad groupings are refused before anything loads, naming the stage and the layer.
+  const auto refused = [&](std::vector<std::string> after, int ranks = 3) {
+    std::vector<int> all(ranks);
+    for (int r = 0; r < ranks; ++r) all[r] = r;
+    return error_of([&] {
+      plan::validate_plan(make_plan(ranks, {with_exchanges(stage("c1", "c3", StageMode::split_spatial, all), after),
+                                            stage("gap", "fc", StageMode::single, {0})}),
+                          m, ranks);
+    });
+  };
+  EXPECT_THAT(refused({"nope"}), HasSubstr("exchange_after names unknown layer 'nope'"));
+  EXPECT_THAT(refused({"c3"}), HasSubstr("exchange_after names 'c3', which is not one of the stage's layers before its last"));
+  EXPECT_THAT(refused({"fc"}), HasSubstr("which is not one of the stage's layers"));
+  EXPECT_THAT(refused({"c2", "p1"}), HasSubstr("exchange_after must list layers in model order, once each ('p1')"));
+  EXPECT_THAT(refused({"c2"}, 8), HasSubstr("the output of 'c2' has 6 rows: too few for 8 bands"));
+  EXPECT_THAT(error_of([&] {
+                plan::validate_plan(make_plan(2, {with_exchanges(stage("c1", "fc", StageMode::split_output, {0, 1}),
+                                                                 {"c2"})}),
+                                    m, 2);
+              }),
+              HasSubstr("exchange_after applies to split-spatial stages only"));
+  // The plan file carries the groups.
+  Plan p = make_plan(3, {with_exchanges(stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}), {"p1", "dw"}),
+                         stage("gap", "fc", StageMode::single, {0})});
+  EXPECT_EQ(plan::plan_from_json(plan::plan_to_json(p), "x").stages[0].exchange_after,
+            (std::vector<std::string>{"p1", "dw"}));
+}
+
 TEST_F(StageWorkerTest, DenseAfterFlattenSplits) {
   // Flatten (no weights) rides along in a split stage; the dense layer reads 8x4x3 = 96 features.
   test::TempDir dir;
@@ -1167,7 +1275,7 @@ double exhaustive_best_period(const model::Model& m, const cluster::Cluster& c) 
           if ((mode == StageMode::single) != (k == 1)) continue;
           std::vector<int> ranks;
           for (int g = 0; g < k; ++g) ranks.push_back(rank + g);
-          stages.push_back({m.node(first).name(), m.node(last).name(), mode, ranks, {}});
+          stages.push_back({m.node(first).name(), m.node(last).name(), mode, ranks, {}, {}});
           search(last + 1, rank + k);
           stages.pop_back();
         }
@@ -1277,9 +1385,9 @@ TEST(SplitRoles, TransformerBlockSplitsByHeadsAndMlpPair) {
   // The same range as split-input would split the Dense layers by input and refuse attention.
   plan::Plan p;
   p.ranks = 2;
-  p.stages.push_back({m.node(0).name(), m.node(first - 1).name(), plan::StageMode::single, {0}, {}});
-  p.stages.push_back({m.node(first).name(), m.node(last).name(), plan::StageMode::split_input, {0, 1}, {}});
-  p.stages.push_back({m.node(last + 1).name(), m.nodes().back().name(), plan::StageMode::single, {1}, {}});
+  p.stages.push_back({m.node(0).name(), m.node(first - 1).name(), plan::StageMode::single, {0}, {}, {}});
+  p.stages.push_back({m.node(first).name(), m.node(last).name(), plan::StageMode::split_input, {0, 1}, {}, {}});
+  p.stages.push_back({m.node(last + 1).name(), m.nodes().back().name(), plan::StageMode::single, {1}, {}, {}});
   EXPECT_THAT(error_of([&] { plan::validate_plan(p, m, 2); }),
               HasSubstr("layer '/encoder/layers/encoder_layer_0/self_attention' (MultiHeadAttention) cannot be split by "
                         "input channels"));

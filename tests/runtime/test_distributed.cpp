@@ -295,7 +295,8 @@ void expect_same_as_one_process(const std::string& model_name, int ranks, const 
 }
 
 std::string write_plan(const test::TempDir& dir, const json& plan) {
-  std::string path = dir.path("plan.json");
+  static int written = 0;  // a file per plan: a test may hold several in one folder
+  std::string path = dir.path("plan" + std::to_string(++written) + ".json");
   std::ofstream(path) << plan.dump(1);
   return path;
 }
@@ -309,6 +310,25 @@ json every_mode_plan() {
                  {{"layers", {"c3", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 3}}, {"fractions", {0.7, 0.3}}},
                  {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {2, 1}}, {"fractions", {0.25, 0.75}}},
                  {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
+}
+
+// Split-spatial stages cut into groups whose members swap halo rows between them (uneven
+// fractions, the same ranks again in the next stage), for images and for clips.
+json band_groups_plan() {
+  return {{"ranks", 3},
+          {"stages",
+           {{{"layers", {"c1", "c4"}},
+             {"mode", "split-spatial"},
+             {"ranks", {0, 1, 2}},
+             {"fractions", {0.5, 0.3, 0.2}},
+             {"exchange_after", {"c1", "p1"}}},
+            {{"layers", {"p2", "fc2"}}, {"mode", "split-output"}, {"ranks", {2, 0, 1}}}}}};
+}
+json clip_band_groups_plan() {
+  return {{"ranks", 3},
+          {"stages",
+           {{{"layers", {"c1", "p2"}}, {"mode", "split-spatial"}, {"ranks", {1, 2, 0}}, {"exchange_after", {"c1", "c2"}}},
+            {{"layers", {"flat", "fc2"}}, {"mode", "single"}, {"ranks", {1}}}}}};
 }
 
 // A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
@@ -401,6 +421,12 @@ TEST(ComputeThreads, RanksWithTwoThreadsEqualOneProcess) {
 TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, every_mode_plan()));
+}
+
+TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
+  test::TempDir dir;
+  expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, band_groups_plan()));
+  expect_same_as_one_process("clip", 3, "--plan " + write_plan(dir, clip_band_groups_plan()));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
@@ -631,7 +657,9 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
                         Case{"multi_io", "--strategy pipeline", 4},
                         Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3},
-                        Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2}}) {
+                        Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2},
+                        Case{"vgg_small", "--plan " + write_plan(plans, band_groups_plan()), 3},
+                        Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
     test::TempDir dir;
     auto r = mpirun(c.ranks, Models::get().path(c.model), c.how, "--report " + dir.path("r.json"));
