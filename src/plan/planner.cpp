@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <tuple>
 
 #include "core/error.h"
 #include "plan/band_geometry.h"
@@ -94,9 +95,43 @@ GroupSpeed group_speed(const LayerTimes& times, int first, int last, int rank, i
   return g;
 }
 
+// A band group's members' times: each member's layer times scaled by the share of each
+// layer's output rows its band computes (its rows plus the halo the group recomputes).
+std::vector<double> band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group, int rank) {
+  const int count = static_cast<int>(group.bounds.size()) - 1;
+  std::vector<double> t(count, 0.0);
+  for (int g = 0; g < count; ++g) {
+    const auto need = band_input_rows(m, group.first, group.last, group.bounds[g], group.bounds[g + 1]);
+    for (int n = group.first; n <= group.last; ++n) {
+      const auto rows = n < group.last ? need[n - group.first + 1] : std::pair<int, int>{group.bounds[g], group.bounds[g + 1]};
+      const double height = m.node(n).layer->output_shape().h;
+      t[g] += times.layer(rank + g, n) * std::clamp((rows.second - rows.first) / height, 0.0, 1.0);
+    }
+  }
+  return t;
+}
+
+// Seconds the members spend swapping halo rows between two band groups (they wait for each
+// other), and the bytes on the medium.
+std::pair<double, double> halo_swap(const model::Model& m, const cluster::NetworkModel& net, const BandGroup& before,
+                                    const BandGroup& after) {
+  const Shape between = m.node(before.last).layer->output_shape();
+  const double row = static_cast<double>(between.w) * between.c * between.d * sizeof(float);
+  std::vector<double> sent(before.bounds.size(), 0.0);
+  double total = 0;
+  for (const HaloTransfer& h : halo_transfers(before, after)) {
+    sent[h.from] += (h.end - h.begin) * row;
+    total += (h.end - h.begin) * row;
+  }
+  if (total == 0) return {0.0, 0.0};
+  const double busiest = *std::max_element(sent.begin(), sent.end());
+  return {net.transfer_seconds(net.shared ? total : busiest) + net.latency_s, total};
+}
+
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
-                     int rank, int count, StageMode mode, int source_rank) {
+                     int rank, int count, StageMode mode, int input_rank, const std::vector<int>& group_ends) {
   StageCost cost;
+  const std::vector<int> ends = group_ends.empty() ? std::vector<int>{last} : group_ends;
   const auto& net = c.network;
   const GroupSpeed speed = group_speed(times, first, last, rank, count);
   const auto& full = speed.full;
@@ -112,9 +147,9 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         if (v < first && std::find(live.begin(), live.end(), v) == live.end()) live.push_back(v);
     for (int v : live) in_bytes += static_cast<double>(m.shape_of(v).size()) * sizeof(float);
   }
-  // The first stage's input comes from the source rank: a member that is the source reads it
-  // there, and only the others' copies cross the network.
-  const bool source_inside = first == 0 && source_rank >= rank && source_rank < rank + count;
+  // A member that already holds the stage's input (the source, for the first stage; the
+  // previous stage's producer, when it is a member) takes it without the network.
+  const bool source_inside = input_rank >= rank && input_rank < rank + count;
   if (mode == StageMode::replicate) {
     const double receivers = source_inside ? (count - 1.0) / count : 1.0;
     cost.medium_s = receivers * net.transfer_seconds(in_bytes);
@@ -131,9 +166,9 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       bool handed_on = false;
       for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
         handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
-      const auto bounds = split_bounds(m.node(last).layer->output_shape().h, share);
+      const BandGroup group = band_groups(m, first, {ends.front()}, share).front();
       for (int g = 0; g < count; ++g) {
-        const auto rows = band_input_rows(m, first, last, bounds[g], bounds[g + 1]).at(0);
+        const auto rows = group.input_rows[g];
         const double band = static_cast<double>(std::max(0, rows.second - rows.first)) * band_shape.w * band_shape.c *
                             band_shape.d * sizeof(float);  // a clip: those rows of each of its images
         member_bytes[g] = g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band;
@@ -141,7 +176,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     }
     double total = 0, longest = 0;
     for (int g = 0; g < count; ++g) {
-      if (source_inside && rank + g == source_rank) continue;
+      if (source_inside && rank + g == input_rank) continue;
       total += net.transfer_seconds(member_bytes[g]);
       longest = std::max(longest, net.transfer_seconds(member_bytes[g]));
     }
@@ -163,39 +198,74 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     cost.memory_bytes = weights + activations;
   } else {
     double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0, ring_bytes = 0, ring_s = 0;
-    // A split-spatial member computes, of every layer, the output rows its band needs: its share
-    // plus the halo, which grows towards the start of the chain with the receptive field.
-    std::vector<std::vector<double>> row_share(count);
+    const auto roles = split_roles(m, first, last, mode);
+    double gather_s = -1;  // split-spatial: the stage's time includes its band gather (simulated)
     if (mode == StageMode::split_spatial) {
-      const auto bounds = split_bounds(m.node(last).layer->output_shape().h, share);
-      for (int g = 0; g < count; ++g) {
-        const auto need = band_input_rows(m, first, last, bounds[g], bounds[g + 1]);
-        for (int n = first; n <= last; ++n) {
-          const auto rows = n < last ? need[n - first + 1] : std::pair<int, int>{bounds[g], bounds[g + 1]};
-          const double height = m.node(n).layer->output_shape().h;
-          row_share[g].push_back(std::clamp((rows.second - rows.first) / height, 0.0, 1.0));
+      // A member computes, of every layer of a group, the output rows its band needs: its share
+      // plus the halo, which grows towards the start of the group with the receptive field.
+      // Between groups each member sends its halo rows when it finishes and starts the next
+      // group when its own rows have arrived; messages take the medium in turn (a shared
+      // network) or their sender's link. Members finish at different times (a band at the
+      // image's edge recomputes half the halo), so this follows each member through the stage.
+      const auto groups = band_groups(m, first, ends, share);
+      cost.member_s.assign(count, 0.0);
+      std::vector<double> finish(count, 0.0), link_free(count, 0.0), ready(count, 0.0);
+      double medium_free = 0;
+      const auto arrival = [&](int from, double at, double bytes) {
+        double& free = net.shared ? medium_free : link_free[from];
+        free = std::max(at, free) + net.transfer_seconds(bytes);
+        return free + net.latency_s;
+      };
+      std::vector<int> order(count);
+      const auto by_finish = [&] {  // members in the order they finish
+        for (int g = 0; g < count; ++g) order[g] = g;
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return finish[a] < finish[b]; });
+      };
+      for (std::size_t k = 0; k < groups.size(); ++k) {
+        ready = finish;
+        if (k > 0) {
+          const Shape between = m.node(groups[k - 1].last).layer->output_shape();
+          const double row = static_cast<double>(between.w) * between.c * between.d * sizeof(float);
+          const auto transfers = halo_transfers(groups[k - 1], groups[k]);
+          by_finish();
+          for (int from : order)
+            for (const HaloTransfer& h : transfers) {
+              if (h.from != from) continue;
+              const double bytes = (h.end - h.begin) * row;
+              ready[h.to] = std::max(ready[h.to], arrival(from, finish[from], bytes));
+              ring_bytes += bytes;  // on the medium, as the reductions' bytes are
+            }
+        }
+        const std::vector<double> t = band_group_times(m, times, groups[k], rank);
+        for (int g = 0; g < count; ++g) {
+          finish[g] = ready[g] + t[g];
+          cost.member_s[g] += t[g];
         }
       }
-    }
-    const auto roles = split_roles(m, first, last, mode);
-    for (int g = 0; g < count; ++g) {
-      double t = 0;
-      for (int n = first; n <= last; ++n) {
-        const double layer = times.layer(rank + g, n);
-        if (mode == StageMode::split_spatial)
-          t += layer * row_share[g][n - first];
-        else
+      // The bands are gathered to member 0, which hands the stage's output on.
+      const Shape out = m.node(last).layer->output_shape();
+      const double row = static_cast<double>(out.w) * out.c * out.d * sizeof(float);
+      double done = finish[0];
+      by_finish();
+      for (int g : order)
+        if (g != 0) done = std::max(done, arrival(g, finish[g], (groups.back().bounds[g + 1] - groups.back().bounds[g]) * row));
+      worst = done;
+      gather_s = done - *std::max_element(finish.begin(), finish.end());
+    } else {
+      for (int g = 0; g < count; ++g) {
+        double t = 0;
+        for (int n = first; n <= last; ++n) {
+          const double layer = times.layer(rank + g, n);
           t += roles[n - first] != SplitRole::whole ? layer * share[g] : layer;
+        }
+        worst = std::max(worst, t);
+        cost.member_s.push_back(t);
       }
-      worst = std::max(worst, t);
-      cost.member_s.push_back(t);
     }
     if (mode == StageMode::split_spatial) {
-      // The bands are gathered to member 0, which hands the stage's output on.
       const int height = m.node(last).layer->output_shape().h;
       const auto bounds = split_bounds(height, share);
       exchange_bytes = static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
-      exchanges = count - 1;
       part_weights = weights;
     } else {
       for (int n = first; n <= last; ++n) {
@@ -220,9 +290,12 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         }
       }
     }
-    const double exchange_s =
-        net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0) + ring_s;
-    cost.compute_s = worst + exchange_s;  // parts are swapped inside the stage, on its critical path
+    const double exchange_s = gather_s >= 0 ? gather_s
+                                            : net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0) +
+                                                  ring_s;
+    // Parts are swapped inside the stage, on its critical path (a band stage's `worst` already
+    // ends with its gather).
+    cost.compute_s = gather_s >= 0 ? worst : worst + exchange_s;
     for (double& t : cost.member_s) t += exchange_s;
     cost.latency_s = cost.compute_s;
     cost.medium_s += net.transfer_seconds(exchange_bytes + ring_bytes);
@@ -234,11 +307,22 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   return cost;
 }
 
+// The cost of a validated plan's stage i: its input comes from the source (stage 0) or from the
+// previous stage's producer (its first member; a replicated stage's changes from frame to frame).
+StageCost resolved_stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times,
+                              const ResolvedPlan& r, std::size_t i) {
+  const ResolvedStage& s = r.stages[i];
+  int input_rank = r.plan.source;
+  if (i > 0) input_rank = r.stages[i - 1].mode == StageMode::replicate ? -1 : r.stages[i - 1].ranks[0];
+  return stage_cost(m, c, times, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode, input_rank,
+                    s.group_ends);
+}
+
 }  // namespace
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
-                     int rank, int count, StageMode mode, int source_rank) {
-  return stage_cost(m, c, LayerTimes(m, c, key), first, last, rank, count, mode, source_rank);
+                     int rank, int count, StageMode mode, int input_rank, const std::vector<int>& group_ends) {
+  return stage_cost(m, c, LayerTimes(m, c, key), first, last, rank, count, mode, input_rank, group_ends);
 }
 
 namespace {
@@ -247,6 +331,71 @@ struct Choice {
   int first = 0, last = 0, rank = 0, count = 1;
   StageMode mode = StageMode::single;
   StageCost cost;
+  std::vector<int> group_ends;  // split-spatial: its band groups
+  StageCost reuse_cost;         // the same stage taking its input from its own first member
+};
+
+// The band groups of a split-spatial stage that make it fastest for one frame: a DP over where
+// the groups end, each group costing its slowest member plus the halo swap before it (fusing
+// recomputes halos; swapping costs the network). Groups are looked up in a cache shared by the
+// planner's candidates (keyed by their layers and devices; their fractions are those of the
+// first stage that asked, which is exact on a cluster of one kind of device).
+class BandGroupChooser {
+ public:
+  BandGroupChooser(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times)
+      : m_(m), c_(c), times_(times) {}
+
+  std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share) {
+    const int length = last - first + 1;
+    std::vector<double> best(length + 1, kInf);
+    std::vector<int> from(length + 1, -1);
+    best[0] = 0;
+    for (int b = 0; b < length; ++b)
+      for (int a = 0; a <= b; ++a) {
+        if (best[a] == kInf) continue;
+        const Entry& e = entry(first + a, first + b, rank, count, share, a > 0);
+        if (!e.ok) continue;
+        const double value = best[a] + e.seconds;
+        if (value < best[b + 1]) best[b + 1] = value, from[b + 1] = a;
+      }
+    std::vector<int> ends;
+    if (best[length] == kInf) return {last};  // no grouping works: one fused band (validation says why)
+    for (int b = length; b > 0; b = from[b]) ends.push_back(first + b - 1);
+    std::reverse(ends.begin(), ends.end());
+    return ends;
+  }
+
+ private:
+  struct Entry {
+    bool ok = false;
+    double seconds = 0;  // the slowest member's band, plus the swap before it
+  };
+  const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before) {
+    const auto key = std::make_tuple(a, b, rank, count, swap_before);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    Entry e;
+    const std::vector<int> bounds = split_bounds(m_.node(b).layer->output_shape().h, share);
+    if (bands_are_feasible(m_, a, b, bounds)) {
+      const BandGroup group = band_groups(m_, a, {b}, share).front();
+      const std::vector<double> t = band_group_times(m_, times_, group, rank);
+      e.ok = true;
+      e.seconds = *std::max_element(t.begin(), t.end());
+      if (swap_before) {
+        BandGroup before;
+        before.bounds = split_bounds(m_.node(a - 1).layer->output_shape().h, share);
+        before.last = a - 1;
+        if (!bands_are_feasible(m_, a - 1, a - 1, before.bounds)) e.ok = false;
+        else e.seconds += halo_swap(m_, c_.network, before, group).first;
+      }
+    }
+    return cache_.emplace(key, e).first->second;
+  }
+
+  const model::Model& m_;
+  const cluster::Cluster& c_;
+  const LayerTimes& times_;
+  std::map<std::tuple<int, int, int, int, bool>, Entry> cache_;
 };
 
 const StageMode kModes[] = {StageMode::single,      StageMode::replicate,     StageMode::split_output,
@@ -259,6 +408,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   const int devices = c.ranks();
   const int max_group = o.max_group > 0 ? std::min(o.max_group, devices) : devices;
   const LayerTimes times(m, c, o.model_key);
+  BandGroupChooser band_chooser(m, c, times);
   // Every candidate stage, once: (first, last, rank, count, mode) with its cost.
   std::vector<Choice> choices;
   bool homogeneous = true;
@@ -270,7 +420,12 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
           if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
           if (!mode_allows(m, i, j, mode, k)) continue;
           for (int r = 0; r + k <= devices; ++r) {
-            Choice ch{i, j, r, k, mode, stage_cost(m, c, times, i, j, r, k, mode, 0)};
+            Choice ch{i, j, r, k, mode, {}, {}, {}};
+            if (mode == StageMode::split_spatial)
+              ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, r, k).share);
+            ch.cost = stage_cost(m, c, times, i, j, r, k, mode, i == 0 ? 0 : -1, ch.group_ends);
+            if (o.objective == Objective::latency && r == 0)
+              ch.reuse_cost = i == 0 ? ch.cost : stage_cost(m, c, times, i, j, r, k, mode, 0, ch.group_ends);
             if (ch.cost.fits) choices.push_back(ch);
             if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
           }
@@ -340,34 +495,77 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   } else {
     if (solve(kInf, &picked) == kInf) fail("plan: no plan fits this cluster (memory too small)");
   }
-  Plan p;
-  p.ranks = devices;
-  int next_rank = 0;
-  for (int x : picked) {
-    const Choice& ch = choices[x];
-    Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}, {}};
-    for (int g = 0; g < ch.count; ++g) s.ranks.push_back(next_rank + g);
-    const GroupSpeed speed = group_speed(times, ch.first, ch.last, next_rank, ch.count);
-    for (double f : speed.share)
-      if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
-    next_rank += ch.count;
-    p.stages.push_back(s);
+  // The stages picked, on consecutive ranks (`reuse`: every stage from rank 0).
+  auto make_plan = [&](const std::vector<int>& stages, bool reuse) {
+    Plan p;
+    p.ranks = devices;
+    int next_rank = 0;
+    for (int x : stages) {
+      const Choice& ch = choices[x];
+      if (reuse) next_rank = 0;
+      if (reuse && ch.mode == StageMode::single && !p.stages.empty() && p.stages.back().mode == StageMode::single) {
+        p.stages.back().last = m.node(ch.last).name();  // one stage on rank 0, not several
+        continue;
+      }
+      Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}, {}};
+      for (int g = 0; g < ch.count; ++g) s.ranks.push_back(next_rank + g);
+      const GroupSpeed speed = group_speed(times, ch.first, ch.last, next_rank, ch.count);
+      for (double f : speed.share)
+        if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
+      for (std::size_t g = 0; g + 1 < ch.group_ends.size(); ++g) s.exchange_after.push_back(m.node(ch.group_ends[g]).name());
+      next_rank += ch.count;
+      p.stages.push_back(s);
+    }
+    p.prediction = prediction_json(m, c, o.model_key, p);
+    p.prediction["objective"] = o.objective == Objective::throughput ? "throughput" : "latency";
+    return p;
+  };
+  Plan p = make_plan(picked, false);
+  if (o.objective == Objective::latency) {
+    // One frame at a time leaves a stage's devices idle while the others work, so a latency plan
+    // may run every stage on the devices from rank 0 on: each stage takes its input from the one
+    // before on its own first device. Kept when it is faster and each device holds its stages.
+    std::vector<double> best(n + 1, kInf);
+    std::vector<int> from(n + 1, -1);
+    best[0] = 0;
+    for (int j = 0; j < n; ++j) {
+      if (best[j] == kInf) continue;
+      for (int x : by_first[j]) {
+        const Choice& ch = choices[x];
+        if (ch.rank != 0 || !ch.reuse_cost.fits) continue;
+        const double value = best[j] + ch.reuse_cost.latency_s + ch.reuse_cost.input_s;
+        if (value < best[ch.last + 1]) best[ch.last + 1] = value, from[ch.last + 1] = x;
+      }
+    }
+    if (best[n] < kInf) {
+      std::vector<int> stages;
+      for (int j = n; j > 0; j = choices[from[j]].first) stages.push_back(from[j]);
+      std::reverse(stages.begin(), stages.end());
+      Plan reused = make_plan(stages, true);
+      bool fits = true;
+      try {
+        check_plan_fits(m, c, o.model_key, reused);
+      } catch (const Error&) {
+        fits = false;
+      }
+      if (fits && reused.prediction["latency_ms"].get<double>() < p.prediction["latency_ms"].get<double>())
+        p = std::move(reused);
+    }
   }
-  p.prediction = prediction_json(m, c, o.model_key, p);
-  p.prediction["objective"] = o.objective == Objective::throughput ? "throughput" : "latency";
   return p;
 }
 
 nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c, const std::string& key,
                                const Plan& plan) {
   ResolvedPlan r = validate_plan(plan, m, 0);
+  const LayerTimes times(m, c, key);
   nlohmann::json stages = nlohmann::json::array();
   double bottleneck = 0, medium = 0, latency = 0;
   int bottleneck_stage = 0;
+  std::vector<StageCost> costs;
+  for (std::size_t i = 0; i < r.stages.size(); ++i) costs.push_back(resolved_stage_cost(m, c, times, r, i));
   for (std::size_t i = 0; i < r.stages.size(); ++i) {
-    const auto& s = r.stages[i];
-    const int count = static_cast<int>(s.ranks.size());
-    const StageCost cost = stage_cost(m, c, key, s.first, s.last, s.ranks[0], count, s.mode, plan.source);
+    const StageCost& cost = costs[i];
     if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i);
     medium += cost.medium_s;
     // A frame's own input reaches one replica, or every member of a split stage in turn.
@@ -381,11 +579,8 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   // A rank in several stages (built-in split strategies put the unsplit layers on rank 0) does
   // all their work for every frame.
   std::vector<double> busy(plan.ranks, 0.0);
-  for (const auto& s : r.stages) {
-    const StageCost cost =
-        stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode, plan.source);
-    for (std::size_t g = 0; g < s.ranks.size(); ++g) busy[s.ranks[g]] += cost.member_s[g];
-  }
+  for (std::size_t i = 0; i < r.stages.size(); ++i)
+    for (std::size_t g = 0; g < r.stages[i].ranks.size(); ++g) busy[r.stages[i].ranks[g]] += costs[i].member_s[g];
   const auto busiest = std::max_element(busy.begin(), busy.end());
   std::string bottleneck_name = cat("stage ", bottleneck_stage);
   if (*busiest > bottleneck * (1 + 1e-9)) {
@@ -408,10 +603,10 @@ void check_plan_fits(const model::Model& m, const cluster::Cluster& c, const std
   if (c.ranks() < plan.ranks) fail("plan: ", plan.ranks, " ranks, but the cluster has ", c.ranks(), " device slot(s)");
   std::vector<double> need(plan.ranks, 0.0);
   std::vector<std::string> held(plan.ranks);
+  const LayerTimes times(m, c, key);
   for (std::size_t i = 0; i < r.stages.size(); ++i) {
     const auto& s = r.stages[i];
-    const StageCost cost =
-        stage_cost(m, c, key, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode, plan.source);
+    const StageCost cost = resolved_stage_cost(m, c, times, r, i);
     for (int rank : s.ranks) {
       need[rank] += cost.memory_bytes;
       held[rank] += cat(held[rank].empty() ? "" : ", ", "stage ", i, " (", m.node(s.first).name(), "..",

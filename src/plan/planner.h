@@ -35,9 +35,13 @@ struct StageCost {
 };
 
 // Cost of stage [first, last] on ranks [rank, rank + count) in `mode` (fractions by speed).
-// The source rank (0 in every plan Chorus writes) feeds the first stage without the network.
+// `input_rank` already holds the stage's input (the source for the first stage, the previous
+// stage's producer after it; -1: none): if it is a member, it takes its input without the
+// network. `group_ends`: a split-spatial stage's band groups (ResolvedStage::group_ends; empty:
+// one group).
 StageCost stage_cost(const model::Model& model, const cluster::Cluster& cluster, const std::string& model_key,
-                     int first, int last, int rank, int count, StageMode mode, int source_rank = 0);
+                     int first, int last, int rank, int count, StageMode mode, int input_rank = 0,
+                     const std::vector<int>& group_ends = {});
 
 // The best plan under the options; its `prediction` holds throughput_fps, latency_ms and per
 // stage compute, communication and memory, and the bottleneck. Throws chorus::Error when the
