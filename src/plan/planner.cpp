@@ -16,31 +16,38 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-bool mode_allows(const model::Model& m, int first, int last, StageMode mode, int parts) {
-  if (mode == StageMode::single) return parts == 1;
-  if (parts < 2) return false;
-  if (mode == StageMode::replicate) return true;
+// The most members a stage [first, last] may have in `mode` (0: the mode does not apply), and
+// for channel and tensor splits each layer's role, worked out once for every member count. A
+// split-spatial stage also needs its bands feasible for the count (bands_allow).
+int most_parts(const model::Model& m, int first, int last, StageMode mode, std::vector<SplitRole>& roles) {
+  roles.clear();
+  if (mode == StageMode::single) return 1;
+  if (mode == StageMode::replicate) return std::numeric_limits<int>::max();
   if (mode == StageMode::split_spatial) {
     for (int n = first; n <= last; ++n)
-      if (!can_split_spatial(*m.node(n).layer)) return false;
-    if (!is_chain(m, first, last)) return false;
-    const int rows = m.node(last).layer->output_shape().h;
-    if (rows < parts) return false;
-    return bands_are_feasible(m, first, last, split_bounds(rows, std::vector<double>(parts, 1.0 / parts)));
+      if (!can_split_spatial(*m.node(n).layer)) return 0;
+    if (!is_chain(m, first, last)) return 0;
+    return m.node(last).layer->output_shape().h;
   }
   bool any = false;
-  const auto roles = split_roles(m, first, last, mode);
+  int most = std::numeric_limits<int>::max();
+  roles = split_roles(m, first, last, mode);
   for (int n = first; n <= last; ++n) {
     const auto& l = *m.node(n).layer;
     const SplitRole role = roles[n - first];
     if (role != SplitRole::whole) {
-      if (split_extent(l, role) < parts) return false;
+      most = std::min(most, split_extent(l, role));
       any = true;
     } else if (!computable_in_full(l)) {
-      return false;
+      return 0;
     }
   }
-  return any;
+  return any ? most : 0;
+}
+
+bool bands_allow(const model::Model& m, int first, int last, int parts) {
+  return bands_are_feasible(m, first, last,
+                            split_bounds(m.node(last).layer->output_shape().h, std::vector<double>(parts, 1.0 / parts)));
 }
 
 double node_weight_bytes(const model::Model& m, int n) {
@@ -51,11 +58,34 @@ double node_weight_bytes(const model::Model& m, int n) {
 
 // Every rank's profile time for every layer, looked up once (a profile looks layers up by
 // name), with prefix sums so that a range's time costs one subtraction: the planner asks for
-// millions of ranges on large clusters.
+// millions of ranges on large clusters. Also, once, what the cost model reads of every node:
+// its weights, and the bytes alive at the cut before it.
 class LayerTimes {
  public:
   LayerTimes(const model::Model& m, const cluster::Cluster& c, const std::string& key) {
     const int n = static_cast<int>(m.nodes().size());
+    for (int k = 0; k < n; ++k) weight_bytes_.push_back(node_weight_bytes(m, k));
+    weight_prefix_.assign(n + 1, 0.0);
+    for (int k = 0; k < n; ++k) weight_prefix_[k + 1] = weight_prefix_[k] + weight_bytes_[k];
+    for (int k = 0; k < n; ++k) output_bytes_.push_back(static_cast<double>(m.cost(k).output_bytes));
+    // A sparse table of the largest output in ranges of 2^level layers.
+    largest_.push_back(output_bytes_);
+    for (int span = 2; span <= n; span *= 2) {
+      const auto& below = largest_.back();
+      std::vector<double> level(n - span + 1);
+      for (int k = 0; k + span <= n; ++k) level[k] = std::max(below[k], below[k + span / 2]);
+      largest_.push_back(std::move(level));
+    }
+    for (int r = 0; r < c.ranks(); ++r) memory_bytes_.push_back(c.device_of(r).memory_bytes);
+    for (int first = 0; first < n; ++first) {
+      std::vector<int> live;
+      for (int k = first; k < n; ++k)
+        for (int v : m.node(k).inputs)
+          if (v < first && std::find(live.begin(), live.end(), v) == live.end()) live.push_back(v);
+      double bytes = 0;
+      for (int v : live) bytes += static_cast<double>(m.shape_of(v).size()) * sizeof(float);
+      input_bytes_.push_back(bytes);
+    }
     std::map<const cluster::DeviceClass*, int> row_of;
     for (int r = 0; r < c.ranks(); ++r) {
       const cluster::DeviceClass* cls = &c.device_of(r);
@@ -74,8 +104,23 @@ class LayerTimes {
     const auto& p = prefix_[row_.at(rank)];
     return p[last + 1] - p[first];
   }
+  double weight_bytes(int node) const { return weight_bytes_[node]; }
+  double weight_bytes(int first, int last) const { return weight_prefix_[last + 1] - weight_prefix_[first]; }
+  double output_bytes(int node) const { return output_bytes_[node]; }
+  // The largest output of the layers [first, last].
+  double largest_output(int first, int last) const {
+    int level = 0;
+    while ((2 << level) <= last - first + 1) ++level;
+    return std::max(largest_[level][first], largest_[level][last + 1 - (1 << level)]);
+  }
+  bool same_device(int rank_a, int rank_b) const { return row_[rank_a] == row_[rank_b]; }
+  double memory_bytes(int rank) const { return memory_bytes_[rank]; }
+  // Bytes entering a stage that starts at `first`: the values alive at its input cut.
+  double input_bytes(int first) const { return input_bytes_[first]; }
 
  private:
+  std::vector<double> weight_bytes_, weight_prefix_, input_bytes_, output_bytes_, memory_bytes_;
+  std::vector<std::vector<double>> largest_;
   std::vector<std::vector<double>> prefix_;  // per distinct device class
   std::vector<int> row_;                     // per rank: its class' row
 };
@@ -129,7 +174,8 @@ std::pair<double, double> halo_swap(const model::Model& m, const cluster::Networ
 }
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
-                     int rank, int count, StageMode mode, int input_rank, const std::vector<int>& group_ends) {
+                     int rank, int count, StageMode mode, int input_rank, const std::vector<int>& group_ends,
+                     const std::vector<SplitRole>* known_roles = nullptr) {
   StageCost cost;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{last} : group_ends;
   const auto& net = c.network;
@@ -139,14 +185,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   const double inv_sum = speed.inverse_sum;
 
   // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
-  double in_bytes = 0;
-  {
-    std::vector<int> live;
-    for (int n = first; n < static_cast<int>(m.nodes().size()); ++n)
-      for (int v : m.node(n).inputs)
-        if (v < first && std::find(live.begin(), live.end(), v) == live.end()) live.push_back(v);
-    for (int v : live) in_bytes += static_cast<double>(m.shape_of(v).size()) * sizeof(float);
-  }
+  const double in_bytes = times.input_bytes(first);
   // A member that already holds the stage's input (the source, for the first stage; the
   // previous stage's producer, when it is a member) takes it without the network.
   const bool source_inside = input_rank >= rank && input_rank < rank + count;
@@ -185,10 +224,8 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     if (total > 0) cost.input_s = (net.shared ? total : longest) + net.latency_s;
   }
 
-  double activations = 0;
-  for (int n = first; n <= last; ++n) activations = std::max(activations, m.cost(n).output_bytes * 2.0);
-  double weights = 0;
-  for (int n = first; n <= last; ++n) weights += node_weight_bytes(m, n);
+  const double activations = times.largest_output(first, last) * 2.0;
+  const double weights = times.weight_bytes(first, last);
 
   if (mode == StageMode::single || mode == StageMode::replicate) {
     // A replicated stage delivers one frame per full time across its members.
@@ -198,7 +235,9 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     cost.memory_bytes = weights + activations;
   } else {
     double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0, ring_bytes = 0, ring_s = 0;
-    const auto roles = split_roles(m, first, last, mode);
+    std::vector<SplitRole> own_roles;
+    if (!known_roles && mode != StageMode::split_spatial) own_roles = split_roles(m, first, last, mode);
+    const std::vector<SplitRole>& roles = known_roles ? *known_roles : own_roles;
     double gather_s = -1;  // split-spatial: the stage's time includes its band gather (simulated)
     if (mode == StageMode::split_spatial) {
       // A member computes, of every layer of a group, the output rows its band needs: its share
@@ -252,12 +291,14 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       worst = done;
       gather_s = done - *std::max_element(finish.begin(), finish.end());
     } else {
+      double split = 0, whole = 0;  // the layers' times on this member's kind of device
       for (int g = 0; g < count; ++g) {
-        double t = 0;
-        for (int n = first; n <= last; ++n) {
-          const double layer = times.layer(rank + g, n);
-          t += roles[n - first] != SplitRole::whole ? layer * share[g] : layer;
+        if (g == 0 || !times.same_device(rank + g, rank + g - 1)) {
+          split = whole = 0;
+          for (int n = first; n <= last; ++n)
+            (roles[n - first] != SplitRole::whole ? split : whole) += times.layer(rank + g, n);
         }
+        const double t = split * share[g] + whole;
         worst = std::max(worst, t);
         cost.member_s.push_back(t);
       }
@@ -268,15 +309,16 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       exchange_bytes = static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
       part_weights = weights;
     } else {
+      const double largest_share = *std::max_element(share.begin(), share.end());
       for (int n = first; n <= last; ++n) {
         const SplitRole role = roles[n - first];
         if (role == SplitRole::whole) {
-          part_weights += node_weight_bytes(m, n);
+          part_weights += times.weight_bytes(n);
           continue;
         }
-        part_weights += node_weight_bytes(m, n) * *std::max_element(share.begin(), share.end());
+        part_weights += times.weight_bytes(n) * largest_share;
         if (role == SplitRole::kept_slice) continue;  // the slice stays with its member
-        const double out = static_cast<double>(m.cost(n).output_bytes);
+        const double out = times.output_bytes(n);
         if (role == SplitRole::output_slice) {
           // All-gather: every member sends its part to every other.
           exchange_bytes += (count - 1) * out;
@@ -302,7 +344,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     cost.memory_bytes = part_weights + activations * 2;
   }
   for (int g = 0; g < count; ++g)
-    if (cost.memory_bytes > c.device_of(rank + g).memory_bytes) cost.fits = false;
+    if (cost.memory_bytes > times.memory_bytes(rank + g)) cost.fits = false;
   if (!net.shared) cost.medium_s = 0;  // a switched network: transfers overlap
   return cost;
 }
@@ -413,29 +455,52 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   std::vector<Choice> choices;
   bool homogeneous = true;
   for (int g = 1; g < devices; ++g) homogeneous &= c.device_of(g).name == c.device_of(0).name;
+  std::vector<SplitRole> roles;
   for (int i = 0; i < n; ++i)
     for (int j = i; j < n; ++j)
-      for (int k = 1; k <= max_group; ++k)
-        for (StageMode mode : kModes) {
-          if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
-          if (!mode_allows(m, i, j, mode, k)) continue;
+      for (StageMode mode : kModes) {
+        if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
+        const int most = std::min(max_group, most_parts(m, i, j, mode, roles));
+        for (int k = mode == StageMode::single ? 1 : 2; k <= most; ++k) {
+          if (mode == StageMode::split_spatial && !bands_allow(m, i, j, k)) continue;
           for (int r = 0; r + k <= devices; ++r) {
             Choice ch{i, j, r, k, mode, {}, {}, {}};
             if (mode == StageMode::split_spatial)
               ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, r, k).share);
-            ch.cost = stage_cost(m, c, times, i, j, r, k, mode, i == 0 ? 0 : -1, ch.group_ends);
+            ch.cost = stage_cost(m, c, times, i, j, r, k, mode, i == 0 ? 0 : -1, ch.group_ends, &roles);
             if (o.objective == Objective::latency && r == 0)
-              ch.reuse_cost = i == 0 ? ch.cost : stage_cost(m, c, times, i, j, r, k, mode, 0, ch.group_ends);
-            if (ch.cost.fits) choices.push_back(ch);
+              ch.reuse_cost = i == 0 ? ch.cost : stage_cost(m, c, times, i, j, r, k, mode, 0, ch.group_ends, &roles);
+            // The search reads totals only; per-member times are worked out again for the plan
+            // it picks (millions of candidates on large clusters would hold them all).
+            std::vector<double>().swap(ch.cost.member_s);
+            std::vector<double>().swap(ch.reuse_cost.member_s);
+            if (ch.cost.fits) choices.push_back(std::move(ch));
             if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
           }
         }
+      }
   std::vector<std::vector<int>> by_first(n);
   for (std::size_t x = 0; x < choices.size(); ++x) by_first[choices[x].first].push_back(static_cast<int>(x));
-  // Memory: every layer must fit somewhere on its own.
-  for (int i = 0; i < n; ++i) {
-    bool fits = std::any_of(choices.begin(), choices.end(), [&](const Choice& ch) { return ch.first <= i && i <= ch.last; });
-    if (!fits) {
+  // What a stage adds to the DP's sum: network time (throughput) or its part of one frame's time.
+  const auto score = [&](const Choice& ch) {
+    return o.objective == Objective::throughput ? ch.cost.medium_s : ch.cost.latency_s + ch.cost.input_s;
+  };
+  // By range, then by devices: a choice that uses more devices than a usable one of the same
+  // range and scores no better is never worth taking, so each solve keeps only the others.
+  for (auto& list : by_first)
+    std::stable_sort(list.begin(), list.end(), [&](int a, int b) {
+      const Choice &x = choices[a], &y = choices[b];
+      if (x.last != y.last) return x.last < y.last;
+      if (x.count != y.count) return x.count < y.count;
+      return score(x) < score(y);
+    });
+  std::vector<int> front;  // a solve's usable choices from one layer, kept to avoid allocating
+  // Memory: every layer must fit somewhere on its own (some stage that fits covers it).
+  std::vector<int> covering(n + 1, 0);
+  for (const Choice& ch : choices) ++covering[ch.first], --covering[ch.last + 1];
+  for (int i = 0, open = 0; i < n; ++i) {
+    open += covering[i];
+    if (open == 0) {
       double need = node_weight_bytes(m, i) + 2.0 * m.cost(i).output_bytes;
       double most = 0;
       for (int r = 0; r < devices; ++r) most = std::max(most, c.device_of(r).memory_bytes);
@@ -449,19 +514,30 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
     std::vector<std::vector<double>> best(n + 1, std::vector<double>(devices + 1, kInf));
     std::vector<std::vector<int>> from(n + 1, std::vector<int>(devices + 1, -1));
     best[0][0] = 0;
-    for (int j = 0; j < n; ++j)
+    for (int j = 0; j < n; ++j) {
+      front.clear();
+      int last = -1;
+      double best_score = kInf;
+      for (int x : by_first[j]) {
+        const Choice& ch = choices[x];
+        if (o.objective == Objective::throughput && ch.cost.compute_s > period) continue;
+        if (ch.last != last) last = ch.last, best_score = kInf;
+        if (homogeneous && score(ch) >= best_score) continue;  // fewer devices do as well
+        best_score = std::min(best_score, score(ch));
+        front.push_back(x);
+      }
       for (int d = 0; d <= devices; ++d) {
         if (best[j][d] == kInf) continue;
-        for (int x : by_first[j]) {
+        for (int x : front) {
           const Choice& ch = choices[x];
           if ((!homogeneous && ch.rank != d) || d + ch.count > devices) continue;
-          if (o.objective == Objective::throughput && ch.cost.compute_s > period) continue;
           const double value = o.objective == Objective::throughput ? best[j][d] + ch.cost.medium_s
                                                                     : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
           double& slot = best[ch.last + 1][d + ch.count];
           if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = static_cast<int>(x);
         }
       }
+    }
     int best_d = -1;
     for (int d = 1; d <= devices; ++d)
       if (best[n][d] < kInf && (best_d < 0 || best[n][d] < best[n][best_d])) best_d = d;
@@ -487,7 +563,8 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
     hi = std::max(hi * n, 1e-6);
     auto feasible = [&](double p) { return solve(p, nullptr) <= p; };
     if (!feasible(hi)) fail("plan: no plan fits this cluster (memory or network too small)");
-    for (int it = 0; it < 60; ++it) {
+    // To a part in 10^5 of the period: closer than the cost model's own accuracy.
+    for (int it = 0; it < 60 && hi - lo > 1e-5 * hi; ++it) {
       double mid = 0.5 * (lo + hi);
       (feasible(mid) ? hi : lo) = mid;
     }
