@@ -427,6 +427,22 @@ TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, band_groups_plan()));
   expect_same_as_one_process("clip", 3, "--plan " + write_plan(dir, clip_band_groups_plan()));
+  // Nine ranks swapping after every layer, then two, then replicas; and two ranks alone.
+  const json nine = {
+      {"ranks", 9},
+      {"stages",
+       {{{"layers", {"c1", "p1"}}, {"mode", "split-spatial"}, {"ranks", {0, 1, 2, 3, 4, 5, 6, 7, 8}},
+         {"exchange_after", {"c1", "c2"}}},
+        {{"layers", {"c3", "c4"}}, {"mode", "split-spatial"}, {"ranks", {4, 7}}, {"fractions", {0.3, 0.7}},
+         {"exchange_after", {"c3"}}},
+        {{"layers", {"p2", "fc2"}}, {"mode", "replicate"}, {"ranks", {2, 3, 5}}}}}};
+  expect_same_as_one_process("vgg_small", 9, "--plan " + write_plan(dir, nine));
+  const json two = {{"ranks", 2},
+                    {"stages",
+                     {{{"layers", {"c1", "c4"}}, {"mode", "split-spatial"}, {"ranks", {1, 0}},
+                       {"exchange_after", {"c1", "c2", "p1", "c3"}}},
+                      {{"layers", {"p2", "fc2"}}, {"mode", "single"}, {"ranks", {1}}}}}};
+  expect_same_as_one_process("vgg_small", 2, "--plan " + write_plan(dir, two));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
@@ -514,8 +530,10 @@ json run_steady(const SteadyCase& c, bool preload, const test::TempDir& dir) {
     std::ofstream(dir.path("cluster.json")) << cluster.dump();
     extra = " --emulate " + dir.path("cluster.json");
   }
+  // "band-groups": the split-spatial stage in groups that swap halos (band_groups_plan).
+  const std::string how = std::string(c.how) == "band-groups" ? "--plan " + write_plan(dir, band_groups_plan()) : c.how;
   const std::string args = std::string(" run ") + Models::get().path(c.model) + " --synthetic " +
-                           std::to_string(kSteadyFrames) + " --quiet " + c.how + extra + " --report " +
+                           std::to_string(kSteadyFrames) + " --quiet " + how + extra + " --report " +
                            dir.path("report.json");
   const std::string counter = preload ? std::string(CHORUS_ALLOCATION_COUNTER) : "";
   std::string command;
@@ -578,6 +596,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
                                                     true},
                                          SteadyCase{"split_input", "dense_heavy", 2, "--strategy split-input"},
                                          SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
+                                         SteadyCase{"band_groups", "vgg_small", 3, "band-groups"},
                                          SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
                                          SteadyCase{"transformer_one_rank", "onnx_vit_tiny_op14", 1, "--threads 2"},
                                          SteadyCase{"split_tensor", "onnx_vit_tiny_op14", 3, "--strategy split-tensor"}),
