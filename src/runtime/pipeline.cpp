@@ -733,7 +733,9 @@ PipelineResult Pipeline::run(io::FrameStream* source,
   int primary = x.has_role(S) ? S : -1;
   for (int s = S - 1; s >= 0; --s)
     if (x.has_role(s)) primary = s;
-  const int warm_frame = std::min(expected_frames / 2, std::max(window, expected_frames / 4));
+  // A stream of unknown length: from frame 64 on (or the window, if larger).
+  const int warm_frame = frame_count >= 0 ? std::min(expected_frames / 2, std::max(window, expected_frames / 4))
+                                          : std::max(window, 64);
   int primary_tasks = 0;
   FrameCounters counters;
   // Read after every task, so that the steady state ends with the rank's last frame, before the

@@ -598,6 +598,13 @@ INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
                                          SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
                                          SteadyCase{"band_groups", "vgg_small", 3, "band-groups"},
                                          SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
+                                         // A camera's path: the real-time feed (its capture
+                                         // thread and queue) and a results line per frame.
+                                         SteadyCase{"realtime_results", "vgg_small", 1,
+                                                    "--realtime --fps 2000 --drop none --results /dev/null --top 3"},
+                                         SteadyCase{"realtime_results_pipeline", "vgg_small", 3,
+                                                    "--strategy pipeline --realtime --fps 2000 --drop none "
+                                                    "--results /dev/null --top 3"},
                                          SteadyCase{"transformer_one_rank", "onnx_vit_tiny_op14", 1, "--threads 2"},
                                          SteadyCase{"split_tensor", "onnx_vit_tiny_op14", 3, "--strategy split-tensor"}),
                          [](const testing::TestParamInfo<SteadyCase>& info) { return std::string(info.param.name); });
