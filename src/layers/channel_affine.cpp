@@ -15,6 +15,14 @@ ChannelAffine::ChannelAffine(std::string name, std::string keras_type, std::vect
                              std::vector<float> offset)
     : Layer(std::move(name)), type_(std::move(keras_type)), scale_(std::move(scale)), offset_(std::move(offset)) {}
 
+std::unique_ptr<ChannelAffine> ChannelAffine::reciprocal(std::string name, std::string keras_type,
+                                                         std::vector<float> c) {
+  auto layer = std::make_unique<ChannelAffine>(std::move(name), std::move(keras_type), std::move(c),
+                                               std::vector<float>{0.0f});
+  layer->reciprocal_ = true;
+  return layer;
+}
+
 std::unique_ptr<ChannelAffine> ChannelAffine::normalization_from_weights(std::string name, bool invert) {
   auto layer = std::make_unique<ChannelAffine>(std::move(name), "Normalization", std::vector<float>{1.0f},
                                                std::vector<float>{0.0f});
@@ -63,6 +71,7 @@ void ChannelAffine::set_weights(WeightMap weights) {
 }
 
 std::string ChannelAffine::describe() const {
+  if (reciprocal_) return scale_.size() == 1 ? cat(scale_[0], " / x") : std::string("per channel / x");
   if (scale_.size() == 1 && offset_.size() == 1) return cat("x ", scale_[0], " + ", offset_[0]);
   return "per channel";
 }
@@ -77,6 +86,11 @@ void ChannelAffine::forward(const std::vector<const Tensor*>& in, Tensor& out) c
     for (std::int64_t p = p0; p < p1; ++p) {
       const float* src = x.data() + p * c;
       float* dst = out.data() + p * c;
+      if (reciprocal_) {
+        for (int ch = 0; ch < c; ++ch)
+          dst[ch] = scale_[per_channel_scale ? ch : 0] / src[ch] + offset_[per_channel_offset ? ch : 0];
+        continue;
+      }
       for (int ch = 0; ch < c; ++ch)
         dst[ch] = src[ch] * scale_[per_channel_scale ? ch : 0] + offset_[per_channel_offset ? ch : 0];
     }

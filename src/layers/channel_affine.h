@@ -16,6 +16,8 @@ class ChannelAffine : public Layer {
   // The same from statistics (one value, or one per channel).
   static std::unique_ptr<ChannelAffine> normalization(std::string name, const std::vector<float>& mean,
                                                       const std::vector<float>& variance, bool invert = false);
+  // c / x (Keras 3's TrueDivide with the constant first): scale / x, no offset.
+  static std::unique_ptr<ChannelAffine> reciprocal(std::string name, std::string keras_type, std::vector<float> c);
 
   std::string type() const override { return type_; }
   bool takes_clips() const override { return true; }
@@ -33,7 +35,8 @@ class ChannelAffine : public Layer {
   std::string type_;
   std::vector<float> scale_, offset_;
   bool statistics_are_weights_ = false;
-  bool invert_ = false;  // a Normalization's way back
+  bool invert_ = false;      // a Normalization's way back
+  bool reciprocal_ = false;  // scale / x + offset instead of x * scale + offset
 };
 
 }  // namespace chorus::layers

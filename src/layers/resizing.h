@@ -8,7 +8,12 @@ namespace chorus::layers {
 class Resizing : public Layer {
  public:
   enum class Interpolation { bilinear, nearest };
-  Resizing(std::string name, int height, int width, Interpolation interpolation);
+  // Keras' crop_to_aspect_ratio (the largest centred window of the target's aspect ratio) and
+  // pad_to_aspect_ratio (`fill` rows or columns, as many on both sides, to reach it), applied
+  // before resizing; none distorts the aspect ratio.
+  enum class Framing { none, crop, pad };
+  Resizing(std::string name, int height, int width, Interpolation interpolation, Framing framing = Framing::none,
+           float fill = 0.0f);
   std::string type() const override { return "Resizing"; }
   double macs() const override { return 4.0 * static_cast<double>(output_shape().size()); }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
@@ -25,7 +30,11 @@ class Resizing : public Layer {
   };
   int height_, width_;
   Interpolation interpolation_;
+  Framing framing_;
+  float fill_;
+  // Taps index the input; with padding, -1 stands for a fill row or column.
   std::vector<Tap> rows_, cols_;  // made when the input shape is known
+  bool padded_ = false;           // some tap reads the fill
 };
 
 }  // namespace chorus::layers

@@ -256,9 +256,20 @@ TEST(KerasArchive, CenterCropAndResizing) {
   resize.forward({&cropped}, expected);
   EXPECT_EQ(max_relative_error(run(dir.path("cr.keras"), in), expected), 0.0);
 
-  std::string aspect = config;
-  aspect.replace(aspect.find("\"crop_to_aspect_ratio\": false"), 29, "\"crop_to_aspect_ratio\": true");
-  EXPECT_THAT(test::error_of([&] { prepare(aspect); }), HasSubstr("crop_to_aspect_ratio: true is not supported"));
+  // The aspect-ratio options reach the layer (its arithmetic is checked against PyTorch in
+  // test_misc_layers); both at once, or a fill mode other than constant, are refused by name.
+  const auto replaced = [](std::string text, const std::string& from, const std::string& to) {
+    return text.replace(text.find(from), from.size(), to);
+  };
+  const std::string aspect =
+      replaced(config, "\"crop_to_aspect_ratio\": false", "\"pad_to_aspect_ratio\": true, \"fill_value\": 0.5");
+  Written padded = prepare(aspect);
+  EXPECT_THAT(padded.model.node(padded.model.find("resize")).layer->describe(),
+              HasSubstr("padded to the aspect ratio with 0.5"));
+  EXPECT_THAT(test::error_of([&] { prepare(replaced(aspect, "\"fill_value\": 0.5", "\"crop_to_aspect_ratio\": true")); }),
+              HasSubstr("crop_to_aspect_ratio and pad_to_aspect_ratio are both true"));
+  EXPECT_THAT(test::error_of([&] { prepare(replaced(aspect, "\"fill_value\": 0.5", "\"fill_mode\": \"reflect\"")); }),
+              HasSubstr("fill_mode 'reflect' is not supported"));
 }
 
 // Keras 3 writes keras.ops calls on a tensor and a constant into a Functional config as
@@ -299,13 +310,25 @@ TEST(KerasArchive, OperationsWithConstants) {
   }
   EXPECT_LT(test::error_vs_largest(run(dir.path("ops.keras"), in), expected), 1e-6);
 
-  // c / x is not an affine map: refused by name.
+  // c / x, with the constant first (per channel here), then the same chain.
   std::string reversed = config;
-  const std::string from = op("TrueDivide", "div", "in", "", "127.5"), to = op("TrueDivide", "div", "in", "127.5", "");
+  const std::string from = op("TrueDivide", "div", "in", "", "127.5"),
+                    to = op("TrueDivide", "div", "in", "[127.5, -2.0, 0.5]", "");
   reversed.replace(reversed.find(from), from.size(), to);
-  const std::string error = test::error_of([&] { prepare(reversed); });
-  EXPECT_THAT(error,
-              HasSubstr("layer 'div' (TrueDivide): operation TrueDivide with a constant first is not supported"));
+  Written r = prepare(reversed);
+  io::write_keras_archive(dir.path("rdiv.keras"), r.config, r.spec, r.model, r.weights);
+  Tensor positive = test::random_tensor(2, {3, 4, 3}, 7, 1.0f, 255.0f);
+  const float numerator[3] = {127.5f, -2.0f, 0.5f};
+  for (std::size_t i = 0; i < positive.size(); ++i) {
+    const int c = static_cast<int>(i % 3);
+    expected.data()[i] =
+        static_cast<float>(2.0 - (numerator[c] / positive.data()[i] - 1.0) * mul[c] + add[c]);
+  }
+  EXPECT_LT(test::error_vs_largest(run(dir.path("rdiv.keras"), positive), expected), 1e-6);
+  // An operation Chorus does not have with a constant is still refused by name.
+  std::string power = config;
+  power.replace(power.find(from), from.size(), op("Power", "div", "in", "", "2.0"));
+  EXPECT_THAT(test::error_of([&] { prepare(power); }), HasSubstr("layer 'div'"));
 }
 
 // Merge layers and Keras 3 operations on two computed tensors: Subtract, Maximum, Minimum,

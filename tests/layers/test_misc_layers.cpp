@@ -282,6 +282,56 @@ TEST(Resizing, BilinearAndNearestAsPyTorchInterpolates) {
   }
 }
 
+// crop_to_aspect_ratio and pad_to_aspect_ratio: the window Keras' resize takes (its arithmetic,
+// written out again in Python here: a centred crop of the target's aspect ratio, or fill rows or
+// columns as many on both sides), then PyTorch's interpolate on it.
+TEST(Resizing, CropAndPadToTheAspectRatioAsKerasFramesThem) {
+  if (test::run_command("/usr/bin/python3 -c 'import torch, numpy'").exit_code != 0)
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  test::TempDir dir;
+  // Wider and taller than the target (crop columns or rows; pad rows or columns), and its aspect.
+  for (const auto& [from, to] :
+       {std::pair<Shape, std::pair<int, int>>{{6, 11, 2}, {4, 4}}, {{9, 5, 3}, {4, 6}}, {{8, 4, 2}, {6, 3}}})
+    for (const auto framing : {Resizing::Framing::crop, Resizing::Framing::pad})
+      for (const auto interpolation : {Resizing::Interpolation::bilinear, Resizing::Interpolation::nearest}) {
+        const bool crop = framing == Resizing::Framing::crop, bilinear = interpolation == Resizing::Interpolation::bilinear;
+        SCOPED_TRACE(from.str() + " -> " + std::to_string(to.first) + "x" + std::to_string(to.second) +
+                     (crop ? " crop" : " pad") + (bilinear ? " bilinear" : " nearest"));
+        Tensor in = test::random_tensor(2, from, 22);
+        io::write_npy(dir.path("in.npy"), {2, from.h, from.w, from.c}, in.data());
+        Resizing layer("r", to.first, to.second, interpolation, framing, -0.75f);
+        layer.build({from});
+        Tensor out;
+        layer.forward({&in}, out);
+        const std::string th = std::to_string(to.first), tw = std::to_string(to.second);
+        auto r = test::run_command(
+            "/usr/bin/python3 -c \"import numpy as np, torch, sys\n"
+            "x = np.load(sys.argv[1]); n, h, w, c = x.shape; th, tw = " + th + ", " + tw + "\n"
+            "if " + (crop ? "True" : "False") + ":\n"
+            "    ch = max(min(h, int(float(w * th) / tw)), 1); cw = max(min(w, int(float(h * tw) / th)), 1)\n"
+            "    hs = int(float(h - ch) / 2); ws = int(float(w - cw) / 2)\n"
+            "    x = x[:, hs:hs + ch, ws:ws + cw, :]\n"
+            "else:\n"
+            "    ph = max(h, int(float(w * th) / tw)); pw = max(w, int(float(h * tw) / th))\n"
+            "    hs = int(float(ph - h) / 2); ws = int(float(pw - w) / 2)\n"
+            "    if hs > 0:\n"
+            "        f = np.full((n, hs, w, c), -0.75, np.float32); x = np.concatenate([f, x, f], 1)\n"
+            "    elif ws > 0:\n"
+            "        f = np.full((n, h, ws, c), -0.75, np.float32); x = np.concatenate([f, x, f], 2)\n"
+            "y = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2), "
+            "size=(th, tw), mode='" + (bilinear ? "bilinear', align_corners=False" : "nearest-exact'") + ")\n"
+            "np.save(sys.argv[2], y.permute(0, 2, 3, 1).contiguous().numpy())\" " +
+            dir.path("in.npy") + " " + dir.path("out.npy"));
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        const io::NpyArray expected = io::read_npy(dir.path("out.npy"));
+        ASSERT_EQ(expected.data.size(), out.size());
+        double worst = 0;
+        for (std::size_t i = 0; i < out.size(); ++i)
+          worst = std::max(worst, std::abs(static_cast<double>(out.data()[i]) - expected.data[i]));
+        EXPECT_LT(worst, 1e-5);
+      }
+}
+
 TEST(CenterCrop, TakesTheMiddleAsKerasDoes) {
   Tensor in = test::random_tensor(1, {7, 6, 2}, 5);
   CenterCrop crop("c", 4, 3);

@@ -472,14 +472,17 @@ std::unique_ptr<Layer> make_identity(const KerasLayerSpec& spec, const ConfigRea
 
 std::unique_ptr<Layer> make_resizing(const KerasLayerSpec& spec, const ConfigReader& r) {
   r.check_data_format();
-  for (const char* key : {"crop_to_aspect_ratio", "pad_to_aspect_ratio"})
-    if (r.has(key) && spec.config[key].is_boolean() && spec.config[key].get<bool>())
-      r.error(key, ": true is not supported (only a plain resize)");
+  const bool crop = r.boolean("crop_to_aspect_ratio", false), pad = r.boolean("pad_to_aspect_ratio", false);
+  if (crop && pad) r.error("crop_to_aspect_ratio and pad_to_aspect_ratio are both true; Keras refuses that too");
+  if (pad && r.text("fill_mode", "constant") != "constant")
+    r.error("fill_mode '", r.text("fill_mode", "constant"), "' is not supported (constant)");
   const std::string how = r.text("interpolation", "bilinear");
   if (how != "bilinear" && how != "nearest") r.error("interpolation '", how, "' is not supported (bilinear, nearest)");
   return std::make_unique<Resizing>(
       spec.name, r.integer("height", 0), r.integer("width", 0),
-      how == "nearest" ? Resizing::Interpolation::nearest : Resizing::Interpolation::bilinear);
+      how == "nearest" ? Resizing::Interpolation::nearest : Resizing::Interpolation::bilinear,
+      crop ? Resizing::Framing::crop : pad ? Resizing::Framing::pad : Resizing::Framing::none,
+      r.number("fill_value", 0.0f));
 }
 
 std::unique_ptr<Layer> make_center_crop(const KerasLayerSpec& spec, const ConfigReader& r) {
@@ -489,7 +492,7 @@ std::unique_ptr<Layer> make_center_crop(const KerasLayerSpec& spec, const Config
 
 
 // A Keras 3 operation on a tensor and a constant (keras_config.cpp's constant_operand):
-// x / c, x - c, c - x, x + c, x * c, with c one value or one per channel.
+// x / c, c / x, x - c, c - x, x + c, x * c, with c one value or one per channel.
 std::unique_ptr<Layer> make_constant_operation(const KerasLayerSpec& spec, const ConfigReader& r) {
   const json& operand = spec.config.at("__constant_operand");
   const bool first = operand.at("first").get<bool>();
@@ -507,9 +510,11 @@ std::unique_ptr<Layer> make_constant_operation(const KerasLayerSpec& spec, const
       if (c[i] == 0.0f) r.error("divides by zero");
       scale[i] = 1.0f / c[i];
     }
+  } else if (op == "TrueDivide" || op == "Divide") {
+    return ChannelAffine::reciprocal(spec.name, op, c);  // c / x: what x / 0 gives where x is 0, as Keras
   } else {
     r.error("operation ", op, " with a constant ", first ? "first" : "second",
-            " is not supported (x / c, x - c, c - x, x + c and x * c are)");
+            " is not supported (x / c, c / x, x - c, c - x, x + c and x * c are)");
   }
   return std::make_unique<ChannelAffine>(spec.name, op, std::move(scale), std::move(offset));
 }
