@@ -41,6 +41,7 @@ class Pool2D : public Layer {
 class GlobalPool2D : public Layer {
  public:
   GlobalPool2D(std::string name, PoolKind kind) : Layer(std::move(name)), kind_(kind) {}
+  PoolKind kind() const { return kind_; }
   std::string type() const override {
     return kind_ == PoolKind::max ? "GlobalMaxPooling2D" : "GlobalAveragePooling2D";
   }

@@ -9,6 +9,7 @@
 #include "layers/dense.h"
 #include "layers/layers3d.h"
 #include "layers/depthwise_conv2d.h"
+#include "layers/pooling.h"
 #include "model/optimize.h"
 
 namespace chorus::partition {
@@ -82,6 +83,22 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Weig
     begin *= m;
     end *= m;
     first_channel = begin;
+  } else if (dynamic_cast<const Pool2D*>(&full) || dynamic_cast<const Pool3D*>(&full) ||
+             dynamic_cast<const GlobalPool2D*>(&full)) {
+    // A pooling of the slice a convolution kept (plan::split_roles): channels [begin, end) of
+    // the input make those of the output.
+    if (auto* pool = dynamic_cast<const Pool2D*>(&full))
+      part.layer = std::make_unique<Pool2D>(full.name(), pool->settings());
+    else if (auto* pool3d = dynamic_cast<const Pool3D*>(&full))
+      part.layer = std::make_unique<Pool3D>(full.name(), pool3d->kind(), pool3d->window());
+    else
+      part.layer = std::make_unique<GlobalPool2D>(full.name(), dynamic_cast<const GlobalPool2D&>(full).kind());
+    Shape slice = in;
+    slice.c = end - begin;
+    part.layer->build({slice});
+    part.input_begin = begin;
+    part.input_end = end;
+    part.reads_all_inputs = false;
   } else {
     fail("layer '", full.name(), "' (", full.type(), ") cannot be split by output channels");
   }

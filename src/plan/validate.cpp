@@ -40,6 +40,25 @@ bool pairs_with_next(const model::Model& m, int n) {
   return a->settings().activation.kind != layers::ActivationKind::softmax;
 }
 
+// A convolution read only by the next node, a pooling of its channels one by one reading only
+// it: the pooling runs on each member's output slice and the slices are gathered after it (a
+// 2x2 pooling: a quarter of the bytes). Its activation runs on the slice, so it must be
+// elementwise.
+bool pools_its_slice(const model::Model& m, int n) {
+  const layers::Layer& l = *m.node(n).layer;
+  const auto* conv = as_plain_conv(l);
+  const auto* conv3d = dynamic_cast<const layers::Conv3D*>(&l);
+  if ((!conv && !conv3d) || n + 1 >= static_cast<int>(m.nodes().size())) return false;
+  const layers::Layer& next = *m.node(n + 1).layer;
+  if (!dynamic_cast<const layers::Pool2D*>(&next) && !dynamic_cast<const layers::Pool3D*>(&next) &&
+      !dynamic_cast<const layers::GlobalPool2D*>(&next))
+    return false;
+  if (m.consumers(n) != std::vector<int>{n + 1} || m.node(n + 1).inputs != std::vector<int>{n}) return false;
+  if (std::count(m.outputs().begin(), m.outputs().end(), n)) return false;
+  const auto kind = conv ? conv->settings().activation.kind : conv3d->settings().activation.kind;
+  return kind != layers::ActivationKind::softmax;
+}
+
 }  // namespace
 
 bool computable_in_full(const layers::Layer& l) {
@@ -87,6 +106,14 @@ std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, S
     else
       roles.push_back(can_split_output(l) ? SplitRole::output_slice : SplitRole::whole);
   }
+  // Channel splits keep their slices through a pooling: the convolution keeps its slice, the
+  // pooling takes it and its output slices are the ones gathered.
+  if (mode == StageMode::split_output || mode == StageMode::split_tensor)
+    for (int n = first; n < last; ++n)
+      if (roles[n - first] == SplitRole::output_slice && pools_its_slice(m, n)) {
+        roles[n - first] = SplitRole::kept_slice;
+        roles[n + 1 - first] = SplitRole::output_slice;
+      }
   return roles;
 }
 

@@ -21,6 +21,7 @@
 #include "io/keras/keras_model.h"
 #include "io/model_file.h"
 #include "model/optimize.h"
+#include "partition/frame_traffic.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"
 #include "partition/stage_worker.h"
@@ -973,7 +974,27 @@ TEST_F(StageWorkerTest, ThreeMembersSplitOutput) {
   plan::ResolvedPlan rp =
       plan::validate_plan(make_plan(3, {stage("c1", "fc", StageMode::split_output, {0, 1, 2}, {0.5, 0.3, 0.2})}), m, 3);
   PlanRun run = run_plan(chain_h5(), rp, input);
-  EXPECT_EQ(run.exchanges, 5);  // c1, c2, dw, c3, fc
+  EXPECT_EQ(run.exchanges, 5);  // p1 (c1's slices pooled), c2, dw, gap (c3's pooled), fc
+}
+
+TEST(SplitRoles, PoolingTakesTheConvolutionsSlice) {
+  // A convolution whose only reader is a pooling keeps its output slice; the pooling runs on
+  // it and its output is what the members gather: a quarter of the bytes after a 2x2 pooling.
+  model::Model m = structure_of(kChainConfig);
+  using R = plan::SplitRole;
+  EXPECT_EQ(plan::split_roles(m, 0, 7, StageMode::split_output),
+            (std::vector<R>{R::kept_slice, R::output_slice, R::whole, R::output_slice, R::output_slice, R::kept_slice,
+                            R::output_slice, R::output_slice}));
+  // A stage that ends at the convolution gathers it there.
+  EXPECT_EQ(plan::split_roles(m, 0, 0, StageMode::split_output), (std::vector<R>{R::output_slice}));
+  const plan::ResolvedPlan rp =
+      plan::validate_plan(make_plan(2, {stage("c1", "fc", StageMode::split_output, {0, 1})}), m, 2);
+  const auto traffic = partition::frame_traffic(m, rp, 1, 0);
+  // Per frame and direction: p1's 12x12x4 floats, c2's 6x6x6, dw's 6x6x12, gap's 3, fc's 3 or
+  // 2; rank 0, the source, also sends rank 1 the 24x24x3 input.
+  const double floats = 12 * 12 * 4 + 6 * 6 * 6 + 6 * 6 * 12 + 3;
+  EXPECT_NEAR(traffic.at(0, 1), (24 * 24 * 3 + floats + 3) * sizeof(float), 1e-9);
+  EXPECT_NEAR(traffic.at(1, 0), (floats + 2) * sizeof(float), 1e-9);
 }
 
 TEST_F(StageWorkerTest, ThreeMembersSplitInput) {
@@ -1435,7 +1456,6 @@ TEST(SplitRoles, TransformerBlockSplitsByHeadsAndMlpPair) {
 // Energy per frame: the prediction's formula, and the planner's energy objective.
 
 #include "energy/energy.h"
-#include "partition/frame_traffic.h"
 
 namespace {
 
