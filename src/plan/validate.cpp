@@ -28,16 +28,24 @@ const layers::Conv2D* as_plain_conv(const layers::Layer& l) {
   return conv && conv->settings().groups == 1 ? conv : nullptr;
 }
 
-// A Dense layer read only by the next node, a Dense layer reading only it: the pair shares one
-// cut (the first's output slice is the second's input slice). Its activation runs on the slice,
-// so it must be elementwise.
+// A Dense layer (or a convolution) read only by the next node, a layer of the same kind reading
+// only it: the pair shares one cut (the first's output slice is the second's input slice). Its
+// activation runs on the slice, so it must be elementwise.
 bool pairs_with_next(const model::Model& m, int n) {
-  const auto* a = dynamic_cast<const layers::Dense*>(m.node(n).layer.get());
-  if (!a || n + 1 >= static_cast<int>(m.nodes().size())) return false;
-  if (!dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get())) return false;
+  if (n + 1 >= static_cast<int>(m.nodes().size())) return false;
+  const layers::Layer &a = *m.node(n).layer, &b = *m.node(n + 1).layer;
+  layers::ActivationKind kind;
+  if (auto* dense = dynamic_cast<const layers::Dense*>(&a); dense && dynamic_cast<const layers::Dense*>(&b))
+    kind = dense->settings().activation.kind;
+  else if (auto* conv = as_plain_conv(a); conv && as_plain_conv(b))
+    kind = conv->settings().activation.kind;
+  else if (auto* conv3d = dynamic_cast<const layers::Conv3D*>(&a); conv3d && dynamic_cast<const layers::Conv3D*>(&b))
+    kind = conv3d->settings().activation.kind;
+  else
+    return false;
   if (m.consumers(n) != std::vector<int>{n + 1} || m.node(n + 1).inputs != std::vector<int>{n}) return false;
   if (std::count(m.outputs().begin(), m.outputs().end(), n)) return false;
-  return a->settings().activation.kind != layers::ActivationKind::softmax;
+  return kind != layers::ActivationKind::softmax;
 }
 
 // A convolution read only by the next node, a pooling of its channels one by one reading only

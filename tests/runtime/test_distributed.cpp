@@ -367,6 +367,7 @@ INSTANTIATE_TEST_SUITE_P(
                     StrategyCase{"vgg_small", "pipeline", 9}, StrategyCase{"vgg_small", "replicate", 3},
                     StrategyCase{"vgg_small", "split-output", 4}, StrategyCase{"vgg_small", "split-output", 9},
                     StrategyCase{"vgg_small", "split-input", 3}, StrategyCase{"vgg_small", "split-spatial", 2},
+                    StrategyCase{"clip", "split-tensor", 2},
                     StrategyCase{"vgg_small", "split-spatial", 9}, StrategyCase{"residual", "pipeline", 3},
                     StrategyCase{"residual", "pipeline", 9}, StrategyCase{"residual", "replicate", 2},
                     StrategyCase{"residual", "split-output", 4}, StrategyCase{"residual", "split-input", 3},
@@ -683,6 +684,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
                         Case{"multi_io", "--strategy pipeline", 4},
                         Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3},
+                        Case{"vgg_small", "--strategy split-tensor", 3},
                         Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2},
                         Case{"vgg_small", "--plan " + write_plan(plans, band_groups_plan()), 3},
                         Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3}}) {
