@@ -380,3 +380,12 @@ TEST(KerasArchiveErrors, HugeNumberTypeIsRefusedBeforeReading) {
   const std::string path = test::source_path("tests/fuzz/regressions/keras_archive/hdf5-type-of-4-gigabytes.keras");
   EXPECT_THAT(error_loading(path), HasSubstr("model.weights.h5:/layers/fc/vars/1: numbers of 4294967292 bytes"));
 }
+
+// Found by fuzzing: a deflated member of 56 bytes claiming 4 GB once allocated its claim
+// before inflating; deflate cannot expand a byte to more than 1032, so it is refused first.
+TEST(KerasArchiveErrors, MemberClaimingMoreThanDeflateCanProduceIsRefused) {
+  const std::string path =
+      test::source_path("tests/fuzz/regressions/keras_archive/deflated-member-claims-4gb.keras");
+  EXPECT_THAT(error_loading(path),
+              HasSubstr("member 'metadata.json' claims 4261412924 bytes from 56 deflated, more than deflate can produce"));
+}

@@ -148,6 +148,11 @@ std::vector<char> ZipArchive::read(const std::string& name) const {
     out.assign(data_ + start, data_ + start + m.compressed_size);
   } else if (m.method == 8) {
     if (m.size > kMaxInflated) fail(path_, ": member '", name, "' claims ", m.size, " bytes inflated; refusing");
+    // Deflate packs at most 1032 bytes into one (its longest match per symbol): a member that
+    // claims more is damaged, and is refused before its claimed size is allocated.
+    if (m.size > m.compressed_size * 1032 + 64)
+      fail(path_, ": member '", name, "' claims ", m.size, " bytes from ", m.compressed_size,
+           " deflated, more than deflate can produce (damaged)");
     out.resize(m.size);
     z_stream z{};
     if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(path_, ": member '", name, "': cannot start zlib");
