@@ -380,12 +380,13 @@ struct Choice {
 // The band groups of a split-spatial stage that make it fastest for one frame: a DP over where
 // the groups end, each group costing its slowest member plus the halo swap before it (fusing
 // recomputes halos; swapping costs the network). Groups are looked up in a cache shared by the
-// planner's candidates (keyed by their layers and devices; their fractions are those of the
-// first stage that asked, which is exact on a cluster of one kind of device).
+// planner's candidates, keyed by their layers, devices and (on a cluster of mixed devices, where
+// a stage's fractions depend on its layers) fractions.
 class BandGroupChooser {
  public:
-  BandGroupChooser(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times)
-      : m_(m), c_(c), times_(times) {}
+  // `one_kind`: every device alike, so a group's fractions follow from its member count.
+  BandGroupChooser(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, bool one_kind)
+      : m_(m), c_(c), times_(times), one_kind_(one_kind) {}
 
   std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share) {
     const int length = last - first + 1;
@@ -413,7 +414,7 @@ class BandGroupChooser {
     double seconds = 0;  // the slowest member's band, plus the swap before it
   };
   const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before) {
-    const auto key = std::make_tuple(a, b, rank, count, swap_before);
+    auto key = std::make_tuple(a, b, rank, count, swap_before, one_kind_ ? std::vector<double>{} : share);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     Entry e;
@@ -431,13 +432,14 @@ class BandGroupChooser {
         else e.seconds += halo_swap(m_, c_.network, before, group).first;
       }
     }
-    return cache_.emplace(key, e).first->second;
+    return cache_.emplace(std::move(key), e).first->second;
   }
 
   const model::Model& m_;
   const cluster::Cluster& c_;
   const LayerTimes& times_;
-  std::map<std::tuple<int, int, int, int, bool>, Entry> cache_;
+  const bool one_kind_;
+  std::map<std::tuple<int, int, int, int, bool, std::vector<double>>, Entry> cache_;
 };
 
 const StageMode kModes[] = {StageMode::single,      StageMode::replicate,     StageMode::split_output,
@@ -450,11 +452,12 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   const int devices = c.ranks();
   const int max_group = o.max_group > 0 ? std::min(o.max_group, devices) : devices;
   const LayerTimes times(m, c, o.model_key);
-  BandGroupChooser band_chooser(m, c, times);
+
   // Every candidate stage, once: (first, last, rank, count, mode) with its cost.
   std::vector<Choice> choices;
   bool homogeneous = true;
   for (int g = 1; g < devices; ++g) homogeneous &= c.device_of(g).name == c.device_of(0).name;
+  BandGroupChooser band_chooser(m, c, times, homogeneous);
   std::vector<SplitRole> roles;
   for (int i = 0; i < n; ++i)
     for (int j = i; j < n; ++j)
