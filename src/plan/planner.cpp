@@ -125,16 +125,29 @@ class LayerTimes {
   std::vector<int> row_;                     // per rank: its class' row
 };
 
+// The devices of a stage: ranks [first, first + count) as the planner places them, or a plan's
+// own list (any order).
+struct Devices {
+  int first = 0, count = 1;
+  const std::vector<int>* ranks = nullptr;
+  int operator[](int g) const { return ranks ? (*ranks)[g] : first + g; }
+  bool holds(int rank) const {
+    for (int g = 0; g < count; ++g)
+      if ((*this)[g] == rank) return true;
+    return false;
+  }
+};
+
 // Each member's time for the whole range, and its share of split work (proportional to speed).
 struct GroupSpeed {
   std::vector<double> full, share;
   double inverse_sum = 0;  // frames per second of the group together
 };
 
-GroupSpeed group_speed(const LayerTimes& times, int first, int last, int rank, int count) {
+GroupSpeed group_speed(const LayerTimes& times, int first, int last, const Devices& devices) {
   GroupSpeed g;
-  g.full.assign(count, 0.0);
-  for (int k = 0; k < count; ++k) g.full[k] = times.range(rank + k, first, last);
+  g.full.assign(devices.count, 0.0);
+  for (int k = 0; k < devices.count; ++k) g.full[k] = times.range(devices[k], first, last);
   for (double t : g.full) g.inverse_sum += 1.0 / std::max(t, 1e-12);
   for (double t : g.full) g.share.push_back(1.0 / std::max(t, 1e-12) / g.inverse_sum);
   return g;
@@ -142,7 +155,8 @@ GroupSpeed group_speed(const LayerTimes& times, int first, int last, int rank, i
 
 // A band group's members' times: each member's layer times scaled by the share of each
 // layer's output rows its band computes (its rows plus the halo the group recomputes).
-std::vector<double> band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group, int rank) {
+std::vector<double> band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group,
+                                     const Devices& devices) {
   const int count = static_cast<int>(group.bounds.size()) - 1;
   std::vector<double> t(count, 0.0);
   for (int g = 0; g < count; ++g) {
@@ -150,7 +164,7 @@ std::vector<double> band_group_times(const model::Model& m, const LayerTimes& ti
     for (int n = group.first; n <= group.last; ++n) {
       const auto rows = n < group.last ? need[n - group.first + 1] : std::pair<int, int>{group.bounds[g], group.bounds[g + 1]};
       const double height = m.node(n).layer->output_shape().h;
-      t[g] += times.layer(rank + g, n) * std::clamp((rows.second - rows.first) / height, 0.0, 1.0);
+      t[g] += times.layer(devices[g], n) * std::clamp((rows.second - rows.first) / height, 0.0, 1.0);
     }
   }
   return t;
@@ -174,12 +188,13 @@ std::pair<double, double> halo_swap(const model::Model& m, const cluster::Networ
 }
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
-                     int rank, int count, StageMode mode, int input_rank, const std::vector<int>& group_ends,
+                     const Devices& devices, StageMode mode, int input_rank, const std::vector<int>& group_ends,
                      const std::vector<SplitRole>* known_roles = nullptr) {
   StageCost cost;
+  const int count = devices.count;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{last} : group_ends;
   const auto& net = c.network;
-  const GroupSpeed speed = group_speed(times, first, last, rank, count);
+  const GroupSpeed speed = group_speed(times, first, last, devices);
   const auto& full = speed.full;
   const auto& share = speed.share;
   const double inv_sum = speed.inverse_sum;
@@ -188,7 +203,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   const double in_bytes = times.input_bytes(first);
   // A member that already holds the stage's input (the source, for the first stage; the
   // previous stage's producer, when it is a member) takes it without the network.
-  const bool source_inside = input_rank >= rank && input_rank < rank + count;
+  const bool source_inside = devices.holds(input_rank);
   if (mode == StageMode::replicate) {
     const double receivers = source_inside ? (count - 1.0) / count : 1.0;
     cost.medium_s = receivers * net.transfer_seconds(in_bytes);
@@ -215,7 +230,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     }
     double total = 0, longest = 0;
     for (int g = 0; g < count; ++g) {
-      if (source_inside && rank + g == input_rank) continue;
+      if (source_inside && devices[g] == input_rank) continue;
       total += net.transfer_seconds(member_bytes[g]);
       longest = std::max(longest, net.transfer_seconds(member_bytes[g]));
     }
@@ -275,7 +290,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
               ring_bytes += bytes;  // on the medium, as the reductions' bytes are
             }
         }
-        const std::vector<double> t = band_group_times(m, times, groups[k], rank);
+        const std::vector<double> t = band_group_times(m, times, groups[k], devices);
         for (int g = 0; g < count; ++g) {
           finish[g] = ready[g] + t[g];
           cost.member_s[g] += t[g];
@@ -293,10 +308,10 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     } else {
       double split = 0, whole = 0;  // the layers' times on this member's kind of device
       for (int g = 0; g < count; ++g) {
-        if (g == 0 || !times.same_device(rank + g, rank + g - 1)) {
+        if (g == 0 || !times.same_device(devices[g], devices[g - 1])) {
           split = whole = 0;
           for (int n = first; n <= last; ++n)
-            (roles[n - first] != SplitRole::whole ? split : whole) += times.layer(rank + g, n);
+            (roles[n - first] != SplitRole::whole ? split : whole) += times.layer(devices[g], n);
         }
         const double t = split * share[g] + whole;
         worst = std::max(worst, t);
@@ -344,27 +359,28 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     cost.memory_bytes = part_weights + activations * 2;
   }
   for (int g = 0; g < count; ++g)
-    if (cost.memory_bytes > times.memory_bytes(rank + g)) cost.fits = false;
+    if (cost.memory_bytes > times.memory_bytes(devices[g])) cost.fits = false;
   if (!net.shared) cost.medium_s = 0;  // a switched network: transfers overlap
   return cost;
 }
 
-// The cost of a validated plan's stage i: its input comes from the source (stage 0) or from the
-// previous stage's producer (its first member; a replicated stage's changes from frame to frame).
+// The cost of a validated plan's stage i, on the devices its plan lists (in any order): its
+// input comes from the source (stage 0) or from the previous stage's producer (its first
+// member; a replicated stage's changes from frame to frame).
 StageCost resolved_stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times,
                               const ResolvedPlan& r, std::size_t i) {
   const ResolvedStage& s = r.stages[i];
   int input_rank = r.plan.source;
   if (i > 0) input_rank = r.stages[i - 1].mode == StageMode::replicate ? -1 : r.stages[i - 1].ranks[0];
-  return stage_cost(m, c, times, s.first, s.last, s.ranks[0], static_cast<int>(s.ranks.size()), s.mode, input_rank,
-                    s.group_ends);
+  return stage_cost(m, c, times, s.first, s.last, Devices{s.ranks[0], static_cast<int>(s.ranks.size()), &s.ranks},
+                    s.mode, input_rank, s.group_ends);
 }
 
 }  // namespace
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std::string& key, int first, int last,
                      int rank, int count, StageMode mode, int input_rank, const std::vector<int>& group_ends) {
-  return stage_cost(m, c, LayerTimes(m, c, key), first, last, rank, count, mode, input_rank, group_ends);
+  return stage_cost(m, c, LayerTimes(m, c, key), first, last, Devices{rank, count}, mode, input_rank, group_ends);
 }
 
 namespace {
@@ -421,7 +437,7 @@ class BandGroupChooser {
     const std::vector<int> bounds = split_bounds(m_.node(b).layer->output_shape().h, share);
     if (bands_are_feasible(m_, a, b, bounds)) {
       const BandGroup group = band_groups(m_, a, {b}, share).front();
-      const std::vector<double> t = band_group_times(m_, times_, group, rank);
+      const std::vector<double> t = band_group_times(m_, times_, group, Devices{rank, count});
       e.ok = true;
       e.seconds = *std::max_element(t.begin(), t.end());
       if (swap_before) {
@@ -469,10 +485,11 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
           for (int r = 0; r + k <= devices; ++r) {
             Choice ch{i, j, r, k, mode, {}, {}, {}};
             if (mode == StageMode::split_spatial)
-              ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, r, k).share);
-            ch.cost = stage_cost(m, c, times, i, j, r, k, mode, i == 0 ? 0 : -1, ch.group_ends, &roles);
+              ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, Devices{r, k}).share);
+            ch.cost = stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends, &roles);
             if (o.objective == Objective::latency && r == 0)
-              ch.reuse_cost = i == 0 ? ch.cost : stage_cost(m, c, times, i, j, r, k, mode, 0, ch.group_ends, &roles);
+              ch.reuse_cost =
+                  i == 0 ? ch.cost : stage_cost(m, c, times, i, j, Devices{r, k}, mode, 0, ch.group_ends, &roles);
             // The search reads totals only; per-member times are worked out again for the plan
             // it picks (millions of candidates on large clusters would hold them all).
             std::vector<double>().swap(ch.cost.member_s);
@@ -589,7 +606,7 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
       }
       Stage s{m.node(ch.first).name(), m.node(ch.last).name(), ch.mode, {}, {}, {}};
       for (int g = 0; g < ch.count; ++g) s.ranks.push_back(next_rank + g);
-      const GroupSpeed speed = group_speed(times, ch.first, ch.last, next_rank, ch.count);
+      const GroupSpeed speed = group_speed(times, ch.first, ch.last, Devices{next_rank, ch.count});
       for (double f : speed.share)
         if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
       for (std::size_t g = 0; g + 1 < ch.group_ends.size(); ++g) s.exchange_after.push_back(m.node(ch.group_ends[g]).name());

@@ -1383,6 +1383,30 @@ TEST(Planner, TransformerLargerThanADeviceIsCutToFit) {
   }
 }
 
+TEST(Planner, PredictsAPlansOwnDevicesInAnyOrder) {
+  // A hand-written plan on a cluster of two kinds of device lists its ranks in any order: the
+  // prediction uses those devices (it once took the first rank and the ones after it, and a
+  // list ending on the last rank ran off the cluster: an internal error).
+  model::Model m = structure_of(kChainConfig);
+  cluster::Cluster c = small_cluster(4, true, 50);
+  cluster::DeviceClass slow = c.classes["dev"];
+  slow.name = "slow";
+  slow.profile.macs_per_second["default"] = 1e7;
+  c.classes["slow"] = slow;
+  c.hosts[3].device_class = "slow";
+  const auto predicted = [&](StageMode mode, std::vector<int> ranks) {
+    return plan::prediction_json(m, c, "test", make_plan(4, {stage("c1", "fc", mode, std::move(ranks))}));
+  };
+  for (StageMode mode : {StageMode::replicate, StageMode::split_output}) {
+    const auto slow_last = predicted(mode, {0, 3}), slow_first = predicted(mode, {3, 0});
+    const auto both_fast = predicted(mode, {0, 1});
+    EXPECT_NEAR(slow_last["rank_busy_s"][3].get<double>(), slow_first["rank_busy_s"][3].get<double>(), 1e-12);
+    EXPECT_GT(slow_last["rank_busy_s"][3].get<double>(), 0.0);
+    EXPECT_EQ(slow_last["rank_busy_s"][1].get<double>(), 0.0);  // rank 1 is not in the plan
+    EXPECT_LT(slow_last["throughput_fps"].get<double>(), both_fast["throughput_fps"].get<double>());
+  }
+}
+
 TEST(Planner, LatencyPlanGroupsBandsAndReusesDevices) {
   // VGG16 on 9 Pi 3 over shared WiFi: one frame at a time, every stage may use the devices from
   // rank 0 on, and a long split-spatial stage swaps halos between groups rather than carry a
