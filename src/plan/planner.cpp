@@ -187,9 +187,66 @@ std::pair<double, double> halo_swap(const model::Model& m, const cluster::Networ
   return {net.transfer_seconds(net.shared ? total : busiest) + net.latency_s, total};
 }
 
+// What a stage's input costs per frame when `holder` already has it: seconds on the medium and
+// seconds until every member has its part.
+struct StageInput {
+  double medium_s = 0, input_s = 0;
+};
+
+StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, const LayerTimes& times, int first,
+                       int last, int first_group_end, const Devices& devices, StageMode mode,
+                       const std::vector<double>& share, int holder) {
+  StageInput result;
+  const int count = devices.count;
+  // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
+  const double in_bytes = times.input_bytes(first);
+  const bool source_inside = devices.holds(holder);
+  if (mode == StageMode::replicate) {
+    const double receivers = source_inside ? (count - 1.0) / count : 1.0;
+    result.medium_s = receivers * net.transfer_seconds(in_bytes);
+    if (receivers > 0) result.input_s = net.transfer_seconds(in_bytes) + net.latency_s;
+    return result;
+  }
+  // Each member takes the whole input, except in a split-spatial stage: there a member takes
+  // only its band's rows (with the halo) of the value the band starts from, and the values the
+  // stage hands on go whole to its first member, as the runtime sends them.
+  double total = 0, longest = 0;
+  const auto add = [&](int g, double bytes) {
+    if (source_inside && devices[g] == holder) return;
+    total += net.transfer_seconds(bytes);
+    longest = std::max(longest, net.transfer_seconds(bytes));
+  };
+  if (mode == StageMode::split_spatial && count > 1) {
+    const int band_input = m.node(first).inputs.at(0);
+    const Shape band_shape = m.shape_of(band_input);
+    const double band_whole = static_cast<double>(band_shape.size()) * sizeof(float);
+    bool handed_on = false;
+    for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
+      handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
+    const BandGroup group = band_groups(m, first, {first_group_end}, share).front();
+    for (int g = 0; g < count; ++g) {
+      const auto rows = group.input_rows[g];
+      const double band = static_cast<double>(std::max(0, rows.second - rows.first)) * band_shape.w * band_shape.c *
+                          band_shape.d * sizeof(float);  // a clip: those rows of each of its images
+      add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
+    }
+  } else {
+    for (int g = 0; g < count; ++g) add(g, in_bytes);
+  }
+  // The medium is busy for the bytes; the latency delays arrival without occupying it.
+  result.medium_s = total;
+  if (total > 0) result.input_s = (net.shared ? total : longest) + net.latency_s;
+  return result;
+}
+
+// A stage's input costs twice over: from the holder the plan gives, and from its first member.
+struct InputVariants {
+  StageInput given, first;
+};
+
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
                      const Devices& devices, StageMode mode, int input_rank, const std::vector<int>& group_ends,
-                     const std::vector<SplitRole>* known_roles = nullptr) {
+                     const std::vector<SplitRole>* known_roles = nullptr, InputVariants* first_holds = nullptr) {
   StageCost cost;
   const int count = devices.count;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{last} : group_ends;
@@ -199,44 +256,16 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   const auto& share = speed.share;
   const double inv_sum = speed.inverse_sum;
 
-  // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
-  const double in_bytes = times.input_bytes(first);
   // A member that already holds the stage's input (the source, for the first stage; the
   // previous stage's producer, when it is a member) takes it without the network.
-  const bool source_inside = devices.holds(input_rank);
-  if (mode == StageMode::replicate) {
-    const double receivers = source_inside ? (count - 1.0) / count : 1.0;
-    cost.medium_s = receivers * net.transfer_seconds(in_bytes);
-    if (receivers > 0) cost.input_s = net.transfer_seconds(in_bytes) + net.latency_s;
-  } else {
-    // Each member takes the whole input, except in a split-spatial stage: there a member takes
-    // only its band's rows (with the halo) of the value the band starts from, and the values the
-    // stage hands on go whole to its first member, as the runtime sends them.
-    std::vector<double> member_bytes(count, in_bytes);
-    if (mode == StageMode::split_spatial && count > 1) {
-      const int band_input = m.node(first).inputs.at(0);
-      const Shape band_shape = m.shape_of(band_input);
-      const double band_whole = static_cast<double>(band_shape.size()) * sizeof(float);
-      bool handed_on = false;
-      for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
-        handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
-      const BandGroup group = band_groups(m, first, {ends.front()}, share).front();
-      for (int g = 0; g < count; ++g) {
-        const auto rows = group.input_rows[g];
-        const double band = static_cast<double>(std::max(0, rows.second - rows.first)) * band_shape.w * band_shape.c *
-                            band_shape.d * sizeof(float);  // a clip: those rows of each of its images
-        member_bytes[g] = g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band;
-      }
-    }
-    double total = 0, longest = 0;
-    for (int g = 0; g < count; ++g) {
-      if (source_inside && devices[g] == input_rank) continue;
-      total += net.transfer_seconds(member_bytes[g]);
-      longest = std::max(longest, net.transfer_seconds(member_bytes[g]));
-    }
-    // The medium is busy for the bytes; the latency delays arrival without occupying it.
-    cost.medium_s = total;
-    if (total > 0) cost.input_s = (net.shared ? total : longest) + net.latency_s;
+  const StageInput input = stage_input(m, net, times, first, last, ends.front(), devices, mode, share, input_rank);
+  cost.medium_s = input.medium_s;
+  cost.input_s = input.input_s;
+  if (first_holds) {
+    // The same stage taking its input from its own first member (a latency plan that reuses
+    // devices), for the planner: only the input differs.
+    first_holds->given = input;
+    first_holds->first = stage_input(m, net, times, first, last, ends.front(), devices, mode, share, devices[0]);
   }
 
   const double activations = times.largest_output(first, last) * 2.0;
@@ -486,10 +515,16 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
             Choice ch{i, j, r, k, mode, {}, {}, {}};
             if (mode == StageMode::split_spatial)
               ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, Devices{r, k}).share);
-            ch.cost = stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends, &roles);
-            if (o.objective == Objective::latency && r == 0)
-              ch.reuse_cost =
-                  i == 0 ? ch.cost : stage_cost(m, c, times, i, j, Devices{r, k}, mode, 0, ch.group_ends, &roles);
+            const bool reuse = o.objective == Objective::latency && r == 0;
+            InputVariants inputs;
+            ch.cost = stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends, &roles,
+                                 reuse ? &inputs : nullptr);
+            if (reuse) {
+              // Rank 0, its first member, hands it its input: only the input's cost changes.
+              ch.reuse_cost = ch.cost;
+              ch.reuse_cost.input_s = inputs.first.input_s;
+              if (c.network.shared) ch.reuse_cost.medium_s += inputs.first.medium_s - inputs.given.medium_s;
+            }
             // The search reads totals only; per-member times are worked out again for the plan
             // it picks (millions of candidates on large clusters would hold them all).
             std::vector<double>().swap(ch.cost.member_s);
@@ -583,8 +618,8 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
     hi = std::max(hi * n, 1e-6);
     auto feasible = [&](double p) { return solve(p, nullptr) <= p; };
     if (!feasible(hi)) fail("plan: no plan fits this cluster (memory or network too small)");
-    // To a part in 10^5 of the period: closer than the cost model's own accuracy.
-    for (int it = 0; it < 60 && hi - lo > 1e-5 * hi; ++it) {
+    // To a part in 10^4 of the period: closer than the cost model's own accuracy.
+    for (int it = 0; it < 60 && hi - lo > 1e-4 * hi; ++it) {
       double mid = 0.5 * (lo + hi);
       (feasible(mid) ? hi : lo) = mid;
     }
