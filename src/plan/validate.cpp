@@ -28,43 +28,48 @@ const layers::Conv2D* as_plain_conv(const layers::Layer& l) {
   return conv && conv->settings().groups == 1 ? conv : nullptr;
 }
 
-// A Dense layer (or a convolution) read only by the next node, a layer of the same kind reading
-// only it: the pair shares one cut (the first's output slice is the second's input slice). Its
-// activation runs on the slice, so it must be elementwise.
-bool pairs_with_next(const model::Model& m, int n) {
+// Whether node n's output goes to node n + 1 alone, which reads nothing else, and is not a model
+// output: n + 1 may then take n's slice as it stands.
+bool feeds_only_next(const model::Model& m, int n) {
   if (n + 1 >= static_cast<int>(m.nodes().size())) return false;
-  const layers::Layer &a = *m.node(n).layer, &b = *m.node(n + 1).layer;
-  layers::ActivationKind kind;
-  if (auto* dense = dynamic_cast<const layers::Dense*>(&a); dense && dynamic_cast<const layers::Dense*>(&b))
-    kind = dense->settings().activation.kind;
-  else if (auto* conv = as_plain_conv(a); conv && as_plain_conv(b))
-    kind = conv->settings().activation.kind;
-  else if (auto* conv3d = dynamic_cast<const layers::Conv3D*>(&a); conv3d && dynamic_cast<const layers::Conv3D*>(&b))
-    kind = conv3d->settings().activation.kind;
-  else
-    return false;
   if (m.consumers(n) != std::vector<int>{n + 1} || m.node(n + 1).inputs != std::vector<int>{n}) return false;
-  if (std::count(m.outputs().begin(), m.outputs().end(), n)) return false;
+  return std::count(m.outputs().begin(), m.outputs().end(), n) == 0;
+}
+
+// Whether a layer that keeps its output slice may apply its activation there (elementwise ones
+// may; softmax mixes channels). Dense, convolutions and Conv3D.
+bool activation_is_elementwise(const layers::Layer& l) {
+  layers::ActivationKind kind = layers::ActivationKind::linear;
+  if (auto* dense = dynamic_cast<const layers::Dense*>(&l))
+    kind = dense->settings().activation.kind;
+  else if (auto* conv = dynamic_cast<const layers::Conv2D*>(&l))
+    kind = conv->settings().activation.kind;
+  else if (auto* conv3d = dynamic_cast<const layers::Conv3D*>(&l))
+    kind = conv3d->settings().activation.kind;
   return kind != layers::ActivationKind::softmax;
 }
 
-// A convolution read only by the next node, a pooling of its channels one by one reading only
-// it: the pooling runs on each member's output slice and the slices are gathered after it (a
-// 2x2 pooling: a quarter of the bytes). Its activation runs on the slice, so it must be
-// elementwise.
+// A Dense layer (or a convolution) read only by the next node, a layer of the same kind: the
+// pair shares one cut (the first's output slice is the second's input slice).
+bool pairs_with_next(const model::Model& m, int n) {
+  if (!feeds_only_next(m, n)) return false;
+  const layers::Layer &a = *m.node(n).layer, &b = *m.node(n + 1).layer;
+  const bool same_kind = (dynamic_cast<const layers::Dense*>(&a) && dynamic_cast<const layers::Dense*>(&b)) ||
+                         (as_plain_conv(a) && as_plain_conv(b)) ||
+                         (dynamic_cast<const layers::Conv3D*>(&a) && dynamic_cast<const layers::Conv3D*>(&b));
+  return same_kind && activation_is_elementwise(a);
+}
+
+// A convolution read only by the next node, a pooling of its channels one by one: the pooling
+// runs on each member's output slice and the slices are gathered after it (a 2x2 pooling: a
+// quarter of the bytes).
 bool pools_its_slice(const model::Model& m, int n) {
-  const layers::Layer& l = *m.node(n).layer;
-  const auto* conv = as_plain_conv(l);
-  const auto* conv3d = dynamic_cast<const layers::Conv3D*>(&l);
-  if ((!conv && !conv3d) || n + 1 >= static_cast<int>(m.nodes().size())) return false;
-  const layers::Layer& next = *m.node(n + 1).layer;
-  if (!dynamic_cast<const layers::Pool2D*>(&next) && !dynamic_cast<const layers::Pool3D*>(&next) &&
-      !dynamic_cast<const layers::GlobalPool2D*>(&next))
-    return false;
-  if (m.consumers(n) != std::vector<int>{n + 1} || m.node(n + 1).inputs != std::vector<int>{n}) return false;
-  if (std::count(m.outputs().begin(), m.outputs().end(), n)) return false;
-  const auto kind = conv ? conv->settings().activation.kind : conv3d->settings().activation.kind;
-  return kind != layers::ActivationKind::softmax;
+  if (!feeds_only_next(m, n)) return false;
+  const layers::Layer &l = *m.node(n).layer, &next = *m.node(n + 1).layer;
+  if (!as_plain_conv(l) && !dynamic_cast<const layers::Conv3D*>(&l)) return false;
+  const bool pooling = dynamic_cast<const layers::Pool2D*>(&next) || dynamic_cast<const layers::Pool3D*>(&next) ||
+                       dynamic_cast<const layers::GlobalPool2D*>(&next);
+  return pooling && activation_is_elementwise(l);
 }
 
 }  // namespace
