@@ -102,14 +102,18 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
 
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out) {
   Shape s = in.shape();
-  const std::size_t row = static_cast<std::size_t>(s.w) * s.c, rows = end - begin;
-  const int h = s.h;
   s.h = end - begin;
   out.resize(in.frames(), s);
   for (int n = 0; n < in.frames(); ++n)
-    for (int z = 0; z < s.d; ++z)  // those rows of each image of a clip
-      std::memcpy(out.frame(n) + z * rows * row, in.frame(n) + (static_cast<std::size_t>(z) * h + begin) * row,
-                  rows * row * sizeof(float));
+    copy_image_rows(in.frame(n), in.shape().h, begin, out.frame(n), s.h, 0, s.h, s.d,
+                    static_cast<std::size_t>(s.w) * s.c);
+}
+
+void copy_image_rows(const float* from, int from_h, int from_first, float* to, int to_h, int to_first, int rows,
+                     int images, std::size_t row) {
+  for (int z = 0; z < images; ++z)
+    std::memcpy(to + (static_cast<std::size_t>(z) * to_h + to_first) * row,
+                from + (static_cast<std::size_t>(z) * from_h + from_first) * row, rows * row * sizeof(float));
 }
 
 }  // namespace chorus::partition

@@ -34,4 +34,10 @@ RowBand make_row_band(model::Model& model, int first, int last, int out_begin, i
 // Copies rows [begin, end) of every frame (of every image of a clip).
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out);
 
+// Copies `rows` rows of each of the `images` images of one frame (a clip's; 1 for an image),
+// from row `from_first` of images `from_h` rows high to row `to_first` of images `to_h` rows
+// high, `row` floats a row. Bands, their halos and their messages move rows this way.
+void copy_image_rows(const float* from, int from_h, int from_first, float* to, int to_h, int to_first, int rows,
+                     int images, std::size_t row);
+
 }  // namespace chorus::partition

@@ -279,10 +279,9 @@ void StageWorker::run_band() {
       const std::size_t row = static_cast<std::size_t>(out.w) * out.c;
       const float* from = band_gathered_.data();
       for (std::size_t g = 0; g + 1 < band_rows_.size(); ++g) {
-        const std::size_t rows = band_rows_[g + 1] - band_rows_[g];
-        for (int z = 0; z < out.d; ++z, from += rows * row)
-          std::copy(from, from + rows * row,
-                    band_output_.frame(n) + (static_cast<std::size_t>(z) * out.h + band_rows_[g]) * row);
+        const int rows = band_rows_[g + 1] - band_rows_[g];
+        copy_image_rows(from, rows, 0, band_output_.frame(n), out.h, band_rows_[g], rows, out.d, row);
+        from += static_cast<std::size_t>(rows) * out.d * row;
       }
     }
   }
@@ -291,19 +290,15 @@ void StageWorker::run_band() {
 void StageWorker::pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed) {
   const Shape& shape = band.shape();
   const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-  const std::size_t count = (end - begin) * row;
-  for (int n = 0; n < band.frames(); ++n)
-    for (int z = 0; z < shape.d; ++z, packed += count)
-      std::copy_n(band.frame(n) + (static_cast<std::size_t>(z) * shape.h + begin - band_begin) * row, count, packed);
+  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
+    copy_image_rows(band.frame(n), shape.h, begin - band_begin, packed, end - begin, 0, end - begin, shape.d, row);
 }
 
 void StageWorker::unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band) {
   const Shape& shape = band.shape();
   const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-  const std::size_t count = (end - begin) * row;
-  for (int n = 0; n < band.frames(); ++n)
-    for (int z = 0; z < shape.d; ++z, packed += count)
-      std::copy_n(packed, count, band.frame(n) + (static_cast<std::size_t>(z) * shape.h + begin - band_begin) * row);
+  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
+    copy_image_rows(packed, end - begin, 0, band.frame(n), shape.h, begin - band_begin, end - begin, shape.d, row);
 }
 
 void StageWorker::swap_halo(std::size_t g, const Tensor& mine, Tensor& next) {
@@ -315,14 +310,10 @@ void StageWorker::swap_halo(std::size_t g, const Tensor& mine, Tensor& next) {
   next.resize(mine.frames(), shape);
   // Its own rows stay; the rest come from the members that computed them.
   const int keep_begin = std::max(own_begin, need_begin), keep_end = std::min(own_end, need_end);
-  if (keep_begin < keep_end) {
-    const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+  if (keep_begin < keep_end)
     for (int n = 0; n < mine.frames(); ++n)
-      for (int z = 0; z < shape.d; ++z)
-        std::copy_n(mine.frame(n) + (static_cast<std::size_t>(z) * mine.shape().h + keep_begin - own_begin) * row,
-                    (keep_end - keep_begin) * row,
-                    next.frame(n) + (static_cast<std::size_t>(z) * shape.h + keep_begin - need_begin) * row);
-  }
+      copy_image_rows(mine.frame(n), mine.shape().h, keep_begin - own_begin, next.frame(n), shape.h,
+                      keep_begin - need_begin, keep_end - keep_begin, shape.d, static_cast<std::size_t>(shape.w) * shape.c);
   if (!exchange_) return;  // one member: nothing to swap
   const std::size_t per_row = static_cast<std::size_t>(shape.w) * shape.c * shape.d * mine.frames();
   send_parts_.clear();

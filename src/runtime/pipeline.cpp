@@ -9,6 +9,7 @@
 #include "core/memory.h"
 #include "core/process_counters.h"
 #include "partition/live_values.h"
+#include "partition/row_bands.h"
 #include "plan/replica_turns.h"
 #include "runtime/failure_notice.h"
 
@@ -396,13 +397,12 @@ struct Pipeline::Impl {
     const auto& r = rows[s][member];
     for (std::size_t k = 0; k < values.size(); ++k) {
       const Tensor& v = *values[k];
-      const std::size_t row = static_cast<std::size_t>(v.shape().w) * v.shape().c;
-      const std::size_t bytes = (r[k].second - r[k].first) * row * sizeof(float);
-      for (int f = 0; f < v.frames(); ++f)
-        for (int z = 0; z < v.shape().d; ++z) {  // the rows of each image of a clip
-          std::memcpy(at, v.frame(f) + (static_cast<std::size_t>(z) * v.shape().h + r[k].first) * row, bytes);
-          at += bytes;
-        }
+      const Shape& shape = v.shape();
+      const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+      const int rows = r[k].second - r[k].first;  // of each image of a clip
+      for (int f = 0; f < v.frames(); ++f, at += rows * shape.d * row * sizeof(float))
+        partition::copy_image_rows(v.frame(f), shape.h, r[k].first, reinterpret_cast<float*>(at), rows, 0, rows,
+                                   shape.d, row);
     }
   }
 
@@ -461,13 +461,9 @@ struct Pipeline::Impl {
       tensor.resize(h.frames, model.shape_of(live[s][k]));
       const Shape& shape = tensor.shape();
       const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-      const std::size_t count = (r[k].second - r[k].first) * row;  // the rows this member takes, of each image
-      for (int f = 0; f < h.frames; ++f)
-        for (int z = 0; z < shape.d; ++z) {
-          std::memcpy(tensor.frame(f) + (static_cast<std::size_t>(z) * shape.h + r[k].first) * row, data,
-                      count * sizeof(float));
-          data += count;
-        }
+      const int rows = r[k].second - r[k].first;  // the rows this member takes, of each image
+      for (int f = 0; f < h.frames; ++f, data += rows * shape.d * row)
+        partition::copy_image_rows(data, rows, 0, tensor.frame(f), shape.h, r[k].first, rows, shape.d, row);
     }
     // Post the next receive now (into the same buffer, read above), so it lands while this
     // frame computes.
