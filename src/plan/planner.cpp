@@ -170,12 +170,14 @@ std::vector<double> band_group_times(const model::Model& m, const LayerTimes& ti
   return t;
 }
 
+// Bytes of one row of a value (of every image of a clip).
+double row_bytes(const Shape& s) { return static_cast<double>(s.w) * s.c * s.d * sizeof(float); }
+
 // Seconds the members spend swapping halo rows between two band groups (they wait for each
 // other), and the bytes on the medium.
 std::pair<double, double> halo_swap(const model::Model& m, const cluster::NetworkModel& net, const BandGroup& before,
                                     const BandGroup& after) {
-  const Shape between = m.node(before.last).layer->output_shape();
-  const double row = static_cast<double>(between.w) * between.c * between.d * sizeof(float);
+  const double row = row_bytes(m.node(before.last).layer->output_shape());
   std::vector<double> sent(before.bounds.size(), 0.0);
   double total = 0;
   for (const HaloTransfer& h : halo_transfers(before, after)) {
@@ -193,9 +195,9 @@ struct StageInput {
   double medium_s = 0, input_s = 0;
 };
 
+// `first_band`: a split-spatial stage's first band group (its members' input rows).
 StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, const LayerTimes& times, int first,
-                       int last, int first_group_end, const Devices& devices, StageMode mode,
-                       const std::vector<double>& share, int holder) {
+                       int last, const BandGroup* first_band, const Devices& devices, StageMode mode, int holder) {
   StageInput result;
   const int count = devices.count;
   // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
@@ -223,11 +225,9 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
     bool handed_on = false;
     for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
       handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
-    const BandGroup group = band_groups(m, first, {first_group_end}, share).front();
     for (int g = 0; g < count; ++g) {
-      const auto rows = group.input_rows[g];
-      const double band = static_cast<double>(std::max(0, rows.second - rows.first)) * band_shape.w * band_shape.c *
-                          band_shape.d * sizeof(float);  // a clip: those rows of each of its images
+      const auto rows = first_band->input_rows[g];
+      const double band = std::max(0, rows.second - rows.first) * row_bytes(band_shape);  // of each image of a clip
       add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
     }
   } else {
@@ -258,14 +258,18 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
 
   // A member that already holds the stage's input (the source, for the first stage; the
   // previous stage's producer, when it is a member) takes it without the network.
-  const StageInput input = stage_input(m, net, times, first, last, ends.front(), devices, mode, share, input_rank);
+  // A split-spatial stage's band groups, worked out once for its input and its compute.
+  const std::vector<BandGroup> groups =
+      mode == StageMode::split_spatial ? band_groups(m, first, ends, share) : std::vector<BandGroup>{};
+  const BandGroup* first_band = groups.empty() ? nullptr : &groups.front();
+  const StageInput input = stage_input(m, net, times, first, last, first_band, devices, mode, input_rank);
   cost.medium_s = input.medium_s;
   cost.input_s = input.input_s;
   if (first_holds) {
     // The same stage taking its input from its own first member (a latency plan that reuses
     // devices), for the planner: only the input differs.
     first_holds->given = input;
-    first_holds->first = stage_input(m, net, times, first, last, ends.front(), devices, mode, share, devices[0]);
+    first_holds->first = stage_input(m, net, times, first, last, first_band, devices, mode, devices[0]);
   }
 
   const double activations = times.largest_output(first, last) * 2.0;
@@ -290,7 +294,6 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       // group when its own rows have arrived; messages take the medium in turn (a shared
       // network) or their sender's link. Members finish at different times (a band at the
       // image's edge recomputes half the halo), so this follows each member through the stage.
-      const auto groups = band_groups(m, first, ends, share);
       cost.member_s.assign(count, 0.0);
       std::vector<double> finish(count, 0.0), link_free(count, 0.0), ready(count, 0.0);
       double medium_free = 0;
@@ -307,8 +310,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       for (std::size_t k = 0; k < groups.size(); ++k) {
         ready = finish;
         if (k > 0) {
-          const Shape between = m.node(groups[k - 1].last).layer->output_shape();
-          const double row = static_cast<double>(between.w) * between.c * between.d * sizeof(float);
+          const double row = row_bytes(m.node(groups[k - 1].last).layer->output_shape());
           const auto transfers = halo_transfers(groups[k - 1], groups[k]);
           by_finish();
           for (int from : order)
@@ -326,8 +328,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         }
       }
       // The bands are gathered to member 0, which hands the stage's output on.
-      const Shape out = m.node(last).layer->output_shape();
-      const double row = static_cast<double>(out.w) * out.c * out.d * sizeof(float);
+      const double row = row_bytes(m.node(last).layer->output_shape());
       double done = finish[0];
       by_finish();
       for (int g : order)

@@ -52,24 +52,25 @@ bool activation_is_elementwise(const layers::Layer& l) {
 // A Dense layer (or a convolution) read only by the next node, a layer of the same kind: the
 // pair shares one cut (the first's output slice is the second's input slice).
 bool pairs_with_next(const model::Model& m, int n) {
-  if (!feeds_only_next(m, n)) return false;
+  if (n + 1 >= static_cast<int>(m.nodes().size())) return false;
   const layers::Layer &a = *m.node(n).layer, &b = *m.node(n + 1).layer;
   const bool same_kind = (dynamic_cast<const layers::Dense*>(&a) && dynamic_cast<const layers::Dense*>(&b)) ||
                          (as_plain_conv(a) && as_plain_conv(b)) ||
                          (dynamic_cast<const layers::Conv3D*>(&a) && dynamic_cast<const layers::Conv3D*>(&b));
-  return same_kind && activation_is_elementwise(a);
+  // The layer kinds first: the planner asks for every range, and the graph check allocates.
+  return same_kind && activation_is_elementwise(a) && feeds_only_next(m, n);
 }
 
 // A convolution read only by the next node, a pooling of its channels one by one: the pooling
 // runs on each member's output slice and the slices are gathered after it (a 2x2 pooling: a
 // quarter of the bytes).
 bool pools_its_slice(const model::Model& m, int n) {
-  if (!feeds_only_next(m, n)) return false;
+  if (n + 1 >= static_cast<int>(m.nodes().size())) return false;
   const layers::Layer &l = *m.node(n).layer, &next = *m.node(n + 1).layer;
   if (!as_plain_conv(l) && !dynamic_cast<const layers::Conv3D*>(&l)) return false;
   const bool pooling = dynamic_cast<const layers::Pool2D*>(&next) || dynamic_cast<const layers::Pool3D*>(&next) ||
                        dynamic_cast<const layers::GlobalPool2D*>(&next);
-  return pooling && activation_is_elementwise(l);
+  return pooling && activation_is_elementwise(l) && feeds_only_next(m, n);
 }
 
 }  // namespace
