@@ -10,9 +10,10 @@ namespace chorus::cli {
 
 void add_supervise_command(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string cluster, hostfile, work_dir = "chorus-supervise", mpirun = "mpirun";
+    std::string cluster, hostfile, work_dir = "chorus-supervise", mpirun = "mpirun", probe;
     bool emulate = false, testbed = false;
     int max_failures = 8;
+    double probe_every = 10;
     std::vector<std::string> job;
   };
   auto o = std::make_shared<Options>();
@@ -26,6 +27,12 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--work-dir", o->work_dir, "Where each attempt's plan, cluster and host files go");
   cmd->add_option("--mpirun", o->mpirun, "mpirun and its options, e.g. \"mpirun --mca btl tcp,self\"");
   cmd->add_option("--max-failures", o->max_failures, "Give up after this many failures");
+  cmd->add_option("--probe", o->probe,
+                  cat("Shell command that exits 0 when a device taken out answers again ({host}: its name); it is "
+                      "then re-admitted at the next frame. Default with --hostfile: \"",
+                      supervise::kDefaultProbe, "\"; none with --emulate or --testbed; \"none\": never"));
+  cmd->add_option("--probe-every", o->probe_every, "Seconds between probes of the devices taken out")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("job", o->job, "After --: the job, as for chorus (run MODEL --output FILE ...)")->required();
   cmd->callback([o, &exit_code] {
     supervise::SuperviseOptions s;
@@ -35,6 +42,8 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
     s.testbed = o->testbed;
     s.work_dir = o->work_dir;
     s.max_failures = o->max_failures;
+    s.probe = o->probe == "none" ? "" : !o->probe.empty() || o->emulate || o->testbed ? o->probe : supervise::kDefaultProbe;
+    s.probe_every_s = o->probe_every;
     s.run_args = o->job;
     s.mpirun.clear();
     std::istringstream words(o->mpirun);

@@ -26,6 +26,10 @@ template <typename... Args>
   throw Error(cat(args...));
 }
 
+// The exit code of a run stopped on request at a frame boundary (runtime/stop_request.h), which
+// `--resume` continues; chorus supervise tells it from a failure. sysexits.h's EX_TEMPFAIL.
+constexpr int kStoppedExitCode = 75;
+
 // Called by CHORUS_ASSERT; an internal invariant broke, so this is a bug in Chorus.
 [[noreturn]] void assert_failed(const char* expr, const char* file, int line, const std::string& msg);
 

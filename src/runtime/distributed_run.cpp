@@ -24,6 +24,7 @@
 #include "runtime/emulation.h"
 #include "runtime/failure_notice.h"
 #include "runtime/pipeline.h"
+#include "runtime/stop_request.h"
 
 namespace chorus::runtime {
 
@@ -118,7 +119,7 @@ struct Setup {
   std::unique_ptr<DevicePacer> pacer;
   io::ModelStructure structure;
   plan::ResolvedPlan plan;
-  std::unique_ptr<io::FrameStream> source;
+  std::unique_ptr<io::StoppableStream> source;  // the source rank's input
   std::unique_ptr<Pipeline> pipeline;
   std::vector<std::string> labels;
 };
@@ -126,6 +127,7 @@ struct Setup {
 }  // namespace
 
 int run_distributed(Transport& real, const RunOptions& o) {
+  install_stop_request_handler();
   const int rank = real.rank();
   set_compute_threads(o.threads);
   Setup setup;
@@ -174,7 +176,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
       in.input.channels_first = m.channels_first();
       std::vector<io::NamedInput> inputs;
       for (const auto& input : m.inputs()) inputs.push_back({input.name, input.shape});
-      setup.source = io::open_run_input(o.inputs, inputs, in);
+      setup.source = std::make_unique<io::StoppableStream>(io::open_run_input(o.inputs, inputs, in), stop_requested,
+                                                           "stopped on request (SIGUSR1)");
       if (o.resume && setup.source->count() < 0)
         fail(setup.source->describe(), ": --resume needs an input of known length (a video or stream is read in order)");
     }
@@ -362,11 +365,17 @@ int run_distributed(Transport& real, const RunOptions& o) {
   }
   if (rank == setup.plan.plan.sink) mine["finish"] = result.finish;
   auto all = t.gather_strings(mine.dump(), 0);
+  // Stopped on request with frames left: every rank exits with kStoppedExitCode and the sink
+  // keeps the journals, as a killed run would, for --resume. A stream (unknown length, not
+  // resumable) just ends there.
+  const bool stopped = t.max_all(setup.source && setup.source->stopped() ? 1 : 0) != 0;
+  const bool resumable_stop = stopped && frames_to_run >= 0;
 
-  int status = 0;
+  int status = resumable_stop ? kStoppedExitCode : 0;
   if (rank == setup.plan.plan.sink) {
     try {
-      for (auto& j : journals) j->finish();
+      if (!resumable_stop)
+        for (auto& j : journals) j->finish();
       if (o.top > 0)
         for (std::size_t k = 0; k < top.size(); ++k)
           top[k].print(setup.labels, first_frame, several_outputs ? output_names[k] : "");
@@ -439,6 +448,9 @@ int run_distributed(Transport& real, const RunOptions& o) {
     report::print_report(r, std::cout);
     if (!o.output.empty() && status == 0)
       for (const auto& target : targets) std::cout << "wrote " << target << "\n";
+    if (resumable_stop)
+      std::cout << "stopped on request (SIGUSR1) after frame " << first_frame + r.frames << " of " << total_frames
+                << (o.output.empty() ? "\n" : cat("; the frames so far are in ", o.output, ", --resume runs the rest\n"));
     if (!o.report_path.empty()) {
       report::write_report(r, o.report_path);
       std::cout << "report " << o.report_path << "\n";

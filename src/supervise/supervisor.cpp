@@ -1,11 +1,16 @@
 #include "supervise/supervisor.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "cluster/cluster.h"
 #include "cluster/hostfile.h"
@@ -59,22 +64,59 @@ class JournalWatch {
   double last_growth_ = 0;
 };
 
-// Takes the failed rank's device out: under emulation one slot, on a real cluster its host.
-std::string remove_device(cluster::Cluster& c, int rank, bool whole_host) {
-  int r = rank;
-  for (auto it = c.hosts.begin(); it != c.hosts.end(); ++it) {
-    if (r < it->slots) {
-      const std::string name = it->name;
-      if (whole_host || it->slots == 1) {
-        c.hosts.erase(it);
-      } else {
-        --it->slots;
-      }
-      return name;
+// The devices of the run: the cluster file's, less the slots taken out after failures (under
+// emulation a failed rank is one slot of a host; on a real cluster or the testbed, the host).
+class Devices {
+ public:
+  explicit Devices(cluster::Cluster all) : all_(std::move(all)) {}
+
+  // The cluster of the devices in service, in the cluster file's order.
+  cluster::Cluster in_service() const {
+    cluster::Cluster c = all_;
+    c.hosts.clear();
+    for (auto h : all_.hosts) {
+      const auto it = out_.find(h.name);
+      h.slots -= it == out_.end() ? 0 : it->second;
+      if (h.slots > 0) c.hosts.push_back(h);
     }
-    r -= it->slots;
+    return c;
+  }
+  // Takes out one slot of `host` (an emulated device), or all of it (a real host).
+  void take_out(const std::string& host, bool whole_host) {
+    for (const auto& h : all_.hosts)
+      if (h.name == host) out_[host] = whole_host ? h.slots : std::min(h.slots, out_[host] + 1);
+  }
+  // Hosts with slots taken out.
+  std::vector<std::string> out() const {
+    std::vector<std::string> hosts;
+    for (const auto& [host, slots] : out_) hosts.push_back(host);
+    return hosts;
+  }
+  void bring_back(const std::string& host) { out_.erase(host); }
+
+ private:
+  cluster::Cluster all_;
+  std::map<std::string, int> out_;
+};
+
+// The host of `rank` in `c`.
+std::string host_of(const cluster::Cluster& c, int rank) {
+  int r = rank;
+  for (const auto& h : c.hosts) {
+    if (r < h.slots) return h.name;
+    r -= h.slots;
   }
   fail("supervise: rank ", rank, " is not in the cluster of ", c.ranks(), " device(s)");
+}
+
+// Runs the probe for `host` ("{host}" replaced), at most 20 s; true when it exits 0.
+bool answers(const std::string& probe, const std::string& host) {
+  std::string command = probe;
+  for (std::size_t at; (at = command.find("{host}")) != std::string::npos;) command.replace(at, 6, host);
+  std::string quoted;  // inside '...' for sh -c
+  for (char c : command) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  const int status = std::system(("timeout -k 2 20 sh -c '" + quoted + "' >/dev/null 2>&1").c_str());
+  return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 }  // namespace
@@ -92,25 +134,31 @@ int supervise(const SuperviseOptions& o) {
   if (!o.emulate && !o.testbed && o.hostfile.empty())
     fail("supervise: give --hostfile (or --emulate or --testbed to run on this machine)");
 
-  cluster::Cluster cluster = cluster::read_cluster(o.cluster_path);
+  const cluster::Cluster all = cluster::read_cluster(o.cluster_path);
   std::vector<cluster::HostfileEntry> hosts;
   if (!o.emulate && !o.testbed) {
     hosts = cluster::read_hostfile(o.hostfile);
     std::vector<std::string> a, b;
     for (const auto& h : hosts) a.push_back(h.name);
-    for (const auto& h : cluster.hosts) b.push_back(h.name);
+    for (const auto& h : all.hosts) b.push_back(h.name);
     if (a != b) fail("supervise: ", o.hostfile, " and ", o.cluster_path, " must list the same hosts in the same order");
   }
+  if (o.probe_every_s <= 0) fail("supervise: --probe-every ", o.probe_every_s, " s is not above 0");
   const auto structure = io::load_model_structure(model_path, argument(o.run_args, "--arch"), /*optimize=*/true);
   fs::create_directories(o.work_dir);
 
   // Progress is read from the first output's journal (a model of several outputs writes all
   // of a frame's outputs before the next frame).
   JournalWatch journal(io::OutputJournal::journal_path(io::output_targets(output, structure.model.output_names())[0]));
-  std::vector<double> lost;
-  double failed_at = 0;  // last frame before the failure
+  Devices devices(all);
+  std::vector<double> lost;    // per failure: from the last frame before it to the first after
+  std::vector<double> paused;  // per re-admission: from the last frame before the stop to the first after
+  std::vector<double>* gap = nullptr;  // which of the two the next attempt's first frame ends
+  double last_before = 0;      // the last frame before the failure or the stop
+  int failures = 0;
   for (int attempt = 0;; ++attempt) {
-    // Plan for the devices left; stop when the model no longer fits on them.
+    // Plan for the devices in service; stop when the model no longer fits on them.
+    const cluster::Cluster cluster = devices.in_service();
     plan::PlannerOptions po;
     po.model_key = cluster::model_key(model_path);
     plan::Plan p;
@@ -128,7 +176,7 @@ int supervise(const SuperviseOptions& o) {
     std::ofstream(cluster_path) << cluster::cluster_to_json(cluster).dump(2) << "\n";
     std::vector<std::string> argv = o.mpirun;
     if (o.testbed) {
-      // A testbed of the devices left: their namespaces, the network shaped, paced compute.
+      // A testbed of the devices in service: their namespaces, the network shaped, paced compute.
       argv = {o.chorus, "testbed", "--cluster", cluster_path, "--"};
     } else if (o.emulate) {
       argv.insert(argv.end(), {"--oversubscribe", "-np", std::to_string(cluster.ranks())});
@@ -147,25 +195,63 @@ int supervise(const SuperviseOptions& o) {
               << p.prediction["throughput_fps"].get<double>() << " frames/s\n"
               << std::flush;
 
+    // While it runs: the first frame after a failure or a stop, and the devices out, probed.
     bool resumed = attempt == 0;
-    const ChildResult r = run_child(argv, [&] {
-      journal.poll();
-      if (!resumed && journal.last_growth() > failed_at) {  // the first frame after the failure
-        resumed = true;
-        lost.push_back(journal.last_growth() - failed_at);
-        std::cout << "chorus supervise: frames flow again " << lost.back() << " s after the last one before the "
-                  << "failure\n"
-                  << std::flush;
-      }
-    }, {}, /*abort_grace_s=*/15);  // a host that dropped off the network would hold mpirun for minutes
+    int child = 0;
+    double probed_at = now();
+    std::vector<std::string> answered;  // devices out that answered: the job is being stopped for them
+    const ChildResult r = run_child(
+        argv,
+        [&] {
+          journal.poll();
+          if (!resumed && journal.last_growth() > last_before) {
+            resumed = true;
+            gap->push_back(journal.last_growth() - last_before);
+            std::cout << "chorus supervise: frames flow again " << gap->back() << " s after the last one before the "
+                      << (gap == &lost ? "failure" : "stop") << "\n"
+                      << std::flush;
+          }
+          if (o.probe.empty() || !answered.empty() || devices.out().empty() || now() - probed_at < o.probe_every_s)
+            return;
+          for (const auto& host : devices.out())
+            if (answers(o.probe, host)) answered.push_back(host);
+          probed_at = now();
+          if (answered.empty() || child <= 0) return;
+          std::cout << "chorus supervise: " << answered[0];
+          for (std::size_t i = 1; i < answered.size(); ++i) std::cout << ", " << answered[i];
+          std::cout << (answered.size() > 1 ? " answer" : " answers")
+                    << " again; stopping the job at the next frame to re-plan with "
+                    << (answered.size() > 1 ? "them" : "it") << "\n"
+                    << std::flush;
+          kill(child, SIGUSR1);  // mpirun (or chorus testbed) passes it on to every rank
+        },
+        [&](int pid) { child = pid; }, /*abort_grace_s=*/15);  // a host that dropped off the network would hold mpirun for minutes
     journal.poll();
+    last_before = journal.last_growth();
+    for (const auto& host : answered) {
+      devices.bring_back(host);
+      std::cout << "chorus supervise: re-admitted " << host << "\n";
+    }
     if (r.exit_code == 0) {
-      std::cout << "chorus supervise: done after " << attempt << " failure(s)";
+      std::cout << "chorus supervise: done after " << failures << " failure(s)";
       for (std::size_t i = 0; i < lost.size(); ++i) std::cout << (i ? ", " : "; time lost: ") << lost[i] << " s";
+      if (!paused.empty()) std::cout << "; " << paused.size() << " re-admission(s)";
+      for (std::size_t i = 0; i < paused.size(); ++i) std::cout << (i ? ", " : ", paused ") << paused[i] << " s";
       std::cout << "\n";
       return 0;
     }
-    failed_at = journal.last_growth();
+    if (r.exit_code == kStoppedExitCode) {
+      if (answered.empty()) {
+        std::fprintf(stderr, "chorus supervise: the job was stopped on request (SIGUSR1), not by the supervisor: "
+                             "stopping\n");
+        return r.exit_code;
+      }
+      std::cout << "chorus supervise: stopped at a frame boundary; " << devices.in_service().ranks()
+                << " device(s), re-planning\n"
+                << std::flush;
+      gap = &paused;
+      continue;
+    }
     const auto rank = failed_rank(r.output);
     if (!rank) {
       std::fprintf(stderr,
@@ -174,15 +260,18 @@ int supervise(const SuperviseOptions& o) {
                    r.exit_code);
       return r.exit_code;
     }
-    if (attempt + 1 > o.max_failures) {
-      std::fprintf(stderr, "chorus supervise: %d failures, stopping\n", attempt + 1);
+    if (++failures > o.max_failures) {
+      std::fprintf(stderr, "chorus supervise: %d failures, stopping\n", failures);
       return 1;
     }
-    const std::string host = remove_device(cluster, *rank, !o.emulate);  // a testbed's host is a device
-    std::cout << "chorus supervise: rank " << *rank << " on " << host << " failed; " << cluster.ranks()
+    // The rank is one of this attempt's cluster (before any device was brought back).
+    const std::string host = host_of(cluster, *rank);
+    devices.take_out(host, !o.emulate);  // a testbed's host is a device
+    gap = &lost;
+    std::cout << "chorus supervise: rank " << *rank << " on " << host << " failed; " << devices.in_service().ranks()
               << " device(s) left, re-planning\n"
               << std::flush;
-    if (cluster.hosts.empty()) {
+    if (devices.in_service().hosts.empty()) {
       std::fprintf(stderr, "chorus supervise: no devices left\n");
       return 1;
     }

@@ -79,6 +79,12 @@ void on_signal(int signal) {
   if (g_job_pid > 0) kill(g_job_pid, SIGTERM);
 }
 
+// SIGUSR1 asks the job to stop at a frame boundary (runtime/stop_request.h): passed on to
+// mpirun, which passes it to every rank; the testbed stays up until the job has ended.
+void on_stop_request(int) {
+  if (g_job_pid > 0) kill(g_job_pid, SIGUSR1);
+}
+
 class SignalGuard {
  public:
   SignalGuard() {
@@ -86,14 +92,17 @@ class SignalGuard {
     a.sa_handler = on_signal;
     sigemptyset(&a.sa_mask);
     for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &a, &old_[index(s)]);
+    a.sa_handler = on_stop_request;
+    a.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &a, &old_[index(SIGUSR1)]);
   }
   ~SignalGuard() {
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &old_[index(s)], nullptr);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaction(s, &old_[index(s)], nullptr);
   }
 
  private:
-  static int index(int s) { return s == SIGINT ? 0 : s == SIGTERM ? 1 : 2; }
-  struct sigaction old_[3] {};
+  static int index(int s) { return s == SIGINT ? 0 : s == SIGTERM ? 1 : s == SIGHUP ? 2 : 3; }
+  struct sigaction old_[4] {};
 };
 
 }  // namespace

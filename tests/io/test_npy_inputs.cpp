@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "io/data/frame_stream.h"
 #include "io/data/inputs.h"
 #include "io/data/npy.h"
 #include "io/hdf5/hdf5_file.h"
@@ -61,6 +62,36 @@ TEST(Inputs, SyntheticFramesAreDeterministicPerIndex) {
   o.seed = 12;
   io::open_input(o)->read(3, fc.data());
   EXPECT_NE(fa, fc);
+}
+
+// A stop request ends the stream before the next frame, unless every frame was already given.
+bool g_stop_now = false;
+bool stop_now() { return g_stop_now; }
+
+TEST(Inputs, StoppableStreamEndsAtTheNextFrameWithFramesLeft) {
+  io::InputOptions o;
+  o.synthetic = 3;
+  o.shape = {2, 2, 1};
+  std::vector<float> frame(4);
+  io::FrameInfo info;
+  g_stop_now = false;
+  io::StoppableStream s(io::stream_frames(io::open_input(o)), stop_now, "stopped on request");
+  s.skip(1);
+  ASSERT_TRUE(s.next(frame.data(), info));
+  EXPECT_EQ(info.index, 1);
+  g_stop_now = true;
+  EXPECT_FALSE(s.next(frame.data(), info));
+  EXPECT_TRUE(s.stopped());
+  EXPECT_EQ(s.early_end(), "stopped on request");
+  EXPECT_FALSE(s.next(frame.data(), info));
+
+  g_stop_now = false;
+  io::StoppableStream all(io::stream_frames(io::open_input(o)), stop_now, "stopped on request");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(all.next(frame.data(), info));
+  g_stop_now = true;  // after the last frame: the stream ends as it would have
+  EXPECT_FALSE(all.next(frame.data(), info));
+  EXPECT_FALSE(all.stopped());
+  EXPECT_EQ(all.early_end(), "");
 }
 
 TEST(Inputs, Hdf5DatasetWithScale) {

@@ -2,10 +2,12 @@
 # Injects a fault into a running mpiexec job, for the failure tests.
 # Usage: fault.sh kill|stop RANK FILE LINES -- COMMAND...
 #        fault.sh run ACTION FILE LINES -- COMMAND...
+#        fault.sh usr1 - FILE LINES -- COMMAND...
 # Starts COMMAND (an mpiexec job) in the background; once FILE has at least LINES lines (an
 # output journal, say), sends SIGKILL (kill) or SIGSTOP (stop) to the process of RANK (found by
 # its OMPI_COMM_WORLD_RANK), or runs the shell command ACTION (run: a testbed's link set down,
-# its rate changed), then waits for the job to end. Prints the job's output, then
+# its rate changed), or sends SIGUSR1 to the job's mpirun (usr1: stop at a frame boundary),
+# then waits for the job to end. Prints the job's output, then
 # "fault-exit: CODE" and "fault-seconds: S" (from the fault to the job's end), or "fault-hung"
 # when the job outlives the fault by 60 s (it is then killed).
 set -u
@@ -29,6 +31,14 @@ descendants() {
 if [ "$mode" = run ]; then
   start=$(date +%s.%N)
   sh -c "$what" || echo "fault-error: the action failed: $what"
+elif [ "$mode" = usr1 ]; then
+  target=
+  for p in $(descendants $job); do
+    case "$(cat /proc/$p/comm 2>/dev/null)" in mpirun|mpiexec|orterun) target=$p ;; esac
+  done
+  [ -n "$target" ] || echo "fault-error: no mpirun under the job (it ended before the fault?)"
+  start=$(date +%s.%N)
+  [ -n "$target" ] && kill -USR1 "$target"
 else
   target=
   for p in $(descendants $job); do

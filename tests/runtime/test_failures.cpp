@@ -130,6 +130,36 @@ TEST_F(Failures, ResumeAfterAKilledRankGivesTheUninterruptedOutputByteForByte) {
   }
 }
 
+// SIGUSR1 to mpirun stops the job at a frame boundary: the frames in flight finish, every rank
+// exits with kStoppedExitCode, the journal stays, and --resume (on another plan) completes it.
+TEST_F(Failures, StopOnRequestEndsAtAFrameAndResumeCompletesTheOutput) {
+  test::TempDir dir;
+  const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
+  const std::string frames = " --synthetic " + std::to_string(kResumeFrames) + " --seed 8";
+  auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto stopped = with_fault("usr1", 0, out + ".journal", 500, job(3, frames + " --strategy pipeline --output " + out));
+  ASSERT_EQ(job_exit(stopped), kStoppedExitCode) << stopped.output;
+  EXPECT_THAT(stopped.output, HasSubstr("input end   stopped on request (SIGUSR1)"));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(stopped.output, m, std::regex("stopped on request \\(SIGUSR1\\) after frame ([0-9]+) of " +
+                                                               std::to_string(kResumeFrames))))
+      << stopped.output;
+  const int done = std::stoi(m[1]);
+  EXPECT_GE(done, 500);
+  EXPECT_LT(done, kResumeFrames);
+  std::ifstream journal(out + ".journal");
+  ASSERT_TRUE(journal.good()) << "a stopped run must keep its journal";
+  std::string line;
+  int lines = 0;
+  while (std::getline(journal, line)) ++lines;
+  EXPECT_EQ(lines, done + 1) << "the journal's frames (after its header line) are the frames the run reported";
+  auto again = test::run_command(job(2, frames + " --strategy replicate --output " + out + " --resume"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("resuming " + out + ": " + std::to_string(done) + " of "));
+  EXPECT_EQ(read_file(out), read_file(whole)) << "stopped and resumed output differs from the uninterrupted one";
+}
+
 TEST_F(Failures, ResumeFromAnArrayInputGivesTheUninterruptedOutput) {
   test::TempDir dir;
   const std::string input = dir.path("frames.npy");
@@ -190,6 +220,35 @@ TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
   ASSERT_TRUE(std::regex_search(r.output, m, std::regex("time lost: ([0-9.e+-]+) s"))) << r.output;
   std::cout << "supervise: " << m[1] << " s between the last frame before the kill and the first after\n";
   EXPECT_LT(std::stod(m[1]), 10.0);
+  EXPECT_EQ(read_file(out), read_file(whole)) << "the supervised output differs from one uninterrupted process";
+}
+
+// A device taken out after a failure answers the probe again (here on the probe's second try):
+// the supervisor stops the job at a frame boundary, re-plans with it and resumes; the output is
+// byte for byte one uninterrupted process's.
+TEST_F(Failures, SuperviseReadmitsADeviceThatAnswersAgain) {
+  test::TempDir dir;
+  const std::string cluster = dir.path("four.json");
+  std::ofstream(cluster) << R"({"name": "four", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
+    "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 5e8}}}},
+    "hosts": [{"name": "localhost", "class": "dev", "slots": 4}]})";
+  const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy"), tried = dir.path("tried-{host}");
+  const std::string frames = " --synthetic 20000 --seed 6";
+  auto one =
+      test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::string probe = "test -e " + tried + " || { touch " + tried + "; false; }";
+  auto r = with_fault("kill", 1, out + ".journal", 800,
+                      "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
+                          dir.path("work") + " --probe-every 0.5 --probe \"" + probe + "\" -- run " + model() + frames +
+                          " --quiet --output " + out);
+  ASSERT_EQ(job_exit(r), 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("rank 1 on localhost failed; 3 device(s) left, re-planning")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("localhost answers again; stopping the job at the next frame")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("re-admitted localhost")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("attempt 3 on 4 device(s)")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("done after 1 failure(s)")) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("1 re-admission(s)")) << r.output;
   EXPECT_EQ(read_file(out), read_file(whole)) << "the supervised output differs from one uninterrupted process";
 }
 

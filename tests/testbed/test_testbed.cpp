@@ -232,19 +232,27 @@ TEST_F(OnTheKernelsNetwork, RateCollapseSlowsButLosesNoFrame) {
 }
 
 // chorus supervise on the testbed: a device's link goes down mid-run; the supervisor ends the
-// stuck job, re-plans on the two devices left (a new testbed of them) and resumes, and the
-// output is byte for byte that of one uninterrupted process.
-TEST_F(OnTheKernelsNetwork, SuperviseReplansWithoutTheDeviceWhoseLinkWentDown) {
-  const std::string job = " -- run " + dir_.path("lenet5.h5") + " --synthetic 4000 --seed 2 --quiet --stall-timeout 3";
+// stuck job, re-plans on the two devices left (a new testbed of them) and resumes. The device
+// then answers the probe (on its second try): the job is stopped at a frame boundary (SIGUSR1
+// through chorus testbed, mpirun and the rsh agent) and resumed on all three. The output is
+// byte for byte that of one uninterrupted process.
+TEST_F(OnTheKernelsNetwork, SuperviseReplansWithoutTheDeviceWhoseLinkWentDownThenReadmitsIt) {
+  const std::string tried = dir_.path("tried-{host}");
+  const std::string probe = "test -e " + tried + " || { touch " + tried + "; false; }";
+  const std::string job = " -- run " + dir_.path("lenet5.h5") + " --synthetic 6000 --seed 2 --quiet --stall-timeout 3";
   auto r = with_network_change(dir_.path("sup.npy.journal"), 300, "ip netns exec chorus-tb-hub ip link set ctb1 down",
                                "timeout -k 5 240 " CHORUS_BINARY " supervise --testbed --cluster " +
-                                   dir_.path("three.json") + " --work-dir " + dir_.path("work") + job + " --output " +
+                                   dir_.path("three.json") + " --work-dir " + dir_.path("work") +
+                                   " --probe-every 1 --probe \"" + probe + "\"" + job + " --output " +
                                    dir_.path("sup.npy"));
   ASSERT_THAT(r.output, HasSubstr("fault-exit: 0")) << r.output;
   EXPECT_THAT(r.output, HasSubstr("on pi2 failed; 2 device(s) left, re-planning"));
+  EXPECT_THAT(r.output, HasSubstr("pi2 answers again; stopping the job at the next frame"));
+  EXPECT_THAT(r.output, HasSubstr("attempt 3 on 3 device(s)"));
   EXPECT_THAT(r.output, HasSubstr("chorus supervise: done after 1 failure(s)"));
+  EXPECT_THAT(r.output, HasSubstr("1 re-admission(s)"));
   auto plain = test::run_command(std::string(CHORUS_BINARY) + " run " + dir_.path("lenet5.h5") +
-                                 " --synthetic 4000 --seed 2 --quiet --output " + dir_.path("ref.npy"));
+                                 " --synthetic 6000 --seed 2 --quiet --output " + dir_.path("ref.npy"));
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
   std::ifstream a(dir_.path("sup.npy"), std::ios::binary), b(dir_.path("ref.npy"), std::ios::binary);
   const std::string got((std::istreambuf_iterator<char>(a)), {}), want((std::istreambuf_iterator<char>(b)), {});

@@ -37,6 +37,19 @@ class IndexedStream : public FrameStream {
 
 }  // namespace
 
+bool StoppableStream::next(float* frame, FrameInfo& info) {
+  if (stopped_) return false;
+  // A stop that comes after the last frame was taken changes nothing.
+  const bool all_given = stream_->count() >= 0 && given_ >= stream_->count();
+  if (!all_given && stop_()) {
+    stopped_ = true;
+    return false;
+  }
+  if (!stream_->next(frame, info)) return false;
+  ++given_;
+  return true;
+}
+
 std::unique_ptr<FrameStream> stream_frames(std::unique_ptr<InputSource> source) {
   return std::make_unique<IndexedStream>(std::move(source));
 }

@@ -56,4 +56,29 @@ class FrameStream {
 // An indexed source read from its first frame to its last.
 std::unique_ptr<FrameStream> stream_frames(std::unique_ptr<InputSource> source);
 
+// `stream`, ended early once `stop()` says so (asked before each frame): a run stopped on
+// request finishes the frames it already took. `why` becomes early_end().
+class StoppableStream : public FrameStream {
+ public:
+  StoppableStream(std::unique_ptr<FrameStream> stream, bool (*stop)(), std::string why)
+      : stream_(std::move(stream)), stop_(stop), why_(std::move(why)) {}
+  bool next(float* frame, FrameInfo& info) override;
+  int count() const override { return stream_->count(); }
+  std::string describe() const override { return stream_->describe(); }
+  std::string early_end() const override { return stopped_ ? why_ : stream_->early_end(); }
+  double frame_rate() const override { return stream_->frame_rate(); }
+  bool live() const override { return stream_->live(); }
+  void skip(int frames) override { stream_->skip(frames); }
+  std::optional<CaptureStats> capture_stats() const override { return stream_->capture_stats(); }
+  // True when it ended the stream with frames left (or a stream of unknown length).
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::unique_ptr<FrameStream> stream_;
+  bool (*stop_)();
+  std::string why_;
+  int given_ = 0;
+  bool stopped_ = false;
+};
+
 }  // namespace chorus::io
