@@ -14,7 +14,8 @@ build_packages=(
   libonnx-dev libprotobuf-dev
   libavformat-dev libavcodec-dev libavdevice-dev libswscale-dev libavutil-dev
 )
-# Tests, benchmarks, fuzzing, the deployment checks, the PyTorch-exported test models and the
+# Tests, benchmarks, fuzzing, the deployment checks, the PyTorch-exported test models (and h5py,
+# which reads a Keras file into PyTorch for the EfficientNetB0 check), the
 # testbed's network tools (ip, tc, nft; its tests run where root may make namespaces), ffmpeg
 # (the program, which makes the decoding tests' videos) and GStreamer's RTSP server (an IP
 # camera's stream in the video tests).
@@ -23,7 +24,7 @@ test_packages=(
   gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   clang libclang-rt-14-dev
   python3-yaml python3-jsonschema python3-numpy
-  python3-torch python3-torchvision python3-onnx
+  python3-torch python3-torchvision python3-onnx python3-h5py
 )
 packages=("${build_packages[@]}")
 [ "${CHORUS_DEPS:-all}" = build ] || packages+=("${test_packages[@]}")

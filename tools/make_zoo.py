@@ -3,7 +3,7 @@
 
 Run from the repository root: python3 tools/make_zoo.py. Needs only the standard library.
 The layer names follow keras.applications where Keras has the model (VGG16, ResNet50,
-MobileNetV2, Xception), so that users' files and ours read the same.
+MobileNetV2, Xception, EfficientNetB0), so that users' files and ours read the same.
 """
 import json
 import os
@@ -71,6 +71,12 @@ class Graph:
 
     def dense(self, x, units, act="linear", name=None):
         return self.add("Dense", {"units": units, "activation": act, "use_bias": True}, [x], name)
+
+    def reshape(self, x, shape, name=None):
+        return self.add("Reshape", {"target_shape": list(shape)}, [x], name)
+
+    def dropout(self, x, rate, noise_shape=None, name=None):
+        return self.add("Dropout", {"rate": rate, "noise_shape": noise_shape, "seed": None}, [x], name)
 
     def merge(self, cls, xs, name=None):
         return self.add(cls, {}, xs, name)
@@ -255,8 +261,64 @@ def xception():
     return g.to_json(g.dense(x, 1000, "softmax", "predictions"))
 
 
+def efficientnetb0():
+    """keras.applications.EfficientNetB0 as Keras 2.15 builds it with weights="imagenet" (so with
+    the Rescaling after the Normalization that corrects its variance), at 224x224."""
+    g = Graph("efficientnetb0", (224, 224, 3))
+    x = g.add("Rescaling", {"scale": 1 / 255.0, "offset": 0.0}, [g.input], "rescaling")
+    x = g.add("Normalization", {"axis": -1, "mean": None, "variance": None, "invert": False}, [x], "normalization")
+    x = g.add("Rescaling", {"scale": [1 / 0.229 ** 0.5, 1 / 0.224 ** 0.5, 1 / 0.225 ** 0.5], "offset": 0.0}, [x],
+              "rescaling_1")
+
+    def correct_pad(size, k):  # imagenet_utils.correct_pad, on a square map
+        adjust = 1 - size % 2
+        return [[k // 2 - adjust, k // 2], [k // 2 - adjust, k // 2]]
+
+    x = g.pad(x, correct_pad(224, 3), "stem_conv_pad")
+    x = g.conv(x, 32, 3, 2, "valid", bias=False, name="stem_conv")
+    x = g.act(g.bn(x, "stem_bn", 1e-3), "swish", "stem_activation")
+    # kernel, repeats, filters in, filters out, expansion, stride (se_ratio 0.25 everywhere)
+    blocks_args = [(3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40, 6, 2), (3, 3, 40, 80, 6, 2),
+                   (5, 3, 80, 112, 6, 1), (5, 4, 112, 192, 6, 2), (3, 1, 192, 320, 6, 1)]
+    total = float(sum(a[1] for a in blocks_args))
+    size, b = 112, 0
+    for i, (k, repeats, f_in, f_out, expand, stride) in enumerate(blocks_args):
+        for j in range(repeats):
+            if j > 0:
+                stride, f_in = 1, f_out
+            p = f"block{i + 1}{chr(j + 97)}_"
+            drop_rate = 0.2 * b / total
+            filters = f_in * expand
+            y = x
+            if expand != 1:
+                y = g.conv(y, filters, 1, bias=False, name=p + "expand_conv")
+                y = g.act(g.bn(y, p + "expand_bn", 1e-3), "swish", p + "expand_activation")
+            if stride == 2:
+                y = g.pad(y, correct_pad(size, k), p + "dwconv_pad")
+                size //= 2
+            y = g.dwconv(y, k, stride, "valid" if stride == 2 else "same", name=p + "dwconv")
+            y = g.act(g.bn(y, p + "bn", 1e-3), "swish", p + "activation")
+            se = g.add("GlobalAveragePooling2D", {"data_format": "channels_last", "keepdims": False}, [y],
+                       p + "se_squeeze")
+            se = g.reshape(se, (1, 1, filters), p + "se_reshape")
+            se = g.conv(se, max(1, int(f_in * 0.25)), 1, act="swish", name=p + "se_reduce")
+            se = g.conv(se, filters, 1, act="sigmoid", name=p + "se_expand")
+            y = g.merge("Multiply", [y, se], p + "se_excite")
+            y = g.bn(g.conv(y, f_out, 1, bias=False, name=p + "project_conv"), p + "project_bn", 1e-3)
+            if stride == 1 and f_in == f_out:
+                if drop_rate > 0:
+                    y = g.dropout(y, drop_rate, [None, 1, 1, 1], p + "drop")
+                y = g.merge("Add", [y, x], p + "add")
+            x, b = y, b + 1
+    x = g.conv(x, 1280, 1, bias=False, name="top_conv")
+    x = g.act(g.bn(x, "top_bn", 1e-3), "swish", "top_activation")
+    x = g.gap(x, "avg_pool")
+    x = g.dropout(x, 0.2, None, "top_dropout")
+    return g.to_json(g.dense(x, 1000, "softmax", "predictions"))
+
+
 MODELS = {"lenet5": lenet5, "alexnet": alexnet, "vgg16": vgg16, "resnet18": resnet18, "resnet50": resnet50,
-          "mobilenetv2": mobilenetv2, "xception": xception}
+          "mobilenetv2": mobilenetv2, "xception": xception, "efficientnetb0": efficientnetb0}
 
 if __name__ == "__main__":
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")

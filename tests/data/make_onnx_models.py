@@ -517,6 +517,10 @@ def zoo(outdir):
         ("squeezenet1_0", {}, 64, 17),
         ("googlenet", {"aux_logits": False, "init_weights": True}, 64, 13),
         ("alexnet", {}, 224, 11),  # its adaptive pooling exports only where the map is 6x6
+        # squeeze-and-excitation (a pooled (1, 1, c) gate multiplied over the map), SiLU and
+        # hard swish
+        ("efficientnet_b0", {}, 64, 13),
+        ("mobilenet_v3_small", {}, 64, 13),
     ]
     for i, (name, kwargs, size, opset) in enumerate(cases):
         torch.manual_seed(100 + i)

@@ -21,6 +21,9 @@ const ZooModel kZoo[] = {
     {"vgg16", 138357544, {1, 1, 1000}},    {"resnet18", 11699112, {1, 1, 1000}},
     {"resnet50", 25636712, {1, 1, 1000}},  {"mobilenetv2", 3538984, {1, 1, 1000}},
     {"xception", 22910480, {1, 1, 1000}},
+    // keras.applications.EfficientNetB0: 5,330,571 (Normalization's mean, variance and count
+    // included, as Keras counts them).
+    {"efficientnetb0", 5330571, {1, 1, 1000}},
     // C3D for Sports-1M (Tran et al., ICCV 2015) as its Keras port prints it: 79,991,015.
     {"c3d", 79991015, {1, 1, 487}},
 };

@@ -142,7 +142,7 @@ std::vector<layers::WeightMap> random_keras_weights(const model::Model& model, c
         if (w.name == "depthwise_kernel") fan_in = static_cast<std::size_t>(w.shape[0]) * w.shape[1];
         const float limit = std::sqrt(6.0f / static_cast<float>(std::max<std::size_t>(fan_in, 1)));
         for (auto& v : values) v = rng.uniform(-limit, limit);
-      } else if (w.name == "gamma" || w.name == "moving_variance") {
+      } else if (w.name == "gamma" || w.name == "moving_variance" || w.name == "variance") {
         for (auto& v : values) v = rng.uniform(0.8f, 1.2f);
       } else {
         for (auto& v : values) v = rng.uniform(-0.1f, 0.1f);
