@@ -66,7 +66,6 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
   const StageMode mode = spec_.mode;
   if (mode == StageMode::split_spatial) {
     groups_ = plan::band_groups(m, spec_.first, spec_.group_ends, spec_.fractions);
-    band_rows_ = groups_.back().bounds;
     std::size_t largest = 0;
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const plan::BandGroup& group = groups_[g];
@@ -100,8 +99,8 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
     for (auto& b : band_buffers_) b.reserve(frames * largest);
     const Shape out = m.node(spec_.last).layer->output_shape();
     band_output_.resize(frames, out);
-    for (std::size_t r = 0; r + 1 < band_rows_.size(); ++r)
-      band_counts_.push_back(static_cast<std::size_t>(band_rows_[r + 1] - band_rows_[r]) * out.w * out.c * out.d);
+    for (std::size_t r = 0; r + 1 < band_rows().size(); ++r)
+      band_counts_.push_back(static_cast<std::size_t>(band_rows()[r + 1] - band_rows()[r]) * out.w * out.c * out.d);
     if (out.is_clip()) band_gathered_.resize(out.size());  // bands arrive member by member
     for (int v : outputs_)
       CHORUS_ASSERT(v == spec_.last || std::count(inputs_.begin(), inputs_.end(), v), "stage ", stage_, ": live value ",
@@ -163,7 +162,7 @@ const Tensor& StageWorker::output(int k) const {
 
 std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
-  if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_rows_[member_], "-", band_rows_[member_ + 1]);
+  if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_rows()[member_], "-", band_rows()[member_ + 1]);
   if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||
       spec_.mode == StageMode::split_tensor)
     s += cat(" part ", member_ + 1, "/", spec_.ranks.size());
@@ -278,9 +277,9 @@ void StageWorker::run_band() {
       if (member_ != 0) continue;
       const std::size_t row = static_cast<std::size_t>(out.w) * out.c;
       const float* from = band_gathered_.data();
-      for (std::size_t g = 0; g + 1 < band_rows_.size(); ++g) {
-        const int rows = band_rows_[g + 1] - band_rows_[g];
-        copy_image_rows(from, rows, 0, band_output_.frame(n), out.h, band_rows_[g], rows, out.d, row);
+      for (std::size_t g = 0; g + 1 < band_rows().size(); ++g) {
+        const int rows = band_rows()[g + 1] - band_rows()[g];
+        copy_image_rows(from, rows, 0, band_output_.frame(n), out.h, band_rows()[g], rows, out.d, row);
         from += static_cast<std::size_t>(rows) * out.d * row;
       }
     }

@@ -107,6 +107,8 @@ class StageWorker : private model::ExternalNodes {
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;
   void run_band();
+  // split-spatial: the stage's output row bounds per member (its last group's).
+  const std::vector<int>& band_rows() const { return groups_.back().bounds; }
   // Between band groups g and g + 1: `mine` (this member's rows of group g's output) becomes
   // the rows group g + 1 reads, its own rows copied and the halo swapped with the others.
   void swap_halo(std::size_t g, const Tensor& mine, Tensor& next);
@@ -133,7 +135,6 @@ class StageWorker : private model::ExternalNodes {
   };
   std::vector<std::vector<HaloRows>> halo_sends_, halo_receives_;  // [boundary]
   std::vector<PeerExchange::Part> send_parts_, receive_parts_;
-  std::vector<int> band_rows_;         // split-spatial: output row bounds per member
   std::vector<Tensor> band_inputs_;    // split-spatial: the stage's inputs
   Tensor band_buffers_[2], band_output_;
   std::vector<const Tensor*> band_step_input_{nullptr};
