@@ -124,7 +124,7 @@ std::string MultiHeadAttention::describe() const {
   return text;
 }
 
-void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+const float* MultiHeadAttention::context_of(const std::vector<const Tensor*>& in, int n) const {
   const AttentionSettings& s = settings_;
   const Tensor& query = *in[0];
   const Tensor& value = in.size() > 1 ? *in[1] : query;
@@ -134,7 +134,6 @@ void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& o
   const int d = qs.c, l = qs.h * qs.w, src = vs.h * vs.w, h = local_heads(), u = projected();
   const int dk = s.key_dim, dv = s.value_dim, hk = h * dk, hv = h * dv;
   const bool self = in.size() == 1;
-  out.resize(query.frames(), output_shape());
 
   // One scratch block for the frame: projections (token-major), context, and a score matrix per
   // thread, which holds one head's (L x S) only while that head is computed.
@@ -149,31 +148,61 @@ void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& o
   float* const q = proj;
   float* const kv = self ? proj : proj + static_cast<std::size_t>(l) * u;
 
-  for (int n = 0; n < query.frames(); ++n) {
-    if (self) {
-      project(query.frame(n), d, l, *packed_in_, in_bias_.data(), proj);
-    } else {
-      gemm(hk, l, d, in_kernel_.data(), u, query.frame(n), d, q, u);
-      gemm(hk, src, d, in_kernel_.data() + hk, u, key.frame(n), d, kv + hk, u);
-      gemm(hv, src, d, in_kernel_.data() + 2 * hk, u, value.frame(n), d, kv + 2 * hk, u);
-      parallel_range(static_cast<std::int64_t>(rows), 64, [&](std::int64_t r0, std::int64_t r1) {
-        for (std::int64_t r = r0; r < r1; ++r) {
-          float* p = proj + r * u;
-          for (int j = 0; j < u; ++j) p[j] += in_bias_[j];
-        }
-      });
-    }
-    parallel_for(slots, [&](int slot) {
-      float* sc = scores + slot * score_floats;
-      for (int head = slot; head < h; head += slots) {
-        // Scores column-major (S x L): column i holds query i's scores over the sources.
-        gemm_at(src, l, dk, kv + hk + head * dk, u, q + head * dk, u, sc, src);
-        softmax_columns(sc, src, l);
-        // Context (dv x L) = V_head^T (dv x S) * P (S x L), written into its heads' columns.
-        gemm(dv, l, src, kv + 2 * hk + head * dv, u, sc, src, context + head * dv, hv);
+  if (self) {
+    project(query.frame(n), d, l, *packed_in_, in_bias_.data(), proj);
+  } else {
+    gemm(hk, l, d, in_kernel_.data(), u, query.frame(n), d, q, u);
+    gemm(hk, src, d, in_kernel_.data() + hk, u, key.frame(n), d, kv + hk, u);
+    gemm(hv, src, d, in_kernel_.data() + 2 * hk, u, value.frame(n), d, kv + 2 * hk, u);
+    parallel_range(static_cast<std::int64_t>(rows), 64, [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t r = r0; r < r1; ++r) {
+        float* p = proj + r * u;
+        for (int j = 0; j < u; ++j) p[j] += in_bias_[j];
       }
     });
-    project(context, hv, l, *packed_out_, out_bias_.data(), out.frame(n));
+  }
+  parallel_for(slots, [&](int slot) {
+    float* sc = scores + slot * score_floats;
+    for (int head = slot; head < h; head += slots) {
+      // Scores column-major (S x L): column i holds query i's scores over the sources.
+      gemm_at(src, l, dk, kv + hk + head * dk, u, q + head * dk, u, sc, src);
+      softmax_columns(sc, src, l);
+      // Context (dv x L) = V_head^T (dv x S) * P (S x L), written into its heads' columns.
+      gemm(dv, l, src, kv + 2 * hk + head * dv, u, sc, src, context + head * dv, hv);
+    }
+  });
+  return context;
+}
+
+void MultiHeadAttention::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  const Tensor& query = *in[0];
+  const int l = input_shapes()[0].h * input_shapes()[0].w, hv = local_heads() * settings_.value_dim;
+  out.resize(query.frames(), output_shape());
+  for (int n = 0; n < query.frames(); ++n)
+    project(context_of(in, n), hv, l, *packed_out_, out_bias_.data(), out.frame(n));
+}
+
+double MultiHeadAttention::partwise_fraction() const {
+  const double l = static_cast<double>(input_shapes()[0].h) * input_shapes()[0].w;
+  return l * local_heads() * settings_.value_dim * settings_.output_dim / macs();
+}
+
+void MultiHeadAttention::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                          const std::vector<std::int64_t>& parts,
+                                          FunctionRef<void(int, double)> part_done) const {
+  const Tensor& query = *in[0];
+  if (query.frames() != 1) return Layer::forward_in_parts(in, out, parts, part_done);
+  const int l = input_shapes()[0].h * input_shapes()[0].w, hv = local_heads() * settings_.value_dim;
+  CHORUS_ASSERT(parts.size() >= 2 && parts.front() == 0 && parts.back() == l, "parts of ", name(),
+                " do not cover its ", l, " positions");
+  out.resize(1, output_shape());
+  const float* context = context_of(in, 0);
+  const double before = 1.0 - partwise_fraction();
+  const int width = settings_.output_dim;
+  for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
+    project(context + parts[j] * hv, hv, static_cast<int>(parts[j + 1] - parts[j]), *packed_out_, out_bias_.data(),
+            out.data() + parts[j] * width);
+    part_done(static_cast<int>(j), before + (1.0 - before) * double(parts[j + 1]) / l);
   }
 }
 

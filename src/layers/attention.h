@@ -42,6 +42,11 @@ class MultiHeadAttention : public Layer {
   void set_weights(WeightMap weights) override;
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
+  // One frame: the projections, scores and context first, then the output projection part by
+  // part (a head split's partial sums can then be reduced while the rest projects).
+  void forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
+                        FunctionRef<void(int, double)> part_done) const override;
+  double partwise_fraction() const override;
   std::string describe() const override;
 
  protected:
@@ -49,6 +54,8 @@ class MultiHeadAttention : public Layer {
 
  private:
   int projected() const;  // Q, K and V features of one position, over the local heads
+  // Frame n's context (L x heads * value_dim, token-major) into the layer's scratch; returns it.
+  const float* context_of(const std::vector<const Tensor*>& in, int n) const;
 
   AttentionSettings settings_;
   // [Wq * scale; Wk; Wv] column-major (projected() x D): one product projects all three. For

@@ -55,8 +55,28 @@ void Dense::fold_scale_shift(const std::vector<float>& scale, const std::vector<
 void Dense::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Tensor& x = *in[0];
   out.resize(x.frames(), output_shape());
+  forward_positions(x, out, 0, static_cast<std::int64_t>(x.frames()) * input_shapes()[0].h * input_shapes()[0].w);
+}
+
+void Dense::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
+                             FunctionRef<void(int, double)> part_done) const {
+  const Tensor& x = *in[0];
+  out.resize(x.frames(), output_shape());
+  const std::int64_t positions = static_cast<std::int64_t>(x.frames()) * input_shapes()[0].h * input_shapes()[0].w;
+  CHORUS_ASSERT(parts.size() >= 2 && parts.front() == 0 && parts.back() == positions, "parts of ", name(),
+                " do not cover its ", positions, " positions");
+  for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
+    forward_positions(x, out, parts[j], parts[j + 1]);
+    part_done(static_cast<int>(j), double(parts[j + 1]) / positions);
+  }
+}
+
+// Output positions [p0, p1) of the batch (its frames' positions back to back).
+void Dense::forward_positions(const Tensor& x, Tensor& out, std::int64_t p0, std::int64_t p1) const {
   const int cin = input_shapes()[0].c, units = settings_.units;
-  const int positions = x.frames() * input_shapes()[0].h * input_shapes()[0].w;
+  const int positions = static_cast<int>(p1 - p0);
+  const float* xs = x.data() + p0 * cin;
+  float* os = out.data() + p0 * units;
   if (packed_) {
     const float* bias = bias_.empty() ? nullptr : bias_.data();
     const Activation& act = settings_.activation;
@@ -65,24 +85,21 @@ void Dense::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
     if (threads > 1 && packed_->panels() >= 2 * threads && act.as_clamp(lo, hi) && units > positions) {
       // More weights than tokens: threads share the weights' panels, reading the tokens.
       parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
-        packed_gemm(x.data(), cin, positions, *packed_, bias, act, out.data(), static_cast<int>(first),
-                    static_cast<int>(last));
+        packed_gemm(xs, cin, positions, *packed_, bias, act, os, static_cast<int>(first), static_cast<int>(last));
       });
     } else {
       // Threads take tokens; a non-clamping activation (GELU) runs on each block in cache.
-      parallel_range(positions, 12, [&](std::int64_t p0, std::int64_t p1) {
-        packed_gemm(x.data() + p0 * cin, cin, static_cast<int>(p1 - p0), *packed_, bias, act,
-                    out.data() + p0 * units);
+      parallel_range(positions, 12, [&](std::int64_t q0, std::int64_t q1) {
+        packed_gemm(xs + q0 * cin, cin, static_cast<int>(q1 - q0), *packed_, bias, act, os + q0 * units);
       });
     }
     return;
   }
-  gemm(units, positions, cin, kernel_.data(), units, x.data(), cin, out.data(), units);
-  float* o = out.data();
+  gemm(units, positions, cin, kernel_.data(), units, xs, cin, os, units);
   if (!bias_.empty())
     for (int p = 0; p < positions; ++p)
-      for (int u = 0; u < units; ++u) o[static_cast<std::size_t>(p) * units + u] += bias_[u];
-  settings_.activation.apply(o, out.size(), units);
+      for (int u = 0; u < units; ++u) os[static_cast<std::size_t>(p) * units + u] += bias_[u];
+  settings_.activation.apply(os, static_cast<std::size_t>(positions) * units, units);
 }
 
 }  // namespace chorus::layers

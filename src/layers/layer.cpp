@@ -68,6 +68,12 @@ Shape Layer::build(const std::vector<Shape>& inputs) {
   return out;
 }
 
+void Layer::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
+                             FunctionRef<void(int, double)> part_done) const {
+  forward(in, out);
+  for (std::size_t j = 0; j + 1 < parts.size(); ++j) part_done(static_cast<int>(j), 1.0);
+}
+
 std::size_t Layer::weight_bytes() const {
   std::size_t total = 0;
   for (const auto& spec : weight_specs()) total += spec.count() * sizeof(float);

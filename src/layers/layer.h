@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/function_ref.h"
 #include "layers/activation.h"
 #include "tensor/tensor.h"
 
@@ -90,6 +91,16 @@ class Layer {
   // unless in_place() is true, in which case out may be *in[0].
   virtual void forward(const std::vector<const Tensor*>& in, Tensor& out) const = 0;
   virtual bool in_place() const { return false; }
+  // forward(), writing the output in parts of positions (`parts`: bounds over the batch's
+  // frames x rows x columns positions) and calling part_done(j, fraction) as soon as part j is
+  // final, with the fraction of the layer's work done by then, so that a caller can send it
+  // while the rest computes. By default the whole output is computed first.
+  virtual void forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                const std::vector<std::int64_t>& parts,
+                                FunctionRef<void(int, double)> part_done) const;
+  // The fraction of the work forward_in_parts does part by part (the rest comes first): 0 for
+  // layers that compute their output whole.
+  virtual double partwise_fraction() const { return 0.0; }
 
   // The activation a producer can absorb (conv, dense, batch norm, add); null when none.
   virtual Activation* fusable_activation() { return nullptr; }

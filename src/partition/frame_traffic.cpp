@@ -52,9 +52,9 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     return st.mode == StageMode::replicate ? st.ranks[turns[s].member_of(i)] : st.ranks[0];
   };
   // The swaps of a split stage, per frame: member m's part to every other member; and its
-  // reductions: member m's share of each ring to the next member.
+  // reductions: member a's shares of each part of the partial sums to member b, and b's sums.
   std::vector<std::vector<std::size_t>> swaps(S);  // [s]: floats per member, summed over the swaps
-  std::vector<std::vector<std::size_t>> rings(S);  // [s]: floats per member to the next, summed
+  std::vector<std::vector<std::size_t>> sums(S);   // [s][a * members + b]: floats a sends b, summed
   // Halo rows swapped between a split-spatial stage's groups: (from member, to member, floats).
   std::vector<std::vector<std::tuple<int, int, std::size_t>>> halos(S);
   for (int s = 0; s < S; ++s) {
@@ -62,7 +62,7 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     if (st.ranks.size() < 2) continue;
     auto& per_member = swaps[s];
     per_member.assign(st.ranks.size(), 0);
-    rings[s].assign(st.ranks.size(), 0);
+    sums[s].assign(st.ranks.size() * st.ranks.size(), 0);
     if (st.mode == StageMode::split_spatial) {
       const Shape out = m.node(st.last).layer->output_shape();
       const auto rows = plan::split_bounds(out.h, st.fractions);
@@ -82,9 +82,10 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         if (role == plan::SplitRole::whole) continue;
         const auto bounds = plan::split_bounds(plan::split_extent(*m.node(n).layer, role), st.fractions);
         if (role == plan::SplitRole::input_slice || role == plan::SplitRole::heads) {
-          const Shape out = m.node(n).layer->output_shape();
+          const auto parts = plan::sum_parts(m.node(n).layer->output_shape(), 1);
           const int members = static_cast<int>(st.ranks.size());
-          for (int k = 0; k < members; ++k) rings[s][k] += ring_floats_sent(out.size(), members, k);
+          for (int a = 0; a < members; ++a)
+            for (int b = 0; b < members; ++b) sums[s][a * members + b] += plan::sum_floats_to_peer(parts, members, a, b);
           continue;
         }
         const auto parts = split_part_floats(m, n, role, bounds);
@@ -119,8 +120,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         for (std::size_t a = 0; a < swaps[s].size(); ++a)
           for (std::size_t b = 0; b < ranks.size(); ++b)
             if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
-        for (std::size_t a = 0; a < rings[s].size(); ++a)
-          add(ranks[a], ranks[(a + 1) % ranks.size()], rings[s][a] * sizeof(float));
+        for (std::size_t a = 0; a < ranks.size() && !sums[s].empty(); ++a)
+          for (std::size_t b = 0; b < ranks.size(); ++b) add(ranks[a], ranks[b], sums[s][a * ranks.size() + b] * sizeof(float));
         for (const auto& [a, b, floats] : halos[s]) add(ranks[a], ranks[b], floats * sizeof(float));
       }
     }

@@ -30,7 +30,7 @@ FrameTraffic frame_traffic(const model::Model& model, const plan::ResolvedPlan& 
 
 // Floats each member contributes per frame to the all-gather after split layer `node` (bounds
 // from plan::split_bounds of the layer's split extent): its output slice; nothing for a slice its
-// member keeps, and nothing for partial sums, which are reduced around a ring (ring_floats_sent).
+// member keeps, and nothing for partial sums, which are reduced part by part (plan::sum_floats_to_peer).
 std::vector<std::size_t> split_part_floats(const model::Model& model, int node, plan::SplitRole role,
                                            const std::vector<int>& bounds);
 

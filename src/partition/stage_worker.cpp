@@ -36,27 +36,21 @@ class PacingObserver : public model::StepObserver {
 };
 }  // namespace
 
-void PeerExchange::all_reduce(float* data, std::size_t count, int members) {
-  std::vector<float> parts(count * members);
-  all_gather(data, std::vector<std::size_t>(members, count), parts.data());
-  std::copy(parts.begin(), parts.begin() + count, data);
+void PeerExchange::begin_sums(float* data, std::size_t count, int members) {
+  sum_data_ = data;
+  sum_count_ = count;
+  sum_members_ = members;
+}
+
+void PeerExchange::end_sums() {
+  const int members = sum_members_;
+  std::vector<float> parts(sum_count_ * members);
+  all_gather(sum_data_, std::vector<std::size_t>(members, sum_count_), parts.data());
+  std::copy(parts.begin(), parts.begin() + sum_count_, sum_data_);
   for (int m = 1; m < members; ++m)
-    for (std::size_t i = 0; i < count; ++i) data[i] += parts[m * count + i];
+    for (std::size_t i = 0; i < sum_count_; ++i) sum_data_[i] += parts[m * sum_count_ + i];
 }
 
-std::vector<std::size_t> ring_chunks(std::size_t count, int members) {
-  std::vector<std::size_t> bounds;
-  for (int j = 0; j <= members; ++j) bounds.push_back(ring_chunk_begin(count, members, j));
-  return bounds;
-}
-
-std::size_t ring_floats_sent(std::size_t count, int members, int member) {
-  if (members < 2) return 0;
-  const auto b = ring_chunks(count, members);
-  const auto size = [&](int j) { return b[j + 1] - b[j]; };
-  // The reduce-scatter sends every chunk but (m + 1)'s, the all-gather every chunk but (m + 2)'s.
-  return 2 * count - size((member + 1) % members) - size((member + 2) % members);
-}
 
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
                          io::WeightReader& reader, bool fuse, int frames)
@@ -132,6 +126,10 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       std::size_t total = 0;
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
+      if (role == SplitRole::input_slice || role == SplitRole::heads) {
+        scratch.sum_parts = plan::sum_parts(out_shape, frames);  // as the traffic model counts them
+        scratch.sum_positions.reserve(scratch.sum_parts.size());
+      }
       if (role == SplitRole::output_slice) {
         scratch.gathered.reserve(frames * total);
         scratch.mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
@@ -200,20 +198,32 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   // A kept slice stays in the value's buffer (the pair's second layer reads it there), and
   // partial sums are reduced in it; only output slices are gathered from a buffer of their own.
   const bool sums = scratch.role == SplitRole::input_slice || scratch.role == SplitRole::heads;
-  part.layer->forward(scratch.part_inputs, sums || scratch.role == SplitRole::kept_slice ? full : scratch.mine);
-  if (pacer_) pacer_->layer_done(n, share, started);
-  if (scratch.role == SplitRole::kept_slice) return;
   if (sums) {
-    // Reduced around the members' ring: every member gets the same bits.
+    // Computed in parts, each part's reduction started as soon as it is written (the members
+    // send while they compute the rest); every member ends with the same bits.
+    full.resize(frames, out_shape);
     float* o = full.data();
     const std::size_t size = full.size();
-    if (exchange_) exchange_->all_reduce(o, size, static_cast<int>(bounds.size()) - 1);
+    if (scratch.sum_parts.back() != size) scratch.sum_parts = plan::sum_parts(out_shape, frames);  // a larger batch
+    const std::vector<std::size_t>& parts = scratch.sum_parts;
+    scratch.sum_positions.clear();
+    for (std::size_t b : parts) scratch.sum_positions.push_back(static_cast<std::int64_t>(b / out_shape.c));
+    if (exchange_) exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1);
+    part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, [&](int j, double done) {
+      if (pacer_) pacer_->layer_progress(n, share, started, done);
+      if (exchange_) exchange_->sums_ready(parts[j], parts[j + 1]);
+    });
+    if (pacer_) pacer_->layer_done(n, share, started);
+    if (exchange_) exchange_->end_sums();
     const std::size_t pixels = size / out_shape.c;
     for (std::size_t p = 0; p < pixels; ++p)
       for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
     part.activation.apply(o, size, out_shape.c);
     return;
   }
+  part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
+  if (pacer_) pacer_->layer_done(n, share, started);
+  if (scratch.role == SplitRole::kept_slice) return;
 
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.rows() * out_shape.w;
   const float* parts = scratch.mine.data();

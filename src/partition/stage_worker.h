@@ -13,6 +13,7 @@
 #include "model/executor.h"
 #include "partition/layer_parts.h"
 #include "partition/row_bands.h"
+#include "plan/split_sums.h"
 #include "plan/validate.h"
 
 namespace chorus::partition {
@@ -39,19 +40,29 @@ class PeerExchange {
     std::size_t count = 0;  // floats
   };
   virtual void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) = 0;
-  // Every member's `data` (`count` floats, the same count everywhere) replaced by the sum over
-  // the members, the same bits on every member. The runtime reduces around a ring (ring_chunks:
-  // a reduce-scatter, then an all-gather of the sums), each member sending 2 (k - 1) / k of
-  // the floats to the next; this default gathers every part and adds them in member order.
-  virtual void all_reduce(float* data, std::size_t count, int members);
-};
+  // Partial sums reduced part by part, each part's reduction overlapping the compute of the
+  // parts after it. begin_sums(data, count, members) comes first; sums_ready(begin, end) says
+  // that floats [begin, end) of this member's partial sums are written (parts in order, together
+  // [0, count)); after end_sums() every member's `data` holds the sums over the members, the
+  // same bits everywhere. All members call them at the same point of the stage. The runtime
+  // reduces each part directly (plan::sum_share_begin): member c adds up share c of the part from
+  // every member, in member order, and sends the sum to the others; this default gathers every
+  // member's whole data at the end and adds it in member order.
+  virtual void begin_sums(float* data, std::size_t count, int members);
+  virtual void sums_ready(std::size_t begin, std::size_t end) { (void)begin, (void)end; }
+  virtual void end_sums();
+  // The three at once: one part.
+  void all_reduce(float* data, std::size_t count, int members) {
+    begin_sums(data, count, members);
+    sums_ready(0, count);
+    end_sums();
+  }
 
-// The chunks a ring reduction of `count` floats among `members` cuts: chunk j is
-// [bounds[j], bounds[j + 1]).
-std::vector<std::size_t> ring_chunks(std::size_t count, int members);
-inline std::size_t ring_chunk_begin(std::size_t count, int members, int j) { return count * j / members; }
-// Floats member m sends to member (m + 1) % members in one ring reduction of `count` floats.
-std::size_t ring_floats_sent(std::size_t count, int members, int member);
+ protected:
+  float* sum_data_ = nullptr;
+  std::size_t sum_count_ = 0;
+  int sum_members_ = 0;
+};
 
 // Called after each layer a worker runs, so an emulator can stretch compute to a slower
 // device's speed. `share` is the part of the layer's work done (1 for a whole layer; the
@@ -60,6 +71,11 @@ class LayerPacer {
  public:
   virtual ~LayerPacer() = default;
   virtual void layer_done(int node, double share, double started) = 0;
+  // Part way through a layer: `fraction` of its work is done (a layer computed in parts, whose
+  // finished parts are sent as they come).
+  virtual void layer_progress(int node, double share, double started, double fraction) {
+    (void)node, (void)share, (void)started, (void)fraction;
+  }
 };
 
 // Steady-clock seconds, the clock LayerPacer uses.
@@ -103,6 +119,8 @@ class StageWorker : private model::ExternalNodes {
     std::vector<std::size_t> frame_counts;  // floats per member per frame
     std::vector<std::size_t> counts;        // floats per member in the current batch
     int multiplier = 1;                     // output channels per split channel (depthwise)
+    std::vector<std::size_t> sum_parts;        // partial sums: the parts they are reduced in (floats)
+    std::vector<std::int64_t> sum_positions;  // the same in positions, for the layer
   };
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "plan/band_geometry.h"
+#include "plan/split_sums.h"
 #include "plan/validate.h"
 
 namespace chorus::plan {
@@ -369,11 +370,19 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           exchange_bytes += (count - 1) * out;
           exchanges += count * (count - 1);
         } else {
-          // Partial sums reduced around a ring: 2 (k - 1) steps, each moving a k-th of the sums
-          // on every link at once (on a shared medium, one after another).
+          // Partial sums, reduced part by part (split_sums.h): each member sends 2 (k - 1) / k of
+          // them, every link at once (on a shared medium, one after another), in two steps per
+          // part. A part's reduction starts when every member has written it, so the compute of
+          // the later parts hides all but the last part's, or what outlasts that compute.
           const double moved = 2.0 * (count - 1) * out;
           ring_bytes += moved;
-          ring_s += net.transfer_seconds(net.shared ? moved : moved / count) + 2.0 * (count - 1) * net.latency_s;
+          const double comm = net.transfer_seconds(net.shared ? moved : moved / count) + 2.0 * net.latency_s;
+          const int parts = static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1).size()) - 1;
+          const double partwise = m.node(n).layer->partwise_fraction();
+          double slowest = 0;  // the layer's time on the slowest member
+          for (int g = 0; g < count; ++g) slowest = std::max(slowest, times.layer(devices[g], n) * share[g]);
+          const double per_part = slowest * partwise / parts;
+          ring_s += parts > 1 && partwise > 0 ? std::max(comm / parts, comm - (parts - 1) * per_part) : comm;
         }
       }
     }

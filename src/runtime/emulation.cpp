@@ -211,6 +211,11 @@ void DevicePacer::layer_done(int node, double share, double started) {
   sleep_until(started + target);
 }
 
+void DevicePacer::layer_progress(int node, double share, double started, double fraction) {
+  // Only waits: lateness is counted once, when the layer is done.
+  sleep_until(started + seconds_.at(node) * share * fraction);
+}
+
 std::unique_ptr<Transport> make_emulated_transport(Transport& inner, const cluster::NetworkModel& network,
                                                    long job_key) {
   return std::make_unique<EmulatedTransport>(inner, network, job_key);

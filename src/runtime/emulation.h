@@ -20,6 +20,7 @@ class DevicePacer : public partition::LayerPacer {
  public:
   DevicePacer(const cluster::DeviceProfile& profile, const model::Model& model, std::string model_key);
   void layer_done(int node, double share, double started) override;
+  void layer_progress(int node, double share, double started, double fraction) override;
   int layers_paced() const { return paced_; }
   int layers_late() const { return late_; }
   double worst_late_ratio() const { return worst_; }

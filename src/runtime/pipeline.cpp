@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kDataTag = 1;           // + receiving stage (the sink is stage S)
 constexpr int kExchangeTag = 10000;   // + stage
+constexpr int kSumTag = 20000;        // + stage: the sums of partial sums' shares
 constexpr int kCreditTag = 30000;
 
 enum class Kind : std::int32_t { data = 0, end = 1 };
@@ -40,10 +41,15 @@ double now_seconds(const Transport& t) { return t.time(); }
 // waits are kept from call to call.
 class TransportPeerExchange : public partition::PeerExchange {
  public:
-  TransportPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, report::RankStats& stats,
-                        double timeout_s)
-      : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), stats_(stats), timeout_s_(timeout_s) {
+  TransportPeerExchange(Transport& t, std::vector<int> ranks, int member, int tag, int sum_tag,
+                        report::RankStats& stats, double timeout_s)
+      : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), sum_tag_(sum_tag), stats_(stats),
+        timeout_s_(timeout_s) {
     requests_.reserve(2 * ranks_.size());
+    sum_parts_.reserve(kMaxSumParts);
+    sum_receives_.reserve(kMaxSumParts * ranks_.size());
+    sum_sends_.reserve(kMaxSumParts * ranks_.size());
+    sum_rest_.reserve(2 * kMaxSumParts * ranks_.size());
     set_label("a split stage", {});
   }
 
@@ -82,51 +88,131 @@ class TransportPeerExchange : public partition::PeerExchange {
     stats_.exchange_s += t_.time() - t0;
   }
 
-  // A ring: k - 1 steps of reduce-scatter (each member adds the chunk its predecessor sends to
-  // its own and passes the sum on), then k - 1 steps of all-gather of the finished chunks. Each
-  // chunk is summed once, in ring order, so every member ends with the same bits.
-  void all_reduce(float* data, std::size_t count, int members) override {
-    CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "all_reduce among ", members, " of ", ranks_.size());
-    const int k = members;
+  // Partial sums, part by part: as a part is written, each member sends every other member c
+  // its contribution to share c of the part (sum_share_begin) and takes theirs to its own share;
+  // once they are in (and its own sends out, as the sums land where they were sent from), it
+  // adds its share up in member order and sends the sum to the others. Later parts compute
+  // meanwhile; end_sums waits for the rest. Each share is summed once, so every member ends
+  // with the same bits.
+  void begin_sums(float* data, std::size_t count, int members) override {
+    CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
+    PeerExchange::begin_sums(data, count, members);
+    sum_parts_.clear();
+    sum_receives_.clear();
+    sum_sends_.clear();
+    sum_rest_.clear();
+    sum_summed_ = 0;
+    sum_incoming_used_ = 0;
+    sum_started_ = t_.time();
+    // The others' contributions to this member's shares: at most count / k + 1 floats of each
+    // part from each of them (kept from frame to frame).
+    const std::size_t need = (members - 1) * (count / members + kMaxSumParts);
+    if (sum_incoming_.size() < need) sum_incoming_.resize(need);
+  }
+
+  void sums_ready(std::size_t begin, std::size_t end) override {
+    const int k = sum_members_;
     if (k < 2) return;
-    const double t0 = t_.time();
-    // Chunk j is [bound(j), bound(j + 1)), as partition::ring_chunks cuts them (no vector: a
-    // steady state allocates nothing).
-    const auto bound = [&](int j) { return partition::ring_chunk_begin(count, k, j); };
-    const auto size = [&](int j) { return bound(j + 1) - bound(j); };
-    std::size_t largest = 0;
-    for (int j = 0; j < k; ++j) largest = std::max(largest, size(j));
-    if (incoming_.size() < largest) incoming_.resize(largest);  // once: kept from frame to frame
-    const int next = ranks_[(member_ + 1) % k], previous = ranks_[(member_ + k - 1) % k];
-    const auto step = [&](int send, int receive, bool add) {
-      requests_.clear();
-      requests_.push_back(t_.irecv(previous, tag_, incoming_.data(), size(receive) * sizeof(float)));
-      requests_.push_back(t_.isend(next, tag_, data + bound(send), size(send) * sizeof(float)));
-      stats_.bytes_sent += size(send) * sizeof(float);
-      stats_.bytes_sent_to[next] += size(send) * sizeof(float);
-      stats_.bytes_received += size(receive) * sizeof(float);
-      stats_.bytes_received_from[previous] += size(receive) * sizeof(float);
-      note_waiting(waiting_.c_str());
-      try {
-        for (auto r : requests_) t_.wait(r, timeout_s_);
-      } catch (const Error&) {
-        note_not_waiting();
-        fail("the other members of ", label_, " (rank ", members_, ") did not pass on their partial sums within ",
-             timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
-      }
+    CHORUS_ASSERT(sum_parts_.size() < kMaxSumParts, "more than ", kMaxSumParts, " parts of partial sums");
+    SumPart part{begin, end, sum_incoming_used_, sum_receives_.size(), sum_sends_.size()};
+    const std::size_t mine = share_end(part, member_) - share_begin(part, member_);
+    for (int c = 0; c < k; ++c) {
+      if (c == member_) continue;
+      const int rank = ranks_[c];
+      CHORUS_ASSERT(sum_incoming_used_ + mine <= sum_incoming_.size(), "partial sums' buffer too small");
+      sum_receives_.push_back(t_.irecv(rank, tag_, sum_incoming_.data() + sum_incoming_used_, mine * sizeof(float)));
+      sum_incoming_used_ += mine;
+      const std::size_t theirs = share_end(part, c) - share_begin(part, c);
+      sum_sends_.push_back(t_.isend(rank, tag_, sum_data_ + share_begin(part, c), theirs * sizeof(float)));
+      count_bytes(rank, theirs, mine);
+    }
+    sum_parts_.push_back(part);
+    sum_parts_in_order(false);
+  }
+
+  void end_sums() override {
+    if (sum_members_ < 2) return;
+    sum_parts_in_order(true);
+    note_waiting(waiting_.c_str());
+    try {
+      for (auto r : sum_rest_)
+        if (r >= 0) t_.wait(r, timeout_s_);
+    } catch (const Error&) {
       note_not_waiting();
-      float* target = data + bound(receive);
-      if (add)
-        for (std::size_t i = 0; i < size(receive); ++i) target[i] += incoming_[i];
-      else
-        std::copy(incoming_.begin(), incoming_.begin() + size(receive), target);
-    };
-    for (int s = 0; s + 1 < k; ++s) step((member_ - s + k) % k, (member_ - s - 1 + 2 * k) % k, true);
-    for (int s = 0; s + 1 < k; ++s) step((member_ + 1 - s + k) % k, (member_ - s + k) % k, false);
-    stats_.exchange_s += t_.time() - t0;
+      fail("the other members of ", label_, " (rank ", members_, ") did not pass on their partial sums within ",
+           timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
+    }
+    note_not_waiting();
+    stats_.exchange_s += t_.time() - sum_started_;
   }
 
  private:
+  static constexpr std::size_t kMaxSumParts = 64;
+  struct SumPart {
+    std::size_t begin, end;
+    std::size_t incoming;        // where the others' contributions land in sum_incoming_
+    std::size_t first_receive;   // its k - 1 receives in sum_receives_, sends in sum_sends_
+    std::size_t first_send;
+  };
+  std::size_t share_begin(const SumPart& p, int c) const { return plan::sum_share_begin(p.begin, p.end, sum_members_, c); }
+  std::size_t share_end(const SumPart& p, int c) const { return plan::sum_share_begin(p.begin, p.end, sum_members_, c + 1); }
+  void count_bytes(int rank, std::size_t sent, std::size_t received) {
+    stats_.bytes_sent += sent * sizeof(float);
+    stats_.bytes_sent_to[rank] += sent * sizeof(float);
+    stats_.bytes_received += received * sizeof(float);
+    stats_.bytes_received_from[rank] += received * sizeof(float);
+  }
+  // Whether every request of [first, first + k - 1) ended (waiting for them when `wait`).
+  bool ended(std::vector<Transport::Request>& requests, std::size_t first, bool wait) {
+    for (std::size_t i = first; i < first + sum_members_ - 1; ++i) {
+      if (requests[i] < 0) continue;
+      if (wait) {
+        note_waiting(waiting_.c_str());
+        try {
+          t_.wait(requests[i], timeout_s_);
+        } catch (const Error&) {
+          note_not_waiting();
+          fail("the other members of ", label_, " (rank ", members_, ") did not pass on their partial sums within ",
+               timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
+        }
+        note_not_waiting();
+      } else if (!t_.test(requests[i])) {
+        return false;
+      }
+      requests[i] = -1;
+    }
+    return true;
+  }
+  // Sums the parts whose contributions are in, in order, and sends the sums on.
+  void sum_parts_in_order(bool wait) {
+    const int k = sum_members_;
+    for (; sum_summed_ < sum_parts_.size(); ++sum_summed_) {
+      const SumPart& part = sum_parts_[sum_summed_];
+      if (!ended(sum_receives_, part.first_receive, wait) || !ended(sum_sends_, part.first_send, wait)) return;
+      const std::size_t b = share_begin(part, member_), n = share_end(part, member_) - b;
+      float* own = sum_data_ + b;
+      // In member order: member 0's contribution, plus member 1's, ... (accumulated in member
+      // 0's, which is this member's own or a received copy).
+      const auto contribution = [&](int c) -> float* {
+        return c == member_ ? own : sum_incoming_.data() + part.incoming + (c < member_ ? c : c - 1) * n;
+      };
+      float* total = contribution(0);
+      for (int c = 1; c < k; ++c) {
+        const float* x = contribution(c);
+        for (std::size_t i = 0; i < n; ++i) total[i] += x[i];
+      }
+      if (total != own) std::copy(total, total + n, own);
+      for (int c = 0; c < k; ++c) {
+        if (c == member_) continue;
+        const int rank = ranks_[c];
+        const std::size_t at = share_begin(part, c), m = share_end(part, c) - at;
+        sum_rest_.push_back(t_.irecv(rank, sum_tag_, sum_data_ + at, m * sizeof(float)));
+        sum_rest_.push_back(t_.isend(rank, sum_tag_, own, n * sizeof(float)));
+        count_bytes(rank, n, m);
+      }
+    }
+  }
+
   // Every member's part to every other member (root < 0), or to member `root` only.
   void swap(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
     const double t0 = t_.time();
@@ -170,12 +256,17 @@ class TransportPeerExchange : public partition::PeerExchange {
 
   Transport& t_;
   std::vector<int> ranks_;
-  int member_, tag_;
+  int member_, tag_, sum_tag_;
   report::RankStats& stats_;
   double timeout_s_;
   std::string label_, members_, waiting_;
   std::vector<Transport::Request> requests_;
-  std::vector<float> incoming_;  // a ring step's chunk
+  // Partial sums under way (begin_sums .. end_sums), their buffers kept from frame to frame.
+  std::vector<SumPart> sum_parts_;
+  std::vector<Transport::Request> sum_receives_, sum_sends_, sum_rest_;
+  std::vector<float> sum_incoming_;
+  std::size_t sum_summed_ = 0, sum_incoming_used_ = 0;
+  double sum_started_ = 0;
 };
 
 // Counters at the points that split a rank's run into its first frame, a warm-up and the
@@ -657,8 +748,8 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
     held += (held.empty() ? "" : "; ") + w->layers_held();
     const auto& st = plan.stages[s];
     if (st.ranks.size() > 1 && st.mode != StageMode::single && st.mode != StageMode::replicate)
-      impl_->exchanges[s] = std::make_unique<TransportPeerExchange>(transport, st.ranks, w->member(), kExchangeTag + s,
-                                                              impl_->stats, stall_timeout_s);
+      impl_->exchanges[s] = std::make_unique<TransportPeerExchange>(
+          transport, st.ranks, w->member(), kExchangeTag + s, kSumTag + s, impl_->stats, stall_timeout_s);
     for (int k = 0; k < w->outputs(); ++k) impl_->worker_outputs[s].push_back(&w->output(k));
     impl_->workers[s] = std::move(w);
   }

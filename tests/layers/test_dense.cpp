@@ -28,6 +28,22 @@ TEST(Dense, RandomShapes) {
     Tensor out;
     dense.forward({&x}, out);
     EXPECT_LT(max_relative_error(out, ref::dense(x, kernel, b, units)), 1e-5);
+
+    // In parts of positions: the same output, the parts reported in order.
+    std::vector<std::int64_t> parts{0};
+    const std::int64_t positions = static_cast<std::int64_t>(frames) * h * w;
+    while (parts.back() < positions) parts.push_back(std::min<std::int64_t>(positions, parts.back() + pick(1, 3)));
+    Tensor in_parts;
+    int next = 0;
+    double fraction = 0;
+    dense.forward_in_parts({&x}, in_parts, parts, [&](int j, double done) {
+      EXPECT_EQ(j, next++);
+      EXPECT_DOUBLE_EQ(done, double(parts[j + 1]) / positions);
+      fraction = done;
+    });
+    EXPECT_EQ(next + 1, static_cast<int>(parts.size()));
+    EXPECT_DOUBLE_EQ(fraction, 1.0);
+    EXPECT_LT(max_relative_error(in_parts, out), 1e-5);  // fewer rows may take another kernel
   }
 }
 

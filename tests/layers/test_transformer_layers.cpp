@@ -96,6 +96,24 @@ void check_attention_cases(int cases, std::uint64_t seed) {
     whole.forward(inputs, out);
     EXPECT_LT(max_relative_error(out, expected), 1e-4);
 
+    // In parts of positions (what a head split reduces while the rest projects): the same
+    // output, each part reported once, in order, with the work done growing to all of it.
+    std::vector<std::int64_t> parts{0};
+    const std::int64_t positions = static_cast<std::int64_t>(c.frames) * c.l;
+    while (parts.back() < positions) parts.push_back(std::min<std::int64_t>(positions, parts.back() + pick(rng, 1, 12)));
+    Tensor in_parts;
+    std::vector<int> reported;
+    double last_fraction = 0;
+    whole.forward_in_parts(inputs, in_parts, parts, [&](int j, double fraction) {
+      reported.push_back(j);
+      EXPECT_GE(fraction, last_fraction);
+      last_fraction = fraction;
+    });
+    EXPECT_LT(max_relative_error(in_parts, out), 1e-5);  // fewer rows may take another kernel
+    EXPECT_EQ(reported.size() + 1, parts.size());
+    for (std::size_t j = 0; j < reported.size(); ++j) EXPECT_EQ(reported[j], static_cast<int>(j));
+    EXPECT_DOUBLE_EQ(last_fraction, 1.0);
+
     // Split by heads: the members' partial outputs add up to the whole.
     const int cut = pick(rng, 1, c.heads);
     Tensor sum(c.frames, expected.shape(), 0.0f);

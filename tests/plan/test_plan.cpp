@@ -27,6 +27,7 @@
 #include "partition/stage_worker.h"
 #include "plan/band_geometry.h"
 #include "plan/plan.h"
+#include "plan/split_sums.h"
 #include "plan/strategies.h"
 #include "plan/validate.h"
 #include "reference/test_util.h"
@@ -378,6 +379,31 @@ test::TempDir* StageWorkerTest::dir_ = nullptr;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Plan JSON
+
+// Partial sums are reduced in up to four parts of whole positions; each member sends every
+// other its share of each part and the sums of its own: 2 (k - 1) / k of the sums in all.
+TEST(SplitSums, PartsCoverTheOutputAndEachMemberSendsTwoOfKOfIt) {
+  EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1),
+            (std::vector<std::size_t>{0, 49 * 768, 98 * 768, 147 * 768, 197 * 768}));
+  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1), (std::vector<std::size_t>{0, 4096}));  // one position
+  EXPECT_EQ(plan::sum_parts({1, 3, 5}, 1), (std::vector<std::size_t>{0, 5, 10, 15}));
+  EXPECT_EQ(plan::sum_parts({2, 2, 3}, 2).back(), 2u * 2 * 2 * 3);
+  for (const Shape out : {Shape{1, 197, 768}, Shape{1, 1, 4097}, Shape{7, 7, 13}, Shape{1, 2, 3}})
+    for (int k = 2; k <= 9; ++k) {
+      SCOPED_TRACE(cat(out.str(), ", ", k, " members"));
+      const auto parts = plan::sum_parts(out, 1);
+      for (int from = 0; from < k; ++from) {
+        std::size_t sent = 0, own = 0;
+        for (int to = 0; to < k; ++to) sent += plan::sum_floats_to_peer(parts, k, from, to);
+        for (std::size_t p = 0; p + 1 < parts.size(); ++p)
+          own += plan::sum_share_begin(parts[p], parts[p + 1], k, from + 1) -
+                 plan::sum_share_begin(parts[p], parts[p + 1], k, from);
+        // Every share but its own to its owner, then its own share's sum to the k - 1 others.
+        EXPECT_EQ(sent, out.size() - own + (k - 1) * own);
+        EXPECT_EQ(plan::sum_floats_to_peer(parts, k, from, from), 0u);
+      }
+    }
+}
 
 TEST(PlanJson, RoundTripKeepsEveryField) {
   Plan p;

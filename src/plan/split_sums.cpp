@@ -1,0 +1,31 @@
+#include "plan/split_sums.h"
+
+#include <algorithm>
+#include <cstdint>
+
+namespace chorus::plan {
+
+std::vector<std::size_t> sum_parts(const Shape& out, int frames) {
+  // Four parts: the last part's reduction is what the compute cannot hide, and every part costs
+  // each member 2 (k - 1) messages.
+  constexpr std::int64_t kParts = 4;
+  const std::int64_t positions = static_cast<std::int64_t>(frames) * out.rows() * out.w;
+  const std::int64_t parts = std::max<std::int64_t>(1, std::min(kParts, positions));
+  std::vector<std::size_t> bounds;
+  for (std::int64_t j = 0; j <= parts; ++j) bounds.push_back(static_cast<std::size_t>(positions * j / parts) * out.c);
+  return bounds;
+}
+
+std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to) {
+  if (from == to) return 0;
+  std::size_t floats = 0;
+  for (std::size_t p = 0; p + 1 < parts.size(); ++p) {
+    const auto share = [&](int c) {
+      return sum_share_begin(parts[p], parts[p + 1], members, c + 1) - sum_share_begin(parts[p], parts[p + 1], members, c);
+    };
+    floats += share(to) + share(from);
+  }
+  return floats;
+}
+
+}  // namespace chorus::plan
