@@ -82,7 +82,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         if (role == plan::SplitRole::whole) continue;
         const auto bounds = plan::split_bounds(plan::split_extent(*m.node(n).layer, role), st.fractions);
         if (role == plan::SplitRole::input_slice || role == plan::SplitRole::heads) {
-          const auto parts = plan::sum_parts(m.node(n).layer->output_shape(), 1);
+          const layers::Layer& layer = *m.node(n).layer;
+          const auto parts = plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0);
           const int members = static_cast<int>(st.ranks.size());
           for (int a = 0; a < members; ++a)
             for (int b = 0; b < members; ++b) sums[s][a * members + b] += plan::sum_floats_to_peer(parts, members, a, b);

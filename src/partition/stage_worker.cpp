@@ -127,7 +127,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
       if (role == SplitRole::input_slice || role == SplitRole::heads) {
-        scratch.sum_parts = plan::sum_parts(out_shape, frames);  // as the traffic model counts them
+        scratch.sum_parts = plan::sum_parts(out_shape, frames, layer.partwise_fraction() > 0);  // as the traffic model
         scratch.sum_positions.reserve(scratch.sum_parts.size());
       }
       if (role == SplitRole::output_slice) {
@@ -204,7 +204,8 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     full.resize(frames, out_shape);
     float* o = full.data();
     const std::size_t size = full.size();
-    if (scratch.sum_parts.back() != size) scratch.sum_parts = plan::sum_parts(out_shape, frames);  // a larger batch
+    if (scratch.sum_parts.back() != size)  // a larger batch
+      scratch.sum_parts = plan::sum_parts(out_shape, frames, node.layer->partwise_fraction() > 0);
     const std::vector<std::size_t>& parts = scratch.sum_parts;
     scratch.sum_positions.clear();
     for (std::size_t b : parts) scratch.sum_positions.push_back(static_cast<std::int64_t>(b / out_shape.c));

@@ -377,8 +377,8 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           const double moved = 2.0 * (count - 1) * out;
           ring_bytes += moved;
           const double comm = net.transfer_seconds(net.shared ? moved : moved / count) + 2.0 * net.latency_s;
-          const int parts = static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1).size()) - 1;
           const double partwise = m.node(n).layer->partwise_fraction();
+          const int parts = static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
           double slowest = 0;  // the layer's time on the slowest member
           for (int g = 0; g < count; ++g) slowest = std::max(slowest, times.layer(devices[g], n) * share[g]);
           const double per_part = slowest * partwise / parts;

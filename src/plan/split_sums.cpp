@@ -5,12 +5,12 @@
 
 namespace chorus::plan {
 
-std::vector<std::size_t> sum_parts(const Shape& out, int frames) {
+std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts) {
   // Four parts: the last part's reduction is what the compute cannot hide, and every part costs
   // each member 2 (k - 1) messages.
   constexpr std::int64_t kParts = 4;
   const std::int64_t positions = static_cast<std::int64_t>(frames) * out.rows() * out.w;
-  const std::int64_t parts = std::max<std::int64_t>(1, std::min(kParts, positions));
+  const std::int64_t parts = in_parts ? std::max<std::int64_t>(1, std::min(kParts, positions)) : 1;
   std::vector<std::size_t> bounds;
   for (std::int64_t j = 0; j <= parts; ++j) bounds.push_back(static_cast<std::size_t>(positions * j / parts) * out.c);
   return bounds;

@@ -16,8 +16,9 @@ inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int membe
 }
 
 // The parts, as float bounds over `frames` frames of `out`: up to four runs of whole positions
-// (one part for a single position: a CNN's dense layer).
-std::vector<std::size_t> sum_parts(const Shape& out, int frames);
+// for a layer that computes its output part by part (`in_parts`: Layer::partwise_fraction() > 0),
+// else one part (more would only add messages), as for a single position (a CNN's dense layer).
+std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts);
 
 // Floats member `from` sends member `to` to reduce partial sums in `parts`: its contribution to
 // `to`'s share of every part, then the sums of its own shares.

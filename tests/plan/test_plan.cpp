@@ -383,15 +383,16 @@ test::TempDir* StageWorkerTest::dir_ = nullptr;
 // Partial sums are reduced in up to four parts of whole positions; each member sends every
 // other its share of each part and the sums of its own: 2 (k - 1) / k of the sums in all.
 TEST(SplitSums, PartsCoverTheOutputAndEachMemberSendsTwoOfKOfIt) {
-  EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1),
+  EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1, true),
             (std::vector<std::size_t>{0, 49 * 768, 98 * 768, 147 * 768, 197 * 768}));
-  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1), (std::vector<std::size_t>{0, 4096}));  // one position
-  EXPECT_EQ(plan::sum_parts({1, 3, 5}, 1), (std::vector<std::size_t>{0, 5, 10, 15}));
-  EXPECT_EQ(plan::sum_parts({2, 2, 3}, 2).back(), 2u * 2 * 2 * 3);
+  EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1, false), (std::vector<std::size_t>{0, 197 * 768}));  // a convolution
+  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1, true), (std::vector<std::size_t>{0, 4096}));  // one position
+  EXPECT_EQ(plan::sum_parts({1, 3, 5}, 1, true), (std::vector<std::size_t>{0, 5, 10, 15}));
+  EXPECT_EQ(plan::sum_parts({2, 2, 3}, 2, true).back(), 2u * 2 * 2 * 3);
   for (const Shape out : {Shape{1, 197, 768}, Shape{1, 1, 4097}, Shape{7, 7, 13}, Shape{1, 2, 3}})
     for (int k = 2; k <= 9; ++k) {
       SCOPED_TRACE(cat(out.str(), ", ", k, " members"));
-      const auto parts = plan::sum_parts(out, 1);
+      const auto parts = plan::sum_parts(out, 1, true);
       for (int from = 0; from < k; ++from) {
         std::size_t sent = 0, own = 0;
         for (int to = 0; to < k; ++to) sent += plan::sum_floats_to_peer(parts, k, from, to);
