@@ -103,7 +103,6 @@ class TransportPeerExchange : public partition::PeerExchange {
     sum_rest_.clear();
     sum_summed_ = 0;
     sum_incoming_used_ = 0;
-    sum_started_ = t_.time();
     // The others' contributions to this member's shares: at most count / k + 1 floats of each
     // part from each of them (kept from frame to frame).
     const std::size_t need = (members - 1) * (count / members + kMaxSumParts);
@@ -113,6 +112,7 @@ class TransportPeerExchange : public partition::PeerExchange {
   void sums_ready(std::size_t begin, std::size_t end) override {
     const int k = sum_members_;
     if (k < 2) return;
+    const double t0 = t_.time();  // the time spent here and in end_sums is exchange, the rest compute
     CHORUS_ASSERT(sum_parts_.size() < kMaxSumParts, "more than ", kMaxSumParts, " parts of partial sums");
     SumPart part{begin, end, sum_incoming_used_, sum_receives_.size(), sum_sends_.size()};
     const std::size_t mine = share_end(part, member_) - share_begin(part, member_);
@@ -128,10 +128,12 @@ class TransportPeerExchange : public partition::PeerExchange {
     }
     sum_parts_.push_back(part);
     sum_parts_in_order(false);
+    stats_.exchange_s += t_.time() - t0;
   }
 
   void end_sums() override {
     if (sum_members_ < 2) return;
+    const double t0 = t_.time();
     sum_parts_in_order(true);
     note_waiting(waiting_.c_str());
     try {
@@ -143,7 +145,7 @@ class TransportPeerExchange : public partition::PeerExchange {
            timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
     }
     note_not_waiting();
-    stats_.exchange_s += t_.time() - sum_started_;
+    stats_.exchange_s += t_.time() - t0;
   }
 
  private:
@@ -266,7 +268,6 @@ class TransportPeerExchange : public partition::PeerExchange {
   std::vector<Transport::Request> sum_receives_, sum_sends_, sum_rest_;
   std::vector<float> sum_incoming_;
   std::size_t sum_summed_ = 0, sum_incoming_used_ = 0;
-  double sum_started_ = 0;
 };
 
 // Counters at the points that split a rank's run into its first frame, a warm-up and the
