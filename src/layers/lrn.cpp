@@ -18,9 +18,11 @@ std::string LRN::describe() const {
 
 void LRN::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const int c = output_shape().c, r = settings_.depth_radius;
-  out.resize(in[0]->frames(), output_shape());
+  // The input's own shape: a row band of a split-spatial stage holds fewer rows than the layer's.
+  out.resize(in[0]->frames(), in[0]->shape());
   const std::size_t pixels = in[0]->size() / c;
-  std::vector<float> prefix(c + 1);
+  thread_local std::vector<float> prefix;  // kept from frame to frame
+  if (prefix.size() < static_cast<std::size_t>(c) + 1) prefix.resize(c + 1);
   for (std::size_t p = 0; p < pixels; ++p) {
     const float* x = in[0]->data() + p * c;
     float* y = out.data() + p * c;

@@ -14,6 +14,7 @@
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/layer_norm.h"
+#include "layers/lrn.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
 #include "layers/reshape.h"
@@ -98,6 +99,7 @@ bool can_split_spatial(const layers::Layer& l) {
   return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
          dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
          dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||
+         dynamic_cast<const layers::LRN*>(&l) ||  // across channels only: a pixel's own
          dynamic_cast<const layers::Identity*>(&l);
 }
 

@@ -241,6 +241,22 @@ TEST(OnnxImport, RunCommandTakesAnInputPerNameAndWritesAFilePerOutput) {
   }
 }
 
+// LRN normalises each pixel across its channels only, so it runs inside row bands: the
+// convolution and both LRNs form one split-spatial stage on three ranks, equal to PyTorch.
+TEST(OnnxImport, LrnRunsInsideRowBands) {
+  test::TempDir dir;
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  auto r = test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np 3 " CHORUS_BINARY " run " +
+                             data_path("lrn.onnx") + " --input " + data_path("lrn.input.npy") +
+                             " --strategy split-spatial --output " + dir.path("out.npy") + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("conv..lrn5 split-spatial [0,1,2]"));
+  io::NpyArray got = io::read_npy(dir.path("out.npy")), expected = io::read_npy(data_path("lrn.output.npy"));
+  ASSERT_EQ(got.shape, expected.shape);
+  for (std::size_t i = 0; i < got.data.size(); ++i) ASSERT_NEAR(got.data[i], expected.data[i], 1e-5) << i;
+}
+
 TEST(OnnxImport, InputsOfAModelOfSeveralAreCheckedBeforeRunning) {
   const std::string model = data_path("multi_io.onnx"), image = data_path("multi_io.image.npy"),
                     vector = data_path("multi_io.vector.npy");
