@@ -9,6 +9,7 @@
 #include "layers/activation_layer.h"
 #include "layers/attention.h"
 #include "layers/batch_norm.h"
+#include "layers/channel_affine.h"
 #include "layers/conv2d.h"
 #include "layers/layers3d.h"
 #include "layers/dense.h"
@@ -100,6 +101,7 @@ bool can_split_spatial(const layers::Layer& l) {
          dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
          dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||
          dynamic_cast<const layers::LRN*>(&l) ||  // across channels only: a pixel's own
+         dynamic_cast<const layers::ChannelAffine*>(&l) ||  // Rescaling, Normalization: per pixel
          dynamic_cast<const layers::Identity*>(&l);
 }
 

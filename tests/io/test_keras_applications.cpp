@@ -130,3 +130,26 @@ TEST(KerasApplications, EfficientNetB0AsANestedBaseInAKerasArchiveGivesTheFlatMo
   ASSERT_EQ(info.exit_code, 0) << info.output;
   EXPECT_THAT(info.output, testing::HasSubstr("block7a_se_excite"));
 }
+
+// Rescaling and Normalization act on each pixel alone, so they run inside row bands: the input
+// is scaled in the first split-spatial stage, not on one rank before it; three ranks give one
+// process's outputs.
+TEST(KerasApplications, EfficientNetB0InRowBandsFromItsInputLayersOn) {
+  test::TempDir dir;
+  std::ofstream(dir.path("effnet.json")) << efficientnet_with_logits().dump();
+  ASSERT_EQ(test::run_chorus("init-weights " + dir.path("effnet.json") + " --seed 5 -o " + dir.path("effnet.h5"))
+                .exit_code,
+            0);
+  const std::string x = write_pixels(dir);
+  auto one = test::run_chorus("run " + dir.path("effnet.h5") + " --input " + x + " --quiet --output " +
+                              dir.path("one.npy"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  auto three = test::run_command("timeout -k 5 300 mpiexec --oversubscribe -np 3 " CHORUS_BINARY " run " +
+                                 dir.path("effnet.h5") + " --input " + x + " --strategy split-spatial --output " +
+                                 dir.path("three.npy") + " --quiet");
+  ASSERT_EQ(three.exit_code, 0) << three.output;
+  EXPECT_THAT(three.output, testing::HasSubstr("plan        rescaling..block1a_dwconv split-spatial [0,1,2]"));
+  EXPECT_LT(relative_error(dir.path("three.npy"), dir.path("one.npy")), 1e-5);
+}
