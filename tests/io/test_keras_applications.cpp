@@ -39,6 +39,21 @@ std::string write_pixels(const test::TempDir& dir) {
   return path;
 }
 
+// The zoo's EfficientNetB0 with logits and seeded random weights, as DIR/effnet.h5.
+std::string write_efficientnet(const test::TempDir& dir, int seed) {
+  std::ofstream(dir.path("effnet.json")) << efficientnet_with_logits().dump();
+  const std::string h5 = dir.path("effnet.h5");
+  const auto r = test::run_chorus("init-weights " + dir.path("effnet.json") + " --seed " + std::to_string(seed) + " -o " + h5);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return h5;
+}
+
+// `chorus run MODEL --input X --output OUT` on one process.
+void run_one_process(const std::string& model, const std::string& x, const std::string& out) {
+  const auto r = test::run_chorus("run " + model + " --input " + x + " --quiet --output " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+}
+
 // max |a - b| over max |b|.
 double relative_error(const std::string& a_path, const std::string& b_path) {
   const io::NpyArray a = io::read_npy(a_path), b = io::read_npy(b_path);
@@ -60,16 +75,10 @@ TEST(KerasApplications, EfficientNetB0MatchesPyTorchWithin1e4) {
   if (test::run_command("/usr/bin/python3 -c 'import torch, torchvision, h5py'").exit_code != 0)
     GTEST_SKIP() << "python3-torch, python3-torchvision or python3-h5py is not installed";
   test::TempDir dir;
-  std::ofstream(dir.path("effnet.json")) << efficientnet_with_logits().dump();
-  ASSERT_EQ(test::run_chorus("init-weights " + dir.path("effnet.json") + " --seed 4 -o " + dir.path("effnet.h5"))
-                .exit_code,
-            0);
-  const std::string x = write_pixels(dir);
-  auto ours = test::run_chorus("run " + dir.path("effnet.h5") + " --input " + x + " --quiet --output " +
-                               dir.path("chorus.npy"));
-  ASSERT_EQ(ours.exit_code, 0) << ours.output;
+  const std::string model = write_efficientnet(dir, 4), x = write_pixels(dir);
+  run_one_process(model, x, dir.path("chorus.npy"));
   auto theirs = test::run_command("/usr/bin/python3 " + test::source_path("tests/data/keras_efficientnet_reference.py") +
-                                  " " + dir.path("effnet.h5") + " " + x + " " + dir.path("torch.npy"));
+                                  " " + model + " " + x + " " + dir.path("torch.npy"));
   ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
   const double error = relative_error(dir.path("chorus.npy"), dir.path("torch.npy"));
   std::cout << "EfficientNetB0 against PyTorch: " << error << " of the largest logit\n";
@@ -121,10 +130,7 @@ TEST(KerasApplications, EfficientNetB0AsANestedBaseInAKerasArchiveGivesTheFlatMo
           .exit_code,
       0);
   const std::string x = write_pixels(dir);
-  for (const char* name : {"flat.h5", "transfer.keras"}) {
-    auto r = test::run_chorus("run " + dir.path(name) + " --input " + x + " --quiet --output " + dir.path(name) + ".npy");
-    ASSERT_EQ(r.exit_code, 0) << name << ": " << r.output;
-  }
+  for (const char* name : {"flat.h5", "transfer.keras"}) run_one_process(dir.path(name), x, dir.path(name) + ".npy");
   EXPECT_EQ(relative_error(dir.path("transfer.keras.npy"), dir.path("flat.h5.npy")), 0.0);
   auto info = test::run_chorus("info " + dir.path("transfer.keras"));
   ASSERT_EQ(info.exit_code, 0) << info.output;
@@ -136,18 +142,12 @@ TEST(KerasApplications, EfficientNetB0AsANestedBaseInAKerasArchiveGivesTheFlatMo
 // process's outputs.
 TEST(KerasApplications, EfficientNetB0InRowBandsFromItsInputLayersOn) {
   test::TempDir dir;
-  std::ofstream(dir.path("effnet.json")) << efficientnet_with_logits().dump();
-  ASSERT_EQ(test::run_chorus("init-weights " + dir.path("effnet.json") + " --seed 5 -o " + dir.path("effnet.h5"))
-                .exit_code,
-            0);
-  const std::string x = write_pixels(dir);
-  auto one = test::run_chorus("run " + dir.path("effnet.h5") + " --input " + x + " --quiet --output " +
-                              dir.path("one.npy"));
-  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::string model = write_efficientnet(dir, 5), x = write_pixels(dir);
+  run_one_process(model, x, dir.path("one.npy"));
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  auto three = test::run_command("timeout -k 5 300 mpiexec --oversubscribe -np 3 " CHORUS_BINARY " run " +
-                                 dir.path("effnet.h5") + " --input " + x + " --strategy split-spatial --output " +
+  auto three = test::run_command("timeout -k 5 300 mpiexec --oversubscribe -np 3 " CHORUS_BINARY " run " + model +
+                                 " --input " + x + " --strategy split-spatial --output " +
                                  dir.path("three.npy") + " --quiet");
   ASSERT_EQ(three.exit_code, 0) << three.output;
   EXPECT_THAT(three.output, testing::HasSubstr("plan        rescaling..block1a_dwconv split-spatial [0,1,2]"));

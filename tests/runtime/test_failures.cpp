@@ -59,6 +59,20 @@ class Failures : public testing::Test {
     if (!std::regex_search(r.output, m, std::regex("fault-seconds: ([0-9.]+)"))) return 1e9;
     return std::stod(m[1]);
   }
+  // Four emulated devices of 0.5 G multiply-adds/s (LeNet-5: about 5 ms a frame) on a fast
+  // switched network, as DIR/four.json.
+  static std::string four_devices(const test::TempDir& dir) {
+    const std::string cluster = dir.path("four.json");
+    std::ofstream(cluster) << R"({"name": "four", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
+      "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 5e8}}}},
+      "hosts": [{"name": "localhost", "class": "dev", "slots": 4}]})";
+    return cluster;
+  }
+  // One uninterrupted process's output of `frames`, to compare a stopped or killed run with.
+  static void write_reference(const std::string& frames, const std::string& out) {
+    auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + out);
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+  }
   static int job_exit(const test::CommandResult& r) {
     std::smatch m;
     if (!std::regex_search(r.output, m, std::regex("fault-exit: ([0-9]+)"))) return -1;
@@ -113,9 +127,7 @@ TEST_F(Failures, ResumeAfterAKilledRankGivesTheUninterruptedOutputByteForByte) {
     test::TempDir dir;
     const std::string whole = dir.path("whole.npy"), resumed = dir.path("resumed.npy");
     const std::string frames = " --synthetic " + std::to_string(kResumeFrames) + " --seed 7";
-    auto one =
-        test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
-    ASSERT_EQ(one.exit_code, 0) << one.output;
+    write_reference(frames, whole);
     const int kill_after = std::uniform_int_distribution<int>(200, kResumeFrames / 3)(random);
     auto killed = with_fault("kill", c.victim, resumed + ".journal", kill_after,
                              job(c.ranks, frames + " --strategy " + c.strategy + " --output " + resumed));
@@ -136,8 +148,7 @@ TEST_F(Failures, StopOnRequestEndsAtAFrameAndResumeCompletesTheOutput) {
   test::TempDir dir;
   const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
   const std::string frames = " --synthetic " + std::to_string(kResumeFrames) + " --seed 8";
-  auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
-  ASSERT_EQ(one.exit_code, 0) << one.output;
+  write_reference(frames, whole);
   auto stopped = with_fault("usr1", 0, out + ".journal", 500, job(3, frames + " --strategy pipeline --output " + out));
   ASSERT_EQ(job_exit(stopped), kStoppedExitCode) << stopped.output;
   EXPECT_THAT(stopped.output, HasSubstr("input end   stopped on request (SIGUSR1)"));
@@ -199,17 +210,10 @@ TEST_F(Failures, ResumingAnotherRunIsRefused) {
 
 TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
   test::TempDir dir;
-  // Four emulated devices of 0.5 G multiply-adds/s (LeNet-5: about 5 ms a frame) on a fast
-  // switched network.
-  const std::string cluster = dir.path("four.json");
-  std::ofstream(cluster) << R"({"name": "four", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
-    "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 5e8}}}},
-    "hosts": [{"name": "localhost", "class": "dev", "slots": 4}]})";
+  const std::string cluster = four_devices(dir);
   const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
   const std::string frames = " --synthetic 3000 --seed 5";
-  auto one =
-      test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
-  ASSERT_EQ(one.exit_code, 0) << one.output;
+  write_reference(frames, whole);
   auto r = with_fault("kill", 2, out + ".journal", 800,
                       "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
                           dir.path("work") + " -- run " + model() + frames + " --quiet --output " + out);
@@ -228,15 +232,10 @@ TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
 // byte for byte one uninterrupted process's.
 TEST_F(Failures, SuperviseReadmitsADeviceThatAnswersAgain) {
   test::TempDir dir;
-  const std::string cluster = dir.path("four.json");
-  std::ofstream(cluster) << R"({"name": "four", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
-    "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 5e8}}}},
-    "hosts": [{"name": "localhost", "class": "dev", "slots": 4}]})";
+  const std::string cluster = four_devices(dir);
   const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy"), tried = dir.path("tried-{host}");
   const std::string frames = " --synthetic 20000 --seed 6";
-  auto one =
-      test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + whole);
-  ASSERT_EQ(one.exit_code, 0) << one.output;
+  write_reference(frames, whole);
   const std::string probe = "test -e " + tried + " || { touch " + tried + "; false; }";
   auto r = with_fault("kill", 1, out + ".journal", 800,
                       "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
