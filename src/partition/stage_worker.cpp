@@ -51,7 +51,6 @@ void PeerExchange::end_sums() {
     for (std::size_t i = 0; i < sum_count_; ++i) sum_data_[i] += parts[m * sum_count_ + i];
 }
 
-
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
                          io::WeightReader& reader, bool fuse, int frames)
     : model_(m), spec_(plan.stages.at(stage)), stage_(stage), member_(member), frames_(frames) {
