@@ -317,8 +317,25 @@ def efficientnetb0():
     return g.to_json(g.dense(x, 1000, "softmax", "predictions"))
 
 
+def tinyyolov2():
+    """Tiny YOLOv2 for PASCAL VOC (Darknet's yolov2-tiny-voc.cfg) as Keras ports write it: 416x416
+    in, nine 3x3 convolutions with batch norm and leaky ReLU (0.1), six max poolings (the last
+    2x2 with stride 1, 'same'), and a 1x1 convolution to 13x13x125 (5 boxes x (20 classes + 5)).
+    A chain of convolutions and poolings, as DeepThings splits YOLOv2's first layers."""
+    g = Graph("tinyyolov2", (416, 416, 3))
+    x = g.input
+    for i, filters in enumerate([16, 32, 64, 128, 256, 512, 1024, 1024], start=1):
+        x = g.conv(x, filters, 3, bias=False, name=f"conv2d_{i}")
+        x = g.bn(x, f"batch_normalization_{i}", 1e-3)
+        x = g.add("LeakyReLU", {"alpha": 0.1}, [x], f"leaky_re_lu_{i}")
+        if i <= 6:
+            x = g.maxpool(x, 2, 2 if i < 6 else 1, "valid" if i < 6 else "same", f"max_pooling2d_{i}")
+    return g.to_json(g.conv(x, 125, 1, name="conv2d_9"))
+
+
 MODELS = {"lenet5": lenet5, "alexnet": alexnet, "vgg16": vgg16, "resnet18": resnet18, "resnet50": resnet50,
-          "mobilenetv2": mobilenetv2, "xception": xception, "efficientnetb0": efficientnetb0}
+          "mobilenetv2": mobilenetv2, "xception": xception, "efficientnetb0": efficientnetb0,
+          "tinyyolov2": tinyyolov2}
 
 if __name__ == "__main__":
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
