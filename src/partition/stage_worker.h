@@ -51,12 +51,6 @@ class PeerExchange {
   virtual void begin_sums(float* data, std::size_t count, int members);
   virtual void sums_ready(std::size_t begin, std::size_t end) { (void)begin, (void)end; }
   virtual void end_sums();
-  // The three at once: one part.
-  void all_reduce(float* data, std::size_t count, int members) {
-    begin_sums(data, count, members);
-    sums_ready(0, count);
-    end_sums();
-  }
 
  protected:
   float* sum_data_ = nullptr;
