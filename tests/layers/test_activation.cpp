@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "core/parallel.h"
 #include "layers/activation.h"
 #include "layers/activation_layer.h"
 #include "reference/reference_ops.h"
@@ -26,6 +27,26 @@ TEST(Activation, EveryNamedActivationMatchesReference) {
     layer.forward({&in}, out);
     EXPECT_LT(max_relative_error(out, ref::activation(in, c.ref, c.alpha)), 2e-6) << c.name;
   }
+}
+
+// Sigmoid and swish run a vector at a time and the layer spreads positions over threads: far
+// into both tails, on a map whose size is no multiple of a vector, with 1 and 3 threads.
+TEST(Activation, SigmoidAndSwishOverWideRangesAndThreads) {
+  Tensor in = test::random_tensor(1, {37, 29, 5}, 8, -40.0f, 40.0f);
+  for (int threads : {1, 3}) {
+    set_compute_threads(threads);
+    for (const char* name : {"sigmoid", "swish"}) {
+      ActivationLayer layer("a", "Activation", activation_from_name(name));
+      layer.build({in.shape()});
+      Tensor out;
+      layer.forward({&in}, out);
+      const Tensor expected = ref::activation(in, name, 0);
+      EXPECT_LT(max_relative_error(out, expected), 2e-6) << name << ", " << threads << " threads";
+      for (std::size_t i = 0; i < out.size(); ++i)  // 0 and 1 reached, never passed
+        if (std::string(name) == "sigmoid") ASSERT_TRUE(out.data()[i] >= 0.0f && out.data()[i] <= 1.0f) << i;
+    }
+  }
+  set_compute_threads(1);
 }
 
 TEST(Activation, Keras3HardSigmoidUsesOneSixth) {

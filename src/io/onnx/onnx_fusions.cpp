@@ -1,6 +1,6 @@
 // Groups of ONNX nodes that exporters write for one transformer layer, recognised and made one
 // Chorus layer: layer normalisation written out in operators (opset < 17), GELU written with
-// Erf, and PyTorch's nn.MultiheadAttention (the in-projection, the head split, the scores, the
+// Erf, SiLU written as Sigmoid and Mul, and PyTorch's nn.MultiheadAttention (the in-projection, the head split, the scores, the
 // softmax, the head merge and the out-projection: about thirty nodes). Each matcher starts at
 // the group's first node, checks every node and every constant of the group, and absorbs the
 // nodes so that the import loop passes over them. A group that starts like attention but
@@ -187,6 +187,23 @@ bool fuse_gelu(OnnxNode& n, int first) {
   return true;
 }
 
+// ---- SiLU -----------------------------------------------------------------------------------
+
+// Sigmoid(x) -> Mul(x, .): x * sigmoid(x), as PyTorch exports nn.SiLU (EfficientNet). As one
+// swish layer it fuses into the convolution before it, computed while the sums are in cache.
+bool fuse_silu(OnnxNode& n, int first) {
+  if (n.inputs() != 1 || !n.graph().has_value(n.input_name(0))) return false;
+  GroupWalk w(n.graph(), first);
+  auto mul = w.sole(w.out(first), "Mul");
+  if (!mul || w.other_input(*mul, w.out(first)) != n.input_name(0)) return false;
+  const OnnxValue x = n.activation(0);
+  w.absorb_all();
+  Activation swish;
+  swish.kind = ActivationKind::swish;
+  auto layer = std::make_unique<ActivationLayer>(group_name(n), "Activation", swish);
+  n.graph().set_value(w.out(*mul), n.add_layer(std::move(layer), {x}, x.rank()));
+  return true;
+}
 
 // ---- Attention ------------------------------------------------------------------------------
 
@@ -399,6 +416,7 @@ bool fuse_attention(OnnxNode& n, int first) {
 bool fuse_onnx_nodes(OnnxNode& node, int index) {
   if (node.op() == "ReduceMean") return fuse_layer_norm(node, index);
   if (node.op() == "Div") return fuse_gelu(node, index);
+  if (node.op() == "Sigmoid") return fuse_silu(node, index);
   if (node.op() == "Transpose") return fuse_attention(node, index);
   return false;
 }
