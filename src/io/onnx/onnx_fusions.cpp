@@ -162,6 +162,17 @@ bool fuse_layer_norm(OnnxNode& n, int first) {
   return true;
 }
 
+// The group walked by `w`, from node n's first input to node `last`'s output, as one activation.
+bool become_activation(OnnxNode& n, GroupWalk& w, int last, ActivationKind kind) {
+  const OnnxValue x = n.activation(0);
+  w.absorb_all();
+  Activation a;
+  a.kind = kind;
+  auto layer = std::make_unique<ActivationLayer>(group_name(n), "Activation", a);
+  n.graph().set_value(w.out(last), n.add_layer(std::move(layer), {x}, x.rank()));
+  return true;
+}
+
 // ---- GELU -----------------------------------------------------------------------------------
 
 // Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x, .) -> Mul(0.5): x * (1 + erf(x / sqrt 2)) / 2.
@@ -178,13 +189,7 @@ bool fuse_gelu(OnnxNode& n, int first) {
   if (!mul || w.other_input(*mul, w.out(*add)) != n.input_name(0)) return false;
   auto half = w.sole(w.out(*mul), "Mul");
   if (!half || w.scalar(w.other_input(*half, w.out(*mul))) != 0.5) return false;
-  const OnnxValue x = n.activation(0);
-  w.absorb_all();
-  Activation gelu;
-  gelu.kind = ActivationKind::gelu;
-  auto layer = std::make_unique<ActivationLayer>(group_name(n), "Activation", gelu);
-  n.graph().set_value(w.out(*half), n.add_layer(std::move(layer), {x}, x.rank()));
-  return true;
+  return become_activation(n, w, *half, ActivationKind::gelu);
 }
 
 // ---- SiLU -----------------------------------------------------------------------------------
@@ -196,13 +201,7 @@ bool fuse_silu(OnnxNode& n, int first) {
   GroupWalk w(n.graph(), first);
   auto mul = w.sole(w.out(first), "Mul");
   if (!mul || w.other_input(*mul, w.out(first)) != n.input_name(0)) return false;
-  const OnnxValue x = n.activation(0);
-  w.absorb_all();
-  Activation swish;
-  swish.kind = ActivationKind::swish;
-  auto layer = std::make_unique<ActivationLayer>(group_name(n), "Activation", swish);
-  n.graph().set_value(w.out(*mul), n.add_layer(std::move(layer), {x}, x.rank()));
-  return true;
+  return become_activation(n, w, *mul, ActivationKind::swish);
 }
 
 // ---- Attention ------------------------------------------------------------------------------
