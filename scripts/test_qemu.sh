@@ -126,6 +126,14 @@ in_chroot /chorus/chorus run "/data/$clip.onnx" --input "/data/$clip.input.npy" 
   >/dev/null
 check "$clip against PyTorch" "$data/$clip.qemu.npy" "$repo/tests/data/onnx/$clip.output.npy"
 
+# 6. Convolutions of every kind with LeakyRelu, Sigmoid and Tanh (the sigmoid's vector code in
+# NEON's registers) against PyTorch's output.
+conv=conv_variants
+cp "$repo/tests/data/onnx/$conv.onnx" "$repo/tests/data/onnx/$conv.input.npy" "$data/"
+in_chroot /chorus/chorus run "/data/$conv.onnx" --input "/data/$conv.input.npy" --quiet --output "/data/$conv.qemu.npy" \
+  >/dev/null
+check "$conv against PyTorch" "$data/$conv.qemu.npy" "$repo/tests/data/onnx/$conv.output.npy"
+
 if [ "$failures" -ne 0 ]; then
   echo "test_qemu: $failures check(s) failed" >&2
   exit 1
