@@ -42,7 +42,10 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
     s.testbed = o->testbed;
     s.work_dir = o->work_dir;
     s.max_failures = o->max_failures;
-    s.probe = o->probe == "none" ? "" : !o->probe.empty() || o->emulate || o->testbed ? o->probe : supervise::kDefaultProbe;
+    // No probe unless given, but on a real cluster: its ssh login.
+    s.probe = o->probe;
+    if (o->probe == "none") s.probe.clear();
+    else if (o->probe.empty() && !o->emulate && !o->testbed) s.probe = supervise::kDefaultProbe;
     s.probe_every_s = o->probe_every;
     s.run_args = o->job;
     s.mpirun.clear();

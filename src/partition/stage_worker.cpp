@@ -126,8 +126,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
       if (role == SplitRole::input_slice || role == SplitRole::heads) {
-        scratch.sum_parts = plan::sum_parts(out_shape, frames, layer.partwise_fraction() > 0);  // as the traffic model
-        scratch.sum_positions.reserve(scratch.sum_parts.size());
+        scratch.set_sum_parts(out_shape, frames, layer.partwise_fraction() > 0);  // as the traffic model
       }
       if (role == SplitRole::output_slice) {
         scratch.gathered.reserve(frames * total);
@@ -204,10 +203,8 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     float* o = full.data();
     const std::size_t size = full.size();
     if (scratch.sum_parts.back() != size)  // a larger batch
-      scratch.sum_parts = plan::sum_parts(out_shape, frames, node.layer->partwise_fraction() > 0);
+      scratch.set_sum_parts(out_shape, frames, node.layer->partwise_fraction() > 0);
     const std::vector<std::size_t>& parts = scratch.sum_parts;
-    scratch.sum_positions.clear();
-    for (std::size_t b : parts) scratch.sum_positions.push_back(static_cast<std::int64_t>(b / out_shape.c));
     if (exchange_) exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1);
     part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, [&](int j, double done) {
       if (pacer_) pacer_->layer_progress(n, share, started, done);

@@ -115,6 +115,11 @@ class StageWorker : private model::ExternalNodes {
     int multiplier = 1;                     // output channels per split channel (depthwise)
     std::vector<std::size_t> sum_parts;        // partial sums: the parts they are reduced in (floats)
     std::vector<std::int64_t> sum_positions;  // the same in positions, for the layer
+    void set_sum_parts(const Shape& out, int frames, bool in_parts) {
+      sum_parts = plan::sum_parts(out, frames, in_parts);
+      sum_positions.clear();
+      for (std::size_t b : sum_parts) sum_positions.push_back(static_cast<std::int64_t>(b / out.c));
+    }
   };
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -135,16 +136,7 @@ class TransportPeerExchange : public partition::PeerExchange {
     if (sum_members_ < 2) return;
     const double t0 = t_.time();
     sum_parts_in_order(true);
-    note_waiting(waiting_.c_str());
-    try {
-      for (auto r : sum_rest_)
-        if (r >= 0) t_.wait(r, timeout_s_);
-    } catch (const Error&) {
-      note_not_waiting();
-      fail("the other members of ", label_, " (rank ", members_, ") did not pass on their partial sums within ",
-           timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
-    }
-    note_not_waiting();
+    wait_for(sum_rest_, "pass on their partial sums");
     stats_.exchange_s += t_.time() - t0;
   }
 
@@ -166,21 +158,13 @@ class TransportPeerExchange : public partition::PeerExchange {
   }
   // Whether every request of [first, first + k - 1) ended (waiting for them when `wait`).
   bool ended(std::vector<Transport::Request>& requests, std::size_t first, bool wait) {
-    for (std::size_t i = first; i < first + sum_members_ - 1; ++i) {
-      if (requests[i] < 0) continue;
-      if (wait) {
-        note_waiting(waiting_.c_str());
-        try {
-          t_.wait(requests[i], timeout_s_);
-        } catch (const Error&) {
-          note_not_waiting();
-          fail("the other members of ", label_, " (rank ", members_, ") did not pass on their partial sums within ",
-               timeout_s_, " s (one of them stalled or died; --stall-timeout sets the limit)");
-        }
-        note_not_waiting();
-      } else if (!t_.test(requests[i])) {
-        return false;
-      }
+    const std::size_t end = first + sum_members_ - 1;
+    if (wait) {
+      wait_for(requests, "pass on their partial sums", first, end);
+      return true;
+    }
+    for (std::size_t i = first; i < end; ++i) {
+      if (requests[i] >= 0 && !t_.test(requests[i])) return false;
       requests[i] = -1;
     }
     return true;
@@ -244,10 +228,14 @@ class TransportPeerExchange : public partition::PeerExchange {
   }
 
   // Waits for every request, naming the members (and what they did not do) if one stalls.
-  void wait_all(const char* what) {
+  void wait_all(const char* what) { wait_for(requests_, what); }
+  // Waits for every request still open (>= 0) of `requests`, naming the members if one stalls.
+  void wait_for(std::vector<Transport::Request>& requests, const char* what, std::size_t first = 0,
+                std::size_t end = std::numeric_limits<std::size_t>::max()) {
     note_waiting(waiting_.c_str());
     try {
-      for (auto r : requests_) t_.wait(r, timeout_s_);
+      for (std::size_t i = first; i < std::min(end, requests.size()); ++i)
+        if (requests[i] >= 0) t_.wait(requests[i], timeout_s_), requests[i] = -1;
     } catch (const Error&) {
       note_not_waiting();
       fail("the other members of ", label_, " (rank ", members_, ") did not ", what, " within ", timeout_s_,

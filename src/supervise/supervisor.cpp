@@ -86,6 +86,7 @@ class Devices {
     for (const auto& h : all_.hosts)
       if (h.name == host) out_[host] = whole_host ? h.slots : std::min(h.slots, out_[host] + 1);
   }
+  bool any_out() const { return !out_.empty(); }
   // Hosts with slots taken out.
   std::vector<std::string> out() const {
     std::vector<std::string> hosts;
@@ -211,7 +212,7 @@ int supervise(const SuperviseOptions& o) {
                       << (gap == &lost ? "failure" : "stop") << "\n"
                       << std::flush;
           }
-          if (o.probe.empty() || !answered.empty() || devices.out().empty() || now() - probed_at < o.probe_every_s)
+          if (o.probe.empty() || !answered.empty() || !devices.any_out() || now() - probed_at < o.probe_every_s)
             return;
           for (const auto& host : devices.out())
             if (answers(o.probe, host)) answered.push_back(host);
