@@ -72,6 +72,10 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                   "compute threads per rank (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,
                   "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)");
+  cmd->add_option("--parity-wait", o->parity_wait_s,
+                  "Parity stages: seconds a consumer waits for a member's late slice before rebuilding it from "
+                  "the parity (default 0.1)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--cluster", o->cluster,
                   "Cluster file of the devices: a plan that needs more memory than one declares is refused");
   auto* emulate = cmd->add_option("--emulate", o->emulate,

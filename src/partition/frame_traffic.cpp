@@ -74,6 +74,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         for (const auto& h : plan::halo_transfers(groups[g - 1], groups[g]))
           halos[s].emplace_back(h.from, h.to, static_cast<std::size_t>(h.end - h.begin) * between.w * between.c * between.d);
       }
+    } else if (st.parity) {
+      continue;  // no swaps: each member's slice goes straight to the consumers (below)
     } else if (st.mode == StageMode::split_output || st.mode == StageMode::split_input ||
                st.mode == StageMode::split_tensor) {
       const auto roles = plan::split_roles(m, st.first, st.last, st.mode);
@@ -104,27 +106,47 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       message[s].push_back(header_bytes +
                            input_rows_floats(m, values, stage_input_rows(m, p, s, g)) * sizeof(float));
   }
+  // Receivers of role s (S: the sink) for frame i.
+  const auto receivers = [&](int s, int i) -> std::vector<int> {
+    if (s == S) return {p.plan.sink};
+    if (p.stages[s].mode == StageMode::replicate) return {p.stages[s].ranks[turns[s].member_of(i)]};
+    return p.stages[s].ranks;
+  };
   for (int i = 0; i < frames; ++i) {
     for (int s = 0; s <= S; ++s) {
-      const int from = producer(s - 1, i);
-      if (s == S) {
-        add(from, p.plan.sink, message[s][0]);
-      } else if (p.stages[s].mode == StageMode::replicate) {
-        const int member = turns[s].member_of(i);
-        add(from, p.stages[s].ranks[member], message[s][member]);
+      // Into role s: the producer's message to each receiver (the members of a split-spatial
+      // stage each their rows), or every member's slice of a parity stage (the parity's as wide
+      // as the widest) to each.
+      const std::vector<int> to = receivers(s, i);
+      if (s > 0 && p.stages[s - 1].parity) {
+        const auto& st = p.stages[s - 1];
+        const Shape out = m.node(st.last).layer->output_shape();
+        const auto bounds = plan::split_bounds(out.c, st.fractions);
+        int widest = 0;
+        for (std::size_t r = 0; r + 1 < bounds.size(); ++r) widest = std::max(widest, bounds[r + 1] - bounds[r]);
+        for (std::size_t g = 0; g < st.ranks.size(); ++g) {
+          const int width = static_cast<int>(g) < st.data_members() ? bounds[g + 1] - bounds[g] : widest;
+          const double bytes = header_bytes + static_cast<double>(width) * (out.size() / out.c) * sizeof(float);
+          for (int r : to) add(st.ranks[g], r, bytes);
+        }
       } else {
-        const auto& ranks = p.stages[s].ranks;
-        for (std::size_t g = 0; g < ranks.size(); ++g) add(from, ranks[g], message[s][g]);
-        // Bands are gathered to member 0 only (it hands the stage's output on); split layers'
-        // parts go to every member.
-        const bool to_first = p.stages[s].mode == StageMode::split_spatial;
-        for (std::size_t a = 0; a < swaps[s].size(); ++a)
-          for (std::size_t b = 0; b < ranks.size(); ++b)
-            if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
-        for (std::size_t a = 0; a < ranks.size() && !sums[s].empty(); ++a)
-          for (std::size_t b = 0; b < ranks.size(); ++b) add(ranks[a], ranks[b], sums[s][a * ranks.size() + b] * sizeof(float));
-        for (const auto& [a, b, floats] : halos[s]) add(ranks[a], ranks[b], floats * sizeof(float));
+        const int from = producer(s - 1, i);
+        for (std::size_t g = 0; g < to.size(); ++g) {
+          const int member = s < S && p.stages[s].mode == StageMode::replicate ? turns[s].member_of(i) : static_cast<int>(g);
+          add(from, to[g], message[s][member]);
+        }
       }
+      if (s == S || p.stages[s].mode == StageMode::replicate) continue;
+      // Inside the stage: bands are gathered to member 0 only (it hands the stage's output on);
+      // split layers' parts go to every member.
+      const auto& ranks = p.stages[s].ranks;
+      const bool to_first = p.stages[s].mode == StageMode::split_spatial;
+      for (std::size_t a = 0; a < swaps[s].size(); ++a)
+        for (std::size_t b = 0; b < ranks.size(); ++b)
+          if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
+      for (std::size_t a = 0; a < ranks.size() && !sums[s].empty(); ++a)
+        for (std::size_t b = 0; b < ranks.size(); ++b) add(ranks[a], ranks[b], sums[s][a * ranks.size() + b] * sizeof(float));
+      for (const auto& [a, b, floats] : halos[s]) add(ranks[a], ranks[b], floats * sizeof(float));
     }
     if (p.plan.sink != p.plan.source) add(p.plan.sink, p.plan.source, header_bytes);  // the credit
   }

@@ -116,6 +116,63 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Weig
   return part;
 }
 
+LayerPart make_parity_part(const model::Node& node, const std::vector<int>& bounds, io::WeightReader& reader) {
+  const Layer& full = *node.layer;
+  CHORUS_ASSERT(node.folded.empty(), "parity of '", full.name(), "' with a folded batch norm");
+  const Shape in = full.input_shapes()[0];
+  int width = 0;
+  for (std::size_t r = 0; r + 1 < bounds.size(); ++r) width = std::max(width, bounds[r + 1] - bounds[r]);
+  LayerPart part;
+  int axis = 0;
+  if (auto* conv = dynamic_cast<const Conv2D*>(&full)) {
+    Conv2DSettings s = conv->settings();
+    s.filters = width;
+    part.layer = std::make_unique<Conv2D>(full.name(), s);
+    axis = 3;
+  } else if (auto* dense = dynamic_cast<const Dense*>(&full)) {
+    DenseSettings s = dense->settings();
+    s.units = width;
+    part.layer = std::make_unique<Dense>(full.name(), s);
+    axis = 1;
+  } else {
+    fail("layer '", full.name(), "' (", full.type(), ") cannot carry a parity slice: only Dense and Conv2D can");
+  }
+  part.layer->build({in});
+  // The sliced axis is the last of the kernel (and the only one of the bias): each slice is
+  // rows of its width, added into rows of `width`.
+  const auto add_slices = [&](const WeightSpec& spec, int slice_axis) {
+    std::vector<float> sum;
+    for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
+      const int w = bounds[r + 1] - bounds[r];
+      const std::vector<float> slice = reader.read(node.source, spec, {slice_axis, bounds[r], bounds[r + 1]});
+      const std::size_t rows = slice.size() / w;
+      if (sum.empty()) sum.assign(rows * width, 0.0f);
+      for (std::size_t i = 0; i < rows; ++i)
+        for (int j = 0; j < w; ++j) sum[i * width + j] += slice[i * w + j];
+    }
+    return sum;
+  };
+  WeightMap w;
+  w["kernel"] = add_slices(spec_named(full, "kernel"), axis);
+  if (has_weight(full, "bias")) w["bias"] = add_slices(spec_named(full, "bias"), 0);
+  part.layer->set_weights(std::move(w));
+  strip_activation(part);
+  part.begin = 0;
+  part.end = width;
+  return part;
+}
+
+layers::Activation layer_activation(const model::Node& node) {
+  // fusable_activation() is the layer's own setting; it is only read here.
+  const Activation* act = const_cast<Layer&>(*node.layer).fusable_activation();
+  return act ? *act : Activation{};
+}
+
+void strip_activation(LayerPart& part) {
+  if (Activation* act = part.layer->fusable_activation()) *act = Activation{};
+  part.activation = Activation{};
+}
+
 LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader) {
   const Layer& full = *node.layer;
   const Shape in = full.input_shapes()[0];

@@ -32,6 +32,17 @@ LayerPart make_input_part(const model::Node& node, int begin, int end, io::Weigh
 // projection, whose bias is added once after the sum.
 LayerPart make_head_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 
+// Coded redundancy (plan::Stage::parity): a Dense or Conv2D layer (no folded batch norm) whose
+// output channels are cut at `bounds`; the parity part has as many channels as the widest slice,
+// each the sum of the slices' weights and biases at that position (narrower slices padded with
+// zeros), so its output is the sum of the slices' outputs. Neither this nor the members' parts
+// of such a stage apply the layer's activation: the consumer does, once the slices are joined.
+LayerPart make_parity_part(const model::Node& node, const std::vector<int>& bounds, io::WeightReader& reader);
+// The activation a split layer's consumer applies after joining a parity stage's slices.
+layers::Activation layer_activation(const model::Node& node);
+// Takes the activation out of a part's layer (a parity stage's member computes it before).
+void strip_activation(LayerPart& part);
+
 // Copies channels [begin, end) of every pixel into a new tensor.
 void slice_channels(const Tensor& in, int begin, int end, Tensor& out);
 

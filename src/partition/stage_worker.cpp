@@ -106,6 +106,22 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
     const SplitRole role = roles[n - spec_.first];
     if (role != SplitRole::whole) {
       auto bounds = plan::split_bounds(plan::split_extent(layer, role), spec_.fractions);
+      if (spec_.parity) {
+        // Coded (plan::Stage::parity): the slice, or the parity, goes to the consumers as it is,
+        // before the activation, which they apply once the slices are joined.
+        const bool parity = member >= spec_.data_members();
+        LayerPart part = parity ? make_parity_part(m.node(n), bounds, reader)
+                                : make_output_part(m.node(n), bounds[member], bounds[member + 1], reader);
+        strip_activation(part);
+        weight_bytes_ += part.layer->weight_bytes();
+        coded_slice_.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+        SplitScratch& scratch = scratch_[n];
+        scratch.role = role;
+        scratch.part_inputs.assign(m.node(n).inputs.size(), nullptr);
+        parts_.emplace(n, std::move(part));
+        bounds_.emplace(n, std::move(bounds));
+        continue;
+      }
       const int b = bounds[member], e = bounds[member + 1];
       LayerPart part = role == SplitRole::input_slice ? make_input_part(m.node(n), b, e, reader)
                        : role == SplitRole::heads     ? make_head_part(m.node(n), b, e, reader)
@@ -150,6 +166,7 @@ StageWorker::~StageWorker() = default;
 Tensor& StageWorker::input(int k) { return executor_ ? executor_->input(k) : band_inputs_.at(k); }
 
 const Tensor& StageWorker::output(int k) const {
+  if (spec_.parity) return coded_slice_;  // the stage's one output, as this member's slice
   if (executor_) return executor_->output(k);
   const int v = outputs_.at(k);
   if (v == spec_.last) return band_output_;
@@ -159,9 +176,11 @@ const Tensor& StageWorker::output(int k) const {
 std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
   if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_rows()[member_], "-", band_rows()[member_ + 1]);
-  if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||
-      spec_.mode == StageMode::split_tensor)
-    s += cat(" part ", member_ + 1, "/", spec_.ranks.size());
+  if (spec_.parity && member_ >= spec_.data_members())
+    s += " parity";
+  else if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||
+           spec_.mode == StageMode::split_tensor)
+    s += cat(" part ", member_ + 1, "/", spec_.data_members());
   return s;
 }
 
@@ -192,6 +211,14 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     scratch.part_inputs[0] = &scratch.sliced;
   }
   const double started = pacer_ ? steady_seconds() : 0;
+  if (spec_.parity) {
+    // This member's slice (or the parity) before the activation, handed on as it is; the
+    // stage's full output is the consumers' to join.
+    part.layer->forward(scratch.part_inputs, coded_slice_);
+    if (pacer_) pacer_->layer_done(n, double(part.end - part.begin) / bounds.back(), started);
+    full.resize(frames, out_shape);
+    return;
+  }
   const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
   // A kept slice stays in the value's buffer (the pair's second layer reads it there), and
   // partial sums are reduced in it; only output slices are gathered from a buffer of their own.

@@ -92,7 +92,8 @@ class StageWorker : private model::ExternalNodes {
   void run(PeerExchange* exchange, LayerPacer* pacer = nullptr);
   // The values alive after the stage (live_values(stage) order), valid until the next run().
   // In a split-spatial stage only member 0, which hands them on, gathers the bands: the other
-  // members' outputs are not the stage's.
+  // members' outputs are not the stage's. In a parity stage the one output is this member's
+  // slice (or the parity), before the activation.
   int outputs() const { return static_cast<int>(outputs_.size()); }
   const Tensor& output(int k) const;
 
@@ -141,6 +142,7 @@ class StageWorker : private model::ExternalNodes {
   std::map<int, LayerPart> parts_;     // split layers: node -> this member's part
   std::map<int, std::vector<int>> bounds_;  // split layers: node -> part bounds (split_extent units)
   std::map<int, SplitScratch> scratch_;     // split layers: node -> buffers
+  Tensor coded_slice_;  // a parity stage: this member's slice (or the parity), the stage's output
   std::unique_ptr<model::Executor> executor_;  // every stage but a band
   // split-spatial: a band per group of layers (plan::band_groups), and between groups the rows
   // this member sends and receives (their buffers sized at set-up).

@@ -30,6 +30,11 @@ struct Stage {
   // split-spatial: layers after which the members swap halo rows with their neighbours; the
   // layers between two of them run as fused bands (empty: the whole stage is one fused band).
   std::vector<std::string> exchange_after;
+  // split-output only, 0 or 1: coded redundancy. The last rank listed computes the sum of the
+  // others' output slices (its weights are their slices added, padded to the widest), and every
+  // rank sends its slice straight to the stage's consumers, which rebuild a slice that is late
+  // from the parity and the rest. `fractions` then has one entry per rank but the parity's.
+  int parity = 0;
 };
 
 struct Plan {

@@ -247,7 +247,8 @@ struct InputVariants {
 
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
                      const Devices& devices, StageMode mode, int input_rank, const std::vector<int>& group_ends,
-                     const std::vector<SplitRole>* known_roles = nullptr, InputVariants* first_holds = nullptr) {
+                     const std::vector<SplitRole>* known_roles = nullptr, InputVariants* first_holds = nullptr,
+                     bool parity = false) {
   StageCost cost;
   const int count = devices.count;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{last} : group_ends;
@@ -365,7 +366,13 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         part_weights += times.weight_bytes(n) * largest_share;
         if (role == SplitRole::kept_slice) continue;  // the slice stays with its member
         const double out = times.output_bytes(n);
-        if (role == SplitRole::output_slice) {
+        if (role == SplitRole::output_slice && parity) {
+          // Coded: no all-gather; the slices go straight to the consumer (the next stage's input
+          // counts the output once), and the parity's, the widest slice, goes with them.
+          const double parity_bytes = out * largest_share;
+          ring_bytes += parity_bytes;
+          ring_s += net.transfer_seconds(parity_bytes);
+        } else if (role == SplitRole::output_slice) {
           // All-gather: every member sends its part to every other.
           exchange_bytes += (count - 1) * out;
           exchanges += count * (count - 1);
@@ -400,6 +407,8 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   for (int g = 0; g < count; ++g)
     if (cost.memory_bytes > times.memory_bytes(devices[g])) cost.fits = false;
   if (!net.shared) cost.medium_s = 0;  // a switched network: transfers overlap
+  // The parity rank computes the widest slice beside the others (`devices` are the others).
+  if (parity) cost.member_s.push_back(*std::max_element(cost.member_s.begin(), cost.member_s.end()));
   return cost;
 }
 
@@ -411,8 +420,9 @@ StageCost resolved_stage_cost(const model::Model& m, const cluster::Cluster& c, 
   const ResolvedStage& s = r.stages[i];
   int input_rank = r.plan.source;
   if (i > 0) input_rank = r.stages[i - 1].mode == StageMode::replicate ? -1 : r.stages[i - 1].ranks[0];
-  return stage_cost(m, c, times, s.first, s.last, Devices{s.ranks[0], static_cast<int>(s.ranks.size()), &s.ranks},
-                    s.mode, input_rank, s.group_ends);
+  // A parity stage is costed on the ranks that compute slices; its parity rank works beside them.
+  return stage_cost(m, c, times, s.first, s.last, Devices{s.ranks[0], s.data_members(), &s.ranks}, s.mode,
+                    input_rank, s.group_ends, nullptr, nullptr, s.parity > 0);
 }
 
 }  // namespace

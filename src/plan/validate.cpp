@@ -168,6 +168,35 @@ bool is_chain(const model::Model& m, int first, int last) {
   return true;
 }
 
+namespace {
+// A parity stage is layers without weights that every member computes in full (a flatten, say),
+// then one Dense or Conv2D split by output channels whose output alone leaves the stage: the
+// consumers rebuild that output from the slices, and nothing else crosses the cut.
+void check_parity_stage(const model::Model& m, const ResolvedStage& r, const std::string& where) {
+  const auto roles = split_roles(m, r.first, r.last, StageMode::split_output);
+  for (int n = r.first; n < r.last; ++n)
+    if (roles[n - r.first] != SplitRole::whole)
+      fail(where, ": with parity only the stage's last layer may be split; '", m.node(n).name(),
+           "' is split too (make it a stage of its own)");
+  const model::Node& last = m.node(r.last);
+  const bool dense = dynamic_cast<const layers::Dense*>(last.layer.get()) != nullptr;
+  const auto* conv = dynamic_cast<const layers::Conv2D*>(last.layer.get());
+  if (roles.back() != SplitRole::output_slice || !(dense || conv))
+    fail(where, ": with parity the stage's last layer must be a Dense or Conv2D layer split by output channels; '",
+         last.name(), "' is a ", last.layer->type());
+  if (!last.folded.empty())
+    fail(where, ": with parity the last layer must have no batch norm folded into it ('", last.name(),
+         "' has '", last.folded.front().layer->name(), "'); end the stage before the batch norm");
+  for (int n = r.last + 1; n < static_cast<int>(m.nodes().size()); ++n)
+    for (int v : m.node(n).inputs)
+      if (v <= r.last && v != r.last)
+        fail(where, ": with parity only the output of '", last.name(), "' may leave the stage, but '",
+             m.node(n).name(), "' also reads ", v < 0 ? "a model input" : "'" + m.node(v).name() + "'");
+  for (int v : m.outputs())
+    if (v < r.last) fail(where, ": with parity only the output of '", last.name(), "' may leave the stage");
+}
+}  // namespace
+
 ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_size) {
   ResolvedPlan out;
   out.plan = plan;
@@ -204,11 +233,20 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
     }
     if (s.mode == StageMode::single && r.ranks.size() != 1)
       fail(where(), ": a single stage runs on exactly one rank, got ", r.ranks.size());
+    if (s.parity != 0) {
+      if (s.parity != 1) fail(where(), ": parity must be 0 or 1, got ", s.parity);
+      if (s.mode != StageMode::split_output) fail(where(), ": parity applies to split-output stages only");
+      if (r.ranks.size() < 2)
+        fail(where(), ": parity needs at least two ranks (one computing slices, the last the parity)");
+    }
+    r.parity = s.parity;
+    const std::size_t members = r.ranks.size() - r.parity;
     if (s.fractions.empty()) {
-      r.fractions.assign(r.ranks.size(), 1.0 / r.ranks.size());
+      r.fractions.assign(members, 1.0 / members);
     } else {
-      if (s.fractions.size() != r.ranks.size())
-        fail(where(), ": ", s.fractions.size(), " fractions for ", r.ranks.size(), " ranks");
+      if (s.fractions.size() != members)
+        fail(where(), ": ", s.fractions.size(), " fractions for ", members, " ranks",
+             r.parity ? " (the parity rank has none)" : "");
       double sum = 0;
       for (double f : s.fractions) {
         if (!(f > 0)) fail(where(), ": fractions must be positive, got ", f);
@@ -242,7 +280,7 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
             for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
               if (bounds[p] == bounds[p + 1])
                 bad(cat("has ", split_extent(layer, role), role == SplitRole::heads ? " heads" : " channels",
-                        ": too few for ", r.ranks.size(), " parts with these fractions"));
+                        ": too few for ", members, " parts with these fractions"));
           }
           break;
         }
@@ -293,10 +331,22 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
     } else if (!s.exchange_after.empty()) {
       fail(where(), ": exchange_after applies to split-spatial stages only");
     }
+    if (r.parity) check_parity_stage(m, r, where());
     out.stages.push_back(std::move(r));
   }
   if (next != nodes)
     fail("plan: layers '", m.node(next).name(), "' .. '", m.node(nodes - 1).name(), "' are in no stage");
+  // A parity stage's slices go to its consumers, which rebuild a late one: a consumer that also
+  // computed a slice would wait for itself.
+  for (std::size_t i = 0; i < out.stages.size(); ++i) {
+    if (!out.stages[i].parity) continue;
+    const std::vector<int> consumers = i + 1 < out.stages.size() ? out.stages[i + 1].ranks : std::vector<int>{plan.sink};
+    for (int rank : out.stages[i].ranks)
+      if (std::count(consumers.begin(), consumers.end(), rank))
+        fail("plan: stage ", i, " (", plan.stages[i].first, " .. ", plan.stages[i].last, ", parity): rank ", rank,
+             " computes a slice and also takes the stage's output (", i + 1 < out.stages.size() ? "the next stage" : "the sink",
+             "); the ranks of a parity stage must be others than its consumers'");
+  }
   // Enough frames to keep every rank busy (replicas included) while the source runs ahead.
   const int stages = static_cast<int>(plan.stages.size());
   for (const auto& st : out.stages)

@@ -12,10 +12,14 @@ struct ResolvedStage {
   int first = 0, last = 0;        // node indices, inclusive
   StageMode mode = StageMode::single;
   std::vector<int> ranks;
-  std::vector<double> fractions;  // one per rank, summing to 1
+  std::vector<double> fractions;  // one per rank (but a parity rank), summing to 1
   // split-spatial: the last node of each group of fused bands (Stage::exchange_after, then the
   // stage's last); empty for other modes.
   std::vector<int> group_ends;
+  // Coded redundancy (Stage::parity): 1 when the last rank computes the sum of the others' slices.
+  int parity = 0;
+  // The members that compute slices of the output (all of them but a parity rank).
+  int data_members() const { return static_cast<int>(ranks.size()) - parity; }
 };
 
 struct ResolvedPlan {

@@ -93,6 +93,15 @@ void summarise_capture(InputStats& input, const std::vector<double>& captured, c
   input.latency_max_ms = *std::max_element(latency.begin(), latency.end());
 }
 
+namespace {
+// {"2": 14}: stage -> frames rebuilt (JSON keys are strings).
+json rebuilt_to_json(const std::map<int, int>& rebuilt) {
+  json j = json::object();
+  for (const auto& [stage, frames] : rebuilt) j[std::to_string(stage)] = frames;
+  return j;
+}
+}  // namespace
+
 json rank_stats_to_json(const RankStats& s) {
   return {{"rank", s.rank},
           {"host", s.host},
@@ -120,7 +129,8 @@ json rank_stats_to_json(const RankStats& s) {
           {"mpi_heap_allocations_per_frame", s.mpi_heap_allocations_per_frame},
           {"clock_offset_s", s.clock_offset_s},
           {"clock_uncertainty_s", s.clock_uncertainty_s},
-          {"energy_j_per_frame", s.energy_j_per_frame}};
+          {"energy_j_per_frame", s.energy_j_per_frame},
+          {"rebuilt_frames", rebuilt_to_json(s.rebuilt_frames)}};
 }
 
 RankStats rank_stats_from_json(const json& j) {
@@ -152,6 +162,8 @@ RankStats rank_stats_from_json(const json& j) {
   s.clock_offset_s = j.value("clock_offset_s", 0.0);
   s.clock_uncertainty_s = j.value("clock_uncertainty_s", 0.0);
   s.energy_j_per_frame = j.value("energy_j_per_frame", -1.0);
+  if (j.contains("rebuilt_frames"))
+    for (const auto& [stage, frames] : j["rebuilt_frames"].items()) s.rebuilt_frames[std::stoi(stage)] = frames.get<int>();
   return s;
 }
 
@@ -225,6 +237,10 @@ void print_report(const RunReport& r, std::ostream& out) {
   if (!r.input.ended_early.empty()) out << "input end   " << r.input.ended_early << "\n";
   if (r.energy_j_per_frame >= 0)
     out << "energy      " << fmt(r.energy_j_per_frame, 3) << " J/frame over all ranks (" << r.energy_basis << ")\n";
+  for (const auto& s : r.ranks_stats)
+    for (const auto& [stage, frames] : s.rebuilt_frames)
+      out << "parity      rank " << s.rank << " rebuilt " << frames << " frame(s) of stage " << stage
+          << " from the parity (a member's slice was late)\n";
   if (r.ranks_stats.size() > 1) {
     double largest = 0, uncertainty = 0;
     for (const auto& s : r.ranks_stats) {

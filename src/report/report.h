@@ -3,6 +3,7 @@
 // (docs/report-format.md). Sweeps and plots read the JSON, so its keys are stable.
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct RankStats {
   // Joules per frame of its device over the run's wall time (energy/energy.h); -1 when the device's power
   // is not known.
   double energy_j_per_frame = -1;
+  // Parity stages this rank consumes: frames whose output it rebuilt from the parity because a
+  // member's slice was late (stage -> frames).
+  std::map<int, int> rebuilt_frames;
   double idle_s() const;          // wall - compute - exchange - send - wait
 };
 

@@ -37,7 +37,7 @@ std::string plan_summary(const plan::ResolvedPlan& p, const model::Model& m) {
     std::string ranks;
     for (int r : st.ranks) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
     s += cat(i ? " | " : "", m.node(st.first).name(), "..", m.node(st.last).name(), " ", plan::mode_name(st.mode),
-             " [", ranks, "]");
+             st.parity ? "+parity" : "", " [", ranks, "]");
   }
   return s;
 }
@@ -56,7 +56,9 @@ void print_plan(const plan::ResolvedPlan& p, const model::Model& m, std::ostream
     std::string ranks;
     for (std::size_t k = 0; k < st.ranks.size(); ++k) {
       ranks += (k ? "," : "") + std::to_string(st.ranks[k]);
-      if (st.ranks.size() > 1 && std::fabs(st.fractions[k] - 1.0 / st.ranks.size()) > 1e-9)
+      if (static_cast<int>(k) >= st.data_members())
+        ranks += "(parity)";
+      else if (st.fractions.size() > 1 && std::fabs(st.fractions[k] - 1.0 / st.fractions.size()) > 1e-9)
         ranks += cat("(", static_cast<int>(std::lround(st.fractions[k] * 100)), "%)");
     }
     std::string layers = m.node(st.first).name() + " .. " + m.node(st.last).name();
@@ -195,6 +197,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
             /*fuse=*/paced.empty()));  // emulation paces each layer on its own
     }
     setup.pipeline = std::make_unique<Pipeline>(t, m, setup.plan, std::move(workers), o.stall_timeout_s);
+    setup.pipeline->set_parity_wait(o.parity_wait_s);
     if (!paced.empty()) {
       setup.pacer = std::make_unique<DevicePacer>(setup.cluster.device_of(rank).profile, m, cluster::model_key(o.model));
       setup.pipeline->set_pacer(setup.pacer.get());

@@ -26,6 +26,7 @@ struct RunOptions {
   int threads = 1;
   int max_in_flight = 0;      // frames in the system at once (0: the plan's; 1: one frame at a time)
   double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job
+  double parity_wait_s = 0.1;    // parity stages: wait for the last slice before rebuilding it
   bool quiet = false;         // no plan table (tests)
   std::string emulate;        // cluster file: behave like its devices and network
   std::string pace;           // cluster file: compute like its devices, the network left as it is

@@ -5,10 +5,12 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/process_counters.h"
+#include "partition/layer_parts.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"
 #include "plan/replica_turns.h"
@@ -325,6 +327,47 @@ struct Pipeline::Impl {
   // tick, which its receiver reaches without waiting for this rank, so no cycle of waits forms.
   std::vector<int> send_capacity;
   std::vector<std::string> hosts;  // by rank, for messages
+
+  // Coded redundancy (plan::Stage::parity): the consumers of a parity stage take each member's
+  // slice (the last member's is the parity) and, once all but one are in, wait no longer than
+  // parity_wait_s for the last, rebuilding a missing slice from the parity and the others. A
+  // member that fell behind is not waited for at all until it has caught up. Its late slices
+  // still arrive (each member's messages land in the receives posted for it, in frame order)
+  // and are dropped.
+  struct CodedSlot {
+    int frame = -1;  // -1: free
+    Transport::Request request = -1;
+    bool arrived = false;
+    std::vector<char> buffer;
+  };
+  struct CodedMember {
+    int rank = 0;
+    std::size_t bytes = 0;            // header + slice
+    int width = 0, channel_begin = 0;  // its slice's channels of the output
+    std::vector<CodedSlot> slots;     // posted in frame order
+    bool ended = false;
+  };
+  std::vector<std::vector<CodedMember>> coded_in;  // [s]: role s's input from parity stage s - 1
+  double parity_wait_s = 0.1;
+  std::vector<layers::Activation> coded_activation;  // [s]: the split layer's, applied after joining
+  std::vector<int> coded_received;  // [member]: the slot of the frame being joined (scratch)
+  std::vector<char> slow_ranks;     // [rank]: reap_sends' scratch (messages not yet taken)
+  // A stage whose slices go straight to their consumers.
+  bool coded(int s) const { return s >= 0 && s < S && stage(s).parity; }
+  // Floats of member g's slice of parity stage s, per frame (the parity: the widest slice's).
+  std::pair<int, int> coded_channels(int s, int g) const {
+    const auto& st = stage(s);
+    const auto bounds = plan::split_bounds(model.node(st.last).layer->output_shape().c, st.fractions);
+    if (g < st.data_members()) return {bounds[g], bounds[g + 1] - bounds[g]};
+    int widest = 0;
+    for (std::size_t r = 0; r + 1 < bounds.size(); ++r) widest = std::max(widest, bounds[r + 1] - bounds[r]);
+    return {0, widest};
+  }
+  std::size_t coded_message_bytes(int s, int g) const {
+    const Shape out = model.node(stage(s).last).layer->output_shape();
+    return sizeof(Header) + static_cast<std::size_t>(coded_channels(s, g).second) * (out.size() / out.c) * sizeof(float);
+  }
+
   int credits_received = 0;
   // A credit from the sink arrived: one more frame has left the system.
   void count_credit() {
@@ -375,6 +418,20 @@ struct Pipeline::Impl {
     stats.host = t.host();
     stats.bytes_sent_to.assign(transport.size(), 0.0);
     stats.bytes_received_from.assign(transport.size(), 0.0);
+    coded_in.resize(S + 1);
+    coded_activation.resize(S + 1);
+    for (int s = 1; s <= S; ++s) {
+      if (!coded(s - 1) || !has_role(s)) continue;
+      coded_activation[s] = partition::layer_activation(model.node(stage(s - 1).last));
+      for (std::size_t g = 0; g < stage(s - 1).ranks.size(); ++g) {
+        CodedMember& member = coded_in[s].emplace_back();
+        member.rank = stage(s - 1).ranks[g];
+        member.bytes = coded_message_bytes(s - 1, static_cast<int>(g));
+        std::tie(member.channel_begin, member.width) = coded_channels(s - 1, static_cast<int>(g));
+        member.slots.resize(2);  // this frame's and the next's
+        for (CodedSlot& slot : member.slots) slot.buffer.resize(member.bytes);
+      }
+    }
   }
 
   const plan::ResolvedStage& stage(int s) const { return plan.stages[s]; }
@@ -435,7 +492,7 @@ struct Pipeline::Impl {
   std::vector<int> all_producers(int s) {
     if (s < 0) return {plan.plan.source};
     const auto& st = stage(s);
-    return st.mode == StageMode::replicate ? st.ranks : std::vector<int>{st.ranks[0]};
+    return st.mode == StageMode::replicate || st.parity ? st.ranks : std::vector<int>{st.ranks[0]};
   }
 
   bool has_role(int s) {
@@ -503,6 +560,7 @@ struct Pipeline::Impl {
   // Input of role s (a stage, or the sink) for frame i into its destination; false at the end
   // of the stream.
   bool receive(int s, int i) {
+    if (coded(s - 1)) return receive_coded(s, i);
     const int from = producer(s - 1, i);
     const double t0 = now_seconds(t);
     if (from == me) {
@@ -552,20 +610,233 @@ struct Pipeline::Impl {
     return true;
   }
 
+  // Posts frame i's receive from every member of parity stage s - 1 (once).
+  void post_coded(int s, int i) {
+    for (CodedMember& member : coded_in[s]) {
+      CodedSlot* free = nullptr;
+      bool posted = false;
+      for (CodedSlot& slot : member.slots) {
+        if (slot.frame == i) posted = true;
+        if (slot.frame < 0 && !free) free = &slot;
+      }
+      if (posted) continue;
+      if (!free) {  // a member behind: one slot more for each frame it is late (only then)
+        free = &member.slots.emplace_back();
+        free->buffer.resize(std::max(member.bytes, sizeof(Header)));
+      }
+      free->frame = i;
+      free->arrived = false;
+      free->request = t.irecv(member.rank, kDataTag + s, free->buffer.data(), free->buffer.size());
+    }
+  }
+
+  // Ends the requests of slots that arrived, each member's in frame order up to the first still
+  // open (its messages arrive in order); late ones (before frame i) are dropped.
+  void poll_coded(int s, int i) {
+    for (CodedMember& member : coded_in[s])
+      for (;;) {
+        CodedSlot* oldest = nullptr;
+        for (CodedSlot& slot : member.slots)
+          if (slot.frame >= 0 && !slot.arrived && (!oldest || slot.frame < oldest->frame)) oldest = &slot;
+        if (!oldest || !t.test(oldest->request)) break;
+        CodedSlot& slot = *oldest;
+        slot.arrived = true;
+        slot.request = -1;
+        Header h;
+        std::memcpy(&h, slot.buffer.data(), sizeof h);
+        if (h.kind == Kind::data) {
+          stats.bytes_received += member.bytes;
+          stats.bytes_received_from[member.rank] += member.bytes;
+        }
+        if (slot.frame < i) slot.frame = -1;  // a late slice: its frame was rebuilt
+      }
+  }
+
+  // Role s's input for frame i from the slices of parity stage s - 1; false at the end.
+  bool receive_coded(int s, int i) {
+    const double t0 = now_seconds(t);
+    post_coded(s, i);
+    auto& members = coded_in[s];
+    const int k = static_cast<int>(members.size()) - 1;
+    coded_received.assign(members.size(), -1);
+    double all_but_one_at = -1;
+    for (;;) {
+      poll_coded(s, i);
+      int arrived = 0, waiting_for = -1;
+      bool end = false;
+      for (std::size_t g = 0; g < members.size(); ++g) {
+        CodedSlot* slot = nullptr;
+        bool behind = false;  // a slice of an earlier frame still owed
+        for (CodedSlot& c : members[g].slots) {
+          if (c.frame == i) slot = &c;
+          if (c.frame >= 0 && c.frame < i && !c.arrived) behind = true;
+        }
+        if (slot && slot->arrived) {
+          Header h;
+          std::memcpy(&h, slot->buffer.data(), sizeof h);
+          if (h.kind == Kind::end) end = true, ends_seen[s][members[g].rank] = 1, members[g].ended = true;
+          coded_received[g] = static_cast<int>(slot - members[g].slots.data());
+          ++arrived;
+        } else if (!behind) {
+          waiting_for = static_cast<int>(g);
+        }
+      }
+      if (end) {
+        stats.wait_s += now_seconds(t) - t0;
+        return false;
+      }
+      const double now = now_seconds(t);
+      if (arrived == k + 1) break;
+      if (arrived == k) {
+        if (all_but_one_at < 0) all_but_one_at = now;
+        // A member still behind on earlier frames is not waited for; one that is on time is,
+        // for parity_wait_s.
+        if (waiting_for < 0 || now - all_but_one_at >= parity_wait_s) break;
+      }
+      if (stall_timeout_s > 0 && now - t0 > stall_timeout_s) {
+        std::string missing;
+        for (std::size_t g = 0; g < members.size(); ++g)
+          if (coded_received[g] < 0) missing += cat(missing.empty() ? "" : ", ", peer(members[g].rank, s - 1));
+        fail("waited ", stall_timeout_s, " s for frame ", i, " from ", missing,
+             ": more members of a parity stage than it can rebuild stalled or died (--stall-timeout sets the limit)");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    stats.wait_s += now_seconds(t) - t0;
+    join_slices(s, i);
+    return true;
+  }
+
+  // The stage's output from its members' slices (one of the data members' may be missing: it
+  // is the parity less the others), then the layer's activation.
+  void join_slices(int s, int i) {
+    auto& members = coded_in[s];
+    const int k = static_cast<int>(members.size()) - 1;
+    const auto& st = stage(s - 1);
+    const Shape out_shape = model.node(st.last).layer->output_shape();
+    const auto slice_of = [&](int g) -> const float* {
+      return reinterpret_cast<const float*>(members[g].slots[coded_received[g]].buffer.data() + sizeof(Header));
+    };
+    int any = 0;
+    while (coded_received[any] < 0) ++any;
+    Header h;
+    std::memcpy(&h, members[any].slots[coded_received[any]].buffer.data(), sizeof h);
+    CHORUS_ASSERT(h.seq == i, "rank ", me, " stage ", s, ": expected frame ", i, ", got ", h.seq);
+    origin[s + 1] = h.origin;
+    produced_at = 0;
+    for (int g = 0; g <= k; ++g) {
+      if (coded_received[g] < 0) continue;
+      Header hg;
+      std::memcpy(&hg, members[g].slots[coded_received[g]].buffer.data(), sizeof hg);
+      produced_at = std::max(produced_at, hg.produced_at);
+    }
+    Tensor& out = destination(s, 0);
+    out.resize(h.frames, out_shape);
+    const std::size_t pixels = out.size() / out_shape.c;
+    const int C = out_shape.c;
+    for (int g = 0; g < k; ++g) {
+      const int c0 = members[g].channel_begin, w = members[g].width;
+      float* o = out.data() + c0;
+      if (coded_received[g] >= 0) {
+        const float* x = slice_of(g);
+        for (std::size_t p = 0; p < pixels; ++p) std::memcpy(o + p * C, x + p * w, w * sizeof(float));
+        continue;
+      }
+      // Rebuilt: the parity less every other slice, position by position.
+      const float* parity = slice_of(k);
+      const int W = members[k].width;
+      for (std::size_t p = 0; p < pixels; ++p)
+        for (int j = 0; j < w; ++j) o[p * C + j] = parity[p * W + j];
+      for (int other = 0; other < k; ++other) {
+        if (other == g) continue;
+        const float* x = slice_of(other);
+        const int wo = members[other].width;
+        for (std::size_t p = 0; p < pixels; ++p)
+          for (int j = 0; j < std::min(w, wo); ++j) o[p * C + j] -= x[p * wo + j];
+      }
+      ++stats.rebuilt_frames[s - 1];
+    }
+    coded_activation[s].apply(out.data(), out.size(), C);
+    // The slots are free again; the next frame's receives go up now, to land while this one computes.
+    for (int g = 0; g <= k; ++g)
+      if (coded_received[g] >= 0) members[g].slots[coded_received[g]].frame = -1;
+    const int next = next_task(s, i);
+    post_coded(s, next);
+  }
+
+  // After the end: every member's slices still owed (late ones) and its end of stream.
+  void drain_coded(int s) {
+    for (CodedMember& member : coded_in[s]) {
+      for (;;) {
+        CodedSlot* oldest = nullptr;
+        for (CodedSlot& slot : member.slots)
+          if (slot.frame >= 0 && !slot.arrived && (!oldest || slot.frame < oldest->frame)) oldest = &slot;
+        if (!oldest) break;
+        wait_for(oldest->request, cat(peer(member.rank, s - 1), ", for its slices and end of stream").c_str());
+        oldest->arrived = true;
+        oldest->request = -1;
+        Header h;
+        std::memcpy(&h, oldest->buffer.data(), sizeof h);
+        if (h.kind == Kind::end) member.ended = true;
+        else oldest->frame = -1;
+      }
+      if (!member.ended) {  // its end was not posted for yet
+        std::vector<char> buffer(std::max(member.bytes, sizeof(Header)));
+        wait_for(t.irecv(member.rank, kDataTag + s, buffer.data(), buffer.size()),
+                 cat(peer(member.rank, s - 1), ", for its end of stream").c_str());
+        member.ended = true;
+      }
+      ends_seen[s][member.rank] = 1;
+    }
+  }
+
+  // Frame i's slice of parity stage s - 1 (this rank's share) to every receiver of role s.
+  void send_slice(int s, int i, const Tensor& slice) {
+    const double t0 = now_seconds(t);
+    OutgoingSend* out = nullptr;
+    for (int r : all_ranks_of[s]) {
+      if (!receives(s, i, r)) continue;
+      if (!out) {
+        out = &free_send(s + 1);
+        out->busy = true;
+        out->frame = i;
+        out->used = 1;
+        if (out->buffers.empty()) out->buffers.emplace_back();
+        std::vector<char>& buffer = out->buffers[0];
+        buffer.resize(sizeof(Header) + slice.size() * sizeof(float));
+        Header h{i, Kind::data, slice.frames(), reference_now(), origin[s]};
+        std::memcpy(buffer.data(), &h, sizeof h);
+        std::memcpy(buffer.data() + sizeof h, slice.data(), slice.size() * sizeof(float));
+      }
+      const std::vector<char>& buffer = out->buffers[0];
+      out->requests.push_back(t.isend(r, kDataTag + s, buffer.data(), buffer.size()));
+      out->to.push_back(r);
+      stats.bytes_sent += buffer.size();
+      stats.bytes_sent_to[r] += buffer.size();
+    }
+    stats.send_s += now_seconds(t) - t0;
+    reap_sends(false);
+  }
+
   void reap_sends(bool all) {
     const double t0 = now_seconds(t);
+    // A rank that has not taken several messages has most likely not taken the rest: those are
+    // not tested this time (a stalled parity member may owe thousands, tested on every send).
+    constexpr char kUntakenToSkip = 4;
+    slow_ranks.assign(t.size(), 0);
     for (auto& pool : outgoing)
       for (OutgoingSend& out : pool) {
         if (!out.busy) continue;
         bool done = true;
-        for (auto& r : out.requests) {
+        for (std::size_t k = 0; k < out.requests.size(); ++k) {
+          auto& r = out.requests[k];
           if (r < 0) continue;
           if (all)
             t.wait(r), r = -1;
-          else if (t.test(r))
+          else if (slow_ranks[out.to[k]] < kUntakenToSkip && t.test(r))
             r = -1;
           else
-            done = false;
+            done = false, ++slow_ranks[out.to[k]];
         }
         if (done) out.busy = false, out.requests.clear(), out.to.clear();
       }
@@ -657,6 +928,9 @@ struct Pipeline::Impl {
     for (auto& pool : outgoing) pool.reserve(window + t.size() + 2);
     for (auto& box : mailbox) box.reserve(window + 2);
     send_capacity.assign(S + 2, 0);
+    // A parity stage's producer may run ahead of a member that stalled by up to this many bytes
+    // of messages (their sends wait in buffers made then, and kept); beyond that it waits.
+    constexpr double kParityLagBytes = 32e6;
     const auto add_sends = [&](int p, int count, std::size_t bytes) {
       while (static_cast<int>(outgoing[p].size()) < count) {
         OutgoingSend& out = outgoing[p].emplace_back();
@@ -671,14 +945,19 @@ struct Pipeline::Impl {
       // Whether this rank sends role s's input (it is the source, or stage s - 1's producer).
       const bool produces =
           s == 0 ? me == plan.plan.source
-                 : has_role(s - 1) && (stage(s - 1).mode == StageMode::replicate || stage(s - 1).ranks[0] == me);
+                 : has_role(s - 1) && (stage(s - 1).mode == StageMode::replicate || stage(s - 1).ranks[0] == me ||
+                                       coded(s - 1));
       if (!produces) continue;
       const auto& to = all_ranks_of[s];
       const int remote = static_cast<int>(to.size() - std::count(to.begin(), to.end(), me));
       const int in_flight = s == 0 ? lookahead + 2 : 2;
       if (remote > 0) {
         send_capacity[s + 1] = in_flight + remote - 1;
-        add_sends(s + 1, send_capacity[s + 1], largest_message_bytes(s));
+        add_sends(s + 1, send_capacity[s + 1],
+                  coded(s - 1) ? coded_message_bytes(s - 1, member_index(s - 1, me)) : largest_message_bytes(s));
+        if (coded(s))
+          send_capacity[s + 1] += static_cast<int>(
+              std::clamp(kParityLagBytes / static_cast<double>(largest_message_bytes(s)), 16.0, 1e5));
       }
       if (remote < static_cast<int>(to.size()))
         while (static_cast<int>(mailbox[s].size()) < (s == S ? plan.sink_lag + 2 : in_flight)) {
@@ -713,6 +992,7 @@ struct Pipeline::Impl {
 
   // After the end: take the end-of-stream messages of every other upstream sender.
   void drain_ends(int s) {
+    if (coded(s - 1)) return drain_coded(s);
     for (int from : all_producers(s - 1)) {
       if (from == me || ends_seen[s][from]) continue;
       std::vector<char> buffer(largest_message_bytes(s));
@@ -736,7 +1016,7 @@ Pipeline::Pipeline(Transport& transport, const model::Model& model, const plan::
     impl_->stats.weight_bytes += w->weight_bytes();
     held += (held.empty() ? "" : "; ") + w->layers_held();
     const auto& st = plan.stages[s];
-    if (st.ranks.size() > 1 && st.mode != StageMode::single && st.mode != StageMode::replicate)
+    if (st.ranks.size() > 1 && st.mode != StageMode::single && st.mode != StageMode::replicate && !st.parity)
       impl_->exchanges[s] = std::make_unique<TransportPeerExchange>(
           transport, st.ranks, w->member(), kExchangeTag + s, kSumTag + s, impl_->stats, stall_timeout_s);
     for (int k = 0; k < w->outputs(); ++k) impl_->worker_outputs[s].push_back(&w->output(k));
@@ -752,6 +1032,8 @@ std::size_t message_header_bytes() { return sizeof(Header); }
 void Pipeline::set_clock_offset(double seconds) { impl_->clock_offset = seconds; }
 
 void Pipeline::set_pacer(partition::LayerPacer* pacer) { impl_->pacer = pacer; }
+
+void Pipeline::set_parity_wait(double seconds) { impl_->parity_wait_s = seconds; }
 
 void Pipeline::set_hosts(std::vector<std::string> hosts) {
   impl_->hosts = std::move(hosts);
@@ -832,7 +1114,10 @@ PipelineResult Pipeline::run(io::FrameStream* source,
   for (int s = 0; s <= S; ++s)
     if (x.has_role(s)) {
       int first = x.has_task(s, 0) ? 0 : x.next_task(s, 0);
-      if (x.producer(s - 1, first) != me) x.post_receive(s, first);
+      if (x.coded(s - 1))
+        x.post_coded(s, first);
+      else if (x.producer(s - 1, first) != me)
+        x.post_receive(s, first);
     }
   if (me == sink_rank) {
     x.sink_values.resize(x.live[S].size());
@@ -908,7 +1193,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       }
       if (!x.receive(s, i)) {
         // End of stream: pass it on (if this rank sends for the stage) and stop the role.
-        if (s < S && x.producer(s, i) == me) x.send_end(s + 1);
+        if (s < S && (x.producer(s, i) == me || x.coded(s))) x.send_end(s + 1);
         end_role(s);
         continue;
       }
@@ -932,7 +1217,10 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       worker.run(it == x.exchanges.end() ? nullptr : it->second.get(), x.pacer);
       x.stats.compute_s += now_seconds(t) - t0 - (x.stats.exchange_s - exchange_before);
       ++x.stats.frames;
-      if (x.producer(s, i) == me) x.send(s + 1, i, x.worker_outputs[s]);
+      if (x.coded(s))
+        x.send_slice(s + 1, i, worker.output(0));
+      else if (x.producer(s, i) == me)
+        x.send(s + 1, i, x.worker_outputs[s]);
       if (primary == s) primary_done(i);
     }
   }

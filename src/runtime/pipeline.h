@@ -52,6 +52,10 @@ class Pipeline {
   // Emulation: paces every layer this rank runs (null: run at the host's speed).
   void set_pacer(partition::LayerPacer* pacer);
 
+  // Parity stages: how long a consumer that has every slice but one waits for the last before
+  // it rebuilds that slice from the parity (default 0.1 s).
+  void set_parity_wait(double seconds);
+
   // Every rank's host, so that messages about a stalled or dead peer name where it ran.
   void set_hosts(std::vector<std::string> hosts);
   // "rank 2 on pi3, stage 2 (fc2..predictions)": who this rank is, for messages.

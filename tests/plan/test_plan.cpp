@@ -22,6 +22,7 @@
 #include "io/model_file.h"
 #include "model/optimize.h"
 #include "partition/frame_traffic.h"
+#include "partition/layer_parts.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"
 #include "partition/stage_worker.h"
@@ -1002,6 +1003,117 @@ TEST_F(StageWorkerTest, ThreeMembersSplitOutput) {
       plan::validate_plan(make_plan(3, {stage("c1", "fc", StageMode::split_output, {0, 1, 2}, {0.5, 0.3, 0.2})}), m, 3);
   PlanRun run = run_plan(chain_h5(), rp, input);
   EXPECT_EQ(run.exchanges, 5);  // p1 (c1's slices pooled), c2, dw, gap (c3's pooled), fc
+}
+
+// Coded redundancy: a parity stage's members compute their slices before the activation and
+// the parity member the sum of all of them (narrower ones padded), so that any one slice is the
+// parity less the others; joined, with the activation, they are the layer's output. A
+// convolution (after a padding every member computes whole) and a dense layer with uneven slices.
+namespace {
+Stage parity_stage(const std::string& first, const std::string& last, std::vector<int> ranks,
+                   std::vector<double> fractions = {}) {
+  Stage st = stage(first, last, StageMode::split_output, std::move(ranks), std::move(fractions));
+  st.parity = 1;
+  return st;
+}
+Plan parity_plan() {
+  Plan p = make_plan(5, {stage("c1", "p1", StageMode::single, {0}), parity_stage("zp", "c2", {1, 2, 3}),
+                         stage("dw", "gap", StageMode::single, {0}), parity_stage("fc", "fc", {1, 2, 3, 4}, {0.5, 0.3, 0.2})});
+  return p;
+}
+}  // namespace
+
+TEST_F(StageWorkerTest, ParityIsTheSumOfTheSlicesSoAnyOneCanBeRebuilt) {
+  const Tensor input = test::random_tensor(2, structure_of(kChainConfig).input_shape(), 91);
+  model::Model full = io::load_keras_model(chain_h5());
+  const std::vector<Tensor> reference = all_values(full, input);
+  const plan::ResolvedPlan rp = plan::validate_plan(parity_plan(), full, 5);
+  for (int s : {1, 3}) {
+    SCOPED_TRACE("stage " + std::to_string(s));
+    const plan::ResolvedStage& st = rp.stages[s];
+    const std::vector<int> before = partition::live_values(full, rp, s - 1);
+    std::vector<Tensor> values;
+    for (int v : before) values.push_back(reference.at(v));
+    std::vector<Tensor> slices;
+    for (std::size_t k = 0; k < st.ranks.size(); ++k) {
+      RankState rank;
+      rank.structure = io::load_keras_structure(chain_h5(), "", /*optimize=*/true);
+      rank.reader = std::make_unique<io::KerasWeightReader>(chain_h5(), rank.structure.spec);
+      partition::StageWorker worker(rank.structure.model, rp, s, static_cast<int>(k), *rank.reader);
+      const auto out = run_worker(worker, values, nullptr);
+      ASSERT_EQ(out.size(), 1u);
+      slices.push_back(out[0]);
+    }
+    const Tensor& expected = reference.at(st.last);
+    const Shape shape = expected.shape();
+    const std::size_t pixels = expected.size() / shape.c;
+    const auto bounds = plan::split_bounds(shape.c, st.fractions);
+    const int k = st.data_members();
+    const int widest = slices[k].shape().c;
+    for (int g = 0; g < k; ++g) EXPECT_EQ(slices[g].shape().c, bounds[g + 1] - bounds[g]) << g;
+    // Rebuild every slice in turn from the parity and the others; join them with the activation.
+    const layers::Activation act = partition::layer_activation(full.node(st.last));
+    for (int missing = -1; missing < k; ++missing) {
+      Tensor joined(expected.frames(), shape);
+      for (int g = 0; g < k; ++g) {
+        const int w = bounds[g + 1] - bounds[g];
+        for (std::size_t p = 0; p < pixels; ++p)
+          for (int j = 0; j < w; ++j) {
+            float v = slices[g].data()[p * w + j];
+            if (g == missing) {
+              v = slices[k].data()[p * widest + j];
+              for (int o = 0; o < k; ++o)
+                if (o != g && j < bounds[o + 1] - bounds[o]) v -= slices[o].data()[p * (bounds[o + 1] - bounds[o]) + j];
+            }
+            joined.data()[p * shape.c + bounds[g] + j] = v;
+          }
+      }
+      act.apply(joined.data(), joined.size(), shape.c);
+      EXPECT_LT(max_relative_error(joined, expected), 1e-5) << "slice " << missing << " rebuilt";
+    }
+  }
+}
+
+TEST(ValidatePlan, ParityStages) {
+  model::Model m = structure_of(kChainConfig);
+  const plan::ResolvedPlan rp = plan::validate_plan(parity_plan(), m, 5);
+  EXPECT_EQ(rp.stages[1].parity, 1);
+  EXPECT_EQ(rp.stages[1].data_members(), 2);
+  EXPECT_EQ(rp.stages[3].fractions, (std::vector<double>{0.5, 0.3, 0.2}));
+  const auto with = [&](int s, const std::function<void(Stage&)>& change) {
+    Plan p = parity_plan();
+    change(p.stages[s]);
+    return validate_error(p, m, 5);
+  };
+  EXPECT_THAT(with(1, [](Stage& st) { st.mode = StageMode::split_input; }),
+              HasSubstr("parity applies to split-output stages only"));
+  EXPECT_THAT(with(1, [](Stage& st) { st.parity = 2; }), HasSubstr("parity must be 0 or 1, got 2"));
+  EXPECT_THAT(with(1, [](Stage& st) { st.ranks = {1}; }), HasSubstr("parity needs at least two ranks"));
+  EXPECT_THAT(with(3, [](Stage& st) { st.fractions = {0.25, 0.25, 0.25, 0.25}; }),
+              HasSubstr("4 fractions for 3 ranks (the parity rank has none)"));
+  // A consumer that also computes a slice would wait for itself.
+  EXPECT_THAT(with(2, [](Stage& st) { st.ranks = {2}; }),
+              HasSubstr("rank 2 computes a slice and also takes the stage's output (the next stage)"));
+  EXPECT_THAT(with(3, [](Stage& st) { st.ranks = {0, 2, 3, 4}; }),
+              HasSubstr("rank 0 computes a slice and also takes the stage's output (the sink)"));
+  // Only the last layer split; no batch norm folded into it; nothing else crossing the cut.
+  Plan two_splits = make_plan(5, {stage("c1", "p1", StageMode::single, {0}), parity_stage("zp", "dw", {1, 2, 3}),
+                                  stage("bn2", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(two_splits, m, 5), HasSubstr("only the stage's last layer may be split; 'c2' is split too"));
+  Plan folded = make_plan(5, {parity_stage("c1", "c1", {1, 2, 3}), stage("bn1", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(folded, m, 5), HasSubstr("no batch norm folded into it ('c1' has 'bn1')"));
+  Plan depthwise = make_plan(5, {stage("c1", "c2", StageMode::single, {0}), parity_stage("dw", "dw", {1, 2, 3}),
+                                 stage("c3", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(depthwise, m, 5), HasSubstr("must be a Dense or Conv2D layer split by output channels"));
+  model::Model res = structure_of(kResidualConfig);
+  Plan skip = make_plan(4, {stage("c1", "c2", StageMode::single, {0}), parity_stage("c3", "c3", {1, 2, 3}),
+                            stage("add", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(skip, res, 4), HasSubstr("only the output of 'c3' may leave the stage, but 'add' also reads"));
+  // Written and read back.
+  const Plan back = plan::plan_from_json(plan::plan_to_json(parity_plan()), "test");
+  EXPECT_EQ(back.stages[1].parity, 1);
+  EXPECT_EQ(back.stages[0].parity, 0);
+  EXPECT_FALSE(plan::plan_to_json(parity_plan())["stages"][0].contains("parity"));
 }
 
 TEST(SplitRoles, PoolingTakesTheConvolutionsSlice) {

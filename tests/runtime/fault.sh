@@ -3,9 +3,10 @@
 # Usage: fault.sh kill|stop RANK FILE LINES -- COMMAND...
 #        fault.sh run ACTION FILE LINES -- COMMAND...
 #        fault.sh usr1 - FILE LINES -- COMMAND...
+#        fault.sh pause RANK FILE LINES -- COMMAND...
 # Starts COMMAND (an mpiexec job) in the background; once FILE has at least LINES lines (an
 # output journal, say), sends SIGKILL (kill) or SIGSTOP (stop) to the process of RANK (found by
-# its OMPI_COMM_WORLD_RANK), or runs the shell command ACTION (run: a testbed's link set down,
+# its OMPI_COMM_WORLD_RANK), or stops it for PAUSE_S seconds (default 2) then continues it (pause), or runs the shell command ACTION (run: a testbed's link set down,
 # its rate changed), or sends SIGUSR1 to the job's mpirun (usr1: stop at a frame boundary),
 # then waits for the job to end. Prints the job's output, then
 # "fault-exit: CODE" and "fault-seconds: S" (from the fault to the job's end), or "fault-hung"
@@ -52,7 +53,15 @@ else
     exit 1
   fi
   start=$(date +%s.%N)
-  if [ "$mode" = kill ]; then kill -KILL "$target"; else kill -STOP "$target"; fi
+  if [ "$mode" = kill ]; then
+    kill -KILL "$target"
+  elif [ "$mode" = pause ]; then
+    kill -STOP "$target"
+    sleep "${PAUSE_S:-2}"
+    kill -CONT "$target"
+  else
+    kill -STOP "$target"
+  fi
 fi
 code=
 for _ in $(seq 1 1200); do

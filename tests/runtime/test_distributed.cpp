@@ -344,6 +344,19 @@ json residual_cut_plan() {
                  {{"layers", {"b2", "out"}}, {"mode", "single"}, {"ranks", {3}}}}}};
 }
 
+// Coded redundancy: a convolution with a parity member feeding replicas, the dense tail (a
+// pooling and a flatten every member computes whole) with uneven slices and a parity, and the
+// softmax classifier split in one slice and its parity, into the sink.
+json parity_plan() {
+  return {{"ranks", 6},
+          {"stages",
+           {{{"layers", {"c1", "c1"}}, {"mode", "single"}, {"ranks", {0}}},
+            {{"layers", {"c2", "c2"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.7, 0.3}}, {"parity", 1}},
+            {{"layers", {"p1", "c4"}}, {"mode", "replicate"}, {"ranks", {4, 0}}},
+            {{"layers", {"p2", "fc1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.4}}, {"parity", 1}},
+            {{"layers", {"fc2", "fc2"}}, {"mode", "split-output"}, {"ranks", {4, 5}}, {"parity", 1}}}}};
+}
+
 struct StrategyCase {
   const char* model;
   const char* strategy;
@@ -462,6 +475,12 @@ TEST(MixedPlans, MobileNetDepthwiseSplitsAndReplicas) {
   expect_same_as_one_process("mobilenetv2_64", 3, "--plan " + write_plan(dir, plan));
 }
 
+TEST(MixedPlans, ParityStagesEqualOneProcess) {
+  test::TempDir dir;
+  expect_same_as_one_process("vgg_small", 6, "--plan " + write_plan(dir, parity_plan()));
+  expect_same_as_one_process("vgg_small", 6, "--plan " + write_plan(dir, parity_plan()) + " --max-in-flight 1");
+}
+
 namespace {
 void expect_plan_error(const json& plan, int ranks, const std::string& message) {
   test::TempDir dir;
@@ -489,6 +508,12 @@ TEST(BadPlans, SplitOnUnsplittableLayer) {
   json plan = {{"ranks", 2},
                {"stages", {{{"layers", {"c1", "fc2"}}, {"mode", "split-spatial"}, {"ranks", {0, 1}}}}}};
   expect_plan_error(plan, 2, "layer 'flat' (Flatten) cannot be split into row bands");
+}
+TEST(BadPlans, ParityStageWhoseMemberIsItsConsumer) {
+  json plan = {{"ranks", 3},
+               {"stages", {{{"layers", {"c1", "fc1"}}, {"mode", "single"}, {"ranks", {0}}},
+                           {{"layers", {"fc2", "fc2"}}, {"mode", "split-output"}, {"ranks", {1, 0, 2}}, {"parity", 1}}}}};
+  expect_plan_error(plan, 3, "rank 0 computes a slice and also takes the stage's output (the sink)");
 }
 TEST(BadPlans, FractionsDoNotSumToOne) {
   json plan = {{"ranks", 2},
@@ -531,8 +556,11 @@ json run_steady(const SteadyCase& c, bool preload, const test::TempDir& dir) {
     std::ofstream(dir.path("cluster.json")) << cluster.dump();
     extra = " --emulate " + dir.path("cluster.json");
   }
-  // "band-groups": the split-spatial stage in groups that swap halos (band_groups_plan).
-  const std::string how = std::string(c.how) == "band-groups" ? "--plan " + write_plan(dir, band_groups_plan()) : c.how;
+  // "band-groups": the split-spatial stage in groups that swap halos (band_groups_plan); "parity":
+  // parity stages (parity_plan).
+  const std::string how = std::string(c.how) == "band-groups" ? "--plan " + write_plan(dir, band_groups_plan())
+                          : std::string(c.how) == "parity"    ? "--plan " + write_plan(dir, parity_plan())
+                                                              : c.how;
   const std::string args = std::string(" run ") + Models::get().path(c.model) + " --synthetic " +
                            std::to_string(kSteadyFrames) + " --quiet " + how + extra + " --report " +
                            dir.path("report.json");
@@ -596,6 +624,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
                                          SteadyCase{"split_output_emulated", "vgg_small", 2, "--strategy split-output",
                                                     true},
                                          SteadyCase{"split_input", "dense_heavy", 2, "--strategy split-input"},
+                                         SteadyCase{"parity", "vgg_small", 6, "parity"},
                                          SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
                                          SteadyCase{"band_groups", "vgg_small", 3, "band-groups"},
                                          SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
@@ -687,7 +716,8 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"vgg_small", "--strategy split-tensor", 3},
                         Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2},
                         Case{"vgg_small", "--plan " + write_plan(plans, band_groups_plan()), 3},
-                        Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3}}) {
+                        Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3},
+                        Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
     test::TempDir dir;
     auto r = mpirun(c.ranks, Models::get().path(c.model), c.how, "--report " + dir.path("r.json"));

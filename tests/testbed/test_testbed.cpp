@@ -231,6 +231,49 @@ TEST_F(OnTheKernelsNetwork, RateCollapseSlowsButLosesNoFrame) {
   }
 }
 
+// Coded redundancy on the testbed (#20): five devices, a parity stage of two slices and their
+// parity; one member is stopped (SIGSTOP) for 2 s inside its namespace and then continued. No
+// frame is lost, the consumer says how many it rebuilt, and the outputs equal one process's
+// within float tolerance.
+TEST_F(OnTheKernelsNetwork, ParityStageRebuildsAStoppedMembersSlices) {
+  std::ofstream(dir_.path("five.json")) << R"({"name": "five", "network": {"bandwidth_mbps": 62.24,
+    "latency_ms": 2.0, "shared": true}, "device_classes": {"pi3": {"profile": ")"
+                                        << test::source_path("profiles/pi3-paper.json") << R"(", "memory_mb": 1024}},
+    "hosts": [{"name": "pi1", "class": "pi3"}, {"name": "pi2", "class": "pi3"}, {"name": "pi3", "class": "pi3"},
+              {"name": "pi4", "class": "pi3"}, {"name": "pi5", "class": "pi3"}]})";
+  std::ofstream(dir_.path("parity.json")) << R"({"ranks": 5, "stages": [
+    {"layers": ["conv1", "pool2"], "mode": "single", "ranks": [0]},
+    {"layers": ["flatten", "fc1"], "mode": "split-output", "ranks": [1, 2, 3], "parity": 1},
+    {"layers": ["fc2", "predictions"], "mode": "single", "ranks": [4]}]})";
+  const int frames = 3000;
+  const std::string job = std::string(CHORUS_BINARY) + " testbed --cluster " + dir_.path("five.json") + " -- run " +
+                          dir_.path("lenet5.h5") + " --synthetic " + std::to_string(frames) + " --seed 5 --plan " +
+                          dir_.path("parity.json") + " --quiet --stall-timeout 30 --output " + dir_.path("out.npy") +
+                          " --report " + dir_.path("r.json");
+  auto r = test::run_command("PAUSE_S=2 " + test::source_path("tests/runtime/fault.sh") + " pause 2 " +
+                             dir_.path("out.npy.journal") + " 300 -- timeout -k 5 300 " + job);
+  ASSERT_THAT(r.output, HasSubstr("fault-exit: 0")) << r.output;
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("fault-error"))) << r.output;
+  const auto report = nlohmann::json::parse(std::ifstream(dir_.path("r.json")));
+  const int rebuilt = report["ranks"][4]["rebuilt_frames"].value("1", 0);
+  std::cout << "pi5 rebuilt " << rebuilt << " frames of stage 1 while pi3 was stopped\n";
+  EXPECT_GT(rebuilt, 0) << r.output;
+  model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
+  io::InputOptions o;
+  o.synthetic = frames;
+  o.seed = 5;
+  o.shape = m.input_shape();
+  auto source = io::open_input(o);
+  const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
+  ASSERT_EQ(got.shape.at(0), frames);
+  for (int i = 0; i < frames; ++i) {
+    Tensor frame(1, m.input_shape());
+    source->read(i, frame.data());
+    const Tensor y = m.forward(frame);
+    for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], 1e-5) << i;
+  }
+}
+
 // chorus supervise on the testbed: a device's link goes down mid-run; the supervisor ends the
 // stuck job, re-plans on the two devices left (a new testbed of them) and resumes. The device
 // then answers the probe (on its second try): the job is stopped at a frame boundary (SIGUSR1
