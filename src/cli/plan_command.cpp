@@ -95,6 +95,17 @@ void add_plan_command(CLI::App& app) {
                         ? cat(", ", p.prediction["energy_j_per_frame"].get<double>(), " J/frame")
                         : std::string())
                 << (p.ranks < c->ranks() ? cat(" on its first ", p.ranks, " device(s)") : std::string()) << "\n";
+    if (p.prediction.contains("parity")) {
+      const auto& parity = p.prediction["parity"];
+      if (parity["stages"].get<int>() > 0)
+        std::cout << "parity: the cluster marks devices unreliable; " << parity["stages"].get<int>()
+                  << " split-output stage(s) carry a parity on rank " << parity["rank"].get<int>()
+                  << " (without: " << parity["without_parity"]["throughput_fps"].get<double>() << " frames/s, latency "
+                  << parity["without_parity"]["latency_ms"].get<double>() << " ms)\n";
+      else
+        std::cout << "parity: the cluster marks devices unreliable, but no stage carries a parity\n";
+      for (const auto& why : parity["not_coded"]) std::cout << "  not coded: " << why.get<std::string>() << "\n";
+    }
     p.model = o->model;
     const plan::ResolvedPlan resolved = plan::validate_plan(p, loaded.model, 0);
     if (c) {

@@ -139,7 +139,8 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
     }
     int slots = 0;
     for (const auto& h : j.at("hosts")) {
-      Host host{h.at("name").get<std::string>(), h.at("class").get<std::string>(), h.value("slots", 1)};
+      Host host{h.at("name").get<std::string>(), h.at("class").get<std::string>(), h.value("slots", 1),
+                h.value("unreliable", false)};
       if (!c.classes.count(host.device_class))
         fail(path, ": host '", host.name, "' has unknown device class '", host.device_class, "'");
       if (host.slots < 1 || host.slots > 4096) fail(path, ": host '", host.name, "' has ", host.slots, " slots");
@@ -180,7 +181,10 @@ json cluster_to_json(const Cluster& c) {
                                 {"radio_j_per_mb_sent", d.power.radio_j_per_mb_sent},
                                 {"radio_j_per_mb_received", d.power.radio_j_per_mb_received}};
   }
-  for (const auto& h : c.hosts) hosts.push_back({{"name", h.name}, {"class", h.device_class}, {"slots", h.slots}});
+  for (const auto& h : c.hosts) {
+    hosts.push_back({{"name", h.name}, {"class", h.device_class}, {"slots", h.slots}});
+    if (h.unreliable) hosts.back()["unreliable"] = true;
+  }
   json network = {{"bandwidth_mbps", c.network.bandwidth_bytes_per_s * 8 / 1e6},
                   {"latency_ms", c.network.latency_s * 1e3},
                   {"shared", c.network.shared}};
@@ -206,6 +210,15 @@ DevicePower Cluster::power_of(int rank) const {
   if (network.energy_j_per_mb_sent) p.radio_j_per_mb_sent = *network.energy_j_per_mb_sent;
   if (network.energy_j_per_mb_received) p.radio_j_per_mb_received = *network.energy_j_per_mb_received;
   return p;
+}
+
+bool Cluster::unreliable(int rank) const {
+  int first = 0;
+  for (const auto& h : hosts) {
+    if (rank < first + h.slots) return h.unreliable;
+    first += h.slots;
+  }
+  fail("cluster ", name, ": rank ", rank, " is beyond its ", first, " devices");
 }
 
 bool Cluster::power_known() const {

@@ -62,6 +62,9 @@ struct Host {
   std::string name;
   std::string device_class;
   int slots = 1;
+  // Marked by the user: a device that may stall or drop out (a weak battery, a busy radio). The
+  // planner then gives the split-output stages it is in a parity rank (plan/parity.h).
+  bool unreliable = false;
 };
 
 struct Cluster {
@@ -75,6 +78,8 @@ struct Cluster {
   int ranks() const;
   // Whether every device's power is known (energy figures need all of them).
   bool power_known() const;
+  // Whether rank r's host is marked unreliable.
+  bool unreliable(int rank) const;
   // What rank r's device draws on this cluster's network: its class's power, with the network's
   // per-byte energy in place of the radio's where the network gives one.
   DevicePower power_of(int rank) const;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "plan/band_geometry.h"
+#include "plan/parity.h"
 #include "plan/split_sums.h"
 #include "plan/validate.h"
 
@@ -512,7 +513,47 @@ const StageMode kModes[] = {StageMode::single,      StageMode::replicate,     St
 
 }  // namespace
 
+namespace {
+Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const PlannerOptions& o);
+}  // namespace
+
 Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const PlannerOptions& o) {
+  Plan p = plan_without_parity(m, c, o);
+  if (!o.offer_parity || !any_unreliable(c)) return p;
+  const int devices = c.ranks();
+  const nlohmann::json without = {{"throughput_fps", p.prediction["throughput_fps"]},
+                                  {"latency_ms", p.prediction["latency_ms"]}};
+  std::vector<std::string> skipped;
+  if (devices >= 3) {
+    // The last device is kept for the parities: plan on the others, then add it.
+    Plan coded;
+    try {
+      coded = plan_without_parity(m, cluster::first_devices(c, devices - 1), o);
+    } catch (const Error& e) {
+      skipped.push_back(cat("the model does not fit ", devices - 1, " devices: ", e.what()));
+    }
+    if (!coded.stages.empty()) {
+      coded.ranks = devices;
+      const int made = add_parity(coded, m, c, devices - 1, skipped);
+      if (made > 0) {
+        coded.prediction = prediction_json(m, c, o.model_key, coded);
+        coded.prediction["objective"] = p.prediction["objective"];
+        coded.prediction["parity"] = {
+            {"stages", made}, {"rank", devices - 1}, {"without_parity", without}, {"not_coded", skipped}};
+        return coded;
+      }
+      if (skipped.empty()) skipped.push_back("no split-output stage holds an unreliable device");
+    }
+  } else {
+    skipped.push_back("a parity needs a third device");
+  }
+  p.prediction["parity"] = {{"stages", 0}, {"not_coded", skipped}};
+  return p;
+}
+
+namespace {
+
+Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const PlannerOptions& o) {
   const int n = static_cast<int>(m.nodes().size());
   const int devices = c.ranks();
   const int max_group = o.max_group > 0 ? std::min(o.max_group, devices) : devices;
@@ -706,6 +747,8 @@ Plan make_planned_plan(const model::Model& m, const cluster::Cluster& c, const P
   }
   return p;
 }
+
+}  // namespace
 
 nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c, const std::string& key,
                                const Plan& plan) {

@@ -21,6 +21,9 @@ struct PlannerOptions {
   std::string model_key;        // for profile look-ups (e.g. "vgg16")
   int max_group = 0;            // largest device group per stage (0: all devices)
   bool allow_splits = true;     // false: pipeline and replicate only
+  // With devices marked unreliable: plan on all devices but the last and give the split-output
+  // stages holding an unreliable one that device as their parity rank (plan/parity.h).
+  bool offer_parity = true;
 };
 
 // A cost model of one candidate stage, for predictions and for the exhaustive-search test.
@@ -44,7 +47,9 @@ StageCost stage_cost(const model::Model& model, const cluster::Cluster& cluster,
                      const std::vector<int>& group_ends = {});
 
 // The best plan under the options; its `prediction` holds throughput_fps, latency_ms and per
-// stage compute, communication and memory, and the bottleneck. Throws chorus::Error when the
+// stage compute, communication and memory, and the bottleneck. On a cluster with unreliable
+// devices the plan carries parity stages where it can (the prediction's `parity` says which,
+// and what the plan without them would do). Throws chorus::Error when the
 // model cannot fit on the cluster, naming the layer, what it needs and what the devices have.
 Plan make_planned_plan(const model::Model& model, const cluster::Cluster& cluster, const PlannerOptions& options);
 

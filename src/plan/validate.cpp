@@ -336,17 +336,6 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
   }
   if (next != nodes)
     fail("plan: layers '", m.node(next).name(), "' .. '", m.node(nodes - 1).name(), "' are in no stage");
-  // A parity stage's slices go to its consumers, which rebuild a late one: a consumer that also
-  // computed a slice would wait for itself.
-  for (std::size_t i = 0; i < out.stages.size(); ++i) {
-    if (!out.stages[i].parity) continue;
-    const std::vector<int> consumers = i + 1 < out.stages.size() ? out.stages[i + 1].ranks : std::vector<int>{plan.sink};
-    for (int rank : out.stages[i].ranks)
-      if (std::count(consumers.begin(), consumers.end(), rank))
-        fail("plan: stage ", i, " (", plan.stages[i].first, " .. ", plan.stages[i].last, ", parity): rank ", rank,
-             " computes a slice and also takes the stage's output (", i + 1 < out.stages.size() ? "the next stage" : "the sink",
-             "); the ranks of a parity stage must be others than its consumers'");
-  }
   // Enough frames to keep every rank busy (replicas included) while the source runs ahead.
   const int stages = static_cast<int>(plan.stages.size());
   for (const auto& st : out.stages)

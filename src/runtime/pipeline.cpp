@@ -626,7 +626,8 @@ struct Pipeline::Impl {
       }
       free->frame = i;
       free->arrived = false;
-      free->request = t.irecv(member.rank, kDataTag + s, free->buffer.data(), free->buffer.size());
+      // This rank's own slice (it computes one and consumes the stage) is put there by send_slice.
+      free->request = member.rank == me ? -1 : t.irecv(member.rank, kDataTag + s, free->buffer.data(), free->buffer.size());
     }
   }
 
@@ -634,7 +635,7 @@ struct Pipeline::Impl {
   // open (its messages arrive in order); late ones (before frame i) are dropped.
   void poll_coded(int s, int i) {
     for (CodedMember& member : coded_in[s])
-      for (;;) {
+      for (; member.rank != me;) {
         CodedSlot* oldest = nullptr;
         for (CodedSlot& slot : member.slots)
           if (slot.frame >= 0 && !slot.arrived && (!oldest || slot.frame < oldest->frame)) oldest = &slot;
@@ -671,7 +672,9 @@ struct Pipeline::Impl {
           if (c.frame == i) slot = &c;
           if (c.frame >= 0 && c.frame < i && !c.arrived) behind = true;
         }
-        if (slot && slot->arrived) {
+        if (members[g].rank == me && local_end[s] && !(slot && slot->arrived)) {
+          end = true, members[g].ended = true;  // this rank's own member ended the stream
+        } else if (slot && slot->arrived) {
           Header h;
           std::memcpy(&h, slot->buffer.data(), sizeof h);
           if (h.kind == Kind::end) end = true, ends_seen[s][members[g].rank] = 1, members[g].ended = true;
@@ -767,7 +770,7 @@ struct Pipeline::Impl {
   // After the end: every member's slices still owed (late ones) and its end of stream.
   void drain_coded(int s) {
     for (CodedMember& member : coded_in[s]) {
-      for (;;) {
+      for (; member.rank != me;) {
         CodedSlot* oldest = nullptr;
         for (CodedSlot& slot : member.slots)
           if (slot.frame >= 0 && !slot.arrived && (!oldest || slot.frame < oldest->frame)) oldest = &slot;
@@ -780,7 +783,7 @@ struct Pipeline::Impl {
         if (h.kind == Kind::end) member.ended = true;
         else oldest->frame = -1;
       }
-      if (!member.ended) {  // its end was not posted for yet
+      if (!member.ended && member.rank != me) {  // its end was not posted for yet
         std::vector<char> buffer(std::max(member.bytes, sizeof(Header)));
         wait_for(t.irecv(member.rank, kDataTag + s, buffer.data(), buffer.size()),
                  cat(peer(member.rank, s - 1), ", for its end of stream").c_str());
@@ -790,23 +793,45 @@ struct Pipeline::Impl {
     }
   }
 
-  // Frame i's slice of parity stage s - 1 (this rank's share) to every receiver of role s.
+  // The slot of frame i for this rank's own slice (a member of parity stage s - 1 that is also
+  // one of its consumers), posted now if it was not.
+  CodedSlot& own_slot(int s, int i) {
+    post_coded(s, i);
+    for (CodedMember& member : coded_in[s])
+      if (member.rank == me)
+        for (CodedSlot& slot : member.slots)
+          if (slot.frame == i) return slot;
+    fail("rank ", me, ": no slot for its own slice of frame ", i, " into ", stage_label(s));
+  }
+
+  // Writes frame i's header and `slice` into `buffer`.
+  void pack_slice(std::vector<char>& buffer, int s, int i, const Tensor& slice) {
+    buffer.resize(sizeof(Header) + slice.size() * sizeof(float));
+    Header h{i, Kind::data, slice.frames(), reference_now(), origin[s]};
+    std::memcpy(buffer.data(), &h, sizeof h);
+    std::memcpy(buffer.data() + sizeof h, slice.data(), slice.size() * sizeof(float));
+  }
+
+  // Frame i's slice of parity stage s - 1 (this rank's share) to every receiver of role s; this
+  // rank's own consumer role takes it from its slot.
   void send_slice(int s, int i, const Tensor& slice) {
     const double t0 = now_seconds(t);
     OutgoingSend* out = nullptr;
     for (int r : all_ranks_of[s]) {
       if (!receives(s, i, r)) continue;
+      if (r == me) {
+        CodedSlot& own = own_slot(s, i);
+        pack_slice(own.buffer, s, i, slice);
+        own.arrived = true;
+        continue;
+      }
       if (!out) {
         out = &free_send(s + 1);
         out->busy = true;
         out->frame = i;
         out->used = 1;
         if (out->buffers.empty()) out->buffers.emplace_back();
-        std::vector<char>& buffer = out->buffers[0];
-        buffer.resize(sizeof(Header) + slice.size() * sizeof(float));
-        Header h{i, Kind::data, slice.frames(), reference_now(), origin[s]};
-        std::memcpy(buffer.data(), &h, sizeof h);
-        std::memcpy(buffer.data() + sizeof h, slice.data(), slice.size() * sizeof(float));
+        pack_slice(out->buffers[0], s, i, slice);
       }
       const std::vector<char>& buffer = out->buffers[0];
       out->requests.push_back(t.isend(r, kDataTag + s, buffer.data(), buffer.size()));

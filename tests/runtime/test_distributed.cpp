@@ -475,10 +475,22 @@ TEST(MixedPlans, MobileNetDepthwiseSplitsAndReplicas) {
   expect_same_as_one_process("mobilenetv2_64", 3, "--plan " + write_plan(dir, plan));
 }
 
+// Parity stages one after another on the same ranks, each consuming the one before (its own
+// slice taken locally), the last into the sink, which computes a slice too.
+json chained_parity_plan() {
+  return {{"ranks", 4},
+          {"stages",
+           {{{"layers", {"c1", "p2"}}, {"mode", "single"}, {"ranks", {0}}},
+            {{"layers", {"flat", "fc1"}}, {"mode", "split-output"}, {"ranks", {1, 2, 3}}, {"parity", 1}},
+            {{"layers", {"fc2", "fc2"}}, {"mode", "split-output"}, {"ranks", {0, 1, 2, 3}}, {"fractions", {0.3, 0.3, 0.4}}, {"parity", 1}}}}};
+}
+
 TEST(MixedPlans, ParityStagesEqualOneProcess) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 6, "--plan " + write_plan(dir, parity_plan()));
   expect_same_as_one_process("vgg_small", 6, "--plan " + write_plan(dir, parity_plan()) + " --max-in-flight 1");
+  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, chained_parity_plan()));
+  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, chained_parity_plan()) + " --max-in-flight 1");
 }
 
 namespace {
@@ -509,11 +521,11 @@ TEST(BadPlans, SplitOnUnsplittableLayer) {
                {"stages", {{{"layers", {"c1", "fc2"}}, {"mode", "split-spatial"}, {"ranks", {0, 1}}}}}};
   expect_plan_error(plan, 2, "layer 'flat' (Flatten) cannot be split into row bands");
 }
-TEST(BadPlans, ParityStageWhoseMemberIsItsConsumer) {
+TEST(BadPlans, ParityStageOfTwoSplitLayers) {
   json plan = {{"ranks", 3},
-               {"stages", {{{"layers", {"c1", "fc1"}}, {"mode", "single"}, {"ranks", {0}}},
-                           {{"layers", {"fc2", "fc2"}}, {"mode", "split-output"}, {"ranks", {1, 0, 2}}, {"parity", 1}}}}};
-  expect_plan_error(plan, 3, "rank 0 computes a slice and also takes the stage's output (the sink)");
+               {"stages", {{{"layers", {"c1", "p2"}}, {"mode", "single"}, {"ranks", {0}}},
+                           {{"layers", {"flat", "fc2"}}, {"mode", "split-output"}, {"ranks", {1, 0, 2}}, {"parity", 1}}}}};
+  expect_plan_error(plan, 3, "with parity only the stage's last layer may be split; 'fc1' is split too");
 }
 TEST(BadPlans, FractionsDoNotSumToOne) {
   json plan = {{"ranks", 2},
@@ -717,7 +729,8 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2},
                         Case{"vgg_small", "--plan " + write_plan(plans, band_groups_plan()), 3},
                         Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3},
-                        Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6}}) {
+                        Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6},
+                        Case{"vgg_small", "--plan " + write_plan(plans, chained_parity_plan()), 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
     test::TempDir dir;
     auto r = mpirun(c.ranks, Models::get().path(c.model), c.how, "--report " + dir.path("r.json"));
