@@ -634,8 +634,9 @@ struct Pipeline::Impl {
   // Ends the requests of slots that arrived, each member's in frame order up to the first still
   // open (its messages arrive in order); late ones (before frame i) are dropped.
   void poll_coded(int s, int i) {
-    for (CodedMember& member : coded_in[s])
-      for (; member.rank != me;) {
+    for (CodedMember& member : coded_in[s]) {
+      if (member.rank == me) continue;  // its own slice is in place already
+      for (;;) {
         CodedSlot* oldest = nullptr;
         for (CodedSlot& slot : member.slots)
           if (slot.frame >= 0 && !slot.arrived && (!oldest || slot.frame < oldest->frame)) oldest = &slot;
@@ -651,6 +652,7 @@ struct Pipeline::Impl {
         }
         if (slot.frame < i) slot.frame = -1;  // a late slice: its frame was rebuilt
       }
+    }
   }
 
   // Role s's input for frame i from the slices of parity stage s - 1; false at the end.
@@ -661,7 +663,7 @@ struct Pipeline::Impl {
     const int k = static_cast<int>(members.size()) - 1;
     coded_received.assign(members.size(), -1);
     double all_but_one_at = -1;
-    for (;;) {
+    for (int polls = 0;; ++polls) {
       poll_coded(s, i);
       int arrived = 0, waiting_for = -1;
       bool end = false;
@@ -703,7 +705,8 @@ struct Pipeline::Impl {
         fail("waited ", stall_timeout_s, " s for frame ", i, " from ", missing,
              ": more members of a parity stage than it can rebuild stalled or died (--stall-timeout sets the limit)");
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      // Polled, as any k of the slices will do; from every 50 us to every 1 ms when a wait is long.
+      std::this_thread::sleep_for(std::chrono::microseconds(std::min(1000, 50 + 10 * polls)));
     }
     stats.wait_s += now_seconds(t) - t0;
     join_slices(s, i);
@@ -770,7 +773,9 @@ struct Pipeline::Impl {
   // After the end: every member's slices still owed (late ones) and its end of stream.
   void drain_coded(int s) {
     for (CodedMember& member : coded_in[s]) {
-      for (; member.rank != me;) {
+      ends_seen[s][member.rank] = 1;
+      if (member.rank == me) continue;  // its end was local
+      for (;;) {
         CodedSlot* oldest = nullptr;
         for (CodedSlot& slot : member.slots)
           if (slot.frame >= 0 && !slot.arrived && (!oldest || slot.frame < oldest->frame)) oldest = &slot;
@@ -780,16 +785,20 @@ struct Pipeline::Impl {
         oldest->request = -1;
         Header h;
         std::memcpy(&h, oldest->buffer.data(), sizeof h);
-        if (h.kind == Kind::end) member.ended = true;
-        else oldest->frame = -1;
+        if (h.kind == Kind::end) {
+          member.ended = true;
+        } else {
+          oldest->frame = -1;
+          stats.bytes_received += member.bytes;
+          stats.bytes_received_from[member.rank] += member.bytes;
+        }
       }
-      if (!member.ended && member.rank != me) {  // its end was not posted for yet
+      if (!member.ended) {  // its end was not posted for yet
         std::vector<char> buffer(std::max(member.bytes, sizeof(Header)));
         wait_for(t.irecv(member.rank, kDataTag + s, buffer.data(), buffer.size()),
                  cat(peer(member.rank, s - 1), ", for its end of stream").c_str());
         member.ended = true;
       }
-      ends_seen[s][member.rank] = 1;
     }
   }
 
