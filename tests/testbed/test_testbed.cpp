@@ -135,6 +135,23 @@ class OnTheKernelsNetwork : public testing::Test {
     return test::run_command(test::source_path("tests/runtime/fault.sh") + " run '" + action + "' " + journal + " " +
                              std::to_string(lines) + " -- " + command);
   }
+  // out.npy holds, frame for frame, what one process gives for `frames` synthetic frames of `seed`.
+  void expect_one_process_output(int frames, int seed, double tolerance) const {
+    model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
+    io::InputOptions o;
+    o.synthetic = frames;
+    o.seed = seed;
+    o.shape = m.input_shape();
+    auto source = io::open_input(o);
+    const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
+    ASSERT_EQ(got.shape.at(0), frames);
+    for (int i = 0; i < frames; ++i) {
+      Tensor frame(1, m.input_shape());
+      source->read(i, frame.data());
+      const Tensor y = m.forward(frame);
+      for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], tolerance) << i;
+    }
+  }
   std::string testbed(const std::string& job) const {
     return std::string(CHORUS_BINARY) + " testbed --cluster " + dir_.path("three.json") + " -- run " +
            dir_.path("lenet5.h5") + " " + job;
@@ -158,20 +175,7 @@ TEST_F(OnTheKernelsNetwork, PipelineOverTcpEqualsOneProcess) {
               report["ranks"][k]["clock_uncertainty_s"].get<double>() + 1e-3)
         << k;
 
-  model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
-  io::InputOptions o;
-  o.synthetic = 12;
-  o.seed = 3;
-  o.shape = m.input_shape();
-  auto source = io::open_input(o);
-  const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
-  ASSERT_EQ(got.shape.at(0), 12);
-  for (int i = 0; i < 12; ++i) {
-    Tensor frame(1, m.input_shape());
-    source->read(i, frame.data());
-    const Tensor y = m.forward(frame);
-    for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], 1e-6) << i;
-  }
+  expect_one_process_output(12, 3, 1e-6);
 }
 
 TEST_F(OnTheKernelsNetwork, RankKilledInItsNamespaceEndsTheJobNamingIt) {
@@ -215,20 +219,7 @@ TEST_F(OnTheKernelsNetwork, RateCollapseSlowsButLosesNoFrame) {
   std::smatch seconds;
   ASSERT_TRUE(std::regex_search(r.output, seconds, std::regex("fault-seconds: ([0-9.]+)"))) << r.output;
   EXPECT_GT(std::stod(seconds[1]), 1.0) << "the collapsed link did not slow the job";
-  model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
-  io::InputOptions o;
-  o.synthetic = frames;
-  o.seed = 4;
-  o.shape = m.input_shape();
-  auto source = io::open_input(o);
-  const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
-  ASSERT_EQ(got.shape.at(0), frames);
-  for (int i = 0; i < frames; ++i) {
-    Tensor frame(1, m.input_shape());
-    source->read(i, frame.data());
-    const Tensor y = m.forward(frame);
-    for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], 1e-6) << i;
-  }
+  expect_one_process_output(frames, 4, 1e-6);
 }
 
 // Coded redundancy on the testbed (#20): five devices, a parity stage of two slices and their
@@ -258,20 +249,7 @@ TEST_F(OnTheKernelsNetwork, ParityStageRebuildsAStoppedMembersSlices) {
   const int rebuilt = report["ranks"][4]["rebuilt_frames"].value("1", 0);
   std::cout << "pi5 rebuilt " << rebuilt << " frames of stage 1 while pi3 was stopped\n";
   EXPECT_GT(rebuilt, 0) << r.output;
-  model::Model m = io::load_model_file(dir_.path("lenet5.h5"));
-  io::InputOptions o;
-  o.synthetic = frames;
-  o.seed = 5;
-  o.shape = m.input_shape();
-  auto source = io::open_input(o);
-  const io::NpyArray got = io::read_npy(dir_.path("out.npy"));
-  ASSERT_EQ(got.shape.at(0), frames);
-  for (int i = 0; i < frames; ++i) {
-    Tensor frame(1, m.input_shape());
-    source->read(i, frame.data());
-    const Tensor y = m.forward(frame);
-    for (std::size_t k = 0; k < y.size(); ++k) ASSERT_NEAR(got.data[i * y.size() + k], y.data()[k], 1e-5) << i;
-  }
+  expect_one_process_output(frames, 5, 1e-5);
 }
 
 // chorus supervise on the testbed: a device's link goes down mid-run; the supervisor ends the
