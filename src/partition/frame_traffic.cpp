@@ -122,10 +122,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         const auto& st = p.stages[s - 1];
         const Shape out = m.node(st.last).layer->output_shape();
         const auto bounds = plan::split_bounds(out.c, st.fractions);
-        int widest = 0;
-        for (std::size_t r = 0; r + 1 < bounds.size(); ++r) widest = std::max(widest, bounds[r + 1] - bounds[r]);
         for (std::size_t g = 0; g < st.ranks.size(); ++g) {
-          const int width = static_cast<int>(g) < st.data_members() ? bounds[g + 1] - bounds[g] : widest;
+          const int width = static_cast<int>(g) < st.data_members() ? bounds[g + 1] - bounds[g] : plan::widest_part(bounds);
           const double bytes = header_bytes + static_cast<double>(width) * (out.size() / out.c) * sizeof(float);
           for (int r : to) add(st.ranks[g], r, bytes);
         }

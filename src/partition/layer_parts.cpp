@@ -11,6 +11,7 @@
 #include "layers/depthwise_conv2d.h"
 #include "layers/pooling.h"
 #include "model/optimize.h"
+#include "plan/validate.h"
 
 namespace chorus::partition {
 
@@ -120,8 +121,7 @@ LayerPart make_parity_part(const model::Node& node, const std::vector<int>& boun
   const Layer& full = *node.layer;
   CHORUS_ASSERT(node.folded.empty(), "parity of '", full.name(), "' with a folded batch norm");
   const Shape in = full.input_shapes()[0];
-  int width = 0;
-  for (std::size_t r = 0; r + 1 < bounds.size(); ++r) width = std::max(width, bounds[r + 1] - bounds[r]);
+  const int width = plan::widest_part(bounds);
   LayerPart part;
   int axis = 0;
   if (auto* conv = dynamic_cast<const Conv2D*>(&full)) {

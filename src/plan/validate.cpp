@@ -146,6 +146,12 @@ int split_extent(const layers::Layer& l, StageMode mode) {
   return split_extent(l, mode == StageMode::split_input ? SplitRole::input_slice : SplitRole::output_slice);
 }
 
+int widest_part(const std::vector<int>& bounds) {
+  int widest = 0;
+  for (std::size_t r = 0; r + 1 < bounds.size(); ++r) widest = std::max(widest, bounds[r + 1] - bounds[r]);
+  return widest;
+}
+
 std::vector<int> split_bounds(int extent, const std::vector<double>& fractions) {
   std::vector<int> bounds{0};
   double cumulative = 0;

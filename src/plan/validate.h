@@ -69,6 +69,9 @@ std::vector<SplitRole> split_roles(const model::Model& model, int first, int las
 int split_extent(const layers::Layer& layer, SplitRole role);
 int split_extent(const layers::Layer& layer, StageMode mode);
 
+// The widest part of `bounds` (split_bounds), in units: a parity slice's width.
+int widest_part(const std::vector<int>& bounds);
+
 // Cuts `extent` units into parts by fractions: part r is [bounds[r], bounds[r+1]).
 std::vector<int> split_bounds(int extent, const std::vector<double>& fractions);
 

@@ -359,9 +359,7 @@ struct Pipeline::Impl {
     const auto& st = stage(s);
     const auto bounds = plan::split_bounds(model.node(st.last).layer->output_shape().c, st.fractions);
     if (g < st.data_members()) return {bounds[g], bounds[g + 1] - bounds[g]};
-    int widest = 0;
-    for (std::size_t r = 0; r + 1 < bounds.size(); ++r) widest = std::max(widest, bounds[r + 1] - bounds[r]);
-    return {0, widest};
+    return {0, plan::widest_part(bounds)};
   }
   std::size_t coded_message_bytes(int s, int g) const {
     const Shape out = model.node(stage(s).last).layer->output_shape();
