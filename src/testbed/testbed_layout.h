@@ -24,10 +24,17 @@ struct TestbedDevice {
   int slots = 1;
 };
 
+// A cluster file's bandwidth is what its devices' messages get (goodput: what iperf reports, what
+// the papers measured, what the planner charges per byte). A queue shapes whole frames, headers
+// included: a full TCP segment of 1,448 bytes is 1,514 on the link (IPv4, TCP with timestamps,
+// Ethernet), and every second one is acknowledged by a 66-byte frame that crosses the shared
+// queue too. So the queue's rate is the goodput times (2 x 1514 + 66) / (2 x 1448).
+constexpr double kTcpFramingFactor = (2 * 1514.0 + 66.0) / (2 * 1448.0);
+
 struct TestbedLayout {
   std::string hub;  // namespace holding the bridge and the shaping
   std::vector<TestbedDevice> devices;
-  double bits_per_s = 0;
+  double bits_per_s = 0;  // the cluster's bandwidth (goodput); queues shape at kTcpFramingFactor times it
   double latency_s = 0;
   bool shared = true;
 };

@@ -65,14 +65,14 @@ TEST(TestbedLayout, OneNamespaceAndAddressPerHost) {
 
 TEST(TestbedLayout, SharedMediumIsOneQueueEveryPacketCrosses) {
   const auto shared = testbed::shaping_commands(testbed::make_testbed_layout(three_pis(true)));
-  EXPECT_TRUE(contains(shared, "tc qdisc add dev ifb0 root tbf rate 62240kbit"));
+  EXPECT_TRUE(contains(shared, "tc qdisc add dev ifb0 root tbf rate 66495kbit"));
   for (const char* link : {"ctb0", "ctb1", "ctb2"})
     EXPECT_TRUE(contains(shared, std::string("filter add dev ") + link + " parent ffff: protocol all u32 match u32 0 0 "
                                  "action mirred egress redirect dev ifb0"))
         << link;
   const auto separate = testbed::shaping_commands(testbed::make_testbed_layout(three_pis(false)));
   EXPECT_FALSE(contains(separate, "ifb0"));
-  EXPECT_TRUE(contains(separate, "ip netns exec chorus-tb-pi2 tc qdisc add dev eth0 root tbf rate 62240kbit"));
+  EXPECT_TRUE(contains(separate, "ip netns exec chorus-tb-pi2 tc qdisc add dev eth0 root tbf rate 66495kbit"));
   EXPECT_TRUE(contains(testbed::latency_commands(testbed::make_testbed_layout(three_pis(true))),
                        "tc qdisc add dev ctb1 root netem delay 2000us"));
   const auto firewall = testbed::firewall_commands(testbed::make_testbed_layout(three_pis(true)));
