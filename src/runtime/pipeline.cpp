@@ -833,9 +833,7 @@ struct Pipeline::Impl {
         continue;
       }
       if (!out) {
-        out = &free_send(s + 1);
-        out->busy = true;
-        out->frame = i;
+        out = &start_send(s + 1, i);
         out->used = 1;
         if (out->buffers.empty()) out->buffers.emplace_back();
         pack_slice(out->buffers[0], s, i, slice);
@@ -905,6 +903,15 @@ struct Pipeline::Impl {
     return *oldest;
   }
 
+  // A free send buffer of pool `p`, taken for frame i's messages (none written yet).
+  OutgoingSend& start_send(int p, int i) {
+    OutgoingSend& out = free_send(p);
+    out.busy = true;
+    out.frame = i;
+    out.used = 0;
+    return out;
+  }
+
   // Hands role s's input for frame i to its receivers (local ones through the mailbox).
   void send(int s, int i, const std::vector<const Tensor*>& values) {
     const double t0 = now_seconds(t);
@@ -918,12 +925,7 @@ struct Pipeline::Impl {
         local = true;
         continue;
       }
-      if (!out) {
-        out = &free_send(s + 1);
-        out->busy = true;
-        out->frame = i;
-        out->used = 0;
-      }
+      if (!out) out = &start_send(s + 1, i);
       std::vector<char>* buffer = nullptr;
       if (!own_rows && out->used > 0) {
         buffer = &out->buffers[0];  // every receiver takes the same message
