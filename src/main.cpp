@@ -5,9 +5,13 @@
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "runtime/stop_request.h"
 #include "runtime/transport.h"
 
 int main(int argc, char** argv) {
+  // Before MPI_Init, which can take seconds: a stop request (SIGUSR1, from chorus supervise
+  // through mpirun) that comes while a rank starts must not end it.
+  chorus::runtime::install_stop_request_handler();
   // MPI first (when launched by mpirun), since MPI_Init may consume its own arguments.
   auto transport = chorus::runtime::make_transport(&argc, &argv);
   const std::string prefix = transport->size() > 1 ? "[rank " + std::to_string(transport->rank()) + "] " : "";

@@ -201,6 +201,7 @@ int supervise(const SuperviseOptions& o) {
     int child = 0;
     double probed_at = now();
     std::vector<std::string> answered;  // devices out that answered: the job is being stopped for them
+    bool stop_sent = false;
     const ChildResult r = run_child(
         argv,
         [&] {
@@ -212,12 +213,16 @@ int supervise(const SuperviseOptions& o) {
                       << (gap == &lost ? "failure" : "stop") << "\n"
                       << std::flush;
           }
-          if (o.probe.empty() || !answered.empty() || !devices.any_out() || now() - probed_at < o.probe_every_s)
-            return;
-          for (const auto& host : devices.out())
-            if (answers(o.probe, host)) answered.push_back(host);
-          probed_at = now();
-          if (answered.empty() || child <= 0) return;
+          if (o.probe.empty() || stop_sent || !devices.any_out()) return;
+          if (answered.empty() && now() - probed_at >= o.probe_every_s) {
+            for (const auto& host : devices.out())
+              if (answers(o.probe, host)) answered.push_back(host);
+            probed_at = now();
+          }
+          // Only once this attempt's frames flow: every rank is past its set-up and handles
+          // SIGUSR1, which would end a process still starting (the default action).
+          if (answered.empty() || child <= 0 || !resumed) return;
+          stop_sent = true;
           std::cout << "chorus supervise: " << answered[0];
           for (std::size_t i = 1; i < answered.size(); ++i) std::cout << ", " << answered[i];
           std::cout << (answered.size() > 1 ? " answer" : " answers")
