@@ -619,9 +619,12 @@ TEST_P(SteadyState, NoHeapAllocationsPerFrame) {
     EXPECT_GT(rank["first_frame_heap_allocations"].get<double>(), 0);
     EXPECT_EQ(rank["heap_allocations_per_frame"].get<double>(), 0.0);
     // What still allocates is Open MPI: its fragment free lists (opal_free_list_grow_st under
-    // MPI_Isend and the shared-memory transport) grow now and then, never once a frame.
+    // MPI_Isend and the shared-memory transport) grow now and then, never once a frame. One
+    // growth is a chunk of a dozen or so allocations, and a rank that falls behind on a loaded
+    // machine (six ranks on two cores here) may see two in the steady state: 13 over 119
+    // frames was seen in CI, where a bound of 0.1 per frame failed.
     if (GetParam().ranks > 1) {
-      EXPECT_LE(rank["mpi_heap_allocations_per_frame"].get<double>(), 0.1);
+      EXPECT_LE(rank["mpi_heap_allocations_per_frame"].get<double>(), 0.25);
     }
   }
 }
