@@ -54,6 +54,15 @@ std::string SeparableConv2D::describe() const {
          (pointwise_.settings().activation.is_linear() ? "" : ", " + pointwise_.settings().activation.str());
 }
 
+SeparableConv2DSettings SeparableConv2D::settings() const {
+  SeparableConv2DSettings s;
+  s.depthwise = depthwise_.settings();
+  s.filters = pointwise_.settings().filters;
+  s.use_bias = pointwise_.settings().use_bias;
+  s.activation = pointwise_.settings().activation;
+  return s;
+}
+
 void SeparableConv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift) {
   pointwise_.fold_scale_shift(scale, shift);
 }

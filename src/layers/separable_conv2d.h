@@ -26,6 +26,10 @@ class SeparableConv2D : public Layer {
   Activation* fusable_activation() override;
   std::string describe() const override;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
+  // As built (an activation fused since included), and the depthwise part's padding: a row
+  // band makes its own variant with the band's padding (partition/row_bands).
+  SeparableConv2DSettings settings() const;
+  const Pads& pads() const { return depthwise_.pads(); }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

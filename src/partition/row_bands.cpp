@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <tuple>
 
 #include "core/error.h"
 #include "layers/conv2d.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/layers3d.h"
+#include "layers/merge.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
+#include "layers/separable_conv2d.h"
 #include "model/optimize.h"
 #include "plan/band_geometry.h"
 
@@ -36,21 +39,23 @@ Window3D band_window(Window3D w, const Geometry3D& g, const plan::RowNeed& need)
 
 RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end,
                       io::WeightReader& reader) {
+  const std::vector<plan::BandNodeRows> rows = plan::band_rows(m, first, last, out_begin, out_end);
   RowBand band;
+  std::tie(band.input_begin, band.input_end) = plan::band_reads(m, first, last, rows);
   band.steps.resize(last - first + 1);
-  int a = out_begin, b = out_end;
-  for (int n = last; n >= first; --n) {
+  for (int n = first; n <= last; ++n) {
     const model::Node& node = m.node(n);
     const Layer& l = *node.layer;
-    plan::RowNeed need = plan::rows_needed(l, a, b);
+    const plan::RowNeed need = rows[n - first].need;
     BandStep& step = band.steps[n - first];
     step.node = n;
     step.in_begin = need.begin;
     step.in_end = need.end;
-    step.out_begin = a;
-    step.out_end = b;
-    Shape in = l.input_shapes()[0];
-    in.h = need.end - need.begin;
+    step.out_begin = rows[n - first].out_begin;
+    step.out_end = rows[n - first].out_end;
+    for (int v : node.inputs) step.inputs.push_back(v >= first && v <= last ? v - first : -1);
+    std::vector<Shape> in = l.input_shapes();
+    for (Shape& s : in) s.h = need.end - need.begin;
     if (auto* c = dynamic_cast<const Conv2D*>(&l)) {
       Conv2DSettings s = c->settings();
       s.explicit_pads = true;
@@ -61,6 +66,11 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
       s.explicit_pads = true;
       s.pads = {need.pad_top, need.pad_bottom, d->pads().left, d->pads().right};
       step.own_layer = std::make_unique<DepthwiseConv2D>(l.name(), s);
+    } else if (auto* sep = dynamic_cast<const SeparableConv2D*>(&l)) {
+      SeparableConv2DSettings s = sep->settings();
+      s.depthwise.explicit_pads = true;
+      s.depthwise.pads = {need.pad_top, need.pad_bottom, sep->pads().left, sep->pads().right};
+      step.own_layer = std::make_unique<SeparableConv2D>(l.name(), s);
     } else if (auto* p = dynamic_cast<const Pool2D*>(&l)) {
       Pool2DSettings s = p->settings();
       s.explicit_pads = true;
@@ -80,10 +90,16 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
       pads[2] = need.pad_top;
       pads[3] = need.pad_bottom;
       step.own_layer = std::make_unique<ZeroPadding3D>(l.name(), pads);
+    } else if (auto* e = dynamic_cast<const Elementwise*>(&l)) {
+      // Merges size their output from their shapes, not their inputs': one of the band's rows.
+      step.own_layer = std::make_unique<Elementwise>(l.name(), e->op(), e->activation());
+    } else if (auto* j = dynamic_cast<const Concatenate*>(&l)) {
+      step.own_layer = std::make_unique<Concatenate>(l.name(), j->axis());
     }
     if (step.own_layer) {
-      Shape out = step.own_layer->build({in});
-      CHORUS_ASSERT(out.h == b - a, "band of ", l.name(), ": ", out.h, " rows, expected ", b - a);
+      Shape out = step.own_layer->build(in);
+      CHORUS_ASSERT(out.h == step.out_end - step.out_begin, "band of ", l.name(), ": ", out.h, " rows, expected ",
+                    step.out_end - step.out_begin);
       if (!step.own_layer->weight_specs().empty()) {
         step.own_layer->set_weights(reader.read_all(node.source, step.own_layer->weight_specs()));
         for (const auto& f : node.folded) {
@@ -94,8 +110,6 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
     } else {
       reader.load_node(m.nodes()[n]);  // pointwise layers work on any number of rows
     }
-    a = need.begin;
-    b = need.end;
   }
   return band;
 }

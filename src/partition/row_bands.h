@@ -13,21 +13,29 @@ namespace chorus::partition {
 
 struct BandStep {
   int node = 0;
-  int in_begin = 0, in_end = 0;    // input rows this layer reads
+  int in_begin = 0, in_end = 0;    // rows it reads of each of its inputs
   int out_begin = 0, out_end = 0;  // output rows it produces
+  // Per input of the node: the step that computes it, or -1 for the band's input.
+  std::vector<int> inputs;
   std::unique_ptr<layers::Layer> own_layer;  // band variant (explicit pads); null: use the node's layer
 };
 
 struct RowBand {
-  std::vector<BandStep> steps;  // in chain order
-  int in_begin() const { return steps.front().in_begin; }
-  int in_end() const { return steps.front().in_end; }
+  std::vector<BandStep> steps;  // in model order: a chain, or a graph whose branches join (plan::is_band_graph)
+  int input_begin = 0, input_end = 0;  // rows of the band's input its steps read, together
+  int in_begin() const { return input_begin; }
+  int in_end() const { return input_end; }
   int out_begin() const { return steps.back().out_begin; }
   int out_end() const { return steps.back().out_end; }
+  // The rows the value a step reads holds: its producer's (step `producer`, -1 the band's input).
+  int rows_begin(int producer) const { return producer < 0 ? input_begin : steps[producer].out_begin; }
+  int rows_end(int producer) const { return producer < 0 ? input_end : steps[producer].out_end; }
 };
 
 // Builds the band's layers; those with weights are loaded whole from `reader`, layers without
 // geometry (activations, batch norm) use the node's own layer, whose weights are loaded too.
+// Merges get a variant of the band's rows. A step whose producer computed more rows than it
+// reads (a branch of a wider halo) reads a crop of them.
 RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end,
                       io::WeightReader& reader);
 

@@ -59,22 +59,16 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
   const StageMode mode = spec_.mode;
   if (mode == StageMode::split_spatial) {
     groups_ = plan::band_groups(m, spec_.first, spec_.group_ends, spec_.fractions);
-    std::size_t largest = 0;
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const plan::BandGroup& group = groups_[g];
       bands_.push_back(make_row_band(m, group.first, group.last, group.bounds[member], group.bounds[member + 1], reader));
-      for (const auto& step : bands_.back().steps) {
+      for (const auto& step : bands_.back().steps)
         weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
-        const Shape s = m.node(step.node).layer->output_shape();
-        largest = std::max(largest, static_cast<std::size_t>(step.out_end - step.out_begin) * s.w * s.c * s.d);
-      }
-      const Shape in = m.shape_of(m.node(group.first).inputs[0]);
-      largest = std::max(largest, static_cast<std::size_t>(bands_.back().in_end() - bands_.back().in_begin()) * in.w *
-                                      in.c * in.d);
       if (g == 0) continue;
       // The rows this member swaps with the others between group g - 1 and group g.
       halo_sends_.emplace_back();
       halo_receives_.emplace_back();
+      const Shape in = m.shape_of(m.node(group.first).inputs[0]);
       const std::size_t row = static_cast<std::size_t>(in.w) * in.c * in.d;
       for (const plan::HaloTransfer& h : plan::halo_transfers(groups_[g - 1], group)) {
         if (h.from == member)
@@ -84,12 +78,12 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
               {h.from, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
       }
     }
+    plan_band_buffers(frames);
     // Buffers for the band's rows through the chain, and for the gathered output.
     for (int v : inputs_) {
       band_inputs_.emplace_back();
       band_inputs_.back().resize(frames, m.shape_of(v));
     }
-    for (auto& b : band_buffers_) b.reserve(frames * largest);
     const Shape out = m.node(spec_.last).layer->output_shape();
     band_output_.resize(frames, out);
     for (std::size_t r = 0; r + 1 < band_rows().size(); ++r)
@@ -271,31 +265,123 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   part.activation.apply(full.data(), full.size(), out_shape.c);
 }
 
+void StageWorker::plan_band_buffers(int frames) {
+  // The values of the stage in the order they are made: each group's input (sliced from the
+  // stage's input, or swapped in from the group before), then per step the crops it reads and
+  // its output. A value takes a buffer that no value still to be read holds: a chain ends up
+  // with two, as it always had, and a residual block with one more for its shortcut.
+  struct Value {
+    std::size_t floats = 0;
+    int made = 0, last_read = 0;
+    int* buffer = nullptr;
+  };
+  std::size_t steps = 0;
+  for (const RowBand& band : bands_) steps += band.steps.size();
+  band_input_slot_.assign(bands_.size(), -1);
+  band_step_slots_.assign(steps, -1);
+  band_crop_slots_.assign(bands_.size(), {});
+  std::vector<Value> values;
+  int event = 0;
+  const auto floats = [&](const Shape& s, int rows) {
+    return static_cast<std::size_t>(std::max(0, rows)) * s.w * s.c * s.d * frames;
+  };
+  std::size_t step_slot = 0, previous_output = 0;
+  for (std::size_t g = 0; g < bands_.size(); ++g) {
+    const RowBand& band = bands_[g];
+    const Shape in = model_.shape_of(model_.node(band.steps.front().node).inputs[0]);
+    if (g > 0) values[previous_output].last_read = event;  // the halo swap reads the group before's output
+    const std::size_t input_value = values.size();
+    values.push_back({floats(in, band.in_end() - band.in_begin()), event, event, &band_input_slot_[g]});
+    ++event;
+    std::vector<std::size_t> step_value(band.steps.size());
+    auto& crops = band_crop_slots_[g];
+    crops.resize(band.steps.size());
+    for (std::size_t k = 0; k < band.steps.size(); ++k) {
+      const BandStep& step = band.steps[k];
+      crops[k].assign(step.inputs.size(), -1);
+      for (std::size_t j = 0; j < step.inputs.size(); ++j) {
+        const int producer = step.inputs[j];
+        values[producer < 0 ? input_value : step_value[producer]].last_read = event + 1;
+        if (band.rows_begin(producer) == step.in_begin && band.rows_end(producer) == step.in_end) continue;
+        const Shape& from = producer < 0 ? in : model_.node(band.steps[producer].node).layer->output_shape();
+        values.push_back({floats(from, step.in_end - step.in_begin), event, event + 1, &crops[k][j]});
+      }
+      ++event;
+      step_value[k] = values.size();
+      values.push_back({floats(model_.node(step.node).layer->output_shape(), step.out_end - step.out_begin), event,
+                        event, &band_step_slots_[step_slot++]});
+      ++event;
+    }
+    previous_output = step_value.back();
+  }
+  values[previous_output].last_read = event;  // gathered at the end
+  std::vector<int> held_until;  // per buffer: the last event a value in it is read at
+  std::vector<std::size_t> capacity;
+  for (const Value& v : values) {
+    int chosen = -1;
+    for (std::size_t b = 0; b < held_until.size(); ++b)
+      if (held_until[b] < v.made && (chosen < 0 || capacity[b] > capacity[chosen])) chosen = static_cast<int>(b);
+    if (chosen < 0) {
+      chosen = static_cast<int>(held_until.size());
+      held_until.push_back(0);
+      capacity.push_back(0);
+    }
+    held_until[chosen] = v.last_read;
+    capacity[chosen] = std::max(capacity[chosen], v.floats);
+    *v.buffer = chosen;
+  }
+  band_buffers_.resize(capacity.size());
+  for (std::size_t b = 0; b < capacity.size(); ++b) band_buffers_[b].reserve(capacity[b]);
+  std::size_t widest = 1;
+  for (const RowBand& band : bands_)
+    for (const BandStep& step : band.steps) widest = std::max(widest, step.inputs.size());
+  band_step_inputs_.reserve(widest);
+}
+
 void StageWorker::run_band() {
   const auto& first = model_.node(spec_.first);
   const Tensor& input = band_inputs_[std::find(inputs_.begin(), inputs_.end(), first.inputs[0]) - inputs_.begin()];
   const int frames = input.frames();  // buffers sized for frames_ grow once for a larger batch
   band_output_.resize(frames, model_.node(spec_.last).layer->output_shape());
-  int current = 0;
-  slice_rows(input, bands_.front().in_begin(), bands_.front().in_end(), band_buffers_[current]);
+  std::size_t step_slot = 0;
+  const Tensor* last = nullptr;
   for (std::size_t g = 0; g < bands_.size(); ++g) {
-    if (g > 0) {
-      swap_halo(g - 1, band_buffers_[current], band_buffers_[1 - current]);
-      current = 1 - current;
-    }
-    for (const auto& step : bands_[g].steps) {
+    const RowBand& band = bands_[g];
+    Tensor& band_input = band_buffers_[band_input_slot_[g]];
+    if (g == 0)
+      slice_rows(input, band.in_begin(), band.in_end(), band_input);
+    else
+      swap_halo(g - 1, *last, band_input);
+    const std::size_t group_first_slot = step_slot;
+    for (std::size_t k = 0; k < band.steps.size(); ++k) {
+      const BandStep& step = band.steps[k];
       const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
+      band_step_inputs_.clear();
+      for (std::size_t j = 0; j < step.inputs.size(); ++j) {
+        const int producer = step.inputs[j];
+        const Tensor& value =
+            producer < 0 ? band_input : band_buffers_[band_step_slots_[group_first_slot + producer]];
+        const int crop = band_crop_slots_[g][k][j];
+        if (crop < 0) {
+          band_step_inputs_.push_back(&value);
+          continue;
+        }
+        // A producer with more rows than this step reads (another reader's halo is wider).
+        const int from = band.rows_begin(producer);
+        slice_rows(value, step.in_begin - from, step.in_end - from, band_buffers_[crop]);
+        band_step_inputs_.push_back(&band_buffers_[crop]);
+      }
       const double started = pacer_ ? steady_seconds() : 0;
-      band_step_input_[0] = &band_buffers_[current];
-      layer.forward(band_step_input_, band_buffers_[1 - current]);
+      Tensor& out = band_buffers_[band_step_slots_[step_slot++]];
+      layer.forward(band_step_inputs_, out);
       if (pacer_)
         pacer_->layer_done(step.node,
                            double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h,
                            started);
-      current = 1 - current;
+      last = &out;
     }
   }
-  const Tensor& mine = band_buffers_[current];
+  const Tensor& mine = *last;
   const Shape& out = band_output_.shape();
   for (int n = 0; n < frames; ++n) {
     // Bands are consecutive rows: in member order they are the whole frame. Only member 0

@@ -125,6 +125,9 @@ class StageWorker : private model::ExternalNodes {
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;
   void run_band();
+  // Sizes the bands' buffers at set-up for batches of `frames`, sharing them between values
+  // whose lives do not overlap.
+  void plan_band_buffers(int frames);
   // split-spatial: the stage's output row bounds per member (its last group's).
   const std::vector<int>& band_rows() const { return groups_.back().bounds; }
   // Between band groups g and g + 1: `mine` (this member's rows of group g's output) becomes
@@ -155,8 +158,14 @@ class StageWorker : private model::ExternalNodes {
   std::vector<std::vector<HaloRows>> halo_sends_, halo_receives_;  // [boundary]
   std::vector<PeerExchange::Part> send_parts_, receive_parts_;
   std::vector<Tensor> band_inputs_;    // split-spatial: the stage's inputs
-  Tensor band_buffers_[2], band_output_;
-  std::vector<const Tensor*> band_step_input_{nullptr};
+  // The buffers the bands' values take turns in (plan_band_buffers), and which each value takes:
+  // per group its input, per step (group after group) its output, per step input its crop (-1:
+  // read the producer's buffer as it is).
+  std::vector<Tensor> band_buffers_;
+  std::vector<int> band_input_slot_, band_step_slots_;
+  std::vector<std::vector<std::vector<int>>> band_crop_slots_;  // [group][step][input]
+  std::vector<const Tensor*> band_step_inputs_;
+  Tensor band_output_;
   std::vector<std::size_t> band_counts_;
   std::vector<float> band_gathered_;   // split-spatial on clips: the members' bands, before reordering
   std::size_t weight_bytes_ = 0;

@@ -7,6 +7,7 @@
 #include "layers/layers3d.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
+#include "layers/separable_conv2d.h"
 #include "plan/validate.h"
 
 namespace chorus::plan {
@@ -31,6 +32,11 @@ bool window_of(const Layer& l, Window& w) {
   }
   if (auto* p = dynamic_cast<const Pool2D*>(&l)) {
     w = {p->settings().pool_h, p->settings().stride_h, 1, p->pads().top};
+    return true;
+  }
+  if (auto* s = dynamic_cast<const SeparableConv2D*>(&l)) {  // its depthwise part's window
+    const DepthwiseConv2DSettings d = s->settings().depthwise;
+    w = {d.kernel_h, d.stride_h, d.dilation_h, s->pads().top};
     return true;
   }
   // 3-D layers: their rows, in every image of the clip (axis 1 of depth, rows, columns).
@@ -70,17 +76,64 @@ RowNeed rows_needed(const Layer& l, int a, int b) {
   return {a, b, 0, 0};  // pointwise
 }
 
-std::vector<std::pair<int, int>> band_input_rows(const model::Model& m, int first, int last, int out_begin,
-                                                 int out_end) {
-  std::vector<std::pair<int, int>> rows(last - first + 1);
-  int a = out_begin, b = out_end;
+bool is_band_graph(const model::Model& m, int first, int last) {
+  if (m.node(first).inputs.size() != 1) return false;
+  const int outside = m.node(first).inputs[0];
+  for (int n = first; n <= last; ++n) {
+    for (int v : m.node(n).inputs)
+      if (v != outside && (v < first || v >= n)) return false;
+    if (n == last) break;
+    for (int reader : m.consumers(n))
+      if (reader <= n || reader > last) return false;
+    if (std::count(m.outputs().begin(), m.outputs().end(), n) > 0) return false;
+  }
+  return true;
+}
+
+std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, int out_begin, int out_end) {
+  std::vector<BandNodeRows> rows(last - first + 1);
+  std::vector<bool> needed(rows.size(), false);
+  rows.back().out_begin = out_begin;
+  rows.back().out_end = out_end;
+  needed.back() = true;
+  // Readers come after what they read: walking back, a node's rows are complete when reached.
   for (int n = last; n >= first; --n) {
-    RowNeed need = rows_needed(*m.node(n).layer, a, b);
-    rows[n - first] = {need.begin, need.end};
-    a = need.begin;
-    b = need.end;
+    BandNodeRows& r = rows[n - first];
+    if (!needed[n - first]) continue;  // no reader needs a row of it: it computes nothing
+    r.need = rows_needed(*m.node(n).layer, r.out_begin, r.out_end);
+    if (r.need.begin >= r.need.end) continue;
+    for (int v : m.node(n).inputs) {
+      if (v < first || v > last) continue;
+      BandNodeRows& in = rows[v - first];
+      in.out_begin = needed[v - first] ? std::min(in.out_begin, r.need.begin) : r.need.begin;
+      in.out_end = needed[v - first] ? std::max(in.out_end, r.need.end) : r.need.end;
+      needed[v - first] = true;
+    }
   }
   return rows;
+}
+
+std::pair<int, int> band_reads(const model::Model& m, int first, int last, const std::vector<BandNodeRows>& rows) {
+  const int outside = m.node(first).inputs.at(0);
+  std::pair<int, int> reads{0, 0};
+  bool any = false;
+  for (int n = first; n <= last; ++n) {
+    const RowNeed& need = rows[n - first].need;
+    const auto& inputs = m.node(n).inputs;
+    if (need.begin >= need.end || std::count(inputs.begin(), inputs.end(), outside) == 0) continue;
+    reads = any ? std::pair<int, int>{std::min(reads.first, need.begin), std::max(reads.second, need.end)}
+                : std::pair<int, int>{need.begin, need.end};
+    any = true;
+  }
+  return reads;
+}
+
+std::vector<std::pair<int, int>> band_input_rows(const model::Model& m, int first, int last, int out_begin,
+                                                 int out_end) {
+  std::vector<std::pair<int, int>> reads;
+  for (const BandNodeRows& r : band_rows(m, first, last, out_begin, out_end))
+    reads.emplace_back(r.need.begin, r.need.end);
+  return reads;
 }
 
 bool bands_are_feasible(const model::Model& m, int first, int last, const std::vector<int>& bounds) {
@@ -101,7 +154,7 @@ std::vector<BandGroup> band_groups(const model::Model& m, int first, const std::
     g.last = last;
     g.bounds = split_bounds(m.node(last).layer->output_shape().h, fractions);
     for (std::size_t p = 0; p + 1 < g.bounds.size(); ++p)
-      g.input_rows.push_back(band_input_rows(m, first, last, g.bounds[p], g.bounds[p + 1]).at(0));
+      g.input_rows.push_back(band_reads(m, first, last, band_rows(m, first, last, g.bounds[p], g.bounds[p + 1])));
     groups.push_back(std::move(g));
     first = last + 1;
   }

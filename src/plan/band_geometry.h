@@ -1,6 +1,9 @@
 #pragma once
 // Row-band geometry for split-spatial stages: which input rows a layer needs for a band of its
-// output rows (the halo), and the padding the band applies at the image edges only.
+// output rows (the halo), and the padding the band applies at the image edges only. A band
+// runs through a chain of layers or through a graph of them (residual blocks, branches joined
+// by an element-wise merge or a channel concatenation): a node then computes the rows every
+// reader of it inside the band needs.
 #include <utility>
 #include <vector>
 
@@ -14,8 +17,27 @@ struct RowNeed {
 };
 RowNeed rows_needed(const layers::Layer& layer, int a, int b);
 
-// The input rows each layer of the chain [first, last] needs for output rows
-// [out_begin, out_end) of the last (index k is node first + k).
+// True when the layers [first, last] can run as one band: the first reads one value from
+// outside, every other layer reads only that value or layers before it in the range, and every
+// layer but the last is read only by later layers of the range (so one value enters and one
+// leaves). A chain is the simplest such range.
+bool is_band_graph(const model::Model& model, int first, int last);
+
+// What node first + k of a band over [first, last] computes and reads for output rows
+// [out_begin, out_end) of the last: the union of the rows its readers in the band need (an
+// empty range, out_begin == out_end, where no reader needs any), and the rows of its inputs that
+// takes, with the band's own padding at the image's edges.
+struct BandNodeRows {
+  int out_begin = 0, out_end = 0;
+  RowNeed need{0, 0, 0, 0};
+};
+std::vector<BandNodeRows> band_rows(const model::Model& model, int first, int last, int out_begin, int out_end);
+
+// Rows [begin, end) of the band's input (the first node's input) that its layers read, together.
+std::pair<int, int> band_reads(const model::Model& model, int first, int last, const std::vector<BandNodeRows>& rows);
+
+// The input rows each layer of the band [first, last] reads for output rows [out_begin,
+// out_end) of the last (index k is node first + k).
 std::vector<std::pair<int, int>> band_input_rows(const model::Model& model, int first, int last, int out_begin,
                                                  int out_end);
 

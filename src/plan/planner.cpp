@@ -28,7 +28,7 @@ int most_parts(const model::Model& m, int first, int last, StageMode mode, std::
   if (mode == StageMode::split_spatial) {
     for (int n = first; n <= last; ++n)
       if (!can_split_spatial(*m.node(n).layer)) return 0;
-    if (!is_chain(m, first, last)) return 0;
+    if (!is_band_graph(m, first, last)) return 0;
     return m.node(last).layer->output_shape().h;
   }
   bool any = false;
@@ -156,17 +156,18 @@ GroupSpeed group_speed(const LayerTimes& times, int first, int last, const Devic
 }
 
 // A band group's members' times: each member's layer times scaled by the share of each
-// layer's output rows its band computes (its rows plus the halo the group recomputes).
+// layer's output rows its band computes (its rows plus the halo the group recomputes; in a
+// residual block, what every reader of the layer needs).
 std::vector<double> band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group,
                                      const Devices& devices) {
   const int count = static_cast<int>(group.bounds.size()) - 1;
   std::vector<double> t(count, 0.0);
   for (int g = 0; g < count; ++g) {
-    const auto need = band_input_rows(m, group.first, group.last, group.bounds[g], group.bounds[g + 1]);
+    const auto rows = band_rows(m, group.first, group.last, group.bounds[g], group.bounds[g + 1]);
     for (int n = group.first; n <= group.last; ++n) {
-      const auto rows = n < group.last ? need[n - group.first + 1] : std::pair<int, int>{group.bounds[g], group.bounds[g + 1]};
+      const BandNodeRows& r = rows[n - group.first];
       const double height = m.node(n).layer->output_shape().h;
-      t[g] += times.layer(devices[g], n) * std::clamp((rows.second - rows.first) / height, 0.0, 1.0);
+      t[g] += times.layer(devices[g], n) * std::clamp((r.out_end - r.out_begin) / height, 0.0, 1.0);
     }
   }
   return t;
@@ -485,7 +486,7 @@ class BandGroupChooser {
     if (it != cache_.end()) return it->second;
     Entry e;
     const std::vector<int> bounds = split_bounds(m_.node(b).layer->output_shape().h, share);
-    if (bands_are_feasible(m_, a, b, bounds)) {
+    if (is_band_graph(m_, a, b) && bands_are_feasible(m_, a, b, bounds)) {
       const BandGroup group = band_groups(m_, a, {b}, share).front();
       const std::vector<double> t = band_group_times(m_, times_, group, Devices{rank, count});
       e.ok = true;

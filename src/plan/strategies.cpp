@@ -73,10 +73,11 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
     int j = i;
     bool any = false;
     if (mode == StageMode::split_spatial) {
-      while (j < n && can_split_spatial(*m.node(j).layer) && is_chain(m, i, j) &&
-             m.node(j).layer->output_shape().h >= ranks &&
-             bands_are_feasible(m, i, j, split_bounds(m.node(j).layer->output_shape().h, even)))
-        ++j;
+      // The longest range from i that runs as one band (a residual block is one only once its
+      // branches have joined, so look past ranges that are not).
+      for (int k = i; k < n && can_split_spatial(*m.node(k).layer) && m.node(k).layer->output_shape().h >= ranks; ++k)
+        if (is_band_graph(m, i, k) && bands_are_feasible(m, i, k, split_bounds(m.node(k).layer->output_shape().h, even)))
+          j = k + 1;
       for (int k = i; k < j; ++k) any |= !rides_along(k) || m.cost(k).macs > 0;
     } else {
       while (j < n && (splits(j) || rides_along(j))) any |= splits(j++);

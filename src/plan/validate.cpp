@@ -16,9 +16,11 @@
 #include "layers/depthwise_conv2d.h"
 #include "layers/layer_norm.h"
 #include "layers/lrn.h"
+#include "layers/merge.h"
 #include "layers/padding.h"
 #include "layers/pooling.h"
 #include "layers/reshape.h"
+#include "layers/separable_conv2d.h"
 #include "layers/tokens.h"
 
 namespace chorus::plan {
@@ -92,17 +94,27 @@ bool can_split_input(const layers::Layer& l) {
   return as_plain_conv(l) || dynamic_cast<const layers::Dense*>(&l) || dynamic_cast<const layers::Conv3D*>(&l);
 }
 
+// A merge whose output row r is made of its inputs' rows r alone: an element-wise merge of
+// inputs of its own shape (not a broadcast), or a concatenation of channels.
+bool joins_row_by_row(const layers::Layer& l) {
+  if (auto* c = dynamic_cast<const layers::Concatenate*>(&l)) return c->axis() == 2;
+  if (!dynamic_cast<const layers::Elementwise*>(&l)) return false;
+  for (const Shape& in : l.input_shapes())
+    if (!(in == l.output_shape())) return false;
+  return true;
+}
+
 bool can_split_spatial(const layers::Layer& l) {
   // Bands are rows: of an image, or of every image of a clip.
   if (dynamic_cast<const layers::Conv3D*>(&l) || dynamic_cast<const layers::Pool3D*>(&l) ||
       dynamic_cast<const layers::ZeroPadding3D*>(&l))
     return true;
   return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
-         dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
+         dynamic_cast<const layers::SeparableConv2D*>(&l) || dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
          dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||
          dynamic_cast<const layers::LRN*>(&l) ||  // across channels only: a pixel's own
          dynamic_cast<const layers::ChannelAffine*>(&l) ||  // Rescaling, Normalization: per pixel
-         dynamic_cast<const layers::Identity*>(&l);
+         dynamic_cast<const layers::Identity*>(&l) || joins_row_by_row(l);
 }
 
 std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, StageMode mode) {
@@ -161,17 +173,6 @@ std::vector<int> split_bounds(int extent, const std::vector<double>& fractions) 
     bounds.push_back(std::clamp(b, bounds.back(), extent));
   }
   return bounds;
-}
-
-bool is_chain(const model::Model& m, int first, int last) {
-  for (int n = first; n <= last; ++n) {
-    const auto& inputs = m.node(n).inputs;
-    if (inputs.size() != 1) return false;
-    if (n > first && inputs[0] != n - 1) return false;
-    if (n < last && m.consumers(n) != std::vector<int>{n + 1}) return false;
-    if (n < last && std::count(m.outputs().begin(), m.outputs().end(), n) > 0) return false;
-  }
-  return true;
 }
 
 namespace {
@@ -300,8 +301,9 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
         !any_split)
       fail(where(), ": none of its layers can be split that way");
     if (s.mode == StageMode::split_spatial) {
-      if (!is_chain(m, r.first, r.last))
-        fail(where(), ": layers in a split-spatial stage must form a chain (no branches inside the stage)");
+      if (!is_band_graph(m, r.first, r.last))
+        fail(where(), ": a split-spatial stage must take one value from outside, its first layer's input, and hand on "
+                      "only its last layer's output (a chain, or branches that join inside the stage)");
       for (const std::string& name : s.exchange_after) {
         const int n = m.find(name);
         if (n < 0) fail(where(), ": exchange_after names unknown layer '", name, "'");
@@ -314,6 +316,10 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
       r.group_ends.push_back(r.last);
       int group_first = r.first;
       for (int group_last : r.group_ends) {
+        if (!is_band_graph(m, group_first, group_last))
+          fail(where(), ": the band group '", m.node(group_first).name(), "' .. '", m.node(group_last).name(),
+               "' must take one value from outside and hand on only its last layer's output: exchange_after may "
+               "cut the stage only where one value is alive (between residual blocks, say)");
         const int height = m.node(group_last).layer->output_shape().h;
         auto bounds = split_bounds(height, r.fractions);
         const std::string output =

@@ -75,8 +75,4 @@ int widest_part(const std::vector<int>& bounds);
 // Cuts `extent` units into parts by fractions: part r is [bounds[r], bounds[r+1]).
 std::vector<int> split_bounds(int extent, const std::vector<double>& fractions);
 
-// True when nodes [first, last] form a chain: each reads only the one before it (the first
-// reads one value) and each but the last is read only by the next.
-bool is_chain(const model::Model& model, int first, int last);
-
 }  // namespace chorus::plan

@@ -588,23 +588,32 @@ TEST(ValidatePlan, SplitKindsThatDoNotFit) {
   EXPECT_THAT(validate_error(pool_only, m), HasSubstr("none of its layers"));
 }
 
-TEST(ValidatePlan, SplitSpatialNeedsAChain) {
+TEST(ValidatePlan, SplitSpatialHandsOnOneValue) {
   model::Model m = structure_of(kResidualConfig);
   // c1 feeds c2 and the add after the stage: a branch leaves from inside the stage.
   Plan branch =
       make_plan(2, {stage("c1", "c3", StageMode::split_spatial, {0, 1}), stage("add", "fc", StageMode::single, {0})});
-  EXPECT_THAT(validate_error(branch, m), HasSubstr("chain"));
-  // The whole residual block, add included, cannot be split into row bands either.
+  EXPECT_THAT(validate_error(branch, m), HasSubstr("hand on only its last layer's output"));
+  // The add reads c1, a second value from outside a stage that starts at c3 (which reads c2).
+  Plan second_input =
+      make_plan(2, {stage("c1", "c2", StageMode::single, {0}), stage("c3", "add", StageMode::split_spatial, {0, 1}),
+                    stage("c4", "fc", StageMode::single, {0})});
+  EXPECT_THAT(validate_error(second_input, m), HasSubstr("one value from outside"));
+  // The whole residual block, add included, runs as bands, and so does the chain inside it.
   Plan block =
       make_plan(2, {stage("c1", "add", StageMode::split_spatial, {0, 1}), stage("c4", "fc", StageMode::single, {0})});
-  std::string message = validate_error(block, m);
-  EXPECT_THAT(message, HasSubstr("split-spatial"));
-  EXPECT_TRUE(message.find("chain") != std::string::npos || message.find("'add'") != std::string::npos) << message;
-  // The chain inside the block is fine.
+  EXPECT_NO_THROW(plan::validate_plan(block, m, 2));
   Plan inner =
       make_plan(2, {stage("c1", "c1", StageMode::single, {0}), stage("c2", "c3", StageMode::split_spatial, {0, 1}),
                     stage("add", "fc", StageMode::single, {0})});
   EXPECT_NO_THROW(plan::validate_plan(inner, m, 2));
+  // Groups may be cut only where one value is alive: not inside the block.
+  Plan cut_inside = make_plan(2, {stage("c1", "c4", StageMode::split_spatial, {0, 1}), stage("gap", "fc", StageMode::single, {0})});
+  cut_inside.stages[0].exchange_after = {"c2"};
+  EXPECT_THAT(validate_error(cut_inside, m), HasSubstr("exchange_after may cut the stage only where one value is alive"));
+  Plan cut_after = cut_inside;
+  cut_after.stages[0].exchange_after = {"add"};
+  EXPECT_NO_THROW(plan::validate_plan(cut_after, m, 2));
 }
 
 TEST(ValidatePlan, TooFewChannelsOrRows) {
@@ -947,6 +956,31 @@ TEST(RowBands, BandsCoverTheImage) {
   }
 }
 
+TEST(RowBands, ResidualBlockRowsAreWhatEveryReaderNeeds) {
+  // Nodes 0 c1, 1 c2, 2 c3 (3x3 'same' on 8 rows), 3 add (c3 + c1).
+  model::Model m = structure_of(kResidualConfig);
+  EXPECT_TRUE(plan::is_band_graph(m, 0, 3));
+  EXPECT_TRUE(plan::is_band_graph(m, 1, 2));
+  EXPECT_FALSE(plan::is_band_graph(m, 0, 2));  // c1 is read by the add, after the range
+  EXPECT_TRUE(plan::is_band_graph(m, 1, 3));   // c2 and the add read c1, the one value from outside
+  EXPECT_FALSE(plan::is_band_graph(m, 2, 3));  // c3 reads c2, the add c1: two values from outside
+  // Rows [2, 5) of the add: c3 computes them reading c2 [1, 6), c2 those reading c1 [0, 7); c1
+  // computes [0, 7), what c2 reads, which holds the add's [2, 5), and reads the input [0, 8)
+  // with one padded row on top.
+  using Rows = std::vector<std::pair<int, int>>;
+  auto rows = plan::band_rows(m, 0, 3, 2, 5);
+  Rows out, need;
+  for (const auto& r : rows) out.emplace_back(r.out_begin, r.out_end), need.emplace_back(r.need.begin, r.need.end);
+  EXPECT_EQ(out, (Rows{{0, 7}, {1, 6}, {2, 5}, {2, 5}}));
+  EXPECT_EQ(need, (Rows{{0, 8}, {0, 7}, {1, 6}, {2, 5}}));
+  EXPECT_EQ(rows[0].need.pad_top, 1);
+  EXPECT_EQ(plan::band_reads(m, 0, 3, rows), (std::pair<int, int>{0, 8}));
+  // The top band [0, 3): the add's rows are inside c1's [0, 5); the block reads input [0, 6).
+  rows = plan::band_rows(m, 0, 3, 0, 3);
+  EXPECT_EQ((std::pair<int, int>{rows[0].out_begin, rows[0].out_end}), (std::pair<int, int>{0, 5}));
+  EXPECT_EQ(plan::band_reads(m, 0, 3, rows), (std::pair<int, int>{0, 6}));
+}
+
 TEST(RowBands, ZeroPaddingInTheChain) {
   // Chain model: p1 (12 rows) -> zp (14 rows, one padded row each side) -> c2 (3x3 stride 2 valid, 6 rows).
   model::Model m = structure_of(kChainConfig);
@@ -1165,6 +1199,25 @@ TEST_F(StageWorkerTest, ThreeMembersSplitSpatial) {
   run_plan(chain_h5(), narrow, input);
 }
 
+TEST_F(StageWorkerTest, BandsThroughAResidualBlock) {
+  // The bands run through both branches; the add reads a crop of c1's rows (c2's halo is
+  // wider). Even and uneven fractions, one-row bands, and the block followed by a group of its own.
+  model::Model m = structure_of(kResidualConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 41);
+  for (const std::vector<double>& fractions :
+       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.125, 0.125, 0.75}, {0.25, 0.25, 0.25, 0.25}}) {
+    SCOPED_TRACE(fractions[0] + fractions.size());
+    const int members = static_cast<int>(fractions.size());
+    std::vector<int> ranks(members);
+    for (int r = 0; r < members; ++r) ranks[r] = members - 1 - r;
+    Plan p = make_plan(members, {stage("c1", "c4", StageMode::split_spatial, ranks, fractions),
+                                 stage("gap", "fc", StageMode::single, {0})});
+    run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
+    p.stages[0].exchange_after = {"add"};
+    run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
+  }
+}
+
 TEST_F(StageWorkerTest, EveryStrategyPlanWithThreeRanks) {
   for (const std::string& h5 : {chain_h5(), residual_h5()}) {
     io::KerasModelStructure s = io::load_keras_structure(h5, "", true);
@@ -1299,6 +1352,40 @@ TEST_F(StageWorkerTest, BandsThroughEveryWindowKind) {
                                              stage("mp", "dwc", StageMode::split_output, {2, 1})}),
                                m, 3),
            input);
+}
+
+// An Xception block: two separable convolutions (batch norms folded in), a strided max pooling,
+// a strided 1x1 shortcut and the add; then a separable convolution with a depth multiplier.
+const char* kXceptionBlockConfig = R"({"class_name": "Functional", "config": {"name": "xblock", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 14, 7, 4]}, "inbound_nodes": []},
+ {"class_name": "SeparableConv2D", "name": "s1", "config": {"name": "s1", "filters": 8, "kernel_size": [3, 3], "padding": "same", "use_bias": false}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "s1_bn", "config": {"name": "s1_bn", "axis": -1}, "inbound_nodes": [[["s1", 0, 0, {}]]]},
+ {"class_name": "Activation", "name": "s1_relu", "config": {"name": "s1_relu", "activation": "relu"}, "inbound_nodes": [[["s1_bn", 0, 0, {}]]]},
+ {"class_name": "SeparableConv2D", "name": "s2", "config": {"name": "s2", "filters": 8, "kernel_size": [3, 3], "padding": "same", "use_bias": false}, "inbound_nodes": [[["s1_relu", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "s2_bn", "config": {"name": "s2_bn", "axis": -1}, "inbound_nodes": [[["s2", 0, 0, {}]]]},
+ {"class_name": "MaxPooling2D", "name": "pool", "config": {"name": "pool", "pool_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["s2_bn", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "short", "config": {"name": "short", "filters": 8, "kernel_size": [1, 1], "strides": [2, 2], "padding": "same", "use_bias": false}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "short_bn", "config": {"name": "short_bn", "axis": -1}, "inbound_nodes": [[["short", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["pool", 0, 0, {}], ["short_bn", 0, 0, {}]]]},
+ {"class_name": "SeparableConv2D", "name": "s3", "config": {"name": "s3", "filters": 6, "kernel_size": [3, 3], "depth_multiplier": 2, "padding": "same", "activation": "relu"}, "inbound_nodes": [[["add", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["s3", 0, 0]]}})";
+
+TEST_F(StageWorkerTest, BandsThroughAnXceptionBlock) {
+  test::TempDir dir;
+  test::write_random_model(kXceptionBlockConfig, dir.path("xblock.h5"), 16);
+  model::Model m = structure_of(kXceptionBlockConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 73);
+  for (const std::vector<double>& fractions :
+       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.25, 0.25, 0.25, 0.25}}) {
+    SCOPED_TRACE(fractions[0] + fractions.size());
+    const int members = static_cast<int>(fractions.size());
+    std::vector<int> ranks(members);
+    for (int r = 0; r < members; ++r) ranks[r] = r;
+    Plan p = make_plan(members, {stage("s1", "s3", StageMode::split_spatial, ranks, fractions)});
+    run_plan(dir.path("xblock.h5"), plan::validate_plan(p, m, members), input);
+    p.stages[0].exchange_after = {"add"};
+    run_plan(dir.path("xblock.h5"), plan::validate_plan(p, m, members), input);
+  }
 }
 
 Stage with_exchanges(Stage s, std::vector<std::string> after) {

@@ -331,6 +331,20 @@ json clip_band_groups_plan() {
             {{"layers", {"flat", "fc2"}}, {"mode", "single"}, {"ranks", {1}}}}}};
 }
 
+// Row bands through residual blocks: the first group holds the stem and block a (the add reads
+// the stem's rows), the second block b, whose 1x1 shortcut reads a crop of the group's input
+// and whose concatenation a crop of b1's rows; uneven fractions, then replicas.
+json residual_bands_plan() {
+  return {{"ranks", 3},
+          {"stages",
+           {{{"layers", {"stem", "cat"}},
+             {"mode", "split-spatial"},
+             {"ranks", {2, 0, 1}},
+             {"fractions", {0.5, 0.3, 0.2}},
+             {"exchange_after", {"add1"}}},
+            {{"layers", {"gap", "out"}}, {"mode", "replicate"}, {"ranks", {1, 2}}}}}};
+}
+
 // A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
 // nothing, the sink on rank 2.
 json residual_cut_plan() {
@@ -457,6 +471,23 @@ TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
                        {"exchange_after", {"c1", "c2", "p1", "c3"}}},
                       {{"layers", {"p2", "fc2"}}, {"mode", "single"}, {"ranks", {1}}}}}};
   expect_same_as_one_process("vgg_small", 2, "--plan " + write_plan(dir, two));
+}
+
+TEST(MixedPlans, BandsThroughResidualBlocks) {
+  test::TempDir dir;
+  expect_same_as_one_process("residual", 3, "--plan " + write_plan(dir, residual_bands_plan()));
+  // Even bands on 2 and 4 ranks, and the whole trunk as one band on 8 (--strategy).
+  for (int ranks : {2, 4}) {
+    json plan = residual_bands_plan();
+    plan["ranks"] = ranks;
+    plan["stages"][0]["ranks"] = json::array();
+    for (int r = 0; r < ranks; ++r) plan["stages"][0]["ranks"].push_back(r);
+    plan["stages"][0].erase("fractions");
+    plan["stages"][1]["ranks"] = {ranks - 1};
+    plan["stages"][1]["mode"] = "single";
+    expect_same_as_one_process("residual", ranks, "--plan " + write_plan(dir, plan));
+  }
+  expect_same_as_one_process("residual", 8, "--strategy split-spatial");
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
@@ -732,6 +763,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"clip", "--strategy split-spatial", 3}, Case{"clip", "--strategy split-output", 2},
                         Case{"vgg_small", "--plan " + write_plan(plans, band_groups_plan()), 3},
                         Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3},
+                        Case{"residual", "--plan " + write_plan(plans, residual_bands_plan()), 3},
                         Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6},
                         Case{"vgg_small", "--plan " + write_plan(plans, chained_parity_plan()), 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
