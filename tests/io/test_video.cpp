@@ -507,11 +507,24 @@ TEST_F(Video, RtspStreamFromAnRtspServerGivesTheFramesOfItsFile) {
     const auto streamed =
         run("tiny.h5", url, transports[i] + " --realtime --drop none --report " + report,
             "rtsp" + std::to_string(i) + ".npy");
-    EXPECT_EQ(streamed.shape, from_file.shape);
-    EXPECT_EQ(largest_difference(streamed, from_file), 0.0);
     const json input = json::parse(std::ifstream(report))["input"];
-    EXPECT_EQ(input["frames_captured"], 60);
     EXPECT_EQ(input["frames_dropped"], 0);
+    if (transports[i] == "--rtsp-transport tcp") {
+      EXPECT_EQ(streamed.shape, from_file.shape);
+      EXPECT_EQ(largest_difference(streamed, from_file), 0.0);
+      EXPECT_EQ(input["frames_captured"], 60);
+      continue;
+    }
+    // RTP on UDP (FFmpeg's default too): the last frame's datagram can lose the race with the
+    // server's teardown on a loaded machine (seen once under ctest -j2: 59 frames, the first 59
+    // exact). Every frame that came must be the file's, from the first on.
+    ASSERT_EQ(streamed.shape.size(), 2u);
+    EXPECT_GE(streamed.shape[0], 59);
+    EXPECT_EQ(input["frames_captured"], streamed.shape[0]);
+    io::NpyArray first = from_file;
+    first.shape[0] = streamed.shape[0];
+    first.data.resize(streamed.data.size());
+    EXPECT_EQ(largest_difference(streamed, first), 0.0);
   }
   serving.join();
   EXPECT_EQ(server.exit_code, 0) << server.output;
