@@ -44,7 +44,8 @@ constexpr int kWinogradMinChannels = 32;
 
 Conv2D::~Conv2D() = default;
 
-Conv2D::Conv2D(std::string name, Conv2DSettings settings) : Layer(std::move(name)), settings_(settings) {
+Conv2D::Conv2D(std::string name, Conv2DSettings settings)
+    : Layer(std::move(name)), settings_(settings), w_(std::make_shared<Conv2DWeights>()) {
   const auto& s = settings_;
   if (s.filters < 1 || s.kernel_h < 1 || s.kernel_w < 1 || s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 ||
       s.dilation_w < 1 || s.groups < 1)
@@ -75,27 +76,35 @@ std::vector<WeightSpec> Conv2D::weight_specs() const {
 
 void Conv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
-  kernel_ = take_weight(weights, specs[0]);
-  bias_ = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
-  winograd_.reset();
+  w_->kernel = take_weight(weights, specs[0]);
+  w_->bias = settings_.use_bias ? take_weight(weights, specs[1]) : std::vector<float>{};
+  w_->winograd.reset();
   const int k = settings_.kernel_h * settings_.kernel_w * (input_shapes()[0].c / settings_.groups);
-  packed_.reset();
-  use_direct_kernel_ = settings_.groups == 1 && prefer_small_gemm(k, settings_.filters);
+  w_->packed.reset();
+  w_->use_direct_kernel = settings_.groups == 1 && prefer_small_gemm(k, settings_.filters);
   if (int tile = choose_winograd_tile()) {
     // The transformed kernel replaces the plain one, so memory grows by 16/9 or 36/9, not more.
-    winograd_ = std::make_unique<Winograd3x3>(tile, kernel_, input_shapes()[0].c, settings_.filters);
-    std::vector<float>().swap(kernel_);
+    w_->winograd = std::make_unique<Winograd3x3>(tile, w_->kernel, input_shapes()[0].c, settings_.filters);
+    std::vector<float>().swap(w_->kernel);
   }
-  if (!winograd_ && settings_.groups == 1 && prefer_packed_gemm(k, settings_.filters)) {
+  if (!w_->winograd && settings_.groups == 1 && prefer_packed_gemm(k, settings_.filters)) {
     // Packed once here rather than by sgemm on every call, and read in contiguous panels where
     // small_gemm's rows of 256 filters fall into few L1 sets; the packed copy replaces the kernel.
-    packed_ = std::make_unique<PackedWeights>(kernel_, k, settings_.filters);
-    std::vector<float>().swap(kernel_);
-    use_direct_kernel_ = true;
+    w_->packed = std::make_unique<PackedWeights>(w_->kernel, k, settings_.filters);
+    std::vector<float>().swap(w_->kernel);
+    w_->use_direct_kernel = true;
   }
 }
 
-int Conv2D::winograd_tile() const { return winograd_ ? winograd_->tile() : 0; }
+void Conv2D::share_weights(const Conv2D& owner) {
+  CHORUS_ASSERT(owner.settings_.filters == settings_.filters && owner.settings_.kernel_h == settings_.kernel_h &&
+                    owner.settings_.kernel_w == settings_.kernel_w && owner.settings_.groups == settings_.groups &&
+                    owner.input_shapes()[0].c == input_shapes()[0].c,
+                "share_weights: ", name(), " differs from ", owner.name());
+  w_ = owner.w_;
+}
+
+int Conv2D::winograd_tile() const { return w_->winograd ? w_->winograd->tile() : 0; }
 
 int Conv2D::choose_winograd_tile() const {
   const auto& s = settings_;
@@ -131,11 +140,11 @@ std::string Conv2D::describe() const {
 void Conv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift) {
   const int f = settings_.filters;
   CHORUS_ASSERT(static_cast<int>(scale.size()) == f && static_cast<int>(shift.size()) == f);
-  for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] *= scale[i % f];
-  if (winograd_) winograd_->scale_filters(scale);
-  if (packed_) packed_->scale_filters(scale);
-  if (bias_.empty()) bias_.assign(f, 0.0f);
-  for (int co = 0; co < f; ++co) bias_[co] = bias_[co] * scale[co] + shift[co];
+  for (std::size_t i = 0; i < w_->kernel.size(); ++i) w_->kernel[i] *= scale[i % f];
+  if (w_->winograd) w_->winograd->scale_filters(scale);
+  if (w_->packed) w_->packed->scale_filters(scale);
+  if (w_->bias.empty()) w_->bias.assign(f, 0.0f);
+  for (int co = 0; co < f; ++co) w_->bias[co] = w_->bias[co] * scale[co] + shift[co];
   settings_.use_bias = true;
 }
 
@@ -154,7 +163,7 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
   const std::size_t min_cols = std::min<std::size_t>(kMinColumns, kMaxColumnBlockFloats / k);
   int block = std::min<std::size_t>(pixels, std::max<std::size_t>({std::size_t{16}, min_cols, kColumnBlockFloats / k}));
   // small_gemm packs nothing, so short blocks cost it nothing and keep the columns in L1/L2.
-  if (use_direct_kernel_) block = std::min(block, kSmallGemmBlock);
+  if (w_->use_direct_kernel) block = std::min(block, kSmallGemmBlock);
   const int threads = parallel_threads();
   if (threads == 1 || pixels < threads * kMinColumnsPerThread) {
     // One thread, or too few pixels to give each thread its own blocks: blocks one after the
@@ -174,12 +183,12 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
       for (int g = 0; g < s.groups; ++g) {
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
           gather_columns(in, g, p0 + static_cast<int>(first), static_cast<int>(last - first), cols + first * k);
-          if (use_direct_kernel_)
+          if (w_->use_direct_kernel)
             multiply_direct(cols + first * k, static_cast<int>(last - first), out + (p0 + first) * s.filters);
         });
-        if (!use_direct_kernel_) multiply_group(g, cols, count, out + static_cast<std::size_t>(p0) * s.filters);
+        if (!w_->use_direct_kernel) multiply_group(g, cols, count, out + static_cast<std::size_t>(p0) * s.filters);
       }
-      if (!use_direct_kernel_)
+      if (!w_->use_direct_kernel)
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
           finish_block(out + static_cast<std::size_t>(p0 + first) * s.filters, static_cast<int>(last - first));
         });
@@ -198,12 +207,12 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
     float* block_out = out + static_cast<std::size_t>(p0) * s.filters;
     for (int g = 0; g < s.groups; ++g) {
       gather_columns(in, g, p0, count, cols);
-      if (use_direct_kernel_)
+      if (w_->use_direct_kernel)
         multiply_direct(cols, count, block_out);
       else
         multiply_group(g, cols, count, block_out);
     }
-    if (!use_direct_kernel_) finish_block(block_out, count);
+    if (!w_->use_direct_kernel) finish_block(block_out, count);
   });
 }
 
@@ -336,26 +345,26 @@ void Conv2D::multiply_group(int group, const float* cols, int count, float* out)
   const auto& s = settings_;
   const int cout_g = s.filters / s.groups, k = s.kernel_h * s.kernel_w * (input_shapes()[0].c / s.groups);
   // out[:, group channels] = W_g * cols, written straight into the NHWC output (ldc = filters).
-  gemm(cout_g, count, k, kernel_.data() + group * cout_g, s.filters, cols, k, out + group * cout_g, s.filters);
+  gemm(cout_g, count, k, w_->kernel.data() + group * cout_g, s.filters, cols, k, out + group * cout_g, s.filters);
 }
 
 void Conv2D::multiply_direct(const float* cols, int count, float* out, const float* residual,
                              const Activation* act) const {
   const int k = settings_.kernel_h * settings_.kernel_w * input_shapes()[0].c;
-  const float* bias = bias_.empty() ? nullptr : bias_.data();
+  const float* bias = w_->bias.empty() ? nullptr : w_->bias.data();
   const Activation& activation = act ? *act : settings_.activation;
-  if (packed_) {
+  if (w_->packed) {
     if (splits_by_filters(count, activation)) {
-      parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
-        packed_gemm(cols, k, count, *packed_, bias, activation, out, static_cast<int>(first), static_cast<int>(last),
+      parallel_range(w_->packed->panels(), 1, [&](std::int64_t first, std::int64_t last) {
+        packed_gemm(cols, k, count, *w_->packed, bias, activation, out, static_cast<int>(first), static_cast<int>(last),
                     residual);
       });
       return;
     }
-    packed_gemm(cols, k, count, *packed_, bias, activation, out, 0, -1, residual);
+    packed_gemm(cols, k, count, *w_->packed, bias, activation, out, 0, -1, residual);
   } else {
     CHORUS_ASSERT(!residual && !act, "small_gemm adds no residual");
-    small_gemm(cols, k, count, k, kernel_.data(), settings_.filters, bias, settings_.activation, out);
+    small_gemm(cols, k, count, k, w_->kernel.data(), settings_.filters, bias, settings_.activation, out);
   }
 }
 
@@ -366,12 +375,12 @@ bool Conv2D::splits_by_filters(int count, const Activation& activation) const {
   // stream whole.
   const int threads = parallel_threads();
   float lo, hi;
-  return packed_ && threads > 1 && packed_->panels() >= 2 * threads && activation.as_clamp(lo, hi) &&
+  return w_->packed && threads > 1 && w_->packed->panels() >= 2 * threads && activation.as_clamp(lo, hi) &&
          (count < threads * kMinPixelsPerThread || settings_.filters > count);
 }
 
 bool Conv2D::adds_residual_by_pixels() const {
-  return runs_by_pixels() && packed_ && settings_.activation.is_linear();
+  return runs_by_pixels() && w_->packed && settings_.activation.is_linear();
 }
 
 void Conv2D::forward_adding(const Tensor& in, const Tensor& residual, const Activation& act, Tensor& out) const {
@@ -396,9 +405,9 @@ void Conv2D::forward_adding(const Tensor& in, const Tensor& residual, const Acti
 
 void Conv2D::finish_block(float* block, int pixels) const {
   const int f = settings_.filters;
-  if (!bias_.empty())
+  if (!w_->bias.empty())
     for (int p = 0; p < pixels; ++p)
-      for (int co = 0; co < f; ++co) block[static_cast<std::size_t>(p) * f + co] += bias_[co];
+      for (int co = 0; co < f; ++co) block[static_cast<std::size_t>(p) * f + co] += w_->bias[co];
   settings_.activation.apply(block, static_cast<std::size_t>(pixels) * f, f);
 }
 
@@ -412,11 +421,11 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
     // makes one call.)
     const int pixels = frames * output_shape().h * output_shape().w;
     const int cin = input_shapes()[0].c, f = settings_.filters;
-    if (use_direct_kernel_ && splits_by_filters(pixels, settings_.activation)) {
+    if (w_->use_direct_kernel && splits_by_filters(pixels, settings_.activation)) {
       multiply_direct(x.data(), pixels, out.data());
       return;
     }
-    if (use_direct_kernel_) {
+    if (w_->use_direct_kernel) {
       parallel_range(
           pixels, kMinPixelsPerThread,
           [&](std::int64_t first, std::int64_t last) {
@@ -430,23 +439,23 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
       parallel_range(
           pixels, kMinColumnsPerThread,
           [&](std::int64_t first, std::int64_t last) {
-            gemm(f, static_cast<int>(last - first), cin, kernel_.data(), f, x.data() + first * cin, cin,
+            gemm(f, static_cast<int>(last - first), cin, w_->kernel.data(), f, x.data() + first * cin, cin,
                  out.data() + first * f, f);
             finish_block(out.data() + first * f, static_cast<int>(last - first));
           },
           16);
       return;
     }
-    gemm(f, pixels, cin, kernel_.data(), f, x.data(), cin, out.data(), f);
+    gemm(f, pixels, cin, w_->kernel.data(), f, x.data(), cin, out.data(), f);
     parallel_range(pixels, 16, [&](std::int64_t first, std::int64_t last) {
       finish_block(out.data() + first * f, static_cast<int>(last - first));
     });
     return;
   }
-  if (winograd_) {
+  if (w_->winograd) {
     const Shape& is = input_shapes()[0];
     const Shape& os = output_shape();
-    winograd_->forward(x.data(), frames, is.h, is.w, pads_, os.h, os.w, bias_.empty() ? nullptr : bias_.data(),
+    w_->winograd->forward(x.data(), frames, is.h, is.w, pads_, os.h, os.w, w_->bias.empty() ? nullptr : w_->bias.data(),
                        settings_.activation, out.data());
     return;
   }

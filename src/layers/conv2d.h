@@ -11,6 +11,17 @@ namespace chorus::layers {
 class PackedWeights;
 class Winograd3x3;
 
+// A convolution's weights in the form its path reads them. Variants of one layer for row bands
+// of other heights share them (Conv2D::share_weights), so a band's edges and interior computed
+// apart cost no second copy.
+struct Conv2DWeights {
+  std::vector<float> kernel;              // filters x (kh*kw*in/groups), column-major; empty once winograd holds it
+  std::unique_ptr<Winograd3x3> winograd;  // the transformed kernel, for 3x3 stride-1 layers that pay
+  std::unique_ptr<PackedWeights> packed;  // the kernel packed for packed_gemm; empty kernel then
+  bool use_direct_kernel = false;         // small_gemm or packed_gemm instead of sgemm
+  std::vector<float> bias;                // filters, or empty
+};
+
 struct Conv2DSettings {
   int filters = 1;
   int kernel_h = 1, kernel_w = 1;
@@ -43,9 +54,13 @@ class Conv2D : public Layer {
 
   // Folds a per-output-channel affine map (a batch normalisation) into kernel and bias.
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
+  // Reads the weights `owner` holds (same filters, kernel, groups and input channels; built),
+  // without a copy; `owner` must outlive this layer. Its path follows the owner's (Winograd,
+  // packed or plain), whatever this layer's own height would have chosen.
+  void share_weights(const Conv2D& owner);
 
   // Whether forward_pixels applies: a 1x1 stride-1 convolution through small_gemm or packed_gemm.
-  bool runs_by_pixels() const { return is_pointwise() && use_direct_kernel_; }
+  bool runs_by_pixels() const { return is_pointwise() && w_->use_direct_kernel; }
   // The outputs of `count` consecutive pixels of NHWC input, bias and activation included (a
   // fused consumer asks for a band of rows at a time, a fused producer hands one). With
   // `residual`, out = act(conv(in) + residual) instead (needs adds_residual_by_pixels()).
@@ -86,11 +101,7 @@ class Conv2D : public Layer {
 
   Conv2DSettings settings_;
   Pads pads_;
-  std::vector<float> kernel_;              // filters x (kh*kw*in/groups), column-major; empty once winograd_ holds it
-  std::unique_ptr<Winograd3x3> winograd_;  // the transformed kernel, for 3x3 stride-1 layers that pay
-  std::unique_ptr<PackedWeights> packed_;  // the kernel packed for packed_gemm; empty kernel_ then
-  bool use_direct_kernel_ = false;         // small_gemm or packed_gemm instead of sgemm
-  std::vector<float> bias_;                // filters, or empty
+  std::shared_ptr<Conv2DWeights> w_;  // this layer's, or shared with the one it shares them with
 };
 
 }  // namespace chorus::layers

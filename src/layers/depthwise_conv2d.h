@@ -34,6 +34,9 @@ class DepthwiseConv2D : public Layer {
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
+  // Reads the weights `owner` holds (same kernel, multiplier and channels), without a copy:
+  // a variant for a row band of another height. `owner` must outlive this layer.
+  void share_weights(const DepthwiseConv2D& owner);
 
   // Output rows [first_row, end_row) of one frame, from input rows stored from row in_row0 on
   // (`in` points at row in_row0; 0 for a whole frame), into rows stored from row out_row0 on
@@ -52,6 +55,7 @@ class DepthwiseConv2D : public Layer {
   AlignedVector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest
   AlignedVector<float> bias_;
   std::string kernel_name_ = "depthwise_kernel";
+  const DepthwiseConv2D* weights_of_ = nullptr;  // whose kernel and bias forward_rows reads (null: its own)
   friend class SeparableConv2D;
 };
 

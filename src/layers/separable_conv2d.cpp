@@ -63,6 +63,11 @@ SeparableConv2DSettings SeparableConv2D::settings() const {
   return s;
 }
 
+void SeparableConv2D::share_weights(const SeparableConv2D& owner) {
+  depthwise_.share_weights(owner.depthwise_);
+  pointwise_.share_weights(owner.pointwise_);
+}
+
 void SeparableConv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift) {
   pointwise_.fold_scale_shift(scale, shift);
 }

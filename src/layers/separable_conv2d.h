@@ -29,6 +29,8 @@ class SeparableConv2D : public Layer {
   // As built (an activation fused since included), and the depthwise part's padding: a row
   // band makes its own variant with the band's padding (partition/row_bands).
   SeparableConv2DSettings settings() const;
+  // Reads both parts' weights from `owner` (a variant for a row band of another height).
+  void share_weights(const SeparableConv2D& owner);
   const Pads& pads() const { return depthwise_.pads(); }
 
  protected:

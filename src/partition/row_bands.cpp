@@ -37,8 +37,20 @@ Window3D band_window(Window3D w, const Geometry3D& g, const plan::RowNeed& need)
 
 }  // namespace
 
+namespace {
+
+// Makes `variant` read the weights of `owner`, a layer of the same kind.
+void share_weights(Layer& variant, const Layer& owner) {
+  if (auto* c = dynamic_cast<Conv2D*>(&variant)) c->share_weights(dynamic_cast<const Conv2D&>(owner));
+  else if (auto* d = dynamic_cast<DepthwiseConv2D*>(&variant)) d->share_weights(dynamic_cast<const DepthwiseConv2D&>(owner));
+  else if (auto* s = dynamic_cast<SeparableConv2D*>(&variant)) s->share_weights(dynamic_cast<const SeparableConv2D&>(owner));
+  else throw Error(cat(variant.name(), ": its weights cannot be shared by a band"));
+}
+
+}  // namespace
+
 RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end,
-                      io::WeightReader& reader) {
+                      io::WeightReader& reader, const RowBand* weights_of) {
   const std::vector<plan::BandNodeRows> rows = plan::band_rows(m, first, last, out_begin, out_end);
   RowBand band;
   std::tie(band.input_begin, band.input_end) = plan::band_reads(m, first, last, rows);
@@ -100,14 +112,16 @@ RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int o
       Shape out = step.own_layer->build(in);
       CHORUS_ASSERT(out.h == step.out_end - step.out_begin, "band of ", l.name(), ": ", out.h, " rows, expected ",
                     step.out_end - step.out_begin);
-      if (!step.own_layer->weight_specs().empty()) {
+      if (!step.own_layer->weight_specs().empty() && weights_of) {
+        share_weights(*step.own_layer, *weights_of->steps.at(n - first).own_layer);
+      } else if (!step.own_layer->weight_specs().empty()) {
         step.own_layer->set_weights(reader.read_all(node.source, step.own_layer->weight_specs()));
         for (const auto& f : node.folded) {
           f.layer->set_weights(reader.read_all(f.source, f.layer->weight_specs()));
           model::fold_scale_shift(*step.own_layer, *f.layer);
         }
       }
-    } else {
+    } else if (!weights_of) {
       reader.load_node(m.nodes()[n]);  // pointwise layers work on any number of rows
     }
   }

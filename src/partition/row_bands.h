@@ -36,8 +36,10 @@ struct RowBand {
 // geometry (activations, batch norm) use the node's own layer, whose weights are loaded too.
 // Merges get a variant of the band's rows. A step whose producer computed more rows than it
 // reads (a branch of a wider halo) reads a crop of them.
+// With `weights_of`, a band of the same layers (other rows of them) whose layers read
+// their weights, shared rather than loaded again: a part of a band computed apart.
 RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end,
-                      io::WeightReader& reader);
+                      io::WeightReader& reader, const RowBand* weights_of = nullptr);
 
 // Copies rows [begin, end) of every frame (of every image of a clip).
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out);

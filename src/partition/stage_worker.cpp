@@ -36,21 +36,6 @@ class PacingObserver : public model::StepObserver {
 };
 }  // namespace
 
-void PeerExchange::begin_sums(float* data, std::size_t count, int members) {
-  sum_data_ = data;
-  sum_count_ = count;
-  sum_members_ = members;
-}
-
-void PeerExchange::end_sums() {
-  const int members = sum_members_;
-  std::vector<float> parts(sum_count_ * members);
-  all_gather(sum_data_, std::vector<std::size_t>(members, sum_count_), parts.data());
-  std::copy(parts.begin(), parts.begin() + sum_count_, sum_data_);
-  for (int m = 1; m < members; ++m)
-    for (std::size_t i = 0; i < sum_count_; ++i) sum_data_[i] += parts[m * sum_count_ + i];
-}
-
 StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int stage, int member,
                          io::WeightReader& reader, bool fuse, int frames)
     : model_(m), spec_(plan.stages.at(stage)), stage_(stage), member_(member), frames_(frames) {
@@ -58,37 +43,8 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
   outputs_ = live_values(m, plan, stage);
   const StageMode mode = spec_.mode;
   if (mode == StageMode::split_spatial) {
-    groups_ = plan::band_groups(m, spec_.first, spec_.group_ends, spec_.fractions);
-    for (std::size_t g = 0; g < groups_.size(); ++g) {
-      const plan::BandGroup& group = groups_[g];
-      bands_.push_back(make_row_band(m, group.first, group.last, group.bounds[member], group.bounds[member + 1], reader));
-      for (const auto& step : bands_.back().steps)
-        weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
-      if (g == 0) continue;
-      // The rows this member swaps with the others between group g - 1 and group g.
-      halo_sends_.emplace_back();
-      halo_receives_.emplace_back();
-      const Shape in = m.shape_of(m.node(group.first).inputs[0]);
-      const std::size_t row = static_cast<std::size_t>(in.w) * in.c * in.d;
-      for (const plan::HaloTransfer& h : plan::halo_transfers(groups_[g - 1], group)) {
-        if (h.from == member)
-          halo_sends_.back().push_back({h.to, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
-        if (h.to == member)
-          halo_receives_.back().push_back(
-              {h.from, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
-      }
-    }
-    plan_band_buffers(frames);
-    // Buffers for the band's rows through the chain, and for the gathered output.
-    for (int v : inputs_) {
-      band_inputs_.emplace_back();
-      band_inputs_.back().resize(frames, m.shape_of(v));
-    }
-    const Shape out = m.node(spec_.last).layer->output_shape();
-    band_output_.resize(frames, out);
-    for (std::size_t r = 0; r + 1 < band_rows().size(); ++r)
-      band_counts_.push_back(static_cast<std::size_t>(band_rows()[r + 1] - band_rows()[r]) * out.w * out.c * out.d);
-    if (out.is_clip()) band_gathered_.resize(out.size());  // bands arrive member by member
+    band_ = std::make_unique<BandStage>(m, spec_, member, inputs_, reader, frames);
+    weight_bytes_ = band_->weight_bytes();
     for (int v : outputs_)
       CHORUS_ASSERT(v == spec_.last || std::count(inputs_.begin(), inputs_.end(), v), "stage ", stage_, ": live value ",
                     v, " is neither its output nor one of its inputs");
@@ -157,19 +113,19 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
 
 StageWorker::~StageWorker() = default;
 
-Tensor& StageWorker::input(int k) { return executor_ ? executor_->input(k) : band_inputs_.at(k); }
+Tensor& StageWorker::input(int k) { return executor_ ? executor_->input(k) : band_->input(k); }
 
 const Tensor& StageWorker::output(int k) const {
   if (spec_.parity) return coded_slice_;  // the stage's one output, as this member's slice
   if (executor_) return executor_->output(k);
   const int v = outputs_.at(k);
-  if (v == spec_.last) return band_output_;
-  return band_inputs_[std::find(inputs_.begin(), inputs_.end(), v) - inputs_.begin()];
+  if (v == spec_.last) return band_->output();
+  return band_->input(static_cast<int>(std::find(inputs_.begin(), inputs_.end(), v) - inputs_.begin()));
 }
 
 std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
-  if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_rows()[member_], "-", band_rows()[member_ + 1]);
+  if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_->rows()[member_], "-", band_->rows()[member_ + 1]);
   if (spec_.parity && member_ >= spec_.data_members())
     s += " parity";
   else if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||
@@ -181,8 +137,8 @@ std::string StageWorker::layers_held() const {
 void StageWorker::run(PeerExchange* exchange, LayerPacer* pacer) {
   exchange_ = exchange;
   pacer_ = pacer;
-  if (!bands_.empty()) {
-    run_band();
+  if (band_) {
+    band_->run(exchange, pacer);
   } else {
     PacingObserver pacing(pacer, *this);
     executor_->run(pacer ? &pacing : nullptr);
@@ -263,193 +219,6 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     parts += scratch.frame_counts[r] * frames;
   }
   part.activation.apply(full.data(), full.size(), out_shape.c);
-}
-
-void StageWorker::plan_band_buffers(int frames) {
-  // The values of the stage in the order they are made: each group's input (sliced from the
-  // stage's input, or swapped in from the group before), then per step the crops it reads and
-  // its output. A value takes a buffer that no value still to be read holds: a chain ends up
-  // with two, as it always had, and a residual block with one more for its shortcut.
-  struct Value {
-    std::size_t floats = 0;
-    int made = 0, last_read = 0;
-    int* buffer = nullptr;
-  };
-  std::size_t steps = 0;
-  for (const RowBand& band : bands_) steps += band.steps.size();
-  band_input_slot_.assign(bands_.size(), -1);
-  band_step_slots_.assign(steps, -1);
-  band_crop_slots_.assign(bands_.size(), {});
-  std::vector<Value> values;
-  int event = 0;
-  const auto floats = [&](const Shape& s, int rows) {
-    return static_cast<std::size_t>(std::max(0, rows)) * s.w * s.c * s.d * frames;
-  };
-  std::size_t step_slot = 0, previous_output = 0;
-  for (std::size_t g = 0; g < bands_.size(); ++g) {
-    const RowBand& band = bands_[g];
-    const Shape in = model_.shape_of(model_.node(band.steps.front().node).inputs[0]);
-    if (g > 0) values[previous_output].last_read = event;  // the halo swap reads the group before's output
-    const std::size_t input_value = values.size();
-    values.push_back({floats(in, band.in_end() - band.in_begin()), event, event, &band_input_slot_[g]});
-    ++event;
-    std::vector<std::size_t> step_value(band.steps.size());
-    auto& crops = band_crop_slots_[g];
-    crops.resize(band.steps.size());
-    for (std::size_t k = 0; k < band.steps.size(); ++k) {
-      const BandStep& step = band.steps[k];
-      crops[k].assign(step.inputs.size(), -1);
-      for (std::size_t j = 0; j < step.inputs.size(); ++j) {
-        const int producer = step.inputs[j];
-        values[producer < 0 ? input_value : step_value[producer]].last_read = event + 1;
-        if (band.rows_begin(producer) == step.in_begin && band.rows_end(producer) == step.in_end) continue;
-        const Shape& from = producer < 0 ? in : model_.node(band.steps[producer].node).layer->output_shape();
-        values.push_back({floats(from, step.in_end - step.in_begin), event, event + 1, &crops[k][j]});
-      }
-      ++event;
-      step_value[k] = values.size();
-      values.push_back({floats(model_.node(step.node).layer->output_shape(), step.out_end - step.out_begin), event,
-                        event, &band_step_slots_[step_slot++]});
-      ++event;
-    }
-    previous_output = step_value.back();
-  }
-  values[previous_output].last_read = event;  // gathered at the end
-  std::vector<int> held_until;  // per buffer: the last event a value in it is read at
-  std::vector<std::size_t> capacity;
-  for (const Value& v : values) {
-    int chosen = -1;
-    for (std::size_t b = 0; b < held_until.size(); ++b)
-      if (held_until[b] < v.made && (chosen < 0 || capacity[b] > capacity[chosen])) chosen = static_cast<int>(b);
-    if (chosen < 0) {
-      chosen = static_cast<int>(held_until.size());
-      held_until.push_back(0);
-      capacity.push_back(0);
-    }
-    held_until[chosen] = v.last_read;
-    capacity[chosen] = std::max(capacity[chosen], v.floats);
-    *v.buffer = chosen;
-  }
-  band_buffers_.resize(capacity.size());
-  for (std::size_t b = 0; b < capacity.size(); ++b) band_buffers_[b].reserve(capacity[b]);
-  std::size_t widest = 1;
-  for (const RowBand& band : bands_)
-    for (const BandStep& step : band.steps) widest = std::max(widest, step.inputs.size());
-  band_step_inputs_.reserve(widest);
-}
-
-void StageWorker::run_band() {
-  const auto& first = model_.node(spec_.first);
-  const Tensor& input = band_inputs_[std::find(inputs_.begin(), inputs_.end(), first.inputs[0]) - inputs_.begin()];
-  const int frames = input.frames();  // buffers sized for frames_ grow once for a larger batch
-  band_output_.resize(frames, model_.node(spec_.last).layer->output_shape());
-  std::size_t step_slot = 0;
-  const Tensor* last = nullptr;
-  for (std::size_t g = 0; g < bands_.size(); ++g) {
-    const RowBand& band = bands_[g];
-    Tensor& band_input = band_buffers_[band_input_slot_[g]];
-    if (g == 0)
-      slice_rows(input, band.in_begin(), band.in_end(), band_input);
-    else
-      swap_halo(g - 1, *last, band_input);
-    const std::size_t group_first_slot = step_slot;
-    for (std::size_t k = 0; k < band.steps.size(); ++k) {
-      const BandStep& step = band.steps[k];
-      const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
-      band_step_inputs_.clear();
-      for (std::size_t j = 0; j < step.inputs.size(); ++j) {
-        const int producer = step.inputs[j];
-        const Tensor& value =
-            producer < 0 ? band_input : band_buffers_[band_step_slots_[group_first_slot + producer]];
-        const int crop = band_crop_slots_[g][k][j];
-        if (crop < 0) {
-          band_step_inputs_.push_back(&value);
-          continue;
-        }
-        // A producer with more rows than this step reads (another reader's halo is wider).
-        const int from = band.rows_begin(producer);
-        slice_rows(value, step.in_begin - from, step.in_end - from, band_buffers_[crop]);
-        band_step_inputs_.push_back(&band_buffers_[crop]);
-      }
-      const double started = pacer_ ? steady_seconds() : 0;
-      Tensor& out = band_buffers_[band_step_slots_[step_slot++]];
-      layer.forward(band_step_inputs_, out);
-      if (pacer_)
-        pacer_->layer_done(step.node,
-                           double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h,
-                           started);
-      last = &out;
-    }
-  }
-  const Tensor& mine = *last;
-  const Shape& out = band_output_.shape();
-  for (int n = 0; n < frames; ++n) {
-    // Bands are consecutive rows: in member order they are the whole frame. Only member 0
-    // hands the stage's output on, so only it gathers them.
-    if (!exchange_) {
-      std::copy(mine.frame(n), mine.frame(n) + mine.frame_size(), band_output_.frame(n));
-    } else if (!out.is_clip()) {
-      exchange_->gather(mine.frame(n), band_counts_, band_output_.frame(n), 0);
-    } else {
-      // A clip's band is those rows of each of its images: gathered member after member, then
-      // put back image by image.
-      exchange_->gather(mine.frame(n), band_counts_, band_gathered_.data(), 0);
-      if (member_ != 0) continue;
-      const std::size_t row = static_cast<std::size_t>(out.w) * out.c;
-      const float* from = band_gathered_.data();
-      for (std::size_t g = 0; g + 1 < band_rows().size(); ++g) {
-        const int rows = band_rows()[g + 1] - band_rows()[g];
-        copy_image_rows(from, rows, 0, band_output_.frame(n), out.h, band_rows()[g], rows, out.d, row);
-        from += static_cast<std::size_t>(rows) * out.d * row;
-      }
-    }
-  }
-}
-
-void StageWorker::pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed) {
-  const Shape& shape = band.shape();
-  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
-    copy_image_rows(band.frame(n), shape.h, begin - band_begin, packed, end - begin, 0, end - begin, shape.d, row);
-}
-
-void StageWorker::unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band) {
-  const Shape& shape = band.shape();
-  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
-    copy_image_rows(packed, end - begin, 0, band.frame(n), shape.h, begin - band_begin, end - begin, shape.d, row);
-}
-
-void StageWorker::swap_halo(std::size_t g, const Tensor& mine, Tensor& next) {
-  const plan::BandGroup &before = groups_[g], &after = groups_[g + 1];
-  const int own_begin = before.bounds[member_], own_end = before.bounds[member_ + 1];
-  const auto [need_begin, need_end] = after.input_rows[member_];
-  Shape shape = mine.shape();
-  shape.h = need_end - need_begin;
-  next.resize(mine.frames(), shape);
-  // Its own rows stay; the rest come from the members that computed them.
-  const int keep_begin = std::max(own_begin, need_begin), keep_end = std::min(own_end, need_end);
-  if (keep_begin < keep_end)
-    for (int n = 0; n < mine.frames(); ++n)
-      copy_image_rows(mine.frame(n), mine.shape().h, keep_begin - own_begin, next.frame(n), shape.h,
-                      keep_begin - need_begin, keep_end - keep_begin, shape.d, static_cast<std::size_t>(shape.w) * shape.c);
-  if (!exchange_) return;  // one member: nothing to swap
-  const std::size_t per_row = static_cast<std::size_t>(shape.w) * shape.c * shape.d * mine.frames();
-  send_parts_.clear();
-  receive_parts_.clear();
-  for (HaloRows& h : halo_sends_[g]) {
-    const std::size_t count = per_row * (h.end - h.begin);
-    if (h.buffer.size() < count) h.buffer.resize(count);  // a larger batch than set up for: once
-    pack_rows(mine, own_begin, h.begin, h.end, h.buffer.data());
-    send_parts_.push_back({h.member, h.buffer.data(), count});
-  }
-  for (HaloRows& h : halo_receives_[g]) {
-    const std::size_t count = per_row * (h.end - h.begin);
-    if (h.buffer.size() < count) h.buffer.resize(count);
-    receive_parts_.push_back({h.member, h.buffer.data(), count});
-  }
-  exchange_->swap_parts(send_parts_, receive_parts_);
-  for (const HaloRows& h : halo_receives_[g]) unpack_rows(h.buffer.data(), h.begin, h.end, need_begin, next);
 }
 
 }  // namespace chorus::partition

@@ -11,69 +11,13 @@
 
 #include "io/weight_reader.h"
 #include "model/executor.h"
+#include "partition/band_stage.h"
 #include "partition/layer_parts.h"
-#include "partition/row_bands.h"
+#include "partition/peer_exchange.h"
 #include "plan/split_sums.h"
 #include "plan/validate.h"
 
 namespace chorus::partition {
-
-class PeerExchange {
- public:
-  virtual ~PeerExchange() = default;
-  // Every member contributes `mine` (counts[member] floats); afterwards `gathered` holds every
-  // member's part in member order (counts[0] floats of member 0, then member 1's...), the
-  // caller's own included. All members call it in the same order.
-  virtual void all_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) = 0;
-  // The same, but only member `root` receives the parts (the others only send theirs); by
-  // default an all-gather.
-  virtual void gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
-    (void)root;
-    all_gather(mine, counts, gathered);
-  }
-  // Point to point: each of `sends` goes to its member, each of `receives` is filled from its
-  // member. Every member calls it at the same point of the stage (between two groups of a
-  // split-spatial stage's bands), so that what one member sends to another, that one receives.
-  struct Part {
-    int member = 0;
-    float* data = nullptr;
-    std::size_t count = 0;  // floats
-  };
-  virtual void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) = 0;
-  // Partial sums reduced part by part, each part's reduction overlapping the compute of the
-  // parts after it. begin_sums(data, count, members) comes first; sums_ready(begin, end) says
-  // that floats [begin, end) of this member's partial sums are written (parts in order, together
-  // [0, count)); after end_sums() every member's `data` holds the sums over the members, the
-  // same bits everywhere. All members call them at the same point of the stage. The runtime
-  // reduces each part directly (plan::sum_share_begin): member c adds up share c of the part from
-  // every member, in member order, and sends the sum to the others; this default gathers every
-  // member's whole data at the end and adds it in member order.
-  virtual void begin_sums(float* data, std::size_t count, int members);
-  virtual void sums_ready(std::size_t begin, std::size_t end) { (void)begin, (void)end; }
-  virtual void end_sums();
-
- protected:
-  float* sum_data_ = nullptr;
-  std::size_t sum_count_ = 0;
-  int sum_members_ = 0;
-};
-
-// Called after each layer a worker runs, so an emulator can stretch compute to a slower
-// device's speed. `share` is the part of the layer's work done (1 for a whole layer; the
-// slice's fraction for split layers); `started` is steady-clock seconds at its start.
-class LayerPacer {
- public:
-  virtual ~LayerPacer() = default;
-  virtual void layer_done(int node, double share, double started) = 0;
-  // Part way through a layer: `fraction` of its work is done (a layer computed in parts, whose
-  // finished parts are sent as they come).
-  virtual void layer_progress(int node, double share, double started, double fraction) {
-    (void)node, (void)share, (void)started, (void)fraction;
-  }
-};
-
-// Steady-clock seconds, the clock LayerPacer uses.
-using model::steady_seconds;
 
 class StageWorker : private model::ExternalNodes {
  public:
@@ -124,20 +68,6 @@ class StageWorker : private model::ExternalNodes {
   };
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;
-  void run_band();
-  // Sizes the bands' buffers at set-up for batches of `frames`, sharing them between values
-  // whose lives do not overlap.
-  void plan_band_buffers(int frames);
-  // split-spatial: the stage's output row bounds per member (its last group's).
-  const std::vector<int>& band_rows() const { return groups_.back().bounds; }
-  // Between band groups g and g + 1: `mine` (this member's rows of group g's output) becomes
-  // the rows group g + 1 reads, its own rows copied and the halo swapped with the others.
-  void swap_halo(std::size_t g, const Tensor& mine, Tensor& next);
-  // The rows [begin, end) of every frame (and image of a clip) of `band`, which holds rows
-  // [band_begin, ...) of a value of height `height`, to or from `packed` (frames x images x rows).
-  static void pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed);
-  static void unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band);
-
   model::Model& model_;
   const plan::ResolvedStage& spec_;
   int stage_, member_, frames_;
@@ -147,27 +77,7 @@ class StageWorker : private model::ExternalNodes {
   std::map<int, SplitScratch> scratch_;     // split layers: node -> buffers
   Tensor coded_slice_;  // a parity stage: this member's slice (or the parity), the stage's output
   std::unique_ptr<model::Executor> executor_;  // every stage but a band
-  // split-spatial: a band per group of layers (plan::band_groups), and between groups the rows
-  // this member sends and receives (their buffers sized at set-up).
-  std::vector<plan::BandGroup> groups_;
-  std::vector<RowBand> bands_;
-  struct HaloRows {
-    int member = 0, begin = 0, end = 0;
-    std::vector<float> buffer;
-  };
-  std::vector<std::vector<HaloRows>> halo_sends_, halo_receives_;  // [boundary]
-  std::vector<PeerExchange::Part> send_parts_, receive_parts_;
-  std::vector<Tensor> band_inputs_;    // split-spatial: the stage's inputs
-  // The buffers the bands' values take turns in (plan_band_buffers), and which each value takes:
-  // per group its input, per step (group after group) its output, per step input its crop (-1:
-  // read the producer's buffer as it is).
-  std::vector<Tensor> band_buffers_;
-  std::vector<int> band_input_slot_, band_step_slots_;
-  std::vector<std::vector<std::vector<int>>> band_crop_slots_;  // [group][step][input]
-  std::vector<const Tensor*> band_step_inputs_;
-  Tensor band_output_;
-  std::vector<std::size_t> band_counts_;
-  std::vector<float> band_gathered_;   // split-spatial on clips: the members' bands, before reordering
+  std::unique_ptr<BandStage> band_;            // split-spatial
   std::size_t weight_bytes_ = 0;
   // Set for the duration of run(): the split layers' compute() reports to them.
   PeerExchange* exchange_ = nullptr;

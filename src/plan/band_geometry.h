@@ -57,6 +57,16 @@ struct BandGroup {
 std::vector<BandGroup> band_groups(const model::Model& model, int first, const std::vector<int>& ends,
                                    const std::vector<double>& fractions);
 
+// The output rows [begin, end) of a band [out_begin, out_end) of the group [first, last] that
+// read only rows [own_begin, own_end) of its input: what a member computes from the rows it
+// made itself while its neighbours' halo rows are in flight (empty, begin == end, where none).
+std::pair<int, int> band_interior(const model::Model& model, int first, int last, int out_begin, int out_end,
+                                  int own_begin, int own_end);
+
+// Whether a group's members compute their interiors while the halo travels: bands of images
+// (not clips) through layers whose band variants share weights (not Conv3D).
+bool band_overlaps_halo(const model::Model& model, int first, int last);
+
 // Rows [begin, end) of the value between two groups that member `from` computed (its band of
 // `before`) and member `to` reads (for its band of `after`); a member's own rows stay with it.
 struct HaloTransfer {

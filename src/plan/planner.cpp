@@ -155,20 +155,44 @@ GroupSpeed group_speed(const LayerTimes& times, int first, int last, const Devic
   return g;
 }
 
-// A band group's members' times: each member's layer times scaled by the share of each
-// layer's output rows its band computes (its rows plus the halo the group recomputes; in a
+// A member's time for output rows [a, b) of a band group: each layer's time scaled by the share
+// of its output rows the band computes (its rows plus the halo the group recomputes; in a
 // residual block, what every reader of the layer needs).
-std::vector<double> band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group,
-                                     const Devices& devices) {
+double band_time(const model::Model& m, const LayerTimes& times, const BandGroup& group, int a, int b, int rank) {
+  if (a >= b) return 0.0;
+  const auto rows = band_rows(m, group.first, group.last, a, b);
+  double t = 0;
+  for (int n = group.first; n <= group.last; ++n) {
+    const BandNodeRows& r = rows[n - group.first];
+    const double height = m.node(n).layer->output_shape().h;
+    t += times.layer(rank, n) * std::clamp((r.out_end - r.out_begin) / height, 0.0, 1.0);
+  }
+  return t;
+}
+
+// A band group's members' times, in two parts: what each computes from its own rows of the
+// group before's output (`before`; null for the stage's first group, whose input comes whole)
+// while the halo travels, and the edges that wait for the halo. A member with no interior, or
+// a group that cannot overlap (plan::band_overlaps_halo), has all its time in the edges.
+struct BandTimes {
+  std::vector<double> interior, edges;
+};
+BandTimes band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group,
+                           const Devices& devices, const BandGroup* before) {
   const int count = static_cast<int>(group.bounds.size()) - 1;
-  std::vector<double> t(count, 0.0);
+  BandTimes t{std::vector<double>(count, 0.0), std::vector<double>(count, 0.0)};
+  const bool overlaps = before && band_overlaps_halo(m, group.first, group.last);
   for (int g = 0; g < count; ++g) {
-    const auto rows = band_rows(m, group.first, group.last, group.bounds[g], group.bounds[g + 1]);
-    for (int n = group.first; n <= group.last; ++n) {
-      const BandNodeRows& r = rows[n - group.first];
-      const double height = m.node(n).layer->output_shape().h;
-      t[g] += times.layer(devices[g], n) * std::clamp((r.out_end - r.out_begin) / height, 0.0, 1.0);
+    const int a = group.bounds[g], b = group.bounds[g + 1];
+    const auto [begin, end] = overlaps ? band_interior(m, group.first, group.last, a, b, before->bounds[g],
+                                                       before->bounds[g + 1])
+                                       : std::pair<int, int>{a, a};
+    if (begin >= end) {
+      t.edges[g] = band_time(m, times, group, a, b, devices[g]);
+      continue;
     }
+    t.interior[g] = band_time(m, times, group, begin, end, devices[g]);
+    t.edges[g] = band_time(m, times, group, a, begin, devices[g]) + band_time(m, times, group, end, b, devices[g]);
   }
   return t;
 }
@@ -325,10 +349,12 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
               ring_bytes += bytes;  // on the medium, as the reductions' bytes are
             }
         }
-        const std::vector<double> t = band_group_times(m, times, groups[k], devices);
+        // A member's interior computes from its own rows as soon as it finished the group
+        // before; its edges wait for the halo too.
+        const BandTimes t = band_group_times(m, times, groups[k], devices, k > 0 ? &groups[k - 1] : nullptr);
         for (int g = 0; g < count; ++g) {
-          finish[g] = ready[g] + t[g];
-          cost.member_s[g] += t[g];
+          finish[g] = std::max(finish[g] + t.interior[g], ready[g]) + t.edges[g];
+          cost.member_s[g] += t.interior[g] + t.edges[g];
         }
       }
       // The bands are gathered to member 0, which hands the stage's output on.
@@ -488,15 +514,23 @@ class BandGroupChooser {
     const std::vector<int> bounds = split_bounds(m_.node(b).layer->output_shape().h, share);
     if (is_band_graph(m_, a, b) && bands_are_feasible(m_, a, b, bounds)) {
       const BandGroup group = band_groups(m_, a, {b}, share).front();
-      const std::vector<double> t = band_group_times(m_, times_, group, Devices{rank, count});
       e.ok = true;
-      e.seconds = *std::max_element(t.begin(), t.end());
-      if (swap_before) {
+      if (!swap_before) {
+        const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, nullptr);
+        e.seconds = *std::max_element(t.edges.begin(), t.edges.end());
+      } else {
         BandGroup before;
         before.bounds = split_bounds(m_.node(a - 1).layer->output_shape().h, share);
         before.last = a - 1;
-        if (!bands_are_feasible(m_, a - 1, a - 1, before.bounds)) e.ok = false;
-        else e.seconds += halo_swap(m_, c_.network, before, group).first;
+        if (!bands_are_feasible(m_, a - 1, a - 1, before.bounds)) {
+          e.ok = false;
+        } else {
+          // Each member's interior computes while the halo travels; its edges after.
+          const double swap = halo_swap(m_, c_.network, before, group).first;
+          const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, &before);
+          for (std::size_t g = 0; g < t.edges.size(); ++g)
+            e.seconds = std::max(e.seconds, std::max(t.interior[g], swap) + t.edges[g]);
+        }
       }
     }
     return cache_.emplace(std::move(key), e).first->second;

@@ -248,19 +248,30 @@ class ThreadExchange : public partition::PeerExchange {
     for (const auto& p : parts) gathered = std::copy(p.begin(), p.end(), gathered);
   }
   void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) override {
+    start_swap(sends, receives);
+    finish_swap();
+  }
+  // As the runtime does: the parts arrive only in finish_swap, so a band that read its halo
+  // before then would compute from stale rows.
+  void start_swap(const std::vector<Part>& sends, const std::vector<Part>& receives) override {
     for (const Part& p : sends) group_.post(member_, p.member, std::vector<float>(p.data, p.data + p.count));
-    for (const Part& r : receives) {
+    pending_ = receives;
+  }
+  void finish_swap() override {
+    for (const Part& r : pending_) {
       const std::vector<float> data = group_.take(r.member, member_);
       if (data.size() != r.count)
         group_.note(cat("member ", member_, " expected ", r.count, " floats from member ", r.member, ", got ",
                         data.size()));
       std::copy_n(data.begin(), std::min(data.size(), r.count), r.data);
     }
+    pending_.clear();
   }
 
  private:
   ThreadGroup& group_;
   int member_;
+  std::vector<Part> pending_;
 };
 
 // Runs a worker on `values` (copied into its inputs) and returns copies of its outputs.
@@ -979,6 +990,22 @@ TEST(RowBands, ResidualBlockRowsAreWhatEveryReaderNeeds) {
   rows = plan::band_rows(m, 0, 3, 0, 3);
   EXPECT_EQ((std::pair<int, int>{rows[0].out_begin, rows[0].out_end}), (std::pair<int, int>{0, 5}));
   EXPECT_EQ(plan::band_reads(m, 0, 3, rows), (std::pair<int, int>{0, 6}));
+}
+
+TEST(RowBands, InteriorReadsOnlyTheMembersOwnRows) {
+  // c2 and c3 of the residual model: two 3x3 'same' layers on 8 rows, so output row r reads
+  // input rows [r - 2, r + 3), clipped to the image.
+  model::Model m = structure_of(kResidualConfig);
+  // A band at the bottom, [2, 8), holding input rows [2, 8): rows 4.. read nothing above row 2.
+  EXPECT_EQ(plan::band_interior(m, 1, 2, 2, 8, 2, 8), (std::pair<int, int>{4, 8}));
+  // At the top, [0, 5) holding [0, 5): rows 0..2 read nothing below row 5.
+  EXPECT_EQ(plan::band_interior(m, 1, 2, 0, 5, 0, 5), (std::pair<int, int>{0, 3}));
+  // In the middle, a band of two rows holding four: every row needs a neighbour's.
+  EXPECT_EQ(plan::band_interior(m, 1, 2, 3, 5, 2, 6).first, plan::band_interior(m, 1, 2, 3, 5, 2, 6).second);
+  // A band that holds its whole receptive field waits for nothing.
+  EXPECT_EQ(plan::band_interior(m, 1, 2, 3, 5, 1, 7), (std::pair<int, int>{3, 5}));
+  // Through the block (c1 .. add), from the model's input rows.
+  EXPECT_TRUE(plan::band_overlaps_halo(m, 0, 3));
 }
 
 TEST(RowBands, ZeroPaddingInTheChain) {

@@ -1,0 +1,360 @@
+#include "partition/band_stage.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace chorus::partition {
+
+namespace {
+
+std::size_t layer_bytes(const model::Node& node) {
+  std::size_t total = node.layer->weight_bytes();
+  for (const auto& f : node.folded) total += f.layer->weight_bytes();
+  return total;
+}
+
+// Buffers for values made one after another: a value takes a buffer that no value still to be
+// read holds. Events count the points where values are made and read, in the order they run.
+class BufferPlan {
+ public:
+  void next() { ++event_; }
+  // A value of `floats` floats made now; the buffer it gets is written to *buffer by assign().
+  std::size_t make(std::size_t floats, int* buffer) {
+    values_.push_back({floats, event_, event_, buffer});
+    return values_.size() - 1;
+  }
+  void read(std::size_t value) { values_[value].last_read = std::max(values_[value].last_read, event_); }
+  // Gives every value its buffer and returns each buffer's size in floats.
+  std::vector<std::size_t> assign() const {
+    std::vector<int> held_until;  // per buffer: the last event a value in it is read at
+    std::vector<std::size_t> capacity;
+    for (const Value& v : values_) {
+      int chosen = -1;
+      for (std::size_t b = 0; b < held_until.size(); ++b)
+        if (held_until[b] < v.made && (chosen < 0 || capacity[b] > capacity[chosen])) chosen = static_cast<int>(b);
+      if (chosen < 0) {
+        chosen = static_cast<int>(held_until.size());
+        held_until.push_back(0);
+        capacity.push_back(0);
+      }
+      held_until[chosen] = v.last_read;
+      capacity[chosen] = std::max(capacity[chosen], v.floats);
+      *v.buffer = chosen;
+    }
+    return capacity;
+  }
+
+ private:
+  struct Value {
+    std::size_t floats = 0;
+    int made = 0, last_read = 0;
+    int* buffer = nullptr;
+  };
+  std::vector<Value> values_;
+  int event_ = 0;
+};
+
+std::size_t rows_floats(const Shape& s, int rows, int frames) {
+  return static_cast<std::size_t>(std::max(0, rows)) * s.w * s.c * s.d * frames;
+}
+
+// Copies all rows of every frame of `part` into `whole` from row `first` on.
+void put_rows(const Tensor& part, int first, Tensor& whole) {
+  const Shape& p = part.shape();
+  for (int n = 0; n < part.frames(); ++n)
+    copy_image_rows(part.frame(n), p.h, 0, whole.frame(n), whole.shape().h, first, p.h, p.d,
+                    static_cast<std::size_t>(p.w) * p.c);
+}
+
+}  // namespace
+
+BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int member, const std::vector<int>& inputs,
+                     io::WeightReader& reader, int frames)
+    : model_(m), spec_(stage), member_(member) {
+  band_input_ = static_cast<int>(std::find(inputs.begin(), inputs.end(), m.node(stage.first).inputs.at(0)) -
+                                 inputs.begin());
+  CHORUS_ASSERT(band_input_ < static_cast<int>(inputs.size()), "stage's band input is not alive before it");
+  groups_ = plan::band_groups(m, stage.first, stage.group_ends, stage.fractions);
+  runs_.resize(groups_.size());  // not resized again: parts point at their group's layers
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const plan::BandGroup& group = groups_[g];
+    const int begin = group.bounds[member], end = group.bounds[member + 1];
+    Group& run = runs_[g];
+    run.whole.band = make_row_band(m, group.first, group.last, begin, end, reader);
+    for (const auto& step : run.whole.band.steps)
+      weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
+    if (g == 0) continue;
+    // The rows this member swaps with the others between group g - 1 and group g.
+    halo_sends_.emplace_back();
+    halo_receives_.emplace_back();
+    const Shape in = m.shape_of(m.node(group.first).inputs[0]);
+    const std::size_t row = static_cast<std::size_t>(in.w) * in.c * in.d;
+    for (const plan::HaloTransfer& h : plan::halo_transfers(groups_[g - 1], group)) {
+      if (h.from == member)
+        halo_sends_.back().push_back({h.to, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
+      if (h.to == member)
+        halo_receives_.back().push_back({h.from, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
+    }
+    // The rows that read only this member's own rows, computed while the halo travels (not for
+    // clips, nor through 3-D convolutions, whose weights a part cannot share).
+    if (!plan::band_overlaps_halo(m, group.first, group.last)) continue;
+    const plan::BandGroup& before = groups_[g - 1];
+    const auto [interior_begin, interior_end] =
+        plan::band_interior(m, group.first, group.last, begin, end, before.bounds[member], before.bounds[member + 1]);
+    if (interior_begin >= interior_end) continue;  // a band thinner than its halo: all of it waits
+    const auto part = [&](int a, int b) {
+      run.parts.emplace_back();
+      run.parts.back().band = make_row_band(m, group.first, group.last, a, b, reader, &run.whole.band);
+    };
+    part(interior_begin, interior_end);
+    if (begin < interior_begin) part(begin, interior_begin);
+    if (interior_end < end) part(interior_end, end);
+  }
+  for (int v : inputs) {
+    inputs_.emplace_back();
+    inputs_.back().resize(frames, m.shape_of(v));
+  }
+  const Shape out = m.node(stage.last).layer->output_shape();
+  output_.resize(frames, out);
+  for (std::size_t r = 0; r + 1 < rows().size(); ++r) counts_.push_back(rows_floats(out, rows()[r + 1] - rows()[r], 1));
+  if (out.is_clip()) gathered_.resize(out.size());  // bands arrive member by member
+  plan_buffers(frames);
+}
+
+BandStage::~BandStage() = default;
+
+void BandStage::plan_buffers(int frames) {
+  BufferPlan plan;
+  const auto input_floats = [&](const Run& run) {
+    return rows_floats(model_.shape_of(model_.node(run.band.steps.front().node).inputs[0]),
+                       run.band.in_end() - run.band.in_begin(), frames);
+  };
+  // Per step of a run: the crops it reads (made, then read by the step), then its output.
+  const auto plan_run = [&](Run& run, std::size_t input) {
+    const auto& steps = run.band.steps;
+    std::vector<std::size_t> made(steps.size());
+    run.outputs.assign(steps.size(), -1);
+    run.crops.assign(steps.size(), {});
+    for (std::size_t k = 0; k < steps.size(); ++k) {
+      const BandStep& step = steps[k];
+      run.crops[k].assign(step.inputs.size(), -1);
+      std::vector<std::size_t> reads;
+      plan.next();
+      for (std::size_t j = 0; j < step.inputs.size(); ++j) {
+        const int producer = step.inputs[j];
+        const std::size_t value = producer < 0 ? input : made[producer];
+        if (run.band.rows_begin(producer) == step.in_begin && run.band.rows_end(producer) == step.in_end) {
+          reads.push_back(value);
+          continue;
+        }
+        plan.read(value);
+        const Shape from = producer < 0 ? model_.shape_of(model_.node(step.node).inputs[j])
+                                        : model_.node(steps[producer].node).layer->output_shape();
+        reads.push_back(plan.make(rows_floats(from, step.in_end - step.in_begin, frames), &run.crops[k][j]));
+      }
+      plan.next();
+      for (std::size_t v : reads) plan.read(v);
+      made[k] = plan.make(rows_floats(model_.node(step.node).layer->output_shape(), step.out_end - step.out_begin, frames),
+                          &run.outputs[k]);
+    }
+    return made.back();
+  };
+  std::size_t previous = 0;  // the group before's output
+  for (std::size_t g = 0; g < runs_.size(); ++g) {
+    Group& group = runs_[g];
+    plan.next();
+    if (g > 0) plan.read(previous);  // own rows copied, halo rows packed
+    const std::size_t next = plan.make(input_floats(group.whole), &group.whole.input);
+    if (group.parts.empty()) {
+      previous = plan_run(group.whole, next);
+      continue;
+    }
+    // The interior from a crop of the group before's output, while the halo travels.
+    plan.next();
+    plan.read(previous);
+    Run& interior = group.parts.front();
+    std::vector<std::size_t> outputs{plan_run(interior, plan.make(input_floats(interior), &interior.input))};
+    plan.next();
+    plan.read(next);  // the halo lands in the group's input
+    for (std::size_t k = 1; k < group.parts.size(); ++k) {
+      Run& edge = group.parts[k];
+      plan.next();
+      plan.read(next);  // the edges' inputs are crops of it
+      outputs.push_back(plan_run(edge, plan.make(input_floats(edge), &edge.input)));
+    }
+    plan.next();
+    for (std::size_t v : outputs) plan.read(v);
+    const plan::BandGroup& bounds = groups_[g];
+    previous = plan.make(rows_floats(model_.node(bounds.last).layer->output_shape(),
+                                     bounds.bounds[member_ + 1] - bounds.bounds[member_], frames),
+                         &group.output);
+  }
+  plan.next();
+  plan.read(previous);  // gathered at the end
+  const std::vector<std::size_t> capacity = plan.assign();
+  buffers_.resize(capacity.size());
+  for (std::size_t b = 0; b < capacity.size(); ++b) buffers_[b].reserve(capacity[b]);
+  std::size_t widest = 1;
+  for (const Group& group : runs_)
+    for (const BandStep& step : group.whole.band.steps) widest = std::max(widest, step.inputs.size());
+  step_inputs_.reserve(widest);
+}
+
+void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
+  exchange_ = exchange;
+  pacer_ = pacer;
+  const Tensor& input = inputs_[band_input_];
+  const int frames = input.frames();  // buffers sized for more frames grow once for a larger batch
+  output_.resize(frames, model_.node(spec_.last).layer->output_shape());
+  const Tensor* last = nullptr;
+  for (std::size_t g = 0; g < runs_.size(); ++g) {
+    const Group& group = runs_[g];
+    Tensor& next = buffer(group.whole.input);
+    if (g == 0) {
+      slice_rows(input, group.whole.band.in_begin(), group.whole.band.in_end(), next);
+    } else {
+      start_halo(g - 1, *last, next);
+    }
+    if (group.parts.empty()) {
+      if (g > 0) finish_halo(g - 1, next);
+      last = &run_steps(group.whole);
+      continue;
+    }
+    // The interior reads only this member's own rows of the group before's output.
+    const int own_begin = groups_[g - 1].bounds[member_];
+    const Run& interior = group.parts.front();
+    slice_rows(*last, interior.band.in_begin() - own_begin, interior.band.in_end() - own_begin,
+               buffer(interior.input));
+    const Tensor* part_out[3] = {&run_steps(interior), nullptr, nullptr};
+    finish_halo(g - 1, next);
+    for (std::size_t k = 1; k < group.parts.size(); ++k) {
+      const Run& edge = group.parts[k];
+      const int from = group.whole.band.in_begin();
+      slice_rows(next, edge.band.in_begin() - from, edge.band.in_end() - from, buffer(edge.input));
+      part_out[k] = &run_steps(edge);
+    }
+    // The parts' rows, joined.
+    const int begin = groups_[g].bounds[member_];
+    Tensor& out = buffer(group.output);
+    Shape shape = model_.node(groups_[g].last).layer->output_shape();
+    shape.h = groups_[g].bounds[member_ + 1] - begin;
+    out.resize(frames, shape);
+    for (std::size_t k = 0; k < group.parts.size(); ++k) put_rows(*part_out[k], group.parts[k].band.out_begin() - begin, out);
+    last = &out;
+  }
+  gather(*last);
+  exchange_ = nullptr;
+  pacer_ = nullptr;
+}
+
+const Tensor& BandStage::run_steps(const Run& run) {
+  const RowBand& band = run.band;
+  const Tensor* last = nullptr;
+  for (std::size_t k = 0; k < band.steps.size(); ++k) {
+    const BandStep& step = band.steps[k];
+    const layers::Layer& layer = step.own_layer ? *step.own_layer : *model_.node(step.node).layer;
+    step_inputs_.clear();
+    for (std::size_t j = 0; j < step.inputs.size(); ++j) {
+      const int producer = step.inputs[j];
+      const Tensor& value = producer < 0 ? buffer(run.input) : buffer(run.outputs[producer]);
+      const int crop = run.crops[k][j];
+      if (crop < 0) {
+        step_inputs_.push_back(&value);
+        continue;
+      }
+      // A producer with more rows than this step reads (another reader's halo is wider).
+      const int from = band.rows_begin(producer);
+      slice_rows(value, step.in_begin - from, step.in_end - from, buffer(crop));
+      step_inputs_.push_back(&buffer(crop));
+    }
+    const double started = pacer_ ? steady_seconds() : 0;
+    Tensor& out = buffer(run.outputs[k]);
+    layer.forward(step_inputs_, out);
+    if (pacer_)
+      pacer_->layer_done(step.node, double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h,
+                         started);
+    last = &out;
+  }
+  return *last;
+}
+
+void BandStage::gather(const Tensor& mine) {
+  const Shape& out = output_.shape();
+  for (int n = 0; n < mine.frames(); ++n) {
+    // Bands are consecutive rows: in member order they are the whole frame. Only member 0
+    // hands the stage's output on, so only it gathers them.
+    if (!exchange_) {
+      std::copy(mine.frame(n), mine.frame(n) + mine.frame_size(), output_.frame(n));
+    } else if (!out.is_clip()) {
+      exchange_->gather(mine.frame(n), counts_, output_.frame(n), 0);
+    } else {
+      // A clip's band is those rows of each of its images: gathered member after member, then
+      // put back image by image.
+      exchange_->gather(mine.frame(n), counts_, gathered_.data(), 0);
+      if (member_ != 0) continue;
+      const std::size_t row = static_cast<std::size_t>(out.w) * out.c;
+      const float* from = gathered_.data();
+      for (std::size_t g = 0; g + 1 < rows().size(); ++g) {
+        const int rows_of = rows()[g + 1] - rows()[g];
+        copy_image_rows(from, rows_of, 0, output_.frame(n), out.h, rows()[g], rows_of, out.d, row);
+        from += static_cast<std::size_t>(rows_of) * out.d * row;
+      }
+    }
+  }
+}
+
+void BandStage::pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed) {
+  const Shape& shape = band.shape();
+  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
+    copy_image_rows(band.frame(n), shape.h, begin - band_begin, packed, end - begin, 0, end - begin, shape.d, row);
+}
+
+void BandStage::unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band) {
+  const Shape& shape = band.shape();
+  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
+  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
+    copy_image_rows(packed, end - begin, 0, band.frame(n), shape.h, begin - band_begin, end - begin, shape.d, row);
+}
+
+void BandStage::start_halo(std::size_t g, const Tensor& mine, Tensor& next) {
+  const plan::BandGroup &before = groups_[g], &after = groups_[g + 1];
+  const int own_begin = before.bounds[member_], own_end = before.bounds[member_ + 1];
+  const auto [need_begin, need_end] = after.input_rows[member_];
+  Shape shape = mine.shape();
+  shape.h = need_end - need_begin;
+  next.resize(mine.frames(), shape);
+  // Its own rows stay; the rest come from the members that computed them.
+  const int keep_begin = std::max(own_begin, need_begin), keep_end = std::min(own_end, need_end);
+  if (keep_begin < keep_end)
+    for (int n = 0; n < mine.frames(); ++n)
+      copy_image_rows(mine.frame(n), mine.shape().h, keep_begin - own_begin, next.frame(n), shape.h,
+                      keep_begin - need_begin, keep_end - keep_begin, shape.d,
+                      static_cast<std::size_t>(shape.w) * shape.c);
+  if (!exchange_) return;  // one member: nothing to swap
+  const std::size_t per_row = static_cast<std::size_t>(shape.w) * shape.c * shape.d * mine.frames();
+  send_parts_.clear();
+  receive_parts_.clear();
+  for (HaloRows& h : halo_sends_[g]) {
+    const std::size_t count = per_row * (h.end - h.begin);
+    if (h.buffer.size() < count) h.buffer.resize(count);  // a larger batch than set up for: once
+    pack_rows(mine, own_begin, h.begin, h.end, h.buffer.data());
+    send_parts_.push_back({h.member, h.buffer.data(), count});
+  }
+  for (HaloRows& h : halo_receives_[g]) {
+    const std::size_t count = per_row * (h.end - h.begin);
+    if (h.buffer.size() < count) h.buffer.resize(count);
+    receive_parts_.push_back({h.member, h.buffer.data(), count});
+  }
+  exchange_->start_swap(send_parts_, receive_parts_);
+}
+
+void BandStage::finish_halo(std::size_t g, Tensor& next) {
+  if (!exchange_) return;
+  exchange_->finish_swap();
+  const int need_begin = groups_[g + 1].input_rows[member_].first;
+  for (const HaloRows& h : halo_receives_[g]) unpack_rows(h.buffer.data(), h.begin, h.end, need_begin, next);
+}
+
+}  // namespace chorus::partition

@@ -1,0 +1,98 @@
+#pragma once
+// One member's share of a split-spatial stage: its row band through each group of the stage's
+// layers (plan::band_groups), the halo rows swapped with the other members between groups, and
+// the bands gathered to member 0, which hands the stage's output on.
+//
+// Between groups a member starts the swap, computes the rows of the next group that read only
+// rows it made itself (plan::band_interior), then, once its neighbours' rows are in, the top
+// and bottom edges: the halo travels while the interior computes. The parts of a group share
+// the weights of its band's layers. Every buffer is sized at set-up and shared between values
+// whose lives do not overlap, so frames allocate nothing.
+#include <memory>
+#include <vector>
+
+#include "io/weight_reader.h"
+#include "model/model.h"
+#include "partition/peer_exchange.h"
+#include "partition/row_bands.h"
+#include "plan/band_geometry.h"
+#include "plan/validate.h"
+
+namespace chorus::partition {
+
+class BandStage {
+ public:
+  // `inputs`: the values alive before the stage (live_values order); buffers for batches of
+  // `frames` frames.
+  BandStage(model::Model& model, const plan::ResolvedStage& stage, int member, const std::vector<int>& inputs,
+            io::WeightReader& reader, int frames);
+  ~BandStage();
+
+  Tensor& input(int k) { return inputs_.at(k); }
+  const Tensor& input(int k) const { return inputs_.at(k); }
+  // The stage's output, whole on member 0 (only it gathers the bands).
+  const Tensor& output() const { return output_; }
+  // `exchange` may be null for a stage of one member.
+  void run(PeerExchange* exchange, LayerPacer* pacer);
+  // The stage's output rows per member: member p computes [rows()[p], rows()[p + 1]).
+  const std::vector<int>& rows() const { return groups_.back().bounds; }
+  std::size_t weight_bytes() const { return weight_bytes_; }
+
+ private:
+  // A band computed in one go, and the buffers its values take (band_buffers_ indices).
+  struct Run {
+    RowBand band;
+    int input = -1;                       // its input rows, [band.in_begin(), band.in_end())
+    std::vector<int> outputs;             // per step
+    std::vector<std::vector<int>> crops;  // per step and input: a crop of the producer's rows (-1: none)
+  };
+  // A group: its band in one go (`whole`), or, after a halo swap that can overlap, in parts:
+  // the rows that read only this member's own rows, then the edges above and below, joined in
+  // `output`. Parts of no rows are left out; `whole` then holds the weights and the group's input.
+  struct Group {
+    Run whole;
+    std::vector<Run> parts;  // interior first, then the edges
+    int output = -1;
+  };
+  // The rows this member sends to or receives from another between two groups.
+  struct HaloRows {
+    int member = 0, begin = 0, end = 0;
+    std::vector<float> buffer;
+  };
+
+  void plan_buffers(int frames);
+  // Runs `run`'s steps on its input (already in place); returns its last step's output.
+  const Tensor& run_steps(const Run& run);
+  // Between groups g and g + 1: `mine` (this member's rows of group g's output) and the halo
+  // from the others become `next`, the rows group g + 1 reads. start_halo copies this member's
+  // own rows and starts the swap; finish_halo waits for the others' rows and puts them in.
+  void start_halo(std::size_t g, const Tensor& mine, Tensor& next);
+  void finish_halo(std::size_t g, Tensor& next);
+  void gather(const Tensor& mine);
+  // The rows [begin, end) of every frame (and image of a clip) of `band`, which holds rows
+  // [band_begin, ...) of a value, to or from `packed` (frames x images x rows).
+  static void pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed);
+  static void unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band);
+  Tensor& buffer(int b) { return buffers_[b]; }
+
+  model::Model& model_;
+  const plan::ResolvedStage& spec_;
+  int member_;
+  int band_input_;  // the input value the first group reads: the first layer's (its index in inputs_)
+  std::vector<plan::BandGroup> groups_;
+  std::vector<Group> runs_;
+  std::vector<std::vector<HaloRows>> halo_sends_, halo_receives_;  // [boundary]
+  std::vector<PeerExchange::Part> send_parts_, receive_parts_;
+  std::vector<Tensor> inputs_;   // the stage's inputs
+  std::vector<Tensor> buffers_;  // the values' buffers (plan_buffers)
+  std::vector<const Tensor*> step_inputs_;
+  Tensor output_;
+  std::vector<std::size_t> counts_;   // floats of each member's band of the output, per frame
+  std::vector<float> gathered_;       // on clips: the members' bands, before reordering
+  std::size_t weight_bytes_ = 0;
+  // Set for the duration of run().
+  PeerExchange* exchange_ = nullptr;
+  LayerPacer* pacer_ = nullptr;
+};
+
+}  // namespace chorus::partition
