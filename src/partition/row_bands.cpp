@@ -35,10 +35,6 @@ Window3D band_window(Window3D w, const Geometry3D& g, const plan::RowNeed& need)
   return w;
 }
 
-}  // namespace
-
-namespace {
-
 // Makes `variant` read the weights of `owner`, a layer of the same kind.
 void share_weights(Layer& variant, const Layer& owner) {
   if (auto* c = dynamic_cast<Conv2D*>(&variant)) c->share_weights(dynamic_cast<const Conv2D&>(owner));
