@@ -39,7 +39,7 @@ class BandStage {
   std::size_t weight_bytes() const { return weight_bytes_; }
 
  private:
-  // A band computed in one go, and the buffers its values take (band_buffers_ indices).
+  // A band computed in one go, and the buffers its values take (indices into buffers_).
   struct Run {
     RowBand band;
     int input = -1;                       // its input rows, [band.in_begin(), band.in_end())
