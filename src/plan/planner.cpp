@@ -605,13 +605,15 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
       for (StageMode mode : kModes) {
         if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
         const int most = std::min(max_group, most_parts(m, i, j, mode, roles));
-        // Bands on alike devices: past the best member count, more members only add halos and
-        // messages; stop once three more in a row were worse at both latency and period
-        // (planning ResNet-50 for 64 devices: 2.4 -> 2.05 s here, the same plans).
+        // Splits on alike devices: past the best member count, more members only add halos,
+        // slices and messages; stop once three more in a row were worse at both latency and
+        // period. One frame at a time uses one replica, so a latency plan tries no replicas.
+        const bool split = mode != StageMode::single && mode != StageMode::replicate;
         double best_latency = kInf, best_period = kInf;
         int worse = 0;
         for (int k = mode == StageMode::single ? 1 : 2; k <= most; ++k) {
-          if (mode == StageMode::split_spatial && homogeneous && worse >= 3) break;
+          if (split && homogeneous && worse >= 3) break;
+          if (mode == StageMode::replicate && o.objective == Objective::latency) break;
           if (mode == StageMode::split_spatial && !bands_allow(m, i, j, k)) continue;
           for (int r = 0; r + k <= devices; ++r) {
             Choice ch{i, j, r, k, mode, {}, {}, {}};
@@ -631,7 +633,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
             // it picks (millions of candidates on large clusters would hold them all).
             std::vector<double>().swap(ch.cost.member_s);
             std::vector<double>().swap(ch.reuse_cost.member_s);
-            if (mode == StageMode::split_spatial) {
+            if (split) {
               const double period = std::max(ch.cost.compute_s, ch.cost.medium_s);
               worse = ch.cost.latency_s > best_latency && period > best_period ? worse + 1 : 0;
               best_latency = std::min(best_latency, ch.cost.latency_s);
