@@ -47,6 +47,12 @@ struct Node {
   int source = -1;                  // index of the layer in the imported file (for its weights)
   std::string call_name;            // a shared layer's later call: its own name ("c_call1")
   const std::string& name() const { return call_name.empty() ? layer->name() : call_name; }
+  // The layer's weights with those of the batch norms folded into it, as loaded.
+  std::size_t weight_bytes() const {
+    std::size_t total = layer->weight_bytes();
+    for (const auto& f : folded) total += f.layer->weight_bytes();
+    return total;
+  }
 };
 
 // Per-layer figures for `chorus info` and the planner.

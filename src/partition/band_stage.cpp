@@ -8,12 +8,6 @@ namespace chorus::partition {
 
 namespace {
 
-std::size_t layer_bytes(const model::Node& node) {
-  std::size_t total = node.layer->weight_bytes();
-  for (const auto& f : node.folded) total += f.layer->weight_bytes();
-  return total;
-}
-
 // Buffers for values made one after another: a value takes a buffer that no value still to be
 // read holds. Events count the points where values are made and read, in the order they run.
 class BufferPlan {
@@ -83,7 +77,7 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
     Group& run = runs_[g];
     run.whole.band = make_row_band(m, group.first, group.last, begin, end, reader);
     for (const auto& step : run.whole.band.steps)
-      weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : layer_bytes(m.node(step.node));
+      weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : m.node(step.node).weight_bytes();
     if (g == 0) continue;
     // The rows this member swaps with the others between group g - 1 and group g.
     halo_sends_.emplace_back();

@@ -14,12 +14,6 @@ using plan::SplitRole;
 using plan::StageMode;
 
 namespace {
-std::size_t layer_bytes(const model::Node& node) {
-  std::size_t total = node.layer->weight_bytes();
-  for (const auto& f : node.folded) total += f.layer->weight_bytes();
-  return total;
-}
-
 // Paces each layer an executor runs (it runs them one by one under a pacer), but the split
 // layers the worker computes itself: those were paced at their share in compute().
 class PacingObserver : public model::StepObserver {
@@ -104,7 +98,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       bounds_.emplace(n, std::move(bounds));
     } else {
       reader.load_node(m.nodes()[n]);
-      weight_bytes_ += layer_bytes(m.node(n));
+      weight_bytes_ += m.node(n).weight_bytes();
     }
   }
   executor_ = std::make_unique<model::Executor>(m, spec_.first, spec_.last, inputs_, outputs_, frames,

@@ -52,12 +52,6 @@ bool bands_allow(const model::Model& m, int first, int last, int parts) {
                             split_bounds(m.node(last).layer->output_shape().h, std::vector<double>(parts, 1.0 / parts)));
 }
 
-double node_weight_bytes(const model::Model& m, int n) {
-  double b = static_cast<double>(m.node(n).layer->weight_bytes());
-  for (const auto& f : m.node(n).folded) b += static_cast<double>(f.layer->weight_bytes());
-  return b;
-}
-
 // Every rank's profile time for every layer, looked up once (a profile looks layers up by
 // name), with prefix sums so that a range's time costs one subtraction: the planner asks for
 // millions of ranges on large clusters. Also, once, what the cost model reads of every node:
@@ -66,7 +60,7 @@ class LayerTimes {
  public:
   LayerTimes(const model::Model& m, const cluster::Cluster& c, const std::string& key) {
     const int n = static_cast<int>(m.nodes().size());
-    for (int k = 0; k < n; ++k) weight_bytes_.push_back(node_weight_bytes(m, k));
+    for (int k = 0; k < n; ++k) weight_bytes_.push_back(static_cast<double>(m.node(k).weight_bytes()));
     weight_prefix_.assign(n + 1, 0.0);
     for (int k = 0; k < n; ++k) weight_prefix_[k + 1] = weight_prefix_[k] + weight_bytes_[k];
     for (int k = 0; k < n; ++k) output_bytes_.push_back(static_cast<double>(m.cost(k).output_bytes));
@@ -666,7 +660,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
   for (int i = 0, open = 0; i < n; ++i) {
     open += covering[i];
     if (open == 0) {
-      double need = node_weight_bytes(m, i) + 2.0 * m.cost(i).output_bytes;
+      double need = static_cast<double>(m.node(i).weight_bytes()) + 2.0 * m.cost(i).output_bytes;
       double most = 0;
       for (int r = 0; r < devices; ++r) most = std::max(most, c.device_of(r).memory_bytes);
       fail("plan: layer '", m.node(i).name(), "' needs about ", need / 1e6, " MB (weights and activations) and no stage ",
