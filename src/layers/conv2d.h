@@ -55,8 +55,8 @@ class Conv2D : public Layer {
   // Folds a per-output-channel affine map (a batch normalisation) into kernel and bias.
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
   // Reads the weights `owner` holds (same filters, kernel, groups and input channels; built),
-  // without a copy; `owner` must outlive this layer. Its path follows the owner's (Winograd,
-  // packed or plain), whatever this layer's own height would have chosen.
+  // without a copy. Its path follows the owner's (Winograd, packed or plain), whatever this
+  // layer's own height would have chosen.
   void share_weights(const Conv2D& owner);
 
   // Whether forward_pixels applies: a 1x1 stride-1 convolution through small_gemm or packed_gemm.

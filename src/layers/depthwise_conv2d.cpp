@@ -9,7 +9,7 @@
 namespace chorus::layers {
 
 DepthwiseConv2D::DepthwiseConv2D(std::string name, DepthwiseConv2DSettings settings)
-    : Layer(std::move(name)), settings_(settings) {
+    : Layer(std::move(name)), settings_(settings), w_(std::make_shared<DepthwiseConv2DWeights>()) {
   const auto& s = settings_;
   if (s.kernel_h < 1 || s.kernel_w < 1 || s.stride_h < 1 || s.stride_w < 1 || s.dilation_h < 1 || s.dilation_w < 1 ||
       s.depth_multiplier < 1)
@@ -40,11 +40,11 @@ void DepthwiseConv2D::set_weights(WeightMap weights) {
   auto specs = weight_specs();
   // Keras' (kh, kw, in, multiplier) flattened is already (kh, kw, out channel): no reordering.
   const auto kernel = take_weight(weights, specs[0]);
-  kernel_.assign(kernel.begin(), kernel.end());
-  bias_.clear();
+  w_->kernel.assign(kernel.begin(), kernel.end());
+  w_->bias.clear();
   if (settings_.use_bias) {
     const auto bias = take_weight(weights, specs[1]);
-    bias_.assign(bias.begin(), bias.end());
+    w_->bias.assign(bias.begin(), bias.end());
   }
 }
 
@@ -65,9 +65,9 @@ std::string DepthwiseConv2D::describe() const {
 void DepthwiseConv2D::fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift) {
   const int c = output_shape().c;
   CHORUS_ASSERT(static_cast<int>(scale.size()) == c);
-  for (std::size_t i = 0; i < kernel_.size(); ++i) kernel_[i] *= scale[i % c];
-  if (bias_.empty()) bias_.assign(c, 0.0f);
-  for (int i = 0; i < c; ++i) bias_[i] = bias_[i] * scale[i] + shift[i];
+  for (std::size_t i = 0; i < w_->kernel.size(); ++i) w_->kernel[i] *= scale[i % c];
+  if (w_->bias.empty()) w_->bias.assign(c, 0.0f);
+  for (int i = 0; i < c; ++i) w_->bias[i] = w_->bias[i] * scale[i] + shift[i];
   settings_.use_bias = true;
 }
 
@@ -244,12 +244,11 @@ void depthwise_inner_row(const DepthwiseRow& r, int begin, int end, int x0) {
 
 void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int first_row, int end_row,
                                    int out_row0) const {
-  const DepthwiseConv2D& owner = weights_of_ ? *weights_of_ : *this;  // shared by a band variant
   const auto& s = settings_;
   const Shape& is = input_shapes()[0];
   const Shape& os = output_shape();
   const int cin = is.c, cout = os.c, dm = s.depth_multiplier;
-  const float* bias = owner.bias_.empty() ? nullptr : owner.bias_.data();
+  const float* bias = w_->bias.empty() ? nullptr : w_->bias.data();
   const std::size_t row_stride = static_cast<std::size_t>(is.w) * cin;
   float lo = 0.0f, hi = 0.0f;
   const bool clamp = s.activation.as_clamp(lo, hi);
@@ -277,7 +276,7 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
         krow[nrows++] = ky;
       }
       float* out_row = out + static_cast<std::size_t>(oy - out_row0) * os.w * cout;
-      DepthwiseRow r{rows,       krow,       nrows,        owner.kernel_.data(), bias, out_row, cout,
+      DepthwiseRow r{rows,       krow,       nrows,        w_->kernel.data(), bias, out_row, cout,
                      s.kernel_w, s.stride_w, s.dilation_w, clamp,          lo,   hi};
       const int x0 = ox_begin * s.stride_w - pads_.left;
       if (s.kernel_w == 3)
@@ -290,7 +289,7 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
       if (fast && ox >= ox_begin && ox < ox_end) {
         const int ix0 = ox * s.stride_w - pads_.left;
         for (int c1 = cout / 16 * 16; c1 < cout; ++c1)
-          depthwise_pixel_chunk<1>(in, owner.kernel_.data(), bias, dst, c1, cin, row_stride, s.kernel_w, cout,
+          depthwise_pixel_chunk<1>(in, w_->kernel.data(), bias, dst, c1, cin, row_stride, s.kernel_w, cout,
                                    s.dilation_h, s.dilation_w, ry0, ix0, ky0, ky1, 0, s.kernel_w);
         if (cout % 16 != 0 && clamp)  // the fast part is clamped already; these were not
           for (int c1 = cout / 16 * 16; c1 < cout; ++c1) dst[c1] = std::min(hi, std::max(lo, dst[c1]));
@@ -303,13 +302,13 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
       if (dm == 1) {
         int c = 0;
         for (; c + kChannelChunk <= cout; c += kChannelChunk)
-          depthwise_pixel_chunk<kChannelChunk>(in, owner.kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout,
+          depthwise_pixel_chunk<kChannelChunk>(in, w_->kernel.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout,
                                                s.dilation_h, s.dilation_w, ry0, ix0, ky0, ky1, kx0, kx1);
         for (; c + 8 <= cout; c += 8)
-          depthwise_pixel_chunk<8>(in, owner.kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
+          depthwise_pixel_chunk<8>(in, w_->kernel.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
                                    s.dilation_w, ry0, ix0, ky0, ky1, kx0, kx1);
         for (; c < cout; ++c)
-          depthwise_pixel_chunk<1>(in, owner.kernel_.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
+          depthwise_pixel_chunk<1>(in, w_->kernel.data(), bias, dst, c, cin, row_stride, s.kernel_w, cout, s.dilation_h,
                                    s.dilation_w, ry0, ix0, ky0, ky1, kx0, kx1);
         continue;
       }
@@ -322,7 +321,7 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
         for (int kx = kx0; kx < kx1; ++kx) {
           const int ix = ix0 + kx * s.dilation_w;
           const float* __restrict src = in + (static_cast<std::size_t>(iy) * is.w + ix) * cin;
-          const float* __restrict w = owner.kernel_.data() + static_cast<std::size_t>(ky * s.kernel_w + kx) * cout;
+          const float* __restrict w = w_->kernel.data() + static_cast<std::size_t>(ky * s.kernel_w + kx) * cout;
           for (int c = 0; c < cin; ++c)
             for (int m = 0; m < dm; ++m) dst[c * dm + m] += src[c] * w[c * dm + m];
         }
@@ -343,7 +342,7 @@ void DepthwiseConv2D::share_weights(const DepthwiseConv2D& owner) {
                     owner.settings_.depth_multiplier == settings_.depth_multiplier &&
                     owner.input_shapes()[0].c == input_shapes()[0].c,
                 "share_weights: ", name(), " differs from ", owner.name());
-  weights_of_ = owner.weights_of_ ? owner.weights_of_ : &owner;
+  w_ = owner.w_;
 }
 
 std::pair<int, int> DepthwiseConv2D::input_rows(int first_row, int end_row) const {

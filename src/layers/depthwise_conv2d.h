@@ -2,11 +2,18 @@
 // Depthwise 2-D convolution (Keras DepthwiseConv2D): each input channel convolved with its own
 // depth_multiplier filters; output channel ci * depth_multiplier + m. Kernel in Keras order
 // (kh, kw, in, depth_multiplier). A direct NHWC loop: channels innermost, so it vectorises.
+#include <memory>
 #include <utility>
 
 #include "layers/conv2d.h"
 
 namespace chorus::layers {
+
+// A depthwise convolution's weights; band variants of one layer share them (share_weights).
+struct DepthwiseConv2DWeights {
+  AlignedVector<float> kernel;  // (kh, kw, in * depth_multiplier): output channel fastest
+  AlignedVector<float> bias;
+};
 
 struct DepthwiseConv2DSettings {
   int kernel_h = 3, kernel_w = 3;
@@ -34,8 +41,8 @@ class DepthwiseConv2D : public Layer {
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
-  // Reads the weights `owner` holds (same kernel, multiplier and channels), without a copy:
-  // a variant for a row band of another height. `owner` must outlive this layer.
+  // Reads the weights `owner` holds (same kernel, multiplier and channels; built), without a
+  // copy: a variant for a row band of another height.
   void share_weights(const DepthwiseConv2D& owner);
 
   // Output rows [first_row, end_row) of one frame, from input rows stored from row in_row0 on
@@ -52,10 +59,8 @@ class DepthwiseConv2D : public Layer {
  private:
   DepthwiseConv2DSettings settings_;
   Pads pads_;
-  AlignedVector<float> kernel_;  // (kh, kw, in * depth_multiplier): output channel fastest
-  AlignedVector<float> bias_;
+  std::shared_ptr<DepthwiseConv2DWeights> w_;  // this layer's, or shared with the one it shares them with
   std::string kernel_name_ = "depthwise_kernel";
-  const DepthwiseConv2D* weights_of_ = nullptr;  // whose kernel and bias forward_rows reads (null: its own)
   friend class SeparableConv2D;
 };
 
