@@ -598,16 +598,17 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
     for (int j = i; j < n; ++j)
       for (StageMode mode : kModes) {
         if (!o.allow_splits && mode != StageMode::single && mode != StageMode::replicate) continue;
+        // One frame at a time uses one replica: a latency plan tries none.
+        if (mode == StageMode::replicate && o.objective == Objective::latency) continue;
         const int most = std::min(max_group, most_parts(m, i, j, mode, roles));
         // Splits on alike devices: past the best member count, more members only add halos,
         // slices and messages; stop once three more in a row were worse at both latency and
-        // period. One frame at a time uses one replica, so a latency plan tries no replicas.
+        // period.
         const bool split = mode != StageMode::single && mode != StageMode::replicate;
         double best_latency = kInf, best_period = kInf;
         int worse = 0;
         for (int k = mode == StageMode::single ? 1 : 2; k <= most; ++k) {
           if (split && homogeneous && worse >= 3) break;
-          if (mode == StageMode::replicate && o.objective == Objective::latency) break;
           if (mode == StageMode::split_spatial && !bands_allow(m, i, j, k)) continue;
           for (int r = 0; r + k <= devices; ++r) {
             Choice ch{i, j, r, k, mode, {}, {}, {}};
