@@ -129,7 +129,6 @@ struct Setup {
 }  // namespace
 
 int run_distributed(Transport& real, const RunOptions& o) {
-  install_stop_request_handler();
   const int rank = real.rank();
   set_compute_threads(o.threads);
   Setup setup;

@@ -7,7 +7,8 @@
 
 namespace chorus::runtime {
 
-// Every rank installs it first thing, so that a SIGUSR1 never ends one with the default action.
+// main installs it first thing, before MPI_Init, so that a SIGUSR1 never ends a rank with the
+// default action.
 void install_stop_request_handler();
 bool stop_requested();
 
