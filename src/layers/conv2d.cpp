@@ -456,7 +456,7 @@ void Conv2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
     const Shape& is = input_shapes()[0];
     const Shape& os = output_shape();
     w_->winograd->forward(x.data(), frames, is.h, is.w, pads_, os.h, os.w, w_->bias.empty() ? nullptr : w_->bias.data(),
-                       settings_.activation, out.data());
+                          settings_.activation, out.data());
     return;
   }
   for (int n = 0; n < frames; ++n) forward_im2col(x.frame(n), out.frame(n));

@@ -276,8 +276,8 @@ void DepthwiseConv2D::forward_rows(const float* in, int in_row0, float* out, int
         krow[nrows++] = ky;
       }
       float* out_row = out + static_cast<std::size_t>(oy - out_row0) * os.w * cout;
-      DepthwiseRow r{rows,       krow,       nrows,        w_->kernel.data(), bias, out_row, cout,
-                     s.kernel_w, s.stride_w, s.dilation_w, clamp,          lo,   hi};
+      DepthwiseRow r{rows,  krow, nrows, w_->kernel.data(), bias, out_row, cout, s.kernel_w, s.stride_w, s.dilation_w,
+                     clamp, lo,   hi};
       const int x0 = ox_begin * s.stride_w - pads_.left;
       if (s.kernel_w == 3)
         depthwise_inner_row<3>(r, ox_begin, ox_end, x0);

@@ -66,8 +66,8 @@ void put_rows(const Tensor& part, int first, Tensor& whole) {
 BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int member, const std::vector<int>& inputs,
                      io::WeightReader& reader, int frames)
     : model_(m), spec_(stage), member_(member) {
-  band_input_ = static_cast<int>(std::find(inputs.begin(), inputs.end(), m.node(stage.first).inputs.at(0)) -
-                                 inputs.begin());
+  band_input_ =
+      static_cast<int>(std::find(inputs.begin(), inputs.end(), m.node(stage.first).inputs.at(0)) - inputs.begin());
   CHORUS_ASSERT(band_input_ < static_cast<int>(inputs.size()), "stage's band input is not alive before it");
   groups_ = plan::band_groups(m, stage.first, stage.group_ends, stage.fractions);
   runs_.resize(groups_.size());  // not resized again: parts point at their group's layers
@@ -149,8 +149,9 @@ void BandStage::plan_buffers(int frames) {
       }
       plan.next();
       for (std::size_t v : reads) plan.read(v);
-      made[k] = plan.make(rows_floats(model_.node(step.node).layer->output_shape(), step.out_end - step.out_begin, frames),
-                          &run.outputs[k]);
+      made[k] =
+          plan.make(rows_floats(model_.node(step.node).layer->output_shape(), step.out_end - step.out_begin, frames),
+                    &run.outputs[k]);
     }
     return made.back();
   };
@@ -218,8 +219,7 @@ void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
     // The interior reads only this member's own rows of the group before's output.
     const int own_begin = groups_[g - 1].bounds[member_];
     const Run& interior = group.parts.front();
-    slice_rows(*last, interior.band.in_begin() - own_begin, interior.band.in_end() - own_begin,
-               buffer(interior.input));
+    slice_rows(*last, interior.band.in_begin() - own_begin, interior.band.in_end() - own_begin, buffer(interior.input));
     const Tensor* part_out[3] = {&run_steps(interior), nullptr, nullptr};
     finish_halo(g - 1, next);
     for (std::size_t k = 1; k < group.parts.size(); ++k) {
@@ -234,7 +234,8 @@ void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
     Shape shape = model_.node(groups_[g].last).layer->output_shape();
     shape.h = groups_[g].bounds[member_ + 1] - begin;
     out.resize(frames, shape);
-    for (std::size_t k = 0; k < group.parts.size(); ++k) put_rows(*part_out[k], group.parts[k].band.out_begin() - begin, out);
+    for (std::size_t k = 0; k < group.parts.size(); ++k)
+      put_rows(*part_out[k], group.parts[k].band.out_begin() - begin, out);
     last = &out;
   }
   gather(*last);
@@ -266,8 +267,8 @@ const Tensor& BandStage::run_steps(const Run& run) {
     Tensor& out = buffer(run.outputs[k]);
     layer.forward(step_inputs_, out);
     if (pacer_)
-      pacer_->layer_done(step.node, double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h,
-                         started);
+      pacer_->layer_done(
+          step.node, double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h, started);
     last = &out;
   }
   return *last;

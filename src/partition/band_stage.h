@@ -87,8 +87,8 @@ class BandStage {
   std::vector<Tensor> buffers_;  // the values' buffers (plan_buffers)
   std::vector<const Tensor*> step_inputs_;
   Tensor output_;
-  std::vector<std::size_t> counts_;   // floats of each member's band of the output, per frame
-  std::vector<float> gathered_;       // on clips: the members' bands, before reordering
+  std::vector<std::size_t> counts_;  // floats of each member's band of the output, per frame
+  std::vector<float> gathered_;      // on clips: the members' bands, before reordering
   std::size_t weight_bytes_ = 0;
   // Set for the duration of run().
   PeerExchange* exchange_ = nullptr;

@@ -123,7 +123,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         const Shape out = m.node(st.last).layer->output_shape();
         const auto bounds = plan::split_bounds(out.c, st.fractions);
         for (std::size_t g = 0; g < st.ranks.size(); ++g) {
-          const int width = static_cast<int>(g) < st.data_members() ? bounds[g + 1] - bounds[g] : plan::widest_part(bounds);
+          const int width =
+              static_cast<int>(g) < st.data_members() ? bounds[g + 1] - bounds[g] : plan::widest_part(bounds);
           const double bytes = header_bytes + static_cast<double>(width) * (out.size() / out.c) * sizeof(float);
           for (int r : to) add(st.ranks[g], r, bytes);
         }

@@ -37,16 +37,20 @@ Window3D band_window(Window3D w, const Geometry3D& g, const plan::RowNeed& need)
 
 // Makes `variant` read the weights of `owner`, a layer of the same kind.
 void share_weights(Layer& variant, const Layer& owner) {
-  if (auto* c = dynamic_cast<Conv2D*>(&variant)) c->share_weights(dynamic_cast<const Conv2D&>(owner));
-  else if (auto* d = dynamic_cast<DepthwiseConv2D*>(&variant)) d->share_weights(dynamic_cast<const DepthwiseConv2D&>(owner));
-  else if (auto* s = dynamic_cast<SeparableConv2D*>(&variant)) s->share_weights(dynamic_cast<const SeparableConv2D&>(owner));
-  else throw Error(cat(variant.name(), ": its weights cannot be shared by a band"));
+  if (auto* c = dynamic_cast<Conv2D*>(&variant))
+    c->share_weights(dynamic_cast<const Conv2D&>(owner));
+  else if (auto* d = dynamic_cast<DepthwiseConv2D*>(&variant))
+    d->share_weights(dynamic_cast<const DepthwiseConv2D&>(owner));
+  else if (auto* s = dynamic_cast<SeparableConv2D*>(&variant))
+    s->share_weights(dynamic_cast<const SeparableConv2D&>(owner));
+  else
+    throw Error(cat(variant.name(), ": its weights cannot be shared by a band"));
 }
 
 }  // namespace
 
-RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end,
-                      io::WeightReader& reader, const RowBand* weights_of) {
+RowBand make_row_band(model::Model& m, int first, int last, int out_begin, int out_end, io::WeightReader& reader,
+                      const RowBand* weights_of) {
   const std::vector<plan::BandNodeRows> rows = plan::band_rows(m, first, last, out_begin, out_end);
   RowBand band;
   std::tie(band.input_begin, band.input_end) = plan::band_reads(m, first, last, rows);

@@ -21,7 +21,7 @@ struct BandStep {
 };
 
 struct RowBand {
-  std::vector<BandStep> steps;  // in model order: a chain, or a graph whose branches join (plan::is_band_graph)
+  std::vector<BandStep> steps;         // in model order: a chain, or a graph whose branches join (plan::is_band_graph)
   int input_begin = 0, input_end = 0;  // rows of the band's input its steps read, together
   int in_begin() const { return input_begin; }
   int in_end() const { return input_end; }
@@ -38,8 +38,8 @@ struct RowBand {
 // reads (a branch of a wider halo) reads a crop of them.
 // With `weights_of`, a band of the same layers (other rows of them) whose layers read
 // their weights, shared rather than loaded again: a part of a band computed apart.
-RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end,
-                      io::WeightReader& reader, const RowBand* weights_of = nullptr);
+RowBand make_row_band(model::Model& model, int first, int last, int out_begin, int out_end, io::WeightReader& reader,
+                      const RowBand* weights_of = nullptr);
 
 // Copies rows [begin, end) of every frame (of every image of a clip).
 void slice_rows(const Tensor& in, int begin, int end, Tensor& out);

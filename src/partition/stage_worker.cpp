@@ -119,7 +119,8 @@ const Tensor& StageWorker::output(int k) const {
 
 std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
-  if (spec_.mode == StageMode::split_spatial) s += cat(" rows ", band_->rows()[member_], "-", band_->rows()[member_ + 1]);
+  if (spec_.mode == StageMode::split_spatial)
+    s += cat(" rows ", band_->rows()[member_], "-", band_->rows()[member_ + 1]);
   if (spec_.parity && member_ >= spec_.data_members())
     s += " parity";
   else if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||

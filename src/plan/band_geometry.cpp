@@ -128,22 +128,26 @@ std::pair<int, int> band_reads(const model::Model& m, int first, int last, const
   return reads;
 }
 
-std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end,
-                                  int own_begin, int own_end) {
+std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end, int own_begin,
+                                  int own_end) {
   // The rows one output row reads only move down as the row does, at both ends: binary searches.
   const auto reads = [&](int row) { return band_reads(m, first, last, band_rows(m, first, last, row, row + 1)); };
   int lo = out_begin, hi = out_end;  // the first row whose reads start at own_begin or after
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
-    if (reads(mid).first >= own_begin) hi = mid;
-    else lo = mid + 1;
+    if (reads(mid).first >= own_begin)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   const int begin = lo;
   lo = begin, hi = out_end;  // one past the last row whose reads end by own_end
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
-    if (reads(mid).second <= own_end) lo = mid + 1;
-    else hi = mid;
+    if (reads(mid).second <= own_end)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return {begin, std::max(begin, lo)};
 }

@@ -178,9 +178,9 @@ BandTimes band_group_times(const model::Model& m, const LayerTimes& times, const
   const bool overlaps = before && band_overlaps_halo(m, group.first, group.last);
   for (int g = 0; g < count; ++g) {
     const int a = group.bounds[g], b = group.bounds[g + 1];
-    const auto [begin, end] = overlaps ? band_interior(m, group.first, group.last, a, b, before->bounds[g],
-                                                       before->bounds[g + 1])
-                                       : std::pair<int, int>{a, a};
+    const auto [begin, end] =
+        overlaps ? band_interior(m, group.first, group.last, a, b, before->bounds[g], before->bounds[g + 1])
+                 : std::pair<int, int>{a, a};
     if (begin >= end) {
       t.edges[g] = band_time(m, times, group, a, b, devices[g]);
       continue;

@@ -76,7 +76,8 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
       // The longest range from i that runs as one band (a residual block is one only once its
       // branches have joined, so look past ranges that are not).
       for (int k = i; k < n && can_split_spatial(*m.node(k).layer) && m.node(k).layer->output_shape().h >= ranks; ++k)
-        if (is_band_graph(m, i, k) && bands_are_feasible(m, i, k, split_bounds(m.node(k).layer->output_shape().h, even)))
+        if (is_band_graph(m, i, k) &&
+            bands_are_feasible(m, i, k, split_bounds(m.node(k).layer->output_shape().h, even)))
           j = k + 1;
       for (int k = i; k < j; ++k) any |= !rides_along(k) || m.cost(k).macs > 0;
     } else {

@@ -5,16 +5,15 @@
 #include <set>
 
 #include "core/error.h"
-#include "plan/band_geometry.h"
 #include "layers/activation_layer.h"
 #include "layers/attention.h"
 #include "layers/batch_norm.h"
 #include "layers/channel_affine.h"
 #include "layers/conv2d.h"
-#include "layers/layers3d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "layers/layer_norm.h"
+#include "layers/layers3d.h"
 #include "layers/lrn.h"
 #include "layers/merge.h"
 #include "layers/padding.h"
@@ -22,6 +21,7 @@
 #include "layers/reshape.h"
 #include "layers/separable_conv2d.h"
 #include "layers/tokens.h"
+#include "plan/band_geometry.h"
 
 namespace chorus::plan {
 
@@ -110,9 +110,10 @@ bool can_split_spatial(const layers::Layer& l) {
       dynamic_cast<const layers::ZeroPadding3D*>(&l))
     return true;
   return dynamic_cast<const layers::Conv2D*>(&l) || dynamic_cast<const layers::DepthwiseConv2D*>(&l) ||
-         dynamic_cast<const layers::SeparableConv2D*>(&l) || dynamic_cast<const layers::Pool2D*>(&l) || dynamic_cast<const layers::ZeroPadding2D*>(&l) ||
-         dynamic_cast<const layers::ActivationLayer*>(&l) || dynamic_cast<const layers::BatchNorm*>(&l) ||
-         dynamic_cast<const layers::LRN*>(&l) ||  // across channels only: a pixel's own
+         dynamic_cast<const layers::SeparableConv2D*>(&l) || dynamic_cast<const layers::Pool2D*>(&l) ||
+         dynamic_cast<const layers::ZeroPadding2D*>(&l) || dynamic_cast<const layers::ActivationLayer*>(&l) ||
+         dynamic_cast<const layers::BatchNorm*>(&l) ||
+         dynamic_cast<const layers::LRN*>(&l) ||            // across channels only: a pixel's own
          dynamic_cast<const layers::ChannelAffine*>(&l) ||  // Rescaling, Normalization: per pixel
          dynamic_cast<const layers::Identity*>(&l) || joins_row_by_row(l);
 }
@@ -302,8 +303,9 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
       fail(where(), ": none of its layers can be split that way");
     if (s.mode == StageMode::split_spatial) {
       if (!is_band_graph(m, r.first, r.last))
-        fail(where(), ": a split-spatial stage must take one value from outside, its first layer's input, and hand on "
-                      "only its last layer's output (a chain, or branches that join inside the stage)");
+        fail(where(),
+             ": a split-spatial stage must take one value from outside, its first layer's input, and hand on "
+             "only its last layer's output (a chain, or branches that join inside the stage)");
       for (const std::string& name : s.exchange_after) {
         const int n = m.find(name);
         if (n < 0) fail(where(), ": exchange_after names unknown layer '", name, "'");

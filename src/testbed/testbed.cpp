@@ -214,10 +214,11 @@ int run_testbed(const TestbedOptions& o) {
       std::printf("testbed: firewall in every namespace: eth0 admits only the hostfile's %zu addresses\n",
                   layout.devices.size());
     }
-    std::printf("testbed: %zu device namespaces on %s, %s %.2f Mbit/s (tbf at %.2f Mbit/s of TCP/IP frames), "
-                "hostfile %s\n",
-                layout.devices.size(), kSubnet, layout.shared ? "one shared medium at" : "each link at",
-                layout.bits_per_s / 1e6, layout.bits_per_s * testbed::kTcpFramingFactor / 1e6, hostfile.c_str());
+    std::printf(
+        "testbed: %zu device namespaces on %s, %s %.2f Mbit/s (tbf at %.2f Mbit/s of TCP/IP frames), "
+        "hostfile %s\n",
+        layout.devices.size(), kSubnet, layout.shared ? "one shared medium at" : "each link at",
+        layout.bits_per_s / 1e6, layout.bits_per_s * testbed::kTcpFramingFactor / 1e6, hostfile.c_str());
     std::fflush(stdout);
     if (g_signalled) fail("testbed: interrupted while setting up");
 

@@ -504,9 +504,8 @@ TEST_F(Video, RtspStreamFromAnRtspServerGivesTheFramesOfItsFile) {
   for (std::size_t i = 0; i < transports.size(); ++i) {
     SCOPED_TRACE(transports[i].empty() ? "FFmpeg's default transport" : transports[i]);
     const std::string report = path("rtsp" + std::to_string(i) + ".json");
-    const auto streamed =
-        run("tiny.h5", url, transports[i] + " --realtime --drop none --report " + report,
-            "rtsp" + std::to_string(i) + ".npy");
+    const auto streamed = run("tiny.h5", url, transports[i] + " --realtime --drop none --report " + report,
+                              "rtsp" + std::to_string(i) + ".npy");
     const json input = json::parse(std::ifstream(report))["input"];
     EXPECT_EQ(input["frames_dropped"], 0);
     if (transports[i] == "--rtsp-transport tcp") {

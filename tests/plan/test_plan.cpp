@@ -619,9 +619,11 @@ TEST(ValidatePlan, SplitSpatialHandsOnOneValue) {
                     stage("add", "fc", StageMode::single, {0})});
   EXPECT_NO_THROW(plan::validate_plan(inner, m, 2));
   // Groups may be cut only where one value is alive: not inside the block.
-  Plan cut_inside = make_plan(2, {stage("c1", "c4", StageMode::split_spatial, {0, 1}), stage("gap", "fc", StageMode::single, {0})});
+  Plan cut_inside =
+      make_plan(2, {stage("c1", "c4", StageMode::split_spatial, {0, 1}), stage("gap", "fc", StageMode::single, {0})});
   cut_inside.stages[0].exchange_after = {"c2"};
-  EXPECT_THAT(validate_error(cut_inside, m), HasSubstr("exchange_after may cut the stage only where one value is alive"));
+  EXPECT_THAT(validate_error(cut_inside, m),
+              HasSubstr("exchange_after may cut the stage only where one value is alive"));
   Plan cut_after = cut_inside;
   cut_after.stages[0].exchange_after = {"add"};
   EXPECT_NO_THROW(plan::validate_plan(cut_after, m, 2));
