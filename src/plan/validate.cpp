@@ -355,6 +355,20 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
   for (const auto& st : out.stages)
     if (std::find(st.ranks.begin(), st.ranks.end(), plan.sink) != st.ranks.end())
       out.sink_lag = std::max(out.sink_lag, static_cast<int>(st.ranks.size()));
+  // A frame the sink's rank computes still has the stages after it to cross before the sink
+  // collects it. The task order gives each stage one frame's turn; a replicated stage holds as
+  // many frames as it has replicas, each for that many turns, so the sink waits for the extra
+  // turns of every replicated stage after its first (ViT-L in two replicated halves: the sink
+  // in the first half blocked on the second for a whole frame of its own compute).
+  for (std::size_t k = 0; k < out.stages.size(); ++k) {
+    const auto& ranks = out.stages[k].ranks;
+    if (std::find(ranks.begin(), ranks.end(), plan.sink) == ranks.end()) continue;
+    int lag = static_cast<int>(ranks.size());
+    for (std::size_t t = k + 1; t < out.stages.size(); ++t)
+      if (out.stages[t].mode == StageMode::replicate) lag += static_cast<int>(out.stages[t].ranks.size()) - 1;
+    out.sink_lag = std::max(out.sink_lag, lag);
+    break;
+  }
   // Replicas that start together finish together: the stage after a replicated one gets a
   // burst of as many frames as the replicas. The window holds those frames twice over (in the
   // replicas, and queued after them), beyond what the source runs ahead, or the source would

@@ -28,7 +28,8 @@ struct ResolvedPlan {
   int max_in_flight = 0;
   // Frames the sink trails behind the stage work when the sink rank also computes (a replica,
   // say): it then collects outputs that already arrived instead of blocking its own compute on
-  // the frame a peer is still working on.
+  // the frame a peer is still working on. Its stage's members, plus the extra turns of each
+  // replicated stage after it.
   int sink_lag = 0;
   // Frames that arrive downstream of replicated stages in one burst (their members, summed).
   int burst_frames = 0;

@@ -675,6 +675,22 @@ TEST(ValidatePlan, MixedPlanResolves) {
   EXPECT_EQ(plan::validate_plan(p, m, 3).max_in_flight, 4);
 }
 
+// The sink's rank computes a replica of the first half and collects the second half's frames:
+// a frame it computed is collected only after the second half's replicas had their turns.
+TEST(ValidatePlan, SinkTrailsEveryReplicatedStageAfterItsOwn) {
+  model::Model m = structure_of(kChainConfig);
+  Plan p = make_plan(7, {stage("c1", "c2", StageMode::replicate, {0, 1, 2}),
+                         stage("dw", "fc", StageMode::replicate, {3, 4, 5, 6})});
+  plan::ResolvedPlan rp = plan::validate_plan(p, m, 7);
+  EXPECT_EQ(rp.sink_lag, 3 + (4 - 1));
+  EXPECT_EQ(rp.burst_frames, 3);
+  EXPECT_EQ(rp.max_in_flight, 7 + 2 + 2 + 6 + 2 * 3);
+  // In the last stage the sink trails only its own stage's replicas.
+  p.stages[0].ranks = {1, 2, 3};
+  p.stages[1].ranks = {0, 4, 5, 6};
+  EXPECT_EQ(plan::validate_plan(p, m, 7).sink_lag, 4);
+}
+
 TEST(ValidatePlan, MergedNamesResolveToTheirNode) {
   model::Model m = structure_of(kChainConfig);
   ASSERT_EQ(m.find("bn1"), 0);
