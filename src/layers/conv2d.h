@@ -51,6 +51,9 @@ class Conv2D : public Layer {
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
+  RowWindow row_window() const override {
+    return {RowWindow::Kind::window, settings_.kernel_h, settings_.stride_h, settings_.dilation_h, pads_.top};
+  }
 
   // Folds a per-output-channel affine map (a batch normalisation) into kernel and bias.
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);

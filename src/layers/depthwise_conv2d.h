@@ -40,6 +40,9 @@ class DepthwiseConv2D : public Layer {
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
+  RowWindow row_window() const override {
+    return {RowWindow::Kind::window, settings_.kernel_h, settings_.stride_h, settings_.dilation_h, pads_.top};
+  }
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
   // Reads the weights `owner` holds (same kernel, multiplier and channels; built), without a
   // copy: a variant for a row band of another height.

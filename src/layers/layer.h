@@ -56,6 +56,15 @@ struct WindowGeometry {
 };
 WindowGeometry window_geometry(Shape in, const Window2D& window);
 
+// How a layer's output rows read its input's rows, for row bands (plan/band_geometry): a window
+// of `kernel` rows every `stride` rows, dilated, under `pad_top` rows of padding (convolutions,
+// pooling; a 3-D layer's rows in every image), a shift down by `pad_top` rows (zero padding), or
+// row for row.
+struct RowWindow {
+  enum class Kind { row_for_row, window, shift } kind = Kind::row_for_row;
+  int kernel = 1, stride = 1, dilation = 1, pad_top = 0;
+};
+
 class Layer {
  public:
   explicit Layer(std::string name) : name_(std::move(name)) {}
@@ -106,6 +115,8 @@ class Layer {
   virtual Activation* fusable_activation() { return nullptr; }
   // A short description of settings for `chorus info` ("3x3/1 same, relu").
   virtual std::string describe() const { return ""; }
+  // Which input rows its output rows read (known once built).
+  virtual RowWindow row_window() const { return {}; }
 
  protected:
   // Checks the input shapes, caches derived geometry, returns the output shape.

@@ -50,6 +50,10 @@ class Conv3D : public Layer {
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
+  RowWindow row_window() const override {  // axis 1 of (depth, rows, columns)
+    const Window3D& w = settings_.window;
+    return {RowWindow::Kind::window, w.kernel[1], w.stride[1], w.dilation[1], geometry_.pad[1]};
+  }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
@@ -77,6 +81,9 @@ class Pool3D : public Layer {
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
+  RowWindow row_window() const override {
+    return {RowWindow::Kind::window, window_.kernel[1], window_.stride[1], 1, geometry_.pad[1]};
+  }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
@@ -115,6 +122,7 @@ class ZeroPadding3D : public Layer {
   const std::array<int, 6>& pads() const { return pads_; }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
+  RowWindow row_window() const override { return {RowWindow::Kind::shift, 1, 1, 1, pads_[2]}; }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

@@ -12,6 +12,7 @@ class ZeroPadding2D : public Layer {
   const Pads& pads() const { return pads_; }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
+  RowWindow row_window() const override { return {RowWindow::Kind::shift, 1, 1, 1, pads_.top}; }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

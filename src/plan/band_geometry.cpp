@@ -2,78 +2,35 @@
 
 #include <algorithm>
 
-#include "layers/conv2d.h"
-#include "layers/depthwise_conv2d.h"
 #include "layers/layers3d.h"
-#include "layers/padding.h"
-#include "layers/pooling.h"
-#include "layers/separable_conv2d.h"
 #include "plan/validate.h"
 
 namespace chorus::plan {
 
 using namespace chorus::layers;
 
-namespace {
-
-struct Window {
-  int kernel = 1, stride = 1, dilation = 1, pad_top = 0;
-};
-
-// The vertical window of a layer, if it has one.
-bool window_of(const Layer& l, Window& w) {
-  if (auto* c = dynamic_cast<const Conv2D*>(&l)) {
-    w = {c->settings().kernel_h, c->settings().stride_h, c->settings().dilation_h, c->pads().top};
-    return true;
-  }
-  if (auto* d = dynamic_cast<const DepthwiseConv2D*>(&l)) {
-    w = {d->settings().kernel_h, d->settings().stride_h, d->settings().dilation_h, d->pads().top};
-    return true;
-  }
-  if (auto* p = dynamic_cast<const Pool2D*>(&l)) {
-    w = {p->settings().pool_h, p->settings().stride_h, 1, p->pads().top};
-    return true;
-  }
-  if (auto* s = dynamic_cast<const SeparableConv2D*>(&l)) {  // its depthwise part's window
-    const DepthwiseConv2DSettings d = s->settings().depthwise;
-    w = {d.kernel_h, d.stride_h, d.dilation_h, s->pads().top};
-    return true;
-  }
-  // 3-D layers: their rows, in every image of the clip (axis 1 of depth, rows, columns).
-  if (auto* c = dynamic_cast<const Conv3D*>(&l)) {
-    const Window3D& cw = c->settings().window;
-    w = {cw.kernel[1], cw.stride[1], cw.dilation[1], c->geometry().pad[1]};
-    return true;
-  }
-  if (auto* p = dynamic_cast<const Pool3D*>(&l)) {
-    w = {p->window().kernel[1], p->window().stride[1], 1, p->geometry().pad[1]};
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 RowNeed rows_needed(const Layer& l, int a, int b) {
   const int in_h = l.input_shapes()[0].h;
-  Window w;
-  if (window_of(l, w)) {
-    const int effective = (w.kernel - 1) * w.dilation + 1;
-    const int raw_begin = a * w.stride - w.pad_top;
-    const int raw_end = (b - 1) * w.stride - w.pad_top + effective;
-    const int begin = std::max(0, raw_begin), end = std::min(in_h, raw_end);
-    return {begin, end, begin - raw_begin, raw_end - end};
+  const RowWindow w = l.row_window();
+  switch (w.kind) {
+    case RowWindow::Kind::window: {
+      const int effective = (w.kernel - 1) * w.dilation + 1;
+      const int raw_begin = a * w.stride - w.pad_top;
+      const int raw_end = (b - 1) * w.stride - w.pad_top + effective;
+      const int begin = std::max(0, raw_begin), end = std::min(in_h, raw_end);
+      return {begin, end, begin - raw_begin, raw_end - end};
+    }
+    case RowWindow::Kind::shift: {
+      const int top = w.pad_top;
+      const int begin = std::clamp(a - top, 0, in_h), end = std::clamp(b - top, 0, in_h);
+      const int pad_top = std::max(0, std::min(b, top) - a);
+      const int pad_bottom = std::max(0, b - std::max(a, top + in_h));
+      return {begin, end, pad_top, pad_bottom};
+    }
+    case RowWindow::Kind::row_for_row:
+      break;
   }
-  const ZeroPadding2D* z2 = dynamic_cast<const ZeroPadding2D*>(&l);
-  const ZeroPadding3D* z3 = dynamic_cast<const ZeroPadding3D*>(&l);
-  if (z2 || z3) {
-    const int top = z2 ? z2->pads().top : z3->pads()[2];
-    const int begin = std::clamp(a - top, 0, in_h), end = std::clamp(b - top, 0, in_h);
-    const int pad_top = std::max(0, std::min(b, top) - a);
-    const int pad_bottom = std::max(0, b - std::max(a, top + in_h));
-    return {begin, end, pad_top, pad_bottom};
-  }
-  return {a, b, 0, 0};  // pointwise
+  return {a, b, 0, 0};
 }
 
 bool is_band_graph(const model::Model& m, int first, int last) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <tuple>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "plan/band_geometry.h"
@@ -473,7 +474,7 @@ class BandGroupChooser {
  public:
   // `one_kind`: every device alike, so a group's fractions follow from its member count.
   BandGroupChooser(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, bool one_kind)
-      : m_(m), c_(c), times_(times), one_kind_(one_kind) {}
+      : m_(m), c_(c), times_(times), one_kind_(one_kind && c.ranks() < (1 << 11) && m.nodes().size() < (1u << 20)) {}
 
   std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share) {
     const int length = last - first + 1;
@@ -501,9 +502,23 @@ class BandGroupChooser {
     double seconds = 0;  // the slowest member's band, plus the swap before it
   };
   const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before) {
-    auto key = std::make_tuple(a, b, rank, count, swap_before, one_kind_ ? std::vector<double>{} : share);
+    // Alike devices: the key packs into one integer and a hash table finds it (choose() looks up
+    // every pair of a range's layers, millions of times on a large cluster; a tree of tuples
+    // spent most of the planner's time there).
+    if (one_kind_) {
+      const std::uint64_t key = (static_cast<std::uint64_t>(a) << 44) | (static_cast<std::uint64_t>(b) << 24) |
+                                (static_cast<std::uint64_t>(rank) << 12) | (static_cast<std::uint64_t>(count) << 1) |
+                                (swap_before ? 1u : 0u);
+      auto it = alike_cache_.find(key);
+      if (it != alike_cache_.end()) return it->second;
+      return alike_cache_.emplace(key, compute(a, b, rank, count, share, swap_before)).first->second;
+    }
+    auto key = std::make_tuple(a, b, rank, count, swap_before, share);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
+    return cache_.emplace(std::move(key), compute(a, b, rank, count, share, swap_before)).first->second;
+  }
+  Entry compute(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before) const {
     Entry e;
     const std::vector<int> bounds = split_bounds(m_.node(b).layer->output_shape().h, share);
     if (is_band_graph(m_, a, b) && bands_are_feasible(m_, a, b, bounds)) {
@@ -527,7 +542,7 @@ class BandGroupChooser {
         }
       }
     }
-    return cache_.emplace(std::move(key), e).first->second;
+    return e;
   }
 
   const model::Model& m_;
@@ -535,6 +550,7 @@ class BandGroupChooser {
   const LayerTimes& times_;
   const bool one_kind_;
   std::map<std::tuple<int, int, int, int, bool, std::vector<double>>, Entry> cache_;
+  std::unordered_map<std::uint64_t, Entry> alike_cache_;  // layers a, b < 2^20; rank, count < 2^11
 };
 
 const StageMode kModes[] = {StageMode::single,      StageMode::replicate,     StageMode::split_output,
