@@ -51,9 +51,12 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     const auto& st = p.stages[s];
     return st.mode == StageMode::replicate ? st.ranks[turns[s].member_of(i)] : st.ranks[0];
   };
-  // The swaps of a split stage, per frame: member m's part to every other member; and its
-  // reductions: member a's shares of each part of the partial sums to member b, and b's sums.
-  std::vector<std::vector<std::size_t>> swaps(S);  // [s]: floats per member, summed over the swaps
+  // The swaps of a split stage, per frame: member m's part to every other member (or, for the
+  // stage's last layer and a split-spatial stage's bands, to member 0, which hands the output
+  // on); and its reductions: member a's shares of each part of the partial sums to member b, and
+  // b's sums.
+  std::vector<std::vector<std::size_t>> swaps(S);     // [s]: floats per member, summed over the swaps
+  std::vector<std::vector<std::size_t>> to_first(S);  // [s]: floats per member, gathered to member 0
   std::vector<std::vector<std::size_t>> sums(S);   // [s][a * members + b]: floats a sends b, summed
   // Halo rows swapped between a split-spatial stage's groups: (from member, to member, floats).
   std::vector<std::vector<std::tuple<int, int, std::size_t>>> halos(S);
@@ -62,12 +65,13 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     if (st.ranks.size() < 2) continue;
     auto& per_member = swaps[s];
     per_member.assign(st.ranks.size(), 0);
+    to_first[s].assign(st.ranks.size(), 0);
     sums[s].assign(st.ranks.size() * st.ranks.size(), 0);
     if (st.mode == StageMode::split_spatial) {
       const Shape out = m.node(st.last).layer->output_shape();
       const auto rows = plan::split_bounds(out.h, st.fractions);
       for (std::size_t k = 0; k < st.ranks.size(); ++k)
-        per_member[k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
+        to_first[s][k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
       const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions);
       for (std::size_t g = 1; g < groups.size(); ++g) {
         const Shape between = m.node(groups[g - 1].last).layer->output_shape();
@@ -87,12 +91,14 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
           const layers::Layer& layer = *m.node(n).layer;
           const auto parts = plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0);
           const int members = static_cast<int>(st.ranks.size());
+          const int root = n == st.last ? 0 : -1;  // as the worker reduces them
           for (int a = 0; a < members; ++a)
-            for (int b = 0; b < members; ++b) sums[s][a * members + b] += plan::sum_floats_to_peer(parts, members, a, b);
+            for (int b = 0; b < members; ++b)
+              sums[s][a * members + b] += plan::sum_floats_to_peer(parts, members, a, b, root);
           continue;
         }
         const auto parts = split_part_floats(m, n, role, bounds);
-        for (std::size_t k = 0; k < parts.size(); ++k) per_member[k] += parts[k];
+        for (std::size_t k = 0; k < parts.size(); ++k) (n == st.last ? to_first[s] : per_member)[k] += parts[k];
       }
     }
   }
@@ -136,13 +142,12 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         }
       }
       if (s == S || p.stages[s].mode == StageMode::replicate) continue;
-      // Inside the stage: bands are gathered to member 0 only (it hands the stage's output on);
-      // split layers' parts go to every member.
+      // Inside the stage: split layers' parts go to every member, bands and the last layer's
+      // parts to member 0 only (it hands the stage's output on).
       const auto& ranks = p.stages[s].ranks;
-      const bool to_first = p.stages[s].mode == StageMode::split_spatial;
       for (std::size_t a = 0; a < swaps[s].size(); ++a)
         for (std::size_t b = 0; b < ranks.size(); ++b)
-          if (a != b && (!to_first || b == 0)) add(ranks[a], ranks[b], swaps[s][a] * sizeof(float));
+          if (a != b) add(ranks[a], ranks[b], (b == 0 ? swaps[s][a] + to_first[s][a] : swaps[s][a]) * sizeof(float));
       for (std::size_t a = 0; a < ranks.size() && !sums[s].empty(); ++a)
         for (std::size_t b = 0; b < ranks.size(); ++b) add(ranks[a], ranks[b], sums[s][a * ranks.size() + b] * sizeof(float));
       for (const auto& [a, b, floats] : halos[s]) add(ranks[a], ranks[b], floats * sizeof(float));

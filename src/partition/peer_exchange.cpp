@@ -4,10 +4,11 @@
 
 namespace chorus::partition {
 
-void PeerExchange::begin_sums(float* data, std::size_t count, int members) {
+void PeerExchange::begin_sums(float* data, std::size_t count, int members, int root) {
   sum_data_ = data;
   sum_count_ = count;
   sum_members_ = members;
+  sum_root_ = root;
 }
 
 void PeerExchange::end_sums() {

@@ -40,14 +40,16 @@ class PeerExchange {
   }
   virtual void finish_swap() {}
   // Partial sums reduced part by part, each part's reduction overlapping the compute of the
-  // parts after it. begin_sums(data, count, members) comes first; sums_ready(begin, end) says
-  // that floats [begin, end) of this member's partial sums are written (parts in order, together
-  // [0, count)); after end_sums() every member's `data` holds the sums over the members, the
-  // same bits everywhere. All members call them at the same point of the stage. The runtime
-  // reduces each part directly (plan::sum_share_begin): member c adds up share c of the part from
-  // every member, in member order, and sends the sum to the others; this default gathers every
-  // member's whole data at the end and adds it in member order.
-  virtual void begin_sums(float* data, std::size_t count, int members);
+  // parts after it. begin_sums(data, count, members, root) comes first; sums_ready(begin, end)
+  // says that floats [begin, end) of this member's partial sums are written (parts in order,
+  // together [0, count)); after end_sums() every member's `data` holds the sums over the members
+  // (root < 0), the same bits everywhere, or only member `root`'s does (a reduce: the stage's
+  // last layer, whose output only the member that hands it on needs). All members call them at
+  // the same point of the stage. The runtime reduces each part directly (plan::sum_share_begin):
+  // member c adds up share c of the part from every member, in member order, and sends the sum
+  // to the others (to the root); this default gathers every member's whole data at the end and
+  // adds it in member order.
+  virtual void begin_sums(float* data, std::size_t count, int members, int root);
   virtual void sums_ready(std::size_t begin, std::size_t end) { (void)begin, (void)end; }
   virtual void end_sums();
 
@@ -55,6 +57,7 @@ class PeerExchange {
   float* sum_data_ = nullptr;
   std::size_t sum_count_ = 0;
   int sum_members_ = 0;
+  int sum_root_ = -1;
 };
 
 // Called after each layer a worker runs, so an emulator can stretch compute to a slower

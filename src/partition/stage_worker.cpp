@@ -165,6 +165,11 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     return;
   }
   const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
+  // The stage's last layer: only member 0, which hands the stage's output on, needs it whole, so
+  // its slices are gathered (its partial sums reduced) to member 0 alone; the other members'
+  // output of it is not the stage's.
+  const int root = n == spec_.last ? 0 : -1;
+  const bool whole_here = root < 0 || member_ == root;
   // A kept slice stays in the value's buffer (the pair's second layer reads it there), and
   // partial sums are reduced in it; only output slices are gathered from a buffer of their own.
   const bool sums = scratch.role == SplitRole::input_slice || scratch.role == SplitRole::heads;
@@ -177,13 +182,14 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     if (scratch.sum_parts.back() != size)  // a larger batch
       scratch.set_sum_parts(out_shape, frames, node.layer->partwise_fraction() > 0);
     const std::vector<std::size_t>& parts = scratch.sum_parts;
-    if (exchange_) exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1);
+    if (exchange_) exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1, root);
     part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, [&](int j, double done) {
       if (pacer_) pacer_->layer_progress(n, share, started, done);
       if (exchange_) exchange_->sums_ready(parts[j], parts[j + 1]);
     });
     if (pacer_) pacer_->layer_done(n, share, started);
     if (exchange_) exchange_->end_sums();
+    if (!whole_here) return;
     const std::size_t pixels = size / out_shape.c;
     for (std::size_t p = 0; p < pixels; ++p)
       for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
@@ -201,11 +207,15 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     for (std::size_t r = 0; r < scratch.counts.size(); ++r)
       total += scratch.counts[r] = scratch.frame_counts[r] * frames;
     scratch.gathered.resize(1, Shape{1, 1, static_cast<int>(total)});
-    exchange_->all_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
+    if (root < 0)
+      exchange_->all_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
+    else
+      exchange_->gather(scratch.mine.data(), scratch.counts, scratch.gathered.data(), root);
     parts = scratch.gathered.data();
   }
   // Interleave the channel slices back into NHWC order.
   full.resize(frames, out_shape);
+  if (!whole_here) return;
   const int multiplier = scratch.multiplier;
   for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
     const int c0 = bounds[r] * multiplier, width = (bounds[r + 1] - bounds[r]) * multiplier;

@@ -15,10 +15,19 @@ bool any_unreliable(const cluster::Cluster& cluster) {
 
 namespace {
 
-// The stage cut after each split layer, every piece with the parity rank added; empty (and
-// `why` set) when the stage cannot carry a parity.
+// The stage cut after each split layer, every piece a split-output stage with the parity rank
+// added; empty (and `why` set) when the stage cannot carry a parity. A channel pair (split-tensor,
+// split-input) becomes split-output pieces too: only output slices can be coded.
 std::vector<Stage> parity_stages(const model::Model& m, const Stage& st, int parity_rank, std::string& why) {
   const int first = m.find(st.first), last = m.find(st.last);
+  if (st.mode == StageMode::split_tensor) {
+    const std::vector<SplitRole> tensor_roles = split_roles(m, first, last, StageMode::split_tensor);
+    for (int n = first; n <= last; ++n)
+      if (tensor_roles[n - first] == SplitRole::heads) {
+        why = cat("'", m.node(n).name(), "' is split by heads, which a parity cannot code");
+        return {};
+      }
+  }
   const std::vector<SplitRole> roles = split_roles(m, first, last, StageMode::split_output);
   std::vector<Stage> pieces;
   int start = first;
@@ -30,6 +39,7 @@ std::vector<Stage> parity_stages(const model::Model& m, const Stage& st, int par
       return {};
     }
     Stage piece = st;
+    piece.mode = StageMode::split_output;
     piece.first = m.node(start).name();
     piece.last = m.node(n).name();
     piece.ranks.push_back(parity_rank);
@@ -51,7 +61,9 @@ int add_parity(Plan& plan, const model::Model& m, const cluster::Cluster& cluste
   int made = 0;
   for (std::size_t i = 0; i < plan.stages.size(); ++i) {
     const Stage st = plan.stages[i];
-    if (st.mode != StageMode::split_output || st.parity) continue;
+    const bool channels = st.mode == StageMode::split_output || st.mode == StageMode::split_tensor ||
+                          st.mode == StageMode::split_input;
+    if (!channels || st.parity) continue;
     if (std::none_of(st.ranks.begin(), st.ranks.end(), [&](int r) { return cluster.unreliable(r); })) continue;
     const std::string label = cat("stage ", st.first, " .. ", st.last);
     std::string why;

@@ -12,7 +12,8 @@
 
 namespace chorus::plan {
 
-// Gives the split-output stages of `plan` that hold an unreliable device of `cluster` the parity
+// Gives the channel-split stages (split-output; split-tensor and split-input pairs, as split-output
+// pieces) of `plan` that hold an unreliable device of `cluster` the parity
 // rank `parity_rank` (a device the plan leaves idle). A stage that cannot carry a parity (a
 // convolution keeping its slice for the pooling after it, a batch norm folded into a layer,
 // layers after its last split one) stays as it was, and `skipped` says why. Returns the number of

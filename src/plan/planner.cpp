@@ -395,6 +395,11 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           const double parity_bytes = out * largest_share;
           ring_bytes += parity_bytes;
           ring_s += net.transfer_seconds(parity_bytes);
+        } else if (role == SplitRole::output_slice && n == last) {
+          // The stage's last layer: its parts are gathered to member 0 alone, which hands the
+          // output on (all of them into its link).
+          exchange_bytes += out * (1 - share[0]);
+          exchanges += count - 1;
         } else if (role == SplitRole::output_slice) {
           // All-gather: every member sends its part to every other.
           exchange_bytes += (count - 1) * out;
@@ -403,10 +408,14 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           // Partial sums, reduced part by part (split_sums.h): each member sends 2 (k - 1) / k of
           // them, every link at once (on a shared medium, one after another), in two steps per
           // part. A part's reduction starts when every member has written it, so the compute of
-          // the later parts hides all but the last part's, or what outlasts that compute.
-          const double moved = 2.0 * (count - 1) * out;
+          // the later parts hides all but the last part's, or what outlasts that compute. The
+          // stage's last layer is reduced to member 0 alone: the shares' sums go to it only, so
+          // the medium carries (k - 1) (1 + 1 / k) of them, while member 0's own link still takes
+          // 2 (k - 1) / k.
+          const double per_link = 2.0 * (count - 1) * out / count;
+          const double moved = n == last ? (count - 1) * out * (1.0 + 1.0 / count) : per_link * count;
           ring_bytes += moved;
-          const double comm = net.transfer_seconds(net.shared ? moved : moved / count) + 2.0 * net.latency_s;
+          const double comm = net.transfer_seconds(net.shared ? moved : per_link) + 2.0 * net.latency_s;
           const double partwise = m.node(n).layer->partwise_fraction();
           const int parts = static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
           double slowest = 0;  // the layer's time on the slowest member

@@ -21,7 +21,8 @@ inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int membe
 std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts);
 
 // Floats member `from` sends member `to` to reduce partial sums in `parts`: its contribution to
-// `to`'s share of every part, then the sums of its own shares.
-std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to);
+// `to`'s share of every part, then the sums of its own shares (if every member takes the sums,
+// root < 0, or `to` is the root that alone takes them).
+std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to, int root);
 
 }  // namespace chorus::plan

@@ -106,12 +106,12 @@ class TransportPeerExchange : public partition::PeerExchange {
   // Partial sums, part by part: as a part is written, each member sends every other member c
   // its contribution to share c of the part (sum_share_begin) and takes theirs to its own share;
   // once they are in (and its own sends out, as the sums land where they were sent from), it
-  // adds its share up in member order and sends the sum to the others. Later parts compute
-  // meanwhile; end_sums waits for the rest. Each share is summed once, so every member ends
-  // with the same bits.
-  void begin_sums(float* data, std::size_t count, int members) override {
+  // adds its share up in member order and sends the sum to the others (to the root only, for a
+  // reduce). Later parts compute meanwhile; end_sums waits for the rest. Each share is summed
+  // once, so every member that receives the sums ends with the same bits.
+  void begin_sums(float* data, std::size_t count, int members, int root) override {
     CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
-    PeerExchange::begin_sums(data, count, members);
+    PeerExchange::begin_sums(data, count, members, root);
     sum_parts_.clear();
     sum_receives_.clear();
     sum_sends_.clear();
@@ -206,9 +206,10 @@ class TransportPeerExchange : public partition::PeerExchange {
         if (c == member_) continue;
         const int rank = ranks_[c];
         const std::size_t at = share_begin(part, c), m = share_end(part, c) - at;
-        sum_rest_.push_back(t_.irecv(rank, sum_tag_, sum_data_ + at, m * sizeof(float)));
-        sum_rest_.push_back(t_.isend(rank, sum_tag_, own, n * sizeof(float)));
-        count_bytes(rank, n, m);
+        const bool receive = sum_root_ < 0 || sum_root_ == member_, send = sum_root_ < 0 || sum_root_ == c;
+        if (receive) sum_rest_.push_back(t_.irecv(rank, sum_tag_, sum_data_ + at, m * sizeof(float)));
+        if (send) sum_rest_.push_back(t_.isend(rank, sum_tag_, own, n * sizeof(float)));
+        count_bytes(rank, send ? n : 0, receive ? m : 0);
       }
     }
   }

@@ -353,9 +353,12 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
                       << " live values";
         return result;
       }
-      for (std::size_t i = 0; i < live.size(); ++i)
+      for (std::size_t i = 0; i < live.size(); ++i) {
+        // The stage's last layer is whole only on member 0, which hands it on.
+        if (k > 0 && live[i] == rp.stages[s].last) continue;
         EXPECT_LT(max_relative_error(outputs[k][i], reference_of(live[i])), 1e-5)
             << "stage " << s << " (" << plan::mode_name(rp.stages[s].mode) << ") member " << k << " value " << live[i];
+      }
     }
     values = std::move(outputs[0]);
   }
@@ -406,14 +409,17 @@ TEST(SplitSums, PartsCoverTheOutputAndEachMemberSendsTwoOfKOfIt) {
       SCOPED_TRACE(cat(out.str(), ", ", k, " members"));
       const auto parts = plan::sum_parts(out, 1, true);
       for (int from = 0; from < k; ++from) {
-        std::size_t sent = 0, own = 0;
-        for (int to = 0; to < k; ++to) sent += plan::sum_floats_to_peer(parts, k, from, to);
+        std::size_t sent = 0, own = 0, reduced = 0;
+        for (int to = 0; to < k; ++to) sent += plan::sum_floats_to_peer(parts, k, from, to, -1);
+        for (int to = 0; to < k; ++to) reduced += plan::sum_floats_to_peer(parts, k, from, to, 0);
         for (std::size_t p = 0; p + 1 < parts.size(); ++p)
           own += plan::sum_share_begin(parts[p], parts[p + 1], k, from + 1) -
                  plan::sum_share_begin(parts[p], parts[p + 1], k, from);
-        // Every share but its own to its owner, then its own share's sum to the k - 1 others.
+        // Every share but its own to its owner, then its own share's sum to the k - 1 others
+        // (an all-reduce), or to member 0 alone (a reduce: nothing more from member 0).
         EXPECT_EQ(sent, out.size() - own + (k - 1) * own);
-        EXPECT_EQ(plan::sum_floats_to_peer(parts, k, from, from), 0u);
+        EXPECT_EQ(reduced, out.size() - own + (from == 0 ? 0 : own));
+        EXPECT_EQ(plan::sum_floats_to_peer(parts, k, from, from, -1), 0u);
       }
     }
 }
@@ -1207,10 +1213,11 @@ TEST(SplitRoles, PoolingTakesTheConvolutionsSlice) {
   const plan::ResolvedPlan rp =
       plan::validate_plan(make_plan(2, {stage("c1", "fc", StageMode::split_output, {0, 1})}), m, 2);
   const auto traffic = partition::frame_traffic(m, rp, 1, 0);
-  // Per frame and direction: p1's 12x12x4 floats, c2's 6x6x6, dw's 6x6x12, gap's 3, fc's 3 or
-  // 2; rank 0, the source, also sends rank 1 the 24x24x3 input.
+  // Per frame and direction: p1's 12x12x4 floats, c2's 6x6x6, dw's 6x6x12, gap's 3; fc's 2 to
+  // rank 0 only (the stage's last layer is gathered to member 0, which hands it on); rank 0, the
+  // source, also sends rank 1 the 24x24x3 input.
   const double floats = 12 * 12 * 4 + 6 * 6 * 6 + 6 * 6 * 12 + 3;
-  EXPECT_NEAR(traffic.at(0, 1), (24 * 24 * 3 + floats + 3) * sizeof(float), 1e-9);
+  EXPECT_NEAR(traffic.at(0, 1), (24 * 24 * 3 + floats) * sizeof(float), 1e-9);
   EXPECT_NEAR(traffic.at(1, 0), (floats + 2) * sizeof(float), 1e-9);
 }
 
@@ -1671,7 +1678,9 @@ TEST(Planner, PredictsAPlansOwnDevicesInAnyOrder) {
   for (StageMode mode : {StageMode::replicate, StageMode::split_output}) {
     const auto slow_last = predicted(mode, {0, 3}), slow_first = predicted(mode, {3, 0});
     const auto both_fast = predicted(mode, {0, 1});
-    EXPECT_NEAR(slow_last["rank_busy_s"][3].get<double>(), slow_first["rank_busy_s"][3].get<double>(), 1e-12);
+    // Member 0 alone takes the last layer's parts, so the order changes only what it receives.
+    EXPECT_NEAR(slow_last["rank_busy_s"][3].get<double>(), slow_first["rank_busy_s"][3].get<double>(),
+                1e-3 * slow_last["rank_busy_s"][3].get<double>());
     EXPECT_GT(slow_last["rank_busy_s"][3].get<double>(), 0.0);
     EXPECT_EQ(slow_last["rank_busy_s"][1].get<double>(), 0.0);  // rank 1 is not in the plan
     EXPECT_LT(slow_last["throughput_fps"].get<double>(), both_fast["throughput_fps"].get<double>());
