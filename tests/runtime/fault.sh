@@ -17,11 +17,6 @@ shift 5
 log=$(mktemp)
 "$@" > "$log" 2>&1 &
 job=$!
-for _ in $(seq 1 600); do
-  [ -f "$file" ] && [ "$(wc -l < "$file")" -ge "$lines" ] && break
-  kill -0 $job 2>/dev/null || break
-  sleep 0.05
-done
 descendants() {
   local c
   for c in $(pgrep -P "$1"); do
@@ -29,6 +24,23 @@ descendants() {
     descendants "$c"
   done
 }
+# The process of rank $what, if it has started.
+rank_process() {
+  local p r
+  for p in $(descendants $job); do
+    r=$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)
+    [ "$r" = "$what" ] && echo "$p" && return
+  done
+}
+# The rank's process is found while the job starts, not after FILE has its lines: walking the
+# process tree takes a while on a loaded machine, and a fast job could finish meanwhile.
+target=
+for _ in $(seq 1 600); do
+  case "$mode" in kill|stop|pause) [ -n "$target" ] || target=$(rank_process) ;; esac
+  [ -f "$file" ] && [ "$(wc -l < "$file")" -ge "$lines" ] && break
+  kill -0 $job 2>/dev/null || break
+  sleep 0.05
+done
 if [ "$mode" = run ]; then
   start=$(date +%s.%N)
   sh -c "$what" || echo "fault-error: the action failed: $what"
@@ -41,11 +53,7 @@ elif [ "$mode" = usr1 ]; then
   start=$(date +%s.%N)
   [ -n "$target" ] && kill -USR1 "$target"
 else
-  target=
-  for p in $(descendants $job); do
-    r=$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep '^OMPI_COMM_WORLD_RANK=' | cut -d= -f2)
-    [ "$r" = "$what" ] && target=$p
-  done
+  [ -n "$target" ] || target=$(rank_process)
   if [ -z "$target" ]; then
     cat "$log"
     echo "fault-error: no process of rank $what (the job ended before the fault?)"
