@@ -63,9 +63,13 @@ int add_parity(Plan& plan, const model::Model& m, const cluster::Cluster& cluste
     const Stage st = plan.stages[i];
     const bool channels = st.mode == StageMode::split_output || st.mode == StageMode::split_tensor ||
                           st.mode == StageMode::split_input;
-    if (!channels || st.parity) continue;
+    if (st.parity || st.mode == StageMode::single || st.mode == StageMode::replicate) continue;
     if (std::none_of(st.ranks.begin(), st.ranks.end(), [&](int r) { return cluster.unreliable(r); })) continue;
     const std::string label = cat("stage ", st.first, " .. ", st.last);
+    if (!channels) {  // a member's rows cannot be rebuilt from the others'
+      skipped.push_back(cat(label, ": row bands (split-spatial) cannot carry a parity"));
+      continue;
+    }
     std::string why;
     std::vector<Stage> pieces = parity_stages(m, st, parity_rank, why);
     if (pieces.empty()) {

@@ -1750,6 +1750,8 @@ TEST(Planner, OffersParityWhereTheClusterMarksDevicesUnreliable) {
   }
   EXPECT_EQ(parity_stages, 3) << plan::plan_to_json(p).dump();
   EXPECT_EQ(p.prediction["parity"]["stages"], 3);
+  // The convolutions' row bands hold the unreliable device too, and say that they stay uncoded.
+  EXPECT_THAT(p.prediction["parity"]["not_coded"].dump(), HasSubstr("row bands (split-spatial) cannot carry a parity"));
   const double with = p.prediction["latency_ms"], without = p.prediction["parity"]["without_parity"]["latency_ms"];
   EXPECT_LT(with, 1.1 * without);
   // A tail whose split-output stage cannot be cut so (a convolution keeping its slice for its
