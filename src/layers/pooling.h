@@ -28,7 +28,9 @@ class Pool2D : public Layer {
   double macs() const override;
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
-  RowWindow row_window() const override { return {RowWindow::Kind::window, settings_.pool_h, settings_.stride_h, 1, pads_.top}; }
+  RowWindow row_window() const override {
+    return {RowWindow::Kind::window, settings_.pool_h, settings_.stride_h, 1, pads_.top};
+  }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

@@ -91,14 +91,15 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
           const layers::Layer& layer = *m.node(n).layer;
           const auto parts = plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0);
           const int members = static_cast<int>(st.ranks.size());
-          const int root = n == st.last ? 0 : -1;  // as the worker reduces them
+          const int root = plan::split_root(n, st.last);
           for (int a = 0; a < members; ++a)
             for (int b = 0; b < members; ++b)
               sums[s][a * members + b] += plan::sum_floats_to_peer(parts, members, a, b, root);
           continue;
         }
         const auto parts = split_part_floats(m, n, role, bounds);
-        for (std::size_t k = 0; k < parts.size(); ++k) (n == st.last ? to_first[s] : per_member)[k] += parts[k];
+        auto& into = plan::split_root(n, st.last) == 0 ? to_first[s] : per_member;
+        for (std::size_t k = 0; k < parts.size(); ++k) into[k] += parts[k];
       }
     }
   }

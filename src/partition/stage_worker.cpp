@@ -168,7 +168,7 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   // The stage's last layer: only member 0, which hands the stage's output on, needs it whole, so
   // its slices are gathered (its partial sums reduced) to member 0 alone; the other members'
   // output of it is not the stage's.
-  const int root = n == spec_.last ? 0 : -1;
+  const int root = plan::split_root(n, spec_.last);
   const bool whole_here = root < 0 || member_ == root;
   // A kept slice stays in the value's buffer (the pair's second layer reads it there), and
   // partial sums are reduced in it; only output slices are gathered from a buffer of their own.

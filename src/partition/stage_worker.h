@@ -36,8 +36,8 @@ class StageWorker : private model::ExternalNodes {
   void run(PeerExchange* exchange, LayerPacer* pacer = nullptr);
   // The values alive after the stage (live_values(stage) order), valid until the next run().
   // In a split stage only member 0, which hands them on, gathers the bands or the last layer's
-  // slices (or reduces its partial sums): the other members' outputs are not the stage's. In a parity stage the one output is this member's
-  // slice (or the parity), before the activation.
+  // slices (or reduces its partial sums): the other members' outputs are not the stage's. In a
+  // parity stage the one output is this member's slice (or the parity), before the activation.
   int outputs() const { return static_cast<int>(outputs_.size()); }
   const Tensor& output(int k) const;
 

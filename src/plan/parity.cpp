@@ -61,12 +61,10 @@ int add_parity(Plan& plan, const model::Model& m, const cluster::Cluster& cluste
   int made = 0;
   for (std::size_t i = 0; i < plan.stages.size(); ++i) {
     const Stage st = plan.stages[i];
-    const bool channels = st.mode == StageMode::split_output || st.mode == StageMode::split_tensor ||
-                          st.mode == StageMode::split_input;
     if (st.parity || st.mode == StageMode::single || st.mode == StageMode::replicate) continue;
     if (std::none_of(st.ranks.begin(), st.ranks.end(), [&](int r) { return cluster.unreliable(r); })) continue;
     const std::string label = cat("stage ", st.first, " .. ", st.last);
-    if (!channels) {  // a member's rows cannot be rebuilt from the others'
+    if (st.mode == StageMode::split_spatial) {  // a member's rows cannot be rebuilt from the others'
       skipped.push_back(cat(label, ": row bands (split-spatial) cannot carry a parity"));
       continue;
     }

@@ -395,7 +395,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           const double parity_bytes = out * largest_share;
           ring_bytes += parity_bytes;
           ring_s += net.transfer_seconds(parity_bytes);
-        } else if (role == SplitRole::output_slice && n == last) {
+        } else if (role == SplitRole::output_slice && split_root(n, last) == 0) {
           // The stage's last layer: its parts are gathered to member 0 alone, which hands the
           // output on (all of them into its link).
           exchange_bytes += out * (1 - share[0]);
@@ -413,7 +413,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           // the medium carries (k - 1) (1 + 1 / k) of them, while member 0's own link still takes
           // 2 (k - 1) / k.
           const double per_link = 2.0 * (count - 1) * out / count;
-          const double moved = n == last ? (count - 1) * out * (1.0 + 1.0 / count) : per_link * count;
+          const double moved = split_root(n, last) == 0 ? (count - 1) * out * (1.0 + 1.0 / count) : per_link * count;
           ring_bytes += moved;
           const double comm = net.transfer_seconds(net.shared ? moved : per_link) + 2.0 * net.latency_s;
           const double partwise = m.node(n).layer->partwise_fraction();

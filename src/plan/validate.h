@@ -65,6 +65,11 @@ enum class SplitRole {
 // gathered instead.
 std::vector<SplitRole> split_roles(const model::Model& model, int first, int last, StageMode mode);
 
+// The member that alone takes node `node`'s gathered slices or reduced sums in a split stage
+// ending at `stage_last`: member 0 for the stage's last layer, which only member 0 hands on;
+// -1 (every member) for the others. The worker, the traffic model and the planner read it.
+inline int split_root(int node, int stage_last) { return node == stage_last ? 0 : -1; }
+
 // The units a split divides for this layer and role: output channels, input channels, heads,
 // or (for depthwise) input channels, whose outputs follow with their multiplier.
 int split_extent(const layers::Layer& layer, SplitRole role);

@@ -685,8 +685,8 @@ TEST(ValidatePlan, MixedPlanResolves) {
 // a frame it computed is collected only after the second half's replicas had their turns.
 TEST(ValidatePlan, SinkTrailsEveryReplicatedStageAfterItsOwn) {
   model::Model m = structure_of(kChainConfig);
-  Plan p = make_plan(7, {stage("c1", "c2", StageMode::replicate, {0, 1, 2}),
-                         stage("dw", "fc", StageMode::replicate, {3, 4, 5, 6})});
+  Plan p = make_plan(
+      7, {stage("c1", "c2", StageMode::replicate, {0, 1, 2}), stage("dw", "fc", StageMode::replicate, {3, 4, 5, 6})});
   plan::ResolvedPlan rp = plan::validate_plan(p, m, 7);
   EXPECT_EQ(rp.sink_lag, 3 + (4 - 1));
   EXPECT_EQ(rp.burst_frames, 3);
