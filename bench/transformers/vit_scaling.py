@@ -17,6 +17,10 @@ which the host can keep up with; the script checks that the prediction scales by
 Each case: `chorus plan` (prediction), then `mpirun -np N chorus run --plan --emulate --synthetic
 F --report`, with `--max-in-flight 1` for latency cases (one frame at a time). Writes
 OUT/vit_scaling.csv and OUT/vit_scaling.md.
+
+--testbed (root) runs each case on `chorus testbed` instead: a network namespace per device,
+links shaped by the kernel (the dilated cluster's bandwidth), TCP between the ranks and Open MPI's
+own launcher; compute is paced as under --emulate (docs/testbed.md).
 """
 import argparse
 import json
@@ -51,6 +55,8 @@ def main():
                     help="frames per throughput case (default 4 x devices); replicas deal frames round-robin, so a "
                          "count that is not a multiple of each stage's replicas leaves some replicas a frame more")
     ap.add_argument("--cases", default="l16-1,l16-16,b16-1,b16-4,b16-4-planner,l16-16-pi3")
+    ap.add_argument("--testbed", action="store_true",
+                    help="run on chorus testbed: network namespaces, the kernel's shaped network (root)")
     a = ap.parse_args()
     build, zoo, out = Path(a.build), Path(a.zoo), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +77,12 @@ def main():
         # time a steady state of 2 x devices frames.
         frames = 6 if objective == "latency" else a.frames or max(6, 4 * devices)
         report = out / f"{name}.report.json"
-        cmd = ["mpirun", "--oversubscribe", "-np", devices, build / "chorus", "run", model, "--plan", plan_path,
-               "--emulate", cluster, "--synthetic", frames, "--report", report, "--stall-timeout", "600", "--quiet"]
+        run = ["run", model, "--plan", plan_path, "--synthetic", frames, "--report", report, "--stall-timeout", "600",
+               "--quiet"]
+        if a.testbed:
+            cmd = [build / "chorus", "testbed", "--cluster", cluster, "--"] + run
+        else:
+            cmd = ["mpirun", "--oversubscribe", "-np", devices, build / "chorus"] + run + ["--emulate", cluster]
         if objective == "latency":
             cmd += ["--max-in-flight", "1"]
         print(f"== {name}: {model_name} on {devices} {plain.stem} ({how}, {objective}), {frames} frames, "
@@ -93,6 +103,7 @@ def main():
             "prediction_scales": f"{100 * scale_error:.2f} %",
             "wall_s": round(time.time() - started, 1),
             "emulation_warnings": len(late),
+            "network": "testbed" if a.testbed else "emulated",
         }
         metric = "latency" if objective == "latency" else "fps"
         pred = row["predicted_latency_ms"] if metric == "latency" else row["predicted_fps"]
@@ -101,10 +112,10 @@ def main():
         print("   ", row, flush=True)
         rows.append(row)
     write_csv(rows, out / "vit_scaling.csv")
-    lines = ["| case | cluster | plan | stages | predicted fps | measured fps | predicted latency ms | "
-             "measured latency p50 ms | error % | emulation warnings |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | cluster | network | plan | stages | predicted fps | measured fps | predicted latency ms | "
+             "measured latency p50 ms | error % | emulation warnings |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} ({r['objective']}) | {r['cluster']} | {r['plan']} | {r['stages']} | "
+        lines.append(f"| {r['model']} ({r['objective']}) | {r['cluster']} | {r['network']} | {r['plan']} | {r['stages']} | "
                      f"{r['predicted_fps']} | {r['measured_fps']} | {r['predicted_latency_ms']} | "
                      f"{r['measured_latency_p50_ms']} | {r['error_pct']} | {r['emulation_warnings']} |")
     (out / "vit_scaling.md").write_text("\n".join(lines) + "\n")

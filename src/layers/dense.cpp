@@ -55,7 +55,7 @@ void Dense::fold_scale_shift(const std::vector<float>& scale, const std::vector<
 void Dense::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Tensor& x = *in[0];
   out.resize(x.frames(), output_shape());
-  forward_positions(x, out, 0, static_cast<std::int64_t>(x.frames()) * input_shapes()[0].h * input_shapes()[0].w);
+  compute_positions(x, out, 0, static_cast<std::int64_t>(x.frames()) * input_shapes()[0].h * input_shapes()[0].w);
 }
 
 void Dense::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
@@ -66,13 +66,18 @@ void Dense::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, 
   CHORUS_ASSERT(parts.size() >= 2 && parts.front() == 0 && parts.back() == positions, "parts of ", name(),
                 " do not cover its ", positions, " positions");
   for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
-    forward_positions(x, out, parts[j], parts[j + 1]);
+    compute_positions(x, out, parts[j], parts[j + 1]);
     part_done(static_cast<int>(j), double(parts[j + 1]) / positions);
   }
 }
 
+void Dense::forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
+                              std::int64_t p1) const {
+  compute_positions(*in[0], out, p0, p1);
+}
+
 // Output positions [p0, p1) of the batch (its frames' positions back to back).
-void Dense::forward_positions(const Tensor& x, Tensor& out, std::int64_t p0, std::int64_t p1) const {
+void Dense::compute_positions(const Tensor& x, Tensor& out, std::int64_t p0, std::int64_t p1) const {
   const int cin = input_shapes()[0].c, units = settings_.units;
   const int positions = static_cast<int>(p1 - p0);
   const float* xs = x.data() + p0 * cin;

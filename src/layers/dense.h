@@ -31,6 +31,9 @@ class Dense : public Layer {
   void forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
                         FunctionRef<void(int, double)> part_done) const override;
   double partwise_fraction() const override { return 1.0; }
+  bool positionwise() const override { return true; }
+  void forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
+                         std::int64_t p1) const override;
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
@@ -39,7 +42,7 @@ class Dense : public Layer {
   Shape infer_shape(const std::vector<Shape>& in) override;
 
  private:
-  void forward_positions(const Tensor& x, Tensor& out, std::int64_t p0, std::int64_t p1) const;
+  void compute_positions(const Tensor& x, Tensor& out, std::int64_t p0, std::int64_t p1) const;
   DenseSettings settings_;
   std::vector<float> kernel_;  // empty once packed
   std::vector<float> bias_;

@@ -74,6 +74,12 @@ void Layer::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, 
   for (std::size_t j = 0; j + 1 < parts.size(); ++j) part_done(static_cast<int>(j), 1.0);
 }
 
+void Layer::forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
+                              std::int64_t p1) const {
+  (void)in, (void)out, (void)p0, (void)p1;
+  fail_layer("cannot compute a run of positions (it is not position-wise)");
+}
+
 std::size_t Layer::weight_bytes() const {
   std::size_t total = 0;
   for (const auto& spec : weight_specs()) total += spec.count() * sizeof(float);

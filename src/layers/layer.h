@@ -110,6 +110,15 @@ class Layer {
   // The fraction of the work forward_in_parts does part by part (the rest comes first): 0 for
   // layers that compute their output whole.
   virtual double partwise_fraction() const { return 0.0; }
+  // Whether every output position reads only the same position of its inputs (dense layers on
+  // tokens, layer norm, element-wise layers), so that forward_positions computes any run of
+  // positions: a split stage computes such layers part by part behind a reduction
+  // (plan::part_runs).
+  virtual bool positionwise() const { return false; }
+  // Output positions [p0, p1) of a batch (its frames' positions back to back) from the same
+  // positions of the inputs, into an `out` already sized. Only for positionwise() layers.
+  virtual void forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
+                                 std::int64_t p1) const;
 
   // The activation a producer can absorb (conv, dense, batch norm, add); null when none.
   virtual Activation* fusable_activation() { return nullptr; }

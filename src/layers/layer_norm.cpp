@@ -31,15 +31,20 @@ std::string LayerNormalization::describe() const { return cat("eps ", settings_.
 void LayerNormalization::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Tensor& x = *in[0];
   if (&out != &x) out.resize(x.frames(), output_shape());
+  forward_positions(in, out, 0, static_cast<std::int64_t>(x.size() / output_shape().c));
+}
+
+void LayerNormalization::forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t first,
+                                           std::int64_t last) const {
+  const Tensor& x = *in[0];
   const int c = output_shape().c;
-  const std::int64_t positions = static_cast<std::int64_t>(x.size() / c);
   const float* src = x.data();
   float* dst = out.data();
   const float* gamma = gamma_.data();
   const float* beta = beta_.data();
   const double eps = settings_.epsilon;
-  parallel_range(positions, 16, [&](std::int64_t p0, std::int64_t p1) {
-    for (std::int64_t p = p0; p < p1; ++p) {
+  parallel_range(last - first, 16, [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = first + p0; p < first + p1; ++p) {
       const float* v = src + p * c;
       float* o = dst + p * c;
       // Two passes, the variance from centred values so that large activations do not cancel;

@@ -24,6 +24,9 @@ class LayerNormalization : public Layer {
   double macs() const override { return 5.0 * static_cast<double>(output_shape().size()); }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   bool in_place() const override { return true; }
+  bool positionwise() const override { return true; }
+  void forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
+                         std::int64_t p1) const override;
   std::string describe() const override;
 
  protected:

@@ -69,48 +69,54 @@ void combine(ElementwiseOp op, float* o, const float* x, std::size_t begin, std:
 }  // namespace
 
 void Elementwise::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
+  if (&out != in[0]) out.resize(in[0]->frames(), output_shape());
   const Shape& os = output_shape();
-  const int frames = in[0]->frames();
+  forward_positions(in, out, 0, static_cast<std::int64_t>(in[0]->frames()) * os.rows() * os.w);
+}
+
+void Elementwise::forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t first,
+                                    std::int64_t last) const {
+  const Shape& os = output_shape();
   const int c = os.c;
   const std::int64_t pixels = static_cast<std::int64_t>(os.rows()) * os.w;  // a clip's images too
   // Every op but Subtract and Divide is commutative: start from an input of full shape (the
   // first when out aliases it), so no broadcast is copied out first.
   const bool in_place = &out == in[0];
   const bool ordered = op_ == ElementwiseOp::subtract || op_ == ElementwiseOp::divide;
-  std::size_t first = 0;
-  if (!in_place) {
-    if (!ordered)
-      for (std::size_t i = 0; i < in.size(); ++i)
-        if (input_shapes()[i] == os) {
-          first = i;
-          break;
-        }
-    out.resize(frames, os);
-  }
-  const bool first_broadcast = input_shapes()[first] != os;
+  std::size_t start = 0;
+  if (!in_place && !ordered)
+    for (std::size_t i = 0; i < in.size(); ++i)
+      if (input_shapes()[i] == os) {
+        start = i;
+        break;
+      }
+  const bool start_broadcast = input_shapes()[start] != os;
   const float inverse_count = 1.0f / static_cast<float>(in.size());
   // Each range of pixels gets every input and the activation while it is in cache; ranges of
   // some 16k floats go to the compute threads.
   const std::int64_t grain = std::max<std::int64_t>(1, 16384 / c);
-  for (int n = 0; n < frames; ++n)
-    parallel_range(pixels, grain, [&](std::int64_t p0, std::int64_t p1) {
-      const std::size_t begin = static_cast<std::size_t>(p0) * c, end = static_cast<std::size_t>(p1) * c;
-      float* __restrict o = out.frame(n);
+  for (std::int64_t n = first / pixels; n * pixels < last; ++n) {
+    const std::int64_t from = std::max(first - n * pixels, std::int64_t{0}), to = std::min(last - n * pixels, pixels);
+    const int frame = static_cast<int>(n);
+    parallel_range(to - from, grain, [&](std::int64_t p0, std::int64_t p1) {
+      const std::size_t begin = static_cast<std::size_t>(from + p0) * c, end = static_cast<std::size_t>(from + p1) * c;
+      float* __restrict o = out.frame(frame);
       if (!in_place) {
-        const float* x = in[first]->frame(n);
-        if (first_broadcast)
+        const float* x = in[start]->frame(frame);
+        if (start_broadcast)
           for (std::size_t j = begin; j < end; j += c) std::copy(x, x + c, o + j);
         else
           std::copy(x + begin, x + end, o + begin);
       }
       for (std::size_t i = 0; i < in.size(); ++i) {
-        if (i == first) continue;
-        combine(op_, o, in[i]->frame(n), begin, end, input_shapes()[i] != os, c);
+        if (i == start) continue;
+        combine(op_, o, in[i]->frame(frame), begin, end, input_shapes()[i] != os, c);
       }
       if (op_ == ElementwiseOp::average)
         for (std::size_t j = begin; j < end; ++j) o[j] *= inverse_count;
       activation_.apply(o + begin, end - begin, c);
     });
+  }
 }
 
 Shape Concatenate::infer_shape(const std::vector<Shape>& in) {

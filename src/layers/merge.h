@@ -22,6 +22,9 @@ class Elementwise : public Layer {
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   // out may alias in[0] when in[0] has the full output shape.
   bool in_place() const override { return input_shapes()[0] == output_shape(); }
+  bool positionwise() const override { return true; }
+  void forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
+                         std::int64_t p1) const override;
   Activation* fusable_activation() override { return &activation_; }
   const Activation& activation() const { return activation_; }
   std::string describe() const override { return activation_.is_linear() ? "" : activation_.str(); }

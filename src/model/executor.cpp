@@ -74,9 +74,20 @@ Executor::Executor(const Model& model, int first, int last, std::vector<int> inp
     std::vector<int> inputs;
     int residual = kNoNode, output = -1;
   };
+  // Parted runs, by node: the run a node belongs to.
+  std::vector<int> run_of(last - first + 1, -1);
+  for (std::size_t k = 0; k < options.parted.size(); ++k) {
+    const PartedRun& r = options.parted[k];
+    CHORUS_ASSERT(external_ && r.first >= first && r.first <= r.last && r.last <= last, "parted run ", r.first, "..",
+                  r.last, " outside nodes ", first, "..", last);
+    for (int n = r.first; n <= r.last; ++n) run_of[n - first] = static_cast<int>(k);
+  }
+  std::vector<int> deferred_reads;  // a parted run's reads, released at its end
+
   std::vector<Planned> planned;
   for (int n = first; n <= last; ++n) {
     const Node& node = model.node(n);
+    const int run = run_of[n - first];
     for (int v : node.inputs)
       CHORUS_ASSERT(slot_of[at(v)] >= 0, "node ", node.name(), " reads value ", v, ", which its executor lacks");
     Planned p;
@@ -84,13 +95,17 @@ Executor::Executor(const Model& model, int first, int last, std::vector<int> inp
     p.step.external = is_external(n);
     const int in0 = node.inputs[0];
     // An in-place layer that is the last reader of its input works in that buffer.
-    const bool reuse = !p.step.external && node.layer->in_place() && pending[at(in0)] == 1 &&
+    const bool reuse = run < 0 && !p.step.external && node.layer->in_place() && pending[at(in0)] == 1 &&
                        std::count(node.inputs.begin(), node.inputs.end(), in0) == 1;
-    if (options.fuse && !reuse && !p.step.external) {
+    if (run >= 0 && options.parted[run].first == n) {
+      p.step.run = run;
+      p.step.run_last = options.parted[run].last;
+    }
+    if (options.fuse && !reuse && !p.step.external && run < 0) {
       p.step.fused = model.fused_run(n);
       const int end = n + p.step.fused.length - 1;
       bool fits = end <= last;
-      for (int m = n; fits && m <= end; ++m) fits = !is_external(m);
+      for (int m = n; fits && m <= end; ++m) fits = !is_external(m) && run_of[m - first] < 0;
       if (!fits) p.step.fused = Model::FusedRun{};
     }
     const int end = n + p.step.fused.length - 1;
@@ -108,7 +123,11 @@ Executor::Executor(const Model& model, int first, int last, std::vector<int> inp
     // made inside a fused run never exist; only reads from before the run count.
     for (int m = n; m <= end; ++m)
       for (int v : model.node(m).inputs)
-        if (v < n) read(v);
+        if (v < n) (run >= 0 ? deferred_reads.push_back(v) : read(v));
+    if (run >= 0 && n == options.parted[run].last) {
+      for (int v : deferred_reads) read(v);
+      deferred_reads.clear();
+    }
     for (int m = n; m < end; ++m) pending[at(m)] = 0;
     slot_of[at(end)] = p.output;
     planned.push_back(std::move(p));
@@ -141,8 +160,39 @@ std::size_t Executor::buffer_floats() const {
   return total;
 }
 
+std::size_t Executor::run_parted(std::size_t first, StepObserver* observer) {
+  const int run = steps_[first].run;
+  std::size_t end = first;
+  while (steps_[end].last < steps_[first].run_last) ++end;
+  const std::vector<std::int64_t>& parts = external_->run_parts(run);
+  const int frames = steps_[first].inputs[0]->frames();
+  for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
+    external_->before_part(run, static_cast<int>(j));
+    const std::int64_t p0 = parts[j], p1 = parts[j + 1];
+    for (std::size_t i = first; i <= end; ++i) {
+      Step& step = steps_[i];
+      const double started = observer ? steady_seconds() : 0;
+      const Node& node = model_.node(step.first);
+      if (j == 0 && !step.external) step.output->resize(frames, node.layer->output_shape());
+      if (step.external) {
+        external_->compute_positions(step.first, step.inputs, *step.output, p0, p1);
+      } else {
+        node.layer->forward_positions(step.inputs, *step.output, p0, p1);
+        if (observer) observer->part_done(step.first, double(p1 - p0) / parts.back(), started);
+      }
+    }
+  }
+  external_->after_run(run);
+  return end;
+}
+
 void Executor::run(StepObserver* observer) {
-  for (Step& step : steps_) {
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    Step& step = steps_[i];
+    if (step.run >= 0) {
+      i = run_parted(i, observer);
+      continue;
+    }
     const double started = observer ? steady_seconds() : 0;
     const Node& node = model_.node(step.first);
     if (step.external) {

@@ -18,6 +18,8 @@ class StepObserver {
  public:
   virtual ~StepObserver() = default;
   virtual void step_done(int first, int last, double started) = 0;
+  // Part of a node computed (a parted run's): `fraction` of the node's work.
+  virtual void part_done(int node, double fraction, double started) { (void)node, (void)fraction, (void)started; }
 };
 
 // Nodes whose output the caller computes itself (a split stage's parts of layers): the
@@ -27,6 +29,24 @@ class ExternalNodes {
   virtual ~ExternalNodes() = default;
   virtual bool computes(int node) const = 0;
   virtual void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) = 0;
+
+  // Parted runs (Options::parted): run k computes part by part over the positions bounds
+  // run_parts(k) (over the batch's frames, back to back); before_part(k, j) comes before part
+  // j of its nodes (it waits for what they read) and after_run(k) after the last part. The
+  // external nodes among them compute their positions in compute_positions (sizing `output`
+  // at the first part, p0 == 0) and pace them.
+  virtual const std::vector<std::int64_t>& run_parts(int run) = 0;
+  virtual void before_part(int run, int part) = 0;
+  virtual void compute_positions(int node, const std::vector<const Tensor*>& inputs, Tensor& output, std::int64_t p0,
+                                 std::int64_t p1) = 0;
+  virtual void after_run(int run) = 0;
+};
+
+// Nodes [first, last] computed part by part (position-wise layers behind a split layer's
+// reduction, plan::part_runs): part j of each, in order, then part j + 1. They are never fused
+// and none works in its input's buffer; every value they read stays until the run's end.
+struct PartedRun {
+  int first = 0, last = -1;
 };
 
 // Steady-clock seconds (std::chrono::steady_clock), the clock StepObserver gets.
@@ -37,6 +57,7 @@ class Executor {
   struct Options {
     bool fuse = true;                   // take Model::fused_run's steps; false: every node alone
     ExternalNodes* external = nullptr;  // must outlive the executor
+    std::vector<PartedRun> parted;      // in node order, inside the range; needs `external`
   };
   // Nodes [first, last] of `model` (which must outlive the executor), fed with the values
   // `inputs` (model inputs or nodes before `first`), keeping the values `outputs` (inputs or
@@ -61,6 +82,7 @@ class Executor {
     int first = 0, last = 0;  // nodes [first, last]; the output is last's
     Model::FusedRun fused;    // length 1: the node alone
     bool external = false;
+    int run = -1, run_last = -1;        // the first step of parted run `run`, which ends at node run_last
     std::vector<const Tensor*> inputs;  // first's inputs
     const Tensor* residual = nullptr;   // a fused Add's other input
     Tensor* output = nullptr;
@@ -72,6 +94,8 @@ class Executor {
   std::vector<Tensor> slots_;  // never resized after construction: steps point into it
   std::vector<int> input_slots_, output_slots_;
   std::vector<Step> steps_;
+  // Runs one parted run (its steps from `first`); returns the index of its last step.
+  std::size_t run_parted(std::size_t first, StepObserver* observer);
 };
 
 }  // namespace chorus::model

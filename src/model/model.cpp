@@ -267,7 +267,7 @@ std::vector<Tensor> Model::forward(const std::vector<const Tensor*>& inputs, std
     executor = cache_->executor.get();
   } else {
     own = std::make_unique<Executor>(*this, 0, static_cast<int>(nodes_.size()) - 1, input_values(), outputs_, frames,
-                                     Executor::Options{fused, nullptr});
+                                     Executor::Options{fused, nullptr, {}});
     executor = own.get();
   }
   for (std::size_t k = 0; k < inputs.size(); ++k) executor->input(static_cast<int>(k)) = *inputs[k];

@@ -40,24 +40,38 @@ class PeerExchange {
   }
   virtual void finish_swap() {}
   // Partial sums reduced part by part, each part's reduction overlapping the compute of the
-  // parts after it. begin_sums(data, count, members, root) comes first; sums_ready(begin, end)
-  // says that floats [begin, end) of this member's partial sums are written (parts in order,
-  // together [0, count)); after end_sums() every member's `data` holds the sums over the members
-  // (root < 0), the same bits everywhere, or only member `root`'s does (a reduce: the stage's
-  // last layer, whose output only the member that hands it on needs). All members call them at
-  // the same point of the stage. The runtime reduces each part directly (plan::sum_share_begin):
-  // member c adds up share c of the part from every member, in member order, and sends the sum
-  // to the others (to the root); this default gathers every member's whole data at the end and
-  // adds it in member order.
-  virtual void begin_sums(float* data, std::size_t count, int members, int root);
-  virtual void sums_ready(std::size_t begin, std::size_t end) { (void)begin, (void)end; }
-  virtual void end_sums();
+  // parts after it. begin_sums(data, count, members, root) comes first and returns the
+  // reduction's id; sums_ready(id, begin, end) says that floats [begin, end) of this member's
+  // partial sums are written (parts in order, together [0, count)); wait_sums(id, end) returns
+  // once floats [0, end) hold the sums over the members here; after end_sums(id) every member's
+  // `data` holds the sums (root < 0), the same bits everywhere, or only member `root`'s does (a
+  // reduce: the stage's last layer, whose output only the member that hands it on needs). Two
+  // reductions may be open at once: a layer's, and that of a layer computed part by part behind
+  // it (plan::part_runs), begun before the first ends; the older one ends first. All members
+  // call them at the same points of the stage. The runtime reduces each part directly
+  // (plan::sum_share_begin): member c adds up share c of the part from every member, in member
+  // order, and sends the sum to the others (to the root); this default gathers every member's
+  // whole data at the first wait or end and adds it in member order.
+  virtual int begin_sums(float* data, std::size_t count, int members, int root);
+  virtual void sums_ready(int id, std::size_t begin, std::size_t end) { (void)id, (void)begin, (void)end; }
+  virtual void wait_sums(int id, std::size_t end);
+  virtual void end_sums(int id);
 
  protected:
-  float* sum_data_ = nullptr;
-  std::size_t sum_count_ = 0;
-  int sum_members_ = 0;
-  int sum_root_ = -1;
+  struct OpenSums {
+    float* data = nullptr;
+    std::size_t count = 0;
+    int members = 0, root = -1;
+    bool open = false, summed = false;
+  };
+  static constexpr int kOpenSums = 2;
+  // Reduction `id`'s record (ids cycle through kOpenSums records).
+  OpenSums& open_sums(int id) { return open_sums_[id % kOpenSums]; }
+  int begin_record(float* data, std::size_t count, int members, int root);
+
+ private:
+  OpenSums open_sums_[kOpenSums];
+  int next_sums_ = 0;
 };
 
 // Called after each layer a worker runs, so an emulator can stretch compute to a slower

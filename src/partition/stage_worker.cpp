@@ -23,6 +23,9 @@ class PacingObserver : public model::StepObserver {
     for (int n = first; n <= last; ++n)
       if (!split_.computes(n)) pacer_->layer_done(n, 1.0, n == first ? started : steady_seconds());
   }
+  void part_done(int node, double fraction, double started) override {
+    if (!split_.computes(node)) pacer_->layer_done(node, fraction, started);
+  }
 
  private:
   LayerPacer* pacer_;
@@ -101,8 +104,22 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       weight_bytes_ += m.node(n).weight_bytes();
     }
   }
+  // Behind a reduction in parts, the position-wise layers compute part by part as the parts'
+  // sums arrive (not in a coded stage, whose slices are never reduced here).
+  std::vector<model::PartedRun> parted;
+  if (!spec_.parity && (mode == StageMode::split_tensor || mode == StageMode::split_input)) {
+    runs_ = plan::part_runs(m, spec_.first, spec_.last, roles);
+    for (const plan::PartRun& r : runs_) {
+      scratch_.at(r.reduced).deferred = true;
+      for (int n = r.first; n <= r.last; ++n)
+        if (parts_.count(n))
+          CHORUS_ASSERT(parts_.at(n).reads_all_inputs || scratch_.at(n).input_is_slice, "layer ", m.node(n).name(),
+                        " would slice its input part by part");
+      parted.push_back({r.first, r.last});
+    }
+  }
   executor_ = std::make_unique<model::Executor>(m, spec_.first, spec_.last, inputs_, outputs_, frames,
-                                                model::Executor::Options{fuse, this});
+                                                model::Executor::Options{fuse, this, std::move(parted)});
 }
 
 StageWorker::~StageWorker() = default;
@@ -182,18 +199,16 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     if (scratch.sum_parts.back() != size)  // a larger batch
       scratch.set_sum_parts(out_shape, frames, node.layer->partwise_fraction() > 0);
     const std::vector<std::size_t>& parts = scratch.sum_parts;
-    if (exchange_) exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1, root);
+    scratch.sums_out = &full;
+    if (exchange_) scratch.sum_id = exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1, root);
     part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, [&](int j, double done) {
       if (pacer_) pacer_->layer_progress(n, share, started, done);
-      if (exchange_) exchange_->sums_ready(parts[j], parts[j + 1]);
+      if (exchange_) exchange_->sums_ready(scratch.sum_id, parts[j], parts[j + 1]);
     });
     if (pacer_) pacer_->layer_done(n, share, started);
-    if (exchange_) exchange_->end_sums();
-    if (!whole_here) return;
-    const std::size_t pixels = size / out_shape.c;
-    for (std::size_t p = 0; p < pixels; ++p)
-      for (int c = 0; c < out_shape.c; ++c) o[p * out_shape.c + c] += part.bias[c];
-    part.activation.apply(o, size, out_shape.c);
+    if (scratch.deferred) return;  // the run behind it waits for each part and finishes it
+    end_sums(scratch);
+    if (whole_here) finish_sums(n, full, 0, size);
     return;
   }
   part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
@@ -224,6 +239,75 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     parts += scratch.frame_counts[r] * frames;
   }
   part.activation.apply(full.data(), full.size(), out_shape.c);
+}
+
+void StageWorker::finish_sums(int n, Tensor& sums, std::size_t begin, std::size_t end) const {
+  const LayerPart& part = parts_.at(n);
+  const int c = model_.node(n).layer->output_shape().c;
+  float* o = sums.data();
+  for (std::size_t i = begin; i < end; i += c)
+    for (int k = 0; k < c; ++k) o[i + k] += part.bias[k];
+  part.activation.apply(o + begin, end - begin, c);
+}
+
+void StageWorker::end_sums(SplitScratch& scratch) {
+  if (exchange_ && scratch.sum_id >= 0) exchange_->end_sums(scratch.sum_id);
+  scratch.sum_id = -1;
+}
+
+const std::vector<std::int64_t>& StageWorker::run_parts(int run) {
+  return scratch_.at(runs_[run].reduced).sum_positions;
+}
+
+void StageWorker::before_part(int run, int j) {
+  const int n = runs_[run].reduced;
+  SplitScratch& scratch = scratch_.at(n);
+  const std::size_t begin = scratch.sum_parts[j], end = scratch.sum_parts[j + 1];
+  if (exchange_ && scratch.sum_id >= 0) exchange_->wait_sums(scratch.sum_id, end);
+  finish_sums(n, *scratch.sums_out, begin, end);  // never the stage's last layer: every member has the sums
+}
+
+void StageWorker::compute_positions(int n, const std::vector<const Tensor*>& inputs, Tensor& out, std::int64_t p0,
+                                    std::int64_t p1) {
+  const LayerPart& part = parts_.at(n);
+  SplitScratch& scratch = scratch_.at(n);
+  const auto& bounds = bounds_.at(n);
+  const Shape out_shape = model_.node(n).layer->output_shape();
+  const int frames = inputs[0]->frames();
+  const double started = pacer_ ? steady_seconds() : 0;
+  for (std::size_t k = 0; k < inputs.size() && k < scratch.part_inputs.size(); ++k) scratch.part_inputs[k] = inputs[k];
+  if (scratch.role == SplitRole::kept_slice) {
+    if (p0 == 0) out.resize(frames, part.layer->output_shape());
+    part.layer->forward_positions(scratch.part_inputs, out, p0, p1);
+  } else {  // a pair's second half: its partial sums, reduced part by part as they are written
+    CHORUS_ASSERT(scratch.role == SplitRole::input_slice, "layer ", model_.node(n).name(), " in a parted run");
+    if (p0 == 0) {
+      out.resize(frames, out_shape);
+      if (scratch.sum_parts.back() != out.size()) scratch.set_sum_parts(out_shape, frames, true);
+      scratch.sums_out = &out;
+      if (exchange_)
+        scratch.sum_id = exchange_->begin_sums(out.data(), out.size(), static_cast<int>(bounds.size()) - 1,
+                                               plan::split_root(n, spec_.last));
+    }
+    part.layer->forward_positions(scratch.part_inputs, out, p0, p1);
+    if (exchange_) exchange_->sums_ready(scratch.sum_id, p0 * out_shape.c, p1 * out_shape.c);
+  }
+  if (pacer_) {
+    const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
+    const double positions = static_cast<double>(frames) * out_shape.rows() * out_shape.w;
+    pacer_->layer_done(n, share * (p1 - p0) / positions, started);
+  }
+}
+
+void StageWorker::after_run(int run) {
+  const plan::PartRun& r = runs_[run];
+  end_sums(scratch_.at(r.reduced));
+  auto last = scratch_.find(r.last);
+  if (last == scratch_.end() || last->second.role != SplitRole::input_slice || last->second.deferred) return;
+  // The run's last layer reduces its own sums, and no run follows to take them part by part.
+  end_sums(last->second);
+  const int root = plan::split_root(r.last, spec_.last);
+  if (root < 0 || member_ == root) finish_sums(r.last, *last->second.sums_out, 0, last->second.sums_out->size());
 }
 
 }  // namespace chorus::partition

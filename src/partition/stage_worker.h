@@ -60,6 +60,9 @@ class StageWorker : private model::ExternalNodes {
     int multiplier = 1;                     // output channels per split channel (depthwise)
     std::vector<std::size_t> sum_parts;        // partial sums: the parts they are reduced in (floats)
     std::vector<std::int64_t> sum_positions;  // the same in positions, for the layer
+    int sum_id = -1;                          // its reduction while open (PeerExchange::begin_sums)
+    bool deferred = false;                    // a parted run follows: it waits for each part and finishes it
+    Tensor* sums_out = nullptr;               // the buffer its sums are reduced in
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
       sum_parts = plan::sum_parts(out, frames, in_parts);
       sum_positions.clear();
@@ -68,6 +71,16 @@ class StageWorker : private model::ExternalNodes {
   };
   bool computes(int node) const override { return parts_.count(node) > 0; }
   void compute(int node, const std::vector<const Tensor*>& inputs, Tensor& output) override;
+  // Parted runs (plan::part_runs): the layers behind a reduction, part by part.
+  const std::vector<std::int64_t>& run_parts(int run) override;
+  void before_part(int run, int part) override;
+  void compute_positions(int node, const std::vector<const Tensor*>& inputs, Tensor& output, std::int64_t p0,
+                         std::int64_t p1) override;
+  void after_run(int run) override;
+  // Adds the bias and applies the activation to floats [begin, end) of reduced sums.
+  void finish_sums(int node, Tensor& sums, std::size_t begin, std::size_t end) const;
+  // Ends node's open reduction, if any.
+  void end_sums(SplitScratch& scratch);
   model::Model& model_;
   const plan::ResolvedStage& spec_;
   int stage_, member_, frames_;
@@ -75,6 +88,7 @@ class StageWorker : private model::ExternalNodes {
   std::map<int, LayerPart> parts_;     // split layers: node -> this member's part
   std::map<int, std::vector<int>> bounds_;  // split layers: node -> part bounds (split_extent units)
   std::map<int, SplitScratch> scratch_;     // split layers: node -> buffers
+  std::vector<plan::PartRun> runs_;         // layers computed part by part behind a reduction
   Tensor coded_slice_;  // a parity stage: this member's slice (or the parity), the stage's output
   std::unique_ptr<model::Executor> executor_;  // every stage but a band
   std::unique_ptr<BandStage> band_;            // split-spatial

@@ -266,6 +266,72 @@ struct InputVariants {
   StageInput given, first;
 };
 
+// The time a split stage's reductions of partial sums add to its members' compute, followed
+// part by part as the runtime does it (split_sums.h, part_runs): a layer's parts go onto the
+// links as it writes them, one part's reduction after another (`link_s[n]`: node n's whole
+// reduction, -1 for layers without one), and a part is summed two latencies after its bytes
+// are through. Behind a reduction that a parted run follows, the run computes part j once part
+// j is summed; any other reduction is waited for in full before the next layer. Layer times
+// are the slowest member's.
+double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int first, int last,
+                           const std::vector<SplitRole>& roles, const Devices& devices,
+                           const std::vector<double>& share, const std::vector<double>& link_s, double latency_s) {
+  const auto layer_s = [&](int n) {
+    double slowest = 0;
+    for (int g = 0; g < devices.count; ++g)
+      slowest = std::max(slowest, times.layer(devices[g], n) * (roles[n - first] == SplitRole::whole ? 1.0 : share[g]));
+    return slowest;
+  };
+  const std::vector<PartRun> runs = part_runs(m, first, last, roles);
+  std::vector<char> deferred(last - first + 1, 0);
+  for (const PartRun& r : runs) deferred[r.reduced - first] = 1;
+  std::vector<std::vector<double>> summed(last - first + 1);  // by node: when each part is summed
+  double cpu = 0, link = 0, busy = 0;                         // busy: compute alone
+  const auto parts_of = [&](int n) {
+    const double partwise = m.node(n).layer->partwise_fraction();
+    return static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
+  };
+  // Part j of node n's sums, written now: onto the link after the parts before it.
+  const auto send_part = [&](int n, int parts) {
+    link = std::max(link, cpu) + link_s[n - first] / parts;
+    summed[n - first].push_back(link + 2 * latency_s);
+  };
+  std::size_t next_run = 0;
+  for (int n = first; n <= last; ++n) {
+    if (next_run < runs.size() && runs[next_run].first == n) {
+      const PartRun& r = runs[next_run++];
+      const std::vector<double>& ready = summed[r.reduced - first];
+      const int parts = static_cast<int>(ready.size());
+      for (int j = 0; j < parts; ++j) {
+        cpu = std::max(cpu, ready[j]);
+        for (int k = r.first; k <= r.last; ++k) {
+          const double t = layer_s(k) / parts;
+          cpu += t, busy += t;
+          if (link_s[k - first] >= 0) send_part(k, parts);
+        }
+      }
+      if (link_s[r.last - first] >= 0 && !deferred[r.last - first]) cpu = std::max(cpu, summed[r.last - first].back());
+      n = r.last;
+      continue;
+    }
+    const double t = layer_s(n);
+    busy += t;
+    if (link_s[n - first] < 0) {
+      cpu += t;
+      continue;
+    }
+    const int parts = parts_of(n);
+    const double partwise = parts > 1 ? m.node(n).layer->partwise_fraction() : 0.0;
+    cpu += t * (1 - partwise);
+    for (int j = 0; j < parts; ++j) {
+      cpu += t * partwise / parts;
+      send_part(n, parts);
+    }
+    if (!deferred[n - first]) cpu = std::max(cpu, summed[n - first].back());
+  }
+  return std::max(0.0, cpu - busy);
+}
+
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
                      const Devices& devices, StageMode mode, int input_rank, const std::vector<int>& group_ends,
                      const std::vector<SplitRole>* known_roles = nullptr, InputVariants* first_holds = nullptr,
@@ -380,6 +446,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       part_weights = weights;
     } else {
       const double largest_share = *std::max_element(share.begin(), share.end());
+      std::vector<double> sum_link_s;  // by node: its reduction's time on a link, or -1
       for (int n = first; n <= last; ++n) {
         const SplitRole role = roles[n - first];
         if (role == SplitRole::whole) {
@@ -415,15 +482,12 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           const double per_link = 2.0 * (count - 1) * out / count;
           const double moved = split_root(n, last) == 0 ? (count - 1) * out * (1.0 + 1.0 / count) : per_link * count;
           ring_bytes += moved;
-          const double comm = net.transfer_seconds(net.shared ? moved : per_link) + 2.0 * net.latency_s;
-          const double partwise = m.node(n).layer->partwise_fraction();
-          const int parts = static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
-          double slowest = 0;  // the layer's time on the slowest member
-          for (int g = 0; g < count; ++g) slowest = std::max(slowest, times.layer(devices[g], n) * share[g]);
-          const double per_part = slowest * partwise / parts;
-          ring_s += parts > 1 && partwise > 0 ? std::max(comm / parts, comm - (parts - 1) * per_part) : comm;
+          if (sum_link_s.empty()) sum_link_s.assign(last - first + 1, -1.0);
+          sum_link_s[n - first] = net.transfer_seconds(net.shared ? moved : per_link);
         }
       }
+      if (!sum_link_s.empty())
+        ring_s += exposed_sum_seconds(m, times, first, last, roles, devices, share, sum_link_s, net.latency_s);
     }
     const double exchange_s = gather_s >= 0 ? gather_s
                                             : net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0) +

@@ -15,7 +15,7 @@ inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int membe
   return begin + (end - begin) * static_cast<std::size_t>(c) / static_cast<std::size_t>(members);
 }
 
-// The parts, as float bounds over `frames` frames of `out`: up to four runs of whole positions
+// The parts, as float bounds over `frames` frames of `out`: up to eight runs of whole positions
 // for a layer that computes its output part by part (`in_parts`: Layer::partwise_fraction() > 0),
 // else one part (more would only add messages), as for a single position (a CNN's dense layer).
 std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts);

@@ -148,6 +148,34 @@ std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, S
   return roles;
 }
 
+std::vector<PartRun> part_runs(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles) {
+  const auto role = [&](int n) { return roles[n - first]; };
+  const auto positions = [&](int n) {
+    const Shape s = m.node(n).layer->output_shape();
+    return static_cast<std::int64_t>(s.rows()) * s.w;
+  };
+  std::vector<PartRun> runs;
+  for (int r = first; r < last; ++r) {
+    const SplitRole reduced = role(r);
+    if ((reduced != SplitRole::heads && reduced != SplitRole::input_slice) ||
+        !(m.node(r).layer->partwise_fraction() > 0) || positions(r) < 2)
+      continue;
+    PartRun run{r, r + 1, r};
+    for (int n = r + 1; n <= last; ++n) {
+      const auto& layer = *m.node(n).layer;
+      const SplitRole now = role(n);
+      const bool joins = layer.positionwise() && positions(n) == positions(r) &&
+                         (now == SplitRole::whole || now == SplitRole::kept_slice ||
+                          (now == SplitRole::input_slice && n > run.first && role(n - 1) == SplitRole::kept_slice));
+      if (!joins) break;
+      run.last = n;
+      if (now == SplitRole::input_slice) break;  // its own sums: the next run waits for them
+    }
+    if (run.last >= run.first) runs.push_back(run);
+  }
+  return runs;
+}
+
 int split_extent(const layers::Layer& l, SplitRole role) {
   if (role == SplitRole::input_slice) return l.input_shapes()[0].c;
   if (role == SplitRole::heads) return dynamic_cast<const layers::MultiHeadAttention&>(l).settings().heads;

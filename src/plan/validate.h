@@ -70,6 +70,19 @@ std::vector<SplitRole> split_roles(const model::Model& model, int first, int las
 // -1 (every member) for the others. The worker, the traffic model and the planner read it.
 inline int split_root(int node, int stage_last) { return node == stage_last ? 0 : -1; }
 
+// A run of layers that a split stage computes part by part behind a reduction: `reduced`
+// (attention split by heads, a pair's second half) has its partial sums reduced in parts of
+// positions (sum_parts), and every layer of [first, last] is position-wise (Layer::positionwise:
+// norms, adds, dense layers on tokens), so it computes part j as soon as part j is summed while
+// the later parts are still being reduced. A run ends at a layer whose own partial sums are
+// reduced (the next run waits for those), or before one that reads other positions (attention)
+// or is gathered. Empty for stages without such reductions (one position: a CNN's dense layers).
+// The worker and the planner read it.
+struct PartRun {
+  int reduced = -1, first = 0, last = -1;
+};
+std::vector<PartRun> part_runs(const model::Model& model, int first, int last, const std::vector<SplitRole>& roles);
+
 // The units a split divides for this layer and role: output channels, input channels, heads,
 // or (for depthwise) input channels, whose outputs follow with their multiplier.
 int split_extent(const layers::Layer& layer, SplitRole role);

@@ -49,10 +49,11 @@ class TransportPeerExchange : public partition::PeerExchange {
       : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), sum_tag_(sum_tag), stats_(stats),
         timeout_s_(timeout_s) {
     requests_.reserve(2 * ranks_.size());
-    sum_parts_.reserve(kMaxSumParts);
-    sum_receives_.reserve(kMaxSumParts * ranks_.size());
-    sum_sends_.reserve(kMaxSumParts * ranks_.size());
-    sum_rest_.reserve(2 * kMaxSumParts * ranks_.size());
+    sum_parts_.reserve(kOpenSums * kMaxSumParts);
+    sum_receives_.reserve(kOpenSums * kMaxSumParts * ranks_.size());
+    sum_sends_.reserve(kOpenSums * kMaxSumParts * ranks_.size());
+    sum_rest_receives_.reserve(kOpenSums * kMaxSumParts * ranks_.size());
+    sum_rest_sends_.reserve(kOpenSums * kMaxSumParts * ranks_.size());
     set_label("a split stage", {});
   }
 
@@ -107,63 +108,103 @@ class TransportPeerExchange : public partition::PeerExchange {
   // its contribution to share c of the part (sum_share_begin) and takes theirs to its own share;
   // once they are in (and its own sends out, as the sums land where they were sent from), it
   // adds its share up in member order and sends the sum to the others (to the root only, for a
-  // reduce). Later parts compute meanwhile; end_sums waits for the rest. Each share is summed
-  // once, so every member that receives the sums ends with the same bits.
-  void begin_sums(float* data, std::size_t count, int members, int root) override {
+  // reduce). Later parts compute meanwhile; wait_sums and end_sums wait for what they need. Each
+  // share is summed once, so every member that receives the sums ends with the same bits. Parts
+  // are summed in the order they were written, across the (at most two) open reductions, so
+  // that every member sends and posts the sums' messages, which share a tag, in one order.
+  int begin_sums(float* data, std::size_t count, int members, int root) override {
     CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
-    PeerExchange::begin_sums(data, count, members, root);
-    sum_parts_.clear();
-    sum_receives_.clear();
-    sum_sends_.clear();
-    sum_rest_.clear();
-    sum_summed_ = 0;
-    sum_incoming_used_ = 0;
+    bool others_open = false;
+    for (int r = 0; r < kOpenSums; ++r) others_open = others_open || open_sums(r).open;
+    const int id = begin_record(data, count, members, root);
+    if (!others_open) {  // every earlier part is summed and its messages done
+      sum_parts_.clear();
+      sum_receives_.clear();
+      sum_sends_.clear();
+      sum_rest_receives_.clear();
+      sum_rest_sends_.clear();
+      sum_summed_ = 0;
+    }
     // The others' contributions to this member's shares: at most count / k + 1 floats of each
-    // part from each of them (kept from frame to frame).
+    // part from each of them (kept from frame to frame; this record's buffer is idle now).
+    Incoming& in = sum_incoming_[id % kOpenSums];
     const std::size_t need = (members - 1) * (count / members + kMaxSumParts);
-    if (sum_incoming_.size() < need) sum_incoming_.resize(need);
+    if (in.floats.size() < need) in.floats.resize(need);
+    in.used = 0;
+    return id;
   }
 
-  void sums_ready(std::size_t begin, std::size_t end) override {
-    const int k = sum_members_;
+  void sums_ready(int id, std::size_t begin, std::size_t end) override {
+    const OpenSums& sums = open_sums(id);
+    const int k = sums.members;
     if (k < 2) return;
-    const double t0 = t_.time();  // the time spent here and in end_sums is exchange, the rest compute
-    CHORUS_ASSERT(sum_parts_.size() < kMaxSumParts, "more than ", kMaxSumParts, " parts of partial sums");
-    SumPart part{begin, end, sum_incoming_used_, sum_receives_.size(), sum_sends_.size()};
+    const double t0 = t_.time();  // the time spent here and in wait/end_sums is exchange, the rest compute
+    CHORUS_ASSERT(sum_parts_.size() < kOpenSums * kMaxSumParts, "more than ", kMaxSumParts, " parts of partial sums");
+    Incoming& in = sum_incoming_[id % kOpenSums];
+    SumPart part{id, begin, end, in.floats.data() + in.used, sum_receives_.size(), sum_sends_.size(), 0, 0, 0, 0};
     const std::size_t mine = share_end(part, member_) - share_begin(part, member_);
     for (int c = 0; c < k; ++c) {
       if (c == member_) continue;
       const int rank = ranks_[c];
-      CHORUS_ASSERT(sum_incoming_used_ + mine <= sum_incoming_.size(), "partial sums' buffer too small");
-      sum_receives_.push_back(t_.irecv(rank, tag_, sum_incoming_.data() + sum_incoming_used_, mine * sizeof(float)));
-      sum_incoming_used_ += mine;
+      CHORUS_ASSERT(in.used + mine <= in.floats.size(), "partial sums' buffer too small");
+      sum_receives_.push_back(t_.irecv(rank, tag_, in.floats.data() + in.used, mine * sizeof(float)));
+      in.used += mine;
       const std::size_t theirs = share_end(part, c) - share_begin(part, c);
-      sum_sends_.push_back(t_.isend(rank, tag_, sum_data_ + share_begin(part, c), theirs * sizeof(float)));
+      sum_sends_.push_back(t_.isend(rank, tag_, sums.data + share_begin(part, c), theirs * sizeof(float)));
       count_bytes(rank, theirs, mine);
     }
     sum_parts_.push_back(part);
-    sum_parts_in_order(false);
+    sum_parts_in_order(sum_parts_.size(), false);
     stats_.exchange_s += t_.time() - t0;
   }
 
-  void end_sums() override {
-    if (sum_members_ < 2) return;
+  void wait_sums(int id, std::size_t end) override {
+    if (open_sums(id).members < 2) return;
     const double t0 = t_.time();
-    sum_parts_in_order(true);
-    wait_for(sum_rest_, "pass on their partial sums");
+    std::size_t through = 0;  // the parts of `id` that end by `end`, and every part before them
+    for (std::size_t p = 0; p < sum_parts_.size(); ++p)
+      if (sum_parts_[p].id == id && sum_parts_[p].end <= end) through = p + 1;
+    sum_parts_in_order(through, true);
+    for (std::size_t p = 0; p < through; ++p)
+      if (sum_parts_[p].id == id)
+        wait_for(sum_rest_receives_, "pass on their partial sums", sum_parts_[p].first_rest_receive,
+                 sum_parts_[p].first_rest_receive + sum_parts_[p].rest_receives);
     stats_.exchange_s += t_.time() - t0;
+  }
+
+  void end_sums(int id) override {
+    OpenSums& sums = open_sums(id);
+    if (sums.members >= 2) {
+      wait_sums(id, sums.count);
+      const double t0 = t_.time();
+      for (const SumPart& part : sum_parts_)
+        if (part.id == id)
+          wait_for(sum_rest_sends_, "pass on their partial sums", part.first_rest_send,
+                   part.first_rest_send + part.rest_sends);
+      stats_.exchange_s += t_.time() - t0;
+    }
+    sums.open = false;
   }
 
  private:
   static constexpr std::size_t kMaxSumParts = 64;
   struct SumPart {
+    int id;  // the reduction
     std::size_t begin, end;
-    std::size_t incoming;        // where the others' contributions land in sum_incoming_
+    float* incoming;             // where the others' contributions land
     std::size_t first_receive;   // its k - 1 receives in sum_receives_, sends in sum_sends_
     std::size_t first_send;
+    // The sums' messages, once summed: receives of the others' shares, sends of its own.
+    std::size_t first_rest_receive, rest_receives, first_rest_send, rest_sends;
   };
-  std::size_t share_begin(const SumPart& p, int c) const { return plan::sum_share_begin(p.begin, p.end, sum_members_, c); }
-  std::size_t share_end(const SumPart& p, int c) const { return plan::sum_share_begin(p.begin, p.end, sum_members_, c + 1); }
+  struct Incoming {
+    std::vector<float> floats;
+    std::size_t used = 0;
+  };
+  std::size_t share_begin(const SumPart& p, int c) const {
+    return plan::sum_share_begin(p.begin, p.end, static_cast<int>(ranks_.size()), c);
+  }
+  std::size_t share_end(const SumPart& p, int c) const { return share_begin(p, c + 1); }
   void count_bytes(int rank, std::size_t sent, std::size_t received) {
     stats_.bytes_sent += sent * sizeof(float);
     stats_.bytes_sent_to[rank] += sent * sizeof(float);
@@ -172,7 +213,7 @@ class TransportPeerExchange : public partition::PeerExchange {
   }
   // Whether every request of [first, first + k - 1) ended (waiting for them when `wait`).
   bool ended(std::vector<Transport::Request>& requests, std::size_t first, bool wait) {
-    const std::size_t end = first + sum_members_ - 1;
+    const std::size_t end = first + ranks_.size() - 1;
     if (wait) {
       wait_for(requests, "pass on their partial sums", first, end);
       return true;
@@ -183,18 +224,21 @@ class TransportPeerExchange : public partition::PeerExchange {
     }
     return true;
   }
-  // Sums the parts whose contributions are in, in order, and sends the sums on.
-  void sum_parts_in_order(bool wait) {
-    const int k = sum_members_;
+  // Sums the parts whose contributions are in, in order, and sends the sums on: all of the first
+  // `through` parts when `wait`, else as many as have arrived.
+  void sum_parts_in_order(std::size_t through, bool wait) {
+    const int k = static_cast<int>(ranks_.size());
     for (; sum_summed_ < sum_parts_.size(); ++sum_summed_) {
-      const SumPart& part = sum_parts_[sum_summed_];
-      if (!ended(sum_receives_, part.first_receive, wait) || !ended(sum_sends_, part.first_send, wait)) return;
+      const bool must = wait && sum_summed_ < through;
+      SumPart& part = sum_parts_[sum_summed_];
+      if (!ended(sum_receives_, part.first_receive, must) || !ended(sum_sends_, part.first_send, must)) return;
+      const OpenSums& sums = open_sums(part.id);
       const std::size_t b = share_begin(part, member_), n = share_end(part, member_) - b;
-      float* own = sum_data_ + b;
+      float* own = sums.data + b;
       // In member order: member 0's contribution, plus member 1's, ... (accumulated in member
       // 0's, which is this member's own or a received copy).
       const auto contribution = [&](int c) -> float* {
-        return c == member_ ? own : sum_incoming_.data() + part.incoming + (c < member_ ? c : c - 1) * n;
+        return c == member_ ? own : part.incoming + (c < member_ ? c : c - 1) * n;
       };
       float* total = contribution(0);
       for (int c = 1; c < k; ++c) {
@@ -202,15 +246,19 @@ class TransportPeerExchange : public partition::PeerExchange {
         for (std::size_t i = 0; i < n; ++i) total[i] += x[i];
       }
       if (total != own) std::copy(total, total + n, own);
+      part.first_rest_receive = sum_rest_receives_.size();
+      part.first_rest_send = sum_rest_sends_.size();
       for (int c = 0; c < k; ++c) {
         if (c == member_) continue;
         const int rank = ranks_[c];
         const std::size_t at = share_begin(part, c), m = share_end(part, c) - at;
-        const bool receive = sum_root_ < 0 || sum_root_ == member_, send = sum_root_ < 0 || sum_root_ == c;
-        if (receive) sum_rest_.push_back(t_.irecv(rank, sum_tag_, sum_data_ + at, m * sizeof(float)));
-        if (send) sum_rest_.push_back(t_.isend(rank, sum_tag_, own, n * sizeof(float)));
+        const bool receive = sums.root < 0 || sums.root == member_, send = sums.root < 0 || sums.root == c;
+        if (receive) sum_rest_receives_.push_back(t_.irecv(rank, sum_tag_, sums.data + at, m * sizeof(float)));
+        if (send) sum_rest_sends_.push_back(t_.isend(rank, sum_tag_, own, n * sizeof(float)));
         count_bytes(rank, send ? n : 0, receive ? m : 0);
       }
+      part.rest_receives = sum_rest_receives_.size() - part.first_rest_receive;
+      part.rest_sends = sum_rest_sends_.size() - part.first_rest_send;
     }
   }
 
@@ -268,9 +316,9 @@ class TransportPeerExchange : public partition::PeerExchange {
   std::vector<Transport::Request> requests_;
   // Partial sums under way (begin_sums .. end_sums), their buffers kept from frame to frame.
   std::vector<SumPart> sum_parts_;
-  std::vector<Transport::Request> sum_receives_, sum_sends_, sum_rest_;
-  std::vector<float> sum_incoming_;
-  std::size_t sum_summed_ = 0, sum_incoming_used_ = 0;
+  std::vector<Transport::Request> sum_receives_, sum_sends_, sum_rest_receives_, sum_rest_sends_;
+  Incoming sum_incoming_[kOpenSums];  // one per open reduction
+  std::size_t sum_summed_ = 0;
 };
 
 // Counters at the points that split a rank's run into its first frame, a warm-up and the

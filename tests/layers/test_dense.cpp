@@ -44,6 +44,10 @@ TEST(Dense, RandomShapes) {
     EXPECT_EQ(next + 1, static_cast<int>(parts.size()));
     EXPECT_DOUBLE_EQ(fraction, 1.0);
     EXPECT_LT(max_relative_error(in_parts, out), 1e-5);  // fewer rows may take another kernel
+    // Run by run of positions (a split stage behind a reduction).
+    Tensor runs;
+    test::forward_in_position_runs(dense, {&x}, runs, i);
+    EXPECT_LT(max_relative_error(runs, out), 1e-5);
   }
 }
 

@@ -184,6 +184,17 @@ TEST(Elementwise, EveryOpAgainstAPlainLoop) {
         layer.forward(pointers, inplace);
         EXPECT_EQ(max_relative_error(inplace, out), 0.0) << layer.type();
       }
+      // Run by run of positions (a split stage behind a reduction), and so in place.
+      pointers[0] = &in[0];
+      Tensor runs;
+      test::forward_in_position_runs(layer, pointers, runs, trial);
+      EXPECT_EQ(max_relative_error(runs, out), 0.0) << layer.type();
+      if (in[0].shape() == full) {
+        Tensor inplace = in[0];
+        pointers[0] = &inplace;
+        test::forward_in_position_runs(layer, pointers, inplace, trial);
+        EXPECT_EQ(max_relative_error(inplace, out), 0.0) << layer.type();
+      }
     }
   }
   Elementwise three("s", ElementwiseOp::subtract);

@@ -147,6 +147,9 @@ TEST(LayerNormalization, RandomShapes) {
     Tensor out;
     ln.forward({&x}, out);
     EXPECT_LT(max_relative_error(out, ref::layer_norm(x, gamma, beta, eps)), 1e-3);
+    Tensor runs;  // run by run of positions (a split stage behind a reduction)
+    test::forward_in_position_runs(ln, {&x}, runs, i);
+    EXPECT_EQ(max_relative_error(runs, out), 0.0);
     ln.forward({&x}, x);  // in place
     EXPECT_LT(max_relative_error(x, out), 1e-6);
   }

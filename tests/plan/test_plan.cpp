@@ -399,7 +399,8 @@ test::TempDir* StageWorkerTest::dir_ = nullptr;
 // other its share of each part and the sums of its own: 2 (k - 1) / k of the sums in all.
 TEST(SplitSums, PartsCoverTheOutputAndEachMemberSendsTwoOfKOfIt) {
   EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1, true),
-            (std::vector<std::size_t>{0, 49 * 768, 98 * 768, 147 * 768, 197 * 768}));
+            (std::vector<std::size_t>{0, 24 * 768, 49 * 768, 73 * 768, 98 * 768, 123 * 768, 147 * 768, 172 * 768,
+                                      197 * 768}));
   EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1, false), (std::vector<std::size_t>{0, 197 * 768}));  // a convolution
   EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1, true), (std::vector<std::size_t>{0, 4096}));  // one position
   EXPECT_EQ(plan::sum_parts({1, 3, 5}, 1, true), (std::vector<std::size_t>{0, 5, 10, 15}));
@@ -1803,6 +1804,58 @@ TEST(SplitRoles, TransformerBlockSplitsByHeadsAndMlpPair) {
   p.stages[1].ranks = {0, 1, 2, 3, 4};
   p.ranks = 5;
   EXPECT_THAT(error_of([&] { plan::validate_plan(p, m, 5); }), HasSubstr("has 4 heads: too few for 5 parts"));
+}
+
+TEST(PartRuns, TransformerLayersComputeBehindEachReduction) {
+  model::Model m = io::load_model_file(test::source_path("tests/data/onnx/vit_tiny_op14.onnx"));
+  const int first = m.find("/encoder/layers/encoder_layer_0/ln_1"),
+            last = m.find("/encoder/layers/encoder_layer_1/Add_1");
+  ASSERT_GE(first, 0);
+  ASSERT_GT(last, first);
+  const auto roles = plan::split_roles(m, first, last, plan::StageMode::split_tensor);
+  std::vector<std::string> got;
+  for (const plan::PartRun& r : plan::part_runs(m, first, last, roles))
+    got.push_back(m.node(r.reduced).name() + " > " + m.node(r.first).name() + " .. " + m.node(r.last).name());
+  const std::string b0 = "/encoder/layers/encoder_layer_0/", b1 = "/encoder/layers/encoder_layer_1/";
+  // Behind attention: the residual add, the norm and the MLP pair, whose second half reduces
+  // its own sums; behind those, the next add and norm, up to the next attention.
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     b0 + "self_attention > " + b0 + "Add .. " + b0 + "mlp/mlp.3/MatMul",
+                     b0 + "mlp/mlp.3/MatMul > " + b0 + "Add_1 .. " + b1 + "ln_1",
+                     b1 + "self_attention > " + b1 + "Add .. " + b1 + "mlp/mlp.3/MatMul",
+                     b1 + "mlp/mlp.3/MatMul > " + b1 + "Add_1 .. " + b1 + "Add_1",
+                 }));
+  // The stage's last layer reduces only to member 0: nothing follows it.
+  const int fc2 = m.find(b1 + "mlp/mlp.3/MatMul");
+  EXPECT_EQ(plan::part_runs(m, first, fc2, plan::split_roles(m, first, fc2, plan::StageMode::split_tensor)).size(), 3u);
+  // One position (a CNN's dense layers): nothing to compute in parts.
+  model::Model chain = structure_of(kChainConfig);
+  EXPECT_TRUE(plan::part_runs(chain, 0, 7, plan::split_roles(chain, 0, 7, plan::StageMode::split_tensor)).empty());
+}
+
+TEST(Planner, SplitTensorHidesReductionsBehindTheLayersThatFollowThem) {
+  // Two transformer blocks split by heads and MLP pairs on two members: four reductions of an
+  // (L x D) tensor, each member sending 2 (k - 1) / k of it over its own link.
+  model::Model m = io::load_model_file(test::source_path("tests/data/onnx/vit_tiny_op14.onnx"));
+  const int first = m.find("/encoder/layers/encoder_layer_0/ln_1"),
+            last = m.find("/encoder/layers/encoder_layer_1/Add_1");
+  const double out_bytes = static_cast<double>(m.node(last).layer->output_shape().size()) * sizeof(float);
+  const auto cost = [&](double mbps, double latency_s) {
+    cluster::Cluster c = small_cluster(2, false, mbps);
+    c.network.latency_s = latency_s;
+    return plan::stage_cost(m, c, "test", first, last, 0, 2, StageMode::split_tensor, 0).compute_s;
+  };
+  const double compute = cost(1e9, 0);  // the network all but free
+  for (double mbps : {10.0, 50.0, 200.0}) {
+    SCOPED_TRACE(cat(mbps, " Mbit/s"));
+    const double links = 4 * out_bytes / (mbps * 1e6 / 8);  // 2 (k - 1) / k = 1 of each reduction
+    const double waited = compute + links;                  // each reduction waited for in full
+    const double got = cost(mbps, 0);
+    EXPECT_GE(got, std::max(compute, links));  // neither the compute nor the links can be cut
+    // The layers behind each reduction compute while it is on the links: at least half of the
+    // shorter of the two is hidden.
+    EXPECT_LT(got, waited - 0.5 * std::min(compute, links));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

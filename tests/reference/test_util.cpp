@@ -88,6 +88,20 @@ void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers:
   layer.set_weights(std::move(weights));
 }
 
+void forward_in_position_runs(const layers::Layer& layer, const std::vector<const Tensor*>& in, Tensor& out,
+                              std::uint64_t seed) {
+  EXPECT_TRUE(layer.positionwise()) << layer.name();
+  const Shape s = layer.output_shape();
+  const std::int64_t positions = static_cast<std::int64_t>(in[0]->frames()) * s.rows() * s.w;
+  if (&out != in[0]) out.resize(in[0]->frames(), s);
+  Rng rng(seed);
+  for (std::int64_t p0 = 0; p0 < positions;) {
+    const std::int64_t p1 = std::min(positions, p0 + 1 + static_cast<std::int64_t>(rng.next_u64() % 7));
+    layer.forward_positions(in, out, p0, p1);
+    p0 = p1;
+  }
+}
+
 double error_vs_largest(const Tensor& out, const Tensor& expected) {
   double largest = 1e-30, worst = 0;
   for (std::size_t i = 0; i < expected.size(); ++i) {

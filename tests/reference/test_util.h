@@ -72,4 +72,10 @@ double error_vs_largest(const Tensor& out, const Tensor& expected);
 // Builds a layer against input shapes and gives it weights.
 void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights = {});
 
+// A position-wise layer's output computed over random runs of positions (crossing frames) with
+// Layer::forward_positions, as a split stage computes it behind a reduction: compare it with
+// forward(). Pass `out` == in[0] to compute in place.
+void forward_in_position_runs(const layers::Layer& layer, const std::vector<const Tensor*>& in, Tensor& out,
+                              std::uint64_t seed);
+
 }  // namespace chorus::test
