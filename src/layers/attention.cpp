@@ -124,7 +124,7 @@ std::string MultiHeadAttention::describe() const {
   return text;
 }
 
-const float* MultiHeadAttention::context_of(const std::vector<const Tensor*>& in, int n) const {
+const float* MultiHeadAttention::context_of(const std::vector<const Tensor*>& in, int n, const float* made) const {
   const AttentionSettings& s = settings_;
   const Tensor& query = *in[0];
   const Tensor& value = in.size() > 1 ? *in[1] : query;
@@ -139,16 +139,19 @@ const float* MultiHeadAttention::context_of(const std::vector<const Tensor*>& in
   // thread, which holds one head's (L x S) only while that head is computed.
   const int slots = std::min(h, parallel_threads());
   const std::size_t rows = self ? l : static_cast<std::size_t>(l) + src;
-  const std::size_t proj_floats = rows * u, context_floats = static_cast<std::size_t>(l) * hv;
+  const std::size_t proj_floats = made ? 0 : rows * u, context_floats = static_cast<std::size_t>(l) * hv;
   const std::size_t score_floats = static_cast<std::size_t>(l) * src;
-  float* const proj = conv_scratch(proj_floats + context_floats + slots * score_floats);
-  float* const context = proj + proj_floats;
+  float* const block = conv_scratch(proj_floats + context_floats + slots * score_floats);
+  float* const proj = made ? const_cast<float*>(made) : block;  // only read when made elsewhere
+  float* const context = block + proj_floats;
   float* const scores = context + context_floats;
   // Q of position i at proj + i * u; K and V of source position j at kv + j * u (+ hk for V).
   float* const q = proj;
   float* const kv = self ? proj : proj + static_cast<std::size_t>(l) * u;
 
-  if (self) {
+  if (made) {
+    CHORUS_ASSERT(self, "projections made ahead for cross-attention in ", name());
+  } else if (self) {
     project(query.frame(n), d, l, *packed_in_, in_bias_.data(), proj);
   } else {
     gemm(hk, l, d, in_kernel_.data(), u, query.frame(n), d, q, u);
@@ -190,15 +193,52 @@ double MultiHeadAttention::partwise_fraction() const {
 void MultiHeadAttention::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
                                           const std::vector<std::int64_t>& parts,
                                           FunctionRef<void(int, double)> part_done) const {
+  if (in[0]->frames() != 1) return Layer::forward_in_parts(in, out, parts, part_done);
+  output_in_parts(in, out, parts, part_done, nullptr);
+}
+
+double MultiHeadAttention::consumable_fraction() const {
+  if (input_shapes().size() != 1) return 0.0;  // cross-attention projects three inputs
+  const double l = static_cast<double>(input_shapes()[0].h) * input_shapes()[0].w;
+  return l * input_shapes()[0].c * projected() / macs();
+}
+
+void MultiHeadAttention::consume_positions(const std::vector<const Tensor*>& in, std::int64_t p0,
+                                           std::int64_t p1) const {
+  CHORUS_ASSERT(consumable_fraction() > 0, "only self-attention takes its input part by part, not ", name());
   const Tensor& query = *in[0];
-  if (query.frames() != 1) return Layer::forward_in_parts(in, out, parts, part_done);
+  const int d = input_shapes()[0].c, u = projected();
+  const std::size_t need = query.size() / d * u;
+  if (consumed_.size() < need) consumed_.resize(need);  // once, for the largest batch
+  project(query.data() + p0 * d, d, static_cast<int>(p1 - p0), *packed_in_, in_bias_.data(), consumed_.data() + p0 * u);
+}
+
+void MultiHeadAttention::forward_consumed_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                                   const std::vector<std::int64_t>& parts,
+                                                   FunctionRef<void(int, double)> part_done) const {
+  output_in_parts(in, out, parts, part_done, consumed_.data());
+}
+
+void MultiHeadAttention::output_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                         const std::vector<std::int64_t>& parts,
+                                         FunctionRef<void(int, double)> part_done, const float* made) const {
+  const Tensor& query = *in[0];
+  const int frames = query.frames();
   const int l = input_shapes()[0].h * input_shapes()[0].w, hv = local_heads() * settings_.value_dim;
-  CHORUS_ASSERT(parts.size() >= 2 && parts.front() == 0 && parts.back() == l, "parts of ", name(),
-                " do not cover its ", l, " positions");
-  out.resize(1, output_shape());
-  const float* context = context_of(in, 0);
-  const double before = 1.0 - partwise_fraction();
+  const std::size_t frame_projected = static_cast<std::size_t>(l) * projected();
+  CHORUS_ASSERT(parts.size() >= 2 && parts.front() == 0 && parts.back() == static_cast<std::int64_t>(frames) * l,
+                "parts of ", name(), " do not cover its ", frames * l, " positions");
+  out.resize(frames, output_shape());
   const int width = settings_.output_dim;
+  if (frames != 1) {  // every frame whole, then the parts at once
+    for (int n = 0; n < frames; ++n)
+      project(context_of(in, n, made ? made + n * frame_projected : nullptr), hv, l, *packed_out_, out_bias_.data(),
+              out.frame(n));
+    for (std::size_t j = 0; j + 1 < parts.size(); ++j) part_done(static_cast<int>(j), 1.0);
+    return;
+  }
+  const float* context = context_of(in, 0, made);
+  const double before = 1.0 - partwise_fraction();
   for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
     project(context + parts[j] * hv, hv, static_cast<int>(parts[j + 1] - parts[j]), *packed_out_, out_bias_.data(),
             out.data() + parts[j] * width);

@@ -47,6 +47,13 @@ class MultiHeadAttention : public Layer {
   void forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
                         FunctionRef<void(int, double)> part_done) const override;
   double partwise_fraction() const override;
+  // Self-attention takes its input part by part: each position's Q, K and V projections, into
+  // the layer's own buffer (kept from batch to batch); the scores wait for every position.
+  double consumable_fraction() const override;
+  void consume_positions(const std::vector<const Tensor*>& in, std::int64_t p0, std::int64_t p1) const override;
+  void forward_consumed_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                 const std::vector<std::int64_t>& parts,
+                                 FunctionRef<void(int, double)> part_done) const override;
   std::string describe() const override;
 
  protected:
@@ -55,7 +62,11 @@ class MultiHeadAttention : public Layer {
  private:
   int projected() const;  // Q, K and V features of one position, over the local heads
   // Frame n's context (L x heads * value_dim, token-major) into the layer's scratch; returns it.
-  const float* context_of(const std::vector<const Tensor*>& in, int n) const;
+  // `made`: frame n's projections, already made (consume_positions); null: made here.
+  const float* context_of(const std::vector<const Tensor*>& in, int n, const float* made = nullptr) const;
+  // The output projection of each frame's context, part by part (forward_in_parts).
+  void output_in_parts(const std::vector<const Tensor*>& in, Tensor& out, const std::vector<std::int64_t>& parts,
+                       FunctionRef<void(int, double)> part_done, const float* made) const;
 
   AttentionSettings settings_;
   // [Wq * scale; Wk; Wv] column-major (projected() x D): one product projects all three. For
@@ -63,6 +74,7 @@ class MultiHeadAttention : public Layer {
   std::vector<float> in_kernel_, in_bias_;
   std::vector<float> out_bias_;
   std::unique_ptr<PackedWeights> packed_in_, packed_out_;  // packed_out_: (heads * value_dim) x output_dim
+  mutable std::vector<float> consumed_;                    // consume_positions' projections, frames x L x projected()
 };
 
 }  // namespace chorus::layers

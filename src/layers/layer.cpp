@@ -80,6 +80,18 @@ void Layer::forward_positions(const std::vector<const Tensor*>& in, Tensor& out,
   fail_layer("cannot compute a run of positions (it is not position-wise)");
 }
 
+void Layer::consume_positions(const std::vector<const Tensor*>& in, std::int64_t p0, std::int64_t p1) const {
+  (void)in, (void)p0, (void)p1;
+  fail_layer("cannot take its input part by part");
+}
+
+void Layer::forward_consumed_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                      const std::vector<std::int64_t>& parts,
+                                      FunctionRef<void(int, double)> part_done) const {
+  (void)in, (void)out, (void)parts, (void)part_done;
+  fail_layer("cannot take its input part by part");
+}
+
 std::size_t Layer::weight_bytes() const {
   std::size_t total = 0;
   for (const auto& spec : weight_specs()) total += spec.count() * sizeof(float);

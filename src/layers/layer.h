@@ -124,6 +124,17 @@ class Layer {
   virtual Activation* fusable_activation() { return nullptr; }
   // A short description of settings for `chorus info` ("3x3/1 same, relu").
   virtual std::string describe() const { return ""; }
+  // A layer that reads every position but can take its input part by part (self-attention:
+  // each position's projections): consume_positions does that share of its work for positions
+  // [p0, p1) of a batch as they arrive, and once every position is consumed,
+  // forward_consumed_in_parts does the rest, writing its output in parts as forward_in_parts
+  // does. A split stage ends a parted run with such a layer (plan::PartRun::consumer).
+  // consumable_fraction() is the share of the work consumed (0: the layer cannot).
+  virtual double consumable_fraction() const { return 0.0; }
+  virtual void consume_positions(const std::vector<const Tensor*>& in, std::int64_t p0, std::int64_t p1) const;
+  virtual void forward_consumed_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                         const std::vector<std::int64_t>& parts,
+                                         FunctionRef<void(int, double)> part_done) const;
   // Which input rows its output rows read (known once built).
   virtual RowWindow row_window() const { return {}; }
 

@@ -100,6 +100,7 @@ Executor::Executor(const Model& model, int first, int last, std::vector<int> inp
     if (run >= 0 && options.parted[run].first == n) {
       p.step.run = run;
       p.step.run_last = options.parted[run].last;
+      p.step.run_consumer = options.parted[run].consumer;
     }
     if (options.fuse && !reuse && !p.step.external && run < 0) {
       p.step.fused = model.fused_run(n);
@@ -166,6 +167,12 @@ std::size_t Executor::run_parted(std::size_t first, StepObserver* observer) {
   while (steps_[end].last < steps_[first].run_last) ++end;
   const std::vector<std::int64_t>& parts = external_->run_parts(run);
   const int frames = steps_[first].inputs[0]->frames();
+  const Step* consumer = nullptr;
+  if (steps_[first].run_consumer >= 0) {
+    consumer = &steps_.at(end + 1);
+    CHORUS_ASSERT(consumer->first == steps_[first].run_consumer && consumer->external, "parted run's consumer ",
+                  steps_[first].run_consumer, " is not the external node after it");
+  }
   for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
     external_->before_part(run, static_cast<int>(j));
     const std::int64_t p0 = parts[j], p1 = parts[j + 1];
@@ -181,6 +188,7 @@ std::size_t Executor::run_parted(std::size_t first, StepObserver* observer) {
         if (observer) observer->part_done(step.first, double(p1 - p0) / parts.back(), started);
       }
     }
+    if (consumer) external_->consume_positions(consumer->first, consumer->inputs, p0, p1);
   }
   external_->after_run(run);
   return end;

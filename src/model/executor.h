@@ -39,14 +39,20 @@ class ExternalNodes {
   virtual void before_part(int run, int part) = 0;
   virtual void compute_positions(int node, const std::vector<const Tensor*>& inputs, Tensor& output, std::int64_t p0,
                                  std::int64_t p1) = 0;
+  // The run's consumer (PartedRun::consumer, the external node after it) takes positions
+  // [p0, p1) of its inputs after each part; compute() later does the rest.
+  virtual void consume_positions(int node, const std::vector<const Tensor*>& inputs, std::int64_t p0,
+                                 std::int64_t p1) = 0;
   virtual void after_run(int run) = 0;
 };
 
 // Nodes [first, last] computed part by part (position-wise layers behind a split layer's
 // reduction, plan::part_runs): part j of each, in order, then part j + 1. They are never fused
 // and none works in its input's buffer; every value they read stays until the run's end.
+// `consumer` (last + 1, an external node, or -1) takes each part of its input as it is made.
 struct PartedRun {
   int first = 0, last = -1;
+  int consumer = -1;
 };
 
 // Steady-clock seconds (std::chrono::steady_clock), the clock StepObserver gets.
@@ -83,6 +89,7 @@ class Executor {
     Model::FusedRun fused;    // length 1: the node alone
     bool external = false;
     int run = -1, run_last = -1;        // the first step of parted run `run`, which ends at node run_last
+    int run_consumer = -1;              // and whose consumer is this node
     std::vector<const Tensor*> inputs;  // first's inputs
     const Tensor* residual = nullptr;   // a fused Add's other input
     Tensor* output = nullptr;

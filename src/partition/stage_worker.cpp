@@ -115,7 +115,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
         if (parts_.count(n))
           CHORUS_ASSERT(parts_.at(n).reads_all_inputs || scratch_.at(n).input_is_slice, "layer ", m.node(n).name(),
                         " would slice its input part by part");
-      parted.push_back({r.first, r.last});
+      parted.push_back({r.first, r.last, r.consumer});
     }
   }
   executor_ = std::make_unique<model::Executor>(m, spec_.first, spec_.last, inputs_, outputs_, frames,
@@ -201,11 +201,19 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     const std::vector<std::size_t>& parts = scratch.sum_parts;
     scratch.sums_out = &full;
     if (exchange_) scratch.sum_id = exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1, root);
-    part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, [&](int j, double done) {
-      if (pacer_) pacer_->layer_progress(n, share, started, done);
+    // A run's consumer took its input part by part: what is left is paced as the rest of its work.
+    const double consumed = scratch.consumed ? part.layer->consumable_fraction() : 0.0;
+    const double rest = share * (1.0 - consumed);
+    const auto part_done = [&](int j, double done) {
+      if (pacer_) pacer_->layer_progress(n, rest, started, (done - consumed) / (1.0 - consumed));
       if (exchange_) exchange_->sums_ready(scratch.sum_id, parts[j], parts[j + 1]);
-    });
-    if (pacer_) pacer_->layer_done(n, share, started);
+    };
+    if (scratch.consumed)
+      part.layer->forward_consumed_in_parts(scratch.part_inputs, full, scratch.sum_positions, part_done);
+    else
+      part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, part_done);
+    scratch.consumed = false;
+    if (pacer_) pacer_->layer_done(n, rest, started);
     if (scratch.deferred) return;  // the run behind it waits for each part and finishes it
     end_sums(scratch);
     if (whole_here) finish_sums(n, full, 0, size);
@@ -296,6 +304,21 @@ void StageWorker::compute_positions(int n, const std::vector<const Tensor*>& inp
     const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
     const double positions = static_cast<double>(frames) * out_shape.rows() * out_shape.w;
     pacer_->layer_done(n, share * (p1 - p0) / positions, started);
+  }
+}
+
+void StageWorker::consume_positions(int n, const std::vector<const Tensor*>& inputs, std::int64_t p0, std::int64_t p1) {
+  const LayerPart& part = parts_.at(n);
+  SplitScratch& scratch = scratch_.at(n);
+  const double started = pacer_ ? steady_seconds() : 0;
+  part.layer->consume_positions(inputs, p0, p1);
+  scratch.consumed = true;
+  if (pacer_) {
+    const auto& bounds = bounds_.at(n);
+    const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
+    const Shape out_shape = model_.node(n).layer->output_shape();
+    const double positions = static_cast<double>(inputs[0]->frames()) * out_shape.rows() * out_shape.w;
+    pacer_->layer_done(n, share * part.layer->consumable_fraction() * (p1 - p0) / positions, started);
   }
 }
 

@@ -63,6 +63,7 @@ class StageWorker : private model::ExternalNodes {
     int sum_id = -1;                          // its reduction while open (PeerExchange::begin_sums)
     bool deferred = false;                    // a parted run follows: it waits for each part and finishes it
     Tensor* sums_out = nullptr;               // the buffer its sums are reduced in
+    bool consumed = false;                    // its input taken part by part (a run's consumer)
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
       sum_parts = plan::sum_parts(out, frames, in_parts);
       sum_positions.clear();
@@ -77,6 +78,7 @@ class StageWorker : private model::ExternalNodes {
   void compute_positions(int node, const std::vector<const Tensor*>& inputs, Tensor& output, std::int64_t p0,
                          std::int64_t p1) override;
   void after_run(int run) override;
+  void consume_positions(int node, const std::vector<const Tensor*>& inputs, std::int64_t p0, std::int64_t p1) override;
   // Adds the bias and applies the activation to floats [begin, end) of reduced sums.
   void finish_sums(int node, Tensor& sums, std::size_t begin, std::size_t end) const;
   // Ends node's open reduction, if any.

@@ -271,8 +271,8 @@ struct InputVariants {
 // links as it writes them, one part's reduction after another (`link_s[n]`: node n's whole
 // reduction, -1 for layers without one), and a part is summed two latencies after its bytes
 // are through. Behind a reduction that a parted run follows, the run computes part j once part
-// j is summed; any other reduction is waited for in full before the next layer. Layer times
-// are the slowest member's.
+// j is summed (and its consumer takes its share of part j); any other reduction is waited for
+// in full before the next layer. Layer times are the slowest member's.
 double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int first, int last,
                            const std::vector<SplitRole>& roles, const Devices& devices,
                            const std::vector<double>& share, const std::vector<double>& link_s, double latency_s) {
@@ -284,7 +284,11 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
   };
   const std::vector<PartRun> runs = part_runs(m, first, last, roles);
   std::vector<char> deferred(last - first + 1, 0);
-  for (const PartRun& r : runs) deferred[r.reduced - first] = 1;
+  std::vector<double> consumed(last - first + 1, 0.0);  // the share of a run's consumer done in its run
+  for (const PartRun& r : runs) {
+    deferred[r.reduced - first] = 1;
+    if (r.consumer >= 0) consumed[r.consumer - first] = m.node(r.consumer).layer->consumable_fraction();
+  }
   std::vector<std::vector<double>> summed(last - first + 1);  // by node: when each part is summed
   double cpu = 0, link = 0, busy = 0;                         // busy: compute alone
   const auto parts_of = [&](int n) {
@@ -309,20 +313,25 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
           cpu += t, busy += t;
           if (link_s[k - first] >= 0) send_part(k, parts);
         }
+        if (r.consumer >= 0) {
+          const double t = layer_s(r.consumer) * consumed[r.consumer - first] / parts;
+          cpu += t, busy += t;
+        }
       }
       if (link_s[r.last - first] >= 0 && !deferred[r.last - first]) cpu = std::max(cpu, summed[r.last - first].back());
       n = r.last;
       continue;
     }
     const double t = layer_s(n);
-    busy += t;
+    const double done = consumed[n - first];  // in the run before it
+    busy += t * (1 - done);
     if (link_s[n - first] < 0) {
-      cpu += t;
+      cpu += t * (1 - done);
       continue;
     }
     const int parts = parts_of(n);
     const double partwise = parts > 1 ? m.node(n).layer->partwise_fraction() : 0.0;
-    cpu += t * (1 - partwise);
+    cpu += t * (1 - done - partwise);
     for (int j = 0; j < parts; ++j) {
       cpu += t * partwise / parts;
       send_part(n, parts);
@@ -372,6 +381,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     cost.memory_bytes = weights + activations;
   } else {
     double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0, ring_bytes = 0, ring_s = 0;
+    double link_bytes = 0;  // of the exchanges, what the busiest member's link carries (switched)
     std::vector<SplitRole> own_roles;
     if (!known_roles && mode != StageMode::split_spatial) own_roles = split_roles(m, first, last, mode);
     const std::vector<SplitRole>& roles = known_roles ? *known_roles : own_roles;
@@ -443,6 +453,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       const int height = m.node(last).layer->output_shape().h;
       const auto bounds = split_bounds(height, share);
       exchange_bytes = static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
+      link_bytes = exchange_bytes;
       part_weights = weights;
     } else {
       const double largest_share = *std::max_element(share.begin(), share.end());
@@ -466,10 +477,16 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           // The stage's last layer: its parts are gathered to member 0 alone, which hands the
           // output on (all of them into its link).
           exchange_bytes += out * (1 - share[0]);
+          link_bytes += out * (1 - share[0]);
           exchanges += count - 1;
         } else if (role == SplitRole::output_slice) {
-          // All-gather: every member sends its part to every other.
+          // All-gather: every member sends its part to every other: k - 1 copies of every part
+          // on a shared medium; on a switched one each link at once, the busiest sending its
+          // part k - 1 times or taking all the others'.
           exchange_bytes += (count - 1) * out;
+          double busiest = 0;
+          for (int g = 0; g < count; ++g) busiest = std::max({busiest, (count - 1) * share[g], 1 - share[g]});
+          link_bytes += busiest * out;
           exchanges += count * (count - 1);
         } else {
           // Partial sums, reduced part by part (split_sums.h): each member sends 2 (k - 1) / k of
@@ -490,8 +507,8 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
         ring_s += exposed_sum_seconds(m, times, first, last, roles, devices, share, sum_link_s, net.latency_s);
     }
     const double exchange_s = gather_s >= 0 ? gather_s
-                                            : net.transfer_seconds(exchange_bytes) + (exchanges > 0 ? net.latency_s : 0) +
-                                                  ring_s;
+                                            : net.transfer_seconds(net.shared ? exchange_bytes : link_bytes) +
+                                                  (exchanges > 0 ? net.latency_s : 0) + ring_s;
     // Parts are swapped inside the stage, on its critical path (a band stage's `worst` already
     // ends with its gather).
     cost.compute_s = gather_s >= 0 ? worst : worst + exchange_s;

@@ -171,7 +171,17 @@ std::vector<PartRun> part_runs(const model::Model& m, int first, int last, const
       run.last = n;
       if (now == SplitRole::input_slice) break;  // its own sums: the next run waits for them
     }
-    if (run.last >= run.first) runs.push_back(run);
+    if (run.last < run.first) continue;
+    const int next = run.last + 1;
+    if (next <= last && role(next) == SplitRole::heads && m.node(next).layer->consumable_fraction() > 0 &&
+        positions(next) == positions(r)) {
+      // Its inputs must be whole at each part: made by the run's whole layers, or before it.
+      bool complete = true;
+      for (int v : m.node(next).inputs)
+        complete = complete && (v < r || (v >= run.first && v <= run.last && role(v) == SplitRole::whole));
+      if (complete) run.consumer = next;
+    }
+    runs.push_back(run);
   }
   return runs;
 }

@@ -77,9 +77,13 @@ inline int split_root(int node, int stage_last) { return node == stage_last ? 0 
 // the later parts are still being reduced. A run ends at a layer whose own partial sums are
 // reduced (the next run waits for those), or before one that reads other positions (attention)
 // or is gathered. Empty for stages without such reductions (one position: a CNN's dense layers).
-// The worker and the planner read it.
+// When the layer after the run reads every position but takes its input part by part
+// (Layer::consumable_fraction: self-attention's projections) and reads only values complete
+// at each part, it is the run's `consumer`: it consumes part j after the run's layers, and
+// computes the rest after the run. The worker and the planner read it.
 struct PartRun {
   int reduced = -1, first = 0, last = -1;
+  int consumer = -1;
 };
 std::vector<PartRun> part_runs(const model::Model& model, int first, int last, const std::vector<SplitRole>& roles);
 

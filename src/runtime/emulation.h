@@ -34,6 +34,9 @@ class DevicePacer : public partition::LayerPacer {
   std::vector<double> seconds_;  // per node, computed once
   int paced_ = 0, late_ = 0;
   double worst_ = 0, late_seconds_ = 0, paced_seconds_ = 0;
+  // When the last layer_done's sleep returned, and how late (layer_done: back-to-back layers).
+  static constexpr double kBackToBack_s = 50e-6;
+  double woke_ = -1, overshoot_ = 0;
 };
 
 // Wraps a transport so that every message arrives when the network model says. `job_key` must

@@ -123,7 +123,7 @@ class TransportPeerExchange : public partition::PeerExchange {
       sum_sends_.clear();
       sum_rest_receives_.clear();
       sum_rest_sends_.clear();
-      sum_summed_ = 0;
+      sum_summed_ = sum_issued_ = 0;
     }
     // The others' contributions to this member's shares: at most count / k + 1 floats of each
     // part from each of them (kept from frame to frame; this record's buffer is idle now).
@@ -141,17 +141,13 @@ class TransportPeerExchange : public partition::PeerExchange {
     const double t0 = t_.time();  // the time spent here and in wait/end_sums is exchange, the rest compute
     CHORUS_ASSERT(sum_parts_.size() < kOpenSums * kMaxSumParts, "more than ", kMaxSumParts, " parts of partial sums");
     Incoming& in = sum_incoming_[id % kOpenSums];
-    SumPart part{id, begin, end, in.floats.data() + in.used, sum_receives_.size(), sum_sends_.size(), 0, 0, 0, 0};
+    SumPart part{id, begin, end, in.floats.data() + in.used, sum_receives_.size(), 0, 0, 0, 0, 0};
     const std::size_t mine = share_end(part, member_) - share_begin(part, member_);
     for (int c = 0; c < k; ++c) {
       if (c == member_) continue;
-      const int rank = ranks_[c];
       CHORUS_ASSERT(in.used + mine <= in.floats.size(), "partial sums' buffer too small");
-      sum_receives_.push_back(t_.irecv(rank, tag_, in.floats.data() + in.used, mine * sizeof(float)));
+      sum_receives_.push_back(t_.irecv(ranks_[c], tag_, in.floats.data() + in.used, mine * sizeof(float)));
       in.used += mine;
-      const std::size_t theirs = share_end(part, c) - share_begin(part, c);
-      sum_sends_.push_back(t_.isend(rank, tag_, sums.data + share_begin(part, c), theirs * sizeof(float)));
-      count_bytes(rank, theirs, mine);
     }
     sum_parts_.push_back(part);
     sum_parts_in_order(sum_parts_.size(), false);
@@ -193,7 +189,7 @@ class TransportPeerExchange : public partition::PeerExchange {
     std::size_t begin, end;
     float* incoming;             // where the others' contributions land
     std::size_t first_receive;   // its k - 1 receives in sum_receives_, sends in sum_sends_
-    std::size_t first_send;
+    std::size_t first_send;      // (once sent: send_contributions)
     // The sums' messages, once summed: receives of the others' shares, sends of its own.
     std::size_t first_rest_receive, rest_receives, first_rest_send, rest_sends;
   };
@@ -224,11 +220,32 @@ class TransportPeerExchange : public partition::PeerExchange {
     }
     return true;
   }
+  // Sends this member's contributions to the others' shares of the parts written so far, but at
+  // most one part ahead of the sums it has sent: a part's sums then leave right after its
+  // contributions instead of queueing behind every later part's, so the layers computed part
+  // by part behind the reduction (plan::part_runs) get each part as early as the links allow.
+  // Each part's receives were posted when it was written.
+  void send_contributions() {
+    for (; sum_issued_ < sum_parts_.size() && sum_issued_ <= sum_summed_ + 1; ++sum_issued_) {
+      SumPart& part = sum_parts_[sum_issued_];
+      const OpenSums& sums = open_sums(part.id);
+      const std::size_t mine = share_end(part, member_) - share_begin(part, member_);
+      part.first_send = sum_sends_.size();
+      for (int c = 0; c < static_cast<int>(ranks_.size()); ++c) {
+        if (c == member_) continue;
+        const std::size_t theirs = share_end(part, c) - share_begin(part, c);
+        sum_sends_.push_back(t_.isend(ranks_[c], tag_, sums.data + share_begin(part, c), theirs * sizeof(float)));
+        count_bytes(ranks_[c], theirs, mine);
+      }
+    }
+  }
+
   // Sums the parts whose contributions are in, in order, and sends the sums on: all of the first
   // `through` parts when `wait`, else as many as have arrived.
   void sum_parts_in_order(std::size_t through, bool wait) {
     const int k = static_cast<int>(ranks_.size());
-    for (; sum_summed_ < sum_parts_.size(); ++sum_summed_) {
+    send_contributions();
+    for (; sum_summed_ < sum_parts_.size(); ++sum_summed_, send_contributions()) {
       const bool must = wait && sum_summed_ < through;
       SumPart& part = sum_parts_[sum_summed_];
       if (!ended(sum_receives_, part.first_receive, must) || !ended(sum_sends_, part.first_send, must)) return;
@@ -318,7 +335,8 @@ class TransportPeerExchange : public partition::PeerExchange {
   std::vector<SumPart> sum_parts_;
   std::vector<Transport::Request> sum_receives_, sum_sends_, sum_rest_receives_, sum_rest_sends_;
   Incoming sum_incoming_[kOpenSums];  // one per open reduction
-  std::size_t sum_summed_ = 0;
+  std::size_t sum_summed_ = 0;        // parts whose sums are sent (in sum_parts_ order)
+  std::size_t sum_issued_ = 0;        // parts whose contributions are sent
 };
 
 // Counters at the points that split a rank's run into its first frame, a warm-up and the

@@ -114,6 +114,25 @@ void check_attention_cases(int cases, std::uint64_t seed) {
     for (std::size_t j = 0; j < reported.size(); ++j) EXPECT_EQ(reported[j], static_cast<int>(j));
     EXPECT_DOUBLE_EQ(last_fraction, 1.0);
 
+    // Self-attention takes its input part by part (a split stage's run behind a reduction):
+    // the projections of each run of positions as it comes, then the rest; the same output.
+    if (c.self) {
+      ASSERT_GT(whole.consumable_fraction(), 0.0);
+      ASSERT_LT(whole.consumable_fraction() + whole.partwise_fraction(), 1.0);
+      for (std::int64_t p0 = 0; p0 < positions;) {
+        const std::int64_t p1 = std::min(positions, p0 + pick(rng, 1, 9));
+        whole.consume_positions(inputs, p0, p1);
+        p0 = p1;
+      }
+      Tensor consumed;
+      reported.clear();
+      whole.forward_consumed_in_parts(inputs, consumed, parts, [&](int j, double) { reported.push_back(j); });
+      EXPECT_LT(max_relative_error(consumed, out), 1e-5);
+      EXPECT_EQ(reported.size() + 1, parts.size());
+    } else {
+      EXPECT_EQ(whole.consumable_fraction(), 0.0);  // three inputs to project
+    }
+
     // Split by heads: the members' partial outputs add up to the whole.
     const int cut = pick(rng, 1, c.heads);
     Tensor sum(c.frames, expected.shape(), 0.0f);

@@ -1815,13 +1815,15 @@ TEST(PartRuns, TransformerLayersComputeBehindEachReduction) {
   const auto roles = plan::split_roles(m, first, last, plan::StageMode::split_tensor);
   std::vector<std::string> got;
   for (const plan::PartRun& r : plan::part_runs(m, first, last, roles))
-    got.push_back(m.node(r.reduced).name() + " > " + m.node(r.first).name() + " .. " + m.node(r.last).name());
+    got.push_back(m.node(r.reduced).name() + " > " + m.node(r.first).name() + " .. " + m.node(r.last).name() +
+                  (r.consumer >= 0 ? " > " + m.node(r.consumer).name() : ""));
   const std::string b0 = "/encoder/layers/encoder_layer_0/", b1 = "/encoder/layers/encoder_layer_1/";
   // Behind attention: the residual add, the norm and the MLP pair, whose second half reduces
-  // its own sums; behind those, the next add and norm, up to the next attention.
+  // its own sums; behind those, the next add and norm, and the next attention takes the norm's
+  // parts (its projections) as they come.
   EXPECT_EQ(got, (std::vector<std::string>{
                      b0 + "self_attention > " + b0 + "Add .. " + b0 + "mlp/mlp.3/MatMul",
-                     b0 + "mlp/mlp.3/MatMul > " + b0 + "Add_1 .. " + b1 + "ln_1",
+                     b0 + "mlp/mlp.3/MatMul > " + b0 + "Add_1 .. " + b1 + "ln_1 > " + b1 + "self_attention",
                      b1 + "self_attention > " + b1 + "Add .. " + b1 + "mlp/mlp.3/MatMul",
                      b1 + "mlp/mlp.3/MatMul > " + b1 + "Add_1 .. " + b1 + "Add_1",
                  }));
