@@ -7,10 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <map>
-#include <deque>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -31,6 +31,7 @@
 #include "plan/split_sums.h"
 #include "plan/strategies.h"
 #include "plan/validate.h"
+#include "reference/keras_vit.h"
 #include "reference/test_util.h"
 
 using namespace chorus;
@@ -378,6 +379,7 @@ class StageWorkerTest : public testing::Test {
     dir_ = new test::TempDir;
     test::write_random_model(kChainConfig, dir_->path("chain.h5"), 11);
     test::write_random_model(kResidualConfig, dir_->path("res.h5"), 12);
+    test::write_random_model(test::kKerasVitConfig, dir_->path("vit.h5"), 13);
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -385,6 +387,7 @@ class StageWorkerTest : public testing::Test {
   }
   static std::string chain_h5() { return dir_->path("chain.h5"); }
   static std::string residual_h5() { return dir_->path("res.h5"); }
+  static std::string vit_h5() { return dir_->path("vit.h5"); }
 
   static test::TempDir* dir_;
 };
@@ -1220,6 +1223,28 @@ TEST(SplitRoles, PoolingTakesTheConvolutionsSlice) {
   const double floats = 12 * 12 * 4 + 6 * 6 * 6 + 6 * 6 * 12 + 3;
   EXPECT_NEAR(traffic.at(0, 1), (24 * 24 * 3 + floats) * sizeof(float), 1e-9);
   EXPECT_NEAR(traffic.at(1, 0), (floats + 2) * sizeof(float), 1e-9);
+}
+
+TEST_F(StageWorkerTest, TransformerBlockSplitByHeadsComputesBehindItsReductions) {
+  // Three members, a head each: behind attention's reduction the residual add, the norm and the
+  // MLP pair compute part by part, and behind the MLP's the next add and norm; every member's
+  // values equal one process's, for one frame and for a batch of two (whose parts cross frames).
+  model::Model m = structure_of(test::kKerasVitConfig);
+  const int first = m.find("ln1"), last = m.find("ln3");
+  ASSERT_GE(first, 0);
+  const auto runs = plan::part_runs(m, first, last, plan::split_roles(m, first, last, StageMode::split_tensor));
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(m.node(runs[0].reduced).name(), "mha");
+  EXPECT_EQ(m.node(runs[1].first).name(), "add2");
+  EXPECT_EQ(runs[1].last, last);
+  plan::ResolvedPlan rp = plan::validate_plan(make_plan(3, {stage("patches", "tokens", StageMode::single, {0}),
+                                                            stage("ln1", "ln3", StageMode::split_tensor, {0, 1, 2}),
+                                                            stage("pool", "head", StageMode::single, {1})}),
+                                              m, 3);
+  for (int frames : {1, 2}) {
+    SCOPED_TRACE(cat(frames, " frame(s)"));
+    run_plan(vit_h5(), rp, test::random_tensor(frames, m.input_shape(), 40 + frames));
+  }
 }
 
 TEST_F(StageWorkerTest, ThreeMembersSplitInput) {
