@@ -193,7 +193,6 @@ double MultiHeadAttention::partwise_fraction() const {
 void MultiHeadAttention::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
                                           const std::vector<std::int64_t>& parts,
                                           FunctionRef<void(int, double)> part_done) const {
-  if (in[0]->frames() != 1) return Layer::forward_in_parts(in, out, parts, part_done);
   output_in_parts(in, out, parts, part_done, nullptr);
 }
 

@@ -6,16 +6,12 @@
 
 namespace chorus::partition {
 
-int PeerExchange::begin_record(float* data, std::size_t count, int members, int root) {
+int PeerExchange::begin_sums(float* data, std::size_t count, int members, int root) {
   const int id = next_sums_++;
   OpenSums& sums = open_sums(id);
   CHORUS_ASSERT(!sums.open, "more than ", kOpenSums, " reductions of partial sums open at once");
   sums = OpenSums{data, count, members, root, true, false};
   return id;
-}
-
-int PeerExchange::begin_sums(float* data, std::size_t count, int members, int root) {
-  return begin_record(data, count, members, root);
 }
 
 void PeerExchange::wait_sums(int id, std::size_t end) {

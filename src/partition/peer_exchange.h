@@ -67,7 +67,6 @@ class PeerExchange {
   static constexpr int kOpenSums = 2;
   // Reduction `id`'s record (ids cycle through kOpenSums records).
   OpenSums& open_sums(int id) { return open_sums_[id % kOpenSums]; }
-  int begin_record(float* data, std::size_t count, int members, int root);
 
  private:
   OpenSums open_sums_[kOpenSums];

@@ -181,7 +181,7 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     full.resize(frames, out_shape);
     return;
   }
-  const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
+  const double share = member_share(n);
   // The stage's last layer: only member 0, which hands the stage's output on, needs it whole, so
   // its slices are gathered (its partial sums reduced) to member 0 alone; the other members'
   // output of it is not the stage's.
@@ -249,6 +249,11 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   part.activation.apply(full.data(), full.size(), out_shape.c);
 }
 
+double StageWorker::member_share(int n) const {
+  const auto& bounds = bounds_.at(n);
+  return double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
+}
+
 void StageWorker::finish_sums(int n, Tensor& sums, std::size_t begin, std::size_t end) const {
   const LayerPart& part = parts_.at(n);
   const int c = model_.node(n).layer->output_shape().c;
@@ -301,9 +306,8 @@ void StageWorker::compute_positions(int n, const std::vector<const Tensor*>& inp
     if (exchange_) exchange_->sums_ready(scratch.sum_id, p0 * out_shape.c, p1 * out_shape.c);
   }
   if (pacer_) {
-    const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
     const double positions = static_cast<double>(frames) * out_shape.rows() * out_shape.w;
-    pacer_->layer_done(n, share * (p1 - p0) / positions, started);
+    pacer_->layer_done(n, member_share(n) * (p1 - p0) / positions, started);
   }
 }
 
@@ -314,11 +318,9 @@ void StageWorker::consume_positions(int n, const std::vector<const Tensor*>& inp
   part.layer->consume_positions(inputs, p0, p1);
   scratch.consumed = true;
   if (pacer_) {
-    const auto& bounds = bounds_.at(n);
-    const double share = double(bounds[member_ + 1] - bounds[member_]) / bounds.back();
     const Shape out_shape = model_.node(n).layer->output_shape();
     const double positions = static_cast<double>(inputs[0]->frames()) * out_shape.rows() * out_shape.w;
-    pacer_->layer_done(n, share * part.layer->consumable_fraction() * (p1 - p0) / positions, started);
+    pacer_->layer_done(n, member_share(n) * part.layer->consumable_fraction() * (p1 - p0) / positions, started);
   }
 }
 

@@ -79,6 +79,8 @@ class StageWorker : private model::ExternalNodes {
                          std::int64_t p1) override;
   void after_run(int run) override;
   void consume_positions(int node, const std::vector<const Tensor*>& inputs, std::int64_t p0, std::int64_t p1) override;
+  // This member's share of split layer n's work (its part of the split units).
+  double member_share(int n) const;
   // Adds the bias and applies the activation to floats [begin, end) of reduced sums.
   void finish_sums(int node, Tensor& sums, std::size_t begin, std::size_t end) const;
   // Ends node's open reduction, if any.

@@ -276,12 +276,12 @@ struct InputVariants {
 double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int first, int last,
                            const std::vector<SplitRole>& roles, const Devices& devices,
                            const std::vector<double>& share, const std::vector<double>& link_s, double latency_s) {
-  const auto layer_s = [&](int n) {
-    double slowest = 0;
+  std::vector<double> layer_times(last - first + 1, 0.0);  // by node, on the slowest member
+  for (int n = first; n <= last; ++n)
     for (int g = 0; g < devices.count; ++g)
-      slowest = std::max(slowest, times.layer(devices[g], n) * (roles[n - first] == SplitRole::whole ? 1.0 : share[g]));
-    return slowest;
-  };
+      layer_times[n - first] = std::max(
+          layer_times[n - first], times.layer(devices[g], n) * (roles[n - first] == SplitRole::whole ? 1.0 : share[g]));
+  const auto layer_s = [&](int n) { return layer_times[n - first]; };
   const std::vector<PartRun> runs = part_runs(m, first, last, roles);
   std::vector<char> deferred(last - first + 1, 0);
   std::vector<double> consumed(last - first + 1, 0.0);  // the share of a run's consumer done in its run

@@ -116,7 +116,7 @@ class TransportPeerExchange : public partition::PeerExchange {
     CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
     bool others_open = false;
     for (int r = 0; r < kOpenSums; ++r) others_open = others_open || open_sums(r).open;
-    const int id = begin_record(data, count, members, root);
+    const int id = PeerExchange::begin_sums(data, count, members, root);  // the record
     if (!others_open) {  // every earlier part is summed and its messages done
       sum_parts_.clear();
       sum_receives_.clear();
