@@ -151,3 +151,50 @@ TEST(Inputs, ImagesAreDecodedResizedAndScaled) {
   auto broken = io::open_input(o);
   EXPECT_THROW(broken->read(0, frame.data()), Error);
 }
+
+namespace {
+
+// A grey progressive JPEG of `side` x `side` pixels whose every coefficient is 0 (mid-grey), with a
+// DC scan and then `ac_scans` AC scans, each a 10-byte segment with no entropy-coded data.
+std::string progressive_grey_jpeg(int side, int ac_scans) {
+  auto segment = [](int marker, std::string body) {
+    const std::size_t length = body.size() + 2;
+    return std::string{'\xFF', static_cast<char>(marker), static_cast<char>(length >> 8),
+                       static_cast<char>(length & 0xFF)} +
+           body;
+  };
+  const std::string one_code_of_length_one = std::string(1, '\x01') + std::string(15, '\0') + std::string(1, '\0');
+  std::string jpeg = "\xFF\xD8";
+  jpeg += segment(0xDB, std::string(1, '\0') + std::string(64, '\x01'));  // quantisation table 0: all 1
+  jpeg += segment(0xC2, std::string{8, static_cast<char>(side >> 8), static_cast<char>(side & 0xFF),
+                                    static_cast<char>(side >> 8), static_cast<char>(side & 0xFF), 1, 1, 0x11, 0});
+  jpeg += segment(0xC4, std::string(1, '\x00') + one_code_of_length_one);  // DC table: code 0 is "no change"
+  jpeg += segment(0xC4, std::string(1, '\x10') + one_code_of_length_one);  // AC table: code 0 is end-of-block
+  jpeg += segment(0xDA, std::string{1, 1, 0, 0, 0, 0});
+  for (int i = 0; i < ac_scans; ++i) jpeg += segment(0xDA, std::string{1, 1, 0, 1, 63, 0});
+  return jpeg + "\xFF\xD9";
+}
+
+}  // namespace
+
+TEST(Inputs, JpegScansRepeatedOverAHugeFrameAreRefusedBeforeDecoding) {
+  test::TempDir tmp;
+  std::ofstream(tmp.path("grey.jpg"), std::ios::binary) << progressive_grey_jpeg(16, 9);
+  // 400 scans of 6000 x 6000 in 4 KB: seconds of decoding here, a minute under AddressSanitizer.
+  std::ofstream(tmp.path("scans.jpg"), std::ios::binary) << progressive_grey_jpeg(6000, 400);
+  io::InputOptions o;
+  o.shape = {8, 8, 1};
+  std::vector<float> frame(8 * 8);
+  o.input = tmp.path("grey.jpg");
+  io::open_input(o)->read(0, frame.data());
+  for (float v : frame) EXPECT_NEAR(v, 128.0f / 255.0f, 1.0f / 255.0f);
+  o.input = tmp.path("scans.jpg");
+  try {
+    io::open_input(o)->read(0, frame.data());
+    FAIL() << "a JPEG of 401 scans over 36 Mpixel was decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("scans.jpg: the JPEG holds 401 scans of 6000 x 6000 pixels"),
+              std::string::npos)
+        << e.what();
+  }
+}
