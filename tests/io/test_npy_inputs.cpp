@@ -177,7 +177,7 @@ std::string progressive_grey_jpeg(int side, int ac_scans) {
 
 }  // namespace
 
-TEST(Inputs, JpegScansRepeatedOverAHugeFrameAreRefusedBeforeDecoding) {
+TEST(Inputs, ImagesCostlyToDecodeOrResizeAreRefusedBeforeDecoding) {
   test::TempDir tmp;
   std::ofstream(tmp.path("grey.jpg"), std::ios::binary) << progressive_grey_jpeg(16, 9);
   // 400 scans of 6000 x 6000 in 4 KB: seconds of decoding here, a minute under AddressSanitizer.
@@ -195,6 +195,16 @@ TEST(Inputs, JpegScansRepeatedOverAHugeFrameAreRefusedBeforeDecoding) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("scans.jpg: the JPEG holds 401 scans of 6000 x 6000 pixels"),
               std::string::npos)
+        << e.what();
+  }
+  // 2 x 16,000,000 pixels (32 Mpixel) from a 20-byte header: 10 s and 1.2 GB in stb's resize.
+  std::ofstream(tmp.path("tall.ppm"), std::ios::binary) << "P6\n2 16000000\n255\n";
+  o.input = tmp.path("tall.ppm");
+  try {
+    io::open_input(o)->read(0, frame.data());
+    FAIL() << "an image of 2 x 16000000 pixels was decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tall.ppm: the image claims to be 2 x 16000000 pixels"), std::string::npos)
         << e.what();
   }
 }

@@ -57,12 +57,15 @@ void load_image(const std::string& path, Shape shape, const ImagePreprocess& pre
   int w = 0, h = 0, channels = 0;
   // The header first: a corrupt (or hostile) file can claim a size that would take minutes and
   // gigabytes to decode. 36 Mpixel holds an 8K frame (33 Mpixel), far above what a network takes.
+  // A side is bounded too (JPEG's own limit): stb's resize costs the long side times the other
+  // side of the output, and 2 x 16,000,000 pixels took 10 s and 1.2 GB to resize to 32 x 32.
   if (!stbi_info_from_memory(bytes.data(), size, &w, &h, &channels))
     fail(path, ": cannot decode image (", stbi_failure_reason(), ")");
   constexpr long long kMostPixels = 36'000'000;
-  if (w <= 0 || h <= 0 || static_cast<long long>(w) * h > kMostPixels)
+  constexpr int kLongestSide = 65535;
+  if (w <= 0 || h <= 0 || static_cast<long long>(w) * h > kMostPixels || w > kLongestSide || h > kLongestSide)
     fail(path, ": the image claims to be ", w, " x ", h, " pixels; Chorus reads images of up to ",
-         kMostPixels / 1000000, " Mpixel");
+         kMostPixels / 1000000, " Mpixel and ", kLongestSide, " pixels a side");
   // A progressive photo has about 10 scans; the bound allows 27 at 36 Mpixel and 1000 at 1 Mpixel.
   constexpr long long kMostScanPixels = 1'000'000'000;
   if (const long long scans = jpeg_scans(bytes); scans * w * h > kMostScanPixels)
