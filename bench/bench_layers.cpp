@@ -6,6 +6,7 @@
 
 #include "core/parallel.h"
 #include "core/random.h"
+#include "core/threads.h"
 #include "layers/conv2d.h"
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
@@ -281,6 +282,8 @@ BENCHMARK(BM_MaxPool)->Args({224, 64})->Args({28, 512})->Unit(benchmark::kMicros
 // sets it for its 2-thread sgemm rate).
 int main(int argc, char** argv) {
   if (!std::getenv("OPENBLAS_NUM_THREADS")) set_compute_threads(1);
+  // BM_Sgemm's rate depends on the kernels OpenBLAS picked for this CPU (core/threads.h).
+  benchmark::AddCustomContext("blas", chorus::blas_kernels());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -48,18 +48,25 @@ void run_bench(BenchOptions o) {
   const double gflops = 2.0 * macs / median / 1e9;
   const std::size_t rss = peak_rss_bytes();
   if (o.json) {
-    nlohmann::json out{{"model", o.model},       {"threads", o.threads},      {"batch", o.batch},
-                       {"frames", o.frames},     {"ms_per_frame_median", median * 1e3},
-                       {"ms_per_frame_mean", mean * 1e3}, {"ms_per_frame_min", sorted.front() * 1e3},
-                       {"gflops", gflops},       {"macs", macs},              {"peak_rss_bytes", rss},
-                       {"weight_bytes", m.total_cost().weight_bytes}};
+    nlohmann::json out{{"model", o.model},
+                       {"threads", o.threads},
+                       {"batch", o.batch},
+                       {"frames", o.frames},
+                       {"ms_per_frame_median", median * 1e3},
+                       {"ms_per_frame_mean", mean * 1e3},
+                       {"ms_per_frame_min", sorted.front() * 1e3},
+                       {"gflops", gflops},
+                       {"macs", macs},
+                       {"peak_rss_bytes", rss},
+                       {"weight_bytes", m.total_cost().weight_bytes},
+                       {"blas", blas_kernels()}};
     std::cout << out.dump(2) << "\n";
     return;
   }
   std::cout << "model    " << o.model << "  (" << human_count(macs) << " MACs, "
             << human_bytes(static_cast<double>(m.total_cost().weight_bytes)) << " weights)\n"
             << "setup    " << o.threads << " thread(s), batch " << o.batch << ", " << o.frames << " timed runs after "
-            << o.warmup << " warm-up\n"
+            << o.warmup << " warm-up; BLAS: " << blas_kernels() << "\n"
             << "time     " << fixed(median * 1e3, 2) << " ms/frame median (mean " << fixed(mean * 1e3, 2) << ", min "
             << fixed(sorted.front() * 1e3, 2) << "), " << fixed(1.0 / median, 2) << " frames/s\n"
             << "rate     " << fixed(gflops, 1) << " GFLOP/s (2 x MACs / median time)\n"

@@ -30,6 +30,13 @@ bool set_blas_threads(int threads) {
   return found;
 }
 
+std::string blas_kernels() {
+  using CoreName = char* (*)();
+  if (auto fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename")))
+    if (const char* name = fn()) return std::string("OpenBLAS, ") + name + " kernels";
+  return "unknown";
+}
+
 int usable_cpus() {
   // The host's online CPUs, not this process' affinity mask: mpirun binds each of a few ranks
   // to one core by default, and threads capped to that would hide the binding instead of
