@@ -32,11 +32,17 @@ void run_bench(BenchOptions o) {
   const std::vector<Tensor> inputs = random_inputs(m, o.batch, 7);
   const std::vector<const Tensor*> input = tensor_pointers(inputs);
   for (int i = 0; i < o.warmup; ++i) m.forward(input);
+  // --layers times the model as it runs: a fused step (a 1x1 convolution and its residual Add,
+  // an expansion, depthwise layer and projection) is one row.
   std::vector<double> node_seconds(m.nodes().size(), 0.0);
+  std::vector<int> step_first(m.nodes().size(), -1);
   std::vector<double> per_frame;
   for (int i = 0; i < o.frames; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    m.forward(input, o.layers ? &node_seconds : nullptr);
+    if (o.layers)
+      m.forward(input, &node_seconds, &step_first);
+    else
+      m.forward(input);
     per_frame.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / o.batch);
   }
   std::vector<double> sorted = per_frame;
@@ -77,12 +83,22 @@ void run_bench(BenchOptions o) {
     double total = 0;
     for (double s : node_seconds) total += s;
     for (std::size_t i = 0; i < m.nodes().size(); ++i) {
-      double s = node_seconds[i] / (o.frames * o.batch);
-      double layer_macs = m.cost(static_cast<int>(i)).macs;
-      t.add({m.nodes()[i].name(), m.nodes()[i].layer->type(), fixed(s * 1e3, 3),
-             fixed(100.0 * node_seconds[i] / total, 1) + "%", s > 0 ? fixed(2.0 * layer_macs / s / 1e9, 1) : "-"});
+      if (step_first[i] != static_cast<int>(i)) continue;  // in the row of the step that ran it
+      std::string name = m.nodes()[i].name(), type = m.nodes()[i].layer->type();
+      double step_macs = m.cost(static_cast<int>(i)).macs;
+      std::size_t j = i + 1;
+      for (; j < m.nodes().size() && step_first[j] == static_cast<int>(i); ++j) {
+        type += "+" + m.nodes()[j].layer->type();
+        step_macs += m.cost(static_cast<int>(j)).macs;
+      }
+      if (j > i + 1) name += " +" + std::to_string(j - i - 1);
+      const double s = node_seconds[i] / (o.frames * o.batch);
+      t.add({name, type, fixed(s * 1e3, 3), fixed(100.0 * node_seconds[i] / total, 1) + "%",
+             s > 0 ? fixed(2.0 * step_macs / s / 1e9, 1) : "-"});
     }
     t.print(std::cout);
+    std::cout << "(NAME +k: the layer and the k after it, run as one step as in every run; `chorus profile` "
+                 "times each layer alone)\n";
   }
 }
 

@@ -235,18 +235,25 @@ Tensor Model::forward(const Tensor& input, std::vector<double>* node_seconds) co
 }
 
 namespace {
-// Adds each node's time to a per-node table (per-layer timing runs every node alone).
+// Adds each step's time to its first node in a per-node table, and notes which step ran each node.
 class NodeSeconds : public StepObserver {
  public:
-  explicit NodeSeconds(std::vector<double>* seconds) : seconds_(seconds) {}
-  void step_done(int first, int, double started) override { (*seconds_)[first] += steady_seconds() - started; }
+  NodeSeconds(std::vector<double>* seconds, std::vector<int>* step_first)
+      : seconds_(seconds), step_first_(step_first) {}
+  void step_done(int first, int last, double started) override {
+    (*seconds_)[first] += steady_seconds() - started;
+    if (step_first_)
+      for (int n = first; n <= last; ++n) (*step_first_)[n] = first;
+  }
 
  private:
   std::vector<double>* seconds_;
+  std::vector<int>* step_first_;
 };
 }  // namespace
 
-std::vector<Tensor> Model::forward(const std::vector<const Tensor*>& inputs, std::vector<double>* node_seconds) const {
+std::vector<Tensor> Model::forward(const std::vector<const Tensor*>& inputs, std::vector<double>* node_seconds,
+                                   std::vector<int>* step_first) const {
   CHORUS_ASSERT(built_, "forward() before build()");
   if (inputs.size() != inputs_.size()) fail("the model takes ", inputs_.size(), " input(s), got ", inputs.size());
   for (std::size_t k = 0; k < inputs.size(); ++k) {
@@ -258,7 +265,7 @@ std::vector<Tensor> Model::forward(const std::vector<const Tensor*>& inputs, std
            "' ", inputs[0]->frames());
   }
   const int frames = inputs[0]->frames();
-  const bool fused = node_seconds == nullptr;  // per-layer timing runs every layer on its own
+  const bool fused = node_seconds == nullptr || step_first != nullptr;
   std::unique_lock<std::mutex> lock(cache_->mutex, std::try_to_lock);
   std::unique_ptr<Executor> own;
   Executor* executor = nullptr;
@@ -271,7 +278,8 @@ std::vector<Tensor> Model::forward(const std::vector<const Tensor*>& inputs, std
     executor = own.get();
   }
   for (std::size_t k = 0; k < inputs.size(); ++k) executor->input(static_cast<int>(k)) = *inputs[k];
-  NodeSeconds timer(node_seconds);
+  CHORUS_ASSERT(!step_first || (node_seconds && step_first->size() == nodes_.size()), "step_first without times");
+  NodeSeconds timer(node_seconds, step_first);
   executor->run(node_seconds ? &timer : nullptr);
   std::vector<Tensor> out;
   for (std::size_t k = 0; k < outputs_.size(); ++k) out.push_back(executor->output(static_cast<int>(k)));

@@ -90,9 +90,13 @@ class Model {
   // and returns the output batch (through an Executor; a stage of a run holds its own).
   Tensor forward(const Tensor& input, std::vector<double>* node_seconds = nullptr) const;
   // Any model: one batch per input (equal frame counts), one batch per output, in order. With
-  // node_seconds, adds each node's wall time in seconds to it (sized to nodes()).
-  std::vector<Tensor> forward(const std::vector<const Tensor*>& inputs,
-                              std::vector<double>* node_seconds = nullptr) const;
+  // node_seconds, adds each node's wall time in seconds to it (sized to nodes()): every node
+  // then runs on its own, as device profiles need (a plan may cut between any two), unless
+  // `step_first` is given (sized to nodes()). The model then runs as it does untimed, fused
+  // steps and all (fused_run), a step's time goes to its first node, and step_first[n] is the
+  // first node of the step that ran node n (n itself when it ran alone).
+  std::vector<Tensor> forward(const std::vector<const Tensor*>& inputs, std::vector<double>* node_seconds = nullptr,
+                              std::vector<int>* step_first = nullptr) const;
 
   const std::vector<Node>& nodes() const { return nodes_; }
   std::vector<Node>& nodes() { return nodes_; }

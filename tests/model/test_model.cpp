@@ -1,6 +1,8 @@
 // The model graph: buffer reuse in forward, and optimiser rewrites that must not change outputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/parallel.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/keras_writer.h"
@@ -233,4 +235,36 @@ TEST(Model, DepthwiseChainsEqualLayerByLayer) {
   }
   EXPECT_EQ(runs, (std::vector<std::string>{"d0 x3", "e1 x4", "e2 x2"}));
   expect_fused_equals_apart(m, {1, 2}, 50, 1e-5);
+}
+
+TEST(Model, TimingAsRunGivesEachFusedStepOneTimeOnItsFirstNode) {
+  test::TempDir dir;
+  test::write_random_model(kDepthwiseChainConfig, dir.path("chain.h5"));
+  model::Model m = io::load_keras_model(dir.path("chain.h5"));
+  const int nodes = static_cast<int>(m.nodes().size());
+  Tensor in = test::random_tensor(2, m.input_shape(), 51);
+  std::vector<double> seconds(nodes, 0.0);
+  std::vector<int> step_first(nodes, -1);
+  const Tensor timed = m.forward({&in}, &seconds, &step_first)[0];
+  EXPECT_EQ(max_relative_error(m.forward(in), timed), 0.0);  // the same steps, so the same sums
+  // What `chorus bench --layers` shows: the steps of fused_run, each timed once.
+  std::vector<std::string> steps;
+  for (int n = 0; n < nodes; ++n) {
+    if (step_first[n] == n) {
+      int length = 1;
+      while (n + length < nodes && step_first[n + length] == n) ++length;
+      steps.push_back(cat(m.nodes()[n].name(), " x", length));
+      EXPECT_GT(seconds[n], 0.0) << m.nodes()[n].name();
+    } else {
+      EXPECT_EQ(seconds[n], 0.0) << m.nodes()[n].name() << " ran in the step of node " << step_first[n];
+    }
+  }
+  std::vector<std::string> expected;
+  for (int n = 0; n < nodes;) {
+    const int length = m.fused_run(n).length;
+    expected.push_back(cat(m.nodes()[n].name(), " x", length));
+    n += length;
+  }
+  EXPECT_EQ(steps, expected);
+  EXPECT_NE(std::find(steps.begin(), steps.end(), "e1 x4"), steps.end());
 }
