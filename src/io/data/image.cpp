@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <limits>
 
 #include "core/error.h"
@@ -48,9 +47,13 @@ long long jpeg_scans(const std::vector<unsigned char>& bytes) {
 
 void load_image(const std::string& path, Shape shape, const ImagePreprocess& prep, float* frame) {
   if (shape.c != 1 && shape.c != 3) fail(path, ": the model wants ", shape.c, " channels; images give 1 or 3");
-  std::ifstream in(path, std::ios::binary);
+  // One read of the whole file (each frame of a directory input comes through here).
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) fail(path, ": cannot open image");
-  const std::vector<unsigned char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+    fail(path, ": cannot read image");
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     fail(path, ": the image file is ", bytes.size() >> 20, " MB; Chorus reads image files of under 2 GB");
   const int size = static_cast<int>(bytes.size());
