@@ -67,6 +67,23 @@ class ThreadPool {
     return true;
   }
 
+  // Runs `f` once on every thread of the pool, the caller's included, and returns when all have.
+  // Waits for a caller that has the pool to finish its job.
+  void run_on_each(FunctionRef<void()> f) {
+    std::lock_guard<std::mutex> owner(run_mutex_);
+    each_left_.store(static_cast<int>(workers_.size()));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      each_generation_.store(generation_.load() + 1);
+      each_.store(&f);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    f();
+    while (each_left_.load() > 0) std::this_thread::yield();
+    each_.store(nullptr);
+  }
+
  private:
   void take_tasks() {
     in_task = true;
@@ -94,6 +111,14 @@ class ThreadPool {
       }
       seen = generation_.load(std::memory_order_acquire);
       if (stop_) return;
+      // Only under the generation that published it: a worker that read `seen` just before the
+      // publication comes back once more, and must not run it twice.
+      const FunctionRef<void()>* f = each_.load();
+      if (f && each_generation_.load() == seen) {
+        (*f)();
+        each_left_.fetch_sub(1);
+        continue;
+      }
       // Join, then check the job is still open (both sequentially consistent, against the
       // caller's close-then-count): either the caller waits for this worker or it stays out.
       joined_.fetch_add(1);
@@ -108,6 +133,9 @@ class ThreadPool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> next_{0}, joined_{0};
   std::atomic<bool> open_{false};
+  std::atomic<const FunctionRef<void()>*> each_{nullptr};
+  std::atomic<int> each_left_{0};
+  std::atomic<std::uint64_t> each_generation_{0};
   const FunctionRef<void(int)>* task_ = nullptr;
   int tasks_ = 0;
   std::exception_ptr error_;
@@ -137,6 +165,13 @@ void parallel_for(int tasks, FunctionRef<void(int)> task) {
   if (tasks <= 0) return;
   if (tasks > 1 && parallel_threads() > 1 && pool->try_run(tasks, task)) return;
   for (int i = 0; i < tasks; ++i) task(i);
+}
+
+void on_every_thread(FunctionRef<void()> f) {
+  if (!in_task && pool_threads.load() > 1)
+    pool->run_on_each(f);
+  else
+    f();
 }
 
 void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,

@@ -20,6 +20,12 @@ int parallel_threads();
 // returns when all are done. An exception from a task is rethrown here (the first one).
 void parallel_for(int tasks, FunctionRef<void(int)> task);
 
+// Runs f() once on each compute thread, the caller's included, and returns when all have: for
+// per-thread buffers that must reach their final size before the steady state, since a worker
+// that first takes a task late would otherwise allocate then. Inside a task it runs f() only on
+// the calling thread. f must not throw.
+void on_every_thread(FunctionRef<void()> f);
+
 // Splits [0, n) into at most parallel_threads() contiguous ranges of at least `grain` items
 // (their starts multiples of `align`) and runs body(begin, end) on each, in parallel.
 void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,

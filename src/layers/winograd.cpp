@@ -95,19 +95,6 @@ void output_1d(int m, const float* const* p, const float* bias, float* const* y,
     output_f4(p[0], p[1], p[2], p[3], p[4], p[5], bias, y[0], y[1], y[2], y[3], n);
 }
 
-// Zeros standing for the padding around the input, and for a missing bias. Every thread's
-// grows to the largest any thread needed (see layers/scratch.cpp), so none grows late.
-const float* zeros(std::size_t n) {
-  static std::atomic<std::size_t> largest{0};
-  thread_local std::vector<float> buffer;
-  std::size_t seen = largest.load(std::memory_order_relaxed);
-  while (n > seen && !largest.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
-  }
-  const std::size_t want = std::max(n, seen);
-  if (buffer.size() < want) buffer.assign(want, 0.0f);
-  return buffer.data();
-}
-
 }  // namespace
 
 Winograd3x3::Winograd3x3(int tile, const std::vector<float>& kernel, int channels, int filters)
@@ -165,7 +152,7 @@ void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads 
                     p_stride = static_cast<std::size_t>(c_out) * block;
   float* const v = conv_scratch(positions * (v_stride + p_stride));
   float* const prod = v + positions * v_stride;
-  const float* zero = zeros(std::max(c_in, c_out));
+  const float* zero = zero_floats(std::max(c_in, c_out));  // the padding, and a missing bias
   if (!bias) bias = zero;
   // Tiles per task of the transforms: enough to amortise a task, few enough to balance.
   constexpr int kTileGrain = 8;

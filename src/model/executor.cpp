@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "layers/merge.h"
 #include "layers/pointwise_depthwise.h"
+#include "layers/scratch.h"
 
 namespace chorus::model {
 
@@ -227,6 +228,9 @@ void Executor::run(StepObserver* observer) {
     }
     if (observer) observer->step_done(step.first, step.last, started);
   }
+  // The first runs grow the kernels' per-thread buffers on the threads that took their tasks;
+  // the rest grow now, not in some later frame.
+  layers::settle_scratch_on_every_thread();
 }
 
 }  // namespace chorus::model

@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <cmath>
+#include <mutex>
+#include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "core/parallel.h"
@@ -67,6 +70,29 @@ TEST_F(ComputeThreads, JobsBackToBackRunEveryTaskOnce) {
     parallel_for(3, [&](int i) { hits[i]++; });
     for (auto& h : hits) ASSERT_EQ(h.load(), 1) << "job " << job;
   }
+}
+
+// Each thread exactly once, between and among ordinary jobs (a worker may still be on its way
+// out of the last one), and inline inside a task.
+TEST_F(ComputeThreads, OnEveryThreadRunsOnceOnEachThread) {
+  for (int round = 0; round < 2000; ++round) {
+    std::mutex mutex;
+    std::set<std::thread::id> seen;
+    int calls = 0;
+    on_every_thread([&] {
+      std::lock_guard<std::mutex> lock(mutex);
+      seen.insert(std::this_thread::get_id());
+      ++calls;
+    });
+    ASSERT_EQ(calls, 3) << "round " << round;
+    ASSERT_EQ(seen.size(), 3u) << "round " << round;
+    std::atomic<int> hits{0};
+    parallel_for(5, [&](int) { hits++; });
+    ASSERT_EQ(hits.load(), 5);
+  }
+  std::atomic<int> inside{0};
+  parallel_for(4, [&](int) { on_every_thread([&] { inside++; }); });
+  EXPECT_EQ(inside.load(), 4);
 }
 
 TEST_F(ComputeThreads, TaskExceptionReachesTheCaller) {
