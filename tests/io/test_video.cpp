@@ -20,6 +20,7 @@
 using namespace chorus;
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace {
 
@@ -114,6 +115,25 @@ TEST_F(Video, LosslessVideoGivesTheOutputsOfItsPngFrames) {
   EXPECT_EQ(largest_difference(from_video, from_png), 0.0);
   // The pixels themselves too (scaled by 1/255 as images are).
   EXPECT_EQ(largest_difference(run("pixels.h5", video, "", "v.npy"), run("pixels.h5", frames, "", "p.npy")), 0.0);
+}
+
+// FFmpeg's libraries (and the 200 they bring) load only where a video is read, and libavdevice
+// only for a camera: the loader's own log (LD_DEBUG=files) says which it opened.
+TEST_F(Video, FfmpegLoadsOnlyWhenAVideoIsOpened) {
+  const auto loaded = [&](const std::string& args) {
+    return test::run_command("LD_DEBUG=files " + std::string(CHORUS_BINARY) + " run " + path("tiny.h5") + " " + args +
+                             " --quiet 2>&1")
+        .output;
+  };
+  const std::string synthetic = loaded("--synthetic 2");
+  EXPECT_THAT(synthetic, HasSubstr("file=libhdf5"));  // the log is there
+  EXPECT_THAT(synthetic, Not(HasSubstr("libavcodec")));
+  EXPECT_THAT(synthetic, Not(HasSubstr("libavformat")));
+  const std::string video = loaded("--input " + make_video("few.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 2));
+  EXPECT_THAT(video, HasSubstr("file=libavcodec.so"));
+  EXPECT_THAT(video, HasSubstr("file=libavformat.so"));
+  EXPECT_THAT(video, Not(HasSubstr("libavdevice")));
+  EXPECT_THAT(loaded("--input /dev/video63"), HasSubstr("file=libavdevice.so"));
 }
 
 TEST_F(Video, LossyVideoIsCloseToItsSource) {

@@ -10,19 +10,8 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "io/data/ffmpeg_library.h"
 #include "io/data/image.h"
-
-#ifdef CHORUS_HAVE_VIDEO
-
-extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavdevice/avdevice.h>
-#include <libavformat/avformat.h>
-#include <libavutil/imgutils.h>
-#include <libavutil/log.h>
-#include <libswscale/swscale.h>
-}
-#endif
 
 namespace chorus::io {
 
@@ -52,7 +41,7 @@ void keep_library_error(void* avcl, int level, const char* format, va_list args)
   if (level > AV_LOG_ERROR) return;
   char line[512];
   int prefix = 1;
-  av_log_format_line2(avcl, level, format, args, line, sizeof line, &prefix);
+  ffmpeg().av_log_format_line2(avcl, level, format, args, line, sizeof line, &prefix);
   std::string text = line;
   const auto bracket = text.find("] ");  // "[mov,mp4 @ 0x...] moov atom not found\n"
   if (text.rfind("[", 0) == 0 && bracket != std::string::npos) text = text.substr(bracket + 2);
@@ -63,16 +52,15 @@ void keep_library_error(void* avcl, int level, const char* format, va_list args)
 void register_libraries() {
   static std::once_flag once;
   std::call_once(once, [] {
-    avdevice_register_all();
-    avformat_network_init();
-    av_log_set_callback(&keep_library_error);
+    ffmpeg().avformat_network_init();
+    ffmpeg().av_log_set_callback(&keep_library_error);
   });
 }
 
 // "Invalid data found when processing input: moov atom not found"
 std::string av_error(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, text, sizeof text);
+  ffmpeg().av_strerror(code, text, sizeof text);
   std::string said = std::move(last_library_error);
   last_library_error.clear();
   return said.empty() || said == text ? std::string(text) : cat(text, ": ", said);
@@ -126,7 +114,11 @@ class VideoStream : public FrameStream {
     prep_.scale = image.scale < 0 ? 1.0f / 255.0f : image.scale;
     prep_.mean = image.mean;
     prep_.stddev = image.stddev;
-    register_libraries();
+    try {
+      register_libraries();
+    } catch (const Error& e) {
+      fail(spec_, ": ", e.what());
+    }
     try {
       open();
     } catch (...) {
@@ -139,20 +131,20 @@ class VideoStream : public FrameStream {
   bool next(float* frame, FrameInfo& info) override {
     if (ended_ || (video_.frames >= 0 && taken_ >= video_.frames)) return false;
     while (true) {
-      const int got = avcodec_receive_frame(codec_, frame_);
+      const int got = ffmpeg().avcodec_receive_frame(codec_, frame_);
       if (got == 0) {
         const double t = frame_time(frame_);
         // Before --start: decoded to reach it, not taken. Without --start every frame counts, even
         // one stamped before the stream's start time (RTSP gives the first frames of H.264 with
         // B-frames times before the start it announces).
         if (video_.start_s > 0 && t < video_.start_s - 0.5 / std::max(1.0, rate_)) {
-          av_frame_unref(frame_);
+          ffmpeg().av_frame_unref(frame_);
           continue;
         }
         if (first_time_ < 0) first_time_ = t;
         last_time_ = t;
         convert(frame_, frame);
-        av_frame_unref(frame_);
+        ffmpeg().av_frame_unref(frame_);
         info = FrameInfo{index_++, 0.0, t - first_time_};
         ++taken_;
         return true;
@@ -168,10 +160,10 @@ class VideoStream : public FrameStream {
       if (draining_) return finish();
       // The decoder wants more: the next packet of our stream.
       deadline_ = seconds_now() + video_.timeout_s;
-      const int read = av_read_frame(format_, packet_);
+      const int read = ffmpeg().av_read_frame(format_, packet_);
       if (read == AVERROR_EOF) {
         draining_ = true;
-        avcodec_send_packet(codec_, nullptr);
+        ffmpeg().avcodec_send_packet(codec_, nullptr);
         continue;
       }
       if (read < 0) {
@@ -179,19 +171,19 @@ class VideoStream : public FrameStream {
         const std::string why = read == AVERROR_EXIT ? cat("no data for ", video_.timeout_s, " s")
                                                      : cat("reading failed (", av_error(read), ")");
         draining_ = true;
-        avcodec_send_packet(codec_, nullptr);
+        ffmpeg().avcodec_send_packet(codec_, nullptr);
         early_end_ = cat(spec_, ": the input ended after ", taken_, " frame(s): ", why);
         continue;
       }
       if (packet_->stream_index == stream_) {
-        const int sent = avcodec_send_packet(codec_, packet_);
+        const int sent = ffmpeg().avcodec_send_packet(codec_, packet_);
         if (sent < 0 && sent != AVERROR(EAGAIN)) {
           if (++bad_in_a_row_ > kMostBadPackets) fail(spec_, ": cannot decode its frames (", av_error(sent), ")");
         } else {
           bad_in_a_row_ = 0;
         }
       }
-      av_packet_unref(packet_);
+      ffmpeg().av_packet_unref(packet_);
     }
   }
 
@@ -204,36 +196,44 @@ class VideoStream : public FrameStream {
  private:
   void open() {
     live_ = is_camera(spec_) || (is_network(spec_) && !starts_with(spec_, "file:"));
-    format_ = avformat_alloc_context();
+    format_ = ffmpeg().avformat_alloc_context();
     if (!format_) fail(spec_, ": out of memory opening the video");
     format_->interrupt_callback.callback = &VideoStream::interrupted;
     format_->interrupt_callback.opaque = this;
     if (memory_) {
       constexpr int kBuffer = 1 << 15;
-      auto* buffer = static_cast<unsigned char*>(av_malloc(kBuffer));
-      io_ = avio_alloc_context(buffer, kBuffer, 0, memory_.get(), &MemoryReader::read, nullptr, &MemoryReader::seek);
+      auto* buffer = static_cast<unsigned char*>(ffmpeg().av_malloc(kBuffer));
+      io_ = ffmpeg().avio_alloc_context(buffer, kBuffer, 0, memory_.get(), &MemoryReader::read, nullptr,
+                                        &MemoryReader::seek);
       if (!io_) {
-        av_free(buffer);
+        ffmpeg().av_free(buffer);
         fail(spec_, ": out of memory opening the video");
       }
       format_->pb = io_;
     }
     const AVInputFormat* input_format = nullptr;
     if (is_camera(spec_)) {
-      input_format = av_find_input_format("video4linux2");
+      try {
+        register_ffmpeg_devices();
+      } catch (const Error& e) {
+        fail(spec_, ": ", e.what());
+      }
+      input_format = ffmpeg().av_find_input_format("video4linux2");
       if (!input_format) fail(spec_, ": this FFmpeg has no V4L2 camera support (libavdevice without video4linux2)");
     } else if (!memory_ && !is_network(spec_) && !std::filesystem::exists(spec_)) {
       fail(spec_, ": no such file");
     }
     AVDictionary* options = nullptr;
     if (is_network(spec_))
-      av_dict_set(&options, "rw_timeout", std::to_string(static_cast<long long>(video_.timeout_s * 1e6)).c_str(), 0);
+      ffmpeg().av_dict_set(&options, "rw_timeout",
+                           std::to_string(static_cast<long long>(video_.timeout_s * 1e6)).c_str(), 0);
     // Over WiFi, RTP on UDP loses packets (broken frames); RTSP interleaved on TCP does not.
     if (starts_with(spec_, "rtsp://") && !video_.rtsp_transport.empty())
-      av_dict_set(&options, "rtsp_transport", video_.rtsp_transport.c_str(), 0);
+      ffmpeg().av_dict_set(&options, "rtsp_transport", video_.rtsp_transport.c_str(), 0);
     deadline_ = seconds_now() + video_.timeout_s;
-    const int opened = avformat_open_input(&format_, memory_ ? nullptr : spec_.c_str(), input_format, &options);
-    av_dict_free(&options);
+    const int opened =
+        ffmpeg().avformat_open_input(&format_, memory_ ? nullptr : spec_.c_str(), input_format, &options);
+    ffmpeg().av_dict_free(&options);
     if (opened < 0) {
       format_ = nullptr;  // freed by avformat_open_input
       if (is_camera(spec_)) fail(spec_, ": cannot open the camera (", av_error(opened), ")");
@@ -241,43 +241,43 @@ class VideoStream : public FrameStream {
       fail(spec_, ": cannot open as a video (", av_error(opened), ")");
     }
     deadline_ = seconds_now() + video_.timeout_s;
-    const int found = avformat_find_stream_info(format_, nullptr);
+    const int found = ffmpeg().avformat_find_stream_info(format_, nullptr);
     if (found < 0) fail(spec_, ": cannot read its streams (", av_error(found), ")");
     const AVCodec* decoder = nullptr;
-    stream_ = av_find_best_stream(format_, AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
+    stream_ = ffmpeg().av_find_best_stream(format_, AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
     if (stream_ == AVERROR_STREAM_NOT_FOUND) fail(spec_, ": holds no video stream");
     if (stream_ < 0 || !decoder) {
       const AVCodecParameters* p = stream_ >= 0 ? format_->streams[stream_]->codecpar : nullptr;
       fail(spec_, ": no decoder in this FFmpeg for its video codec",
-           p ? cat(" (", avcodec_get_name(p->codec_id), ")") : std::string());
+           p ? cat(" (", ffmpeg().avcodec_get_name(p->codec_id), ")") : std::string());
     }
     AVStream* stream = format_->streams[stream_];
     const AVCodecParameters* par = stream->codecpar;
     if (par->width <= 0 || par->height <= 0 || static_cast<long long>(par->width) * par->height > kMostPixels)
       fail(spec_, ": its frames claim to be ", par->width, " x ", par->height, " pixels; Chorus reads video of up to ",
            kMostPixels / 1000000, " Mpixel");
-    codec_ = avcodec_alloc_context3(decoder);
-    if (!codec_ || avcodec_parameters_to_context(codec_, par) < 0) fail(spec_, ": cannot set up the decoder");
+    codec_ = ffmpeg().avcodec_alloc_context3(decoder);
+    if (!codec_ || ffmpeg().avcodec_parameters_to_context(codec_, par) < 0) fail(spec_, ": cannot set up the decoder");
     codec_->thread_count = 1;  // the source rank computes too
-    const int ready = avcodec_open2(codec_, decoder, nullptr);
+    const int ready = ffmpeg().avcodec_open2(codec_, decoder, nullptr);
     if (ready < 0) fail(spec_, ": cannot open its ", decoder->name, " decoder (", av_error(ready), ")");
-    frame_ = av_frame_alloc();
-    packet_ = av_packet_alloc();
+    frame_ = ffmpeg().av_frame_alloc();
+    packet_ = ffmpeg().av_packet_alloc();
     if (!frame_ || !packet_) fail(spec_, ": out of memory opening the video");
     time_base_ = av_q2d(stream->time_base);
     start_pts_ = stream->start_time != AV_NOPTS_VALUE ? stream->start_time : 0;
-    const AVRational guessed = av_guess_frame_rate(format_, stream, nullptr);
+    const AVRational guessed = ffmpeg().av_guess_frame_rate(format_, stream, nullptr);
     rate_ = guessed.num > 0 && guessed.den > 0 ? av_q2d(guessed) : 0;
     if (video_.start_s > 0) {
       if (live_) fail(spec_, ": --start needs a file; a camera or a stream starts where it is");
       const auto target = start_pts_ + static_cast<std::int64_t>(video_.start_s / time_base_);
       // Seeking lands on a key frame at or before the time; frames before it are decoded, not taken.
-      if (av_seek_frame(format_, stream_, target, AVSEEK_FLAG_BACKWARD) < 0) {
-        av_seek_frame(format_, stream_, start_pts_, AVSEEK_FLAG_BACKWARD);  // decode from the start instead
+      if (ffmpeg().av_seek_frame(format_, stream_, target, AVSEEK_FLAG_BACKWARD) < 0) {
+        ffmpeg().av_seek_frame(format_, stream_, start_pts_, AVSEEK_FLAG_BACKWARD);  // decode from the start instead
       }
     }
     description_ = cat(spec_, " (", live_ ? (is_camera(spec_) ? "camera" : "stream") : "video", " ",
-                       avcodec_get_name(par->codec_id), " ", par->width, "x", par->height,
+                       ffmpeg().avcodec_get_name(par->codec_id), " ", par->width, "x", par->height,
                        rate_ > 0 ? cat(" at ", std::round(rate_ * 100) / 100, " fps") : std::string(),
                        video_.start_s > 0 ? cat(", from ", video_.start_s, " s") : std::string(),
                        video_.frames >= 0 ? cat(", ", video_.frames, " frames") : std::string(), ")");
@@ -285,14 +285,14 @@ class VideoStream : public FrameStream {
   }
 
   void close() {
-    if (scaler_) sws_freeContext(scaler_);
-    if (packet_) av_packet_free(&packet_);
-    if (frame_) av_frame_free(&frame_);
-    if (codec_) avcodec_free_context(&codec_);
-    if (format_) avformat_close_input(&format_);
+    if (scaler_) ffmpeg().sws_freeContext(scaler_);
+    if (packet_) ffmpeg().av_packet_free(&packet_);
+    if (frame_) ffmpeg().av_frame_free(&frame_);
+    if (codec_) ffmpeg().avcodec_free_context(&codec_);
+    if (format_) ffmpeg().avformat_close_input(&format_);
     if (io_) {
-      av_freep(&io_->buffer);
-      avio_context_free(&io_);
+      ffmpeg().av_freep(&io_->buffer);
+      ffmpeg().avio_context_free(&io_);
     }
     scaler_ = nullptr;
   }
@@ -308,15 +308,16 @@ class VideoStream : public FrameStream {
   // The decoded picture in RGB (or grey) at the model's size, then scaled like an image.
   void convert(const AVFrame* f, float* out) {
     const auto format = static_cast<AVPixelFormat>(f->format);
-    scaler_ = sws_getCachedContext(scaler_, f->width, f->height, format, shape_.w, shape_.h,
-                                   shape_.c == 3 ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_GRAY8, SWS_BILINEAR, nullptr,
-                                   nullptr, nullptr);
+    scaler_ = ffmpeg().sws_getCachedContext(scaler_, f->width, f->height, format, shape_.w, shape_.h,
+                                            shape_.c == 3 ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_GRAY8, SWS_BILINEAR, nullptr,
+                                            nullptr, nullptr);
     if (!scaler_)
-      fail(spec_, ": cannot convert its ", av_get_pix_fmt_name(format) ? av_get_pix_fmt_name(format) : "?",
-           " frames of ", f->width, "x", f->height, " to the model's ", shape_.w, "x", shape_.h);
+      fail(spec_, ": cannot convert its ",
+           ffmpeg().av_get_pix_fmt_name(format) ? ffmpeg().av_get_pix_fmt_name(format) : "?", " frames of ", f->width,
+           "x", f->height, " to the model's ", shape_.w, "x", shape_.h);
     std::uint8_t* planes[4] = {pixels_.data(), nullptr, nullptr, nullptr};
     int strides[4] = {shape_.w * shape_.c, 0, 0, 0};
-    sws_scale(scaler_, f->data, f->linesize, 0, f->height, planes, strides);
+    ffmpeg().sws_scale(scaler_, f->data, f->linesize, 0, f->height, planes, strides);
     pixels_to_frame(pixels_.data(), pixels_.size(), shape_.c, prep_, out);
   }
 
