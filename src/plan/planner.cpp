@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <map>
 #include <tuple>
@@ -547,12 +548,23 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const std
 
 namespace {
 
+// The totals of a StageCost that the search reads.
+struct ChoiceCost {
+  double compute_s = 0, latency_s = 0, medium_s = 0, input_s = 0;
+  bool fits = true;
+  ChoiceCost() = default;
+  explicit ChoiceCost(const StageCost& c)
+      : compute_s(c.compute_s), latency_s(c.latency_s), medium_s(c.medium_s), input_s(c.input_s), fits(c.fits) {}
+};
+
+// A candidate stage. A large cluster has hundreds of thousands (MobileNetV2 on 64 devices), so it
+// keeps only what the search reads: per-member times are worked out again for the plan picked.
 struct Choice {
   int first = 0, last = 0, rank = 0, count = 1;
   StageMode mode = StageMode::single;
-  StageCost cost;
+  ChoiceCost cost;
+  ChoiceCost reuse_cost;        // the same stage taking its input from its own first member
   std::vector<int> group_ends;  // split-spatial: its band groups
-  StageCost reuse_cost;         // the same stage taking its input from its own first member
 };
 
 // The band groups of a split-spatial stage that make it fastest for one frame: a DP over where
@@ -695,7 +707,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
   const LayerTimes times(m, c, o.model_key);
 
   // Every candidate stage, once: (first, last, rank, count, mode) with its cost.
-  std::vector<Choice> choices;
+  std::deque<Choice> choices;  // grows without moving what it holds
   bool homogeneous = true;
   for (int g = 1; g < devices; ++g) homogeneous &= c.device_of(g).name == c.device_of(0).name;
   BandGroupChooser band_chooser(m, c, times, homogeneous);
@@ -722,18 +734,14 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
               ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, Devices{r, k}).share);
             const bool reuse = o.objective == Objective::latency && r == 0;
             InputVariants inputs;
-            ch.cost = stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends, &roles,
-                                 reuse ? &inputs : nullptr);
+            ch.cost = ChoiceCost(stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends,
+                                            &roles, reuse ? &inputs : nullptr));
             if (reuse) {
               // Rank 0, its first member, hands it its input: only the input's cost changes.
               ch.reuse_cost = ch.cost;
               ch.reuse_cost.input_s = inputs.first.input_s;
               if (c.network.shared) ch.reuse_cost.medium_s += inputs.first.medium_s - inputs.given.medium_s;
             }
-            // The search reads totals only; per-member times are worked out again for the plan
-            // it picks (millions of candidates on large clusters would hold them all).
-            std::vector<double>().swap(ch.cost.member_s);
-            std::vector<double>().swap(ch.reuse_cost.member_s);
             if (split) {
               const double period = std::max(ch.cost.compute_s, ch.cost.medium_s);
               worse = ch.cost.latency_s > best_latency && period > best_period ? worse + 1 : 0;
