@@ -1,6 +1,7 @@
 #include "plan/band_geometry.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "layers/layers3d.h"
 #include "plan/validate.h"
@@ -39,34 +40,50 @@ bool is_band_graph(const model::Model& m, int first, int last) {
   for (int n = first; n <= last; ++n) {
     for (int v : m.node(n).inputs)
       if (v != outside && (v < first || v >= n)) return false;
-    if (n == last) break;
-    for (int reader : m.consumers(n))
-      if (reader <= n || reader > last) return false;
-    if (std::count(m.outputs().begin(), m.outputs().end(), n) > 0) return false;
+    if (n < last && std::count(m.outputs().begin(), m.outputs().end(), n) > 0) return false;
   }
+  // Every node but the last is read only inside the range: readers come after what they read
+  // (the nodes are in topological order), so it is enough that no node after the range reads
+  // one. The planner asks this of every range of the model.
+  for (int j = last + 1; j < static_cast<int>(m.nodes().size()); ++j)
+    for (int v : m.node(j).inputs)
+      if (v >= first && v < last) return false;
   return true;
 }
 
-std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, int out_begin, int out_end) {
-  std::vector<BandNodeRows> rows(last - first + 1);
-  std::vector<bool> needed(rows.size(), false);
+namespace {
+
+// band_rows into `rows`, so that a caller asking for many bands reuses one vector. A node no
+// reader needs is marked by out_begin == kNotNeeded until it is reached.
+constexpr int kNotNeeded = std::numeric_limits<int>::max();
+void fill_band_rows(const model::Model& m, int first, int last, int out_begin, int out_end,
+                    std::vector<BandNodeRows>& rows) {
+  rows.assign(last - first + 1, BandNodeRows{kNotNeeded, std::numeric_limits<int>::min(), {0, 0, 0, 0}});
   rows.back().out_begin = out_begin;
   rows.back().out_end = out_end;
-  needed.back() = true;
   // Readers come after what they read: walking back, a node's rows are complete when reached.
   for (int n = last; n >= first; --n) {
     BandNodeRows& r = rows[n - first];
-    if (!needed[n - first]) continue;  // no reader needs a row of it: it computes nothing
+    if (r.out_begin == kNotNeeded) {  // no reader needs a row of it: it computes nothing
+      r.out_begin = r.out_end = 0;
+      continue;
+    }
     r.need = rows_needed(*m.node(n).layer, r.out_begin, r.out_end);
     if (r.need.begin >= r.need.end) continue;
     for (int v : m.node(n).inputs) {
       if (v < first || v > last) continue;
       BandNodeRows& in = rows[v - first];
-      in.out_begin = needed[v - first] ? std::min(in.out_begin, r.need.begin) : r.need.begin;
-      in.out_end = needed[v - first] ? std::max(in.out_end, r.need.end) : r.need.end;
-      needed[v - first] = true;
+      in.out_begin = std::min(in.out_begin, r.need.begin);
+      in.out_end = std::max(in.out_end, r.need.end);
     }
   }
+}
+
+}  // namespace
+
+std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, int out_begin, int out_end) {
+  std::vector<BandNodeRows> rows;
+  fill_band_rows(m, first, last, out_begin, out_end, rows);
   return rows;
 }
 
@@ -88,7 +105,11 @@ std::pair<int, int> band_reads(const model::Model& m, int first, int last, const
 std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end, int own_begin,
                                   int own_end) {
   // The rows one output row reads only move down as the row does, at both ends: binary searches.
-  const auto reads = [&](int row) { return band_reads(m, first, last, band_rows(m, first, last, row, row + 1)); };
+  std::vector<BandNodeRows> rows;
+  const auto reads = [&](int row) {
+    fill_band_rows(m, first, last, row, row + 1, rows);
+    return band_reads(m, first, last, rows);
+  };
   int lo = out_begin, hi = out_end;  // the first row whose reads start at own_begin or after
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
@@ -125,10 +146,12 @@ std::vector<std::pair<int, int>> band_input_rows(const model::Model& m, int firs
 }
 
 bool bands_are_feasible(const model::Model& m, int first, int last, const std::vector<int>& bounds) {
+  std::vector<BandNodeRows> rows;
   for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
     if (bounds[r] >= bounds[r + 1]) return false;
-    for (const auto& [begin, end] : band_input_rows(m, first, last, bounds[r], bounds[r + 1]))
-      if (begin >= end) return false;
+    fill_band_rows(m, first, last, bounds[r], bounds[r + 1], rows);
+    for (const BandNodeRows& node : rows)
+      if (node.need.begin >= node.need.end) return false;
   }
   return true;
 }
@@ -136,13 +159,16 @@ bool bands_are_feasible(const model::Model& m, int first, int last, const std::v
 std::vector<BandGroup> band_groups(const model::Model& m, int first, const std::vector<int>& ends,
                                    const std::vector<double>& fractions) {
   std::vector<BandGroup> groups;
+  std::vector<BandNodeRows> rows;
   for (int last : ends) {
     BandGroup g;
     g.first = first;
     g.last = last;
     g.bounds = split_bounds(m.node(last).layer->output_shape().h, fractions);
-    for (std::size_t p = 0; p + 1 < g.bounds.size(); ++p)
-      g.input_rows.push_back(band_reads(m, first, last, band_rows(m, first, last, g.bounds[p], g.bounds[p + 1])));
+    for (std::size_t p = 0; p + 1 < g.bounds.size(); ++p) {
+      fill_band_rows(m, first, last, g.bounds[p], g.bounds[p + 1], rows);
+      g.input_rows.push_back(band_reads(m, first, last, rows));
+    }
     groups.push_back(std::move(g));
     first = last + 1;
   }
