@@ -122,6 +122,9 @@ TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
       {"im2col + packed_gemm, blocks shared, split by pixels", 1, 45, 41, 40, 40, 3, 2, true},
       {"im2col + packed_gemm, gathered, split by filters", 1, 9, 9, 40, 200, 3, 2, true},
       {"Winograd F(4x4), blocks", 2, 57, 43, 40, 36, 3, 1, true},
+      // 1104 tiles of 32 + 32 channels: each thread takes blocks of 42 through all three phases
+      // (the last block short, blocks across the two frames).
+      {"Winograd F(4x4), a block per thread", 2, 96, 90, 32, 32, 3, 1, true},
       {"Winograd F(2x2), small output", 1, 6, 7, 48, 40, 3, 1, false},
   };
   std::uint64_t seed = 100;
