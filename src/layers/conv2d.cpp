@@ -201,18 +201,22 @@ void Conv2D::forward_im2col(const float* in, float* out) const {
   blocks = (blocks + threads - 1) / threads * threads;
   block = (pixels + blocks - 1) / blocks;
   blocks = (pixels + block - 1) / block;
-  parallel_for(blocks, [&](int b) {
-    const int p0 = b * block, count = std::min(block, pixels - p0);
-    float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
-    float* block_out = out + static_cast<std::size_t>(p0) * s.filters;
-    for (int g = 0; g < s.groups; ++g) {
-      gather_columns(in, g, p0, count, cols);
-      if (w_->use_direct_kernel)
-        multiply_direct(cols, count, block_out);
-      else
-        multiply_group(g, cols, count, block_out);
+  // Each thread a contiguous run of blocks, as the next layer splits its rows or pixels: what
+  // a thread writes here, the same thread reads there, from its own cache.
+  parallel_range(blocks, 1, [&](std::int64_t first, std::int64_t last) {
+    for (auto b = first; b < last; ++b) {
+      const int p0 = static_cast<int>(b) * block, count = std::min(block, pixels - p0);
+      float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
+      float* block_out = out + static_cast<std::size_t>(p0) * s.filters;
+      for (int g = 0; g < s.groups; ++g) {
+        gather_columns(in, g, p0, count, cols);
+        if (w_->use_direct_kernel)
+          multiply_direct(cols, count, block_out);
+        else
+          multiply_group(g, cols, count, block_out);
+      }
+      if (!w_->use_direct_kernel) finish_block(block_out, count);
     }
-    if (!w_->use_direct_kernel) finish_block(block_out, count);
   });
 }
 

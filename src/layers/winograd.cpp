@@ -253,9 +253,14 @@ void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads 
     const auto inline_for_each = [](int n, auto body) {
       for (int i = 0; i < n; ++i) body(i);
     };
-    parallel_for(blocks, [&](int b) {
-      const int t0 = b * local, count = std::min(local, total - t0);
-      run_block(t0, count, conv_scratch(static_cast<std::size_t>(local) * tile_floats), inline_split, inline_for_each);
+    // Each thread a contiguous run of blocks, as the next layer splits its rows or pixels: what
+    // a thread writes here, the same thread reads there, from its own cache.
+    parallel_range(blocks, 1, [&](std::int64_t first, std::int64_t last) {
+      for (auto b = first; b < last; ++b) {
+        const int t0 = static_cast<int>(b) * local, count = std::min(local, total - t0);
+        run_block(t0, count, conv_scratch(static_cast<std::size_t>(local) * tile_floats), inline_split,
+                  inline_for_each);
+      }
     });
     return;
   }
