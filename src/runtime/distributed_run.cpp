@@ -306,8 +306,14 @@ int run_distributed(Transport& real, const RunOptions& o) {
       return cat(c->captured, " captured at ", c->fps, " fps, ", c->dropped, " dropped");
     });
   try {
+    // Outputs of a channels_first model that are images go out in its order; decided here, so
+    // that a frame allocates nothing.
     std::vector<float> nchw;
-    for (int v : m.outputs()) nchw.resize(std::max(nchw.size(), m.channels_first() ? m.shape_of(v).size() : 0));
+    std::vector<char> to_nchw;
+    for (int v : m.outputs()) {
+      to_nchw.push_back(m.channels_first() && io::keras_dims(m.shape_of(v), true).size() >= 3);
+      if (to_nchw.back()) nchw.resize(std::max(nchw.size(), m.shape_of(v).size()));
+    }
     result = setup.pipeline->run(
         setup.source.get(),
         [&](int i, const FrameOrigin& origin, const std::vector<Tensor>& outputs) {
@@ -317,7 +323,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
             const Tensor& out = outputs[k];
             if (first_frame + i < journals[k]->frames_done()) continue;  // written before a kill
             const float* values = out.data();
-            if (m.channels_first() && io::keras_dims(out.shape(), true).size() >= 3) {
+            if (to_nchw[k]) {
               nhwc_to_nchw(out.data(), nchw.data(), out.shape());
               values = nchw.data();
             }

@@ -1,9 +1,12 @@
 // .npy reading and writing, and the input sources of `chorus run`.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "io/data/decode_arena.h"
 #include "io/data/frame_stream.h"
 #include "io/data/inputs.h"
 #include "io/data/npy.h"
@@ -150,6 +153,38 @@ TEST(Inputs, ImagesAreDecodedResizedAndScaled) {
   o.input = tmp.path("broken.png");
   auto broken = io::open_input(o);
   EXPECT_THROW(broken->read(0, frame.data()), Error);
+}
+
+// The arena that image decoding allocates from: an image of a size seen before allocates
+// nothing, a realloc of the latest block grows in place, and chunks beyond what is kept are freed.
+TEST(Inputs, DecodeArenaReusesItsChunks) {
+  io::DecodeArena arena;
+  auto decode_like = [&](std::size_t bytes) {
+    void* a = arena.allocate(1000);
+    void* b = arena.allocate(bytes / 2);
+    std::memset(b, 7, bytes / 2);
+    void* c = arena.reallocate(b, bytes / 2, bytes);  // grows in place: b is the latest block
+    EXPECT_EQ(c, b);
+    EXPECT_EQ(static_cast<unsigned char*>(c)[bytes / 2 - 1], 7);
+    void* d = arena.allocate(3 << 20);  // beyond the first chunk: a second one
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(d) % 16, 0u);
+    void* e = arena.reallocate(a, 1000, 2000);  // not the latest: moved, contents kept
+    EXPECT_NE(e, a);
+    arena.release(d);
+    arena.release(e);
+    arena.reset();
+  };
+  decode_like(200'000);
+  const std::size_t chunks = arena.chunks_allocated();
+  EXPECT_GE(chunks, 2u);
+  EXPECT_EQ(arena.capacity() >= (3u << 20), true);
+  for (int i = 0; i < 5; ++i) decode_like(200'000);
+  EXPECT_EQ(arena.chunks_allocated(), chunks) << "an image of a size seen before allocated";
+  // A photo larger than what is kept: its chunks go at the end.
+  EXPECT_NE(arena.allocate(io::DecodeArena::kMostKeptBytes + 1), nullptr);
+  arena.reset();
+  EXPECT_EQ(arena.capacity(), 0u);
+  EXPECT_EQ(arena.allocate(std::size_t(1) << 62), nullptr) << "as malloc, null when memory runs out";
 }
 
 namespace {

@@ -4,9 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+
+#include "core/random.h"
 #include "io/data/inputs.h"
 #include "io/data/npy.h"
 #include "io/model_file.h"
@@ -583,6 +591,27 @@ struct SteadyCase {
 
 class SteadyState : public testing::TestWithParam<SteadyCase> {};
 
+// kSteadyFrames images for the "images" case, named so that they sort in frame order: PNGs and
+// JPEGs (both decoders, zlib's growing buffers among them), resized to the model's 32 x 32 or
+// already of that size.
+std::string write_steady_images(const test::TempDir& dir) {
+  const std::string images = dir.path("images");
+  std::filesystem::create_directory(images);
+  Rng rng(17);
+  for (int i = 0; i < kSteadyFrames; ++i) {
+    const int w = i % 3 == 0 ? 32 : 48, h = i % 3 == 0 ? 32 : 40;
+    std::vector<unsigned char> pixels(static_cast<std::size_t>(w) * h * 3);
+    for (auto& p : pixels) p = static_cast<unsigned char>(rng.uniform() * 255);
+    char name[32];
+    std::snprintf(name, sizeof name, "/%03d.%s", i, i % 2 ? "png" : "jpg");
+    const std::string path = images + name;
+    const int ok = i % 2 ? stbi_write_png(path.c_str(), w, h, 3, pixels.data(), w * 3)
+                         : stbi_write_jpg(path.c_str(), w, h, 3, pixels.data(), 90);
+    EXPECT_NE(ok, 0) << path;
+  }
+  return images;
+}
+
 // Runs the case and returns its report (null on failure). `preload`: the allocation counter.
 json run_steady(const SteadyCase& c, bool preload, const test::TempDir& dir) {
   std::string extra;
@@ -600,13 +629,16 @@ json run_steady(const SteadyCase& c, bool preload, const test::TempDir& dir) {
     extra = " --emulate " + dir.path("cluster.json");
   }
   // "band-groups": the split-spatial stage in groups that swap halos (band_groups_plan); "parity":
-  // parity stages (parity_plan).
+  // parity stages (parity_plan); "images": a directory of images in, a file of outputs out.
   const std::string how = std::string(c.how) == "band-groups" ? "--plan " + write_plan(dir, band_groups_plan())
                           : std::string(c.how) == "parity"    ? "--plan " + write_plan(dir, parity_plan())
-                                                              : c.how;
-  const std::string args = std::string(" run ") + Models::get().path(c.model) + " --synthetic " +
-                           std::to_string(kSteadyFrames) + " --quiet " + how + extra + " --report " +
-                           dir.path("report.json");
+                          : std::string(c.how) == "images"
+                              ? "--input " + write_steady_images(dir) + " --output " + dir.path("out.npy")
+                              : c.how;
+  const std::string input =
+      std::string(c.how) == "images" ? std::string() : " --synthetic " + std::to_string(kSteadyFrames);
+  const std::string args = std::string(" run ") + Models::get().path(c.model) + input + " --quiet " + how + extra +
+                           " --report " + dir.path("report.json");
   const std::string counter = preload ? std::string(CHORUS_ALLOCATION_COUNTER) : "";
   std::string command;
   if (c.ranks == 1)
@@ -660,30 +692,32 @@ TEST_P(SteadyState, NoHeapAllocationsPerFrame) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, SteadyState,
-                         testing::Values(SteadyCase{"one_rank", "mobilenetv2_64", 1, ""},
-                                         SteadyCase{"one_rank_emulated", "residual", 1, "", true},
-                                         SteadyCase{"pipeline", "residual", 3, "--strategy pipeline"},
-                                         SteadyCase{"pipeline_emulated", "residual", 3, "--strategy pipeline", true},
-                                         SteadyCase{"replicate", "vgg_small", 3, "--strategy replicate"},
-                                         SteadyCase{"split_output", "mobilenetv2_64", 2, "--strategy split-output"},
-                                         SteadyCase{"split_output_emulated", "vgg_small", 2, "--strategy split-output",
-                                                    true},
-                                         SteadyCase{"split_input", "dense_heavy", 2, "--strategy split-input"},
-                                         SteadyCase{"parity", "vgg_small", 6, "parity"},
-                                         SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
-                                         SteadyCase{"band_groups", "vgg_small", 3, "band-groups"},
-                                         SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
-                                         // A camera's path: the real-time feed (its capture
-                                         // thread and queue) and a results line per frame.
-                                         SteadyCase{"realtime_results", "vgg_small", 1,
-                                                    "--realtime --fps 2000 --drop none --results /dev/null --top 3"},
-                                         SteadyCase{"realtime_results_pipeline", "vgg_small", 3,
-                                                    "--strategy pipeline --realtime --fps 2000 --drop none "
-                                                    "--results /dev/null --top 3"},
-                                         SteadyCase{"transformer_one_rank", "onnx_vit_tiny_op14", 1, "--threads 2"},
-                                         SteadyCase{"split_tensor", "onnx_vit_tiny_op14", 3, "--strategy split-tensor"}),
-                         [](const testing::TestParamInfo<SteadyCase>& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Modes, SteadyState,
+    testing::Values(SteadyCase{"one_rank", "mobilenetv2_64", 1, ""},
+                    SteadyCase{"one_rank_emulated", "residual", 1, "", true},
+                    SteadyCase{"pipeline", "residual", 3, "--strategy pipeline"},
+                    SteadyCase{"pipeline_emulated", "residual", 3, "--strategy pipeline", true},
+                    SteadyCase{"replicate", "vgg_small", 3, "--strategy replicate"},
+                    SteadyCase{"split_output", "mobilenetv2_64", 2, "--strategy split-output"},
+                    SteadyCase{"split_output_emulated", "vgg_small", 2, "--strategy split-output", true},
+                    SteadyCase{"split_input", "dense_heavy", 2, "--strategy split-input"},
+                    SteadyCase{"parity", "vgg_small", 6, "parity"},
+                    SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
+                    SteadyCase{"band_groups", "vgg_small", 3, "band-groups"},
+                    SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
+                    // A directory of images in, a file of outputs out.
+                    SteadyCase{"images", "vgg_small", 1, "images"},
+                    // A camera's path: the real-time feed (its capture
+                    // thread and queue) and a results line per frame.
+                    SteadyCase{"realtime_results", "vgg_small", 1,
+                               "--realtime --fps 2000 --drop none --results /dev/null --top 3"},
+                    SteadyCase{"realtime_results_pipeline", "vgg_small", 3,
+                               "--strategy pipeline --realtime --fps 2000 --drop none "
+                               "--results /dev/null --top 3"},
+                    SteadyCase{"transformer_one_rank", "onnx_vit_tiny_op14", 1, "--threads 2"},
+                    SteadyCase{"split_tensor", "onnx_vit_tiny_op14", 3, "--strategy split-tensor"}),
+    [](const testing::TestParamInfo<SteadyCase>& info) { return std::string(info.param.name); });
 
 // Frame times are put on rank 0's clock with offsets estimated at start-up: with the sink's
 // clock set 5 s ahead (as another host's may be), the estimate finds it and latencies stay
