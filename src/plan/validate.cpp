@@ -118,8 +118,48 @@ bool can_split_spatial(const layers::Layer& l) {
          dynamic_cast<const layers::Identity*>(&l) || joins_row_by_row(l);
 }
 
+namespace {
+
+// Which layers of a split-tensor stage [first, last] pair with the next (kept slice, then input
+// slice), chosen by the bytes the members swap: an unpaired split layer's output slices are
+// all-gathered (its pooling's, where a pooling takes its slice), a pair all-reduces the second
+// layer's sums, twice the bytes of gathering them. Pairing (n, n + 1) thus pays where n's output
+// is larger than n + 1's (fc2 4096 -> predictions 1000; an MLP's 3072 -> 768), and costs where it
+// is smaller. In units of (members - 1) x floats per frame the costs hold at the stage's last
+// layer too (gathered or reduced to member 0 only: both sides gain the same term). Ties pair
+// the earlier layer. Returns, for each node, whether it starts a pair.
+std::vector<char> choose_pairs(const model::Model& m, int first, int last) {
+  const int n_nodes = last - first + 1;
+  const auto floats = [&](int n) { return static_cast<double>(m.node(n).layer->output_shape().size()); };
+  const auto unpaired = [&](int n) {
+    const auto& l = *m.node(n).layer;
+    if (dynamic_cast<const layers::MultiHeadAttention*>(&l)) return 2 * floats(n);  // its sums, all-reduced
+    if (!can_split_output(l)) return 0.0;
+    return n < last && pools_its_slice(m, n) ? floats(n + 1) : floats(n);
+  };
+  std::vector<double> best(n_nodes + 2, 0.0);
+  std::vector<char> pair_at(n_nodes + 2, 0);
+  for (int n = last; n >= first; --n) {
+    const int k = n - first;
+    const double alone = unpaired(n) + best[k + 1];
+    const bool can_pair =
+        n < last && !dynamic_cast<const layers::MultiHeadAttention*>(m.node(n).layer.get()) && pairs_with_next(m, n);
+    const double paired = can_pair ? 2 * floats(n + 1) + best[k + 2] : alone + 1;
+    pair_at[k] = paired <= alone;
+    best[k] = std::min(alone, paired);
+  }
+  // Forward: a node paired with the one before it cannot start a pair.
+  std::vector<char> starts(n_nodes, 0);
+  for (int k = 0; k < n_nodes; ++k)
+    if (pair_at[k]) starts[k] = 1, ++k;
+  return starts;
+}
+
+}  // namespace
+
 std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, StageMode mode) {
   std::vector<SplitRole> roles;
+  const std::vector<char> pairs = mode == StageMode::split_tensor ? choose_pairs(m, first, last) : std::vector<char>{};
   for (int n = first; n <= last; ++n) {
     const auto& l = *m.node(n).layer;
     if (mode == StageMode::split_output)
@@ -132,7 +172,7 @@ std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, S
       roles.push_back(SplitRole::heads);
     else if (n > first && roles.back() == SplitRole::kept_slice)
       roles.push_back(SplitRole::input_slice);  // the pair's second layer
-    else if (n < last && pairs_with_next(m, n))
+    else if (pairs[n - first])
       roles.push_back(SplitRole::kept_slice);
     else
       roles.push_back(can_split_output(l) ? SplitRole::output_slice : SplitRole::whole);

@@ -58,11 +58,12 @@ enum class SplitRole {
 
 // The role of each node of a stage [first, last] of `mode` (index n - first). split-output and
 // split-input split every layer they can by output or by input channels. split-tensor splits
-// attention by heads, a Dense layer read only by the next, a Dense layer, by output (kept) and
-// that one by input (the same for a convolution read only by a convolution), and other
-// splittable layers by output channels. In split-output and split-tensor, a convolution
-// followed by a pooling that only it feeds keeps its slice and the pooling's output slices are
-// gathered instead.
+// attention by heads; a Dense layer read only by the next, a Dense layer, may pair with it: the
+// first by output (kept), the second by input (the same for a convolution read only by a
+// convolution), where that moves fewer bytes than gathering both (the pairs are chosen by
+// dynamic programming along the stage); other splittable layers by output channels. In split-output and split-tensor, a
+// convolution followed by a pooling that only it feeds keeps its slice and the pooling's output slices are gathered
+// instead.
 std::vector<SplitRole> split_roles(const model::Model& model, int first, int last, StageMode mode);
 
 // The member that alone takes node `node`'s gathered slices or reduced sums in a split stage

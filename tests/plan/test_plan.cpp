@@ -1797,6 +1797,27 @@ TEST(Planner, OffersParityWhereTheClusterMarksDevicesUnreliable) {
   EXPECT_EQ(dense.stages[1].parity, 1);
 }
 
+// split-tensor pairs a layer with the next where that moves fewer bytes than gathering both:
+// where the first's output is larger than the second's. VGG16's tail (flatten, fc1 4096, fc2
+// 4096, predictions 1000) pairs fc2 with the predictions and all-gathers fc1, where pairing
+// from the front (fc1 with fc2, then the predictions gathered) all-reduced 4096 sums; its first
+// block gathers block1_conv1 and keeps block1_conv2's slice for the pooling (a quarter of the
+// bytes) rather than all-reduce block1_conv2's 224 x 224 x 64 sums.
+TEST(SplitRoles, SplitTensorPairsLayersWhereThatMovesFewerBytes) {
+  std::ifstream file(test::source_path("models/vgg16.json"));
+  model::Model m = structure_of(std::string(std::istreambuf_iterator<char>(file), {}));
+  using R = plan::SplitRole;
+  const int flatten = m.find("flatten"), predictions = m.find("predictions");
+  EXPECT_EQ(plan::split_roles(m, flatten, predictions, StageMode::split_tensor),
+            (std::vector<R>{R::whole, R::output_slice, R::kept_slice, R::input_slice}));
+  const int conv1 = m.find("block1_conv1"), pool = m.find("block1_pool");
+  EXPECT_EQ(plan::split_roles(m, conv1, pool, StageMode::split_tensor),
+            (std::vector<R>{R::output_slice, R::kept_slice, R::output_slice}));
+  // Equal widths tie: the earlier layer pairs (fc1 with fc2 where the stage ends at fc2).
+  EXPECT_EQ(plan::split_roles(m, flatten, m.find("fc2"), StageMode::split_tensor),
+            (std::vector<R>{R::whole, R::kept_slice, R::input_slice}));
+}
+
 TEST(SplitRoles, TransformerBlockSplitsByHeadsAndMlpPair) {
   model::Model m = io::load_model_file(test::source_path("tests/data/onnx/vit_tiny_op14.onnx"));
   const int first = m.find("/encoder/layers/encoder_layer_0/ln_1"), last = m.find("/encoder/layers/encoder_layer_0/Add_1");
