@@ -17,6 +17,11 @@ CountFunction mpi_allocation_counter() {
       reinterpret_cast<CountFunction>(dlsym(RTLD_DEFAULT, "chorus_mpi_heap_allocations"));
   return counter;
 }
+CountFunction ffmpeg_allocation_counter() {
+  static const CountFunction counter =
+      reinterpret_cast<CountFunction>(dlsym(RTLD_DEFAULT, "chorus_ffmpeg_heap_allocations"));
+  return counter;
+}
 }  // namespace
 
 ProcessCounters read_process_counters() {
@@ -28,6 +33,7 @@ ProcessCounters read_process_counters() {
   }
   if (CountFunction counter = allocation_counter()) c.heap_allocations = counter();
   if (CountFunction counter = mpi_allocation_counter()) c.mpi_heap_allocations = counter();
+  if (CountFunction counter = ffmpeg_allocation_counter()) c.ffmpeg_heap_allocations = counter();
   return c;
 }
 

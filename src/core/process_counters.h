@@ -10,6 +10,7 @@ struct ProcessCounters {
   std::int64_t minor_faults = 0, major_faults = 0;
   std::int64_t heap_allocations = -1;      // malloc-family calls so far; -1 without the counter
   std::int64_t mpi_heap_allocations = -1;  // those made by Open MPI's own libraries, apart
+  std::int64_t ffmpeg_heap_allocations = -1;  // those made by FFmpeg's libraries, apart
 };
 
 ProcessCounters read_process_counters();

@@ -127,6 +127,7 @@ json rank_stats_to_json(const RankStats& s) {
           {"first_frame_heap_allocations", s.first_frame_heap_allocations},
           {"heap_allocations_per_frame", s.heap_allocations_per_frame},
           {"mpi_heap_allocations_per_frame", s.mpi_heap_allocations_per_frame},
+          {"ffmpeg_heap_allocations_per_frame", s.ffmpeg_heap_allocations_per_frame},
           {"clock_offset_s", s.clock_offset_s},
           {"clock_uncertainty_s", s.clock_uncertainty_s},
           {"energy_j_per_frame", s.energy_j_per_frame},
@@ -159,6 +160,7 @@ RankStats rank_stats_from_json(const json& j) {
   s.first_frame_heap_allocations = j.value("first_frame_heap_allocations", -1.0);
   s.heap_allocations_per_frame = j.value("heap_allocations_per_frame", -1.0);
   s.mpi_heap_allocations_per_frame = j.value("mpi_heap_allocations_per_frame", -1.0);
+  s.ffmpeg_heap_allocations_per_frame = j.value("ffmpeg_heap_allocations_per_frame", -1.0);
   s.clock_offset_s = j.value("clock_offset_s", 0.0);
   s.clock_uncertainty_s = j.value("clock_uncertainty_s", 0.0);
   s.energy_j_per_frame = j.value("energy_j_per_frame", -1.0);

@@ -29,12 +29,13 @@ struct RankStats {
   // Whether frames allocate: page faults (getrusage, the whole process) during the rank's
   // first frame, and per frame over the steady state (its frames after the warm-up; -1 when the
   // run was too short to have one). Heap allocations likewise, only where a test build counts
-  // them (-1 otherwise): Chorus' own (and every library's but Open MPI's), and Open MPI's.
+  // them (-1 otherwise): Chorus' own (and every library's but Open MPI's and FFmpeg's), Open
+  // MPI's, and FFmpeg's (a video input's decoder).
   double first_frame_minor_faults = 0, first_frame_major_faults = 0;
   int steady_frames = 0;
   double minor_faults_per_frame = -1, major_faults_per_frame = -1;
   double first_frame_heap_allocations = -1, heap_allocations_per_frame = -1;
-  double mpi_heap_allocations_per_frame = -1;
+  double mpi_heap_allocations_per_frame = -1, ffmpeg_heap_allocations_per_frame = -1;
   // Rank 0's clock minus this rank's, as estimated at start-up, and the estimate's uncertainty
   // (half its round trip); frame times in the report are on rank 0's clock.
   double clock_offset_s = 0, clock_uncertainty_s = 0;

@@ -1369,6 +1369,9 @@ PipelineResult Pipeline::run(io::FrameStream* source,
     if (counters.last.mpi_heap_allocations >= 0)
       x.stats.mpi_heap_allocations_per_frame =
           static_cast<double>(counters.last.mpi_heap_allocations - counters.warm.mpi_heap_allocations) / steady;
+    if (counters.last.ffmpeg_heap_allocations >= 0)
+      x.stats.ffmpeg_heap_allocations_per_frame =
+          static_cast<double>(counters.last.ffmpeg_heap_allocations - counters.warm.ffmpeg_heap_allocations) / steady;
   }
   result.stats = x.stats;
   result.start = std::move(start_times);

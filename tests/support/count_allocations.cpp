@@ -5,7 +5,8 @@
 // the compute pool, MPI's progress thread and MPI's own threads alike. Allocations made by
 // Open MPI's own libraries (its fragment free lists grow while a pipeline fills, and
 // occasionally later) are counted apart, in chorus_mpi_heap_allocations(), by the library
-// that called malloc.
+// that called malloc; so are FFmpeg's (its decoders allocate a reference to each buffer they
+// hand on, some 40 a frame of H.264), in chorus_ffmpeg_heap_allocations().
 //
 // To find what allocates: CHORUS_ALLOCATION_LOG=DIR writes DIR/allocations.PID, a backtrace of
 // every allocation and a "== read N" line each time chorus reads the counter (after each frame
@@ -34,7 +35,7 @@ void __libc_free(void* p);
 }
 
 namespace {
-std::atomic<std::int64_t> g_allocations{0}, g_mpi_allocations{0};
+std::atomic<std::int64_t> g_allocations{0}, g_mpi_allocations{0}, g_ffmpeg_allocations{0};
 std::atomic<std::int64_t> g_reads{0};
 std::atomic<int> g_log{-2};          // -2: not opened yet, -1: no log
 thread_local bool t_inside = false;  // backtrace() may allocate on its first call
@@ -54,18 +55,20 @@ int log_fd() {
   return fd;
 }
 
-// Whether the code at `address` belongs to Open MPI (or the PMIx, hwloc and libevent
-// libraries it brings). dladdr allocates nothing.
-bool from_mpi(void* address) {
+// The counter of the library the code at `address` belongs to: Open MPI's (with the PMIx,
+// hwloc and libevent libraries it brings), FFmpeg's, or the rest. dladdr allocates nothing.
+std::atomic<std::int64_t>& counter_for(void* address) {
   Dl_info info;
-  if (!dladdr(address, &info) || !info.dli_fname) return false;
+  if (!dladdr(address, &info) || !info.dli_fname) return g_allocations;
   for (const char* name : {"libmpi", "libopen-pal", "libopen-rte", "openmpi", "libpmix", "libhwloc", "libevent"})
-    if (std::strstr(info.dli_fname, name)) return true;
-  return false;
+    if (std::strstr(info.dli_fname, name)) return g_mpi_allocations;
+  for (const char* name : {"libavcodec", "libavformat", "libavutil", "libavdevice", "libswscale", "libswresample"})
+    if (std::strstr(info.dli_fname, name)) return g_ffmpeg_allocations;
+  return g_allocations;
 }
 
 void count(void* caller) {
-  (from_mpi(caller) ? g_mpi_allocations : g_allocations).fetch_add(1, std::memory_order_relaxed);
+  counter_for(caller).fetch_add(1, std::memory_order_relaxed);
   if (t_inside) return;
   t_inside = true;
   const int fd = log_fd();
@@ -82,6 +85,9 @@ void count(void* caller) {
 extern "C" {
 
 __attribute__((visibility("default"))) std::int64_t chorus_mpi_heap_allocations() { return g_mpi_allocations.load(); }
+__attribute__((visibility("default"))) std::int64_t chorus_ffmpeg_heap_allocations() {
+  return g_ffmpeg_allocations.load();
+}
 
 __attribute__((visibility("default"))) std::int64_t chorus_heap_allocations() {
   const std::int64_t n = g_allocations.load();
