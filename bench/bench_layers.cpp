@@ -274,6 +274,23 @@ void BM_MaxPool(benchmark::State& state) {
 }
 BENCHMARK(BM_MaxPool)->Args({224, 64})->Args({28, 512})->Unit(benchmark::kMicrosecond);
 
+// ResNet's max pooling after the stem: 3x3, stride 2, one row and column of padding.
+void BM_MaxPool3x3(benchmark::State& state) {
+  Pool2DSettings s;
+  s.pool_h = s.pool_w = 3;
+  s.padding = Padding::same;
+  const int size = state.range(0), c = state.range(1);
+  Pool2D pool("pool", s);
+  pool.build({{size, size, c}});
+  Tensor in = noise_tensor({size, size, c}), out;
+  for (auto _ : state) {
+    pool.forward({&in}, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * in.size() * 4);
+}
+BENCHMARK(BM_MaxPool3x3)->Args({112, 64})->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 
 // Every case on one core, as one compute thread of a rank: OpenBLAS would otherwise take all
