@@ -296,9 +296,13 @@ BENCHMARK(BM_MaxPool3x3)->Args({112, 64})->Unit(benchmark::kMicrosecond);
 // Every case on one core, as one compute thread of a rank: OpenBLAS would otherwise take all
 // cores for BM_Sgemm and the sgemm baselines (3136 x 64 -> 256 through sgemm: 86 GFLOP/s on this
 // machine's 2 cores, 48 on one). OPENBLAS_NUM_THREADS, where set, decides instead (bench/compare
-// sets it for its 2-thread sgemm rate).
+// sets it for its 2-thread sgemm rate). CHORUS_BENCH_THREADS=N runs the layer cases on N
+// compute threads, as `chorus run --threads N` would, to see how each scales.
 int main(int argc, char** argv) {
-  if (!std::getenv("OPENBLAS_NUM_THREADS")) set_compute_threads(1);
+  if (const char* n = std::getenv("CHORUS_BENCH_THREADS"))
+    set_compute_threads(std::atoi(n));
+  else if (!std::getenv("OPENBLAS_NUM_THREADS"))
+    set_compute_threads(1);
   // BM_Sgemm's rate depends on the kernels OpenBLAS picked for this CPU (core/threads.h).
   benchmark::AddCustomContext("blas", chorus::blas_kernels());
   benchmark::Initialize(&argc, argv);
