@@ -63,7 +63,8 @@ void Pool2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
           const float* corner = src + (static_cast<std::size_t>(ya) * is.w + xa) * c;
           const std::size_t row = static_cast<std::size_t>(is.w) * c;
           // Channels by registers' worth, each kept in a register across the window's taps and
-          // stored once (bench_layers BM_MaxPool3x3, ResNet's 3x3 max pooling at 112x112x64: 139-170 -> 112-119 us).
+          // stored once (bench_layers BM_MaxPool/112/64/3, ResNet's 3x3 max pooling at 112x112x64: 139-170 -> 112-119
+          // us).
           int ch = 0;
           for (; ch + kVecWLanes <= c; ch += kVecWLanes) {
             VecW acc = loadw(corner + ch);
