@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "core/error.h"
@@ -131,20 +132,18 @@ namespace {
 std::vector<char> choose_pairs(const model::Model& m, int first, int last) {
   const int n_nodes = last - first + 1;
   const auto floats = [&](int n) { return static_cast<double>(m.node(n).layer->output_shape().size()); };
+  // Gathered bytes of an unpaired layer (attention, never paired, adds the same to every choice).
   const auto unpaired = [&](int n) {
-    const auto& l = *m.node(n).layer;
-    if (dynamic_cast<const layers::MultiHeadAttention*>(&l)) return 2 * floats(n);  // its sums, all-reduced
-    if (!can_split_output(l)) return 0.0;
+    if (!can_split_output(*m.node(n).layer)) return 0.0;
     return n < last && pools_its_slice(m, n) ? floats(n + 1) : floats(n);
   };
-  std::vector<double> best(n_nodes + 2, 0.0);
-  std::vector<char> pair_at(n_nodes + 2, 0);
+  std::vector<double> best(n_nodes + 2, 0.0);  // the bytes of nodes [n, last], paired best
+  std::vector<char> pair_at(n_nodes, 0);
   for (int n = last; n >= first; --n) {
     const int k = n - first;
     const double alone = unpaired(n) + best[k + 1];
-    const bool can_pair =
-        n < last && !dynamic_cast<const layers::MultiHeadAttention*>(m.node(n).layer.get()) && pairs_with_next(m, n);
-    const double paired = can_pair ? 2 * floats(n + 1) + best[k + 2] : alone + 1;
+    const double paired =
+        n < last && pairs_with_next(m, n) ? 2 * floats(n + 1) + best[k + 2] : std::numeric_limits<double>::infinity();
     pair_at[k] = paired <= alone;
     best[k] = std::min(alone, paired);
   }
