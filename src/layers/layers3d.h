@@ -98,6 +98,7 @@ class Pool3D : public Layer {
 class GlobalPool3D : public Layer {
  public:
   GlobalPool3D(std::string name, PoolKind kind) : Layer(std::move(name)), kind_(kind) {}
+  PoolKind kind() const { return kind_; }
   std::string type() const override {
     return kind_ == PoolKind::max ? "GlobalMaxPooling3D" : "GlobalAveragePooling3D";
   }

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "layers/layers3d.h"
+#include "layers/pooling.h"
 
 namespace chorus::partition {
 
@@ -111,8 +113,21 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
   }
   const Shape out = m.node(stage.last).layer->output_shape();
   output_.resize(frames, out);
-  for (std::size_t r = 0; r + 1 < rows().size(); ++r) counts_.push_back(rows_floats(out, rows()[r + 1] - rows()[r], 1));
-  if (out.is_clip()) gathered_.resize(out.size());  // bands arrive member by member
+  pools_ = plan::pools_bands(m, stage.first, stage.last);
+  if (pools_) {
+    const layers::Layer& pool = *m.node(stage.last).layer;
+    const auto* flat = dynamic_cast<const layers::GlobalPool2D*>(&pool);
+    pools_max_ =
+        (flat ? flat->kind() : dynamic_cast<const layers::GlobalPool3D&>(pool).kind()) == layers::PoolKind::max;
+    pooled_.resize(out.size());
+  }
+  const Shape banded = m.node(groups_.back().last).layer->output_shape();
+  for (std::size_t r = 0; r + 1 < rows().size(); ++r)
+    counts_.push_back(pools_ ? out.size() : rows_floats(banded, rows()[r + 1] - rows()[r], 1));
+  if (pools_)
+    gathered_.resize(out.size() * counts_.size());
+  else if (out.is_clip())
+    gathered_.resize(out.size());  // bands arrive member by member
   plan_buffers(frames);
 }
 
@@ -238,7 +253,11 @@ void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
       put_rows(*part_out[k], group.parts[k].band.out_begin() - begin, out);
     last = &out;
   }
-  gather(*last);
+  if (pools_) {
+    pool_and_join(*last);
+  } else {
+    gather(*last);
+  }
   exchange_ = nullptr;
   pacer_ = nullptr;
 }
@@ -297,6 +316,47 @@ void BandStage::gather(const Tensor& mine) {
       }
     }
   }
+}
+
+void BandStage::pool_and_join(const Tensor& mine) {
+  const double started = pacer_ ? steady_seconds() : 0;
+  const int c = output_.shape().c;
+  const std::size_t positions = mine.frame_size() / c;  // this member's rows (of every image of a clip)
+  const Shape whole = model_.node(spec_.last).layer->input_shapes()[0];
+  const float pixels = static_cast<float>(whole.size() / c);
+  const int members = exchange_ ? static_cast<int>(counts_.size()) : 1;
+  CHORUS_ASSERT(positions > 0, "a pooled band of no rows");
+  for (int n = 0; n < mine.frames(); ++n) {
+    // As GlobalPool2D computes it, over this member's positions only.
+    const float* src = mine.frame(n);
+    float* __restrict pooled = pooled_.data();
+    std::copy(src, src + c, pooled);
+    for (std::size_t p = 1; p < positions; ++p) {
+      const float* __restrict row = src + p * c;
+      if (pools_max_)
+        for (int ch = 0; ch < c; ++ch) pooled[ch] = std::max(pooled[ch], row[ch]);
+      else
+        for (int ch = 0; ch < c; ++ch) pooled[ch] += row[ch];
+    }
+    const float* pools = pooled_.data();
+    if (exchange_) {
+      exchange_->gather(pooled_.data(), counts_, gathered_.data(), 0);
+      if (member_ != 0) continue;
+      pools = gathered_.data();
+    }
+    float* __restrict out = output_.frame(n);
+    std::copy(pools, pools + c, out);
+    for (int g = 1; g < members; ++g) {
+      const float* __restrict part = pools + static_cast<std::size_t>(g) * c;
+      if (pools_max_)
+        for (int ch = 0; ch < c; ++ch) out[ch] = std::max(out[ch], part[ch]);
+      else
+        for (int ch = 0; ch < c; ++ch) out[ch] += part[ch];
+    }
+    if (!pools_max_)
+      for (int ch = 0; ch < c; ++ch) out[ch] /= pixels;
+  }
+  if (pacer_) pacer_->layer_done(spec_.last, double(rows()[member_ + 1] - rows()[member_]) / whole.h, started);
 }
 
 void BandStage::pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed) {

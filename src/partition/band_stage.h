@@ -1,7 +1,8 @@
 #pragma once
 // One member's share of a split-spatial stage: its row band through each group of the stage's
 // layers (plan::band_groups), the halo rows swapped with the other members between groups, and
-// the bands gathered to member 0, which hands the stage's output on.
+// the bands gathered to member 0, which hands the stage's output on. Where a global pooling ends
+// the stage (plan::pools_bands), each member pools its own rows and member 0 joins the pools.
 //
 // Between groups a member starts the swap, computes the rows of the next group that read only
 // rows it made itself (plan::band_interior), then, once its neighbours' rows are in, the top
@@ -69,6 +70,9 @@ class BandStage {
   void start_halo(std::size_t g, const Tensor& mine, Tensor& next);
   void finish_halo(std::size_t g, Tensor& next);
   void gather(const Tensor& mine);
+  // The stage's global pooling: this member's sums (or maxima) over its rows, joined on member 0
+  // in member order, the sums then divided by the positions of the whole image.
+  void pool_and_join(const Tensor& mine);
   // The rows [begin, end) of every frame (and image of a clip) of `band`, which holds rows
   // [band_begin, ...) of a value, to or from `packed` (frames x images x rows).
   static void pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed);
@@ -88,7 +92,10 @@ class BandStage {
   std::vector<const Tensor*> step_inputs_;
   Tensor output_;
   std::vector<std::size_t> counts_;  // floats of each member's band of the output, per frame
-  std::vector<float> gathered_;      // on clips: the members' bands, before reordering
+  std::vector<float> gathered_;      // on clips: the members' bands, before reordering; pooled: their pools
+  bool pools_ = false;               // a global pooling ends the stage
+  bool pools_max_ = false;           // GlobalMaxPooling (else the average)
+  std::vector<float> pooled_;        // this member's pool of one frame
   std::size_t weight_bytes_ = 0;
   // Set for the duration of run().
   PeerExchange* exchange_ = nullptr;

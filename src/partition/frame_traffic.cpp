@@ -68,10 +68,13 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     to_first[s].assign(st.ranks.size(), 0);
     sums[s].assign(st.ranks.size() * st.ranks.size(), 0);
     if (st.mode == StageMode::split_spatial) {
-      const Shape out = m.node(st.last).layer->output_shape();
+      // Each member's rows, or its pool of them where a global pooling ends the stage.
+      const bool pooled = plan::pools_bands(m, st.first, st.last);
+      const Shape out = m.node(st.group_ends.back()).layer->output_shape();
       const auto rows = plan::split_bounds(out.h, st.fractions);
       for (std::size_t k = 0; k < st.ranks.size(); ++k)
-        to_first[s][k] = static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
+        to_first[s][k] = pooled ? m.node(st.last).layer->output_shape().size()
+                                : static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
       const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions);
       for (std::size_t g = 1; g < groups.size(); ++g) {
         const Shape between = m.node(groups[g - 1].last).layer->output_shape();

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "layers/layers3d.h"
+#include "layers/pooling.h"
 #include "plan/validate.h"
 
 namespace chorus::plan {
@@ -50,6 +51,15 @@ bool is_band_graph(const model::Model& m, int first, int last) {
       if (v >= first && v < last) return false;
   return true;
 }
+
+bool pools_bands(const model::Model& m, int first, int last) {
+  if (last <= first) return false;
+  const Layer& l = *m.node(last).layer;
+  if (!dynamic_cast<const GlobalPool2D*>(&l) && !dynamic_cast<const GlobalPool3D*>(&l)) return false;
+  return m.node(last).inputs == std::vector<int>{last - 1} && is_band_graph(m, first, last);
+}
+
+int band_last(const model::Model& m, int first, int last) { return pools_bands(m, first, last) ? last - 1 : last; }
 
 namespace {
 

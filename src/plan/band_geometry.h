@@ -23,6 +23,14 @@ RowNeed rows_needed(const layers::Layer& layer, int a, int b);
 // leaves). A chain is the simplest such range.
 bool is_band_graph(const model::Model& model, int first, int last);
 
+// A split-spatial stage [first, last] may end in a global pooling (GlobalAveragePooling or
+// GlobalMaxPooling, 2-D or 3-D) of the value its bands hand on: each member pools its own rows,
+// and member 0 joins the members' pools (sums added in member order, then divided, or maxima),
+// so a member sends the pooling's channels, not its rows. pools_bands says whether [first, last]
+// is such a stage; band_last is the last node its bands run through (last - 1 then, else last).
+bool pools_bands(const model::Model& model, int first, int last);
+int band_last(const model::Model& model, int first, int last);
+
 // What node first + k of a band over [first, last] computes and reads for output rows
 // [out_begin, out_end) of the last: the union of the rows its readers in the band need (an
 // empty range, out_begin == out_end, where no reader needs any), and the rows of its inputs that

@@ -28,10 +28,11 @@ int most_parts(const model::Model& m, int first, int last, StageMode mode, std::
   if (mode == StageMode::single) return 1;
   if (mode == StageMode::replicate) return std::numeric_limits<int>::max();
   if (mode == StageMode::split_spatial) {
-    for (int n = first; n <= last; ++n)
+    const int bands_end = band_last(m, first, last);  // a global pooling may end the stage
+    for (int n = first; n <= bands_end; ++n)
       if (!can_split_spatial(*m.node(n).layer)) return 0;
     if (!is_band_graph(m, first, last)) return 0;
-    return m.node(last).layer->output_shape().h;
+    return m.node(bands_end).layer->output_shape().h;
   }
   bool any = false;
   int most = std::numeric_limits<int>::max();
@@ -50,6 +51,7 @@ int most_parts(const model::Model& m, int first, int last, StageMode mode, std::
 }
 
 bool bands_allow(const model::Model& m, int first, int last, int parts) {
+  last = band_last(m, first, last);
   return bands_are_feasible(m, first, last,
                             split_bounds(m.node(last).layer->output_shape().h, std::vector<double>(parts, 1.0 / parts)));
 }
@@ -348,7 +350,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
                      bool parity = false) {
   StageCost cost;
   const int count = devices.count;
-  const std::vector<int> ends = group_ends.empty() ? std::vector<int>{last} : group_ends;
+  const std::vector<int> ends = group_ends.empty() ? std::vector<int>{band_last(m, first, last)} : group_ends;
   const auto& net = c.network;
   const GroupSpeed speed = group_speed(times, first, last, devices);
   const auto& full = speed.full;
@@ -429,12 +431,25 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           cost.member_s[g] += t.interior[g] + t.edges[g];
         }
       }
-      // The bands are gathered to member 0, which hands the stage's output on.
-      const double row = row_bytes(m.node(last).layer->output_shape());
+      // The bands are gathered to member 0, which hands the stage's output on; or, where a
+      // global pooling ends the stage, each member pools its rows and sends member 0 the pool.
+      const BandGroup& final_group = groups.back();
+      const bool pooled = final_group.last < last;
+      const double row = row_bytes(m.node(final_group.last).layer->output_shape());
+      const int height = m.node(final_group.last).layer->output_shape().h;
+      if (pooled)
+        for (int g = 0; g < count; ++g) {
+          const double t = times.layer(devices[g], last) * (final_group.bounds[g + 1] - final_group.bounds[g]) / height;
+          finish[g] += t;
+          cost.member_s[g] += t;
+        }
       double done = finish[0];
       by_finish();
       for (int g : order)
-        if (g != 0) done = std::max(done, arrival(g, finish[g], (groups.back().bounds[g + 1] - groups.back().bounds[g]) * row));
+        if (g != 0)
+          done = std::max(done, arrival(g, finish[g],
+                                        pooled ? times.output_bytes(last)
+                                               : (final_group.bounds[g + 1] - final_group.bounds[g]) * row));
       worst = done;
       gather_s = done - *std::max_element(finish.begin(), finish.end());
     } else {
@@ -451,9 +466,12 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       }
     }
     if (mode == StageMode::split_spatial) {
-      const int height = m.node(last).layer->output_shape().h;
+      const int bands_end = groups.back().last;
+      const int height = m.node(bands_end).layer->output_shape().h;
       const auto bounds = split_bounds(height, share);
-      exchange_bytes = static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
+      exchange_bytes = bands_end < last
+                           ? static_cast<double>(m.cost(last).output_bytes) * (count - 1)
+                           : static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
       link_bytes = exchange_bytes;
       part_weights = weights;
     } else {
@@ -731,7 +749,8 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
           for (int r = 0; r + k <= devices; ++r) {
             Choice ch{i, j, r, k, mode, {}, {}, {}};
             if (mode == StageMode::split_spatial)
-              ch.group_ends = band_chooser.choose(i, j, r, k, group_speed(times, i, j, Devices{r, k}).share);
+              ch.group_ends =
+                  band_chooser.choose(i, band_last(m, i, j), r, k, group_speed(times, i, j, Devices{r, k}).share);
             const bool reuse = o.objective == Objective::latency && r == 0;
             InputVariants inputs;
             ch.cost = ChoiceCost(stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends,

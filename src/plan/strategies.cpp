@@ -79,6 +79,8 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
         if (is_band_graph(m, i, k) &&
             bands_are_feasible(m, i, k, split_bounds(m.node(k).layer->output_shape().h, even)))
           j = k + 1;
+      // A global pooling of the bands ends the stage: each member pools its own rows.
+      if (j > i && j < n && pools_bands(m, i, j)) ++j;
       for (int k = i; k < j; ++k) any |= !rides_along(k) || m.cost(k).macs > 0;
     } else {
       while (j < n && (splits(j) || rides_along(j))) any |= splits(j++);

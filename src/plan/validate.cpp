@@ -370,7 +370,9 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
           break;
         }
         case StageMode::split_spatial:
-          if (!can_split_spatial(layer)) bad("cannot be split into row bands");
+          // A global pooling may end the stage: each member pools its own rows (pools_bands).
+          if (!can_split_spatial(layer) && !(n == r.last && pools_bands(m, r.first, r.last)))
+            bad("cannot be split into row bands");
           break;
       }
     }
@@ -379,6 +381,7 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
         !any_split)
       fail(where(), ": none of its layers can be split that way");
     if (s.mode == StageMode::split_spatial) {
+      const int bands_end = band_last(m, r.first, r.last);
       if (!is_band_graph(m, r.first, r.last))
         fail(where(),
              ": a split-spatial stage must take one value from outside, its first layer's input, and hand on "
@@ -386,13 +389,16 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
       for (const std::string& name : s.exchange_after) {
         const int n = m.find(name);
         if (n < 0) fail(where(), ": exchange_after names unknown layer '", name, "'");
-        if (n < r.first || n >= r.last)
-          fail(where(), ": exchange_after names '", name, "', which is not one of the stage's layers before its last");
+        if (n < r.first || n >= bands_end)
+          fail(where(), ": exchange_after names '", name, "', which is not one of the stage's layers before its last",
+               bands_end < r.last ? cat(" band layer '", m.node(bands_end).name(), "' (the global pooling '",
+                                        m.node(r.last).name(), "' joins the bands)")
+                                  : std::string());
         if (!r.group_ends.empty() && n <= r.group_ends.back())
           fail(where(), ": exchange_after must list layers in model order, once each ('", name, "')");
         r.group_ends.push_back(n);
       }
-      r.group_ends.push_back(r.last);
+      r.group_ends.push_back(bands_end);
       int group_first = r.first;
       for (int group_last : r.group_ends) {
         if (!is_band_graph(m, group_first, group_last))

@@ -14,7 +14,8 @@ struct ResolvedStage {
   std::vector<int> ranks;
   std::vector<double> fractions;  // one per rank (but a parity rank), summing to 1
   // split-spatial: the last node of each group of fused bands (Stage::exchange_after, then the
-  // stage's last); empty for other modes.
+  // stage's last, or the node before it where a global pooling ends the stage: pools_bands);
+  // empty for other modes.
   std::vector<int> group_ends;
   // Coded redundancy (Stage::parity): 1 when the last rank computes the sum of the others' slices.
   int parity = 0;

@@ -877,9 +877,10 @@ TEST(Strategies, SplitStagesWhereTheLayersAllowIt) {
   // The depthwise layer has no input split: it runs alone on rank 0 between two split stages.
   EXPECT_EQ(ranges(plan::make_strategy_plan("split-input", chain, 3)),
             (std::vector<std::string>{"c1..c2 split-input", "dw..dw single", "c3..fc split-input"}));
-  // Rows run out at the global pooling: the tail runs on rank 0.
+  // Rows run out at the global pooling, which ends the stage (each member pools its rows); the
+  // tail runs on rank 0.
   EXPECT_EQ(ranges(plan::make_strategy_plan("split-spatial", chain, 3)),
-            (std::vector<std::string>{"c1..c3 split-spatial", "gap..fc single"}));
+            (std::vector<std::string>{"c1..gap split-spatial", "fc..fc single"}));
   // The residual model's last layer has 2 units: too few for 3 parts, so it runs on rank 0.
   model::Model res = structure_of(kResidualConfig);
   Plan p = plan::make_strategy_plan("split-output", res, 3);
@@ -1536,6 +1537,78 @@ TEST_F(StageWorkerTest, BandGroupsSwapOnlyTheirHalos) {
                          stage("gap", "fc", StageMode::single, {0})});
   EXPECT_EQ(plan::plan_from_json(plan::plan_to_json(p), "x").stages[0].exchange_after,
             (std::vector<std::string>{"p1", "dw"}));
+}
+
+// A clip: Conv3D 'same' on 4 images of 6 rows, a global pooling of the clip, then Dense.
+const char* kPooledClipConfig = R"({"class_name": "Sequential", "config": {"name": "pooled_clip", "layers": [
+ {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 4, 6, 5, 2]}},
+ {"class_name": "Conv3D", "config": {"name": "c", "filters": 6, "kernel_size": [3, 3, 3], "padding": "same", "activation": "relu"}},
+ {"class_name": "GlobalAveragePooling3D", "config": {"name": "gp"}},
+ {"class_name": "Dense", "config": {"name": "fc", "units": 3}}]}})";
+
+TEST_F(StageWorkerTest, BandsEndInAGlobalPooling) {
+  // Each member pools its own rows and member 0 joins the pools: the residual model's bands run
+  // through its global average pooling, with even and uneven fractions, with and without a halo
+  // swap, and on one member.
+  model::Model m = structure_of(kResidualConfig);
+  const Tensor input = test::random_tensor(2, m.input_shape(), 43);
+  for (const std::vector<double>& fractions :
+       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.125, 0.125, 0.75}, {0.25, 0.25, 0.25, 0.25}}) {
+    SCOPED_TRACE(fractions[0] + fractions.size());
+    const int members = static_cast<int>(fractions.size());
+    std::vector<int> ranks(members);
+    for (int r = 0; r < members; ++r) ranks[r] = members - 1 - r;
+    Plan p = make_plan(members, {stage("c1", "gap", StageMode::split_spatial, ranks, fractions),
+                                 stage("fc", "fc", StageMode::single, {0})});
+    plan::ResolvedPlan rp = plan::validate_plan(p, m, members);
+    EXPECT_EQ(rp.stages[0].group_ends, std::vector<int>{m.find("c4")});  // the bands end before the pooling
+    run_plan(residual_h5(), rp, input);
+    p.stages[0].exchange_after = {"add"};
+    run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
+  }
+  run_plan(residual_h5(),
+           plan::validate_plan(make_plan(1, {stage("c1", "gap", StageMode::split_spatial, {0}),
+                                             stage("fc", "fc", StageMode::single, {0})}),
+                               m, 1),
+           input);
+
+  // Maxima join as well as sums; and clips, whose bands are rows of every image.
+  test::TempDir dir;
+  std::string max_config = kResidualConfig;
+  max_config.replace(max_config.find("GlobalAveragePooling2D"), 22, "GlobalMaxPooling2D");
+  test::write_random_model(max_config, dir.path("res_max.h5"), 16);
+  run_plan(dir.path("res_max.h5"),
+           plan::validate_plan(make_plan(3, {stage("c1", "gap", StageMode::split_spatial, {2, 0, 1}, {0.2, 0.5, 0.3}),
+                                             stage("fc", "fc", StageMode::single, {1})}),
+                               structure_of(max_config), 3),
+           input);
+  for (const char* kind : {"GlobalAveragePooling3D", "GlobalMaxPooling3D"}) {
+    SCOPED_TRACE(kind);
+    std::string clip_config = kPooledClipConfig;
+    clip_config.replace(clip_config.find("GlobalAveragePooling3D"), 22, kind);
+    test::write_random_model(clip_config, dir.path("clip.h5"), 17);
+    const model::Model clip = structure_of(clip_config);
+    run_plan(dir.path("clip.h5"),
+             plan::validate_plan(make_plan(3, {stage("c", "gp", StageMode::split_spatial, {0, 1, 2}, {0.5, 0.3, 0.2}),
+                                               stage("fc", "fc", StageMode::single, {0})}),
+                                 clip, 3),
+             test::random_tensor(2, clip.input_shape(), 44));
+  }
+
+  // The pooling joins the bands, so no group may end at the layer before it, and a global
+  // pooling anywhere but at the end of the stage cannot run on rows.
+  EXPECT_THAT(error_of([&] {
+                plan::validate_plan(
+                    make_plan(2, {with_exchanges(stage("c1", "gap", StageMode::split_spatial, {0, 1}), {"c4"}),
+                                  stage("fc", "fc", StageMode::single, {0})}),
+                    m, 2);
+              }),
+              HasSubstr("exchange_after names 'c4', which is not one of the stage's layers before its last band "
+                        "layer 'c4' (the global pooling 'gap' joins the bands)"));
+  EXPECT_THAT(error_of([&] {
+                plan::validate_plan(make_plan(2, {stage("c1", "fc", StageMode::split_spatial, {0, 1})}), m, 2);
+              }),
+              HasSubstr("layer 'gap' (GlobalAveragePooling2D) cannot be split into row bands"));
 }
 
 TEST_F(StageWorkerTest, DenseAfterFlattenSplits) {

@@ -354,6 +354,19 @@ json residual_bands_plan() {
             {{"layers", {"gap", "out"}}, {"mode", "replicate"}, {"ranks", {1, 2}}}}}};
 }
 
+// The same bands ending in the global pooling: each member pools its own rows and sends member
+// 0 (rank 1) its 48 channels' sums instead of its rows; the classifier on another rank.
+json residual_pooled_bands_plan() {
+  return {{"ranks", 3},
+          {"stages",
+           {{{"layers", {"stem", "gap"}},
+             {"mode", "split-spatial"},
+             {"ranks", {1, 2, 0}},
+             {"fractions", {0.2, 0.5, 0.3}},
+             {"exchange_after", {"add1"}}},
+            {{"layers", {"out", "out"}}, {"mode", "single"}, {"ranks", {2}}}}}};
+}
+
 // A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
 // nothing, the sink on rank 2.
 json residual_cut_plan() {
@@ -497,6 +510,7 @@ TEST(MixedPlans, BandsThroughResidualBlocks) {
     expect_same_as_one_process("residual", ranks, "--plan " + write_plan(dir, plan));
   }
   expect_same_as_one_process("residual", 8, "--strategy split-spatial");
+  expect_same_as_one_process("residual", 3, "--plan " + write_plan(dir, residual_pooled_bands_plan()));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
@@ -816,6 +830,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
         Case{"vgg_small", "--plan " + write_plan(plans, band_groups_plan()), 3},
         Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3},
         Case{"residual", "--plan " + write_plan(plans, residual_bands_plan()), 3},
+        Case{"residual", "--plan " + write_plan(plans, residual_pooled_bands_plan()), 3},
         Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6},
         Case{"vgg_small", "--plan " + write_plan(plans, chained_parity_plan()), 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
