@@ -209,7 +209,9 @@ BENCHMARK(BM_Winograd3x3)
     ->ArgsProduct({{224}, {64}, {64}, {2, 4}})
     ->ArgsProduct({{56}, {64, 256}, {64, 256}, {2, 4}})
     ->ArgsProduct({{28, 14}, {512}, {512}, {2, 4}})
-    ->Args({7, 512, 512, 2})  // ResNet-50 layer4: too small for F(4x4)
+    ->Args({7, 512, 512, 2})    // ResNet-50 layer4: too small for F(4x4)
+    ->Args({28, 128, 128, 4})   // ResNet-50 layer2 (49 tiles)
+    ->Args({14, 256, 256, 2})   // ResNet-50 layer3 (49 tiles)
     ->Unit(benchmark::kMillisecond);
 
 // DepthwiseConv2D 3x3: args are input size, channels, stride; outputs go to `buffers` tensors
