@@ -1,4 +1,5 @@
-// Plan files, checked against a small model with every kind of stage.
+// Plan files, checked against a small model with every kind of stage (a global pooling may end
+// a split-spatial one).
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -16,7 +17,7 @@ const char* kModel = R"({"class_name": "Sequential", "config": {"name": "m", "la
    "activation": "relu", "batch_input_shape": [null, 12, 12, 3]}},
   {"class_name": "DepthwiseConv2D", "config": {"name": "dw", "kernel_size": [3, 3], "padding": "same"}},
   {"class_name": "MaxPooling2D", "config": {"name": "pool", "pool_size": [2, 2]}},
-  {"class_name": "Flatten", "config": {"name": "flat"}},
+  {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap"}},
   {"class_name": "Dense", "config": {"name": "fc", "units": 5, "activation": "softmax"}}]}})";
 
 const chorus::model::Model& model() {
