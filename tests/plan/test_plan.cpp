@@ -1280,21 +1280,26 @@ TEST_F(StageWorkerTest, ThreeMembersSplitSpatial) {
 
 TEST_F(StageWorkerTest, BandsThroughAResidualBlock) {
   // The bands run through both branches; the add reads a crop of c1's rows (c2's halo is
-  // wider). Even and uneven fractions, one-row bands, and the block followed by a group of its own.
+  // wider). Even and uneven fractions, one-row bands, and the block followed by a group of its
+  // own; the bands gathered, or ending in the global pooling, where each member pools its own
+  // rows and member 0 joins the pools.
   model::Model m = structure_of(kResidualConfig);
   const Tensor input = test::random_tensor(2, m.input_shape(), 41);
   for (const std::vector<double>& fractions :
-       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.125, 0.125, 0.75}, {0.25, 0.25, 0.25, 0.25}}) {
-    SCOPED_TRACE(fractions[0] + fractions.size());
-    const int members = static_cast<int>(fractions.size());
-    std::vector<int> ranks(members);
-    for (int r = 0; r < members; ++r) ranks[r] = members - 1 - r;
-    Plan p = make_plan(members, {stage("c1", "c4", StageMode::split_spatial, ranks, fractions),
-                                 stage("gap", "fc", StageMode::single, {0})});
-    run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
-    p.stages[0].exchange_after = {"add"};
-    run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
-  }
+       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.125, 0.125, 0.75}, {0.25, 0.25, 0.25, 0.25}})
+    for (const auto& [last, after] : {std::pair{"c4", "gap"}, std::pair{"gap", "fc"}}) {
+      SCOPED_TRACE(cat(fractions[0] + fractions.size(), " ", last));
+      const int members = static_cast<int>(fractions.size());
+      std::vector<int> ranks(members);
+      for (int r = 0; r < members; ++r) ranks[r] = members - 1 - r;
+      Plan p = make_plan(members, {stage("c1", last, StageMode::split_spatial, ranks, fractions),
+                                   stage(after, "fc", StageMode::single, {0})});
+      plan::ResolvedPlan rp = plan::validate_plan(p, m, members);
+      EXPECT_EQ(rp.stages[0].group_ends, std::vector<int>{m.find("c4")});  // the bands end before the pooling
+      run_plan(residual_h5(), rp, input);
+      p.stages[0].exchange_after = {"add"};
+      run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
+    }
 }
 
 TEST_F(StageWorkerTest, EveryStrategyPlanWithThreeRanks) {
@@ -1547,25 +1552,10 @@ const char* kPooledClipConfig = R"({"class_name": "Sequential", "config": {"name
  {"class_name": "Dense", "config": {"name": "fc", "units": 3}}]}})";
 
 TEST_F(StageWorkerTest, BandsEndInAGlobalPooling) {
-  // Each member pools its own rows and member 0 joins the pools: the residual model's bands run
-  // through its global average pooling, with even and uneven fractions, with and without a halo
-  // swap, and on one member.
+  // The residual model's bands ending in its global average pooling on several members are in
+  // BandsThroughAResidualBlock; here one member, maxima, clips and the plans refused.
   model::Model m = structure_of(kResidualConfig);
   const Tensor input = test::random_tensor(2, m.input_shape(), 43);
-  for (const std::vector<double>& fractions :
-       std::vector<std::vector<double>>{{0.5, 0.5}, {0.5, 0.3, 0.2}, {0.125, 0.125, 0.75}, {0.25, 0.25, 0.25, 0.25}}) {
-    SCOPED_TRACE(fractions[0] + fractions.size());
-    const int members = static_cast<int>(fractions.size());
-    std::vector<int> ranks(members);
-    for (int r = 0; r < members; ++r) ranks[r] = members - 1 - r;
-    Plan p = make_plan(members, {stage("c1", "gap", StageMode::split_spatial, ranks, fractions),
-                                 stage("fc", "fc", StageMode::single, {0})});
-    plan::ResolvedPlan rp = plan::validate_plan(p, m, members);
-    EXPECT_EQ(rp.stages[0].group_ends, std::vector<int>{m.find("c4")});  // the bands end before the pooling
-    run_plan(residual_h5(), rp, input);
-    p.stages[0].exchange_after = {"add"};
-    run_plan(residual_h5(), plan::validate_plan(p, m, members), input);
-  }
   run_plan(residual_h5(),
            plan::validate_plan(make_plan(1, {stage("c1", "gap", StageMode::split_spatial, {0}),
                                              stage("fc", "fc", StageMode::single, {0})}),

@@ -357,14 +357,12 @@ json residual_bands_plan() {
 // The same bands ending in the global pooling: each member pools its own rows and sends member
 // 0 (rank 1) its 48 channels' sums instead of its rows; the classifier on another rank.
 json residual_pooled_bands_plan() {
-  return {{"ranks", 3},
-          {"stages",
-           {{{"layers", {"stem", "gap"}},
-             {"mode", "split-spatial"},
-             {"ranks", {1, 2, 0}},
-             {"fractions", {0.2, 0.5, 0.3}},
-             {"exchange_after", {"add1"}}},
-            {{"layers", {"out", "out"}}, {"mode", "single"}, {"ranks", {2}}}}}};
+  json plan = residual_bands_plan();
+  plan["stages"][0]["layers"] = {"stem", "gap"};
+  plan["stages"][0]["ranks"] = {1, 2, 0};
+  plan["stages"][0]["fractions"] = {0.2, 0.5, 0.3};
+  plan["stages"][1] = {{"layers", {"out", "out"}}, {"mode", "single"}, {"ranks", {2}}};
+  return plan;
 }
 
 // A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
