@@ -113,8 +113,7 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     const auto values = live_values(m, p, s - 1);
     const int members = s == S ? 1 : static_cast<int>(p.stages[s].ranks.size());
     for (int g = 0; g < members; ++g)
-      message[s].push_back(header_bytes +
-                           input_rows_floats(m, values, stage_input_rows(m, p, s, g)) * sizeof(float));
+      message[s].push_back(header_bytes + input_rows_floats(stage_input_rows(m, p, s, g)) * sizeof(float));
   }
   // Receivers of role s (S: the sink) for frame i.
   const auto receivers = [&](int s, int i) -> std::vector<int> {

@@ -23,14 +23,27 @@ std::vector<int> live_values(const model::Model& m, const plan::ResolvedPlan& pl
   return live;
 }
 
-std::vector<std::pair<int, int>> stage_input_rows(const model::Model& m, const plan::ResolvedPlan& plan, int stage,
-                                                  int member) {
+std::vector<InputRows> stage_input_rows(const model::Model& m, const plan::ResolvedPlan& plan, int stage, int member) {
   const std::vector<int> values = live_values(m, plan, stage - 1);
-  std::vector<std::pair<int, int>> rows;
-  for (int v : values) rows.emplace_back(0, m.shape_of(v).h);
+  std::vector<InputRows> rows;
+  for (int v : values) {
+    const Shape s = m.shape_of(v);
+    rows.push_back({0, s.h, s.h, s.d, static_cast<std::size_t>(s.w) * s.c});
+  }
   if (stage < 0 || stage >= static_cast<int>(plan.stages.size())) return rows;
   const auto& st = plan.stages[stage];
-  if (st.mode != plan::StageMode::split_spatial || st.ranks.size() < 2) return rows;
+  if (st.ranks.size() < 2) return rows;
+  if (st.mode == plan::StageMode::split_input) {
+    const plan::InputSlices slices = plan::input_slices(m, st.first, st.last, st.mode, st.fractions);
+    if (slices.value < 0) return rows;
+    for (std::size_t k = 0; k < values.size(); ++k)
+      if (values[k] == slices.value) {
+        const int floats = static_cast<int>(m.shape_of(values[k]).size());
+        rows[k] = {slices.bounds[member], slices.bounds[member + 1], floats, 1, 1};
+      }
+    return rows;
+  }
+  if (st.mode != plan::StageMode::split_spatial) return rows;
   const std::vector<int> handed_on = live_values(m, plan, stage);
   const int band_input = m.node(st.first).inputs.at(0);
   // The first group's bands read the stage's input (later groups swap rows among the members).
@@ -40,23 +53,20 @@ std::vector<std::pair<int, int>> stage_input_rows(const model::Model& m, const p
     const bool whole = member == 0 && std::count(handed_on.begin(), handed_on.end(), v) > 0;
     if (whole) continue;
     if (v == band_input) {
+      const int h = m.shape_of(v).h;
       const auto need = group.input_rows[member];
-      rows[k] = {std::clamp(need.first, 0, m.shape_of(v).h), std::clamp(need.second, 0, m.shape_of(v).h)};
-      if (rows[k].second < rows[k].first) rows[k].second = rows[k].first;
+      rows[k].begin = std::clamp(need.first, 0, h);
+      rows[k].end = std::max(rows[k].begin, std::clamp(need.second, 0, h));
     } else {
-      rows[k] = {0, 0};
+      rows[k].begin = rows[k].end = 0;
     }
   }
   return rows;
 }
 
-std::size_t input_rows_floats(const model::Model& m, const std::vector<int>& values,
-                              const std::vector<std::pair<int, int>>& rows) {
+std::size_t input_rows_floats(const std::vector<InputRows>& rows) {
   std::size_t total = 0;
-  for (std::size_t k = 0; k < values.size(); ++k) {
-    const Shape s = m.shape_of(values[k]);
-    total += static_cast<std::size_t>(rows[k].second - rows[k].first) * s.w * s.c * s.d;  // those rows of each image
-  }
+  for (const InputRows& r : rows) total += r.floats();
   return total;
 }
 

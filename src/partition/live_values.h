@@ -16,14 +16,28 @@ std::vector<int> live_values(const model::Model& model, const plan::ResolvedPlan
 // Floats per frame of those values together.
 std::size_t live_floats(const model::Model& model, const std::vector<int>& values);
 
-// The rows [begin, end) of each value entering stage `stage` (live_values(stage - 1) order)
-// that member `member` needs, of each image of a clip: all of them, except in a split-spatial stage, whose members take
-// only the rows their band reads (its halo included) of the value the band starts from, and
-// nothing else but what member 0 hands on to the next stage whole.
-std::vector<std::pair<int, int>> stage_input_rows(const model::Model& model, const plan::ResolvedPlan& plan,
-                                                  int stage, int member);
+// What a member of a stage takes of one value entering it: rows [begin, end) of each of
+// `images` images (a clip's; 1 for an image) of `height` rows of `row` floats each.
+struct InputRows {
+  int begin = 0, end = 0;
+  int height = 0, images = 1;
+  std::size_t row = 0;
+  std::size_t floats() const { return static_cast<std::size_t>(end - begin) * images * row; }
+  bool operator==(const InputRows& o) const {
+    return begin == o.begin && end == o.end && height == o.height && images == o.images && row == o.row;
+  }
+};
+
+// What member `member` of stage `stage` takes of each value entering it (live_values(stage - 1)
+// order): all its rows, except
+// - in a split-spatial stage, whose members take only the rows their band reads (its halo
+//   included) of the value the band starts from, and nothing else but what member 0 hands on to
+//   the next stage whole;
+// - in a split-input stage whose members read slices of a vector (plan::input_slices): then a
+//   member takes the floats of its slice, as rows of one float.
+std::vector<InputRows> stage_input_rows(const model::Model& model, const plan::ResolvedPlan& plan, int stage,
+                                        int member);
 // Floats per frame of those rows.
-std::size_t input_rows_floats(const model::Model& model, const std::vector<int>& values,
-                              const std::vector<std::pair<int, int>>& rows);
+std::size_t input_rows_floats(const std::vector<InputRows>& rows);
 
 }  // namespace chorus::partition

@@ -220,9 +220,11 @@ struct StageInput {
   double medium_s = 0, input_s = 0;
 };
 
-// `first_band`: a split-spatial stage's first band group (its members' input rows).
+// `first_band`: a split-spatial stage's first band group (its members' input rows); `slices`: a
+// split-input stage's slices of its input (input_slices), or null.
 StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, const LayerTimes& times, int first,
-                       int last, const BandGroup* first_band, const Devices& devices, StageMode mode, int holder) {
+                       int last, const BandGroup* first_band, const InputSlices* slices, const Devices& devices,
+                       StageMode mode, int holder) {
   StageInput result;
   const int count = devices.count;
   // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
@@ -255,6 +257,11 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
       const double band = std::max(0, rows.second - rows.first) * row_bytes(band_shape);  // of each image of a clip
       add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
     }
+  } else if (slices && slices->value >= 0 && count > 1) {
+    // A split-input stage that reads slices of a vector: each member takes only its slice of it.
+    const double whole = static_cast<double>(m.shape_of(slices->value).size()) * sizeof(float);
+    for (int g = 0; g < count; ++g)
+      add(g, in_bytes - whole + static_cast<double>(slices->bounds[g + 1] - slices->bounds[g]) * sizeof(float));
   } else {
     for (int g = 0; g < count; ++g) add(g, in_bytes);
   }
@@ -363,14 +370,15 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   const std::vector<BandGroup> groups =
       mode == StageMode::split_spatial ? band_groups(m, first, ends, share) : std::vector<BandGroup>{};
   const BandGroup* first_band = groups.empty() ? nullptr : &groups.front();
-  const StageInput input = stage_input(m, net, times, first, last, first_band, devices, mode, input_rank);
+  const InputSlices slices = mode == StageMode::split_input ? input_slices(m, first, last, mode, share) : InputSlices{};
+  const StageInput input = stage_input(m, net, times, first, last, first_band, &slices, devices, mode, input_rank);
   cost.medium_s = input.medium_s;
   cost.input_s = input.input_s;
   if (first_holds) {
     // The same stage taking its input from its own first member (a latency plan that reuses
     // devices), for the planner: only the input differs.
     first_holds->given = input;
-    first_holds->first = stage_input(m, net, times, first, last, first_band, devices, mode, devices[0]);
+    first_holds->first = stage_input(m, net, times, first, last, first_band, &slices, devices, mode, devices[0]);
   }
 
   const double activations = times.largest_output(first, last) * 2.0;

@@ -105,6 +105,34 @@ bool joins_row_by_row(const layers::Layer& l) {
   return true;
 }
 
+InputSlices input_slices(const model::Model& m, int first, int last, StageMode mode,
+                         const std::vector<double>& fractions) {
+  if (mode != StageMode::split_input || fractions.size() < 2 || m.node(first).inputs.size() != 1) return {};
+  const int value = m.node(first).inputs[0];
+  const auto keeps_order = [](const layers::Layer& l) {
+    return (dynamic_cast<const layers::Flatten*>(&l) || dynamic_cast<const layers::Reshape*>(&l)) && l.in_place();
+  };
+  const int sliced = keeps_order(*m.node(first).layer) ? first + 1 : first;
+  if (sliced > last) return {};
+  // Nothing but the first layer reads the value, nor (through a reshape) the reshaped one but
+  // the sliced layer; neither is a model output.
+  const auto read_only_by = [&](int v, int reader) {
+    if (std::count(m.outputs().begin(), m.outputs().end(), v) > 0) return false;
+    for (int n = 0; n < static_cast<int>(m.nodes().size()); ++n)
+      if (n != reader && std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), v) > 0) return false;
+    return true;
+  };
+  if (!read_only_by(value, first) || (sliced != first && !read_only_by(first, sliced))) return {};
+  if (m.node(sliced).inputs != std::vector<int>{sliced == first ? value : first}) return {};
+  const layers::Layer& dense = *m.node(sliced).layer;
+  const Shape in = dense.input_shapes()[0];
+  if (!dynamic_cast<const layers::Dense*>(&dense) || in.h != 1 || in.w != 1 || in.d != 1 ||
+      static_cast<std::size_t>(in.c) != m.shape_of(value).size())
+    return {};
+  if (split_roles(m, first, last, mode)[sliced - first] != SplitRole::input_slice) return {};
+  return {value, split_bounds(split_extent(dense, SplitRole::input_slice), fractions)};
+}
+
 bool can_split_spatial(const layers::Layer& l) {
   // Bands are rows: of an image, or of every image of a clip.
   if (dynamic_cast<const layers::Conv3D*>(&l) || dynamic_cast<const layers::Pool3D*>(&l) ||

@@ -67,6 +67,19 @@ enum class SplitRole {
 // instead.
 std::vector<SplitRole> split_roles(const model::Model& model, int first, int last, StageMode mode);
 
+// The floats of its input that each member of a split-input stage [first, last] reads, where
+// that is a slice: its first layer, or the first after a Flatten or Reshape that keeps the memory
+// order, is a Dense layer on a vector split by input, and nothing else reads the stage's input.
+// Member g then needs only floats [bounds[g], bounds[g + 1]) of `value` per frame, and that is
+// all the stage's input it is sent (VGG16's flatten..fc1: 1/k of 25,088 floats each, not all of
+// them). `value` is -1 where the members need their input whole.
+struct InputSlices {
+  int value = -1;
+  std::vector<int> bounds;
+};
+InputSlices input_slices(const model::Model& model, int first, int last, StageMode mode,
+                         const std::vector<double>& fractions);
+
 // The member that alone takes node `node`'s gathered slices or reduced sums in a split stage
 // ending at `stage_last`: member 0 for the stage's last layer, which only member 0 hands on;
 // -1 (every member) for the others. The worker, the traffic model and the planner read it.

@@ -361,8 +361,10 @@ struct Pipeline::Impl {
   std::vector<plan::ReplicaTurns> replica_turns;  // per stage: the member of frame i (replicate only)
   std::vector<std::vector<int>> live;            // live[s]: values entering role s (s = S: the sink)
   // rows[s][member][k]: the rows of live[s][k] that member takes (partition::stage_input_rows:
-  // all of them but in split-spatial stages, whose members take their bands' rows).
-  std::vector<std::vector<std::vector<std::pair<int, int>>>> rows;
+  // all of them but in split-spatial stages, whose members take their bands' rows, and in
+  // split-input stages that read slices of a vector, whose members take their slices).
+  std::vector<std::vector<std::vector<partition::InputRows>>> rows;
+  std::vector<char> rows_differ_;                // [s]: whether role s's receivers take different rows
   std::vector<std::string> role_labels;          // [s + 1]: "stage 1 (fc1..fc1)", "the source", "the sink"
   std::vector<std::vector<int>> all_ranks_of;    // [s]: the ranks receiving role s's input (s = S: the sink)
   report::RankStats stats;
@@ -476,6 +478,9 @@ struct Pipeline::Impl {
       for (std::size_t member = 0; member < p.stages[s].ranks.size(); ++member)
         rows[s].push_back(partition::stage_input_rows(m, p, s, static_cast<int>(member)));
     rows[S].push_back(partition::stage_input_rows(m, p, S, 0));
+    for (int s = 0; s <= S; ++s)
+      rows_differ_.push_back(
+          std::any_of(rows[s].begin(), rows[s].end(), [&](const auto& r) { return !(r == rows[s][0]); }));
     role_labels.push_back("the source");
     for (int s = 0; s < S; ++s)
       role_labels.push_back(
@@ -592,15 +597,16 @@ struct Pipeline::Impl {
   int member_of(int s, int rank) const { return s == S ? 0 : std::max(0, member_index(s, rank)); }
   // A message into role s for `member`: the header and its rows of every value.
   std::size_t message_bytes(int s, int member) const {
-    return sizeof(Header) + partition::input_rows_floats(model, live[s], rows[s][member]) * sizeof(float);
+    return sizeof(Header) + partition::input_rows_floats(rows[s][member]) * sizeof(float);
   }
   std::size_t largest_message_bytes(int s) const {
     std::size_t largest = 0;
     for (std::size_t g = 0; g < rows[s].size(); ++g) largest = std::max(largest, message_bytes(s, static_cast<int>(g)));
     return largest;
   }
-  // Whether role s's receivers take different rows (a split-spatial stage of several members).
-  bool rows_differ(int s) const { return rows[s].size() > 1 && s < S && stage(s).mode == StageMode::split_spatial; }
+  // Whether role s's receivers take different rows (a split-spatial stage of several members, or
+  // a split-input stage's slices).
+  bool rows_differ(int s) const { return rows_differ_[s]; }
 
   // Writes frame i's values, the rows `member` of role s takes, after a header.
   void pack(std::vector<char>& buffer, int s, int member, int i, const std::vector<const Tensor*>& values) {
@@ -611,12 +617,10 @@ struct Pipeline::Impl {
     const auto& r = rows[s][member];
     for (std::size_t k = 0; k < values.size(); ++k) {
       const Tensor& v = *values[k];
-      const Shape& shape = v.shape();
-      const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-      const int rows = r[k].second - r[k].first;  // of each image of a clip
-      for (int f = 0; f < v.frames(); ++f, at += rows * shape.d * row * sizeof(float))
-        partition::copy_image_rows(v.frame(f), shape.h, r[k].first, reinterpret_cast<float*>(at), rows, 0, rows,
-                                   shape.d, row);
+      const int rows = r[k].end - r[k].begin;  // of each image of a clip
+      for (int f = 0; f < v.frames(); ++f, at += r[k].floats() * sizeof(float))
+        partition::copy_image_rows(v.frame(f), r[k].height, r[k].begin, reinterpret_cast<float*>(at), rows, 0, rows,
+                                   r[k].images, r[k].row);
     }
   }
 
@@ -674,11 +678,10 @@ struct Pipeline::Impl {
     for (std::size_t k = 0; k < live[s].size(); ++k) {
       Tensor& tensor = destination(s, static_cast<int>(k));
       tensor.resize(h.frames, model.shape_of(live[s][k]));
-      const Shape& shape = tensor.shape();
-      const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-      const int rows = r[k].second - r[k].first;  // the rows this member takes, of each image
-      for (int f = 0; f < h.frames; ++f, data += rows * shape.d * row)
-        partition::copy_image_rows(data, rows, 0, tensor.frame(f), shape.h, r[k].first, rows, shape.d, row);
+      const int rows = r[k].end - r[k].begin;  // the rows this member takes, of each image
+      for (int f = 0; f < h.frames; ++f, data += r[k].floats())
+        partition::copy_image_rows(data, rows, 0, tensor.frame(f), r[k].height, r[k].begin, rows, r[k].images,
+                                   r[k].row);
     }
     // Post the next receive now (into the same buffer, read above), so it lands while this
     // frame computes.

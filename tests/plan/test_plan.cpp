@@ -1615,6 +1615,34 @@ TEST_F(StageWorkerTest, DenseAfterFlattenSplits) {
       input);
 }
 
+TEST(InputSlices, SplitInputMembersTakeOnlyTheirSliceOfAVector) {
+  model::Model m = structure_of(kPadTailConfig);  // c, zp, flat, fc (96 features)
+  const int c = m.find("c"), zp = m.find("zp"), flat = m.find("flat"), fc = m.find("fc");
+  // Through the Flatten, the dense layer's input slices are slices of zp's output; without it,
+  // of the Flatten's.
+  const plan::InputSlices s = plan::input_slices(m, flat, fc, StageMode::split_input, {0.5, 0.25, 0.25});
+  EXPECT_EQ(s.value, zp);
+  EXPECT_EQ(s.bounds, (std::vector<int>{0, 48, 72, 96}));
+  EXPECT_EQ(plan::input_slices(m, fc, fc, StageMode::split_input, {0.5, 0.5}).value, flat);
+  // Not split by input, one member, or a convolution split by input (strided channels).
+  EXPECT_EQ(plan::input_slices(m, flat, fc, StageMode::split_output, {0.5, 0.5}).value, -1);
+  EXPECT_EQ(plan::input_slices(m, flat, fc, StageMode::split_input, {1.0}).value, -1);
+  EXPECT_EQ(plan::input_slices(m, c, fc, StageMode::split_input, {0.5, 0.5}).value, -1);
+  // What each member is sent: its 48 floats, not all 96 (the distributed traffic test holds
+  // the ranks' bytes equal to this model).
+  const plan::ResolvedPlan rp = plan::validate_plan(
+      make_plan(3, {stage("c", "zp", StageMode::single, {0}), stage("flat", "fc", StageMode::split_input, {1, 2})}), m,
+      3);
+  const partition::FrameTraffic traffic = partition::frame_traffic(m, rp, 1, 0);
+  EXPECT_EQ(traffic.at(0, 1), 48 * sizeof(float));
+  EXPECT_EQ(traffic.at(0, 2), 48 * sizeof(float));
+  const auto rows = partition::stage_input_rows(m, rp, 1, 1);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].begin, 48);
+  EXPECT_EQ(rows[0].end, 96);
+  EXPECT_EQ(rows[0].floats(), 48u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The planner against exhaustive search over its own cost model.
 

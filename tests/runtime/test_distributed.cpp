@@ -321,6 +321,17 @@ json every_mode_plan() {
                  {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
 }
 
+// VGG16's latency plan in small: bands, then the dense layer after the flatten split by input,
+// each member sent only its slice of the flattened bands (uneven), then the classifier.
+json sliced_tail_plan() {
+  return {
+      {"ranks", 3},
+      {"stages",
+       {{{"layers", {"c1", "p2"}}, {"mode", "split-spatial"}, {"ranks", {0, 1, 2}}},
+        {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {1, 2, 0}}, {"fractions", {0.5, 0.2, 0.3}}},
+        {{"layers", {"fc2", "fc2"}}, {"mode", "single"}, {"ranks", {2}}}}}};
+}
+
 // Split-spatial stages cut into groups whose members swap halo rows between them (uneven
 // fractions, the same ranks again in the next stage), for images and for clips.
 json band_groups_plan() {
@@ -469,6 +480,7 @@ TEST(ComputeThreads, RanksWithTwoThreadsEqualOneProcess) {
 TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, every_mode_plan()));
+  expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, sliced_tail_plan()));
 }
 
 TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
@@ -822,6 +834,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
        {Case{"vgg_small", "--strategy split-spatial", 3}, Case{"vgg_small", "--strategy split-output", 4},
         Case{"dense_heavy", "--strategy split-input", 3},
         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
+        Case{"vgg_small", "--plan " + write_plan(plans, sliced_tail_plan()), 3},
         Case{"multi_io", "--strategy pipeline", 4}, Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3},
         Case{"vgg_small", "--strategy split-tensor", 3}, Case{"clip", "--strategy split-spatial", 3},
         Case{"clip", "--strategy split-output", 2},
