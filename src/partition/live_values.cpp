@@ -36,10 +36,15 @@ std::vector<InputRows> stage_input_rows(const model::Model& m, const plan::Resol
   if (st.mode == plan::StageMode::split_input) {
     const plan::InputSlices slices = plan::input_slices(m, st.first, st.last, st.mode, st.fractions);
     if (slices.value < 0) return rows;
+    const Shape whole = m.shape_of(slices.value);
+    const auto [begin, end] = slices.parts.at(member);
     for (std::size_t k = 0; k < values.size(); ++k)
       if (values[k] == slices.value) {
-        const int floats = static_cast<int>(m.shape_of(values[k]).size());
-        rows[k] = {slices.bounds[member], slices.bounds[member + 1], floats, 1, 1};
+        // Floats: rows of one float. Channels: at each position (an image of `c` rows of one
+        // float), rows [begin, end).
+        const int positions = static_cast<int>(whole.size() / whole.c);
+        rows[k] = slices.channels ? InputRows{begin, end, whole.c, positions, 1}
+                                  : InputRows{begin, end, static_cast<int>(whole.size()), 1, 1};
       }
     return rows;
   }

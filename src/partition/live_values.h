@@ -34,7 +34,8 @@ struct InputRows {
 //   included) of the value the band starts from, and nothing else but what member 0 hands on to
 //   the next stage whole;
 // - in a split-input stage whose members read slices of a vector (plan::input_slices): then a
-//   member takes the floats of its slice, as rows of one float.
+//   member takes the floats of its slice, as rows of one float, or its channels of every
+//   position, as rows of one float of images one position each.
 std::vector<InputRows> stage_input_rows(const model::Model& model, const plan::ResolvedPlan& plan, int stage,
                                         int member);
 // Floats per frame of those rows.

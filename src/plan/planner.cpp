@@ -261,7 +261,7 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
     // A split-input stage that reads slices of a vector: each member takes only its slice of it.
     const double whole = static_cast<double>(m.shape_of(slices->value).size()) * sizeof(float);
     for (int g = 0; g < count; ++g)
-      add(g, in_bytes - whole + static_cast<double>(slices->bounds[g + 1] - slices->bounds[g]) * sizeof(float));
+      add(g, in_bytes - whole + static_cast<double>(slices->floats(m, g)) * sizeof(float));
   } else {
     for (int g = 0; g < count; ++g) add(g, in_bytes);
   }

@@ -109,10 +109,11 @@ InputSlices input_slices(const model::Model& m, int first, int last, StageMode m
                          const std::vector<double>& fractions) {
   if (mode != StageMode::split_input || fractions.size() < 2 || m.node(first).inputs.size() != 1) return {};
   const int value = m.node(first).inputs[0];
-  const auto keeps_order = [](const layers::Layer& l) {
-    return (dynamic_cast<const layers::Flatten*>(&l) || dynamic_cast<const layers::Reshape*>(&l)) && l.in_place();
-  };
-  const int sliced = keeps_order(*m.node(first).layer) ? first + 1 : first;
+  const layers::Layer& head = *m.node(first).layer;
+  const auto* flatten = dynamic_cast<const layers::Flatten*>(&head);
+  const bool reorders = flatten && !flatten->in_place();
+  const bool reshapes = flatten || (dynamic_cast<const layers::Reshape*>(&head) && head.in_place());
+  const int sliced = reshapes ? first + 1 : first;
   if (sliced > last) return {};
   // Nothing but the first layer reads the value, nor (through a reshape) the reshaped one but
   // the sliced layer; neither is a model output.
@@ -126,11 +127,28 @@ InputSlices input_slices(const model::Model& m, int first, int last, StageMode m
   if (m.node(sliced).inputs != std::vector<int>{sliced == first ? value : first}) return {};
   const layers::Layer& dense = *m.node(sliced).layer;
   const Shape in = dense.input_shapes()[0];
+  const Shape whole = m.shape_of(value);
   if (!dynamic_cast<const layers::Dense*>(&dense) || in.h != 1 || in.w != 1 || in.d != 1 ||
-      static_cast<std::size_t>(in.c) != m.shape_of(value).size())
+      static_cast<std::size_t>(in.c) != whole.size())
     return {};
   if (split_roles(m, first, last, mode)[sliced - first] != SplitRole::input_slice) return {};
-  return {value, split_bounds(split_extent(dense, SplitRole::input_slice), fractions)};
+  const std::vector<int> bounds = split_bounds(split_extent(dense, SplitRole::input_slice), fractions);
+  InputSlices s;
+  s.value = value;
+  s.channels = reorders;
+  // In (c, h, w) order feature f is channel f / positions: a member takes every channel its
+  // features fall in (two members may share one at their boundary).
+  const int positions = static_cast<int>(whole.size() / whole.c);
+  for (std::size_t g = 0; g + 1 < bounds.size(); ++g)
+    s.parts.emplace_back(reorders ? bounds[g] / positions : bounds[g],
+                         reorders ? (bounds[g + 1] + positions - 1) / positions : bounds[g + 1]);
+  return s;
+}
+
+std::size_t InputSlices::floats(const model::Model& m, int member) const {
+  const Shape whole = m.shape_of(value);
+  const auto [begin, end] = parts.at(member);
+  return static_cast<std::size_t>(end - begin) * (channels ? whole.size() / whole.c : 1);
 }
 
 bool can_split_spatial(const layers::Layer& l) {

@@ -1,6 +1,7 @@
 #pragma once
 // Checks a plan against a model and resolves layer names to node indices. Every error names
 // the stage, the layer and what is wrong, so rank 0 can print it before anything runs.
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -67,15 +68,20 @@ enum class SplitRole {
 // instead.
 std::vector<SplitRole> split_roles(const model::Model& model, int first, int last, StageMode mode);
 
-// The floats of its input that each member of a split-input stage [first, last] reads, where
-// that is a slice: its first layer, or the first after a Flatten or Reshape that keeps the memory
-// order, is a Dense layer on a vector split by input, and nothing else reads the stage's input.
-// Member g then needs only floats [bounds[g], bounds[g + 1]) of `value` per frame, and that is
-// all the stage's input it is sent (VGG16's flatten..fc1: 1/k of 25,088 floats each, not all of
-// them). `value` is -1 where the members need their input whole.
+// What of its input each member of a split-input stage [first, last] reads, where that is a
+// slice: its first layer, or the first after a Flatten or Reshape, is a Dense layer on a vector
+// split by input, and nothing else reads the stage's input. Then member g needs only part g of
+// `value` per frame, and that is all the stage's input it is sent (VGG16's flatten..fc1: 1/k of
+// 25,088 floats each, not all of them): floats [begin, end) of it, or, after a Flatten that
+// reorders a feature map into (c, h, w) order (ONNX files'), channels [begin, end) of each of its
+// positions, those that the member's features fall in. `value` is -1 where the members need
+// their input whole.
 struct InputSlices {
   int value = -1;
-  std::vector<int> bounds;
+  std::vector<std::pair<int, int>> parts;  // per member
+  bool channels = false;                   // parts are channels of every position, not floats
+  // Floats per frame of member g's part.
+  std::size_t floats(const model::Model& model, int member) const;
 };
 InputSlices input_slices(const model::Model& model, int first, int last, StageMode mode,
                          const std::vector<double>& fractions);

@@ -1622,7 +1622,8 @@ TEST(InputSlices, SplitInputMembersTakeOnlyTheirSliceOfAVector) {
   // of the Flatten's.
   const plan::InputSlices s = plan::input_slices(m, flat, fc, StageMode::split_input, {0.5, 0.25, 0.25});
   EXPECT_EQ(s.value, zp);
-  EXPECT_EQ(s.bounds, (std::vector<int>{0, 48, 72, 96}));
+  EXPECT_FALSE(s.channels);
+  EXPECT_EQ(s.parts, (std::vector<std::pair<int, int>>{{0, 48}, {48, 72}, {72, 96}}));
   EXPECT_EQ(plan::input_slices(m, fc, fc, StageMode::split_input, {0.5, 0.5}).value, flat);
   // Not split by input, one member, or a convolution split by input (strided channels).
   EXPECT_EQ(plan::input_slices(m, flat, fc, StageMode::split_output, {0.5, 0.5}).value, -1);
@@ -1641,6 +1642,28 @@ TEST(InputSlices, SplitInputMembersTakeOnlyTheirSliceOfAVector) {
   EXPECT_EQ(rows[0].begin, 48);
   EXPECT_EQ(rows[0].end, 96);
   EXPECT_EQ(rows[0].floats(), 48u);
+
+  // An ONNX Flatten reorders the 4x3x5 feature map into (c, h, w) order: the members' halves of
+  // the 60 features are channels 0-2 and 2-4 (channel 2 holds features of both), of each of the
+  // 12 positions.
+  const model::Model onnx = io::load_model_file(test::source_path("tests/data/onnx/view_flatten.onnx"));
+  const int conv = onnx.find("/c/Conv"), flatten = onnx.find("/Reshape"), gemm = onnx.find("/fc/Gemm");
+  const plan::InputSlices reordered = plan::input_slices(onnx, flatten, gemm, StageMode::split_input, {0.5, 0.5});
+  EXPECT_EQ(reordered.value, conv);
+  EXPECT_TRUE(reordered.channels);
+  EXPECT_EQ(reordered.parts, (std::vector<std::pair<int, int>>{{0, 3}, {2, 5}}));
+  EXPECT_EQ(reordered.floats(onnx, 1), 36u);
+  const plan::ResolvedPlan onnx_plan =
+      plan::validate_plan(make_plan(3, {stage("/c/Conv", "/c/Conv", StageMode::single, {0}),
+                                        stage("/Reshape", "/fc/Gemm", StageMode::split_input, {1, 2})}),
+                          onnx, 3);
+  const auto channel_rows = partition::stage_input_rows(onnx, onnx_plan, 1, 1);
+  ASSERT_EQ(channel_rows.size(), 1u);
+  EXPECT_EQ(channel_rows[0].begin, 2);
+  EXPECT_EQ(channel_rows[0].end, 5);
+  EXPECT_EQ(channel_rows[0].height, 5);
+  EXPECT_EQ(channel_rows[0].images, 12);
+  EXPECT_EQ(partition::frame_traffic(onnx, onnx_plan, 1, 0).at(0, 2), 36 * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------------------------

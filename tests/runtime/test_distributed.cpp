@@ -332,6 +332,18 @@ json sliced_tail_plan() {
         {{"layers", {"fc2", "fc2"}}, {"mode", "single"}, {"ranks", {2}}}}}};
 }
 
+// The same after an ONNX Flatten, which reorders the feature map into (c, h, w) order: each
+// member is sent the channels its features fall in.
+json reordered_sliced_tail_plan() {
+  return {{"ranks", 3},
+          {"stages",
+           {{{"layers", {"/c/Conv", "/c/Conv"}}, {"mode", "single"}, {"ranks", {0}}},
+            {{"layers", {"/Reshape", "/fc/Gemm"}},
+             {"mode", "split-input"},
+             {"ranks", {2, 1}},
+             {"fractions", {0.4, 0.6}}}}}};
+}
+
 // Split-spatial stages cut into groups whose members swap halo rows between them (uneven
 // fractions, the same ranks again in the next stage), for images and for clips.
 json band_groups_plan() {
@@ -481,6 +493,7 @@ TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, every_mode_plan()));
   expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, sliced_tail_plan()));
+  expect_same_as_one_process("onnx_view_flatten", 3, "--plan " + write_plan(dir, reordered_sliced_tail_plan()));
 }
 
 TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
@@ -835,6 +848,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
         Case{"dense_heavy", "--strategy split-input", 3},
         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
         Case{"vgg_small", "--plan " + write_plan(plans, sliced_tail_plan()), 3},
+        Case{"onnx_view_flatten", "--plan " + write_plan(plans, reordered_sliced_tail_plan()), 3},
         Case{"multi_io", "--strategy pipeline", 4}, Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3},
         Case{"vgg_small", "--strategy split-tensor", 3}, Case{"clip", "--strategy split-spatial", 3},
         Case{"clip", "--strategy split-output", 2},
