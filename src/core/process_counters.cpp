@@ -7,20 +7,15 @@ namespace chorus {
 
 namespace {
 using CountFunction = std::int64_t (*)();
-// Looked up once: the counter exists only where a test preloads it.
-CountFunction allocation_counter() {
-  static const CountFunction counter = reinterpret_cast<CountFunction>(dlsym(RTLD_DEFAULT, "chorus_heap_allocations"));
-  return counter;
-}
-CountFunction mpi_allocation_counter() {
-  static const CountFunction counter =
-      reinterpret_cast<CountFunction>(dlsym(RTLD_DEFAULT, "chorus_mpi_heap_allocations"));
-  return counter;
-}
-CountFunction ffmpeg_allocation_counter() {
-  static const CountFunction counter =
-      reinterpret_cast<CountFunction>(dlsym(RTLD_DEFAULT, "chorus_ffmpeg_heap_allocations"));
-  return counter;
+// The counters exist only where a test preloads them; looked up once.
+struct Counters {
+  CountFunction heap = find("chorus_heap_allocations"), mpi = find("chorus_mpi_heap_allocations"),
+                ffmpeg = find("chorus_ffmpeg_heap_allocations");
+  static CountFunction find(const char* name) { return reinterpret_cast<CountFunction>(dlsym(RTLD_DEFAULT, name)); }
+};
+const Counters& counters() {
+  static const Counters c;
+  return c;
 }
 }  // namespace
 
@@ -31,12 +26,13 @@ ProcessCounters read_process_counters() {
     c.minor_faults = usage.ru_minflt;
     c.major_faults = usage.ru_majflt;
   }
-  if (CountFunction counter = allocation_counter()) c.heap_allocations = counter();
-  if (CountFunction counter = mpi_allocation_counter()) c.mpi_heap_allocations = counter();
-  if (CountFunction counter = ffmpeg_allocation_counter()) c.ffmpeg_heap_allocations = counter();
+  const Counters& count = counters();
+  if (count.heap) c.heap_allocations = count.heap();
+  if (count.mpi) c.mpi_heap_allocations = count.mpi();
+  if (count.ffmpeg) c.ffmpeg_heap_allocations = count.ffmpeg();
   return c;
 }
 
-bool heap_allocations_counted() { return allocation_counter() != nullptr; }
+bool heap_allocations_counted() { return counters().heap != nullptr; }
 
 }  // namespace chorus

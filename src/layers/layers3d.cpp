@@ -201,12 +201,8 @@ void GlobalPool3D::forward(const std::vector<const Tensor*>& in, Tensor& out) co
   const std::size_t pixels = s.size() / c;
   out.resize(in[0]->frames(), output_shape());
   for (int n = 0; n < in[0]->frames(); ++n) {
-    const float* src = in[0]->frame(n);
     float* o = out.frame(n);
-    std::copy(src, src + c, o);
-    for (std::size_t p = 1; p < pixels; ++p)
-      for (int ch = 0; ch < c; ++ch)
-        o[ch] = kind_ == PoolKind::max ? std::max(o[ch], src[p * c + ch]) : o[ch] + src[p * c + ch];
+    pool_positions(in[0]->frame(n), pixels, c, kind_, o);
     if (kind_ == PoolKind::average)
       for (int ch = 0; ch < c; ++ch) o[ch] /= static_cast<float>(pixels);
   }

@@ -92,21 +92,25 @@ void Pool2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   }
 }
 
+void pool_positions(const float* src, std::size_t positions, int channels, PoolKind kind, float* dst) {
+  std::copy(src, src + channels, dst);
+  for (std::size_t p = 1; p < positions; ++p) {
+    const float* __restrict row = src + p * channels;
+    float* __restrict out = dst;
+    if (kind == PoolKind::max)
+      for (int ch = 0; ch < channels; ++ch) out[ch] = std::max(out[ch], row[ch]);
+    else
+      for (int ch = 0; ch < channels; ++ch) out[ch] += row[ch];
+  }
+}
+
 void GlobalPool2D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   const Shape& is = input_shapes()[0];
   const int c = is.c, pixels = is.h * is.w;
   out.resize(in[0]->frames(), output_shape());
   for (int n = 0; n < in[0]->frames(); ++n) {
-    const float* src = in[0]->frame(n);
     float* __restrict dst = out.frame(n);
-    std::copy(src, src + c, dst);
-    for (int p = 1; p < pixels; ++p) {
-      const float* __restrict row = src + static_cast<std::size_t>(p) * c;
-      if (kind_ == PoolKind::max)
-        for (int ch = 0; ch < c; ++ch) dst[ch] = std::max(dst[ch], row[ch]);
-      else
-        for (int ch = 0; ch < c; ++ch) dst[ch] += row[ch];
-    }
+    pool_positions(in[0]->frame(n), pixels, c, kind_, dst);
     if (kind_ == PoolKind::average)
       for (int ch = 0; ch < c; ++ch) dst[ch] /= static_cast<float>(pixels);
   }

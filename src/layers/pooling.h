@@ -40,6 +40,11 @@ class Pool2D : public Layer {
   Pads pads_;
 };
 
+// Sums (average) or maxima (max) of `positions` vectors of `channels` floats that follow each
+// other from `src`, into `dst`: the global poolings' loop, also a split-spatial stage's pool of
+// its rows and member 0's join of the members' pools.
+void pool_positions(const float* src, std::size_t positions, int channels, PoolKind kind, float* dst);
+
 // GlobalAveragePooling2D / GlobalMaxPooling2D: (h, w, c) -> (c).
 class GlobalPool2D : public Layer {
  public:

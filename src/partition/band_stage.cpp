@@ -8,6 +8,8 @@
 
 namespace chorus::partition {
 
+using layers::pool_positions;
+
 namespace {
 
 // Buffers for values made one after another: a value takes a buffer that no value still to be
@@ -117,8 +119,7 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
   if (pools_) {
     const layers::Layer& pool = *m.node(stage.last).layer;
     const auto* flat = dynamic_cast<const layers::GlobalPool2D*>(&pool);
-    pools_max_ =
-        (flat ? flat->kind() : dynamic_cast<const layers::GlobalPool3D&>(pool).kind()) == layers::PoolKind::max;
+    pool_kind_ = flat ? flat->kind() : dynamic_cast<const layers::GlobalPool3D&>(pool).kind();
     pooled_.resize(out.size());
   }
   const Shape banded = m.node(groups_.back().last).layer->output_shape();
@@ -327,33 +328,17 @@ void BandStage::pool_and_join(const Tensor& mine) {
   const int members = exchange_ ? static_cast<int>(counts_.size()) : 1;
   CHORUS_ASSERT(positions > 0, "a pooled band of no rows");
   for (int n = 0; n < mine.frames(); ++n) {
-    // As GlobalPool2D computes it, over this member's positions only.
-    const float* src = mine.frame(n);
-    float* __restrict pooled = pooled_.data();
-    std::copy(src, src + c, pooled);
-    for (std::size_t p = 1; p < positions; ++p) {
-      const float* __restrict row = src + p * c;
-      if (pools_max_)
-        for (int ch = 0; ch < c; ++ch) pooled[ch] = std::max(pooled[ch], row[ch]);
-      else
-        for (int ch = 0; ch < c; ++ch) pooled[ch] += row[ch];
-    }
+    pool_positions(mine.frame(n), positions, c, pool_kind_, pooled_.data());  // over this member's rows
     const float* pools = pooled_.data();
     if (exchange_) {
       exchange_->gather(pooled_.data(), counts_, gathered_.data(), 0);
       if (member_ != 0) continue;
       pools = gathered_.data();
     }
+    // The members' pools, joined as the positions of one image are.
     float* __restrict out = output_.frame(n);
-    std::copy(pools, pools + c, out);
-    for (int g = 1; g < members; ++g) {
-      const float* __restrict part = pools + static_cast<std::size_t>(g) * c;
-      if (pools_max_)
-        for (int ch = 0; ch < c; ++ch) out[ch] = std::max(out[ch], part[ch]);
-      else
-        for (int ch = 0; ch < c; ++ch) out[ch] += part[ch];
-    }
-    if (!pools_max_)
+    pool_positions(pools, members, c, pool_kind_, out);
+    if (pool_kind_ == layers::PoolKind::average)
       for (int ch = 0; ch < c; ++ch) out[ch] /= pixels;
   }
   if (pacer_) pacer_->layer_done(spec_.last, double(rows()[member_ + 1] - rows()[member_]) / whole.h, started);

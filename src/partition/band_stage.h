@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/weight_reader.h"
+#include "layers/pooling.h"
 #include "model/model.h"
 #include "partition/peer_exchange.h"
 #include "partition/row_bands.h"
@@ -94,7 +95,7 @@ class BandStage {
   std::vector<std::size_t> counts_;  // floats of each member's band of the output, per frame
   std::vector<float> gathered_;      // on clips: the members' bands, before reordering; pooled: their pools
   bool pools_ = false;               // a global pooling ends the stage
-  bool pools_max_ = false;           // GlobalMaxPooling (else the average)
+  layers::PoolKind pool_kind_ = layers::PoolKind::average;  // of that pooling
   std::vector<float> pooled_;        // this member's pool of one frame
   std::size_t weight_bytes_ = 0;
   // Set for the duration of run().

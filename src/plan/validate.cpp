@@ -123,7 +123,6 @@ InputSlices input_slices(const model::Model& m, int first, int last, StageMode m
       if (n != reader && std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), v) > 0) return false;
     return true;
   };
-  if (!read_only_by(value, first) || (sliced != first && !read_only_by(first, sliced))) return {};
   if (m.node(sliced).inputs != std::vector<int>{sliced == first ? value : first}) return {};
   const layers::Layer& dense = *m.node(sliced).layer;
   const Shape in = dense.input_shapes()[0];
@@ -131,6 +130,8 @@ InputSlices input_slices(const model::Model& m, int first, int last, StageMode m
   if (!dynamic_cast<const layers::Dense*>(&dense) || in.h != 1 || in.w != 1 || in.d != 1 ||
       static_cast<std::size_t>(in.c) != whole.size())
     return {};
+  // The planner asks this of every split-input range: the scans of the whole model come last.
+  if (!read_only_by(value, first) || (sliced != first && !read_only_by(first, sliced))) return {};
   if (split_roles(m, first, last, mode)[sliced - first] != SplitRole::input_slice) return {};
   const std::vector<int> bounds = split_bounds(split_extent(dense, SplitRole::input_slice), fractions);
   InputSlices s;
