@@ -92,12 +92,18 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
         const auto bounds = plan::split_bounds(plan::split_extent(*m.node(n).layer, role), st.fractions);
         if (role == plan::SplitRole::input_slice || role == plan::SplitRole::heads) {
           const layers::Layer& layer = *m.node(n).layer;
-          const auto parts = plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0);
+          const auto shares = role == plan::SplitRole::input_slice
+                                  ? plan::scatter_shares(m, st.first, st.last, roles, st.fractions, n)
+                                  : std::vector<std::size_t>{};
+          const bool scattered = !shares.empty();
+          const auto parts = scattered ? plan::scatter_parts(layer.output_shape(), 1)
+                                       : plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0);
           const int members = static_cast<int>(st.ranks.size());
-          const int root = plan::split_root(n, st.last);
+          const int root = scattered ? plan::kSumsScattered : plan::split_root(n, st.last);
           for (int a = 0; a < members; ++a)
             for (int b = 0; b < members; ++b)
-              sums[s][a * members + b] += plan::sum_floats_to_peer(parts, members, a, b, root);
+              sums[s][a * members + b] +=
+                  plan::sum_floats_to_peer(parts, members, a, b, root, scattered ? &shares : nullptr);
           continue;
         }
         const auto parts = split_part_floats(m, n, role, bounds);

@@ -6,11 +6,12 @@
 
 namespace chorus::partition {
 
-int PeerExchange::begin_sums(float* data, std::size_t count, int members, int root) {
+int PeerExchange::begin_sums(float* data, std::size_t count, int members, int root,
+                             const std::vector<std::size_t>* shares) {
   const int id = next_sums_++;
   OpenSums& sums = open_sums(id);
   CHORUS_ASSERT(!sums.open, "more than ", kOpenSums, " reductions of partial sums open at once");
-  sums = OpenSums{data, count, members, root, true, false};
+  sums = OpenSums{data, count, members, root, true, false, shares};
   return id;
 }
 

@@ -51,8 +51,11 @@ class PeerExchange {
   // call them at the same points of the stage. The runtime reduces each part directly
   // (plan::sum_share_begin): member c adds up share c of the part from every member, in member
   // order, and sends the sum to the others (to the root); this default gathers every member's
-  // whole data at the first wait or end and adds it in member order.
-  virtual int begin_sums(float* data, std::size_t count, int members, int root);
+  // whole data at the first wait or end and adds it in member order. A reduce-scatter
+  // (root plan::kSumsScattered, cut by `shares`) leaves each member only its own share's sums:
+  // the rest of `data` is undefined (this default sums it all).
+  virtual int begin_sums(float* data, std::size_t count, int members, int root,
+                         const std::vector<std::size_t>* shares = nullptr);
   virtual void sums_ready(int id, std::size_t begin, std::size_t end) { (void)id, (void)begin, (void)end; }
   virtual void wait_sums(int id, std::size_t end);
   virtual void end_sums(int id);
@@ -63,10 +66,12 @@ class PeerExchange {
     std::size_t count = 0;
     int members = 0, root = -1;
     bool open = false, summed = false;
+    const std::vector<std::size_t>* shares = nullptr;  // a reduce-scatter's (the caller's, kept open)
   };
   static constexpr int kOpenSums = 2;
   // Reduction `id`'s record (ids cycle through kOpenSums records).
   OpenSums& open_sums(int id) { return open_sums_[id % kOpenSums]; }
+  const OpenSums& open_sums(int id) const { return open_sums_[id % kOpenSums]; }
 
  private:
   OpenSums open_sums_[kOpenSums];

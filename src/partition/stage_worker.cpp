@@ -89,6 +89,8 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       for (std::size_t c : scratch.frame_counts) total += c;
       scratch.counts = scratch.frame_counts;
       if (role == SplitRole::input_slice || role == SplitRole::heads) {
+        if (role == SplitRole::input_slice)
+          scratch.shares = plan::scatter_shares(m, spec_.first, spec_.last, roles, spec_.fractions, n);
         scratch.set_sum_parts(out_shape, frames, layer.partwise_fraction() > 0);  // as the traffic model
       }
       if (role == SplitRole::output_slice) {
@@ -200,7 +202,12 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
       scratch.set_sum_parts(out_shape, frames, node.layer->partwise_fraction() > 0);
     const std::vector<std::size_t>& parts = scratch.sum_parts;
     scratch.sums_out = &full;
-    if (exchange_) scratch.sum_id = exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1, root);
+    // A reduce-scatter leaves this member the sums of the next layer's input slice alone.
+    const bool scattered = !scratch.shares.empty();
+    if (exchange_)
+      scratch.sum_id =
+          exchange_->begin_sums(o, size, static_cast<int>(bounds.size()) - 1, scattered ? plan::kSumsScattered : root,
+                                scattered ? &scratch.shares : nullptr);
     // A run's consumer took its input part by part: what is left is paced as the rest of its work.
     const double consumed = scratch.consumed ? part.layer->consumable_fraction() : 0.0;
     const double rest = share * (1.0 - consumed);
@@ -216,7 +223,10 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     if (pacer_) pacer_->layer_done(n, rest, started);
     if (scratch.deferred) return;  // the run behind it waits for each part and finishes it
     end_sums(scratch);
-    if (whole_here) finish_sums(n, full, 0, size);
+    if (scattered)
+      finish_share(n, full);
+    else if (whole_here)
+      finish_sums(n, full, 0, size);
     return;
   }
   part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
@@ -261,6 +271,19 @@ void StageWorker::finish_sums(int n, Tensor& sums, std::size_t begin, std::size_
   for (std::size_t i = begin; i < end; i += c)
     for (int k = 0; k < c; ++k) o[i + k] += part.bias[k];
   part.activation.apply(o + begin, end - begin, c);
+}
+
+void StageWorker::finish_share(int n, Tensor& sums) const {
+  const LayerPart& part = parts_.at(n);
+  const auto& shares = scratch_.at(n).shares;
+  const std::size_t begin = shares[member_], end = shares[member_ + 1];
+  if (begin == end) return;
+  const std::size_t units = model_.node(n).layer->output_shape().c;  // a vector's floats per frame
+  for (std::size_t at = 0; at < sums.size(); at += units) {
+    float* o = sums.data() + at;
+    for (std::size_t k = begin; k < end; ++k) o[k] += part.bias[k];
+    part.activation.apply(o + begin, end - begin, static_cast<int>(end - begin));  // elementwise
+  }
 }
 
 void StageWorker::end_sums(SplitScratch& scratch) {

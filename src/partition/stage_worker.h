@@ -60,12 +60,13 @@ class StageWorker : private model::ExternalNodes {
     int multiplier = 1;                     // output channels per split channel (depthwise)
     std::vector<std::size_t> sum_parts;        // partial sums: the parts they are reduced in (floats)
     std::vector<std::int64_t> sum_positions;  // the same in positions, for the layer
+    std::vector<std::size_t> shares;          // a reduce-scatter's (plan::scatter_shares), or none
     int sum_id = -1;                          // its reduction while open (PeerExchange::begin_sums)
     bool deferred = false;                    // a parted run follows: it waits for each part and finishes it
     Tensor* sums_out = nullptr;               // the buffer its sums are reduced in
     bool consumed = false;                    // its input taken part by part (a run's consumer)
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
-      sum_parts = plan::sum_parts(out, frames, in_parts);
+      sum_parts = shares.empty() ? plan::sum_parts(out, frames, in_parts) : plan::scatter_parts(out, frames);
       sum_positions.clear();
       for (std::size_t b : sum_parts) sum_positions.push_back(static_cast<std::int64_t>(b / out.c));
     }
@@ -83,6 +84,8 @@ class StageWorker : private model::ExternalNodes {
   double member_share(int n) const;
   // Adds the bias and applies the activation to floats [begin, end) of reduced sums.
   void finish_sums(int node, Tensor& sums, std::size_t begin, std::size_t end) const;
+  // The same for this member's share of every frame of a reduce-scatter's sums.
+  void finish_share(int node, Tensor& sums) const;
   // Ends node's open reduction, if any.
   void end_sums(SplitScratch& scratch);
   model::Model& model_;

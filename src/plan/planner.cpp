@@ -523,7 +523,11 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           // stage's last layer is reduced to member 0 alone: the shares' sums go to it only, so
           // the medium carries (k - 1) (1 + 1 / k) of them, while member 0's own link still takes
           // 2 (k - 1) / k.
-          const double per_link = 2.0 * (count - 1) * out / count;
+          // A reduce-scatter (scatter_shares: fc1 into fc2, both split by input) sends no sums
+          // back: (k - 1) / k of them per member.
+          const bool scattered =
+              role == SplitRole::input_slice && !scatter_shares(m, first, last, roles, share, n).empty();
+          const double per_link = (scattered ? 1.0 : 2.0) * (count - 1) * out / count;
           const double moved = split_root(n, last) == 0 ? (count - 1) * out * (1.0 + 1.0 / count) : per_link * count;
           ring_bytes += moved;
           if (sum_link_s.empty()) sum_link_s.assign(last - first + 1, -1.0);

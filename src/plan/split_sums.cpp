@@ -18,14 +18,22 @@ std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts) 
   return bounds;
 }
 
-std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to, int root) {
+std::vector<std::size_t> scatter_parts(const Shape& out, int frames) {
+  std::vector<std::size_t> bounds;
+  for (int f = 0; f <= frames; ++f) bounds.push_back(static_cast<std::size_t>(f) * out.size());
+  return bounds;
+}
+
+std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to, int root,
+                               const std::vector<std::size_t>* shares) {
   if (from == to) return 0;
   std::size_t floats = 0;
   for (std::size_t p = 0; p + 1 < parts.size(); ++p) {
     const auto share = [&](int c) {
-      return sum_share_begin(parts[p], parts[p + 1], members, c + 1) - sum_share_begin(parts[p], parts[p + 1], members, c);
+      return sum_share_begin(parts[p], parts[p + 1], members, c + 1, shares) -
+             sum_share_begin(parts[p], parts[p + 1], members, c, shares);
     };
-    floats += share(to) + (root < 0 || root == to ? share(from) : 0);
+    floats += share(to) + (root == kSumsToEveryMember || root == to ? share(from) : 0);
   }
   return floats;
 }

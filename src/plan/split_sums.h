@@ -10,8 +10,18 @@
 
 namespace chorus::plan {
 
+// Who takes a reduction's sums (PeerExchange::begin_sums' `root`): every member (an
+// all-reduce), one member (>= 0: a reduce), or each member only its own share of every part (a
+// reduce-scatter: the next layer reads only that slice; validate.h's scatter_shares).
+constexpr int kSumsToEveryMember = -1;
+constexpr int kSumsScattered = -2;
+
 // Share c of a part [begin, end) of partial sums: [sum_share_begin(c), sum_share_begin(c + 1)).
-inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int members, int c) {
+// Even cuts of the part, or, where `shares` is given (a reduce-scatter, whose parts are frames
+// of one length), floats [shares[c], shares[c + 1]) of it.
+inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int members, int c,
+                                   const std::vector<std::size_t>* shares = nullptr) {
+  if (shares) return begin + (*shares)[c];
   return begin + (end - begin) * static_cast<std::size_t>(c) / static_cast<std::size_t>(members);
 }
 
@@ -19,10 +29,13 @@ inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int membe
 // for a layer that computes its output part by part (`in_parts`: Layer::partwise_fraction() > 0),
 // else one part (more would only add messages), as for a single position (a CNN's dense layer).
 std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts);
+// The parts a reduce-scatter of a vector's sums runs in: one per frame, each cut by the shares.
+std::vector<std::size_t> scatter_parts(const Shape& out, int frames);
 
 // Floats member `from` sends member `to` to reduce partial sums in `parts`: its contribution to
 // `to`'s share of every part, then the sums of its own shares (if every member takes the sums,
-// root < 0, or `to` is the root that alone takes them).
-std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to, int root);
+// kSumsToEveryMember, or `to` is the root that alone takes them; none in a reduce-scatter).
+std::size_t sum_floats_to_peer(const std::vector<std::size_t>& parts, int members, int from, int to, int root,
+                               const std::vector<std::size_t>* shares = nullptr);
 
 }  // namespace chorus::plan

@@ -234,6 +234,21 @@ std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, S
   return roles;
 }
 
+std::vector<std::size_t> scatter_shares(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles,
+                                        const std::vector<double>& fractions, int n) {
+  if (n < first || n >= last || roles[n - first] != SplitRole::input_slice ||
+      roles[n + 1 - first] != SplitRole::input_slice)
+    return {};
+  const auto* dense = dynamic_cast<const layers::Dense*>(m.node(n).layer.get());
+  const auto* next = dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get());
+  if (!dense || !next || dense->output_shape().size() != static_cast<std::size_t>(dense->output_shape().c)) return {};
+  // Each member finishes its share alone: not with a softmax, which mixes every output.
+  if (!activation_is_elementwise(*dense) || !feeds_only_next(m, n)) return {};
+  std::vector<std::size_t> shares;
+  for (int b : split_bounds(next->input_shapes()[0].c, fractions)) shares.push_back(static_cast<std::size_t>(b));
+  return shares;
+}
+
 std::vector<PartRun> part_runs(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles) {
   const auto role = [&](int n) { return roles[n - first]; };
   const auto positions = [&](int n) {

@@ -6,6 +6,7 @@
 
 #include "model/model.h"
 #include "plan/plan.h"
+#include "plan/split_sums.h"
 
 namespace chorus::plan {
 
@@ -88,8 +89,21 @@ InputSlices input_slices(const model::Model& model, int first, int last, StageMo
 
 // The member that alone takes node `node`'s gathered slices or reduced sums in a split stage
 // ending at `stage_last`: member 0 for the stage's last layer, which only member 0 hands on;
-// -1 (every member) for the others. The worker, the traffic model and the planner read it.
-inline int split_root(int node, int stage_last) { return node == stage_last ? 0 : -1; }
+// every member (kSumsToEveryMember) for the others. The worker, the traffic model and the
+// planner read it.
+inline int split_root(int node, int stage_last) { return node == stage_last ? 0 : kSumsToEveryMember; }
+
+// Where node n of a split stage [first, last] reduce-scatters its partial sums: n is a Dense layer
+// on a vector split by input (fc1) whose output only the next node reads, a Dense layer split by
+// input too (fc2), so member g needs only the sums of its own input slice of the next: it adds
+// up and finishes (bias, activation) only those, and no sums travel back ((k - 1) / k of the
+// sums sent per member instead of an all-reduce's 2 (k - 1) / k). Returns the shares, member
+// g's floats [shares[g], shares[g + 1]) of each frame (the next layer's split_bounds), or
+// nothing where the sums are all-reduced or go to member 0. Not for convolutions, whose slices
+// are channels of every position rather than one run of floats.
+std::vector<std::size_t> scatter_shares(const model::Model& model, int first, int last,
+                                        const std::vector<SplitRole>& roles, const std::vector<double>& fractions,
+                                        int n);
 
 // A run of layers that a split stage computes part by part behind a reduction: `reduced`
 // (attention split by heads, a pair's second half) has its partial sums reduced in parts of

@@ -108,15 +108,16 @@ class TransportPeerExchange : public partition::PeerExchange {
   // its contribution to share c of the part (sum_share_begin) and takes theirs to its own share;
   // once they are in (and its own sends out, as the sums land where they were sent from), it
   // adds its share up in member order and sends the sum to the others (to the root only, for a
-  // reduce). Later parts compute meanwhile; wait_sums and end_sums wait for what they need. Each
-  // share is summed once, so every member that receives the sums ends with the same bits. Parts
-  // are summed in the order they were written, across the (at most two) open reductions, so
-  // that every member sends and posts the sums' messages, which share a tag, in one order.
-  int begin_sums(float* data, std::size_t count, int members, int root) override {
+  // reduce; to none, for a reduce-scatter). Later parts compute meanwhile; wait_sums and end_sums wait for what they
+  // need. Each share is summed once, so every member that receives the sums ends with the same bits. Parts are summed
+  // in the order they were written, across the (at most two) open reductions, so that every member sends and posts the
+  // sums' messages, which share a tag, in one order.
+  int begin_sums(float* data, std::size_t count, int members, int root,
+                 const std::vector<std::size_t>* shares) override {
     CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
     bool others_open = false;
     for (int r = 0; r < kOpenSums; ++r) others_open = others_open || open_sums(r).open;
-    const int id = PeerExchange::begin_sums(data, count, members, root);  // the record
+    const int id = PeerExchange::begin_sums(data, count, members, root, shares);  // the record
     if (!others_open) {  // every earlier part is summed and its messages done
       sum_parts_.clear();
       sum_receives_.clear();
@@ -126,9 +127,12 @@ class TransportPeerExchange : public partition::PeerExchange {
       sum_summed_ = sum_issued_ = 0;
     }
     // The others' contributions to this member's shares: at most count / k + 1 floats of each
-    // part from each of them (kept from frame to frame; this record's buffer is idle now).
+    // part from each of them, or its scattered share of each frame (kept from frame to frame;
+    // this record's buffer is idle now).
     Incoming& in = sum_incoming_[id % kOpenSums];
-    const std::size_t need = (members - 1) * (count / members + kMaxSumParts);
+    const std::size_t mine = shares ? count / shares->back() * ((*shares)[member_ + 1] - (*shares)[member_])
+                                    : count / members + kMaxSumParts;
+    const std::size_t need = (members - 1) * mine;
     if (in.floats.size() < need) in.floats.resize(need);
     in.used = 0;
     return id;
@@ -198,7 +202,7 @@ class TransportPeerExchange : public partition::PeerExchange {
     std::size_t used = 0;
   };
   std::size_t share_begin(const SumPart& p, int c) const {
-    return plan::sum_share_begin(p.begin, p.end, static_cast<int>(ranks_.size()), c);
+    return plan::sum_share_begin(p.begin, p.end, static_cast<int>(ranks_.size()), c, open_sums(p.id).shares);
   }
   std::size_t share_end(const SumPart& p, int c) const { return share_begin(p, c + 1); }
   void count_bytes(int rank, std::size_t sent, std::size_t received) {
@@ -269,7 +273,8 @@ class TransportPeerExchange : public partition::PeerExchange {
         if (c == member_) continue;
         const int rank = ranks_[c];
         const std::size_t at = share_begin(part, c), m = share_end(part, c) - at;
-        const bool receive = sums.root < 0 || sums.root == member_, send = sums.root < 0 || sums.root == c;
+        const bool every = sums.root == plan::kSumsToEveryMember;  // none travel in a reduce-scatter
+        const bool receive = every || sums.root == member_, send = every || sums.root == c;
         if (receive) sum_rest_receives_.push_back(t_.irecv(rank, sum_tag_, sums.data + at, m * sizeof(float)));
         if (send) sum_rest_sends_.push_back(t_.isend(rank, sum_tag_, own, n * sizeof(float)));
         count_bytes(rank, send ? n : 0, receive ? m : 0);

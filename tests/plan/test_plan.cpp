@@ -268,6 +268,17 @@ class ThreadExchange : public partition::PeerExchange {
     }
     pending_.clear();
   }
+  // As the runtime leaves them: after a reduce-scatter only this member's share of each frame
+  // holds sums, so a worker that read the rest would compute from NaNs.
+  void end_sums(int id) override {
+    PeerExchange::end_sums(id);
+    const OpenSums& sums = open_sums(id);
+    if (sums.root != plan::kSumsScattered) return;
+    const std::vector<std::size_t>& shares = *sums.shares;
+    for (std::size_t at = 0; at < sums.count; at += shares.back())
+      for (std::size_t i = 0; i < shares.back(); ++i)
+        if (i < shares[member_] || i >= shares[member_ + 1]) sums.data[at + i] = std::nanf("");
+  }
 
  private:
   ThreadGroup& group_;
@@ -1664,6 +1675,61 @@ TEST(InputSlices, SplitInputMembersTakeOnlyTheirSliceOfAVector) {
   EXPECT_EQ(channel_rows[0].height, 5);
   EXPECT_EQ(channel_rows[0].images, 12);
   EXPECT_EQ(partition::frame_traffic(onnx, onnx_plan, 1, 0).at(0, 2), 36 * sizeof(float));
+}
+
+// Dense layers on vectors, one after another, for reduce-scatters: d1 20 -> 16 (relu), d2 -> 12
+// (a batch norm folded), d3 -> 7 (softmax), d4 -> 5 (softmax).
+const char* kDenseChainConfig = R"({"class_name": "Functional", "config": {"name": "dense_chain", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 20]}, "inbound_nodes": []},
+ {"class_name": "Dense", "name": "d1", "config": {"name": "d1", "units": 16, "activation": "relu"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "d2", "config": {"name": "d2", "units": 12}, "inbound_nodes": [[["d1", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn", "config": {"name": "bn", "axis": -1, "epsilon": 0.001}, "inbound_nodes": [[["d2", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "d3", "config": {"name": "d3", "units": 7, "activation": "softmax"}, "inbound_nodes": [[["bn", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "d4", "config": {"name": "d4", "units": 5, "activation": "softmax"}, "inbound_nodes": [[["d3", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["d4", 0, 0]]}})";
+
+// A split-input stage of Dense layers on vectors reduce-scatters each layer's sums into the next
+// one's input slices: each member adds up and finishes only its own slice (the thread exchange,
+// like the runtime, leaves the rest undefined: NaN), sends no sums back, and the outputs equal
+// one process. A softmax, which needs every sum, and the stage's last layer reduce as before.
+TEST_F(StageWorkerTest, DenseLayersSplitByInputReduceScatterIntoTheNext) {
+  test::TempDir dir;
+  test::write_random_model(kDenseChainConfig, dir.path("dense.h5"), 17);
+  model::Model m = structure_of(kDenseChainConfig);
+  const int d1 = m.find("d1"), d2 = m.find("d2"), d3 = m.find("d3"), d4 = m.find("d4");
+  const std::vector<double> fractions{0.5, 0.3, 0.2};
+  const auto roles = plan::split_roles(m, d1, d4, StageMode::split_input);
+  // d2's 16 inputs: 8, 5 and 3 of them; d3's 12: 6, 4 and 2. d3 ends in a softmax, d4 the stage.
+  EXPECT_EQ(plan::scatter_shares(m, d1, d4, roles, fractions, d1), (std::vector<std::size_t>{0, 8, 13, 16}));
+  EXPECT_EQ(plan::scatter_shares(m, d1, d4, roles, fractions, d2), (std::vector<std::size_t>{0, 6, 10, 12}));
+  EXPECT_TRUE(plan::scatter_shares(m, d1, d4, roles, fractions, d3).empty());
+  EXPECT_TRUE(plan::scatter_shares(m, d1, d4, roles, fractions, d4).empty());
+  EXPECT_TRUE(plan::scatter_shares(m, d1, d1, {roles[0]}, fractions, d1).empty());  // the stage's last
+
+  for (int frames : {1, 3}) {
+    SCOPED_TRACE(cat(frames, " frames"));
+    const Tensor input = test::random_tensor(frames, m.input_shape(), 91 + frames);
+    run_plan(dir.path("dense.h5"),
+             plan::validate_plan(make_plan(3, {stage("d1", "d4", StageMode::split_input, {2, 0, 1}, fractions)}), m, 3),
+             input);
+    run_plan(dir.path("dense.h5"),
+             plan::validate_plan(make_plan(3, {stage("d1", "d1", StageMode::single, {0}),
+                                               stage("d2", "d4", StageMode::split_input, {1, 2}, {0.25, 0.75})}),
+                                 m, 3),
+             input);
+  }
+
+  // The bytes: in [d1, d2] on members 0, 1, 2, member 1 sends member 2 its contribution to 2's
+  // share of d1 (3 floats) and of d2's reduction to member 0 (4 of 12); member 2 sends member 0
+  // its 8 of d1, and of d2 its 4 and the sums of its own share (4).
+  const plan::ResolvedPlan rp =
+      plan::validate_plan(make_plan(3, {stage("d1", "d2", StageMode::split_input, {0, 1, 2}, fractions),
+                                        stage("d3", "d4", StageMode::single, {0})}),
+                          m, 3);
+  const partition::FrameTraffic traffic = partition::frame_traffic(m, rp, 1, 0);
+  EXPECT_EQ(traffic.at(1, 2), (3 + 4) * sizeof(float));
+  EXPECT_EQ(traffic.at(2, 1), (5 + 4) * sizeof(float));
+  EXPECT_EQ(traffic.at(2, 0), (8 + 4 + 4) * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------------------------

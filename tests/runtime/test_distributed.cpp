@@ -332,6 +332,16 @@ json sliced_tail_plan() {
         {{"layers", {"fc2", "fc2"}}, {"mode", "single"}, {"ranks", {2}}}}}};
 }
 
+// Replicas, then a split-input stage whose dense layers reduce-scatter: fc1's sums go to each
+// member as its slice of fc2's input, fc2's to member 0 (uneven).
+json scattered_tail_plan() {
+  return {
+      {"ranks", 4},
+      {"stages",
+       {{{"layers", {"c1", "c4"}}, {"mode", "replicate"}, {"ranks", {0, 3}}, {"fractions", {0.6, 0.4}}},
+        {{"layers", {"p2", "fc2"}}, {"mode", "split-input"}, {"ranks", {2, 1, 3}}, {"fractions", {0.5, 0.3, 0.2}}}}}};
+}
+
 // The same after an ONNX Flatten, which reorders the feature map into (c, h, w) order: each
 // member is sent the channels its features fall in.
 json reordered_sliced_tail_plan() {
@@ -493,6 +503,7 @@ TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, every_mode_plan()));
   expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, sliced_tail_plan()));
+  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, scattered_tail_plan()));
   expect_same_as_one_process("onnx_view_flatten", 3, "--plan " + write_plan(dir, reordered_sliced_tail_plan()));
 }
 
@@ -848,6 +859,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
         Case{"dense_heavy", "--strategy split-input", 3},
         Case{"vgg_small", "--plan " + write_plan(plans, every_mode_plan()), 4},
         Case{"vgg_small", "--plan " + write_plan(plans, sliced_tail_plan()), 3},
+        Case{"vgg_small", "--plan " + write_plan(plans, scattered_tail_plan()), 4},
         Case{"onnx_view_flatten", "--plan " + write_plan(plans, reordered_sliced_tail_plan()), 3},
         Case{"multi_io", "--strategy pipeline", 4}, Case{"onnx_vit_tiny_op14", "--strategy split-tensor", 3},
         Case{"vgg_small", "--strategy split-tensor", 3}, Case{"clip", "--strategy split-spatial", 3},
