@@ -35,7 +35,7 @@ std::vector<InputRows> stage_input_rows(const model::Model& m, const plan::Resol
   if (st.ranks.size() < 2) return rows;
   if (st.mode == plan::StageMode::split_input) {
     const plan::InputSlices slices = plan::input_slices(m, st.first, st.last, st.mode, st.fractions);
-    if (slices.value < 0) return rows;
+    if (!slices.any()) return rows;
     const Shape whole = m.shape_of(slices.value);
     const auto [begin, end] = slices.parts.at(member);
     for (std::size_t k = 0; k < values.size(); ++k)

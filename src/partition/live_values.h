@@ -33,9 +33,10 @@ struct InputRows {
 // - in a split-spatial stage, whose members take only the rows their band reads (its halo
 //   included) of the value the band starts from, and nothing else but what member 0 hands on to
 //   the next stage whole;
-// - in a split-input stage whose members read slices of a vector (plan::input_slices): then a
-//   member takes the floats of its slice, as rows of one float, or its channels of every
-//   position, as rows of one float of images one position each.
+// - in a split-input stage whose members read slices of their input (plan::input_slices: of a
+//   vector, or a convolution's input channels): then a member takes the floats of its slice, as
+//   rows of one float, or its channels of every position, as rows of one float of images one
+//   position each.
 std::vector<InputRows> stage_input_rows(const model::Model& model, const plan::ResolvedPlan& plan, int stage,
                                         int member);
 // Floats per frame of those rows.

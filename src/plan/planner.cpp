@@ -257,7 +257,7 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
       const double band = std::max(0, rows.second - rows.first) * row_bytes(band_shape);  // of each image of a clip
       add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
     }
-  } else if (slices && slices->value >= 0 && count > 1) {
+  } else if (slices && slices->any() && count > 1) {
     // A split-input stage that reads slices of a vector: each member takes only its slice of it.
     const double whole = static_cast<double>(m.shape_of(slices->value).size()) * sizeof(float);
     for (int g = 0; g < count; ++g)

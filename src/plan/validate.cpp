@@ -124,19 +124,23 @@ InputSlices input_slices(const model::Model& m, int first, int last, StageMode m
     return true;
   };
   if (m.node(sliced).inputs != std::vector<int>{sliced == first ? value : first}) return {};
-  const layers::Layer& dense = *m.node(sliced).layer;
-  const Shape in = dense.input_shapes()[0];
+  const layers::Layer& layer = *m.node(sliced).layer;
+  const Shape in = layer.input_shapes()[0];
   const Shape whole = m.shape_of(value);
-  if (!dynamic_cast<const layers::Dense*>(&dense) || in.h != 1 || in.w != 1 || in.d != 1 ||
-      static_cast<std::size_t>(in.c) != whole.size())
-    return {};
+  // A convolution split by input reads its channels of every position; a Dense layer, a run of
+  // floats of a vector.
+  const bool convolution =
+      sliced == first && (as_plain_conv(layer) || dynamic_cast<const layers::Conv3D*>(&layer) != nullptr);
+  const bool dense_on_vector = dynamic_cast<const layers::Dense*>(&layer) && in.h == 1 && in.w == 1 && in.d == 1 &&
+                               static_cast<std::size_t>(in.c) == whole.size();
+  if (!convolution && !dense_on_vector) return {};
   // The planner asks this of every split-input range: the scans of the whole model come last.
   if (!read_only_by(value, first) || (sliced != first && !read_only_by(first, sliced))) return {};
   if (split_roles(m, first, last, mode)[sliced - first] != SplitRole::input_slice) return {};
-  const std::vector<int> bounds = split_bounds(split_extent(dense, SplitRole::input_slice), fractions);
+  const std::vector<int> bounds = split_bounds(split_extent(layer, SplitRole::input_slice), fractions);
   InputSlices s;
   s.value = value;
-  s.channels = reorders;
+  s.channels = reorders || convolution;
   // In (c, h, w) order feature f is channel f / positions: a member takes every channel its
   // features fall in (two members may share one at their boundary).
   const int positions = static_cast<int>(whole.size() / whole.c);

@@ -71,16 +71,18 @@ std::vector<SplitRole> split_roles(const model::Model& model, int first, int las
 
 // What of its input each member of a split-input stage [first, last] reads, where that is a
 // slice: its first layer, or the first after a Flatten or Reshape, is a Dense layer on a vector
-// split by input, and nothing else reads the stage's input. Then member g needs only part g of
-// `value` per frame, and that is all the stage's input it is sent (VGG16's flatten..fc1: 1/k of
-// 25,088 floats each, not all of them): floats [begin, end) of it, or, after a Flatten that
-// reorders a feature map into (c, h, w) order (ONNX files'), channels [begin, end) of each of its
-// positions, those that the member's features fall in. `value` is -1 where the members need
-// their input whole.
+// split by input, or its first layer is a convolution (2-D or 3-D) split by input, and nothing
+// else reads the stage's input. Then member g needs only part g of `value` per frame, and that
+// is all the stage's input it is sent (VGG16's flatten..fc1: 1/k of 25,088 floats each, not all
+// of them): floats [begin, end) of it, or channels [begin, end) of each of its positions: a
+// convolution's input channels, or, after a Flatten that reorders a feature map into (c, h, w)
+// order (ONNX files'), the channels that the member's features fall in. No parts where the
+// members need their input whole.
 struct InputSlices {
-  int value = -1;
-  std::vector<std::pair<int, int>> parts;  // per member
+  int value = 0;                           // a node's output, or a model input (negative)
+  std::vector<std::pair<int, int>> parts;  // per member; none: the members read all of it
   bool channels = false;                   // parts are channels of every position, not floats
+  bool any() const { return !parts.empty(); }
   // Floats per frame of member g's part.
   std::size_t floats(const model::Model& model, int member) const;
 };

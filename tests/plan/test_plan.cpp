@@ -1636,10 +1636,17 @@ TEST(InputSlices, SplitInputMembersTakeOnlyTheirSliceOfAVector) {
   EXPECT_FALSE(s.channels);
   EXPECT_EQ(s.parts, (std::vector<std::pair<int, int>>{{0, 48}, {48, 72}, {72, 96}}));
   EXPECT_EQ(plan::input_slices(m, fc, fc, StageMode::split_input, {0.5, 0.5}).value, flat);
-  // Not split by input, one member, or a convolution split by input (strided channels).
-  EXPECT_EQ(plan::input_slices(m, flat, fc, StageMode::split_output, {0.5, 0.5}).value, -1);
-  EXPECT_EQ(plan::input_slices(m, flat, fc, StageMode::split_input, {1.0}).value, -1);
-  EXPECT_EQ(plan::input_slices(m, c, fc, StageMode::split_input, {0.5, 0.5}).value, -1);
+  // Not split by input, one member, or the sliced layer not first (but for a Flatten).
+  EXPECT_FALSE(plan::input_slices(m, flat, fc, StageMode::split_output, {0.5, 0.5}).any());
+  EXPECT_FALSE(plan::input_slices(m, flat, fc, StageMode::split_input, {1.0}).any());
+  EXPECT_FALSE(plan::input_slices(m, zp, fc, StageMode::split_input, {0.5, 0.5}).any());
+  // A convolution split by input, the stage's first layer, reads its channels of every position
+  // of the model's input (4x4x2): one channel each, of each of the 16 positions.
+  const plan::InputSlices channels = plan::input_slices(m, c, fc, StageMode::split_input, {0.4, 0.6});
+  EXPECT_EQ(channels.value, model::kModelInput);
+  EXPECT_TRUE(channels.channels);
+  EXPECT_EQ(channels.parts, (std::vector<std::pair<int, int>>{{0, 1}, {1, 2}}));
+  EXPECT_EQ(channels.floats(m, 1), 16u);
   // What each member is sent: its 48 floats, not all 96 (the distributed traffic test holds
   // the ranks' bytes equal to this model).
   const plan::ResolvedPlan rp = plan::validate_plan(
