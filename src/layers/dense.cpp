@@ -71,6 +71,33 @@ void Dense::forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out, 
   }
 }
 
+void Dense::forward_channels_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                      const std::vector<std::int64_t>& parts,
+                                      FunctionRef<void(int, double)> part_done) const {
+  const Tensor& x = *in[0];
+  const int cin = input_shapes()[0].c, units = settings_.units;
+  const Activation& act = settings_.activation;
+  CHORUS_ASSERT(x.frames() * input_shapes()[0].h * input_shapes()[0].w == 1 && !packed_, "layer ", name(),
+                ": parts of channels need a single vector");
+  CHORUS_ASSERT(parts.size() >= 2 && parts.front() == 0 && parts.back() == units, "parts of ", name(),
+                " do not cover its ", units, " units");
+  if (act.kind == ActivationKind::softmax) {  // needs every unit: whole, then the parts at once
+    Layer::forward_channels_in_parts(in, out, parts, part_done);
+    return;
+  }
+  out.resize(1, output_shape());
+  for (std::size_t j = 0; j + 1 < parts.size(); ++j) {
+    // Units [u0, u1): rows u0.. of the (units x cin, column-major) kernel, one pass over them.
+    const int u0 = static_cast<int>(parts[j]), u1 = static_cast<int>(parts[j + 1]);
+    float* o = out.data() + u0;
+    gemm(u1 - u0, 1, cin, kernel_.data() + u0, units, x.data(), cin, o, units);
+    if (!bias_.empty())
+      for (int u = u0; u < u1; ++u) out.data()[u] += bias_[u];
+    act.apply(o, static_cast<std::size_t>(u1 - u0), u1 - u0);
+    part_done(static_cast<int>(j), double(u1) / units);
+  }
+}
+
 void Dense::forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
                               std::int64_t p1) const {
   compute_positions(*in[0], out, p0, p1);

@@ -32,6 +32,9 @@ class Dense : public Layer {
                         FunctionRef<void(int, double)> part_done) const override;
   double partwise_fraction() const override { return 1.0; }
   bool positionwise() const override { return true; }
+  void forward_channels_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                 const std::vector<std::int64_t>& parts,
+                                 FunctionRef<void(int, double)> part_done) const override;
   void forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,
                          std::int64_t p1) const override;
   Activation* fusable_activation() override { return &settings_.activation; }

@@ -107,8 +107,13 @@ class Layer {
   virtual void forward_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
                                 const std::vector<std::int64_t>& parts,
                                 FunctionRef<void(int, double)> part_done) const;
-  // The fraction of the work forward_in_parts does part by part (the rest comes first): 0 for
-  // layers that compute their output whole.
+  // The same for a batch of one position (a dense layer on one frame's vector), in parts of its
+  // output channels: [parts[j], parts[j + 1]). By default the whole output is computed first.
+  virtual void forward_channels_in_parts(const std::vector<const Tensor*>& in, Tensor& out,
+                                         const std::vector<std::int64_t>& parts,
+                                         FunctionRef<void(int, double)> part_done) const;
+  // The fraction of the work forward_in_parts (and forward_channels_in_parts) does part by part
+  // (the rest comes first): 0 for layers that compute their output whole.
   virtual double partwise_fraction() const { return 0.0; }
   // Whether every output position reads only the same position of its inputs (dense layers on
   // tokens, layer norm, element-wise layers), so that forward_positions computes any run of

@@ -217,6 +217,8 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     };
     if (scratch.consumed)
       part.layer->forward_consumed_in_parts(scratch.part_inputs, full, scratch.sum_positions, part_done);
+    else if (scratch.by_channels)
+      part.layer->forward_channels_in_parts(scratch.part_inputs, full, scratch.sum_positions, part_done);
     else
       part.layer->forward_in_parts(scratch.part_inputs, full, scratch.sum_positions, part_done);
     scratch.consumed = false;

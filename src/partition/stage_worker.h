@@ -59,7 +59,9 @@ class StageWorker : private model::ExternalNodes {
     std::vector<std::size_t> counts;        // floats per member in the current batch
     int multiplier = 1;                     // output channels per split channel (depthwise)
     std::vector<std::size_t> sum_parts;        // partial sums: the parts they are reduced in (floats)
-    std::vector<std::int64_t> sum_positions;  // the same in positions, for the layer
+    // The same in the layer's units: positions, or channels of a single vector (by_channels).
+    std::vector<std::int64_t> sum_positions;
+    bool by_channels = false;
     std::vector<std::size_t> shares;          // a reduce-scatter's (plan::scatter_shares), or none
     int sum_id = -1;                          // its reduction while open (PeerExchange::begin_sums)
     bool deferred = false;                    // a parted run follows: it waits for each part and finishes it
@@ -67,8 +69,9 @@ class StageWorker : private model::ExternalNodes {
     bool consumed = false;                    // its input taken part by part (a run's consumer)
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
       sum_parts = shares.empty() ? plan::sum_parts(out, frames, in_parts) : plan::scatter_parts(out, frames);
+      by_channels = shares.empty() && in_parts && plan::sum_parts_by_channels(out, frames);
       sum_positions.clear();
-      for (std::size_t b : sum_parts) sum_positions.push_back(static_cast<std::int64_t>(b / out.c));
+      for (std::size_t b : sum_parts) sum_positions.push_back(static_cast<std::int64_t>(by_channels ? b : b / out.c));
     }
   };
   bool computes(int node) const override { return parts_.count(node) > 0; }

@@ -302,6 +302,9 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
   std::vector<std::vector<double>> summed(last - first + 1);  // by node: when each part is summed
   double cpu = 0, link = 0, busy = 0;                         // busy: compute alone
   const auto parts_of = [&](int n) {
+    // A reduce-scatter runs in one part per frame (scatter_parts).
+    if (roles[n - first] == SplitRole::input_slice && !scatter_shares(m, first, last, roles, share, n).empty())
+      return 1;
     const double partwise = m.node(n).layer->partwise_fraction();
     return static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
   };

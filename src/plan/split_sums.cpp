@@ -12,8 +12,17 @@ std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts) 
   // 280 with eight and 278 with sixteen.
   constexpr std::int64_t kParts = 8;
   const std::int64_t positions = static_cast<std::int64_t>(frames) * out.rows() * out.w;
-  const std::int64_t parts = in_parts ? std::max<std::int64_t>(1, std::min(kParts, positions)) : 1;
   std::vector<std::size_t> bounds;
+  if (in_parts && sum_parts_by_channels(out, frames)) {
+    // One vector (a dense layer on one frame): parts of its channels, so that a large layer's
+    // first sums travel while it computes the rest, each at least kMinPartFloats (a message's
+    // cost is more than its bytes).
+    constexpr std::int64_t kMinPartFloats = 512;
+    const std::int64_t parts = std::clamp<std::int64_t>(out.c / kMinPartFloats, 1, kParts);
+    for (std::int64_t j = 0; j <= parts; ++j) bounds.push_back(static_cast<std::size_t>(out.c * j / parts));
+    return bounds;
+  }
+  const std::int64_t parts = in_parts ? std::max<std::int64_t>(1, std::min(kParts, positions)) : 1;
   for (std::int64_t j = 0; j <= parts; ++j) bounds.push_back(static_cast<std::size_t>(positions * j / parts) * out.c);
   return bounds;
 }

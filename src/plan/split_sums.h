@@ -4,6 +4,7 @@
 // it, each part cut into one share per member, which that member adds up. The worker, the
 // runtime, the traffic model and the planner all read this geometry.
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -27,8 +28,14 @@ inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int membe
 
 // The parts, as float bounds over `frames` frames of `out`: up to eight runs of whole positions
 // for a layer that computes its output part by part (`in_parts`: Layer::partwise_fraction() > 0),
-// else one part (more would only add messages), as for a single position (a CNN's dense layer).
+// else one part (more would only add messages). A single position (a CNN's dense layer on one
+// frame) is cut by channels instead, in up to eight parts of at least 512 floats
+// (Layer::forward_channels_in_parts).
 std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts);
+// Whether sum_parts cuts `frames` frames of `out` by channels: a single position in all.
+inline bool sum_parts_by_channels(const Shape& out, int frames) {
+  return static_cast<std::int64_t>(frames) * out.rows() * out.w == 1;
+}
 // The parts a reduce-scatter of a vector's sums runs in: one per frame, each cut by the shares.
 std::vector<std::size_t> scatter_parts(const Shape& out, int frames);
 

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/random.h"
 #include "layers/dense.h"
 #include "reference/reference_ops.h"
@@ -48,6 +51,43 @@ TEST(Dense, RandomShapes) {
     Tensor runs;
     test::forward_in_position_runs(dense, {&x}, runs, i);
     EXPECT_LT(max_relative_error(runs, out), 1e-5);
+  }
+}
+
+// One frame of a vector in parts of its units (a split stage reduces each part's partial sums
+// while the rest computes): the reference's output, the parts reported in order with the share
+// of the work done; a softmax, which needs every unit, reports its parts once all are done.
+TEST(Dense, OneVectorInPartsOfItsUnits) {
+  Rng rng(7);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  for (int i = 0; i < 40; ++i) {
+    const int in = pick(1, 300), units = pick(1, 200);
+    const bool bias = pick(0, 1), softmax = i % 5 == 4;
+    SCOPED_TRACE(cat(in, " -> ", units, softmax ? " softmax" : ""));
+    Dense dense("d", {units, bias, softmax ? activation_from_name("softmax") : activation_from_name("relu")});
+    auto kernel = test::random_vector(static_cast<std::size_t>(in) * units, i);
+    auto b = bias ? test::random_vector(units, i + 100) : std::vector<float>{};
+    WeightMap weights{{"kernel", kernel}};
+    if (bias) weights["bias"] = b;
+    test::build_layer(dense, {{1, 1, in}}, weights);
+    Tensor x = test::random_tensor(1, {1, 1, in}, i + 200);
+    Tensor whole, parted;
+    dense.forward({&x}, whole);
+    std::vector<std::int64_t> parts{0};
+    while (parts.back() < units) parts.push_back(std::min<std::int64_t>(units, parts.back() + pick(1, 60)));
+    int next = 0;
+    dense.forward_channels_in_parts({&x}, parted, parts, [&](int j, double done) {
+      EXPECT_EQ(j, next++);
+      EXPECT_DOUBLE_EQ(done, softmax ? 1.0 : double(parts[j + 1]) / units);
+      // Part j is final when reported: as the reference has it.
+      Tensor expected = ref::dense(x, kernel, b, units);
+      if (!softmax)
+        for (std::int64_t u = parts[j]; u < parts[j + 1]; ++u)
+          EXPECT_NEAR(parted.data()[u], std::max(0.0f, expected.data()[u]),
+                      1e-4f * (1 + std::fabs(expected.data()[u])));
+    });
+    EXPECT_EQ(next + 1, static_cast<int>(parts.size()));
+    EXPECT_LT(max_relative_error(parted, whole), 1e-5);
   }
 }
 

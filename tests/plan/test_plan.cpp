@@ -409,14 +409,22 @@ test::TempDir* StageWorkerTest::dir_ = nullptr;
 // ---------------------------------------------------------------------------------------------
 // 1. Plan JSON
 
-// Partial sums are reduced in up to four parts of whole positions; each member sends every
-// other its share of each part and the sums of its own: 2 (k - 1) / k of the sums in all.
+// Partial sums are reduced in up to eight parts of whole positions (of channels, for one
+// frame's vector); each member sends every other its share of each part and the sums of its
+// own: 2 (k - 1) / k of the sums in all.
 TEST(SplitSums, PartsCoverTheOutputAndEachMemberSendsTwoOfKOfIt) {
   EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1, true),
             (std::vector<std::size_t>{0, 24 * 768, 49 * 768, 73 * 768, 98 * 768, 123 * 768, 147 * 768, 172 * 768,
                                       197 * 768}));
   EXPECT_EQ(plan::sum_parts({1, 197, 768}, 1, false), (std::vector<std::size_t>{0, 197 * 768}));  // a convolution
-  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1, true), (std::vector<std::size_t>{0, 4096}));  // one position
+  // One frame's vector: parts of at least 512 channels, up to eight; one for a smaller vector,
+  // and positions again for two frames.
+  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1, true),
+            (std::vector<std::size_t>{0, 512, 1024, 1536, 2048, 2560, 3072, 3584, 4096}));
+  EXPECT_EQ(plan::sum_parts({1, 1, 1500}, 1, true), (std::vector<std::size_t>{0, 1500 / 2, 1500}));
+  EXPECT_EQ(plan::sum_parts({1, 1, 1000}, 1, true), (std::vector<std::size_t>{0, 1000}));
+  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 2, true), (std::vector<std::size_t>{0, 4096, 8192}));
+  EXPECT_EQ(plan::sum_parts({1, 1, 4096}, 1, false), (std::vector<std::size_t>{0, 4096}));
   EXPECT_EQ(plan::sum_parts({1, 3, 5}, 1, true), (std::vector<std::size_t>{0, 5, 10, 15}));
   EXPECT_EQ(plan::sum_parts({2, 2, 3}, 2, true).back(), 2u * 2 * 2 * 3);
   for (const Shape out : {Shape{1, 197, 768}, Shape{1, 1, 4097}, Shape{7, 7, 13}, Shape{1, 2, 3}})

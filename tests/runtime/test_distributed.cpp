@@ -214,11 +214,14 @@ class Models {
    {"class_name": "Dense", "name": "scores", "config": {"name": "scores", "units": 4, "activation": "softmax"}, "inbound_nodes": [[["cat", 0, 0, {}]]]},
    {"class_name": "Conv2D", "name": "mask", "config": {"name": "mask", "filters": 2, "kernel_size": [1, 1], "activation": "sigmoid"}, "inbound_nodes": [[["pool", 0, 0, {}]]]}
   ], "input_layers": [["img", 0, 0], ["meta", 0, 0]], "output_layers": [["scores", 0, 0], ["mask", 0, 0]]}})";
-  static constexpr const char* kDenseHeavy = R"({"class_name": "Sequential", "config": {"name": "dense_heavy", "layers": [
+  // Split by input, d1's sums are reduce-scattered into d2's input slices, and d2's (1024 units)
+  // are reduced in two parts of channels, the first while d2 computes the second.
+  static constexpr const char* kDenseHeavy =
+      R"({"class_name": "Sequential", "config": {"name": "dense_heavy", "layers": [
    {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 256]}},
    {"class_name": "Dense", "config": {"name": "d1", "units": 512, "activation": "relu"}},
    {"class_name": "Dropout", "config": {"name": "drop", "rate": 0.5}},
-   {"class_name": "Dense", "config": {"name": "d2", "units": 384, "activation": "tanh"}},
+   {"class_name": "Dense", "config": {"name": "d2", "units": 1024, "activation": "tanh"}},
    {"class_name": "BatchNormalization", "config": {"name": "bn", "axis": -1}},
    {"class_name": "Dense", "config": {"name": "d3", "units": 10, "activation": "softmax"}}]}})";
 
