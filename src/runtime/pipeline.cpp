@@ -108,10 +108,11 @@ class TransportPeerExchange : public partition::PeerExchange {
   // its contribution to share c of the part (sum_share_begin) and takes theirs to its own share;
   // once they are in (and its own sends out, as the sums land where they were sent from), it
   // adds its share up in member order and sends the sum to the others (to the root only, for a
-  // reduce; to none, for a reduce-scatter). Later parts compute meanwhile; wait_sums and end_sums wait for what they
-  // need. Each share is summed once, so every member that receives the sums ends with the same bits. Parts are summed
-  // in the order they were written, across the (at most two) open reductions, so that every member sends and posts the
-  // sums' messages, which share a tag, in one order.
+  // reduce; to none, for a reduce-scatter). Later parts compute meanwhile; wait_sums and
+  // end_sums wait for what they need. Each share is summed once, so every member that receives
+  // the sums ends with the same bits. Parts are summed in the order they were written, across
+  // the (at most two) open reductions, so that every member sends and posts the sums' messages,
+  // which share a tag, in one order.
   int begin_sums(float* data, std::size_t count, int members, int root,
                  const std::vector<std::size_t>* shares) override {
     CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
