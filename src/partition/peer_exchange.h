@@ -44,7 +44,8 @@ class PeerExchange {
   // reduction's id; sums_ready(id, begin, end) says that floats [begin, end) of this member's
   // partial sums are written (parts in order, together [0, count)); wait_sums(id, end) returns
   // once floats [0, end) hold the sums over the members here; after end_sums(id) every member's
-  // `data` holds the sums (root < 0), the same bits everywhere, or only member `root`'s does (a
+  // `data` holds the sums (root plan::kSumsToEveryMember), the same bits everywhere, or only
+  // member `root`'s does (a
   // reduce: the stage's last layer, whose output only the member that hands it on needs). Two
   // reductions may be open at once: a layer's, and that of a layer computed part by part behind
   // it (plan::part_runs), begun before the first ends; the older one ends first. All members

@@ -258,7 +258,8 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
       add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
     }
   } else if (slices && slices->any() && count > 1) {
-    // A split-input stage that reads slices of a vector: each member takes only its slice of it.
+    // A split-input stage that reads slices of its input (of a vector, or a convolution's
+    // channels): each member takes only its slice of it.
     const double whole = static_cast<double>(m.shape_of(slices->value).size()) * sizeof(float);
     for (int g = 0; g < count; ++g)
       add(g, in_bytes - whole + static_cast<double>(slices->floats(m, g)) * sizeof(float));
@@ -301,17 +302,19 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
   }
   std::vector<std::vector<double>> summed(last - first + 1);  // by node: when each part is summed
   double cpu = 0, link = 0, busy = 0;                         // busy: compute alone
+  const auto scattered = [&](int n) {
+    return roles[n - first] == SplitRole::input_slice && !scatter_shares(m, first, last, roles, share, n).empty();
+  };
   const auto parts_of = [&](int n) {
-    // A reduce-scatter runs in one part per frame (scatter_parts).
-    if (roles[n - first] == SplitRole::input_slice && !scatter_shares(m, first, last, roles, share, n).empty())
-      return 1;
+    if (scattered(n)) return 1;  // one part per frame (scatter_parts)
     const double partwise = m.node(n).layer->partwise_fraction();
     return static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
   };
-  // Part j of node n's sums, written now: onto the link after the parts before it.
+  // Part j of node n's sums, written now: onto the link after the parts before it, summed once
+  // its contributions are in and, but in a reduce-scatter, once the sums are back.
   const auto send_part = [&](int n, int parts) {
     link = std::max(link, cpu) + link_s[n - first] / parts;
-    summed[n - first].push_back(link + 2 * latency_s);
+    summed[n - first].push_back(link + (scattered(n) ? 1 : 2) * latency_s);
   };
   std::size_t next_run = 0;
   for (int n = first; n <= last; ++n) {

@@ -1,8 +1,9 @@
 #pragma once
 // How a split layer's partial sums are reduced (split-input and split-tensor stages): in a few
-// parts of whole positions, so that a part's reduction overlaps the compute of the parts after
-// it, each part cut into one share per member, which that member adds up. The worker, the
-// runtime, the traffic model and the planner all read this geometry.
+// parts (of whole positions, of one vector's channels, or a reduce-scatter's frames), so that a
+// part's reduction overlaps the compute of the parts after it, each part cut into one share per
+// member, which that member adds up. The worker, the runtime, the traffic model and the planner
+// all read this geometry.
 #include <cstddef>
 #include <cstdint>
 #include <vector>

@@ -79,7 +79,7 @@ std::vector<SplitRole> split_roles(const model::Model& model, int first, int las
 // order (ONNX files'), the channels that the member's features fall in. No parts where the
 // members need their input whole.
 struct InputSlices {
-  int value = 0;                           // a node's output, or a model input (negative)
+  int value = model::kNoNode;              // a node's output, or a model input (negative)
   std::vector<std::pair<int, int>> parts;  // per member; none: the members read all of it
   bool channels = false;                   // parts are channels of every position, not floats
   bool any() const { return !parts.empty(); }

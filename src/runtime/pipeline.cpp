@@ -116,6 +116,8 @@ class TransportPeerExchange : public partition::PeerExchange {
   int begin_sums(float* data, std::size_t count, int members, int root,
                  const std::vector<std::size_t>* shares) override {
     CHORUS_ASSERT(members == static_cast<int>(ranks_.size()), "sums among ", members, " of ", ranks_.size());
+    CHORUS_ASSERT(!shares || (shares->size() == ranks_.size() + 1 && count % shares->back() == 0),
+                  "a reduce-scatter's shares do not cut its ", count, " floats into frames");
     bool others_open = false;
     for (int r = 0; r < kOpenSums; ++r) others_open = others_open || open_sums(r).open;
     const int id = PeerExchange::begin_sums(data, count, members, root, shares);  // the record
