@@ -12,11 +12,41 @@
 #include "energy/energy.h"
 #include "partition/frame_traffic.h"
 #include "plan/planner.h"
+#include "plan/stage_exchanges.h"
 #include "plan/strategies.h"
 #include "plan/validate.h"
 #include "runtime/pipeline.h"
 
 namespace chorus::cli {
+
+namespace {
+
+// Per split stage, what each member is sent and what its layers exchange (the prediction's
+// "input" and "exchanges"): the partition at a glance.
+void print_stage_exchanges(const model::Model& m, const plan::ResolvedPlan& plan) {
+  constexpr std::size_t kShown = 4;  // a built-in split strategy may exchange after every layer
+  for (std::size_t i = 0; i < plan.stages.size(); ++i) {
+    const plan::ResolvedStage& s = plan.stages[i];
+    const std::vector<plan::LayerExchange> exchanges = plan::stage_exchanges(m, s);
+    if (s.ranks.size() < 2) continue;
+    std::cout << "  stage " << i << " (" << m.node(s.first).name() << " .. " << m.node(s.last).name() << ", "
+              << plan::mode_name(s.mode) << " x" << s.ranks.size() << "): each member is sent "
+              << plan::stage_input_kind(m, s);
+    std::size_t first = 0;
+    if (s.mode == plan::StageMode::split_spatial && exchanges.size() > 1) {
+      // Band groups: one halo swap after each but the last, then the bands' end.
+      std::cout << "; halo rows swapped between its " << exchanges.size() << " fused groups of layers";
+      first = exchanges.size() - 1;
+    }
+    for (std::size_t k = first; k < exchanges.size() && k < first + kShown; ++k)
+      std::cout << "; " << m.node(exchanges[k].node).name() << ": " << exchanges[k].how
+                << (exchanges[k].parts > 1 ? cat(" in ", exchanges[k].parts, " parts") : std::string());
+    if (exchanges.size() > first + kShown) std::cout << "; and " << exchanges.size() - first - kShown << " more";
+    std::cout << "\n";
+  }
+}
+
+}  // namespace
 
 void add_plan_command(CLI::App& app) {
   struct Options {
@@ -108,6 +138,7 @@ void add_plan_command(CLI::App& app) {
     }
     p.model = o->model;
     const plan::ResolvedPlan resolved = plan::validate_plan(p, loaded.model, 0);
+    if (c) print_stage_exchanges(loaded.model, resolved);
     if (c) {
       // Bytes per frame between ranks as the runtime will send them (averaged over 1,000 frames
       // where replicas take turns); a run's report gives them measured per peer.

@@ -12,6 +12,7 @@
 #include "plan/band_geometry.h"
 #include "plan/parity.h"
 #include "plan/split_sums.h"
+#include "plan/stage_exchanges.h"
 #include "plan/validate.h"
 
 namespace chorus::plan {
@@ -960,11 +961,13 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
     medium += cost.medium_s;
     // A frame's own input reaches one replica, or every member of a split stage in turn.
     latency += cost.input_s + cost.latency_s;
-    stages.push_back({{"stage", i},
-                      {"compute_s", cost.compute_s},
-                      {"communication_s", cost.medium_s},
-                      {"memory_mb", cost.memory_bytes / 1e6},
-                      {"fits", cost.fits}});
+    nlohmann::json stage = {{"stage", i},
+                            {"compute_s", cost.compute_s},
+                            {"communication_s", cost.medium_s},
+                            {"memory_mb", cost.memory_bytes / 1e6},
+                            {"fits", cost.fits}};
+    stage.update(stage_exchanges_json(m, r.stages[i]));  // how the stage moves a frame
+    stages.push_back(std::move(stage));
   }
   // A rank in several stages (built-in split strategies put the unsplit layers on rank 0) does
   // all their work for every frame.

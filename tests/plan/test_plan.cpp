@@ -29,6 +29,7 @@
 #include "plan/band_geometry.h"
 #include "plan/plan.h"
 #include "plan/split_sums.h"
+#include "plan/stage_exchanges.h"
 #include "plan/strategies.h"
 #include "plan/validate.h"
 #include "reference/keras_vit.h"
@@ -1745,6 +1746,44 @@ TEST_F(StageWorkerTest, DenseLayersSplitByInputReduceScatterIntoTheNext) {
   EXPECT_EQ(traffic.at(1, 2), (3 + 4) * sizeof(float));
   EXPECT_EQ(traffic.at(2, 1), (5 + 4) * sizeof(float));
   EXPECT_EQ(traffic.at(2, 0), (8 + 4 + 4) * sizeof(float));
+}
+
+// What each split layer moves, as the prediction and `chorus plan` say it: reduce-scatters,
+// reductions in parts, gathers, slices kept for a pooling, bands, and what each member is sent.
+TEST(StageExchanges, SayHowEachSplitLayerMovesItsOutput) {
+  const auto describe = [](const model::Model& m, const plan::ResolvedStage& s) {
+    std::vector<std::string> out;
+    for (const plan::LayerExchange& e : plan::stage_exchanges(m, s))
+      out.push_back(cat(m.node(e.node).name(), ": ", e.how, e.parts > 1 ? cat(" in ", e.parts, " parts") : ""));
+    return out;
+  };
+  const model::Model dense = structure_of(kDenseChainConfig);
+  const plan::ResolvedPlan dense_plan = plan::validate_plan(
+      make_plan(3, {stage("d1", "d4", StageMode::split_input, {0, 1, 2}, {0.5, 0.3, 0.2})}), dense, 3);
+  EXPECT_EQ(describe(dense, dense_plan.stages[0]),
+            (std::vector<std::string>{"d1: reduce-scatter into d2's input slices",
+                                      "d2: reduce-scatter into d3's input slices", "d3: all-reduce of the partial sums",
+                                      "d4: partial sums reduced to member 0"}));
+  EXPECT_EQ(plan::stage_input_kind(dense, dense_plan.stages[0]), "its slice of the model's input");
+
+  // Channels: c1 keeps its slice for the pooling, whose slices are all-gathered; the last layer's
+  // slices go to member 0. Bands: rows and halo in, bands gathered out. One member: nothing.
+  const model::Model chain = structure_of(kChainConfig);
+  const plan::ResolvedPlan chain_plan =
+      plan::validate_plan(make_plan(3, {stage("c1", "fc", StageMode::split_output, {0, 1, 2})}), chain, 3);
+  const std::vector<std::string> channels = describe(chain, chain_plan.stages[0]);
+  ASSERT_EQ(channels.size(), 7u);  // every layer with weights, and the two poolings that take a slice
+  EXPECT_EQ(channels.front(), "c1: slice kept on its member for p1");
+  EXPECT_EQ(channels[1], "p1: all-gather of the slices");
+  EXPECT_EQ(channels.back(), "fc: slices gathered to member 0");
+  EXPECT_EQ(plan::stage_input_kind(chain, chain_plan.stages[0]), "the whole input");
+  const plan::ResolvedPlan band_plan = plan::validate_plan(
+      make_plan(3,
+                {stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}), stage("gap", "fc", StageMode::single, {0})}),
+      chain, 3);
+  EXPECT_EQ(describe(chain, band_plan.stages[0]), (std::vector<std::string>{"c3: bands gathered to member 0"}));
+  EXPECT_EQ(plan::stage_input_kind(chain, band_plan.stages[0]), "its rows and their halo");
+  EXPECT_TRUE(plan::stage_exchanges(chain, band_plan.stages[1]).empty());
 }
 
 // ---------------------------------------------------------------------------------------------
