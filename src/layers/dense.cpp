@@ -1,5 +1,7 @@
 #include "layers/dense.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/parallel.h"
 #include "layers/gemm.h"
@@ -96,6 +98,27 @@ void Dense::forward_channels_in_parts(const std::vector<const Tensor*>& in, Tens
     act.apply(o, static_cast<std::size_t>(u1 - u0), u1 - u0);
     part_done(static_cast<int>(j), double(u1) / units);
   }
+}
+
+void Dense::multiply_input_block(const float* x, int frames, int c0, int c1, float* out, bool accumulate) const {
+  const int units = settings_.units;
+  CHORUS_ASSERT(!packed_ && c0 >= 0 && c0 <= c1 && c1 <= input_shapes()[0].c, "layer ", name(), ": input block ", c0,
+                "..", c1, " of a vector");
+  if (c0 == c1) {  // an empty block adds nothing
+    if (!accumulate) std::fill(out, out + static_cast<std::size_t>(frames) * units, 0.0f);
+    return;
+  }
+  // Column-major (units x in): input channels [c0, c1) are columns c0.. of the kernel.
+  gemm(units, frames, c1 - c0, kernel_.data() + static_cast<std::size_t>(c0) * units, units, x, c1 - c0, out, units,
+       accumulate ? 1.0f : 0.0f);
+}
+
+void Dense::finish_vectors(float* out, int frames) const {
+  const int units = settings_.units;
+  if (!bias_.empty())
+    for (int f = 0; f < frames; ++f)
+      for (int u = 0; u < units; ++u) out[static_cast<std::size_t>(f) * units + u] += bias_[u];
+  settings_.activation.apply(out, static_cast<std::size_t>(frames) * units, units);
 }
 
 void Dense::forward_positions(const std::vector<const Tensor*>& in, Tensor& out, std::int64_t p0,

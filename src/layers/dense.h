@@ -39,6 +39,13 @@ class Dense : public Layer {
                          std::int64_t p1) const override;
   Activation* fusable_activation() override { return &settings_.activation; }
   std::string describe() const override;
+  // A vector's product taken block by block of its input, as the blocks arrive (a split stage's
+  // gathered slices: partition::StageWorker). multiply_input_block multiplies input channels
+  // [c0, c1) of `frames` vectors (x: frames x (c1 - c0), frame after frame) into `out` (frames x
+  // units), setting it or adding to it (`accumulate`); finish_vectors then adds the bias and
+  // applies the activation.
+  void multiply_input_block(const float* x, int frames, int c0, int c1, float* out, bool accumulate) const;
+  void finish_vectors(float* out, int frames) const;
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
 
  protected:

@@ -23,6 +23,16 @@ class PeerExchange {
     (void)root;
     all_gather(mine, counts, gathered);
   }
+  // An all-gather whose parts the caller takes one member at a time as they arrive:
+  // start_gather sends `mine` and posts the receives, wait_part(member) returns once that
+  // member's part is in `gathered`, end_gather waits for this member's sends (`mine` and
+  // `gathered` stay untouched in between, but for the parts waited for). By default
+  // start_gather gathers at once.
+  virtual void start_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) {
+    all_gather(mine, counts, gathered);
+  }
+  virtual void wait_part(int member) { (void)member; }
+  virtual void end_gather() {}
   // Point to point: each of `sends` goes to its member, each of `receives` is filled from its
   // member. Every member calls it at the same point of the stage (between two groups of a
   // split-spatial stage's bands), so that what one member sends to another, that one receives.

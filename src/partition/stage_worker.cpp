@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "partition/frame_traffic.h"
 #include "partition/live_values.h"
@@ -81,6 +82,11 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       scratch.part_inputs.assign(m.node(n).inputs.size(), nullptr);
       // The second layer of a pair reads its own slice, which the first kept.
       scratch.input_is_slice = n > spec_.first && roles[n - 1 - spec_.first] == SplitRole::kept_slice;
+      scratch.gather_ahead =
+          role == SplitRole::output_slice && plan::gather_overlaps_next(m, spec_.first, spec_.last, roles, n);
+      if (scratch.gather_ahead)
+        CHORUS_ASSERT(part.activation.is_linear(), "layer ", m.node(n).name(), " gathered ahead");
+      if (n > spec_.first && scratch_.count(n - 1) && scratch_.at(n - 1).gather_ahead) scratch.blocks_from = n - 1;
       const Shape out_shape = layer.output_shape();
       const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
       scratch.multiplier = depthwise ? out_shape.c / layer.input_shapes()[0].c : 1;
@@ -231,8 +237,12 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
       finish_sums(n, full, 0, size);
     return;
   }
-  part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
-  if (pacer_) pacer_->layer_done(n, share, started);
+  if (scratch.blocks_from >= 0 && scratch_.at(scratch.blocks_from).gathering) {
+    forward_by_blocks(n, frames, share);
+  } else {
+    part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
+    if (pacer_) pacer_->layer_done(n, share, started);
+  }
   if (scratch.role == SplitRole::kept_slice) return;
 
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.rows() * out_shape.w;
@@ -242,6 +252,14 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     for (std::size_t r = 0; r < scratch.counts.size(); ++r)
       total += scratch.counts[r] = scratch.frame_counts[r] * frames;
     scratch.gathered.resize(1, Shape{1, 1, static_cast<int>(total)});
+    if (scratch.gather_ahead) {
+      // The next layer takes the slices as they arrive (forward_by_blocks); this layer's value
+      // itself is read by nothing else (plan::gather_overlaps_next), so it is left unjoined.
+      exchange_->start_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
+      scratch.gathering = true;
+      full.resize(frames, out_shape);
+      return;
+    }
     if (root < 0)
       exchange_->all_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
     else
@@ -286,6 +304,33 @@ void StageWorker::finish_share(int n, Tensor& sums) const {
     for (std::size_t k = begin; k < end; ++k) o[k] += part.bias[k];
     part.activation.apply(o + begin, end - begin, static_cast<int>(end - begin));  // elementwise
   }
+}
+
+void StageWorker::forward_by_blocks(int n, int frames, double share) {
+  SplitScratch& scratch = scratch_.at(n);
+  SplitScratch& from = scratch_.at(scratch.blocks_from);
+  const std::vector<int>& blocks = bounds_.at(scratch.blocks_from);  // the input channels of each member's slice
+  const auto& dense = dynamic_cast<const layers::Dense&>(*parts_.at(n).layer);
+  scratch.mine.resize(frames, dense.output_shape());
+  float* y = scratch.mine.data();
+  const double inputs = blocks.back();
+  // Each block is paced as its share of the layer from when it could start (after its wait).
+  const auto multiply = [&](const float* x, int k, bool accumulate) {
+    const double started = pacer_ ? steady_seconds() : 0;
+    dense.multiply_input_block(x, frames, blocks[k], blocks[k + 1], y, accumulate);
+    if (pacer_) pacer_->layer_done(n, share * (blocks[k + 1] - blocks[k]) / inputs, started);
+  };
+  // Its own slice first, then the others' in member order: the same order on every frame.
+  multiply(from.mine.data(), member_, false);
+  const float* x = from.gathered.data();
+  for (int k = 0; k + 1 < static_cast<int>(blocks.size()); x += from.counts[k], ++k) {
+    if (k == member_) continue;
+    exchange_->wait_part(k);
+    multiply(x, k, true);
+  }
+  exchange_->end_gather();
+  from.gathering = false;
+  dense.finish_vectors(y, frames);
 }
 
 void StageWorker::end_sums(SplitScratch& scratch) {

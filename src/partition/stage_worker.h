@@ -67,6 +67,11 @@ class StageWorker : private model::ExternalNodes {
     bool deferred = false;                    // a parted run follows: it waits for each part and finishes it
     Tensor* sums_out = nullptr;               // the buffer its sums are reduced in
     bool consumed = false;                    // its input taken part by part (a run's consumer)
+    // An all-gather that the next Dense layer takes member by member as it arrives
+    // (plan::gather_overlaps_next): set on the gathered layer, `gathering` while it travels;
+    // `blocks_from` on the next, the node whose slices it takes.
+    bool gather_ahead = false, gathering = false;
+    int blocks_from = -1;
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
       sum_parts = shares.empty() ? plan::sum_parts(out, frames, in_parts) : plan::scatter_parts(out, frames);
       by_channels = shares.empty() && in_parts && plan::sum_parts_by_channels(out, frames);
@@ -89,6 +94,9 @@ class StageWorker : private model::ExternalNodes {
   void finish_sums(int node, Tensor& sums, std::size_t begin, std::size_t end) const;
   // The same for this member's share of every frame of a reduce-scatter's sums.
   void finish_share(int node, Tensor& sums) const;
+  // Dense node n's output slice from the gathered slices of the node before it, its own slice's
+  // product first, then each other member's as it arrives.
+  void forward_by_blocks(int n, int frames, double share);
   // Ends node's open reduction, if any.
   void end_sums(SplitScratch& scratch);
   model::Model& model_;

@@ -400,6 +400,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   } else {
     double worst = 0, exchange_bytes = 0, exchanges = 0, part_weights = 0, ring_bytes = 0, ring_s = 0;
     double link_bytes = 0;  // of the exchanges, what the busiest member's link carries (switched)
+    double hidden_s = 0;    // of the exchanges' time, what the compute hides (gather_overlaps_next)
     std::vector<SplitRole> own_roles;
     if (!known_roles && mode != StageMode::split_spatial) own_roles = split_roles(m, first, last, mode);
     const std::vector<SplitRole>& roles = known_roles ? *known_roles : own_roles;
@@ -522,6 +523,14 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           for (int g = 0; g < count; ++g) busiest = std::max({busiest, (count - 1) * share[g], 1 - share[g]});
           link_bytes += busiest * out;
           exchanges += count * (count - 1);
+          if (gather_overlaps_next(m, first, last, roles, n)) {
+            // The next layer multiplies each member's own slice while the others' travel
+            // (gather_overlaps_next): that much of the gather is hidden, on the member that
+            // hides least.
+            double own = kInf;
+            for (int g = 0; g < count; ++g) own = std::min(own, times.layer(devices[g], n + 1) * share[g] * share[g]);
+            hidden_s += std::min(own, net.transfer_seconds(net.shared ? (count - 1) * out : busiest * out));
+          }
         } else {
           // Partial sums, reduced part by part (split_sums.h): each member sends 2 (k - 1) / k of
           // them, every link at once (on a shared medium, one after another), in two steps per
@@ -546,7 +555,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
     }
     const double exchange_s = gather_s >= 0 ? gather_s
                                             : net.transfer_seconds(net.shared ? exchange_bytes : link_bytes) +
-                                                  (exchanges > 0 ? net.latency_s : 0) + ring_s;
+                                                  (exchanges > 0 ? net.latency_s : 0) + ring_s - hidden_s;
     // Parts are swapped inside the stage, on its critical path (a band stage's `worst` already
     // ends with its gather).
     cost.compute_s = gather_s >= 0 ? worst : worst + exchange_s;

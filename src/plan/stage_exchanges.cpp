@@ -41,7 +41,12 @@ std::vector<LayerExchange> stage_exchanges(const model::Model& m, const Resolved
         out.push_back({n, "slice kept on its member for " + m.node(n + 1).name(), 1});
         break;
       case SplitRole::output_slice:
-        out.push_back({n, to_first ? "slices gathered to member 0" : "all-gather of the slices", 1});
+        out.push_back({n,
+                       to_first ? "slices gathered to member 0"
+                       : gather_overlaps_next(m, s.first, s.last, roles, n)
+                           ? "all-gather of the slices, which " + m.node(n + 1).name() + " takes as they arrive"
+                           : "all-gather of the slices",
+                       1});
         break;
       case SplitRole::input_slice:
       case SplitRole::heads: {

@@ -238,6 +238,18 @@ std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, S
   return roles;
 }
 
+bool gather_overlaps_next(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
+  if (n < first || n >= last || roles[n - first] != SplitRole::output_slice ||
+      roles[n + 1 - first] != SplitRole::output_slice)
+    return false;
+  const auto* dense = dynamic_cast<const layers::Dense*>(m.node(n).layer.get());
+  const auto* next = dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get());
+  if (!dense || !next || dense->output_shape().size() != static_cast<std::size_t>(dense->output_shape().c))
+    return false;
+  // Each slice is final on its member (no softmax waiting for every channel).
+  return activation_is_elementwise(*dense) && feeds_only_next(m, n);
+}
+
 std::vector<std::size_t> scatter_shares(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles,
                                         const std::vector<double>& fractions, int n) {
   if (n < first || n >= last || roles[n - first] != SplitRole::input_slice ||

@@ -95,6 +95,13 @@ InputSlices input_slices(const model::Model& model, int first, int last, StageMo
 // planner read it.
 inline int split_root(int node, int stage_last) { return node == stage_last ? 0 : kSumsToEveryMember; }
 
+// Whether node n of a split-output or split-tensor stage [first, last], a Dense layer on a vector
+// whose output slices are all-gathered (not the stage's last), feeds only the next node, a Dense
+// layer split by output too (fc1 then fc2): the next then takes the gathered slices one member
+// at a time as they arrive, its own first, so that the gather travels while it computes. The
+// worker and the planner read it.
+bool gather_overlaps_next(const model::Model& model, int first, int last, const std::vector<SplitRole>& roles, int n);
+
 // Where node n of a split stage [first, last] reduce-scatters its partial sums: n is a Dense layer
 // on a vector split by input (fc1) whose output only the next node reads, a Dense layer split by
 // input too (fc2), so member g needs only the sums of its own input slice of the next: it adds

@@ -49,6 +49,7 @@ class TransportPeerExchange : public partition::PeerExchange {
       : t_(t), ranks_(std::move(ranks)), member_(member), tag_(tag), sum_tag_(sum_tag), stats_(stats),
         timeout_s_(timeout_s) {
     requests_.reserve(2 * ranks_.size());
+    gather_receive_.reserve(ranks_.size());
     sum_parts_.reserve(kOpenSums * kMaxSumParts);
     sum_receives_.reserve(kOpenSums * kMaxSumParts * ranks_.size());
     sum_sends_.reserve(kOpenSums * kMaxSumParts * ranks_.size());
@@ -76,6 +77,45 @@ class TransportPeerExchange : public partition::PeerExchange {
   void swap_parts(const std::vector<Part>& sends, const std::vector<Part>& receives) override {
     start_swap(sends, receives);
     finish_swap();
+  }
+
+  // The parts' receives first, in member order (gather_receive_[m]: member m's request), then
+  // the sends; the progress thread moves them while the member computes from those in.
+  void start_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) override {
+    const double t0 = t_.time();
+    requests_.clear();
+    gather_receive_.assign(ranks_.size(), -1);
+    float* part = gathered;
+    for (std::size_t m = 0; m < ranks_.size(); ++m) {
+      if (static_cast<int>(m) == member_) {
+        std::copy(mine, mine + counts[m], part);
+      } else {
+        gather_receive_[m] = static_cast<int>(requests_.size());
+        requests_.push_back(t_.irecv(ranks_[m], tag_, part, counts[m] * sizeof(float)));
+        stats_.bytes_received += counts[m] * sizeof(float);
+        stats_.bytes_received_from[ranks_[m]] += counts[m] * sizeof(float);
+      }
+      part += counts[m];
+    }
+    for (std::size_t m = 0; m < ranks_.size(); ++m) {
+      if (static_cast<int>(m) == member_) continue;
+      requests_.push_back(t_.isend(ranks_[m], tag_, mine, counts[member_] * sizeof(float)));
+      stats_.bytes_sent += counts[member_] * sizeof(float);
+      stats_.bytes_sent_to[ranks_[m]] += counts[member_] * sizeof(float);
+    }
+    stats_.exchange_s += t_.time() - t0;
+  }
+  void wait_part(int member) override {
+    const int at = gather_receive_.at(member);
+    if (at < 0) return;
+    const double t0 = t_.time();
+    wait_for(requests_, "send their slices", at, at + 1);
+    stats_.exchange_s += t_.time() - t0;
+  }
+  void end_gather() override {
+    const double t0 = t_.time();
+    wait_all("send their slices");
+    stats_.exchange_s += t_.time() - t0;
   }
 
   // The rows sent and the receives posted; the member computes until finish_swap, and the
@@ -339,6 +379,7 @@ class TransportPeerExchange : public partition::PeerExchange {
   double timeout_s_;
   std::string label_, members_, waiting_;
   std::vector<Transport::Request> requests_;
+  std::vector<int> gather_receive_;  // start_gather: each member's receive in requests_ (-1: its own)
   // Partial sums under way (begin_sums .. end_sums), their buffers kept from frame to frame.
   std::vector<SumPart> sum_parts_;
   std::vector<Transport::Request> sum_receives_, sum_sends_, sum_rest_receives_, sum_rest_sends_;

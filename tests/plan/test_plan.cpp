@@ -1708,7 +1708,8 @@ const char* kDenseChainConfig = R"({"class_name": "Functional", "config": {"name
 // one's input slices: each member adds up and finishes only its own slice (the thread exchange,
 // like the runtime, leaves the rest undefined: NaN), sends no sums back, and the outputs equal
 // one process. A softmax, which needs every sum, and the stage's last layer reduce as before.
-TEST_F(StageWorkerTest, DenseLayersSplitByInputReduceScatterIntoTheNext) {
+// Split by output, each layer takes the slices of the one before member by member.
+TEST_F(StageWorkerTest, DenseLayersReduceScatterAndTakeGatheredSlicesAsTheyArrive) {
   test::TempDir dir;
   test::write_random_model(kDenseChainConfig, dir.path("dense.h5"), 17);
   model::Model m = structure_of(kDenseChainConfig);
@@ -1733,6 +1734,16 @@ TEST_F(StageWorkerTest, DenseLayersSplitByInputReduceScatterIntoTheNext) {
                                                stage("d2", "d4", StageMode::split_input, {1, 2}, {0.25, 0.75})}),
                                  m, 3),
              input);
+  }
+
+  // Split by output, d2 and d3 take the slices of the layer before as they arrive (the thread
+  // exchange hands them over at once; the MPI tests take them as they come).
+  for (int frames : {1, 3}) {
+    const Tensor input = test::random_tensor(frames, m.input_shape(), 95 + frames);
+    run_plan(
+        dir.path("dense.h5"),
+        plan::validate_plan(make_plan(3, {stage("d1", "d4", StageMode::split_output, {1, 2, 0}, fractions)}), m, 3),
+        input);
   }
 
   // The bytes: in [d1, d2] on members 0, 1, 2, member 1 sends member 2 its contribution to 2's
@@ -1765,6 +1776,14 @@ TEST(StageExchanges, SayHowEachSplitLayerMovesItsOutput) {
                                       "d2: reduce-scatter into d3's input slices", "d3: all-reduce of the partial sums",
                                       "d4: partial sums reduced to member 0"}));
   EXPECT_EQ(plan::stage_input_kind(dense, dense_plan.stages[0]), "its slice of the model's input");
+  // By output: d2 and d3 multiply each member's slice of the layer before as it arrives; d3's
+  // softmax needs all its channels before d4 can take them.
+  const plan::ResolvedPlan by_output = plan::validate_plan(
+      make_plan(3, {stage("d1", "d4", StageMode::split_output, {0, 1, 2}, {0.5, 0.3, 0.2})}), dense, 3);
+  EXPECT_EQ(describe(dense, by_output.stages[0]),
+            (std::vector<std::string>{"d1: all-gather of the slices, which d2 takes as they arrive",
+                                      "d2: all-gather of the slices, which d3 takes as they arrive",
+                                      "d3: all-gather of the slices", "d4: slices gathered to member 0"}));
 
   // Channels: c1 keeps its slice for the pooling, whose slices are all-gathered; the last layer's
   // slices go to member 0. Bands: rows and halo in, bands gathered out. One member: nothing.
