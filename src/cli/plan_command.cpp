@@ -27,8 +27,8 @@ void print_stage_exchanges(const model::Model& m, const plan::ResolvedPlan& plan
   constexpr std::size_t kShown = 4;  // a built-in split strategy may exchange after every layer
   for (std::size_t i = 0; i < plan.stages.size(); ++i) {
     const plan::ResolvedStage& s = plan.stages[i];
-    const std::vector<plan::LayerExchange> exchanges = plan::stage_exchanges(m, s);
     if (s.ranks.size() < 2) continue;
+    const std::vector<plan::LayerExchange> exchanges = plan::stage_exchanges(m, s);
     std::cout << "  stage " << i << " (" << m.node(s.first).name() << " .. " << m.node(s.last).name() << ", "
               << plan::mode_name(s.mode) << " x" << s.ranks.size() << "): each member is sent "
               << plan::stage_input_kind(m, s);

@@ -96,8 +96,7 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
                                   ? plan::scatter_shares(m, st.first, st.last, roles, st.fractions, n)
                                   : std::vector<std::size_t>{};
           const bool scattered = !shares.empty();
-          const auto parts = scattered ? plan::scatter_parts(layer.output_shape(), 1)
-                                       : plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0);
+          const auto parts = plan::sum_parts(layer.output_shape(), 1, layer.partwise_fraction() > 0, scattered);
           const int members = static_cast<int>(st.ranks.size());
           const int root = scattered ? plan::kSumsScattered : plan::split_root(n, st.last);
           for (int a = 0; a < members; ++a)

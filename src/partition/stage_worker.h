@@ -73,7 +73,7 @@ class StageWorker : private model::ExternalNodes {
     bool gather_ahead = false, gathering = false;
     int blocks_from = -1;
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
-      sum_parts = shares.empty() ? plan::sum_parts(out, frames, in_parts) : plan::scatter_parts(out, frames);
+      sum_parts = plan::sum_parts(out, frames, in_parts, !shares.empty());
       by_channels = shares.empty() && in_parts && plan::sum_parts_by_channels(out, frames);
       sum_positions.clear();
       for (std::size_t b : sum_parts) sum_positions.push_back(static_cast<std::int64_t>(by_channels ? b : b / out.c));

@@ -303,19 +303,18 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
   }
   std::vector<std::vector<double>> summed(last - first + 1);  // by node: when each part is summed
   double cpu = 0, link = 0, busy = 0;                         // busy: compute alone
-  const auto scattered = [&](int n) {
-    return roles[n - first] == SplitRole::input_slice && !scatter_shares(m, first, last, roles, share, n).empty();
-  };
+  std::vector<char> scattered(last - first + 1, 0);           // by node: its sums reduce-scattered
+  for (int n = first; n <= last; ++n) scattered[n - first] = scatters_sums(m, first, last, roles, n);
   const auto parts_of = [&](int n) {
-    if (scattered(n)) return 1;  // one part per frame (scatter_parts)
     const double partwise = m.node(n).layer->partwise_fraction();
-    return static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0).size()) - 1;
+    return static_cast<int>(sum_parts(m.node(n).layer->output_shape(), 1, partwise > 0, scattered[n - first]).size()) -
+           1;
   };
   // Part j of node n's sums, written now: onto the link after the parts before it, summed once
   // its contributions are in and, but in a reduce-scatter, once the sums are back.
   const auto send_part = [&](int n, int parts) {
     link = std::max(link, cpu) + link_s[n - first] / parts;
-    summed[n - first].push_back(link + (scattered(n) ? 1 : 2) * latency_s);
+    summed[n - first].push_back(link + (scattered[n - first] ? 1 : 2) * latency_s);
   };
   std::size_t next_run = 0;
   for (int n = first; n <= last; ++n) {
@@ -541,8 +540,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           // 2 (k - 1) / k.
           // A reduce-scatter (scatter_shares: fc1 into fc2, both split by input) sends no sums
           // back: (k - 1) / k of them per member.
-          const bool scattered =
-              role == SplitRole::input_slice && !scatter_shares(m, first, last, roles, share, n).empty();
+          const bool scattered = scatters_sums(m, first, last, roles, n);
           const double per_link = (scattered ? 1.0 : 2.0) * (count - 1) * out / count;
           const double moved = split_root(n, last) == 0 ? (count - 1) * out * (1.0 + 1.0 / count) : per_link * count;
           ring_bytes += moved;

@@ -5,7 +5,7 @@
 
 namespace chorus::plan {
 
-std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts) {
+std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts, bool scattered) {
   // Eight parts: the first part's reduction waits for its compute and the last part's for the
   // links, so smaller parts hide more, while every part costs each member 2 (k - 1) messages.
   // ViT-B/16 split four ways on emulated Pi 4s (gigabit) took 307 ms a frame with four parts,
@@ -13,6 +13,10 @@ std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts) 
   constexpr std::int64_t kParts = 8;
   const std::int64_t positions = static_cast<std::int64_t>(frames) * out.rows() * out.w;
   std::vector<std::size_t> bounds;
+  if (scattered) {
+    for (int f = 0; f <= frames; ++f) bounds.push_back(static_cast<std::size_t>(f) * out.size());
+    return bounds;
+  }
   if (in_parts && sum_parts_by_channels(out, frames)) {
     // One vector (a dense layer on one frame): parts of its channels, so that a large layer's
     // first sums travel while it computes the rest, each at least kMinPartFloats (a message's
@@ -24,12 +28,6 @@ std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts) 
   }
   const std::int64_t parts = in_parts ? std::max<std::int64_t>(1, std::min(kParts, positions)) : 1;
   for (std::int64_t j = 0; j <= parts; ++j) bounds.push_back(static_cast<std::size_t>(positions * j / parts) * out.c);
-  return bounds;
-}
-
-std::vector<std::size_t> scatter_parts(const Shape& out, int frames) {
-  std::vector<std::size_t> bounds;
-  for (int f = 0; f <= frames; ++f) bounds.push_back(static_cast<std::size_t>(f) * out.size());
   return bounds;
 }
 

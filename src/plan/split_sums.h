@@ -31,14 +31,13 @@ inline std::size_t sum_share_begin(std::size_t begin, std::size_t end, int membe
 // for a layer that computes its output part by part (`in_parts`: Layer::partwise_fraction() > 0),
 // else one part (more would only add messages). A single position (a CNN's dense layer on one
 // frame) is cut by channels instead, in up to eight parts of at least 512 floats
-// (Layer::forward_channels_in_parts).
-std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts);
+// (Layer::forward_channels_in_parts). A reduce-scatter (`scattered`: scatter_shares) runs in one
+// part per frame, each cut by its shares.
+std::vector<std::size_t> sum_parts(const Shape& out, int frames, bool in_parts, bool scattered = false);
 // Whether sum_parts cuts `frames` frames of `out` by channels: a single position in all.
 inline bool sum_parts_by_channels(const Shape& out, int frames) {
   return static_cast<std::int64_t>(frames) * out.rows() * out.w == 1;
 }
-// The parts a reduce-scatter of a vector's sums runs in: one per frame, each cut by the shares.
-std::vector<std::size_t> scatter_parts(const Shape& out, int frames);
 
 // Floats member `from` sends member `to` to reduce partial sums in `parts`: its contribution to
 // `to`'s share of every part, then the sums of its own shares (if every member takes the sums,

@@ -238,30 +238,38 @@ std::vector<SplitRole> split_roles(const model::Model& m, int first, int last, S
   return roles;
 }
 
-bool gather_overlaps_next(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
-  if (n < first || n >= last || roles[n - first] != SplitRole::output_slice ||
-      roles[n + 1 - first] != SplitRole::output_slice)
-    return false;
+namespace {
+
+// Whether nodes n and n + 1 of a stage [first, last] are Dense layers of `role` both, n on a
+// vector and read only by n + 1, with an activation that each member may apply to its own part
+// of n's output (not a softmax, which mixes every output).
+bool dense_pair_on_a_vector(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n,
+                            SplitRole role) {
+  if (n < first || n >= last || roles[n - first] != role || roles[n + 1 - first] != role) return false;
   const auto* dense = dynamic_cast<const layers::Dense*>(m.node(n).layer.get());
-  const auto* next = dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get());
-  if (!dense || !next || dense->output_shape().size() != static_cast<std::size_t>(dense->output_shape().c))
+  if (!dense || !dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get()) ||
+      dense->output_shape().size() != static_cast<std::size_t>(dense->output_shape().c))
     return false;
-  // Each slice is final on its member (no softmax waiting for every channel).
+  // The layer kinds first: the planner asks for every range, and the graph check allocates.
   return activation_is_elementwise(*dense) && feeds_only_next(m, n);
+}
+
+}  // namespace
+
+bool gather_overlaps_next(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
+  return dense_pair_on_a_vector(m, first, last, roles, n, SplitRole::output_slice);
+}
+
+bool scatters_sums(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
+  return dense_pair_on_a_vector(m, first, last, roles, n, SplitRole::input_slice);
 }
 
 std::vector<std::size_t> scatter_shares(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles,
                                         const std::vector<double>& fractions, int n) {
-  if (n < first || n >= last || roles[n - first] != SplitRole::input_slice ||
-      roles[n + 1 - first] != SplitRole::input_slice)
-    return {};
-  const auto* dense = dynamic_cast<const layers::Dense*>(m.node(n).layer.get());
-  const auto* next = dynamic_cast<const layers::Dense*>(m.node(n + 1).layer.get());
-  if (!dense || !next || dense->output_shape().size() != static_cast<std::size_t>(dense->output_shape().c)) return {};
-  // Each member finishes its share alone: not with a softmax, which mixes every output.
-  if (!activation_is_elementwise(*dense) || !feeds_only_next(m, n)) return {};
+  if (!scatters_sums(m, first, last, roles, n)) return {};
   std::vector<std::size_t> shares;
-  for (int b : split_bounds(next->input_shapes()[0].c, fractions)) shares.push_back(static_cast<std::size_t>(b));
+  for (int b : split_bounds(m.node(n + 1).layer->input_shapes()[0].c, fractions))
+    shares.push_back(static_cast<std::size_t>(b));
   return shares;
 }
 

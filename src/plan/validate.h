@@ -113,6 +113,8 @@ bool gather_overlaps_next(const model::Model& model, int first, int last, const 
 std::vector<std::size_t> scatter_shares(const model::Model& model, int first, int last,
                                         const std::vector<SplitRole>& roles, const std::vector<double>& fractions,
                                         int n);
+// Whether scatter_shares has shares for node n (without working them out: for the planner).
+bool scatters_sums(const model::Model& model, int first, int last, const std::vector<SplitRole>& roles, int n);
 
 // A run of layers that a split stage computes part by part behind a reduction: `reduced`
 // (attention split by heads, a pair's second half) has its partial sums reduced in parts of

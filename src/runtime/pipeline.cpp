@@ -79,30 +79,10 @@ class TransportPeerExchange : public partition::PeerExchange {
     finish_swap();
   }
 
-  // The parts' receives first, in member order (gather_receive_[m]: member m's request), then
-  // the sends; the progress thread moves them while the member computes from those in.
+  // The progress thread moves the parts while the member computes from those already in.
   void start_gather(const float* mine, const std::vector<std::size_t>& counts, float* gathered) override {
     const double t0 = t_.time();
-    requests_.clear();
-    gather_receive_.assign(ranks_.size(), -1);
-    float* part = gathered;
-    for (std::size_t m = 0; m < ranks_.size(); ++m) {
-      if (static_cast<int>(m) == member_) {
-        std::copy(mine, mine + counts[m], part);
-      } else {
-        gather_receive_[m] = static_cast<int>(requests_.size());
-        requests_.push_back(t_.irecv(ranks_[m], tag_, part, counts[m] * sizeof(float)));
-        stats_.bytes_received += counts[m] * sizeof(float);
-        stats_.bytes_received_from[ranks_[m]] += counts[m] * sizeof(float);
-      }
-      part += counts[m];
-    }
-    for (std::size_t m = 0; m < ranks_.size(); ++m) {
-      if (static_cast<int>(m) == member_) continue;
-      requests_.push_back(t_.isend(ranks_[m], tag_, mine, counts[member_] * sizeof(float)));
-      stats_.bytes_sent += counts[member_] * sizeof(float);
-      stats_.bytes_sent_to[ranks_[m]] += counts[member_] * sizeof(float);
-    }
+    post_parts(mine, counts, gathered, -1);
     stats_.exchange_s += t_.time() - t0;
   }
   void wait_part(int member) override {
@@ -330,7 +310,15 @@ class TransportPeerExchange : public partition::PeerExchange {
   // Every member's part to every other member (root < 0), or to member `root` only.
   void swap(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
     const double t0 = t_.time();
+    post_parts(mine, counts, gathered, root);
+    wait_all("swap their parts");
+    stats_.exchange_s += t_.time() - t0;
+  }
+  // Copies this member's part into `gathered`, posts the receives of the others' (in member
+  // order: gather_receive_[m] is member m's request, -1 for its own or none) and sends its part.
+  void post_parts(const float* mine, const std::vector<std::size_t>& counts, float* gathered, int root) {
     requests_.clear();
+    gather_receive_.assign(ranks_.size(), -1);
     float* part = gathered;
     float* own = nullptr;
     const bool receiving = root < 0 || root == member_;
@@ -338,6 +326,7 @@ class TransportPeerExchange : public partition::PeerExchange {
       if (static_cast<int>(m) == member_) {
         own = part;
       } else if (receiving) {
+        gather_receive_[m] = static_cast<int>(requests_.size());
         requests_.push_back(t_.irecv(ranks_[m], tag_, part, counts[m] * sizeof(float)));
         stats_.bytes_received += counts[m] * sizeof(float);
         stats_.bytes_received_from[ranks_[m]] += counts[m] * sizeof(float);
@@ -351,8 +340,6 @@ class TransportPeerExchange : public partition::PeerExchange {
       stats_.bytes_sent_to[ranks_[m]] += counts[member_] * sizeof(float);
     }
     std::copy(mine, mine + counts[member_], own);
-    wait_all("swap their parts");
-    stats_.exchange_s += t_.time() - t0;
   }
 
   // Waits for every request, naming the members (and what they did not do) if one stalls.
