@@ -30,12 +30,15 @@ void print_stage_exchanges(const model::Model& m, const plan::ResolvedPlan& plan
     if (s.ranks.size() < 2) continue;
     const std::vector<plan::LayerExchange> exchanges = plan::stage_exchanges(m, s);
     std::cout << "  stage " << i << " (" << m.node(s.first).name() << " .. " << m.node(s.last).name() << ", "
-              << plan::mode_name(s.mode) << " x" << s.ranks.size() << "): each member is sent "
-              << plan::stage_input_kind(m, s);
+              << plan::mode_name(s.mode) << " x" << s.ranks.size()
+              << (s.columns > 1 ? cat(", a grid of ", s.ranks.size() / s.columns, "x", s.columns, " tiles")
+                                : std::string())
+              << "): each member is sent " << plan::stage_input_kind(m, s);
     std::size_t first = 0;
     if (s.mode == plan::StageMode::split_spatial && exchanges.size() > 1) {
       // Band groups: one halo swap after each but the last, then the bands' end.
-      std::cout << "; halo rows swapped between its " << exchanges.size() << " fused groups of layers";
+      std::cout << "; halo " << (s.columns > 1 ? "rows and columns" : "rows") << " swapped between its "
+                << exchanges.size() << " fused groups of layers";
       first = exchanges.size() - 1;
     }
     for (std::size_t k = first; k < exchanges.size() && k < first + kShown; ++k)

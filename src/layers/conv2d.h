@@ -54,6 +54,9 @@ class Conv2D : public Layer {
   RowWindow row_window() const override {
     return {RowWindow::Kind::window, settings_.kernel_h, settings_.stride_h, settings_.dilation_h, pads_.top};
   }
+  RowWindow column_window() const override {
+    return {RowWindow::Kind::window, settings_.kernel_w, settings_.stride_w, settings_.dilation_w, pads_.left};
+  }
 
   // Folds a per-output-channel affine map (a batch normalisation) into kernel and bias.
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);

@@ -43,6 +43,9 @@ class DepthwiseConv2D : public Layer {
   RowWindow row_window() const override {
     return {RowWindow::Kind::window, settings_.kernel_h, settings_.stride_h, settings_.dilation_h, pads_.top};
   }
+  RowWindow column_window() const override {
+    return {RowWindow::Kind::window, settings_.kernel_w, settings_.stride_w, settings_.dilation_w, pads_.left};
+  }
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
   // Reads the weights `owner` holds (same kernel, multiplier and channels; built), without a
   // copy: a variant for a row band of another height.

@@ -142,6 +142,8 @@ class Layer {
                                          FunctionRef<void(int, double)> part_done) const;
   // Which input rows its output rows read (known once built).
   virtual RowWindow row_window() const { return {}; }
+  // The same along the columns (`pad_top` is then the left pad), for tiles of rows and columns.
+  virtual RowWindow column_window() const { return {}; }
 
  protected:
   // Checks the input shapes, caches derived geometry, returns the output shape.

@@ -54,6 +54,10 @@ class Conv3D : public Layer {
     const Window3D& w = settings_.window;
     return {RowWindow::Kind::window, w.kernel[1], w.stride[1], w.dilation[1], geometry_.pad[1]};
   }
+  RowWindow column_window() const override {
+    const Window3D& w = settings_.window;
+    return {RowWindow::Kind::window, w.kernel[2], w.stride[2], w.dilation[2], geometry_.pad[2]};
+  }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;
@@ -83,6 +87,9 @@ class Pool3D : public Layer {
   std::string describe() const override;
   RowWindow row_window() const override {
     return {RowWindow::Kind::window, window_.kernel[1], window_.stride[1], 1, geometry_.pad[1]};
+  }
+  RowWindow column_window() const override {
+    return {RowWindow::Kind::window, window_.kernel[2], window_.stride[2], 1, geometry_.pad[2]};
   }
 
  protected:
@@ -124,6 +131,7 @@ class ZeroPadding3D : public Layer {
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
   RowWindow row_window() const override { return {RowWindow::Kind::shift, 1, 1, 1, pads_[2]}; }
+  RowWindow column_window() const override { return {RowWindow::Kind::shift, 1, 1, 1, pads_[4]}; }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

@@ -13,6 +13,7 @@ class ZeroPadding2D : public Layer {
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
   std::string describe() const override;
   RowWindow row_window() const override { return {RowWindow::Kind::shift, 1, 1, 1, pads_.top}; }
+  RowWindow column_window() const override { return {RowWindow::Kind::shift, 1, 1, 1, pads_.left}; }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

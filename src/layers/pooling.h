@@ -31,6 +31,9 @@ class Pool2D : public Layer {
   RowWindow row_window() const override {
     return {RowWindow::Kind::window, settings_.pool_h, settings_.stride_h, 1, pads_.top};
   }
+  RowWindow column_window() const override {
+    return {RowWindow::Kind::window, settings_.pool_w, settings_.stride_w, 1, pads_.left};
+  }
 
  protected:
   Shape infer_shape(const std::vector<Shape>& in) override;

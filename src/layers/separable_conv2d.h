@@ -26,6 +26,7 @@ class SeparableConv2D : public Layer {
   Activation* fusable_activation() override;
   std::string describe() const override;
   RowWindow row_window() const override { return depthwise_.row_window(); }  // its depthwise part's
+  RowWindow column_window() const override { return depthwise_.column_window(); }
   void fold_scale_shift(const std::vector<float>& scale, const std::vector<float>& shift);
   // As built (an activation fused since included), and the depthwise part's padding: a row
   // band makes its own variant with the band's padding (partition/row_bands).

@@ -53,16 +53,15 @@ class BufferPlan {
   int event_ = 0;
 };
 
-std::size_t rows_floats(const Shape& s, int rows, int frames) {
-  return static_cast<std::size_t>(std::max(0, rows)) * s.w * s.c * s.d * frames;
+std::size_t tile_floats(const Shape& s, const plan::Tile& tile, int frames) {
+  return static_cast<std::size_t>(tile.size()) * s.c * s.d * frames;
 }
 
-// Copies all rows of every frame of `part` into `whole` from row `first` on.
-void put_rows(const Tensor& part, int first, Tensor& whole) {
-  const Shape& p = part.shape();
+// Copies all of every frame of `part` into `whole` at row `row` and column `column`.
+void put_tile(const Tensor& part, int row, int column, Tensor& whole) {
+  const Shape &p = part.shape(), &w = whole.shape();
   for (int n = 0; n < part.frames(); ++n)
-    copy_image_rows(part.frame(n), p.h, 0, whole.frame(n), whole.shape().h, first, p.h, p.d,
-                    static_cast<std::size_t>(p.w) * p.c);
+    copy_image_block(part.frame(n), {p.h, p.w, 0, 0}, whole.frame(n), {w.h, w.w, row, column}, p.h, p.w, p.d, p.c);
 }
 
 }  // namespace
@@ -73,13 +72,13 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
   band_input_ =
       static_cast<int>(std::find(inputs.begin(), inputs.end(), m.node(stage.first).inputs.at(0)) - inputs.begin());
   CHORUS_ASSERT(band_input_ < static_cast<int>(inputs.size()), "stage's band input is not alive before it");
-  groups_ = plan::band_groups(m, stage.first, stage.group_ends, stage.fractions);
+  groups_ = plan::band_groups(m, stage.first, stage.group_ends, stage.fractions, stage.columns);
   runs_.resize(groups_.size());  // not resized again: parts point at their group's layers
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const plan::BandGroup& group = groups_[g];
-    const int begin = group.bounds[member], end = group.bounds[member + 1];
+    const plan::Tile& mine = group.tiles[member];
     Group& run = runs_[g];
-    run.whole.band = make_row_band(m, group.first, group.last, begin, end, reader);
+    run.whole.band = make_row_band(m, group.first, group.last, mine, reader);
     for (const auto& step : run.whole.band.steps)
       weight_bytes_ += step.own_layer ? step.own_layer->weight_bytes() : m.node(step.node).weight_bytes();
     if (g == 0) continue;
@@ -87,27 +86,23 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
     halo_sends_.emplace_back();
     halo_receives_.emplace_back();
     const Shape in = m.shape_of(m.node(group.first).inputs[0]);
-    const std::size_t row = static_cast<std::size_t>(in.w) * in.c * in.d;
+    const std::size_t pixel = static_cast<std::size_t>(in.c) * in.d;
     for (const plan::HaloTransfer& h : plan::halo_transfers(groups_[g - 1], group)) {
-      if (h.from == member)
-        halo_sends_.back().push_back({h.to, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
+      const plan::Tile tile{{h.begin, h.end}, {h.col_begin, h.col_end}};
+      if (h.from == member) halo_sends_.back().push_back({h.to, tile, std::vector<float>(frames * pixel * h.size())});
       if (h.to == member)
-        halo_receives_.back().push_back({h.from, h.begin, h.end, std::vector<float>(frames * row * (h.end - h.begin))});
+        halo_receives_.back().push_back({h.from, tile, std::vector<float>(frames * pixel * h.size())});
     }
-    // The rows that read only this member's own rows, computed while the halo travels (not for
-    // clips, nor through 3-D convolutions, whose weights a part cannot share).
+    // The part that reads only this member's own output, computed while the halo travels (not
+    // for clips, nor through 3-D convolutions, whose weights a part cannot share).
     if (!plan::band_overlaps_halo(m, group.first, group.last)) continue;
-    const plan::BandGroup& before = groups_[g - 1];
-    const auto [interior_begin, interior_end] =
-        plan::band_interior(m, group.first, group.last, begin, end, before.bounds[member], before.bounds[member + 1]);
-    if (interior_begin >= interior_end) continue;  // a band thinner than its halo: all of it waits
-    const auto part = [&](int a, int b) {
-      run.parts.emplace_back();
-      run.parts.back().band = make_row_band(m, group.first, group.last, a, b, reader, &run.whole.band);
+    const plan::Tile interior = plan::tile_interior(m, group.first, group.last, mine, groups_[g - 1].tiles[member]);
+    if (interior.size() == 0) continue;  // a band thinner than its halo: all of it waits
+    const auto part = [&](const plan::Tile& t) {
+      run.parts.push_back({make_row_band(m, group.first, group.last, t, reader, &run.whole.band)});
     };
-    part(interior_begin, interior_end);
-    if (begin < interior_begin) part(begin, interior_begin);
-    if (interior_end < end) part(interior_end, end);
+    part(interior);
+    for (const plan::Tile& edge : plan::tile_edges(mine, interior)) part(edge);
   }
   for (int v : inputs) {
     inputs_.emplace_back();
@@ -123,12 +118,12 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
     pooled_.resize(out.size());
   }
   const Shape banded = m.node(groups_.back().last).layer->output_shape();
-  for (std::size_t r = 0; r + 1 < rows().size(); ++r)
-    counts_.push_back(pools_ ? out.size() : rows_floats(banded, rows()[r + 1] - rows()[r], 1));
+  for (const plan::Tile& t : groups_.back().tiles) counts_.push_back(pools_ ? out.size() : tile_floats(banded, t, 1));
+  gathers_whole_rows_ = stage.columns == 1 && !out.is_clip();
   if (pools_)
     gathered_.resize(out.size() * counts_.size());
-  else if (out.is_clip())
-    gathered_.resize(out.size());  // bands arrive member by member
+  else if (!gathers_whole_rows_)
+    gathered_.resize(out.size());  // tiles arrive member by member
   plan_buffers(frames);
 }
 
@@ -137,8 +132,8 @@ BandStage::~BandStage() = default;
 void BandStage::plan_buffers(int frames) {
   BufferPlan plan;
   const auto input_floats = [&](const Run& run) {
-    return rows_floats(model_.shape_of(model_.node(run.band.steps.front().node).inputs[0]),
-                       run.band.in_end() - run.band.in_begin(), frames);
+    return tile_floats(model_.shape_of(model_.node(run.band.steps.front().node).inputs[0]), run.band.input_tile(),
+                       frames);
   };
   // Per step of a run: the crops it reads (made, then read by the step), then its output.
   const auto plan_run = [&](Run& run, std::size_t input) {
@@ -154,20 +149,23 @@ void BandStage::plan_buffers(int frames) {
       for (std::size_t j = 0; j < step.inputs.size(); ++j) {
         const int producer = step.inputs[j];
         const std::size_t value = producer < 0 ? input : made[producer];
-        if (run.band.rows_begin(producer) == step.in_begin && run.band.rows_end(producer) == step.in_end) {
+        const plan::Tile held{{run.band.rows_begin(producer), run.band.rows_end(producer)},
+                              run.band.columns_of(producer)};
+        const plan::Tile read{{step.in_begin, step.in_end}, step.in_columns};
+        if (held == read) {  // the step reads its producer's value as it is, without a crop
           reads.push_back(value);
           continue;
         }
         plan.read(value);
         const Shape from = producer < 0 ? model_.shape_of(model_.node(step.node).inputs[j])
                                         : model_.node(steps[producer].node).layer->output_shape();
-        reads.push_back(plan.make(rows_floats(from, step.in_end - step.in_begin, frames), &run.crops[k][j]));
+        reads.push_back(plan.make(tile_floats(from, read, frames), &run.crops[k][j]));
       }
       plan.next();
       for (std::size_t v : reads) plan.read(v);
-      made[k] =
-          plan.make(rows_floats(model_.node(step.node).layer->output_shape(), step.out_end - step.out_begin, frames),
-                    &run.outputs[k]);
+      made[k] = plan.make(tile_floats(model_.node(step.node).layer->output_shape(),
+                                      {{step.out_begin, step.out_end}, step.out_columns}, frames),
+                          &run.outputs[k]);
     }
     return made.back();
   };
@@ -197,8 +195,7 @@ void BandStage::plan_buffers(int frames) {
     plan.next();
     for (std::size_t v : outputs) plan.read(v);
     const plan::BandGroup& bounds = groups_[g];
-    previous = plan.make(rows_floats(model_.node(bounds.last).layer->output_shape(),
-                                     bounds.bounds[member_ + 1] - bounds.bounds[member_], frames),
+    previous = plan.make(tile_floats(model_.node(bounds.last).layer->output_shape(), bounds.tiles[member_], frames),
                          &group.output);
   }
   plan.next();
@@ -223,7 +220,8 @@ void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
     const Group& group = runs_[g];
     Tensor& next = buffer(group.whole.input);
     if (g == 0) {
-      slice_rows(input, group.whole.band.in_begin(), group.whole.band.in_end(), next);
+      const Shape& s = input.shape();
+      slice_tile(input, {{0, s.h}, {0, s.w}}, group.whole.band.input_tile(), next);
     } else {
       start_halo(g - 1, *last, next);
     }
@@ -232,26 +230,27 @@ void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
       last = &run_steps(group.whole);
       continue;
     }
-    // The interior reads only this member's own rows of the group before's output.
-    const int own_begin = groups_[g - 1].bounds[member_];
+    // The interior reads only this member's own part of the group before's output.
     const Run& interior = group.parts.front();
-    slice_rows(*last, interior.band.in_begin() - own_begin, interior.band.in_end() - own_begin, buffer(interior.input));
-    const Tensor* part_out[3] = {&run_steps(interior), nullptr, nullptr};
+    slice_tile(*last, groups_[g - 1].tiles[member_], interior.band.input_tile(), buffer(interior.input));
+    const Tensor* part_out[5] = {&run_steps(interior)};  // the interior and up to four edges
     finish_halo(g - 1, next);
     for (std::size_t k = 1; k < group.parts.size(); ++k) {
       const Run& edge = group.parts[k];
-      const int from = group.whole.band.in_begin();
-      slice_rows(next, edge.band.in_begin() - from, edge.band.in_end() - from, buffer(edge.input));
+      slice_tile(next, group.whole.band.input_tile(), edge.band.input_tile(), buffer(edge.input));
       part_out[k] = &run_steps(edge);
     }
-    // The parts' rows, joined.
-    const int begin = groups_[g].bounds[member_];
+    // The parts, joined.
+    const plan::Tile& mine = groups_[g].tiles[member_];
     Tensor& out = buffer(group.output);
     Shape shape = model_.node(groups_[g].last).layer->output_shape();
-    shape.h = groups_[g].bounds[member_ + 1] - begin;
+    shape.h = mine.rows.second - mine.rows.first;
+    shape.w = mine.columns.second - mine.columns.first;
     out.resize(frames, shape);
-    for (std::size_t k = 0; k < group.parts.size(); ++k)
-      put_rows(*part_out[k], group.parts[k].band.out_begin() - begin, out);
+    for (std::size_t k = 0; k < group.parts.size(); ++k) {
+      const plan::Tile t = group.parts[k].band.output_tile();
+      put_tile(*part_out[k], t.rows.first - mine.rows.first, t.columns.first - mine.columns.first, out);
+    }
     last = &out;
   }
   if (pools_) {
@@ -279,43 +278,47 @@ const Tensor& BandStage::run_steps(const Run& run) {
         continue;
       }
       // A producer with more rows than this step reads (another reader's halo is wider).
-      const int from = band.rows_begin(producer);
-      slice_rows(value, step.in_begin - from, step.in_end - from, buffer(crop));
+      slice_tile(value, {{band.rows_begin(producer), band.rows_end(producer)}, band.columns_of(producer)},
+                 {{step.in_begin, step.in_end}, step.in_columns}, buffer(crop));
       step_inputs_.push_back(&buffer(crop));
     }
     const double started = pacer_ ? steady_seconds() : 0;
     Tensor& out = buffer(run.outputs[k]);
     layer.forward(step_inputs_, out);
-    if (pacer_)
-      pacer_->layer_done(
-          step.node, double(step.out_end - step.out_begin) / model_.node(step.node).layer->output_shape().h, started);
+    if (pacer_) {
+      const Shape& whole = model_.node(step.node).layer->output_shape();
+      const plan::Tile t{{step.out_begin, step.out_end}, step.out_columns};
+      pacer_->layer_done(step.node, double(t.size()) / (double(whole.h) * whole.w), started);
+    }
     last = &out;
   }
   return *last;
 }
 
 void BandStage::gather(const Tensor& mine) {
-  const Shape& out = output_.shape();
   for (int n = 0; n < mine.frames(); ++n) {
-    // Bands are consecutive rows: in member order they are the whole frame. Only member 0
-    // hands the stage's output on, so only it gathers them.
+    // Bands of images are consecutive rows: in member order they are the whole frame. Only
+    // member 0 hands the stage's output on, so only it gathers them.
     if (!exchange_) {
       std::copy(mine.frame(n), mine.frame(n) + mine.frame_size(), output_.frame(n));
-    } else if (!out.is_clip()) {
+    } else if (gathers_whole_rows_) {
       exchange_->gather(mine.frame(n), counts_, output_.frame(n), 0);
     } else {
-      // A clip's band is those rows of each of its images: gathered member after member, then
-      // put back image by image.
+      // Tiles, or a clip's bands (those rows of each of its images): gathered member after
+      // member, then put in place.
       exchange_->gather(mine.frame(n), counts_, gathered_.data(), 0);
-      if (member_ != 0) continue;
-      const std::size_t row = static_cast<std::size_t>(out.w) * out.c;
-      const float* from = gathered_.data();
-      for (std::size_t g = 0; g + 1 < rows().size(); ++g) {
-        const int rows_of = rows()[g + 1] - rows()[g];
-        copy_image_rows(from, rows_of, 0, output_.frame(n), out.h, rows()[g], rows_of, out.d, row);
-        from += static_cast<std::size_t>(rows_of) * out.d * row;
-      }
+      if (member_ == 0) place_tiles(gathered_.data(), n);
     }
+  }
+}
+
+void BandStage::place_tiles(const float* from, int n) {
+  const Shape& out = output_.shape();
+  for (const plan::Tile& t : groups_.back().tiles) {
+    const int rows = t.rows.second - t.rows.first, columns = t.columns.second - t.columns.first;
+    copy_image_block(from, {rows, columns, 0, 0}, output_.frame(n), {out.h, out.w, t.rows.first, t.columns.first}, rows,
+                     columns, out.d, out.c);
+    from += static_cast<std::size_t>(t.size()) * out.d * out.c;
   }
 }
 
@@ -341,49 +344,57 @@ void BandStage::pool_and_join(const Tensor& mine) {
     if (pool_kind_ == layers::PoolKind::average)
       for (int ch = 0; ch < c; ++ch) out[ch] /= pixels;
   }
-  if (pacer_) pacer_->layer_done(spec_.last, double(rows()[member_ + 1] - rows()[member_]) / whole.h, started);
+  if (pacer_) pacer_->layer_done(spec_.last, double(tile().size()) / (double(whole.h) * whole.w), started);
 }
 
-void BandStage::pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed) {
-  const Shape& shape = band.shape();
-  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
-    copy_image_rows(band.frame(n), shape.h, begin - band_begin, packed, end - begin, 0, end - begin, shape.d, row);
+void BandStage::pack_tile(const Tensor& band, const plan::Tile& held, const plan::Tile& part, float* packed) {
+  const Shape& s = band.shape();
+  const int rows = part.rows.second - part.rows.first, columns = part.columns.second - part.columns.first;
+  for (int n = 0; n < band.frames(); ++n, packed += static_cast<std::size_t>(part.size()) * s.d * s.c)
+    copy_image_block(band.frame(n),
+                     {s.h, s.w, part.rows.first - held.rows.first, part.columns.first - held.columns.first}, packed,
+                     {rows, columns, 0, 0}, rows, columns, s.d, s.c);
 }
 
-void BandStage::unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band) {
-  const Shape& shape = band.shape();
-  const std::size_t row = static_cast<std::size_t>(shape.w) * shape.c;
-  for (int n = 0; n < band.frames(); ++n, packed += (end - begin) * shape.d * row)
-    copy_image_rows(packed, end - begin, 0, band.frame(n), shape.h, begin - band_begin, end - begin, shape.d, row);
+void BandStage::unpack_tile(const float* packed, const plan::Tile& part, const plan::Tile& held, Tensor& band) {
+  const Shape& s = band.shape();
+  const int rows = part.rows.second - part.rows.first, columns = part.columns.second - part.columns.first;
+  for (int n = 0; n < band.frames(); ++n, packed += static_cast<std::size_t>(part.size()) * s.d * s.c)
+    copy_image_block(packed, {rows, columns, 0, 0}, band.frame(n),
+                     {s.h, s.w, part.rows.first - held.rows.first, part.columns.first - held.columns.first}, rows,
+                     columns, s.d, s.c);
 }
 
 void BandStage::start_halo(std::size_t g, const Tensor& mine, Tensor& next) {
-  const plan::BandGroup &before = groups_[g], &after = groups_[g + 1];
-  const int own_begin = before.bounds[member_], own_end = before.bounds[member_ + 1];
-  const auto [need_begin, need_end] = after.input_rows[member_];
+  const plan::Tile &own = groups_[g].tiles[member_], &need = groups_[g + 1].input_tiles[member_];
   Shape shape = mine.shape();
-  shape.h = need_end - need_begin;
+  shape.h = need.rows.second - need.rows.first;
+  shape.w = need.columns.second - need.columns.first;
   next.resize(mine.frames(), shape);
-  // Its own rows stay; the rest come from the members that computed them.
-  const int keep_begin = std::max(own_begin, need_begin), keep_end = std::min(own_end, need_end);
-  if (keep_begin < keep_end)
+  // Its own part stays; the rest comes from the members that computed it.
+  const plan::Tile keep{
+      {std::max(own.rows.first, need.rows.first), std::min(own.rows.second, need.rows.second)},
+      {std::max(own.columns.first, need.columns.first), std::min(own.columns.second, need.columns.second)}};
+  if (keep.rows.first < keep.rows.second && keep.columns.first < keep.columns.second) {
+    const Shape& m = mine.shape();
     for (int n = 0; n < mine.frames(); ++n)
-      copy_image_rows(mine.frame(n), mine.shape().h, keep_begin - own_begin, next.frame(n), shape.h,
-                      keep_begin - need_begin, keep_end - keep_begin, shape.d,
-                      static_cast<std::size_t>(shape.w) * shape.c);
+      copy_image_block(
+          mine.frame(n), {m.h, m.w, keep.rows.first - own.rows.first, keep.columns.first - own.columns.first},
+          next.frame(n), {shape.h, shape.w, keep.rows.first - need.rows.first, keep.columns.first - need.columns.first},
+          keep.rows.second - keep.rows.first, keep.columns.second - keep.columns.first, shape.d, shape.c);
+  }
   if (!exchange_) return;  // one member: nothing to swap
-  const std::size_t per_row = static_cast<std::size_t>(shape.w) * shape.c * shape.d * mine.frames();
+  const std::size_t per_pixel = static_cast<std::size_t>(shape.c) * shape.d * mine.frames();
   send_parts_.clear();
   receive_parts_.clear();
   for (HaloRows& h : halo_sends_[g]) {
-    const std::size_t count = per_row * (h.end - h.begin);
+    const std::size_t count = per_pixel * h.tile.size();
     if (h.buffer.size() < count) h.buffer.resize(count);  // a larger batch than set up for: once
-    pack_rows(mine, own_begin, h.begin, h.end, h.buffer.data());
+    pack_tile(mine, own, h.tile, h.buffer.data());
     send_parts_.push_back({h.member, h.buffer.data(), count});
   }
   for (HaloRows& h : halo_receives_[g]) {
-    const std::size_t count = per_row * (h.end - h.begin);
+    const std::size_t count = per_pixel * h.tile.size();
     if (h.buffer.size() < count) h.buffer.resize(count);
     receive_parts_.push_back({h.member, h.buffer.data(), count});
   }
@@ -393,8 +404,8 @@ void BandStage::start_halo(std::size_t g, const Tensor& mine, Tensor& next) {
 void BandStage::finish_halo(std::size_t g, Tensor& next) {
   if (!exchange_) return;
   exchange_->finish_swap();
-  const int need_begin = groups_[g + 1].input_rows[member_].first;
-  for (const HaloRows& h : halo_receives_[g]) unpack_rows(h.buffer.data(), h.begin, h.end, need_begin, next);
+  const plan::Tile& need = groups_[g + 1].input_tiles[member_];
+  for (const HaloRows& h : halo_receives_[g]) unpack_tile(h.buffer.data(), h.tile, need, next);
 }
 
 }  // namespace chorus::partition

@@ -1,12 +1,13 @@
 #pragma once
-// One member's share of a split-spatial stage: its row band through each group of the stage's
-// layers (plan::band_groups), the halo rows swapped with the other members between groups, and
-// the bands gathered to member 0, which hands the stage's output on. Where a global pooling ends
-// the stage (plan::pools_bands), each member pools its own rows and member 0 joins the pools.
+// One member's share of a split-spatial stage: its row band (or its tile of rows and columns,
+// in a grid) through each group of the stage's layers (plan::band_groups), the halo swapped
+// with the other members between groups, and the bands gathered to member 0, which hands the
+// stage's output on. Where a global pooling ends the stage (plan::pools_bands), each member
+// pools its own rows and member 0 joins the pools.
 //
-// Between groups a member starts the swap, computes the rows of the next group that read only
-// rows it made itself (plan::band_interior), then, once its neighbours' rows are in, the top
-// and bottom edges: the halo travels while the interior computes. The parts of a group share
+// Between groups a member starts the swap, computes the part of the next group that reads only
+// what it made itself (plan::tile_interior), then, once its neighbours' rows are in, the edges
+// around it (plan::tile_edges): the halo travels while the interior computes. The parts of a group share
 // the weights of its band's layers. Every buffer is sized at set-up and shared between values
 // whose lives do not overlap, so frames allocate nothing.
 #include <memory>
@@ -36,8 +37,9 @@ class BandStage {
   const Tensor& output() const { return output_; }
   // `exchange` may be null for a stage of one member.
   void run(PeerExchange* exchange, LayerPacer* pacer);
-  // The stage's output rows per member: member p computes [rows()[p], rows()[p + 1]).
-  const std::vector<int>& rows() const { return groups_.back().bounds; }
+  // The output tile this member computes (of the last band layer: the pooling's input where
+  // a global pooling ends the stage).
+  const plan::Tile& tile() const { return groups_.back().tiles[member_]; }
   std::size_t weight_bytes() const { return weight_bytes_; }
 
  private:
@@ -49,16 +51,18 @@ class BandStage {
     std::vector<std::vector<int>> crops;  // per step and input: a crop of the producer's rows (-1: none)
   };
   // A group: its band in one go (`whole`), or, after a halo swap that can overlap, in parts:
-  // the rows that read only this member's own rows, then the edges above and below, joined in
-  // `output`. Parts of no rows are left out; `whole` then holds the weights and the group's input.
+  // the tile that reads only this member's own output of the group before, then the edges
+  // around it, joined in `output`. Parts of no rows are left out; `whole` then holds the
+  // weights and the group's input.
   struct Group {
     Run whole;
     std::vector<Run> parts;  // interior first, then the edges
     int output = -1;
   };
-  // The rows this member sends to or receives from another between two groups.
+  // The rows and columns this member sends to or receives from another between two groups.
   struct HaloRows {
-    int member = 0, begin = 0, end = 0;
+    int member = 0;
+    plan::Tile tile;
     std::vector<float> buffer;
   };
 
@@ -74,10 +78,12 @@ class BandStage {
   // The stage's global pooling: this member's sums (or maxima) over its rows, joined on member 0
   // in member order, the sums then divided by the positions of the whole image.
   void pool_and_join(const Tensor& mine);
-  // The rows [begin, end) of every frame (and image of a clip) of `band`, which holds rows
-  // [band_begin, ...) of a value, to or from `packed` (frames x images x rows).
-  static void pack_rows(const Tensor& band, int band_begin, int begin, int end, float* packed);
-  static void unpack_rows(const float* packed, int begin, int end, int band_begin, Tensor& band);
+  // Tile `part` of every frame (and image of a clip) of `band`, which holds tile `held` of a
+  // value, to or from `packed` (frames x images x rows x columns).
+  static void pack_tile(const Tensor& band, const plan::Tile& held, const plan::Tile& part, float* packed);
+  static void unpack_tile(const float* packed, const plan::Tile& part, const plan::Tile& held, Tensor& band);
+  // Puts each member's output tile, gathered one after another in `gathered`, into frame n.
+  void place_tiles(const float* gathered, int n);
   Tensor& buffer(int b) { return buffers_[b]; }
 
   model::Model& model_;
@@ -93,7 +99,8 @@ class BandStage {
   std::vector<const Tensor*> step_inputs_;
   Tensor output_;
   std::vector<std::size_t> counts_;  // floats of each member's band of the output, per frame
-  std::vector<float> gathered_;      // on clips: the members' bands, before reordering; pooled: their pools
+  std::vector<float> gathered_;      // tiles, or bands of clips: the members' parts before reordering; pooled: pools
+  bool gathers_whole_rows_ = true;   // the members' parts, in member order, are the output's memory order
   bool pools_ = false;               // a global pooling ends the stage
   layers::PoolKind pool_kind_ = layers::PoolKind::average;  // of that pooling
   std::vector<float> pooled_;        // this member's pool of one frame

@@ -68,18 +68,18 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     to_first[s].assign(st.ranks.size(), 0);
     sums[s].assign(st.ranks.size() * st.ranks.size(), 0);
     if (st.mode == StageMode::split_spatial) {
-      // Each member's rows, or its pool of them where a global pooling ends the stage.
+      // Each member's tile (its rows, in bands), or its pool of it where a global pooling ends
+      // the stage.
       const bool pooled = plan::pools_bands(m, st.first, st.last);
       const Shape out = m.node(st.group_ends.back()).layer->output_shape();
-      const auto rows = plan::split_bounds(out.h, st.fractions);
+      const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions, st.columns);
       for (std::size_t k = 0; k < st.ranks.size(); ++k)
         to_first[s][k] = pooled ? m.node(st.last).layer->output_shape().size()
-                                : static_cast<std::size_t>(rows[k + 1] - rows[k]) * out.w * out.c * out.d;
-      const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions);
+                                : static_cast<std::size_t>(groups.back().tiles[k].size()) * out.c * out.d;
       for (std::size_t g = 1; g < groups.size(); ++g) {
         const Shape between = m.node(groups[g - 1].last).layer->output_shape();
         for (const auto& h : plan::halo_transfers(groups[g - 1], groups[g]))
-          halos[s].emplace_back(h.from, h.to, static_cast<std::size_t>(h.end - h.begin) * between.w * between.c * between.d);
+          halos[s].emplace_back(h.from, h.to, static_cast<std::size_t>(h.size()) * between.c * between.d);
       }
     } else if (st.parity) {
       continue;  // no swaps: each member's slice goes straight to the consumers (below)

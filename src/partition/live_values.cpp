@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "partition/row_bands.h"
 #include "plan/band_geometry.h"
 
 namespace chorus::partition {
@@ -52,21 +53,51 @@ std::vector<InputRows> stage_input_rows(const model::Model& m, const plan::Resol
   const std::vector<int> handed_on = live_values(m, plan, stage);
   const int band_input = m.node(st.first).inputs.at(0);
   // The first group's bands read the stage's input (later groups swap rows among the members).
-  const plan::BandGroup group = plan::band_groups(m, st.first, {st.group_ends.front()}, st.fractions).front();
+  const plan::BandGroup group =
+      plan::band_groups(m, st.first, {st.group_ends.front()}, st.fractions, st.columns).front();
   for (std::size_t k = 0; k < values.size(); ++k) {
     const int v = values[k];
     const bool whole = member == 0 && std::count(handed_on.begin(), handed_on.end(), v) > 0;
     if (whole) continue;
     if (v == band_input) {
       const int h = m.shape_of(v).h;
-      const auto need = group.input_rows[member];
+      const auto need = group.input_tiles[member].rows;
       rows[k].begin = std::clamp(need.first, 0, h);
       rows[k].end = std::max(rows[k].begin, std::clamp(need.second, 0, h));
+      if (st.columns > 1) {  // a tile: its columns too
+        const int w = m.shape_of(v).w;
+        const auto across = group.input_tiles[member].columns;
+        rows[k].width = w;
+        rows[k].col_begin = std::clamp(across.first, 0, w);
+        rows[k].col_end = std::max(rows[k].col_begin, std::clamp(across.second, 0, w));
+      }
     } else {
       rows[k].begin = rows[k].end = 0;
     }
   }
   return rows;
+}
+
+void pack_input_rows(const InputRows& r, const float* whole, float* packed) {
+  const int rows = r.end - r.begin;
+  if (r.width == 0) {
+    copy_image_rows(whole, r.height, r.begin, packed, rows, 0, rows, r.images, r.row);
+    return;
+  }
+  const int columns = r.col_end - r.col_begin;
+  copy_image_block(whole, {r.height, r.width, r.begin, r.col_begin}, packed, {rows, columns, 0, 0}, rows, columns,
+                   r.images, r.row / r.width);
+}
+
+void unpack_input_rows(const InputRows& r, const float* packed, float* whole) {
+  const int rows = r.end - r.begin;
+  if (r.width == 0) {
+    copy_image_rows(packed, rows, 0, whole, r.height, r.begin, rows, r.images, r.row);
+    return;
+  }
+  const int columns = r.col_end - r.col_begin;
+  copy_image_block(packed, {rows, columns, 0, 0}, whole, {r.height, r.width, r.begin, r.col_begin}, rows, columns,
+                   r.images, r.row / r.width);
 }
 
 std::size_t input_rows_floats(const std::vector<InputRows>& rows) {

@@ -17,16 +17,23 @@ std::vector<int> live_values(const model::Model& model, const plan::ResolvedPlan
 std::size_t live_floats(const model::Model& model, const std::vector<int>& values);
 
 // What a member of a stage takes of one value entering it: rows [begin, end) of each of
-// `images` images (a clip's; 1 for an image) of `height` rows of `row` floats each.
+// `images` images (a clip's; 1 for an image) of `height` rows of `row` floats each; in a grid
+// of tiles, only columns [col_begin, col_end) of rows `width` pixels wide (width 0: whole rows).
 struct InputRows {
   int begin = 0, end = 0;
   int height = 0, images = 1;
   std::size_t row = 0;
-  std::size_t floats() const { return static_cast<std::size_t>(end - begin) * images * row; }
+  int col_begin = 0, col_end = 0, width = 0;
+  std::size_t row_floats() const { return width == 0 ? row : row / width * (col_end - col_begin); }
+  std::size_t floats() const { return static_cast<std::size_t>(end - begin) * images * row_floats(); }
   bool operator==(const InputRows& o) const {
-    return begin == o.begin && end == o.end && height == o.height && images == o.images && row == o.row;
+    return begin == o.begin && end == o.end && height == o.height && images == o.images && row == o.row &&
+           col_begin == o.col_begin && col_end == o.col_end && width == o.width;
   }
 };
+// Copies what `r` takes of one frame of its value (`whole`) into `packed`, or back.
+void pack_input_rows(const InputRows& r, const float* whole, float* packed);
+void unpack_input_rows(const InputRows& r, const float* packed, float* whole);
 
 // What member `member` of stage `stage` takes of each value entering it (live_values(stage - 1)
 // order): all its rows, except

@@ -144,8 +144,11 @@ const Tensor& StageWorker::output(int k) const {
 
 std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
-  if (spec_.mode == StageMode::split_spatial)
-    s += cat(" rows ", band_->rows()[member_], "-", band_->rows()[member_ + 1]);
+  if (spec_.mode == StageMode::split_spatial) {
+    const plan::Tile& t = band_->tile();
+    s += cat(" rows ", t.rows.first, "-", t.rows.second);
+    if (spec_.columns > 1) s += cat(" columns ", t.columns.first, "-", t.columns.second);
+  }
   if (spec_.parity && member_ >= spec_.data_members())
     s += " parity";
   else if (spec_.mode == StageMode::split_output || spec_.mode == StageMode::split_input ||

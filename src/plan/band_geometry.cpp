@@ -11,9 +11,9 @@ namespace chorus::plan {
 
 using namespace chorus::layers;
 
-RowNeed rows_needed(const Layer& l, int a, int b) {
-  const int in_h = l.input_shapes()[0].h;
-  const RowWindow w = l.row_window();
+RowNeed rows_needed(const Layer& l, int a, int b, Axis axis) {
+  const int in_h = axis == Axis::rows ? l.input_shapes()[0].h : l.input_shapes()[0].w;
+  const RowWindow w = axis == Axis::rows ? l.row_window() : l.column_window();
   switch (w.kind) {
     case RowWindow::Kind::window: {
       const int effective = (w.kernel - 1) * w.dilation + 1;
@@ -67,7 +67,7 @@ namespace {
 // reader needs is marked by out_begin == kNotNeeded until it is reached.
 constexpr int kNotNeeded = std::numeric_limits<int>::max();
 void fill_band_rows(const model::Model& m, int first, int last, int out_begin, int out_end,
-                    std::vector<BandNodeRows>& rows) {
+                    std::vector<BandNodeRows>& rows, Axis axis) {
   rows.assign(last - first + 1, BandNodeRows{kNotNeeded, std::numeric_limits<int>::min(), {0, 0, 0, 0}});
   rows.back().out_begin = out_begin;
   rows.back().out_end = out_end;
@@ -78,7 +78,7 @@ void fill_band_rows(const model::Model& m, int first, int last, int out_begin, i
       r.out_begin = r.out_end = 0;
       continue;
     }
-    r.need = rows_needed(*m.node(n).layer, r.out_begin, r.out_end);
+    r.need = rows_needed(*m.node(n).layer, r.out_begin, r.out_end, axis);
     if (r.need.begin >= r.need.end) continue;
     for (int v : m.node(n).inputs) {
       if (v < first || v > last) continue;
@@ -91,9 +91,9 @@ void fill_band_rows(const model::Model& m, int first, int last, int out_begin, i
 
 }  // namespace
 
-std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, int out_begin, int out_end) {
+std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, int out_begin, int out_end, Axis axis) {
   std::vector<BandNodeRows> rows;
-  fill_band_rows(m, first, last, out_begin, out_end, rows);
+  fill_band_rows(m, first, last, out_begin, out_end, rows, axis);
   return rows;
 }
 
@@ -113,11 +113,11 @@ std::pair<int, int> band_reads(const model::Model& m, int first, int last, const
 }
 
 std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end, int own_begin,
-                                  int own_end) {
+                                  int own_end, Axis axis) {
   // The rows one output row reads only move down as the row does, at both ends: binary searches.
   std::vector<BandNodeRows> rows;
   const auto reads = [&](int row) {
-    fill_band_rows(m, first, last, row, row + 1, rows);
+    fill_band_rows(m, first, last, row, row + 1, rows, axis);
     return band_reads(m, first, last, rows);
   };
   int lo = out_begin, hi = out_end;  // the first row whose reads start at own_begin or after
@@ -140,6 +140,34 @@ std::pair<int, int> band_interior(const model::Model& m, int first, int last, in
   return {begin, std::max(begin, lo)};
 }
 
+Tile tile_interior(const model::Model& m, int first, int last, const Tile& out, const Tile& own) {
+  // A member that holds whole rows (a band) reads no other member's columns: no search there.
+  const int width = m.shape_of(m.node(first).inputs.at(0)).w;
+  const bool whole_rows = own.columns == Span{0, width};
+  Tile t{band_interior(m, first, last, out.rows.first, out.rows.second, own.rows.first, own.rows.second, Axis::rows),
+         whole_rows ? out.columns
+                    : band_interior(m, first, last, out.columns.first, out.columns.second, own.columns.first,
+                                    own.columns.second, Axis::columns)};
+  if (t.size() == 0) t = {{out.rows.first, out.rows.first}, {out.columns.first, out.columns.first}};
+  return t;
+}
+
+std::vector<Tile> tile_edges(const Tile& out, const Tile& in) {
+  std::vector<Tile> edges;
+  const auto add = [&](Tile t) {
+    if (t.size() > 0) edges.push_back(t);
+  };
+  if (in.size() == 0) {
+    add(out);
+    return edges;
+  }
+  add({{out.rows.first, in.rows.first}, out.columns});
+  add({{in.rows.second, out.rows.second}, out.columns});
+  add({in.rows, {out.columns.first, in.columns.first}});
+  add({in.rows, {in.columns.second, out.columns.second}});
+  return edges;
+}
+
 bool band_overlaps_halo(const model::Model& m, int first, int last) {
   if (m.shape_of(m.node(first).inputs.at(0)).is_clip()) return false;
   for (int n = first; n <= last; ++n)
@@ -147,38 +175,69 @@ bool band_overlaps_halo(const model::Model& m, int first, int last) {
   return true;
 }
 
-std::vector<std::pair<int, int>> band_input_rows(const model::Model& m, int first, int last, int out_begin,
-                                                 int out_end) {
+std::vector<std::pair<int, int>> band_input_rows(const model::Model& m, int first, int last, int out_begin, int out_end,
+                                                 Axis axis) {
   std::vector<std::pair<int, int>> reads;
-  for (const BandNodeRows& r : band_rows(m, first, last, out_begin, out_end))
+  for (const BandNodeRows& r : band_rows(m, first, last, out_begin, out_end, axis))
     reads.emplace_back(r.need.begin, r.need.end);
   return reads;
 }
 
-bool bands_are_feasible(const model::Model& m, int first, int last, const std::vector<int>& bounds) {
+bool bands_are_feasible(const model::Model& m, int first, int last, const std::vector<int>& bounds, Axis axis) {
   std::vector<BandNodeRows> rows;
   for (std::size_t r = 0; r + 1 < bounds.size(); ++r) {
     if (bounds[r] >= bounds[r + 1]) return false;
-    fill_band_rows(m, first, last, bounds[r], bounds[r + 1], rows);
+    fill_band_rows(m, first, last, bounds[r], bounds[r + 1], rows, axis);
     for (const BandNodeRows& node : rows)
       if (node.need.begin >= node.need.end) return false;
   }
   return true;
 }
 
+std::pair<std::vector<double>, std::vector<double>> grid_shares(const std::vector<double>& fractions, int columns) {
+  const int members = static_cast<int>(fractions.size());
+  std::vector<double> rows(members / columns, 0.0), cols(columns, 0.0);
+  for (int p = 0; p < members; ++p) {
+    rows[p / columns] += fractions[p];
+    cols[p % columns] += fractions[p];
+  }
+  return {rows, cols};
+}
+
+BandGroup grid_tiles(const model::Model& m, int n, const std::vector<double>& fractions, int columns) {
+  const auto [row_shares, column_shares] = grid_shares(fractions, columns);
+  BandGroup g;
+  g.first = g.last = n;
+  g.columns = columns;
+  const Shape out = m.node(n).layer->output_shape();
+  g.bounds = split_bounds(out.h, row_shares);
+  g.column_bounds = split_bounds(out.w, column_shares);
+  for (std::size_t p = 0; p < fractions.size(); ++p) {
+    const std::size_t i = p / columns, j = p % columns;
+    g.tiles.push_back({{g.bounds[i], g.bounds[i + 1]}, {g.column_bounds[j], g.column_bounds[j + 1]}});
+  }
+  return g;
+}
+
 std::vector<BandGroup> band_groups(const model::Model& m, int first, const std::vector<int>& ends,
-                                   const std::vector<double>& fractions) {
+                                   const std::vector<double>& fractions, int columns) {
   std::vector<BandGroup> groups;
   std::vector<BandNodeRows> rows;
   for (int last : ends) {
-    BandGroup g;
+    BandGroup g = grid_tiles(m, last, fractions, columns);
     g.first = first;
-    g.last = last;
-    g.bounds = split_bounds(m.node(last).layer->output_shape().h, fractions);
-    for (std::size_t p = 0; p + 1 < g.bounds.size(); ++p) {
-      fill_band_rows(m, first, last, g.bounds[p], g.bounds[p + 1], rows);
-      g.input_rows.push_back(band_reads(m, first, last, rows));
+    // Rows and columns are needed apart: a tile's reads are its rows' reads by its columns'.
+    std::vector<Span> row_reads, column_reads;
+    for (std::size_t i = 0; i + 1 < g.bounds.size(); ++i) {
+      fill_band_rows(m, first, last, g.bounds[i], g.bounds[i + 1], rows, Axis::rows);
+      row_reads.push_back(band_reads(m, first, last, rows));
     }
+    for (std::size_t j = 0; j + 1 < g.column_bounds.size(); ++j) {
+      fill_band_rows(m, first, last, g.column_bounds[j], g.column_bounds[j + 1], rows, Axis::columns);
+      column_reads.push_back(band_reads(m, first, last, rows));
+    }
+    for (std::size_t p = 0; p < fractions.size(); ++p)
+      g.input_tiles.push_back({row_reads[p / columns], column_reads[p % columns]});
     groups.push_back(std::move(g));
     first = last + 1;
   }
@@ -187,13 +246,15 @@ std::vector<BandGroup> band_groups(const model::Model& m, int first, const std::
 
 std::vector<HaloTransfer> halo_transfers(const BandGroup& before, const BandGroup& after) {
   std::vector<HaloTransfer> transfers;
-  const int members = static_cast<int>(after.input_rows.size());
+  const int members = static_cast<int>(after.input_tiles.size());
   for (int to = 0; to < members; ++to)
     for (int from = 0; from < members; ++from) {
       if (from == to) continue;
-      const int begin = std::max(after.input_rows[to].first, before.bounds[from]);
-      const int end = std::min(after.input_rows[to].second, before.bounds[from + 1]);
-      if (begin < end) transfers.push_back({from, to, begin, end});
+      const Tile &need = after.input_tiles[to], &made = before.tiles[from];
+      const int begin = std::max(need.rows.first, made.rows.first), end = std::min(need.rows.second, made.rows.second);
+      const int col_begin = std::max(need.columns.first, made.columns.first);
+      const int col_end = std::min(need.columns.second, made.columns.second);
+      if (begin < end && col_begin < col_end) transfers.push_back({from, to, begin, end, col_begin, col_end});
     }
   return transfers;
 }

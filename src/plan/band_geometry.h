@@ -1,9 +1,12 @@
 #pragma once
-// Row-band geometry for split-spatial stages: which input rows a layer needs for a band of its
+// Band geometry for split-spatial stages: which input rows a layer needs for a band of its
 // output rows (the halo), and the padding the band applies at the image edges only. A band
 // runs through a chain of layers or through a graph of them (residual blocks, branches joined
 // by an element-wise merge or a channel concatenation): a node then computes the rows every
-// reader of it inside the band needs.
+// reader of it inside the band needs. A stage may also cut its columns (a grid of tiles,
+// Stage::columns): the columns a tile needs follow the same rules along the other axis, apart
+// from its rows, so every function here takes the axis it walks.
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -11,11 +14,14 @@
 
 namespace chorus::plan {
 
-// Input rows [begin, end) needed for output rows [a, b), and the band's own top/bottom padding.
+enum class Axis { rows, columns };
+
+// Input rows [begin, end) needed for output rows [a, b), and the band's own top/bottom padding
+// (along the columns: columns, and the left/right padding).
 struct RowNeed {
   int begin, end, pad_top, pad_bottom;
 };
-RowNeed rows_needed(const layers::Layer& layer, int a, int b);
+RowNeed rows_needed(const layers::Layer& layer, int a, int b, Axis axis = Axis::rows);
 
 // True when the layers [first, last] can run as one band: the first reads one value from
 // outside, every other layer reads only that value or layers before it in the range, and every
@@ -39,7 +45,8 @@ struct BandNodeRows {
   int out_begin = 0, out_end = 0;
   RowNeed need{0, 0, 0, 0};
 };
-std::vector<BandNodeRows> band_rows(const model::Model& model, int first, int last, int out_begin, int out_end);
+std::vector<BandNodeRows> band_rows(const model::Model& model, int first, int last, int out_begin, int out_end,
+                                    Axis axis = Axis::rows);
 
 // Rows [begin, end) of the band's input (the first node's input) that its layers read, together.
 std::pair<int, int> band_reads(const model::Model& model, int first, int last, const std::vector<BandNodeRows>& rows);
@@ -47,38 +54,63 @@ std::pair<int, int> band_reads(const model::Model& model, int first, int last, c
 // The input rows each layer of the band [first, last] reads for output rows [out_begin,
 // out_end) of the last (index k is node first + k).
 std::vector<std::pair<int, int>> band_input_rows(const model::Model& model, int first, int last, int out_begin,
-                                                 int out_end);
+                                                 int out_end, Axis axis = Axis::rows);
 
 // True when every member's band needs at least one row of every layer's input (a band made only
 // of a ZeroPadding2D's padding rows would not).
-bool bands_are_feasible(const model::Model& model, int first, int last, const std::vector<int>& row_bounds);
+bool bands_are_feasible(const model::Model& model, int first, int last, const std::vector<int>& row_bounds,
+                        Axis axis = Axis::rows);
 
 // A split-spatial stage runs as groups of consecutive layers (Stage::exchange_after cuts them):
 // each group as fused row bands, its halo recomputed by each member (DeepThings' fused tiles),
 // and between groups the members swap only the rows their neighbours' next bands read.
-struct BandGroup {
-  int first = 0, last = 0;                      // node indices, inclusive
-  std::vector<int> bounds;                      // member p computes output rows [bounds[p], bounds[p + 1])
-  std::vector<std::pair<int, int>> input_rows;  // per member: the rows of the group's input its band reads
+//
+// With columns, the members form a grid of tiles, row-major: member p is in the grid's row
+// p / columns and column p % columns. The grid's rows and columns take the shares of the
+// members in them (grid_shares), so equal members make equal tiles.
+using Span = std::pair<int, int>;  // [first, second)
+struct Tile {
+  Span rows, columns;
+  int size() const { return std::max(0, rows.second - rows.first) * std::max(0, columns.second - columns.first); }
+  bool operator==(const Tile& o) const { return rows == o.rows && columns == o.columns; }
 };
+struct BandGroup {
+  int first = 0, last = 0;         // node indices, inclusive
+  int columns = 1;                 // the grid's columns
+  std::vector<int> bounds;         // grid row i computes output rows [bounds[i], bounds[i + 1])
+  std::vector<int> column_bounds;  // grid column j computes output columns [column_bounds[j], ... [j + 1])
+  std::vector<Tile> tiles;         // per member: the output tile it computes
+  std::vector<Tile> input_tiles;   // per member: the tile of the group's input its band reads
+};
+// The shares of a grid's rows and of its columns: the sums of its members' fractions.
+std::pair<std::vector<double>, std::vector<double>> grid_shares(const std::vector<double>& fractions, int columns);
+// The grid's tiles of node n's output alone (bounds, column_bounds and tiles; no input tiles).
+BandGroup grid_tiles(const model::Model& model, int n, const std::vector<double>& fractions, int columns);
 // `ends`: the last node of each group, ascending, the stage's last node at the end.
 std::vector<BandGroup> band_groups(const model::Model& model, int first, const std::vector<int>& ends,
-                                   const std::vector<double>& fractions);
+                                   const std::vector<double>& fractions, int columns = 1);
 
 // The output rows [begin, end) of a band [out_begin, out_end) of the group [first, last] that
 // read only rows [own_begin, own_end) of its input: what a member computes from the rows it
 // made itself while its neighbours' halo rows are in flight (empty, begin == end, where none).
 std::pair<int, int> band_interior(const model::Model& model, int first, int last, int out_begin, int out_end,
-                                  int own_begin, int own_end);
+                                  int own_begin, int own_end, Axis axis = Axis::rows);
+// The same for a tile: the tile of `out` that reads only tile `own` of the group's input (an
+// empty tile where none), and the parts of `out` around it, which wait for the halo (up to
+// four: the rows above and below, then the columns left and right of it, none empty).
+Tile tile_interior(const model::Model& model, int first, int last, const Tile& out, const Tile& own);
+std::vector<Tile> tile_edges(const Tile& out, const Tile& interior);
 
 // Whether a group's members compute their interiors while the halo travels: bands of images
 // (not clips) through layers whose band variants share weights (not Conv3D).
 bool band_overlaps_halo(const model::Model& model, int first, int last);
 
-// Rows [begin, end) of the value between two groups that member `from` computed (its band of
-// `before`) and member `to` reads (for its band of `after`); a member's own rows stay with it.
+// Rows [begin, end) and columns [col_begin, col_end) of the value between two groups that
+// member `from` computed (its tile of `before`) and member `to` reads (for its tile of
+// `after`); a member's own rows stay with it.
 struct HaloTransfer {
-  int from = 0, to = 0, begin = 0, end = 0;
+  int from = 0, to = 0, begin = 0, end = 0, col_begin = 0, col_end = 0;
+  int size() const { return (end - begin) * (col_end - col_begin); }
 };
 std::vector<HaloTransfer> halo_transfers(const BandGroup& before, const BandGroup& after);
 

@@ -53,6 +53,7 @@ Plan plan_from_json(const json& j, const std::string& source) {
       if (s.contains("fractions")) st.fractions = s["fractions"].get<std::vector<double>>();
       if (s.contains("exchange_after")) st.exchange_after = s["exchange_after"].get<std::vector<std::string>>();
       st.parity = s.value("parity", 0);
+      st.columns = s.value("columns", 1);
       p.stages.push_back(std::move(st));
     }
   } catch (const json::exception& e) {
@@ -70,6 +71,7 @@ json plan_to_json(const Plan& p) {
     if (!s.fractions.empty()) st["fractions"] = s.fractions;
     if (!s.exchange_after.empty()) st["exchange_after"] = s.exchange_after;
     if (s.parity > 0) st["parity"] = s.parity;
+    if (s.columns != 1) st["columns"] = s.columns;
     stages.push_back(st);
   }
   json j{{"model", p.model}, {"ranks", p.ranks}, {"source", p.source}, {"sink", p.sink}, {"stages", stages}};

@@ -30,6 +30,10 @@ struct Stage {
   // split-spatial: layers after which the members swap halo rows with their neighbours; the
   // layers between two of them run as fused bands (empty: the whole stage is one fused band).
   std::vector<std::string> exchange_after;
+  // split-spatial only: the columns of a grid of tiles (1: row bands). The ranks, in order, fill
+  // the grid row by row, so there are ranks / columns rows of tiles; each row of the grid takes
+  // its ranks' fractions added up, and each column of the grid likewise.
+  int columns = 1;
   // split-output only, 0 or 1: coded redundancy. The last rank listed computes the sum of the
   // others' output slices (its weights are their slices added, padded to the widest), and every
   // rank sends its slice straight to the stage's consumers, which rebuild a slice that is late

@@ -51,10 +51,26 @@ int most_parts(const model::Model& m, int first, int last, StageMode mode, std::
   return any ? most : 0;
 }
 
-bool bands_allow(const model::Model& m, int first, int last, int parts) {
+bool bands_allow(const model::Model& m, int first, int last, int parts, int columns = 1) {
   last = band_last(m, first, last);
-  return bands_are_feasible(m, first, last,
-                            split_bounds(m.node(last).layer->output_shape().h, std::vector<double>(parts, 1.0 / parts)));
+  const Shape out = m.node(last).layer->output_shape();
+  const int rows = parts / columns;
+  return bands_are_feasible(m, first, last, split_bounds(out.h, std::vector<double>(rows, 1.0 / rows))) &&
+         (columns == 1 ||
+          bands_are_feasible(m, first, last, split_bounds(out.w, std::vector<double>(columns, 1.0 / columns)),
+                             Axis::columns));
+}
+
+// The grids a split-spatial stage of `parts` members may take, by their columns: row bands (1),
+// and the grid nearest a square, whose columns are the largest divisor of the member count no
+// larger than its rows. On a square image the tiles of r x c members border on (r - 1) + (c - 1)
+// image widths of halo, least where r and c are closest; a grid and its transpose cost alike.
+// Bands have two neighbours where a tile has up to eight, so they stay a choice.
+std::vector<int> grid_columns(int parts) {
+  int nearest = 1;
+  for (int c = 2; c * c <= parts; ++c)
+    if (parts % c == 0) nearest = c;
+  return nearest > 1 ? std::vector<int>{1, nearest} : std::vector<int>{1};
 }
 
 // Every rank's profile time for every layer, looked up once (a profile looks layers up by
@@ -154,18 +170,49 @@ GroupSpeed group_speed(const LayerTimes& times, int first, int last, const Devic
   return g;
 }
 
-// A member's time for output rows [a, b) of a band group: each layer's time scaled by the share
-// of its output rows the band computes (its rows plus the halo the group recomputes; in a
-// residual block, what every reader of the layer needs).
-double band_time(const model::Model& m, const LayerTimes& times, const BandGroup& group, int a, int b, int rank) {
-  if (a >= b) return 0.0;
-  const auto rows = band_rows(m, group.first, group.last, a, b);
-  double t = 0;
-  for (int n = group.first; n <= group.last; ++n) {
-    const BandNodeRows& r = rows[n - group.first];
-    const double height = m.node(n).layer->output_shape().h;
-    t += times.layer(rank, n) * std::clamp((r.out_end - r.out_begin) / height, 0.0, 1.0);
+// Per node of a band group, the share of its output that a span of the last node's output rows
+// (or columns) computes: the span plus the halo the group recomputes; in a residual block, what
+// every reader of the node needs. Each span is worked out once: a grid's members share their
+// grid row's rows and their grid column's columns.
+class SpanShares {
+ public:
+  SpanShares(const model::Model& m, const BandGroup& group, Axis axis) : m_(m), group_(group), axis_(axis) {}
+  const std::vector<double>& of(Span span) {
+    auto it = cache_.find(span);
+    if (it != cache_.end()) return it->second;
+    std::vector<double>& shares = cache_[span];
+    const int count = group_.last - group_.first + 1;
+    const Shape out = m_.node(group_.last).layer->output_shape();
+    if (axis_ == Axis::columns && span == Span{0, out.w}) {
+      shares.assign(count, 1.0);  // whole rows: a band's columns are all of them
+      return shares;
+    }
+    const auto rows = band_rows(m_, group_.first, group_.last, span.first, span.second, axis_);
+    for (int n = group_.first; n <= group_.last; ++n) {
+      const BandNodeRows& r = rows[n - group_.first];
+      const Shape s = m_.node(n).layer->output_shape();
+      shares.push_back(std::clamp((r.out_end - r.out_begin) / double(axis_ == Axis::rows ? s.h : s.w), 0.0, 1.0));
+    }
+    return shares;
   }
+
+ private:
+  const model::Model& m_;
+  const BandGroup& group_;
+  Axis axis_;
+  std::map<Span, std::vector<double>> cache_;
+};
+
+// A member's time for output tile `tile` of a band group: each layer's time scaled by the share
+// of its output the tile computes (SpanShares, of its rows by its columns).
+double band_time(const LayerTimes& times, const BandGroup& group, SpanShares& rows, SpanShares& columns,
+                 const Tile& tile, int rank) {
+  if (tile.size() == 0) return 0.0;
+  const std::vector<double>& by_rows = rows.of(tile.rows);
+  const std::vector<double>& by_columns = columns.of(tile.columns);
+  double t = 0;
+  for (int n = group.first; n <= group.last; ++n)
+    t += times.layer(rank, n) * by_rows[n - group.first] * by_columns[n - group.first];
   return t;
 }
 
@@ -178,37 +225,38 @@ struct BandTimes {
 };
 BandTimes band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group,
                            const Devices& devices, const BandGroup* before) {
-  const int count = static_cast<int>(group.bounds.size()) - 1;
+  const int count = static_cast<int>(group.tiles.size());
   BandTimes t{std::vector<double>(count, 0.0), std::vector<double>(count, 0.0)};
   const bool overlaps = before && band_overlaps_halo(m, group.first, group.last);
+  SpanShares rows(m, group, Axis::rows), columns(m, group, Axis::columns);
   for (int g = 0; g < count; ++g) {
-    const int a = group.bounds[g], b = group.bounds[g + 1];
-    const auto [begin, end] =
-        overlaps ? band_interior(m, group.first, group.last, a, b, before->bounds[g], before->bounds[g + 1])
-                 : std::pair<int, int>{a, a};
-    if (begin >= end) {
-      t.edges[g] = band_time(m, times, group, a, b, devices[g]);
+    const Tile& tile = group.tiles[g];
+    const Tile interior =
+        overlaps ? tile_interior(m, group.first, group.last, tile, before->tiles[g]) : Tile{tile.rows, {0, 0}};
+    if (interior.size() == 0) {
+      t.edges[g] = band_time(times, group, rows, columns, tile, devices[g]);
       continue;
     }
-    t.interior[g] = band_time(m, times, group, begin, end, devices[g]);
-    t.edges[g] = band_time(m, times, group, a, begin, devices[g]) + band_time(m, times, group, end, b, devices[g]);
+    t.interior[g] = band_time(times, group, rows, columns, interior, devices[g]);
+    for (const Tile& edge : tile_edges(tile, interior))
+      t.edges[g] += band_time(times, group, rows, columns, edge, devices[g]);
   }
   return t;
 }
 
-// Bytes of one row of a value (of every image of a clip).
-double row_bytes(const Shape& s) { return static_cast<double>(s.w) * s.c * s.d * sizeof(float); }
+// Bytes of one pixel of a value (of every image of a clip).
+double pixel_bytes(const Shape& s) { return static_cast<double>(s.c) * s.d * sizeof(float); }
 
 // Seconds the members spend swapping halo rows between two band groups (they wait for each
 // other), and the bytes on the medium.
 std::pair<double, double> halo_swap(const model::Model& m, const cluster::NetworkModel& net, const BandGroup& before,
                                     const BandGroup& after) {
-  const double row = row_bytes(m.node(before.last).layer->output_shape());
-  std::vector<double> sent(before.bounds.size(), 0.0);
+  const double pixel = pixel_bytes(m.node(before.last).layer->output_shape());
+  std::vector<double> sent(before.tiles.size(), 0.0);
   double total = 0;
   for (const HaloTransfer& h : halo_transfers(before, after)) {
-    sent[h.from] += (h.end - h.begin) * row;
-    total += (h.end - h.begin) * row;
+    sent[h.from] += h.size() * pixel;
+    total += h.size() * pixel;
   }
   if (total == 0) return {0.0, 0.0};
   const double busiest = *std::max_element(sent.begin(), sent.end());
@@ -254,8 +302,11 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
     for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
       handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
     for (int g = 0; g < count; ++g) {
-      const auto rows = first_band->input_rows[g];
-      const double band = std::max(0, rows.second - rows.first) * row_bytes(band_shape);  // of each image of a clip
+      // Its tile of each image of a clip; a band takes whole rows (as stage_input_rows sends them).
+      const Tile& reads = first_band->input_tiles[g];
+      const double band =
+          (first_band->columns > 1 ? reads.size() : std::max(0, reads.rows.second - reads.rows.first) * band_shape.w) *
+          pixel_bytes(band_shape);
       add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
     }
   } else if (slices && slices->any() && count > 1) {
@@ -360,7 +411,7 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
                      const Devices& devices, StageMode mode, int input_rank, const std::vector<int>& group_ends,
                      const std::vector<SplitRole>* known_roles = nullptr, InputVariants* first_holds = nullptr,
-                     bool parity = false) {
+                     bool parity = false, int columns = 1) {
   StageCost cost;
   const int count = devices.count;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{band_last(m, first, last)} : group_ends;
@@ -374,7 +425,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   // previous stage's producer, when it is a member) takes it without the network.
   // A split-spatial stage's band groups, worked out once for its input and its compute.
   const std::vector<BandGroup> groups =
-      mode == StageMode::split_spatial ? band_groups(m, first, ends, share) : std::vector<BandGroup>{};
+      mode == StageMode::split_spatial ? band_groups(m, first, ends, share, columns) : std::vector<BandGroup>{};
   const BandGroup* first_band = groups.empty() ? nullptr : &groups.front();
   const InputSlices slices = mode == StageMode::split_input ? input_slices(m, first, last, mode, share) : InputSlices{};
   const StageInput input = stage_input(m, net, times, first, last, first_band, &slices, devices, mode, input_rank);
@@ -427,13 +478,13 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       for (std::size_t k = 0; k < groups.size(); ++k) {
         ready = finish;
         if (k > 0) {
-          const double row = row_bytes(m.node(groups[k - 1].last).layer->output_shape());
+          const double pixel = pixel_bytes(m.node(groups[k - 1].last).layer->output_shape());
           const auto transfers = halo_transfers(groups[k - 1], groups[k]);
           by_finish();
           for (int from : order)
             for (const HaloTransfer& h : transfers) {
               if (h.from != from) continue;
-              const double bytes = (h.end - h.begin) * row;
+              const double bytes = h.size() * pixel;
               ready[h.to] = std::max(ready[h.to], arrival(from, finish[from], bytes));
               ring_bytes += bytes;  // on the medium, as the reductions' bytes are
             }
@@ -450,11 +501,11 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       // global pooling ends the stage, each member pools its rows and sends member 0 the pool.
       const BandGroup& final_group = groups.back();
       const bool pooled = final_group.last < last;
-      const double row = row_bytes(m.node(final_group.last).layer->output_shape());
-      const int height = m.node(final_group.last).layer->output_shape().h;
+      const Shape banded = m.node(final_group.last).layer->output_shape();
+      const double pixel = pixel_bytes(banded);
       if (pooled)
         for (int g = 0; g < count; ++g) {
-          const double t = times.layer(devices[g], last) * (final_group.bounds[g + 1] - final_group.bounds[g]) / height;
+          const double t = times.layer(devices[g], last) * final_group.tiles[g].size() / (double(banded.h) * banded.w);
           finish[g] += t;
           cost.member_s[g] += t;
         }
@@ -462,9 +513,8 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       by_finish();
       for (int g : order)
         if (g != 0)
-          done = std::max(done, arrival(g, finish[g],
-                                        pooled ? times.output_bytes(last)
-                                               : (final_group.bounds[g + 1] - final_group.bounds[g]) * row));
+          done = std::max(
+              done, arrival(g, finish[g], pooled ? times.output_bytes(last) : final_group.tiles[g].size() * pixel));
       worst = done;
       gather_s = done - *std::max_element(finish.begin(), finish.end());
     } else {
@@ -579,8 +629,8 @@ StageCost resolved_stage_cost(const model::Model& m, const cluster::Cluster& c, 
   int input_rank = r.plan.source;
   if (i > 0) input_rank = r.stages[i - 1].mode == StageMode::replicate ? -1 : r.stages[i - 1].ranks[0];
   // A parity stage is costed on the ranks that compute slices; its parity rank works beside them.
-  return stage_cost(m, c, times, s.first, s.last, Devices{s.ranks[0], s.data_members(), &s.ranks}, s.mode,
-                    input_rank, s.group_ends, nullptr, nullptr, s.parity > 0);
+  return stage_cost(m, c, times, s.first, s.last, Devices{s.ranks[0], s.data_members(), &s.ranks}, s.mode, input_rank,
+                    s.group_ends, nullptr, nullptr, s.parity > 0, s.columns);
 }
 
 }  // namespace
@@ -609,6 +659,7 @@ struct Choice {
   ChoiceCost cost;
   ChoiceCost reuse_cost;        // the same stage taking its input from its own first member
   std::vector<int> group_ends;  // split-spatial: its band groups
+  int columns = 1;              // split-spatial: its grid's columns
 };
 
 // The band groups of a split-spatial stage that make it fastest for one frame: a DP over where
@@ -622,7 +673,7 @@ class BandGroupChooser {
   BandGroupChooser(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, bool one_kind)
       : m_(m), c_(c), times_(times), one_kind_(one_kind && c.ranks() < (1 << 11) && m.nodes().size() < (1u << 20)) {}
 
-  std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share) {
+  std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share, int columns) {
     const int length = last - first + 1;
     std::vector<double> best(length + 1, kInf);
     std::vector<int> from(length + 1, -1);
@@ -630,7 +681,7 @@ class BandGroupChooser {
     for (int b = 0; b < length; ++b)
       for (int a = 0; a <= b; ++a) {
         if (best[a] == kInf) continue;
-        const Entry& e = entry(first + a, first + b, rank, count, share, a > 0);
+        const Entry& e = entry(first + a, first + b, rank, count, share, a > 0, columns);
         if (!e.ok) continue;
         const double value = best[a] + e.seconds;
         if (value < best[b + 1]) best[b + 1] = value, from[b + 1] = a;
@@ -647,7 +698,8 @@ class BandGroupChooser {
     bool ok = false;
     double seconds = 0;  // the slowest member's band, plus the swap before it
   };
-  const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before) {
+  const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before,
+                     int columns) {
     // Alike devices: the key packs into one integer and a hash table finds it (choose() looks up
     // every pair of a range's layers, millions of times on a large cluster; a tree of tuples
     // spent most of the planner's time there).
@@ -655,29 +707,36 @@ class BandGroupChooser {
       const std::uint64_t key = (static_cast<std::uint64_t>(a) << 44) | (static_cast<std::uint64_t>(b) << 24) |
                                 (static_cast<std::uint64_t>(rank) << 12) | (static_cast<std::uint64_t>(count) << 1) |
                                 (swap_before ? 1u : 0u);
-      auto it = alike_cache_.find(key);
-      if (it != alike_cache_.end()) return it->second;
-      return alike_cache_.emplace(key, compute(a, b, rank, count, share, swap_before)).first->second;
+      auto& cache = alike_cache_[columns];
+      auto it = cache.find(key);
+      if (it != cache.end()) return it->second;
+      return cache.emplace(key, compute(a, b, rank, count, share, swap_before, columns)).first->second;
     }
-    auto key = std::make_tuple(a, b, rank, count, swap_before, share);
+    auto key = std::make_tuple(a, b, rank, count, swap_before, columns, share);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
-    return cache_.emplace(std::move(key), compute(a, b, rank, count, share, swap_before)).first->second;
+    return cache_.emplace(std::move(key), compute(a, b, rank, count, share, swap_before, columns)).first->second;
   }
-  Entry compute(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before) const {
+  // Whether the output of node n splits into the grid's rows and columns, each reading some of
+  // the input of the group [first, n].
+  bool grid_feasible(int first, int n, const std::vector<double>& share, int columns) const {
+    const auto [rows, cols] = grid_shares(share, columns);
+    const Shape out = m_.node(n).layer->output_shape();
+    return bands_are_feasible(m_, first, n, split_bounds(out.h, rows)) &&
+           (columns == 1 || bands_are_feasible(m_, first, n, split_bounds(out.w, cols), Axis::columns));
+  }
+  Entry compute(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before,
+                int columns) const {
     Entry e;
-    const std::vector<int> bounds = split_bounds(m_.node(b).layer->output_shape().h, share);
-    if (is_band_graph(m_, a, b) && bands_are_feasible(m_, a, b, bounds)) {
-      const BandGroup group = band_groups(m_, a, {b}, share).front();
+    if (is_band_graph(m_, a, b) && grid_feasible(a, b, share, columns)) {
+      const BandGroup group = band_groups(m_, a, {b}, share, columns).front();
       e.ok = true;
       if (!swap_before) {
         const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, nullptr);
         e.seconds = *std::max_element(t.edges.begin(), t.edges.end());
       } else {
-        BandGroup before;
-        before.bounds = split_bounds(m_.node(a - 1).layer->output_shape().h, share);
-        before.last = a - 1;
-        if (!bands_are_feasible(m_, a - 1, a - 1, before.bounds)) {
+        const BandGroup before = grid_tiles(m_, a - 1, share, columns);
+        if (!grid_feasible(a - 1, a - 1, share, columns)) {
           e.ok = false;
         } else {
           // Each member's interior computes while the halo travels; its edges after.
@@ -695,8 +754,8 @@ class BandGroupChooser {
   const cluster::Cluster& c_;
   const LayerTimes& times_;
   const bool one_kind_;
-  std::map<std::tuple<int, int, int, int, bool, std::vector<double>>, Entry> cache_;
-  std::unordered_map<std::uint64_t, Entry> alike_cache_;  // layers a, b < 2^20; rank, count < 2^11
+  std::map<std::tuple<int, int, int, int, bool, int, std::vector<double>>, Entry> cache_;
+  std::map<int, std::unordered_map<std::uint64_t, Entry>> alike_cache_;  // by columns; a, b < 2^20; rank, count < 2^11
 };
 
 const StageMode kModes[] = {StageMode::single,      StageMode::replicate,     StageMode::split_output,
@@ -771,30 +830,36 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
         int worse = 0;
         for (int k = mode == StageMode::single ? 1 : 2; k <= most; ++k) {
           if (split && homogeneous && worse >= 3) break;
-          if (mode == StageMode::split_spatial && !bands_allow(m, i, j, k)) continue;
-          for (int r = 0; r + k <= devices; ++r) {
-            Choice ch{i, j, r, k, mode, {}, {}, {}};
-            if (mode == StageMode::split_spatial)
-              ch.group_ends =
-                  band_chooser.choose(i, band_last(m, i, j), r, k, group_speed(times, i, j, Devices{r, k}).share);
-            const bool reuse = o.objective == Objective::latency && r == 0;
-            InputVariants inputs;
-            ch.cost = ChoiceCost(stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends,
-                                            &roles, reuse ? &inputs : nullptr));
-            if (reuse) {
-              // Rank 0, its first member, hands it its input: only the input's cost changes.
-              ch.reuse_cost = ch.cost;
-              ch.reuse_cost.input_s = inputs.first.input_s;
-              if (c.network.shared) ch.reuse_cost.medium_s += inputs.first.medium_s - inputs.given.medium_s;
+          // A split-spatial stage tries each grid of its members (row bands: one column).
+          const std::vector<int> grids = mode == StageMode::split_spatial ? grid_columns(k) : std::vector<int>{1};
+          double k_latency = kInf, k_period = kInf;
+          for (int columns : grids) {
+            if (mode == StageMode::split_spatial && !bands_allow(m, i, j, k, columns)) continue;
+            for (int r = 0; r + k <= devices; ++r) {
+              Choice ch{i, j, r, k, mode, {}, {}, {}, columns};
+              if (mode == StageMode::split_spatial)
+                ch.group_ends = band_chooser.choose(i, band_last(m, i, j), r, k,
+                                                    group_speed(times, i, j, Devices{r, k}).share, columns);
+              const bool reuse = o.objective == Objective::latency && r == 0;
+              InputVariants inputs;
+              ch.cost = ChoiceCost(stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends,
+                                              &roles, reuse ? &inputs : nullptr, false, columns));
+              if (reuse) {
+                // Rank 0, its first member, hands it its input: only the input's cost changes.
+                ch.reuse_cost = ch.cost;
+                ch.reuse_cost.input_s = inputs.first.input_s;
+                if (c.network.shared) ch.reuse_cost.medium_s += inputs.first.medium_s - inputs.given.medium_s;
+              }
+              k_latency = std::min(k_latency, ch.cost.latency_s);
+              k_period = std::min(k_period, std::max(ch.cost.compute_s, ch.cost.medium_s));
+              if (ch.cost.fits) choices.push_back(std::move(ch));
+              if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
             }
-            if (split) {
-              const double period = std::max(ch.cost.compute_s, ch.cost.medium_s);
-              worse = ch.cost.latency_s > best_latency && period > best_period ? worse + 1 : 0;
-              best_latency = std::min(best_latency, ch.cost.latency_s);
-              best_period = std::min(best_period, period);
-            }
-            if (ch.cost.fits) choices.push_back(std::move(ch));
-            if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
+          }
+          if (split) {
+            worse = k_latency > best_latency && k_period > best_period ? worse + 1 : 0;
+            best_latency = std::min(best_latency, k_latency);
+            best_period = std::min(best_period, k_period);
           }
         }
       }
@@ -909,6 +974,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
       for (double f : speed.share)
         if (std::fabs(f - 1.0 / ch.count) > 1e-6) s.fractions = speed.share;  // even shares stay implicit
       for (std::size_t g = 0; g + 1 < ch.group_ends.size(); ++g) s.exchange_after.push_back(m.node(ch.group_ends[g]).name());
+      s.columns = ch.columns;
       next_rank += ch.count;
       p.stages.push_back(s);
     }

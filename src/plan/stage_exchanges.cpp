@@ -17,12 +17,19 @@ std::vector<LayerExchange> stage_exchanges(const model::Model& m, const Resolved
   std::vector<LayerExchange> out;
   if (s.ranks.size() < 2 || s.mode == StageMode::single || s.mode == StageMode::replicate) return out;
   if (s.mode == StageMode::split_spatial) {
+    const bool grid = s.columns > 1;
     for (std::size_t k = 0; k + 1 < s.group_ends.size(); ++k)
-      out.push_back({s.group_ends[k], "halo rows swapped with the neighbouring bands", 1});
+      out.push_back({s.group_ends[k],
+                     grid ? "halo rows and columns swapped with the neighbouring tiles"
+                          : "halo rows swapped with the neighbouring bands",
+                     1});
     if (pools_bands(m, s.first, s.last))
-      out.push_back({s.last, "each band pooled, the pools added at member 0", 1});
+      out.push_back(
+          {s.last,
+           grid ? "each tile pooled, the pools added at member 0" : "each band pooled, the pools added at member 0",
+           1});
     else
-      out.push_back({s.group_ends.back(), "bands gathered to member 0", 1});
+      out.push_back({s.group_ends.back(), grid ? "tiles gathered to member 0" : "bands gathered to member 0", 1});
     return out;
   }
   const std::vector<SplitRole> roles = split_roles(m, s.first, s.last, s.mode);
@@ -69,7 +76,8 @@ std::vector<LayerExchange> stage_exchanges(const model::Model& m, const Resolved
 std::string stage_input_kind(const model::Model& m, const ResolvedStage& s) {
   if (s.ranks.size() < 2) return "the whole input";
   if (s.mode == StageMode::replicate) return "its frames";
-  if (s.mode == StageMode::split_spatial) return "its rows and their halo";
+  if (s.mode == StageMode::split_spatial)
+    return s.columns > 1 ? "its tile (rows and columns) and their halo" : "its rows and their halo";
   const InputSlices slices = input_slices(m, s.first, s.last, s.mode, s.fractions);
   if (slices.any())
     return std::string("its slice of ") + value_name(m, slices.value) +

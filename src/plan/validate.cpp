@@ -411,6 +411,13 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
         fail(where(), ": parity needs at least two ranks (one computing slices, the last the parity)");
     }
     r.parity = s.parity;
+    if (s.columns != 1) {
+      if (s.mode != StageMode::split_spatial) fail(where(), ": columns applies to split-spatial stages only");
+      if (s.columns < 1 || r.ranks.size() % s.columns != 0)
+        fail(where(), ": columns must be a positive divisor of its ", r.ranks.size(), " ranks (a grid of rows x ",
+             "columns of tiles), got ", s.columns);
+    }
+    r.columns = s.columns;
     const std::size_t members = r.ranks.size() - r.parity;
     if (s.fractions.empty()) {
       r.fractions.assign(members, 1.0 / members);
@@ -491,23 +498,33 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
           fail(where(), ": the band group '", m.node(group_first).name(), "' .. '", m.node(group_last).name(),
                "' must take one value from outside and hand on only its last layer's output: exchange_after may "
                "cut the stage only where one value is alive (between residual blocks, say)");
-        const int height = m.node(group_last).layer->output_shape().h;
-        auto bounds = split_bounds(height, r.fractions);
+        const Shape out_shape = m.node(group_last).layer->output_shape();
+        const auto [row_shares, column_shares] = grid_shares(r.fractions, r.columns);
         const std::string output =
             group_last == r.last ? std::string("the output") : cat("the output of '", m.node(group_last).name(), "'");
-        for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
-          if (bounds[p] == bounds[p + 1])
-            fail(where(), ": ", output, " has ", height, " rows: too few for ", r.ranks.size(),
-                 " bands with these fractions");
-        for (std::size_t p = 0; p + 1 < bounds.size(); ++p) {
-          auto rows = band_input_rows(m, group_first, group_last, bounds[p], bounds[p + 1]);
-          // Name the layer nearest the output whose band reads nothing: that is where it starts.
-          for (std::size_t k = rows.size(); k-- > 0;)
-            if (rows[k].first >= rows[k].second)
-              fail(where(), ": the band of rank ", r.ranks[p], " (rows ", bounds[p], "-", bounds[p + 1], " of ",
-                   m.node(group_last).name(), ") needs no input rows of layer '",
-                   m.node(group_first + static_cast<int>(k)).name(),
-                   "' (only its padding): end the stage or its group before that layer or change the fractions");
+        // Rows, then (in a grid) columns: each part must hold some, and read some of every layer.
+        for (const Axis axis : {Axis::rows, Axis::columns}) {
+          const bool across = axis == Axis::columns;
+          if (across && r.columns == 1) break;
+          const char* unit = across ? "columns" : "rows";
+          const int extent = across ? out_shape.w : out_shape.h;
+          const auto bounds = split_bounds(extent, across ? column_shares : row_shares);
+          const int parts = static_cast<int>(bounds.size()) - 1;
+          for (int p = 0; p < parts; ++p)
+            if (bounds[p] == bounds[p + 1])
+              fail(where(), ": ", output, " has ", extent, " ", unit, ": too few for ", parts,
+                   r.columns > 1 ? cat(" ", unit, " of tiles") : std::string(" bands"), " with these fractions");
+          for (int p = 0; p < parts; ++p) {
+            auto reads = band_input_rows(m, group_first, group_last, bounds[p], bounds[p + 1], axis);
+            const int rank = r.ranks[across ? p : p * r.columns];
+            // Name the layer nearest the output whose band reads nothing: that is where it starts.
+            for (std::size_t k = reads.size(); k-- > 0;)
+              if (reads[k].first >= reads[k].second)
+                fail(where(), ": the ", r.columns > 1 ? "tile" : "band", " of rank ", rank, " (", unit, " ", bounds[p],
+                     "-", bounds[p + 1], " of ", m.node(group_last).name(), ") needs no input ", unit, " of layer '",
+                     m.node(group_first + static_cast<int>(k)).name(),
+                     "' (only its padding): end the stage or its group before that layer or change the fractions");
+          }
         }
         group_first = group_last + 1;
       }

@@ -19,6 +19,7 @@ struct ResolvedStage {
   // stage's last, or the node before it where a global pooling ends the stage: pools_bands);
   // empty for other modes.
   std::vector<int> group_ends;
+  int columns = 1;  // split-spatial: the grid's columns (Stage::columns)
   // Coded redundancy (Stage::parity): 1 when the last rank computes the sum of the others' slices.
   int parity = 0;
   // The members that compute slices of the output (all of them but a parity rank).

@@ -653,10 +653,8 @@ struct Pipeline::Impl {
     const auto& r = rows[s][member];
     for (std::size_t k = 0; k < values.size(); ++k) {
       const Tensor& v = *values[k];
-      const int rows = r[k].end - r[k].begin;  // of each image of a clip
       for (int f = 0; f < v.frames(); ++f, at += r[k].floats() * sizeof(float))
-        partition::copy_image_rows(v.frame(f), r[k].height, r[k].begin, reinterpret_cast<float*>(at), rows, 0, rows,
-                                   r[k].images, r[k].row);
+        partition::pack_input_rows(r[k], v.frame(f), reinterpret_cast<float*>(at));
     }
   }
 
@@ -714,10 +712,8 @@ struct Pipeline::Impl {
     for (std::size_t k = 0; k < live[s].size(); ++k) {
       Tensor& tensor = destination(s, static_cast<int>(k));
       tensor.resize(h.frames, model.shape_of(live[s][k]));
-      const int rows = r[k].end - r[k].begin;  // the rows this member takes, of each image
-      for (int f = 0; f < h.frames; ++f, data += r[k].floats())
-        partition::copy_image_rows(data, rows, 0, tensor.frame(f), r[k].height, r[k].begin, rows, r[k].images,
-                                   r[k].row);
+      for (int f = 0; f < h.frames; ++f, data += r[k].floats())  // the part this member takes
+        partition::unpack_input_rows(r[k], data, tensor.frame(f));
     }
     // Post the next receive now (into the same buffer, read above), so it lands while this
     // frame computes.

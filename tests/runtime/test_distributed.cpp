@@ -401,6 +401,31 @@ json residual_pooled_bands_plan() {
   return plan;
 }
 
+// The residual trunk in a 2x2 grid of tiles with uneven fractions: each member is sent its
+// tile and their halo, and swaps rows, columns and corners with its neighbours after add1.
+json residual_tiles_plan() {
+  json plan = residual_bands_plan();
+  plan["ranks"] = 5;
+  plan["stages"][0]["ranks"] = {3, 0, 4, 1};
+  plan["stages"][0]["fractions"] = {0.3, 0.2, 0.3, 0.2};
+  plan["stages"][0]["columns"] = 2;
+  plan["stages"][1]["ranks"] = {2, 1};
+  return plan;
+}
+// The same grid ending in the global pooling; and vgg_small's convolutions in a 1x3 grid
+// (columns only), with two halo swaps.
+json residual_pooled_tiles_plan() {
+  json plan = residual_tiles_plan();
+  plan["stages"][0]["layers"] = {"stem", "gap"};
+  plan["stages"][1] = {{"layers", {"out", "out"}}, {"mode", "single"}, {"ranks", {2}}};
+  return plan;
+}
+json column_tiles_plan() {
+  json plan = band_groups_plan();
+  plan["stages"][0]["columns"] = 3;
+  return plan;
+}
+
 // A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
 // nothing, the sink on rank 2.
 json residual_cut_plan() {
@@ -548,6 +573,13 @@ TEST(MixedPlans, BandsThroughResidualBlocks) {
   }
   expect_same_as_one_process("residual", 8, "--strategy split-spatial");
   expect_same_as_one_process("residual", 3, "--plan " + write_plan(dir, residual_pooled_bands_plan()));
+}
+
+TEST(MixedPlans, TilesOfAGrid) {
+  test::TempDir dir;
+  expect_same_as_one_process("residual", 5, "--plan " + write_plan(dir, residual_tiles_plan()));
+  expect_same_as_one_process("residual", 5, "--plan " + write_plan(dir, residual_pooled_tiles_plan()));
+  expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, column_tiles_plan()));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
@@ -875,6 +907,9 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"clip", "--plan " + write_plan(plans, clip_band_groups_plan()), 3},
                         Case{"residual", "--plan " + write_plan(plans, residual_bands_plan()), 3},
                         Case{"residual", "--plan " + write_plan(plans, residual_pooled_bands_plan()), 3},
+                        Case{"residual", "--plan " + write_plan(plans, residual_tiles_plan()), 5},
+                        Case{"residual", "--plan " + write_plan(plans, residual_pooled_tiles_plan()), 5},
+                        Case{"vgg_small", "--plan " + write_plan(plans, column_tiles_plan()), 3},
                         Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6},
                         Case{"vgg_small", "--plan " + write_plan(plans, chained_parity_plan()), 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
