@@ -60,7 +60,7 @@ void Reshape::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
 }
 
 void Identity::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
-  copy_into(*in[0], out, output_shape());
+  copy_into(*in[0], out, in[0]->shape());  // its input's: a band or tile of a split-spatial stage is smaller
 }
 
 }  // namespace chorus::layers

@@ -23,7 +23,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // The most members a stage [first, last] may have in `mode` (0: the mode does not apply), and
 // for channel and tensor splits each layer's role, worked out once for every member count. A
-// split-spatial stage also needs its bands feasible for the count (bands_allow).
+// split-spatial stage also needs its bands feasible for the count (BandsAllow).
 int most_parts(const model::Model& m, int first, int last, StageMode mode, std::vector<SplitRole>& roles) {
   roles.clear();
   if (mode == StageMode::single) return 1;
@@ -33,7 +33,8 @@ int most_parts(const model::Model& m, int first, int last, StageMode mode, std::
     for (int n = first; n <= bands_end; ++n)
       if (!can_split_spatial(*m.node(n).layer)) return 0;
     if (!is_band_graph(m, first, last)) return 0;
-    return m.node(bands_end).layer->output_shape().h;
+    const Shape out = m.node(bands_end).layer->output_shape();
+    return out.h * out.w;  // a tile a pixel at most (BandsAllow says which counts and grids work)
   }
   bool any = false;
   int most = std::numeric_limits<int>::max();
@@ -51,15 +52,33 @@ int most_parts(const model::Model& m, int first, int last, StageMode mode, std::
   return any ? most : 0;
 }
 
-bool bands_allow(const model::Model& m, int first, int last, int parts, int columns = 1) {
-  last = band_last(m, first, last);
-  const Shape out = m.node(last).layer->output_shape();
-  const int rows = parts / columns;
-  return bands_are_feasible(m, first, last, split_bounds(out.h, std::vector<double>(rows, 1.0 / rows))) &&
-         (columns == 1 ||
-          bands_are_feasible(m, first, last, split_bounds(out.w, std::vector<double>(columns, 1.0 / columns)),
-                             Axis::columns));
-}
+// Whether a split-spatial stage [first, last] can cut its rows (or columns) into `parts` equal
+// parts, each reading some of every layer's input; asked once per range, axis and count (a grid
+// of r x c asks for r rows and c columns: what bands of r and c members asked before).
+class BandsAllow {
+ public:
+  BandsAllow(const model::Model& m, int first, int last) : m_(m), first_(first), last_(band_last(m, first, last)) {}
+  bool operator()(int parts, int columns) {
+    return allows(parts / columns, Axis::rows) && allows(columns, Axis::columns);
+  }
+
+ private:
+  bool allows(int parts, Axis axis) {
+    if (parts == 1) return true;
+    std::vector<signed char>& known = axis == Axis::rows ? rows_ : columns_;
+    if (known.size() <= static_cast<std::size_t>(parts)) known.resize(parts + 1, -1);
+    if (known[parts] < 0) {
+      const Shape out = m_.node(last_).layer->output_shape();
+      known[parts] = bands_are_feasible(
+          m_, first_, last_, split_bounds(axis == Axis::rows ? out.h : out.w, std::vector<double>(parts, 1.0 / parts)),
+          axis);
+    }
+    return known[parts] > 0;
+  }
+  const model::Model& m_;
+  int first_, last_;
+  std::vector<signed char> rows_, columns_;  // by part count: -1 not asked yet
+};
 
 // The grids a split-spatial stage of `parts` members may take, by their columns: row bands (1),
 // and the grid nearest a square, whose columns are the largest divisor of the member count no
@@ -229,10 +248,24 @@ BandTimes band_group_times(const model::Model& m, const LayerTimes& times, const
   BandTimes t{std::vector<double>(count, 0.0), std::vector<double>(count, 0.0)};
   const bool overlaps = before && band_overlaps_halo(m, group.first, group.last);
   SpanShares rows(m, group, Axis::rows), columns(m, group, Axis::columns);
+  // tile_interior, an axis at a time: a grid's members share their grid row's and column's.
+  std::map<std::tuple<Axis, Span, Span>, Span> interiors;
+  const auto interior_of = [&](Axis axis, Span out, Span own) {
+    auto [it, added] = interiors.try_emplace({axis, out, own});
+    if (added)
+      it->second = band_interior(m, group.first, group.last, out.first, out.second, own.first, own.second, axis);
+    return it->second;
+  };
+  const int width = m.shape_of(m.node(group.first).inputs.at(0)).w;
   for (int g = 0; g < count; ++g) {
     const Tile& tile = group.tiles[g];
-    const Tile interior =
-        overlaps ? tile_interior(m, group.first, group.last, tile, before->tiles[g]) : Tile{tile.rows, {0, 0}};
+    Tile interior{tile.rows, {0, 0}};
+    if (overlaps) {
+      const Tile& own = before->tiles[g];
+      interior = {interior_of(Axis::rows, tile.rows, own.rows),
+                  own.columns == Span{0, width} ? tile.columns : interior_of(Axis::columns, tile.columns, own.columns)};
+      if (interior.size() == 0) interior = {tile.rows, {0, 0}};
+    }
     if (interior.size() == 0) {
       t.edges[g] = band_time(times, group, rows, columns, tile, devices[g]);
       continue;
@@ -531,12 +564,11 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       }
     }
     if (mode == StageMode::split_spatial) {
-      const int bands_end = groups.back().last;
-      const int height = m.node(bands_end).layer->output_shape().h;
-      const auto bounds = split_bounds(height, share);
-      exchange_bytes = bands_end < last
-                           ? static_cast<double>(m.cost(last).output_bytes) * (count - 1)
-                           : static_cast<double>(m.cost(last).output_bytes) * (height - bounds[1]) / height;
+      // The gather to member 0: all but its own tile (or the others' pools).
+      const Shape banded = m.node(groups.back().last).layer->output_shape();
+      const double own = groups.back().tiles[0].size() / (double(banded.h) * banded.w);
+      exchange_bytes = groups.back().last < last ? static_cast<double>(m.cost(last).output_bytes) * (count - 1)
+                                                 : static_cast<double>(m.cost(last).output_bytes) * (1 - own);
       link_bytes = exchange_bytes;
       part_weights = weights;
     } else {
@@ -826,6 +858,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
         // slices and messages; stop once three more in a row were worse at both latency and
         // period.
         const bool split = mode != StageMode::single && mode != StageMode::replicate;
+        BandsAllow bands_allow(m, i, j);
         double best_latency = kInf, best_period = kInf;
         int worse = 0;
         for (int k = mode == StageMode::single ? 1 : 2; k <= most; ++k) {
@@ -834,7 +867,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
           const std::vector<int> grids = mode == StageMode::split_spatial ? grid_columns(k) : std::vector<int>{1};
           double k_latency = kInf, k_period = kInf;
           for (int columns : grids) {
-            if (mode == StageMode::split_spatial && !bands_allow(m, i, j, k, columns)) continue;
+            if (mode == StageMode::split_spatial && !bands_allow(k, columns)) continue;
             for (int r = 0; r + k <= devices; ++r) {
               Choice ch{i, j, r, k, mode, {}, {}, {}, columns};
               if (mode == StageMode::split_spatial)
@@ -856,7 +889,11 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
               if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
             }
           }
-          if (split) {
+          // A count with no feasible grid says nothing while bands still fit; past the output's
+          // height only grids do, and counts without one end the search like worse ones.
+          const bool beyond_bands =
+              mode == StageMode::split_spatial && k > m.node(band_last(m, i, j)).layer->output_shape().h;
+          if (split && (k_latency < kInf || beyond_bands)) {
             worse = k_latency > best_latency && k_period > best_period ? worse + 1 : 0;
             best_latency = std::min(best_latency, k_latency);
             best_period = std::min(best_period, k_period);

@@ -97,6 +97,17 @@ TEST(Flatten, KerasOrderForBothDataFormats) {
   EXPECT_EQ(out.at(1, 0, 0, (3 * 2 + 1) * 3 + 2), in.at(1, 1, 2, 3));  // (c, h, w) order
 }
 
+TEST(Identity, KeepsItsInputsShape) {
+  // A band or tile of a split-spatial stage holds fewer rows and columns than the layer's shape.
+  Identity id("dropout", "Dropout");
+  id.build({Shape{8, 8, 3}});
+  const Tensor tile = test::random_tensor(2, {3, 5, 3}, 2);
+  Tensor out;
+  id.forward({&tile}, out);
+  EXPECT_EQ(out.shape(), (Shape{3, 5, 3}));
+  EXPECT_EQ(out.at(1, 2, 4, 2), tile.at(1, 2, 4, 2));
+}
+
 TEST(Reshape, ResolvesMinusOneAndRejectsBadTargets) {
   Reshape r("r", {-1, 6});
   EXPECT_EQ(r.build({{2, 3, 4}}), (Shape{1, 4, 6}));

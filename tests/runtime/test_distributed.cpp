@@ -425,6 +425,14 @@ json column_tiles_plan() {
   plan["stages"][0]["columns"] = 3;
   return plan;
 }
+// Clips of images through 3-D layers in a 2x2 grid: the same rows and columns of every image.
+json clip_tiles_plan() {
+  json plan = clip_band_groups_plan();
+  plan["ranks"] = 4;
+  plan["stages"][0]["ranks"] = {1, 2, 0, 3};
+  plan["stages"][0]["columns"] = 2;
+  return plan;
+}
 
 // A residual model cut inside its blocks (a skip value crosses two cuts), rank 0 computing
 // nothing, the sink on rank 2.
@@ -580,6 +588,7 @@ TEST(MixedPlans, TilesOfAGrid) {
   expect_same_as_one_process("residual", 5, "--plan " + write_plan(dir, residual_tiles_plan()));
   expect_same_as_one_process("residual", 5, "--plan " + write_plan(dir, residual_pooled_tiles_plan()));
   expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, column_tiles_plan()));
+  expect_same_as_one_process("clip", 4, "--plan " + write_plan(dir, clip_tiles_plan()));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
@@ -910,6 +919,7 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"residual", "--plan " + write_plan(plans, residual_tiles_plan()), 5},
                         Case{"residual", "--plan " + write_plan(plans, residual_pooled_tiles_plan()), 5},
                         Case{"vgg_small", "--plan " + write_plan(plans, column_tiles_plan()), 3},
+                        Case{"clip", "--plan " + write_plan(plans, clip_tiles_plan()), 4},
                         Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6},
                         Case{"vgg_small", "--plan " + write_plan(plans, chained_parity_plan()), 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
