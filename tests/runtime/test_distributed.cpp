@@ -585,10 +585,14 @@ TEST(MixedPlans, BandsThroughResidualBlocks) {
 
 TEST(MixedPlans, TilesOfAGrid) {
   test::TempDir dir;
-  expect_same_as_one_process("residual", 5, "--plan " + write_plan(dir, residual_tiles_plan()));
-  expect_same_as_one_process("residual", 5, "--plan " + write_plan(dir, residual_pooled_tiles_plan()));
-  expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, column_tiles_plan()));
-  expect_same_as_one_process("clip", 4, "--plan " + write_plan(dir, clip_tiles_plan()));
+  struct Case {
+    const char* model;
+    int ranks;
+    json plan;
+  };
+  for (const Case& c : {Case{"residual", 5, residual_tiles_plan()}, Case{"residual", 5, residual_pooled_tiles_plan()},
+                        Case{"vgg_small", 3, column_tiles_plan()}, Case{"clip", 4, clip_tiles_plan()}})
+    expect_same_as_one_process(c.model, c.ranks, "--plan " + write_plan(dir, c.plan));
 }
 
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
