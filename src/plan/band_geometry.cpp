@@ -91,6 +91,11 @@ void fill_band_rows(const model::Model& m, int first, int last, int out_begin, i
 
 }  // namespace
 
+void band_rows_into(const model::Model& m, int first, int last, int out_begin, int out_end, Axis axis,
+                    std::vector<BandNodeRows>& rows) {
+  fill_band_rows(m, first, last, out_begin, out_end, rows, axis);
+}
+
 std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, int out_begin, int out_end, Axis axis) {
   std::vector<BandNodeRows> rows;
   fill_band_rows(m, first, last, out_begin, out_end, rows, axis);

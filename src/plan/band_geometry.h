@@ -47,6 +47,9 @@ struct BandNodeRows {
 };
 std::vector<BandNodeRows> band_rows(const model::Model& model, int first, int last, int out_begin, int out_end,
                                     Axis axis = Axis::rows);
+// The same into `rows`, reusing its storage (the planner asks for many).
+void band_rows_into(const model::Model& model, int first, int last, int out_begin, int out_end, Axis axis,
+                    std::vector<BandNodeRows>& rows);
 
 // Rows [begin, end) of the band's input (the first node's input) that its layers read, together.
 std::pair<int, int> band_reads(const model::Model& model, int first, int last, const std::vector<BandNodeRows>& rows);

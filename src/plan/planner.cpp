@@ -197,18 +197,21 @@ class SpanShares {
  public:
   SpanShares(const model::Model& m, const BandGroup& group, Axis axis) : m_(m), group_(group), axis_(axis) {}
   const std::vector<double>& of(Span span) {
-    auto it = cache_.find(span);
-    if (it != cache_.end()) return it->second;
-    std::vector<double>& shares = cache_[span];
+    // A few spans a group (a grid's rows or columns, their interiors and edges): a list will do.
+    for (const auto& [known, shares] : cache_)
+      if (known == span) return shares;
+    cache_.emplace_back(span, std::vector<double>{});
+    std::vector<double>& shares = cache_.back().second;
     const int count = group_.last - group_.first + 1;
     const Shape out = m_.node(group_.last).layer->output_shape();
     if (axis_ == Axis::columns && span == Span{0, out.w}) {
       shares.assign(count, 1.0);  // whole rows: a band's columns are all of them
       return shares;
     }
-    const auto rows = band_rows(m_, group_.first, group_.last, span.first, span.second, axis_);
+    band_rows_into(m_, group_.first, group_.last, span.first, span.second, axis_, rows_);
+    shares.reserve(count);
     for (int n = group_.first; n <= group_.last; ++n) {
-      const BandNodeRows& r = rows[n - group_.first];
+      const BandNodeRows& r = rows_[n - group_.first];
       const Shape s = m_.node(n).layer->output_shape();
       shares.push_back(std::clamp((r.out_end - r.out_begin) / double(axis_ == Axis::rows ? s.h : s.w), 0.0, 1.0));
     }
@@ -219,7 +222,8 @@ class SpanShares {
   const model::Model& m_;
   const BandGroup& group_;
   Axis axis_;
-  std::map<Span, std::vector<double>> cache_;
+  std::deque<std::pair<Span, std::vector<double>>> cache_;  // grows without moving what it holds
+  std::vector<BandNodeRows> rows_;
 };
 
 // A member's time for output tile `tile` of a band group: each layer's time scaled by the share
