@@ -748,7 +748,18 @@ class BandGroupChooser {
       if (it != cache.end()) return it->second;
       return cache.emplace(key, compute(a, b, rank, count, share, swap_before, columns)).first->second;
     }
-    auto key = std::make_tuple(a, b, rank, count, swap_before, columns, share);
+    // Mixed devices: a group's cost depends on its fractions only through the rows and columns
+    // they cut (b's output, and a - 1's before a swap), which nearby fractions share; keyed by
+    // those, stages of other ranges whose fractions differ a little find it too.
+    std::vector<int> cuts;
+    const auto add_cuts = [&](int n) {
+      const BandGroup g = grid_tiles(m_, n, share, columns);
+      cuts.insert(cuts.end(), g.bounds.begin(), g.bounds.end());
+      cuts.insert(cuts.end(), g.column_bounds.begin(), g.column_bounds.end());
+    };
+    add_cuts(b);
+    if (swap_before) add_cuts(a - 1);
+    auto key = std::make_tuple(a, b, rank, count, swap_before, columns, std::move(cuts));
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     return cache_.emplace(std::move(key), compute(a, b, rank, count, share, swap_before, columns)).first->second;
@@ -790,7 +801,7 @@ class BandGroupChooser {
   const cluster::Cluster& c_;
   const LayerTimes& times_;
   const bool one_kind_;
-  std::map<std::tuple<int, int, int, int, bool, int, std::vector<double>>, Entry> cache_;
+  std::map<std::tuple<int, int, int, int, bool, int, std::vector<int>>, Entry> cache_;  // by the cuts
   std::map<int, std::unordered_map<std::uint64_t, Entry>> alike_cache_;  // by columns; a, b < 2^20; rank, count < 2^11
 };
 
