@@ -141,15 +141,6 @@ RowBand make_row_band(model::Model& m, int first, int last, const plan::Tile& ou
   return band;
 }
 
-void slice_rows(const Tensor& in, int begin, int end, Tensor& out) {
-  Shape s = in.shape();
-  s.h = end - begin;
-  out.resize(in.frames(), s);
-  for (int n = 0; n < in.frames(); ++n)
-    copy_image_rows(in.frame(n), in.shape().h, begin, out.frame(n), s.h, 0, s.h, s.d,
-                    static_cast<std::size_t>(s.w) * s.c);
-}
-
 void slice_tile(const Tensor& in, const plan::Tile& held, const plan::Tile& part, Tensor& out) {
   Shape s = in.shape();
   s.h = part.rows.second - part.rows.first;

@@ -47,8 +47,6 @@ struct RowBand {
 RowBand make_row_band(model::Model& model, int first, int last, const plan::Tile& out, io::WeightReader& reader,
                       const RowBand* weights_of = nullptr);
 
-// Copies rows [begin, end) of every frame (of every image of a clip).
-void slice_rows(const Tensor& in, int begin, int end, Tensor& out);
 // Copies tile `part` of every frame of `in`, which holds tile `held` of its value.
 void slice_tile(const Tensor& in, const plan::Tile& held, const plan::Tile& part, Tensor& out);
 

@@ -119,6 +119,9 @@ std::pair<int, int> band_reads(const model::Model& m, int first, int last, const
 
 std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end, int own_begin,
                                   int own_end, Axis axis) {
+  // A member that holds all of the input along this axis (a band's columns) reads only its own.
+  const Shape in = m.shape_of(m.node(first).inputs.at(0));
+  if (own_begin <= 0 && own_end >= (axis == Axis::rows ? in.h : in.w)) return {out_begin, out_end};
   // The rows one output row reads only move down as the row does, at both ends: binary searches.
   std::vector<BandNodeRows> rows;
   const auto reads = [&](int row) {
@@ -146,13 +149,9 @@ std::pair<int, int> band_interior(const model::Model& m, int first, int last, in
 }
 
 Tile tile_interior(const model::Model& m, int first, int last, const Tile& out, const Tile& own) {
-  // A member that holds whole rows (a band) reads no other member's columns: no search there.
-  const int width = m.shape_of(m.node(first).inputs.at(0)).w;
-  const bool whole_rows = own.columns == Span{0, width};
   Tile t{band_interior(m, first, last, out.rows.first, out.rows.second, own.rows.first, own.rows.second, Axis::rows),
-         whole_rows ? out.columns
-                    : band_interior(m, first, last, out.columns.first, out.columns.second, own.columns.first,
-                                    own.columns.second, Axis::columns)};
+         band_interior(m, first, last, out.columns.first, out.columns.second, own.columns.first, own.columns.second,
+                       Axis::columns)};
   if (t.size() == 0) t = {{out.rows.first, out.rows.first}, {out.columns.first, out.columns.first}};
   return t;
 }

@@ -260,15 +260,12 @@ BandTimes band_group_times(const model::Model& m, const LayerTimes& times, const
       it->second = band_interior(m, group.first, group.last, out.first, out.second, own.first, own.second, axis);
     return it->second;
   };
-  const int width = m.shape_of(m.node(group.first).inputs.at(0)).w;
   for (int g = 0; g < count; ++g) {
     const Tile& tile = group.tiles[g];
-    Tile interior{tile.rows, {0, 0}};
+    Tile interior{tile.rows, {0, 0}};  // none: the whole tile waits for the halo
     if (overlaps) {
       const Tile& own = before->tiles[g];
-      interior = {interior_of(Axis::rows, tile.rows, own.rows),
-                  own.columns == Span{0, width} ? tile.columns : interior_of(Axis::columns, tile.columns, own.columns)};
-      if (interior.size() == 0) interior = {tile.rows, {0, 0}};
+      interior = {interior_of(Axis::rows, tile.rows, own.rows), interior_of(Axis::columns, tile.columns, own.columns)};
     }
     if (interior.size() == 0) {
       t.edges[g] = band_time(times, group, rows, columns, tile, devices[g]);
@@ -752,10 +749,11 @@ class BandGroupChooser {
     // they cut (b's output, and a - 1's before a swap), which nearby fractions share; keyed by
     // those, stages of other ranges whose fractions differ a little find it too.
     std::vector<int> cuts;
+    const auto [row_shares, column_shares] = grid_shares(share, columns);
     const auto add_cuts = [&](int n) {
-      const BandGroup g = grid_tiles(m_, n, share, columns);
-      cuts.insert(cuts.end(), g.bounds.begin(), g.bounds.end());
-      cuts.insert(cuts.end(), g.column_bounds.begin(), g.column_bounds.end());
+      const Shape out = m_.node(n).layer->output_shape();
+      for (const auto& bounds : {split_bounds(out.h, row_shares), split_bounds(out.w, column_shares)})
+        cuts.insert(cuts.end(), bounds.begin(), bounds.end());
     };
     add_cuts(b);
     if (swap_before) add_cuts(a - 1);
