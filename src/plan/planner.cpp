@@ -749,10 +749,10 @@ class BandGroupChooser {
     // they cut (b's output, and a - 1's before a swap), which nearby fractions share; keyed by
     // those, stages of other ranges whose fractions differ a little find it too.
     std::vector<int> cuts;
-    const auto [row_shares, column_shares] = grid_shares(share, columns);
+    const auto shares = grid_shares(share, columns);  // of the grid's rows, then of its columns
     const auto add_cuts = [&](int n) {
       const Shape out = m_.node(n).layer->output_shape();
-      for (const auto& bounds : {split_bounds(out.h, row_shares), split_bounds(out.w, column_shares)})
+      for (const auto& bounds : {split_bounds(out.h, shares.first), split_bounds(out.w, shares.second)})
         cuts.insert(cuts.end(), bounds.begin(), bounds.end());
     };
     add_cuts(b);
