@@ -84,12 +84,15 @@ class BandsAllow {
 // and the grid nearest a square, whose columns are the largest divisor of the member count no
 // larger than its rows. On a square image the tiles of r x c members border on (r - 1) + (c - 1)
 // image widths of halo, least where r and c are closest; a grid and its transpose cost alike.
-// Bands have two neighbours where a tile has up to eight, so they stay a choice.
-std::vector<int> grid_columns(int parts) {
+// Bands have two neighbours where a tile has up to eight, so they stay a choice. On an image
+// wider than tall (a camera's 16:9) a border across costs more than one down, so each choice
+// is turned: strips of columns (`parts`), and the grid with more columns than rows.
+std::vector<int> grid_columns(int parts, bool wide) {
   int nearest = 1;
   for (int c = 2; c * c <= parts; ++c)
     if (parts % c == 0) nearest = c;
-  return nearest > 1 ? std::vector<int>{1, nearest} : std::vector<int>{1};
+  if (!wide) return nearest > 1 ? std::vector<int>{1, nearest} : std::vector<int>{1};
+  return nearest > 1 ? std::vector<int>{parts, parts / nearest} : std::vector<int>{parts};
 }
 
 // Every rank's profile time for every layer, looked up once (a profile looks layers up by
@@ -872,12 +875,14 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
         // period.
         const bool split = mode != StageMode::single && mode != StageMode::replicate;
         BandsAllow bands_allow(m, i, j);
+        const Shape band_input = m.shape_of(m.node(i).inputs.at(0));
+        const bool wide = band_input.w > band_input.h;
         double best_latency = kInf, best_period = kInf;
         int worse = 0;
         for (int k = mode == StageMode::single ? 1 : 2; k <= most; ++k) {
           if (split && homogeneous && worse >= 3) break;
           // A split-spatial stage tries each grid of its members (row bands: one column).
-          const std::vector<int> grids = mode == StageMode::split_spatial ? grid_columns(k) : std::vector<int>{1};
+          const std::vector<int> grids = mode == StageMode::split_spatial ? grid_columns(k, wide) : std::vector<int>{1};
           double k_latency = kInf, k_period = kInf;
           for (int columns : grids) {
             if (mode == StageMode::split_spatial && !bands_allow(k, columns)) continue;
@@ -902,10 +907,11 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
               if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
             }
           }
-          // A count with no feasible grid says nothing while bands still fit; past the output's
-          // height only grids do, and counts without one end the search like worse ones.
-          const bool beyond_bands =
-              mode == StageMode::split_spatial && k > m.node(band_last(m, i, j)).layer->output_shape().h;
+          // A count with no feasible grid says nothing while bands (or strips) still fit; past
+          // the output's height (width) only grids do, and counts without one end the search
+          // like worse ones.
+          const Shape banded = m.node(band_last(m, i, j)).layer->output_shape();
+          const bool beyond_bands = mode == StageMode::split_spatial && k > (wide ? banded.w : banded.h);
           if (split && (k_latency < kInf || beyond_bands)) {
             worse = k_latency > best_latency && k_period > best_period ? worse + 1 : 0;
             best_latency = std::min(best_latency, k_latency);

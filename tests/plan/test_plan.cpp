@@ -2083,6 +2083,59 @@ TEST(Planner, LatencyPlanGroupsBandsAndReusesDevices) {
   EXPECT_GT(plan::prediction_json(m, c, "vgg16", fused)["latency_ms"].get<double>(), latency);
 }
 
+// A camera's frame is wider than tall: a border across it costs more halo than one down it, so
+// the latency planner cuts a wide image into strips of columns or grids of more columns than
+// rows, and a tall one the other way. Tiny YOLOv2 (fully convolutional) on 256x832 and 832x256
+// frames, nine Pi 3 over shared WiFi: each plan's split-spatial stage is turned to its image,
+// and the same plan turned the other way predicts slower.
+TEST(Planner, TurnsTilesToTheImagesLongerSide) {
+  std::ifstream file(test::source_path("models/tinyyolov2.json"));
+  const nlohmann::json spec = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(file), {}));
+  const cluster::Cluster c = cluster::read_cluster(test::source_path("hostfiles/pi3-wifi-9.json"));
+  int compared = 0;
+  for (const bool wide : {true, false})
+    for (const int max_group : {0, 6}) {  // nine members (strips or bands), or six (2x3 or 3x2)
+      SCOPED_TRACE(cat(wide ? "wide" : "tall", ", stages of up to ", max_group, " devices"));
+      nlohmann::json turned = spec;
+      for (auto& layer : turned["config"]["layers"])
+        if (layer["class_name"] == "InputLayer")
+          layer["config"]["batch_input_shape"] =
+              wide ? nlohmann::json{nullptr, 256, 832, 3} : nlohmann::json{nullptr, 832, 256, 3};
+      model::Model m = structure_of(turned.dump());
+      plan::PlannerOptions o;
+      o.objective = plan::Objective::latency;
+      o.model_key = "tinyyolov2";
+      o.max_group = max_group;
+      const Plan p = plan::make_planned_plan(m, c, o);
+      const plan::ResolvedPlan r = plan::validate_plan(p, m, 9);
+      const double latency = p.prediction["latency_ms"];
+      int spatial = 0;
+      for (std::size_t s = 0; s < r.stages.size(); ++s) {
+        const auto& st = r.stages[s];
+        if (st.mode != StageMode::split_spatial || st.ranks.size() < 2) continue;
+        ++spatial;
+        const int members = static_cast<int>(st.ranks.size()), rows = members / st.columns;
+        if (wide)
+          EXPECT_GE(st.columns, rows) << plan::plan_to_json(p).dump();
+        else
+          EXPECT_LE(st.columns, rows) << plan::plan_to_json(p).dump();
+        if (st.columns == rows) continue;  // a square grid has no other way round
+        Plan other = p;
+        other.stages[s].columns = rows;
+        try {
+          plan::validate_plan(other, m, 9);
+        } catch (const Error&) {
+          continue;  // turned, its tiles would be thinner than the last layers' output
+        }
+        ++compared;
+        EXPECT_GT(plan::prediction_json(m, c, "tinyyolov2", other)["latency_ms"].get<double>(), latency)
+            << "turned: " << plan::plan_to_json(other).dump();
+      }
+      EXPECT_GE(spatial, 1) << plan::plan_to_json(p).dump();
+    }
+  EXPECT_GE(compared, 2);
+}
+
 // A ViT block in a split-tensor stage: attention by heads, the MLP's first Dense keeps its
 // slice and the second reads it, the norms and adds in full on every member.
 // A cluster file that marks a device unreliable: the latency planner keeps the last device for
