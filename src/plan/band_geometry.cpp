@@ -198,6 +198,13 @@ bool bands_are_feasible(const model::Model& m, int first, int last, const std::v
   return true;
 }
 
+int nearest_square_columns(int parts, bool wide) {
+  int nearest = 1;
+  for (int c = 2; c * c <= parts; ++c)
+    if (parts % c == 0) nearest = c;
+  return wide ? parts / nearest : nearest;
+}
+
 std::pair<std::vector<double>, std::vector<double>> grid_shares(const std::vector<double>& fractions, int columns) {
   const int members = static_cast<int>(fractions.size());
   std::vector<double> rows(members / columns, 0.0), cols(columns, 0.0);

@@ -85,6 +85,13 @@ struct BandGroup {
   std::vector<Tile> tiles;         // per member: the output tile it computes
   std::vector<Tile> input_tiles;   // per member: the tile of the group's input its band reads
 };
+// The columns of the grid of `parts` members nearest a square (the largest divisor of `parts`
+// no larger than its square root), turned on an image wider than tall so that the grid has
+// at least as many columns as rows: 3 for nine, 2 for eight (4 when wide); 1 (bands) or
+// `parts` (strips of columns, when wide) for a prime count. A tile's halo runs along its
+// borders, whose length is least where the grid is nearest a square, and a border across a
+// wide image is longer than one down it.
+int nearest_square_columns(int parts, bool wide);
 // The shares of a grid's rows and of its columns: the sums of its members' fractions.
 std::pair<std::vector<double>, std::vector<double>> grid_shares(const std::vector<double>& fractions, int columns);
 // The grid's tiles of node n's output alone (bounds, column_bounds and tiles; no input tiles).

@@ -81,18 +81,13 @@ class BandsAllow {
 };
 
 // The grids a split-spatial stage of `parts` members may take, by their columns: row bands (1),
-// and the grid nearest a square, whose columns are the largest divisor of the member count no
-// larger than its rows. On a square image the tiles of r x c members border on (r - 1) + (c - 1)
-// image widths of halo, least where r and c are closest; a grid and its transpose cost alike.
-// Bands have two neighbours where a tile has up to eight, so they stay a choice. On an image
-// wider than tall (a camera's 16:9) a border across costs more than one down, so each choice
-// is turned: strips of columns (`parts`), and the grid with more columns than rows.
+// and the grid nearest a square (nearest_square_columns); a grid and its transpose cost alike
+// on a square image. Bands have two neighbours where a tile has up to eight, so they stay a
+// choice. On an image wider than tall each choice is turned: strips of columns (`parts`), and
+// the grid with more columns than rows.
 std::vector<int> grid_columns(int parts, bool wide) {
-  int nearest = 1;
-  for (int c = 2; c * c <= parts; ++c)
-    if (parts % c == 0) nearest = c;
-  if (!wide) return nearest > 1 ? std::vector<int>{1, nearest} : std::vector<int>{1};
-  return nearest > 1 ? std::vector<int>{parts, parts / nearest} : std::vector<int>{parts};
+  const int bands = wide ? parts : 1, grid = nearest_square_columns(parts, wide);
+  return grid != bands ? std::vector<int>{bands, grid} : std::vector<int>{bands};
 }
 
 // Every rank's profile time for every layer, looked up once (a profile looks layers up by

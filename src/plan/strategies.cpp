@@ -72,13 +72,28 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
   while (i < n) {
     int j = i;
     bool any = false;
+    int columns = 1;
     if (mode == StageMode::split_spatial) {
       // The longest range from i that runs as one band (a residual block is one only once its
-      // branches have joined, so look past ranges that are not).
-      for (int k = i; k < n && can_split_spatial(*m.node(k).layer) && m.node(k).layer->output_shape().h >= ranks; ++k)
-        if (is_band_graph(m, i, k) &&
-            bands_are_feasible(m, i, k, split_bounds(m.node(k).layer->output_shape().h, even)))
-          j = k + 1;
+      // branches have joined, so look past ranges that are not), in the grid of tiles nearest a
+      // square (DeepThings' fused tiles), else in row bands.
+      const Shape in = m.shape_of(m.node(i).inputs.at(0));
+      const auto longest = [&](int grid_columns) {
+        const int rows = ranks / grid_columns;
+        const std::vector<double> down(rows, 1.0 / rows), across(grid_columns, 1.0 / grid_columns);
+        int end = i;
+        for (int k = i; k < n && can_split_spatial(*m.node(k).layer); ++k) {
+          const Shape out = m.node(k).layer->output_shape();
+          if (out.h < rows || out.w < grid_columns) break;
+          if (is_band_graph(m, i, k) && bands_are_feasible(m, i, k, split_bounds(out.h, down)) &&
+              bands_are_feasible(m, i, k, split_bounds(out.w, across), Axis::columns))
+            end = k + 1;
+        }
+        return end;
+      };
+      columns = nearest_square_columns(ranks, in.w > in.h);
+      j = longest(columns);
+      if (j == i && columns > 1) j = longest(columns = 1);
       // A global pooling of the bands ends the stage: each member pools its own rows.
       if (j > i && j < n && pools_bands(m, i, j)) ++j;
       for (int k = i; k < j; ++k) any |= !rides_along(k) || m.cost(k).macs > 0;
@@ -87,6 +102,7 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
     }
     if (any && j > i) {
       p.stages.push_back({m.node(i).name(), m.node(j - 1).name(), mode, all_ranks(ranks), {}, {}});
+      p.stages.back().columns = columns;
       i = j;
       continue;
     }

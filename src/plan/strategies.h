@@ -11,7 +11,9 @@ namespace chorus::plan {
 // "pipeline": one stage per rank, cut where the multiply-adds balance best;
 // "replicate": the whole model on every rank;
 // "split-output" / "split-input" / "split-spatial": every run of layers that allows it split
-// over all ranks, the other layers on rank 0. Throws for unknown names or too few layers.
+// over all ranks, the other layers on rank 0; a split-spatial stage is one fused group of
+// tiles in the grid nearest a square (plan::nearest_square_columns), as DeepThings fuses its
+// tiles, or row bands where no grid fits. Throws for unknown names or too few layers.
 Plan make_strategy_plan(const std::string& strategy, const model::Model& model, int ranks);
 
 std::vector<std::string> strategy_names();

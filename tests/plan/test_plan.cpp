@@ -1460,14 +1460,21 @@ TEST_F(StageWorkerTest, BandOfPaddingRowsOnly) {
                                           stage("c2", "fc", StageMode::single, {0})}),
                             m, chain_h5(), input);
   }
-  // Split evenly over 4 ranks, zp's 8 rows would give the first and last rank padding rows
-  // only: the split-spatial strategy ends its band stage before zp instead.
+  // Split evenly over 8 ranks (a grid of 4 x 2), zp's 8 rows would give the first and last
+  // grid rows padding rows only: the split-spatial strategy ends its tile stage before zp
+  // instead. Over 4 ranks (2 x 2) each grid row of zp reads 2 rows of c, so zp joins the stage.
   test::TempDir dir;
   test::write_random_model(kPadTailConfig, dir.path("padtail.h5"), 13);
   model::Model pad = structure_of(kPadTailConfig);
-  Plan p = plan::make_strategy_plan("split-spatial", pad, 4);
+  Plan p = plan::make_strategy_plan("split-spatial", pad, 8);
   ASSERT_EQ(p.stages.size(), 2u);
   EXPECT_EQ(p.stages[0].last, "c");
+  EXPECT_EQ(p.stages[0].columns, 2);
+  expect_rejected_or_runs(p, pad, dir.path("padtail.h5"), test::random_tensor(2, pad.input_shape(), 52));
+  p = plan::make_strategy_plan("split-spatial", pad, 4);
+  ASSERT_EQ(p.stages.size(), 2u);
+  EXPECT_EQ(p.stages[0].last, "zp");
+  EXPECT_EQ(p.stages[0].columns, 2);
   expect_rejected_or_runs(p, pad, dir.path("padtail.h5"), test::random_tensor(2, pad.input_shape(), 52));
 }
 
