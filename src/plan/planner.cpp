@@ -299,6 +299,9 @@ std::pair<double, double> halo_swap(const model::Model& m, const cluster::Networ
 // seconds until every member has its part.
 struct StageInput {
   double medium_s = 0, input_s = 0;
+  // Per member: seconds until it holds its part (0 for the holder's own); the holder sends them
+  // in member order, as the runtime does, one after another on a shared medium.
+  std::vector<double> arrival;
 };
 
 // `first_band`: a split-spatial stage's first band group (its members' input rows); `slices`: a
@@ -321,10 +324,12 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
   // only its band's rows (with the halo) of the value the band starts from, and the values the
   // stage hands on go whole to its first member, as the runtime sends them.
   double total = 0, longest = 0;
+  result.arrival.assign(count, 0.0);
   const auto add = [&](int g, double bytes) {
     if (source_inside && devices[g] == holder) return;
     total += net.transfer_seconds(bytes);
     longest = std::max(longest, net.transfer_seconds(bytes));
+    result.arrival[g] = (net.shared ? total : net.transfer_seconds(bytes)) + net.latency_s;
   };
   if (mode == StageMode::split_spatial && count > 1) {
     const int band_input = m.node(first).inputs.at(0);
@@ -494,61 +499,86 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       // group when its own rows have arrived; messages take the medium in turn (a shared
       // network) or their sender's link. Members finish at different times (a band at the
       // image's edge recomputes half the halo), so this follows each member through the stage.
-      cost.member_s.assign(count, 0.0);
-      std::vector<double> finish(count, 0.0), link_free(count, 0.0), ready(count, 0.0);
-      double medium_free = 0;
-      const auto arrival = [&](int from, double at, double bytes) {
-        double& free = net.shared ? medium_free : link_free[from];
-        free = std::max(at, free) + net.transfer_seconds(bytes);
-        return free + net.latency_s;
-      };
-      std::vector<int> order(count);
-      const auto by_finish = [&] {  // members in the order they finish
-        for (int g = 0; g < count; ++g) order[g] = g;
-        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return finish[a] < finish[b]; });
-      };
-      for (std::size_t k = 0; k < groups.size(); ++k) {
-        ready = finish;
-        if (k > 0) {
-          const double pixel = pixel_bytes(m.node(groups[k - 1].last).layer->output_shape());
-          const auto transfers = halo_transfers(groups[k - 1], groups[k]);
-          by_finish();
-          for (int from : order)
-            for (const HaloTransfer& h : transfers) {
-              if (h.from != from) continue;
-              const double bytes = h.size() * pixel;
-              ready[h.to] = std::max(ready[h.to], arrival(from, finish[from], bytes));
-              ring_bytes += bytes;  // on the medium, as the reductions' bytes are
-            }
-        }
-        // A member's interior computes from its own rows as soon as it finished the group
-        // before; its edges wait for the halo too.
-        const BandTimes t = band_group_times(m, times, groups[k], devices, k > 0 ? &groups[k - 1] : nullptr);
-        for (int g = 0; g < count; ++g) {
-          finish[g] = std::max(finish[g] + t.interior[g], ready[g]) + t.edges[g];
-          cost.member_s[g] += t.interior[g] + t.edges[g];
-        }
-      }
-      // The bands are gathered to member 0, which hands the stage's output on; or, where a
-      // global pooling ends the stage, each member pools its rows and sends member 0 the pool.
+      //
+      // A member starts once its own part of the stage's input is in (`start`; the holder's
+      // own at once), which the holder sends in member order: on a shared medium the first
+      // member computes while the last one's part still travels, and the halos wait for the
+      // medium behind the input (`medium_busy`). Followed from zero for the stage's compute (its
+      // period), and from the input's arrivals for a frame's latency.
+      std::vector<BandTimes> group_times;
+      for (std::size_t k = 0; k < groups.size(); ++k)
+        group_times.push_back(band_group_times(m, times, groups[k], devices, k > 0 ? &groups[k - 1] : nullptr));
       const BandGroup& final_group = groups.back();
       const bool pooled = final_group.last < last;
       const Shape banded = m.node(final_group.last).layer->output_shape();
-      const double pixel = pixel_bytes(banded);
-      if (pooled)
-        for (int g = 0; g < count; ++g) {
-          const double t = times.layer(devices[g], last) * final_group.tiles[g].size() / (double(banded.h) * banded.w);
-          finish[g] += t;
-          cost.member_s[g] += t;
+      std::vector<double> finish(count), link_free(count), ready(count);
+      std::vector<int> order(count);
+      cost.member_s.assign(count, 0.0);
+      // The time the last member's part reaches member 0 (which hands the output on); counts
+      // each member's compute and the halos' bytes when `account`.
+      const auto simulate = [&](const std::vector<double>* start, double medium_busy, bool account) {
+        for (int g = 0; g < count; ++g) finish[g] = start ? (*start)[g] : 0.0;
+        std::fill(link_free.begin(), link_free.end(), 0.0);
+        double medium_free = medium_busy;
+        const auto arrival = [&](int from, double at, double bytes) {
+          double& free = net.shared ? medium_free : link_free[from];
+          free = std::max(at, free) + net.transfer_seconds(bytes);
+          return free + net.latency_s;
+        };
+        const auto by_finish = [&] {  // members in the order they finish
+          for (int g = 0; g < count; ++g) order[g] = g;
+          std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return finish[a] < finish[b]; });
+        };
+        for (std::size_t k = 0; k < groups.size(); ++k) {
+          ready = finish;
+          if (k > 0) {
+            const double pixel = pixel_bytes(m.node(groups[k - 1].last).layer->output_shape());
+            const auto transfers = halo_transfers(groups[k - 1], groups[k]);
+            by_finish();
+            for (int from : order)
+              for (const HaloTransfer& h : transfers) {
+                if (h.from != from) continue;
+                const double bytes = h.size() * pixel;
+                ready[h.to] = std::max(ready[h.to], arrival(from, finish[from], bytes));
+                if (account) ring_bytes += bytes;  // on the medium, as the reductions' bytes are
+              }
+          }
+          // A member's interior computes from its own rows as soon as it finished the group
+          // before; its edges wait for the halo too.
+          const BandTimes& t = group_times[k];
+          for (int g = 0; g < count; ++g) {
+            finish[g] = std::max(finish[g] + t.interior[g], ready[g]) + t.edges[g];
+            if (account) cost.member_s[g] += t.interior[g] + t.edges[g];
+          }
         }
-      double done = finish[0];
-      by_finish();
-      for (int g : order)
-        if (g != 0)
-          done = std::max(
-              done, arrival(g, finish[g], pooled ? times.output_bytes(last) : final_group.tiles[g].size() * pixel));
-      worst = done;
-      gather_s = done - *std::max_element(finish.begin(), finish.end());
+        // The bands are gathered to member 0, which hands the stage's output on; or, where a
+        // global pooling ends the stage, each member pools its rows and sends member 0 the pool.
+        const double pixel = pixel_bytes(banded);
+        if (pooled)
+          for (int g = 0; g < count; ++g) {
+            const double t =
+                times.layer(devices[g], last) * final_group.tiles[g].size() / (double(banded.h) * banded.w);
+            finish[g] += t;
+            if (account) cost.member_s[g] += t;
+          }
+        double done = finish[0];
+        by_finish();
+        for (int g : order)
+          if (g != 0)
+            done = std::max(
+                done, arrival(g, finish[g], pooled ? times.output_bytes(last) : final_group.tiles[g].size() * pixel));
+        return done;
+      };
+      worst = simulate(nullptr, 0, true);
+      gather_s = worst - *std::max_element(finish.begin(), finish.end());
+      // The input counts for the time it adds to the stage's end, which a member that starts
+      // early may hide in part.
+      const auto input_delay = [&](const StageInput& in) {
+        const double busy = in.arrival.empty() ? 0 : *std::max_element(in.arrival.begin(), in.arrival.end());
+        return busy > 0 ? simulate(&in.arrival, net.shared ? busy - net.latency_s : 0, false) - worst : 0.0;
+      };
+      cost.input_s = input_delay(input);
+      if (first_holds) first_holds->first.input_s = input_delay(first_holds->first);
     } else {
       double split = 0, whole = 0;  // the layers' times on this member's kind of device
       for (int g = 0; g < count; ++g) {
