@@ -253,9 +253,10 @@ void BandStage::run(PeerExchange* exchange, LayerPacer* pacer) {
     }
     last = &out;
   }
+  tile_output_ = last;
   if (pools_) {
     pool_and_join(*last);
-  } else {
+  } else if (!hands_tiles_on_) {
     gather(*last);
   }
   exchange_ = nullptr;

@@ -2,8 +2,9 @@
 // One member's share of a split-spatial stage: its row band (or its tile of rows and columns,
 // in a grid) through each group of the stage's layers (plan::band_groups), the halo swapped
 // with the other members between groups, and the bands gathered to member 0, which hands the
-// stage's output on. Where a global pooling ends the stage (plan::pools_bands), each member
-// pools its own rows and member 0 joins the pools.
+// stage's output on; or, where the stage hands its tiles on (plan::hands_tiles_on), each
+// member keeps its tile for the runtime to send on. Where a global pooling ends the stage
+// (plan::pools_bands), each member pools its own rows and member 0 joins the pools.
 //
 // Between groups a member starts the swap, computes the part of the next group that reads only
 // what it made itself (plan::tile_interior), then, once its neighbours' rows are in, the edges
@@ -35,6 +36,12 @@ class BandStage {
   const Tensor& input(int k) const { return inputs_.at(k); }
   // The stage's output, whole on member 0 (only it gathers the bands).
   const Tensor& output() const { return output_; }
+  // Members that hand their tiles on themselves (plan::hands_tiles_on) gather nothing:
+  // after run(), tile_output() is this member's tile of the output (its rows and columns of
+  // each image, every frame), and output() is not computed.
+  void hand_tiles_on() { hands_tiles_on_ = true; }
+  bool hands_tiles_on() const { return hands_tiles_on_; }
+  const Tensor& tile_output() const { return *tile_output_; }
   // `exchange` may be null for a stage of one member.
   void run(PeerExchange* exchange, LayerPacer* pacer);
   // The output tile this member computes (of the last band layer: the pooling's input where
@@ -102,6 +109,8 @@ class BandStage {
   std::vector<float> gathered_;      // tiles, or bands of clips: the members' parts before reordering; pooled: pools
   bool gathers_whole_rows_ = true;   // the members' parts, in member order, are the output's memory order
   bool pools_ = false;               // a global pooling ends the stage
+  bool hands_tiles_on_ = false;      // no gather: each member's tile goes straight on
+  const Tensor* tile_output_ = nullptr;
   layers::PoolKind pool_kind_ = layers::PoolKind::average;  // of that pooling
   std::vector<float> pooled_;        // this member's pool of one frame
   std::size_t weight_bytes_ = 0;

@@ -1,8 +1,10 @@
 #include "partition/frame_traffic.h"
 
+#include <memory>
 #include <tuple>
 
 #include "layers/depthwise_conv2d.h"
+#include "partition/hand_off.h"
 #include "partition/live_values.h"
 #include "partition/stage_worker.h"
 #include "plan/band_geometry.h"
@@ -73,7 +75,7 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       const bool pooled = plan::pools_bands(m, st.first, st.last);
       const Shape out = m.node(st.group_ends.back()).layer->output_shape();
       const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions, st.columns);
-      for (std::size_t k = 0; k < st.ranks.size(); ++k)
+      for (std::size_t k = 0; k < st.ranks.size() && !plan::hands_tiles_on(m, st); ++k)
         to_first[s][k] = pooled ? m.node(st.last).layer->output_shape().size()
                                 : static_cast<std::size_t>(groups.back().tiles[k].size()) * out.c * out.d;
       for (std::size_t g = 1; g < groups.size(); ++g) {
@@ -126,6 +128,10 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
     if (p.stages[s].mode == StageMode::replicate) return {p.stages[s].ranks[turns[s].member_of(i)]};
     return p.stages[s].ranks;
   };
+  // A split-spatial stage that hands its tiles on: each member's pieces to each receiver.
+  std::vector<std::unique_ptr<TileHandOff>> hand_offs(S);
+  for (int s = 0; s < S; ++s)
+    if (plan::hands_tiles_on(m, p.stages[s])) hand_offs[s] = std::make_unique<TileHandOff>(tile_hand_off(m, p, s));
   for (int i = 0; i < frames; ++i) {
     for (int s = 0; s <= S; ++s) {
       // Into role s: the producer's message to each receiver (the members of a split-spatial
@@ -142,6 +148,15 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
           const double bytes = header_bytes + static_cast<double>(width) * (out.size() / out.c) * sizeof(float);
           for (int r : to) add(st.ranks[g], r, bytes);
         }
+      } else if (s > 0 && hand_offs[s - 1]) {
+        const auto& st = p.stages[s - 1];
+        for (std::size_t g = 0; g < st.ranks.size(); ++g)
+          for (std::size_t k = 0; k < to.size(); ++k) {
+            const int member =
+                s < S && p.stages[s].mode == StageMode::replicate ? turns[s].member_of(i) : static_cast<int>(k);
+            const std::size_t floats = hand_offs[s - 1]->floats(static_cast<int>(g), member);
+            if (floats > 0) add(st.ranks[g], to[k], header_bytes + static_cast<double>(floats) * sizeof(float));
+          }
       } else {
         const int from = producer(s - 1, i);
         for (std::size_t g = 0; g < to.size(); ++g) {

@@ -2,8 +2,10 @@
 // The bytes a run moves between ranks, as the runtime sends them: the values alive at each cut
 // (a header and the values) from the producer of a stage's input to each rank that takes it
 // (every member of a split stage, a split-spatial member only its band's rows, the turn's
-// replica of a replicated stage, the sink); the swaps inside split stages (after each split
-// layer each member's part to every other member; a stage's row bands once, to member 0); and
+// replica of a replicated stage, the sink; from each member of a split-spatial stage that hands
+// its tiles on, the pieces each receiver takes: partition::tile_hand_off); the swaps inside
+// split stages (after each split layer each member's part to every other member; a stage's row
+// bands once, to member 0, where it gathers them); and
 // the sink's credit to the source for each frame. The report of a run gives the same figures
 // measured per peer, so the two can be compared.
 #include <cstddef>

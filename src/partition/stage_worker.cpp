@@ -7,6 +7,7 @@
 #include "layers/dense.h"
 #include "layers/depthwise_conv2d.h"
 #include "partition/frame_traffic.h"
+#include "partition/hand_off.h"
 #include "partition/live_values.h"
 
 namespace chorus::partition {
@@ -42,6 +43,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
   const StageMode mode = spec_.mode;
   if (mode == StageMode::split_spatial) {
     band_ = std::make_unique<BandStage>(m, spec_, member, inputs_, reader, frames);
+    if (plan::hands_tiles_on(m, spec_)) band_->hand_tiles_on();
     weight_bytes_ = band_->weight_bytes();
     for (int v : outputs_)
       CHORUS_ASSERT(v == spec_.last || std::count(inputs_.begin(), inputs_.end(), v), "stage ", stage_, ": live value ",
@@ -138,7 +140,7 @@ const Tensor& StageWorker::output(int k) const {
   if (spec_.parity) return coded_slice_;  // the stage's one output, as this member's slice
   if (executor_) return executor_->output(k);
   const int v = outputs_.at(k);
-  if (v == spec_.last) return band_->output();
+  if (v == spec_.last) return band_->hands_tiles_on() ? band_->tile_output() : band_->output();
   return band_->input(static_cast<int>(std::find(inputs_.begin(), inputs_.end(), v) - inputs_.begin()));
 }
 

@@ -38,6 +38,8 @@ class StageWorker : private model::ExternalNodes {
   // In a split stage only member 0, which hands them on, gathers the bands or the last layer's
   // slices (or reduces its partial sums): the other members' outputs are not the stage's. In a
   // parity stage the one output is this member's slice (or the parity), before the activation.
+  // In a split-spatial stage that hands its tiles on (plan::hands_tiles_on) the one output
+  // is this member's tile, on every member.
   int outputs() const { return static_cast<int>(outputs_.size()); }
   const Tensor& output(int k) const;
 

@@ -91,6 +91,17 @@ void fill_band_rows(const model::Model& m, int first, int last, int out_begin, i
 
 }  // namespace
 
+bool hands_tiles_on(const model::Model& m, const ResolvedStage& st) {
+  if (st.mode != StageMode::split_spatial || st.ranks.size() < 2 || pools_bands(m, st.first, st.last)) return false;
+  // Nothing made before the stage's last layer is read after it, or is an output.
+  for (int n = st.last + 1; n < static_cast<int>(m.nodes().size()); ++n)
+    for (int v : m.node(n).inputs)
+      if (v < st.last) return false;
+  for (int v : m.outputs())
+    if (v < st.last) return false;
+  return true;
+}
+
 void band_rows_into(const model::Model& m, int first, int last, int out_begin, int out_end, Axis axis,
                     std::vector<BandNodeRows>& rows) {
   fill_band_rows(m, first, last, out_begin, out_end, rows, axis);

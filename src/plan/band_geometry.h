@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "plan/validate.h"
 
 namespace chorus::plan {
 
@@ -36,6 +37,13 @@ bool is_band_graph(const model::Model& model, int first, int last);
 // is such a stage; band_last is the last node its bands run through (last - 1 then, else last).
 bool pools_bands(const model::Model& model, int first, int last);
 int band_last(const model::Model& model, int first, int last);
+
+// Whether a split-spatial stage's members hand their output tiles straight to the role after
+// it (partition::tile_hand_off: each receiver gets from each member the part of its tile that
+// it takes): a stage of several members whose bands end it (no global pooling joins them) and
+// whose output is the only value alive after it. Otherwise member 0 gathers the output and
+// hands it on.
+bool hands_tiles_on(const model::Model& model, const ResolvedStage& stage);
 
 // What node first + k of a band over [first, last] computes and reads for output rows
 // [out_begin, out_end) of the last: the union of the rows its readers in the band need (an

@@ -28,6 +28,11 @@ std::vector<LayerExchange> stage_exchanges(const model::Model& m, const Resolved
           {s.last,
            grid ? "each tile pooled, the pools added at member 0" : "each band pooled, the pools added at member 0",
            1});
+    else if (hands_tiles_on(m, s))
+      out.push_back({s.group_ends.back(),
+                     grid ? "tiles handed straight to the next stage's members (each its part of them)"
+                          : "bands handed straight to the next stage's members (each its part of them)",
+                     1});
     else
       out.push_back({s.group_ends.back(), grid ? "tiles gathered to member 0" : "bands gathered to member 0", 1});
     return out;

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/process_counters.h"
+#include "partition/hand_off.h"
 #include "partition/layer_parts.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"
@@ -483,6 +484,28 @@ struct Pipeline::Impl {
     return sizeof(Header) + static_cast<std::size_t>(coded_channels(s, g).second) * (out.size() / out.c) * sizeof(float);
   }
 
+  // Tiles handed straight on (plan::hands_tiles_on): each member of such a stage sends
+  // each receiver of the role after it the pieces of its tile that receiver takes, and the
+  // receiver puts every member's pieces in place (none travel where a member's tile holds
+  // nothing of what it takes). No member gathers the stage's output first.
+  std::vector<std::unique_ptr<partition::TileHandOff>> hand_offs;  // [s]: stage s's, or null
+  struct TileSender {
+    int rank = 0, member = 0;
+    std::size_t bytes = 0;  // header + pieces
+    std::vector<CodedSlot> slots;
+  };
+  std::vector<std::vector<TileSender>> tiles_in;  // [s]: role s's senders (members of stage s - 1)
+  bool hands_on(int s) const { return s >= 0 && s < S && hand_offs[s] != nullptr; }
+  // Bytes of the largest message this rank sends into role s as a member of stage s - 1.
+  std::size_t largest_tile_message(int s) const {
+    std::size_t largest = sizeof(Header);
+    const int g = member_index(s - 1, me);
+    const int receivers = s == S ? 1 : static_cast<int>(stage(s).ranks.size());
+    for (int r = 0; r < receivers; ++r)
+      largest = std::max(largest, sizeof(Header) + hand_offs[s - 1]->floats(g, r) * sizeof(float));
+    return largest;
+  }
+
   int credits_received = 0;
   // A credit from the sink arrived: one more frame has left the system.
   void count_credit() {
@@ -550,6 +573,25 @@ struct Pipeline::Impl {
         for (CodedSlot& slot : member.slots) slot.buffer.resize(member.bytes);
       }
     }
+    hand_offs.resize(S);
+    tiles_in.resize(S + 1);
+    for (int s = 0; s < S; ++s)
+      if (plan::hands_tiles_on(m, p.stages[s]))
+        hand_offs[s] = std::make_unique<partition::TileHandOff>(partition::tile_hand_off(m, p, s));
+    for (int s = 1; s <= S; ++s) {
+      if (!hands_on(s - 1) || !has_role(s)) continue;
+      for (std::size_t g = 0; g < stage(s - 1).ranks.size(); ++g) {
+        const std::size_t floats = hand_offs[s - 1]->floats(static_cast<int>(g), member_of(s, me));
+        if (floats == 0) continue;  // nothing of what this rank takes lies in that member's tile
+        TileSender& sender = tiles_in[s].emplace_back();
+        sender.rank = stage(s - 1).ranks[g];
+        sender.member = static_cast<int>(g);
+        sender.bytes = sizeof(Header) + floats * sizeof(float);
+        sender.slots.resize(2);  // this frame's and the next's
+        for (CodedSlot& slot : sender.slots) slot.buffer.resize(sender.bytes);
+      }
+      CHORUS_ASSERT(!tiles_in[s].empty(), "rank ", me, " takes nothing of the tiles of ", stage_label(s - 1));
+    }
   }
 
   const plan::ResolvedStage& stage(int s) const { return plan.stages[s]; }
@@ -610,7 +652,7 @@ struct Pipeline::Impl {
   std::vector<int> all_producers(int s) {
     if (s < 0) return {plan.plan.source};
     const auto& st = stage(s);
-    return st.mode == StageMode::replicate || st.parity ? st.ranks : std::vector<int>{st.ranks[0]};
+    return st.mode == StageMode::replicate || st.parity || hands_on(s) ? st.ranks : std::vector<int>{st.ranks[0]};
   }
 
   bool has_role(int s) {
@@ -676,6 +718,7 @@ struct Pipeline::Impl {
   // of the stream.
   bool receive(int s, int i) {
     if (coded(s - 1)) return receive_coded(s, i);
+    if (hands_on(s - 1)) return receive_tiles(s, i);
     const int from = producer(s - 1, i);
     const double t0 = now_seconds(t);
     if (from == me) {
@@ -962,6 +1005,151 @@ struct Pipeline::Impl {
     reap_sends(false);
   }
 
+  // Posts frame i's receive from every member of stage s - 1 that sends this rank pieces (once).
+  void post_tiles(int s, int i) {
+    for (TileSender& sender : tiles_in[s]) {
+      CodedSlot* free = nullptr;
+      bool posted = false;
+      for (CodedSlot& slot : sender.slots) {
+        if (slot.frame == i) posted = true;
+        if (slot.frame < 0 && !free) free = &slot;
+      }
+      if (posted) continue;
+      if (!free) {  // a role of this rank that trails (the sink's lag): one slot more, kept
+        free = &sender.slots.emplace_back();
+        free->buffer.resize(sender.bytes);
+      }
+      free->frame = i;
+      free->arrived = false;
+      // This rank's own pieces (it computes a tile and takes some of the output) are put there
+      // by send_tiles.
+      free->request =
+          sender.rank == me ? -1 : t.irecv(sender.rank, kDataTag + s, free->buffer.data(), free->buffer.size());
+    }
+  }
+
+  CodedSlot& tile_slot(int s, TileSender& sender, int i) {
+    for (CodedSlot& slot : sender.slots)
+      if (slot.frame == i) return slot;
+    fail("rank ", me, ": no slot for frame ", i, " from ", peer(sender.rank, s - 1));
+  }
+
+  // Role s's input for frame i from the tiles of stage s - 1's members; false at the end.
+  bool receive_tiles(int s, int i) {
+    const double t0 = now_seconds(t);
+    post_tiles(s, i);
+    bool end = false, data = false;
+    produced_at = 0;
+    for (TileSender& sender : tiles_in[s]) {
+      CodedSlot& slot = tile_slot(s, sender, i);
+      if (sender.rank == me && !slot.arrived) {
+        CHORUS_ASSERT(local_end[s], "rank ", me, ": no pieces of its own tile for frame ", i, " into ", stage_label(s));
+        end = true;
+        continue;
+      }
+      if (sender.rank != me) {
+        wait_for(slot.request, waiting_for(sender.rank, s - 1, "for frame", i));
+        slot.request = -1;
+        slot.arrived = true;
+      }
+      Header h;
+      std::memcpy(&h, slot.buffer.data(), sizeof h);
+      if (h.kind == Kind::end) {
+        ends_seen[s][sender.rank] = 1;
+        end = true;
+        continue;
+      }
+      CHORUS_ASSERT(h.seq == i, "rank ", me, " stage ", s, ": expected frame ", i, ", got ", h.seq, " from rank ",
+                    sender.rank);
+      data = true;
+      origin[s + 1] = h.origin;
+      produced_at = std::max(produced_at, h.produced_at);
+      if (sender.rank != me) {
+        stats.bytes_received += sender.bytes;
+        stats.bytes_received_from[sender.rank] += sender.bytes;
+      }
+    }
+    stats.wait_s += now_seconds(t) - t0;
+    if (end) {
+      // Every member ends the stream after the same frame.
+      CHORUS_ASSERT(!data, "rank ", me, ": some members of ", stage_label(s - 1), " ended the stream at frame ", i,
+                    " and some sent it");
+      if (local_end[s]) ends_seen[s][me] = 1;
+      return false;
+    }
+    Tensor& value = destination(s, 0);
+    value.resize(1, model.shape_of(live[s][0]));
+    for (TileSender& sender : tiles_in[s]) {
+      CodedSlot& slot = tile_slot(s, sender, i);
+      partition::unpack_pieces(hand_offs[s - 1]->pieces[sender.member][member_of(s, me)],
+                               reinterpret_cast<const float*>(slot.buffer.data() + sizeof(Header)), value.frame(0));
+      slot.frame = -1;
+    }
+    // The next frame's receives go up now, to land while this one computes.
+    post_tiles(s, next_task(s, i));
+    return true;
+  }
+
+  // Frame i's pieces of this member's tile of stage s - 1 to every receiver of role s that
+  // takes some (its own receiver role from its slot).
+  void send_tiles(int s, int i, const Tensor& tile) {
+    const double t0 = now_seconds(t);
+    CHORUS_ASSERT(tile.frames() == 1, "tiles are handed on a frame at a time");
+    const int g = member_index(s - 1, me);
+    const Header h{i, Kind::data, 1, reference_now(), origin[s]};
+    const auto write = [&](std::vector<char>& buffer, const std::vector<partition::HandOffPiece>& pieces,
+                           std::size_t floats) {
+      buffer.resize(sizeof(Header) + floats * sizeof(float));
+      std::memcpy(buffer.data(), &h, sizeof h);
+      partition::pack_pieces(pieces, tile.frame(0), reinterpret_cast<float*>(buffer.data() + sizeof h));
+    };
+    OutgoingSend* out = nullptr;
+    for (int r : all_ranks_of[s]) {
+      if (!receives(s, i, r)) continue;
+      const int member = member_of(s, r);
+      const auto& pieces = hand_offs[s - 1]->pieces[g][member];
+      if (pieces.empty()) continue;
+      const std::size_t floats = hand_offs[s - 1]->floats(g, member);
+      if (r == me) {
+        post_tiles(s, i);
+        for (TileSender& sender : tiles_in[s])
+          if (sender.rank == me) {
+            CodedSlot& own = tile_slot(s, sender, i);
+            write(own.buffer, pieces, floats);
+            own.arrived = true;
+          }
+        continue;
+      }
+      if (!out) out = &start_send(s + 1, i);
+      if (out->buffers.size() <= out->used) out->buffers.emplace_back();
+      std::vector<char>& buffer = out->buffers[out->used++];
+      write(buffer, pieces, floats);
+      out->requests.push_back(t.isend(r, kDataTag + s, buffer.data(), buffer.size()));
+      out->to.push_back(r);
+      stats.bytes_sent += buffer.size();
+      stats.bytes_sent_to[r] += buffer.size();
+    }
+    stats.send_s += now_seconds(t) - t0;
+    reap_sends(false);
+  }
+
+  // After the end: the ends still owed by members that send this rank pieces.
+  void drain_tiles(int s) {
+    for (TileSender& sender : tiles_in[s]) {
+      if (sender.rank == me || ends_seen[s][sender.rank]) continue;
+      for (CodedSlot& slot : sender.slots) {
+        if (slot.frame < 0 || slot.arrived) continue;
+        wait_for(slot.request, cat(peer(sender.rank, s - 1), ", for its end of stream").c_str());
+        slot.request = -1;
+        slot.arrived = true;
+        Header h;
+        std::memcpy(&h, slot.buffer.data(), sizeof h);
+        CHORUS_ASSERT(h.kind == Kind::end, "rank ", me, " stage ", s, ": data after the end from rank ", sender.rank);
+        ends_seen[s][sender.rank] = 1;
+      }
+    }
+  }
+
   void reap_sends(bool all) {
     const double t0 = now_seconds(t);
     // A rank that has not taken several messages has most likely not taken the rest: those are
@@ -1082,7 +1270,7 @@ struct Pipeline::Impl {
     const auto add_sends = [&](int p, int count, std::size_t bytes) {
       while (static_cast<int>(outgoing[p].size()) < count) {
         OutgoingSend& out = outgoing[p].emplace_back();
-        out.buffers.resize(p == 0 || !rows_differ(p - 1) ? 1 : rows[p - 1].size());
+        out.buffers.resize(p == 0 || (!rows_differ(p - 1) && !hands_on(p - 2)) ? 1 : rows[p - 1].size());
         for (auto& b : out.buffers) b.reserve(bytes);
         out.requests.reserve(t.size());
         out.to.reserve(t.size());
@@ -1091,10 +1279,10 @@ struct Pipeline::Impl {
     add_sends(0, window + t.size(), sizeof(Header));  // credits and ends
     for (int s = 0; s <= S; ++s) {
       // Whether this rank sends role s's input (it is the source, or stage s - 1's producer).
-      const bool produces =
-          s == 0 ? me == plan.plan.source
-                 : has_role(s - 1) && (stage(s - 1).mode == StageMode::replicate || stage(s - 1).ranks[0] == me ||
-                                       coded(s - 1));
+      const bool produces = s == 0
+                                ? me == plan.plan.source
+                                : has_role(s - 1) && (stage(s - 1).mode == StageMode::replicate ||
+                                                      stage(s - 1).ranks[0] == me || coded(s - 1) || hands_on(s - 1));
       if (!produces) continue;
       const auto& to = all_ranks_of[s];
       const int remote = static_cast<int>(to.size() - std::count(to.begin(), to.end(), me));
@@ -1102,7 +1290,9 @@ struct Pipeline::Impl {
       if (remote > 0) {
         send_capacity[s + 1] = in_flight + remote - 1;
         add_sends(s + 1, send_capacity[s + 1],
-                  coded(s - 1) ? coded_message_bytes(s - 1, member_index(s - 1, me)) : largest_message_bytes(s));
+                  coded(s - 1)      ? coded_message_bytes(s - 1, member_index(s - 1, me))
+                  : hands_on(s - 1) ? largest_tile_message(s)
+                                    : largest_message_bytes(s));
         if (coded(s))
           send_capacity[s + 1] += static_cast<int>(
               std::clamp(kParityLagBytes / static_cast<double>(largest_message_bytes(s)), 16.0, 1e5));
@@ -1141,6 +1331,7 @@ struct Pipeline::Impl {
   // After the end: take the end-of-stream messages of every other upstream sender.
   void drain_ends(int s) {
     if (coded(s - 1)) return drain_coded(s);
+    if (hands_on(s - 1)) drain_tiles(s);  // then the ends of members that sent it nothing
     for (int from : all_producers(s - 1)) {
       if (from == me || ends_seen[s][from]) continue;
       std::vector<char> buffer(largest_message_bytes(s));
@@ -1264,6 +1455,8 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       int first = x.has_task(s, 0) ? 0 : x.next_task(s, 0);
       if (x.coded(s - 1))
         x.post_coded(s, first);
+      else if (x.hands_on(s - 1))
+        x.post_tiles(s, first);
       else if (x.producer(s - 1, first) != me)
         x.post_receive(s, first);
     }
@@ -1341,7 +1534,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       }
       if (!x.receive(s, i)) {
         // End of stream: pass it on (if this rank sends for the stage) and stop the role.
-        if (s < S && (x.producer(s, i) == me || x.coded(s))) x.send_end(s + 1);
+        if (s < S && (x.producer(s, i) == me || x.coded(s) || x.hands_on(s))) x.send_end(s + 1);
         end_role(s);
         continue;
       }
@@ -1367,6 +1560,8 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       ++x.stats.frames;
       if (x.coded(s))
         x.send_slice(s + 1, i, worker.output(0));
+      else if (x.hands_on(s))
+        x.send_tiles(s + 1, i, worker.output(0));
       else if (x.producer(s, i) == me)
         x.send(s + 1, i, x.worker_outputs[s]);
       if (primary == s) primary_done(i);

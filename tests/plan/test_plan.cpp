@@ -22,6 +22,7 @@
 #include "io/model_file.h"
 #include "model/optimize.h"
 #include "partition/frame_traffic.h"
+#include "partition/hand_off.h"
 #include "partition/layer_parts.h"
 #include "partition/live_values.h"
 #include "partition/row_bands.h"
@@ -324,6 +325,7 @@ struct RankState {
 
 struct PlanRun {
   Tensor output;
+  bool handed_tiles = false;  // a split-spatial stage handed its tiles straight on
   long exchanges = 0;  // all_gather rounds over all split stages
 };
 
@@ -354,11 +356,15 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
   PlanRun result;
   const model::Model& m = ranks[0]->structure.model;
   std::vector<Tensor> values{input};
+  // Where the stage before handed its tiles on (plan::hands_tiles_on): what each member
+  // was sent, put together from the tiles' pieces as the runtime does.
+  std::vector<std::vector<Tensor>> handed;
+  const auto inputs_of = [&](int s, int k) { return handed.empty() ? sent_to(m, rp, s, k, values) : handed.at(k); };
   for (std::size_t s = 0; s < rp.stages.size(); ++s) {
     const int members = static_cast<int>(workers[s].size());
     std::vector<std::vector<Tensor>> outputs(members);
     if (members == 1) {
-      outputs[0] = run_worker(*workers[s][0], values, nullptr);
+      outputs[0] = run_worker(*workers[s][0], handed.empty() ? values : handed.at(0), nullptr);
     } else {
       ThreadGroup group(members);
       std::vector<std::string> errors(members);
@@ -367,7 +373,7 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
         threads.emplace_back([&, k] {
           try {
             ThreadExchange exchange(group, k);
-            outputs[k] = run_worker(*workers[s][k], sent_to(m, rp, static_cast<int>(s), k, values), &exchange);
+            outputs[k] = run_worker(*workers[s][k], inputs_of(static_cast<int>(s), k), &exchange);
           } catch (const std::exception& e) {
             errors[k] = e.what();
             group.abort();
@@ -379,6 +385,37 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
       result.exchanges += group.rounds();
     }
     const std::vector<int> live = partition::live_values(m, rp, static_cast<int>(s));
+    handed.clear();
+    if (plan::hands_tiles_on(m, rp.stages[s])) {
+      // Each receiver's input from every member's pieces; it must be exactly what it takes
+      // of the value (partition::stage_input_rows), NaN elsewhere.
+      const partition::TileHandOff hand_off = partition::tile_hand_off(m, rp, static_cast<int>(s));
+      const int next = static_cast<int>(s) + 1;
+      const int receivers =
+          next == static_cast<int>(rp.stages.size()) ? 1 : static_cast<int>(rp.stages[next].ranks.size());
+      const Tensor& whole = reference_of(live.at(0));
+      for (int r = 0; r < receivers; ++r) {
+        Tensor value(whole.frames(), whole.shape());
+        std::fill(value.data(), value.data() + value.size(), std::nanf(""));
+        for (int g = 0; g < members; ++g) {
+          std::vector<float> packed(hand_off.floats(g, r));
+          for (int f = 0; f < value.frames(); ++f) {
+            partition::pack_pieces(hand_off.pieces[g][r], outputs[g].at(0).frame(f), packed.data());
+            partition::unpack_pieces(hand_off.pieces[g][r], packed.data(), value.frame(f));
+          }
+        }
+        const Tensor expected = sent_to(m, rp, next, r, {whole}).at(0);
+        std::size_t wrong = 0;
+        for (std::size_t j = 0; j < value.size(); ++j)
+          if (std::isnan(value.data()[j]) != std::isnan(expected.data()[j]) ||
+              std::fabs(value.data()[j] - expected.data()[j]) > 1e-4f * (1.0f + std::fabs(expected.data()[j])))
+            ++wrong;
+        EXPECT_EQ(wrong, 0u) << "stage " << s << "'s tiles handed to receiver " << r;
+        handed.push_back({std::move(value)});
+      }
+      result.handed_tiles = true;
+      continue;
+    }
     for (int k = 0; k < members; ++k) {
       if (outputs[k].size() != live.size()) {
         ADD_FAILURE() << "stage " << s << " member " << k << ": " << outputs[k].size() << " outputs for " << live.size()
@@ -394,6 +431,7 @@ PlanRun run_plan(const std::string& h5, const plan::ResolvedPlan& rp, const Tens
     }
     values = std::move(outputs[0]);
   }
+  if (!handed.empty()) values = handed.at(0);  // the last stage's tiles, handed to the sink
   EXPECT_EQ(values.size(), 1u);
   if (values.size() == 1) {
     EXPECT_LT(max_relative_error(values[0], full.forward(input)), 1e-5);
@@ -1308,7 +1346,9 @@ TEST_F(StageWorkerTest, ThreeMembersSplitSpatial) {
                                         stage("gap", "fc", StageMode::single, {2})}),
                           m, 3);
   PlanRun run = run_plan(chain_h5(), rp, input);
-  EXPECT_EQ(run.exchanges, 2);  // one gather per frame
+  // No member gathers: each hands its band straight to rank 2, the next stage.
+  EXPECT_EQ(run.exchanges, 0);
+  EXPECT_TRUE(run.handed_tiles);
   // Narrow bands: two members with a single row each, [0,1) and [1,2), the third [2,6).
   plan::ResolvedPlan narrow =
       plan::validate_plan(make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {2, 0, 1}, {0.2, 0.2, 0.6}),
@@ -1891,7 +1931,10 @@ TEST(StageExchanges, SayHowEachSplitLayerMovesItsOutput) {
       make_plan(3,
                 {stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}), stage("gap", "fc", StageMode::single, {0})}),
       chain, 3);
-  EXPECT_EQ(describe(chain, band_plan.stages[0]), (std::vector<std::string>{"c3: bands gathered to member 0"}));
+  // c3's output is all the next stage takes: the bands go to it straight from their members.
+  EXPECT_EQ(
+      describe(chain, band_plan.stages[0]),
+      (std::vector<std::string>{"c3: bands handed straight to the next stage's members (each its part of them)"}));
   EXPECT_EQ(plan::stage_input_kind(chain, band_plan.stages[0]), "its rows and their halo");
   EXPECT_TRUE(plan::stage_exchanges(chain, band_plan.stages[1]).empty());
 }

@@ -57,6 +57,7 @@ class Models {
     test::write_random_model(kMultiInputOutput, path("multi_io_keras"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
     test::write_random_model(kClip, path("clip"));
+    test::write_random_model(kConvOnly, path("conv_only"));
     test::write_random_model(kClipChannelsFirst, path("clip_first"));
     // MobileNetV2 as in the zoo, at 64x64 so that the test stays quick.
     json mobilenet = json::parse(read(test::source_path("models/mobilenetv2.json")));
@@ -116,6 +117,13 @@ class Models {
    {"class_name": "Conv3D", "config": {"name": "c2", "filters": 12, "kernel_size": [3, 3, 3], "padding": "valid", "activation": "relu", "data_format": "channels_first"}},
    {"class_name": "Flatten", "config": {"name": "flat", "data_format": "channels_first"}},
    {"class_name": "Dense", "config": {"name": "fc1", "units": 7, "activation": "softmax"}}]}})";
+  // Fully convolutional on a wide input: a split-spatial stage may be the last, handing its
+  // tiles to the sink.
+  static constexpr const char* kConvOnly = R"({"class_name": "Sequential", "config": {"name": "conv_only", "layers": [
+   {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 12, 20, 3]}},
+   {"class_name": "Conv2D", "config": {"name": "c1", "filters": 8, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
+   {"class_name": "MaxPooling2D", "config": {"name": "p1", "pool_size": [2, 2]}},
+   {"class_name": "Conv2D", "config": {"name": "c2", "filters": 6, "kernel_size": [3, 3], "padding": "same"}}]}})";
   static constexpr const char* kVggStyle = R"({"class_name": "Sequential", "config": {"name": "vgg_small", "layers": [
    {"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [null, 32, 32, 3]}},
    {"class_name": "Conv2D", "config": {"name": "c1", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}},
@@ -595,6 +603,36 @@ TEST(MixedPlans, TilesOfAGrid) {
     expect_same_as_one_process(c.model, c.ranks, "--plan " + write_plan(dir, c.plan));
 }
 
+// Split-spatial stages hand their tiles straight on, each member to each receiver the part of
+// its tile that receiver takes (plan::hands_tiles_on): a 2x2 grid into three bands on
+// other ranks (rank 3 in both), the bands into slices of the flattened vector, the slices'
+// partial sums into one rank; and a last stage of tiles into the sink, which is not one of
+// its members, or is.
+json tiles_into_bands_plan() {
+  return {{"ranks", 4},
+          {"stages",
+           {{{"layers", {"c1", "c2"}}, {"mode", "split-spatial"}, {"ranks", {0, 1, 2, 3}}, {"columns", 2}},
+            {{"layers", {"p1", "p2"}}, {"mode", "split-spatial"}, {"ranks", {3, 1, 2}}, {"fractions", {0.4, 0.4, 0.2}}},
+            {{"layers", {"flat", "fc1"}}, {"mode", "split-input"}, {"ranks", {1, 0, 2}}},
+            {{"layers", {"fc2", "fc2"}}, {"mode", "single"}, {"ranks", {3}}}}}};
+}
+json tiles_into_sink_plan(int sink) {
+  return {{"ranks", 4},
+          {"sink", sink},
+          {"stages",
+           {{{"layers", {"c1", "c1"}}, {"mode", "split-spatial"}, {"ranks", {1, 2}}, {"columns", 2}},
+            {{"layers", {"p1", "c2"}}, {"mode", "split-spatial"}, {"ranks", {2, 0, 3}}, {"columns", 3}}}}};
+}
+
+TEST(MixedPlans, TilesHandedStraightOn) {
+  test::TempDir dir;
+  expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, tiles_into_bands_plan()));
+  expect_same_as_one_process("vgg_small", 4,
+                             "--plan " + write_plan(dir, tiles_into_bands_plan()) + " --max-in-flight 1");
+  expect_same_as_one_process("conv_only", 4, "--plan " + write_plan(dir, tiles_into_sink_plan(1)));
+  expect_same_as_one_process("conv_only", 4, "--plan " + write_plan(dir, tiles_into_sink_plan(3)));
+}
+
 TEST(MixedPlans, ResidualCutInsideBlocksWithSourceAndSinkElsewhere) {
   // The skip value of block b crosses two cuts; rank 0 computes nothing; sink is rank 2.
   test::TempDir dir;
@@ -735,10 +773,13 @@ json run_steady(const SteadyCase& c, bool preload, const test::TempDir& dir) {
     extra = " --emulate " + dir.path("cluster.json");
   }
   // "band-groups": the split-spatial stage in groups that swap halos (band_groups_plan); "parity":
-  // parity stages (parity_plan); "images": a directory of images in, a file of outputs out;
+  // parity stages (parity_plan); "tiles-handed", "tiles-to-sink": tiles handed straight on
+  // (tiles_into_bands_plan, tiles_into_sink_plan); "images": a directory of images in, a file of outputs out;
   // "video": an H.264 video in (made with Debian's ffmpeg program).
-  const std::string how = std::string(c.how) == "band-groups" ? "--plan " + write_plan(dir, band_groups_plan())
-                          : std::string(c.how) == "parity"    ? "--plan " + write_plan(dir, parity_plan())
+  const std::string how = std::string(c.how) == "band-groups"     ? "--plan " + write_plan(dir, band_groups_plan())
+                          : std::string(c.how) == "parity"        ? "--plan " + write_plan(dir, parity_plan())
+                          : std::string(c.how) == "tiles-handed"  ? "--plan " + write_plan(dir, tiles_into_bands_plan())
+                          : std::string(c.how) == "tiles-to-sink" ? "--plan " + write_plan(dir, tiles_into_sink_plan(3))
                           : std::string(c.how) == "images"
                               ? "--input " + write_steady_images(dir) + " --output " + dir.path("out.npy")
                           : std::string(c.how) == "video" ? "--input " + write_steady_video(dir)
@@ -822,6 +863,8 @@ INSTANTIATE_TEST_SUITE_P(
                     SteadyCase{"parity", "vgg_small", 6, "parity"},
                     SteadyCase{"split_spatial", "mobilenetv2_64", 2, "--strategy split-spatial"},
                     SteadyCase{"band_groups", "vgg_small", 3, "band-groups"},
+                    SteadyCase{"tiles_handed", "vgg_small", 4, "tiles-handed"},
+                    SteadyCase{"tiles_to_sink", "conv_only", 4, "tiles-to-sink"},
                     SteadyCase{"threads", "mobilenetv2_64", 1, "--threads 2"},
                     // A directory of images in, a file of outputs out; a video in (FFmpeg's
                     // own allocations are counted apart).
@@ -928,6 +971,8 @@ TEST(Traffic, MeasuredPerPeerEqualsThePlansModel) {
                         Case{"residual", "--plan " + write_plan(plans, residual_pooled_tiles_plan()), 5},
                         Case{"vgg_small", "--plan " + write_plan(plans, column_tiles_plan()), 3},
                         Case{"clip", "--plan " + write_plan(plans, clip_tiles_plan()), 4},
+                        Case{"vgg_small", "--plan " + write_plan(plans, tiles_into_bands_plan()), 4},
+                        Case{"conv_only", "--plan " + write_plan(plans, tiles_into_sink_plan(3)), 4},
                         Case{"vgg_small", "--plan " + write_plan(plans, parity_plan()), 6},
                         Case{"vgg_small", "--plan " + write_plan(plans, chained_parity_plan()), 4}}) {
     SCOPED_TRACE(std::string(c.model) + " " + c.how);
