@@ -148,8 +148,8 @@ std::string StageWorker::layers_held() const {
   std::string s = model_.node(spec_.first).name() + " .. " + model_.node(spec_.last).name();
   if (spec_.mode == StageMode::split_spatial) {
     const plan::Tile& t = band_->tile();
-    s += cat(" rows ", t.rows.first, "-", t.rows.second);
-    if (spec_.columns > 1) s += cat(" columns ", t.columns.first, "-", t.columns.second);
+    s += " " + plan::span_text("rows", t.rows.first, t.rows.second);
+    if (spec_.columns > 1) s += " " + plan::span_text("columns", t.columns.first, t.columns.second);
   }
   if (spec_.parity && member_ >= spec_.data_members())
     s += " parity";

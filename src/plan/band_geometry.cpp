@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "core/error.h"
 #include "layers/layers3d.h"
 #include "layers/pooling.h"
 #include "plan/validate.h"
@@ -207,6 +208,11 @@ bool bands_are_feasible(const model::Model& m, int first, int last, const std::v
       if (node.need.begin >= node.need.end) return false;
   }
   return true;
+}
+
+std::string span_text(const std::string& unit, int begin, int end) {
+  if (end - begin == 1) return cat(unit.substr(0, unit.size() - 1), " ", begin);
+  return cat(unit, " ", begin, "-", end - 1);
 }
 
 int nearest_square_columns(int parts, bool wide) {

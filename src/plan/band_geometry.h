@@ -7,6 +7,7 @@
 // Stage::columns): the columns a tile needs follow the same rules along the other axis, apart
 // from its rows, so every function here takes the axis it walks.
 #include <algorithm>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -80,6 +81,9 @@ bool bands_are_feasible(const model::Model& model, int first, int last, const st
 // p / columns and column p % columns. The grid's rows and columns take the shares of the
 // members in them (grid_shares), so equal members make equal tiles.
 using Span = std::pair<int, int>;  // [first, second)
+// "rows 3-7" for rows [3, 8), "row 7" for [7, 8): for messages and reports, which read as
+// inclusive (`unit` is the plural, "rows" or "columns").
+std::string span_text(const std::string& unit, int begin, int end);
 struct Tile {
   Span rows, columns;
   int size() const { return std::max(0, rows.second - rows.first) * std::max(0, columns.second - columns.first); }

@@ -1,5 +1,7 @@
 #include "plan/plan.h"
 
+#include <climits>
+#include <cstdint>
 #include <fstream>
 
 #include "core/error.h"
@@ -28,16 +30,34 @@ StageMode parse_mode(const std::string& name) {
   fail("unknown stage mode '", name, "' (single, replicate, split-output, split-input, split-spatial, split-tensor)");
 }
 
+namespace {
+
+// A whole number that fits an int: JSON's 2.5, true or 2^32 + 2 would otherwise be read as 2,
+// 1 or 2 without a word.
+int whole_number(const json& value, const std::string& field) {
+  if (!value.is_number_integer()) fail(field, " must be a whole number, got ", value.dump());
+  if (value.is_number_unsigned() ? value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT_MAX)
+                                 : value.get<std::int64_t>() < INT_MIN || value.get<std::int64_t>() > INT_MAX)
+    fail(field, " is out of range: ", value.dump());
+  return value.get<int>();
+}
+int whole_number(const json& object, const char* key, int otherwise, const std::string& field) {
+  return object.contains(key) ? whole_number(object[key], field) : otherwise;
+}
+
+}  // namespace
+
 Plan plan_from_json(const json& j, const std::string& source) {
   Plan p;
   auto where = [&](const std::string& field) { return cat(source, ": ", field); };
   try {
     if (!j.is_object()) fail(source, ": a plan is a JSON object");
     p.model = j.value("model", "");
-    p.ranks = j.at("ranks").get<int>();
-    p.source = j.value("source", 0);
-    p.sink = j.value("sink", 0);
-    p.max_in_flight = j.value("max_in_flight", 0);
+    if (!j.contains("ranks")) fail(where("ranks"), " is missing");
+    p.ranks = whole_number(j["ranks"], where("ranks"));
+    p.source = whole_number(j, "source", 0, where("source"));
+    p.sink = whole_number(j, "sink", 0, where("sink"));
+    p.max_in_flight = whole_number(j, "max_in_flight", 0, where("max_in_flight"));
     if (j.contains("prediction")) p.prediction = j["prediction"];
     const json& stages = j.at("stages");
     if (!stages.is_array()) fail(where("stages"), " must be a list");
@@ -49,11 +69,14 @@ Plan plan_from_json(const json& j, const std::string& source) {
       st.first = s["layers"][0].get<std::string>();
       st.last = s["layers"][1].get<std::string>();
       st.mode = parse_mode(s.value("mode", "single"));
-      st.ranks = s.at("ranks").get<std::vector<int>>();
+      const std::string at = cat("stages[", i, "].");
+      if (!s.contains("ranks") || !s["ranks"].is_array()) fail(where(at + "ranks"), " must be a list of ranks");
+      for (std::size_t k = 0; k < s["ranks"].size(); ++k)
+        st.ranks.push_back(whole_number(s["ranks"][k], where(cat(at, "ranks[", k, "]"))));
       if (s.contains("fractions")) st.fractions = s["fractions"].get<std::vector<double>>();
       if (s.contains("exchange_after")) st.exchange_after = s["exchange_after"].get<std::vector<std::string>>();
-      st.parity = s.value("parity", 0);
-      st.columns = s.value("columns", 1);
+      st.parity = whole_number(s, "parity", 0, where(at + "parity"));
+      st.columns = whole_number(s, "columns", 1, where(at + "columns"));
       p.stages.push_back(std::move(st));
     }
   } catch (const json::exception& e) {

@@ -80,6 +80,35 @@ class BandsAllow {
   std::vector<signed char> rows_, columns_;  // by part count: -1 not asked yet
 };
 
+// Whether a split stage's own fractions (by speed: unequal on unlike devices) give every
+// member some of every split layer, as validate_plan requires: a channel (or head) of each, or
+// in a split-spatial stage some rows and columns of each group's output that read some of
+// every layer's input. Equal fractions are checked once per count (most_parts, BandsAllow).
+bool fractions_fit(const model::Model& m, int first, int last, StageMode mode, const std::vector<double>& share,
+                   int columns, const std::vector<int>& group_ends, const std::vector<SplitRole>& roles) {
+  if (mode == StageMode::split_spatial) {
+    const std::pair<std::vector<double>, std::vector<double>> shares = grid_shares(share, columns);
+    int group_first = first;
+    for (int group_last : group_ends.empty() ? std::vector<int>{band_last(m, first, last)} : group_ends) {
+      const Shape out = m.node(group_last).layer->output_shape();
+      if (!bands_are_feasible(m, group_first, group_last, split_bounds(out.h, shares.first), Axis::rows) ||
+          (columns > 1 &&
+           !bands_are_feasible(m, group_first, group_last, split_bounds(out.w, shares.second), Axis::columns)))
+        return false;
+      group_first = group_last + 1;
+    }
+    return true;
+  }
+  for (int n = first; n <= last; ++n) {
+    const SplitRole role = roles[n - first];
+    if (role == SplitRole::whole) continue;
+    const std::vector<int> bounds = split_bounds(split_extent(*m.node(n).layer, role), share);
+    for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
+      if (bounds[p] == bounds[p + 1]) return false;
+  }
+  return true;
+}
+
 // The grids a split-spatial stage of `parts` members may take, by their columns: row bands (1),
 // and the grid nearest a square (nearest_square_columns); a grid and its transpose cost alike
 // on a square image. Bands have two neighbours where a tile has up to eight, so they stay a
@@ -913,9 +942,12 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
             if (mode == StageMode::split_spatial && !bands_allow(k, columns)) continue;
             for (int r = 0; r + k <= devices; ++r) {
               Choice ch{i, j, r, k, mode, {}, {}, {}, columns};
+              const std::vector<double> share =
+                  split ? group_speed(times, i, j, Devices{r, k}).share : std::vector<double>{};
               if (mode == StageMode::split_spatial)
-                ch.group_ends = band_chooser.choose(i, band_last(m, i, j), r, k,
-                                                    group_speed(times, i, j, Devices{r, k}).share, columns);
+                ch.group_ends = band_chooser.choose(i, band_last(m, i, j), r, k, share, columns);
+              if (split && !homogeneous && !fractions_fit(m, i, j, mode, share, columns, ch.group_ends, roles))
+                continue;  // a slow device's share would be no channel, or no row
               const bool reuse = o.objective == Objective::latency && r == 0;
               InputVariants inputs;
               ch.cost = ChoiceCost(stage_cost(m, c, times, i, j, Devices{r, k}, mode, i == 0 ? 0 : -1, ch.group_ends,

@@ -520,9 +520,9 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
             // Name the layer nearest the output whose band reads nothing: that is where it starts.
             for (std::size_t k = reads.size(); k-- > 0;)
               if (reads[k].first >= reads[k].second)
-                fail(where(), ": the ", r.columns > 1 ? "tile" : "band", " of rank ", rank, " (", unit, " ", bounds[p],
-                     "-", bounds[p + 1], " of ", m.node(group_last).name(), ") needs no input ", unit, " of layer '",
-                     m.node(group_first + static_cast<int>(k)).name(),
+                fail(where(), ": the ", r.columns > 1 ? "tile" : "band", " of rank ", rank, " (",
+                     span_text(unit, bounds[p], bounds[p + 1]), " of ", m.node(group_last).name(), ") needs no input ",
+                     unit, " of layer '", m.node(group_first + static_cast<int>(k)).name(),
                      "' (only its padding): end the stage or its group before that layer or change the fractions");
           }
         }
