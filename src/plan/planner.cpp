@@ -768,10 +768,24 @@ class BandGroupChooser {
     std::vector<double> best(length + 1, kInf);
     std::vector<int> from(length + 1, -1);
     best[0] = 0;
+    if (!one_kind_) {
+      // The rows and columns these fractions cut of each node's output, once per call (the
+      // cache's key on mixed devices): [k] for node first - 1 + k.
+      const auto shares = grid_shares(share, columns);  // of the grid's rows, then of its columns
+      node_cuts_.resize(length + 1);
+      for (int k = 0; k <= length; ++k) {
+        node_cuts_[k].clear();
+        if (first - 1 + k < 0) continue;
+        const Shape out = m_.node(first - 1 + k).layer->output_shape();
+        for (const auto& bounds : {split_bounds(out.h, shares.first), split_bounds(out.w, shares.second)})
+          node_cuts_[k].insert(node_cuts_[k].end(), bounds.begin(), bounds.end());
+      }
+    }
     for (int b = 0; b < length; ++b)
       for (int a = 0; a <= b; ++a) {
         if (best[a] == kInf) continue;
-        const Entry& e = entry(first + a, first + b, rank, count, share, a > 0, columns);
+        const Entry& e = entry(first + a, first + b, rank, count, share, a > 0, columns,
+                               one_kind_ ? nullptr : &node_cuts_[b + 1], one_kind_ ? nullptr : &node_cuts_[a]);
         if (!e.ok) continue;
         const double value = best[a] + e.seconds;
         if (value < best[b + 1]) best[b + 1] = value, from[b + 1] = a;
@@ -788,8 +802,10 @@ class BandGroupChooser {
     bool ok = false;
     double seconds = 0;  // the slowest member's band, plus the swap before it
   };
-  const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before,
-                     int columns) {
+  // `cuts_b`, `cuts_before`: on mixed devices, what the fractions cut of b's output and of
+  // a - 1's (choose() works them out).
+  const Entry& entry(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before, int columns,
+                     const std::vector<int>* cuts_b, const std::vector<int>* cuts_before) {
     // Alike devices: the key packs into one integer and a hash table finds it (choose() looks up
     // every pair of a range's layers, millions of times on a large cluster; a tree of tuples
     // spent most of the planner's time there).
@@ -804,20 +820,24 @@ class BandGroupChooser {
     }
     // Mixed devices: a group's cost depends on its fractions only through the rows and columns
     // they cut (b's output, and a - 1's before a swap), which nearby fractions share; keyed by
-    // those, stages of other ranges whose fractions differ a little find it too.
-    std::vector<int> cuts;
-    const auto shares = grid_shares(share, columns);  // of the grid's rows, then of its columns
-    const auto add_cuts = [&](int n) {
-      const Shape out = m_.node(n).layer->output_shape();
-      for (const auto& bounds : {split_bounds(out.h, shares.first), split_bounds(out.w, shares.second)})
-        cuts.insert(cuts.end(), bounds.begin(), bounds.end());
-    };
-    add_cuts(b);
-    if (swap_before) add_cuts(a - 1);
-    auto key = std::make_tuple(a, b, rank, count, swap_before, columns, std::move(cuts));
-    auto it = cache_.find(key);
-    if (it != cache_.end()) return it->second;
-    return cache_.emplace(std::move(key), compute(a, b, rank, count, share, swap_before, columns)).first->second;
+    // those, stages of other ranges whose fractions differ a little find it too. A hash of the
+    // key finds a short list, whose keys are compared in full (a tree of such keys, and the
+    // vectors made to look one up, took most of MobileNetV2's 14 s on nine mixed devices).
+    const std::vector<int>& before = swap_before ? *cuts_before : no_cuts_;
+    std::uint64_t h = 1469598103934665603ull;
+    const auto mix = [&h](std::uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    for (int v : {a, b, rank, count, swap_before ? 1 : 0, columns}) mix(static_cast<std::uint64_t>(v));
+    for (int v : *cuts_b) mix(static_cast<std::uint64_t>(v));
+    mix(~0ull);
+    for (int v : before) mix(static_cast<std::uint64_t>(v));
+    std::vector<MixedEntry>& bucket = mixed_cache_[h];
+    for (const MixedEntry& e : bucket)
+      if (e.a == a && e.b == b && e.rank == rank && e.count == count && e.swap_before == swap_before &&
+          e.columns == columns && e.cuts_b == *cuts_b && e.cuts_before == before)
+        return e.entry;
+    bucket.push_back({a, b, rank, count, swap_before, columns, *cuts_b, before,
+                      compute(a, b, rank, count, share, swap_before, columns)});
+    return bucket.back().entry;
   }
   // Whether the output of node n splits into the grid's rows and columns, each reading some of
   // the input of the group [first, n].
@@ -856,7 +876,16 @@ class BandGroupChooser {
   const cluster::Cluster& c_;
   const LayerTimes& times_;
   const bool one_kind_;
-  std::map<std::tuple<int, int, int, int, bool, int, std::vector<int>>, Entry> cache_;  // by the cuts
+  struct MixedEntry {
+    int a, b, rank, count;
+    bool swap_before;
+    int columns;
+    std::vector<int> cuts_b, cuts_before;
+    Entry entry;
+  };
+  std::unordered_map<std::uint64_t, std::vector<MixedEntry>> mixed_cache_;  // by a hash of the key and the cuts
+  std::vector<std::vector<int>> node_cuts_;                                 // choose()'s, kept
+  const std::vector<int> no_cuts_;
   std::map<int, std::unordered_map<std::uint64_t, Entry>> alike_cache_;  // by columns; a, b < 2^20; rank, count < 2^11
 };
 
