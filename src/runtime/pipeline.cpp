@@ -765,25 +765,28 @@ struct Pipeline::Impl {
     return true;
   }
 
-  // Posts frame i's receive from every member of parity stage s - 1 (once).
-  void post_coded(int s, int i) {
-    for (CodedMember& member : coded_in[s]) {
-      CodedSlot* free = nullptr;
-      bool posted = false;
-      for (CodedSlot& slot : member.slots) {
-        if (slot.frame == i) posted = true;
-        if (slot.frame < 0 && !free) free = &slot;
-      }
-      if (posted) continue;
-      if (!free) {  // a member behind: one slot more for each frame it is late (only then)
-        free = &member.slots.emplace_back();
-        free->buffer.resize(std::max(member.bytes, sizeof(Header)));
-      }
-      free->frame = i;
-      free->arrived = false;
-      // This rank's own slice (it computes one and consumes the stage) is put there by send_slice.
-      free->request = member.rank == me ? -1 : t.irecv(member.rank, kDataTag + s, free->buffer.data(), free->buffer.size());
+  // Posts frame i's receive from `rank` into one of `slots` (once): a free one, or one more
+  // where every slot is taken (a member behind, or a role of this rank that trails: only then,
+  // and kept). A message from this rank itself is put in its slot by its sender.
+  void post_slot(std::vector<CodedSlot>& slots, int rank, std::size_t bytes, int tag, int i) {
+    CodedSlot* free = nullptr;
+    for (CodedSlot& slot : slots) {
+      if (slot.frame == i) return;
+      if (slot.frame < 0 && !free) free = &slot;
     }
+    if (!free) {
+      free = &slots.emplace_back();
+      free->buffer.resize(std::max(bytes, sizeof(Header)));
+    }
+    free->frame = i;
+    free->arrived = false;
+    free->request = rank == me ? -1 : t.irecv(rank, tag, free->buffer.data(), free->buffer.size());
+  }
+
+  // Posts frame i's receive from every member of parity stage s - 1 (once); this rank's own
+  // slice (it computes one and consumes the stage) is put there by send_slice.
+  void post_coded(int s, int i) {
+    for (CodedMember& member : coded_in[s]) post_slot(member.slots, member.rank, member.bytes, kDataTag + s, i);
   }
 
   // Ends the requests of slots that arrived, each member's in frame order up to the first still
@@ -996,36 +999,17 @@ struct Pipeline::Impl {
         pack_slice(out->buffers[0], s, i, slice);
       }
       const std::vector<char>& buffer = out->buffers[0];
-      out->requests.push_back(t.isend(r, kDataTag + s, buffer.data(), buffer.size()));
-      out->to.push_back(r);
-      stats.bytes_sent += buffer.size();
-      stats.bytes_sent_to[r] += buffer.size();
+      post_send(*out, r, kDataTag + s, buffer);
     }
     stats.send_s += now_seconds(t) - t0;
     reap_sends(false);
   }
 
-  // Posts frame i's receive from every member of stage s - 1 that sends this rank pieces (once).
+  // Posts frame i's receive from every member of stage s - 1 that sends this rank pieces (once);
+  // this rank's own pieces (it computes a tile and takes some of the output) are put there by
+  // send_tiles.
   void post_tiles(int s, int i) {
-    for (TileSender& sender : tiles_in[s]) {
-      CodedSlot* free = nullptr;
-      bool posted = false;
-      for (CodedSlot& slot : sender.slots) {
-        if (slot.frame == i) posted = true;
-        if (slot.frame < 0 && !free) free = &slot;
-      }
-      if (posted) continue;
-      if (!free) {  // a role of this rank that trails (the sink's lag): one slot more, kept
-        free = &sender.slots.emplace_back();
-        free->buffer.resize(sender.bytes);
-      }
-      free->frame = i;
-      free->arrived = false;
-      // This rank's own pieces (it computes a tile and takes some of the output) are put there
-      // by send_tiles.
-      free->request =
-          sender.rank == me ? -1 : t.irecv(sender.rank, kDataTag + s, free->buffer.data(), free->buffer.size());
-    }
+    for (TileSender& sender : tiles_in[s]) post_slot(sender.slots, sender.rank, sender.bytes, kDataTag + s, i);
   }
 
   CodedSlot& tile_slot(int s, TileSender& sender, int i) {
@@ -1124,10 +1108,7 @@ struct Pipeline::Impl {
       if (out->buffers.size() <= out->used) out->buffers.emplace_back();
       std::vector<char>& buffer = out->buffers[out->used++];
       write(buffer, pieces, floats);
-      out->requests.push_back(t.isend(r, kDataTag + s, buffer.data(), buffer.size()));
-      out->to.push_back(r);
-      stats.bytes_sent += buffer.size();
-      stats.bytes_sent_to[r] += buffer.size();
+      post_send(*out, r, kDataTag + s, buffer);
     }
     stats.send_s += now_seconds(t) - t0;
     reap_sends(false);
@@ -1148,6 +1129,14 @@ struct Pipeline::Impl {
         ends_seen[s][sender.rank] = 1;
       }
     }
+  }
+
+  // Sends `buffer` (one of out's) to rank r and counts its bytes.
+  void post_send(OutgoingSend& out, int r, int tag, const std::vector<char>& buffer) {
+    out.requests.push_back(t.isend(r, tag, buffer.data(), buffer.size()));
+    out.to.push_back(r);
+    stats.bytes_sent += buffer.size();
+    stats.bytes_sent_to[r] += buffer.size();
   }
 
   void reap_sends(bool all) {
@@ -1236,10 +1225,7 @@ struct Pipeline::Impl {
         buffer = &out->buffers[out->used++];
         pack(*buffer, s, member_of(s, r), i, values);
       }
-      out->requests.push_back(t.isend(r, kDataTag + s, buffer->data(), buffer->size()));
-      out->to.push_back(r);
-      stats.bytes_sent += buffer->size();
-      stats.bytes_sent_to[r] += buffer->size();
+      post_send(*out, r, kDataTag + s, *buffer);
     }
     if (local) {
       Mail* mail = nullptr;
