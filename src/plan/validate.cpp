@@ -28,6 +28,14 @@ namespace chorus::plan {
 
 namespace {
 
+// Where there are enough units for the parts but a part's fraction rounds to none of them
+// (split_bounds rounds the running totals): which part, and what would do.
+std::string rounds_to_none(const std::string& part, double fraction, int extent, int parts) {
+  if (extent < parts) return "";
+  return cat(" (the share of ", part, ", ", fraction, " of ", extent, ", rounds to none; give each part at least 1/",
+             extent, ")");
+}
+
 const layers::Conv2D* as_plain_conv(const layers::Layer& l) {
   auto* conv = dynamic_cast<const layers::Conv2D*>(&l);
   return conv && conv->settings().groups == 1 ? conv : nullptr;
@@ -454,11 +462,13 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
                                                    : "cannot be split by heads or channels");
           if (role != SplitRole::whole) {
             any_split = true;
-            auto bounds = split_bounds(split_extent(layer, role), r.fractions);
+            const int extent = split_extent(layer, role);
+            auto bounds = split_bounds(extent, r.fractions);
             for (std::size_t p = 0; p + 1 < bounds.size(); ++p)
               if (bounds[p] == bounds[p + 1])
-                bad(cat("has ", split_extent(layer, role), role == SplitRole::heads ? " heads" : " channels",
-                        ": too few for ", members, " parts with these fractions"));
+                bad(cat("has ", extent, role == SplitRole::heads ? " heads" : " channels", ": too few for ", members,
+                        " parts with these fractions",
+                        rounds_to_none(cat("rank ", r.ranks[p]), r.fractions[p], extent, members)));
           }
           break;
         }
@@ -510,10 +520,14 @@ ResolvedPlan validate_plan(const Plan& plan, const model::Model& m, int world_si
           const int extent = across ? out_shape.w : out_shape.h;
           const auto bounds = split_bounds(extent, across ? column_shares : row_shares);
           const int parts = static_cast<int>(bounds.size()) - 1;
+          const std::vector<double>& shares = across ? column_shares : row_shares;
           for (int p = 0; p < parts; ++p)
             if (bounds[p] == bounds[p + 1])
               fail(where(), ": ", output, " has ", extent, " ", unit, ": too few for ", parts,
-                   r.columns > 1 ? cat(" ", unit, " of tiles") : std::string(" bands"), " with these fractions");
+                   r.columns > 1 ? cat(" ", unit, " of tiles") : std::string(" bands"), " with these fractions",
+                   rounds_to_none(
+                       r.columns == 1 ? cat("rank ", r.ranks[p]) : cat(across ? "column " : "row ", p, " of the grid"),
+                       shares[p], extent, parts));
           for (int p = 0; p < parts; ++p) {
             auto reads = band_input_rows(m, group_first, group_last, bounds[p], bounds[p + 1], axis);
             const int rank = r.ranks[across ? p : p * r.columns];

@@ -1705,6 +1705,16 @@ TEST_F(StageWorkerTest, BandGroupsSwapOnlyTheirHalos) {
   EXPECT_THAT(refused({"fc"}), HasSubstr("which is not one of the stage's layers"));
   EXPECT_THAT(refused({"c2", "p1"}), HasSubstr("exchange_after must list layers in model order, once each ('p1')"));
   EXPECT_THAT(refused({"c2"}, 8), HasSubstr("the output of 'c2' has 6 rows: too few for 8 bands"));
+  // Enough rows for three bands, but a share that rounds to none: the error says whose, and what
+  // would do (running totals 2.5, 3.4 of c3's 6 rows round to 3 and 3).
+  EXPECT_THAT(error_of([&] {
+                plan::validate_plan(
+                    make_plan(3, {stage("c1", "c3", StageMode::split_spatial, {0, 1, 2}, {0.4183, 0.1555, 0.4262}),
+                                  stage("gap", "fc", StageMode::single, {0})}),
+                    m, 3);
+              }),
+              HasSubstr("has 6 rows: too few for 3 bands with these fractions (the share of rank 1, 0.1555 of 6, "
+                        "rounds to none; give each part at least 1/6)"));
   EXPECT_THAT(error_of([&] {
                 plan::validate_plan(make_plan(2, {with_exchanges(stage("c1", "fc", StageMode::split_output, {0, 1}),
                                                                  {"c2"})}),
