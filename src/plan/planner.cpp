@@ -761,7 +761,23 @@ class BandGroupChooser {
  public:
   // `one_kind`: every device alike, so a group's fractions follow from its member count.
   BandGroupChooser(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, bool one_kind)
-      : m_(m), c_(c), times_(times), one_kind_(one_kind && c.ranks() < (1 << 11) && m.nodes().size() < (1u << 20)) {}
+      : m_(m), c_(c), times_(times), one_kind_(one_kind && c.ranks() < (1 << 11) && m.nodes().size() < (1u << 20)) {
+    // What every group must have (is_band_graph), looked up before the cache: one input into its
+    // first node, and nothing made before its last node read after it (alive_before_[b]: the
+    // latest value made before node b that a node after b reads, or an output is; a group
+    // [a, b] needs a > that).
+    const int n = static_cast<int>(m.nodes().size());
+    one_input_.resize(n);
+    alive_before_.assign(n, std::numeric_limits<int>::min());
+    const auto read_at = [&](int v, int reader) {  // v read by `reader` (n: an output)
+      for (int b = std::max(v + 1, 0); b < reader; ++b) alive_before_[b] = std::max(alive_before_[b], v);
+    };
+    for (int j = 0; j < n; ++j) {
+      one_input_[j] = m.node(j).inputs.size() == 1;
+      for (int v : m.node(j).inputs) read_at(v, j);
+    }
+    for (int v : m.outputs()) read_at(v, n);
+  }
 
   std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share, int columns) {
     const int length = last - first + 1;
@@ -783,7 +799,7 @@ class BandGroupChooser {
     }
     for (int b = 0; b < length; ++b)
       for (int a = 0; a <= b; ++a) {
-        if (best[a] == kInf) continue;
+        if (best[a] == kInf || !one_input_[first + a] || first + a <= alive_before_[first + b]) continue;
         const Entry& e = entry(first + a, first + b, rank, count, share, a > 0, columns,
                                one_kind_ ? nullptr : &node_cuts_[b + 1], one_kind_ ? nullptr : &node_cuts_[a]);
         if (!e.ok) continue;
@@ -886,6 +902,8 @@ class BandGroupChooser {
   std::unordered_map<std::uint64_t, std::vector<MixedEntry>> mixed_cache_;  // by a hash of the key and the cuts
   std::vector<std::vector<int>> node_cuts_;                                 // choose()'s, kept
   const std::vector<int> no_cuts_;
+  std::vector<char> one_input_;                                          // by node
+  std::vector<int> alive_before_;                                        // by node
   std::map<int, std::unordered_map<std::uint64_t, Entry>> alike_cache_;  // by columns; a, b < 2^20; rank, count < 2^11
 };
 
