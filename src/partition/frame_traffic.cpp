@@ -75,7 +75,8 @@ FrameTraffic frame_traffic(const model::Model& m, const plan::ResolvedPlan& p, i
       const bool pooled = plan::pools_bands(m, st.first, st.last);
       const Shape out = m.node(st.group_ends.back()).layer->output_shape();
       const auto groups = plan::band_groups(m, st.first, st.group_ends, st.fractions, st.columns);
-      for (std::size_t k = 0; k < st.ranks.size() && !plan::hands_tiles_on(m, st); ++k)
+      const bool hands_on = plan::hands_tiles_on(m, st);  // then nothing is gathered
+      for (std::size_t k = 0; k < st.ranks.size() && !hands_on; ++k)
         to_first[s][k] = pooled ? m.node(st.last).layer->output_shape().size()
                                 : static_cast<std::size_t>(groups.back().tiles[k].size()) * out.c * out.d;
       for (std::size_t g = 1; g < groups.size(); ++g) {

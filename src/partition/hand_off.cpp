@@ -50,12 +50,6 @@ std::vector<Run> taken_runs(const InputRows& r) {
 
 }  // namespace
 
-std::size_t TileHandOff::floats(int producer, int receiver) const {
-  std::size_t total = 0;
-  for (const HandOffPiece& piece : pieces.at(producer).at(receiver)) total += piece.floats;
-  return total;
-}
-
 TileHandOff tile_hand_off(const model::Model& m, const plan::ResolvedPlan& p, int stage) {
   const plan::ResolvedStage& st = p.stages.at(stage);
   const Shape value = m.node(st.last).layer->output_shape();
@@ -83,6 +77,14 @@ TileHandOff tile_hand_off(const model::Model& m, const plan::ResolvedPlan& p, in
         }
         (held[a].end < taken[b].end ? a : b)++;
       }
+    }
+  }
+  for (const auto& from : hand_off.pieces) {
+    auto& totals = hand_off.totals.emplace_back();
+    for (const auto& to : from) {
+      std::size_t total = 0;
+      for (const HandOffPiece& piece : to) total += piece.floats;
+      totals.push_back(total);
     }
   }
   return hand_off;

@@ -22,8 +22,9 @@ struct TileHandOff {
   // [producer member][receiver member]: the runs, in the value's order; a receiver is a member
   // of the next stage (a replica takes the frames of its turns), or the sink (one).
   std::vector<std::vector<std::vector<HandOffPiece>>> pieces;
-  // Floats per frame of each of those messages (0: none is sent).
-  std::size_t floats(int producer, int receiver) const;
+  // Floats per frame of each of those messages (0: none is sent), summed once.
+  std::vector<std::vector<std::size_t>> totals;
+  std::size_t floats(int producer, int receiver) const { return totals.at(producer).at(receiver); }
 };
 
 // The hand-off of stage `stage` (plan::hands_tiles_on) to the role after it.

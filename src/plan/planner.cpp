@@ -84,17 +84,21 @@ class BandsAllow {
 // member some of every split layer, as validate_plan requires: a channel (or head) of each, or
 // in a split-spatial stage some rows and columns of each group's output that read some of
 // every layer's input. Equal fractions are checked once per count (most_parts, BandsAllow).
+// Whether the output of node n splits into the grid's rows and columns (by `share`), each
+// reading some of the input of the group [first, n].
+bool grid_feasible(const model::Model& m, int first, int n, const std::vector<double>& share, int columns) {
+  const auto shares = grid_shares(share, columns);  // of the grid's rows, then of its columns
+  const Shape out = m.node(n).layer->output_shape();
+  return bands_are_feasible(m, first, n, split_bounds(out.h, shares.first)) &&
+         (columns == 1 || bands_are_feasible(m, first, n, split_bounds(out.w, shares.second), Axis::columns));
+}
+
 bool fractions_fit(const model::Model& m, int first, int last, StageMode mode, const std::vector<double>& share,
                    int columns, const std::vector<int>& group_ends, const std::vector<SplitRole>& roles) {
   if (mode == StageMode::split_spatial) {
-    const std::pair<std::vector<double>, std::vector<double>> shares = grid_shares(share, columns);
     int group_first = first;
     for (int group_last : group_ends.empty() ? std::vector<int>{band_last(m, first, last)} : group_ends) {
-      const Shape out = m.node(group_last).layer->output_shape();
-      if (!bands_are_feasible(m, group_first, group_last, split_bounds(out.h, shares.first), Axis::rows) ||
-          (columns > 1 &&
-           !bands_are_feasible(m, group_first, group_last, split_bounds(out.w, shares.second), Axis::columns)))
-        return false;
+      if (!grid_feasible(m, group_first, group_last, share, columns)) return false;
       group_first = group_last + 1;
     }
     return true;
@@ -535,8 +539,11 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       // medium behind the input (`medium_busy`). Followed from zero for the stage's compute (its
       // period), and from the input's arrivals for a frame's latency.
       std::vector<BandTimes> group_times;
-      for (std::size_t k = 0; k < groups.size(); ++k)
+      std::vector<std::vector<HaloTransfer>> halos(groups.size());  // [k]: the swap before group k
+      for (std::size_t k = 0; k < groups.size(); ++k) {
         group_times.push_back(band_group_times(m, times, groups[k], devices, k > 0 ? &groups[k - 1] : nullptr));
+        if (k > 0) halos[k] = halo_transfers(groups[k - 1], groups[k]);
+      }
       const BandGroup& final_group = groups.back();
       const bool pooled = final_group.last < last;
       const Shape banded = m.node(final_group.last).layer->output_shape();
@@ -562,10 +569,9 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           ready = finish;
           if (k > 0) {
             const double pixel = pixel_bytes(m.node(groups[k - 1].last).layer->output_shape());
-            const auto transfers = halo_transfers(groups[k - 1], groups[k]);
             by_finish();
             for (int from : order)
-              for (const HaloTransfer& h : transfers) {
+              for (const HaloTransfer& h : halos[k]) {
                 if (h.from != from) continue;
                 const double bytes = h.size() * pixel;
                 ready[h.to] = std::max(ready[h.to], arrival(from, finish[from], bytes));
@@ -855,18 +861,10 @@ class BandGroupChooser {
                       compute(a, b, rank, count, share, swap_before, columns)});
     return bucket.back().entry;
   }
-  // Whether the output of node n splits into the grid's rows and columns, each reading some of
-  // the input of the group [first, n].
-  bool grid_feasible(int first, int n, const std::vector<double>& share, int columns) const {
-    const auto [rows, cols] = grid_shares(share, columns);
-    const Shape out = m_.node(n).layer->output_shape();
-    return bands_are_feasible(m_, first, n, split_bounds(out.h, rows)) &&
-           (columns == 1 || bands_are_feasible(m_, first, n, split_bounds(out.w, cols), Axis::columns));
-  }
   Entry compute(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before,
                 int columns) const {
     Entry e;
-    if (is_band_graph(m_, a, b) && grid_feasible(a, b, share, columns)) {
+    if (is_band_graph(m_, a, b) && grid_feasible(m_, a, b, share, columns)) {
       const BandGroup group = band_groups(m_, a, {b}, share, columns).front();
       e.ok = true;
       if (!swap_before) {
@@ -874,7 +872,7 @@ class BandGroupChooser {
         e.seconds = *std::max_element(t.edges.begin(), t.edges.end());
       } else {
         const BandGroup before = grid_tiles(m_, a - 1, share, columns);
-        if (!grid_feasible(a - 1, a - 1, share, columns)) {
+        if (!grid_feasible(m_, a - 1, a - 1, share, columns)) {
           e.ok = false;
         } else {
           // Each member's interior computes while the halo travels; its edges after.

@@ -1063,9 +1063,10 @@ struct Pipeline::Impl {
     }
     Tensor& value = destination(s, 0);
     value.resize(1, model.shape_of(live[s][0]));
+    const int mine = member_of(s, me);
     for (TileSender& sender : tiles_in[s]) {
       CodedSlot& slot = tile_slot(s, sender, i);
-      partition::unpack_pieces(hand_offs[s - 1]->pieces[sender.member][member_of(s, me)],
+      partition::unpack_pieces(hand_offs[s - 1]->pieces[sender.member][mine],
                                reinterpret_cast<const float*>(slot.buffer.data() + sizeof(Header)), value.frame(0));
       slot.frame = -1;
     }
