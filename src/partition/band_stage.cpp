@@ -99,7 +99,7 @@ BandStage::BandStage(model::Model& m, const plan::ResolvedStage& stage, int memb
     const plan::Tile interior = plan::tile_interior(m, group.first, group.last, mine, groups_[g - 1].tiles[member]);
     if (interior.size() == 0) continue;  // a band thinner than its halo: all of it waits
     const auto part = [&](const plan::Tile& t) {
-      run.parts.push_back({make_row_band(m, group.first, group.last, t, reader, &run.whole.band)});
+      run.parts.push_back({make_row_band(m, group.first, group.last, t, reader, &run.whole.band), -1, {}, {}});
     };
     part(interior);
     for (const plan::Tile& edge : plan::tile_edges(mine, interior)) part(edge);

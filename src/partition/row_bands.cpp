@@ -97,7 +97,7 @@ RowBand make_row_band(model::Model& m, int first, int last, const plan::Tile& ou
       s.explicit_pads = true;
       s.pads = {need.pad_top, need.pad_bottom, across.pad_top, across.pad_bottom};
       step.own_layer = std::make_unique<Pool2D>(l.name(), s);
-    } else if (auto* z = dynamic_cast<const ZeroPadding2D*>(&l)) {
+    } else if (dynamic_cast<const ZeroPadding2D*>(&l) != nullptr) {
       step.own_layer = std::make_unique<ZeroPadding2D>(
           l.name(), Pads{need.pad_top, need.pad_bottom, across.pad_top, across.pad_bottom});
     } else if (auto* c3 = dynamic_cast<const Conv3D*>(&l)) {

@@ -92,15 +92,19 @@ void fill_band_rows(const model::Model& m, int first, int last, int out_begin, i
 
 }  // namespace
 
-bool hands_tiles_on(const model::Model& m, const ResolvedStage& st) {
-  if (st.mode != StageMode::split_spatial || st.ranks.size() < 2 || pools_bands(m, st.first, st.last)) return false;
+bool hands_tiles_on(const model::Model& m, int first, int last, StageMode mode, int members) {
+  if (mode != StageMode::split_spatial || members < 2 || pools_bands(m, first, last)) return false;
   // Nothing made before the stage's last layer is read after it, or is an output.
-  for (int n = st.last + 1; n < static_cast<int>(m.nodes().size()); ++n)
+  for (int n = last + 1; n < static_cast<int>(m.nodes().size()); ++n)
     for (int v : m.node(n).inputs)
-      if (v < st.last) return false;
+      if (v < last) return false;
   for (int v : m.outputs())
-    if (v < st.last) return false;
+    if (v < last) return false;
   return true;
+}
+
+bool hands_tiles_on(const model::Model& m, const ResolvedStage& st) {
+  return hands_tiles_on(m, st.first, st.last, st.mode, static_cast<int>(st.ranks.size()));
 }
 
 void band_rows_into(const model::Model& m, int first, int last, int out_begin, int out_end, Axis axis,

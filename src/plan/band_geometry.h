@@ -45,6 +45,8 @@ int band_last(const model::Model& model, int first, int last);
 // whose output is the only value alive after it. Otherwise member 0 gathers the output and
 // hands it on.
 bool hands_tiles_on(const model::Model& model, const ResolvedStage& stage);
+// The same for a candidate stage over nodes [first, last] of `members` members (the planner's).
+bool hands_tiles_on(const model::Model& model, int first, int last, StageMode mode, int members);
 
 // What node first + k of a band over [first, last] computes and reads for output rows
 // [out_begin, out_end) of the last: the union of the rows its readers in the band need (an

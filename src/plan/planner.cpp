@@ -1,6 +1,7 @@
 #include "plan/planner.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <deque>
 #include <limits>
@@ -337,11 +338,40 @@ struct StageInput {
   std::vector<double> arrival;
 };
 
+// Of what a member takes of value `v`, the floats per frame its own device holds already: its
+// tile `held` of v, made in the stage before, which handed its tiles on (hands_tiles_on). The
+// member takes all of v (`take` null, no slices), a tile of it (`take`), or a slice (`slice`:
+// a run of floats, or of channels).
+double held_floats(const Shape& v, const Tile& held, const Tile* take, const std::pair<int, int>* slice,
+                   bool channels) {
+  if (held.size() == 0) return 0;
+  const double images = v.d, c = v.c;
+  if (slice && channels) return images * held.size() * std::max(0, slice->second - slice->first);
+  if (slice) {
+    // The tile's runs (a row of it, all channels) against the slice's floats, image by image.
+    double floats = 0;
+    for (int z = 0; z < v.d; ++z)
+      for (int y = held.rows.first; y < held.rows.second; ++y) {
+        const double begin = ((double(z) * v.h + y) * v.w + held.columns.first) * c;
+        const double end = begin + (held.columns.second - held.columns.first) * c;
+        floats += std::max(0.0, std::min(end, double(slice->second)) - std::max(begin, double(slice->first)));
+      }
+    return floats;
+  }
+  if (!take) return images * held.size() * c;
+  const Tile both{
+      {std::max(held.rows.first, take->rows.first), std::min(held.rows.second, take->rows.second)},
+      {std::max(held.columns.first, take->columns.first), std::min(held.columns.second, take->columns.second)}};
+  return images * both.size() * c;
+}
+
 // `first_band`: a split-spatial stage's first band group (its members' input rows); `slices`: a
-// split-input stage's slices of its input (input_slices), or null.
+// split-input stage's slices of its input (input_slices), or null. `held`: where the stage
+// before handed its tiles on, the tile of the input each member's device made there (none: an
+// empty tile), which it takes without the network.
 StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, const LayerTimes& times, int first,
                        int last, const BandGroup* first_band, const InputSlices* slices, const Devices& devices,
-                       StageMode mode, int holder) {
+                       StageMode mode, int holder, const std::vector<Tile>* held = nullptr) {
   StageInput result;
   const int count = devices.count;
   // Bytes entering the stage per frame: the live values at its input cut, to each receiver.
@@ -358,8 +388,15 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
   // stage hands on go whole to its first member, as the runtime sends them.
   double total = 0, longest = 0;
   result.arrival.assign(count, 0.0);
+  // What member g takes of the value handed on (the stage before's output) that its own device
+  // made (see held_floats).
+  const auto own = [&](int g, const Tile* take, const std::pair<int, int>* slice, bool channels) {
+    if (!held) return 0.0;
+    return held_floats(m.node(first - 1).layer->output_shape(), (*held)[g], take, slice, channels) * sizeof(float);
+  };
   const auto add = [&](int g, double bytes) {
     if (source_inside && devices[g] == holder) return;
+    if (bytes <= 0) return;
     total += net.transfer_seconds(bytes);
     longest = std::max(longest, net.transfer_seconds(bytes));
     result.arrival[g] = (net.shared ? total : net.transfer_seconds(bytes)) + net.latency_s;
@@ -377,16 +414,20 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
       const double band =
           (first_band->columns > 1 ? reads.size() : std::max(0, reads.rows.second - reads.rows.first) * band_shape.w) *
           pixel_bytes(band_shape);
-      add(g, g == 0 ? in_bytes - band_whole + (handed_on ? band_whole : band) : band);
+      const Tile take{{reads.rows.first, reads.rows.second},
+                      first_band->columns > 1 ? reads.columns : Span{0, band_shape.w}};
+      add(g, g == 0 && handed_on ? in_bytes - own(g, nullptr, nullptr, false)
+                                 : (g == 0 ? in_bytes - band_whole : 0.0) + band - own(g, &take, nullptr, false));
     }
   } else if (slices && slices->any() && count > 1) {
     // A split-input stage that reads slices of its input (of a vector, or a convolution's
     // channels): each member takes only its slice of it.
     const double whole = static_cast<double>(m.shape_of(slices->value).size()) * sizeof(float);
     for (int g = 0; g < count; ++g)
-      add(g, in_bytes - whole + static_cast<double>(slices->floats(m, g)) * sizeof(float));
+      add(g, in_bytes - whole + static_cast<double>(slices->floats(m, g)) * sizeof(float) -
+                 own(g, nullptr, &slices->parts[g], slices->channels));
   } else {
-    for (int g = 0; g < count; ++g) add(g, in_bytes);
+    for (int g = 0; g < count; ++g) add(g, in_bytes - own(g, nullptr, nullptr, false));
   }
   // The medium is busy for the bytes; the latency delays arrival without occupying it.
   result.medium_s = total;
@@ -481,7 +522,7 @@ double exposed_sum_seconds(const model::Model& m, const LayerTimes& times, int f
 StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const LayerTimes& times, int first, int last,
                      const Devices& devices, StageMode mode, int input_rank, const std::vector<int>& group_ends,
                      const std::vector<SplitRole>* known_roles = nullptr, InputVariants* first_holds = nullptr,
-                     bool parity = false, int columns = 1) {
+                     bool parity = false, int columns = 1, const std::vector<Tile>* held = nullptr) {
   StageCost cost;
   const int count = devices.count;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{band_last(m, first, last)} : group_ends;
@@ -498,7 +539,8 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       mode == StageMode::split_spatial ? band_groups(m, first, ends, share, columns) : std::vector<BandGroup>{};
   const BandGroup* first_band = groups.empty() ? nullptr : &groups.front();
   const InputSlices slices = mode == StageMode::split_input ? input_slices(m, first, last, mode, share) : InputSlices{};
-  const StageInput input = stage_input(m, net, times, first, last, first_band, &slices, devices, mode, input_rank);
+  const StageInput input =
+      stage_input(m, net, times, first, last, first_band, &slices, devices, mode, input_rank, held);
   cost.medium_s = input.medium_s;
   cost.input_s = input.input_s;
   if (first_holds) {
@@ -547,6 +589,10 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       const BandGroup& final_group = groups.back();
       const bool pooled = final_group.last < last;
       const Shape banded = m.node(final_group.last).layer->output_shape();
+      // Members that hand their tiles straight to the next role (hands_tiles_on) gather nothing:
+      // each sends its pieces as it finishes, which the next stage's input counts as coming from
+      // the first member (the same bytes on the medium, less the gather's).
+      const bool hands_on = hands_tiles_on(m, first, last, mode, count);
       std::vector<double> finish(count), link_free(count), ready(count);
       std::vector<int> order(count);
       cost.member_s.assign(count, 0.0);
@@ -598,6 +644,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           }
         double done = finish[0];
         by_finish();
+        if (hands_on) return finish[order.back()];  // no gather: the next stage's input counts the tiles
         for (int g : order)
           if (g != 0)
             done = std::max(
@@ -628,11 +675,13 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       }
     }
     if (mode == StageMode::split_spatial) {
-      // The gather to member 0: all but its own tile (or the others' pools).
+      // The gather to member 0: all but its own tile (or the others' pools); none where the
+      // tiles are handed on.
       const Shape banded = m.node(groups.back().last).layer->output_shape();
       const double own = groups.back().tiles[0].size() / (double(banded.h) * banded.w);
-      exchange_bytes = groups.back().last < last ? static_cast<double>(m.cost(last).output_bytes) * (count - 1)
-                                                 : static_cast<double>(m.cost(last).output_bytes) * (1 - own);
+      exchange_bytes = hands_tiles_on(m, first, last, mode, count) ? 0.0
+                       : groups.back().last < last ? static_cast<double>(m.cost(last).output_bytes) * (count - 1)
+                                                   : static_cast<double>(m.cost(last).output_bytes) * (1 - own);
       link_bytes = exchange_bytes;
       part_weights = weights;
     } else {
@@ -723,10 +772,24 @@ StageCost resolved_stage_cost(const model::Model& m, const cluster::Cluster& c, 
                               const ResolvedPlan& r, std::size_t i) {
   const ResolvedStage& s = r.stages[i];
   int input_rank = r.plan.source;
-  if (i > 0) input_rank = r.stages[i - 1].mode == StageMode::replicate ? -1 : r.stages[i - 1].ranks[0];
+  // Tiles handed straight on come from every member of the stage before: no rank holds them
+  // whole, and a member whose device made a tile of them holds that part.
+  std::vector<Tile> held;
+  if (i > 0 && hands_tiles_on(m, r.stages[i - 1])) {
+    const ResolvedStage& before = r.stages[i - 1];
+    const std::vector<BandGroup> groups =
+        band_groups(m, before.first, before.group_ends, before.fractions, before.columns);
+    held.assign(s.ranks.size(), Tile{{0, 0}, {0, 0}});
+    for (std::size_t g = 0; g < s.ranks.size(); ++g)
+      for (std::size_t b = 0; b < before.ranks.size(); ++b)
+        if (before.ranks[b] == s.ranks[g]) held[g] = groups.back().tiles[b];
+    input_rank = -1;
+  } else if (i > 0) {
+    input_rank = r.stages[i - 1].mode == StageMode::replicate ? -1 : r.stages[i - 1].ranks[0];
+  }
   // A parity stage is costed on the ranks that compute slices; its parity rank works beside them.
   return stage_cost(m, c, times, s.first, s.last, Devices{s.ranks[0], s.data_members(), &s.ranks}, s.mode, input_rank,
-                    s.group_ends, nullptr, nullptr, s.parity > 0, s.columns);
+                    s.group_ends, nullptr, nullptr, s.parity > 0, s.columns, held.empty() ? nullptr : &held);
 }
 
 }  // namespace
@@ -1145,21 +1208,37 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
     // One frame at a time leaves a stage's devices idle while the others work, so a latency plan
     // may run every stage on the devices from rank 0 on: each stage takes its input from the one
     // before on its own first device. Kept when it is faster and each device holds its stages.
-    std::vector<double> best(n + 1, kInf);
-    std::vector<int> from(n + 1, -1);
-    best[0] = 0;
-    for (int j = 0; j < n; ++j) {
-      if (best[j] == kInf) continue;
-      for (int x : by_first[j]) {
-        const Choice& ch = choices[x];
-        if (ch.rank != 0 || !ch.reuse_cost.fits) continue;
-        const double value = best[j] + ch.reuse_cost.latency_s + ch.reuse_cost.input_s;
-        if (value < best[ch.last + 1]) best[ch.last + 1] = value, from[ch.last + 1] = x;
+    // A stage after one that hands its tiles on (hands_tiles_on) takes its input from all of
+    // that stage's members, not from its own first device: [j][1] are the plans whose stage
+    // ending before node j does so.
+    struct Step {
+      int choice = -1, state = 0;  // the stage that ends here, and the state before it
+    };
+    std::vector<std::array<double, 2>> best(n + 1, {kInf, kInf});
+    std::vector<std::array<Step, 2>> from(n + 1);
+    best[0][0] = 0;
+    for (int j = 0; j < n; ++j)
+      for (int handed = 0; handed < 2; ++handed) {
+        if (best[j][handed] == kInf) continue;
+        for (int x : by_first[j]) {
+          const Choice& ch = choices[x];
+          if (ch.rank != 0 || !ch.reuse_cost.fits) continue;
+          const double input_s = handed ? ch.cost.input_s : ch.reuse_cost.input_s;
+          const double value = best[j][handed] + ch.reuse_cost.latency_s + input_s;
+          const int hands = hands_tiles_on(m, ch.first, ch.last, ch.mode, ch.count) ? 1 : 0;
+          if (value < best[ch.last + 1][hands])
+            best[ch.last + 1][hands] = value, from[ch.last + 1][hands] = {x, handed};
+        }
       }
-    }
-    if (best[n] < kInf) {
+    const int end_state = best[n][1] < best[n][0] ? 1 : 0;
+    if (best[n][end_state] < kInf) {
       std::vector<int> stages;
-      for (int j = n; j > 0; j = choices[from[j]].first) stages.push_back(from[j]);
+      for (int j = n, state = end_state; j > 0;) {
+        const Step step = from[j][state];
+        stages.push_back(step.choice);
+        j = choices[step.choice].first;
+        state = step.state;
+      }
       std::reverse(stages.begin(), stages.end());
       Plan reused = make_plan(stages, true);
       bool fits = true;

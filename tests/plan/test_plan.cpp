@@ -2192,6 +2192,62 @@ TEST(Planner, SplitSpatialMembersStartAsTheirInputsArrive) {
   EXPECT_GT(latency, compute + c.network.transfer_seconds(last_part));
 }
 
+// A split-spatial stage whose members hand their tiles straight on (plan::hands_tiles_on)
+// gathers nothing: its time ends with its slowest member, and the stage after it takes its
+// input from all of them, less the part its own device made. VGG16's convolutions in seven
+// bands (block5_pool has seven rows) on Pi 3 over shared WiFi, then the dense layers on rank
+// 0: the prediction is the bands' cost and the dense layers' with all but rank 0's own tile
+// over the air (the runtime's pieces, partition::tile_hand_off, say how much that is). When it
+// counted the input as rank 0's own, the latency planner put a free stage on one device behind
+// every hand-off; its own plan never does now.
+TEST(Planner, TilesHandedOnCostNoGatherAndTravelToTheNextStage) {
+  std::ifstream file(test::source_path("models/vgg16.json"));
+  model::Model m = structure_of(std::string(std::istreambuf_iterator<char>(file), {}));
+  const cluster::Cluster c = cluster::read_cluster(test::source_path("hostfiles/pi3-wifi-9.json"));
+  const int pool = m.find("block5_pool"), flatten = m.find("flatten");
+  const int last = static_cast<int>(m.nodes().size()) - 1;
+  Plan p;
+  p.ranks = 7;
+  p.stages.push_back(Stage{"block1_conv1", "block5_pool", StageMode::split_spatial, {0, 1, 2, 3, 4, 5, 6}, {}, {}});
+  p.stages[0].exchange_after = {"block1_pool", "block2_pool", "block3_pool", "block4_pool"};
+  p.stages.push_back(Stage{"flatten", "predictions", StageMode::single, {0}, {}, {}});
+  const plan::ResolvedPlan r = plan::validate_plan(p, m, 7);
+  ASSERT_TRUE(plan::hands_tiles_on(m, r.stages[0]));
+  const partition::TileHandOff hand_off = partition::tile_hand_off(m, r, 0);
+  const plan::StageCost bands =
+      plan::stage_cost(m, c, "vgg16", 0, pool, 0, 7, StageMode::split_spatial, 0, r.stages[0].group_ends);
+  const plan::StageCost dense = plan::stage_cost(m, c, "vgg16", flatten, last, 0, 1, StageMode::single, 0);
+  const double tiles = static_cast<double>(m.cost(pool).output_bytes);
+  const double own = static_cast<double>(hand_off.floats(0, 0)) * sizeof(float);
+  ASSERT_GT(own, 0.1 * tiles);
+  ASSERT_LT(own, 0.2 * tiles);
+  const double expected =
+      bands.input_s + bands.latency_s + c.network.transfer_seconds(tiles - own) + c.network.latency_s + dense.latency_s;
+  EXPECT_NEAR(plan::prediction_json(m, c, "vgg16", p)["latency_ms"].get<double>(), expected * 1e3, 1e-6 * expected);
+  // The bands' medium time: their input and halos, no gather of the tiles. Of what the run
+  // moves, all but the tiles handed to rank 0.
+  const partition::FrameTraffic traffic = partition::frame_traffic(m, r, 1, 0);
+  double stage_bytes = 0;
+  for (int from = 0; from < 7; ++from) {
+    for (int to = 0; to < 7; ++to) stage_bytes += from == to ? 0.0 : traffic.at(from, to);
+    if (from > 0) stage_bytes -= static_cast<double>(hand_off.floats(from, 0)) * sizeof(float);
+  }
+  EXPECT_NEAR(bands.medium_s, c.network.transfer_seconds(stage_bytes), 0.02 * bands.medium_s);
+
+  plan::PlannerOptions o;
+  o.objective = plan::Objective::latency;
+  o.model_key = "vgg16";
+  const Plan planned = plan::make_planned_plan(m, c, o);
+  const plan::ResolvedPlan rp = plan::validate_plan(planned, m, 9);
+  int handed = 0;
+  for (std::size_t s = 0; s + 1 < rp.stages.size(); ++s)
+    if (plan::hands_tiles_on(m, rp.stages[s])) {
+      ++handed;
+      EXPECT_GT(rp.stages[s + 1].ranks.size(), 1u) << plan::plan_to_json(planned).dump();
+    }
+  EXPECT_GE(handed, 1) << plan::plan_to_json(planned).dump();
+}
+
 // On unlike devices the fractions follow their speed, and a Pi 3 beside a laptop may get less
 // than a row or a channel of a layer: the planner keeps only candidates whose own fractions
 // give every member some of every split layer, so the plans it writes validate. A Pi 3, four
