@@ -848,29 +848,49 @@ class BandGroupChooser {
     for (int v : m.outputs()) read_at(v, n);
   }
 
+  // The planner asks for the ranges [first, j] of growing j, one device group after another, and
+  // a range's DP over where its groups end repeats the shorter range's: each group (rank, count,
+  // columns) keeps its DP from `first` on, and a call recomputes only the ends past the last
+  // call's, or past the first node whose cuts its fractions changed (mixed devices).
   std::vector<int> choose(int first, int last, int rank, int count, const std::vector<double>& share, int columns) {
     const int length = last - first + 1;
-    std::vector<double> best(length + 1, kInf);
-    std::vector<int> from(length + 1, -1);
-    best[0] = 0;
+    if (first != progress_first_) progress_.clear(), progress_first_ = first;
+    Progress& p = progress_[(static_cast<std::uint64_t>(rank) << 40) | (static_cast<std::uint64_t>(count) << 20) |
+                            static_cast<std::uint64_t>(columns)];
+    int kept = std::min(p.length, length);  // ends [0, kept) as the last call left them
     if (!one_kind_) {
       // The rows and columns these fractions cut of each node's output, once per call (the
       // cache's key on mixed devices): [k] for node first - 1 + k.
       const auto shares = grid_shares(share, columns);  // of the grid's rows, then of its columns
-      node_cuts_.resize(length + 1);
+      cuts_.resize(length + 1);
       for (int k = 0; k <= length; ++k) {
-        node_cuts_[k].clear();
+        cuts_[k].clear();
         if (first - 1 + k < 0) continue;
         const Shape out = m_.node(first - 1 + k).layer->output_shape();
         for (const auto& bounds : {split_bounds(out.h, shares.first), split_bounds(out.w, shares.second)})
-          node_cuts_[k].insert(node_cuts_[k].end(), bounds.begin(), bounds.end());
+          cuts_[k].insert(cuts_[k].end(), bounds.begin(), bounds.end());
       }
+      // End b reads the cuts of nodes first - 1 .. first + b.
+      for (int k = 0; k <= kept && p.length > 0; ++k)
+        if (cuts_[k] != p.cuts[k]) {
+          kept = std::max(0, k - 1);
+          break;
+        }
+      p.cuts.swap(cuts_);
     }
-    for (int b = 0; b < length; ++b)
+    p.best.resize(length + 1);
+    p.from.resize(length + 1);
+    std::fill(p.best.begin() + kept + 1, p.best.end(), kInf);
+    std::fill(p.from.begin() + kept + 1, p.from.end(), -1);
+    p.best[0] = 0;
+    p.length = length;
+    std::vector<double>& best = p.best;
+    std::vector<int>& from = p.from;
+    for (int b = kept; b < length; ++b)
       for (int a = 0; a <= b; ++a) {
         if (best[a] == kInf || !one_input_[first + a] || first + a <= alive_before_[first + b]) continue;
         const Entry& e = entry(first + a, first + b, rank, count, share, a > 0, columns,
-                               one_kind_ ? nullptr : &node_cuts_[b + 1], one_kind_ ? nullptr : &node_cuts_[a]);
+                               one_kind_ ? nullptr : &p.cuts[b + 1], one_kind_ ? nullptr : &p.cuts[a]);
         if (!e.ok) continue;
         const double value = best[a] + e.seconds;
         if (value < best[b + 1]) best[b + 1] = value, from[b + 1] = a;
@@ -961,7 +981,17 @@ class BandGroupChooser {
     Entry entry;
   };
   std::unordered_map<std::uint64_t, std::vector<MixedEntry>> mixed_cache_;  // by a hash of the key and the cuts
-  std::vector<std::vector<int>> node_cuts_;                                 // choose()'s, kept
+  // choose()'s DP over the ends of [first, ...] for one group of devices: best[b], from[b] for
+  // ends [0, length], and on mixed devices the cuts it read ([k]: node first - 1 + k's).
+  struct Progress {
+    int length = 0;
+    std::vector<double> best;
+    std::vector<int> from;
+    std::vector<std::vector<int>> cuts;
+  };
+  int progress_first_ = -1;
+  std::unordered_map<std::uint64_t, Progress> progress_;  // by rank, count and columns
+  std::vector<std::vector<int>> cuts_;                    // a call's cuts, kept to reuse their memory
   const std::vector<int> no_cuts_;
   std::vector<char> one_input_;                                          // by node
   std::vector<int> alive_before_;                                        // by node
@@ -1024,6 +1054,25 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
   bool homogeneous = true;
   for (int g = 1; g < devices; ++g) homogeneous &= c.device_of(g).name == c.device_of(0).name;
   BandGroupChooser band_chooser(m, c, times, homogeneous);
+  // On mixed devices a stage costs the same on any run of devices of the same kinds in the same
+  // order: twin[k][r] is the first r' whose k devices match those from r (a cluster of two
+  // kinds in turn has two such runs per k), and a candidate there is copied, not costed again.
+  std::vector<std::vector<int>> twin;
+  if (!homogeneous) {
+    std::vector<int> kind(devices);  // each device's kind: the first device of its class
+    for (int g = 0; g < devices; ++g)
+      for (kind[g] = 0; kind[g] < g; ++kind[g])
+        if (c.device_of(kind[g]).name == c.device_of(g).name) break;
+    twin.assign(max_group + 1, std::vector<int>(devices, 0));
+    for (int k = 1; k <= max_group; ++k)
+      for (int r = 0; r + k <= devices; ++r) {
+        int& first = twin[k][r];
+        for (first = 0; first < r; ++first)
+          if (std::equal(kind.begin() + first, kind.begin() + first + k, kind.begin() + r)) break;
+      }
+  }
+  std::vector<int> costed;  // by rank, for one count and grid: its choice, or kNotKept / kNotCosted
+  constexpr int kNotKept = -1, kNotCosted = -2;
   std::vector<SplitRole> roles;
   for (int i = 0; i < n; ++i)
     for (int j = i; j < n; ++j)
@@ -1048,7 +1097,22 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
           double k_latency = kInf, k_period = kInf;
           for (int columns : grids) {
             if (mode == StageMode::split_spatial && !bands_allow(k, columns)) continue;
+            if (!homogeneous) costed.assign(devices, kNotCosted);
             for (int r = 0; r + k <= devices; ++r) {
+              // The first stage takes its input at rank 0: a run holding it is no twin of one
+              // that does not.
+              const int first_twin = homogeneous ? r : twin[k][r];
+              if (first_twin != r && (i > 0 || first_twin > 0) && costed[first_twin] != kNotCosted) {
+                if (costed[first_twin] != kNotKept) {
+                  costed[r] = static_cast<int>(choices.size());
+                  choices.push_back(choices[costed[first_twin]]);
+                  choices.back().rank = r;
+                } else {
+                  costed[r] = kNotKept;
+                }
+                continue;
+              }
+              if (!homogeneous) costed[r] = kNotKept;
               Choice ch{i, j, r, k, mode, {}, {}, {}, columns};
               const std::vector<double> share =
                   split ? group_speed(times, i, j, Devices{r, k}).share : std::vector<double>{};
@@ -1068,7 +1132,10 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
               }
               k_latency = std::min(k_latency, ch.cost.latency_s);
               k_period = std::min(k_period, std::max(ch.cost.compute_s, ch.cost.medium_s));
-              if (ch.cost.fits) choices.push_back(std::move(ch));
+              if (ch.cost.fits) {
+                if (!homogeneous) costed[r] = static_cast<int>(choices.size());
+                choices.push_back(std::move(ch));
+              }
               if (homogeneous) break;  // groups cost the same wherever they sit: one position is enough
             }
           }
@@ -1099,6 +1166,19 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
       if (x.count != y.count) return x.count < y.count;
       return score(x) < score(y);
     });
+  // On unlike devices a choice extends only the plans that used exactly the ranks before its
+  // own: each layer's list in rank order (stable: ties break as in by_first), rank d's choices
+  // at [rank_begin[j][d], rank_begin[j][d + 1]).
+  std::vector<std::vector<int>> rank_begin;
+  if (!homogeneous) {
+    rank_begin.assign(n, std::vector<int>(devices + 2, 0));
+    for (int j = 0; j < n; ++j) {
+      std::vector<int>& list = by_first[j];
+      std::stable_sort(list.begin(), list.end(), [&](int a, int b) { return choices[a].rank < choices[b].rank; });
+      for (int x : list) ++rank_begin[j][choices[x].rank + 1];
+      for (int d = 0; d <= devices; ++d) rank_begin[j][d + 1] += rank_begin[j][d];
+    }
+  }
   std::vector<int> front;  // a solve's usable choices from one layer, kept to avoid allocating
   // Memory: every layer must fit somewhere on its own (some stage that fits covers it).
   std::vector<int> covering(n + 1, 0);
@@ -1120,6 +1200,23 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
     std::vector<std::vector<int>> from(n + 1, std::vector<int>(devices + 1, -1));
     best[0][0] = 0;
     for (int j = 0; j < n; ++j) {
+      if (!homogeneous) {
+        for (int d = 0; d < devices; ++d) {
+          if (best[j][d] == kInf) continue;
+          for (int at = rank_begin[j][d]; at < rank_begin[j][d + 1]; ++at) {
+            const int x = by_first[j][at];
+            const Choice& ch = choices[x];
+            if ((o.objective == Objective::throughput && ch.cost.compute_s > period) || d + ch.count > devices)
+              continue;
+            const double value = o.objective == Objective::throughput
+                                     ? best[j][d] + ch.cost.medium_s
+                                     : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
+            double& slot = best[ch.last + 1][d + ch.count];
+            if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = x;
+          }
+        }
+        continue;
+      }
       front.clear();
       int last = -1;
       double best_score = kInf;
@@ -1135,7 +1232,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
         if (best[j][d] == kInf) continue;
         for (int x : front) {
           const Choice& ch = choices[x];
-          if ((!homogeneous && ch.rank != d) || d + ch.count > devices) continue;
+          if (d + ch.count > devices) continue;
           const double value = o.objective == Objective::throughput ? best[j][d] + ch.cost.medium_s
                                                                     : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
           double& slot = best[ch.last + 1][d + ch.count];

@@ -2252,8 +2252,9 @@ TEST(Planner, TilesHandedOnCostNoGatherAndTravelToTheNextStage) {
 // than a row or a channel of a layer: the planner keeps only candidates whose own fractions
 // give every member some of every split layer, so the plans it writes validate. A Pi 3, four
 // Pi 4, a laptop and a Pi 3 on gigabit (VGG16 and LeNet-5 once came back with stages that
-// validate_plan refused: "7 rows: too few for 6 bands"), and C3D on the shipped mixed cluster
-// ("needs no input rows of layer 'zeropad5'").
+// validate_plan refused: "7 rows: too few for 6 bands"), C3D on the shipped mixed cluster
+// ("needs no input rows of layer 'zeropad5'"), and Pi 3 and Pi 4 in turn (candidates copied to
+// the runs of devices of the same kinds).
 TEST(Planner, PlansOnUnlikeDevicesValidate) {
   test::TempDir dir;
   nlohmann::json cluster = {
@@ -2268,12 +2269,18 @@ TEST(Planner, PlansOnUnlikeDevicesValidate) {
   for (const char* kind : {"pi3", "pi4", "pi4", "pi4", "laptop", "pi4", "pi3"})
     cluster["hosts"].push_back({{"name", cat("h", h++)}, {"class", kind}});
   std::ofstream(dir.path("unlike.json")) << cluster.dump();
+  // Two kinds in turn: the planner costs a run of devices once and copies it to the runs of the
+  // same kinds in the same order.
+  cluster["hosts"] = nlohmann::json::array();
+  for (int g = 0; g < 8; ++g) cluster["hosts"].push_back({{"name", cat("t", g)}, {"class", g % 2 ? "pi4" : "pi3"}});
+  std::ofstream(dir.path("in-turn.json")) << cluster.dump();
   struct Case {
     const char* model;
     std::string cluster;
   };
   for (const Case& c : {Case{"vgg16", dir.path("unlike.json")}, Case{"lenet5", dir.path("unlike.json")},
-                        Case{"c3d", test::source_path("hostfiles/mixed.json")}})
+                        Case{"c3d", test::source_path("hostfiles/mixed.json")}, Case{"vgg16", dir.path("in-turn.json")},
+                        Case{"resnet18", dir.path("in-turn.json")}})
     for (const plan::Objective objective : {plan::Objective::latency, plan::Objective::throughput}) {
       SCOPED_TRACE(
           cat(c.model, " on ", c.cluster, objective == plan::Objective::latency ? ", latency" : ", throughput"));
