@@ -2199,7 +2199,8 @@ TEST(Planner, SplitSpatialMembersStartAsTheirInputsArrive) {
 // 0: the prediction is the bands' cost and the dense layers' with all but rank 0's own tile
 // over the air (the runtime's pieces, partition::tile_hand_off, say how much that is). When it
 // counted the input as rank 0's own, the latency planner put a free stage on one device behind
-// every hand-off; its own plan never does now.
+// every hand-off; its own plan never does now. The same bands into fc1 split by input on nine
+// ranks: what crosses the air is the pieces between different ranks.
 TEST(Planner, TilesHandedOnCostNoGatherAndTravelToTheNextStage) {
   std::ifstream file(test::source_path("models/vgg16.json"));
   model::Model m = structure_of(std::string(std::istreambuf_iterator<char>(file), {}));
@@ -2233,6 +2234,28 @@ TEST(Planner, TilesHandedOnCostNoGatherAndTravelToTheNextStage) {
     if (from > 0) stage_bytes -= static_cast<double>(hand_off.floats(from, 0)) * sizeof(float);
   }
   EXPECT_NEAR(bands.medium_s, c.network.transfer_seconds(stage_bytes), 0.02 * bands.medium_s);
+
+  // Into fc1 split by input on nine ranks: each member takes its run of the flattened tiles,
+  // less what its own band holds of that run (ranks 7 and 8 made none). The bytes that cross
+  // the air are those of the runtime's pieces between different ranks.
+  Plan sliced = p;
+  sliced.ranks = 9;
+  sliced.stages[1] = Stage{"flatten", "fc1", StageMode::split_input, {0, 1, 2, 3, 4, 5, 6, 7, 8}, {}, {}};
+  sliced.stages.push_back(Stage{"fc2", "predictions", StageMode::single, {0}, {}, {}});
+  const plan::ResolvedPlan rs = plan::validate_plan(sliced, m, 9);
+  const partition::TileHandOff to_slices = partition::tile_hand_off(m, rs, 0);
+  double crossing = 0;
+  for (int from = 0; from < 7; ++from)
+    for (int to = 0; to < 9; ++to) crossing += from == to ? 0.0 : static_cast<double>(to_slices.floats(from, to));
+  ASSERT_GT(crossing, 0.5 * tiles / sizeof(float));
+  const int fc1 = m.find("fc1");
+  const plan::StageCost slices = plan::stage_cost(m, c, "vgg16", flatten, fc1, 0, 9, StageMode::split_input, 0);
+  const plan::StageCost rest = plan::stage_cost(m, c, "vgg16", fc1 + 1, last, 0, 1, StageMode::single, 0);
+  const double expected_sliced = bands.input_s + bands.latency_s +
+                                 c.network.transfer_seconds(crossing * sizeof(float)) + c.network.latency_s +
+                                 slices.latency_s + rest.latency_s;
+  EXPECT_NEAR(plan::prediction_json(m, c, "vgg16", sliced)["latency_ms"].get<double>(), expected_sliced * 1e3,
+              1e-6 * expected_sliced);
 
   plan::PlannerOptions o;
   o.objective = plan::Objective::latency;
