@@ -405,7 +405,8 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
     const int band_input = m.node(first).inputs.at(0);
     const Shape band_shape = m.shape_of(band_input);
     const double band_whole = static_cast<double>(band_shape.size()) * sizeof(float);
-    bool handed_on = false;
+    // Also read after the stage, or a model output: member 0 takes it whole and passes it on.
+    bool handed_on = std::count(m.outputs().begin(), m.outputs().end(), band_input) > 0;
     for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
       handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
     for (int g = 0; g < count; ++g) {
@@ -527,6 +528,12 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   const int count = devices.count;
   const std::vector<int> ends = group_ends.empty() ? std::vector<int>{band_last(m, first, last)} : group_ends;
   const auto& net = c.network;
+  // Members that hand their tiles straight to the next stage (hands_tiles_on) gather nothing:
+  // the next stage's input counts their pieces (stage_input's `held`). The model's last stage
+  // hands them to the sink, for which its gather to member 0 stands (the sink is rank 0 unless
+  // the plan says otherwise).
+  const bool hands_on =
+      hands_tiles_on(m, first, last, mode, devices.count) && last + 1 < static_cast<int>(m.nodes().size());
   const GroupSpeed speed = group_speed(times, first, last, devices);
   const auto& full = speed.full;
   const auto& share = speed.share;
@@ -589,10 +596,6 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       const BandGroup& final_group = groups.back();
       const bool pooled = final_group.last < last;
       const Shape banded = m.node(final_group.last).layer->output_shape();
-      // Members that hand their tiles straight to the next role (hands_tiles_on) gather nothing:
-      // each sends its pieces as it finishes, which the next stage's input counts as coming from
-      // the first member (the same bytes on the medium, less the gather's).
-      const bool hands_on = hands_tiles_on(m, first, last, mode, count);
       std::vector<double> finish(count), link_free(count), ready(count);
       std::vector<int> order(count);
       cost.member_s.assign(count, 0.0);
@@ -679,7 +682,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       // tiles are handed on.
       const Shape banded = m.node(groups.back().last).layer->output_shape();
       const double own = groups.back().tiles[0].size() / (double(banded.h) * banded.w);
-      exchange_bytes = hands_tiles_on(m, first, last, mode, count) ? 0.0
+      exchange_bytes = hands_on                    ? 0.0
                        : groups.back().last < last ? static_cast<double>(m.cost(last).output_bytes) * (count - 1)
                                                    : static_cast<double>(m.cost(last).output_bytes) * (1 - own);
       link_bytes = exchange_bytes;
