@@ -145,20 +145,25 @@ class EmulatedTransport : public Transport {
     std::size_t bytes = 0;
   };
 
-  // A free entry whose buffer holds `bytes` (messages of several sizes share the pool), else
-  // any free one (it grows), else a new one.
+  // A free entry; every free buffer holds the largest message so far (messages of several
+  // sizes share the pool). How many messages are in flight at once changes with the timing: a
+  // rank that falls behind leaves more of its peers' sends open. So the pool doubles when it runs
+  // out, and a steady-state frame allocates only if it has twice as many in flight as any before.
   Request add(std::size_t bytes) {
-    Request r;
-    if (!free_.empty()) {
-      auto it =
-          std::find_if(free_.begin(), free_.end(), [&](Request f) { return pending_[f].buffer.capacity() >= bytes; });
-      if (it == free_.end()) it = free_.end() - 1;
-      r = *it;
-      free_.erase(it);
-    } else {
-      pending_.emplace_back();
-      r = static_cast<Request>(pending_.size() - 1);
+    if (bytes > largest_) {
+      largest_ = bytes;
+      for (Request f : free_) pending_[f].buffer.reserve(largest_);
     }
+    if (free_.empty()) {
+      const std::size_t grow = std::max<std::size_t>(2, pending_.size());
+      for (std::size_t k = 0; k < grow; ++k) {
+        pending_.emplace_back();
+        pending_.back().buffer.reserve(largest_);
+        free_.push_back(static_cast<Request>(pending_.size() - 1));
+      }
+    }
+    const Request r = free_.back();
+    free_.pop_back();
     Pending& p = pending_[r];
     p.in_use = true;
     p.inner = -1;
@@ -176,6 +181,8 @@ class EmulatedTransport : public Transport {
     Pending& p = pending_.at(r);
     p.in_use = false;
     free_.push_back(r);
+    // An entry taken before the largest message grew keeps that size until it is free again.
+    if (p.buffer.capacity() < largest_) p.buffer.reserve(largest_);
     if (!p.receive) return 0;
     if (sleep) sleep_until(arrival_of(p));
     const std::size_t payload = p.size_unknown ? p.buffer.size() - sizeof(double) : p.bytes - sizeof(double);
@@ -189,6 +196,7 @@ class EmulatedTransport : public Transport {
   double link_free_at_ = 0;
   std::vector<Pending> pending_;
   std::vector<Request> free_;
+  std::size_t largest_ = 0;  // bytes of the largest message so far, header included
 };
 
 }  // namespace
