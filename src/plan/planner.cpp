@@ -406,9 +406,9 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
     const Shape band_shape = m.shape_of(band_input);
     const double band_whole = static_cast<double>(band_shape.size()) * sizeof(float);
     // Also read after the stage, or a model output: member 0 takes it whole and passes it on.
-    bool handed_on = std::count(m.outputs().begin(), m.outputs().end(), band_input) > 0;
-    for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !handed_on; ++n)
-      handed_on = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
+    bool passes_through = std::count(m.outputs().begin(), m.outputs().end(), band_input) > 0;
+    for (int n = last + 1; n < static_cast<int>(m.nodes().size()) && !passes_through; ++n)
+      passes_through = std::count(m.node(n).inputs.begin(), m.node(n).inputs.end(), band_input) > 0;
     for (int g = 0; g < count; ++g) {
       // Its tile of each image of a clip; a band takes whole rows (as stage_input_rows sends them).
       const Tile& reads = first_band->input_tiles[g];
@@ -417,8 +417,8 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
           pixel_bytes(band_shape);
       const Tile take{{reads.rows.first, reads.rows.second},
                       first_band->columns > 1 ? reads.columns : Span{0, band_shape.w}};
-      add(g, g == 0 && handed_on ? in_bytes - own(g, nullptr, nullptr, false)
-                                 : (g == 0 ? in_bytes - band_whole : 0.0) + band - own(g, &take, nullptr, false));
+      add(g, g == 0 && passes_through ? in_bytes - own(g, nullptr, nullptr, false)
+                                      : (g == 0 ? in_bytes - band_whole : 0.0) + band - own(g, &take, nullptr, false));
     }
   } else if (slices && slices->any() && count > 1) {
     // A split-input stage that reads slices of its input (of a vector, or a convolution's
@@ -1202,20 +1202,23 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
     std::vector<std::vector<double>> best(n + 1, std::vector<double>(devices + 1, kInf));
     std::vector<std::vector<int>> from(n + 1, std::vector<int>(devices + 1, -1));
     best[0][0] = 0;
+    // The plans over layers [0, j) on ranks [0, d), extended by choice x.
+    const auto extend = [&](int j, int d, int x) {
+      const Choice& ch = choices[x];
+      if (d + ch.count > devices) return;
+      const double value = o.objective == Objective::throughput ? best[j][d] + ch.cost.medium_s
+                                                                : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
+      double& slot = best[ch.last + 1][d + ch.count];
+      if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = x;
+    };
     for (int j = 0; j < n; ++j) {
       if (!homogeneous) {
         for (int d = 0; d < devices; ++d) {
           if (best[j][d] == kInf) continue;
           for (int at = rank_begin[j][d]; at < rank_begin[j][d + 1]; ++at) {
             const int x = by_first[j][at];
-            const Choice& ch = choices[x];
-            if ((o.objective == Objective::throughput && ch.cost.compute_s > period) || d + ch.count > devices)
-              continue;
-            const double value = o.objective == Objective::throughput
-                                     ? best[j][d] + ch.cost.medium_s
-                                     : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
-            double& slot = best[ch.last + 1][d + ch.count];
-            if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = x;
+            if (o.objective == Objective::throughput && choices[x].cost.compute_s > period) continue;
+            extend(j, d, x);
           }
         }
         continue;
@@ -1227,20 +1230,13 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
         const Choice& ch = choices[x];
         if (o.objective == Objective::throughput && ch.cost.compute_s > period) continue;
         if (ch.last != last) last = ch.last, best_score = kInf;
-        if (homogeneous && score(ch) >= best_score) continue;  // fewer devices do as well
+        if (score(ch) >= best_score) continue;  // fewer devices do as well
         best_score = std::min(best_score, score(ch));
         front.push_back(x);
       }
       for (int d = 0; d <= devices; ++d) {
         if (best[j][d] == kInf) continue;
-        for (int x : front) {
-          const Choice& ch = choices[x];
-          if (d + ch.count > devices) continue;
-          const double value = o.objective == Objective::throughput ? best[j][d] + ch.cost.medium_s
-                                                                    : best[j][d] + ch.cost.latency_s + ch.cost.input_s;
-          double& slot = best[ch.last + 1][d + ch.count];
-          if (value < slot) slot = value, from[ch.last + 1][d + ch.count] = static_cast<int>(x);
-        }
+        for (int x : front) extend(j, d, x);
       }
     }
     int best_d = -1;

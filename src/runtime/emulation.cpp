@@ -152,7 +152,10 @@ class EmulatedTransport : public Transport {
   Request add(std::size_t bytes) {
     if (bytes > largest_) {
       largest_ = bytes;
-      for (Request f : free_) pending_[f].buffer.reserve(largest_);
+      for (Request f : free_) {
+        pending_[f].buffer.clear();  // nothing in it to keep: reserve copies none
+        pending_[f].buffer.reserve(largest_);
+      }
     }
     if (free_.empty()) {
       const std::size_t grow = std::max<std::size_t>(2, pending_.size());
@@ -181,12 +184,17 @@ class EmulatedTransport : public Transport {
     Pending& p = pending_.at(r);
     p.in_use = false;
     free_.push_back(r);
+    std::size_t payload = 0;
+    if (p.receive) {
+      if (sleep) sleep_until(arrival_of(p));
+      payload = p.size_unknown ? p.buffer.size() - sizeof(double) : p.bytes - sizeof(double);
+      std::memcpy(p.user, p.buffer.data() + sizeof(double), payload);
+    }
     // An entry taken before the largest message grew keeps that size until it is free again.
-    if (p.buffer.capacity() < largest_) p.buffer.reserve(largest_);
-    if (!p.receive) return 0;
-    if (sleep) sleep_until(arrival_of(p));
-    const std::size_t payload = p.size_unknown ? p.buffer.size() - sizeof(double) : p.bytes - sizeof(double);
-    std::memcpy(p.user, p.buffer.data() + sizeof(double), payload);
+    if (p.buffer.capacity() < largest_) {
+      p.buffer.clear();
+      p.buffer.reserve(largest_);
+    }
     return payload;
   }
 
