@@ -227,6 +227,54 @@ LayerPart make_input_part(const model::Node& node, int begin, int end, io::Weigh
   return part;
 }
 
+LayerPart make_blocked_output_part(const model::Node& node, int begin, int end, const std::vector<int>& input_bounds,
+                                   io::WeightReader& reader) {
+  const auto* conv = dynamic_cast<const Conv2D*>(node.layer.get());
+  CHORUS_ASSERT(conv && conv->settings().groups == 1, "layer ", node.layer->name(), " taken by input blocks");
+  const Shape in = conv->input_shapes()[0];
+  const int width = end - begin;
+  LayerPart part;
+  Conv2DSettings s = conv->settings();
+  s.filters = width;
+  part.layer = std::make_unique<Conv2D>(conv->name(), s);  // its shapes; the blocks hold the weights
+  part.layer->build({in});
+  if (s.activation.kind == ActivationKind::softmax)
+    part.activation = s.activation;  // mixes channels: after the slices are gathered
+  else
+    part.block_activation = s.activation;
+  s.use_bias = false;
+  s.activation = Activation{};
+  load_folded(node, reader);
+  const WeightSpec kernel = spec_named(*conv, "kernel");
+  for (std::size_t k = 0; k + 1 < input_bounds.size(); ++k) {
+    const int c0 = input_bounds[k], c1 = input_bounds[k + 1];
+    auto block = std::make_unique<Conv2D>(conv->name(), s);
+    block->build({{in.h, in.w, c1 - c0, in.d}});
+    // (kh, kw, c1 - c0, filters) read, then this slice's filters kept.
+    const std::vector<float> read = reader.read(node.source, kernel, {2, c0, c1});
+    const int filters = conv->settings().filters;
+    std::vector<float> cut(read.size() / filters * width);
+    for (std::size_t i = 0; i < read.size() / filters; ++i)
+      std::copy_n(read.data() + i * filters + begin, width, cut.data() + i * width);
+    WeightMap w;
+    w["kernel"] = std::move(cut);
+    block->set_weights(std::move(w));
+    // Each block is scaled; the shift joins the bias, added once to the blocks' sum.
+    for (const auto& f : node.folded) model::fold_scale_shift(*block, *f.layer, begin, /*shift=*/false);
+    part.input_blocks.push_back(std::move(block));
+  }
+  part.block_bias.assign(width, 0.0f);
+  if (has_weight(*conv, "bias")) part.block_bias = reader.read(node.source, spec_named(*conv, "bias"), {0, begin, end});
+  for (const auto& f : node.folded) {
+    const auto& bn = dynamic_cast<const BatchNorm&>(*f.layer);
+    for (int c = 0; c < width; ++c)
+      part.block_bias[c] = part.block_bias[c] * bn.scale()[begin + c] + bn.shift()[begin + c];
+  }
+  part.begin = begin;
+  part.end = end;
+  return part;
+}
+
 LayerPart make_head_part(const model::Node& node, int begin, int end, io::WeightReader& reader) {
   const auto* full = dynamic_cast<const MultiHeadAttention*>(node.layer.get());
   if (!full) fail("layer '", node.layer->name(), "' (", node.layer->type(), ") cannot be split by heads");

@@ -22,12 +22,25 @@ struct LayerPart {
   // Applied to the whole output after the parts are joined: an input split's activation, or
   // an output split's softmax (which needs every channel).
   layers::Activation activation;
+  // An output slice of a convolution that takes its input channel block by block, as the
+  // gathered slices of the layer before arrive (plan::gather_overlaps_next): block k convolves
+  // input channels [bounds[k], bounds[k + 1]) into the slice's outputs, without bias or
+  // activation; then `layer` is built but holds no weights, and the sum of the blocks gets
+  // `block_bias` and `block_activation`.
+  std::vector<std::unique_ptr<layers::Layer>> input_blocks;
+  std::vector<float> block_bias;
+  layers::Activation block_activation;
 };
 
 // `begin`/`end` are in split_extent() units: output channels, except input channels for a
 // depthwise layer (whose outputs follow with their multiplier).
 LayerPart make_output_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
+// Output channels [begin, end) of a Conv2D, in blocks of input channels cut at `input_bounds`
+// (LayerPart::input_blocks). Each block's kernel is read and cut in turn, so the part holds the
+// slice's weights once.
+LayerPart make_blocked_output_part(const model::Node& node, int begin, int end, const std::vector<int>& input_bounds,
+                                   io::WeightReader& reader);
 // Heads [begin, end) of an attention layer, from the whole input: partial sums of its output
 // projection, whose bias is added once after the sum.
 LayerPart make_head_part(const model::Node& node, int begin, int end, io::WeightReader& reader);

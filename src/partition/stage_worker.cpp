@@ -73,10 +73,16 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
         continue;
       }
       const int b = bounds[member], e = bounds[member + 1];
+      // The next layer of an all-gather that travels while it computes (plan::gather_overlaps_next).
+      const int blocks_from = n > spec_.first && scratch_.count(n - 1) && scratch_.at(n - 1).gather_ahead ? n - 1 : -1;
+      // (A stage of one member has nothing to gather: its layers run whole-input as they are.)
+      const bool by_input_blocks = blocks_from >= 0 && bounds.size() > 2 && !dynamic_cast<const layers::Dense*>(&layer);
       LayerPart part = role == SplitRole::input_slice ? make_input_part(m.node(n), b, e, reader)
                        : role == SplitRole::heads     ? make_head_part(m.node(n), b, e, reader)
-                                                      : make_output_part(m.node(n), b, e, reader);
+                       : by_input_blocks ? make_blocked_output_part(m.node(n), b, e, bounds_.at(blocks_from), reader)
+                                         : make_output_part(m.node(n), b, e, reader);
       weight_bytes_ += part.layer->weight_bytes() + part.bias.size() * sizeof(float);
+      for (const auto& block : part.input_blocks) weight_bytes_ += block->weight_bytes();
       // What each member contributes per batch: its channels of every output pixel, partial
       // sums of all of them, or nothing (a slice it keeps).
       SplitScratch& scratch = scratch_[n];
@@ -88,7 +94,14 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
           role == SplitRole::output_slice && plan::gather_overlaps_next(m, spec_.first, spec_.last, roles, n);
       if (scratch.gather_ahead)
         CHORUS_ASSERT(part.activation.is_linear(), "layer ", m.node(n).name(), " gathered ahead");
-      if (n > spec_.first && scratch_.count(n - 1) && scratch_.at(n - 1).gather_ahead) scratch.blocks_from = n - 1;
+      scratch.blocks_from = blocks_from;
+      if (by_input_blocks) {
+        // The widest block's input, and the output of a block added into this member's slice.
+        const Shape in = layer.input_shapes()[0];
+        scratch.block_input.reserve(static_cast<std::size_t>(frames) * in.h * in.w * in.d *
+                                    plan::widest_part(bounds_.at(blocks_from)));
+        scratch.block_output.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+      }
       const Shape out_shape = layer.output_shape();
       const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
       scratch.multiplier = depthwise ? out_shape.c / layer.input_shapes()[0].c : 1;
@@ -243,7 +256,7 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
     return;
   }
   if (scratch.blocks_from >= 0 && scratch_.at(scratch.blocks_from).gathering) {
-    forward_by_blocks(n, frames, share);
+    forward_by_blocks(n, frames, share, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
   } else {
     part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
     if (pacer_) pacer_->layer_done(n, share, started);
@@ -311,13 +324,17 @@ void StageWorker::finish_share(int n, Tensor& sums) const {
   }
 }
 
-void StageWorker::forward_by_blocks(int n, int frames, double share) {
+void StageWorker::forward_by_blocks(int n, int frames, double share, Tensor& out) {
+  if (!parts_.at(n).input_blocks.empty()) {
+    convolve_by_blocks(n, share, out);
+    return;
+  }
   SplitScratch& scratch = scratch_.at(n);
   SplitScratch& from = scratch_.at(scratch.blocks_from);
   const std::vector<int>& blocks = bounds_.at(scratch.blocks_from);  // the input channels of each member's slice
   const auto& dense = dynamic_cast<const layers::Dense&>(*parts_.at(n).layer);
-  scratch.mine.resize(frames, dense.output_shape());
-  float* y = scratch.mine.data();
+  out.resize(frames, dense.output_shape());
+  float* y = out.data();
   const double inputs = blocks.back();
   // Each block is paced as its share of the layer from when it could start (after its wait).
   const auto multiply = [&](const float* x, int k, bool accumulate) {
@@ -336,6 +353,42 @@ void StageWorker::forward_by_blocks(int n, int frames, double share) {
   exchange_->end_gather();
   from.gathering = false;
   dense.finish_vectors(y, frames);
+}
+
+void StageWorker::convolve_by_blocks(int n, double share, Tensor& out) {
+  SplitScratch& scratch = scratch_.at(n);
+  SplitScratch& from = scratch_.at(scratch.blocks_from);
+  const LayerPart& part = parts_.at(n);
+  const std::vector<int>& blocks = bounds_.at(scratch.blocks_from);  // the input channels of each member's slice
+  const double inputs = blocks.back();
+  const auto convolve = [&](int k, const Tensor& x, Tensor& y) {
+    const double started = pacer_ ? steady_seconds() : 0;
+    scratch.block_inputs[0] = &x;
+    part.input_blocks[k]->forward(scratch.block_inputs, y);
+    if (pacer_) pacer_->layer_done(n, share * (blocks[k + 1] - blocks[k]) / inputs, started);
+  };
+  // Its own slice first, then the others' in member order: the same sums on every frame.
+  convolve(member_, from.mine, out);
+  const int frames = out.frames();
+  const Shape in = part.layer->input_shapes()[0];
+  const float* x = from.gathered.data();
+  for (int k = 0; k + 1 < static_cast<int>(blocks.size()); x += from.counts[k], ++k) {
+    if (k == member_) continue;
+    exchange_->wait_part(k);
+    scratch.block_input.resize(frames, {in.h, in.w, blocks[k + 1] - blocks[k], in.d});
+    std::copy_n(x, from.counts[k], scratch.block_input.data());
+    convolve(k, scratch.block_input, scratch.block_output);
+    float* y = out.data();
+    const float* add = scratch.block_output.data();
+    for (std::size_t i = 0; i < out.size(); ++i) y[i] += add[i];
+  }
+  exchange_->end_gather();
+  from.gathering = false;
+  const int c = static_cast<int>(part.block_bias.size());
+  float* y = out.data();
+  for (std::size_t i = 0; i < out.size(); i += c)
+    for (int k = 0; k < c; ++k) y[i + k] += part.block_bias[k];
+  part.block_activation.apply(y, out.size(), c);
 }
 
 void StageWorker::end_sums(SplitScratch& scratch) {

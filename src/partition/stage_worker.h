@@ -74,6 +74,8 @@ class StageWorker : private model::ExternalNodes {
     // `blocks_from` on the next, the node whose slices it takes.
     bool gather_ahead = false, gathering = false;
     int blocks_from = -1;
+    Tensor block_input, block_output;  // a convolution's: one member's slice in, its sums out
+    std::vector<const Tensor*> block_inputs{nullptr};
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
       sum_parts = plan::sum_parts(out, frames, in_parts, !shares.empty());
       by_channels = shares.empty() && in_parts && plan::sum_parts_by_channels(out, frames);
@@ -96,9 +98,12 @@ class StageWorker : private model::ExternalNodes {
   void finish_sums(int node, Tensor& sums, std::size_t begin, std::size_t end) const;
   // The same for this member's share of every frame of a reduce-scatter's sums.
   void finish_share(int node, Tensor& sums) const;
-  // Dense node n's output slice from the gathered slices of the node before it, its own slice's
-  // product first, then each other member's as it arrives.
-  void forward_by_blocks(int n, int frames, double share);
+  // Node n's output slice (into `out`: its own buffer, or the value's where it keeps the slice)
+  // from the gathered slices of the node before it, its own slice's product first, then each
+  // other member's as it arrives: a Dense layer multiplies its blocks of input channels, a
+  // convolution convolves them (convolve_by_blocks).
+  void forward_by_blocks(int n, int frames, double share, Tensor& out);
+  void convolve_by_blocks(int n, double share, Tensor& out);
   // Ends node's open reduction, if any.
   void end_sums(SplitScratch& scratch);
   model::Model& model_;

@@ -265,7 +265,15 @@ bool dense_pair_on_a_vector(const model::Model& m, int first, int last, const st
 }  // namespace
 
 bool gather_overlaps_next(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
-  return dense_pair_on_a_vector(m, first, last, roles, n, SplitRole::output_slice);
+  if (dense_pair_on_a_vector(m, first, last, roles, n, SplitRole::output_slice)) return true;
+  if (n < first || n >= last || roles[n - first] != SplitRole::output_slice ||
+      (roles[n + 1 - first] != SplitRole::output_slice && roles[n + 1 - first] != SplitRole::kept_slice))
+    return false;
+  // A convolution (or the pooling of a kept slice) into a convolution, which may keep its own
+  // slice: the next convolves each member's channels of its input apart and adds them up.
+  const layers::Layer& l = *m.node(n).layer;
+  const bool gathered = (as_plain_conv(l) && activation_is_elementwise(l)) || dynamic_cast<const layers::Pool2D*>(&l);
+  return gathered && as_plain_conv(*m.node(n + 1).layer) && feeds_only_next(m, n);
 }
 
 bool scatters_sums(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {

@@ -96,11 +96,14 @@ InputSlices input_slices(const model::Model& model, int first, int last, StageMo
 // planner read it.
 inline int split_root(int node, int stage_last) { return node == stage_last ? 0 : kSumsToEveryMember; }
 
-// Whether node n of a split-output or split-tensor stage [first, last], a Dense layer on a vector
-// whose output slices are all-gathered (not the stage's last), feeds only the next node, a Dense
-// layer split by output too (fc1 then fc2): the next then takes the gathered slices one member
-// at a time as they arrive, its own first, so that the gather travels while it computes. The
-// worker and the planner read it.
+// Whether node n of a split-output or split-tensor stage [first, last], whose output slices are
+// all-gathered (not the stage's last), feeds only the next node, split by output too (or, for a
+// convolution, keeping its output slice for a pooling or the next layer of a pair), and is
+// either a Dense layer on a vector into a Dense layer (fc1 then fc2) or a convolution, or the
+// pooling of a kept slice, into a convolution (groups 1 both): the next then takes the gathered
+// slices one member at a time as they arrive, its own first, so that the gather travels while
+// it computes (a convolution convolves each member's input channels apart and adds them up:
+// partition::make_blocked_output_part). The worker and the planner read it.
 bool gather_overlaps_next(const model::Model& model, int first, int last, const std::vector<SplitRole>& roles, int n);
 
 // Where node n of a split stage [first, last] reduce-scatters its partial sums: n is a Dense layer

@@ -1923,6 +1923,56 @@ TEST_F(StageWorkerTest, DenseLayersReduceScatterAndTakeGatheredSlicesAsTheyArriv
   EXPECT_EQ(traffic.at(2, 0), (8 + 4 + 4) * sizeof(float));
 }
 
+// Convolutions split by output, each read only by the next: c1 into c2, the pooling of c2's kept
+// slice into c3, c3 into c4 (whose softmax runs after its own gather). Nodes after the optimiser:
+//   0 c1 (relu)   1 c2 (bn, relu folded)   2 p   3 c3 (relu)   4 c4 (softmax)   5 flat   6 fc
+const char* kConvPairsConfig = R"({"class_name": "Functional", "config": {"name": "conv_pairs", "layers": [
+ {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 10, 10, 5]}, "inbound_nodes": []},
+ {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 10, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c2", "config": {"name": "c2", "filters": 8, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["c1", 0, 0, {}]]]},
+ {"class_name": "BatchNormalization", "name": "bn", "config": {"name": "bn", "axis": -1, "epsilon": 0.001}, "inbound_nodes": [[["c2", 0, 0, {}]]]},
+ {"class_name": "Activation", "name": "r", "config": {"name": "r", "activation": "relu"}, "inbound_nodes": [[["bn", 0, 0, {}]]]},
+ {"class_name": "MaxPooling2D", "name": "p", "config": {"name": "p", "pool_size": [2, 2]}, "inbound_nodes": [[["r", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c3", "config": {"name": "c3", "filters": 6, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["p", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c4", "config": {"name": "c4", "filters": 5, "kernel_size": [3, 3], "strides": [2, 2], "activation": "softmax"}, "inbound_nodes": [[["c3", 0, 0, {}]]]},
+ {"class_name": "Flatten", "name": "flat", "config": {"name": "flat"}, "inbound_nodes": [[["c4", 0, 0, {}]]]},
+ {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 10}, "inbound_nodes": [[["flat", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["fc", 0, 0]]}})";
+
+// A convolution split by output whose slices are all-gathered into the next convolution: the
+// next convolves its own member's channels first and each other member's as they arrive, then
+// adds the bias (a batch norm's shift folded in) and the activation; the outputs equal one
+// process on 2 and 3 members, even and uneven, for one and three frames.
+TEST_F(StageWorkerTest, ConvolutionsTakeGatheredSlicesAsTheyArrive) {
+  test::TempDir dir;
+  test::write_random_model(kConvPairsConfig, dir.path("pairs.h5"), 23);
+  model::Model m = structure_of(kConvPairsConfig);
+  const int c1 = m.find("c1"), c4 = m.find("c4"), fc = m.find("fc");
+  const auto roles = plan::split_roles(m, c1, fc, StageMode::split_output);
+  std::vector<int> overlapped;
+  for (int n = c1; n < fc; ++n)
+    if (plan::gather_overlaps_next(m, c1, fc, roles, n)) overlapped.push_back(n);
+  EXPECT_EQ(overlapped, (std::vector<int>{c1, m.find("p"), m.find("c3")}));
+  EXPECT_FALSE(plan::gather_overlaps_next(m, c1, fc, roles, c4));  // c4 feeds a Flatten
+  for (int frames : {1, 3}) {
+    SCOPED_TRACE(cat(frames, " frames"));
+    const Tensor input = test::random_tensor(frames, m.input_shape(), 31 + frames);
+    run_plan(dir.path("pairs.h5"),
+             plan::validate_plan(make_plan(3, {stage("c1", "fc", StageMode::split_output, {2, 0, 1}, {0.5, 0.3, 0.2})}),
+                                 m, 3),
+             input);
+    run_plan(dir.path("pairs.h5"),
+             plan::validate_plan(make_plan(1, {stage("c1", "fc", StageMode::split_output, {0})}), m, 1),
+             input);  // one member: nothing to gather
+    run_plan(dir.path("pairs.h5"),
+             plan::validate_plan(make_plan(3, {stage("c1", "c1", StageMode::single, {0}),
+                                               stage("c2", "c4", StageMode::split_output, {1, 2}),
+                                               stage("flat", "fc", StageMode::single, {0})}),
+                                 m, 3),
+             input);
+  }
+}
+
 // What each split layer moves, as the prediction and `chorus plan` say it: reduce-scatters,
 // reductions in parts, gathers, slices kept for a pooling, bands, and what each member is sent.
 TEST(StageExchanges, SayHowEachSplitLayerMovesItsOutput) {
@@ -2535,6 +2585,31 @@ TEST(Planner, SplitTensorHidesReductionsBehindTheLayersThatFollowThem) {
     // The layers behind each reduction compute while it is on the links: at least half of the
     // shorter of the two is hidden.
     EXPECT_LT(got, waited - 0.5 * std::min(compute, links));
+  }
+}
+
+// c1 split by output on two members, its slices all-gathered into c2: c2 convolves its own
+// member's half of c1's channels while the other half travels, so the stage takes the shorter of
+// that work (half c2's outputs from half its inputs: a quarter of its time) and the transfer
+// less than the same stage whose c1 ends in a softmax, whose channels must all be in first.
+TEST(Planner, ConvolutionTakesTheGatheredSlicesWhileTheyTravel) {
+  const model::Model relu = structure_of(kConvPairsConfig);
+  std::string softmax_config = kConvPairsConfig;
+  const std::string c1_relu = R"("padding": "same", "activation": "relu"}, "inbound_nodes": [[["in")";
+  softmax_config.replace(softmax_config.find(c1_relu), c1_relu.size(),
+                         R"("padding": "same", "activation": "softmax"}, "inbound_nodes": [[["in")");
+  const model::Model softmax = structure_of(softmax_config.c_str());
+  const int c1 = relu.find("c1"), c2 = relu.find("c2");
+  const double c1_bytes = static_cast<double>(relu.node(c1).layer->output_shape().size()) * sizeof(float);
+  for (double mbps : {0.5, 50.0, 500.0}) {  // the last: the transfer is the shorter
+    SCOPED_TRACE(cat(mbps, " Mbit/s"));
+    const cluster::Cluster c = small_cluster(2, false, mbps);
+    const auto cost = [&](const model::Model& m) {
+      return plan::stage_cost(m, c, "test", c1, c2, 0, 2, StageMode::split_output, 0).compute_s;
+    };
+    const double own = plan::stage_cost(relu, c, "test", c2, c2, 0, 1, StageMode::single, 0).compute_s / 4;
+    const double transfer = c1_bytes / 2 / c.network.bandwidth_bytes_per_s;  // each link: the other half
+    EXPECT_NEAR(cost(softmax) - cost(relu), std::min(own, transfer), 1e-9);
   }
 }
 

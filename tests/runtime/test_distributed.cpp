@@ -332,6 +332,16 @@ json every_mode_plan() {
                  {{"layers", {"fc2", "fc2"}}, {"mode", "replicate"}, {"ranks", {1, 2, 3}}, {"fractions", {0.6, 0.2, 0.2}}}}}};
 }
 
+// Convolutions split by output (uneven), each taking the slices of the one before as they arrive
+// (plan::gather_overlaps_next): c1 into c2, which keeps its slice for p1; p1's slices into c3; c3
+// into c4, which keeps its slice for p2.
+json gathered_into_convolutions_plan() {
+  return {{"ranks", 3},
+          {"stages",
+           {{{"layers", {"c1", "p2"}}, {"mode", "split-output"}, {"ranks", {2, 0, 1}}, {"fractions", {0.5, 0.3, 0.2}}},
+            {{"layers", {"flat", "fc2"}}, {"mode", "single"}, {"ranks", {1}}}}}};
+}
+
 // VGG16's latency plan in small: bands, then the dense layer after the flatten split by input,
 // each member sent only its slice of the flattened bands (uneven), then the classifier.
 json sliced_tail_plan() {
@@ -548,6 +558,7 @@ TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, every_mode_plan()));
   expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, sliced_tail_plan()));
   expect_same_as_one_process("vgg_small", 4, "--plan " + write_plan(dir, scattered_tail_plan()));
+  expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, gathered_into_convolutions_plan()));
   expect_same_as_one_process("onnx_view_flatten", 3, "--plan " + write_plan(dir, reordered_sliced_tail_plan()));
 }
 
