@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/function_ref.h"
 #include "layers/layers3d.h"
 #include "layers/pooling.h"
 #include "plan/validate.h"
@@ -119,6 +120,10 @@ std::vector<BandNodeRows> band_rows(const model::Model& m, int first, int last, 
 }
 
 std::pair<int, int> band_reads(const model::Model& m, int first, int last, const std::vector<BandNodeRows>& rows) {
+  return band_reads(m, first, last, rows.data());
+}
+
+std::pair<int, int> band_reads(const model::Model& m, int first, int last, const BandNodeRows* rows) {
   const int outside = m.node(first).inputs.at(0);
   std::pair<int, int> reads{0, 0};
   bool any = false;
@@ -133,17 +138,14 @@ std::pair<int, int> band_reads(const model::Model& m, int first, int last, const
   return reads;
 }
 
-std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end, int own_begin,
-                                  int own_end, Axis axis) {
+namespace {
+
+// band_interior's search, given what one output row reads.
+std::pair<int, int> interior_of_reads(FunctionRef<std::pair<int, int>(int)> reads, int in_extent, int out_begin,
+                                      int out_end, int own_begin, int own_end) {
   // A member that holds all of the input along this axis (a band's columns) reads only its own.
-  const Shape in = m.shape_of(m.node(first).inputs.at(0));
-  if (own_begin <= 0 && own_end >= (axis == Axis::rows ? in.h : in.w)) return {out_begin, out_end};
+  if (own_begin <= 0 && own_end >= in_extent) return {out_begin, out_end};
   // The rows one output row reads only move down as the row does, at both ends: binary searches.
-  std::vector<BandNodeRows> rows;
-  const auto reads = [&](int row) {
-    fill_band_rows(m, first, last, row, row + 1, rows, axis);
-    return band_reads(m, first, last, rows);
-  };
   int lo = out_begin, hi = out_end;  // the first row whose reads start at own_begin or after
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
@@ -162,6 +164,40 @@ std::pair<int, int> band_interior(const model::Model& m, int first, int last, in
       hi = mid;
   }
   return {begin, std::max(begin, lo)};
+}
+
+int input_extent(const model::Model& m, int first, Axis axis) {
+  const Shape in = m.shape_of(m.node(first).inputs.at(0));
+  return axis == Axis::rows ? in.h : in.w;
+}
+
+}  // namespace
+
+std::pair<int, int> band_interior(const model::Model& m, int first, int last, int out_begin, int out_end, int own_begin,
+                                  int own_end, Axis axis) {
+  std::vector<BandNodeRows> rows;
+  const auto reads = [&](int row) {
+    fill_band_rows(m, first, last, row, row + 1, rows, axis);
+    return band_reads(m, first, last, rows);
+  };
+  return interior_of_reads(reads, input_extent(m, first, axis), out_begin, out_end, own_begin, own_end);
+}
+
+std::pair<int, int> band_interior(const std::vector<std::pair<int, int>>& row_reads, int in_extent, int out_begin,
+                                  int out_end, int own_begin, int own_end) {
+  return interior_of_reads([&](int row) { return row_reads.at(row); }, in_extent, out_begin, out_end, own_begin,
+                           own_end);
+}
+
+std::vector<std::pair<int, int>> band_row_reads(const model::Model& m, int first, int last, Axis axis) {
+  const Shape out = m.node(last).layer->output_shape();
+  std::vector<std::pair<int, int>> reads(axis == Axis::rows ? out.h : out.w);
+  std::vector<BandNodeRows> rows;
+  for (int r = 0; r < static_cast<int>(reads.size()); ++r) {
+    fill_band_rows(m, first, last, r, r + 1, rows, axis);
+    reads[r] = band_reads(m, first, last, rows);
+  }
+  return reads;
 }
 
 Tile tile_interior(const model::Model& m, int first, int last, const Tile& out, const Tile& own) {
@@ -252,20 +288,38 @@ BandGroup grid_tiles(const model::Model& m, int n, const std::vector<double>& fr
 }
 
 std::vector<BandGroup> band_groups(const model::Model& m, int first, const std::vector<int>& ends,
-                                   const std::vector<double>& fractions, int columns) {
+                                   const std::vector<double>& fractions, int columns, bool* feasible,
+                                   const BandRowsSource* source) {
   std::vector<BandGroup> groups;
-  std::vector<BandNodeRows> rows;
+  std::vector<BandNodeRows> filled;
+  const auto rows_of = [&](int first, int last, Span out, Axis axis) -> const BandNodeRows* {
+    if (source) return (*source)(first, last, out, axis);
+    fill_band_rows(m, first, last, out.first, out.second, filled, axis);
+    return filled.data();
+  };
+  if (feasible) *feasible = true;
+  const auto check = [&](const BandNodeRows* rows, int nodes, Span band) {
+    if (!feasible) return;
+    if (band.first >= band.second) *feasible = false;
+    for (int k = 0; k < nodes; ++k)
+      if (rows[k].need.begin >= rows[k].need.end) *feasible = false;
+  };
   for (int last : ends) {
     BandGroup g = grid_tiles(m, last, fractions, columns);
     g.first = first;
     // Rows and columns are needed apart: a tile's reads are its rows' reads by its columns'.
     std::vector<Span> row_reads, column_reads;
+    const int nodes = last - first + 1;
     for (std::size_t i = 0; i + 1 < g.bounds.size(); ++i) {
-      fill_band_rows(m, first, last, g.bounds[i], g.bounds[i + 1], rows, Axis::rows);
+      const Span band{g.bounds[i], g.bounds[i + 1]};
+      const BandNodeRows* rows = rows_of(first, last, band, Axis::rows);
+      check(rows, nodes, band);
       row_reads.push_back(band_reads(m, first, last, rows));
     }
     for (std::size_t j = 0; j + 1 < g.column_bounds.size(); ++j) {
-      fill_band_rows(m, first, last, g.column_bounds[j], g.column_bounds[j + 1], rows, Axis::columns);
+      const Span band{g.column_bounds[j], g.column_bounds[j + 1]};
+      const BandNodeRows* rows = rows_of(first, last, band, Axis::columns);
+      if (columns > 1) check(rows, nodes, band);  // as grid_feasible
       column_reads.push_back(band_reads(m, first, last, rows));
     }
     for (std::size_t p = 0; p < fractions.size(); ++p)

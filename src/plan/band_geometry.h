@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/function_ref.h"
 #include "model/model.h"
 #include "plan/validate.h"
 
@@ -64,6 +65,13 @@ void band_rows_into(const model::Model& model, int first, int last, int out_begi
 
 // Rows [begin, end) of the band's input (the first node's input) that its layers read, together.
 std::pair<int, int> band_reads(const model::Model& model, int first, int last, const std::vector<BandNodeRows>& rows);
+std::pair<int, int> band_reads(const model::Model& model, int first, int last, const BandNodeRows* rows);
+
+// Where the rows of a band come from: band_rows_into by default; the planner, which asks for the
+// same bands of many ranges, passes one that keeps them. It returns the rows of nodes first ..
+// last for output rows (or columns) `out` of the last (index k: node first + k), valid until
+// its next call.
+using BandRowsSource = FunctionRef<const BandNodeRows*(int first, int last, std::pair<int, int> out, Axis axis)>;
 
 // The input rows each layer of the band [first, last] reads for output rows [out_begin,
 // out_end) of the last (index k is node first + k).
@@ -111,14 +119,23 @@ std::pair<std::vector<double>, std::vector<double>> grid_shares(const std::vecto
 // The grid's tiles of node n's output alone (bounds, column_bounds and tiles; no input tiles).
 BandGroup grid_tiles(const model::Model& model, int n, const std::vector<double>& fractions, int columns);
 // `ends`: the last node of each group, ascending, the stage's last node at the end.
+// With `feasible`, it says whether every band (and column of tiles) reads some rows of every
+// layer of its group (bands_are_feasible's test, for the planner, which asks both).
 std::vector<BandGroup> band_groups(const model::Model& model, int first, const std::vector<int>& ends,
-                                   const std::vector<double>& fractions, int columns = 1);
+                                   const std::vector<double>& fractions, int columns = 1, bool* feasible = nullptr,
+                                   const BandRowsSource* source = nullptr);
 
 // The output rows [begin, end) of a band [out_begin, out_end) of the group [first, last] that
 // read only rows [own_begin, own_end) of its input: what a member computes from the rows it
 // made itself while its neighbours' halo rows are in flight (empty, begin == end, where none).
 std::pair<int, int> band_interior(const model::Model& model, int first, int last, int out_begin, int out_end,
                                   int own_begin, int own_end, Axis axis = Axis::rows);
+// The same from the input rows each output row reads (row_reads[r], as band_reads gives them for
+// the band [r, r + 1): band_row_reads), and the input's extent along the axis: the planner,
+// which asks for many bands of one group, works them out once.
+std::pair<int, int> band_interior(const std::vector<std::pair<int, int>>& row_reads, int in_extent, int out_begin,
+                                  int out_end, int own_begin, int own_end);
+std::vector<std::pair<int, int>> band_row_reads(const model::Model& model, int first, int last, Axis axis);
 // The same for a tile: the tile of `out` that reads only tile `own` of the group's input (an
 // empty tile where none), and the parts of `out` around it, which wait for the halo (up to
 // four: the rows above and below, then the columns left and right of it, none empty).

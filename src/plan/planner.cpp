@@ -227,7 +227,9 @@ GroupSpeed group_speed(const LayerTimes& times, int first, int last, const Devic
 // grid row's rows and their grid column's columns.
 class SpanShares {
  public:
-  SpanShares(const model::Model& m, const BandGroup& group, Axis axis) : m_(m), group_(group), axis_(axis) {}
+  // `source`, where given, supplies the bands' rows (BandGroupChooser keeps them).
+  SpanShares(const model::Model& m, const BandGroup& group, Axis axis, const BandRowsSource* source = nullptr)
+      : m_(m), group_(group), axis_(axis), source_(source) {}
   const std::vector<double>& of(Span span) {
     // A few spans a group (a grid's rows or columns, their interiors and edges): a list will do.
     for (const auto& [known, shares] : cache_)
@@ -240,10 +242,16 @@ class SpanShares {
       shares.assign(count, 1.0);  // whole rows: a band's columns are all of them
       return shares;
     }
-    band_rows_into(m_, group_.first, group_.last, span.first, span.second, axis_, rows_);
+    const BandNodeRows* rows = rows_.data();
+    if (source_) {
+      rows = (*source_)(group_.first, group_.last, span, axis_);
+    } else {
+      band_rows_into(m_, group_.first, group_.last, span.first, span.second, axis_, rows_);
+      rows = rows_.data();
+    }
     shares.reserve(count);
     for (int n = group_.first; n <= group_.last; ++n) {
-      const BandNodeRows& r = rows_[n - group_.first];
+      const BandNodeRows& r = rows[n - group_.first];
       const Shape s = m_.node(n).layer->output_shape();
       shares.push_back(std::clamp((r.out_end - r.out_begin) / double(axis_ == Axis::rows ? s.h : s.w), 0.0, 1.0));
     }
@@ -254,6 +262,7 @@ class SpanShares {
   const model::Model& m_;
   const BandGroup& group_;
   Axis axis_;
+  const BandRowsSource* source_;
   std::deque<std::pair<Span, std::vector<double>>> cache_;  // grows without moving what it holds
   std::vector<BandNodeRows> rows_;
 };
@@ -278,18 +287,43 @@ double band_time(const LayerTimes& times, const BandGroup& group, SpanShares& ro
 struct BandTimes {
   std::vector<double> interior, edges;
 };
+
+// The input rows each output row of a band group reads (plan::band_row_reads), by group and axis,
+// each worked out once: the planner costs a group's bands for every count of members.
+class RowReadsCache {
+ public:
+  const std::vector<Span>& of(const model::Model& m, int first, int last, Axis axis) {
+    const std::uint64_t key = (static_cast<std::uint64_t>(first) << 33) | (static_cast<std::uint64_t>(last) << 1) |
+                              (axis == Axis::columns ? 1u : 0u);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) it = cache_.emplace(key, band_row_reads(m, first, last, axis)).first;
+    return it->second;
+  }
+
+ private:
+  std::unordered_map<std::uint64_t, std::vector<Span>> cache_;
+};
+
+// `row_reads`, where given, finds the members' interiors from the rows each output row reads;
+// `source` supplies the bands' rows.
 BandTimes band_group_times(const model::Model& m, const LayerTimes& times, const BandGroup& group,
-                           const Devices& devices, const BandGroup* before) {
+                           const Devices& devices, const BandGroup* before, RowReadsCache* row_reads = nullptr,
+                           const BandRowsSource* source = nullptr) {
   const int count = static_cast<int>(group.tiles.size());
   BandTimes t{std::vector<double>(count, 0.0), std::vector<double>(count, 0.0)};
   const bool overlaps = before && band_overlaps_halo(m, group.first, group.last);
-  SpanShares rows(m, group, Axis::rows), columns(m, group, Axis::columns);
+  SpanShares rows(m, group, Axis::rows, source), columns(m, group, Axis::columns, source);
   // tile_interior, an axis at a time: a grid's members share their grid row's and column's.
   std::map<std::tuple<Axis, Span, Span>, Span> interiors;
   const auto interior_of = [&](Axis axis, Span out, Span own) {
     auto [it, added] = interiors.try_emplace({axis, out, own});
-    if (added)
+    if (added && row_reads) {
+      const Shape in = m.shape_of(m.node(group.first).inputs.at(0));
+      it->second = band_interior(row_reads->of(m, group.first, group.last, axis), axis == Axis::rows ? in.h : in.w,
+                                 out.first, out.second, own.first, own.second);
+    } else if (added) {
       it->second = band_interior(m, group.first, group.last, out.first, out.second, own.first, own.second, axis);
+    }
     return it->second;
   };
   for (int g = 0; g < count; ++g) {
@@ -947,14 +981,17 @@ class BandGroupChooser {
                       compute(a, b, rank, count, share, swap_before, columns)});
     return bucket.back().entry;
   }
-  Entry compute(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before,
-                int columns) const {
+  Entry compute(int a, int b, int rank, int count, const std::vector<double>& share, bool swap_before, int columns) {
     Entry e;
-    if (is_band_graph(m_, a, b) && grid_feasible(m_, a, b, share, columns)) {
-      const BandGroup group = band_groups(m_, a, {b}, share, columns).front();
+    if (!is_band_graph(m_, a, b)) return e;
+    const auto tail = [this](int first, int last, Span out, Axis axis) { return tail_rows(first, last, out, axis); };
+    const BandRowsSource tails = tail;  // refers to `tail`, which outlives it
+    bool feasible = false;
+    const BandGroup group = band_groups(m_, a, {b}, share, columns, &feasible, &tails).front();
+    if (feasible) {
       e.ok = true;
       if (!swap_before) {
-        const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, nullptr);
+        const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, nullptr, nullptr, &tails);
         e.seconds = *std::max_element(t.edges.begin(), t.edges.end());
       } else {
         const BandGroup before = grid_tiles(m_, a - 1, share, columns);
@@ -963,7 +1000,7 @@ class BandGroupChooser {
         } else {
           // Each member's interior computes while the halo travels; its edges after.
           const double swap = halo_swap(m_, c_.network, before, group).first;
-          const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, &before);
+          const BandTimes t = band_group_times(m_, times_, group, Devices{rank, count}, &before, &row_reads_, &tails);
           for (std::size_t g = 0; g < t.edges.size(); ++g)
             e.seconds = std::max(e.seconds, std::max(t.interior[g], swap) + t.edges[g]);
         }
@@ -972,10 +1009,38 @@ class BandGroupChooser {
     return e;
   }
 
+  // The rows of nodes a .. b for band `out` of b's output. A node's rows depend only on the nodes
+  // after it that read it, so they are the same for every start a of the range: choose()'s DP
+  // tries every a for one end b, and the rows filled from the DP's first node to b serve them
+  // all. Kept until the DP moves to another end.
+  const BandNodeRows* tail_rows(int a, int b, Span out, Axis axis) {
+    if (b != tails_last_ || progress_first_ != tails_first_) {
+      for (auto& [key, rows] : tails_) spare_.push_back(std::move(rows));
+      tails_.clear();
+      tails_last_ = b;
+      tails_first_ = progress_first_;
+    }
+    const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(out.first)) << 32) |
+                              (static_cast<std::uint64_t>(static_cast<std::uint32_t>(out.second)) << 1) |
+                              (axis == Axis::columns ? 1u : 0u);
+    auto it = tails_.find(key);
+    if (it == tails_.end()) {
+      std::vector<BandNodeRows> rows;
+      if (!spare_.empty()) rows = std::move(spare_.back()), spare_.pop_back();
+      band_rows_into(m_, tails_first_, b, out.first, out.second, axis, rows);
+      it = tails_.emplace(key, std::move(rows)).first;
+    }
+    return it->second.data() + (a - tails_first_);
+  }
+
   const model::Model& m_;
   const cluster::Cluster& c_;
   const LayerTimes& times_;
   const bool one_kind_;
+  RowReadsCache row_reads_;
+  int tails_first_ = -1, tails_last_ = -1;
+  std::unordered_map<std::uint64_t, std::vector<BandNodeRows>> tails_;  // by band and axis, for end tails_last_
+  std::vector<std::vector<BandNodeRows>> spare_;                        // their storage, reused
   struct MixedEntry {
     int a, b, rank, count;
     bool swap_before;

@@ -1135,6 +1135,39 @@ TEST(RowBands, InteriorReadsOnlyTheMembersOwnRows) {
   EXPECT_EQ(plan::band_interior(m, 1, 2, 3, 5, 1, 7), (std::pair<int, int>{3, 5}));
   // Through the block (c1 .. add), from the model's input rows.
   EXPECT_TRUE(plan::band_overlaps_halo(m, 0, 3));
+  // The planner's form, from the reads of each output row worked out once, gives the same.
+  const auto reads = plan::band_row_reads(m, 1, 2, plan::Axis::rows);
+  ASSERT_EQ(reads.size(), 8u);
+  EXPECT_EQ(reads[0], (std::pair<int, int>{0, 3}));
+  EXPECT_EQ(reads[4], (std::pair<int, int>{2, 7}));
+  for (int out_begin = 0; out_begin < 8; ++out_begin)
+    for (int out_end = out_begin + 1; out_end <= 8; ++out_end)
+      for (int own_begin = 0; own_begin < 8; ++own_begin)
+        for (int own_end = own_begin + 1; own_end <= 8; ++own_end)
+          EXPECT_EQ(plan::band_interior(reads, 8, out_begin, out_end, own_begin, own_end),
+                    plan::band_interior(m, 1, 2, out_begin, out_end, own_begin, own_end))
+              << out_begin << " " << out_end << " " << own_begin << " " << own_end;
+}
+
+// band_groups says whether its bands are feasible as bands_are_feasible does (the planner asks it
+// instead): a band of no rows, or one that reads none of some layer, is not.
+TEST(RowBands, GroupsSayWhetherEveryBandReadsEveryLayer) {
+  model::Model m = structure_of(kResidualConfig);
+  for (const std::vector<double>& fractions : std::vector<std::vector<double>>{{1.0},
+                                                                               {0.5, 0.5},
+                                                                               {0.3, 0.3, 0.4},
+                                                                               {0.9, 0.1},
+                                                                               {0.95, 0.05},
+                                                                               std::vector<double>(8, 0.125),
+                                                                               std::vector<double>(9, 1.0 / 9)}) {
+    for (int last = 0; last <= 3; ++last) {
+      SCOPED_TRACE(cat(fractions.size(), " parts, [0, ", last, "]"));
+      bool feasible = false;
+      plan::band_groups(m, 0, {last}, fractions, 1, &feasible);
+      const int rows = m.node(last).layer->output_shape().h;
+      EXPECT_EQ(feasible, plan::bands_are_feasible(m, 0, last, plan::split_bounds(rows, fractions)));
+    }
+  }
 }
 
 TEST(RowBands, ZeroPaddingInTheChain) {
