@@ -107,7 +107,7 @@ void run_bench(BenchOptions o) {
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = app.add_subcommand("bench", "Time a model on synthetic frames (ms/frame, GFLOP/s, peak RSS)");
-  cmd->add_option("model", o->model, "Keras .h5 or ONNX .onnx model")->required();
+  cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("--frames", o->frames, "Timed runs");
   cmd->add_option("--warmup", o->warmup, "Untimed runs first");

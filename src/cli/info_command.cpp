@@ -112,7 +112,8 @@ void run_info(const InfoOptions& o) {
 void add_info_command(CLI::App& app) {
   auto o = std::make_shared<InfoOptions>();
   auto* cmd = app.add_subcommand("info", "Show a model's layers, shapes, parameters and costs");
-  cmd->add_option("model", o->model, "Keras .h5 or ONNX .onnx model, or a Keras architecture .json/.yaml")->required();
+  cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model, or a Keras architecture .json/.yaml")
+      ->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_flag("--json", o->json, "Print the table as JSON");
   cmd->add_flag("--raw", o->raw, "Show layers as imported, before batch-norm folding and activation fusion");

@@ -59,7 +59,7 @@ void add_plan_command(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("plan", "Write a plan (which ranks run which layers, and how) as JSON");
-  cmd->add_option("model", o->model, "Keras .h5 or ONNX .onnx model, or a Keras .json/.yaml")->required();
+  cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model, or a Keras .json/.yaml")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("--strategy", o->strategy, "pipeline, replicate, split-output, split-input, split-spatial");
   cmd->add_option("--from", o->from, "An existing plan: validate it (and with --cluster, predict it)")

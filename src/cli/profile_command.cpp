@@ -21,7 +21,7 @@ void add_profile_command(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("profile", "Measure each layer's time on this device and write a device profile");
-  cmd->add_option("model", o->model, "Keras .h5 or ONNX .onnx model")->required();
+  cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("-o,--output", o->output, "Profile file to write")->required();
   cmd->add_option("--device", o->device, "Device name recorded in the profile");

@@ -12,7 +12,7 @@ namespace chorus::cli {
 void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_code) {
   auto o = std::make_shared<runtime::RunOptions>();
   auto* cmd = app.add_subcommand("run", "Run a model on input frames, on one rank or across an mpirun job");
-  cmd->add_option("model", o->model, "Keras .h5 or ONNX .onnx model")->required();
+  cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model")->required();
   cmd->add_option("--arch", o->arch, "Architecture file (.json/.yaml) for a weights-only .h5");
   auto* input = cmd->add_option("--input", o->inputs,
                                 "Input: .npy batch (NHWC; NCHW for channels_first), image file or directory, "

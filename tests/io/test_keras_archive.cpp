@@ -100,6 +100,23 @@ TEST(KerasArchive, ChorusRunsAnArchiveAsItRunsTheH5) {
   auto info = test::run_chorus("info " + dir.path("l.keras"));
   EXPECT_EQ(info.exit_code, 0) << info.output;
   EXPECT_THAT(info.output, HasSubstr("conv1"));
+  // plan, bench and profile take it too: the same plan as from the .h5, and a layer table.
+  for (const char* name : {"l.keras", "l.h5"}) {
+    auto r = test::run_chorus(std::string("plan ") + dir.path(name) + " --strategy pipeline --ranks 2 -o " +
+                              dir.path(std::string(name) + ".plan.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  std::ifstream pa(dir.path("l.keras.plan.json")), pb(dir.path("l.h5.plan.json"));
+  const json plan_a = json::parse(pa), plan_b = json::parse(pb);
+  EXPECT_EQ(plan_a["model"], dir.path("l.keras"));
+  EXPECT_EQ(plan_a["stages"], plan_b["stages"]);
+  auto bench = test::run_chorus("bench " + dir.path("l.keras") + " --frames 2 --warmup 1 --layers");
+  EXPECT_EQ(bench.exit_code, 0) << bench.output;
+  EXPECT_THAT(bench.output, HasSubstr("conv1"));
+  auto profile = test::run_chorus("profile " + dir.path("l.keras") + " --frames 2 -o " + dir.path("profile.json"));
+  EXPECT_EQ(profile.exit_code, 0) << profile.output;
+  std::ifstream written(dir.path("profile.json"));
+  EXPECT_THAT(std::string(std::istreambuf_iterator<char>(written), {}), HasSubstr("conv1"));
 }
 
 TEST(KerasArchiveErrors, NotAZipArchive) {
@@ -127,6 +144,19 @@ TEST(KerasArchiveErrors, MissingMemberIsNamed) {
   zip.finish();
   const std::string error = error_loading(dir.path("nocfg.keras"));
   EXPECT_THAT(error, HasSubstr("nocfg.keras: the archive has no member 'config.json' (it holds: metadata.json)"));
+}
+
+TEST(KerasArchiveErrors, MissingWeightsMemberIsNamed) {
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_archive(dir.path("m.keras"), w.config, w.spec, w.model, w.weights);
+  io::ZipArchive original(dir.path("m.keras"));
+  io::ZipWriter zip(dir.path("noweights.keras"));
+  zip.add("metadata.json", original.read("metadata.json"), true);
+  zip.add("config.json", original.read("config.json"), true);
+  zip.finish();
+  const std::string error = error_loading(dir.path("noweights.keras"));
+  EXPECT_THAT(error, HasSubstr("noweights.keras: the archive has no member 'model.weights.h5' (it holds: "));
 }
 
 TEST(KerasArchiveErrors, ConfigThatDoesNotMatchTheWeights) {
