@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "core/error.h"
 #include "layers/dense.h"
@@ -51,6 +52,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
     return;
   }
   const auto roles = plan::split_roles(m, spec_.first, spec_.last, mode);
+  std::set<const layers::Layer*> loaded;  // whole layers loaded, for shared layers' later calls
   for (int n = spec_.first; n <= spec_.last; ++n) {
     const auto& layer = *m.node(n).layer;
     const SplitRole role = roles[n - spec_.first];
@@ -123,8 +125,13 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       parts_.emplace(n, std::move(part));
       bounds_.emplace(n, std::move(bounds));
     } else {
-      reader.load_node(m.nodes()[n]);
-      weight_bytes_ += m.node(n).weight_bytes();
+      // A later call of a shared layer holds the same layer object as the first: where this
+      // worker has loaded it, there is nothing to read or to count again.
+      const bool loaded_already = m.node(n).folded.empty() && !loaded.insert(m.node(n).layer.get()).second;
+      if (!loaded_already) {
+        reader.load_node(m.nodes()[n]);
+        weight_bytes_ += m.node(n).weight_bytes();
+      }
     }
   }
   // Behind a reduction in parts, the position-wise layers compute part by part as the parts'

@@ -562,6 +562,22 @@ TEST(MixedPlans, EveryModeInOnePlanWithUnevenFractions) {
   expect_same_as_one_process("onnx_view_flatten", 3, "--plan " + write_plan(dir, reordered_sliced_tail_plan()));
 }
 
+// A layer called at two places holds one set of weights on a rank that runs both calls: the
+// rank reads and counts it once (c: 3x3x6x6 + 6 floats; d: 6x6 + 6).
+TEST(SharedLayers, ARankRunningBothCallsHoldsTheWeightsOnce) {
+  test::TempDir dir;
+  const json plan = {{"ranks", 2},
+                     {"stages",
+                      {{{"layers", {"c", "gap"}}, {"mode", "single"}, {"ranks", {0}}},
+                       {{"layers", {"d", "d_call1"}}, {"mode", "single"}, {"ranks", {1}}}}}};
+  auto r = mpirun(2, Models::get().path("shared"), "--plan " + write_plan(dir, plan), "--report " + dir.path("r.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json report = json::parse(std::ifstream(dir.path("r.json")));
+  ASSERT_EQ(report["ranks"].size(), 2u);
+  EXPECT_EQ(report["ranks"][0]["weight_bytes"], (3 * 3 * 6 * 6 + 6) * sizeof(float));
+  EXPECT_EQ(report["ranks"][1]["weight_bytes"], (6 * 6 + 6) * sizeof(float));
+}
+
 TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
   test::TempDir dir;
   expect_same_as_one_process("vgg_small", 3, "--plan " + write_plan(dir, band_groups_plan()));
