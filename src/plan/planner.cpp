@@ -133,6 +133,11 @@ class LayerTimes {
   LayerTimes(const model::Model& m, const cluster::Cluster& c, const std::string& key) {
     const int n = static_cast<int>(m.nodes().size());
     for (int k = 0; k < n; ++k) weight_bytes_.push_back(static_cast<double>(m.node(k).weight_bytes()));
+    std::map<const layers::Layer*, int> first_call;
+    for (int k = 0; k < n; ++k) {
+      const auto [it, added] = first_call.emplace(m.node(k).layer.get(), k);
+      if (!added && m.node(k).folded.empty()) later_calls_.emplace_back(k, it->second);
+    }
     weight_prefix_.assign(n + 1, 0.0);
     for (int k = 0; k < n; ++k) weight_prefix_[k + 1] = weight_prefix_[k] + weight_bytes_[k];
     for (int k = 0; k < n; ++k) output_bytes_.push_back(static_cast<double>(m.cost(k).output_bytes));
@@ -173,7 +178,20 @@ class LayerTimes {
     return p[last + 1] - p[first];
   }
   double weight_bytes(int node) const { return weight_bytes_[node]; }
-  double weight_bytes(int first, int last) const { return weight_prefix_[last + 1] - weight_prefix_[first]; }
+  // A range's weights, a shared layer's once where it holds several of its calls (a rank loads
+  // them once: partition::StageWorker).
+  double weight_bytes(int first, int last) const {
+    double bytes = weight_prefix_[last + 1] - weight_prefix_[first];
+    for (const auto& [call, first_call] : later_calls_)
+      if (call >= first && call <= last && first_call >= first) bytes -= weight_bytes_[call];
+    return bytes;
+  }
+  // Whether node n is a later call of a shared layer whose first call is in [first, n).
+  bool repeats_call(int n, int first) const {
+    for (const auto& [call, first_call] : later_calls_)
+      if (call == n) return first_call >= first;
+    return false;
+  }
   double output_bytes(int node) const { return output_bytes_[node]; }
   // The largest output of the layers [first, last].
   double largest_output(int first, int last) const {
@@ -188,6 +206,7 @@ class LayerTimes {
 
  private:
   std::vector<double> weight_bytes_, weight_prefix_, input_bytes_, output_bytes_, memory_bytes_;
+  std::vector<std::pair<int, int>> later_calls_;  // (node, the node of its layer's first call)
   std::vector<std::vector<double>> largest_;
   std::vector<std::vector<double>> prefix_;  // per distinct device class
   std::vector<int> row_;                     // per rank: its class' row
@@ -727,7 +746,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       for (int n = first; n <= last; ++n) {
         const SplitRole role = roles[n - first];
         if (role == SplitRole::whole) {
-          part_weights += times.weight_bytes(n);
+          if (!times.repeats_call(n, first)) part_weights += times.weight_bytes(n);
           continue;
         }
         part_weights += times.weight_bytes(n) * largest_share;

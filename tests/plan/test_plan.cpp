@@ -2646,6 +2646,29 @@ TEST(Planner, ConvolutionTakesTheGatheredSlicesWhileTheyTravel) {
   }
 }
 
+// A stage holding both calls of a shared layer counts its weights once, as the rank that runs it
+// loads them once: c and its second call on one device need the memory of c alone (their outputs
+// are the same size), and a stage of the second call alone needs the weights again.
+TEST(Planner, SharedLayerWeighsOnceInAStageHoldingBothCalls) {
+  const char* config = R"({"class_name": "Functional", "config": {"name": "shared", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 12, 12, 6]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "c", "config": {"name": "c", "filters": 6, "kernel_size": [3, 3], "padding": "same", "activation": "relu"},
+    "inbound_nodes": [[["in", 0, 0, {}]], [["c", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["c", 0, 0, {}], ["c", 1, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["add", 0, 0, {}]]]}],
+   "input_layers": [["in", 0, 0]], "output_layers": [["gap", 0, 0]]}})";
+  const model::Model m = structure_of(config);
+  const int c = m.find("c"), call = m.find("c_call1");
+  const cluster::Cluster cl = small_cluster(1, false, 100);
+  const auto memory = [&](int first, int last) {
+    return plan::stage_cost(m, cl, "test", first, last, 0, 1, StageMode::single, 0).memory_bytes;
+  };
+  const double weights = (3 * 3 * 6 * 6 + 6) * sizeof(float);
+  EXPECT_EQ(memory(c, call), memory(c, c));
+  EXPECT_EQ(memory(call, call), memory(c, c));
+  EXPECT_EQ(memory(c, c), weights + 2.0 * 12 * 12 * 6 * sizeof(float));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Energy per frame: the prediction's formula, and the planner's energy objective.
 
