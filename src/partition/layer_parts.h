@@ -13,7 +13,9 @@
 namespace chorus::partition {
 
 struct LayerPart {
-  std::unique_ptr<layers::Layer> layer;  // built and loaded
+  // Built and loaded. A copy of the part shares it (a shared layer's calls split alike on one
+  // member: StageWorker).
+  std::shared_ptr<layers::Layer> layer;
   int begin = 0, end = 0;                // output channels (split-output) or input channels (split-input)
   int input_begin = 0, input_end = 0;    // input channels the part reads
   bool reads_all_inputs = true;
@@ -27,7 +29,7 @@ struct LayerPart {
   // input channels [bounds[k], bounds[k + 1]) into the slice's outputs, without bias or
   // activation; then `layer` is built but holds no weights, and the sum of the blocks gets
   // `block_bias` and `block_activation`.
-  std::vector<std::unique_ptr<layers::Layer>> input_blocks;
+  std::vector<std::shared_ptr<layers::Layer>> input_blocks;
   std::vector<float> block_bias;
   layers::Activation block_activation;
 };

@@ -79,11 +79,16 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       const int blocks_from = n > spec_.first && scratch_.count(n - 1) && scratch_.at(n - 1).gather_ahead ? n - 1 : -1;
       // (A stage of one member has nothing to gather: its layers run whole-input as they are.)
       const bool by_input_blocks = blocks_from >= 0 && bounds.size() > 2 && !dynamic_cast<const layers::Dense*>(&layer);
-      LayerPart part = role == SplitRole::input_slice ? make_input_part(m.node(n), b, e, reader)
-                       : role == SplitRole::heads     ? make_head_part(m.node(n), b, e, reader)
+      // A later call of a shared layer split as an earlier call in this stage was takes that
+      // call's part: one slice of the weights.
+      const int earlier = plan::shared_split_part(m, spec_.first, spec_.last, roles, n);
+      const LayerPart* same = earlier >= 0 ? &parts_.at(earlier) : nullptr;
+      LayerPart part = same                             ? *same  // a copy shares its layer
+                       : role == SplitRole::input_slice ? make_input_part(m.node(n), b, e, reader)
+                       : role == SplitRole::heads       ? make_head_part(m.node(n), b, e, reader)
                        : by_input_blocks ? make_blocked_output_part(m.node(n), b, e, bounds_.at(blocks_from), reader)
                                          : make_output_part(m.node(n), b, e, reader);
-      weight_bytes_ += part.layer->weight_bytes() + part.bias.size() * sizeof(float);
+      if (!same) weight_bytes_ += part.layer->weight_bytes() + part.bias.size() * sizeof(float);
       for (const auto& block : part.input_blocks) weight_bytes_ += block->weight_bytes();
       // What each member contributes per batch: its channels of every output pixel, partial
       // sums of all of them, or nothing (a slice it keeps).

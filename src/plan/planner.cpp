@@ -749,7 +749,9 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
           if (!times.repeats_call(n, first)) part_weights += times.weight_bytes(n);
           continue;
         }
-        part_weights += times.weight_bytes(n) * largest_share;
+        // A later call of a shared layer may take the earlier call's part (shared_split_part).
+        if (!times.repeats_call(n, first) || shared_split_part(m, first, last, roles, n) < 0)
+          part_weights += times.weight_bytes(n) * largest_share;
         if (role == SplitRole::kept_slice) continue;  // the slice stays with its member
         const double out = times.output_bytes(n);
         if (role == SplitRole::output_slice && parity) {

@@ -276,6 +276,18 @@ bool gather_overlaps_next(const model::Model& m, int first, int last, const std:
   return gathered && as_plain_conv(*m.node(n + 1).layer) && feeds_only_next(m, n);
 }
 
+int shared_split_part(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
+  const layers::Layer& l = *m.node(n).layer;
+  if (!dynamic_cast<const layers::Conv2D*>(&l) && !dynamic_cast<const layers::Dense*>(&l)) return -1;
+  const auto blocked = [&](int k) {
+    return dynamic_cast<const layers::Conv2D*>(&l) && k > first && gather_overlaps_next(m, first, last, roles, k - 1);
+  };
+  if (roles[n - first] == SplitRole::whole || blocked(n)) return -1;
+  for (int k = first; k < n; ++k)
+    if (m.node(k).layer == m.node(n).layer && roles[k - first] == roles[n - first] && !blocked(k)) return k;
+  return -1;
+}
+
 bool scatters_sums(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
   return dense_pair_on_a_vector(m, first, last, roles, n, SplitRole::input_slice);
 }

@@ -2667,6 +2667,14 @@ TEST(Planner, SharedLayerWeighsOnceInAStageHoldingBothCalls) {
   EXPECT_EQ(memory(c, call), memory(c, c));
   EXPECT_EQ(memory(call, call), memory(c, c));
   EXPECT_EQ(memory(c, c), weights + 2.0 * 12 * 12 * 6 * sizeof(float));
+  // Split by output alike, the second call takes the first's part (plan::shared_split_part).
+  const cluster::Cluster two = small_cluster(2, false, 100);
+  const auto split_memory = [&](int first, int last) {
+    return plan::stage_cost(m, two, "test", first, last, 0, 2, StageMode::split_output, 0).memory_bytes;
+  };
+  const auto roles = plan::split_roles(m, c, call, StageMode::split_output);
+  EXPECT_EQ(plan::shared_split_part(m, c, call, roles, call), c);
+  EXPECT_EQ(split_memory(c, call), split_memory(c, c));
 }
 
 // ---------------------------------------------------------------------------------------------

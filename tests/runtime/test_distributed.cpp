@@ -576,6 +576,16 @@ TEST(SharedLayers, ARankRunningBothCallsHoldsTheWeightsOnce) {
   ASSERT_EQ(report["ranks"].size(), 2u);
   EXPECT_EQ(report["ranks"][0]["weight_bytes"], (3 * 3 * 6 * 6 + 6) * sizeof(float));
   EXPECT_EQ(report["ranks"][1]["weight_bytes"], (6 * 6 + 6) * sizeof(float));
+  // Split by output over two ranks, each call alike: each rank holds one half of each layer.
+  const json split = {{"ranks", 2},
+                      {"stages", {{{"layers", {"c", "d_call1"}}, {"mode", "split-output"}, {"ranks", {0, 1}}}}}};
+  auto s =
+      mpirun(2, Models::get().path("shared"), "--plan " + write_plan(dir, split), "--report " + dir.path("s.json"));
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const json halves = json::parse(std::ifstream(dir.path("s.json")));
+  for (int rank : {0, 1})
+    EXPECT_EQ(halves["ranks"][rank]["weight_bytes"], ((3 * 3 * 6 + 1) * 3 + (6 + 1) * 3) * sizeof(float)) << rank;
+  expect_same_as_one_process("shared", 2, "--plan " + write_plan(dir, split));
 }
 
 TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
