@@ -32,10 +32,10 @@ json efficientnet_with_logits() {
 }
 
 // Two frames of pixel values in [0, 255], NHWC.
-std::string write_pixels(const test::TempDir& dir) {
-  const Tensor x = test::random_tensor(2, {224, 224, 3}, 11, 0.0f, 255.0f);
+std::string write_pixels(const test::TempDir& dir, int size = 224) {
+  const Tensor x = test::random_tensor(2, {size, size, 3}, 11, 0.0f, 255.0f);
   const std::string path = dir.path("x.npy");
-  io::write_npy(path, {2, 224, 224, 3}, x.data());
+  io::write_npy(path, {2, size, size, 3}, x.data());
   return path;
 }
 
@@ -152,4 +152,76 @@ TEST(KerasApplications, EfficientNetB0InRowBandsFromItsInputLayersOn) {
   ASSERT_EQ(three.exit_code, 0) << three.output;
   EXPECT_THAT(three.output, testing::HasSubstr("plan        rescaling..block1a_dwconv split-spatial [0,1,2]"));
   EXPECT_LT(relative_error(dir.path("three.npy"), dir.path("one.npy")), 1e-5);
+}
+
+// keras.applications' ResNet50 (a Functional base) and VGG16 (a Sequential one, as the zoo has
+// it) nested without their tops under their own names in a .keras archive, on 64x64 images,
+// with a pooling and a 10-unit head outside: the outputs equal the flat model's with the same
+// layers (init-weights seeds each layer by its name), and the nested layers are listed.
+TEST(KerasApplications, ResNet50AndVgg16AsNestedBasesGiveTheFlatModelsOutputs) {
+  struct Base {
+    const char* zoo;
+    const char* last;  // the base's last layer: those after it are its top
+  };
+  for (const Base& b : {Base{"resnet50", "conv5_block3_out"}, Base{"vgg16", "block5_pool"}}) {
+    SCOPED_TRACE(b.zoo);
+    test::TempDir dir;
+    json base = read_json(test::source_path(std::string("models/") + b.zoo + ".json"));
+    const bool functional = base["class_name"] == "Functional";
+    json& layers = base["config"]["layers"];
+    const auto name_of = [](const json& l) { return l["config"]["name"].get<std::string>(); };
+    auto last = std::find_if(layers.begin(), layers.end(), [&](const json& l) { return name_of(l) == b.last; });
+    ASSERT_NE(last, layers.end());
+    layers.erase(last + 1, layers.end());
+    layers[0]["config"]["batch_input_shape"] = {nullptr, 64, 64, 3};
+    if (functional) base["config"]["output_layers"] = {{b.last, 0, 0}};
+    const auto head = [&](const std::string& input) {
+      return json::array({{{"class_name", "GlobalAveragePooling2D"},
+                           {"name", "head_pool"},
+                           {"config", {{"name", "head_pool"}}},
+                           {"inbound_nodes", {{{input, 0, 0, json::object()}}}}},
+                          {{"class_name", "Dense"},
+                           {"name", "head"},
+                           {"config", {{"name", "head"}, {"units", 10}}},
+                           {"inbound_nodes", {{{"head_pool", 0, 0, json::object()}}}}}});
+    };
+    // Flat: the base's layers and the head in one graph (a Sequential base's gain the head).
+    json flat = base;
+    for (const json& h : head(b.last)) {
+      json layer = h;
+      if (!functional) layer.erase("inbound_nodes"), layer.erase("name");
+      flat["config"]["layers"].push_back(layer);
+    }
+    if (functional) flat["config"]["output_layers"] = {{"head", 0, 0}};
+    // Nested: the base as one layer of a Functional transfer model, under its own name.
+    json nested = base;
+    nested["name"] = nested["config"]["name"] = b.zoo;
+    nested["inbound_nodes"] = {{{"image", 0, 0, json::object()}}};
+    json transfer_layers = json::array({{{"class_name", "InputLayer"},
+                                         {"name", "image"},
+                                         {"config", {{"name", "image"}, {"batch_input_shape", {nullptr, 64, 64, 3}}}},
+                                         {"inbound_nodes", json::array()}},
+                                        nested});
+    for (const json& h : head(b.zoo)) transfer_layers.push_back(h);
+    const json transfer = {{"class_name", "Functional"},
+                           {"config",
+                            {{"name", "transfer"},
+                             {"layers", transfer_layers},
+                             {"input_layers", {{"image", 0, 0}}},
+                             {"output_layers", {{"head", 0, 0}}}}},
+                           {"keras_version", "3.6.0"}};
+    std::ofstream(dir.path("flat.json")) << flat.dump();
+    std::ofstream(dir.path("transfer.json")) << transfer.dump();
+    for (const auto& [spec, file] : {std::pair<const char*, const char*>{"flat.json", "flat.h5"},
+                                     std::pair<const char*, const char*>{"transfer.json", "transfer.keras"}}) {
+      const auto r = test::run_chorus("init-weights " + dir.path(spec) + " --seed 5 -o " + dir.path(file));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    const std::string x = write_pixels(dir, 64);
+    for (const char* name : {"flat.h5", "transfer.keras"}) run_one_process(dir.path(name), x, dir.path(name) + ".npy");
+    EXPECT_EQ(relative_error(dir.path("transfer.keras.npy"), dir.path("flat.h5.npy")), 0.0);
+    auto info = test::run_chorus("info " + dir.path("transfer.keras"));
+    ASSERT_EQ(info.exit_code, 0) << info.output;
+    EXPECT_THAT(info.output, testing::HasSubstr(functional ? "conv5_block3_3_conv" : "block5_conv3"));
+  }
 }
