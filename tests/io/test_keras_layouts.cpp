@@ -3,8 +3,11 @@
 // models, old list-style Sequential, Keras 3 functional configs, channels_first.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
+#include "io/data/npy.h"
 #include "io/hdf5/hdf5_file.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/keras_writer.h"
@@ -259,6 +262,30 @@ TEST(KerasLayouts, FlattenAfterChannelsFirstFollowsTheFilesKeras) {
     EXPECT_LT(max_relative_error(run(dir.path("full.h5"), in), expected), 1e-5);
     EXPECT_LT(max_relative_error(run(dir.path("wo.h5"), in, dir.path("arch.json")), expected), 1e-5);
   }
+}
+
+// The same from files that neither Chorus nor Keras wrote: tests/data/keras20_flatten.py writes
+// a weights-only file in Keras 2.0.5's layout with the YAML architecture of to_yaml() (a
+// channels_first convolution, a Flatten without data_format, a Dense layer), as the MNIST
+// file was, and the model's outputs computed with numpy in Keras 2.0's (c, h, w) order.
+TEST(KerasLayouts, Keras20FilesFromAnIndependentWriterFlattenInChannelOrder) {
+  if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy'").exit_code != 0)
+    GTEST_SKIP() << "python3-h5py or python3-numpy is not installed";
+  test::TempDir dir;
+  auto made =
+      test::run_command("/usr/bin/python3 " + test::source_path("tests/data/keras20_flatten.py") + " " + dir.path(""));
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  auto r = test::run_chorus("run " + dir.path("weights.h5") + " --arch " + dir.path("arch.yaml") + " --input " +
+                            dir.path("x.npy") + " --quiet --output " + dir.path("out.npy"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const io::NpyArray got = io::read_npy(dir.path("out.npy")), expected = io::read_npy(dir.path("expected.npy"));
+  ASSERT_EQ(got.shape, expected.shape);
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < got.data.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(got.data[i] - expected.data[i])));
+    scale = std::max(scale, static_cast<double>(std::fabs(expected.data[i])));
+  }
+  EXPECT_LT(worst / scale, 1e-5);
 }
 
 // A layer called at several places (Keras' shared layers): each call is a node of the model, all
