@@ -245,19 +245,15 @@ LayerPart make_blocked_output_part(const model::Node& node, int begin, int end, 
   s.use_bias = false;
   s.activation = Activation{};
   load_folded(node, reader);
-  const WeightSpec kernel = spec_named(*conv, "kernel");
+  // This member's filters, read once (kh, kw, channels, width), then cut into the blocks.
+  const std::vector<float> slice = reader.read(node.source, spec_named(*conv, "kernel"), {3, begin, end});
+  const std::vector<int> dims{s.kernel_h, s.kernel_w, in.c, width};
   for (std::size_t k = 0; k + 1 < input_bounds.size(); ++k) {
     const int c0 = input_bounds[k], c1 = input_bounds[k + 1];
     auto block = std::make_unique<Conv2D>(conv->name(), s);
     block->build({{in.h, in.w, c1 - c0, in.d}});
-    // (kh, kw, c1 - c0, filters) read, then this slice's filters kept.
-    const std::vector<float> read = reader.read(node.source, kernel, {2, c0, c1});
-    const int filters = conv->settings().filters;
-    std::vector<float> cut(read.size() / filters * width);
-    for (std::size_t i = 0; i < read.size() / filters; ++i)
-      std::copy_n(read.data() + i * filters + begin, width, cut.data() + i * width);
     WeightMap w;
-    w["kernel"] = std::move(cut);
+    w["kernel"] = io::slice_axis(slice, dims, 2, c0, c1);
     block->set_weights(std::move(w));
     // Each block is scaled; the shift joins the bias, added once to the blocks' sum.
     for (const auto& f : node.folded) model::fold_scale_shift(*block, *f.layer, begin, /*shift=*/false);

@@ -39,8 +39,8 @@ struct LayerPart {
 LayerPart make_output_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 LayerPart make_input_part(const model::Node& node, int begin, int end, io::WeightReader& reader);
 // Output channels [begin, end) of a Conv2D, in blocks of input channels cut at `input_bounds`
-// (LayerPart::input_blocks). Each block's kernel is read and cut in turn, so the part holds the
-// slice's weights once.
+// (LayerPart::input_blocks). The member reads only its filters' kernel, once, and cuts it into
+// the blocks, so it holds the slice's weights once.
 LayerPart make_blocked_output_part(const model::Node& node, int begin, int end, const std::vector<int>& input_bounds,
                                    io::WeightReader& reader);
 // Heads [begin, end) of an attention layer, from the whole input: partial sums of its output

@@ -134,9 +134,10 @@ class LayerTimes {
     const int n = static_cast<int>(m.nodes().size());
     for (int k = 0; k < n; ++k) weight_bytes_.push_back(static_cast<double>(m.node(k).weight_bytes()));
     std::map<const layers::Layer*, int> first_call;
+    first_call_of_.assign(n, -1);
     for (int k = 0; k < n; ++k) {
       const auto [it, added] = first_call.emplace(m.node(k).layer.get(), k);
-      if (!added && m.node(k).folded.empty()) later_calls_.emplace_back(k, it->second);
+      if (!added && m.node(k).folded.empty()) later_calls_.emplace_back(k, it->second), first_call_of_[k] = it->second;
     }
     weight_prefix_.assign(n + 1, 0.0);
     for (int k = 0; k < n; ++k) weight_prefix_[k + 1] = weight_prefix_[k] + weight_bytes_[k];
@@ -187,11 +188,7 @@ class LayerTimes {
     return bytes;
   }
   // Whether node n is a later call of a shared layer whose first call is in [first, n).
-  bool repeats_call(int n, int first) const {
-    for (const auto& [call, first_call] : later_calls_)
-      if (call == n) return first_call >= first;
-    return false;
-  }
+  bool repeats_call(int n, int first) const { return first_call_of_[n] >= first; }
   double output_bytes(int node) const { return output_bytes_[node]; }
   // The largest output of the layers [first, last].
   double largest_output(int first, int last) const {
@@ -207,6 +204,7 @@ class LayerTimes {
  private:
   std::vector<double> weight_bytes_, weight_prefix_, input_bytes_, output_bytes_, memory_bytes_;
   std::vector<std::pair<int, int>> later_calls_;  // (node, the node of its layer's first call)
+  std::vector<int> first_call_of_;                // by node: that first call, or -1
   std::vector<std::vector<double>> largest_;
   std::vector<std::vector<double>> prefix_;  // per distinct device class
   std::vector<int> row_;                     // per rank: its class' row
@@ -261,13 +259,8 @@ class SpanShares {
       shares.assign(count, 1.0);  // whole rows: a band's columns are all of them
       return shares;
     }
-    const BandNodeRows* rows = rows_.data();
-    if (source_) {
-      rows = (*source_)(group_.first, group_.last, span, axis_);
-    } else {
-      band_rows_into(m_, group_.first, group_.last, span.first, span.second, axis_, rows_);
-      rows = rows_.data();
-    }
+    if (!source_) band_rows_into(m_, group_.first, group_.last, span.first, span.second, axis_, rows_);
+    const BandNodeRows* rows = source_ ? (*source_)(group_.first, group_.last, span, axis_) : rows_.data();
     shares.reserve(count);
     for (int n = group_.first; n <= group_.last; ++n) {
       const BandNodeRows& r = rows[n - group_.first];
