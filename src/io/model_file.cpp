@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/hdf5/hdf5_file.h"
 #include "io/keras/keras_archive.h"
 #include "io/keras/keras_model.h"
 
@@ -51,6 +52,8 @@ ModelStructure load_model_structure(const std::string& path, const std::string& 
 std::unique_ptr<WeightReader> open_weight_reader(const ModelStructure& s) {
   if (s.format == ModelFormat::onnx) return std::make_unique<OnnxWeightReader>(s.path, s.onnx);
   if (s.format == ModelFormat::keras_archive) return std::make_unique<KerasArchiveWeightReader>(s.path, *s.keras);
+  if (is_keras3_weights_file(H5File(s.path)))
+    return std::make_unique<KerasArchiveWeightReader>(s.path, *s.keras, KerasWeightsSource::weights_file);
   return std::make_unique<KerasWeightReader>(s.path, *s.keras);
 }
 

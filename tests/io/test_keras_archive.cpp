@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "io/data/npy.h"
 #include "io/keras/keras_archive.h"
 #include "io/keras/keras_writer.h"
 #include "io/keras/zip_archive.h"
@@ -405,10 +406,11 @@ TEST(KerasArchive, OperationsOnTwoTensors) {
 }
 
 // Found by fuzzing: a weights member whose dataset claims numbers of 4 GB each made HDF5
-// allocate 4 GB to read it; it is refused first, naming the dataset.
+// allocate 4 GB to read it; it is refused first, naming the dataset. (The file was rebuilt with
+// Keras' class-named groups and the fuzzer's 4 GB size patched into the same dataset's type.)
 TEST(KerasArchiveErrors, HugeNumberTypeIsRefusedBeforeReading) {
   const std::string path = test::source_path("tests/fuzz/regressions/keras_archive/hdf5-type-of-4-gigabytes.keras");
-  EXPECT_THAT(error_loading(path), HasSubstr("model.weights.h5:/layers/fc/vars/1: numbers of 4294967292 bytes"));
+  EXPECT_THAT(error_loading(path), HasSubstr("model.weights.h5:/layers/dense/vars/1: numbers of 4294967292 bytes"));
 }
 
 // Found by fuzzing: a deflated member of 56 bytes claiming 4 GB once allocated its claim
@@ -418,4 +420,69 @@ TEST(KerasArchiveErrors, MemberClaimingMoreThanDeflateCanProduceIsRefused) {
       test::source_path("tests/fuzz/regressions/keras_archive/deflated-member-claims-4gb.keras");
   EXPECT_THAT(error_loading(path),
               HasSubstr("member 'metadata.json' claims 4261412924 bytes from 56 deflated, more than deflate can produce"));
+}
+
+// Files that neither Chorus nor Keras wrote: tests/data/keras_saved_layout.py writes one model
+// as Keras 3's model.save() and save_weights() and tf.keras 2.13's model.save() lay it out
+// (groups named by class and numbered per class, not by the layers' names; tf.keras numbering
+// each weighted layer twice), with outputs from numpy loops. Its layers are named so that a
+// reader going by names, or by sorted names, takes weights of the right shape from the wrong
+// layer. The .keras files also run split by output channels across 3 MPI ranks.
+TEST(KerasArchive, KerasOwnLayoutsFromAnIndependentWriter) {
+  if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy'").exit_code != 0)
+    GTEST_SKIP() << "python3-h5py or python3-numpy is not installed";
+  test::TempDir dir;
+  auto made = test::run_command("/usr/bin/python3 " + test::source_path("tests/data/keras_saved_layout.py") + " " +
+                                dir.path(""));
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const io::NpyArray expected = io::read_npy(dir.path("expected.npy"));
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const auto expect_outputs = [&](const std::string& file) {
+    const io::NpyArray got = io::read_npy(file);
+    ASSERT_EQ(got.shape, expected.shape);
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < got.data.size(); ++i) {
+      worst = std::max(worst, static_cast<double>(std::fabs(got.data[i] - expected.data[i])));
+      scale = std::max(scale, static_cast<double>(std::fabs(expected.data[i])));
+    }
+    EXPECT_LT(worst / scale, 1e-5);
+  };
+  const std::string input = " --input " + dir.path("x.npy") + " --quiet --output ";
+  for (const std::string& model :
+       std::vector<std::string>{"keras3.keras", "tf213.keras", "keras3.weights.h5 --arch " + dir.path("config.json")}) {
+    SCOPED_TRACE(model);
+    const std::string out = dir.path("out.npy");
+    std::remove(out.c_str());
+    auto r = test::run_chorus("run " + dir.path(model) + input + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    expect_outputs(out);
+    if (model.find(".keras") == std::string::npos) continue;
+    std::remove(out.c_str());
+    r = test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np 3 " + std::string(CHORUS_BINARY) + " run " +
+                          dir.path(model) + " --strategy split-output" + input + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    expect_outputs(out);
+  }
+  // Without its architecture, a Keras 3 weights file says what to pass.
+  EXPECT_THAT(test::run_chorus("info " + dir.path("keras3.weights.h5")).output,
+              HasSubstr("a Keras 3 weights file (model.save_weights()), which holds no architecture; pass it with "
+                        "--arch FILE"));
+}
+
+// Keras' snake case of class names, as its saved weight paths spell them (checked with
+// keras.utils' regular expressions in Python).
+TEST(KerasArchive, ClassNamesAsKerasSavesThem) {
+  const std::vector<std::pair<std::string, std::string>> names{{"Conv2D", "conv2d"},
+                                                               {"BatchNormalization", "batch_normalization"},
+                                                               {"DepthwiseConv2D", "depthwise_conv2d"},
+                                                               {"ReLU", "re_lu"},
+                                                               {"PReLU", "p_re_lu"},
+                                                               {"MultiHeadAttention", "multi_head_attention"},
+                                                               {"Conv2DTranspose", "conv2d_transpose"},
+                                                               {"GlobalAveragePooling2D", "global_average_pooling2d"},
+                                                               {"SeparableConv2D", "separable_conv2d"},
+                                                               {"LSTM", "lstm"},
+                                                               {"Conv3D", "conv3d"}};
+  for (const auto& [cls, key] : names) EXPECT_EQ(io::keras_snake_case(cls), key) << cls;
 }

@@ -83,8 +83,9 @@ TEST(KerasTransformer, ViTInH5AndKerasArchiveMatchesPlainLoops) {
   // In the archive, as Keras 3 saves MultiHeadAttention: each projection under its own name.
   const std::vector<char> weights = io::ZipArchive(dir.path("vit.keras")).read("model.weights.h5");
   const io::H5File h5 = io::H5File::from_image(weights.data(), weights.size(), "model.weights.h5");
-  for (const char* path : {"/layers/mha/query_dense/vars/0", "/layers/mha/query_dense/vars/1",
-                           "/layers/mha/output_dense/vars/0", "/layers/ln1/vars/1"})
+  for (const char* path :
+       {"/layers/multi_head_attention/query_dense/vars/0", "/layers/multi_head_attention/query_dense/vars/1",
+        "/layers/multi_head_attention/output_dense/vars/0", "/layers/layer_normalization/vars/1"})
     EXPECT_TRUE(h5.is_dataset(path)) << path;
 }
 

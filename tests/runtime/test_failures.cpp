@@ -42,9 +42,11 @@ class Failures : public testing::Test {
     std::stringstream config;
     config << in.rdbuf();
     test::write_random_model(config.str(), model());
+    test::write_random_model(config.str(), keras_model());
   }
   static void TearDownTestSuite() { delete dir_; }
   static std::string model() { return dir_->path("lenet5.h5"); }
+  static std::string keras_model() { return dir_->path("lenet5.keras"); }  // the same, as a Keras 3 archive
 
   // `chorus run` under mpiexec on LeNet-5.
   static std::string job(int ranks, const std::string& extra) {
@@ -72,8 +74,9 @@ class Failures : public testing::Test {
     return cluster;
   }
   // One uninterrupted process's output of `frames`, to compare a stopped or killed run with.
-  static void write_reference(const std::string& frames, const std::string& out) {
-    auto one = test::run_command(std::string(CHORUS_BINARY) + " run " + model() + " --quiet" + frames + " --output " + out);
+  static void write_reference(const std::string& frames, const std::string& out, const std::string& file = model()) {
+    auto one =
+        test::run_command(std::string(CHORUS_BINARY) + " run " + file + " --quiet" + frames + " --output " + out);
     ASSERT_EQ(one.exit_code, 0) << one.output;
   }
   static int job_exit(const test::CommandResult& r) {
@@ -245,23 +248,27 @@ TEST_F(Failures, ResumingAnotherRunIsRefused) {
   EXPECT_THAT(done.output, HasSubstr("none.npy.journal: no journal, so nothing to resume"));
 }
 
+// From a .keras archive as from an .h5: each attempt's ranks read their weights from it again.
 TEST_F(Failures, SuperviseReplansOnTheDevicesLeftAndResumes) {
-  test::TempDir dir;
-  const std::string cluster = four_devices(dir);
-  const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
-  const std::string frames = " --synthetic 3000 --seed 5";
-  write_reference(frames, whole);
-  auto r = with_fault("kill", 2, out + ".journal", 800,
-                      "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
-                          dir.path("work") + " -- run " + model() + frames + " --quiet --output " + out);
-  ASSERT_EQ(job_exit(r), 0) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("rank 2 on localhost failed; 3 device(s) left, re-planning")) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("attempt 2 on 3 device(s)")) << r.output;
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("time lost: ([0-9.e+-]+) s"))) << r.output;
-  std::cout << "supervise: " << m[1] << " s between the last frame before the kill and the first after\n";
-  EXPECT_LT(std::stod(m[1]), 10.0);
-  EXPECT_EQ(read_file(out), read_file(whole)) << "the supervised output differs from one uninterrupted process";
+  for (const std::string& file : {model(), keras_model()}) {
+    SCOPED_TRACE(file);
+    test::TempDir dir;
+    const std::string cluster = four_devices(dir);
+    const std::string whole = dir.path("whole.npy"), out = dir.path("out.npy");
+    const std::string frames = " --synthetic 3000 --seed 5";
+    write_reference(frames, whole, file);
+    auto r = with_fault("kill", 2, out + ".journal", 800,
+                        "timeout -k 5 180 " CHORUS_BINARY " supervise --emulate --cluster " + cluster + " --work-dir " +
+                            dir.path("work") + " -- run " + file + frames + " --quiet --output " + out);
+    ASSERT_EQ(job_exit(r), 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("rank 2 on localhost failed; 3 device(s) left, re-planning")) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("attempt 2 on 3 device(s)")) << r.output;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.output, m, std::regex("time lost: ([0-9.e+-]+) s"))) << r.output;
+    std::cout << "supervise: " << m[1] << " s between the last frame before the kill and the first after\n";
+    EXPECT_LT(std::stod(m[1]), 10.0);
+    EXPECT_EQ(read_file(out), read_file(whole)) << "the supervised output differs from one uninterrupted process";
+  }
 }
 
 // A device taken out after a failure answers the probe again (here on the probe's second try):

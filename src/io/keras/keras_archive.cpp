@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "io/hdf5/hdf5_file.h"
@@ -38,6 +39,11 @@ std::string dims_str(const std::vector<std::int64_t>& dims) {
 
 bool is_keras_archive(const std::string& path) { return std::filesystem::path(path).extension() == ".keras"; }
 
+bool is_keras3_weights_file(const H5File& file) {
+  return !file.has_attribute("/", "layer_names") && !file.has_attribute("/", "model_config") &&
+         (file.is_group("/layers") || file.is_group("/_layer_checkpoint_dependencies"));
+}
+
 KerasModelStructure load_keras_archive_structure(const std::string& path, bool optimize) {
   const ZipArchive zip(path);
   const json config = parse_member(zip, kConfig);
@@ -56,16 +62,22 @@ KerasModelStructure load_keras_archive_structure(const std::string& path, bool o
 }
 
 struct KerasArchiveWeightReader::Impl {
-  ZipArchive zip;
-  std::vector<char> inflated;  // the weights file, when the archive deflated it
+  std::string path;               // the archive or the weights file
+  std::optional<ZipArchive> zip;  // none for a weights file on its own
+  std::vector<char> inflated;     // the weights file, when the archive deflated it
   H5File file;
-  std::string name;  // "a.keras:model.weights.h5", for messages
+  std::string name;  // "a.keras:model.weights.h5" or "a.weights.h5", for messages
   std::string root;  // "layers" (Keras 3) or "_layer_checkpoint_dependencies" (tf.keras 2.13+)
   const KerasModelSpec& spec;
   std::vector<std::vector<std::string>> order;  // per spec layer: its weights' names, in Keras' order
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> class_groups_;  // (group, class) -> ranked
 
-  Impl(const std::string& path, const KerasModelSpec& s)
-      : zip(path), file(open(zip, inflated, path + ":" + kWeights)), name(path + ":" + kWeights), spec(s) {
+  Impl(const std::string& p, const KerasModelSpec& s, KerasWeightsSource source)
+      : path(p),
+        zip(source == KerasWeightsSource::archive ? std::optional<ZipArchive>(std::in_place, p) : std::nullopt),
+        file(zip ? open(*zip, inflated, p + ":" + kWeights) : H5File(p)),
+        name(zip ? p + ":" + kWeights : p),
+        spec(s) {
     root = file.is_group("/layers")                           ? "/layers"
            : file.is_group("/_layer_checkpoint_dependencies") ? "/_layer_checkpoint_dependencies"
                                                               : "";
@@ -93,13 +105,54 @@ struct KerasArchiveWeightReader::Impl {
     return H5File::from_image(bytes, size, name);
   }
 
-  // The group of a layer's variables: layers/<model>/layers/.../<name>/vars.
-  std::string vars_group(const KerasLayerSpec& layer) const {
+  // The group of a layer's variables. Keras names a model's layers there by class, numbered in
+  // the model's layer order (layers/dense, layers/dense_1, a nested model's as
+  // layers/functional/layers/conv2d), not by the layers' own names. Each step of the layer's
+  // saved path takes the ordinal-th group of its class in its model's container.
+  std::string vars_group(const KerasLayerSpec& called) {
     if (root.empty()) fail(name, ": no 'layers' group: not the weights of a Keras 3 model");
+    const KerasLayerSpec& layer = called.shares_weights_of >= 0 ? spec.layers.at(called.shares_weights_of) : called;
     std::string g = root;
-    for (const auto& m : layer.nesting)
-      g += "/" + m + (root == "/layers" ? "/layers" : "/_layer_checkpoint_dependencies");
-    return g + "/" + layer.weight_owner + "/vars";
+    for (std::size_t i = 0; i < layer.saved_path.size(); ++i) {
+      if (i > 0) g += root == "/layers" ? "/layers" : "/_layer_checkpoint_dependencies";
+      g += "/" + saved_child(g, layer.saved_path[i], layer);
+    }
+    return g + "/vars";
+  }
+
+  // The groups of one class in a model's container, in Keras' numbering (dense, dense_1, ...).
+  // tf.keras 2.13-2.15 listed each weighted layer twice while numbering and saved it once, so
+  // its numbers skip (dense, dense_2, ...): the groups are ranked, not looked up by number.
+  const std::vector<std::string>& class_groups(const std::string& group, const std::string& key) {
+    const auto cached = class_groups_.find({group, key});
+    if (cached != class_groups_.end()) return cached->second;
+    std::vector<std::pair<long, std::string>> ranked;
+    if (file.is_group(group))
+      for (const auto& child : file.children(group)) {
+        if (child == key) {
+          ranked.emplace_back(0, child);
+          continue;
+        }
+        const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+        if (child.size() <= key.size() + 1 || child.size() > key.size() + 10 ||
+            child.compare(0, key.size(), key) != 0 || child[key.size()] != '_' ||
+            !std::all_of(child.begin() + key.size() + 1, child.end(), is_digit))
+          continue;
+        ranked.emplace_back(std::stol(child.substr(key.size() + 1)), child);
+      }
+    std::sort(ranked.begin(), ranked.end());
+    std::vector<std::string> names;
+    for (auto& r : ranked) names.push_back(std::move(r.second));
+    return class_groups_.emplace(std::make_pair(group, key), std::move(names)).first->second;
+  }
+
+  std::string saved_child(const std::string& group, const KerasSavedStep& step, const KerasLayerSpec& layer) {
+    const auto& groups = class_groups(group, step.class_key);
+    if (step.ordinal >= static_cast<int>(groups.size()))
+      fail(name, ": layer '", layer.name, "' is number ", step.ordinal + 1, " of its model's ", step.class_key,
+           " layers, but '", group, "' holds ", groups.size(), " group(s) named ", step.class_key,
+           "[_N] (config.json does not match the weights)");
+    return groups[step.ordinal];
   }
 
   // A weight of a sublayer (MultiHeadAttention's query/kernel): Keras 3 saves each sublayer's
@@ -156,13 +209,14 @@ std::string keras3_sublayer_variable(const std::string& weight) {
   return it->second + "/vars/" + (variable == "kernel" ? "0" : "1");
 }
 
-KerasArchiveWeightReader::KerasArchiveWeightReader(const std::string& path, const KerasModelSpec& spec)
-    : impl_(std::make_unique<Impl>(path, spec)) {}
+KerasArchiveWeightReader::KerasArchiveWeightReader(const std::string& path, const KerasModelSpec& spec,
+                                                   KerasWeightsSource source)
+    : impl_(std::make_unique<Impl>(path, spec, source)) {}
 KerasArchiveWeightReader::~KerasArchiveWeightReader() = default;
 
-const std::string& KerasArchiveWeightReader::path() const { return impl_->zip.path(); }
+const std::string& KerasArchiveWeightReader::path() const { return impl_->path; }
 
-bool KerasArchiveWeightReader::weights_in_place() const { return impl_->inflated.empty(); }
+bool KerasArchiveWeightReader::weights_in_place() const { return impl_->zip && impl_->inflated.empty(); }
 
 std::vector<float> KerasArchiveWeightReader::read(int source, const layers::WeightSpec& wanted, WeightSlice slice) {
   const std::string dataset = impl_->locate(source, wanted);
@@ -177,7 +231,7 @@ std::vector<float> KerasArchiveWeightReader::read(int source, const layers::Weig
   const std::vector<std::int64_t> dims(wanted.shape.begin(), wanted.shape.end());
   if (dims.empty()) {
     std::vector<float> values = file.read_floats(dataset, wanted.count());
-    impl_->zip.release_pages();
+    impl_->zip->release_pages();
     return values;
   }
   std::vector<std::int64_t> offset(dims.size(), 0), count = dims;
@@ -193,7 +247,7 @@ std::vector<float> KerasArchiveWeightReader::read(int source, const layers::Weig
     count[0] = std::min(last, r + rows) - r;
     const std::vector<float> part = file.read_floats_block(dataset, offset, count);
     values.insert(values.end(), part.begin(), part.end());
-    impl_->zip.release_pages();
+    impl_->zip->release_pages();
   }
   return values;
 }

@@ -3,9 +3,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -129,6 +131,10 @@ json constant_operand(const json& nodes) {
   return nullptr;
 }
 
+// The class a saved model is an instance of: configs say "Model" (tf.keras before 2.4) or
+// "Functional" for the same Python class.
+std::string saved_class_key(const std::string& cls) { return keras_snake_case(cls == "Model" ? "Functional" : cls); }
+
 class Flattener {
  public:
   Flattener(const std::string& source, KerasModelSpec& spec) : source_(source), spec_(spec) {}
@@ -148,6 +154,13 @@ class Flattener {
 
  private:
   std::string where(const std::string& layer) const { return cat(source_, ": layer '", layer, "'"); }
+
+  // The next layer of class `cls` in the model being added. Config order is Keras' layer order
+  // (Functional.get_config lists the operations in the order its `layers` gives them).
+  KerasSavedStep next_saved_step(const std::string& cls) {
+    const std::string key = saved_class_key(cls);
+    return {key, class_counts_.back()[key]++};
+  }
 
   // A name that is unique in the flattened model (nested models may reuse inner names).
   std::string unique_name(const std::string& name, const std::string& group) {
@@ -176,6 +189,11 @@ class Flattener {
     if (cls.empty() || name.empty())
       fail(source_, ": a layer entry has no class_name or name: ", layer.dump().substr(0, 200));
     if (is_model_class(cls)) {
+      // A nested model's first call is one entry of its container, its layers a container of
+      // their own; later calls add nothing to the saved paths.
+      const bool first = call == 0 && replay_.empty();
+      if (first) saved_prefix_.push_back(next_saved_step(cls));
+      class_counts_.emplace_back();
       nesting_.push_back(name);
       const int saved_call = nested_call_;
       nested_call_ = std::max(call, nested_call_);
@@ -193,6 +211,8 @@ class Flattener {
       }
       nested_call_ = saved_call;
       nesting_.pop_back();
+      class_counts_.pop_back();
+      if (first) saved_prefix_.pop_back();
       return out;
     }
     if (!replay_.empty()) {  // a nested model's later call: the same layer as its first call's
@@ -209,7 +229,10 @@ class Flattener {
     l.inbound = inputs;
     l.weight_group = group.empty() ? name : group;
     l.weight_owner = name;
-    l.nesting = nesting_;
+    if (shares < 0) {
+      l.saved_path = saved_prefix_;
+      l.saved_path.push_back(next_saved_step(cls));
+    }
     if (l.config.is_object() && l.config.value("data_format", "") == "channels_first") spec_.channels_first = true;
     if (layer.contains("module") || layer.contains("build_config")) spec_.keras3 = true;
     spec_.layers.push_back(std::move(l));
@@ -349,6 +372,8 @@ class Flattener {
   KerasModelSpec& spec_;
   std::set<std::string> used_;
   std::vector<std::string> nesting_;  // names of the nested models being added, outermost first
+  std::vector<KerasSavedStep> saved_prefix_;                 // their saved steps, outermost first
+  std::vector<std::map<std::string, int>> class_counts_{1};  // per model being added: layers per class
   // Nested models' first calls: (group, name) -> the layers added, each as the index of the
   // layer whose weights it holds; recorded while a first call adds them, replayed by later
   // calls, which number their layers' names with the nested call (nested_call_).
@@ -359,6 +384,15 @@ class Flattener {
 };
 
 }  // namespace
+
+std::string keras_snake_case(const std::string& class_name) {
+  static const std::regex non_word("[^A-Za-z0-9_]+"), word_start("(.)([A-Z][a-z]+)"), lower_upper("([a-z])([A-Z])");
+  std::string s = std::regex_replace(class_name, non_word, "");
+  s = std::regex_replace(s, word_start, "$1_$2");
+  s = std::regex_replace(s, lower_upper, "$1_$2");
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
 
 KerasModelSpec parse_keras_config(const json& config, const std::string& source, const std::string& keras_version) {
   KerasModelSpec spec;

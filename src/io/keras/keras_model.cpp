@@ -73,6 +73,10 @@ json read_keras_config(const std::string& path, const std::string& arch_path, st
       fail(path,
            ": no model_config: this is a weights-only file; pass its architecture with --arch FILE "
            "(from model.to_json() or model.to_yaml())");
+    if (file.is_group("/layers") || file.is_group("/_layer_checkpoint_dependencies"))
+      fail(path,
+           ": a Keras 3 weights file (model.save_weights()), which holds no architecture; pass it with "
+           "--arch FILE (model.to_json(), or the config.json inside the model's .keras archive)");
     fail(path, ": no model_config attribute and no Keras weights (not a Keras model file?)");
   }
   std::string text = file.string_attribute("/", "model_config");

@@ -83,16 +83,16 @@ void write_keras_archive(const std::string& path, const json& config, const Kera
     for (std::size_t i = 0; i < spec.layers.size(); ++i) {
       const auto& l = spec.layers[i];
       const auto specs = model.nodes()[i].layer->weight_specs();
-      if (specs.empty() || l.shares_weights_of >= 0) continue;
+      if (l.shares_weights_of >= 0) continue;  // written with its first call
+      // Keras' names: by class, numbered in each model's layer order (layers/dense_1).
       std::string group = "/layers";
-      for (const auto& m : l.nesting) {
-        group += "/" + m;
+      for (std::size_t s = 0; s < l.saved_path.size(); ++s) {
+        if (s > 0) group += "/layers";
         if (!file.is_group(group)) file.create_group(group);
-        group += "/layers";
+        const KerasSavedStep& step = l.saved_path[s];
+        group += "/" + step.class_key + (step.ordinal > 0 ? "_" + std::to_string(step.ordinal) : "");
         if (!file.is_group(group)) file.create_group(group);
       }
-      group += "/" + l.weight_owner;
-      file.create_group(group);
       file.create_group(group + "/vars");
       for (std::size_t k = 0, own = 0; k < specs.size(); ++k) {
         const auto& w = specs[k];

@@ -24,8 +24,9 @@ void write_keras_h5(const std::string& path, const nlohmann::json& config, const
                     KerasLayout layout = KerasLayout::keras2);
 
 // Writes a Keras 3 .keras archive as Keras 3 saves one: metadata.json, config.json, and
-// model.weights.h5 with each layer's variables by position (layers/<name>/vars/<i>, nested
-// models' layers under layers/<model>/layers/), stored, or deflated if asked.
+// model.weights.h5 with each layer's variables by position under Keras' class-numbered names
+// (layers/dense_1/vars/<i>, nested models' layers under layers/functional/layers/), stored, or
+// deflated if asked.
 void write_keras_archive(const std::string& path, const nlohmann::json& config, const KerasModelSpec& spec,
                          const model::Model& model, const std::vector<layers::WeightMap>& weights,
                          bool deflate_weights = false);
