@@ -7,6 +7,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "io/hdf5/hdf5_file.h"
 #include "io/keras/keras_writer.h"
 #include "io/keras/zip_archive.h"
@@ -87,6 +89,37 @@ TEST(KerasTransformer, ViTInH5AndKerasArchiveMatchesPlainLoops) {
        {"/layers/multi_head_attention/query_dense/vars/0", "/layers/multi_head_attention/query_dense/vars/1",
         "/layers/multi_head_attention/output_dense/vars/0", "/layers/layer_normalization/vars/1"})
     EXPECT_TRUE(h5.is_dataset(path)) << path;
+}
+
+// Keras 3 versions before MultiHeadAttention's public query_dense property saved its
+// projections under the private attributes (_query_dense/vars/0): those read the same.
+TEST(KerasTransformer, AttentionProjectionsUnderPrivateNamesReadTheSame) {
+  if (test::run_command("/usr/bin/python3 -c 'import h5py'").exit_code != 0)
+    GTEST_SKIP() << "python3-h5py is not installed";
+  test::TempDir dir;
+  const test::KerasTestModel m = test::random_keras_model(keras3_style(kVit), 11);
+  io::write_keras_archive(dir.path("vit.keras"), m.config, m.spec, m.model, m.weights);
+  const std::string rename = R"(
+import io, sys, zipfile, h5py
+src, dst = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(src) as z:
+    members = {n: z.read(n) for n in z.namelist()}
+buffer = io.BytesIO(members["model.weights.h5"])
+with h5py.File(buffer, "r+") as f:
+    for p in ("query", "key", "value", "output"):
+        f.move(f"layers/multi_head_attention/{p}_dense", f"layers/multi_head_attention/_{p}_dense")
+members["model.weights.h5"] = buffer.getvalue()
+with zipfile.ZipFile(dst, "w") as z:
+    for n, data in members.items():
+        z.writestr(n, data)
+)";
+  std::ofstream(dir.path("rename.py")) << rename;
+  auto r = test::run_command("/usr/bin/python3 " + dir.path("rename.py") + " " + dir.path("vit.keras") + " " +
+                             dir.path("private.keras"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Tensor img = test::random_tensor(3, {16, 16, 3}, 5);
+  const Tensor expected = io::load_model_file(dir.path("vit.keras")).forward(img);
+  EXPECT_EQ(test::error_vs_largest(io::load_model_file(dir.path("private.keras")).forward(img), expected), 0.0);
 }
 
 TEST(KerasTransformer, CrossAttentionReadsValueAsItsSecondInput) {

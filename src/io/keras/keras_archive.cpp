@@ -156,11 +156,14 @@ struct KerasArchiveWeightReader::Impl {
   }
 
   // A weight of a sublayer (MultiHeadAttention's query/kernel): Keras 3 saves each sublayer's
-  // variables under its own name, layers/<layer>/query_dense/vars/0 (kernel) and 1 (bias).
+  // variables under the attribute that holds it, layers/<layer>/query_dense/vars/0 (kernel) and
+  // 1 (bias); versions without the public query_dense property saved the private _query_dense.
   std::string locate_in_sublayer(const KerasLayerSpec& layer, const layers::WeightSpec& w) {
     std::string group = vars_group(layer);
     group = group.substr(0, group.size() - std::string("/vars").size());
-    const std::string dataset = group + "/" + keras3_sublayer_variable(w.name);
+    std::string dataset = group + "/" + keras3_sublayer_variable(w.name);
+    if (!file.is_dataset(dataset) && file.is_dataset(group + "/_" + keras3_sublayer_variable(w.name)))
+      dataset = group + "/_" + keras3_sublayer_variable(w.name);
     if (!file.is_dataset(dataset))
       fail(name, ": layer '", layer.name, "' weight ", w.name, " is missing: no '", dataset,
            "' (config.json does not match the weights)");
