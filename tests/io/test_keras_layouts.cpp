@@ -278,14 +278,7 @@ TEST(KerasLayouts, Keras20FilesFromAnIndependentWriterFlattenInChannelOrder) {
   auto r = test::run_chorus("run " + dir.path("weights.h5") + " --arch " + dir.path("arch.yaml") + " --input " +
                             dir.path("x.npy") + " --quiet --output " + dir.path("out.npy"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const io::NpyArray got = io::read_npy(dir.path("out.npy")), expected = io::read_npy(dir.path("expected.npy"));
-  ASSERT_EQ(got.shape, expected.shape);
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < got.data.size(); ++i) {
-    worst = std::max(worst, static_cast<double>(std::fabs(got.data[i] - expected.data[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(expected.data[i])));
-  }
-  EXPECT_LT(worst / scale, 1e-5);
+  EXPECT_LT(test::npy_error_vs_largest(dir.path("out.npy"), dir.path("expected.npy")), 1e-5);
 }
 
 // A layer called at several places (Keras' shared layers): each call is a node of the model, all

@@ -6,9 +6,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/error.h"
 #include "core/random.h"
+#include "io/data/npy.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/keras_writer.h"
 
@@ -107,6 +109,17 @@ double error_vs_largest(const Tensor& out, const Tensor& expected) {
   for (std::size_t i = 0; i < expected.size(); ++i) {
     largest = std::max(largest, std::fabs(double(expected.data()[i])));
     worst = std::max(worst, std::fabs(double(out.data()[i]) - expected.data()[i]));
+  }
+  return worst / largest;
+}
+
+double npy_error_vs_largest(const std::string& out_path, const std::string& expected_path) {
+  const io::NpyArray out = io::read_npy(out_path), expected = io::read_npy(expected_path);
+  if (out.shape != expected.shape) return std::numeric_limits<double>::infinity();
+  double largest = 1e-30, worst = 0;
+  for (std::size_t i = 0; i < expected.data.size(); ++i) {
+    largest = std::max(largest, std::fabs(double(expected.data[i])));
+    worst = std::max(worst, std::fabs(double(out.data[i]) - expected.data[i]));
   }
   return worst / largest;
 }

@@ -68,6 +68,8 @@ std::string error_of(const std::function<void()>& f);
 // grows with the whole sum, not with each output, so small outputs are judged against the large
 // ones.
 double error_vs_largest(const Tensor& out, const Tensor& expected);
+// The same between two .npy files (infinity when their shapes differ).
+double npy_error_vs_largest(const std::string& out_path, const std::string& expected_path);
 
 // Builds a layer against input shapes and gives it weights.
 void build_layer(layers::Layer& layer, const std::vector<Shape>& inputs, layers::WeightMap weights = {});
