@@ -208,28 +208,33 @@ def saved_names(entries, doubled):
     return names
 
 
-def write_weights(f, weights, root, doubled):
-    f.create_group("vars")  # the model's own, empty
-    # Functional's layers include its InputLayer; a Sequential's do not.
-    top = [("InputLayer", None)] + [(cls, name) for cls, name, _, _ in LAYERS]
-    has = [(cls, cls == "Sequential" or bool(weights.get(name))) for cls, name in top]
-    for (cls, name), saved in zip(top, saved_names(has, doubled)):
-        group = f.create_group(f"{root}/{saved}/vars")
-        for i, value in enumerate(weights.get(name) or []):
+def write_layers(f, container, entries, root, doubled):
+    """One model's layers under `container`: entries [(class, variables, nested entries or
+    None)] in the model's layer order; a nested model's under <its group>/<root>/."""
+    has = [(cls, bool(variables) or nested is not None) for cls, variables, nested in entries]
+    for (cls, variables, nested), saved in zip(entries, saved_names(has, doubled)):
+        group = f.create_group(f"{container}/{saved}/vars")
+        for i, value in enumerate(variables):
             group[str(i)] = value
-        if cls == "Sequential":
-            ncls, nname, _, _ = NESTED
-            (inner,) = saved_names([(ncls, True)], doubled)
-            nested = f.create_group(f"{root}/{saved}/{root}/{inner}/vars")
-            for i, value in enumerate(weights[nname]):
-                nested[str(i)] = value
+        if nested is not None:
+            write_layers(f, f"{container}/{saved}/{root}", nested, root, doubled)
 
 
-def h5_image(weights, root, doubled):
+def h5_image(entries, root, doubled):
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
-        write_weights(f, weights, root, doubled)
+        f.create_group("vars")  # the model's own, empty
+        write_layers(f, root, entries, root, doubled)
     return buffer.getvalue()
+
+
+def classifier_entries(weights):
+    # Functional's layers include its InputLayer; a Sequential's do not.
+    entries = [("InputLayer", [], None)]
+    for cls, name, _, _ in LAYERS:
+        nested = [(NESTED[0], weights[NESTED[1]], None)] if cls == "Sequential" else None
+        entries.append((cls, weights[name], nested))
+    return entries
 
 
 def write_archive(path, config, version, weights_file):
@@ -247,13 +252,14 @@ def main(out):
     assert saved_names([("Conv2D", True), ("Conv2D", True), ("Dense", True)], False) == ["conv2d", "conv2d_1", "dense"]
     assert saved_names([("BatchNormalization", True), ("Conv2D", True), ("Conv2D", True)], True) == \
         ["batch_normalization", "conv2d", "conv2d_2"]
-    write_archive(f"{out}/keras3.keras", keras3_config(), "3.6.0", h5_image(weights, "layers", False))
+    entries = classifier_entries(weights)
+    write_archive(f"{out}/keras3.keras", keras3_config(), "3.6.0", h5_image(entries, "layers", False))
     with open(f"{out}/keras3.weights.h5", "wb") as f:
-        f.write(h5_image(weights, "layers", False))
+        f.write(h5_image(entries, "layers", False))
     with open(f"{out}/config.json", "w") as f:
         json.dump(keras3_config(), f)
     write_archive(f"{out}/tf213.keras", tf213_config(), "2.13.1",
-                  h5_image(weights, "_layer_checkpoint_dependencies", True))
+                  h5_image(entries, "_layer_checkpoint_dependencies", True))
     np.save(f"{out}/x.npy", x)
     np.save(f"{out}/expected.npy", forward(x, weights).astype(np.float32))
 

@@ -477,3 +477,34 @@ TEST(KerasArchive, ClassNamesAsKerasSavesThem) {
                                                                {"Conv3D", "conv3d"}};
   for (const auto& [cls, key] : names) EXPECT_EQ(io::keras_snake_case(cls), key) << cls;
 }
+
+// The layers Keras 3 models carry, in a .keras file that neither Chorus nor Keras wrote
+// (tests/data/keras3_front_layers.py: two inputs, augmentation, Resizing, CenterCrop,
+// preprocess_input's operation nodes, Rescaling, an adapted Normalization, a nested Functional
+// base with a depthwise convolution and batch norm, a shared Dense, two outputs), against
+// PyTorch's outputs, in one process and on 3 MPI ranks.
+TEST(KerasArchive, Keras3FrontLayersMatchPyTorch) {
+  if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy, torch'").exit_code != 0)
+    GTEST_SKIP() << "python3-h5py, python3-numpy or PyTorch is not installed";
+  test::TempDir dir;
+  auto made = test::run_command("/usr/bin/python3 " + test::source_path("tests/data/keras3_front_layers.py") + " " +
+                                dir.path(""));
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string args = " run " + dir.path("front.keras") + " --input image=" + dir.path("front_image.npy") +
+                           " --input meta=" + dir.path("front_meta.npy") + " --quiet --output " + dir.path("out.npy");
+  const std::string mpi = "timeout -k 5 120 mpiexec --oversubscribe -np 3 ";
+  for (const std::string launch :
+       {std::string(CHORUS_BINARY) + args, mpi + CHORUS_BINARY + args + " --strategy pipeline",
+        mpi + CHORUS_BINARY + args + " --strategy split-output"}) {
+    SCOPED_TRACE(launch);
+    for (const char* head : {"class_head", "value_head"})
+      std::remove(dir.path(std::string("out.") + head + ".npy").c_str());
+    auto r = test::run_command(launch);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const std::string head : {"class_head", "value_head"})
+      EXPECT_LT(test::npy_error_vs_largest(dir.path("out." + head + ".npy"), dir.path("front_" + head + ".npy")), 1e-5)
+          << head;
+  }
+}
