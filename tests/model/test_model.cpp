@@ -48,16 +48,16 @@ const char* kDagConfig = R"({"class_name": "Functional", "config": {"name": "dag
  {"class_name": "Softmax", "name": "sm", "config": {"name": "sm"}, "inbound_nodes": [[["fc", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["sm", 0, 0]]}})";
 
-// Inverted residual blocks: only e1 (26 x 64 x 160 floats, over the 1 MB a frame below which
-// fusing does not pay) runs fused with the depthwise layer after it; e3 has a second reader,
-// e4 feeds a 1x1 layer, and the others are small. The fused kernel's geometry is tested in
-// test_depthwise (PointwiseDepthwise).
+// Inverted residual blocks: only e1 (26 x 64 x 160 floats, over the 256 KB a frame below which
+// fusing does not pay; e2's 26 x 64 x 36 are under) runs fused with the depthwise layer after it; e3 has a second
+// reader, e4 feeds a 1x1 layer, and the others are small. The fused kernel's geometry is tested in test_depthwise
+// (PointwiseDepthwise).
 const char* kInvertedResidualConfig = R"({"class_name": "Functional", "config": {"name": "ir", "layers": [
  {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 26, 64, 8]}, "inbound_nodes": []},
  {"class_name": "Conv2D", "name": "e1", "config": {"name": "e1", "filters": 160, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["in", 0, 0, {}]]]},
  {"class_name": "DepthwiseConv2D", "name": "d1", "config": {"name": "d1", "kernel_size": [3, 3], "padding": "same", "activation": "relu6"}, "inbound_nodes": [[["e1", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "p1", "config": {"name": "p1", "filters": 24, "kernel_size": [1, 1]}, "inbound_nodes": [[["d1", 0, 0, {}]]]},
- {"class_name": "Conv2D", "name": "e2", "config": {"name": "e2", "filters": 72, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["p1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e2", "config": {"name": "e2", "filters": 36, "kernel_size": [1, 1], "activation": "relu"}, "inbound_nodes": [[["p1", 0, 0, {}]]]},
  {"class_name": "DepthwiseConv2D", "name": "d2", "config": {"name": "d2", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["e2", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "e3", "config": {"name": "e3", "filters": 40, "kernel_size": [1, 1], "activation": "sigmoid"}, "inbound_nodes": [[["d2", 0, 0, {}]]]},
  {"class_name": "DepthwiseConv2D", "name": "d3", "config": {"name": "d3", "kernel_size": [5, 5], "padding": "valid"}, "inbound_nodes": [[["e3", 0, 0, {}]]]},
@@ -100,8 +100,8 @@ const char* kResidualConfig = R"({"class_name": "Functional", "config": {"name":
 
 // Depthwise layers run with the 1x1 convolutions around them: a depthwise layer on the model
 // input with its projection and the residual Add (d0 p0 a0), an expansion, depthwise layer,
-// projection and Add (e1 d1 p1 a1), and a strided block whose depthwise output is too small to
-// fuse its projection (e2 d2, then p2 on its own).
+// projection and Add (e1 d1 p1 a1), and a strided block whose depthwise output (18 x 30 x 112)
+// is too small to fuse its projection (e2 d2, then p2 on its own).
 const char* kDepthwiseChainConfig = R"({"class_name": "Functional", "config": {"name": "chain", "layers": [
  {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 36, 60, 128]}, "inbound_nodes": []},
  {"class_name": "Conv2D", "name": "c0", "config": {"name": "c0", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["in", 0, 0, {}]]]},
@@ -112,7 +112,7 @@ const char* kDepthwiseChainConfig = R"({"class_name": "Functional", "config": {"
  {"class_name": "DepthwiseConv2D", "name": "d1", "config": {"name": "d1", "kernel_size": [3, 3], "padding": "same", "activation": "relu6"}, "inbound_nodes": [[["e1", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "p1", "config": {"name": "p1", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["d1", 0, 0, {}]]]},
  {"class_name": "Add", "name": "a1", "config": {"name": "a1"}, "inbound_nodes": [[["a0", 0, 0, {}], ["p1", 0, 0, {}]]]},
- {"class_name": "Conv2D", "name": "e2", "config": {"name": "e2", "filters": 144, "kernel_size": [1, 1], "activation": "relu6"}, "inbound_nodes": [[["a1", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "e2", "config": {"name": "e2", "filters": 112, "kernel_size": [1, 1], "activation": "relu6"}, "inbound_nodes": [[["a1", 0, 0, {}]]]},
  {"class_name": "DepthwiseConv2D", "name": "d2", "config": {"name": "d2", "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["e2", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "p2", "config": {"name": "p2", "filters": 16, "kernel_size": [1, 1]}, "inbound_nodes": [[["d2", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["p2", 0, 0]]}})";
