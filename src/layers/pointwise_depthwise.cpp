@@ -19,7 +19,7 @@ constexpr std::size_t kWindowFloats = 128 * 1024;
 // between the two layers anyway; fused, their bands of 3 or 4 rows would compute half as many
 // expanded rows again where threads' bands meet. The 14x14 and 28x28 blocks gain from fusing at
 // 2 threads (each thread keeps its band's rows in its own core's cache, and three layers take one
-// parallel step): MobileNetV2 2.65-2.90 ms against 2.88-3.14 unfused from 256K, level at 1 thread.
+// parallel step): MobileNetV2 2.65-2.90 ms against 2.88-3.14 with a 1 MB floor, level at 1 thread.
 constexpr std::size_t kMinFusedFloats = 64 * 1024;
 
 // Floats of depthwise output rows per projection call (64 KB): written and read again in L1/L2.
