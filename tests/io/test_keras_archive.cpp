@@ -458,6 +458,19 @@ TEST(KerasArchive, KerasOwnLayoutsFromAnIndependentWriter) {
   EXPECT_THAT(test::run_chorus("info " + dir.path("keras3.weights.h5")).output,
               HasSubstr("a Keras 3 weights file (model.save_weights()), which holds no architecture; pass it with "
                         "--arch FILE"));
+  // A config with one Dense layer more than the weights hold names the layer and the groups.
+  json config = json::parse(std::ifstream(dir.path("config.json")));
+  json extra = config["config"]["layers"].back();
+  extra["name"] = extra["config"]["name"] = "extra";
+  extra["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "predictions";
+  config["config"]["layers"].push_back(extra);
+  config["config"]["output_layers"] = json::array({json::array({"extra", 0, 0})});
+  std::ofstream(dir.path("more.json")) << config.dump();
+  EXPECT_THAT(test::run_chorus("run " + dir.path("keras3.weights.h5") + " --arch " + dir.path("more.json") +
+                               " --synthetic 1 --quiet")
+                  .output,
+              HasSubstr("keras3.weights.h5: layer 'extra' is number 4 of its model's dense layers, but '/layers' "
+                        "holds 3 group(s) named dense[_N] (config.json does not match the weights)"));
 }
 
 // Keras' snake case of class names, as its saved weight paths spell them (checked with
