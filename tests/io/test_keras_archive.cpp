@@ -470,7 +470,7 @@ TEST(KerasArchive, KerasOwnLayoutsFromAnIndependentWriter) {
                                " --synthetic 1 --quiet")
                   .output,
               HasSubstr("keras3.weights.h5: layer 'extra' is number 4 of its model's dense layers, but '/layers' "
-                        "holds 3 group(s) named dense[_N] (config.json does not match the weights)"));
+                        "holds 3 group(s) named dense[_N] (the --arch config does not match the weights)"));
 }
 
 // Keras' snake case of class names, as its saved weight paths spell them (checked with

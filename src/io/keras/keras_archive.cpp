@@ -105,6 +105,10 @@ struct KerasArchiveWeightReader::Impl {
     return H5File::from_image(bytes, size, name);
   }
 
+  const char* mismatch() const {
+    return zip ? "config.json does not match the weights" : "the --arch config does not match the weights";
+  }
+
   // The group of a layer's variables. Keras names a model's layers there by class, numbered in
   // the model's layer order (layers/dense, layers/dense_1, a nested model's as
   // layers/functional/layers/conv2d), not by the layers' own names. Each step of the layer's
@@ -150,8 +154,8 @@ struct KerasArchiveWeightReader::Impl {
     const auto& groups = class_groups(group, step.class_key);
     if (step.ordinal >= static_cast<int>(groups.size()))
       fail(name, ": layer '", layer.name, "' is number ", step.ordinal + 1, " of its model's ", step.class_key,
-           " layers, but '", group, "' holds ", groups.size(), " group(s) named ", step.class_key,
-           "[_N] (config.json does not match the weights)");
+           " layers, but '", group, "' holds ", groups.size(), " group(s) named ", step.class_key, "[_N] (", mismatch(),
+           ")");
     return groups[step.ordinal];
   }
 
@@ -165,8 +169,7 @@ struct KerasArchiveWeightReader::Impl {
     if (!file.is_dataset(dataset) && file.is_dataset(group + "/_" + keras3_sublayer_variable(w.name)))
       dataset = group + "/_" + keras3_sublayer_variable(w.name);
     if (!file.is_dataset(dataset))
-      fail(name, ": layer '", layer.name, "' weight ", w.name, " is missing: no '", dataset,
-           "' (config.json does not match the weights)");
+      fail(name, ": layer '", layer.name, "' weight ", w.name, " is missing: no '", dataset, "' (", mismatch(), ")");
     const auto dims = file.dataset_shape(dataset);
     if (dims != std::vector<std::int64_t>(w.shape.begin(), w.shape.end()))
       fail(name, ": layer '", layer.name, "' weight ", w.name, " is ", dims_str(dims), ", expected ", w.shape_str());
@@ -181,12 +184,11 @@ struct KerasArchiveWeightReader::Impl {
     CHORUS_ASSERT(at != names.end(), "weight ", w.name, " of layer ", layer.name);
     const std::string group = vars_group(layer);
     if (!file.is_group(group))
-      fail(name, ": layer '", layer.name, "' has weights but the file has no group '", group,
-           "' (config.json does not match the weights)");
+      fail(name, ": layer '", layer.name, "' has weights but the file has no group '", group, "' (", mismatch(), ")");
     const auto stored = file.children(group);
     if (stored.size() != names.size())
       fail(name, ": layer '", layer.name, "' has ", stored.size(), " variable(s) in '", group, "', its config makes ",
-           names.size(), " (config.json does not match the weights)");
+           names.size(), " (", mismatch(), ")");
     const std::string dataset = group + "/" + std::to_string(at - names.begin());
     if (!file.is_dataset(dataset))
       fail(name, ": layer '", layer.name, "' variable ", at - names.begin(), " (", w.name, ") is missing: no '",
@@ -194,7 +196,7 @@ struct KerasArchiveWeightReader::Impl {
     const auto dims = file.dataset_shape(dataset);
     if (dims != std::vector<std::int64_t>(w.shape.begin(), w.shape.end()))
       fail(name, ": layer '", layer.name, "' variable ", at - names.begin(), " (", w.name, ") is ", dims_str(dims),
-           ", expected ", w.shape_str(), " (config.json does not match the weights)");
+           ", expected ", w.shape_str(), " (", mismatch(), ")");
     return dataset;
   }
 };
