@@ -53,6 +53,7 @@ class Models {
     test::write_random_model(kResidual, path("residual"));
     test::write_random_model(kResidual, path("residual_keras"));
     test::write_random_model(kShared, path("shared"));
+    test::write_random_model(kSharedDepthwise, path("shared_dw"));
     test::write_random_model(kMultiInputOutput, path("multi_io"));
     test::write_random_model(kMultiInputOutput, path("multi_io_keras"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
@@ -162,6 +163,16 @@ class Models {
    {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 6, "activation": "tanh"},
     "inbound_nodes": [[["gap", 0, 0, {}]], [["d", 0, 0, {}]]]}],
    "input_layers": [["in", 0, 0]], "output_layers": [["d", 1, 0]]}})";
+  // A depthwise convolution called twice.
+  static constexpr const char* kSharedDepthwise =
+      R"({"class_name": "Functional", "config": {"name": "shared_dw", "layers": [
+   {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 12, 12, 6]}, "inbound_nodes": []},
+   {"class_name": "DepthwiseConv2D", "name": "dw", "config": {"name": "dw", "kernel_size": [3, 3], "padding": "same", "activation": "relu"},
+    "inbound_nodes": [[["in", 0, 0, {}]], [["dw", 0, 0, {}]]]},
+   {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["dw", 0, 0, {}], ["dw", 1, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["add", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "out", "config": {"name": "out", "units": 4, "activation": "softmax"}, "inbound_nodes": [[["gap", 0, 0, {}]]]}],
+   "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}})";
   // A transfer-learning model on a nested EfficientNet-style base, as keras.applications builds
   // one in Keras 3: Rescaling, Normalization and per-channel Rescaling in front, a strided swish
   // stem, an MBConv block (expansion, depthwise, squeeze-and-excitation: pooling, Reshape to
@@ -586,6 +597,21 @@ TEST(SharedLayers, ARankRunningBothCallsHoldsTheWeightsOnce) {
   for (int rank : {0, 1})
     EXPECT_EQ(halves["ranks"][rank]["weight_bytes"], ((3 * 3 * 6 + 1) * 3 + (6 + 1) * 3) * sizeof(float)) << rank;
   expect_same_as_one_process("shared", 2, "--plan " + write_plan(dir, split));
+}
+
+// The same for a depthwise convolution: both calls split by channels alike take one part, so
+// each rank holds 3 of the 6 channels' kernels once, and 2 of the dense layer's 4 units.
+TEST(SharedLayers, ADepthwiseLayerSplitAlikeInBothCallsHoldsOnePart) {
+  test::TempDir dir;
+  const json split = {{"ranks", 2},
+                      {"stages", {{{"layers", {"dw", "out"}}, {"mode", "split-output"}, {"ranks", {0, 1}}}}}};
+  auto s =
+      mpirun(2, Models::get().path("shared_dw"), "--plan " + write_plan(dir, split), "--report " + dir.path("s.json"));
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const json halves = json::parse(std::ifstream(dir.path("s.json")));
+  for (int rank : {0, 1})
+    EXPECT_EQ(halves["ranks"][rank]["weight_bytes"], ((3 * 3 + 1) * 3 + (6 + 1) * 2) * sizeof(float)) << rank;
+  expect_same_as_one_process("shared_dw", 2, "--plan " + write_plan(dir, split));
 }
 
 TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
