@@ -279,7 +279,7 @@ bool gather_overlaps_next(const model::Model& m, int first, int last, const std:
 int shared_split_part(const model::Model& m, int first, int last, const std::vector<SplitRole>& roles, int n) {
   const layers::Layer& l = *m.node(n).layer;
   if (!dynamic_cast<const layers::Conv2D*>(&l) && !dynamic_cast<const layers::Dense*>(&l) &&
-      !dynamic_cast<const layers::DepthwiseConv2D*>(&l))
+      !dynamic_cast<const layers::DepthwiseConv2D*>(&l) && !dynamic_cast<const layers::MultiHeadAttention*>(&l))
     return -1;
   const auto blocked = [&](int k) {
     return dynamic_cast<const layers::Conv2D*>(&l) && k > first && gather_overlaps_next(m, first, last, roles, k - 1);

@@ -54,6 +54,7 @@ class Models {
     test::write_random_model(kResidual, path("residual_keras"));
     test::write_random_model(kShared, path("shared"));
     test::write_random_model(kSharedDepthwise, path("shared_dw"));
+    test::write_random_model(kSharedAttention, path("shared_mha"));
     test::write_random_model(kMultiInputOutput, path("multi_io"));
     test::write_random_model(kMultiInputOutput, path("multi_io_keras"));
     test::write_random_model(kDenseHeavy, path("dense_heavy"));
@@ -173,6 +174,18 @@ class Models {
    {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"}, "inbound_nodes": [[["add", 0, 0, {}]]]},
    {"class_name": "Dense", "name": "out", "config": {"name": "out", "units": 4, "activation": "softmax"}, "inbound_nodes": [[["gap", 0, 0, {}]]]}],
    "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}})";
+  // Self-attention of 2 heads called twice, on the tokens and on its own output.
+  static constexpr const char* kSharedAttention =
+      R"({"class_name": "Functional", "config": {"name": "shared_mha", "layers": [
+   {"class_name": "InputLayer", "name": "img", "config": {"name": "img", "batch_input_shape": [null, 8, 8, 3]}, "inbound_nodes": []},
+   {"class_name": "Conv2D", "name": "patches", "config": {"name": "patches", "filters": 8, "kernel_size": [2, 2], "strides": [2, 2]}, "inbound_nodes": [[["img", 0, 0, {}]]]},
+   {"class_name": "Reshape", "name": "tokens", "config": {"name": "tokens", "target_shape": [16, 8]}, "inbound_nodes": [[["patches", 0, 0, {}]]]},
+   {"class_name": "MultiHeadAttention", "name": "mha", "config": {"name": "mha", "num_heads": 2, "key_dim": 4, "use_bias": true},
+    "inbound_nodes": [[["tokens", 0, 0, {"value": ["tokens", 0, 0]}]], [["mha", 0, 0, {"value": ["mha", 0, 0]}]]]},
+   {"class_name": "Add", "name": "add", "config": {"name": "add"}, "inbound_nodes": [[["mha", 0, 0, {}], ["mha", 1, 0, {}]]]},
+   {"class_name": "GlobalAveragePooling1D", "name": "pool", "config": {"name": "pool"}, "inbound_nodes": [[["add", 0, 0, {}]]]},
+   {"class_name": "Dense", "name": "head", "config": {"name": "head", "units": 3, "activation": "softmax"}, "inbound_nodes": [[["pool", 0, 0, {}]]]}],
+   "input_layers": [["img", 0, 0]], "output_layers": [["head", 0, 0]]}})";
   // A transfer-learning model on a nested EfficientNet-style base, as keras.applications builds
   // one in Keras 3: Rescaling, Normalization and per-channel Rescaling in front, a strided swish
   // stem, an MBConv block (expansion, depthwise, squeeze-and-excitation: pooling, Reshape to
@@ -612,6 +625,26 @@ TEST(SharedLayers, ADepthwiseLayerSplitAlikeInBothCallsHoldsOnePart) {
   for (int rank : {0, 1})
     EXPECT_EQ(halves["ranks"][rank]["weight_bytes"], ((3 * 3 + 1) * 3 + (6 + 1) * 2) * sizeof(float)) << rank;
   expect_same_as_one_process("shared_dw", 2, "--plan " + write_plan(dir, split));
+}
+
+// And for attention split by heads: each rank holds one of the 2 heads once for both calls.
+TEST(SharedLayers, AnAttentionLayerSplitByHeadsInBothCallsHoldsOnePart) {
+  test::TempDir dir;
+  const json plan = {{"ranks", 2},
+                     {"stages",
+                      {{{"layers", {"patches", "tokens"}}, {"mode", "single"}, {"ranks", {0}}},
+                       {{"layers", {"mha", "mha_call1"}}, {"mode", "split-tensor"}, {"ranks", {0, 1}}},
+                       {{"layers", {"add", "head"}}, {"mode", "single"}, {"ranks", {1}}}}}};
+  auto s =
+      mpirun(2, Models::get().path("shared_mha"), "--plan " + write_plan(dir, plan), "--report " + dir.path("s.json"));
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const json report = json::parse(std::ifstream(dir.path("s.json")));
+  // One head: query, key and value kernels 8 x 4 and biases 4, its 4 x 8 rows of the output
+  // kernel, and the output bias.
+  const std::size_t head = 3 * (8 * 4 + 4) + 4 * 8 + 8;
+  EXPECT_EQ(report["ranks"][0]["weight_bytes"], (2 * 2 * 3 * 8 + 8 + head) * sizeof(float));
+  EXPECT_EQ(report["ranks"][1]["weight_bytes"], (head + 8 * 3 + 3) * sizeof(float));
+  expect_same_as_one_process("shared_mha", 2, "--plan " + write_plan(dir, plan));
 }
 
 TEST(MixedPlans, BandGroupsSwapHalosBetweenThem) {
