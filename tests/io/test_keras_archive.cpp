@@ -59,6 +59,18 @@ std::string error_loading(const std::string& path) {
   return test::error_of([&] { io::load_model_file(path); });
 }
 
+bool python_has(const std::string& modules) {
+  return test::run_command("/usr/bin/python3 -c 'import " + modules + "'").exit_code == 0;
+}
+
+// Runs a file generator of tests/data (one written without Chorus) into `dir`. The tests then
+// run its files under mpiexec too, which CI does as root.
+test::CommandResult generate(const std::string& script, const test::TempDir& dir) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  return test::run_command("/usr/bin/python3 " + test::source_path("tests/data/" + script) + " " + dir.path(""));
+}
+
 }  // namespace
 
 TEST(KerasArchive, StoredAndDeflatedWeightsEqualTheH5) {
@@ -428,14 +440,10 @@ TEST(KerasArchiveErrors, MemberClaimingMoreThanDeflateCanProduceIsRefused) {
 // reader going by names, or by sorted names, takes weights of the right shape from the wrong
 // layer. Each also runs split by output channels across 3 MPI ranks.
 TEST(KerasArchive, KerasOwnLayoutsFromAnIndependentWriter) {
-  if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy'").exit_code != 0)
-    GTEST_SKIP() << "python3-h5py or python3-numpy is not installed";
+  if (!python_has("h5py, numpy")) GTEST_SKIP() << "python3-h5py or python3-numpy is not installed";
   test::TempDir dir;
-  auto made = test::run_command("/usr/bin/python3 " + test::source_path("tests/data/keras_saved_layout.py") + " " +
-                                dir.path(""));
+  auto made = generate("keras_saved_layout.py", dir);
   ASSERT_EQ(made.exit_code, 0) << made.output;
-  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
-  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   const auto expect_outputs = [&](const std::string& file) {
     EXPECT_LT(test::npy_error_vs_largest(file, dir.path("expected.npy")), 1e-5);
   };
@@ -496,14 +504,10 @@ TEST(KerasArchive, ClassNamesAsKerasSavesThem) {
 // base with a depthwise convolution and batch norm, a shared Dense, two outputs), against
 // PyTorch's outputs, in one process and on 3 MPI ranks.
 TEST(KerasArchive, Keras3FrontLayersMatchPyTorch) {
-  if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy, torch'").exit_code != 0)
-    GTEST_SKIP() << "python3-h5py, python3-numpy or PyTorch is not installed";
+  if (!python_has("h5py, numpy, torch")) GTEST_SKIP() << "python3-h5py, python3-numpy or PyTorch is not installed";
   test::TempDir dir;
-  auto made = test::run_command("/usr/bin/python3 " + test::source_path("tests/data/keras3_front_layers.py") + " " +
-                                dir.path(""));
+  auto made = generate("keras3_front_layers.py", dir);
   ASSERT_EQ(made.exit_code, 0) << made.output;
-  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI runs as root
-  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   const std::string args = " run " + dir.path("front.keras") + " --input image=" + dir.path("front_image.npy") +
                            " --input meta=" + dir.path("front_meta.npy") + " --quiet --output " + dir.path("out.npy");
   const std::string mpi = "timeout -k 5 120 mpiexec --oversubscribe -np 3 ";
