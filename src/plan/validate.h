@@ -108,8 +108,9 @@ bool gather_overlaps_next(const model::Model& model, int first, int last, const 
 
 // The earlier call, in a split stage [first, last], of the shared layer that node n calls again,
 // when n takes that call's part on each member (one slice of the weights): a Conv2D, Dense,
-// DepthwiseConv2D or MultiHeadAttention layer split in the same role by both calls, neither convolving gathered slices
-// block by block (gather_overlaps_next). -1 otherwise. The worker shares the part; the planner counts it once.
+// DepthwiseConv2D or MultiHeadAttention layer split in the same role by both calls, neither
+// convolving gathered slices block by block (gather_overlaps_next). -1 otherwise. The worker
+// shares the part; the planner counts it once.
 int shared_split_part(const model::Model& model, int first, int last, const std::vector<SplitRole>& roles, int n);
 
 // Where node n of a split stage [first, last] reduce-scatters its partial sums: n is a Dense layer

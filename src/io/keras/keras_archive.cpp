@@ -165,9 +165,9 @@ struct KerasArchiveWeightReader::Impl {
   std::string locate_in_sublayer(const KerasLayerSpec& layer, const layers::WeightSpec& w) {
     std::string group = vars_group(layer);
     group = group.substr(0, group.size() - std::string("/vars").size());
-    std::string dataset = group + "/" + keras3_sublayer_variable(w.name);
-    if (!file.is_dataset(dataset) && file.is_dataset(group + "/_" + keras3_sublayer_variable(w.name)))
-      dataset = group + "/_" + keras3_sublayer_variable(w.name);
+    const std::string variable = keras3_sublayer_variable(w.name);
+    std::string dataset = group + "/" + variable;
+    if (!file.is_dataset(dataset) && file.is_dataset(group + "/_" + variable)) dataset = group + "/_" + variable;
     if (!file.is_dataset(dataset))
       fail(name, ": layer '", layer.name, "' weight ", w.name, " is missing: no '", dataset, "' (", mismatch(), ")");
     const auto dims = file.dataset_shape(dataset);
