@@ -189,29 +189,31 @@ BENCHMARK(BM_Conv2D)
     ->Args({224, 3, 32, 3, 2})     // MobileNetV2 first conv (k = 27: im2col + small_gemm)
     ->Args({227, 3, 96, 11, 4})    // AlexNet conv1
     ->Args({224, 3, 64, 7, 2})     // ResNet conv1
+    ->Args({27, 64, 192, 5, 1})    // AlexNet features.3 (Winograd F(2x2, 5x5))
     ->Unit(benchmark::kMillisecond);
 
-// Winograd3x3 alone, to compare tiles on one shape: args are input size, channels in, channels
-// out, tile (2 or 4). GFLOP/s counts the direct convolution's multiply-adds.
-void BM_Winograd3x3(benchmark::State& state) {
-  const int size = state.range(0), cin = state.range(1), cout = state.range(2);
-  Winograd3x3 wino(state.range(3), noise(9u * cin * cout, 1), cin, cout);
+// Winograd alone, to compare tiles on one shape: args are input size, channels in, channels out,
+// tile (2 or 4) and kernel size (3 or 5). GFLOP/s counts the direct convolution's multiply-adds.
+void BM_Winograd(benchmark::State& state) {
+  const int size = state.range(0), cin = state.range(1), cout = state.range(2), r = state.range(4), pad = r / 2;
+  Winograd wino(r, state.range(3), noise(static_cast<std::size_t>(r) * r * cin * cout, 1), cin, cout);
   auto bias = noise(cout, 2);
   Tensor in = noise_tensor({size, size, cin}), out(1, {size, size, cout});
   const Activation relu = activation_from_name("relu");
   for (auto _ : state) {
-    wino.forward(in.data(), 1, size, size, {1, 1, 1, 1}, size, size, bias.data(), relu, out.data());
+    wino.forward(in.data(), 1, size, size, {pad, pad, pad, pad}, size, size, bias.data(), relu, out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  report(state, 9.0 * size * size * cin * cout);
+  report(state, double(r) * r * size * size * cin * cout);
 }
-BENCHMARK(BM_Winograd3x3)
-    ->ArgsProduct({{224}, {64}, {64}, {2, 4}})
-    ->ArgsProduct({{56}, {64, 256}, {64, 256}, {2, 4}})
-    ->ArgsProduct({{28, 14}, {512}, {512}, {2, 4}})
-    ->Args({7, 512, 512, 2})    // ResNet-50 layer4: too small for F(4x4)
-    ->Args({28, 128, 128, 4})   // ResNet-50 layer2 (49 tiles)
-    ->Args({14, 256, 256, 2})   // ResNet-50 layer3 (49 tiles)
+BENCHMARK(BM_Winograd)
+    ->ArgsProduct({{224}, {64}, {64}, {2, 4}, {3}})
+    ->ArgsProduct({{56}, {64, 256}, {64, 256}, {2, 4}, {3}})
+    ->ArgsProduct({{28, 14}, {512}, {512}, {2, 4}, {3}})
+    ->Args({7, 512, 512, 2, 3})   // ResNet-50 layer4: too small for F(4x4)
+    ->Args({27, 64, 192, 2, 5})   // AlexNet's 5x5 layer
+    ->Args({28, 128, 128, 4, 3})  // ResNet-50 layer2 (49 tiles)
+    ->Args({14, 256, 256, 2, 3})  // ResNet-50 layer3 (49 tiles)
     ->Unit(benchmark::kMillisecond);
 
 // DepthwiseConv2D 3x3: args are input size, channels, stride; outputs go to `buffers` tensors

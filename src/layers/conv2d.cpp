@@ -33,11 +33,12 @@ constexpr int kMinPixelsPerThread = 64;
 // Pixels per im2col block on the small_gemm path.
 constexpr int kSmallGemmBlock = 256;
 
-// Winograd only where the transformed kernel stays small: F(4x4) holds 36/9 and F(2x2) 16/9
-// of the plain kernel, which replaces it. Larger layers (VGG16's 512-channel ones) keep im2col,
-// so peak memory stays near weights + activations.
-constexpr double kWinograd4MaxBytes = 5e6;
-constexpr double kWinograd2MaxBytes = 9e6;
+// Winograd only where the transformed kernel stays small: 6x6 tiles hold 36/9 of a 3x3 kernel
+// (F(4x4)) or 36/25 of a 5x5 one (F(2x2)), 4x4 tiles 16/9 of a 3x3 kernel, which it replaces.
+// Larger layers (VGG16's 512-channel ones) keep im2col, so peak memory stays near weights +
+// activations.
+constexpr double kWinograd6x6MaxBytes = 5e6;
+constexpr double kWinograd4x4MaxBytes = 9e6;
 // Below this many input or output channels the transforms cost more than they save.
 constexpr int kWinogradMinChannels = 32;
 }  // namespace
@@ -83,8 +84,9 @@ void Conv2D::set_weights(WeightMap weights) {
   w_->packed.reset();
   w_->use_direct_kernel = settings_.groups == 1 && prefer_small_gemm(k, settings_.filters);
   if (int tile = choose_winograd_tile()) {
-    // The transformed kernel replaces the plain one, so memory grows by 16/9 or 36/9, not more.
-    w_->winograd = std::make_unique<Winograd3x3>(tile, w_->kernel, input_shapes()[0].c, settings_.filters);
+    // The transformed kernel replaces the plain one, so memory grows by 36/25, 16/9 or 36/9, not more.
+    w_->winograd =
+        std::make_unique<Winograd>(settings_.kernel_h, tile, w_->kernel, input_shapes()[0].c, settings_.filters);
     std::vector<float>().swap(w_->kernel);
   }
   if (!w_->winograd && settings_.groups == 1 && prefer_packed_gemm(k, settings_.filters)) {
@@ -108,16 +110,17 @@ int Conv2D::winograd_tile() const { return w_->winograd ? w_->winograd->tile() :
 
 int Conv2D::choose_winograd_tile() const {
   const auto& s = settings_;
-  if (s.kernel_h != 3 || s.kernel_w != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dilation_h != 1 ||
-      s.dilation_w != 1 || s.groups != 1)
+  if (s.kernel_h != s.kernel_w || (s.kernel_h != 3 && s.kernel_h != 5) || s.stride_h != 1 || s.stride_w != 1 ||
+      s.dilation_h != 1 || s.dilation_w != 1 || s.groups != 1)
     return 0;
   const int cin = input_shapes()[0].c;
   if (cin < kWinogradMinChannels || s.filters < kWinogradMinChannels) return 0;
   const double plane_bytes = 4.0 * cin * s.filters;
+  if (s.kernel_h == 5) return 36 * plane_bytes <= kWinograd6x6MaxBytes ? 2 : 0;
   const Shape& o = output_shape();
   // F(4x4) wastes most of its edge tiles on small outputs.
-  if (36 * plane_bytes <= kWinograd4MaxBytes && o.h >= 8 && o.w >= 8) return 4;
-  if (16 * plane_bytes <= kWinograd2MaxBytes) return 2;
+  if (36 * plane_bytes <= kWinograd6x6MaxBytes && o.h >= 8 && o.w >= 8) return 4;
+  if (16 * plane_bytes <= kWinograd4x4MaxBytes) return 2;
   return 0;
 }
 

@@ -9,14 +9,14 @@
 namespace chorus::layers {
 
 class PackedWeights;
-class Winograd3x3;
+class Winograd;
 
 // A convolution's weights in the form its path reads them. Variants of one layer for row bands
 // of other heights share them (Conv2D::share_weights), so a band's edges and interior computed
 // apart cost no second copy.
 struct Conv2DWeights {
   std::vector<float> kernel;              // filters x (kh*kw*in/groups), column-major; empty once winograd holds it
-  std::unique_ptr<Winograd3x3> winograd;  // the transformed kernel, for 3x3 stride-1 layers that pay
+  std::unique_ptr<Winograd> winograd;     // the transformed kernel, for 3x3 and 5x5 stride-1 layers that pay
   std::unique_ptr<PackedWeights> packed;  // the kernel packed for packed_gemm; empty kernel then
   bool use_direct_kernel = false;         // small_gemm or packed_gemm instead of sgemm
   std::vector<float> bias;                // filters, or empty

@@ -23,7 +23,10 @@ constexpr int kLocalBlocksPerThread = 4;
 // Channels transformed at a time, so a tile's intermediate rows stay in L1.
 constexpr int kChannelChunk = 64;
 
-// Kernel transforms G (alpha x 3), applied in double before rounding to float.
+// Kernel transforms G (alpha x r), applied in double before rounding to float. Rows are the
+// points 0, 1, -1 (, 2, -2) and infinity; with 6 points, row j of G is (1, p, p^2, ...) / f_j,
+// f_j the product of p_j minus the other finite points, which leaves B^T (input_f4) the same
+// for F(4x4, 3x3) and F(2x2, 5x5): only G and A^T tell them apart.
 constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
                               {-1.0 / 6, -1.0 / 6, -1.0 / 6},
@@ -31,6 +34,17 @@ constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
                               {1.0 / 24, 1.0 / 12, 1.0 / 6},
                               {1.0 / 24, -1.0 / 12, 1.0 / 6},
                               {0, 0, 1}};
+constexpr double kG25[6][5] = {{1.0 / 4, 0, 0, 0, 0},
+                               {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                               {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
+                               {1.0 / 24, 2.0 / 24, 4.0 / 24, 8.0 / 24, 16.0 / 24},
+                               {1.0 / 24, -2.0 / 24, 4.0 / 24, -8.0 / 24, 16.0 / 24},
+                               {0, 0, 0, 0, 1}};
+
+double kernel_transform(int r, int m, int row, int col) {
+  if (r == 5) return kG25[row][col];
+  return m == 2 ? kG2[row][col] : kG4[row][col];
+}
 
 // One-dimensional transforms over n channels, written out so that no zero coefficient costs a
 // multiplication; restrict lets the compiler vectorise over channels. Input: o = B^T d.
@@ -85,16 +99,28 @@ void output_f4(const float* __restrict p0, const float* __restrict p1, const flo
   }
 }
 
+// F(2x2, 5x5): A^T's rows are (1, 1, 1, 1, 1, 0) and (0, 1, -1, 2, -2, 1).
+void output_f25(const float* __restrict p0, const float* __restrict p1, const float* __restrict p2,
+                const float* __restrict p3, const float* __restrict p4, const float* __restrict p5,
+                const float* __restrict bias, float* __restrict y0, float* __restrict y1, int n) {
+  for (int c = 0; c < n; ++c) {
+    y0[c] = p0[c] + p1[c] + p2[c] + p3[c] + p4[c] + bias[c];
+    y1[c] = p1[c] - p2[c] + 2.0f * (p3[c] - p4[c]) + p5[c] + bias[c];
+  }
+}
+
 // Pointer-array forms: d/p hold alpha pointers, o/y alpha (input) or m (output) pointers.
-void input_1d(int m, const float* const* d, float* const* o, int n) {
-  if (m == 2)
+void input_1d(int alpha, const float* const* d, float* const* o, int n) {
+  if (alpha == 4)
     input_f2(d[0], d[1], d[2], d[3], o[0], o[1], o[2], o[3], n);
   else
     input_f4(d[0], d[1], d[2], d[3], d[4], d[5], o[0], o[1], o[2], o[3], o[4], o[5], n);
 }
 
-void output_1d(int m, const float* const* p, const float* bias, float* const* y, int n) {
-  if (m == 2)
+void output_1d(int r, int m, const float* const* p, const float* bias, float* const* y, int n) {
+  if (r == 5)
+    output_f25(p[0], p[1], p[2], p[3], p[4], p[5], bias, y[0], y[1], n);
+  else if (m == 2)
     output_f2(p[0], p[1], p[2], p[3], bias, y[0], y[1], n);
   else
     output_f4(p[0], p[1], p[2], p[3], p[4], p[5], bias, y[0], y[1], y[2], y[3], n);
@@ -102,25 +128,26 @@ void output_1d(int m, const float* const* p, const float* bias, float* const* y,
 
 }  // namespace
 
-Winograd3x3::Winograd3x3(int tile, const std::vector<float>& kernel, int channels, int filters)
-    : m_(tile), alpha_(tile + 2), channels_(channels), filters_(filters) {
-  CHORUS_ASSERT(tile == 2 || tile == 4, "Winograd tile ", tile);
-  CHORUS_ASSERT(kernel.size() == 9u * channels * filters);
+Winograd::Winograd(int kernel_size, int tile, const std::vector<float>& kernel, int channels, int filters)
+    : r_(kernel_size), m_(tile), alpha_(tile + kernel_size - 1), channels_(channels), filters_(filters) {
+  CHORUS_ASSERT((r_ == 3 && (m_ == 2 || m_ == 4)) || (r_ == 5 && m_ == 2), "Winograd F(", m_, ", ", r_, ")");
+  const std::size_t taps = static_cast<std::size_t>(r_) * r_;
+  CHORUS_ASSERT(kernel.size() == taps * channels * filters);
   const std::size_t plane = static_cast<std::size_t>(channels) * filters;
   std::vector<float> u(static_cast<std::size_t>(alpha_) * alpha_ * plane);
+  double g[5][5], gg[6][5];
   for (std::size_t k = 0; k < plane; ++k) {  // k = ci * filters + co, Keras' order within a tap
-    double g[3][3], gg[6][3];
-    for (int a = 0; a < 3; ++a)
-      for (int b = 0; b < 3; ++b) g[a][b] = kernel[(a * 3 + b) * plane + k];
-    for (int i = 0; i < alpha_; ++i)
-      for (int b = 0; b < 3; ++b) {
+    for (int a = 0; a < r_; ++a)
+      for (int b = 0; b < r_; ++b) g[a][b] = kernel[(a * r_ + b) * plane + k];
+    for (int i = 0; i < alpha_; ++i)  // G g
+      for (int b = 0; b < r_; ++b) {
         gg[i][b] = 0;
-        for (int a = 0; a < 3; ++a) gg[i][b] += (m_ == 2 ? kG2[i][a] : kG4[i][a]) * g[a][b];
+        for (int a = 0; a < r_; ++a) gg[i][b] += kernel_transform(r_, m_, i, a) * g[a][b];
       }
-    for (int i = 0; i < alpha_; ++i)
+    for (int i = 0; i < alpha_; ++i)  // (G g) G^T
       for (int j = 0; j < alpha_; ++j) {
         double sum = 0;
-        for (int b = 0; b < 3; ++b) sum += gg[i][b] * (m_ == 2 ? kG2[j][b] : kG4[j][b]);
+        for (int b = 0; b < r_; ++b) sum += gg[i][b] * kernel_transform(r_, m_, j, b);
         u[(i * alpha_ + j) * plane + k] = static_cast<float>(sum);
       }
   }
@@ -129,13 +156,13 @@ Winograd3x3::Winograd3x3(int tile, const std::vector<float>& kernel, int channel
   for (int pos = 0; pos < alpha_ * alpha_; ++pos) u_.emplace_back(u.data() + pos * plane, channels, filters);
 }
 
-std::size_t Winograd3x3::floats() const {
+std::size_t Winograd::floats() const {
   std::size_t n = 0;
   for (const auto& p : u_) n += p.floats();
   return n;
 }
 
-void Winograd3x3::scale_filters(const std::vector<float>& scale) {
+void Winograd::scale_filters(const std::vector<float>& scale) {
   CHORUS_ASSERT(static_cast<int>(scale.size()) == filters_);
   for (auto& p : u_) p.scale_filters(scale);
 }
@@ -144,9 +171,9 @@ namespace {
 const Activation kLinear;
 }  // namespace
 
-void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads pads, int out_h, int out_w,
-                          const float* bias, const Activation& activation, float* out) const {
-  const int m = m_, alpha = alpha_, c_in = channels_, c_out = filters_;
+void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pads, int out_h, int out_w,
+                       const float* bias, const Activation& activation, float* out) const {
+  const int r = r_, m = m_, alpha = alpha_, c_in = channels_, c_out = filters_;
   const int positions = alpha * alpha;
   const int tiles_h = (out_h + m - 1) / m, tiles_w = (out_w + m - 1) / m;
   const int per_frame = tiles_h * tiles_w, total = frames * per_frame;
@@ -189,14 +216,14 @@ void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads 
               d[k] = src[k][l] + c0;
               o[k] = tmp + (k * alpha + l) * kChannelChunk;
             }
-            input_1d(m, d, o, n_c);
+            input_1d(alpha, d, o, n_c);
           }
           for (int i = 0; i < alpha; ++i) {  // rows: V[i][j] = sum_l tmp[i][l] B[l][j]
             for (int l = 0; l < alpha; ++l) {
               d[l] = tmp + (i * alpha + l) * kChannelChunk;
               o[l] = v + (i * alpha + l) * v_stride + static_cast<std::size_t>(t) * c_in + c0;
             }
-            input_1d(m, d, o, n_c);
+            input_1d(alpha, d, o, n_c);
           }
         }
       }
@@ -223,7 +250,7 @@ void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads 
             for (int k = 0; k < alpha; ++k)
               p[k] = prod + (k * alpha + l) * p_stride + static_cast<std::size_t>(t) * c_out + c0;
             for (int i = 0; i < m; ++i) y[i] = tmp + (i * alpha + l) * kChannelChunk;
-            output_1d(m, p, zero, y, n_c);
+            output_1d(r, m, p, zero, y, n_c);
           }
           for (int i = 0; i < m; ++i) {  // rows: Y[i][j] = sum_l tmp[i][l] A[l][j] + bias
             for (int l = 0; l < alpha; ++l) p[l] = tmp + (i * alpha + l) * kChannelChunk;
@@ -231,7 +258,7 @@ void Winograd3x3::forward(const float* in, int frames, int in_h, int in_w, Pads 
               y[j] = (i < rows && j < cols)
                          ? frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m + j) * c_out + c0
                          : junk + j * kChannelChunk;
-            output_1d(m, p, bias + c0, y, n_c);
+            output_1d(r, m, p, bias + c0, y, n_c);
           }
         }
         if (!activation.is_linear())

@@ -1,7 +1,8 @@
 #pragma once
-// Winograd F(m x m, 3x3) convolution (Lavin & Gray 2016) for 3x3, stride-1, undilated,
-// ungrouped convolutions on NHWC tensors: m = 2 (4x4 transformed tiles, 2.25x fewer
-// multiplications than direct) or m = 4 (6x6 tiles, 4x fewer). The kernel is transformed once;
+// Winograd F(m x m, r x r) convolution (Lavin & Gray 2016) for stride-1, undilated, ungrouped
+// convolutions on NHWC tensors: 3x3 kernels with m = 2 (4x4 transformed tiles, 2.25x fewer
+// multiplications than direct) or m = 4 (6x6 tiles, 4x fewer), and 5x5 kernels with m = 2 (6x6
+// tiles, 2.8x fewer: AlexNet's second layer). The kernel is transformed once;
 // each forward transforms input tiles in blocks, runs one packed_gemm per transformed position
 // (tiles x channels times channels x filters, the transformed kernel packed once) and
 // inverse-transforms with bias and activation.
@@ -14,11 +15,13 @@
 
 namespace chorus::layers {
 
-class Winograd3x3 {
+class Winograd {
  public:
-  // `tile` is m (2 or 4); `kernel` is Keras' (3, 3, channels, filters), row-major.
-  Winograd3x3(int tile, const std::vector<float>& kernel, int channels, int filters);
+  // `kernel_size` is r and `tile` m: (3, 2), (3, 4) or (5, 2). `kernel` is Keras' (r, r,
+  // channels, filters), row-major.
+  Winograd(int kernel_size, int tile, const std::vector<float>& kernel, int channels, int filters);
 
+  int kernel_size() const { return r_; }
   int tile() const { return m_; }
   // Multiplies output channel co of the kernel by scale[co] (a folded batch norm).
   void scale_filters(const std::vector<float>& scale);
@@ -32,7 +35,7 @@ class Winograd3x3 {
                const Activation& activation, float* out) const;
 
  private:
-  int m_, alpha_, channels_, filters_;
+  int r_, m_, alpha_, channels_, filters_;
   std::vector<PackedWeights> u_;  // per transformed position, channels x filters
 };
 

@@ -66,28 +66,30 @@ struct WinogradCase {
   Pads pads;
   bool bias;
   std::string activation;
+  int kernel = 3;
   std::string str() const {
-    return cat("F(", tile, ") n", frames, " ", h, "x", w, "x", cin, " -> ", cout, " pads ", pads.top, ",", pads.bottom,
-               ",", pads.left, ",", pads.right, bias ? " bias " : " ", activation);
+    return cat("F(", tile, ", ", kernel, ") n", frames, " ", h, "x", w, "x", cin, " -> ", cout, " pads ", pads.top, ",",
+               pads.bottom, ",", pads.left, ",", pads.right, bias ? " bias " : " ", activation);
   }
 };
 
 void check_winograd(const WinogradCase& c, std::uint64_t seed) {
   SCOPED_TRACE(c.str());
-  auto kernel = test::random_vector(9u * c.cin * c.cout, seed);
+  const int r = c.kernel;
+  auto kernel = test::random_vector(static_cast<std::size_t>(r) * r * c.cin * c.cout, seed);
   auto bias = c.bias ? test::random_vector(c.cout, seed + 1) : std::vector<float>{};
   Tensor in = test::random_tensor(c.frames, {c.h, c.w, c.cin}, seed + 2);
   const Activation act = activation_from_name(c.activation);
-  Winograd3x3 wino(c.tile, kernel, c.cin, c.cout);
-  const int oh = c.h + c.pads.top + c.pads.bottom - 2, ow = c.w + c.pads.left + c.pads.right - 2;
+  Winograd wino(r, c.tile, kernel, c.cin, c.cout);
+  const int oh = c.h + c.pads.top + c.pads.bottom - (r - 1), ow = c.w + c.pads.left + c.pads.right - (r - 1);
   Tensor out(c.frames, {oh, ow, c.cout});
   wino.forward(in.data(), c.frames, c.h, c.w, c.pads, oh, ow, c.bias ? bias.data() : nullptr, act, out.data());
   Tensor padded = ref::zero_pad(in, c.pads.top, c.pads.bottom, c.pads.left, c.pads.right);
-  Tensor expected = ref::conv2d(padded, kernel, bias, c.cout, {3, 3, 1, 1, 1, 1, false, 1});
+  Tensor expected = ref::conv2d(padded, kernel, bias, c.cout, {r, r, 1, 1, 1, 1, false, 1});
   apply_reference_activation(expected, act);
   ASSERT_EQ(out.shape(), expected.shape());
-  // F(4x4)'s transforms have larger coefficients (up to 8 and 1/24), so more rounding.
-  EXPECT_LT(test::error_vs_largest(out, expected), c.tile == 2 ? 1e-5 : 1e-4);
+  // 6x6 tiles' transforms have larger coefficients (up to 16 and 1/24), so more rounding.
+  EXPECT_LT(test::error_vs_largest(out, expected), c.tile == 2 && r == 3 ? 1e-5 : 1e-4);
 }
 
 }  // namespace
@@ -289,17 +291,19 @@ TEST(SeparableConv2D, MatchesDepthwiseThenPointwise) {
   }
 }
 
-TEST(Winograd3x3, RandomShapesPadsAndActivations) {
+TEST(Winograd, RandomShapesPadsAndActivations) {
   Rng rng(77);
   auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
   const char* activations[] = {"linear", "relu", "relu6", "sigmoid", "softmax"};
-  for (int i = 0; i < 60; ++i) {
+  for (int i = 0; i < 90; ++i) {
     WinogradCase c;
-    c.tile = i % 2 ? 4 : 2;
+    c.kernel = i % 3 == 2 ? 5 : 3;  // F(2, 3), F(4, 3), F(2, 5)
+    c.tile = i % 3 == 1 ? 4 : 2;
     c.frames = pick(1, 3);
-    c.pads = {pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};  // asymmetric, as row bands make them
-    c.h = pick(std::max(1, 3 - c.pads.top - c.pads.bottom), 13);
-    c.w = pick(std::max(1, 3 - c.pads.left - c.pads.right), 13);
+    const int most = c.kernel - 1;
+    c.pads = {pick(0, most), pick(0, most), pick(0, most), pick(0, most)};  // asymmetric, as row bands make them
+    c.h = pick(std::max(1, c.kernel - c.pads.top - c.pads.bottom), 13);
+    c.w = pick(std::max(1, c.kernel - c.pads.left - c.pads.right), 13);
     c.cin = pick(1, 3) == 1 ? pick(1, 8) : pick(60, 140);  // crosses the 64-channel chunks
     c.cout = pick(1, 3) == 1 ? pick(1, 8) : pick(60, 140);
     c.bias = pick(0, 1) == 1;
@@ -308,41 +312,42 @@ TEST(Winograd3x3, RandomShapesPadsAndActivations) {
   }
 }
 
-TEST(Winograd3x3, ManyTilesSpanBlocksAndFrames) {
+TEST(Winograd, ManyTilesSpanBlocksAndFrames) {
   // Enough tiles for several blocks, with the last one partial and tiles from two frames.
   check_winograd({4, 2, 57, 43, 96, 80, {1, 1, 1, 1}, true, "relu"}, 11);
   check_winograd({2, 3, 31, 29, 70, 64, {1, 1, 1, 1}, true, "linear"}, 12);
+  check_winograd({2, 2, 27, 27, 64, 192, {2, 2, 2, 2}, true, "relu", 5}, 13);  // AlexNet's second layer
 }
 
-TEST(Winograd3x3, ScaleFiltersMatchesScaledKernel) {
-  for (int tile : {2, 4}) {
-    const int cin = 5, cout = 7;
-    auto kernel = test::random_vector(9u * cin * cout, 21);
+TEST(Winograd, ScaleFiltersMatchesScaledKernel) {
+  for (auto [r, tile] : {std::pair{3, 2}, {3, 4}, {5, 2}}) {
+    const int cin = 5, cout = 7, pad = r / 2;
+    auto kernel = test::random_vector(static_cast<std::size_t>(r) * r * cin * cout, 21);
     auto scale = test::random_vector(cout, 22, 0.5f, 2.0f);
-    Winograd3x3 scaled(tile, kernel, cin, cout);
+    Winograd scaled(r, tile, kernel, cin, cout);
     scaled.scale_filters(scale);
     for (std::size_t i = 0; i < kernel.size(); ++i) kernel[i] *= scale[i % cout];
-    Winograd3x3 direct(tile, kernel, cin, cout);
+    Winograd direct(r, tile, kernel, cin, cout);
     Tensor in = test::random_tensor(1, {9, 10, cin}, 23), a(1, {9, 10, cout}), b(1, {9, 10, cout});
-    scaled.forward(in.data(), 1, 9, 10, {1, 1, 1, 1}, 9, 10, nullptr, Activation{}, a.data());
-    direct.forward(in.data(), 1, 9, 10, {1, 1, 1, 1}, 9, 10, nullptr, Activation{}, b.data());
-    EXPECT_LT(test::error_vs_largest(a, b), 1e-5) << "tile " << tile;
+    scaled.forward(in.data(), 1, 9, 10, {pad, pad, pad, pad}, 9, 10, nullptr, Activation{}, a.data());
+    direct.forward(in.data(), 1, 9, 10, {pad, pad, pad, pad}, 9, 10, nullptr, Activation{}, b.data());
+    EXPECT_LT(test::error_vs_largest(a, b), 1e-5) << "F(" << tile << ", " << r << ")";
   }
 }
 
 // Layers with enough channels take the Winograd path inside Conv2D; same results as the reference.
 TEST(Conv2D, WinogradPathMatchesReference) {
-  for (int size : {5, 14, 30}) {
+  for (auto [r, size] : {std::pair{3, 5}, {3, 14}, {3, 30}, {5, 6}, {5, 27}}) {
     for (bool same : {true, false}) {
-      SCOPED_TRACE(cat("size ", size, same ? " same" : " valid"));
+      SCOPED_TRACE(cat(r, "x", r, " kernel, size ", size, same ? " same" : " valid"));
       const int cin = 64, cout = 96;
       Conv2DSettings s;
       s.filters = cout;
-      s.kernel_h = s.kernel_w = 3;
+      s.kernel_h = s.kernel_w = r;
       s.padding = same ? Padding::same : Padding::valid;
       s.activation = activation_from_name("relu");
       Conv2D conv("conv", s);
-      auto kernel = test::random_vector(9u * cin * cout, size, -0.1f, 0.1f);
+      auto kernel = test::random_vector(static_cast<std::size_t>(r) * r * cin * cout, size, -0.1f, 0.1f);
       auto bias = test::random_vector(cout, size + 1);
       test::build_layer(conv, {{size, size, cin}}, {{"kernel", kernel}, {"bias", bias}});
       EXPECT_NE(conv.winograd_tile(), 0);
@@ -351,7 +356,7 @@ TEST(Conv2D, WinogradPathMatchesReference) {
       Tensor in = test::random_tensor(2, {size, size, cin}, size + 2);
       Tensor out;
       conv.forward({&in}, out);
-      Tensor expected = ref::conv2d(in, kernel, bias, cout, {3, 3, 1, 1, 1, 1, same, 1});
+      Tensor expected = ref::conv2d(in, kernel, bias, cout, {r, r, 1, 1, 1, 1, same, 1});
       for (std::size_t i = 0; i < expected.size(); ++i) {
         const int c = static_cast<int>(i % cout);
         expected.data()[i] = std::max(0.0f, expected.data()[i] * scale[c] + shift[c]);
