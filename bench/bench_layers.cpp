@@ -210,6 +210,9 @@ BENCHMARK(BM_Winograd)
     ->ArgsProduct({{224}, {64}, {64}, {2, 4}, {3}})
     ->ArgsProduct({{56}, {64, 256}, {64, 256}, {2, 4}, {3}})
     ->ArgsProduct({{28, 14}, {512}, {512}, {2, 4}, {3}})
+    ->Args({112, 64, 128, 4, 3})  // VGG16 block2's first layer
+    ->Args({56, 128, 256, 4, 3})  // VGG16 block3's first layer
+    ->Args({28, 256, 512, 2, 3})  // VGG16 block4's first layer
     ->Args({7, 512, 512, 2, 3})   // ResNet-50 layer4: too small for F(4x4)
     ->Args({27, 64, 192, 2, 5})   // AlexNet's 5x5 layer
     ->Args({28, 128, 128, 4, 3})  // ResNet-50 layer2 (49 tiles)
