@@ -126,6 +126,8 @@ TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
       // (the last block short, blocks across the two frames).
       {"Winograd F(4x4), a block per thread", 2, 96, 90, 32, 32, 3, 1, true},
       {"Winograd F(2x2), small output", 1, 6, 7, 48, 40, 3, 1, false},
+      // 450 tiles and a 2.4 MB transformed kernel: blocks of 32 tiles per thread.
+      {"Winograd F(4x4), a block per thread, kernel beyond L2", 2, 60, 60, 128, 128, 3, 1, true},
       {"Winograd F(2x2, 5x5), blocks shared by threads", 1, 13, 13, 64, 48, 5, 1, true},
       {"Winograd F(2x2, 5x5), a block per thread", 2, 90, 80, 32, 32, 5, 1, true},
   };
