@@ -134,7 +134,8 @@ BENCHMARK(BM_PointwiseKernelColdOutput)
 void BM_PointwiseKernelColdWeights(benchmark::State& state) {
   const int pixels = state.range(0), k = state.range(1), filters = state.range(2);
   auto in = noise(static_cast<std::size_t>(pixels) * k, 1), w = noise(static_cast<std::size_t>(k) * filters, 2);
-  std::vector<PackedWeights> packed(kColdBuffers, PackedWeights(w, k, filters));
+  std::vector<PackedWeights> packed;
+  for (int i = 0; i < kColdBuffers; ++i) packed.emplace_back(w, k, filters);
   auto bias = noise(filters, 3);
   std::vector<std::vector<float>> outs(kColdBuffers, std::vector<float>(static_cast<std::size_t>(pixels) * filters));
   const Activation relu = activation_from_name("relu");

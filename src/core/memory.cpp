@@ -1,5 +1,9 @@
 #include "core/memory.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -16,5 +20,13 @@ static std::size_t read_status_kb(const std::string& key) {
 
 std::size_t peak_rss_bytes() { return read_status_kb("VmHWM:"); }
 std::size_t current_rss_bytes() { return read_status_kb("VmRSS:"); }
+
+void release_pages(void* begin, std::size_t bytes) {
+  static const std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto start = reinterpret_cast<std::uintptr_t>(begin);
+  const std::uintptr_t first = (start + page - 1) / page * page, last = (start + bytes) / page * page;
+  // Advice only: where it fails the memory is freed with its buffer, as it would have been.
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
 
 }  // namespace chorus

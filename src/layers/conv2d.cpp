@@ -92,8 +92,7 @@ void Conv2D::set_weights(WeightMap weights) {
   if (!w_->winograd && settings_.groups == 1 && prefer_packed_gemm(k, settings_.filters)) {
     // Packed once here rather than by sgemm on every call, and read in contiguous panels where
     // small_gemm's rows of 256 filters fall into few L1 sets; the packed copy replaces the kernel.
-    w_->packed = std::make_unique<PackedWeights>(w_->kernel, k, settings_.filters);
-    std::vector<float>().swap(w_->kernel);
+    w_->packed = std::make_unique<PackedWeights>(std::move(w_->kernel), k, settings_.filters);  // and frees it
     w_->use_direct_kernel = true;
   }
 }

@@ -53,6 +53,9 @@ class Dense : public Layer {
 
  private:
   void compute_positions(const Tensor& x, Tensor& out, std::int64_t p0, std::int64_t p1) const;
+  // out[u] = x . kernel(c0..c1, u) for units [u0, u1) (added to out[u] when `accumulate`), where
+  // x holds input channels [c0, c1); split among the threads, or inline inside a task.
+  void multiply_vector(const float* x, int c0, int c1, float* out, int u0, int u1, bool accumulate) const;
   DenseSettings settings_;
   std::vector<float> kernel_;  // empty once packed
   std::vector<float> bias_;

@@ -140,26 +140,29 @@ Winograd::Winograd(int kernel_size, int tile, const std::vector<float>& kernel, 
   const std::size_t taps = static_cast<std::size_t>(r_) * r_;
   CHORUS_ASSERT(kernel.size() == taps * channels * filters);
   const std::size_t plane = static_cast<std::size_t>(channels) * filters;
-  std::vector<float> u(static_cast<std::size_t>(alpha_) * alpha_ * plane);
-  double g[5][5], gg[6][5];
-  for (std::size_t k = 0; k < plane; ++k) {  // k = ci * filters + co, Keras' order within a tap
-    for (int a = 0; a < r_; ++a)
-      for (int b = 0; b < r_; ++b) g[a][b] = kernel[(a * r_ + b) * plane + k];
-    for (int i = 0; i < alpha_; ++i)  // G g
+  // U = G g G^T for every channel pair k = ci * filters + co (Keras' order within a tap), one row
+  // i of G at a time and one position (i, j) packed at a time, so that loading holds the kernel
+  // and its packed positions but never all positions unpacked as well.
+  std::vector<double> gg(static_cast<std::size_t>(r_) * plane);  // (G g)[i][b] for every k
+  for (int i = 0; i < alpha_; ++i) {
+    for (std::size_t k = 0; k < plane; ++k)
       for (int b = 0; b < r_; ++b) {
-        gg[i][b] = 0;
-        for (int a = 0; a < r_; ++a) gg[i][b] += kernel_transform(r_, m_, i, a) * g[a][b];
-      }
-    for (int i = 0; i < alpha_; ++i)  // (G g) G^T
-      for (int j = 0; j < alpha_; ++j) {
         double sum = 0;
-        for (int b = 0; b < r_; ++b) sum += gg[i][b] * kernel_transform(r_, m_, j, b);
-        u[(i * alpha_ + j) * plane + k] = static_cast<float>(sum);
+        for (int a = 0; a < r_; ++a) sum += kernel_transform(r_, m_, i, a) * kernel[(a * r_ + b) * plane + k];
+        gg[b * plane + k] = sum;
       }
+    for (int j = 0; j < alpha_; ++j) {
+      std::vector<float> u(plane);
+      for (std::size_t k = 0; k < plane; ++k) {
+        double sum = 0;
+        for (int b = 0; b < r_; ++b) sum += gg[b * plane + k] * kernel_transform(r_, m_, j, b);
+        u[k] = static_cast<float>(sum);
+      }
+      // Packed for packed_gemm (OpenBLAS packed U again on every call: its copy and zeroing
+      // routines were 4.5 % of a ResNet-50 profile).
+      u_.emplace_back(std::move(u), channels, filters);
+    }
   }
-  // Each position's channels x filters matrix packed for packed_gemm (OpenBLAS packed U again on
-  // every call: its copy and zeroing routines were 4.5 % of a ResNet-50 profile).
-  for (int pos = 0; pos < alpha_ * alpha_; ++pos) u_.emplace_back(u.data() + pos * plane, channels, filters);
 }
 
 std::size_t Winograd::floats() const {
@@ -301,8 +304,10 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
     return;
   }
   // One block at a time, each phase split among the threads; the scratch (transformed inputs V
-  // and products P) is shared by them.
-  const int block = std::max(1, std::min<int>(total, kBlockFloats / tile_floats));
+  // and products P) is shared by them. No larger than one frame's im2col matrix, so that this
+  // path needs no more scratch than the one it replaces (AlexNet's 5x5 layer: 4.7 MB, not 7.2).
+  const std::size_t im2col_floats = static_cast<std::size_t>(r) * r * c_in * out_h * out_w;
+  const int block = std::max(1, std::min<int>(total, std::min(kBlockFloats, im2col_floats) / tile_floats));
   float* const v = conv_scratch(static_cast<std::size_t>(block) * tile_floats);
   const auto threaded_split = [&](std::int64_t n, auto body) {
     parallel_range(n, kTileGrain, [&](std::int64_t a, std::int64_t b) { body(a, b); });

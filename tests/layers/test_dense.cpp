@@ -81,13 +81,44 @@ TEST(Dense, OneVectorInPartsOfItsUnits) {
       EXPECT_DOUBLE_EQ(done, softmax ? 1.0 : double(parts[j + 1]) / units);
       // Part j is final when reported: as the reference has it.
       Tensor expected = ref::dense(x, kernel, b, units);
-      if (!softmax)
+      if (!softmax) {
         for (std::int64_t u = parts[j]; u < parts[j + 1]; ++u)
           EXPECT_NEAR(parted.data()[u], std::max(0.0f, expected.data()[u]),
                       1e-4f * (1 + std::fabs(expected.data()[u])));
+      }
     });
     EXPECT_EQ(next + 1, static_cast<int>(parts.size()));
     EXPECT_LT(max_relative_error(parted, whole), 1e-5);
+  }
+}
+
+// Vectors multiplied block by block of their inputs, as a split stage gathers the slices
+// (multiply_input_block, then finish_vectors): the reference's output, for unit counts below,
+// at and past the 16-unit panels and the groups of four panels.
+TEST(Dense, VectorsInBlocksOfTheirInputsAddUp) {
+  Rng rng(9);
+  auto pick = [&](int lo, int hi) { return lo + static_cast<int>(rng.next_u64() % (hi - lo + 1)); };
+  for (int i = 0; i < 40; ++i) {
+    const int frames = pick(1, 3), in = pick(1, 300), units = i < 4 ? 15 + i : pick(1, 200);
+    SCOPED_TRACE(cat(frames, " x ", in, " -> ", units));
+    Dense dense("d", {units, true, activation_from_name("relu")});
+    auto kernel = test::random_vector(static_cast<std::size_t>(in) * units, i);
+    auto b = test::random_vector(units, i + 100);
+    test::build_layer(dense, {{1, 1, in}}, {{"kernel", kernel}, {"bias", b}});
+    Tensor x = test::random_tensor(frames, {1, 1, in}, i + 200);
+    std::vector<int> blocks{0};
+    while (blocks.back() < in) blocks.push_back(std::min(in, blocks.back() + pick(0, 120)));
+    std::vector<float> y(static_cast<std::size_t>(frames) * units, 123.0f), slice;
+    for (std::size_t k = 0; k + 1 < blocks.size(); ++k) {
+      const int c0 = blocks[k], c1 = blocks[k + 1];
+      slice.clear();  // the block of every frame, frame after frame
+      for (int f = 0; f < frames; ++f) slice.insert(slice.end(), x.frame(f) + c0, x.frame(f) + c1);
+      dense.multiply_input_block(slice.data(), frames, c0, c1, y.data(), k > 0);
+    }
+    dense.finish_vectors(y.data(), frames);
+    Tensor expected = ref::dense(x, kernel, b, units);
+    for (std::size_t j = 0; j < y.size(); ++j)
+      EXPECT_NEAR(y[j], std::max(0.0f, expected.data()[j]), 1e-4f * (1 + std::fabs(expected.data()[j])));
   }
 }
 
