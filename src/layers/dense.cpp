@@ -32,8 +32,9 @@ void Dense::set_weights(WeightMap weights) {
   packed_.reset();
   const Shape& in = input_shapes()[0];
   // Packed for packed_gemm over several positions, and for one vector too: its product then
-  // reads the weights as one stream per thread, where columns of the plain kernel made four
-  // (AlexNet's 9216 -> 4096 layer: 28 -> 34 GB/s on one core, 40 -> 55 on two).
+  // reads long contiguous runs of weights, where the plain kernel's columns gave each pass four
+  // short ones (AlexNet's `chorus run`: 13.3-16.7 -> 11.7-12.4 ms on one core, 8.3-9.2 -> 6.3-7.4
+  // on two; docs/performance.md).
   const bool vector = in.h * in.w == 1;
   if (vector ? settings_.units >= kMinPackedVectorUnits : prefer_packed_gemm(in.c, settings_.units)) {
     packed_ = std::make_unique<PackedWeights>(std::move(kernel_), in.c, settings_.units);  // and frees it
