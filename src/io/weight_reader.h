@@ -2,7 +2,7 @@
 // What the partition and runtime code read weights through, whatever the model file's format:
 // a layer's weights (Keras names, shapes and element order, see Layer::weight_specs()), whole
 // or a slice of one. KerasWeightReader reads HDF5 hyperslabs; OnnxWeightReader reads each ONNX
-// initializer whole from the file when asked, and converts it.
+// initializer from the file when asked and converts it, a Dense matrix's slice alone.
 #include <cstdint>
 #include <string>
 #include <vector>

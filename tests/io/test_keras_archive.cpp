@@ -511,7 +511,7 @@ TEST(KerasArchive, Keras3FrontLayersMatchPyTorch) {
   const std::string args = " run " + dir.path("front.keras") + " --input image=" + dir.path("front_image.npy") +
                            " --input meta=" + dir.path("front_meta.npy") + " --quiet --output " + dir.path("out.npy");
   const std::string mpi = "timeout -k 5 120 mpiexec --oversubscribe -np 3 ";
-  for (const std::string launch :
+  for (const std::string& launch :
        {std::string(CHORUS_BINARY) + args, mpi + CHORUS_BINARY + args + " --strategy pipeline",
         mpi + CHORUS_BINARY + args + " --strategy split-output"}) {
     SCOPED_TRACE(launch);

@@ -220,7 +220,8 @@ TEST(OnnxImport, SeveralInputsAndOutputsMatchPyTorch) {
 // `chorus run` takes one --input per input by name (in any order) and writes one file per
 // output, NCHW as PyTorch gives it; on one rank and through a pipeline of three.
 TEST(OnnxImport, RunCommandTakesAnInputPerNameAndWritesAFilePerOutput) {
-  for (const std::string launcher : {std::string(""), std::string("timeout -k 5 120 mpiexec --oversubscribe -np 3 ")}) {
+  for (const std::string& launcher :
+       {std::string(""), std::string("timeout -k 5 120 mpiexec --oversubscribe -np 3 ")}) {
     SCOPED_TRACE(launcher);
     test::TempDir dir;
     const std::string command = launcher + CHORUS_BINARY " run " + data_path("multi_io.onnx") + " --input vector=" +

@@ -222,6 +222,33 @@ TEST(OnnxLargeWeights, DeferredWeightsGiveTheResultOfAWholeParse) {
   }
 }
 
+// A split member's slice of a Gemm matrix is cut as it is read (rows of the file alone where they
+// are contiguous): the same values as the whole weight cut afterwards, for slices of either axis,
+// with W in the file (4 MiB pieces, split mid-row) and parsed with the rest.
+TEST(OnnxLargeWeights, SlicesOfAMatrixAreCutAsTheyAreRead) {
+  for (const GemmModel& g : {GemmModel(), GemmModel(1152, 1000, /*trans_b=*/true)}) {
+    for (bool raw : {true, false}) {
+      SCOPED_TRACE(cat(g.trans_b ? "transB" : "plain", raw ? ", W in the file" : ", W parsed"));
+      test::TempDir dir;
+      const std::string path = dir.path("m.onnx");
+      write_file(path, g.bytes(raw));
+      const io::ModelStructure s = io::load_model_structure(path, "", true);
+      int source = -1;
+      for (const auto& n : s.model.nodes())
+        if (n.layer->type() == "Dense") source = n.source;
+      ASSERT_GE(source, 0);
+      auto reader = io::open_weight_reader(s);
+      const layers::WeightSpec spec{"kernel", {g.in, g.out}};
+      EXPECT_EQ(reader->read(source, spec), g.w);
+      for (int axis : {0, 1})
+        for (auto [begin, end] : {std::pair{0, 7}, {5, 100}, {1, axis == 0 ? g.in : g.out}}) {
+          SCOPED_TRACE(cat("axis ", axis, " [", begin, ", ", end, ")"));
+          EXPECT_EQ(reader->read(source, spec, {axis, begin, end}), io::slice_axis(g.w, spec.shape, axis, begin, end));
+        }
+    }
+  }
+}
+
 // The structure (chorus info, plan) never reads the weights; reading them checks their size.
 TEST(OnnxLargeWeights, RawDataThatDisagreesWithItsDimsIsNamed) {
   GemmModel g;

@@ -210,17 +210,18 @@ bool fuse_silu(OnnxNode& n, int first) {
 // kernel of one of Q, K and V from PyTorch's in-projection (D, 3D).
 OnnxWeightRecipe columns(std::string tensor, std::string node, std::int64_t rows, std::int64_t cols,
                          std::int64_t begin, std::int64_t end) {
-  return [=](const OnnxConstants& c) {
+  return [=](const OnnxConstants& c, const WeightSlice&) {
     const std::vector<float> m = c.floats(tensor, node);
     std::vector<float> out;
     out.reserve(static_cast<std::size_t>(rows * (end - begin)));
-    for (std::int64_t r = 0; r < rows; ++r) out.insert(out.end(), m.begin() + r * cols + begin, m.begin() + r * cols + end);
+    for (std::int64_t r = 0; r < rows; ++r)
+      out.insert(out.end(), m.begin() + r * cols + begin, m.begin() + r * cols + end);
     return out;
   };
 }
 
 OnnxWeightRecipe transposed(std::string tensor, std::string node, std::int64_t rows, std::int64_t cols) {
-  return [=](const OnnxConstants& c) {
+  return [=](const OnnxConstants& c, const WeightSlice&) {
     const std::vector<float> m = c.floats(tensor, node);
     std::vector<float> out(m.size());
     for (std::int64_t r = 0; r < rows; ++r)

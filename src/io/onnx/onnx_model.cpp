@@ -127,11 +127,15 @@ std::vector<float> OnnxWeightReader::read(int source, const layers::WeightSpec& 
   const OnnxLayerWeights& layer = impl_->weights->at(source);
   auto it = layer.recipes.find(wanted.name);
   if (it == layer.recipes.end()) fail(path(), ": node '", layer.node, "' has no weight '", wanted.name, "'");
-  std::vector<float> values = it->second(*impl_->constants);
-  if (values.size() != wanted.count())
+  std::vector<float> values = it->second(*impl_->constants, slice);
+  const std::size_t whole = wanted.count();
+  const std::size_t part = slice.axis < 0 ? whole
+                                          : whole / static_cast<std::size_t>(wanted.shape.at(slice.axis)) *
+                                                static_cast<std::size_t>(slice.end - slice.begin);
+  if (values.size() == part) return values;  // cut while read, or not sliced
+  if (values.size() != whole)
     fail(path(), ": node '", layer.node, "' weight '", wanted.name, "' has ", values.size(), " values, expected ",
-         wanted.shape_str(), " = ", wanted.count());
-  if (slice.axis < 0) return values;
+         wanted.shape_str(), " = ", whole);
   return slice_axis(values, wanted.shape, slice.axis, slice.begin, slice.end);
 }
 

@@ -33,7 +33,7 @@ void require_rank(const OnnxNode& n, const OnnxValue& x, int rank) {
 // Conv weight (O, I, k...) to Keras' (k..., I, O): (kH, kW, I, O) for Conv2D and depthwise
 // (I = 1, O = C * m), (kD, kH, kW, I, O) for Conv3D.
 OnnxWeightRecipe conv_kernel(std::string tensor, std::string node, std::vector<std::int64_t> d) {
-  return [=](const OnnxConstants& c) {
+  return [=](const OnnxConstants& c, const WeightSlice&) {
     const std::vector<float> w = c.floats(tensor, node);
     const std::size_t o_n = d[0], i_n = d[1];
     std::size_t k_n = 1;  // kernel positions
@@ -47,30 +47,54 @@ OnnxWeightRecipe conv_kernel(std::string tensor, std::string node, std::vector<s
 }
 
 // A matrix (rows, cols), transposed if asked, every value times `scale`: Keras' (in, units).
-// Laid out as it is read, so that the largest weights (VGG16's first Dense: 411 MB) are held once.
+// Laid out as it is read, so that the largest weights (VGG16's first Dense: 411 MB) are held once,
+// and for a slice only its part is laid out: a split member never holds the whole. A slice of the
+// file's rows reads only those rows.
 OnnxWeightRecipe matrix(std::string tensor, std::string node, std::int64_t rows, std::int64_t cols, bool transpose,
                         float scale) {
-  return [=](const OnnxConstants& c) {
+  return [=](const OnnxConstants& c, const WeightSlice& slice) {
     const std::size_t r_n = static_cast<std::size_t>(rows), c_n = static_cast<std::size_t>(cols);
-    std::vector<float> m(r_n * c_n);
-    c.stream_floats(tensor, node, [&](std::size_t first, const float* v, std::size_t n) {
-      CHORUS_ASSERT(first + n <= m.size(), "matrix ", tensor, " has more than ", m.size(), " values");
-      std::size_t r = first / c_n, k = first % c_n;
-      for (std::size_t i = 0; i < n; ++i) {
-        m[transpose ? k * r_n + r : r * c_n + k] = v[i] * scale;
-        if (++k == c_n) {
-          k = 0;
-          ++r;
-        }
-      }
-    });
+    // Output (d0, d1) = (rows, cols), or (cols, rows) transposed; the slice keeps [lo, hi) of
+    // output axis `axis` (axis -1: all of it).
+    const std::size_t d1 = transpose ? r_n : c_n;
+    const int axis = slice.axis;
+    const std::size_t lo = axis < 0 ? 0 : static_cast<std::size_t>(slice.begin);
+    const std::size_t hi = axis < 0 ? 0 : static_cast<std::size_t>(slice.end);
+    const std::size_t out_d1 = axis == 1 ? hi - lo : d1;
+    const std::size_t out_d0 = axis == 0 ? hi - lo : (transpose ? c_n : r_n);
+    CHORUS_ASSERT(axis < 0 || (axis <= 1 && lo <= hi && hi <= (axis == 0 ? (transpose ? c_n : r_n) : d1)), "matrix ",
+                  tensor, ": slice ", lo, "..", hi, " of axis ", axis);
+    std::vector<float> m(out_d0 * out_d1);
+    // The file's row r is output row r, or output column r when transposed.
+    const bool rows_sliced = axis == (transpose ? 1 : 0);
+    const std::size_t first_row = rows_sliced ? lo : 0, end_row = rows_sliced ? hi : r_n;
+    c.stream_floats(
+        tensor, node,
+        [&](std::size_t first, const float* v, std::size_t n) {
+          CHORUS_ASSERT(first + n <= r_n * c_n, "matrix ", tensor, " has more than ", r_n * c_n, " values");
+          std::size_t r = first / c_n, k = first % c_n;
+          for (std::size_t i = 0; i < n; ++i) {
+            std::size_t i0 = transpose ? k : r, i1 = transpose ? r : k;
+            const bool kept = axis < 0 || (axis == 0 ? i0 >= lo && i0 < hi : i1 >= lo && i1 < hi);
+            if (kept) {
+              if (axis == 0) i0 -= lo;
+              if (axis == 1) i1 -= lo;
+              m[i0 * out_d1 + i1] = v[i] * scale;
+            }
+            if (++k == c_n) {
+              k = 0;
+              ++r;
+            }
+          }
+        },
+        first_row * c_n, (end_row - first_row) * c_n);
     return m;
   };
 }
 
 // A constant of 1 or `n` values as `n` values, each `scale * f(v)`.
 OnnxWeightRecipe per_channel(std::string tensor, std::string node, int n, std::function<float(float)> f) {
-  return [=](const OnnxConstants& c) {
+  return [=](const OnnxConstants& c, const WeightSlice&) {
     std::vector<float> v = c.floats(tensor, node);
     std::vector<float> out(n);
     for (int i = 0; i < n; ++i) out[i] = f(v.size() == 1 ? v[0] : v.at(i));
@@ -79,7 +103,7 @@ OnnxWeightRecipe per_channel(std::string tensor, std::string node, int n, std::f
 }
 
 OnnxWeightRecipe filled(int n, float value) {
-  return [=](const OnnxConstants&) { return std::vector<float>(n, value); };
+  return [=](const OnnxConstants&, const WeightSlice&) { return std::vector<float>(n, value); };
 }
 
 
@@ -624,7 +648,7 @@ const std::map<std::string, void (*)(OnnxNode&)>& converters() {
 }  // namespace
 
 OnnxWeightRecipe copied_constant(std::string tensor, std::string node) {
-  return [=](const OnnxConstants& c) { return c.floats(tensor, node); };
+  return [=](const OnnxConstants& c, const WeightSlice&) { return c.floats(tensor, node); };
 }
 
 void convert_onnx_node(OnnxNode& node) {

@@ -255,22 +255,25 @@ std::vector<float> OnnxConstants::floats(const std::string& name, const std::str
   }
 }
 
-void OnnxConstants::stream_floats(const std::string& name, const std::string& node, const OnnxFloatSink& sink) const {
+void OnnxConstants::stream_floats(const std::string& name, const std::string& node, const OnnxFloatSink& sink,
+                                  std::size_t begin, std::size_t count) const {
   const onnx::TensorProto& t = tensor(name, node);
   const OnnxRawSpan* in_file = deferred(t);
   if (!in_file || t.data_type() != onnx::TensorProto::FLOAT) {
     const std::vector<float> all = floats(name, node);
-    sink(0, all.data(), all.size());
+    const std::size_t from = std::min(begin, all.size());
+    sink(from, all.data() + from, std::min(count, all.size() - from));
     return;
   }
   const std::string where = cat(source_, ": node '", node, "': tensor '", name, "' ", dims_text(dims(name)));
-  const std::size_t count = element_count(t, where);
-  check_raw_size(in_file->size, count, sizeof(float), where);
+  const std::size_t total = element_count(t, where);
+  check_raw_size(in_file->size, total, sizeof(float), where);
+  const std::size_t end = begin + std::min(count, total - std::min(begin, total));
   const Fd file = open_data(source_, where);
   constexpr std::size_t kPiece = 1 << 20;  // floats: 4 MiB
-  std::vector<float> piece(std::min(count, kPiece));
-  for (std::size_t first = 0; first < count; first += kPiece) {
-    const std::size_t n = std::min(kPiece, count - first);
+  std::vector<float> piece(std::min(end - std::min(begin, end), kPiece));
+  for (std::size_t first = begin; first < end; first += kPiece) {
+    const std::size_t n = std::min(kPiece, end - first);
     read_span(file, OnnxRawSpan{in_file->offset + first * sizeof(float), n * sizeof(float)}, piece.data(), where);
     sink(first, piece.data(), n);
   }

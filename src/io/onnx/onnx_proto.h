@@ -63,8 +63,10 @@ class OnnxConstants {
   std::vector<float> floats(const std::string& name, const std::string& node) const;
   // The values of floats(name, node) in order, in pieces: sink(first, values, n) gets values
   // [first, first + n). A FLOAT initializer left in the file is read 4 MiB at a time, so that a
-  // recipe can lay out a large weight without holding it twice. Throws as floats() does.
-  void stream_floats(const std::string& name, const std::string& node, const OnnxFloatSink& sink) const;
+  // recipe can lay out a large weight without holding it twice. `begin` and `count` (-1: to the
+  // end) ask for values [begin, begin + count) only. Throws as floats() does.
+  void stream_floats(const std::string& name, const std::string& node, const OnnxFloatSink& sink, std::size_t begin = 0,
+                     std::size_t count = static_cast<std::size_t>(-1)) const;
   // Values of an integer constant (INT64, INT32).
   std::vector<std::int64_t> ints(const std::string& name, const std::string& node) const;
 
