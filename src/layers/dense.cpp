@@ -164,9 +164,7 @@ void Dense::compute_positions(const Tensor& x, Tensor& out, std::int64_t p0, std
   float* os = out.data() + p0 * units;
   if (packed_ && positions == 1) {  // one vector: the panels streamed, split among the threads
     multiply_vector(xs, 0, cin, os, 0, units, false);
-    if (!bias_.empty())
-      for (int u = 0; u < units; ++u) os[u] += bias_[u];
-    settings_.activation.apply(os, static_cast<std::size_t>(units), units);
+    finish_vectors(os, 1);
     return;
   }
   if (packed_) {

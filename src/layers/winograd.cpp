@@ -26,6 +26,8 @@ constexpr int kLocalBlocksPerThread = 4;
 // (BM_Winograd/112/64/128/4/3: 2.29-2.59 -> 1.78-1.91 ms).
 constexpr std::size_t kKernelInL2Bytes = 1024 * 1024;
 constexpr int kMinLocalBlockFromL3 = 32;
+// Tiles per task of the transforms: enough to amortise a task, few enough to balance.
+constexpr int kTileGrain = 8;
 // Channels transformed at a time, so a tile's intermediate rows stay in L1.
 constexpr int kChannelChunk = 64;
 
@@ -163,6 +165,9 @@ Winograd::Winograd(int kernel_size, int tile, const std::vector<float>& kernel, 
       u_.emplace_back(std::move(u), channels, filters);
     }
   }
+  // Each block reads the whole transformed kernel; one beyond L2 comes from L3 and needs more
+  // tiles to pay for it.
+  fewest_local_tiles_ = floats() * sizeof(float) > kKernelInL2Bytes ? kMinLocalBlockFromL3 : kTileGrain;
 }
 
 std::size_t Winograd::floats() const {
@@ -188,8 +193,6 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
   const int per_frame = tiles_h * tiles_w, total = frames * per_frame;
   const float* zero = zero_floats(std::max(c_in, c_out));  // the padding, and a missing bias
   if (!bias) bias = zero;
-  // Tiles per task of the transforms: enough to amortise a task, few enough to balance.
-  constexpr int kTileGrain = 8;
   const std::size_t tile_floats = static_cast<std::size_t>(positions) * (c_in + c_out);
 
   // Tiles [t0, t0 + count) through the input transform, the products and the output transform,
@@ -279,10 +282,7 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
   };
 
   const int threads = parallel_threads();
-  // Each block reads the whole transformed kernel; one beyond L2 comes from L3 and needs more
-  // tiles to pay for it.
-  const int fewest = floats() * sizeof(float) > kKernelInL2Bytes ? kMinLocalBlockFromL3 : kTileGrain;
-  const int local = std::max(fewest, static_cast<int>(kLocalBlockFloats / tile_floats));
+  const int local = std::max(fewest_local_tiles_, static_cast<int>(kLocalBlockFloats / tile_floats));
   if (threads > 1 && total >= kLocalBlocksPerThread * threads * local) {
     // Many tiles: each thread takes whole blocks through all three phases in its own scratch,
     // sized to stay in its core's L2. Sharing one large block by phases sent V and P through

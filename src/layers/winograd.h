@@ -36,6 +36,7 @@ class Winograd {
 
  private:
   int r_, m_, alpha_, channels_, filters_;
+  int fewest_local_tiles_;        // tiles a thread's own block takes at least (see forward)
   std::vector<PackedWeights> u_;  // per transformed position, channels x filters
 };
 
