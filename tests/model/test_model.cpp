@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/keras_writer.h"
+#include "layers/conv2d.h"
 #include "model/optimize.h"
 #include "reference/test_util.h"
 
@@ -72,10 +73,11 @@ const char* kInvertedResidualConfig = R"({"class_name": "Functional", "config": 
  {"class_name": "DepthwiseConv2D", "name": "d6", "config": {"name": "d6", "kernel_size": [1, 1]}, "inbound_nodes": [[["e6", 0, 0, {}]]]}
 ], "input_layers": [["in", 0, 0]], "output_layers": [["d6", 0, 0]]}})";
 
-// Residual connections whose Add is made in the 1x1 convolution before it: with the model
-// input (a1), with an earlier layer as the Add's first input (a2), a convolution that has its
-// own activation (a3, not fused), one with a second reader (a4, not fused), one too small for
-// packed_gemm (a5: 16 filters, not fused), and a fused Add that is the model's output (a6).
+// Residual connections whose Add is made in the convolution before it: with the model input
+// (a1), with an earlier layer as the Add's first input (a2), a convolution that has its own
+// activation (a3, a5: not fused), one with a second reader (a4, not fused), a Winograd layer
+// (a8, not fused), and a strided 1x1 shortcut through im2col (ResNet's downsample) whose fused
+// Add is the model's output (a7).
 const char* kResidualConfig = R"({"class_name": "Functional", "config": {"name": "res", "layers": [
  {"class_name": "InputLayer", "name": "in", "config": {"name": "in", "batch_input_shape": [null, 9, 11, 64]}, "inbound_nodes": []},
  {"class_name": "Conv2D", "name": "c1", "config": {"name": "c1", "filters": 64, "kernel_size": [1, 1], "use_bias": false}, "inbound_nodes": [[["in", 0, 0, {}]]]},
@@ -91,12 +93,17 @@ const char* kResidualConfig = R"({"class_name": "Functional", "config": {"name":
  {"class_name": "Add", "name": "a4", "config": {"name": "a4"}, "inbound_nodes": [[["a3", 0, 0, {}], ["c4", 0, 0, {}]]]},
  {"class_name": "Multiply", "name": "m4", "config": {"name": "m4"}, "inbound_nodes": [[["a4", 0, 0, {}], ["c4", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "c5", "config": {"name": "c5", "filters": 16, "kernel_size": [1, 1]}, "inbound_nodes": [[["m4", 0, 0, {}]]]},
- {"class_name": "Conv2D", "name": "c5b", "config": {"name": "c5b", "filters": 16, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["m4", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c5b", "config": {"name": "c5b", "filters": 16, "kernel_size": [3, 3], "padding": "same", "activation": "relu"}, "inbound_nodes": [[["m4", 0, 0, {}]]]},
  {"class_name": "Add", "name": "a5", "config": {"name": "a5"}, "inbound_nodes": [[["c5b", 0, 0, {}], ["c5", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "c6b", "config": {"name": "c6b", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["a5", 0, 0, {}]]]},
  {"class_name": "Conv2D", "name": "c6c", "config": {"name": "c6c", "filters": 64, "kernel_size": [1, 1]}, "inbound_nodes": [[["c6b", 0, 0, {}]]]},
- {"class_name": "Add", "name": "a6", "config": {"name": "a6"}, "inbound_nodes": [[["c6b", 0, 0, {}], ["c6c", 0, 0, {}]]]}
-], "input_layers": [["in", 0, 0]], "output_layers": [["a6", 0, 0]]}})";
+ {"class_name": "Add", "name": "a6", "config": {"name": "a6"}, "inbound_nodes": [[["c6b", 0, 0, {}], ["c6c", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c8", "config": {"name": "c8", "filters": 64, "kernel_size": [3, 3], "padding": "same"}, "inbound_nodes": [[["a6", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a8", "config": {"name": "a8"}, "inbound_nodes": [[["a6", 0, 0, {}], ["c8", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c7a", "config": {"name": "c7a", "filters": 64, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}, "inbound_nodes": [[["a8", 0, 0, {}]]]},
+ {"class_name": "Conv2D", "name": "c7b", "config": {"name": "c7b", "filters": 64, "kernel_size": [1, 1], "strides": [2, 2]}, "inbound_nodes": [[["a8", 0, 0, {}]]]},
+ {"class_name": "Add", "name": "a7", "config": {"name": "a7"}, "inbound_nodes": [[["c7a", 0, 0, {}], ["c7b", 0, 0, {}]]]}
+], "input_layers": [["in", 0, 0]], "output_layers": [["a7", 0, 0]]}})";
 
 // Depthwise layers run with the 1x1 convolutions around them: a depthwise layer on the model
 // input with its projection and the residual Add (d0 p0 a0), an expansion, depthwise layer,
@@ -219,7 +226,9 @@ TEST(Model, ResidualAddInConvolutionEqualsLayerByLayer) {
   std::vector<std::string> fused;
   for (int n = 0; n < static_cast<int>(m.nodes().size()); ++n)
     if (m.adds_into_next(n) != model::kNoNode) fused.push_back(m.nodes()[n].name());
-  EXPECT_EQ(fused, (std::vector<std::string>{"c1", "c2", "c6c"}));
+  EXPECT_EQ(fused, (std::vector<std::string>{"c1", "c2", "c6c", "c7b"}));
+  const auto& c8 = dynamic_cast<const layers::Conv2D&>(*m.nodes()[m.find("c8")].layer);
+  EXPECT_GT(c8.winograd_tile(), 0);
   expect_fused_equals_apart(m, {1, 3}, 40, 1e-5);
 }
 
