@@ -53,6 +53,7 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
   }
   const auto roles = plan::split_roles(m, spec_.first, spec_.last, mode);
   std::set<const layers::Layer*> loaded;  // whole layers loaded, for shared layers' later calls
+  int output_slices = 0;                  // split layers gathering slices so far (SplitScratch::slices)
   for (int n = spec_.first; n <= spec_.last; ++n) {
     const auto& layer = *m.node(n).layer;
     const SplitRole role = roles[n - spec_.first];
@@ -105,9 +106,9 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
       if (by_input_blocks) {
         // The widest block's input, and the output of a block added into this member's slice.
         const Shape in = layer.input_shapes()[0];
-        scratch.block_input.reserve(static_cast<std::size_t>(frames) * in.h * in.w * in.d *
-                                    plan::widest_part(bounds_.at(blocks_from)));
-        scratch.block_output.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+        block_input_.reserve(static_cast<std::size_t>(frames) * in.h * in.w * in.d *
+                             plan::widest_part(bounds_.at(blocks_from)));
+        block_output_.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
       }
       const Shape out_shape = layer.output_shape();
       const bool depthwise = dynamic_cast<const layers::DepthwiseConv2D*>(&layer) != nullptr;
@@ -122,11 +123,12 @@ StageWorker::StageWorker(model::Model& m, const plan::ResolvedPlan& plan, int st
         scratch.set_sum_parts(out_shape, frames, layer.partwise_fraction() > 0);  // as the traffic model
       }
       if (role == SplitRole::output_slice) {
-        scratch.gathered.reserve(frames * total);
-        scratch.mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
+        scratch.slices = output_slices++ % 2;
+        slices(scratch).gathered.reserve(frames * total);
+        slices(scratch).mine.reserve(static_cast<std::size_t>(frames) * part.layer->output_shape().size());
       }
       if (!part.reads_all_inputs && !scratch.input_is_slice)
-        scratch.sliced.reserve(static_cast<std::size_t>(frames) * part.layer->input_shapes()[0].size());
+        sliced_input_.reserve(static_cast<std::size_t>(frames) * part.layer->input_shapes()[0].size());
       parts_.emplace(n, std::move(part));
       bounds_.emplace(n, std::move(bounds));
     } else {
@@ -207,8 +209,8 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
   const Shape out_shape = node.layer->output_shape();
   for (std::size_t k = 0; k < inputs.size() && k < scratch.part_inputs.size(); ++k) scratch.part_inputs[k] = inputs[k];
   if (!part.reads_all_inputs && !scratch.input_is_slice) {
-    slice_channels(input, part.input_begin, part.input_end, scratch.sliced);
-    scratch.part_inputs[0] = &scratch.sliced;
+    slice_channels(input, part.input_begin, part.input_end, sliced_input_);
+    scratch.part_inputs[0] = &sliced_input_;
   }
   const double started = pacer_ ? steady_seconds() : 0;
   if (spec_.parity) {
@@ -267,34 +269,36 @@ void StageWorker::compute(int n, const std::vector<const Tensor*>& inputs, Tenso
       finish_sums(n, full, 0, size);
     return;
   }
+  Tensor& mine = slices(scratch).mine;
+  Tensor& gathered = slices(scratch).gathered;
   if (scratch.blocks_from >= 0 && scratch_.at(scratch.blocks_from).gathering) {
-    forward_by_blocks(n, frames, share, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
+    forward_by_blocks(n, frames, share, scratch.role == SplitRole::kept_slice ? full : mine);
   } else {
-    part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : scratch.mine);
+    part.layer->forward(scratch.part_inputs, scratch.role == SplitRole::kept_slice ? full : mine);
     if (pacer_) pacer_->layer_done(n, share, started);
   }
   if (scratch.role == SplitRole::kept_slice) return;
 
   const std::size_t pixels = static_cast<std::size_t>(frames) * out_shape.rows() * out_shape.w;
-  const float* parts = scratch.mine.data();
+  const float* parts = mine.data();
   if (exchange_) {
     std::size_t total = 0;
     for (std::size_t r = 0; r < scratch.counts.size(); ++r)
       total += scratch.counts[r] = scratch.frame_counts[r] * frames;
-    scratch.gathered.resize(1, Shape{1, 1, static_cast<int>(total)});
+    gathered.resize(1, Shape{1, 1, static_cast<int>(total)});
     if (scratch.gather_ahead) {
       // The next layer takes the slices as they arrive (forward_by_blocks); this layer's value
       // itself is read by nothing else (plan::gather_overlaps_next), so it is left unjoined.
-      exchange_->start_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
+      exchange_->start_gather(mine.data(), scratch.counts, gathered.data());
       scratch.gathering = true;
       full.resize(frames, out_shape);
       return;
     }
     if (root < 0)
-      exchange_->all_gather(scratch.mine.data(), scratch.counts, scratch.gathered.data());
+      exchange_->all_gather(mine.data(), scratch.counts, gathered.data());
     else
-      exchange_->gather(scratch.mine.data(), scratch.counts, scratch.gathered.data(), root);
-    parts = scratch.gathered.data();
+      exchange_->gather(mine.data(), scratch.counts, gathered.data(), root);
+    parts = gathered.data();
   }
   // Interleave the channel slices back into NHWC order.
   full.resize(frames, out_shape);
@@ -355,8 +359,8 @@ void StageWorker::forward_by_blocks(int n, int frames, double share, Tensor& out
     if (pacer_) pacer_->layer_done(n, share * (blocks[k + 1] - blocks[k]) / inputs, started);
   };
   // Its own slice first, then the others' in member order: the same order on every frame.
-  multiply(from.mine.data(), member_, false);
-  const float* x = from.gathered.data();
+  multiply(slices(from).mine.data(), member_, false);
+  const float* x = slices(from).gathered.data();
   for (int k = 0; k + 1 < static_cast<int>(blocks.size()); x += from.counts[k], ++k) {
     if (k == member_) continue;
     exchange_->wait_part(k);
@@ -380,18 +384,18 @@ void StageWorker::convolve_by_blocks(int n, double share, Tensor& out) {
     if (pacer_) pacer_->layer_done(n, share * (blocks[k + 1] - blocks[k]) / inputs, started);
   };
   // Its own slice first, then the others' in member order: the same sums on every frame.
-  convolve(member_, from.mine, out);
+  convolve(member_, slices(from).mine, out);
   const int frames = out.frames();
   const Shape in = part.layer->input_shapes()[0];
-  const float* x = from.gathered.data();
+  const float* x = slices(from).gathered.data();
   for (int k = 0; k + 1 < static_cast<int>(blocks.size()); x += from.counts[k], ++k) {
     if (k == member_) continue;
     exchange_->wait_part(k);
-    scratch.block_input.resize(frames, {in.h, in.w, blocks[k + 1] - blocks[k], in.d});
-    std::copy_n(x, from.counts[k], scratch.block_input.data());
-    convolve(k, scratch.block_input, scratch.block_output);
+    block_input_.resize(frames, {in.h, in.w, blocks[k + 1] - blocks[k], in.d});
+    std::copy_n(x, from.counts[k], block_input_.data());
+    convolve(k, block_input_, block_output_);
     float* y = out.data();
-    const float* add = scratch.block_output.data();
+    const float* add = block_output_.data();
     for (std::size_t i = 0; i < out.size(); ++i) y[i] += add[i];
   }
   exchange_->end_gather();

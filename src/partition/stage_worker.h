@@ -51,9 +51,15 @@ class StageWorker : private model::ExternalNodes {
   std::string layers_held() const;
 
  private:
-  // A split layer's buffers, kept from frame to frame.
+  // A split layer's output slice and every member's slices gathered. They live through the
+  // layer's compute() and, gathered ahead, the next layer's, so the split layers take turns
+  // with two sets (SplitScratch::slices): a stage holds two of each, not one per layer.
+  struct SliceBuffers {
+    Tensor mine, gathered;
+  };
+  // A split layer's state and the sizes of its parts, kept from frame to frame.
   struct SplitScratch {
-    Tensor sliced, mine, gathered;
+    int slices = 0;  // its SliceBuffers (slice_buffers_[slices])
     std::vector<const Tensor*> part_inputs{nullptr};
     plan::SplitRole role = plan::SplitRole::whole;
     bool input_is_slice = false;  // the input is already this member's slice (a pair's second layer)
@@ -74,7 +80,6 @@ class StageWorker : private model::ExternalNodes {
     // `blocks_from` on the next, the node whose slices it takes.
     bool gather_ahead = false, gathering = false;
     int blocks_from = -1;
-    Tensor block_input, block_output;  // a convolution's: one member's slice in, its sums out
     std::vector<const Tensor*> block_inputs{nullptr};
     void set_sum_parts(const Shape& out, int frames, bool in_parts) {
       sum_parts = plan::sum_parts(out, frames, in_parts, !shares.empty());
@@ -112,7 +117,12 @@ class StageWorker : private model::ExternalNodes {
   std::vector<int> inputs_, outputs_;  // live values before and after
   std::map<int, LayerPart> parts_;     // split layers: node -> this member's part
   std::map<int, std::vector<int>> bounds_;  // split layers: node -> part bounds (split_extent units)
-  std::map<int, SplitScratch> scratch_;     // split layers: node -> buffers
+  std::map<int, SplitScratch> scratch_;     // split layers: node -> state
+  SliceBuffers slice_buffers_[2];
+  // Used within one split layer's compute() only, so shared by all: its slice of the input
+  // channels, and by blocks, one member's slice in and the sums it adds out.
+  Tensor sliced_input_, block_input_, block_output_;
+  SliceBuffers& slices(const SplitScratch& scratch) { return slice_buffers_[scratch.slices]; }
   std::vector<plan::PartRun> runs_;         // layers computed part by part behind a reduction
   Tensor coded_slice_;  // a parity stage: this member's slice (or the parity), the stage's output
   std::unique_ptr<model::Executor> executor_;  // every stage but a band

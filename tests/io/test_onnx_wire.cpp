@@ -249,6 +249,54 @@ TEST(OnnxLargeWeights, SlicesOfAMatrixAreCutAsTheyAreRead) {
   }
 }
 
+// Conv weights (O, I/groups, kH, kW) laid out as Keras' (kH, kW, I/groups, O), or (kH, kW, C, m)
+// for a depthwise layer, as they are read: whole, and a split member's slices of the filters
+// (rows of the file), of the inputs and of a kernel axis (cut after reading), equal the whole
+// weight cut. The first weight (4.7 MB) comes in two 4 MiB pieces, split mid-filter.
+TEST(OnnxLargeWeights, SlicesOfAConvolutionKernelEqualTheWholeCut) {
+  struct Case {
+    int in, out, group;
+  };
+  for (const Case& c : {Case{512, 256, 1}, Case{64, 96, 2}, Case{64, 128, 64}}) {
+    const int per_group = c.in / c.group;
+    const std::vector<float> w = test::random_vector(static_cast<std::size_t>(c.out) * per_group * 9, 7);
+    std::string conv = node({"x", "W"}, "y", "conv", "Conv");
+    conv +=
+        bytes_field(5, bytes_field(1, "group") + int_field(3, static_cast<std::uint64_t>(c.group)) + int_field(20, 2));
+    for (bool raw : {true, false}) {
+      SCOPED_TRACE(cat(c.in, " -> ", c.out, " in ", c.group, " groups", raw ? ", W in the file" : ", W parsed"));
+      const std::string graph =
+          bytes_field(1, conv) + bytes_field(2, "g") + bytes_field(5, tensor("W", {c.out, per_group, 3, 3}, w, raw)) +
+          bytes_field(11, value_info("x", {1, c.in, 8, 8})) + bytes_field(12, value_info("y", {1, c.out, 6, 6}));
+      test::TempDir dir;
+      const std::string path = dir.path("conv.onnx");
+      write_file(path, model_head() + bytes_field(7, graph));
+      const io::ModelStructure s = io::load_model_structure(path, "", true);
+      ASSERT_EQ(s.model.nodes().size(), 1u);
+      const bool depthwise = c.group == c.in;
+      EXPECT_EQ(s.model.nodes()[0].layer->type(), depthwise ? "DepthwiseConv2D" : "Conv2D");
+      const layers::WeightSpec spec = depthwise ? layers::WeightSpec{"depthwise_kernel", {3, 3, c.in, c.out / c.in}}
+                                                : layers::WeightSpec{"kernel", {3, 3, per_group, c.out}};
+      std::vector<float> keras(w.size());
+      for (int o = 0; o < c.out; ++o)
+        for (int i = 0; i < per_group; ++i)
+          for (int k = 0; k < 9; ++k)
+            keras[(static_cast<std::size_t>(k) * per_group + i) * c.out + o] =
+                w[(static_cast<std::size_t>(o) * per_group + i) * 9 + k];
+      auto reader = io::open_weight_reader(s);
+      const int source = s.model.nodes()[0].source;
+      ASSERT_EQ(reader->read(source, spec), keras);
+      for (int axis : {0, 2, 3})
+        for (auto [begin, end] : {std::pair{0, 1}, {1, 2}, {5, 17}, {1, static_cast<int>(spec.shape[axis])}}) {
+          if (end > spec.shape[axis]) continue;
+          SCOPED_TRACE(cat("axis ", axis, " [", begin, ", ", end, ")"));
+          EXPECT_EQ(reader->read(source, spec, {axis, begin, end}),
+                    io::slice_axis(keras, spec.shape, axis, begin, end));
+        }
+    }
+  }
+}
+
 // The structure (chorus info, plan) never reads the weights; reading them checks their size.
 TEST(OnnxLargeWeights, RawDataThatDisagreesWithItsDimsIsNamed) {
   GemmModel g;

@@ -30,18 +30,47 @@ void require_rank(const OnnxNode& n, const OnnxValue& x, int rank) {
 
 // ---- Weight layouts -------------------------------------------------------------------------
 
-// Conv weight (O, I, k...) to Keras' (k..., I, O): (kH, kW, I, O) for Conv2D and depthwise
-// (I = 1, O = C * m), (kD, kH, kW, I, O) for Conv3D.
-OnnxWeightRecipe conv_kernel(std::string tensor, std::string node, std::vector<std::int64_t> d) {
-  return [=](const OnnxConstants& c, const WeightSlice&) {
-    const std::vector<float> w = c.floats(tensor, node);
+// Conv weight (O, I, k...) to Keras' (k..., I, O): (kH, kW, I, O) for Conv2D, (kD, kH, kW, I, O)
+// for Conv3D, and for a depthwise layer (`depth_multiplier` m > 0; I = 1, O = C * m) Keras'
+// (kH, kW, C, m), which is the same array. Laid out as it is read, so the file's copy is never
+// held beside it; a slice of the filters (of the channels, depthwise) reads only their rows of
+// the file, and a slice of the inputs keeps only theirs. Other slices come whole and the reader
+// cuts them.
+OnnxWeightRecipe conv_kernel(std::string tensor, std::string node, std::vector<std::int64_t> d,
+                             std::int64_t depth_multiplier = 0) {
+  return [=](const OnnxConstants& c, const WeightSlice& slice) {
     const std::size_t o_n = d[0], i_n = d[1];
     std::size_t k_n = 1;  // kernel positions
     for (std::size_t a = 2; a < d.size(); ++a) k_n *= static_cast<std::size_t>(d[a]);
-    std::vector<float> out(w.size());
-    for (std::size_t o = 0; o < o_n; ++o)
-      for (std::size_t i = 0; i < i_n; ++i)
-        for (std::size_t k = 0; k < k_n; ++k) out[(k * i_n + i) * o_n + o] = w[(o * i_n + i) * k_n + k];
+    // Keras' axes: kernel positions, then I (C, depthwise), then O (m).
+    const int i_axis = static_cast<int>(d.size()) - 2, o_axis = i_axis + 1;
+    std::size_t o0 = 0, o1 = o_n, i0 = 0, i1 = i_n;
+    if (depth_multiplier > 0 && slice.axis == i_axis) {
+      o0 = slice.begin * depth_multiplier;
+      o1 = slice.end * depth_multiplier;
+    } else if (depth_multiplier == 0 && slice.axis == o_axis) {
+      o0 = slice.begin, o1 = slice.end;
+    } else if (depth_multiplier == 0 && slice.axis == i_axis) {
+      i0 = slice.begin, i1 = slice.end;
+    }
+    CHORUS_ASSERT(o0 <= o1 && o1 <= o_n && i0 <= i1 && i1 <= i_n, "conv kernel ", tensor, ": slice ", slice.begin, "..",
+                  slice.end, " of axis ", slice.axis);
+    const std::size_t out_o = o1 - o0, out_i = i1 - i0;
+    std::vector<float> out(k_n * out_i * out_o);
+    c.stream_floats(
+        tensor, node,
+        [&](std::size_t first, const float* v, std::size_t n) {
+          std::size_t o = first / (i_n * k_n), i = first / k_n % i_n, k = first % k_n;
+          CHORUS_ASSERT(o >= o0 && first + n <= o1 * i_n * k_n, "conv kernel ", tensor, ": values ", first, "+", n);
+          for (std::size_t j = 0; j < n; ++j) {
+            if (i >= i0 && i < i1) out[(k * out_i + (i - i0)) * out_o + (o - o0)] = v[j];
+            if (++k == k_n) {
+              k = 0;
+              if (++i == i_n) i = 0, ++o;
+            }
+          }
+        },
+        o0 * i_n * k_n, out_o * i_n * k_n);
     return out;
   };
 }
@@ -289,7 +318,7 @@ void convert_conv(OnnxNode& n) {
     s.pads = w.pads;
     s.use_bias = bias;
     layer = std::make_unique<DepthwiseConv2D>(n.name(), s);
-    recipes["depthwise_kernel"] = conv_kernel(n.input_name(1), n.name(), wd);
+    recipes["depthwise_kernel"] = conv_kernel(n.input_name(1), n.name(), wd, s.depth_multiplier);
   } else {
     Conv2DSettings s;
     s.filters = static_cast<int>(filters);
