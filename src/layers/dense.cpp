@@ -186,10 +186,7 @@ void Dense::compute_positions(const Tensor& x, Tensor& out, std::int64_t p0, std
     return;
   }
   gemm(units, positions, cin, kernel_.data(), units, xs, cin, os, units);
-  if (!bias_.empty())
-    for (int p = 0; p < positions; ++p)
-      for (int u = 0; u < units; ++u) os[static_cast<std::size_t>(p) * units + u] += bias_[u];
-  settings_.activation.apply(os, static_cast<std::size_t>(positions) * units, units);
+  finish_vectors(os, positions);
 }
 
 }  // namespace chorus::layers

@@ -56,7 +56,9 @@ TEST(Zoo, GeneratedWeightsRunToFiniteOutputs) {
       ASSERT_TRUE(std::isfinite(out.data()[i])) << "output " << i;
       sum += out.data()[i];
     }
-    if (z.softmax) EXPECT_NEAR(sum, 1.0, 1e-3);
+    if (z.softmax) {
+      EXPECT_NEAR(sum, 1.0, 1e-3);
+    }
     std::remove(h5.c_str());
   }
 }
