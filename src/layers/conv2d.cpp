@@ -158,7 +158,7 @@ bool Conv2D::is_pointwise() const {
 
 void Conv2D::forward_im2col(const float* in, float* out, const float* residual, const Activation* act) const {
   const auto& s = settings_;
-  CHORUS_ASSERT(w_->use_direct_kernel || (!residual && !act), "a residual needs packed_gemm");
+  CHORUS_ASSERT(w_->use_direct_kernel || (!residual && !act), "a residual needs the direct kernel");
   // The residual's pixels [p, ...), laid out as the output.
   const auto residual_at = [&](std::int64_t p) { return residual ? residual + p * s.filters : nullptr; };
   const Shape& is = input_shapes()[0];
