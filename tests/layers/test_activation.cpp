@@ -42,8 +42,11 @@ TEST(Activation, SigmoidAndSwishOverWideRangesAndThreads) {
       layer.forward({&in}, out);
       const Tensor expected = ref::activation(in, name, 0);
       EXPECT_LT(max_relative_error(out, expected), 2e-6) << name << ", " << threads << " threads";
-      for (std::size_t i = 0; i < out.size(); ++i)  // 0 and 1 reached, never passed
-        if (std::string(name) == "sigmoid") ASSERT_TRUE(out.data()[i] >= 0.0f && out.data()[i] <= 1.0f) << i;
+      for (std::size_t i = 0; i < out.size(); ++i) {  // 0 and 1 reached, never passed
+        if (std::string(name) == "sigmoid") {
+          ASSERT_TRUE(out.data()[i] >= 0.0f && out.data()[i] <= 1.0f) << i;
+        }
+      }
     }
   }
   set_compute_threads(1);
