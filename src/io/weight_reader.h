@@ -2,7 +2,8 @@
 // What the partition and runtime code read weights through, whatever the model file's format:
 // a layer's weights (Keras names, shapes and element order, see Layer::weight_specs()), whole
 // or a slice of one. KerasWeightReader reads HDF5 hyperslabs; OnnxWeightReader reads each ONNX
-// initializer from the file when asked and converts it, a Dense matrix's slice alone.
+// initializer from the file when asked and converts it, a Dense matrix's or a convolution
+// kernel's slice alone.
 #include <cstdint>
 #include <string>
 #include <vector>

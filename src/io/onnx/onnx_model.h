@@ -10,9 +10,9 @@
 // The file is parsed without the raw_data of its large initializers (the weights), which stay
 // in the file (io/onnx/onnx_wire.h): the structure is built without reading them, and each rank's
 // OnnxWeightReader reads from the file only the weights of its own layers. A slice of a Dense
-// matrix is laid out as it is read, so a split member holds only its part (and reads only its
-// rows of the file where they are contiguous); other weights are read whole and cut after
-// (Keras HDF5 files are read by hyperslabs).
+// matrix or of a convolution kernel is laid out as it is read, so a split member holds only its
+// part (and reads only its rows of the file where they are contiguous); other weights, which are
+// small, are read whole and cut after (Keras HDF5 files are read by hyperslabs).
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,8 +27,8 @@ namespace chorus::io {
 class OnnxConstants;  // io/onnx/onnx_proto.h
 
 // Makes one weight of an imported layer, in Keras shape and order, from the file's constants:
-// the part the slice asks for where the recipe can cut it while reading (matrix()), or else the
-// whole weight, which the reader then cuts.
+// the part the slice asks for where the recipe can cut it while reading (matrix(), conv_kernel()),
+// or else the whole weight, which the reader then cuts.
 using OnnxWeightRecipe = std::function<std::vector<float>(const OnnxConstants&, const WeightSlice&)>;
 
 // The weights of one imported layer (one entry per layer, indexed by Node::source).
