@@ -58,37 +58,21 @@ inline VecW clampw(VecW x, VecW lo, VecW hi) {
 
 // `Pixels` pixels x `Panels` panels of 16 filters (`stride` floats apart; their outputs, biases
 // and residuals are adjacent) over rows [0, rows) of the chunk. The accumulators start from the
-// bias on the first chunk and from the partial sums in `out` after it, so that the sums stay in
-// registers through the epilogue. With `Edge` (AVX-512 only) the last vector's outputs, bias and
-// residual hold only its first `edge` floats, which it reads and writes alone (the panel's
-// weights past them are zeros).
-template <int Pixels, int Panels = 1, bool Edge = false>
+// bias on the first chunk and from the partial sums in `out` after it. Only full panels come
+// here, so that the sums stay in registers through the epilogue.
+template <int Pixels, int Panels = 1>
 inline void tile(const float* __restrict in, int ldi, int rows, const float* __restrict panel, std::size_t stride,
-                 float* __restrict out, const float* __restrict residual, int ldo, const Epilogue& e, int edge = 0) {
+                 float* __restrict out, const float* __restrict residual, int ldo, const Epilogue& e) {
   constexpr int V = kPanelVecs * Panels, L = kVecWLanes;
   // Vector v of a row: panel v / kPanelVecs, at L * (v % kPanelVecs) within its 16 floats.
   const auto row_at = [&](int i, int v) {
     return panel + (v / kPanelVecs) * stride + 16 * static_cast<std::size_t>(i) + L * (v % kPanelVecs);
   };
-  const auto load = [&](const float* p, int v) {
-#if defined(__AVX512F__)
-    if constexpr (Edge)
-      if (v == V - 1) return loadw_first(p, edge);
-#endif
-    return loadw(p);
-  };
-  const auto store = [&](float* p, int v, VecW x) {
-#if defined(__AVX512F__)
-    if constexpr (Edge)
-      if (v == V - 1) return storew_first(p, x, edge);
-#endif
-    storew(p, x);
-  };
   VecW acc[Pixels][V];
   for (int p = 0; p < Pixels; ++p)
     for (int v = 0; v < V; ++v)
-      acc[p][v] = e.first ? (e.bias ? load(e.bias + L * v, v) : VecW{})
-                          : load(out + static_cast<std::size_t>(p) * ldo + L * v, v);
+      acc[p][v] =
+          e.first ? (e.bias ? loadw(e.bias + L * v) : VecW{}) : loadw(out + static_cast<std::size_t>(p) * ldo + L * v);
   int i = 0;
   if constexpr (Pixels * V <= 6) {
     // Too few sums to hide the multiply-add's latency: odd rows of k go to a second set.
@@ -120,17 +104,16 @@ inline void tile(const float* __restrict in, int ldi, int rows, const float* __r
   }
   if (e.last && residual)
     for (int p = 0; p < Pixels; ++p)
-      for (int v = 0; v < V; ++v) acc[p][v] += load(residual + static_cast<std::size_t>(p) * ldo + L * v, v);
+      for (int v = 0; v < V; ++v) acc[p][v] += loadw(residual + static_cast<std::size_t>(p) * ldo + L * v);
   if (e.last && e.clamp)
     for (int p = 0; p < Pixels; ++p)
       for (int v = 0; v < V; ++v) acc[p][v] = clampw(acc[p][v], e.lo, e.hi);
   for (int p = 0; p < Pixels; ++p)
-    for (int v = 0; v < V; ++v) store(out + static_cast<std::size_t>(p) * ldo + L * v, v, acc[p][v]);
+    for (int v = 0; v < V; ++v) storew(out + static_cast<std::size_t>(p) * ldo + L * v, acc[p][v]);
 }
 
-// Panels whose last one holds fewer than 16 filters (`width` in all), where the build has no
-// masked loads and stores: the tile works on 16-wide copies of their outputs, residual and
-// bias, zero past the last filter.
+// Panels whose last one holds fewer than 16 filters (`width` in all): the tile works on
+// 16-wide copies of their outputs, residual and bias, zero past the last filter.
 template <int Pixels, int Panels>
 void edge_tile(const float* in, int ldi, int rows, const float* panel, std::size_t stride, float* out,
                const float* residual, int ldo, int width, const Epilogue& e) {
@@ -158,8 +141,6 @@ inline void panel_tile(const float* in, int ldi, int rows, const float* panel, s
                        const float* residual, int ldo, int width, const Epilogue& e) {
   if (width == 16 * Panels)
     tile<Pixels, Panels>(in, ldi, rows, panel, stride, out, residual, ldo, e);
-  else if constexpr (kPanelVecs == 1)  // one vector a panel: only the last is partial
-    tile<Pixels, Panels, true>(in, ldi, rows, panel, stride, out, residual, ldo, e, width - 16 * (Panels - 1));
   else
     edge_tile<Pixels, Panels>(in, ldi, rows, panel, stride, out, residual, ldo, width, e);
 }

@@ -8,10 +8,6 @@
 // each multiply-add does on cores with 512-bit units (Zen 4/5, Xeon); Vec8 elsewhere.
 #include <cstring>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 namespace chorus::layers {
 
 using Vec8 = float __attribute__((vector_size(32)));
@@ -38,16 +34,5 @@ inline VecW loadw(const float* p) {
 }
 
 inline void storew(float* p, VecW v) { std::memcpy(p, &v, sizeof v); }
-
-#if defined(__AVX512F__)
-// The first n (1..16) floats of p, zeros after them; nothing past them is read.
-inline VecW loadw_first(const float* p, int n) {
-  return reinterpret_cast<VecW>(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p));
-}
-// Stores the first n (1..16) lanes of v; nothing past them is written.
-inline void storew_first(float* p, VecW v, int n) {
-  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), reinterpret_cast<__m512>(v));
-}
-#endif
 
 }  // namespace chorus::layers
