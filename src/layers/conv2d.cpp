@@ -156,11 +156,8 @@ bool Conv2D::is_pointwise() const {
          pads_.bottom == 0 && pads_.left == 0 && pads_.right == 0;
 }
 
-void Conv2D::forward_im2col(const float* in, float* out, const float* residual, const Activation* act) const {
+void Conv2D::forward_im2col(const float* in, float* out) const {
   const auto& s = settings_;
-  CHORUS_ASSERT(w_->use_direct_kernel || (!residual && !act), "a residual needs the direct kernel");
-  // The residual's pixels [p, ...), laid out as the output.
-  const auto residual_at = [&](std::int64_t p) { return residual ? residual + p * s.filters : nullptr; };
   const Shape& is = input_shapes()[0];
   const Shape& os = output_shape();
   const int k = s.kernel_h * s.kernel_w * (is.c / s.groups);
@@ -176,21 +173,20 @@ void Conv2D::forward_im2col(const float* in, float* out, const float* residual, 
     float* cols = conv_scratch(static_cast<std::size_t>(k) * block);
     for (int p0 = 0; p0 < pixels; p0 += block) {
       const int count = std::min(block, pixels - p0);
-      if (splits_by_filters(count, act ? *act : s.activation)) {
+      if (splits_by_filters(count, s.activation)) {
         // Gathered together, then multiplied by filters: split by pixels, every thread would
         // stream all the weights (ResNet-50's 7x7 layers, 9 MB).
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
           gather_columns(in, 0, p0 + static_cast<int>(first), static_cast<int>(last - first), cols + first * k);
         });
-        multiply_direct(cols, count, out + static_cast<std::size_t>(p0) * s.filters, residual_at(p0), act);
+        multiply_direct(cols, count, out + static_cast<std::size_t>(p0) * s.filters);
         continue;
       }
       for (int g = 0; g < s.groups; ++g) {
         parallel_range(count, 16, [&](std::int64_t first, std::int64_t last) {
           gather_columns(in, g, p0 + static_cast<int>(first), static_cast<int>(last - first), cols + first * k);
           if (w_->use_direct_kernel)
-            multiply_direct(cols + first * k, static_cast<int>(last - first), out + (p0 + first) * s.filters,
-                            residual_at(p0 + first), act);
+            multiply_direct(cols + first * k, static_cast<int>(last - first), out + (p0 + first) * s.filters);
         });
         if (!w_->use_direct_kernel) multiply_group(g, cols, count, out + static_cast<std::size_t>(p0) * s.filters);
       }
@@ -217,7 +213,7 @@ void Conv2D::forward_im2col(const float* in, float* out, const float* residual, 
       for (int g = 0; g < s.groups; ++g) {
         gather_columns(in, g, p0, count, cols);
         if (w_->use_direct_kernel)
-          multiply_direct(cols, count, block_out, residual_at(p0), act);
+          multiply_direct(cols, count, block_out);
         else
           multiply_group(g, cols, count, block_out);
       }
@@ -389,17 +385,15 @@ bool Conv2D::splits_by_filters(int count, const Activation& activation) const {
          (count < threads * kMinPixelsPerThread || settings_.filters > count);
 }
 
-bool Conv2D::adds_residual() const { return w_->packed && settings_.activation.is_linear(); }
+bool Conv2D::adds_residual_by_pixels() const {
+  return runs_by_pixels() && w_->packed && settings_.activation.is_linear();
+}
 
 void Conv2D::forward_adding(const Tensor& in, const Tensor& residual, const Activation& act, Tensor& out) const {
-  CHORUS_ASSERT(adds_residual(), "forward_adding on a layer that cannot");
+  CHORUS_ASSERT(adds_residual_by_pixels(), "forward_adding on a layer that cannot");
   const int frames = in.frames();
   out.resize(frames, output_shape());
   CHORUS_ASSERT(residual.frames() == frames && residual.shape() == output_shape(), "residual shape");
-  if (!is_pointwise()) {
-    for (int n = 0; n < frames; ++n) forward_im2col(in.frame(n), out.frame(n), residual.frame(n), &act);
-    return;
-  }
   const int pixels = frames * output_shape().h * output_shape().w;
   const int cin = input_shapes()[0].c, f = settings_.filters;
   if (splits_by_filters(pixels, act)) {

@@ -69,14 +69,14 @@ class Conv2D : public Layer {
   bool runs_by_pixels() const { return is_pointwise() && w_->use_direct_kernel; }
   // The outputs of `count` consecutive pixels of NHWC input, bias and activation included (a
   // fused consumer asks for a band of rows at a time, a fused producer hands one). With
-  // `residual`, out = act(conv(in) + residual) instead (needs adds_residual()).
+  // `residual`, out = act(conv(in) + residual) instead (needs adds_residual_by_pixels()).
   void forward_pixels(const float* in, int count, float* out, const float* residual = nullptr,
                       const Activation* act = nullptr) const {
     multiply_direct(in, count, out, residual, act);
   }
-  // Whether forward_adding applies: a convolution through packed_gemm (1x1, or im2col: ResNet's
-  // strided shortcuts), not Winograd, with no activation of its own.
-  bool adds_residual() const;
+  // Whether forward_adding applies: a 1x1 stride-1 convolution through packed_gemm, with no
+  // activation of its own.
+  bool adds_residual_by_pixels() const;
   // out = act(conv(in) + residual) in one pass (a residual connection's Add fused into its
   // producer: the sum is made while each tile is in registers).
   void forward_adding(const Tensor& in, const Tensor& residual, const Activation& act, Tensor& out) const;
@@ -88,10 +88,7 @@ class Conv2D : public Layer {
   bool is_pointwise() const;
   // Winograd output tile (2 or 4) this layer's geometry and channels call for, 0 for im2col.
   int choose_winograd_tile() const;
-  // One frame through im2col; with `residual` (a frame laid out as `out`) it is added before
-  // the activation, and `act` replaces the layer's own (packed_gemm only).
-  void forward_im2col(const float* in, float* out, const float* residual = nullptr,
-                      const Activation* act = nullptr) const;
+  void forward_im2col(const float* in, float* out) const;
   // im2col of `count` output pixels from p0 for one group: k x count, column-major.
   void gather_columns(const float* in, int group, int p0, int count, float* cols) const;
   // Whether multiply_direct of `count` pixels shares the filters out among the threads rather

@@ -22,7 +22,7 @@ struct DepthwiseChain {
   const DepthwiseConv2D* depthwise = nullptr;
   const Conv2D* project = nullptr;  // or null: the depthwise layer writes the output
   // Added to the projection's output before `add_activation` (needs the projection's
-  // adds_residual()); or null.
+  // adds_residual_by_pixels()); or null.
   const Tensor* residual = nullptr;
   Activation add_activation;
 };

@@ -191,7 +191,8 @@ int Model::adds_into_next(int node) const {
   const Node& next = nodes_[node + 1];
   const auto* conv = dynamic_cast<const layers::Conv2D*>(nodes_[node].layer.get());
   const auto* add = dynamic_cast<const layers::Elementwise*>(next.layer.get());
-  if (!conv || !add || add->type() != "Add" || next.inputs.size() != 2 || !conv->adds_residual()) return kNoNode;
+  if (!conv || !add || add->type() != "Add" || next.inputs.size() != 2 || !conv->adds_residual_by_pixels())
+    return kNoNode;
   const int other = next.inputs[0] == node ? next.inputs[1] : next.inputs[1] == node ? next.inputs[0] : node;
   if (other == node || shape_of(other) != conv->output_shape()) return kNoNode;
   return other;

@@ -128,17 +128,16 @@ class Model {
   // Whether forward() runs this node together with the next one: a 1x1 expansion that only
   // the depthwise layer after it reads (layers/pointwise_depthwise). Per-layer timing does not.
   bool fuses_with_next(int node) const;
-  // Whether forward() makes the Add after this node in this node's epilogue: a convolution
-  // through packed_gemm (1x1 or im2col) with no activation, read only by the Add of it and one
-  // other value of its output's shape (a residual connection). Returns that other input, or
-  // kNoNode.
+  // Whether forward() makes the Add after this node in this node's epilogue: a 1x1 convolution
+  // through packed_gemm with no activation, read only by the Add of it and one other value of
+  // the same shape (a residual connection). Returns that other input, or kNoNode.
   int adds_into_next(int node) const;
   // Whether forward() runs this depthwise node together with the 1x1 projection after it, the
   // only reader of its output (layers/pointwise_depthwise).
   bool projects_after(int node) const;
   // The nodes that forward() runs as one step from this node on: a 1x1 expansion and the
   // depthwise layer after it (fuses_with_next), the projection after a depthwise layer
-  // (projects_after) and the Add after the projection or after any packed_gemm convolution
+  // (projects_after) and the Add after the projection or after any other such 1x1 convolution
   // (adds_into_next).
   struct FusedRun {
     int length = 1;          // nodes [node, node + length); 1: the node alone
