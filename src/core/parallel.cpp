@@ -174,12 +174,50 @@ void on_every_thread(FunctionRef<void()> f) {
     f();
 }
 
+namespace {
+
+// A contiguous range of pieces that its owner takes from the front while threads that have
+// finished their own take from the back, so each piece runs once and the owner keeps most of
+// its range (and its cache). Front and back in one word, claimed by compare-and-swap; a cache
+// line each, so that threads taking from their own ranges do not contend.
+class alignas(64) StealableRange {
+ public:
+  void reset(std::uint32_t pieces) { ends_.store(pieces, std::memory_order_relaxed); }
+  bool take_front(std::uint32_t& piece) { return take(piece, true); }
+  bool take_back(std::uint32_t& piece) { return take(piece, false); }
+
+ private:
+  bool take(std::uint32_t& piece, bool front) {
+    std::uint64_t ends = ends_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t first = static_cast<std::uint32_t>(ends >> 32), end = static_cast<std::uint32_t>(ends);
+      if (first >= end) return false;
+      piece = front ? first : end - 1;
+      const std::uint64_t next =
+          front ? (std::uint64_t{first + 1} << 32) | end : (std::uint64_t{first} << 32) | (end - 1);
+      if (ends_.compare_exchange_weak(ends, next, std::memory_order_relaxed)) return true;
+    }
+  }
+  // First piece left << 32 | one past the last. Set by reset(): left uninitialised here, so a
+  // call does not clear the ranges it does not use.
+  std::atomic<std::uint64_t> ends_;
+};
+
+// Ranges a call can balance on its own stack; beyond this many threads it splits statically.
+constexpr int kMaxStealableRanges = 64;
+// Pieces per thread's range: enough that a thread on a slower or busier core (one of this VM's
+// vCPUs runs 8-20 % slower; a Pi's core also serves the source and MPI) hands its last pieces
+// to the others, few enough that each piece is still a long run.
+constexpr std::int64_t kPiecesPerRange = 4;
+
+}  // namespace
+
 void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,
-                    std::int64_t align) {
+                    std::int64_t align, bool whole_ranges) {
   if (n <= 0) return;
   align = std::max<std::int64_t>(1, align);
-  const std::int64_t parts =
-      std::max<std::int64_t>(1, std::min<std::int64_t>(parallel_threads(), n / std::max<std::int64_t>(1, grain)));
+  grain = std::max<std::int64_t>(1, grain);
+  const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>(parallel_threads(), n / grain));
   if (parts == 1) {
     body(0, n);
     return;
@@ -187,7 +225,30 @@ void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::in
   std::int64_t chunk = (n + parts - 1) / parts;
   chunk = (chunk + align - 1) / align * align;
   const int tasks = static_cast<int>((n + chunk - 1) / chunk);
-  parallel_for(tasks, [&](int i) { body(i * chunk, std::min(n, (i + 1) * chunk)); });
+  // Each range in pieces of at least `grain` items, starting on multiples of `align`.
+  std::int64_t piece = std::max(grain, (chunk + kPiecesPerRange - 1) / kPiecesPerRange);
+  piece = std::min(chunk, (piece + align - 1) / align * align);
+  const std::int64_t pieces = (chunk + piece - 1) / piece;
+  if (whole_ranges || pieces == 1 || tasks > kMaxStealableRanges) {
+    parallel_for(tasks, [&](int i) { body(i * chunk, std::min(n, (i + 1) * chunk)); });
+    return;
+  }
+  StealableRange ranges[kMaxStealableRanges];
+  for (int i = 0; i < tasks; ++i) {
+    const std::int64_t length = std::min(n, (i + 1) * chunk) - i * chunk;
+    ranges[i].reset(static_cast<std::uint32_t>((length + piece - 1) / piece));
+  }
+  const auto run_piece = [&](int range, std::uint32_t k) {
+    const std::int64_t begin = range * chunk + k * piece;
+    body(begin, std::min({n, begin + piece, (range + 1) * chunk}));
+  };
+  // Task i is range i's owner: its own pieces from the front, then the others' from the back.
+  parallel_for(tasks, [&](int i) {
+    std::uint32_t k;
+    while (ranges[i].take_front(k)) run_piece(i, k);
+    for (int j = (i + 1) % tasks; j != i; j = (j + 1) % tasks)
+      while (ranges[j].take_back(k)) run_piece(j, k);
+  });
 }
 
 }  // namespace chorus

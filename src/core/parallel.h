@@ -27,8 +27,11 @@ void parallel_for(int tasks, FunctionRef<void(int)> task);
 void on_every_thread(FunctionRef<void()> f);
 
 // Splits [0, n) into at most parallel_threads() contiguous ranges of at least `grain` items
-// (their starts multiples of `align`) and runs body(begin, end) on each, in parallel.
+// (their starts multiples of `align`), one a thread, and runs body(begin, end) on pieces of
+// them in parallel: a thread that finishes its range takes the last pieces of the others', so
+// a slower or busier core does not hold up the rest. `whole_ranges`: one call per range, for
+// bodies that pay a set-up per call (a sliding window of rows).
 void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,
-                    std::int64_t align = 1);
+                    std::int64_t align = 1, bool whole_ranges = false);
 
 }  // namespace chorus

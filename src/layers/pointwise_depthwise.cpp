@@ -69,44 +69,47 @@ void forward_depthwise_chain(const DepthwiseChain& chain, const Tensor& in, Tens
     const float* x = in.frame(n);
     float* y = out.frame(n);
     const float* residual = chain.residual ? chain.residual->frame(n) : nullptr;
-    parallel_range(ds.h, band, [&](std::int64_t first, std::int64_t last) {
-      float* window = conv_scratch(window_floats + sub_floats);
-      float* rows = window + window_floats;
-      // The window holds expanded rows [lo, hi); rows the next band shares are moved to its
-      // front rather than computed again.
-      int lo = 0, hi = 0;
-      for (int oy = static_cast<int>(first); oy < last; oy += band) {
-        const int end = std::min(static_cast<int>(last), oy + band);
-        const float* src = x;  // the depthwise layer's input rows, from row src_row0 on
-        int src_row0 = 0;
-        if (chain.expand) {
-          const auto [need_lo, need_hi] = dw.input_rows(oy, end);
-          if (need_lo >= lo && need_lo < hi) {
-            std::memmove(window, window + (need_lo - lo) * row_floats, (hi - need_lo) * row_floats * sizeof(float));
-          } else {
-            hi = need_lo;
+    parallel_range(
+        ds.h, band,
+        [&](std::int64_t first, std::int64_t last) {
+          float* window = conv_scratch(window_floats + sub_floats);
+          float* rows = window + window_floats;
+          // The window holds expanded rows [lo, hi); rows the next band shares are moved to its
+          // front rather than computed again.
+          int lo = 0, hi = 0;
+          for (int oy = static_cast<int>(first); oy < last; oy += band) {
+            const int end = std::min(static_cast<int>(last), oy + band);
+            const float* src = x;  // the depthwise layer's input rows, from row src_row0 on
+            int src_row0 = 0;
+            if (chain.expand) {
+              const auto [need_lo, need_hi] = dw.input_rows(oy, end);
+              if (need_lo >= lo && need_lo < hi) {
+                std::memmove(window, window + (need_lo - lo) * row_floats, (hi - need_lo) * row_floats * sizeof(float));
+              } else {
+                hi = need_lo;
+              }
+              lo = need_lo;
+              if (need_hi > hi)
+                chain.expand->forward_pixels(x + static_cast<std::size_t>(hi) * is.w * is.c, (need_hi - hi) * mid.w,
+                                             window + (hi - lo) * row_floats);
+              hi = std::max(hi, need_hi);
+              src = window;
+              src_row0 = lo;
+            }
+            if (!project) {
+              dw.forward_rows(src, src_row0, y, oy, end);
+              continue;
+            }
+            for (int r0 = oy; r0 < end; r0 += sub) {
+              const int r1 = std::min(end, r0 + sub);
+              dw.forward_rows(src, src_row0, rows, r0, r1, r0);
+              const std::size_t at = static_cast<std::size_t>(r0) * os.w * os.c;
+              project->forward_pixels(rows, (r1 - r0) * ds.w, y + at, residual ? residual + at : nullptr,
+                                      residual ? &chain.add_activation : nullptr);
+            }
           }
-          lo = need_lo;
-          if (need_hi > hi)
-            chain.expand->forward_pixels(x + static_cast<std::size_t>(hi) * is.w * is.c, (need_hi - hi) * mid.w,
-                                         window + (hi - lo) * row_floats);
-          hi = std::max(hi, need_hi);
-          src = window;
-          src_row0 = lo;
-        }
-        if (!project) {
-          dw.forward_rows(src, src_row0, y, oy, end);
-          continue;
-        }
-        for (int r0 = oy; r0 < end; r0 += sub) {
-          const int r1 = std::min(end, r0 + sub);
-          dw.forward_rows(src, src_row0, rows, r0, r1, r0);
-          const std::size_t at = static_cast<std::size_t>(r0) * os.w * os.c;
-          project->forward_pixels(rows, (r1 - r0) * ds.w, y + at, residual ? residual + at : nullptr,
-                                  residual ? &chain.add_activation : nullptr);
-        }
-      }
-    });
+        },
+        1, /*whole_ranges=*/true);  // a piece would expand its halo rows again
   }
 }
 
