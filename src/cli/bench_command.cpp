@@ -110,7 +110,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
   cmd->add_option("--frames", o->frames, "Timed runs");
-  cmd->add_option("--warmup", o->warmup, "Untimed runs first");
+  cmd->add_option("--warmup", o->warmup, "Untimed runs first")->check(CLI::Range(0, 1000000));
   cmd->add_option("--threads", o->threads,
                   "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--batch", o->batch, "Frames per forward pass");

@@ -64,7 +64,14 @@ void add_cluster_command(CLI::App& app) {
   cmd->add_option("-o,--output", o->output, "Cluster file to write (default: print it)");
   cmd->add_flag("--embed-profiles", o->embed_profiles,
                 "Copy each device profile into the cluster file, so that it can be shipped alone (deploy, Kubernetes)");
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
+    const bool bandwidth_given = cmd->get_option("--bandwidth-mbps")->count() > 0;
+    if (bandwidth_given && !(o->bandwidth_mbps > 0))
+      fail("cluster: --bandwidth-mbps ", o->bandwidth_mbps, " must be above 0");
+    if (bandwidth_given && cmd->get_option("--network")->count() > 0)
+      fail("cluster: give --network or --bandwidth-mbps, not both");
+    std::error_code ec;
+    if (std::filesystem::is_directory(o->hostfile, ec)) fail(o->hostfile, ": is a directory, not a hostfile");
     cluster::ClusterRecipe r;
     r.name = o->name.empty() ? std::filesystem::path(o->hostfile).filename().string() : o->name;
     r.default_class = o->default_class;

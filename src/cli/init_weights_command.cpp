@@ -2,10 +2,12 @@
 // HDF5 layout the importer reads (or a Keras 3 .keras archive for -o model.keras), for zoo
 // models whose trained weights cannot be downloaded.
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/table.h"
+#include "core/error.h"
 #include "io/keras/keras_writer.h"
 
 namespace chorus::cli {
@@ -21,6 +23,11 @@ void add_init_weights_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Random seed (same seed, same weights on every platform)");
   cmd->add_option("-o,--output", o->output, "Keras .h5 file to write, or a Keras 3 .keras archive")->required();
   cmd->callback([o] {
+    // The file's kind follows its name, as `chorus run` reads it: an HDF5 file named .onnx would
+    // then be refused as a broken ONNX file.
+    const std::string ext = std::filesystem::path(o->output).extension().string();
+    if (ext != ".h5" && ext != ".hdf5" && ext != ".keras")
+      fail("init-weights: -o ", o->output, ": write a Keras .h5 (or .hdf5) file or a .keras archive");
     auto start = std::chrono::steady_clock::now();
     io::init_keras_weights(o->spec, o->seed, o->output);
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -61,7 +61,8 @@ void add_plan_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("plan", "Write a plan (which ranks run which layers, and how) as JSON");
   cmd->add_option("model", o->model, "Keras .h5 or .keras, or ONNX .onnx model, or a Keras .json/.yaml")->required();
   cmd->add_option("--arch", o->arch, "Architecture file for a weights-only .h5");
-  cmd->add_option("--strategy", o->strategy, "pipeline, replicate, split-output, split-input, split-spatial");
+  cmd->add_option("--strategy", o->strategy,
+                  "pipeline, replicate, split-output, split-input, split-spatial, split-tensor");
   cmd->add_option("--from", o->from, "An existing plan: validate it (and with --cluster, predict it)")
       ->excludes(cmd->get_option("--strategy"));
   cmd->add_option("--cluster", o->cluster, "Cluster file: plan for its devices and network");
@@ -71,7 +72,12 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--max-group", o->max_group, "Most devices in one stage, with --cluster (0: any)");
   cmd->add_option("--ranks", o->ranks, "Number of ranks (MPI processes); with --cluster, its device count");
   cmd->add_option("-o,--output", o->output, "Plan file to write (default: print it)");
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
+    // Options that only the planner reads are refused without a cluster, not ignored.
+    if (o->cluster.empty())
+      for (const char* name : {"--objective", "--min-fps", "--max-group"})
+        if (cmd->get_option(name)->count() > 0) fail("plan: ", name, " goes with --cluster FILE");
+    if (cmd->get_option("--ranks")->count() > 0 && o->ranks < 1) fail("plan: --ranks ", o->ranks, ": give at least 1");
     LoadedModel loaded = load_model(o->model, o->arch, /*optimize=*/true, /*load_weights=*/false);
     plan::Plan p;
     std::optional<cluster::Cluster> c;
@@ -93,7 +99,8 @@ void add_plan_command(CLI::App& app) {
       plan::PlannerOptions po;
       po.model_key = cluster::model_key(o->model);
       po.max_group = o->max_group;
-      if (o->objective == "latency") po.objective = plan::Objective::latency;
+      if (o->objective == "latency")
+        po.objective = plan::Objective::latency;
       else if (o->objective != "throughput" && o->objective != "energy")
         fail("plan: --objective is throughput, latency or energy, not '", o->objective, "'");
       if (o->min_fps > 0 && o->objective != "energy") fail("plan: --min-fps goes with --objective energy");

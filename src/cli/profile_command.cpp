@@ -28,7 +28,7 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--merge", o->merge,
                   "Add to this existing profile (other models' times are kept, and so are its rates per layer kind: "
                   "this model's rates are added for kinds it lacks)");
-  cmd->add_option("--frames", o->frames, "Timed runs (the median is kept)");
+  cmd->add_option("--frames", o->frames, "Timed runs (the median is kept)")->check(CLI::Range(1, 1000000));
   cmd->add_option("--threads", o->threads,
                   "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->callback([o] {

@@ -23,7 +23,13 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   io::InputOptions& in = o->source.input;
   auto* synthetic = cmd->add_option("--synthetic", in.synthetic, "Use N deterministic synthetic frames instead");
   input->excludes(synthetic);
-  cmd->add_option("--seed", in.seed, "Seed for --synthetic frames");
+  cmd->add_option("--seed", in.seed, "Seed for --synthetic frames")
+      ->check(CLI::Validator(
+          [](const std::string& value) {
+            // CLI11 reads "-1" into the unsigned seed as 2^64 - 1 without a word.
+            return value.find('-') == std::string::npos ? std::string() : "a seed is a whole number of 0 or more";
+          },
+          "SEED"));
   cmd->add_option("--scale", in.scale,
                   "Multiply input values (default 1/255 for images and video, 1 for arrays; every input)");
   cmd->add_option("--mean", in.mean, "Subtract per channel after scaling (every input)")->delimiter(',');
@@ -57,7 +63,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   auto* plan = cmd->add_option("--plan", o->plan_path, "Plan file (JSON, see docs/plan-format.md)");
   auto* strategy = cmd->add_option("--strategy", o->strategy,
                                    "Built-in plan: pipeline (default), replicate, split-output, split-input, "
-                                   "split-spatial");
+                                   "split-spatial, split-tensor");
   plan->excludes(strategy);
   auto* output = cmd->add_option("--output", o->output,
                                  "Write outputs to .npy or .h5[:/dataset], frame by frame with a journal; a model "
@@ -75,7 +81,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--parity-wait", o->parity_wait_s,
                   "Parity stages: seconds a consumer waits for a member's late slice before rebuilding it from "
                   "the parity (default 0.1)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--cluster", o->cluster,
                   "Cluster file of the devices: a plan that needs more memory than one declares is refused");
   auto* emulate = cmd->add_option("--emulate", o->emulate,
@@ -89,11 +95,18 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_flag("--resume", o->resume,
                 "Continue the --output of a run that was killed: only the frames its journal lacks are run")
       ->needs(output);
-  cmd->callback([o, drop, frames, start, &transport, &exit_code] {
+  cmd->callback([o, drop, frames, start, synthetic, &transport, &exit_code] {
+    if (synthetic->count() > 0 && o->source.input.synthetic < 1)
+      fail("run: --synthetic ", o->source.input.synthetic, ": give at least 1 frame");
     if (o->inputs.empty() && o->source.input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
+    if (o->top < 0) fail("run: --top ", o->top, " is below 0");
+    if (!o->labels.empty() && o->top == 0 && o->results.empty())
+      fail("run: --labels names the classes that --top or --results print; give one of them");
+    if (o->stall_timeout_s < 0) fail("run: --stall-timeout ", o->stall_timeout_s, " is below 0 (0: wait forever)");
     o->source.realtime_options.drop = io::parse_drop_policy(*drop);
     o->source.video_options = frames->count() > 0 || start->count() > 0;
-    if (o->source.video.frames < -1 || o->source.video.frames == 0) fail("run: --frames ", o->source.video.frames, " is below 1");
+    if (o->source.video.frames < -1 || o->source.video.frames == 0)
+      fail("run: --frames ", o->source.video.frames, " is below 1");
     if (o->source.video.start_s < 0) fail("run: --start ", o->source.video.start_s, " is below 0");
     if (o->source.video.timeout_s <= 0) fail("run: --input-timeout ", o->source.video.timeout_s, " must be above 0");
     o->threads = checked_thread_count(o->threads, /*warn=*/transport.rank() == 0);

@@ -26,7 +26,7 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
                 "Run the devices on chorus testbed: network namespaces of this machine (root, no hostfile)");
   cmd->add_option("--work-dir", o->work_dir, "Where each attempt's plan, cluster and host files go");
   cmd->add_option("--mpirun", o->mpirun, "mpirun and its options, e.g. \"mpirun --mca btl tcp,self\"");
-  cmd->add_option("--max-failures", o->max_failures, "Give up after this many failures");
+  cmd->add_option("--max-failures", o->max_failures, "Give up after this many failures")->check(CLI::Range(0, 1000000));
   cmd->add_option("--probe", o->probe,
                   cat("Shell command that exits 0 when a device taken out answers again ({host}: its name); it is "
                       "then re-admitted at the next frame. Default with --hostfile: \"",

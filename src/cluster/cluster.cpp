@@ -98,8 +98,10 @@ Cluster read_cluster(const std::string& path) {
 Cluster cluster_from_json(const json& j, const std::string& path, const std::string& folder_text) {
   const std::filesystem::path folder = folder_text;
   Cluster c;
+  std::string part;  // where the reading is, for a message from the JSON library
   try {
     if (!j.is_object()) fail(path, ": a cluster file is a JSON object");
+    part = "network: ";
     c.name = j.value("name", std::filesystem::path(path).stem().string());
     const json& net = j.at("network");
     c.network.bandwidth_bytes_per_s = net.at("bandwidth_mbps").get<double>() * 1e6 / 8;
@@ -113,7 +115,9 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
         fail(path, ": network: ", key, " must be zero or positive joules per megabyte, not ", net[key].dump());
       *field = v;
     }
+    part = "device_classes: ";
     for (const auto& [name, d] : j.at("device_classes").items()) {
+      part = cat("device class '", name, "': ");
       DeviceClass dc;
       dc.name = name;
       dc.memory_bytes = d.at("memory_mb").get<double>() * 1e6;
@@ -138,7 +142,11 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
       c.classes[name] = dc;
     }
     int slots = 0;
-    for (const auto& h : j.at("hosts")) {
+    part = "hosts: ";
+    const json& hosts = j.at("hosts");
+    for (std::size_t i = 0; i < hosts.size(); ++i) {
+      const json& h = hosts[i];
+      part = cat("hosts[", i, "]: ");
       Host host{h.at("name").get<std::string>(), h.at("class").get<std::string>(), h.value("slots", 1),
                 h.value("unreliable", false)};
       if (!c.classes.count(host.device_class))
@@ -148,7 +156,7 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
       c.hosts.push_back(host);
     }
   } catch (const json::exception& e) {
-    fail(path, ": malformed cluster file: ", e.what());
+    fail(path, ": malformed cluster file: ", part, without_error_id(e.what()));
   }
   if (c.hosts.empty()) fail(path, ": cluster has no hosts");
   if (!(c.network.bandwidth_bytes_per_s > 0) || !std::isfinite(c.network.bandwidth_bytes_per_s))

@@ -7,4 +7,10 @@ void assert_failed(const char* expr, const char* file, int line, const std::stri
                              msg.empty() ? "" : ": ", msg));
 }
 
+std::string without_error_id(const std::string& what) {
+  if (what.empty() || what[0] != '[') return what;
+  const auto end = what.find("] ");
+  return end == std::string::npos ? what : what.substr(end + 2);
+}
+
 }  // namespace chorus

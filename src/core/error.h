@@ -26,6 +26,10 @@ template <typename... Args>
   throw Error(cat(args...));
 }
 
+// A JSON library's message without its id ("[json.exception.out_of_range.403] key 'name' not
+// found" -> "key 'name' not found"): users read the second half, the first is for its authors.
+std::string without_error_id(const std::string& what);
+
 // The exit code of a run stopped on request at a frame boundary (runtime/stop_request.h), which
 // `--resume` continues; chorus supervise tells it from a failure. sysexits.h's EX_TEMPFAIL.
 constexpr int kStoppedExitCode = 75;

@@ -2,7 +2,9 @@
 
 #include <climits>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
+#include <initializer_list>
 
 #include "core/error.h"
 
@@ -45,6 +47,19 @@ int whole_number(const json& object, const char* key, int otherwise, const std::
   return object.contains(key) ? whole_number(object[key], field) : otherwise;
 }
 
+// A key the reader does not know is a typo ("moed") that would otherwise leave its default in
+// place without a word: refused, naming it and the keys that are known.
+void check_keys(const json& object, std::initializer_list<const char*> known, const std::string& where) {
+  for (const auto& item : object.items()) {
+    bool found = false;
+    for (const char* k : known) found = found || item.key() == k;
+    if (found) continue;
+    std::string names;
+    for (const char* k : known) names += (names.empty() ? "" : ", ") + std::string(k);
+    fail(where, "unknown key '", item.key(), "' (a plan knows ", names, ")");
+  }
+}
+
 }  // namespace
 
 Plan plan_from_json(const json& j, const std::string& source) {
@@ -52,17 +67,23 @@ Plan plan_from_json(const json& j, const std::string& source) {
   auto where = [&](const std::string& field) { return cat(source, ": ", field); };
   try {
     if (!j.is_object()) fail(source, ": a plan is a JSON object");
+    check_keys(j, {"model", "ranks", "source", "sink", "max_in_flight", "stages", "prediction"}, source + ": ");
     p.model = j.value("model", "");
     if (!j.contains("ranks")) fail(where("ranks"), " is missing");
     p.ranks = whole_number(j["ranks"], where("ranks"));
+    if (p.ranks > kMostRanks) fail(where("ranks"), " is ", p.ranks, ": at most ", kMostRanks);
     p.source = whole_number(j, "source", 0, where("source"));
     p.sink = whole_number(j, "sink", 0, where("sink"));
     p.max_in_flight = whole_number(j, "max_in_flight", 0, where("max_in_flight"));
     if (j.contains("prediction")) p.prediction = j["prediction"];
-    const json& stages = j.at("stages");
+    if (!j.contains("stages")) fail(where("stages"), " is missing");
+    const json& stages = j["stages"];
     if (!stages.is_array()) fail(where("stages"), " must be a list");
     for (std::size_t i = 0; i < stages.size(); ++i) {
       const json& s = stages[i];
+      if (!s.is_object()) fail(where(cat("stages[", i, "]")), " must be an object");
+      check_keys(s, {"layers", "mode", "ranks", "fractions", "exchange_after", "parity", "columns"},
+                 where(cat("stages[", i, "]: ")));
       Stage st;
       if (!s.contains("layers") || !s["layers"].is_array() || s["layers"].size() != 2)
         fail(where(cat("stages[", i, "].layers")), " must be [first, last] layer names");
@@ -80,7 +101,7 @@ Plan plan_from_json(const json& j, const std::string& source) {
       p.stages.push_back(std::move(st));
     }
   } catch (const json::exception& e) {
-    fail(source, ": malformed plan: ", e.what());
+    fail(source, ": malformed plan: ", without_error_id(e.what()));
   } catch (const Error& e) {
     throw;
   }
@@ -104,6 +125,8 @@ json plan_to_json(const Plan& p) {
 }
 
 Plan read_plan(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not a plan file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open plan file");
   json j;

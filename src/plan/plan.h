@@ -41,6 +41,10 @@ struct Stage {
   int parity = 0;
 };
 
+// The most ranks a plan may name: far above any edge cluster (a hostfile takes as many slots),
+// and low enough that a mistyped count is refused instead of filling memory with ranks.
+constexpr int kMostRanks = 4096;
+
 struct Plan {
   std::string model;              // informational: what the plan was made for
   int ranks = 1;                  // the MPI world size the plan needs

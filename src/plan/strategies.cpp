@@ -125,6 +125,7 @@ std::vector<std::string> strategy_names() {
 
 Plan make_strategy_plan(const std::string& strategy, const model::Model& m, int ranks) {
   if (ranks < 1) fail("strategy ", strategy, ": needs at least one rank");
+  if (ranks > kMostRanks) fail("strategy ", strategy, ": ", ranks, " ranks; at most ", kMostRanks);
   Plan p;
   if (strategy == "pipeline") p = pipeline_plan(m, ranks);
   else if (strategy == "replicate") {

@@ -1,6 +1,7 @@
 #include "report/report.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -282,7 +283,7 @@ void print_report(const RunReport& r, std::ostream& out) {
 
 void write_report(const RunReport& r, const std::string& path) {
   std::ofstream out(path);
-  if (!out) fail(path, ": cannot write report");
+  if (!out) fail(path, ": cannot write report (", std::strerror(errno), ")");
   out << report_to_json(r).dump(2) << "\n";
 }
 

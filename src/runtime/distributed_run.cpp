@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -12,18 +13,19 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "energy/energy.h"
 #include "io/journal/output_journal.h"
 #include "io/model_file.h"
-#include "energy/energy.h"
 #include "partition/frame_traffic.h"
 #include "partition/live_values.h"
-#include "report/results_writer.h"
 #include "plan/planner.h"
 #include "plan/strategies.h"
+#include "report/results_writer.h"
 #include "runtime/clock_offsets.h"
 #include "runtime/emulation.h"
 #include "runtime/failure_notice.h"
 #include "runtime/pipeline.h"
+#include "runtime/run_paths.h"
 #include "runtime/stop_request.h"
 
 namespace chorus::runtime {
@@ -69,6 +71,8 @@ void print_plan(const plan::ResolvedPlan& p, const model::Model& m, std::ostream
 }
 
 std::vector<std::string> read_labels(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not a labels file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open labels file");
   std::vector<std::string> labels;
@@ -94,16 +98,16 @@ class TopClasses {
     }
   }
   // `output`: the output's name where the model has several ("" otherwise).
-  void print(const std::vector<std::string>& labels, int first_frame, const std::string& output) const {
+  void print(std::FILE* to, const std::vector<std::string>& labels, int first_frame, const std::string& output) const {
     for (std::size_t n = 0; n * k_ < index_.size(); ++n) {
-      std::printf("frame %zu%s%s:", n + first_frame, output.empty() ? "" : " ", output.c_str());
+      std::fprintf(to, "frame %zu%s%s:", n + first_frame, output.empty() ? "" : " ", output.c_str());
       for (int i = 0; i < k_ && index_[n * k_ + i] >= 0; ++i) {
         const int c = index_[n * k_ + i];
-        std::printf("  %d", c);
-        if (c < static_cast<int>(labels.size())) std::printf(" %s", labels[c].c_str());
-        std::printf(" (%.4f)", value_[n * k_ + i]);
+        std::fprintf(to, "  %d", c);
+        if (c < static_cast<int>(labels.size())) std::fprintf(to, " %s", labels[c].c_str());
+        std::fprintf(to, " (%.4f)", value_[n * k_ + i]);
       }
-      std::printf("\n");
+      std::fprintf(to, "\n");
     }
   }
 
@@ -130,6 +134,10 @@ struct Setup {
 
 int run_distributed(Transport& real, const RunOptions& o) {
   const int rank = real.rank();
+  // With --results -, standard output carries the JSON lines alone (for a pipe into jq): the
+  // text for people goes to standard error.
+  const bool results_to_stdout = o.results == "-";
+  std::ostream& text = results_to_stdout ? std::cerr : std::cout;
   set_compute_threads(o.threads);
   Setup setup;
   std::string error;
@@ -141,6 +149,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const std::string& paced = !o.emulate.empty() ? o.emulate : o.pace;
   try {
     if (!o.emulate.empty() && !o.pace.empty()) fail("run: give --emulate or --pace, not both");
+    check_run_paths(o, /*writes_report=*/rank == 0);
     if (!paced.empty()) {
       setup.cluster = cluster::read_cluster(paced);
       if (setup.cluster.ranks() < real.size())
@@ -179,10 +188,18 @@ int run_distributed(Transport& real, const RunOptions& o) {
       for (const auto& input : m.inputs()) inputs.push_back({input.name, input.shape});
       setup.source = std::make_unique<io::StoppableStream>(io::open_run_input(o.inputs, inputs, in), stop_requested,
                                                            "stopped on request (SIGUSR1)");
+      if (setup.source->count() == 0) fail(setup.source->describe(), ": no frames to run");
       if (o.resume && setup.source->count() < 0)
         fail(setup.source->describe(), ": --resume needs an input of known length (a video or stream is read in order)");
     }
-    if (rank == setup.plan.plan.sink && !o.labels.empty()) setup.labels = read_labels(o.labels);
+    if (rank == setup.plan.plan.sink && !o.labels.empty()) {
+      setup.labels = read_labels(o.labels);
+      // Fewer names than classes is most often another model's file: said, not silently half-named.
+      const std::size_t classes = m.shape_of(m.outputs()[0]).size();
+      if (setup.labels.size() < classes)
+        std::fprintf(stderr, "chorus: warning: %s has %zu labels; the model's output has %zu classes\n",
+                     o.labels.c_str(), setup.labels.size(), classes);
+    }
     // This rank's share: only its stages' layers, only its slices of split layers.
     // (An ONNX reader holds the parsed file until the workers are built; see io/onnx/onnx_model.h.)
     const std::unique_ptr<io::WeightReader> reader = io::open_weight_reader(setup.structure);
@@ -239,7 +256,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
   if (rank == sink_rank && !o.output.empty()) try {
       for (std::size_t k = 0; k < targets.size(); ++k) {
         io::OutputRun run{o.model, info.substr(info.find('\n') + 1), total_frames,
-                          io::keras_dims(m.shape_of(m.outputs()[k]), m.channels_first())};
+                          io::keras_dims(m.shape_of(m.outputs()[k]), m.channels_first()),
+                          io::file_signature(o.model) + (o.arch.empty() ? "" : "; " + io::file_signature(o.arch))};
         journals.push_back(std::make_unique<io::OutputJournal>(targets[k], run, o.resume));
         if (journals.back()->replaced_unfinished_run())
           std::fprintf(stderr, "chorus: note: starting %s afresh; an unfinished run's journal was there (--resume "
@@ -259,10 +277,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const int first_frame = t.max_all(journals.empty() ? 0 : journalled);
   if (first_frame > 0 && rank == source_rank) setup.source->skip(first_frame);
   if (rank == 0 && first_frame > 0)
-    std::cout << "resuming " << o.output << ": " << first_frame << " of " << total_frames << " frames were done\n";
+    text << "resuming " << o.output << ": " << first_frame << " of " << total_frames << " frames were done\n";
   if (total_frames >= 0 && first_frame >= total_frames) {  // nothing left: just complete the output
     for (auto& j : journals) j->finish();
-    if (rank == 0) std::cout << "nothing to resume: all " << total_frames << " frames are in " << o.output << "\n";
+    if (rank == 0) text << "nothing to resume: all " << total_frames << " frames are in " << o.output << "\n";
     return 0;
   }
 
@@ -270,11 +288,12 @@ int run_distributed(Transport& real, const RunOptions& o) {
     std::string inputs;
     for (const auto& in : m.inputs())
       inputs += cat(inputs.empty() ? "" : ", ", m.inputs().size() > 1 ? in.name + " " : "", in.shape.str());
-    std::cout << "model: " << o.model << "  (" << m.nodes().size() << " layers, input" << (m.inputs().size() > 1 ? "s " : " ")
-              << inputs << (several_outputs ? cat(", ", output_names.size(), " outputs") : "") << ")\n";
-    if (setup.source) std::cout << "input: " << setup.source->describe() << "\n";
-    print_plan(setup.plan, m, std::cout);
-    std::cout << std::flush;
+    text << "model: " << o.model << "  (" << m.nodes().size() << " layers, input"
+         << (m.inputs().size() > 1 ? "s " : " ") << inputs
+         << (several_outputs ? cat(", ", output_names.size(), " outputs") : "") << ")\n";
+    if (setup.source) text << "input: " << setup.source->describe() << "\n";
+    print_plan(setup.plan, m, text);
+    text << std::flush;
   }
 
   PipelineResult result;
@@ -386,7 +405,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
         for (auto& j : journals) j->finish();
       if (o.top > 0)
         for (std::size_t k = 0; k < top.size(); ++k)
-          top[k].print(setup.labels, first_frame, several_outputs ? output_names[k] : "");
+          top[k].print(results_to_stdout ? stderr : stdout, setup.labels, first_frame,
+                       several_outputs ? output_names[k] : "");
     } catch (const Error& e) {
       std::fprintf(stderr, "chorus: error: %s\n", e.what());
       status = 1;
@@ -399,8 +419,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     r.ranks = t.size();
     std::vector<double> start, finish, captured;
     double wall = 0;
-    for (const auto& text : all) {
-      auto j = nlohmann::json::parse(text);
+    for (const auto& stats : all) {
+      auto j = nlohmann::json::parse(stats);
       r.ranks_stats.push_back(report::rank_stats_from_json(j));
       if (j.contains("start")) start = j["start"].get<std::vector<double>>();
       if (j.contains("captured")) captured = j["captured"].get<std::vector<double>>();
@@ -452,16 +472,16 @@ int run_distributed(Transport& real, const RunOptions& o) {
     // measured (each rank's bytes_sent_to_per_frame).
     r.extra["predicted_bytes_per_frame"] =
         partition::frame_traffic(m, setup.plan, r.frames, message_header_bytes()).to_json();
-    std::cout << "\n";
-    report::print_report(r, std::cout);
+    text << "\n";
+    report::print_report(r, text);
     if (!o.output.empty() && status == 0)
-      for (const auto& target : targets) std::cout << "wrote " << target << "\n";
+      for (const auto& target : targets) text << "wrote " << target << "\n";
     if (resumable_stop)
-      std::cout << "stopped on request (SIGUSR1) after frame " << first_frame + r.frames << " of " << total_frames
-                << (o.output.empty() ? "\n" : cat("; the frames so far are in ", o.output, ", --resume runs the rest\n"));
+      text << "stopped on request (SIGUSR1) after frame " << first_frame + r.frames << " of " << total_frames
+           << (o.output.empty() ? "\n" : cat("; the frames so far are in ", o.output, ", --resume runs the rest\n"));
     if (!o.report_path.empty()) {
       report::write_report(r, o.report_path);
-      std::cout << "report " << o.report_path << "\n";
+      text << "report " << o.report_path << "\n";
     }
   }
   return status;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -261,6 +262,126 @@ TEST_F(Cli, RunReportHasPageFaultsPerFrame) {
   EXPECT_GE(rank["steady_frames"].get<int>(), 10);
   EXPECT_GE(rank["minor_faults_per_frame"].get<double>(), 0);
   EXPECT_EQ(rank["heap_allocations_per_frame"].get<double>(), -1) << "no allocation counter was preloaded";
+}
+
+// A run writes over none of the files it reads: a mistyped --output or --report would destroy
+// the model or the input. Refused before any work, and the model still runs afterwards.
+TEST_F(Cli, RunRefusesToWriteOverItsOwnFiles) {
+  const std::string input = dir_->path("keep_input.npy");
+  const std::vector<float> values(28 * 28, 0.5f);
+  io::write_npy(input, {1, 28, 28, 1}, values.data());
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --output " + shell_quoted(model_));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("is the model: the run would write over it"));
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --report " + shell_quoted(model_));
+  EXPECT_THAT(r.output, HasSubstr("--report " + model_ + " is the model"));
+  r = test::run_chorus("run " + shell_quoted(model_) + " --input " + shell_quoted(input) + " --output " +
+                       shell_quoted(input));
+  EXPECT_THAT(r.output, HasSubstr("is --input: the run would write over it"));
+  const std::string both = dir_->path("both.json");
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --report " + shell_quoted(both) + " --results " +
+                       shell_quoted(both));
+  EXPECT_THAT(r.output, HasSubstr("--report and --results name the same file"));
+  r = test::run_chorus("run " + shell_quoted(model_) + " --input " + shell_quoted(input) + " --top 1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("frame 0:"));
+}
+
+// A report that cannot be written is found before the run, with the reason, not after it.
+TEST_F(Cli, UnwritableReportIsRefusedBeforeTheRun) {
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 2 --report " +
+                            shell_quoted(dir_->path("no_such_folder/r.json")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no folder"));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("throughput"))) << "the run went ahead";
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 2 --report " + shell_quoted(dir_->path("")));
+  EXPECT_THAT(r.output, HasSubstr("is a directory"));
+}
+
+// --mean and --std take one value or one per channel (LeNet-5 has one), no zero deviation, and
+// none of it for synthetic frames: each would otherwise change every output without a word.
+TEST_F(Cli, NormalisationMustFitTheInput) {
+  const std::string input = dir_->path("norm_input.npy");
+  const std::vector<float> values(28 * 28, 0.5f);
+  io::write_npy(input, {1, 28, 28, 1}, values.data());
+  const std::string run = "run " + shell_quoted(model_) + " --input " + shell_quoted(input);
+  auto r = test::run_chorus(run + " --mean 0.1 0.2");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--mean has 2 values, but input"));
+  EXPECT_THAT(r.output, HasSubstr("has 1 channel(s)"));
+  r = test::run_chorus(run + " --std 0");
+  EXPECT_THAT(r.output, HasSubstr("--std 0: every standard deviation must be a finite non-zero number"));
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 2 --mean 0.5");
+  EXPECT_THAT(r.output, HasSubstr("--synthetic frames are noise"));
+  r = test::run_chorus(run + " --mean 0.5 --std 0.25 --top 1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(Cli, NoFramesIsAnError) {
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 0");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--synthetic 0: give at least 1 frame"));
+  const std::string empty = dir_->path("no_frames.npy");
+  io::write_npy(empty, {0, 28, 28, 1}, nullptr);
+  const std::string report = dir_->path("no_frames.json");
+  r = test::run_chorus("run " + shell_quoted(model_) + " --input " + shell_quoted(empty) + " --report " +
+                       shell_quoted(report));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no_frames.npy (0 frames): no frames to run"));
+}
+
+// With --results -, standard output is the JSON lines alone (a pipe into jq); the report goes
+// to standard error.
+TEST_F(Cli, ResultsOnStandardOutputAreJsonLinesAlone) {
+  auto r = test::run_command("(" + std::string(CHORUS_BINARY) + " run " + shell_quoted(model_) +
+                             " --synthetic 3 --top 2 --results - 2>/dev/null)");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::istringstream lines(r.output);
+  int frames = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ASSERT_NO_THROW(json::parse(line)) << "not a JSON line: " << line;
+    EXPECT_EQ(json::parse(line)["frame"].get<int>(), frames++);
+  }
+  EXPECT_EQ(frames, 3);
+}
+
+TEST_F(Cli, PlanRefusesPlannerOptionsWithoutACluster) {
+  for (const char* option : {"--objective latency", "--min-fps 3", "--max-group 2"}) {
+    auto r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 2 " + option);
+    EXPECT_EQ(r.exit_code, 1) << option << ": " << r.output;
+    EXPECT_THAT(r.output, HasSubstr("goes with --cluster FILE")) << option;
+  }
+  auto r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 0");
+  EXPECT_THAT(r.output, HasSubstr("--ranks 0: give at least 1"));
+  r = test::run_chorus("plan " + shell_quoted(model_) + " --strategy replicate --ranks 100000000");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("at most 4096"));
+}
+
+// Options that would be dropped or read wrongly without a word are named instead.
+TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
+  const std::string labels = dir_->path("two_labels.txt");
+  std::ofstream(labels) << "zero\none\n";
+  auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --labels " + shell_quoted(labels));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--labels names the classes that --top or --results print"));
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --top 2 --labels " + shell_quoted(labels));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("two_labels.txt has 2 labels; the model's output has 10 classes"));
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --seed -1");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("a seed is a whole number of 0 or more"));
+  r = test::run_chorus("init-weights " + shell_quoted(lenet_json()) + " -o " + shell_quoted(dir_->path("w.onnx")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("write a Keras .h5 (or .hdf5) file or a .keras archive"));
+  // A cluster file's mistake names the host, in words rather than the JSON library's codes.
+  const std::string cluster = dir_->path("nameless.json");
+  std::ofstream(cluster) << R"({"network": {"bandwidth_mbps": 100}, "device_classes": {"d": {"memory_mb": 512,
+      "profile": {"device": "d", "macs_per_second": {"default": 1e9}}}}, "hosts": [{"class": "d"}]})";
+  r = test::run_chorus("plan " + shell_quoted(model_) + " --cluster " + shell_quoted(cluster));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("nameless.json: malformed cluster file: hosts[0]: key 'name' not found"));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("json.exception")));
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 
 using testing::HasSubstr;
 
-io::OutputRun run_of(int frames) { return {"lenet.h5", "synthetic (seed 1)", frames, {2, 3}}; }
+io::OutputRun run_of(int frames) { return {"lenet.h5", "synthetic (seed 1)", frames, {2, 3}, ""}; }
 
 std::vector<float> frame_values(int i) {
   std::vector<float> v(6);
@@ -76,6 +76,10 @@ TEST(OutputJournal, ResumeRefusesAnotherRunOrNoJournal) {
               HasSubstr("out.npy.journal: this journal is for another run (input was \"synthetic (seed 1)\", now "
                         "\"synthetic (seed 2)\")"));
   EXPECT_THAT(error_of([&] { io::OutputJournal(out, run_of(6), true); }), HasSubstr("(frames was 5, now 6)"));
+  // The same path, another file: a model replaced between the kill and the resume.
+  io::OutputRun replaced = run_of(5);
+  replaced.model_file = io::file_signature(out);
+  EXPECT_THAT(error_of([&] { io::OutputJournal(out, replaced, true); }), HasSubstr("(model_file was \"\", now"));
   EXPECT_THAT(error_of([&] { io::OutputJournal(dir.path("none.npy"), run_of(5), true); }),
               HasSubstr("none.npy.journal: no journal, so nothing to resume"));
   std::ofstream(dir.path("bad.npy.journal")) << "not json\n";

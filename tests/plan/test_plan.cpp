@@ -577,6 +577,21 @@ TEST(PlanJson, ReadErrorsNameTheFile) {
               HasSubstr("stages[0].layers"));
 }
 
+// A key the reader does not know is refused, naming it: a typo ("moed") would otherwise leave
+// the stage single without a word. So are a count of ranks no cluster has, and a folder.
+TEST(PlanJson, UnknownKeysManyRanksAndFoldersAreRefused) {
+  const auto error = [](const std::string& text) {
+    return error_of([&] { plan::plan_from_json(nlohmann::json::parse(text), "p.json"); });
+  };
+  EXPECT_THAT(error(R"({"ranks": 2, "stagez": 1, "stages": []})"), HasSubstr("p.json: unknown key 'stagez'"));
+  EXPECT_THAT(error(R"({"ranks": 2, "stages": [{"layers": ["a", "b"], "ranks": [0, 1], "moed": "split-output"}]})"),
+              HasSubstr("p.json: stages[0]: unknown key 'moed'"));
+  EXPECT_THAT(error(R"({"ranks": 100000, "stages": []})"), HasSubstr("p.json: ranks is 100000: at most 4096"));
+  EXPECT_THAT(error(R"({"ranks": 2})"), HasSubstr("p.json: stages is missing"));
+  test::TempDir dir;
+  EXPECT_THAT(error_of([&] { plan::read_plan(dir.path("")); }), HasSubstr("is a directory, not a plan file"));
+}
+
 // Whole numbers are whole: 2.5 columns, a rank 3.9 or a sink of true are refused, naming the
 // field, not read as 2, 3 or 1; nor does 2^32 + 2 wrap to 2.
 TEST(PlanJson, WholeNumbersMustBeWhole) {

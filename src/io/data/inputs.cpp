@@ -1,6 +1,7 @@
 #include "io/data/inputs.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "core/error.h"
@@ -244,6 +245,29 @@ std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& s
   }
   if (sources.size() == 1) return std::move(sources[0]);
   return std::make_unique<CombinedSource>(std::move(sources), inputs);
+}
+
+void check_normalisation(const InputOptions& o, const std::vector<NamedInput>& inputs, bool synthetic) {
+  if (synthetic) {
+    if (o.scale >= 0 || !o.mean.empty() || !o.stddev.empty())
+      fail(
+          "--scale, --mean and --std apply to --input frames; --synthetic frames are noise in [0, 1), taken as "
+          "they are");
+    return;
+  }
+  for (float s : o.stddev)
+    if (s == 0 || !std::isfinite(s)) fail("--std ", s, ": every standard deviation must be a finite non-zero number");
+  for (float m : o.mean)
+    if (!std::isfinite(m)) fail("--mean ", m, ": every mean must be a finite number");
+  const auto check_count = [&](const char* option, std::size_t values) {
+    if (values <= 1) return;
+    for (const auto& in : inputs)
+      if (values != static_cast<std::size_t>(in.shape.c))
+        fail(option, " has ", values, " values, but input '", in.name, "' has ", in.shape.c,
+             " channel(s): give one value for every channel, or one per channel");
+  };
+  check_count("--mean", o.mean.size());
+  check_count("--std", o.stddev.size());
 }
 
 std::pair<std::string, std::string> split_h5_target(const std::string& spec) {

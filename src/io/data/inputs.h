@@ -52,6 +52,12 @@ struct NamedInput {
 std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& specs,
                                                const std::vector<NamedInput>& inputs, const InputOptions& options);
 
+// Refuses normalisation the frames cannot take as given: --mean and --std need one value or one
+// per channel of every input (a list of another length would be cut or its last value
+// repeated), no standard deviation may be zero (every value would come out infinite or NaN),
+// and synthetic frames, noise in [0, 1), take no scaling or normalisation at all.
+void check_normalisation(const InputOptions& options, const std::vector<NamedInput>& inputs, bool synthetic);
+
 // The frames of `source` from `first` on, numbered from 0 (a resumed run skips what is done).
 std::unique_ptr<InputSource> skip_frames(std::unique_ptr<InputSource> source, int first);
 

@@ -7,6 +7,7 @@ namespace chorus::io {
 
 std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& specs, const std::vector<NamedInput>& inputs,
                                             const RunInputOptions& o) {
+  check_normalisation(o.input, inputs, specs.empty());
   std::string video;
   for (const auto& spec : specs) {
     std::string source = spec;  // NAME=SOURCE where NAME is one of the model's inputs

@@ -1,5 +1,6 @@
 #include "io/journal/output_journal.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -22,8 +23,13 @@ using nlohmann::json;
 namespace {
 
 json identity(const OutputRun& run, const std::string& target) {
-  return {{"format", "chorus-journal/1"}, {"model", run.model},           {"input", run.input},
-          {"frames", run.frames},         {"frame_dims", run.frame_dims}, {"output", target}};
+  return {{"format", "chorus-journal/1"},
+          {"model", run.model},
+          {"model_file", run.model_file},
+          {"input", run.input},
+          {"frames", run.frames},
+          {"frame_dims", run.frame_dims},
+          {"output", target}};
 }
 
 double seconds_now() {
@@ -89,7 +95,7 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     } catch (const json::exception&) {
     }
     if (!theirs.is_object()) fail(journal_, ": the first line is not a chorus journal header");
-    for (const char* key : {"format", "model", "input", "frames", "frame_dims", "output"})
+    for (const char* key : {"format", "model", "model_file", "input", "frames", "frame_dims", "output"})
       if (theirs.value(key, json()) != me[key])
         fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(), ", now ",
              me[key].dump(), "); run without --resume to start over");
@@ -186,6 +192,13 @@ void OutputJournal::finish() {
     fs::remove(data_path_);
   }
   fs::remove(journal_);
+}
+
+std::string file_signature(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  const long long ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+  return cat(static_cast<long long>(st.st_size), " bytes, modified ", ns);
 }
 
 }  // namespace chorus::io

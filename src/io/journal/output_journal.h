@@ -17,7 +17,13 @@ struct OutputRun {
   std::string input;                     // the input source's description (includes the seed)
   int frames = 0;                        // all frames of the run; -1: known at the end (a stream)
   std::vector<std::int64_t> frame_dims;  // one output frame, as written (NCHW for channels_first)
+  std::string model_file;                // the model's size and modification time (file_signature): a model
+                                         // replaced between a kill and --resume is another run
 };
+
+// "N bytes, modified T" of a file (T in nanoseconds since the epoch), to tell a file from another
+// put at the same path; "" where it cannot be read.
+std::string file_signature(const std::string& path);
 
 // The targets of a model's outputs for `--output target`: the target itself for one output;
 // for several, one file per output, the output's name (characters other than letters, digits,
