@@ -20,10 +20,15 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand(
       "supervise", "Run a job and survive device failures: re-plan on the devices left and resume (-- run ...)");
   cmd->add_option("--cluster", o->cluster, "The devices (cluster file, e.g. from chorus cluster)")->required();
-  cmd->add_option("--hostfile", o->hostfile, "Open MPI hostfile of the same hosts, in the same order");
-  cmd->add_flag("--emulate", o->emulate, "Run the devices on this machine, each emulated (no hostfile)");
-  cmd->add_flag("--testbed", o->testbed,
-                "Run the devices on chorus testbed: network namespaces of this machine (root, no hostfile)");
+  auto* hostfile = cmd->add_option("--hostfile", o->hostfile, "Open MPI hostfile of the same hosts, in the same order");
+  auto* emulate =
+      cmd->add_flag("--emulate", o->emulate, "Run the devices on this machine, each emulated (no hostfile)");
+  auto* testbed =
+      cmd->add_flag("--testbed", o->testbed,
+                    "Run the devices on chorus testbed: network namespaces of this machine (root, no hostfile)");
+  // Where the devices are is one choice: a hostfile beside --emulate would be ignored.
+  hostfile->excludes(emulate)->excludes(testbed);
+  emulate->excludes(testbed);
   cmd->add_option("--work-dir", o->work_dir, "Where each attempt's plan, cluster and host files go");
   cmd->add_option("--mpirun", o->mpirun, "mpirun and its options, e.g. \"mpirun --mca btl tcp,self\"");
   cmd->add_option("--max-failures", o->max_failures, "Give up after this many failures")->check(CLI::Range(0, 1000000));

@@ -122,6 +122,7 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
       dc.name = name;
       dc.memory_bytes = d.at("memory_mb").get<double>() * 1e6;
       dc.cores = d.value("cores", 1);
+      if (dc.cores < 1) fail(path, ": device class '", name, "': cores ", dc.cores, " is below 1");
       if (d.at("profile").is_string()) {
         std::string p = d["profile"];
         dc.profile = read_profile(std::filesystem::path(p).is_absolute() ? p : (folder / p).string());
