@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -32,7 +33,10 @@ int run_cli(int argc, char** argv, runtime::Transport& transport) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Every rank of a job has the same arguments, so one rank says what is wrong with them.
+    if (transport.rank() == 0) return app.exit(e);
+    std::ostringstream quiet;
+    return app.exit(e, quiet, quiet);
   }
   return exit_code;
 }

@@ -49,6 +49,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                                  "Behave like a camera: frames come at the input's rate (or --fps) into a bounded "
                                  "queue, and are dropped when it is full");
   cmd->add_option("--fps", o->source.realtime_options.fps, "Real time: frames per second (default: the video's rate)")
+      ->check(CLI::Range(1e-3, 1e4))
       ->needs(realtime);
   cmd->add_option("--queue", o->source.realtime_options.queue, "Real time: frames that may wait (default 10)")
       ->needs(realtime);
@@ -105,7 +106,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
     if (o->stall_timeout_s < 0) fail("run: --stall-timeout ", o->stall_timeout_s, " is below 0 (0: wait forever)");
     o->source.realtime_options.drop = io::parse_drop_policy(*drop);
     o->source.video_options = frames->count() > 0 || start->count() > 0;
-    if (o->source.video.frames < -1 || o->source.video.frames == 0)
+    if (frames->count() > 0 && o->source.video.frames < 1)
       fail("run: --frames ", o->source.video.frames, " is below 1");
     if (o->source.video.start_s < 0) fail("run: --start ", o->source.video.start_s, " is below 0");
     if (o->source.video.timeout_s <= 0) fail("run: --input-timeout ", o->source.video.timeout_s, " must be above 0");

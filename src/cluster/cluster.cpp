@@ -20,7 +20,7 @@ json read_json(const std::string& path, const char* what) {
   try {
     return json::parse(in);
   } catch (const json::exception& e) {
-    fail(path, ": ", what, " is not valid JSON: ", e.what());
+    fail(path, ": ", what, " is not valid JSON: ", without_error_id(e.what()));
   }
 }
 
@@ -36,7 +36,7 @@ DeviceProfile profile_from_json(const json& j, const std::string& source) {
     if (j.contains("macs_per_second"))
       for (const auto& [type, rate] : j["macs_per_second"].items()) p.macs_per_second[type] = rate.get<double>();
   } catch (const json::exception& e) {
-    fail(source, ": malformed device profile: ", e.what());
+    fail(source, ": malformed device profile: ", without_error_id(e.what()));
   }
   for (const auto& [model, layers] : p.layer_seconds)
     for (const auto& [layer, seconds] : layers)

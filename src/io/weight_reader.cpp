@@ -20,6 +20,7 @@ void WeightReader::load_node(model::Node& node) {
     try {
       layer.set_weights(read_all(source, wanted));
     } catch (const Error& e) {
+      if (std::string(e.what()).rfind(path() + ": ", 0) == 0) throw;  // the reader named the file already
       fail(path(), ": ", e.what());
     }
   };

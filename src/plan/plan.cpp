@@ -75,6 +75,8 @@ Plan plan_from_json(const json& j, const std::string& source) {
     p.source = whole_number(j, "source", 0, where("source"));
     p.sink = whole_number(j, "sink", 0, where("sink"));
     p.max_in_flight = whole_number(j, "max_in_flight", 0, where("max_in_flight"));
+    if (j.contains("max_in_flight") && p.max_in_flight < 1)
+      fail(where("max_in_flight"), " is ", p.max_in_flight, ": at least 1 (leave it out for the default)");
     if (j.contains("prediction")) p.prediction = j["prediction"];
     if (!j.contains("stages")) fail(where("stages"), " is missing");
     const json& stages = j["stages"];
@@ -133,7 +135,7 @@ Plan read_plan(const std::string& path) {
   try {
     in >> j;
   } catch (const json::exception& e) {
-    fail(path, ": plan is not valid JSON: ", e.what());
+    fail(path, ": plan is not valid JSON: ", without_error_id(e.what()));
   }
   return plan_from_json(j, path);
 }

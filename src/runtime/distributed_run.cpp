@@ -45,8 +45,8 @@ std::string plan_summary(const plan::ResolvedPlan& p, const model::Model& m) {
 }
 
 void print_plan(const plan::ResolvedPlan& p, const model::Model& m, std::ostream& out) {
-  out << "plan: " << p.plan.ranks << " rank(s), source " << p.plan.source << ", sink " << p.plan.sink
-      << ", up to " << p.max_in_flight << " frames in flight\n";
+  out << "plan: " << p.plan.ranks << " rank(s), source " << p.plan.source << ", sink " << p.plan.sink << ", up to "
+      << p.max_in_flight << (p.max_in_flight == 1 ? " frame" : " frames") << " in flight\n";
   char line[256];
   std::snprintf(line, sizeof line, "  %-5s %-42s %-13s %-16s %10s %10s\n", "stage", "layers", "mode", "ranks", "GMACs",
                 "weights MB");

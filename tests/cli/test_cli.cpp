@@ -382,6 +382,11 @@ TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("nameless.json: malformed cluster file: hosts[0]: key 'name' not found"));
   EXPECT_THAT(r.output, testing::Not(HasSubstr("json.exception")));
+  // Weights that do not fit the architecture name the file once, not twice.
+  r = test::run_chorus("run " + shell_quoted(model_) + " --arch " +
+                       shell_quoted(test::source_path("models/mobilenetv2.json")) + " --synthetic 1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(count_of(r.output, "lenet_seed3.h5"), 1u) << r.output;
 }
 
 }  // namespace

@@ -588,6 +588,8 @@ TEST(PlanJson, UnknownKeysManyRanksAndFoldersAreRefused) {
               HasSubstr("p.json: stages[0]: unknown key 'moed'"));
   EXPECT_THAT(error(R"({"ranks": 100000, "stages": []})"), HasSubstr("p.json: ranks is 100000: at most 4096"));
   EXPECT_THAT(error(R"({"ranks": 2})"), HasSubstr("p.json: stages is missing"));
+  EXPECT_THAT(error(R"({"ranks": 1, "max_in_flight": 0, "stages": []})"),
+              HasSubstr("p.json: max_in_flight is 0: at least 1"));
   test::TempDir dir;
   EXPECT_THAT(error_of([&] { plan::read_plan(dir.path("")); }), HasSubstr("is a directory, not a plan file"));
 }
