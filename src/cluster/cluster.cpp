@@ -101,8 +101,9 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
   std::string part;  // where the reading is, for a message from the JSON library
   try {
     if (!j.is_object()) fail(path, ": a cluster file is a JSON object");
-    part = "network: ";
+    part = "name: ";
     c.name = j.value("name", std::filesystem::path(path).stem().string());
+    part = "network: ";
     const json& net = j.at("network");
     c.network.bandwidth_bytes_per_s = net.at("bandwidth_mbps").get<double>() * 1e6 / 8;
     c.network.latency_s = net.value("latency_ms", 0.0) / 1e3;

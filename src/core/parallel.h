@@ -28,7 +28,8 @@ void on_every_thread(FunctionRef<void()> f);
 
 // Splits [0, n) into at most parallel_threads() contiguous ranges of at least `grain` items
 // (their starts multiples of `align`), one a thread, and runs body(begin, end) on pieces of
-// them in parallel: a thread that finishes its range takes the last pieces of the others', so
+// them in parallel (pieces of at least `grain` items but a range's last, starts multiples of
+// `align`): a thread that finishes its range takes the last pieces of the others', so
 // a slower or busier core does not hold up the rest. `whole_ranges`: one call per range, for
 // bodies that pay a set-up per call (a sliding window of rows).
 void parallel_range(std::int64_t n, std::int64_t grain, FunctionRef<void(std::int64_t, std::int64_t)> body,

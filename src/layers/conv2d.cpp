@@ -361,10 +361,14 @@ void Conv2D::multiply_direct(const float* cols, int count, float* out, const flo
   const Activation& activation = act ? *act : settings_.activation;
   if (w_->packed) {
     if (splits_by_filters(count, activation)) {
-      parallel_range(w_->packed->panels(), 1, [&](std::int64_t first, std::int64_t last) {
-        packed_gemm(cols, k, count, *w_->packed, bias, activation, out, static_cast<int>(first), static_cast<int>(last),
-                    residual);
-      });
+      const int tile = packed_gemm_tile_panels();
+      parallel_range(
+          w_->packed->panels(), tile,
+          [&](std::int64_t first, std::int64_t last) {
+            packed_gemm(cols, k, count, *w_->packed, bias, activation, out, static_cast<int>(first),
+                        static_cast<int>(last), residual);
+          },
+          tile);
       return;
     }
     packed_gemm(cols, k, count, *w_->packed, bias, activation, out, 0, -1, residual);

@@ -49,13 +49,17 @@ void Dense::multiply_vector(const float* x, int c0, int c1, float* out, int u0, 
          units, accumulate ? 1.0f : 0.0f);
     return;
   }
-  // Each thread a contiguous run of panels, of at least 64 K multiply-adds.
+  // Each thread a contiguous run of panels, of at least 64 K multiply-adds, in pieces of whole
+  // groups of four panels (packed_gemv reads four streams at a time).
   const int first = u0 / 16, panels = (u1 + 15) / 16 - first;
   const std::int64_t grain = std::max(1, 65536 / (16 * std::max(1, c1 - c0)));
-  parallel_range(panels, grain, [&](std::int64_t a, std::int64_t b) {
-    packed_gemv(x, *packed_, c0, c1, out, std::max(u0, 16 * (first + static_cast<int>(a))),
-                std::min(u1, 16 * (first + static_cast<int>(b))), accumulate);
-  });
+  parallel_range(
+      panels, grain,
+      [&](std::int64_t a, std::int64_t b) {
+        packed_gemv(x, *packed_, c0, c1, out, std::max(u0, 16 * (first + static_cast<int>(a))),
+                    std::min(u1, 16 * (first + static_cast<int>(b))), accumulate);
+      },
+      4);
 }
 
 double Dense::macs() const {
@@ -174,9 +178,13 @@ void Dense::compute_positions(const Tensor& x, Tensor& out, std::int64_t p0, std
     const int threads = parallel_threads();
     if (threads > 1 && packed_->panels() >= 2 * threads && act.as_clamp(lo, hi) && units > positions) {
       // More weights than tokens: threads share the weights' panels, reading the tokens.
-      parallel_range(packed_->panels(), 1, [&](std::int64_t first, std::int64_t last) {
-        packed_gemm(xs, cin, positions, *packed_, bias, act, os, static_cast<int>(first), static_cast<int>(last));
-      });
+      const int tile = packed_gemm_tile_panels();
+      parallel_range(
+          packed_->panels(), tile,
+          [&](std::int64_t first, std::int64_t last) {
+            packed_gemm(xs, cin, positions, *packed_, bias, act, os, static_cast<int>(first), static_cast<int>(last));
+          },
+          tile);
     } else {
       // Threads take tokens; a non-clamping activation (GELU) runs on each block in cache.
       parallel_range(positions, 12, [&](std::int64_t q0, std::int64_t q1) {

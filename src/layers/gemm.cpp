@@ -73,9 +73,9 @@ void serial_gemm(char trans_a, int m, int n, int k, const float* a, int lda, con
   arma::blas::gemm<float>(&trans_a, &trans_b, &bm, &bn, &bk, &alpha, a, &blda, b, &bldb, &beta, c, &bldc);
 }
 
-// Splits C across the compute threads, each part a single-threaded BLAS call. Splitting the
-// columns makes every thread pack all of A, splitting the rows all of B: the smaller one is
-// packed twice.
+// Splits C across the compute threads, each part one single-threaded BLAS call (whole ranges:
+// each call packs its operand again). Splitting the columns makes every thread pack all of A,
+// splitting the rows all of B: the smaller one is packed twice.
 void call_gemm(char trans_a, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc,
                float beta) {
   if (parallel_threads() == 1 || static_cast<double>(m) * n * k < kMinParallelMacs) {
@@ -88,7 +88,7 @@ void call_gemm(char trans_a, int m, int n, int k, const float* a, int lda, const
         [&](std::int64_t j0, std::int64_t j1) {
           serial_gemm(trans_a, m, static_cast<int>(j1 - j0), k, a, lda, b + j0 * ldb, ldb, c + j0 * ldc, ldc, beta);
         },
-        kPanelAlign);
+        kPanelAlign, /*whole_ranges=*/true);
   else
     parallel_range(
         m, kPanelAlign,
@@ -96,7 +96,7 @@ void call_gemm(char trans_a, int m, int n, int k, const float* a, int lda, const
           const float* a_rows = trans_a == 'N' ? a + i0 : a + i0 * lda;
           serial_gemm(trans_a, static_cast<int>(i1 - i0), n, k, a_rows, lda, b, ldb, c + i0, ldc, beta);
         },
-        kPanelAlign);
+        kPanelAlign, /*whole_ranges=*/true);
 }
 
 }  // namespace

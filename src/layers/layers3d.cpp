@@ -118,18 +118,21 @@ void Conv3D::forward(const std::vector<const Tensor*>& in, Tensor& out) const {
   for (int n = 0; n < in[0]->frames(); ++n) {
     const float* src = in[0]->frame(n);
     float* dst = out.frame(n);
-    parallel_range(pixels, kBlock, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t p0 = begin; p0 < end; p0 += kBlock) {
-        const int count = static_cast<int>(std::min(kBlock, end - p0));
-        float* cols = conv_scratch(static_cast<std::size_t>(count) * k);
-        gather_columns(src, p0, count, cols);
-        float* y = dst + p0 * filters;
-        gemm(filters, count, k, kernel_.data(), filters, cols, k, y, filters);
-        for (int i = 0; i < count; ++i)
-          for (int f = 0; f < filters; ++f) y[static_cast<std::size_t>(i) * filters + f] += bias_[f];
-        settings_.activation.apply(y, static_cast<std::size_t>(count) * filters, filters);
-      }
-    });
+    parallel_range(
+        pixels, kBlock,
+        [&](std::int64_t begin, std::int64_t end) {
+          for (std::int64_t p0 = begin; p0 < end; p0 += kBlock) {
+            const int count = static_cast<int>(std::min(kBlock, end - p0));
+            float* cols = conv_scratch(static_cast<std::size_t>(count) * k);
+            gather_columns(src, p0, count, cols);
+            float* y = dst + p0 * filters;
+            gemm(filters, count, k, kernel_.data(), filters, cols, k, y, filters);
+            for (int i = 0; i < count; ++i)
+              for (int f = 0; f < filters; ++f) y[static_cast<std::size_t>(i) * filters + f] += bias_[f];
+            settings_.activation.apply(y, static_cast<std::size_t>(count) * filters, filters);
+          }
+        },
+        kBlock);  // pieces of whole blocks
   }
 }
 

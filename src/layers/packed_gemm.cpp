@@ -264,6 +264,8 @@ void gemv_panels(const float* __restrict x, const PackedWeights& w, int k0, int 
 
 }  // namespace
 
+int packed_gemm_tile_panels() { return kTilePanels; }
+
 void packed_gemv(const float* x, const PackedWeights& w, int k0, int k1, float* out, int f0, int f1, bool accumulate) {
   CHORUS_ASSERT(0 <= k0 && k0 <= k1 && k1 <= w.k() && 0 <= f0 && f0 <= f1 && f1 <= w.filters(), "packed_gemv rows ", k0,
                 "..", k1, " filters ", f0, "..", f1);

@@ -41,6 +41,10 @@ class PackedWeights {
   AlignedFloats data_;  // a panel row is one cache line; written row by row, never zero-filled first
 };
 
+// Panels a tile of packed_gemm takes at once (four with AVX-512, else one): threads that share a
+// layer by panels split it on multiples of this, or their tiles come out narrower.
+int packed_gemm_tile_panels();
+
 // Whether packed_gemm is worth its packing for `k` inputs and `filters` outputs per pixel.
 bool prefer_packed_gemm(int k, int filters);
 

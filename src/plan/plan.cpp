@@ -49,14 +49,15 @@ int whole_number(const json& object, const char* key, int otherwise, const std::
 
 // A key the reader does not know is a typo ("moed") that would otherwise leave its default in
 // place without a word: refused, naming it and the keys that are known.
-void check_keys(const json& object, std::initializer_list<const char*> known, const std::string& where) {
+void check_keys(const json& object, std::initializer_list<const char*> known, const std::string& where,
+                const char* what) {
   for (const auto& item : object.items()) {
     bool found = false;
     for (const char* k : known) found = found || item.key() == k;
     if (found) continue;
     std::string names;
     for (const char* k : known) names += (names.empty() ? "" : ", ") + std::string(k);
-    fail(where, "unknown key '", item.key(), "' (a plan knows ", names, ")");
+    fail(where, "unknown key '", item.key(), "' (", what, " has ", names, ")");
   }
 }
 
@@ -67,7 +68,8 @@ Plan plan_from_json(const json& j, const std::string& source) {
   auto where = [&](const std::string& field) { return cat(source, ": ", field); };
   try {
     if (!j.is_object()) fail(source, ": a plan is a JSON object");
-    check_keys(j, {"model", "ranks", "source", "sink", "max_in_flight", "stages", "prediction"}, source + ": ");
+    check_keys(j, {"model", "ranks", "source", "sink", "max_in_flight", "stages", "prediction"}, source + ": ",
+               "a plan");
     p.model = j.value("model", "");
     if (!j.contains("ranks")) fail(where("ranks"), " is missing");
     p.ranks = whole_number(j["ranks"], where("ranks"));
@@ -85,7 +87,7 @@ Plan plan_from_json(const json& j, const std::string& source) {
       const json& s = stages[i];
       if (!s.is_object()) fail(where(cat("stages[", i, "]")), " must be an object");
       check_keys(s, {"layers", "mode", "ranks", "fractions", "exchange_after", "parity", "columns"},
-                 where(cat("stages[", i, "]: ")));
+                 where(cat("stages[", i, "]: ")), "a stage");
       Stage st;
       if (!s.contains("layers") || !s["layers"].is_array() || s["layers"].size() != 2)
         fail(where(cat("stages[", i, "].layers")), " must be [first, last] layer names");

@@ -149,7 +149,6 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const std::string& paced = !o.emulate.empty() ? o.emulate : o.pace;
   try {
     if (!o.emulate.empty() && !o.pace.empty()) fail("run: give --emulate or --pace, not both");
-    check_run_paths(o, /*writes_report=*/rank == 0);
     if (!paced.empty()) {
       setup.cluster = cluster::read_cluster(paced);
       if (setup.cluster.ranks() < real.size())
@@ -166,6 +165,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
   if (error.empty()) try {
     setup.structure = io::load_model_structure(o.model, o.arch, /*optimize=*/true);
     model::Model& m = setup.structure.model;
+    check_run_paths(o, o.output.empty() ? std::vector<std::string>{} : io::output_targets(o.output, m.output_names()),
+                    /*writes_report=*/rank == 0);
     plan::Plan p = !o.plan_path.empty()
                        ? plan::read_plan(o.plan_path)
                        : plan::make_strategy_plan(o.strategy.empty() ? "pipeline" : o.strategy, m, t.size());

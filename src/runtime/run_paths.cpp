@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/data/inputs.h"
+#include "io/journal/output_journal.h"
 
 namespace chorus::runtime {
 
@@ -23,6 +24,13 @@ std::string file_of(const std::string& path) { return io::split_h5_target(path).
 bool same_file(const std::string& a, const std::string& b) {
   std::error_code ec;
   return fs::equivalent(a, b, ec) && !ec;
+}
+
+// The same path once made absolute and resolved as far as it exists (neither file need exist).
+bool same_path(const std::string& a, const std::string& b) {
+  std::error_code ea, eb;
+  const fs::path pa = fs::weakly_canonical(a, ea), pb = fs::weakly_canonical(b, eb);
+  return !ea && !eb && pa == pb;
 }
 
 void check_writable(const std::string& path, const char* option) {
@@ -40,7 +48,7 @@ void check_writable(const std::string& path, const char* option) {
 
 }  // namespace
 
-void check_run_paths(const RunOptions& o, bool writes_report) {
+void check_run_paths(const RunOptions& o, const std::vector<std::string>& output_targets, bool writes_report) {
   std::vector<std::pair<std::string, std::string>> reads = {
       {"the model", o.model},   {"--arch", o.arch},       {"--plan", o.plan_path}, {"--labels", o.labels},
       {"--cluster", o.cluster}, {"--emulate", o.emulate}, {"--pace", o.pace}};
@@ -50,7 +58,10 @@ void check_run_paths(const RunOptions& o, bool writes_report) {
     if (eq != std::string::npos) reads.push_back({"--input", file_of(spec.substr(eq + 1))});
   }
   std::vector<std::pair<std::string, std::string>> writes;
-  if (!o.output.empty()) writes.push_back({"--output", file_of(o.output)});
+  for (const auto& target : output_targets) {
+    writes.push_back({"--output", file_of(target)});
+    writes.push_back({"--output's journal", io::OutputJournal::journal_path(target)});
+  }
   if (!o.report_path.empty()) writes.push_back({"--report", o.report_path});
   if (!o.results.empty() && o.results != "-") writes.push_back({"--results", o.results});
   for (std::size_t i = 0; i < writes.size(); ++i) {
@@ -58,7 +69,7 @@ void check_run_paths(const RunOptions& o, bool writes_report) {
       if (!path.empty() && (path == writes[i].second || same_file(path, writes[i].second)))
         fail(writes[i].first, " ", writes[i].second, " is ", what, ": the run would write over it");
     for (std::size_t j = 0; j < i; ++j)
-      if (std::error_code ec; fs::weakly_canonical(writes[i].second, ec) == fs::weakly_canonical(writes[j].second, ec))
+      if (same_path(writes[i].second, writes[j].second))
         fail(writes[j].first, " and ", writes[i].first, " name the same file, ", writes[i].second);
   }
   if (writes_report && !o.report_path.empty()) check_writable(o.report_path, "--report");

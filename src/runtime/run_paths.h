@@ -7,8 +7,10 @@
 
 namespace chorus::runtime {
 
-// Throws chorus::Error naming the option and the file it would overwrite. `writes_report`: this
-// rank writes the report (rank 0), so it checks that the report can be written.
-void check_run_paths(const RunOptions& options, bool writes_report);
+// Throws chorus::Error naming the option and the file it would overwrite. `output_targets`: the
+// files --output names (io::output_targets: one per output of the model), each written with
+// its journal. `writes_report`: this rank writes the report (rank 0), so it checks that the
+// report can be written.
+void check_run_paths(const RunOptions& options, const std::vector<std::string>& output_targets, bool writes_report);
 
 }  // namespace chorus::runtime

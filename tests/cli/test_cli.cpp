@@ -282,6 +282,11 @@ TEST_F(Cli, RunRefusesToWriteOverItsOwnFiles) {
   r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --report " + shell_quoted(both) + " --results " +
                        shell_quoted(both));
   EXPECT_THAT(r.output, HasSubstr("--report and --results name the same file"));
+  // A model of several outputs writes one file per output, out.<name>.npy: those are checked.
+  const std::string scores = dir_->path("out.scores.npy");
+  r = test::run_chorus("run " + shell_quoted(test::source_path("tests/data/onnx/multi_io.onnx")) + " --input image=" +
+                       shell_quoted(scores) + " --input vector=v.npy --output " + shell_quoted(dir_->path("out.npy")));
+  EXPECT_THAT(r.output, HasSubstr("--output " + scores + " is --input: the run would write over it"));
   r = test::run_chorus("run " + shell_quoted(model_) + " --input " + shell_quoted(input) + " --top 1");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("frame 0:"));

@@ -264,7 +264,7 @@ void check_normalisation(const InputOptions& o, const std::vector<NamedInput>& i
     for (const auto& in : inputs)
       if (values != static_cast<std::size_t>(in.shape.c))
         fail(option, " has ", values, " values, but input '", in.name, "' has ", in.shape.c,
-             " channel(s): give one value for every channel, or one per channel");
+             " channel(s): give one value for all channels, or one per channel");
   };
   check_count("--mean", o.mean.size());
   check_count("--std", o.stddev.size());

@@ -96,7 +96,8 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     }
     if (!theirs.is_object()) fail(journal_, ": the first line is not a chorus journal header");
     for (const char* key : {"format", "model", "model_file", "input", "frames", "frame_dims", "output"})
-      if (theirs.value(key, json()) != me[key])
+      // A journal of a chorus before model_file was recorded resumes as before.
+      if (theirs.value(key, json()) != me[key] && !(std::string(key) == "model_file" && !theirs.contains(key)))
         fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(), ", now ",
              me[key].dump(), "); run without --resume to start over");
     // Frames are journalled in order after their data is flushed: count the whole lines that
