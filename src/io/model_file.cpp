@@ -16,13 +16,16 @@ namespace chorus::io {
 ModelFormat model_format(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (ext == ".onnx") return ModelFormat::onnx;
-  if (ext == ".keras") return ModelFormat::keras_archive;
+  // HDF5's and zip's signatures are unambiguous, so they win over the name: an HDF5 file named
+  // .onnx is read as the Keras file it is, not refused as a broken ONNX file.
   char head[8] = {};
   std::ifstream in(path, std::ios::binary);
-  if (!in.read(head, sizeof head)) return ModelFormat::keras_h5;
-  if (std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return ModelFormat::keras_h5;
-  if (std::memcmp(head, "PK\x03\x04", 4) == 0) return ModelFormat::keras_archive;
+  const bool read = static_cast<bool>(in.read(head, sizeof head));
+  if (read && std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return ModelFormat::keras_h5;
+  if (read && std::memcmp(head, "PK\x03\x04", 4) == 0) return ModelFormat::keras_archive;
+  if (ext == ".onnx") return ModelFormat::onnx;
+  if (ext == ".keras") return ModelFormat::keras_archive;
+  if (!read) return ModelFormat::keras_h5;
   // A ModelProto starts with its ir_version: field 1, a varint (tag byte 0x08).
   return head[0] == 0x08 ? ModelFormat::onnx : ModelFormat::keras_h5;
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -387,6 +388,12 @@ TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("nameless.json: malformed cluster file: hosts[0]: key 'name' not found"));
   EXPECT_THAT(r.output, testing::Not(HasSubstr("json.exception")));
+  // A Keras file named .onnx is read by its content, as one named .h5 is.
+  const std::string misnamed = dir_->path("keras_named.onnx");
+  std::filesystem::copy_file(model_, misnamed, std::filesystem::copy_options::overwrite_existing);
+  r = test::run_chorus("run " + shell_quoted(misnamed) + " --synthetic 1 --top 1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("frame 0:"));
   // Weights that do not fit the architecture name the file once, not twice.
   r = test::run_chorus("run " + shell_quoted(model_) + " --arch " +
                        shell_quoted(test::source_path("models/mobilenetv2.json")) + " --synthetic 1");
