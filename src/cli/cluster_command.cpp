@@ -70,8 +70,6 @@ void add_cluster_command(CLI::App& app) {
       fail("cluster: --bandwidth-mbps ", o->bandwidth_mbps, " must be above 0");
     if (bandwidth_given && cmd->get_option("--network")->count() > 0)
       fail("cluster: give --network or --bandwidth-mbps, not both");
-    std::error_code ec;
-    if (std::filesystem::is_directory(o->hostfile, ec)) fail(o->hostfile, ": is a directory, not a hostfile");
     cluster::ClusterRecipe r;
     r.name = o->name.empty() ? std::filesystem::path(o->hostfile).filename().string() : o->name;
     r.default_class = o->default_class;

@@ -128,6 +128,7 @@ struct Setup {
   std::unique_ptr<io::StoppableStream> source;  // the source rank's input
   std::unique_ptr<Pipeline> pipeline;
   std::vector<std::string> labels;
+  std::vector<std::string> output_targets;  // --output's files, one per output of the model
 };
 
 }  // namespace
@@ -165,8 +166,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
   if (error.empty()) try {
     setup.structure = io::load_model_structure(o.model, o.arch, /*optimize=*/true);
     model::Model& m = setup.structure.model;
-    check_run_paths(o, o.output.empty() ? std::vector<std::string>{} : io::output_targets(o.output, m.output_names()),
-                    /*writes_report=*/rank == 0);
+    if (!o.output.empty()) setup.output_targets = io::output_targets(o.output, m.output_names());
+    check_run_paths(o, setup.output_targets, /*writes_report=*/rank == 0);
     plan::Plan p = !o.plan_path.empty()
                        ? plan::read_plan(o.plan_path)
                        : plan::make_strategy_plan(o.strategy.empty() ? "pipeline" : o.strategy, m, t.size());
@@ -250,8 +251,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
   // One journal per output (output_targets), written together frame by frame.
   const std::vector<std::string>& output_names = m.output_names();
   const bool several_outputs = output_names.size() > 1;
-  const std::vector<std::string> targets = o.output.empty() ? std::vector<std::string>{}
-                                                            : io::output_targets(o.output, output_names);
+  const std::vector<std::string>& targets = setup.output_targets;
   std::vector<std::unique_ptr<io::OutputJournal>> journals;
   error.clear();
   if (rank == sink_rank && !o.output.empty()) try {
