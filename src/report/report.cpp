@@ -79,6 +79,7 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
     const double slope = sxx > 0 ? sxy / sxx : 0;
     if (slope > 0) r.throughput_fps = 1.0 / slope;
   }
+  r.steady_state = r.warmup_frames > 0 && r.throughput_fps > 0;
   if (r.throughput_fps <= 0)
     r.throughput_fps = n / std::max(1e-9, done.back() - *std::min_element(start.begin(), start.end()));
 }
@@ -193,8 +194,12 @@ json report_to_json(const RunReport& r) {
            {"cooldown_frames", r.cooldown_frames},
            {"wall_s", r.wall_s},
            {"throughput_fps", r.throughput_fps},
+           {"throughput_basis", r.steady_state ? "steady state" : "whole run"},
            {"latency_ms",
-            {{"p50", r.latency_p50_ms}, {"p90", r.latency_p90_ms}, {"p99", r.latency_p99_ms}, {"max", r.latency_max_ms},
+            {{"p50", r.latency_p50_ms},
+             {"p90", r.latency_p90_ms},
+             {"p99", r.latency_p99_ms},
+             {"max", r.latency_max_ms},
              {"mean", r.latency_mean_ms}}},
            {"frame_start_s", r.frame_start_s},
            {"frame_finish_s", r.frame_finish_s},
@@ -225,8 +230,10 @@ json report_to_json(const RunReport& r) {
 
 void print_report(const RunReport& r, std::ostream& out) {
   out << "plan        " << r.plan << "\n"
-      << "frames      " << r.frames << " (" << r.warmup_frames << " warm-up, " << r.cooldown_frames << " cool-down) in " << fmt(r.wall_s, 3) << " s\n"
-      << "throughput  " << fmt(r.throughput_fps, 2) << " frames/s (steady state), "
+      << "frames      " << r.frames << " (" << r.warmup_frames << " warm-up, " << r.cooldown_frames << " cool-down) in "
+      << fmt(r.wall_s, 3) << " s\n"
+      << "throughput  " << fmt(r.throughput_fps, 2)
+      << (r.steady_state ? " frames/s (steady state), " : " frames/s (whole run: too few frames for a steady state), ")
       << fmt(r.throughput_fps > 0 ? 1000.0 / r.throughput_fps : 0, 2) << " ms/frame\n"
       << "latency     p50 " << fmt(r.latency_p50_ms, 1) << " ms, p90 " << fmt(r.latency_p90_ms, 1) << " ms, p99 "
       << fmt(r.latency_p99_ms, 1) << " ms, max " << fmt(r.latency_max_ms, 1) << " ms\n";

@@ -75,6 +75,9 @@ struct RunReport {
   int cooldown_frames = 0;
   double wall_s = 0;
   double throughput_fps = 0;      // steady state: frames after warm-up over their time
+  // False when the run was too short for a steady state (under 3 frames): throughput_fps is
+  // then the whole run's, warm-up included, and says so.
+  bool steady_state = false;
   double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0, latency_max_ms = 0, latency_mean_ms = 0;
   std::vector<double> frame_start_s, frame_finish_s;  // per frame, from the first start
   std::vector<RankStats> ranks_stats;

@@ -131,6 +131,17 @@ struct Setup {
   std::vector<std::string> output_targets;  // --output's files, one per output of the model
 };
 
+// The hosts that the first `ranks` device slots belong to, for a message: "pi1, pi2, pi3".
+std::string first_hosts(const cluster::Cluster& c, int ranks) {
+  std::string names;
+  for (const auto& h : c.hosts) {
+    if (ranks <= 0) break;
+    names += (names.empty() ? "" : ", ") + h.name;
+    ranks -= h.slots;
+  }
+  return names;
+}
+
 }  // namespace
 
 int run_distributed(Transport& real, const RunOptions& o) {
@@ -154,6 +165,12 @@ int run_distributed(Transport& real, const RunOptions& o) {
       setup.cluster = cluster::read_cluster(paced);
       if (setup.cluster.ranks() < real.size())
         fail(paced, ": the cluster has ", setup.cluster.ranks(), " device slot(s), the job ", real.size(), " ranks");
+      // A larger cluster is allowed (one file for jobs of 1 to N devices), but said: the devices
+      // beyond the job's ranks are not emulated.
+      if (setup.cluster.ranks() > real.size() && rank == 0)
+        std::fprintf(stderr, "chorus: note: %s has %d device slots; this job's %d rank(s) run as the first %d (%s)\n",
+                     paced.c_str(), setup.cluster.ranks(), real.size(), real.size(),
+                     first_hosts(setup.cluster, real.size()).c_str());
     }
     if (!o.emulate.empty()) {
       setup.emulated = make_emulated_transport(real, setup.cluster.network, job_key);

@@ -535,6 +535,35 @@ TEST(NpyErrors, FortranOrderIsRefused) {
   EXPECT_THAT(msg, HasSubstr("Fortran-order"));
 }
 
+TEST(NpyErrors, HeaderThatIsNotADictionaryIsRefused) {
+  test::TempDir dir;
+  const std::string path = dir.path("open_brace.npy");
+  // The closing brace lost (a damaged header): the keys alone would still parse.
+  write_npy_raw(path, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), ", std::string(16, '\0'));
+  std::string msg = npy_error(path);
+  EXPECT_THAT(msg, HasSubstr(path));
+  EXPECT_THAT(msg, HasSubstr("not a dictionary"));
+  write_npy_raw(path, "'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", std::string(16, '\0'));
+  EXPECT_THAT(npy_error(path), HasSubstr("not a dictionary"));
+}
+
+TEST(NpyErrors, ShapeThatIsNotAListOfNumbersIsRefused) {
+  test::TempDir dir;
+  const std::string path = dir.path("shape.npy");
+  for (const std::string shape : {"2 2", "2, x, 2", "2.5,"}) {
+    SCOPED_TRACE(shape);
+    write_npy_raw(path, "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }", std::string(16, '\0'));
+    const std::string msg = npy_error(path);
+    EXPECT_THAT(msg, HasSubstr(path));
+    EXPECT_THAT(msg, HasSubstr("not a list of dimensions"));
+  }
+  for (const std::string shape : {"", "4,", "2, 2", " 2 , 2 , "}) {
+    SCOPED_TRACE(shape);
+    write_npy_raw(path, "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }", std::string(16, '\0'));
+    EXPECT_NO_THROW(io::read_npy(path));
+  }
+}
+
 TEST(NpyErrors, UnsupportedDtypeIsNamed) {
   test::TempDir dir;
   for (const std::string descr : {">f4", "<c8", "<f2"}) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "report/report.h"
 
@@ -56,6 +57,20 @@ TEST(Report, ReplicaBurstsAreFittedOnePointPerRound) {
   EXPECT_NEAR(by_round.throughput_fps, 6.0, 1e-6);
   // A fit through every completion of so few rounds is off by the burst shape.
   EXPECT_GT(std::abs(by_frame.throughput_fps - 6.0), 0.1);
+}
+
+TEST(Report, ARunTooShortForASteadyStateSaysSo) {
+  report::RunReport two;
+  report::summarise_frames(two, {0.0, 1.0}, {3.0, 4.0});  // the first frame's 3 s include its warm-up
+  EXPECT_FALSE(two.steady_state);
+  EXPECT_EQ(report::report_to_json(two)["throughput_basis"], "whole run");
+  std::ostringstream text;
+  report::print_report(two, text);
+  EXPECT_NE(text.str().find("too few frames for a steady state"), std::string::npos) << text.str();
+  report::RunReport three;
+  report::summarise_frames(three, {0.0, 1.0, 2.0}, {3.0, 4.0, 5.0});
+  EXPECT_TRUE(three.steady_state);
+  EXPECT_EQ(report::report_to_json(three)["throughput_basis"], "steady state");
 }
 
 TEST(Report, TooFewRoundsFallBackToEveryFrame) {

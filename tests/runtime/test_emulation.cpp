@@ -70,6 +70,27 @@ TEST(Emulation, DeviceRunsAtItsProfileSpeed) {
   EXPECT_NEAR(1.0 / r["throughput_fps"].get<double>(), expected, 0.1 * expected);
 }
 
+TEST(Emulation, AClusterLargerThanTheJobIsSaid) {
+  // One cluster file serves jobs of 1 to N devices; the devices a job leaves out are named, not
+  // dropped without a word.
+  test::TempDir dir;
+  test::write_random_model(std::string(std::istreambuf_iterator<char>(
+                                           *std::make_unique<std::ifstream>(test::source_path("models/lenet5.json"))),
+                                       {}),
+                           dir.path("lenet5.h5"));
+  json cluster = {
+      {"name", "three"},
+      {"network", {{"bandwidth_mbps", 100.0}, {"latency_ms", 1.0}, {"shared", true}}},
+      {"device_classes",
+       {{"fast", {{"memory_mb", 512}, {"profile", {{"device", "fast"}, {"macs_per_second", {{"default", 1e12}}}}}}}}},
+      {"hosts", {{{"name", "alpha"}, {"class", "fast"}}, {{"name", "beta"}, {"class", "fast"}, {"slots", 2}}}}};
+  std::ofstream(dir.path("cluster.json")) << cluster.dump();
+  auto r =
+      test::run_chorus("run " + dir.path("lenet5.h5") + " --synthetic 2 --quiet --emulate " + dir.path("cluster.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::HasSubstr("has 3 device slots; this job's 1 rank(s) run as the first 1 (alpha)"));
+}
+
 TEST(Emulation, LinkDeliversItsBandwidth) {
   // Two fast devices; stage 0 (a relu) hands a 2 MB frame to stage 1 over a 40 Mbit/s link:
   // 0.42 s per frame on the wire, which bounds the pipeline. A switched network, so that the

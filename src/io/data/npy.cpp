@@ -42,6 +42,12 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements) {
   std::string header(header_len, '\0');
   if (!in.read(header.data(), header_len)) fail(path, ": truncated .npy header");
 
+  // numpy writes one Python dict literal, padded with spaces and a newline; anything else is a
+  // damaged or foreign file, however plausible its keys look.
+  const auto first = header.find_first_not_of(" \t\n");
+  const auto last = header.find_last_not_of(" \t\n");
+  if (first == std::string::npos || header[first] != '{' || header[last] != '}')
+    fail(path, ": .npy header is not a dictionary ({...}): damaged file?");
   std::smatch m;
   if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'"))) fail(path, ": .npy header has no descr");
   const std::string descr = m[1];
@@ -51,6 +57,8 @@ NpyArray read_npy(const std::string& path, std::size_t max_elements) {
     fail(path, ": .npy header has no shape");
   NpyArray array;
   std::string dims = m[1];
+  if (!std::regex_match(dims, std::regex("\\s*(-?\\d+\\s*,\\s*)*(-?\\d+\\s*,?\\s*)?")))
+    fail(path, ": .npy shape (", dims, ") is not a list of dimensions");
   std::size_t count = 1;
   std::regex number("-?\\d+");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
