@@ -21,6 +21,11 @@ static std::size_t read_status_kb(const std::string& key) {
 std::size_t peak_rss_bytes() { return read_status_kb("VmHWM:"); }
 std::size_t current_rss_bytes() { return read_status_kb("VmRSS:"); }
 
+std::size_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
+}
+
 void release_pages(void* begin, std::size_t bytes) {
   static const std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto start = reinterpret_cast<std::uintptr_t>(begin);

@@ -192,6 +192,11 @@ TEST_F(Video, BadInputsGetOneClearError) {
   r = test::run_chorus("run " + path("tiny.h5") + " --input " + path("cut-short.mp4") + " --quiet");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("cut-short.mp4: cannot open as a video"));
+  // A queue whose buffers would not fit in memory is refused before it is allocated.
+  r = test::run_chorus("run " + path("tiny.h5") + " --input " + mp4 + " --realtime --queue 2000000000 --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--queue 2000000000: 2000000002 frame buffers"));
+  EXPECT_THAT(r.output, HasSubstr("over half of this machine's memory"));
   // --frames and --start belong to videos.
   r = test::run_chorus("run " + path("tiny.h5") + " --synthetic 3 --frames 2 --quiet");
   EXPECT_EQ(r.exit_code, 1);

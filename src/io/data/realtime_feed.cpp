@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/memory.h"
 
 namespace chorus::io {
 
@@ -28,10 +29,19 @@ class RealtimeFeed : public FrameStream {
     rate_ = o.fps > 0 ? o.fps : source_->frame_rate();
     if (paced_ && rate_ <= 0)
       fail(source_->describe(), ": --realtime needs --fps F for an input without a frame rate of its own");
-    // Every buffer now: the queue's frames, the one being captured, the one being handed out.
-    slots_.resize(static_cast<std::size_t>(o.queue) + 2, std::vector<float>(frame_floats));
+    // Every buffer now: the queue's frames, the one being captured, the one being handed out. A
+    // queue longer than a file cannot fill; one whose buffers would not fit in memory is refused
+    // rather than left to the kernel's out-of-memory killer.
+    const int source_frames = source_->count();
+    const std::size_t held = static_cast<std::size_t>(source_frames > 0 ? std::min(o.queue, source_frames) : o.queue);
+    const double bytes = (held + 2.0) * frame_floats * sizeof(float);
+    const double memory = static_cast<double>(physical_memory_bytes());
+    if (memory > 0 && bytes > memory / 2)
+      fail("--queue ", o.queue, ": ", held + 2, " frame buffers of ", frame_floats * sizeof(float) / 1e6,
+           " MB would take ", bytes / 1e9, " GB, over half of this machine's memory (", memory / 1e9, " GB)");
+    slots_.resize(held + 2, std::vector<float>(frame_floats));
     for (std::size_t k = 0; k < slots_.size(); ++k) free_.push_back(static_cast<int>(k));
-    ring_.resize(static_cast<std::size_t>(o.queue));
+    ring_.resize(held);
     stats_.fps = rate_;
     stats_.queue = o.queue;
     stats_.drop_policy = drop_policy_name(o.drop);
@@ -119,7 +129,7 @@ class RealtimeFeed : public FrameStream {
         }
         std::unique_lock<std::mutex> lock(mutex_);
         ++stats_.captured;
-        if (waiting_ >= options_.queue) {
+        if (waiting_ >= static_cast<int>(ring_.size())) {
           if (options_.drop == DropPolicy::oldest) {
             free_.push_back(pop_oldest().slot);
             ++stats_.dropped;
@@ -128,7 +138,7 @@ class RealtimeFeed : public FrameStream {
             ++stats_.dropped;
             continue;
           } else {
-            changed_.wait(lock, [&] { return waiting_ < options_.queue || stop_; });
+            changed_.wait(lock, [&] { return waiting_ < static_cast<int>(ring_.size()) || stop_; });
             if (stop_) break;
           }
         }
