@@ -28,6 +28,10 @@ constexpr std::size_t kKernelInL2Bytes = 1024 * 1024;
 constexpr int kMinLocalBlockFromL3 = 32;
 // Tiles per task of the transforms: enough to amortise a task, few enough to balance.
 constexpr int kTileGrain = 8;
+// Few tiles on several threads: each thread transforms every tile itself and takes a share of
+// the filters, where each share keeps at least this many (the duplicated input transform is
+// then a small part of a thread's work).
+constexpr int kFewestFiltersPerThread = 32;
 // Channels transformed at a time, so a tile's intermediate rows stay in L1.
 constexpr int kChannelChunk = 64;
 
@@ -197,8 +201,14 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
 
   // Tiles [t0, t0 + count) through the input transform, the products and the output transform,
   // in `v` (V, then P): each phase split among the threads by `split` (tiles) and `for_each`
-  // (positions), or run inline.
-  const auto run_block = [&](int t0, int count, float* v, auto split, auto for_each) {
+  // (positions), or run inline; products and outputs for the filters of panels [first_panel,
+  // end_panel) only.
+  const int all_panels = u_.front().panels();
+  const auto run_block = [&](int t0, int count, float* v, auto split, auto for_each, int first_panel = 0,
+                             int end_panel = -1) {
+    if (end_panel < 0) end_panel = all_panels;
+    const int f0 = first_panel * 16, f1 = std::min(c_out, end_panel * 16);
+    const bool all_filters = f0 == 0 && f1 == c_out;
     const std::size_t v_stride = static_cast<std::size_t>(c_in) * count,
                       p_stride = static_cast<std::size_t>(c_out) * count;
     float* const prod = v + positions * v_stride;
@@ -243,7 +253,8 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
     // One product per position: P (count x filters) = V (count x channels) * U (channels x
     // filters), the positions shared out among the threads.
     for_each(positions, [&](int pos) {
-      packed_gemm(v + pos * v_stride, c_in, count, u_[pos], nullptr, kLinear, prod + pos * p_stride);
+      packed_gemm(v + pos * v_stride, c_in, count, u_[pos], nullptr, kLinear, prod + pos * p_stride, first_panel,
+                  end_panel);
     });
     // Output tiles: Y = A^T P A + bias, written into the NHWC output (cut at its edges), then the
     // activation while the tile is in cache.
@@ -254,8 +265,8 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
         const int tile = t0 + t, n = tile / per_frame, ty = tile % per_frame / tiles_w, tx = tile % tiles_w;
         float* frame = out + static_cast<std::size_t>(n) * out_h * out_w * c_out;
         const int rows = std::min(m, out_h - ty * m), cols = std::min(m, out_w - tx * m);
-        for (int c0 = 0; c0 < c_out; c0 += kChannelChunk) {
-          const int n_c = std::min(kChannelChunk, c_out - c0);
+        for (int c0 = f0; c0 < f1; c0 += kChannelChunk) {
+          const int n_c = std::min(kChannelChunk, f1 - c0);
           const float* p[6];
           float* y[4];
           for (int l = 0; l < alpha; ++l) {  // columns: tmp[i][l] = sum_k A^T[i][k] P[k][l]
@@ -274,9 +285,13 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
           }
         }
         if (!activation.is_linear())
-          for (int i = 0; i < rows; ++i)
-            activation.apply(frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m) * c_out,
-                             static_cast<std::size_t>(cols) * c_out, c_out);
+          for (int i = 0; i < rows; ++i) {
+            float* row = frame + (static_cast<std::size_t>(ty * m + i) * out_w + tx * m) * c_out;
+            if (all_filters)
+              activation.apply(row, static_cast<std::size_t>(cols) * c_out, c_out);
+            else  // elementwise kinds only (see forward)
+              for (int j = 0; j < cols; ++j) activation.apply(row + j * c_out + f0, f1 - f0, f1 - f0);
+          }
       }
     });
   };
@@ -303,11 +318,33 @@ void Winograd::forward(const float* in, int frames, int in_h, int in_w, Pads pad
     });
     return;
   }
-  // One block at a time, each phase split among the threads; the scratch (transformed inputs V
-  // and products P) is shared by them. No larger than one frame's im2col matrix, so that this
-  // path needs no more scratch than the one it replaces (AlexNet's 5x5 layer: 4.7 MB, not 7.2).
+  // One block at a time. No larger than one frame's im2col matrix, so that this path needs no
+  // more scratch than the one it replaces (AlexNet's 5x5 layer: 4.7 MB, not 7.2).
   const std::size_t im2col_floats = static_cast<std::size_t>(r) * r * c_in * out_h * out_w;
   const int block = std::max(1, std::min<int>(total, std::min(kBlockFloats, im2col_floats) / tile_floats));
+  if (threads > 1 && c_out >= kFewestFiltersPerThread * threads && activation.kind != ActivationKind::softmax) {
+    // Few tiles (ResNet's 28x28 and 14x14 layers: 49): each thread transforms every tile into
+    // its own V and runs the products and the output transform of its own filters. Splitting
+    // the phases by tiles and positions instead sent V and P between the cores at every phase,
+    // and a second thread sped those layers up 1.0-1.3x.
+    const int align = std::max(1, std::min(packed_gemm_tile_panels(), all_panels / threads));
+    const auto inline_split = [](std::int64_t n, auto body) { body(0, n); };
+    const auto inline_for_each = [](int n, auto body) {
+      for (int i = 0; i < n; ++i) body(i);
+    };
+    parallel_range(
+        all_panels, align,
+        [&](std::int64_t first_panel, std::int64_t end_panel) {
+          float* const own = conv_scratch(static_cast<std::size_t>(block) * tile_floats);
+          for (int t0 = 0; t0 < total; t0 += block)
+            run_block(t0, std::min(block, total - t0), own, inline_split, inline_for_each,
+                      static_cast<int>(first_panel), static_cast<int>(end_panel));
+        },
+        align, /*whole_ranges=*/true);
+    return;
+  }
+  // Each phase split among the threads; the scratch (transformed inputs V and products P) is
+  // shared by them.
   float* const v = conv_scratch(static_cast<std::size_t>(block) * tile_floats);
   const auto threaded_split = [&](std::int64_t n, auto body) {
     parallel_range(n, kTileGrain, [&](std::int64_t a, std::int64_t b) { body(a, b); });

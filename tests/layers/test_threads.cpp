@@ -154,6 +154,11 @@ TEST_F(ComputeThreads, ConvolutionPathsMatchReference) {
       {"Winograd F(4x4), a block per thread, kernel beyond L2", 2, 60, 60, 128, 128, 3, 1, true},
       {"Winograd F(2x2, 5x5), blocks shared by threads", 1, 13, 13, 64, 48, 5, 1, true},
       {"Winograd F(2x2, 5x5), a block per thread", 2, 90, 80, 32, 32, 5, 1, true},
+      // Few tiles and filters enough for each of 3 threads: each transforms every tile and
+      // takes its own filters (13 panels, the last half full; ranges on 4 panels).
+      {"Winograd F(4x4), few tiles, filters split", 2, 20, 18, 40, 200, 3, 1, true},
+      {"Winograd F(2x2), few tiles, filters split", 1, 7, 7, 48, 96, 3, 1, true},
+      {"Winograd F(2x2, 5x5), few tiles, filters split", 1, 13, 13, 64, 112, 5, 1, true},
   };
   std::uint64_t seed = 100;
   for (const auto& c : cases) {
