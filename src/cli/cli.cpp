@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -14,6 +15,26 @@ std::string this_program(const std::string& command) {
   const std::string path = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) fail(command, ": cannot find this program's path");
   return path;
+}
+
+CLI::Validator finite_number(double least) {
+  return CLI::Validator(
+      [least](const std::string& value) {
+        double v = 0;
+        try {
+          v = std::stod(value);
+        } catch (const std::exception&) {
+          return std::string();  // not a number at all: the option's own conversion says so
+        }
+        if (!std::isfinite(v)) return "a finite number, not " + value;
+        if (v < least) {
+          std::ostringstream text;
+          text << value << " is below " << least;
+          return text.str();
+        }
+        return std::string();
+      },
+      "NUMBER");
 }
 
 int run_cli(int argc, char** argv, runtime::Transport& transport) {

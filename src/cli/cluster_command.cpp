@@ -57,8 +57,10 @@ void add_cluster_command(CLI::App& app) {
   cmd->add_option("--host-class", o->host_classes, "HOST=CLASS for one host (repeat for several)");
   cmd->add_option("--classes", o->library, "Device class library (default: profiles/device-classes.json)");
   cmd->add_option("--network", o->network, "Network from the library: wifi (default), ethernet, gigabit, loopback");
-  cmd->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Network bandwidth instead of --network");
-  cmd->add_option("--latency-ms", o->latency_ms, "Per-message latency, with --bandwidth-mbps (default 1)");
+  cmd->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Network bandwidth instead of --network")
+      ->check(finite_number());
+  cmd->add_option("--latency-ms", o->latency_ms, "Per-message latency, with --bandwidth-mbps (default 1)")
+      ->check(finite_number());
   cmd->add_flag("--switched", o->switched, "With --bandwidth-mbps: transfers overlap (default: one shared medium)");
   cmd->add_option("--name", o->name, "Cluster name (default: the hostfile's name)");
   cmd->add_option("-o,--output", o->output, "Cluster file to write (default: print it)");

@@ -21,6 +21,10 @@ void add_supervise_command(CLI::App& app, int& exit_code);
 // `exit_code` receives the job's status.
 void add_testbed_command(CLI::App& app, int& exit_code);
 
+// A check for number options that refuses NaN and infinities, which CLI11 reads (and its ranges
+// let NaN through), and numbers below `least`.
+CLI::Validator finite_number(double least = -1e308);
+
 // This program's path (supervise and testbed start it again under mpirun); `command` names the
 // caller in the error when it cannot be found.
 std::string this_program(const std::string& command);

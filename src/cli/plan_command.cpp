@@ -68,7 +68,8 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--cluster", o->cluster, "Cluster file: plan for its devices and network");
   cmd->add_option("--objective", o->objective,
                   "throughput (default), latency, or energy (least joules per frame, with --min-fps), with --cluster");
-  cmd->add_option("--min-fps", o->min_fps, "With --objective energy: the least predicted throughput to accept");
+  cmd->add_option("--min-fps", o->min_fps, "With --objective energy: the least predicted throughput to accept")
+      ->check(finite_number(0));
   cmd->add_option("--max-group", o->max_group, "Most devices in one stage, with --cluster (0: any)");
   cmd->add_option("--ranks", o->ranks, "Number of ranks (MPI processes); with --cluster, its device count");
   cmd->add_option("-o,--output", o->output, "Plan file to write (default: print it)");
@@ -77,6 +78,11 @@ void add_plan_command(CLI::App& app) {
     if (o->cluster.empty())
       for (const char* name : {"--objective", "--min-fps", "--max-group"})
         if (cmd->get_option(name)->count() > 0) fail("plan: ", name, " goes with --cluster FILE");
+    // They choose a plan; --strategy and --from give one.
+    if (!o->strategy.empty() || !o->from.empty())
+      for (const char* name : {"--objective", "--min-fps", "--max-group"})
+        if (cmd->get_option(name)->count() > 0)
+          fail("plan: ", name, " is for the planner; ", o->from.empty() ? "--strategy" : "--from", " gives the plan");
     if (cmd->get_option("--ranks")->count() > 0 && o->ranks < 1) fail("plan: --ranks ", o->ranks, ": give at least 1");
     LoadedModel loaded = load_model(o->model, o->arch, /*optimize=*/true, /*load_weights=*/false);
     plan::Plan p;

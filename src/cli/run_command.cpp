@@ -31,17 +31,21 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
           },
           "SEED"));
   cmd->add_option("--scale", in.scale,
-                  "Multiply input values (default 1/255 for images and video, 1 for arrays; every input)");
+                  "Multiply input values (default 1/255 for images and video, 1 for arrays; every input)")
+      ->check(finite_number());
   cmd->add_option("--mean", in.mean, "Subtract per channel after scaling (every input)")->delimiter(',');
   cmd->add_option("--std", in.stddev, "Divide per channel after subtracting the mean (every input)")->delimiter(',');
   // Video and real time (docs/video.md).
   auto* frames = cmd->add_option("--frames", o->source.video.frames, "Video: take at most N frames");
-  auto* start = cmd->add_option("--start", o->source.video.start_s, "Video file: start at this time (seconds)");
+  auto* start = cmd->add_option("--start", o->source.video.start_s, "Video file: start at this time (seconds)")
+                    ->check(finite_number(0));
   cmd->add_option("--clip-stride", o->source.clip_stride,
                   "Video for a clip model (3-D input, e.g. C3D): frames between clip starts (default: the clip's "
-                  "length, so clips do not overlap)");
+                  "length, so clips do not overlap)")
+      ->check(finite_number(1));
   cmd->add_option("--input-timeout", o->source.video.timeout_s,
-                  "Video, stream or camera: seconds to wait for it to open or send data (default 10)");
+                  "Video, stream or camera: seconds to wait for it to open or send data (default 10)")
+      ->check(finite_number());
   cmd->add_option("--rtsp-transport", o->source.video.rtsp_transport,
                   "RTSP stream: carry the video over tcp or udp (default: udp, then tcp if the server refuses)")
       ->check(CLI::IsMember({"tcp", "udp"}));
@@ -49,7 +53,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                                  "Behave like a camera: frames come at the input's rate (or --fps) into a bounded "
                                  "queue, and are dropped when it is full");
   cmd->add_option("--fps", o->source.realtime_options.fps, "Real time: frames per second (default: the video's rate)")
-      ->check(CLI::Range(1e-3, 1e4))
+      ->check(finite_number() & CLI::Range(1e-3, 1e4))
       ->needs(realtime);
   cmd->add_option("--queue", o->source.realtime_options.queue, "Real time: frames that may wait (default 10)")
       ->needs(realtime);
@@ -78,11 +82,12 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_option("--threads", o->threads,
                   "compute threads per rank (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,
-                  "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)");
+                  "Seconds a rank waits for a peer before ending the job with a message (default 300, 0: forever)")
+      ->check(finite_number());
   cmd->add_option("--parity-wait", o->parity_wait_s,
                   "Parity stages: seconds a consumer waits for a member's late slice before rebuilding it from "
                   "the parity (default 0.1)")
-      ->check(CLI::Range(0.0, 3600.0));
+      ->check(finite_number() & CLI::Range(0.0, 3600.0));
   cmd->add_option("--cluster", o->cluster,
                   "Cluster file of the devices: a plan that needs more memory than one declares is refused");
   auto* emulate = cmd->add_option("--emulate", o->emulate,

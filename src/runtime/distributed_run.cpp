@@ -77,7 +77,10 @@ std::vector<std::string> read_labels(const std::string& path) {
   if (!in) fail(path, ": cannot open labels file");
   std::vector<std::string> labels;
   std::string line;
-  while (std::getline(in, line)) labels.push_back(line);
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // a file written on Windows
+    labels.push_back(line);
+  }
   return labels;
 }
 
@@ -408,7 +411,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
                     {"queue", c->queue}, {"drop", c->drop_policy}});
     mine["input"] = input;
   }
-  if (rank == setup.plan.plan.sink) mine["finish"] = result.finish;
+  if (rank == setup.plan.plan.sink) {
+    mine["finish"] = result.finish;
+    mine["delivered"] = result.delivered;
+  }
   auto all = t.gather_strings(mine.dump(), 0);
   // Stopped on request with frames left: every rank exits with kStoppedExitCode and the sink
   // keeps the journals, as a killed run would, for --resume. A stream (unknown length, not
@@ -435,7 +441,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
     r.model = o.model;
     r.plan = plan_summary(setup.plan, m);
     r.ranks = t.size();
-    std::vector<double> start, finish, captured;
+    std::vector<double> start, finish, captured, delivered;
     double wall = 0;
     for (const auto& stats : all) {
       auto j = nlohmann::json::parse(stats);
@@ -443,6 +449,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
       if (j.contains("start")) start = j["start"].get<std::vector<double>>();
       if (j.contains("captured")) captured = j["captured"].get<std::vector<double>>();
       if (j.contains("finish")) finish = j["finish"].get<std::vector<double>>();
+      if (j.contains("delivered")) delivered = j["delivered"].get<std::vector<double>>();
       if (j.contains("input")) {
         const nlohmann::json& in = j["input"];
         r.input.source = in.at("source");
@@ -459,7 +466,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
       }
       wall = std::max(wall, j["wall_s"].get<double>());
     }
-    if (r.input.realtime) report::summarise_capture(r.input, captured, finish);
+    // Capture to result as the --results lines see it: until the sink handed the output on.
+    if (r.input.realtime) report::summarise_capture(r.input, captured, delivered);
     start.resize(std::min(start.size(), finish.size()));
     r.wall_s = wall;
     int round = 1;  // replicas finish in bursts of the widest replicated stage's size
@@ -470,7 +478,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
     // Energy from the devices' power figures (an estimate on real hardware as in emulation: no
     // meter is read), beside what the cost model predicts for the plan on the same cluster.
     const std::string& devices_file = !paced.empty() ? paced : o.cluster;
-    if (!devices_file.empty()) try {
+    if (!devices_file.empty() && r.frames > 0) try {
         const cluster::Cluster& devices = setup.cluster;  // read at set-up
         if (devices.power_known()) {
           std::vector<energy::RankActivity> activity;
@@ -492,6 +500,15 @@ int run_distributed(Transport& real, const RunOptions& o) {
         partition::frame_traffic(m, setup.plan, r.frames, message_header_bytes()).to_json();
     text << "\n";
     report::print_report(r, text);
+    // An input that gave nothing (a --start past the end of a video, fewer frames than one clip)
+    // is not a successful run.
+    if (r.frames == 0 && !resumable_stop && status == 0) {
+      std::string inputs;
+      for (const auto& in : o.inputs) inputs += (inputs.empty() ? "" : ", ") + in;
+      std::fprintf(stderr, "chorus: error: %s: no frames were run%s\n", inputs.empty() ? "the input" : inputs.c_str(),
+                   r.input.ended_early.empty() ? "" : cat(" (", r.input.ended_early, ")").c_str());
+      status = 1;
+    }
     if (!o.output.empty() && status == 0)
       for (const auto& target : targets) text << "wrote " << target << "\n";
     if (resumable_stop)

@@ -120,6 +120,16 @@ class EmulatedTransport : public Transport {
     return true;
   }
 
+  bool ready(Request r) override {
+    Pending& p = pending_.at(r);
+    if (!p.inner_done) {
+      if (!inner_.ready(p.inner)) return false;
+      p.bytes = inner_.wait(p.inner, 0);  // at once, with its size
+      p.inner_done = true;
+    }
+    return !p.receive || now() >= arrival_of(p);
+  }
+
   int max_all(int value) override { return inner_.max_all(value); }
   std::vector<std::string> all_gather_strings(const std::string& mine) override {
     return inner_.all_gather_strings(mine);

@@ -112,6 +112,10 @@ class MpiTransport : public Transport {
     release(r);
     return true;
   }
+  bool ready(Request r) override {
+    std::lock_guard lock(mutex_);
+    return test_locked(r);
+  }
   int max_all(int value) override {
     std::lock_guard lock(mutex_);
     int out = value;

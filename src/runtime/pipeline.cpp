@@ -765,6 +765,19 @@ struct Pipeline::Impl {
     return true;
   }
 
+  // Whether role s's input for frame i is here, so that receive(s, i) would return at once with
+  // it; false for the coded and handed-on inputs, which are not taken out of turn.
+  bool input_arrived(int s, int i) {
+    if (coded(s - 1) || hands_on(s - 1)) return false;
+    if (producer(s - 1, i) == me) {
+      for (const Mail& mail : mailbox[s])
+        if (mail.frame == i) return true;
+      return false;
+    }
+    const PendingReceive& p = pending[s];
+    return p.posted && p.frame == i && t.ready(p.request);
+  }
+
   // Posts frame i's receive from `rank` into one of `slots` (once): a free one, or one more
   // where every slot is taken (a member behind, or a role of this rank that trails: only then,
   // and kept). A message from this rank itself is put in its slot by its sender.
@@ -1390,6 +1403,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
   start_times.reserve(expected_frames);
   result.captured.reserve(expected_frames);
   result.finish.reserve(expected_frames);
+  result.delivered.reserve(expected_frames);
   for (int s = 0; s < S; ++s)
     if (x.stage(s).mode == StageMode::replicate) x.replica_turns[s].reserve(expected_frames + window + 2);
 
@@ -1405,7 +1419,11 @@ PipelineResult Pipeline::run(io::FrameStream* source,
   //    sink(i - N) = A i - 2 N comes before source(i) = A i - N.
   const bool few_in_flight = window < S + 2;
   const int lag = few_in_flight ? 0 : x.plan.sink_lag;
-  const int lookahead = few_in_flight ? 0 : std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
+  // A live source (a camera, a stream, --realtime) is not read ahead: a frame read early would
+  // only wait in the pipeline, where no drop policy reaches it, and the rank would wait for the
+  // camera's next frame before computing the ones it holds.
+  const bool live_source = source && source->live();
+  const int lookahead = few_in_flight || live_source ? 0 : std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
   const long key_frame = few_in_flight ? S + 2 : 1, key_stage = few_in_flight ? window : 1;
   const auto key_shift = [&](int s) -> long { return s < 0 ? -lookahead : s == S ? lag : 0; };
   x.size_pools(window, lookahead);
@@ -1475,6 +1493,27 @@ PipelineResult Pipeline::run(io::FrameStream* source,
     x.ended[s + 1] = 1;
     ++x.roles_ended;
   };
+  // The sink's part of frame i, its input received. The sink takes its frames in order; a
+  // real-time source on the sink's rank lets it take them while waiting for the camera (below),
+  // so `sink_next` is the first it has not taken.
+  int sink_next = 0;
+  const auto run_sink = [&](int i) {
+    on_output(i, x.origin[S + 1], x.sink_values);
+    // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
+    // computing collects it later, and that delay is not the pipeline's. What a user of the
+    // results sees is when the sink had it.
+    result.finish.push_back(std::min(x.reference_now(), x.produced_at));
+    result.delivered.push_back(x.reference_now());
+    if (credits) {
+      x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0, 0, {}});
+      x.stats.bytes_sent += sizeof(Header);
+      x.stats.bytes_sent_to[source_rank] += sizeof(Header);
+    }
+    if (primary == S) primary_done(i);
+    sink_next = x.next_task(S, i);
+  };
+  // How long a real-time source waits for its next frame between looks at the sink's input.
+  constexpr double kSinkPollSeconds = 200e-6;
   for (long key = -key_stage - lookahead; x.roles_ended < static_cast<int>(roles.size()); ++key) {
     // Within a key, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
@@ -1483,6 +1522,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       const long i_long = scaled / key_frame;
       if (x.ended[s + 1] || !x.has_task(s, static_cast<int>(i_long))) continue;
       const int i = static_cast<int>(i_long);
+      if (s == S && i < sink_next) continue;  // taken while a real-time source waited
       if (s < 0) {  // source: read frame i and inject it
         if (credits && i >= window) {
           const double t0 = now_seconds(t);
@@ -1494,6 +1534,16 @@ PipelineResult Pipeline::run(io::FrameStream* source,
           x.stats.wait_s += now_seconds(t) - t0;
         }
         const double t0 = now_seconds(t);
+        // A real-time source on the sink's rank: results that arrive while the camera's next
+        // frame is not there yet go out now, not after it (a static order would hold them).
+        if (source && me == sink_rank)
+          while (!source->frame_ready(kSinkPollSeconds))
+            if (!x.ended[S + 1] && x.has_task(S, sink_next) && x.input_arrived(S, sink_next)) {
+              if (x.receive(S, sink_next))
+                run_sink(sink_next);
+              else
+                end_role(S);
+            }
         io::FrameInfo info;
         const bool more = source && (x.source_inputs.size() == 1
                                          ? source->next(x.source_inputs[0].data(), info)  // the frame is the input
@@ -1526,16 +1576,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
         continue;
       }
       if (s == S) {  // sink
-        on_output(i, x.origin[S + 1], x.sink_values);
-        // A frame is done when its output was ready: a sink that trails (sink_lag) or was busy
-        // computing collects it later, and that delay is not the pipeline's.
-        result.finish.push_back(std::min(x.reference_now(), x.produced_at));
-        if (credits) {
-          x.send_header(source_rank, kCreditTag, Header{i, Kind::data, 0, 0, {}});
-          x.stats.bytes_sent += sizeof(Header);
-          x.stats.bytes_sent_to[source_rank] += sizeof(Header);
-        }
-        if (primary == s) primary_done(i);
+        run_sink(i);
         continue;
       }
       const double t0 = now_seconds(t);

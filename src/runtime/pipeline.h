@@ -32,6 +32,7 @@ struct FrameOrigin {
 struct PipelineResult {
   report::RankStats stats;
   std::vector<double> start, finish;  // per frame (source; sink), on rank 0's clock
+  std::vector<double> delivered;      // per frame (sink): when the sink handed its output on
   std::vector<double> captured;       // per frame (source): when it was captured, on rank 0's clock
 };
 

@@ -24,6 +24,8 @@ class Transport {
   virtual std::size_t wait(Request request, double timeout_s = 0) = 0;
   // True when the request has ended (it is then released).
   virtual bool test(Request request) = 0;
+  // True when the request has ended; it stays for wait(), which then returns at once.
+  virtual bool ready(Request request) = 0;
   // Start-up and end only (never in the steady state).
   virtual int max_all(int value) = 0;
   virtual std::vector<std::string> gather_strings(const std::string& mine, int root) = 0;

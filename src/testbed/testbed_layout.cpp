@@ -19,6 +19,25 @@ std::string namespace_of(const std::string& host) {
   return name;
 }
 
+// Whether `host` can be a namespace's host name (RFC 1123, as the hostname tool checks): labels
+// of letters, digits and inner '-', joined by dots, 63 characters at most.
+bool valid_host_name(const std::string& host) {
+  if (host.empty() || host.size() > 63) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= host.size(); ++i) {
+    const char c = i < host.size() ? host[i] : '.';
+    if (c == '.') {
+      if (label == 0 || host[i - 1] == '-') return false;
+      label = 0;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || (c == '-' && label > 0)) {
+      ++label;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string kbit(double bits_per_s) { return cat(static_cast<long long>(std::llround(bits_per_s / 1000)), "kbit"); }
 
 }  // namespace
@@ -35,6 +54,10 @@ TestbedLayout make_testbed_layout(const cluster::Cluster& c) {
   for (std::size_t i = 0; i < c.hosts.size(); ++i) {
     TestbedDevice d;
     d.host = c.hosts[i].name;
+    // Checked before anything is made: each namespace takes its host's name as its hostname.
+    if (!valid_host_name(d.host))
+      fail("testbed: host '", d.host, "' (hosts[", i, "]) is not a host name the testbed can give a device: letters, ",
+           "digits and '-' (not first or last), in dot-separated parts, 63 characters at most");
     d.netns = namespace_of(d.host);
     if (!names.insert(d.netns).second)
       fail("testbed: host '", d.host, "' makes namespace ", d.netns, ", which another host (or the hub) has");

@@ -357,7 +357,25 @@ TEST_F(Cli, PlanRefusesPlannerOptionsWithoutACluster) {
     EXPECT_EQ(r.exit_code, 1) << option << ": " << r.output;
     EXPECT_THAT(r.output, HasSubstr("goes with --cluster FILE")) << option;
   }
-  auto r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 0");
+  // With a cluster but a plan given (--strategy, --from), the planner's options would be ignored.
+  const std::string cluster = test::source_path("hostfiles/pi3-wifi-8.json");
+  for (const char* option : {"--objective energy", "--min-fps 3", "--max-group 2"}) {
+    auto r =
+        test::run_chorus("plan " + shell_quoted(model_) + " --cluster " + cluster + " --strategy pipeline " + option);
+    EXPECT_EQ(r.exit_code, 1) << option << ": " << r.output;
+    EXPECT_THAT(r.output, HasSubstr("is for the planner; --strategy gives the plan")) << option;
+  }
+  for (const char* option : {"--min-fps -1", "--min-fps nan"}) {
+    auto r =
+        test::run_chorus("plan " + shell_quoted(model_) + " --cluster " + cluster + " --objective energy " + option);
+    EXPECT_NE(r.exit_code, 0) << option;
+    EXPECT_THAT(r.output, HasSubstr("--min-fps:")) << option;
+  }
+  // A directory named as the cluster file.
+  auto r = test::run_chorus("plan " + shell_quoted(model_) + " --cluster " + shell_quoted(dir_->path("")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("is a directory, not a cluster file"));
+  r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 0");
   EXPECT_THAT(r.output, HasSubstr("--ranks 0: give at least 1"));
   r = test::run_chorus("plan " + shell_quoted(model_) + " --strategy replicate --ranks 100000000");
   EXPECT_EQ(r.exit_code, 1) << r.output;

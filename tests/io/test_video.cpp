@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -156,10 +157,11 @@ TEST_F(Video, StartAndFramesSelectAPartOfTheFile) {
   // 0.5 s at 30 fps is frame 15 (the 16th); five frames from there.
   const auto part = run("pixels.h5", video, "--start 0.5 --frames 5", "part.npy");
   EXPECT_EQ(largest_difference(part, run("pixels.h5", path("part"), "", "png.npy")), 0.0);
-  // Past the end: no frames, and the report says why.
+  // Past the end: no frames, which is an error, and the report says why.
   const auto r = test::run_chorus("run " + path("pixels.h5") + " --input " + video + " --start 100 --quiet --report " +
                                   path("r.json"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no frames were run (" + video + ": no frame at or after --start 100 s)"));
   const json report = json::parse(std::ifstream(path("r.json")));
   EXPECT_EQ(report["frames"], 0);
   EXPECT_THAT(report["input"]["ended_early"].get<std::string>(), HasSubstr("no frame at or after --start 100 s"));
@@ -197,6 +199,17 @@ TEST_F(Video, BadInputsGetOneClearError) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("--queue 2000000000: 2000000002 frame buffers"));
   EXPECT_THAT(r.output, HasSubstr("over half of this machine's memory"));
+  // A second source for a one-input model would be dropped: refused.
+  r = test::run_chorus("run " + path("tiny.h5") + " --input " + mp4 + " --input " + mp4 + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("the model has 1 input(s)"));
+  EXPECT_THAT(r.output, HasSubstr("--input was given 2 times"));
+  // Numbers that are not: refused by the option, not read as 0 or carried through as NaN.
+  for (const std::string bad : {"--start nan", "--start -1", "--scale nan", "--input-timeout inf", "--clip-stride 0"}) {
+    r = test::run_chorus("run " + path("tiny.h5") + " --input " + mp4 + " " + bad + " --quiet");
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_THAT(r.output, HasSubstr(bad.substr(0, bad.find(' ')) + ":")) << bad;
+  }
   // --frames and --start belong to videos.
   r = test::run_chorus("run " + path("tiny.h5") + " --synthetic 3 --frames 2 --quiet");
   EXPECT_EQ(r.exit_code, 1);
@@ -312,6 +325,35 @@ std::string slow_device(const test::TempDir& dir, const std::string& model, doub
 
 }  // namespace
 
+TEST_F(Video, RealTimeResultsLeaveAsSoonAsTheyAreDone) {
+  // A fast model on a 30 fps camera (a paced video): each result leaves within a small part of
+  // the 33 ms between frames, on one rank and on two (the sink on the source's rank, the last
+  // stage on the other), with the default frames in flight. A source read ahead, or a sink
+  // that waited for the camera's next frame, held every result one to five frame periods. The
+  // report's capture-to-result latency is the one the --results lines show.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const std::string video = make_video("thirty.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 20);
+  for (const int ranks : {1, 2}) {
+    SCOPED_TRACE(std::to_string(ranks) + " rank(s)");
+    const std::string args = " run " + path("tiny.h5") + " --input " + video + " --realtime --quiet --results " +
+                             path("r.jsonl") + " --report " + path("r.json");
+    const auto r = ranks == 1
+                       ? test::run_chorus(args.substr(1))
+                       : test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np 2 " CHORUS_BINARY + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::vector<double> latency;
+    std::ifstream lines(path("r.jsonl"));
+    for (std::string line; std::getline(lines, line);) latency.push_back(json::parse(line)["latency_ms"]);
+    ASSERT_EQ(latency.size(), 20u);
+    std::sort(latency.begin(), latency.end());
+    const double median = latency[latency.size() / 2];
+    EXPECT_LT(median, 15.0);
+    const double reported = json::parse(std::ifstream(path("r.json")))["input"]["latency_ms"]["p50"];
+    EXPECT_NEAR(reported, median, 2.0);
+  }
+}
+
 TEST_F(Video, RealTimeDropsWhatTheRatesImply) {
   // 40 frames at 20 fps (1.95 s from the first to the last), a device that takes 100 ms a frame
   // and one frame at a time: while frames arrive, frames start every 100 ms, 1 + floor(1.95 /
@@ -426,7 +468,8 @@ TEST_F(Video, ClipsOfAVideoAreItsFramesInOrder) {
   EXPECT_EQ(largest_difference(from_video, run("clips.h5", path("clips.npy"), "", "from_array.npy")), 0.0);
   // One result line per clip, numbered by its first frame, its classes named by --labels (a name
   // with quotes stays one JSON string).
-  std::ofstream(path("labels.txt")) << "walk\nrun \"fast\"\njump\nswim\nride\n";
+  // Written on Windows: the line ends' \r are not part of the names.
+  std::ofstream(path("labels.txt")) << "walk\r\nrun \"fast\"\r\njump\r\nswim\r\nride\r\n";
   const auto r = test::run_chorus("run " + path("clips.h5") + " --input " + video + " --clip-stride 2 --quiet --results " +
                                   path("clips.jsonl") + " --labels " + path("labels.txt"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -440,6 +483,11 @@ TEST_F(Video, ClipsOfAVideoAreItsFramesInOrder) {
     for (const auto& t : j["top"]) EXPECT_EQ(t["label"], names.at(t["class"].get<int>()));
   }
   EXPECT_EQ(firsts, (std::vector<int>{0, 2, 4, 6, 8}));
+  // Fewer frames than one clip: no clip, which is an error, not an empty success.
+  const auto short_of_a_clip =
+      test::run_chorus("run " + path("clips.h5") + " --input " + video + " --frames 3 --quiet");
+  EXPECT_EQ(short_of_a_clip.exit_code, 1);
+  EXPECT_THAT(short_of_a_clip.output, HasSubstr("no frames were run"));
   // --clip-stride belongs to clip models.
   const auto refused = test::run_chorus("run " + path("tiny.h5") + " --input " + video + " --clip-stride 2 --quiet");
   EXPECT_EQ(refused.exit_code, 1);

@@ -32,7 +32,7 @@ cluster::Cluster three_pis(bool shared) {
   c.network.latency_s = 0.002;
   c.network.shared = shared;
   c.classes["pi3"] = cluster::DeviceClass{"pi3", {}, 1e9, 4, {}};
-  for (const char* h : {"pi1", "pi2", "pi 3"}) c.hosts.push_back({h, "pi3", 1});
+  for (const char* h : {"pi1", "pi2", "pi.3"}) c.hosts.push_back({h, "pi3", 1});
   return c;
 }
 
@@ -50,7 +50,7 @@ TEST(TestbedLayout, OneNamespaceAndAddressPerHost) {
   ASSERT_EQ(l.devices.size(), 3u);
   EXPECT_EQ(l.hub, "chorus-tb-hub");
   EXPECT_EQ(l.devices[0].netns, "chorus-tb-pi1");
-  EXPECT_EQ(l.devices[2].netns, "chorus-tb-pi_3");  // a space is not a namespace character
+  EXPECT_EQ(l.devices[2].netns, "chorus-tb-pi_3");  // dots are kept out of namespace names
   EXPECT_EQ(l.devices[1].address, "10.231.0.2");
   EXPECT_EQ(testbed::hostfile_text(l), "10.231.0.1 slots=1\n10.231.0.2 slots=1\n10.231.0.3 slots=1\n");
   EXPECT_NEAR(l.bits_per_s, 62.24e6, 1);
@@ -87,7 +87,7 @@ TEST(TestbedLayout, AgentScriptIsValidShellAndKnowsEveryAddress) {
   std::ofstream(dir.path("agent.sh")) << script;
   auto syntax = test::run_command("sh -n " + dir.path("agent.sh"));
   EXPECT_EQ(syntax.exit_code, 0) << syntax.output;
-  EXPECT_THAT(script, HasSubstr("10.231.0.3) netns='chorus-tb-pi_3' name='pi 3'"));
+  EXPECT_THAT(script, HasSubstr("10.231.0.3) netns='chorus-tb-pi_3' name='pi.3'"));
   auto unknown = test::run_command("sh " + dir.path("agent.sh") + " 192.0.2.1 true");
   EXPECT_NE(unknown.exit_code, 0);
   EXPECT_THAT(unknown.output, HasSubstr("no device has address 192.0.2.1"));
@@ -96,9 +96,22 @@ TEST(TestbedLayout, AgentScriptIsValidShellAndKnowsEveryAddress) {
 
 TEST(TestbedLayout, TooManyHostsOrCollidingNamesAreRefused) {
   cluster::Cluster c = three_pis(true);
-  c.hosts.push_back({"pi_3", "pi3", 1});
+  c.hosts.push_back({"hub", "pi3", 1});
   EXPECT_THAT(test::error_of([&] { testbed::make_testbed_layout(c); }),
-              HasSubstr("host 'pi_3' makes namespace chorus-tb-pi_3, which another host (or the hub) has"));
+              HasSubstr("host 'hub' makes namespace chorus-tb-hub, which another host (or the hub) has"));
+  // Each namespace takes its host's name as its hostname: a name the hostname tool refuses is
+  // refused before anything is made.
+  for (const std::string& bad :
+       std::vector<std::string>{"pi 3", "pi_3", "-rf", "pi3-", "", "a..b", ".a", "a;touch x", std::string(64, 'a')}) {
+    SCOPED_TRACE(bad);
+    c = three_pis(true);
+    c.hosts[1].name = bad;
+    EXPECT_THAT(test::error_of([&] { testbed::make_testbed_layout(c); }),
+                HasSubstr("host '" + bad + "' (hosts[1]) is not a host name"));
+  }
+  c = three_pis(true);
+  c.hosts[1].name = std::string(63, 'a');
+  EXPECT_NO_THROW(testbed::make_testbed_layout(c));
   c.hosts.assign(251, {"x", "pi3", 1});
   EXPECT_THAT(test::error_of([&] { testbed::make_testbed_layout(c); }), HasSubstr("the testbed holds 250"));
 }

@@ -49,6 +49,13 @@ class FrameStream {
   // Passes over the next `frames` frames (a resumed run starts after those it has); throws
   // chorus::Error when the input has fewer.
   virtual void skip(int frames);
+  // Whether next() would return at once (a frame waits, or the input has ended), after waiting
+  // up to `wait_s` for it. Only a real-time feed ever says no: the pipeline then serves its
+  // other roles instead of blocking on the camera. Others read on demand and say yes.
+  virtual bool frame_ready(double wait_s) {
+    (void)wait_s;
+    return true;
+  }
   // A real-time feed's figures so far (none for others); safe while it captures.
   virtual std::optional<CaptureStats> capture_stats() const { return std::nullopt; }
 };
@@ -69,6 +76,7 @@ class StoppableStream : public FrameStream {
   double frame_rate() const override { return stream_->frame_rate(); }
   bool live() const override { return stream_->live(); }
   void skip(int frames) override { stream_->skip(frames); }
+  bool frame_ready(double wait_s) override { return stream_->frame_ready(wait_s); }
   std::optional<CaptureStats> capture_stats() const override { return stream_->capture_stats(); }
   // True when it ended the stream with frames left (or a stream of unknown length).
   bool stopped() const { return stopped_; }

@@ -90,6 +90,11 @@ class RealtimeFeed : public FrameStream {
   std::string early_end() const override { return source_->early_end(); }
   double frame_rate() const override { return rate_; }
   bool live() const override { return true; }
+  bool frame_ready(double wait_s) override {
+    if (!capture_.joinable()) return true;  // the first next() starts the capture; the end is ready
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::duration<double>(wait_s), [&] { return waiting_ > 0 || finished_; });
+  }
   std::optional<CaptureStats> capture_stats() const override {
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_;

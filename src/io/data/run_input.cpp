@@ -8,6 +8,11 @@ namespace chorus::io {
 std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& specs, const std::vector<NamedInput>& inputs,
                                             const RunInputOptions& o) {
   check_normalisation(o.input, inputs, specs.empty());
+  if (specs.size() > inputs.size()) {  // a second video would be dropped without a word
+    std::string names;
+    for (const auto& in : inputs) names += (names.empty() ? "" : ", ") + in.name;
+    fail("the model has ", inputs.size(), " input(s) (", names, "), --input was given ", specs.size(), " times");
+  }
   std::string video;
   for (const auto& spec : specs) {
     std::string source = spec;  // NAME=SOURCE where NAME is one of the model's inputs

@@ -237,7 +237,10 @@ class VideoStream : public FrameStream {
     if (opened < 0) {
       format_ = nullptr;  // freed by avformat_open_input
       if (is_camera(spec_)) fail(spec_, ": cannot open the camera (", av_error(opened), ")");
-      if (opened == AVERROR_EXIT) fail(spec_, ": no answer within ", video_.timeout_s, " s");
+      // A server that takes the connection and never answers: RTSP's demuxer reports the
+      // timeout as invalid data.
+      const bool ran_out = is_network(spec_) && seconds_now() >= deadline_ - 0.1 * video_.timeout_s;
+      if (opened == AVERROR_EXIT || ran_out) fail(spec_, ": no answer within ", video_.timeout_s, " s");
       fail(spec_, ": cannot open as a video (", av_error(opened), ")");
     }
     deadline_ = seconds_now() + video_.timeout_s;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -457,6 +458,8 @@ nlohmann::json yaml_to_json(const std::string& text, const std::string& source) 
 }
 
 nlohmann::json read_architecture_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not an architecture file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open architecture file");
   std::stringstream buffer;
