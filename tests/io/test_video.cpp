@@ -204,6 +204,9 @@ TEST_F(Video, BadInputsGetOneClearError) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("the model has 1 input(s)"));
   EXPECT_THAT(r.output, HasSubstr("--input was given 2 times"));
+  r = test::run_chorus("run " + path("tiny.h5") + " --input nosuch=" + mp4 + " --quiet");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("the model has no input named 'nosuch'"));
   // Numbers that are not: refused by the option, not read as 0 or carried through as NaN.
   for (const std::string bad : {"--start nan", "--start -1", "--scale nan", "--input-timeout inf", "--clip-stride 0"}) {
     r = test::run_chorus("run " + path("tiny.h5") + " --input " + mp4 + " " + bad + " --quiet");

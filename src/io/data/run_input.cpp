@@ -1,5 +1,7 @@
 #include "io/data/run_input.h"
 
+#include <filesystem>
+
 #include "core/error.h"
 #include "io/data/clip_stream.h"
 
@@ -8,10 +10,19 @@ namespace chorus::io {
 std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& specs, const std::vector<NamedInput>& inputs,
                                             const RunInputOptions& o) {
   check_normalisation(o.input, inputs, specs.empty());
-  if (specs.size() > inputs.size()) {  // a second video would be dropped without a word
-    std::string names;
-    for (const auto& in : inputs) names += (names.empty() ? "" : ", ") + in.name;
+  std::string names;
+  for (const auto& in : inputs) names += (names.empty() ? "" : ", ") + in.name;
+  if (specs.size() > inputs.size())  // a second video would be dropped without a word
     fail("the model has ", inputs.size(), " input(s) (", names, "), --input was given ", specs.size(), " times");
+  for (const auto& spec : specs) {
+    // NAME=SOURCE with a name the model lacks, and no file of that whole name either.
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos || spec.find("://") != std::string::npos || std::filesystem::exists(spec)) continue;
+    bool named = false;
+    for (const auto& in : inputs) named = named || spec.substr(0, eq) == in.name;
+    if (!named)
+      fail("--input ", spec, ": the model has no input named '", spec.substr(0, eq), "' (its inputs: ", names,
+           "), and no file has that name");
   }
   std::string video;
   for (const auto& spec : specs) {
