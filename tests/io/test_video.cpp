@@ -549,6 +549,30 @@ TEST_F(Video, LiveNetworkStreamIsTakenAsItArrives) {
   EXPECT_EQ(count, 60);
   EXPECT_GT(last, 1.2);  // 59 frames at 30 frames/s: 1.97 s, less ffmpeg's first burst
   EXPECT_LT(last, 4.0);
+
+  // Without --realtime too, each result leaves when it is done, not when the next frame has
+  // come (the source blocked in the decoder until then: 100 ms from capture to result).
+  const int port2 = free_port();
+  const std::string url2 = "tcp://127.0.0.1:" + std::to_string(port2);
+  std::thread plain([&] {
+    r = test::run_chorus("run " + path("tiny.h5") + " --input '" + url2 + "?listen=1' --quiet --results " +
+                         path("plain.jsonl"));
+  });
+  sent = false;
+  for (int attempt = 0; attempt < 50 && !sent; ++attempt) {
+    sent = test::run_command("ffmpeg -v error -re -i " + path("live.ts") + " -c copy -f mpegts " + url2).exit_code == 0;
+    if (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  plain.join();
+  ASSERT_TRUE(sent);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("real time")));  // not reported as --realtime
+  std::vector<double> latency;
+  std::ifstream plain_lines(path("plain.jsonl"));
+  for (std::string line; std::getline(plain_lines, line);) latency.push_back(json::parse(line)["latency_ms"]);
+  ASSERT_EQ(latency.size(), 60u);
+  std::sort(latency.begin(), latency.end());
+  EXPECT_LT(latency[30], 15.0);
 }
 
 TEST_F(Video, RtspStreamFromAnRtspServerGivesTheFramesOfItsFile) {

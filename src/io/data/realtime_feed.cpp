@@ -84,6 +84,7 @@ class RealtimeFeed : public FrameStream {
 
   int count() const override { return options_.drop == DropPolicy::none ? source_->count() : -1; }
   std::string describe() const override {
+    if (!options_.report) return source_->describe();
     return cat(source_->describe(), ", real time at ", rate_ > 0 ? cat(rate_, " fps") : std::string("its own pace"),
                ", queue ", options_.queue, ", drop ", drop_policy_name(options_.drop));
   }
@@ -96,6 +97,7 @@ class RealtimeFeed : public FrameStream {
     return changed_.wait_for(lock, std::chrono::duration<double>(wait_s), [&] { return waiting_ > 0 || finished_; });
   }
   std::optional<CaptureStats> capture_stats() const override {
+    if (!options_.report) return std::nullopt;
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_;
   }

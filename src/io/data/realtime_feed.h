@@ -22,6 +22,10 @@ struct RealtimeOptions {
   double fps = 0;  // frames per second; 0: the stream's own (a video's rate, a camera's pace)
   int queue = 10;  // frames that may wait
   DropPolicy drop = DropPolicy::oldest;
+  // False for a live stream read without --realtime: the capture thread only lets the pipeline
+  // see whether a frame has come (frame_ready); the feed then names itself as its source does
+  // and reports no real-time figures.
+  bool report = true;
 };
 
 // Wraps `source` (frames of `frame_floats` values). A live source (a camera, a network stream)

@@ -50,9 +50,15 @@ std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& spec
   if (o.clip_stride > 0 && (video.empty() || !inputs[0].shape.is_clip()))
     fail("--clip-stride cuts a video into clips for a clip model (3-D input); ",
          video.empty() ? "the input is not a video" : "this model takes single frames");
-  if (!o.realtime) return stream;
   std::size_t floats = 0;
   for (const auto& in : inputs) floats += in.shape.size();
+  if (!o.realtime) {
+    // A camera or network stream delivers at its own pace: read it on a capture thread that
+    // loses nothing, so that the pipeline can hand on the results it holds instead of blocking
+    // in the decoder until the next frame comes.
+    if (stream->live()) return realtime_feed(std::move(stream), floats, {0, 10, DropPolicy::none, false});
+    return stream;
+  }
   RealtimeOptions realtime = o.realtime_options;
   if (realtime.fps > 0 && !video.empty() && inputs[0].shape.is_clip())  // --fps is the video's; clips come slower
     realtime.fps /= o.clip_stride > 0 ? o.clip_stride : inputs[0].shape.d;
