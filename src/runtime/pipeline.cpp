@@ -1419,11 +1419,16 @@ PipelineResult Pipeline::run(io::FrameStream* source,
   //    sink(i - N) = A i - 2 N comes before source(i) = A i - N.
   const bool few_in_flight = window < S + 2;
   const int lag = few_in_flight ? 0 : x.plan.sink_lag;
-  // A live source (a camera, a stream, --realtime) is not read ahead: a frame read early would
-  // only wait in the pipeline, where no drop policy reaches it, and the rank would wait for the
-  // camera's next frame before computing the ones it holds.
-  const bool live_source = source && source->live();
-  const int lookahead = few_in_flight || live_source ? 0 : std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
+  // A live source (a camera, a stream, --realtime) whose frames go to this rank alone is not
+  // read ahead: a frame read early would only wait here, where no drop policy reaches it, while
+  // the rank waits for the camera's next frame before computing the ones it holds. A source
+  // that feeds other ranks (replicas, members of a split) reads ahead as before, so that they
+  // have frames while this rank computes (9 replicas took 7.6 frames/s without it, 9.1 with).
+  const auto& first_ranks = x.all_ranks_of[0];
+  const bool live_to_itself =
+      source && source->live() && std::all_of(first_ranks.begin(), first_ranks.end(), [&](int r) { return r == me; });
+  const int lookahead =
+      few_in_flight || live_to_itself ? 0 : std::max(0, window - S - 2 - lag - 2 * x.plan.burst_frames);
   const long key_frame = few_in_flight ? S + 2 : 1, key_stage = few_in_flight ? window : 1;
   const auto key_shift = [&](int s) -> long { return s < 0 ? -lookahead : s == S ? lag : 0; };
   x.size_pools(window, lookahead);
