@@ -523,21 +523,24 @@ TEST_F(Video, LiveNetworkStreamIsTakenAsItArrives) {
   // listens, takes each frame as it arrives (a live source is not paced again), drops nothing
   // for a model this fast, and the frames' capture times span the stream's two seconds.
   make_video("live.ts", "-c:v mpeg4 -f mpegts", "32x32", 30, 60);
-  const int port = free_port();
-  const std::string url = "tcp://127.0.0.1:" + std::to_string(port);
-  test::CommandResult r;
-  std::thread listener([&] {
-    r = test::run_chorus("run " + path("tiny.h5") + " --input '" + url + "?listen=1' --realtime --quiet --report " +
-                         path("r.json") + " --results " + path("r.jsonl"));
-  });
-  // Send once Chorus listens: ffmpeg gives up at once on a refused connection, so try again.
-  bool sent = false;
-  for (int attempt = 0; attempt < 50 && !sent; ++attempt) {
-    sent = test::run_command("ffmpeg -v error -re -i " + path("live.ts") + " -c copy -f mpegts " + url).exit_code == 0;
-    if (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  listener.join();
-  ASSERT_TRUE(sent);
+  // `chorus run ARGS` listening on a fresh port while ffmpeg sends the stream to it.
+  const auto run_on_stream = [&](const std::string& args) {
+    const std::string url = "tcp://127.0.0.1:" + std::to_string(free_port());
+    test::CommandResult r;
+    std::thread listener(
+        [&] { r = test::run_chorus("run " + path("tiny.h5") + " --input '" + url + "?listen=1' --quiet " + args); });
+    // Send once Chorus listens: ffmpeg gives up at once on a refused connection, so try again.
+    bool sent = false;
+    for (int attempt = 0; attempt < 50 && !sent; ++attempt) {
+      sent =
+          test::run_command("ffmpeg -v error -re -i " + path("live.ts") + " -c copy -f mpegts " + url).exit_code == 0;
+      if (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    listener.join();
+    EXPECT_TRUE(sent);
+    return r;
+  };
+  test::CommandResult r = run_on_stream("--realtime --report " + path("r.json") + " --results " + path("r.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const json input = json::parse(std::ifstream(path("r.json")))["input"];
   EXPECT_EQ(input["frames_captured"], 60);
@@ -552,19 +555,7 @@ TEST_F(Video, LiveNetworkStreamIsTakenAsItArrives) {
 
   // Without --realtime too, each result leaves when it is done, not when the next frame has
   // come (the source blocked in the decoder until then: 100 ms from capture to result).
-  const int port2 = free_port();
-  const std::string url2 = "tcp://127.0.0.1:" + std::to_string(port2);
-  std::thread plain([&] {
-    r = test::run_chorus("run " + path("tiny.h5") + " --input '" + url2 + "?listen=1' --quiet --results " +
-                         path("plain.jsonl"));
-  });
-  sent = false;
-  for (int attempt = 0; attempt < 50 && !sent; ++attempt) {
-    sent = test::run_command("ffmpeg -v error -re -i " + path("live.ts") + " -c copy -f mpegts " + url2).exit_code == 0;
-    if (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  plain.join();
-  ASSERT_TRUE(sent);
+  r = run_on_stream("--results " + path("plain.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, testing::Not(HasSubstr("real time")));  // not reported as --realtime
   std::vector<double> latency;
