@@ -15,8 +15,7 @@ using nlohmann::json;
 namespace {
 
 json read_json(const std::string& path, const char* what) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not a ", what);
+  refuse_directory(path, cat("a ", what));
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open ", what);
   try {

@@ -76,8 +76,7 @@ std::vector<HostfileEntry> parse_hostfile(std::istream& in, const std::string& s
 }
 
 std::vector<HostfileEntry> read_hostfile(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not a hostfile");
+  refuse_directory(path, "a hostfile");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open hostfile");
   return parse_hostfile(in, path);

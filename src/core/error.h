@@ -30,6 +30,10 @@ template <typename... Args>
 // found" -> "key 'name' not found"): users read the second half, the first is for its authors.
 std::string without_error_id(const std::string& what);
 
+// Throws "PATH: is a directory, not WHAT" ("a plan file") when `path` names a directory:
+// reading one as a file fails deep in the standard library with a message that names neither.
+void refuse_directory(const std::string& path, const std::string& what);
+
 // The exit code of a run stopped on request at a frame boundary (runtime/stop_request.h), which
 // `--resume` continues; chorus supervise tells it from a failure. sysexits.h's EX_TEMPFAIL.
 constexpr int kStoppedExitCode = 75;

@@ -2,7 +2,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <filesystem>
 #include <fstream>
 #include <initializer_list>
 
@@ -129,8 +128,7 @@ json plan_to_json(const Plan& p) {
 }
 
 Plan read_plan(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not a plan file");
+  refuse_directory(path, "a plan file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open plan file");
   json j;

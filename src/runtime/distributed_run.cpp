@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -71,8 +70,7 @@ void print_plan(const plan::ResolvedPlan& p, const model::Model& m, std::ostream
 }
 
 std::vector<std::string> read_labels(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not a labels file");
+  refuse_directory(path, "a labels file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open labels file");
   std::vector<std::string> labels;

@@ -375,6 +375,9 @@ TEST_F(Cli, PlanRefusesPlannerOptionsWithoutACluster) {
   auto r = test::run_chorus("plan " + shell_quoted(model_) + " --cluster " + shell_quoted(dir_->path("")));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("is a directory, not a cluster file"));
+  r = test::run_chorus("init-weights " + shell_quoted(dir_->path("")) + " -o " + shell_quoted(dir_->path("w.h5")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("is a directory, not an architecture file"));
   r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 0");
   EXPECT_THAT(r.output, HasSubstr("--ranks 0: give at least 1"));
   r = test::run_chorus("plan " + shell_quoted(model_) + " --strategy replicate --ranks 100000000");

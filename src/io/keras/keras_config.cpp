@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -458,8 +457,7 @@ nlohmann::json yaml_to_json(const std::string& text, const std::string& source) 
 }
 
 nlohmann::json read_architecture_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, not an architecture file");
+  refuse_directory(path, "an architecture file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open architecture file");
   std::stringstream buffer;
