@@ -135,11 +135,7 @@ struct Setup {
 // The hosts that the first `ranks` device slots belong to, for a message: "pi1, pi2, pi3".
 std::string first_hosts(const cluster::Cluster& c, int ranks) {
   std::string names;
-  for (const auto& h : c.hosts) {
-    if (ranks <= 0) break;
-    names += (names.empty() ? "" : ", ") + h.name;
-    ranks -= h.slots;
-  }
+  for (const auto& h : cluster::first_devices(c, ranks).hosts) names += (names.empty() ? "" : ", ") + h.name;
   return names;
 }
 

@@ -187,13 +187,13 @@ class CombinedSource : public InputSource {
   std::vector<NamedInput> inputs_;
 };
 
+}  // namespace
+
 std::string input_names(const std::vector<NamedInput>& inputs) {
   std::string s;
   for (const auto& in : inputs) s += (s.empty() ? "'" : ", '") + in.name + "'";
   return s;
 }
-
-}  // namespace
 
 std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& specs,
                                                const std::vector<NamedInput>& inputs, const InputOptions& options) {

@@ -42,6 +42,9 @@ struct NamedInput {
   Shape shape;
 };
 
+// "'image', 'vector'": the inputs' names, for messages.
+std::string input_names(const std::vector<NamedInput>& inputs);
+
 // The sources of a model's inputs as one source: its frame is each input's frame in the
 // model's order, back to back (for one input, exactly open_input's). `specs` are the user's
 // --input values: one per input, either all "NAME=SOURCE" or all plain in the model's order (a

@@ -10,10 +10,9 @@ namespace chorus::io {
 std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& specs, const std::vector<NamedInput>& inputs,
                                             const RunInputOptions& o) {
   check_normalisation(o.input, inputs, specs.empty());
-  std::string names;
-  for (const auto& in : inputs) names += (names.empty() ? "" : ", ") + in.name;
   if (specs.size() > inputs.size())  // a second video would be dropped without a word
-    fail("the model has ", inputs.size(), " input(s) (", names, "), --input was given ", specs.size(), " times");
+    fail("the model has ", inputs.size(), " input(s) (", input_names(inputs), "), --input was given ", specs.size(),
+         " times");
   // NAME=SOURCE with a name the model lacks, and no file of that whole name either (a model of
   // several inputs has its own message for this, in open_model_inputs).
   for (const auto& spec : specs) {
@@ -21,8 +20,8 @@ std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& spec
     if (inputs.size() > 1 || eq == std::string::npos || spec.find("://") != std::string::npos ||
         std::filesystem::exists(spec) || spec.substr(0, eq) == inputs[0].name)
       continue;
-    fail("--input ", spec, ": the model has no input named '", spec.substr(0, eq), "' (its input: ", names,
-         "), and no file has that name");
+    fail("--input ", spec, ": the model has no input named '", spec.substr(0, eq),
+         "' (its input: ", input_names(inputs), "), and no file has that name");
   }
   std::string video;
   for (const auto& spec : specs) {
