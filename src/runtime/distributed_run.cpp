@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -139,6 +140,20 @@ std::string first_hosts(const cluster::Cluster& c, int ranks) {
   return names;
 }
 
+// The signatures of the files --input names (SOURCE or NAME=SOURCE; none for --synthetic or a
+// stream), for the journal: an input replaced between a stop and --resume is another run.
+std::string input_file_signatures(const std::vector<std::string>& specs) {
+  std::string signatures;
+  for (const auto& spec : specs) {
+    std::string file = spec;
+    const auto eq = spec.find('=');
+    if (!std::filesystem::exists(file) && eq != std::string::npos) file = spec.substr(eq + 1);
+    const std::string signature = io::file_signature(file);
+    if (!signature.empty()) signatures += cat(signatures.empty() ? "" : "; ", file, ": ", signature);
+  }
+  return signatures;
+}
+
 }  // namespace
 
 int run_distributed(Transport& real, const RunOptions& o) {
@@ -205,8 +220,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
       setup.source = std::make_unique<io::StoppableStream>(io::open_run_input(o.inputs, inputs, in), stop_requested,
                                                            "stopped on request (SIGUSR1)");
       if (setup.source->count() == 0) fail(setup.source->describe(), ": no frames to run");
-      if (o.resume && setup.source->count() < 0)
-        fail(setup.source->describe(), ": --resume needs an input of known length (a video or stream is read in order)");
+      if (o.resume && !setup.source->why_not_resumable().empty())
+        fail(setup.source->describe(), ": cannot be resumed: ", setup.source->why_not_resumable());
     }
     if (rank == setup.plan.plan.sink && !o.labels.empty()) {
       setup.labels = read_labels(o.labels);
@@ -258,10 +273,16 @@ int run_distributed(Transport& real, const RunOptions& o) {
   // Durable outputs: the sink writes each frame as it completes, and a journal records it; a
   // resumed run starts where the journal ends. The sink learns the run's identity (the input
   // the source reads) before it opens the journal, and every rank learns where to start.
-  const auto source_info = t.all_gather_strings(
-      rank == source_rank && setup.source ? cat(setup.source->count(), "\n", setup.source->describe()) : "");
+  const auto source_info =
+      t.all_gather_strings(rank == source_rank && setup.source
+                               ? cat(setup.source->count(), "\n", setup.source->why_not_resumable().empty() ? 1 : 0,
+                                     "\n", setup.source->identity())
+                               : "");
   const std::string& info = source_info.at(source_rank);
   const int total_frames = std::atoi(info.c_str());  // -1: known at the end (a stream)
+  const std::size_t info_line2 = info.find('\n') + 1, info_line3 = info.find('\n', info_line2) + 1;
+  const bool resumable = info.compare(info_line2, 1, "1") == 0;
+  const std::string source_identity = info.substr(info_line3);
   // One journal per output (output_targets), written together frame by frame.
   const std::vector<std::string>& output_names = m.output_names();
   const bool several_outputs = output_names.size() > 1;
@@ -270,9 +291,12 @@ int run_distributed(Transport& real, const RunOptions& o) {
   error.clear();
   if (rank == sink_rank && !o.output.empty()) try {
       for (std::size_t k = 0; k < targets.size(); ++k) {
-        io::OutputRun run{o.model, info.substr(info.find('\n') + 1), total_frames,
+        io::OutputRun run{o.model,
+                          source_identity,
+                          total_frames,
                           io::keras_dims(m.shape_of(m.outputs()[k]), m.channels_first()),
-                          io::file_signature(o.model) + (o.arch.empty() ? "" : "; " + io::file_signature(o.arch))};
+                          io::file_signature(o.model) + (o.arch.empty() ? "" : "; " + io::file_signature(o.arch)),
+                          input_file_signatures(o.inputs)};
         journals.push_back(std::make_unique<io::OutputJournal>(targets[k], run, o.resume));
         if (journals.back()->replaced_unfinished_run())
           std::fprintf(stderr, "chorus: note: starting %s afresh; an unfinished run's journal was there (--resume "
@@ -292,7 +316,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const int first_frame = t.max_all(journals.empty() ? 0 : journalled);
   if (first_frame > 0 && rank == source_rank) setup.source->skip(first_frame);
   if (rank == 0 && first_frame > 0)
-    text << "resuming " << o.output << ": " << first_frame << " of " << total_frames << " frames were done\n";
+    text << "resuming " << o.output << ": " << first_frame
+         << (total_frames >= 0 ? cat(" of ", total_frames) : std::string()) << " frames were done\n";
   if (total_frames >= 0 && first_frame >= total_frames) {  // nothing left: just complete the output
     for (auto& j : journals) j->finish();
     if (rank == 0) text << "nothing to resume: all " << total_frames << " frames are in " << o.output << "\n";
@@ -411,10 +436,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
   }
   auto all = t.gather_strings(mine.dump(), 0);
   // Stopped on request with frames left: every rank exits with kStoppedExitCode and the sink
-  // keeps the journals, as a killed run would, for --resume. A stream (unknown length, not
-  // resumable) just ends there.
+  // keeps the journals, as a killed run would, for --resume. An input that cannot be resumed (a
+  // camera, a stream, a feed that drops) just ends there.
   const bool stopped = t.max_all(setup.source && setup.source->stopped() ? 1 : 0) != 0;
-  const bool resumable_stop = stopped && frames_to_run >= 0;
+  const bool resumable_stop = stopped && resumable;
 
   int status = resumable_stop ? kStoppedExitCode : 0;
   if (rank == setup.plan.plan.sink) {
@@ -496,7 +521,9 @@ int run_distributed(Transport& real, const RunOptions& o) {
     report::print_report(r, text);
     // An input that gave nothing (a --start past the end of a video, fewer frames than one clip)
     // is not a successful run.
-    if (r.frames == 0 && !resumable_stop && status == 0) {
+    if (r.frames == 0 && first_frame > 0 && !resumable_stop && status == 0)
+      text << "nothing left to resume: the input ends after the " << first_frame << " frames in " << o.output << "\n";
+    else if (r.frames == 0 && !resumable_stop && status == 0) {
       std::string inputs;
       for (const auto& in : o.inputs) inputs += (inputs.empty() ? "" : ", ") + in;
       std::fprintf(stderr, "chorus: error: %s: no frames were run%s\n", inputs.empty() ? "the input" : inputs.c_str(),
@@ -506,7 +533,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (!o.output.empty() && status == 0)
       for (const auto& target : targets) text << "wrote " << target << "\n";
     if (resumable_stop)
-      text << "stopped on request (SIGUSR1) after frame " << first_frame + r.frames << " of " << total_frames
+      text << "stopped on request (SIGUSR1) after frame " << first_frame + r.frames
+           << (total_frames >= 0 ? cat(" of ", total_frames) : std::string())
            << (o.output.empty() ? "\n" : cat("; the frames so far are in ", o.output, ", --resume runs the rest\n"));
     if (!o.report_path.empty()) {
       report::write_report(r, o.report_path);

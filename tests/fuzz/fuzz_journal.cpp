@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     data_file.write(reinterpret_cast<const char*>(values), sizeof values);
   }
   try {
-    chorus::io::OutputJournal j(out, {"m.h5", "synthetic", 4, {2}, ""}, true);
+    chorus::io::OutputJournal j(out, {"m.h5", "synthetic", 4, {2}, "", ""}, true);
     const float frame[2] = {6, 7};
     for (int i = j.frames_done(); i < 4; ++i) j.write(i, frame);
     j.finish();

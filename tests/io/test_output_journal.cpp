@@ -16,7 +16,7 @@ namespace {
 
 using testing::HasSubstr;
 
-io::OutputRun run_of(int frames) { return {"lenet.h5", "synthetic (seed 1)", frames, {2, 3}, ""}; }
+io::OutputRun run_of(int frames) { return {"lenet.h5", "synthetic (seed 1)", frames, {2, 3}, "", ""}; }
 
 std::vector<float> frame_values(int i) {
   std::vector<float> v(6);

@@ -13,9 +13,13 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <regex>
 #include <thread>
 
+#include "io/data/clip_stream.h"
 #include "io/data/npy.h"
+#include "io/data/realtime_feed.h"
+#include "io/data/video.h"
 #include "reference/test_util.h"
 
 using namespace chorus;
@@ -623,4 +627,101 @@ TEST_F(Video, RtspStreamFromAnRtspServerGivesTheFramesOfItsFile) {
   const auto r = test::run_chorus("run " + path("tiny.h5") + " --input " + video + " --rtsp-transport tcp --quiet");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("--rtsp-transport chooses how an rtsp:// stream is carried"));
+}
+
+namespace {
+
+// Every frame (or clip) a stream gives from where it stands: its number and its values.
+std::vector<std::pair<std::int64_t, std::vector<float>>> rest_of(io::FrameStream& stream, std::size_t floats) {
+  std::vector<std::pair<std::int64_t, std::vector<float>>> frames;
+  std::vector<float> values(floats);
+  io::FrameInfo info;
+  while (stream.next(values.data(), info)) frames.emplace_back(info.index, values);
+  return frames;
+}
+
+}  // namespace
+
+// A video file decodes to the same frames every time, so a resumed run decodes the frames done
+// and passes over them: what follows is the rest of an uninterrupted read, numbered as in it.
+TEST_F(Video, AResumedVideoPassesOverTheFramesDone) {
+  const std::string video = make_video("twelve.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, 12);
+  io::InputOptions image;
+  image.shape = Shape{32, 32, 3};
+  const std::size_t floats = 32 * 32 * 3;
+  const auto open = [&](int frames = -1) {
+    io::VideoOptions o;
+    o.frames = frames;
+    return io::open_video(video, image, o);
+  };
+  const auto whole = rest_of(*open(), floats);
+  ASSERT_EQ(whole.size(), 12u);
+  const auto from = [](const auto& all, std::size_t first) { return std::vector(all.begin() + first, all.end()); };
+  auto resumed = open();
+  EXPECT_EQ(resumed->why_not_resumable(), "");
+  resumed->skip(5);
+  EXPECT_EQ(rest_of(*resumed, floats), from(whole, 5));
+  // --frames 8 counts the frames passed over: 3 are left.
+  auto part = open(8);
+  part->skip(5);
+  EXPECT_EQ(rest_of(*part, floats).size(), 3u);
+  // More frames done than the file has: said, naming the file.
+  EXPECT_THAT(test::error_of([&] { open()->skip(13); }),
+              HasSubstr(video + ": has 12 frame(s); the run to resume had done 13"));
+  // Clips of 4 frames every 2: clip k starts at frame 2k.
+  const auto clips = rest_of(*io::clips_of(open(), Shape{32, 32, 3, 4}, 2), 4 * floats);
+  ASSERT_EQ(clips.size(), 5u);
+  auto later_clips = io::clips_of(open(), Shape{32, 32, 3, 4}, 2);
+  later_clips->skip(2);
+  EXPECT_EQ(rest_of(*later_clips, 4 * floats), from(clips, 2));
+  // A real-time feed that loses nothing resumes; one that drops by the clock does not.
+  auto paced = io::realtime_feed(open(), floats, {1000, 10, io::DropPolicy::none, true});
+  EXPECT_EQ(paced->why_not_resumable(), "");
+  paced->skip(5);
+  EXPECT_EQ(rest_of(*paced, floats), from(whole, 5));
+  auto dropping = io::realtime_feed(open(), floats, {1000, 10, io::DropPolicy::oldest, true});
+  EXPECT_THAT(test::error_of([&] { dropping->skip(1); }),
+              HasSubstr("cannot skip 1 frames: a real-time feed drops frames by the clock"));
+}
+
+// SIGUSR1 stops a run of a video file at a frame boundary; --resume (on another plan, one rank)
+// completes the output, byte for byte that of an uninterrupted run.
+TEST_F(Video, AVideoRunStoppedOnRequestResumesToTheUninterruptedOutput) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  constexpr int kFrames = 1500;
+  const std::string video = make_video("long.mkv", "-c:v ffv1 -pix_fmt bgr0", "32x32", 30, kFrames);
+  run("tiny.h5", video, "", "whole.npy");
+  // Devices of 5e7 multiply-adds/s: the classifier's 0.22 M take 4.4 ms a frame, so the stop
+  // after 200 frames comes well before the end.
+  const std::string cluster = path("slow.json"), out = path("out.npy");
+  std::ofstream(cluster) << R"({"name": "slow", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
+    "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 5e7}}}},
+    "hosts": [{"name": "localhost", "class": "dev", "slots": 2}]})";
+  const auto stopped = test::run_command(
+      test::source_path("tests/runtime/fault.sh") + " usr1 - " + out + ".journal 200 -- timeout -k 5 120 " +
+      "mpiexec --oversubscribe -np 2 " CHORUS_BINARY " run " + path("tiny.h5") + " --input " + video +
+      " --quiet --strategy pipeline --emulate " + cluster + " --output " + out);
+  ASSERT_THAT(stopped.output, HasSubstr("fault-exit: 75")) << stopped.output;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(stopped.output, m, std::regex("stopped on request \\(SIGUSR1\\) after frame ([0-9]+);")))
+      << stopped.output;
+  const int done = std::stoi(m[1]);
+  EXPECT_GE(done, 200);
+  EXPECT_LT(done, kFrames);
+  // The video touched between the stop and the resume (as a file re-encoded in place would be):
+  // another input, refused. Put back as it was, it resumes.
+  const std::string resume = "run " + path("tiny.h5") + " --input " + video + " --quiet --output " + out + " --resume";
+  ASSERT_EQ(test::run_command("cp -p " + video + " " + path("saved.mkv") + " && touch " + video).exit_code, 0);
+  const auto refused = test::run_chorus(resume);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.output, HasSubstr("this journal is for another run (input_files was"));
+  ASSERT_EQ(test::run_command("cp -p " + path("saved.mkv") + " " + video).exit_code, 0);
+  const auto again = test::run_chorus(resume);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("resuming " + out + ": " + std::to_string(done) + " frames were done"));
+  std::ifstream a(out, std::ios::binary), b(path("whole.npy"), std::ios::binary);
+  const std::string resumed((std::istreambuf_iterator<char>(a)), {}), whole((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_TRUE(resumed == whole) << "the resumed output differs from the uninterrupted one";
 }

@@ -51,6 +51,14 @@ class ClipStream : public FrameStream {
   std::string early_end() const override { return frames_->early_end(); }
   double frame_rate() const override { return frames_->frame_rate() / stride_; }
   bool live() const override { return frames_->live(); }
+  std::string why_not_resumable() const override { return frames_->why_not_resumable(); }
+  // Clip k starts at frame k * stride: pass over those frames and read the next clip whole.
+  void skip(int clips) override {
+    if (clips <= 0) return;
+    CHORUS_ASSERT(read_ == 0, "clips skipped after reading");
+    frames_->skip(clips * stride_);
+    held_ = 0;
+  }
 
  private:
   std::unique_ptr<FrameStream> frames_;

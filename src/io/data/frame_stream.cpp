@@ -5,7 +5,7 @@
 namespace chorus::io {
 
 void FrameStream::skip(int frames) {
-  if (frames > 0) fail(describe(), ": cannot skip ", frames, " frames of an input read in order (only indexed inputs resume)");
+  if (frames > 0) fail(describe(), ": cannot skip ", frames, " frames: ", why_not_resumable());
 }
 
 namespace {
@@ -20,6 +20,7 @@ class IndexedStream : public FrameStream {
     return true;
   }
   int count() const override { return source_->count() - first_; }
+  std::string why_not_resumable() const override { return {}; }
   std::string describe() const override {
     return first_ ? cat(source_->describe(), ", from frame ", first_, " (", count(), " left)") : source_->describe();
   }

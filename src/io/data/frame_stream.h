@@ -39,6 +39,9 @@ class FrameStream {
   virtual int count() const = 0;
   // "clip.mp4 (video, 320x240 at 30 fps)": for the run's banner, the report and the journal.
   virtual std::string describe() const = 0;
+  // The frames it gives, for a journal: describe() less how they are paced, so that a run
+  // stopped in real time resumes at another rate or without --realtime.
+  virtual std::string identity() const { return describe(); }
   // Why the input ended before its natural end ("the stream stopped: no data for 5 s"), or "".
   virtual std::string early_end() const { return {}; }
   // Frames per second the source is meant to be shown at (a video's rate), or 0 if it has none.
@@ -46,8 +49,12 @@ class FrameStream {
   // Whether frames arrive at their own pace (a camera, a network stream): a real-time feed then
   // takes them as they come instead of pacing them.
   virtual bool live() const { return false; }
+  // Why a run of it cannot be resumed after a stop (the frames written would not be its first
+  // N: a camera goes on while no one reads it, a real-time feed drops by the clock), or "" when
+  // it can: skip() then passes over the frames a journal has.
+  virtual std::string why_not_resumable() const { return "it is read in order and cannot skip frames"; }
   // Passes over the next `frames` frames (a resumed run starts after those it has); throws
-  // chorus::Error when the input has fewer.
+  // chorus::Error when the input has fewer, or cannot be resumed.
   virtual void skip(int frames);
   // Whether next() would return at once (a frame waits, or the input has ended), after waiting
   // up to `wait_s` for it. Only a real-time feed ever says no: the pipeline then serves its
@@ -72,9 +79,11 @@ class StoppableStream : public FrameStream {
   bool next(float* frame, FrameInfo& info) override;
   int count() const override { return stream_->count(); }
   std::string describe() const override { return stream_->describe(); }
+  std::string identity() const override { return stream_->identity(); }
   std::string early_end() const override { return stopped_ ? why_ : stream_->early_end(); }
   double frame_rate() const override { return stream_->frame_rate(); }
   bool live() const override { return stream_->live(); }
+  std::string why_not_resumable() const override { return stream_->why_not_resumable(); }
   void skip(int frames) override { stream_->skip(frames); }
   bool frame_ready(double wait_s) override { return stream_->frame_ready(wait_s); }
   std::optional<CaptureStats> capture_stats() const override { return stream_->capture_stats(); }

@@ -88,9 +88,22 @@ class RealtimeFeed : public FrameStream {
     return cat(source_->describe(), ", real time at ", rate_ > 0 ? cat(rate_, " fps") : std::string("its own pace"),
                ", queue ", options_.queue, ", drop ", drop_policy_name(options_.drop));
   }
+  std::string identity() const override { return source_->identity(); }
   std::string early_end() const override { return source_->early_end(); }
   double frame_rate() const override { return rate_; }
   bool live() const override { return true; }
+  std::string why_not_resumable() const override {
+    if (options_.drop != DropPolicy::none)
+      return "a real-time feed drops frames by the clock, so the frames written are not the input's first ones "
+             "(--drop none or a run without --realtime can be resumed)";
+    return source_->why_not_resumable();
+  }
+  // Before the capture starts (a resumed run skips first): the source passes over them.
+  void skip(int frames) override {
+    CHORUS_ASSERT(!capture_.joinable(), "frames skipped while capturing");
+    if (!why_not_resumable().empty()) FrameStream::skip(frames);
+    source_->skip(frames);
+  }
   bool frame_ready(double wait_s) override {
     if (!capture_.joinable()) return true;  // the first next() starts the capture; the end is ready
     std::unique_lock<std::mutex> lock(mutex_);

@@ -128,7 +128,32 @@ class VideoStream : public FrameStream {
   }
   ~VideoStream() override { close(); }
 
-  bool next(float* frame, FrameInfo& info) override {
+  bool next(float* frame, FrameInfo& info) override { return decode(frame, info); }
+
+  int count() const override { return -1; }
+  std::string describe() const override { return description_; }
+  std::string early_end() const override { return early_end_; }
+  double frame_rate() const override { return rate_; }
+  bool live() const override { return live_; }
+  std::string why_not_resumable() const override {
+    return live_ ? "a camera or a network stream goes on while no one reads it, so a new run cannot start where "
+                   "a stopped one ended"
+                 : "";
+  }
+  // A file decodes the same frames every time: a resumed run decodes those done again and
+  // passes over them (not converted), which costs a fraction of computing them.
+  void skip(int frames) override {
+    if (!why_not_resumable().empty()) FrameStream::skip(frames);
+    FrameInfo info;
+    for (int k = 0; k < frames; ++k)
+      if (!decode(nullptr, info))
+        fail(spec_, ": has ", taken_, " frame(s)", video_.frames >= 0 ? cat(" in the part --frames selects") : "",
+             "; the run to resume had done ", frames);
+  }
+
+ private:
+  // The next frame, converted into `frame` (unless null: passed over), as next() gives it.
+  bool decode(float* frame, FrameInfo& info) {
     if (ended_ || (video_.frames >= 0 && taken_ >= video_.frames)) return false;
     while (true) {
       const int got = ffmpeg().avcodec_receive_frame(codec_, frame_);
@@ -143,7 +168,7 @@ class VideoStream : public FrameStream {
         }
         if (first_time_ < 0) first_time_ = t;
         last_time_ = t;
-        convert(frame_, frame);
+        if (frame) convert(frame_, frame);
         ffmpeg().av_frame_unref(frame_);
         info = FrameInfo{index_++, 0.0, t - first_time_};
         ++taken_;
@@ -187,13 +212,6 @@ class VideoStream : public FrameStream {
     }
   }
 
-  int count() const override { return -1; }
-  std::string describe() const override { return description_; }
-  std::string early_end() const override { return early_end_; }
-  double frame_rate() const override { return rate_; }
-  bool live() const override { return live_; }
-
- private:
   void open() {
     live_ = is_camera(spec_) || (is_network(spec_) && !starts_with(spec_, "file:"));
     format_ = ffmpeg().avformat_alloc_context();

@@ -23,13 +23,9 @@ using nlohmann::json;
 namespace {
 
 json identity(const OutputRun& run, const std::string& target) {
-  return {{"format", "chorus-journal/1"},
-          {"model", run.model},
-          {"model_file", run.model_file},
-          {"input", run.input},
-          {"frames", run.frames},
-          {"frame_dims", run.frame_dims},
-          {"output", target}};
+  return {
+      {"format", "chorus-journal/1"},   {"model", run.model},   {"model_file", run.model_file}, {"input", run.input},
+      {"input_files", run.input_files}, {"frames", run.frames}, {"frame_dims", run.frame_dims}, {"output", target}};
 }
 
 double seconds_now() {
@@ -82,7 +78,6 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
   const json me = identity(run_, target_);
 
   if (resume) {
-    if (open_ended) fail(target_, ": --resume needs an input of known length (a video or stream is read in order)");
     std::ifstream in(journal_);
     if (!in)
       fail(journal_, ": no journal, so nothing to resume (the run finished, or never started with --output ", target_,
@@ -95,9 +90,10 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     } catch (const json::exception&) {
     }
     if (!theirs.is_object()) fail(journal_, ": the first line is not a chorus journal header");
-    for (const char* key : {"format", "model", "model_file", "input", "frames", "frame_dims", "output"})
-      // A journal of a chorus before model_file was recorded resumes as before.
-      if (theirs.value(key, json()) != me[key] && !(std::string(key) == "model_file" && !theirs.contains(key)))
+    for (const char* key : {"format", "model", "model_file", "input", "input_files", "frames", "frame_dims", "output"})
+      // A journal of a chorus before the files' signatures were recorded resumes as before.
+      if (theirs.value(key, json()) != me[key] &&
+          !((std::string(key) == "model_file" || std::string(key) == "input_files") && !theirs.contains(key)))
         fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(), ", now ",
              me[key].dump(), "); run without --resume to start over");
     // Frames are journalled in order after their data is flushed: count the whole lines that
@@ -117,7 +113,7 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     if (ec) fail(data_path_, ": missing, so the journal's frames cannot be resumed; run without --resume");
     const auto held = size < header_bytes_ ? 0 : (size - header_bytes_) / (frame_values_ * sizeof(float));
     if (static_cast<std::size_t>(done_) > held) done_ = static_cast<int>(held);
-    if (done_ > run_.frames) fail(journal_, ": records ", done_, " frames of a run of ", run_.frames);
+    if (!open_ended && done_ > run_.frames) fail(journal_, ": records ", done_, " frames of a run of ", run_.frames);
     fs::resize_file(data_path_, header_bytes_ + done_ * frame_values_ * sizeof(float));
     {  // the journal again, without a half-written last line
       const std::string temp = journal_ + ".tmp";

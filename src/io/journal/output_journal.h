@@ -3,7 +3,7 @@
 // resumable. A .npy target gets its header for every frame first, then each frame in order,
 // flushed before the journal (TARGET.journal) records it; an HDF5 target is staged the same
 // way in TARGET.partial.npy and written when the last frame is in. The journal's first line
-// names the run (model, input, frame count, frame shape) so that a resume of a different run
+// names the run (model, input, their files, frame count, frame shape) so that a resume of a different run
 // is refused.
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +19,8 @@ struct OutputRun {
   std::vector<std::int64_t> frame_dims;  // one output frame, as written (NCHW for channels_first)
   std::string model_file;                // the model's size and modification time (file_signature): a model
                                          // replaced between a kill and --resume is another run
+  std::string input_files;               // the same of the input files ("" for none): a video re-encoded
+                                         // in place is another input
 };
 
 // "N bytes, modified T" of a file (T in nanoseconds since the epoch), to tell a file from another
