@@ -74,7 +74,8 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
                                  "Write outputs to .npy or .h5[:/dataset], frame by frame with a journal; a model "
                                  "of several outputs writes one file per output, named T.NAME.npy (or .h5)");
   cmd->add_option("--report", o->report_path, "Write the run report as JSON (docs/report-format.md)");
-  cmd->add_option("--top", o->top, "Print the K largest outputs of each frame");
+  auto* top = cmd->add_option("--top", o->top,
+                              "Print the K largest outputs of each frame (with --results: K per line, 0 for none)");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
   cmd->add_option("--max-in-flight", o->max_in_flight,
                   "Frames in the system at once (default: the plan's, enough to keep every stage busy); 1: each "
@@ -101,12 +102,12 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_flag("--resume", o->resume,
                 "Continue the --output of a run that was killed: only the frames its journal lacks are run")
       ->needs(output);
-  cmd->callback([o, drop, frames, start, synthetic, &transport, &exit_code] {
+  cmd->callback([o, drop, frames, start, synthetic, top, &transport, &exit_code] {
     if (synthetic->count() > 0 && o->source.input.synthetic < 1)
       fail("run: --synthetic ", o->source.input.synthetic, ": give at least 1 frame");
     if (o->inputs.empty() && o->source.input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
-    if (o->top < 0) fail("run: --top ", o->top, " is below 0");
-    if (!o->labels.empty() && o->top == 0 && o->results.empty())
+    if (top->count() > 0 && o->top < 0) fail("run: --top ", o->top, " is below 0");
+    if (!o->labels.empty() && o->top <= 0 && o->results.empty())
       fail("run: --labels names the classes that --top or --results print; give one of them");
     if (o->stall_timeout_s < 0) fail("run: --stall-timeout ", o->stall_timeout_s, " is below 0 (0: wait forever)");
     o->source.realtime_options.drop = io::parse_drop_policy(*drop);

@@ -11,7 +11,7 @@
 namespace chorus::report {
 
 ResultsWriter::ResultsWriter(const std::string& path, int top, std::vector<std::string> labels)
-    : path_(path), top_(std::max(1, top)), labels_(std::move(labels)) {
+    : path_(path), top_(std::max(0, top)), labels_(std::move(labels)) {
   if (path == "-") {
     file_ = stdout;
   } else {

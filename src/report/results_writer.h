@@ -25,7 +25,7 @@ struct FrameResult {
 class ResultsWriter {
  public:
   // Throws chorus::Error naming the file when it cannot be written. `top`: classes per line
-  // (at least 1); `labels`: class names (may be empty).
+  // (0: none, the lines give frame and latency only); `labels`: class names (may be empty).
   ResultsWriter(const std::string& path, int top, std::vector<std::string> labels);
   ~ResultsWriter();
   ResultsWriter(const ResultsWriter&) = delete;

@@ -346,7 +346,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
   std::unique_ptr<report::ResultsWriter> results;
   error.clear();
   if (rank == sink_rank && !o.results.empty()) try {
-      results = std::make_unique<report::ResultsWriter>(o.results, o.top > 0 ? o.top : 5, setup.labels);
+      results = std::make_unique<report::ResultsWriter>(o.results, o.top >= 0 ? o.top : 5, setup.labels);
     } catch (const Error& e) {
       error = e.what();
     }

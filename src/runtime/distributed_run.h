@@ -22,7 +22,7 @@ struct RunOptions {
   bool resume = false;        // continue the output a killed run left (its journal says where)
   std::string report_path;    // JSON report, written by rank 0
   std::string labels;
-  int top = 0;
+  int top = -1;  // --top K; -1: not given (none printed, 5 per --results line)
   int threads = 1;
   int max_in_flight = 0;      // frames in the system at once (0: the plan's; 1: one frame at a time)
   double stall_timeout_s = 300;  // a rank waiting longer for a peer ends the job

@@ -349,6 +349,16 @@ TEST_F(Cli, ResultsOnStandardOutputAreJsonLinesAlone) {
     EXPECT_EQ(json::parse(line)["frame"].get<int>(), frames++);
   }
   EXPECT_EQ(frames, 3);
+  // --top K classes per line (5 when not given); --top 0 none, the frame and its latency only.
+  for (const auto& [top, classes] : {std::pair{"", 5u}, {" --top 1", 1u}, {" --top 0", 0u}}) {
+    r = test::run_command("(" + std::string(CHORUS_BINARY) + " run " + shell_quoted(model_) + " --synthetic 1" + top +
+                          " --results - 2>/dev/null)");
+    ASSERT_EQ(r.exit_code, 0) << top << ": " << r.output;
+    EXPECT_EQ(json::parse(r.output)["top"].size(), classes) << top;
+  }
+  r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --top -1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--top -1 is below 0"));
 }
 
 TEST_F(Cli, PlanRefusesPlannerOptionsWithoutACluster) {
