@@ -1517,8 +1517,10 @@ PipelineResult Pipeline::run(io::FrameStream* source,
     if (primary == S) primary_done(i);
     sink_next = x.next_task(S, i);
   };
-  // How long a real-time source waits for its next frame between looks at the sink's input.
-  constexpr double kSinkPollSeconds = 200e-6;
+  // How long a real-time source waits for its next frame between looks at the sink's input,
+  // while a result is due; with none in flight it waits for the frame itself (the feed wakes
+  // it), looking up now and then only to stay responsive.
+  constexpr double kSinkPollSeconds = 200e-6, kIdleWaitSeconds = 0.05;
   for (long key = -key_stage - lookahead; x.roles_ended < static_cast<int>(roles.size()); ++key) {
     // Within a key, later stages first: results leave before new frames enter.
     for (int s = S; s >= -1; --s) {
@@ -1542,7 +1544,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
         // A real-time source on the sink's rank: results that arrive while the camera's next
         // frame is not there yet go out now, not after it (a static order would hold them).
         if (source && me == sink_rank)
-          while (!source->frame_ready(kSinkPollSeconds))
+          while (!source->frame_ready(sink_next < injected ? kSinkPollSeconds : kIdleWaitSeconds))
             if (!x.ended[S + 1] && x.has_task(S, sink_next) && x.input_arrived(S, sink_next)) {
               if (x.receive(S, sink_next))
                 run_sink(sink_next);
