@@ -26,7 +26,7 @@ int parse_count(const std::string& text, const std::string& where) {
   return n;
 }
 
-bool valid_host_name(const std::string& name) {
+bool safe_hostfile_host(const std::string& name) {
   // Host names, IPv4/IPv6 addresses and user@host; nothing a shell or ssh would reinterpret.
   return !name.empty() && name.size() <= 253 &&
          name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:@[]") ==
@@ -48,7 +48,7 @@ std::vector<HostfileEntry> parse_hostfile(std::istream& in, const std::string& s
     std::istringstream words(line);
     std::string name, word;
     if (!(words >> name)) continue;
-    if (!valid_host_name(name)) fail(where, ": '", name, "' is not a host name");
+    if (!safe_hostfile_host(name)) fail(where, ": '", name, "' is not a host name");
     int slots = 1, max_slots = 0;
     while (words >> word) {
       const auto eq = word.find('=');

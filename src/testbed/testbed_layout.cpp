@@ -21,7 +21,7 @@ std::string namespace_of(const std::string& host) {
 
 // Whether `host` can be a namespace's host name (RFC 1123, as the hostname tool checks): labels
 // of letters, digits and inner '-', joined by dots, 63 characters at most.
-bool valid_host_name(const std::string& host) {
+bool rfc1123_host_name(const std::string& host) {
   if (host.empty() || host.size() > 63) return false;
   std::size_t label = 0;
   for (std::size_t i = 0; i <= host.size(); ++i) {
@@ -55,7 +55,7 @@ TestbedLayout make_testbed_layout(const cluster::Cluster& c) {
     TestbedDevice d;
     d.host = c.hosts[i].name;
     // Checked before anything is made: each namespace takes its host's name as its hostname.
-    if (!valid_host_name(d.host))
+    if (!rfc1123_host_name(d.host))
       fail("testbed: host '", d.host, "' (hosts[", i, "]) is not a host name the testbed can give a device: letters, ",
            "digits and '-' (not first or last), in dot-separated parts, 63 characters at most");
     d.netns = namespace_of(d.host);
