@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/function_ref.h"
 #include "core/memory.h"
 #include "core/process_counters.h"
 #include "partition/hand_off.h"
@@ -22,6 +23,31 @@ namespace chorus::runtime {
 using plan::StageMode;
 
 namespace {
+
+// After each layer that the sink's rank computes, `serve` hands on the results that have
+// arrived from other ranks: a replica's frame takes a second on a Pi, and its results would
+// otherwise wait for it. Emulation's pacer, when there is one, paces the layer first. It looks
+// at most once a millisecond, so that a small model's short layers do not pay for it.
+class ServeSinkBetweenLayers : public partition::LayerPacer {
+ public:
+  ServeSinkBetweenLayers(partition::LayerPacer* pacer, FunctionRef<void()> serve) : pacer_(pacer), serve_(serve) {}
+  void layer_done(int node, double share, double started) override {
+    if (pacer_) pacer_->layer_done(node, share, started);
+    const double now = partition::steady_seconds();
+    if (now - last_ < kEvery_s) return;
+    last_ = now;
+    serve_();
+  }
+  void layer_progress(int node, double share, double started, double fraction) override {
+    if (pacer_) pacer_->layer_progress(node, share, started, fraction);
+  }
+
+ private:
+  static constexpr double kEvery_s = 1e-3;
+  partition::LayerPacer* pacer_;
+  FunctionRef<void()> serve_;
+  double last_ = 0;
+};
 
 constexpr int kDataTag = 1;           // + receiving stage (the sink is stage S)
 constexpr int kExchangeTag = 10000;   // + stage
@@ -1517,6 +1543,21 @@ PipelineResult Pipeline::run(io::FrameStream* source,
     if (primary == S) primary_done(i);
     sink_next = x.next_task(S, i);
   };
+  // The sink's inputs that have arrived, out of the static order (the loop skips them later).
+  const auto serve_sink = [&] {
+    while (!x.ended[S + 1] && x.has_task(S, sink_next) && x.input_arrived(S, sink_next)) {
+      if (x.receive(S, sink_next))
+        run_sink(sink_next);
+      else
+        end_role(S);
+    }
+  };
+  // A sink that computes too, fed by other ranks, serves them between its layers.
+  bool sink_fed_by_others = false;
+  if (me == sink_rank && S > 0)
+    for (int r : x.stage(S - 1).ranks) sink_fed_by_others |= r != me;
+  ServeSinkBetweenLayers sink_between_layers(x.pacer, serve_sink);
+  partition::LayerPacer* const pacer = sink_fed_by_others ? &sink_between_layers : x.pacer;
   // How long a real-time source waits for its next frame between looks at the sink's input,
   // while a result is due; with none in flight it waits for the frame itself (the feed wakes
   // it), looking up now and then only to stay responsive.
@@ -1544,13 +1585,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
         // A real-time source on the sink's rank: results that arrive while the camera's next
         // frame is not there yet go out now, not after it (a static order would hold them).
         if (source && me == sink_rank)
-          while (!source->frame_ready(sink_next < injected ? kSinkPollSeconds : kIdleWaitSeconds))
-            if (!x.ended[S + 1] && x.has_task(S, sink_next) && x.input_arrived(S, sink_next)) {
-              if (x.receive(S, sink_next))
-                run_sink(sink_next);
-              else
-                end_role(S);
-            }
+          while (!source->frame_ready(sink_next < injected ? kSinkPollSeconds : kIdleWaitSeconds)) serve_sink();
         io::FrameInfo info;
         const bool more = source && (x.source_inputs.size() == 1
                                          ? source->next(x.source_inputs[0].data(), info)  // the frame is the input
@@ -1590,7 +1625,7 @@ PipelineResult Pipeline::run(io::FrameStream* source,
       const double exchange_before = x.stats.exchange_s;
       auto it = x.exchanges.find(s);
       partition::StageWorker& worker = *x.workers.at(s);
-      worker.run(it == x.exchanges.end() ? nullptr : it->second.get(), x.pacer);
+      worker.run(it == x.exchanges.end() ? nullptr : it->second.get(), pacer);
       x.stats.compute_s += now_seconds(t) - t0 - (x.stats.exchange_s - exchange_before);
       ++x.stats.frames;
       if (x.coded(s))
