@@ -379,6 +379,9 @@ std::pair<double, double> halo_swap(const model::Model& m, const cluster::Networ
 // seconds until every member has its part.
 struct StageInput {
   double medium_s = 0, input_s = 0;
+  // Seconds per frame the sender's own link is busy with it: on a switched network a holder
+  // sends every member's part through its one link (tiles handed on come from several).
+  double link_s = 0;
   // Per member: seconds until it holds its part (0 for the holder's own); the holder sends them
   // in member order, as the runtime does, one after another on a shared medium.
   std::vector<double> arrival;
@@ -425,7 +428,7 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
   const bool source_inside = devices.holds(holder);
   if (mode == StageMode::replicate) {
     const double receivers = source_inside ? (count - 1.0) / count : 1.0;
-    result.medium_s = receivers * net.transfer_seconds(in_bytes);
+    result.medium_s = result.link_s = receivers * net.transfer_seconds(in_bytes);
     if (receivers > 0) result.input_s = net.transfer_seconds(in_bytes) + net.latency_s;
     return result;
   }
@@ -478,6 +481,7 @@ StageInput stage_input(const model::Model& m, const cluster::NetworkModel& net, 
   }
   // The medium is busy for the bytes; the latency delays arrival without occupying it.
   result.medium_s = total;
+  result.link_s = held ? longest : total;
   if (total > 0) result.input_s = (net.shared ? total : longest) + net.latency_s;
   return result;
 }
@@ -596,6 +600,7 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
       stage_input(m, net, times, first, last, first_band, &slices, devices, mode, input_rank, held);
   cost.medium_s = input.medium_s;
   cost.input_s = input.input_s;
+  if (!net.shared) cost.link_s = input.link_s;
   if (first_holds) {
     // The same stage taking its input from its own first member (a latency plan that reuses
     // devices), for the planner: only the input differs.
@@ -854,11 +859,18 @@ namespace {
 
 // The totals of a StageCost that the search reads.
 struct ChoiceCost {
-  double compute_s = 0, latency_s = 0, medium_s = 0, input_s = 0;
+  double compute_s = 0, latency_s = 0, medium_s = 0, input_s = 0, link_s = 0;
   bool fits = true;
   ChoiceCost() = default;
   explicit ChoiceCost(const StageCost& c)
-      : compute_s(c.compute_s), latency_s(c.latency_s), medium_s(c.medium_s), input_s(c.input_s), fits(c.fits) {}
+      : compute_s(c.compute_s),
+        latency_s(c.latency_s),
+        medium_s(c.medium_s),
+        input_s(c.input_s),
+        link_s(c.link_s),
+        fits(c.fits) {}
+  // The least period the stage allows: its compute, and on a switched network its input's link.
+  double period_s() const { return std::max(compute_s, link_s); }
 };
 
 // A candidate stage. A large cluster has hundreds of thousands (MobileNetV2 on 64 devices), so it
@@ -1210,10 +1222,13 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
                 // Rank 0, its first member, hands it its input: only the input's cost changes.
                 ch.reuse_cost = ch.cost;
                 ch.reuse_cost.input_s = inputs.first.input_s;
-                if (c.network.shared) ch.reuse_cost.medium_s += inputs.first.medium_s - inputs.given.medium_s;
+                if (c.network.shared)
+                  ch.reuse_cost.medium_s += inputs.first.medium_s - inputs.given.medium_s;
+                else
+                  ch.reuse_cost.link_s = inputs.first.link_s;
               }
               k_latency = std::min(k_latency, ch.cost.latency_s);
-              k_period = std::min(k_period, std::max(ch.cost.compute_s, ch.cost.medium_s));
+              k_period = std::min(k_period, std::max(ch.cost.period_s(), ch.cost.medium_s));
               if (ch.cost.fits) {
                 if (!homogeneous) costed[r] = static_cast<int>(choices.size());
                 choices.push_back(std::move(ch));
@@ -1296,7 +1311,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
           if (best[j][d] == kInf) continue;
           for (int at = rank_begin[j][d]; at < rank_begin[j][d + 1]; ++at) {
             const int x = by_first[j][at];
-            if (o.objective == Objective::throughput && choices[x].cost.compute_s > period) continue;
+            if (o.objective == Objective::throughput && choices[x].cost.period_s() > period) continue;
             extend(j, d, x);
           }
         }
@@ -1307,7 +1322,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
       double best_score = kInf;
       for (int x : by_first[j]) {
         const Choice& ch = choices[x];
-        if (o.objective == Objective::throughput && ch.cost.compute_s > period) continue;
+        if (o.objective == Objective::throughput && ch.cost.period_s() > period) continue;
         if (ch.last != last) last = ch.last, best_score = kInf;
         if (score(ch) >= best_score) continue;  // fewer devices do as well
         best_score = std::min(best_score, score(ch));
@@ -1339,7 +1354,7 @@ Plan plan_without_parity(const model::Model& m, const cluster::Cluster& c, const
     // Binary search on the period: feasible when every stage fits in it and the shared medium
     // carries a frame's messages within it.
     double lo = 0, hi = 0;
-    for (const auto& ch : choices) hi = std::max(hi, ch.cost.compute_s + ch.cost.medium_s);
+    for (const auto& ch : choices) hi = std::max(hi, ch.cost.period_s() + ch.cost.medium_s);
     hi = std::max(hi * n, 1e-6);
     auto feasible = [&](double p) { return solve(p, nullptr) <= p; };
     if (!feasible(hi)) fail("plan: no plan fits this cluster (memory or network too small)");
@@ -1438,17 +1453,20 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   nlohmann::json stages = nlohmann::json::array();
   double bottleneck = 0, medium = 0, latency = 0;
   int bottleneck_stage = 0;
+  bool link_bound = false;  // the bottleneck is a switched network's link into a stage
   std::vector<StageCost> costs;
   for (std::size_t i = 0; i < r.stages.size(); ++i) costs.push_back(resolved_stage_cost(m, c, times, r, i));
   for (std::size_t i = 0; i < r.stages.size(); ++i) {
     const StageCost& cost = costs[i];
-    if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i);
+    if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i), link_bound = false;
+    if (cost.link_s > bottleneck) bottleneck = cost.link_s, bottleneck_stage = static_cast<int>(i), link_bound = true;
     medium += cost.medium_s;
     // A frame's own input reaches one replica, or every member of a split stage in turn.
     latency += cost.input_s + cost.latency_s;
     nlohmann::json stage = {{"stage", i},
                             {"compute_s", cost.compute_s},
                             {"communication_s", cost.medium_s},
+                            {"input_link_s", cost.link_s},
                             {"memory_mb", cost.memory_bytes / 1e6},
                             {"fits", cost.fits}};
     stage.update(stage_exchanges_json(m, r.stages[i]));  // how the stage moves a frame
@@ -1460,7 +1478,8 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   for (std::size_t i = 0; i < r.stages.size(); ++i)
     for (std::size_t g = 0; g < r.stages[i].ranks.size(); ++g) busy[r.stages[i].ranks[g]] += costs[i].member_s[g];
   const auto busiest = std::max_element(busy.begin(), busy.end());
-  std::string bottleneck_name = cat("stage ", bottleneck_stage);
+  std::string bottleneck_name =
+      link_bound ? cat("the network link into stage ", bottleneck_stage) : cat("stage ", bottleneck_stage);
   if (*busiest > bottleneck * (1 + 1e-9)) {
     bottleneck = *busiest;
     bottleneck_name = cat("rank ", busiest - busy.begin(), " (in several stages)");

@@ -32,6 +32,7 @@ struct StageCost {
   std::vector<double> member_s;  // each member's own seconds per frame (its part, plus the exchange)
   double latency_s = 0;   // seconds one frame spends in the stage
   double medium_s = 0;    // seconds this stage's messages occupy a shared network per frame (0 if switched)
+  double link_s = 0;      // switched network: seconds per frame its input keeps the sender's link busy
   double input_s = 0;     // seconds from a frame's input leaving its producer to its arrival here
   double memory_bytes = 0;  // largest member's weights + activations
   bool fits = true;
