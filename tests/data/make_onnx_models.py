@@ -395,6 +395,18 @@ def transformers_small(outdir):
     model = text_encoder()
     randomise_transformer(model, 8)
     export_torch(outdir, "text_encoder", model, torch.randn(2, 12, 32), 14, 8)
+    transformers_dynamic_batch(outdir)
+
+
+def transformers_dynamic_batch(outdir):
+    """The same ViT and text encoder exported as most users do, with a dynamic batch axis: the
+    attention's reshapes and the class token's Expand then read the shapes of computed values."""
+    tiny = dict(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=10)
+    export_torch(outdir, "vit_tiny_dynamic_batch", vit(9, **tiny), torch.randn(2, 3, 32, 32), 14, 9, dynamic_batch=True)
+    torch.manual_seed(10)
+    model = text_encoder()
+    randomise_transformer(model, 10)
+    export_torch(outdir, "text_encoder_dynamic_batch", model, torch.randn(2, 12, 32), 17, 10, dynamic_batch=True)
 
 
 class MaskedEncoder(nn.Module):

@@ -92,10 +92,24 @@ bool have_pytorch() {
   return test::run_command("/usr/bin/python3 -c 'import torch, torchvision, onnx'").exit_code == 0;
 }
 
-const char* const kSmallModels[] = {
-    "conv_variants", "pool_norm",       "activations_op11", "activations_op13", "activations_op17", "mlp",
-    "view_flatten",  "gemm_attributes", "auto_pad",         "clip_attributes",  "clip_inputs",      "lrn",
-    "vit_tiny_op14", "vit_tiny_op17",   "text_encoder",     "clip_net"};
+const char* const kSmallModels[] = {"conv_variants",
+                                    "pool_norm",
+                                    "activations_op11",
+                                    "activations_op13",
+                                    "activations_op17",
+                                    "mlp",
+                                    "view_flatten",
+                                    "gemm_attributes",
+                                    "auto_pad",
+                                    "clip_attributes",
+                                    "clip_inputs",
+                                    "lrn",
+                                    "vit_tiny_op14",
+                                    "vit_tiny_op17",
+                                    "text_encoder",
+                                    "vit_tiny_dynamic_batch",
+                                    "text_encoder_dynamic_batch",
+                                    "clip_net"};
 
 class OnnxSmallModel : public testing::TestWithParam<const char*> {};
 

@@ -237,14 +237,16 @@ OnnxWeightRecipe transposed(std::string tensor, std::string node, std::int64_t r
 //   v: Reshape(L, H, dh) -> Transpose[1,0,2]                       (H, L, dh)
 //   MatMul(q, k) -> Softmax(-1) -> MatMul(., v) -> Transpose[1,0,2] -> Reshape(L, D)
 //   -> Gemm(W_out, b_out) -> Reshape(L, 1, D) -> Transpose[1,0,2]  (1, L, D)
-// The slices' bounds come from Shape arithmetic on the projection, folded here.
+// The slices' bounds come from Shape arithmetic on the projection, folded here; so do the
+// reshapes' targets where the batch axis was exported as dynamic (dynamic_axes), which reads
+// the shapes of x, the slices and the output projection.
 bool fuse_attention(OnnxNode& n, int first) {
   if (n.inputs() != 1 || !n.graph().has_value(n.input_name(0))) return false;
   const OnnxValue x = n.graph().value(n.input_name(0));
   GroupWalk w(n.graph(), first);
   if (x.swapped || x.rank() != 3 || x.dims[0] != 1 || w.ints_attr(first, "perm") != Dims{1, 0, 2}) return false;
   const std::int64_t l = x.dims[1], d = x.dims[2];
-  auto in_proj = w.sole(w.out(first), "MatMul");
+  auto in_proj = w.sole(w.out(first), "MatMul", /*shapes_ok=*/true);
   if (!in_proj) return false;
   const std::string w_in = w.in(*in_proj, 1);
   if (w.in(*in_proj, 0) != w.out(first) || !w.is_constant(w_in) || w.dims(w_in) != Dims{d, 3 * d})
@@ -271,10 +273,38 @@ bool fuse_attention(OnnxNode& n, int first) {
   auto perm_is = [&](int at, Dims perm) {
     if (w.ints_attr(at, "perm") != perm) differs(at, "expected perm ", dims_str(perm));
   };
-  auto reshape_to = [&](int at, Dims shape) {
+  // The shapes of the group's values that Shape nodes read (filled in as they are known).
+  std::map<std::string, Dims> dims{{w.out(first), {l, 1, d}}};
+  // Folds the shape arithmetic behind the values `wanted` (node `at`'s inputs) to constants,
+  // from the shapes in `dims`, and takes its nodes into the group.
+  const auto fold = [&](int at, const std::vector<std::string>& wanted) {
+    std::vector<int> arithmetic;
+    std::vector<std::string> pending = wanted;
+    while (!pending.empty()) {
+      const std::string v = pending.back();
+      pending.pop_back();
+      if (v.empty() || w.is_constant(v) || dims.count(v)) continue;
+      const int p = n.graph().producer(v);
+      if (p < 0) differs(at, "its input '", v, "' is computed by no node");
+      if (std::find(arithmetic.begin(), arithmetic.end(), p) != arithmetic.end()) continue;
+      arithmetic.push_back(p);
+      for (const auto& in : w.node(p).input()) pending.push_back(in);
+    }
+    std::sort(arithmetic.begin(), arithmetic.end());
+    for (int p : arithmetic) {
+      if (!n.graph().fold(p, dims) && !w.is_constant(w.out(p)))
+        differs(p, "expected shape arithmetic that folds to a constant");
+      if (std::find(w.nodes().begin(), w.nodes().end(), p) == w.nodes().end()) w.take(p);
+    }
+  };
+  // A reshape's target: a constant, or shape arithmetic folded from `dims`.
+  auto target_of = [&](int at) {
     const std::string& target = w.in(at, 1);
-    if (!w.is_constant(target) || n.graph().constants().ints(target, n.name()) != shape)
-      differs(at, "expected a reshape to ", dims_str(shape));
+    if (!w.is_constant(target)) fold(at, {target});
+    return w.is_constant(target) ? n.graph().constants().ints(target, n.name()) : Dims{};
+  };
+  auto reshape_to = [&](int at, Dims shape) {
+    if (target_of(at) != shape) differs(at, "expected a reshape to ", dims_str(shape));
   };
 
   const int add_in = next(*in_proj, "Add");
@@ -282,7 +312,7 @@ bool fuse_attention(OnnxNode& n, int first) {
   if (!w.is_constant(b_in) || w.dims(b_in) != Dims{3 * d}) differs(add_in, "expected a bias of ", 3 * d, " values");
   // The three slices, and the Shape arithmetic that gives their bounds.
   std::vector<int> slices;
-  std::map<std::string, Dims> dims{{w.out(add_in), {l, 1, 3 * d}}};
+  dims[w.out(add_in)] = {l, 1, 3 * d};
   for (int r : w.readers(w.out(add_in))) {
     const std::string& op = w.node(r).op_type();
     if (op == "Slice") slices.push_back(r);
@@ -290,25 +320,10 @@ bool fuse_attention(OnnxNode& n, int first) {
     w.take(r);
   }
   if (slices.size() != 3) differs(add_in, "expected three slices (q, k, v) of the projection, found ", slices.size());
-  std::vector<int> arithmetic;
-  std::vector<std::string> pending;
-  for (int sl : slices)
-    for (int i = 1; i < w.node(sl).input_size(); ++i) pending.push_back(w.node(sl).input(i));
-  while (!pending.empty()) {
-    const std::string v = pending.back();
-    pending.pop_back();
-    if (v.empty() || w.is_constant(v) || v == w.out(add_in)) continue;
-    const int p = n.graph().producer(v);
-    if (p < 0) differs(slices[0], "a slice bound '", v, "' is computed by no node");
-    if (std::find(arithmetic.begin(), arithmetic.end(), p) != arithmetic.end()) continue;
-    arithmetic.push_back(p);
-    for (const auto& in : w.node(p).input()) pending.push_back(in);
-  }
-  std::sort(arithmetic.begin(), arithmetic.end());
-  for (int p : arithmetic) {
-    if (!n.graph().fold(p, dims) && !w.is_constant(w.out(p)))
-      differs(p, "expected shape arithmetic that folds to a constant");
-    w.take(p);
+  for (int sl : slices) {
+    std::vector<std::string> bounds;
+    for (int i = 1; i < w.node(sl).input_size(); ++i) bounds.push_back(w.node(sl).input(i));
+    fold(sl, bounds);
   }
   int q = -1, k = -1, v = -1;
   for (int sl : slices) {
@@ -331,9 +346,9 @@ bool fuse_attention(OnnxNode& n, int first) {
   // The head split: (L, D) to (L, H, dh), heads first.
   std::int64_t heads = 0;
   auto split_heads = [&](int slice) {
-    const int r = next(slice, "Reshape");
-    const std::string& target = w.in(r, 1);
-    const Dims shape = w.is_constant(target) ? n.graph().constants().ints(target, n.name()) : Dims{};
+    dims[w.out(slice)] = {l, 1, d};
+    const int r = next(slice, "Reshape", /*shapes_ok=*/true);
+    const Dims shape = target_of(r);
     if (shape.size() != 3 || shape[0] != l || shape[1] < 1 || shape[1] * shape[2] != d)
       differs(r, "expected a reshape to (", l, ", heads, ", d, " / heads)");
     if (heads && shape[1] != heads) differs(r, "q, k and v have different head counts");
@@ -386,7 +401,8 @@ bool fuse_attention(OnnxNode& n, int first) {
   for (const char* a : {"alpha", "beta"})
     for (const auto& attr : g.attribute())
       if (attr.name() == a && attr.f() != 1.0f) differs(out_proj, "expected ", a, " = 1");
-  const int unflat = next(out_proj, "Reshape");
+  dims[w.out(out_proj)] = {l, d_out};
+  const int unflat = next(out_proj, "Reshape", /*shapes_ok=*/true);
   reshape_to(unflat, {l, 1, d_out});
   const int back = next(unflat, "Transpose");
   perm_is(back, {1, 0, 2});

@@ -135,7 +135,12 @@ void convert_concat(OnnxNode& n) {
     if (x.rank() != 3 || axis != 1 || cd.size() != 3 || cd[0] != 1 || cd[2] != x.dims[2])
       n.fail("joining the constant '", n.input_name(0), "' ", dims_str(cd), " before ", dims_str(x.dims),
              " along axis ", axis, " is not supported (only tokens (1, k, D) before an (N, L, D) sequence)");
-    std::map<std::string, OnnxWeightRecipe> r{{"token", copied_constant(n.input_name(0), n.name())}};
+    // Exported with a dynamic batch, the tokens are an Expand over the input's batch, folded here
+    // from the shapes the import computed, which a weight reader (it reads the file alone) could
+    // not fold again: their few values travel in the recipe.
+    const std::vector<float> tokens = n.graph().constants().floats(n.input_name(0), n.name());
+    std::map<std::string, OnnxWeightRecipe> r{
+        {"token", [tokens](const OnnxConstants&, const WeightSlice&) { return tokens; }}};
     auto layer = std::make_unique<ClassToken>(n.name(), static_cast<int>(cd[1]));
     return n.set_output(n.add_layer(std::move(layer), {x}, 3, std::move(r)));
   }
