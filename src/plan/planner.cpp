@@ -1458,7 +1458,8 @@ nlohmann::json prediction_json(const model::Model& m, const cluster::Cluster& c,
   for (std::size_t i = 0; i < r.stages.size(); ++i) costs.push_back(resolved_stage_cost(m, c, times, r, i));
   for (std::size_t i = 0; i < r.stages.size(); ++i) {
     const StageCost& cost = costs[i];
-    if (cost.compute_s > bottleneck) bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i), link_bound = false;
+    if (cost.compute_s > bottleneck)
+      bottleneck = cost.compute_s, bottleneck_stage = static_cast<int>(i), link_bound = false;
     if (cost.link_s > bottleneck) bottleneck = cost.link_s, bottleneck_stage = static_cast<int>(i), link_bound = true;
     medium += cost.medium_s;
     // A frame's own input reaches one replica, or every member of a split stage in turn.
