@@ -207,6 +207,23 @@ TEST(KerasArchiveErrors, DamagedDeflatedMember) {
   EXPECT_THAT(error_loading(dir.path("m.keras")), HasSubstr("m.keras: member 'model.weights.h5'"));
 }
 
+// A stored weights member (as Keras and init-weights write it) is read in place, and still
+// checked against its CRC: one flipped bit in a weight would otherwise load silently.
+TEST(KerasArchiveErrors, DamagedStoredMember) {
+  test::TempDir dir;
+  Written w = prepare(kTransfer);
+  io::write_keras_archive(dir.path("m.keras"), w.config, w.spec, w.model, w.weights, false);
+  std::fstream f(dir.path("m.keras"), std::ios::in | std::ios::out | std::ios::binary);
+  std::string bytes(std::istreambuf_iterator<char>(f), {});
+  const auto member = bytes.find("model.weights.h5");
+  const auto at = member + (bytes.rfind("model.weights.h5") - member) / 2;  // within its data
+  bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
+  f.seekp(0);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  f.close();
+  EXPECT_THAT(error_loading(dir.path("m.keras")), HasSubstr("m.keras: member 'model.weights.h5' fails its CRC check"));
+}
+
 // Archives packed by another zip implementation (Python's zipfile, as Keras itself uses):
 // stored and deflated weights read the same, and Python reads the archives Chorus writes.
 TEST(KerasArchive, ZipFilesOfPythonsZipfile) {

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "core/error.h"
 
@@ -134,8 +136,48 @@ const char* ZipArchive::stored_bytes(const std::string& name, std::uint64_t* siz
   const ZipMember& m = member(name);
   if (m.method != 0) return nullptr;
   if (m.size != m.compressed_size) fail(path_, ": member '", name, "' is stored but its sizes differ");
+  const std::uint64_t start = data_offset(m);
+  // HDF5 checks its structure, not its data: a flipped byte in a weight would load silently.
+  // The CRC reads the member through a small buffer, not the mapping, whose pages would count
+  // in the process' memory (and fault again when the weights are read from it); once per
+  // process and file (loading a model opens its archive twice: structure, then weights).
+  static std::mutex checked_mutex;
+  static std::set<std::string> checked;
+  struct stat st {};
+  const std::string key = ::stat(path_.c_str(), &st) == 0
+                              ? cat(path_, ":", name, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec)
+                              : std::string();
+  {
+    std::lock_guard<std::mutex> lock(checked_mutex);
+    if (!key.empty() && checked.count(key)) {
+      *size = m.size;
+      return reinterpret_cast<const char*>(data_ + start);
+    }
+  }
+  std::FILE* file = std::fopen(path_.c_str(), "rb");
+  if (!file || std::fseek(file, static_cast<long>(start), SEEK_SET) != 0) {
+    if (file) std::fclose(file);
+    fail(path_, ": cannot read member '", name, "' to check its CRC");
+  }
+  std::vector<unsigned char> buffer(4 << 20);
+  std::uint32_t crc = static_cast<std::uint32_t>(crc32(0, nullptr, 0));
+  std::uint64_t left = m.size;
+  while (left > 0) {
+    const std::size_t n = std::fread(buffer.data(), 1, std::min<std::uint64_t>(left, buffer.size()), file);
+    if (n == 0) break;
+    crc = static_cast<std::uint32_t>(crc32_z(crc, buffer.data(), n));
+    left -= n;
+  }
+  std::fclose(file);
+  if (left > 0) fail(path_, ": member '", name, "' is truncated");
+  if (crc != m.crc32) fail(path_, ": member '", name, "' fails its CRC check (damaged)");
+  if (!key.empty()) {
+    std::lock_guard<std::mutex> lock(checked_mutex);
+    checked.insert(key);
+  }
+  const unsigned char* bytes = data_ + start;
   *size = m.size;
-  return reinterpret_cast<const char*>(data_ + data_offset(m));
+  return reinterpret_cast<const char*>(bytes);
 }
 
 void ZipArchive::release_pages() const { ::madvise(const_cast<unsigned char*>(data_), size_, MADV_DONTNEED); }

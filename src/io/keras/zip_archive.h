@@ -35,7 +35,7 @@ class ZipArchive {
   // archive and the member when it is missing or damaged.
   std::vector<char> read(const std::string& name) const;
   // A stored member's bytes in place (valid while the archive lives), or null for a deflated
-  // one. Not checked against the CRC (that would read every page): HDF5 checks what it reads.
+  // one; checked against its CRC-32 (read through once, its pages let go again).
   const char* stored_bytes(const std::string& name, std::uint64_t* size) const;
   // Lets the kernel drop the pages of the mapping read so far: they are the page cache's, and
   // are read again from it when touched, but while mapped they count in the process' RSS.
