@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "core/error.h"
+#include "core/unknown_keys.h"
 
 namespace chorus::plan {
 
@@ -46,20 +47,6 @@ int whole_number(const json& object, const char* key, int otherwise, const std::
   return object.contains(key) ? whole_number(object[key], field) : otherwise;
 }
 
-// A key the reader does not know is a typo ("moed") that would otherwise leave its default in
-// place without a word: refused, naming it and the keys that are known.
-void check_keys(const json& object, std::initializer_list<const char*> known, const std::string& where,
-                const char* what) {
-  for (const auto& item : object.items()) {
-    bool found = false;
-    for (const char* k : known) found = found || item.key() == k;
-    if (found) continue;
-    std::string names;
-    for (const char* k : known) names += (names.empty() ? "" : ", ") + std::string(k);
-    fail(where, "unknown key '", item.key(), "' (", what, " has ", names, ")");
-  }
-}
-
 }  // namespace
 
 Plan plan_from_json(const json& j, const std::string& source) {
@@ -67,8 +54,8 @@ Plan plan_from_json(const json& j, const std::string& source) {
   auto where = [&](const std::string& field) { return cat(source, ": ", field); };
   try {
     if (!j.is_object()) fail(source, ": a plan is a JSON object");
-    check_keys(j, {"model", "ranks", "source", "sink", "max_in_flight", "stages", "prediction"}, source + ": ",
-               "a plan");
+    refuse_unknown_keys(j, {"model", "ranks", "source", "sink", "max_in_flight", "stages", "prediction"}, source + ": ",
+                        "a plan");
     p.model = j.value("model", "");
     if (!j.contains("ranks")) fail(where("ranks"), " is missing");
     p.ranks = whole_number(j["ranks"], where("ranks"));
@@ -85,8 +72,8 @@ Plan plan_from_json(const json& j, const std::string& source) {
     for (std::size_t i = 0; i < stages.size(); ++i) {
       const json& s = stages[i];
       if (!s.is_object()) fail(where(cat("stages[", i, "]")), " must be an object");
-      check_keys(s, {"layers", "mode", "ranks", "fractions", "exchange_after", "parity", "columns"},
-                 where(cat("stages[", i, "]: ")), "a stage");
+      refuse_unknown_keys(s, {"layers", "mode", "ranks", "fractions", "exchange_after", "parity", "columns"},
+                          where(cat("stages[", i, "]: ")), "a stage");
       Stage st;
       if (!s.contains("layers") || !s["layers"].is_array() || s["layers"].size() != 2)
         fail(where(cat("stages[", i, "].layers")), " must be [first, last] layer names");

@@ -118,6 +118,30 @@ TEST(DeriveCluster, WritesAClusterThePlannerReadsWithHostsInHostfileOrder) {
   EXPECT_EQ(c.device_of(1).profile.name, "laptop");  // an inline profile stays inline
 }
 
+// A misspelt key would leave its default in place without a word ("bandwith_mbps" took the
+// default bandwidth; "unreliabel" left a device without parity): each is refused, named.
+TEST(ClusterFile, UnknownKeysAreRefusedNamingThem) {
+  const json good = json::parse(R"({"name": "lab", "network": {"bandwidth_mbps": 10, "latency_ms": 1, "shared": true},
+    "device_classes": {"pi": {"memory_mb": 512, "cores": 4, "profile": {"macs_per_second": {"default": 1e9}},
+                              "power": {"idle_w": 1.9, "busy_w": 6.4}}},
+    "hosts": [{"name": "pi1", "class": "pi", "slots": 1, "unreliable": true}]})");
+  EXPECT_EQ(cluster::cluster_from_json(good, "lab.json", ".").hosts.at(0).unreliable, true);
+  const std::pair<json::json_pointer, const char*> typos[] = {
+      {json::json_pointer("/netwrok"), "lab.json: unknown key 'netwrok' (a cluster file has name, network,"},
+      {json::json_pointer("/network/bandwith_mbps"), "lab.json: network: unknown key 'bandwith_mbps'"},
+      {json::json_pointer("/device_classes/pi/memory"), "lab.json: device class 'pi': unknown key 'memory'"},
+      {json::json_pointer("/device_classes/pi/power/idle"), "device class 'pi': power: unknown key 'idle'"},
+      {json::json_pointer("/hosts/0/unreliabel"),
+       "lab.json: hosts[0]: unknown key 'unreliabel' (a host has name, "
+       "class, slots, unreliable)"}};
+  for (const auto& [where, message] : typos) {
+    json bad = good;
+    bad[where] = 1;
+    EXPECT_THAT(test::error_of([&] { cluster::cluster_from_json(bad, "lab.json", "."); }), HasSubstr(message))
+        << where.to_string();
+  }
+}
+
 TEST(DeriveCluster, NetworkCanBeGivenInsteadOfNamed) {
   auto r = recipe("");
   r.network_override = {{"bandwidth_mbps", 940}, {"latency_ms", 0.1}, {"shared", false}};
