@@ -77,9 +77,10 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   auto* top = cmd->add_option("--top", o->top,
                               "Print the K largest outputs of each frame (with --results: K per line, 0 for none)");
   cmd->add_option("--labels", o->labels, "Class names, one per line, for --top");
-  cmd->add_option("--max-in-flight", o->max_in_flight,
-                  "Frames in the system at once (default: the plan's, enough to keep every stage busy); 1: each "
-                  "frame starts when the one before has left, so the latency is one frame's");
+  auto* max_in_flight =
+      cmd->add_option("--max-in-flight", o->max_in_flight,
+                      "Frames in the system at once (default: the plan's, enough to keep every stage busy); 1: each "
+                      "frame starts when the one before has left, so the latency is one frame's");
   cmd->add_option("--threads", o->threads,
                   "compute threads per rank (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->add_option("--stall-timeout", o->stall_timeout_s,
@@ -102,11 +103,14 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   cmd->add_flag("--resume", o->resume,
                 "Continue the --output of a run that was killed: only the frames its journal lacks are run")
       ->needs(output);
-  cmd->callback([o, drop, frames, start, synthetic, top, &transport, &exit_code] {
+  cmd->callback([o, drop, frames, start, synthetic, top, max_in_flight, &transport, &exit_code] {
     if (synthetic->count() > 0 && o->source.input.synthetic < 1)
       fail("run: --synthetic ", o->source.input.synthetic, ": give at least 1 frame");
     if (o->inputs.empty() && o->source.input.synthetic <= 0) fail("run: give --input FILE or --synthetic N");
     if (top->count() > 0 && o->top < 0) fail("run: --top ", o->top, " is below 0");
+    // 0 would read as "the plan's" (the option's unset value) without a word.
+    if (max_in_flight->count() > 0 && o->max_in_flight < 1)
+      fail("run: --max-in-flight ", o->max_in_flight, " is below 1");
     if (!o->labels.empty() && o->top <= 0 && o->results.empty())
       fail("run: --labels names the classes that --top or --results print; give one of them");
     if (o->stall_timeout_s < 0) fail("run: --stall-timeout ", o->stall_timeout_s, " is below 0 (0: wait forever)");

@@ -361,6 +361,15 @@ TEST_F(Cli, ResultsOnStandardOutputAreJsonLinesAlone) {
   EXPECT_THAT(r.output, HasSubstr("--top -1 is below 0"));
 }
 
+// An option given 0 where 0 is also its unset value ("the plan's") is refused, not taken as unset.
+TEST_F(Cli, MaxInFlightZeroIsRefused) {
+  for (const char* value : {"0", "-1"}) {
+    auto r = test::run_chorus("run " + shell_quoted(model_) + " --synthetic 1 --max-in-flight " + value);
+    EXPECT_EQ(r.exit_code, 1) << value;
+    EXPECT_THAT(r.output, HasSubstr(std::string("--max-in-flight ") + value + " is below 1"));
+  }
+}
+
 TEST_F(Cli, PlanRefusesPlannerOptionsWithoutACluster) {
   for (const char* option : {"--objective latency", "--min-fps 3", "--max-group 2"}) {
     auto r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 2 " + option);
