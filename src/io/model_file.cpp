@@ -31,6 +31,11 @@ ModelFormat model_format(const std::string& path) {
 }
 
 ModelStructure load_model_structure(const std::string& path, const std::string& arch_path, bool optimize) {
+  if (std::filesystem::exists(std::filesystem::path(path) / "saved_model.pb"))
+    fail(path,
+         ": is a TensorFlow SavedModel directory, which Chorus does not read: save the model with "
+         "model.save(\"model.keras\") (or .h5), or export it to ONNX");
+  refuse_directory(path, "a model file (.h5, .keras or .onnx)");
   ModelStructure s;
   s.path = path;
   s.format = model_format(path);

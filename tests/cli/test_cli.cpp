@@ -178,6 +178,21 @@ TEST_F(Cli, RunOnTextFileSaysNotHdf5) {
   EXPECT_THAT(r.output, HasSubstr("not an HDF5 file"));
 }
 
+// A directory given as the model is said to be one; a TensorFlow SavedModel gets how to convert it.
+TEST_F(Cli, RunOnADirectorySaysSo) {
+  const std::string folder = dir_->path("a_folder");
+  std::filesystem::create_directories(folder);
+  for (const char* command : {"run", "info"}) {
+    auto r = test::run_chorus(std::string(command) + " " + shell_quoted(folder) +
+                              (std::string(command) == "run" ? " --synthetic 1" : ""));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(folder + ": is a directory, not a model file (.h5, .keras or .onnx)"));
+  }
+  std::ofstream(folder + "/saved_model.pb") << "";
+  auto r = test::run_chorus("info " + shell_quoted(folder));
+  EXPECT_THAT(r.output, HasSubstr(folder + ": is a TensorFlow SavedModel directory, which Chorus does not read"));
+}
+
 TEST_F(Cli, RunOnArchitectureAsksForInitWeights) {
   auto r = test::run_chorus("run " + shell_quoted(lenet_json()) + " --synthetic 1");
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -232,6 +232,27 @@ TEST(KerasErrors, MalformedArchYaml) {
   EXPECT_THAT(msg, HasSubstr("not valid YAML"));
 }
 
+// A model file, an archive, a binary file or a JSON array where an architecture is wanted is
+// said for what it is, not parsed as YAML ("unknown escape character").
+TEST(KerasErrors, ArchFileThatIsSomethingElse) {
+  test::TempDir dir;
+  const std::pair<std::string, const char*> cases[] = {
+      {std::string("\x89HDF\r\n\x1a\n\0\0", 10),
+       "is an HDF5 file (a Keras model or its weights), not an architecture file"},
+      {std::string("PK\x03\x04\x14\0", 6), "is a zip archive (a Keras 3 .keras model?)"},
+      {std::string("\x7f"
+                   "ELF\x02\0\0",
+                   7),
+       "is a binary file, not an architecture file"},
+      {"[{\"class_name\": \"Sequential\"}]", "an architecture file is a JSON object ({...}), not an array"}};
+  for (const auto& [text, message] : cases) {
+    const std::string arch = dir.path("arch.json");
+    std::ofstream(arch, std::ios::binary) << text;
+    const std::string msg = error_of([&] { io::read_architecture_file(arch); });
+    EXPECT_THAT(msg, HasSubstr(arch + ": " + message)) << msg;
+  }
+}
+
 // The small model as model.to_yaml() writes it, tuples tagged as Python tuples.
 const char* const kSmallModelYaml = R"(backend: tensorflow
 class_name: Sequential

@@ -465,6 +465,17 @@ nlohmann::json read_architecture_file(const std::string& path) {
   std::string text = buffer.str();
   std::size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos) fail(path, ": architecture file is empty");
+  // A model file given where its architecture is wanted: said, not parsed as YAML.
+  if (text.compare(0, 8, "\x89HDF\r\n\x1a\n") == 0)
+    fail(path,
+         ": is an HDF5 file (a Keras model or its weights), not an architecture file (JSON or YAML, as "
+         "model.to_json() writes it)");
+  if (text.compare(0, 4, "PK\x03\x04") == 0)
+    fail(path,
+         ": is a zip archive (a Keras 3 .keras model?), not an architecture file (JSON or YAML, as "
+         "model.to_json() writes it)");
+  if (text.find('\0') != std::string::npos) fail(path, ": is a binary file, not an architecture file (JSON or YAML)");
+  if (text[first] == '[') fail(path, ": an architecture file is a JSON object ({...}), not an array");
   if (text[first] == '{') {
     try {
       return json::parse(text);
