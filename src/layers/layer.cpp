@@ -1,6 +1,7 @@
 #include "layers/layer.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/error.h"
 
@@ -56,13 +57,21 @@ Shape Layer::build(const std::vector<Shape>& inputs) {
   if (arity() > 0 && static_cast<int>(inputs.size()) != arity())
     fail_layer("takes ", arity(), " input(s), got ", inputs.size());
   if (arity() == 0 && inputs.size() < 2) fail_layer("takes two or more inputs, got ", inputs.size());
+  // Shapes are ints and layers index frames with them: a value of more than 2^31 floats (8 GB
+  // a frame) is refused here, before a size wraps round (a 100000 x 100000 image's Flatten).
+  constexpr std::size_t kMostValues = std::numeric_limits<int>::max();
+  for (const Shape& in : inputs)
+    if (in.size() > kMostValues)
+      fail_layer("input ", in.str(), " holds ", in.size(), " values a frame; Chorus holds up to ", kMostValues);
   for (const Shape& in : inputs)
     if (in.is_clip() && !takes_clips())
       fail_layer("takes images, sequences or vectors; its input ", in.str(),
                  " is a clip (3-D, for Conv3D and the like): Chorus runs this layer on images only");
   Shape out = infer_shape(inputs);
-  if (out.h <= 0 || out.w <= 0 || out.c <= 0)
+  if (out.h <= 0 || out.w <= 0 || out.c <= 0 || out.d <= 0)
     fail_layer("output shape ", out.str(), " is empty for input ", inputs.empty() ? "?" : inputs[0].str());
+  if (out.size() > kMostValues)
+    fail_layer("output ", out.str(), " holds ", out.size(), " values a frame; Chorus holds up to ", kMostValues);
   inputs_ = inputs;
   output_ = out;
   return out;

@@ -401,6 +401,23 @@ TEST(KerasErrors, VariableInputSizeIsRefused) {
   EXPECT_THAT(msg, HasSubstr("fixed input sizes"));
 }
 
+// Sizes past what an int holds are refused before they wrap round (a 3e9 dimension read as
+// negative, a 100000 x 100000 image's Flatten as 1408465472 values).
+TEST(KerasErrors, HugeSizesAreRefusedNotWrapped) {
+  test::TempDir dir;
+  const std::pair<json, const char*> cases[] = {
+      {json::array({nullptr, 3000000000LL, 8, 3}), "input dimension 1 is 3000000000; Chorus reads sizes from 1 to"},
+      {json::array({nullptr, 100000, 100000, 3}), "holds more than 2147483647 values a frame"},
+      {json::array({nullptr, 24000, 24000, 3}), "Conv2D 'c1': output (24000, 24000, 4) holds 2304000000"}};
+  for (const auto& [shape, message] : cases) {
+    const std::string path = dir.path("huge.h5");
+    json config = json::parse(kSmallModel);
+    config["config"]["layers"][0]["config"]["batch_input_shape"] = shape;
+    write_config_h5(path, config.dump());
+    EXPECT_THAT(load_error(path), HasSubstr(message)) << shape.dump();
+  }
+}
+
 TEST(KerasErrors, OutputThatIsAnInputIsNamed) {
   test::TempDir dir;
   const std::string path = dir.path("output_is_input.h5");

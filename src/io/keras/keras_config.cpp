@@ -28,7 +28,11 @@ std::vector<int> shape_without_batch(const json& shape, const std::string& where
   for (std::size_t i = 1; i < shape.size(); ++i) {
     if (!shape[i].is_number_integer())
       fail(where, ": input dimension ", i, " is ", shape[i].dump(), "; Chorus needs fixed input sizes");
-    out.push_back(shape[i].get<int>());
+    const std::int64_t size = shape[i].get<std::int64_t>();
+    constexpr std::int64_t kMostSize = 1 << 24;  // an int, and its products with a few more
+    if (size < 1 || size > kMostSize)
+      fail(where, ": input dimension ", i, " is ", shape[i].dump(), "; Chorus reads sizes from 1 to ", kMostSize);
+    out.push_back(static_cast<int>(size));
   }
   return out;
 }

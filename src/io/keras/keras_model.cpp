@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <map>
 
 #include "core/error.h"
@@ -16,8 +17,14 @@ using nlohmann::json;
 namespace {
 
 Shape frame_shape(const std::vector<int>& dims, bool channels_first, const std::string& source) {
-  for (int d : dims)
+  std::int64_t values = 1;
+  for (int d : dims) {
     if (d <= 0) fail(source, ": input dimension ", d, " is not positive");
+    values *= d;
+    if (values > std::numeric_limits<int>::max())
+      fail(source, ": an input of ", dims.size(), " dimensions holds more than ", std::numeric_limits<int>::max(),
+           " values a frame, more than Chorus holds");
+  }
   if (dims.size() == 1) return {1, 1, dims[0]};
   if (dims.size() == 2) return {1, dims[0], dims[1]};
   if (dims.size() == 3) return channels_first ? Shape{dims[1], dims[2], dims[0]} : Shape{dims[0], dims[1], dims[2]};
