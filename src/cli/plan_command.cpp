@@ -119,6 +119,8 @@ void add_plan_command(CLI::App& app) {
     } else {
       if (o->ranks < 1) fail("plan: give --ranks N (or --cluster FILE)");
       p = plan::make_strategy_plan(o->strategy.empty() ? "pipeline" : o->strategy, loaded.model, o->ranks);
+      const std::string note = plan::strategy_note(o->strategy, loaded.model, o->ranks);
+      if (!note.empty()) std::cerr << "chorus: note: " << note << "\n";
       if (c) {
         p.prediction = plan::prediction_json(loaded.model, *c, cluster::model_key(o->model), p);
         std::cout << (o->strategy.empty() ? "pipeline" : o->strategy) << " on " << c->name << ": ";

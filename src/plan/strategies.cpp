@@ -119,6 +119,32 @@ Plan split_plan(const model::Model& m, int ranks, StageMode mode) {
 
 }  // namespace
 
+std::string strategy_note(const std::string& strategy, const model::Model& m, int ranks) {
+  StageMode mode;
+  if (strategy == "split-output")
+    mode = StageMode::split_output;
+  else if (strategy == "split-input")
+    mode = StageMode::split_input;
+  else if (strategy == "split-tensor")
+    mode = StageMode::split_tensor;
+  else
+    return {};  // pipeline and replicate split nothing; split-spatial splits rows
+  if (ranks < 2) return {};
+  const int n = static_cast<int>(m.nodes().size());
+  const auto roles = split_roles(m, 0, n - 1, mode);
+  std::string names;
+  int whole = 0;
+  for (int i = 0; i < n; ++i) {
+    if (roles[i] == SplitRole::whole) continue;
+    const int parts = split_extent(*m.node(i).layer, roles[i]);
+    if (parts >= ranks) continue;
+    if (++whole <= 3) names += cat(names.empty() ? "" : ", ", m.node(i).name(), " has ", parts);
+  }
+  if (whole == 0) return {};
+  return cat(strategy, " leaves ", whole, " layer(s) whole on rank 0, with fewer parts to split than the ", ranks,
+             " ranks (", names, whole > 3 ? ", ..." : "", ")");
+}
+
 std::vector<std::string> strategy_names() {
   return {"pipeline", "replicate", "split-output", "split-input", "split-spatial", "split-tensor"};
 }

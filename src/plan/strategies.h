@@ -18,4 +18,9 @@ Plan make_strategy_plan(const std::string& strategy, const model::Model& model, 
 
 std::vector<std::string> strategy_names();
 
+// What a split strategy could not do as asked, for a note: the layers it would split in its
+// mode but left whole on rank 0, since they have fewer parts (heads, channels, units) than the
+// ranks ("" when there are none, or for other strategies).
+std::string strategy_note(const std::string& strategy, const model::Model& model, int ranks);
+
 }  // namespace chorus::plan

@@ -201,6 +201,10 @@ int run_distributed(Transport& real, const RunOptions& o) {
                        ? plan::read_plan(o.plan_path)
                        : plan::make_strategy_plan(o.strategy.empty() ? "pipeline" : o.strategy, m, t.size());
     if (p.model.empty()) p.model = o.model;
+    if (o.plan_path.empty() && rank == 0) {
+      const std::string note = plan::strategy_note(o.strategy, m, t.size());
+      if (!note.empty()) std::fprintf(stderr, "chorus: note: %s\n", note.c_str());
+    }
     if (o.max_in_flight != 0) {
       if (o.max_in_flight < 0) fail("run: --max-in-flight ", o.max_in_flight, " is below 1");
       p.max_in_flight = o.max_in_flight;

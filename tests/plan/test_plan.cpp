@@ -2180,6 +2180,17 @@ TEST(Planner, ASwitchedNetworksSenderLinkBoundsThePeriod) {
   EXPECT_LE(plan::predict(m, c, "test", p).period_s, one_device * (1 + 1e-6));
 }
 
+// A split strategy that leaves layers whole, for having fewer parts than ranks, says which.
+TEST(Strategies, ANoteNamesTheLayersLeftWholeForTooFewParts) {
+  model::Model m = structure_of(kChainConfig);
+  EXPECT_EQ(plan::strategy_note("split-output", m, 2), "");
+  EXPECT_EQ(plan::strategy_note("pipeline", m, 16), "");
+  const std::string note = plan::strategy_note("split-output", m, 7);
+  EXPECT_THAT(note, HasSubstr("split-output leaves "));
+  EXPECT_THAT(note, HasSubstr("whole on rank 0, with fewer parts to split than the 7 ranks (c3 has 6"));
+  EXPECT_THAT(note, Not(HasSubstr("c1 has")));  // 8 filters over 7 ranks split
+}
+
 TEST(Planner, RefusesAModelThatCannotFit) {
   model::Model m = structure_of(kChainConfig);
   cluster::Cluster c = small_cluster(2, true, 100);
