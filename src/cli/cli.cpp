@@ -17,6 +17,14 @@ std::string this_program(const std::string& command) {
   return path;
 }
 
+CLI::Validator seed_number() {
+  return CLI::Validator(
+      [](const std::string& value) {
+        return value.find('-') == std::string::npos ? std::string() : "a seed is a whole number of 0 or more";
+      },
+      "SEED");
+}
+
 CLI::Validator finite_number(double least) {
   return CLI::Validator(
       [least](const std::string& value) {

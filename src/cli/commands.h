@@ -25,6 +25,9 @@ void add_testbed_command(CLI::App& app, int& exit_code);
 // let NaN through), and numbers below `least`.
 CLI::Validator finite_number(double least = -1e308);
 
+// A check for unsigned seeds: CLI11 reads "-1" into one as 2^64 - 1 without a word.
+CLI::Validator seed_number();
+
 // This program's path (supervise and testbed start it again under mpirun); `command` names the
 // caller in the error when it cannot be found.
 std::string this_program(const std::string& command);

@@ -20,7 +20,7 @@ void add_init_weights_command(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("init-weights", "Write deterministic random weights for an architecture file");
   cmd->add_option("spec", o->spec, "Architecture file (.json from model.to_json(), or .yaml)")->required();
-  cmd->add_option("--seed", o->seed, "Random seed (same seed, same weights on every platform)");
+  cmd->add_option("--seed", o->seed, "Random seed (same seed, same weights on every platform)")->check(seed_number());
   cmd->add_option("-o,--output", o->output, "Keras .h5 file to write, or a Keras 3 .keras archive")->required();
   cmd->callback([o] {
     // The file's kind follows its name, as `chorus run` reads it: an HDF5 file named .onnx would

@@ -23,13 +23,7 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
   io::InputOptions& in = o->source.input;
   auto* synthetic = cmd->add_option("--synthetic", in.synthetic, "Use N deterministic synthetic frames instead");
   input->excludes(synthetic);
-  cmd->add_option("--seed", in.seed, "Seed for --synthetic frames")
-      ->check(CLI::Validator(
-          [](const std::string& value) {
-            // CLI11 reads "-1" into the unsigned seed as 2^64 - 1 without a word.
-            return value.find('-') == std::string::npos ? std::string() : "a seed is a whole number of 0 or more";
-          },
-          "SEED"));
+  cmd->add_option("--seed", in.seed, "Seed for --synthetic frames")->check(seed_number());
   cmd->add_option("--scale", in.scale,
                   "Multiply input values (default 1/255 for images and video, 1 for arrays; every input)")
       ->check(finite_number());

@@ -120,6 +120,11 @@ model::Model build_keras_model(const KerasModelSpec& spec, const std::string& so
       fail(source, ": layer '", l.name, "' has a malformed config: ", e.what());
     } catch (const std::out_of_range&) {
       fail(source, ": layer '", l.name, "' has no input");
+    } catch (const Error& e) {
+      // A layer's own checks ("strides must be positive") name the layer, not the file.
+      const std::string what = e.what();
+      if (what.rfind(source, 0) == 0) throw;
+      fail(source, ": ", what);
     }
   }
   std::vector<int> outputs;
