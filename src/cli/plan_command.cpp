@@ -89,15 +89,25 @@ void add_plan_command(CLI::App& app) {
     std::optional<cluster::Cluster> c;
     if (!o->cluster.empty()) {
       c = cluster::read_cluster(o->cluster);
-      if (o->ranks > 0 && o->ranks != c->ranks())
-        fail("plan: --ranks ", o->ranks, " differs from the cluster's ", c->ranks(), " device slot(s)");
+      const bool given = !o->from.empty() || !o->strategy.empty();  // a plan to predict, not to search
+      const int wanted = !o->from.empty() ? plan::read_plan(o->from).ranks : o->ranks;
+      if (wanted > c->ranks())
+        fail("plan: ", !o->from.empty() ? o->from + " has " : cat("--ranks ", wanted, " asks for "), wanted,
+             " rank(s); the cluster has ", c->ranks(), " device slot(s)");
+      if (wanted > 0 && wanted < c->ranks()) {
+        // As chorus run --emulate does: a job of fewer ranks runs on the first devices.
+        if (!given)
+          fail("plan: --ranks ", wanted, " differs from the cluster's ", c->ranks(),
+               " device slot(s); the planner uses the devices of the cluster file (it may leave some idle)");
+        std::cerr << "chorus: note: " << o->cluster << " has " << c->ranks() << " device slots; the plan's " << wanted
+                  << " rank(s) are predicted on the first " << wanted << "\n";
+        c = cluster::first_devices(*c, wanted);
+      }
       o->ranks = c->ranks();
     }
     if (!o->from.empty()) {
       p = plan::read_plan(o->from);
       if (c) {
-        if (p.ranks != c->ranks())
-          fail(o->from, ": plan has ", p.ranks, " rank(s); the cluster has ", c->ranks(), " device slot(s)");
         p.prediction = plan::prediction_json(loaded.model, *c, cluster::model_key(o->model), p);
         std::cout << o->from << " on " << c->name << ": ";
       }

@@ -385,6 +385,26 @@ TEST_F(Cli, MaxInFlightZeroIsRefused) {
   }
 }
 
+// A plan of fewer ranks than the cluster's slots is predicted on its first devices, as chorus
+// run --emulate runs it; more ranks than slots, or a planner asked for a count, are refused.
+TEST_F(Cli, PlanOfFewerRanksThanTheClusterIsPredictedOnItsFirstDevices) {
+  const std::string cluster = test::source_path("hostfiles/pi4-gigabit-4.json"), out = dir_->path("two.json");
+  auto r = test::run_chorus("plan " + shell_quoted(model_) + " --strategy pipeline --ranks 2 --cluster " + cluster +
+                            " --output " + shell_quoted(out));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("the plan's 2 rank(s) are predicted on the first 2"));
+  EXPECT_THAT(r.output, HasSubstr("pipeline on pi4-gigabit-4 (first 2): predicted"));
+  r = test::run_chorus("plan " + shell_quoted(model_) + " --from " + shell_quoted(out) + " --cluster " + cluster +
+                       " --output " + shell_quoted(dir_->path("again.json")));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_chorus("plan " + shell_quoted(model_) + " --strategy pipeline --ranks 6 --cluster " + cluster);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--ranks 6 asks for 6 rank(s); the cluster has 4 device slot(s)"));
+  r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 2 --cluster " + cluster);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("the planner uses the devices of the cluster file"));
+}
+
 TEST_F(Cli, PlanRefusesPlannerOptionsWithoutACluster) {
   for (const char* option : {"--objective latency", "--min-fps 3", "--max-group 2"}) {
     auto r = test::run_chorus("plan " + shell_quoted(model_) + " --ranks 2 " + option);
