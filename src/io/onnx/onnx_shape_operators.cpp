@@ -134,7 +134,11 @@ void convert_concat(OnnxNode& n) {
     if (axis < 0) axis += x.rank();
     if (x.rank() != 3 || axis != 1 || cd.size() != 3 || cd[0] != 1 || cd[2] != x.dims[2])
       n.fail("joining the constant '", n.input_name(0), "' ", dims_str(cd), " before ", dims_str(x.dims),
-             " along axis ", axis, " is not supported (only tokens (1, k, D) before an (N, L, D) sequence)");
+             " along axis ", axis, " is not supported (only tokens (1, k, D) before an (N, L, D) sequence)",
+             cd.size() == 3 && cd[0] > 1 && axis == 1
+                 ? cat("; the tokens were expanded to a batch of ", cd[0],
+                       ": export the model with a batch of 1 or a dynamic batch axis (dynamic_axes)")
+                 : std::string());
     // Exported with a dynamic batch, the tokens are an Expand over the input's batch, folded here
     // from the shapes the import computed, which a weight reader (it reads the file alone) could
     // not fold again: their few values travel in the recipe.
