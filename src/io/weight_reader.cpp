@@ -1,6 +1,8 @@
 #include "io/weight_reader.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 #include "model/optimize.h"
@@ -18,7 +20,17 @@ void WeightReader::load_node(model::Node& node) {
     auto wanted = layer.weight_specs();
     if (wanted.empty()) return;
     try {
-      layer.set_weights(read_all(source, wanted));
+      layers::WeightMap weights = read_all(source, wanted);
+      // A NaN or infinite weight (a diverged training, a damaged file) runs without an error and
+      // makes every output NaN: said once per weight, where it is.
+      for (const auto& [name, values] : weights) {
+        const auto bad = std::count_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+        if (bad > 0)
+          std::fprintf(
+              stderr, "chorus: warning: %s: layer '%s': weight '%s' holds %zu NaN or infinite value(s) of %zu\n",
+              path().c_str(), layer.name().c_str(), name.c_str(), static_cast<std::size_t>(bad), values.size());
+      }
+      layer.set_weights(std::move(weights));
     } catch (const Error& e) {
       if (std::string(e.what()).rfind(path() + ": ", 0) == 0) throw;  // the reader named the file already
       fail(path(), ": ", e.what());

@@ -193,6 +193,27 @@ TEST_F(Cli, RunOnADirectorySaysSo) {
   EXPECT_THAT(r.output, HasSubstr(folder + ": is a TensorFlow SavedModel directory, which Chorus does not read"));
 }
 
+// NaN weights run without an error and give NaN outputs: the load says where they are.
+TEST_F(Cli, NanWeightsAreNamedWhenLoaded) {
+  if (test::run_command("/usr/bin/python3 -c 'import h5py, numpy'").exit_code != 0)
+    GTEST_SKIP() << "python3-h5py or python3-numpy is not installed";
+  const std::string copy = dir_->path("nan_weights.h5");
+  std::filesystem::copy_file(model_, copy, std::filesystem::copy_options::overwrite_existing);
+  const auto poke = test::run_command(
+      "/usr/bin/python3 -c \"import h5py, numpy as np\n"
+      "f = h5py.File('" +
+      copy +
+      "', 'r+')\n"
+      "def nan(name, d):\n"
+      "    if isinstance(d, h5py.Dataset) and name.endswith('kernel:0') and 'fc1' in name:\n"
+      "        v = d[...]; v.flat[:3] = np.nan; d[...] = v\n"
+      "f.visititems(nan)\n\"");
+  ASSERT_EQ(poke.exit_code, 0) << poke.output;
+  auto r = test::run_chorus("run " + shell_quoted(copy) + " --synthetic 1 --quiet");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("nan_weights.h5: layer 'fc1': weight 'kernel' holds 3 NaN or infinite value(s) of"));
+}
+
 TEST_F(Cli, RunOnArchitectureAsksForInitWeights) {
   auto r = test::run_chorus("run " + shell_quoted(lenet_json()) + " --synthetic 1");
   EXPECT_EQ(r.exit_code, 1) << r.output;
