@@ -754,6 +754,10 @@ struct Pipeline::Impl {
         produced_at = mail.ready_at;
         origin[s + 1] = mail.origin;
         mail.frame = -1;
+        // The next frame may come from another rank (a replica's): post its receive now, as
+        // below, so that input_arrived can see it (a sink serving between its layers).
+        const int next = next_task(s, i);
+        if (!pending[s].posted && producer(s - 1, next) != me) post_receive(s, next);
         return true;
       }
       CHORUS_ASSERT(local_end[s], "rank ", me, ": no local input for stage ", s, " frame ", i);
