@@ -105,6 +105,8 @@ void add_run_command(CLI::App& app, runtime::Transport& transport, int& exit_cod
     // 0 would read as "the plan's" (the option's unset value) without a word.
     if (max_in_flight->count() > 0 && o->max_in_flight < 1)
       fail("run: --max-in-flight ", o->max_in_flight, " is below 1");
+    if (o->max_in_flight > plan::kMostInFlight)  // each frame in flight holds buffers
+      fail("run: --max-in-flight ", o->max_in_flight, " is above ", plan::kMostInFlight);
     if (!o->labels.empty() && o->top <= 0 && o->results.empty())
       fail("run: --labels names the classes that --top or --results print; give one of them");
     if (o->stall_timeout_s < 0) fail("run: --stall-timeout ", o->stall_timeout_s, " is below 0 (0: wait forever)");

@@ -103,14 +103,14 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
   std::string part;  // where the reading is, for a message from the JSON library
   try {
     if (!j.is_object()) fail(path, ": a cluster file is a JSON object");
-    refuse_unknown_keys(j, {"name", "network", "device_classes", "hosts"}, path + ": ", "a cluster file");
+    refuse_unknown_keys(j, {"name", "about", "network", "device_classes", "hosts"}, path + ": ", "a cluster file");
     part = "name: ";
     c.name = j.value("name", std::filesystem::path(path).stem().string());
     part = "network: ";
     const json& net = j.at("network");
-    refuse_unknown_keys(net,
-                        {"bandwidth_mbps", "latency_ms", "shared", "energy_j_per_mb_sent", "energy_j_per_mb_received"},
-                        path + ": network: ", "the network");
+    refuse_unknown_keys(
+        net, {"bandwidth_mbps", "latency_ms", "shared", "energy_j_per_mb_sent", "energy_j_per_mb_received", "about"},
+        path + ": network: ", "the network");
     c.network.bandwidth_bytes_per_s = net.at("bandwidth_mbps").get<double>() * 1e6 / 8;
     c.network.latency_s = net.value("latency_ms", 0.0) / 1e3;
     c.network.shared = net.value("shared", true);
@@ -127,8 +127,8 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
       part = cat("device class '", name, "': ");
       DeviceClass dc;
       dc.name = name;
-      refuse_unknown_keys(d, {"memory_mb", "cores", "profile", "power"}, cat(path, ": device class '", name, "': "),
-                          "a device class");
+      refuse_unknown_keys(d, {"memory_mb", "cores", "profile", "power", "about"},
+                          cat(path, ": device class '", name, "': "), "a device class");
       dc.memory_bytes = d.at("memory_mb").get<double>() * 1e6;
       dc.cores = d.value("cores", 1);
       if (dc.cores < 1) fail(path, ": device class '", name, "': cores ", dc.cores, " is below 1");
@@ -140,7 +140,7 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
       }
       if (d.contains("power")) {
         const json& w = d["power"];
-        refuse_unknown_keys(w, {"idle_w", "busy_w", "radio_j_per_mb_sent", "radio_j_per_mb_received"},
+        refuse_unknown_keys(w, {"idle_w", "busy_w", "radio_j_per_mb_sent", "radio_j_per_mb_received", "about"},
                             cat(path, ": device class '", name, "': power: "), "power");
         dc.power = {w.at("idle_w").get<double>(), w.at("busy_w").get<double>(), w.value("radio_j_per_mb_sent", 0.0),
                     w.value("radio_j_per_mb_received", 0.0)};
@@ -159,7 +159,8 @@ Cluster cluster_from_json(const json& j, const std::string& path, const std::str
     for (std::size_t i = 0; i < hosts.size(); ++i) {
       const json& h = hosts[i];
       part = cat("hosts[", i, "]: ");
-      refuse_unknown_keys(h, {"name", "class", "slots", "unreliable"}, cat(path, ": hosts[", i, "]: "), "a host");
+      refuse_unknown_keys(h, {"name", "class", "slots", "unreliable", "about"}, cat(path, ": hosts[", i, "]: "),
+                          "a host");
       Host host{h.at("name").get<std::string>(), h.at("class").get<std::string>(), h.value("slots", 1),
                 h.value("unreliable", false)};
       if (!c.classes.count(host.device_class))

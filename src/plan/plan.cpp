@@ -65,6 +65,8 @@ Plan plan_from_json(const json& j, const std::string& source) {
     p.max_in_flight = whole_number(j, "max_in_flight", 0, where("max_in_flight"));
     if (j.contains("max_in_flight") && p.max_in_flight < 1)
       fail(where("max_in_flight"), " is ", p.max_in_flight, ": at least 1 (leave it out for the default)");
+    if (p.max_in_flight > kMostInFlight)
+      fail(where("max_in_flight"), " is ", p.max_in_flight, ": at most ", kMostInFlight);
     if (j.contains("prediction")) p.prediction = j["prediction"];
     if (!j.contains("stages")) fail(where("stages"), " is missing");
     const json& stages = j["stages"];

@@ -44,6 +44,8 @@ struct Stage {
 // The most ranks a plan may name: far above any edge cluster (a hostfile takes as many slots),
 // and low enough that a mistyped count is refused instead of filling memory with ranks.
 constexpr int kMostRanks = 4096;
+// Frames in flight at most: each holds its buffers on every rank it passes.
+constexpr int kMostInFlight = 65536;
 
 struct Plan {
   std::string model;              // informational: what the plan was made for

@@ -280,13 +280,16 @@ int run_distributed(Transport& real, const RunOptions& o) {
   const auto source_info =
       t.all_gather_strings(rank == source_rank && setup.source
                                ? cat(setup.source->count(), "\n", setup.source->why_not_resumable().empty() ? 1 : 0,
-                                     "\n", setup.source->identity())
+                                     "\n", input_file_signatures(o.inputs), "\n", setup.source->identity())
                                : "");
   const std::string& info = source_info.at(source_rank);
   const int total_frames = std::atoi(info.c_str());  // -1: known at the end (a stream)
-  const std::size_t info_line2 = info.find('\n') + 1, info_line3 = info.find('\n', info_line2) + 1;
+  // count, resumable, the input files' signatures (where the source reads them), identity
+  const std::size_t info_line2 = info.find('\n') + 1, info_line3 = info.find('\n', info_line2) + 1,
+                    info_line4 = info.find('\n', info_line3) + 1;
   const bool resumable = info.compare(info_line2, 1, "1") == 0;
-  const std::string source_identity = info.substr(info_line3);
+  const std::string input_files = info.substr(info_line3, info_line4 - 1 - info_line3);
+  const std::string source_identity = info.substr(info_line4);
   // One journal per output (output_targets), written together frame by frame.
   const std::vector<std::string>& output_names = m.output_names();
   const bool several_outputs = output_names.size() > 1;
@@ -300,7 +303,7 @@ int run_distributed(Transport& real, const RunOptions& o) {
                           total_frames,
                           io::keras_dims(m.shape_of(m.outputs()[k]), m.channels_first()),
                           io::file_signature(o.model) + (o.arch.empty() ? "" : "; " + io::file_signature(o.arch)),
-                          input_file_signatures(o.inputs)};
+                          input_files};
         journals.push_back(std::make_unique<io::OutputJournal>(targets[k], run, o.resume));
         if (journals.back()->replaced_unfinished_run())
           std::fprintf(stderr, "chorus: note: starting %s afresh; an unfinished run's journal was there (--resume "
@@ -318,7 +321,18 @@ int run_distributed(Transport& real, const RunOptions& o) {
   int journalled = total_frames < 0 ? std::numeric_limits<int>::max() : total_frames;
   for (const auto& j : journals) journalled = std::min(journalled, j->frames_done());
   const int first_frame = t.max_all(journals.empty() ? 0 : journalled);
-  if (first_frame > 0 && rank == source_rank) setup.source->skip(first_frame);
+  // Passing over the frames done can fail (a video shorter than its journal): every rank learns
+  // it, as in the set-up above, rather than wait in the next collective for the source.
+  error.clear();
+  if (first_frame > 0 && rank == source_rank) try {
+      setup.source->skip(first_frame);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  if (t.max_all(error.empty() ? 0 : 1)) {
+    if (!error.empty()) std::fprintf(stderr, "chorus: error: %s\n", error.c_str());
+    return 1;
+  }
   if (rank == 0 && first_frame > 0)
     text << "resuming " << o.output << ": " << first_frame
          << (total_frames >= 0 ? cat(" of ", total_frames) : std::string()) << " frames were done\n";

@@ -674,6 +674,20 @@ TEST_F(Video, AResumedVideoPassesOverTheFramesDone) {
   auto later_clips = io::clips_of(open(), Shape{32, 32, 3, 4}, 2);
   later_clips->skip(2);
   EXPECT_EQ(rest_of(*later_clips, 4 * floats), from(clips, 2));
+  // Clips of 4 every 5 (frames 0-3 and 5-8): after the first, the frame between is passed over;
+  // after both, the input ends among the frames before a third, which leaves none (not an error).
+  const auto sparse = rest_of(*io::clips_of(open(), Shape{32, 32, 3, 4}, 5), 4 * floats);
+  ASSERT_EQ(sparse.size(), 2u);
+  auto after_one = io::clips_of(open(), Shape{32, 32, 3, 4}, 5);
+  after_one->skip(1);
+  EXPECT_EQ(rest_of(*after_one, 4 * floats), from(sparse, 1));
+  auto after_both = io::clips_of(open(), Shape{32, 32, 3, 4}, 5);
+  after_both->skip(2);
+  EXPECT_TRUE(rest_of(*after_both, 4 * floats).empty());
+  EXPECT_THAT(test::error_of([&] {
+                io::clips_of(open(), Shape{32, 32, 3, 4}, 5)->skip(3);
+              }),
+              HasSubstr("has fewer than the 3 clip(s) of 4 frames every 5 that the run to resume had done"));
   // A real-time feed that loses nothing resumes; one that drops by the clock does not.
   auto paced = io::realtime_feed(open(), floats, {1000, 10, io::DropPolicy::none, true});
   EXPECT_EQ(paced->why_not_resumable(), "");

@@ -19,6 +19,9 @@ class ClipStream : public FrameStream {
   }
 
   bool next(float* clip, FrameInfo& info) override {
+    // Frames between the clips passed over by skip() and the next clip (stride > depth).
+    for (; gap_ > 0; --gap_)
+      if (!frames_->next(ring_.data(), infos_[0])) return false;
     // Frames to read before this clip is complete: all of the first, then `stride` more (the
     // ring keeps the last `depth` frames; with stride > depth the ones in between pass by).
     const int wanted = held_ == 0 ? depth_ : stride_;
@@ -53,10 +56,21 @@ class ClipStream : public FrameStream {
   bool live() const override { return frames_->live(); }
   std::string why_not_resumable() const override { return frames_->why_not_resumable(); }
   // Clip k starts at frame k * stride: pass over those frames and read the next clip whole.
+  // The clips done end at frame (k - 1) * stride + depth, which the input must reach; with
+  // stride > depth the frames from there to the next clip are passed over when it is read (an
+  // input that ends among them has no clip left).
   void skip(int clips) override {
     if (clips <= 0) return;
+    if (!why_not_resumable().empty()) FrameStream::skip(clips);
     CHORUS_ASSERT(read_ == 0, "clips skipped after reading");
-    frames_->skip(clips * stride_);
+    const long done = static_cast<long>(clips - 1) * stride_ + depth_, next = static_cast<long>(clips) * stride_;
+    try {
+      frames_->skip(static_cast<int>(std::min(done, next)));
+    } catch (const Error&) {
+      fail(frames_->describe(), ": has fewer than the ", clips, " clip(s) of ", depth_, " frames every ", stride_,
+           " that the run to resume had done");
+    }
+    gap_ = next > done ? next - done : 0;
     held_ = 0;
   }
 
@@ -67,6 +81,7 @@ class ClipStream : public FrameStream {
   std::vector<float> ring_;       // the last `depth` frames, frame k in slot k % depth
   std::vector<FrameInfo> infos_;  // theirs
   long read_ = 0, held_ = 0;
+  long gap_ = 0;  // frames to pass over before the next clip (skip)
 };
 
 }  // namespace

@@ -149,6 +149,9 @@ class VideoStream : public FrameStream {
       if (!decode(nullptr, info))
         fail(spec_, ": has ", taken_, " frame(s)", video_.frames >= 0 ? cat(" in the part --frames selects") : "",
              "; the run to resume had done ", frames);
+    // The resumed run's stream time starts at its first frame, as a run's does: a real-time
+    // feed paces from there instead of idling for the frames passed over.
+    first_time_ = -1;
   }
 
  private:

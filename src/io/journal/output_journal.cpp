@@ -90,10 +90,17 @@ OutputJournal::OutputJournal(std::string target, OutputRun run, bool resume)
     } catch (const json::exception&) {
     }
     if (!theirs.is_object()) fail(journal_, ": the first line is not a chorus journal header");
+    // A journal of a chorus before the files' signatures were recorded resumes as before; one
+    // before the input was recorded without its pacing named a real-time feed's after it.
+    const auto same_input = [&](const json& recorded) {
+      const std::string mine = me["input"].get<std::string>();
+      return recorded.is_string() && recorded.get<std::string>().rfind(mine + ", real time at ", 0) == 0 &&
+             !theirs.contains("input_files");
+    };
     for (const char* key : {"format", "model", "model_file", "input", "input_files", "frames", "frame_dims", "output"})
-      // A journal of a chorus before the files' signatures were recorded resumes as before.
       if (theirs.value(key, json()) != me[key] &&
-          !((std::string(key) == "model_file" || std::string(key) == "input_files") && !theirs.contains(key)))
+          !((std::string(key) == "model_file" || std::string(key) == "input_files") && !theirs.contains(key)) &&
+          !(std::string(key) == "input" && same_input(theirs.value(key, json()))))
         fail(journal_, ": this journal is for another run (", key, " was ", theirs.value(key, json()).dump(), ", now ",
              me[key].dump(), "); run without --resume to start over");
     // Frames are journalled in order after their data is flushed: count the whole lines that

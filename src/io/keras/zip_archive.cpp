@@ -138,9 +138,9 @@ const char* ZipArchive::stored_bytes(const std::string& name, std::uint64_t* siz
   if (m.size != m.compressed_size) fail(path_, ": member '", name, "' is stored but its sizes differ");
   const std::uint64_t start = data_offset(m);
   // HDF5 checks its structure, not its data: a flipped byte in a weight would load silently.
-  // The CRC reads the member through a small buffer, not the mapping, whose pages would count
-  // in the process' memory (and fault again when the weights are read from it); once per
-  // process and file (loading a model opens its archive twice: structure, then weights).
+  // The CRC reads the mapped bytes a chunk at a time, letting each chunk's pages go (they
+  // would count in the process' memory); once per process and file, since loading a model
+  // opens its archive twice (structure, then weights).
   static std::mutex checked_mutex;
   static std::set<std::string> checked;
   struct stat st {};
@@ -154,22 +154,12 @@ const char* ZipArchive::stored_bytes(const std::string& name, std::uint64_t* siz
       return reinterpret_cast<const char*>(data_ + start);
     }
   }
-  std::FILE* file = std::fopen(path_.c_str(), "rb");
-  if (!file || std::fseek(file, static_cast<long>(start), SEEK_SET) != 0) {
-    if (file) std::fclose(file);
-    fail(path_, ": cannot read member '", name, "' to check its CRC");
-  }
-  std::vector<unsigned char> buffer(4 << 20);
   std::uint32_t crc = static_cast<std::uint32_t>(crc32(0, nullptr, 0));
-  std::uint64_t left = m.size;
-  while (left > 0) {
-    const std::size_t n = std::fread(buffer.data(), 1, std::min<std::uint64_t>(left, buffer.size()), file);
-    if (n == 0) break;
-    crc = static_cast<std::uint32_t>(crc32_z(crc, buffer.data(), n));
-    left -= n;
+  constexpr std::uint64_t kChunk = 64 << 20;
+  for (std::uint64_t at = 0; at < m.size; at += kChunk) {
+    crc = static_cast<std::uint32_t>(crc32_z(crc, data_ + start + at, std::min(kChunk, m.size - at)));
+    release_pages();
   }
-  std::fclose(file);
-  if (left > 0) fail(path_, ": member '", name, "' is truncated");
   if (crc != m.crc32) fail(path_, ": member '", name, "' fails its CRC check (damaged)");
   if (!key.empty()) {
     std::lock_guard<std::mutex> lock(checked_mutex);

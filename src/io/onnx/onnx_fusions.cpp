@@ -283,7 +283,8 @@ bool fuse_attention(OnnxNode& n, int first) {
     while (!pending.empty()) {
       const std::string v = pending.back();
       pending.pop_back();
-      if (v.empty() || w.is_constant(v) || dims.count(v)) continue;
+      // Computed values outside the group end the walk (their Shape then fails to fold, below).
+      if (v.empty() || w.is_constant(v) || dims.count(v) || n.graph().has_value(v)) continue;
       const int p = n.graph().producer(v);
       if (p < 0) differs(at, "its input '", v, "' is computed by no node");
       if (std::find(arithmetic.begin(), arithmetic.end(), p) != arithmetic.end()) continue;
