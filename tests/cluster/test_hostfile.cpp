@@ -127,13 +127,13 @@ TEST(ClusterFile, UnknownKeysAreRefusedNamingThem) {
     "hosts": [{"name": "pi1", "class": "pi", "slots": 1, "unreliable": true}]})");
   EXPECT_EQ(cluster::cluster_from_json(good, "lab.json", ".").hosts.at(0).unreliable, true);
   const std::pair<json::json_pointer, const char*> typos[] = {
-      {json::json_pointer("/netwrok"), "lab.json: unknown key 'netwrok' (a cluster file has name, network,"},
+      {json::json_pointer("/netwrok"), "lab.json: unknown key 'netwrok' (a cluster file has name, about, network,"},
       {json::json_pointer("/network/bandwith_mbps"), "lab.json: network: unknown key 'bandwith_mbps'"},
       {json::json_pointer("/device_classes/pi/memory"), "lab.json: device class 'pi': unknown key 'memory'"},
       {json::json_pointer("/device_classes/pi/power/idle"), "device class 'pi': power: unknown key 'idle'"},
       {json::json_pointer("/hosts/0/unreliabel"),
        "lab.json: hosts[0]: unknown key 'unreliabel' (a host has name, "
-       "class, slots, unreliable)"}};
+       "class, slots, unreliable, about)"}};
   for (const auto& [where, message] : typos) {
     json bad = good;
     bad[where] = 1;
