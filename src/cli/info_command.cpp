@@ -94,9 +94,14 @@ void run_info(const InfoOptions& o) {
       for (const auto& n : node.merged) merged += (merged.empty() ? "" : ",") + n;
       settings += (settings.empty() ? "" : "; ") + std::string("+") + merged;
     }
-    t.add({node.name(), node.layer->type(), node.layer->output_shape().str(), human_count(c.weight_bytes / 4.0),
-           human_count(c.macs), human_bytes(static_cast<double>(c.weight_bytes)),
-           human_bytes(static_cast<double>(c.output_bytes)), settings});
+    // A 3-D layer whose output is one image deep is still a clip, as Keras shows it: (1, 4, 4, 512).
+    const Shape out = node.layer->output_shape();
+    const bool clip_layer =
+        node.layer->type().size() > 2 && node.layer->type().compare(node.layer->type().size() - 2, 2, "3D") == 0;
+    const std::string shape = clip_layer && out.d == 1 ? cat("(1, ", out.h, ", ", out.w, ", ", out.c, ")") : out.str();
+    t.add({node.name(), node.layer->type(), shape, human_count(c.weight_bytes / 4.0), human_count(c.macs),
+           human_bytes(static_cast<double>(c.weight_bytes)), human_bytes(static_cast<double>(c.output_bytes)),
+           settings});
   }
   t.add_rule();
   const std::string outputs =
