@@ -79,6 +79,10 @@ TEST_F(Cli, InfoPrintsLayerTable) {
   EXPECT_THAT(r.output, HasSubstr("total"));
   EXPECT_THAT(r.output, HasSubstr("(28, 28, 1)"));
   EXPECT_THAT(r.output, HasSubstr("architecture only"));
+  // A 3-D layer's output one image deep keeps its depth (C3D's pool5).
+  r = test::run_chorus("info " + test::source_path("models/c3d.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, testing::ContainsRegex("pool5 +MaxPooling3D +\\(1, 4, 4, 512\\)"));
 }
 
 TEST_F(Cli, InfoJsonHasLayersAndTotals) {
