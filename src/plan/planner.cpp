@@ -601,6 +601,12 @@ StageCost stage_cost(const model::Model& m, const cluster::Cluster& c, const Lay
   cost.medium_s = input.medium_s;
   cost.input_s = input.input_s;
   if (!net.shared) cost.link_s = input.link_s;
+  if (parity && mode == StageMode::split_output) {
+    // The parity rank (not among `devices`) takes the whole input too, from the same sender.
+    const double copy_s = net.transfer_seconds(times.input_bytes(first));
+    cost.medium_s += copy_s;
+    if (!net.shared) cost.link_s += copy_s;
+  }
   if (first_holds) {
     // The same stage taking its input from its own first member (a latency plan that reuses
     // devices), for the planner: only the input differs.
