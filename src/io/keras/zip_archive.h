@@ -35,7 +35,7 @@ class ZipArchive {
   // archive and the member when it is missing or damaged.
   std::vector<char> read(const std::string& name) const;
   // A stored member's bytes in place (valid while the archive lives), or null for a deflated
-  // one; checked against its CRC-32 (read through once, its pages let go again).
+  // one; checked against its CRC-32 once per process (read through the file, not the mapping).
   const char* stored_bytes(const std::string& name, std::uint64_t* size) const;
   // Lets the kernel drop the pages of the mapping read so far: they are the page cache's, and
   // are read again from it when touched, but while mapped they count in the process' RSS.
@@ -47,6 +47,8 @@ class ZipArchive {
   std::uint64_t data_offset(const ZipMember& m) const;
 
   std::string path_;
+  int fd_ = -1;           // the mapped file, open while the archive lives
+  std::string identity_;  // device, inode, size and modification time of that file
   const unsigned char* data_ = nullptr;
   std::uint64_t size_ = 0;
   std::vector<ZipMember> members_;
