@@ -9,6 +9,7 @@
 #include "cluster/cluster.h"
 #include "cluster/hostfile.h"
 #include "core/error.h"
+#include "core/text_file.h"
 
 namespace chorus::cli {
 
@@ -60,7 +61,7 @@ void add_cluster_command(CLI::App& app) {
   cmd->add_option("--bandwidth-mbps", o->bandwidth_mbps, "Network bandwidth instead of --network")
       ->check(finite_number());
   cmd->add_option("--latency-ms", o->latency_ms, "Per-message latency, with --bandwidth-mbps (default 1)")
-      ->check(finite_number());
+      ->check(finite_number(0));
   cmd->add_flag("--switched", o->switched, "With --bandwidth-mbps: transfers overlap (default: one shared medium)");
   cmd->add_option("--name", o->name, "Cluster name (default: the hostfile's name)");
   cmd->add_option("-o,--output", o->output, "Cluster file to write (default: print it)");
@@ -68,6 +69,8 @@ void add_cluster_command(CLI::App& app) {
                 "Copy each device profile into the cluster file, so that it can be shipped alone (deploy, Kubernetes)");
   cmd->callback([o, cmd] {
     const bool bandwidth_given = cmd->get_option("--bandwidth-mbps")->count() > 0;
+    if (cmd->get_option("--latency-ms")->count() > 0 && !bandwidth_given)
+      fail("cluster: --latency-ms and --switched go with --bandwidth-mbps");
     if (bandwidth_given && !(o->bandwidth_mbps > 0))
       fail("cluster: --bandwidth-mbps ", o->bandwidth_mbps, " must be above 0");
     if (bandwidth_given && cmd->get_option("--network")->count() > 0)
@@ -99,16 +102,18 @@ void add_cluster_command(CLI::App& app) {
     r.output_path = o->output;
     nlohmann::json j = cluster::derive_cluster(cluster::read_hostfile(o->hostfile), r);
     if (o->embed_profiles) embed_profiles(j, o->output);
+    // Read as the planner will read it (profile paths from the file's folder), before it is
+    // written: a cluster that would not load is not written, nor printed.
+    const std::filesystem::path out_path(o->output);
+    const cluster::Cluster c =
+        cluster::cluster_from_json(j, o->output.empty() ? "the cluster" : o->output,
+                                   out_path.has_parent_path() ? out_path.parent_path().string() : std::string("."));
     if (o->output.empty()) {
-      std::cout << j.dump(2) << "\n";
+      std::cout << j.dump(2) << "\n" << std::flush;
+      if (!std::cout) fail("standard output: write failed");
       return;
     }
-    {
-      std::ofstream out(o->output);
-      if (!out) fail(o->output, ": cannot write cluster file");
-      out << j.dump(2) << "\n";
-    }
-    const cluster::Cluster c = cluster::read_cluster(o->output);  // what the planner will read
+    write_text_file(o->output, j.dump(2) + "\n", "cluster file");
     std::cout << "wrote " << o->output << ": " << c.ranks() << " device slot(s) on " << c.hosts.size() << " host(s), "
               << j["network"]["bandwidth_mbps"].get<double>() << " Mbit/s "
               << (c.network.shared ? "shared" : "switched") << " network\n";

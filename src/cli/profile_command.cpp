@@ -32,6 +32,7 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads,
                   "compute threads (default 1; 0: one per CPU of the host; more than its CPUs are capped)");
   cmd->callback([o] {
+    if (o->device.empty()) fail("profile: --device is empty (give the device's name)");
     o->threads = checked_thread_count(o->threads);
     set_compute_threads(o->threads);
     model::Model m = load_model_with_weights(o->model, o->arch);
@@ -45,8 +46,15 @@ void add_profile_command(CLI::App& app) {
       for (std::size_t n = 0; n < seconds.size(); ++n) runs[n].push_back(seconds[n]);
     }
     cluster::DeviceProfile p = o->merge.empty() ? cluster::DeviceProfile{} : cluster::read_profile(o->merge);
+    // One profile is one device: this machine's times merged into another's would mix them.
+    if (!o->merge.empty() && !p.name.empty() && p.name != o->device)
+      fail("profile: ", o->merge, " is the profile of '", p.name, "'; this machine is measured as '", o->device,
+           "' (give --device ", p.name, " if it is that device)");
     p.name = o->device;
-    p.calibration = cat("measured by chorus profile, ", o->threads, " thread(s), median of ", o->frames, " runs");
+    const std::string measured =
+        cat("measured by chorus profile, ", o->threads, " thread(s), median of ", o->frames, " runs");
+    p.calibration =
+        p.calibration.empty() ? measured : cat(p.calibration, "; ", cluster::model_key(o->model), ": ", measured);
     const std::string key = cluster::model_key(o->model);
     std::map<std::string, std::pair<double, double>> by_type;  // type -> (macs, seconds)
     for (std::size_t n = 0; n < runs.size(); ++n) {

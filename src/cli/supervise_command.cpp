@@ -37,7 +37,7 @@ void add_supervise_command(CLI::App& app, int& exit_code) {
                       "then re-admitted at the next frame. Default with --hostfile: \"",
                       supervise::kDefaultProbe, "\"; none with --emulate or --testbed; \"none\": never"));
   cmd->add_option("--probe-every", o->probe_every, "Seconds between probes of the devices taken out")
-      ->check(CLI::PositiveNumber);
+      ->check(finite_number(1e-3));
   cmd->add_option("job", o->job, "After --: the job, as for chorus (run MODEL --output FILE ...)")->required();
   cmd->callback([o, &exit_code] {
     supervise::SuperviseOptions s;

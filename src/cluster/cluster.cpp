@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/text_file.h"
 #include "core/unknown_keys.h"
 
 namespace chorus::cluster {
@@ -216,10 +217,7 @@ json cluster_to_json(const Cluster& c) {
 }
 
 void write_profile(const DeviceProfile& p, const std::string& path) {
-  const json j = profile_to_json(p);
-  std::ofstream out(path);
-  if (!out) fail(path, ": cannot write device profile");
-  out << j.dump(2) << "\n";
+  write_text_file(path, profile_to_json(p).dump(2) + "\n", "device profile");
 }
 
 double DevicePower::joules(double busy_s, double wall_s, double bytes_sent, double bytes_received) const {

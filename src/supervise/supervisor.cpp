@@ -3,10 +3,11 @@
 #include <sys/wait.h>
 
 #include <algorithm>
-#include <csignal>
-#include <cstdlib>
 #include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -32,9 +33,18 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 
 // The value after `flag` in the run arguments ("" when absent).
 std::string argument(const std::vector<std::string>& args, const std::string& flag) {
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == flag) return args[i + 1];
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == flag && i + 1 < args.size()) return args[i + 1];
+    if (args[i].rfind(flag + "=", 0) == 0) return args[i].substr(flag.size() + 1);  // --output=FILE
+  }
   return "";
+}
+
+// Whether `args` give `flag`, as FLAG or FLAG=VALUE.
+bool gives(const std::vector<std::string>& args, const std::string& flag) {
+  for (const auto& a : args)
+    if (a == flag || a.rfind(flag + "=", 0) == 0) return true;
+  return false;
 }
 
 // Counts the frames an output journal records, reading only what was added since last time.
@@ -126,8 +136,7 @@ int supervise(const SuperviseOptions& o) {
   if (o.run_args.size() < 2 || o.run_args[0] != "run")
     fail("supervise: give the job after --, as for chorus: -- run MODEL --output FILE ...");
   for (const char* own : {"--plan", "--strategy", "--emulate", "--resume"})
-    if (std::find(o.run_args.begin(), o.run_args.end(), own) != o.run_args.end())
-      fail("supervise: leave ", own, " to the supervisor (it plans, emulates and resumes)");
+    if (gives(o.run_args, own)) fail("supervise: leave ", own, " to the supervisor (it plans, emulates and resumes)");
   const std::string model_path = o.run_args[1];
   const std::string output = argument(o.run_args, "--output");
   if (output.empty()) fail("supervise: the job needs --output FILE, so that a failed run can be resumed");
@@ -144,9 +153,15 @@ int supervise(const SuperviseOptions& o) {
     for (const auto& h : all.hosts) b.push_back(h.name);
     if (a != b) fail("supervise: ", o.hostfile, " and ", o.cluster_path, " must list the same hosts in the same order");
   }
-  if (o.probe_every_s <= 0) fail("supervise: --probe-every ", o.probe_every_s, " s is not above 0");
+  if (!(o.probe_every_s > 0) || !std::isfinite(o.probe_every_s))
+    fail("supervise: --probe-every ", o.probe_every_s, " s is not a number of seconds above 0");
+  if (o.mpirun.empty()) fail("supervise: --mpirun is empty (give mpirun and its options)");
   const auto structure = io::load_model_structure(model_path, argument(o.run_args, "--arch"), /*optimize=*/true);
-  fs::create_directories(o.work_dir);
+  std::error_code made;
+  fs::create_directories(o.work_dir, made);
+  if (made || !fs::is_directory(o.work_dir))
+    fail("supervise: --work-dir ", o.work_dir, ": cannot make this folder",
+         made ? cat(" (", made.message(), ")") : std::string(" (a file has its name)"));
 
   // Progress is read from the first output's journal (a model of several outputs writes all
   // of a frame's outputs before the next frame).

@@ -218,6 +218,58 @@ TEST_F(Cli, NanWeightsAreNamedWhenLoaded) {
   EXPECT_THAT(r.output, HasSubstr("nan_weights.h5: layer 'fc1': weight 'kernel' holds 3 NaN or infinite value(s) of"));
 }
 
+// Writes that fail (a full disk, here a file-size limit) say so and leave what was there:
+// init-weights crashed at exit and truncated the old file, profile said "wrote".
+TEST_F(Cli, FailedWritesSaySoAndLeaveTheOldFile) {
+  const std::string old_file = dir_->path("keep.h5"), chorus = CHORUS_BINARY;
+  std::filesystem::copy_file(model_, old_file, std::filesystem::copy_options::overwrite_existing);
+  const auto before = std::filesystem::file_size(old_file);
+  // 64 KB at most per file: a MobileNetV2's weights (14 MB) cannot be written.
+  auto r = test::run_command("sh -c \"trap '' XFSZ; ulimit -f 128; " + chorus + " init-weights " +
+                             test::source_path("models/mobilenetv2.json") + " -o " + old_file + "\"");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("keep.h5: not written: "));
+  EXPECT_EQ(std::filesystem::file_size(old_file), before);
+  EXPECT_FALSE(std::filesystem::exists(dir_->path("keep.partial.h5")));
+  r = test::run_chorus("profile " + shell_quoted(model_) + " --frames 1 -o /dev/full");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("/dev/full: cannot write the device profile (No space left on device)"));
+  // One profile is one device.
+  r = test::run_chorus("profile " + shell_quoted(model_) + " --frames 1 -o " + dir_->path("p.json") + " --merge " +
+                       test::source_path("profiles/pi3-paper.json"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("is the profile of 'pi3'; this machine is measured as 'host'"));
+  // A negative latency was taken as "not given".
+  std::ofstream(dir_->path("hosts.txt")) << "pi1\npi2\n";
+  r = test::run_chorus("cluster " + dir_->path("hosts.txt") + " --class pi3 --bandwidth-mbps 10 --latency-ms -1");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("-1 is below 0"));
+}
+
+// supervise names what is wrong with its own options, and reads --output=FILE as run does.
+TEST_F(Cli, SuperviseOptionsAreChecked) {
+  const std::string cluster = dir_->path("four.json");
+  std::ofstream(cluster) << R"({"name": "four", "network": {"bandwidth_mbps": 1000, "latency_ms": 0.1, "shared": false},
+    "device_classes": {"dev": {"memory_mb": 512, "profile": {"macs_per_second": {"default": 1e9}}}},
+    "hosts": [{"name": "localhost", "class": "dev", "slots": 2}]})";
+  const std::string job = " -- run " + shell_quoted(model_) + " --synthetic 20 --output=" + dir_->path("s.npy");
+  const std::string supervise = "supervise --cluster " + cluster + " --emulate ";
+  auto r = test::run_chorus(supervise + "--probe-every nan" + job);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("--probe-every: a finite number, not nan"));
+  r = test::run_chorus(supervise + "--work-dir " + shell_quoted(model_) + job);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--work-dir " + model_ + ": cannot make this folder"));
+  r = test::run_chorus(supervise + "--mpirun ''" + job);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--mpirun is empty"));
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  r = test::run_chorus(supervise + "--work-dir " + dir_->path("work") + job);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("done after 0 failure(s)"));
+}
+
 TEST_F(Cli, RunOnArchitectureAsksForInitWeights) {
   auto r = test::run_chorus("run " + shell_quoted(lenet_json()) + " --synthetic 1");
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -12,7 +12,13 @@ namespace {
 
 // HDF5 prints its own error stack on stderr by default; our exceptions say it better.
 struct SilenceHdf5 {
-  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+  SilenceHdf5() {
+    // No clean-up at exit: a file whose last write failed (a full disk) stays open in the
+    // library, and closing it again at exit crashed the process after its error was printed.
+    // The H5File handles close what they opened; the system the rest.
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
 };
 const SilenceHdf5 silence;
 

@@ -157,10 +157,30 @@ void init_keras_weights(const std::string& arch_path, std::uint64_t seed, const 
   json config = read_architecture_file(arch_path);
   KerasModelSpec spec = parse_keras_config(config, arch_path);
   model::Model m = build_keras_model(spec, arch_path);
-  if (std::filesystem::path(out_path).extension() == ".keras")
-    write_keras_archive(out_path, config, spec, m, random_keras_weights(m, spec, seed));
-  else
-    write_keras_h5(out_path, config, spec, m, random_keras_weights(m, spec, seed));
+  refuse_directory(out_path, "a file to write");
+  const std::filesystem::path out(out_path);
+  const std::filesystem::path folder = out.has_parent_path() ? out.parent_path() : ".";
+  if (!std::filesystem::is_directory(folder)) fail(out_path, ": its folder ", folder.string(), " does not exist");
+  // Written beside it and renamed when whole: a write that fails (a full disk) leaves the file
+  // that was there, and no half-written one under its name.
+  std::filesystem::path partial = out;
+  partial.replace_extension(".partial" + out.extension().string());
+  try {
+    if (out.extension() == ".keras")
+      write_keras_archive(partial.string(), config, spec, m, random_keras_weights(m, spec, seed));
+    else
+      write_keras_h5(partial.string(), config, spec, m, random_keras_weights(m, spec, seed));
+    std::filesystem::rename(partial, out);
+  } catch (const Error& e) {
+    std::error_code ec;
+    std::filesystem::remove(partial, ec);
+    std::filesystem::remove(partial.string() + ".weights.h5.partial", ec);
+    fail(out_path, ": not written: ", e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::error_code ec;
+    std::filesystem::remove(partial, ec);
+    fail(out_path, ": not written: ", e.code().message());
+  }
 }
 
 }  // namespace chorus::io
