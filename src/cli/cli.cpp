@@ -1,7 +1,9 @@
 #include "cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -20,7 +22,11 @@ std::string this_program(const std::string& command) {
 CLI::Validator seed_number() {
   return CLI::Validator(
       [](const std::string& value) {
-        return value.find('-') == std::string::npos ? std::string() : "a seed is a whole number of 0 or more";
+        if (value.find('-') != std::string::npos) return std::string("a seed is a whole number of 0 or more");
+        // CLI11 saturates a number past 2^64 - 1 at that without a word.
+        errno = 0;
+        std::strtoull(value.c_str(), nullptr, 10);
+        return errno == ERANGE ? std::string("a seed is at most 18446744073709551615") : std::string();
       },
       "SEED");
 }

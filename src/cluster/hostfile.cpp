@@ -19,8 +19,9 @@ namespace {
 constexpr int kMostSlots = 4096;  // far above any edge cluster; catches typos such as slots=40000
 
 int parse_count(const std::string& text, const std::string& where) {
-  if (text.empty() || text.size() > 6 || text.find_first_not_of("0123456789") != std::string::npos)
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
     fail(where, ": expected a whole number, found '", text, "'");
+  if (text.size() > 6) fail(where, ": expected 1 to ", kMostSlots, ", found ", text);
   const int n = std::stoi(text);
   if (n < 1 || n > kMostSlots) fail(where, ": expected 1 to ", kMostSlots, ", found ", n);
   return n;
@@ -49,6 +50,13 @@ std::vector<HostfileEntry> parse_hostfile(std::istream& in, const std::string& s
     std::string name, word;
     if (!(words >> name)) continue;
     if (!safe_hostfile_host(name)) fail(where, ": '", name, "' is not a host name");
+    // mpirun --host takes HOST:N; a hostfile does not, and would run one rank on a host of
+    // that name. (An IPv6 address has several colons.)
+    const auto colon = name.find(':');
+    if (colon != std::string::npos && name.find(':', colon + 1) == std::string::npos && colon + 1 < name.size() &&
+        name.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+      fail(where, ": '", name, "': a hostfile gives slots as '", name.substr(0, colon),
+           " slots=", name.substr(colon + 1), "' (HOST:N is mpirun --host's form)");
     int slots = 1, max_slots = 0;
     while (words >> word) {
       const auto eq = word.find('=');

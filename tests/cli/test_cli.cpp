@@ -533,6 +533,10 @@ TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
                        " --seed -5");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("a seed is a whole number of 0 or more"));
+  r = test::run_chorus("init-weights " + shell_quoted(lenet_json()) + " -o " + shell_quoted(dir_->path("w.h5")) +
+                       " --seed 99999999999999999999");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("a seed is at most 18446744073709551615"));
   r = test::run_chorus("init-weights " + shell_quoted(lenet_json()) + " -o " + shell_quoted(dir_->path("w.onnx")));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("write a Keras .h5 (or .hdf5) file or a .keras archive"));

@@ -53,7 +53,9 @@ TEST(Hostfile, AcceptsAddressesAndUserAtHost) {
 TEST(Hostfile, BadLinesNameTheFileLineAndWhatWasFound) {
   EXPECT_THAT(parse_error("pi1\npi2 slots=x\n"), HasSubstr("hosts.txt:2: slots: expected a whole number, found 'x'"));
   EXPECT_THAT(parse_error("pi1 slots=0\n"), HasSubstr("expected 1 to 4096, found 0"));
-  EXPECT_THAT(parse_error("pi1 slots=99999999999\n"), HasSubstr("expected a whole number"));
+  EXPECT_THAT(parse_error("pi1 slots=99999999999\n"), HasSubstr("expected 1 to 4096, found 99999999999"));
+  EXPECT_THAT(parse_error("pi1:4\n"), HasSubstr("'pi1:4': a hostfile gives slots as 'pi1 slots=4'"));
+  EXPECT_EQ(parse("fe80::1 slots=2\n").at(0).slots, 2);  // an IPv6 address keeps its colons
   EXPECT_THAT(parse_error("pi1 cores=2\n"), HasSubstr("hosts.txt:1: unknown hostfile keyword 'cores'"));
   EXPECT_THAT(parse_error("pi1 4\n"), HasSubstr("expected slots=N or max_slots=N"));
   EXPECT_THAT(parse_error("pi1 slots=4 max_slots=2\n"), HasSubstr("slots=4 is more than max_slots=2"));
