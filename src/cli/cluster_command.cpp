@@ -76,13 +76,17 @@ void add_cluster_command(CLI::App& app) {
     if (bandwidth_given && cmd->get_option("--network")->count() > 0)
       fail("cluster: give --network or --bandwidth-mbps, not both");
     cluster::ClusterRecipe r;
+    if (cmd->get_option("--name")->count() > 0 && o->name.empty()) fail("cluster: --name is empty");
     r.name = o->name.empty() ? std::filesystem::path(o->hostfile).filename().string() : o->name;
     r.default_class = o->default_class;
     for (const auto& pair : o->host_classes) {
       const auto eq = pair.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size())
         fail("cluster: --host-class expects HOST=CLASS, found '", pair, "'");
-      r.host_class[pair.substr(0, eq)] = pair.substr(eq + 1);
+      const auto [it, added] = r.host_class.emplace(pair.substr(0, eq), pair.substr(eq + 1));
+      if (!added && it->second != pair.substr(eq + 1))
+        fail("cluster: --host-class gives ", it->first, " two classes (", it->second, " and ", pair.substr(eq + 1),
+             ")");
     }
     r.library_path = o->library.empty() ? default_library() : o->library;
     std::ifstream in(r.library_path);

@@ -282,7 +282,10 @@ int supervise(const SuperviseOptions& o) {
       return r.exit_code;
     }
     if (++failures > o.max_failures) {
-      std::fprintf(stderr, "chorus supervise: %d failures, stopping\n", failures);
+      std::fprintf(stderr,
+                   "chorus supervise: %d failure(s), more than --max-failures %d; stopping (the frames so far are in "
+                   "%s, with its journal: chorus run ... --resume runs the rest)\n",
+                   failures, o.max_failures, output.c_str());
       return 1;
     }
     // The rank is one of this attempt's cluster (before any device was brought back).
