@@ -165,22 +165,23 @@ void init_keras_weights(const std::string& arch_path, std::uint64_t seed, const 
   // that was there, and no half-written one under its name.
   std::filesystem::path partial = out;
   partial.replace_extension(".partial" + out.extension().string());
+  std::string why;
   try {
     if (out.extension() == ".keras")
       write_keras_archive(partial.string(), config, spec, m, random_keras_weights(m, spec, seed));
     else
       write_keras_h5(partial.string(), config, spec, m, random_keras_weights(m, spec, seed));
     std::filesystem::rename(partial, out);
+    return;
   } catch (const Error& e) {
-    std::error_code ec;
-    std::filesystem::remove(partial, ec);
-    std::filesystem::remove(partial.string() + ".weights.h5.partial", ec);
-    fail(out_path, ": not written: ", e.what());
+    why = e.what();
   } catch (const std::filesystem::filesystem_error& e) {
-    std::error_code ec;
-    std::filesystem::remove(partial, ec);
-    fail(out_path, ": not written: ", e.code().message());
+    why = e.code().message();
   }
+  std::error_code ignored;  // what is left of the attempt goes; the old file stays
+  std::filesystem::remove(partial, ignored);
+  std::filesystem::remove(partial.string() + ".weights.h5.partial", ignored);
+  fail(out_path, ": not written: ", why);
 }
 
 }  // namespace chorus::io
