@@ -1,5 +1,6 @@
 #include "cli/load_model.h"
 
+#include "core/error.h"
 #include "core/random.h"
 #include "io/keras/keras_model.h"
 #include "io/model_file.h"
@@ -9,6 +10,8 @@ namespace chorus::cli {
 
 LoadedModel load_model(const std::string& path, const std::string& arch_path, bool optimize, bool load_weights) {
   if (io::is_architecture_file(path)) {
+    if (!arch_path.empty())
+      fail(path, ": is an architecture file already; --arch names the architecture of a weights-only .h5");
     auto config = io::read_architecture_file(path);
     auto spec = io::parse_keras_config(config, path);
     model::Model m = io::build_keras_model(spec, path);

@@ -48,13 +48,16 @@ class Pool2D : public Layer {
 // its rows and member 0's join of the members' pools.
 void pool_positions(const float* src, std::size_t positions, int channels, PoolKind kind, float* dst);
 
-// GlobalAveragePooling2D / GlobalMaxPooling2D: (h, w, c) -> (c).
+// GlobalAveragePooling2D / GlobalMaxPooling2D: (h, w, c) -> (c). The 1-D poolings over a (1, L, D)
+// sequence are the same loop; `dims` only names them as the model file did.
 class GlobalPool2D : public Layer {
  public:
-  GlobalPool2D(std::string name, PoolKind kind) : Layer(std::move(name)), kind_(kind) {}
+  GlobalPool2D(std::string name, PoolKind kind, int dims = 2) : Layer(std::move(name)), kind_(kind), dims_(dims) {}
   PoolKind kind() const { return kind_; }
+  int dims() const { return dims_; }
   std::string type() const override {
-    return kind_ == PoolKind::max ? "GlobalMaxPooling2D" : "GlobalAveragePooling2D";
+    return std::string(kind_ == PoolKind::max ? "GlobalMaxPooling" : "GlobalAveragePooling") + std::to_string(dims_) +
+           "D";
   }
   double macs() const override { return static_cast<double>(input_shapes()[0].size()); }
   void forward(const std::vector<const Tensor*>& in, Tensor& out) const override;
@@ -64,6 +67,7 @@ class GlobalPool2D : public Layer {
 
  private:
   PoolKind kind_;
+  int dims_;
 };
 
 }  // namespace chorus::layers

@@ -92,8 +92,10 @@ LayerPart make_output_part(const model::Node& node, int begin, int end, io::Weig
       part.layer = std::make_unique<Pool2D>(full.name(), pool->settings());
     else if (auto* pool3d = dynamic_cast<const Pool3D*>(&full))
       part.layer = std::make_unique<Pool3D>(full.name(), pool3d->kind(), pool3d->window());
-    else
-      part.layer = std::make_unique<GlobalPool2D>(full.name(), dynamic_cast<const GlobalPool2D&>(full).kind());
+    else {
+      const auto& global = dynamic_cast<const GlobalPool2D&>(full);
+      part.layer = std::make_unique<GlobalPool2D>(full.name(), global.kind(), global.dims());
+    }
     Shape slice = in;
     slice.c = end - begin;
     part.layer->build({slice});

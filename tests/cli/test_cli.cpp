@@ -559,6 +559,11 @@ TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
                        shell_quoted(test::source_path("models/mobilenetv2.json")) + " --synthetic 1");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_EQ(count_of(r.output, "lenet_seed3.h5"), 1u) << r.output;
+  // An architecture file given --arch as well is refused, not described without it.
+  r = test::run_chorus("info " + shell_quoted(lenet_json()) + " --arch " +
+                       shell_quoted(test::source_path("models/mobilenetv2.json")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("is an architecture file already; --arch names the architecture of a weights-only"));
 }
 
 }  // namespace

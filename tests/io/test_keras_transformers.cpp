@@ -77,9 +77,13 @@ TEST(KerasTransformer, ViTInH5AndKerasArchiveMatchesPlainLoops) {
   for (const char* file : {"vit.h5", "vit.keras"}) {
     SCOPED_TRACE(file);
     model::Model model = io::load_model_file(dir.path(file));
-    int attention = 0;
-    for (const auto& node : model.nodes()) attention += node.layer->type() == "MultiHeadAttention";
+    int attention = 0, pool_1d = 0;
+    for (const auto& node : model.nodes()) {
+      attention += node.layer->type() == "MultiHeadAttention";
+      pool_1d += node.layer->type() == "GlobalAveragePooling1D";  // as `chorus info` names it
+    }
     EXPECT_EQ(attention, 1);
+    EXPECT_EQ(pool_1d, 1);
     EXPECT_LT(test::error_vs_largest(model.forward(img), expected), 1e-4);
   }
   // In the archive, as Keras 3 saves MultiHeadAttention: each projection under its own name.

@@ -313,7 +313,7 @@ Factory global_pool_1d(PoolKind kind) {
     if (r.has("data_format") && r.raw("data_format") != "channels_last")
       r.error("data_format ", r.raw("data_format").dump(), " is not supported (channels_last only)");
     if (r.boolean("keepdims", false)) r.error("keepdims=True is not supported");
-    return std::make_unique<GlobalPool2D>(spec.name, kind);
+    return std::make_unique<GlobalPool2D>(spec.name, kind, 1);
   };
 }
 
