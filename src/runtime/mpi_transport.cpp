@@ -159,7 +159,8 @@ class MpiTransport : public Transport {
   // The wall clock, not MPI_Wtime: Open MPI's MPI_Wtime counts from an origin each process sets
   // for itself (its first call), so a frame's start on the source rank and its finish on the
   // sink rank were on two clocks and a latency could come out negative. The wall clock is one
-  // clock on a host; across hosts it is as close as NTP keeps them (offsets are not measured).
+  // clock on a host; across hosts the run measures each rank's offset from rank 0's
+  // (runtime/clock_offsets.h) and corrects frame times with it.
   double time() const override {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() +
            clock_skew_s_;
