@@ -140,14 +140,18 @@ std::string first_hosts(const cluster::Cluster& c, int ranks) {
   return names;
 }
 
-// The signatures of the files --input names (SOURCE or NAME=SOURCE; none for --synthetic or a
-// stream), for the journal: an input replaced between a stop and --resume is another run.
-std::string input_file_signatures(const std::vector<std::string>& specs) {
+std::vector<io::NamedInput> named_inputs(const model::Model& m) {
+  std::vector<io::NamedInput> inputs;
+  for (const auto& input : m.inputs()) inputs.push_back({input.name, input.shape});
+  return inputs;
+}
+
+// The signatures of the files --input names (none for --synthetic or a stream), for the
+// journal: an input replaced between a stop and --resume is another run.
+std::string input_file_signatures(const std::vector<std::string>& specs, const std::vector<io::NamedInput>& inputs) {
   std::string signatures;
   for (const auto& spec : specs) {
-    std::string file = spec;
-    const auto eq = spec.find('=');
-    if (!std::filesystem::exists(file) && eq != std::string::npos) file = spec.substr(eq + 1);
+    const std::string file = io::input_source(spec, inputs);
     const std::string signature = io::file_signature(file);
     if (!signature.empty()) signatures += cat(signatures.empty() ? "" : "; ", file, ": ", signature);
   }
@@ -219,10 +223,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (rank == setup.plan.plan.source) {
       io::RunInputOptions in = o.source;
       in.input.channels_first = m.channels_first();
-      std::vector<io::NamedInput> inputs;
-      for (const auto& input : m.inputs()) inputs.push_back({input.name, input.shape});
-      setup.source = std::make_unique<io::StoppableStream>(io::open_run_input(o.inputs, inputs, in), stop_requested,
-                                                           "stopped on request (SIGUSR1)");
+      setup.source = std::make_unique<io::StoppableStream>(io::open_run_input(o.inputs, named_inputs(m), in),
+                                                           stop_requested, "stopped on request (SIGUSR1)");
       if (setup.source->count() == 0) fail(setup.source->describe(), ": no frames to run");
       if (o.resume && !setup.source->why_not_resumable().empty())
         fail(setup.source->describe(), ": cannot be resumed: ", setup.source->why_not_resumable());
@@ -277,11 +279,11 @@ int run_distributed(Transport& real, const RunOptions& o) {
   // Durable outputs: the sink writes each frame as it completes, and a journal records it; a
   // resumed run starts where the journal ends. The sink learns the run's identity (the input
   // the source reads) before it opens the journal, and every rank learns where to start.
-  const auto source_info =
-      t.all_gather_strings(rank == source_rank && setup.source
-                               ? cat(setup.source->count(), "\n", setup.source->why_not_resumable().empty() ? 1 : 0,
-                                     "\n", input_file_signatures(o.inputs), "\n", setup.source->identity())
-                               : "");
+  const auto source_info = t.all_gather_strings(
+      rank == source_rank && setup.source
+          ? cat(setup.source->count(), "\n", setup.source->why_not_resumable().empty() ? 1 : 0, "\n",
+                input_file_signatures(o.inputs, named_inputs(m)), "\n", setup.source->identity())
+          : "");
   const std::string& info = source_info.at(source_rank);
   const int total_frames = std::atoi(info.c_str());  // -1: known at the end (a stream)
   // count, resumable, the input files' signatures (where the source reads them), identity

@@ -195,6 +195,17 @@ std::string input_names(const std::vector<NamedInput>& inputs) {
   return s;
 }
 
+std::size_t named_input(const std::string& spec, const std::vector<NamedInput>& inputs) {
+  const auto eq = spec.find('=');
+  for (std::size_t i = 0; eq != std::string::npos && i < inputs.size(); ++i)
+    if (spec.compare(0, eq, inputs[i].name) == 0) return i;
+  return inputs.size();
+}
+
+std::string input_source(const std::string& spec, const std::vector<NamedInput>& inputs) {
+  return named_input(spec, inputs) < inputs.size() ? spec.substr(spec.find('=') + 1) : spec;
+}
+
 std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& specs,
                                                const std::vector<NamedInput>& inputs, const InputOptions& options) {
   CHORUS_ASSERT(!inputs.empty(), "a model without inputs");
@@ -202,23 +213,15 @@ std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& s
   if (specs.empty()) {
     if (options.synthetic <= 0) fail("no input: give --input FILE or --synthetic N");
   } else if (inputs.size() == 1 && specs.size() == 1) {
-    const auto eq = specs[0].find('=');
-    chosen[0] = eq != std::string::npos && specs[0].substr(0, eq) == inputs[0].name ? specs[0].substr(eq + 1) : specs[0];
+    chosen[0] = input_source(specs[0], inputs);
   } else {
     if (specs.size() != inputs.size())
       fail("the model has ", inputs.size(), " inputs (", input_names(inputs), "), --input was given ", specs.size(),
            " time(s): give one --input NAME=SOURCE per input");
-    // NAME=SOURCE where NAME is one of the model's inputs; otherwise a plain source.
-    const auto input_named = [&](const std::string& spec) {
-      const auto eq = spec.find('=');
-      for (std::size_t i = 0; eq != std::string::npos && i < inputs.size(); ++i)
-        if (inputs[i].name == spec.substr(0, eq)) return i;
-      return inputs.size();
-    };
     std::size_t named = 0;
-    for (const auto& spec : specs) named += input_named(spec) < inputs.size();
+    for (const auto& spec : specs) named += named_input(spec, inputs) < inputs.size();
     for (std::size_t k = 0; k < specs.size(); ++k) {
-      const std::size_t which = input_named(specs[k]);
+      const std::size_t which = named_input(specs[k], inputs);
       if (named == 0) {
         chosen[k] = specs[k];  // all plain: the model's order
       } else if (which == inputs.size()) {
@@ -226,7 +229,7 @@ std::unique_ptr<InputSource> open_model_inputs(const std::vector<std::string>& s
              input_names(inputs), "); name every input or none");
       } else {
         if (!chosen[which].empty()) fail("--input: input '", inputs[which].name, "' is given twice");
-        chosen[which] = specs[k].substr(specs[k].find('=') + 1);
+        chosen[which] = input_source(specs[k], inputs);
       }
     }
   }

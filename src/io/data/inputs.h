@@ -45,6 +45,12 @@ struct NamedInput {
 // "'image', 'vector'": the inputs' names, for messages.
 std::string input_names(const std::vector<NamedInput>& inputs);
 
+// The input that an --input NAME=SOURCE names (its index in `inputs`), or inputs.size() when
+// the text before '=' is no input's name (a plain SOURCE, which may hold an '=').
+std::size_t named_input(const std::string& spec, const std::vector<NamedInput>& inputs);
+// What an --input value reads: SOURCE of NAME=SOURCE for one of `inputs`, else the value whole.
+std::string input_source(const std::string& spec, const std::vector<NamedInput>& inputs);
+
 // The sources of a model's inputs as one source: its frame is each input's frame in the
 // model's order, back to back (for one input, exactly open_input's). `specs` are the user's
 // --input values: one per input, either all "NAME=SOURCE" or all plain in the model's order (a

@@ -24,13 +24,8 @@ std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& spec
          "' (its input: ", input_names(inputs), "), and no file has that name");
   }
   std::string video;
-  for (const auto& spec : specs) {
-    std::string source = spec;  // NAME=SOURCE where NAME is one of the model's inputs
-    const auto eq = spec.find('=');
-    for (const auto& in : inputs)
-      if (eq != std::string::npos && spec.substr(0, eq) == in.name) source = spec.substr(eq + 1);
-    if (is_video_source(source)) video = source;
-  }
+  for (const auto& spec : specs)
+    if (is_video_source(input_source(spec, inputs))) video = input_source(spec, inputs);
   std::unique_ptr<FrameStream> stream;
   if (!video.empty()) {
     if (inputs.size() != 1)
