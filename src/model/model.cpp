@@ -146,9 +146,24 @@ std::vector<int> Model::consumers(int node) const {
   return out;
 }
 
+namespace {
+
+// A batch norm folded into a layer without a bias gives it one when the weights load (see
+// apply_folds): counted from the start, so that a model's figures do not depend on whether its
+// weights were read (`chorus info` against `chorus bench`).
+std::size_t bias_from_folds(const Node& n) {
+  if (n.folded.empty()) return 0;
+  for (const auto& spec : n.layer->weight_specs())
+    if (spec.name == "bias") return 0;
+  return static_cast<std::size_t>(n.layer->output_shape().c) * sizeof(float);
+}
+
+}  // namespace
+
 LayerCost Model::cost(int node) const {
-  const auto& layer = *nodes_.at(node).layer;
-  return {layer.macs(), layer.weight_bytes(), layer.output_shape().size() * sizeof(float)};
+  const Node& n = nodes_.at(node);
+  const auto& layer = *n.layer;
+  return {layer.macs(), layer.weight_bytes() + bias_from_folds(n), layer.output_shape().size() * sizeof(float)};
 }
 
 LayerCost Model::total_cost() const {

@@ -6,6 +6,7 @@
 #include "core/parallel.h"
 #include "io/keras/keras_model.h"
 #include "io/keras/keras_writer.h"
+#include "io/model_file.h"
 #include "layers/conv2d.h"
 #include "model/optimize.h"
 #include "reference/test_util.h"
@@ -209,6 +210,15 @@ TEST(Model, CostsAndShapes) {
   EXPECT_EQ(m.output_shape(), (Shape{1, 1, 5}));
   Tensor wrong(1, {12, 12, 4});
   EXPECT_THROW(m.forward(wrong), Error);
+  // bn1 folds into c1, which has no bias of its own and gains one: counted the same whether
+  // the weights were read (`chorus bench`) or not (`chorus info`).
+  io::ModelLoadOptions structure_only;
+  structure_only.load_weights = false;
+  const model::Model described = io::load_model_file(dir.path("dag.h5"), structure_only);
+  const model::Model loaded = io::load_model_file(dir.path("dag.h5"));
+  EXPECT_EQ(described.cost(described.find("c1")).weight_bytes, (3u * 3 * 3 * 8 + 8) * 4);
+  EXPECT_EQ(loaded.cost(loaded.find("c1")).weight_bytes, (3u * 3 * 3 * 8 + 8) * 4);
+  EXPECT_EQ(described.total_cost().weight_bytes, loaded.total_cost().weight_bytes);
 }
 
 TEST(Model, FusedExpansionAndDepthwiseEqualLayerByLayer) {
