@@ -71,7 +71,9 @@ void summarise_frames(RunReport& r, const std::vector<double>& start, const std:
   int count = 0;
   double mx = 0, my = 0;
   for (int i = first; i < end; i += stride) mx += i, my += done[i], ++count;
-  if (count >= 2) {
+  // Too few frames to leave any out (two, one): frames over the run's time, below, as the
+  // report says; a line through two finishes is one gap, not a rate.
+  if (count >= 2 && r.warmup_frames > 0) {
     mx /= count;
     my /= count;
     double sxy = 0, sxx = 0;

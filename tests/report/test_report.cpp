@@ -63,6 +63,7 @@ TEST(Report, ARunTooShortForASteadyStateSaysSo) {
   report::RunReport two;
   report::summarise_frames(two, {0.0, 1.0}, {3.0, 4.0});  // the first frame's 3 s include its warm-up
   EXPECT_FALSE(two.steady_state);
+  EXPECT_NEAR(two.throughput_fps, 2 / 4.0, 1e-9);  // frames over the run's time, not 1 / (4 - 3)
   EXPECT_EQ(report::report_to_json(two)["throughput_basis"], "whole run");
   std::ostringstream text;
   report::print_report(two, text);
