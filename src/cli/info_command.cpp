@@ -7,6 +7,7 @@
 #include "cli/load_model.h"
 #include "cli/table.h"
 #include "core/error.h"
+#include "io/data/inputs.h"
 
 namespace chorus::cli {
 
@@ -41,8 +42,10 @@ void run_info(const InfoOptions& o) {
     out["outputs"] = nlohmann::json::array();
     for (std::size_t k = 0; k < m.outputs().size(); ++k) {
       const Shape s = m.shape_of(m.outputs()[k]);
-      out["outputs"].push_back({{"name", m.output_names()[k]}, {"layer", m.node(m.outputs()[k]).name()},
-                                {"shape", {s.h, s.w, s.c}}});
+      out["outputs"].push_back({{"name", m.output_names()[k]},
+                                {"layer", m.node(m.outputs()[k]).name()},
+                                {"shape", {s.h, s.w, s.c}},
+                                {"file_shape", io::keras_dims(s, m.channels_first())}});
     }
     out["layers"] = nlohmann::json::array();
     for (std::size_t i = 0; i < m.nodes().size(); ++i) {
@@ -77,10 +80,22 @@ void run_info(const InfoOptions& o) {
                                               : "")
               << "\n";
   }
-  if (m.outputs().size() > 1)
-    for (std::size_t k = 0; k < m.outputs().size(); ++k)
-      std::cout << "output " << m.output_names()[k] << " " << m.shape_of(m.outputs()[k]).str() << " (layer "
-                << m.node(m.outputs()[k]).name() << ")\n";
+  for (std::size_t k = 0; k < m.outputs().size(); ++k) {
+    // A channels_first model's image outputs are written (and their --top indices counted) in
+    // NCHW order.
+    const Shape s = m.shape_of(m.outputs()[k]);
+    const auto written = io::keras_dims(s, true);
+    const bool nchw = m.channels_first() && written.size() >= 3;
+    if (m.outputs().size() == 1 && !nchw) continue;
+    std::cout << "output " << m.output_names()[k] << " " << s.str() << " (layer " << m.node(m.outputs()[k]).name()
+              << ")";
+    if (nchw) {
+      std::cout << "  channels_first: written (N";
+      for (auto d : written) std::cout << ", " << d;
+      std::cout << ")";
+    }
+    std::cout << "\n";
+  }
   std::cout << "\n";
   Table t({"layer", "type", "output", "params", "MACs", "weights", "activation", "settings"});
   for (std::size_t i = 0; i < m.nodes().size(); ++i) {

@@ -374,7 +374,6 @@ int run_distributed(Transport& real, const RunOptions& o) {
     if (!error.empty()) std::fprintf(stderr, "chorus: error: %s\n", error.c_str());
     return 1;
   }
-  std::vector<const Tensor*> result_outputs(output_names.size());
   double first_capture = -1;
   // The sink shows progress on runs longer than a few seconds: a bar when it knows the frame
   // count, the count and rate otherwise.
@@ -385,36 +384,37 @@ int run_distributed(Transport& real, const RunOptions& o) {
       return cat(c->captured, " captured at ", c->fps, " fps, ", c->dropped, " dropped");
     });
   try {
-    // Outputs of a channels_first model that are images go out in its order; decided here, so
-    // that a frame allocates nothing.
-    std::vector<float> nchw;
-    std::vector<char> to_nchw;
-    for (int v : m.outputs()) {
-      to_nchw.push_back(m.channels_first() && io::keras_dims(m.shape_of(v), true).size() >= 3);
-      if (to_nchw.back()) nchw.resize(std::max(nchw.size(), m.shape_of(v).size()));
+    // Outputs of a channels_first model that are images go out in its order, to the files and
+    // as the class indices of --top and --results (indices into the array written); the buffers
+    // are made here, so that a frame allocates nothing.
+    std::vector<Tensor> nchw(m.outputs().size());  // such an output's frame, flat, in NCHW order
+    for (std::size_t k = 0; k < m.outputs().size(); ++k) {
+      const Shape shape = m.shape_of(m.outputs()[k]);
+      if (m.channels_first() && io::keras_dims(shape, true).size() >= 3)
+        nchw[k] = Tensor(1, Shape{1, 1, static_cast<int>(shape.size())});
     }
+    std::vector<const Tensor*> as_written(m.outputs().size());
     result = setup.pipeline->run(
         setup.source.get(),
         [&](int i, const FrameOrigin& origin, const std::vector<Tensor>& outputs) {
           CHORUS_ASSERT(i == outputs_seen, "output ", i, " out of order");
           ++outputs_seen;
-          for (std::size_t k = 0; k < journals.size(); ++k) {
-            const Tensor& out = outputs[k];
-            if (first_frame + i < journals[k]->frames_done()) continue;  // written before a kill
-            const float* values = out.data();
-            if (to_nchw[k]) {
-              nhwc_to_nchw(out.data(), nchw.data(), out.shape());
-              values = nchw.data();
+          for (std::size_t k = 0; k < outputs.size(); ++k) {
+            as_written[k] = &outputs[k];
+            if (nchw[k].size() > 0) {
+              nhwc_to_nchw(outputs[k].data(), nchw[k].data(), outputs[k].shape());
+              as_written[k] = &nchw[k];
             }
-            journals[k]->write(first_frame + i, values);
           }
+          for (std::size_t k = 0; k < journals.size(); ++k)
+            if (first_frame + i >= journals[k]->frames_done())  // else written before a kill
+              journals[k]->write(first_frame + i, as_written[k]->data());
           if (o.top > 0)
-            for (std::size_t k = 0; k < outputs.size(); ++k) top[k].add(outputs[k]);
+            for (std::size_t k = 0; k < outputs.size(); ++k) top[k].add(*as_written[k]);
           if (results) {
             if (first_capture < 0) first_capture = origin.captured_at;
-            for (std::size_t k = 0; k < outputs.size(); ++k) result_outputs[k] = &outputs[k];
             const double now = t.time() + clock.offset_s;
-            results->write({origin.index, origin.captured_at - first_capture, now - origin.captured_at}, result_outputs,
+            results->write({origin.index, origin.captured_at - first_capture, now - origin.captured_at}, as_written,
                            output_names);
           }
           progress.update(i + 1);

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -252,8 +253,14 @@ TEST(OnnxImport, RunCommandTakesAnInputPerNameAndWritesAFilePerOutput) {
       io::NpyArray expected = io::read_npy(data_path("multi_io." + name + ".npy"));
       ASSERT_EQ(got.shape, expected.shape) << name;
       for (std::size_t i = 0; i < got.data.size(); ++i) ASSERT_NEAR(got.data[i], expected.data[i], 1e-5) << name << " " << i;
+      // --top counts its class indices in the array written: NCHW for the map.
+      const std::size_t per_frame = expected.data.size() / expected.shape[0];
+      const auto largest = std::max_element(expected.data.begin(), expected.data.begin() + per_frame);
+      EXPECT_THAT(r.output, HasSubstr(cat("frame 0 ", name, ":  ", largest - expected.data.begin(), " (")));
     }
   }
+  const auto info = test::run_command(CHORUS_BINARY " info " + data_path("multi_io.onnx"));
+  EXPECT_THAT(info.output, HasSubstr("output mask (5, 5, 2) (layer /mask/Conv)  channels_first: written (N, 2, 5, 5)"));
 }
 
 // LRN normalises each pixel across its channels only, so it runs inside row bands: the
