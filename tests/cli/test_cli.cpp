@@ -559,6 +559,15 @@ TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
                        shell_quoted(test::source_path("models/mobilenetv2.json")) + " --synthetic 1");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_EQ(count_of(r.output, "lenet_seed3.h5"), 1u) << r.output;
+  // --output NAME=FILE, as --input takes, is refused: it named a file "mask=m.scores.npy".
+  r = test::run_chorus("run " + shell_quoted(test::source_path("tests/data/onnx/multi_io.onnx")) +
+                       " --input image=" + shell_quoted(test::source_path("tests/data/onnx/multi_io.image.npy")) +
+                       " --input vector=" + shell_quoted(test::source_path("tests/data/onnx/multi_io.vector.npy")) +
+                       " --output mask=" + shell_quoted(dir_->path("m.npy")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr(": --output takes one file, not NAME=FILE; a model of several outputs writes one file "
+                        "per output, FILE.NAME.npy"));
   // An architecture file given --arch as well is refused, not described without it.
   r = test::run_chorus("info " + shell_quoted(lenet_json()) + " --arch " +
                        shell_quoted(test::source_path("models/mobilenetv2.json")));

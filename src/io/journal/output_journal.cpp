@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <filesystem>
@@ -43,6 +44,13 @@ std::vector<std::int64_t> all_dims(const OutputRun& run, std::int64_t frames) {
 std::string OutputJournal::journal_path(const std::string& target) { return split_h5_target(target).first + ".journal"; }
 
 std::vector<std::string> output_targets(const std::string& target, const std::vector<std::string>& output_names) {
+  // NAME=FILE, as --input takes, would be written to a file of that whole name.
+  const auto eq = target.find('=');
+  if (eq != std::string::npos &&
+      std::find(output_names.begin(), output_names.end(), target.substr(0, eq)) != output_names.end())
+    fail("--output ", target, ": --output takes one file, not NAME=FILE; ",
+         output_names.size() > 1 ? "a model of several outputs writes one file per output, FILE.NAME.npy"
+                                 : "the model's one output is written to it");
   if (output_names.size() <= 1) return {target};
   const auto [file, dataset] = split_h5_target(target);
   const fs::path path(file);
