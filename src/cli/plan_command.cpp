@@ -153,6 +153,16 @@ void add_plan_command(CLI::App& app) {
                         ? cat(", ", p.prediction["energy_j_per_frame"].get<double>(), " J/frame")
                         : std::string())
                 << (p.ranks < c->ranks() ? cat(" on its first ", p.ranks, " device(s)") : std::string()) << "\n";
+    // What the figures leave out, said where a user would otherwise measure something else.
+    if (c && o->objective == "latency" && p.max_in_flight == 0)
+      std::cout << "note: the latency is one frame's alone: run with --max-in-flight 1 to see it (by default more "
+                   "frames are in flight for throughput, and they queue)\n";
+    if (c && p.prediction.contains("energy_j_per_frame") && p.ranks < c->ranks()) {
+      double idle_w = 0;
+      for (int r = p.ranks; r < c->ranks(); ++r) idle_w += c->device_of(r).power.idle_w;
+      std::cout << "note: the energy counts the plan's " << p.ranks << " device(s); the other " << c->ranks() - p.ranks
+                << ", left on and idle, add " << idle_w / p.prediction["throughput_fps"].get<double>() << " J/frame\n";
+    }
     if (p.prediction.contains("parity")) {
       const auto& parity = p.prediction["parity"];
       if (parity["stages"].get<int>() > 0)
