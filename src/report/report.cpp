@@ -206,10 +206,8 @@ json report_to_json(const RunReport& r) {
            {"frame_start_s", r.frame_start_s},
            {"frame_finish_s", r.frame_finish_s},
            {"ranks", ranks}};
-  if (r.energy_j_per_frame >= 0) {
-    out["energy_j_per_frame"] = r.energy_j_per_frame;
-    out["energy_basis"] = r.energy_basis;
-  }
+  if (r.energy_j_per_frame >= 0) out["energy_j_per_frame"] = r.energy_j_per_frame;
+  if (!r.energy_basis.empty()) out["energy_basis"] = r.energy_basis;
   if (r.input.present()) {
     const InputStats& in = r.input;
     json input{{"source", in.source}, {"realtime", in.realtime}};
@@ -249,6 +247,8 @@ void print_report(const RunReport& r, std::ostream& out) {
   if (!r.input.ended_early.empty()) out << "input end   " << r.input.ended_early << "\n";
   if (r.energy_j_per_frame >= 0)
     out << "energy      " << fmt(r.energy_j_per_frame, 3) << " J/frame over all ranks (" << r.energy_basis << ")\n";
+  else if (!r.energy_basis.empty())
+    out << "energy      per rank only (" << r.energy_basis << ")\n";
   for (const auto& s : r.ranks_stats)
     for (const auto& [stage, frames] : s.rebuilt_frames)
       out << "parity      rank " << s.rank << " rebuilt " << frames << " frame(s) of stage " << stage
@@ -267,7 +267,9 @@ void print_report(const RunReport& r, std::ostream& out) {
   std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "rank", "host",
                 "layers", "frames", "compute", "exchange", "send", "wait", "idle", "sent/fr", "recv/fr", "weights",
                 "peak RSS", "faults/fr");
-  const bool energy = r.energy_j_per_frame >= 0;  // a column more when the devices' power is known
+  // A column more when some device's power is known ("-" for a rank whose is not).
+  const bool energy = std::any_of(r.ranks_stats.begin(), r.ranks_stats.end(),
+                                  [](const RankStats& s) { return s.energy_j_per_frame >= 0; });
   out << (energy ? std::string(line, std::strlen(line) - 1) + "    energy\n" : std::string(line));
   std::snprintf(line, sizeof line, "%-4s %-10s %-34s %6s %9s %9s %9s %9s %9s %9s %9s %9s %9s %13s\n", "", "", "", "",
                 "s", "s", "s", "s", "s", "MB", "MB", "MB", "MB", "minor/major");
@@ -285,7 +287,7 @@ void print_report(const RunReport& r, std::ostream& out) {
                   mb(s.bytes_sent / frames).c_str(), mb(s.bytes_received / frames).c_str(), mb(s.weight_bytes).c_str(),
                   mb(s.peak_rss_bytes).c_str(), faults.c_str());
     char cell[32];
-    std::snprintf(cell, sizeof cell, " %9s\n", fmt(s.energy_j_per_frame, 3).c_str());
+    std::snprintf(cell, sizeof cell, " %9s\n", s.energy_j_per_frame < 0 ? "-" : fmt(s.energy_j_per_frame, 3).c_str());
     out << (energy ? std::string(line, std::strlen(line) - 1) + cell : std::string(line));
   }
 }

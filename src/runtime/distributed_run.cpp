@@ -529,6 +529,19 @@ int run_distributed(Transport& real, const RunOptions& o) {
                                " x each rank's compute time and bytes over the run's wall time; no meter was read");
           r.extra["predicted_energy"] = energy::energy_json(energy::predicted_energy(
               m, devices, cluster::model_key(o.model), setup.plan.plan, message_header_bytes()));
+        } else {
+          // Some devices' power unknown (a laptop beside Pis): the others' figures still, no total.
+          std::string unknown;
+          for (std::size_t k = 0; k < r.ranks_stats.size(); ++k) {
+            const auto& s = r.ranks_stats[k];
+            const cluster::DevicePower& power = devices.power_of(static_cast<int>(k));
+            if (power.known())
+              r.ranks_stats[k].energy_j_per_frame =
+                  power.joules(s.compute_s, r.wall_s, s.bytes_sent, s.bytes_received) / r.frames;
+            else
+              unknown += cat(unknown.empty() ? "" : ", ", k, " (", devices.device_of(static_cast<int>(k)).name, ")");
+          }
+          r.energy_basis = cat("no total: no power figures in ", devices_file, " for rank(s) ", unknown);
         }
       } catch (const Error& e) {
         std::fprintf(stderr, "chorus: warning: no energy figure: %s\n", e.what());

@@ -199,4 +199,26 @@ TEST(Emulation, EnergyPerFrameIsTheModelsFormulaOfTheRunsOwnFigures) {
   // the planner predicts.
   const double predicted = report["extra"]["predicted_energy"]["energy_j_per_frame"];
   EXPECT_NEAR(total, predicted, 0.25 * predicted) << "measured " << total << " J/frame, predicted " << predicted;
+
+  // A device without power figures (rank 0 here) leaves the total out and says why; the others
+  // keep theirs.
+  cluster["device_classes"]["bare"] = {{"memory_mb", 512},
+                                       {"profile", {{"device", "bare"}, {"macs_per_second", {{"default", 1e7}}}}}};
+  cluster["hosts"][0]["class"] = "bare";
+  std::ofstream(dir.path("mixed.json")) << cluster.dump();
+  const auto mixed = test::run_command("timeout -k 5 120 mpiexec --oversubscribe -np 2 " CHORUS_BINARY " run " +
+                                       dir.path("lenet5.h5") + " --synthetic 20 --strategy pipeline --emulate " +
+                                       dir.path("mixed.json") + " --report " + dir.path("m.json") + " 2>&1");
+  ASSERT_EQ(mixed.exit_code, 0) << mixed.output;
+  EXPECT_THAT(mixed.output, ::testing::HasSubstr("energy      per rank only (no total: no power figures in"));
+  const json m = json::parse(std::ifstream(dir.path("m.json")));
+  EXPECT_FALSE(m.contains("energy_j_per_frame"));
+  EXPECT_THAT(m["energy_basis"].get<std::string>(), ::testing::HasSubstr("rank(s) 0 (bare)"));
+  EXPECT_EQ(m["ranks"][0]["energy_j_per_frame"].get<double>(), -1.0);
+  const double compute = m["ranks"][1]["compute_s"];
+  const double expected = (3.7 * compute + 1.4 * (m["wall_s"].get<double>() - compute) +
+                           2.27 * m["ranks"][1]["bytes_sent"].get<double>() / 1e6 +
+                           1.1 * m["ranks"][1]["bytes_received"].get<double>() / 1e6) /
+                          m["frames"].get<double>();
+  EXPECT_NEAR(m["ranks"][1]["energy_j_per_frame"].get<double>(), expected, 1e-9 * expected);
 }
