@@ -527,6 +527,26 @@ int run_distributed(Transport& real, const RunOptions& o) {
           r.energy_j_per_frame = e.total_j;
           r.energy_basis = cat("estimate: the power figures of ", devices_file,
                                " x each rank's compute time and bytes over the run's wall time; no meter was read");
+          // A real run (--cluster, not paced) on hosts the file does not name: its watts are
+          // another machine's, applied to this one's times. Said, not silently mixed.
+          const auto short_name = [](const std::string& h) { return h.substr(0, h.find('.')); };
+          std::string strangers;
+          for (const auto& s : r.ranks_stats) {
+            const bool named = std::any_of(devices.hosts.begin(), devices.hosts.end(), [&](const cluster::Host& h) {
+              return short_name(h.name) == short_name(s.host);
+            });
+            if (!named && strangers.find(s.host) == std::string::npos)
+              strangers += (strangers.empty() ? "" : ", ") + s.host;
+          }
+          if (!paced.empty()) strangers.clear();  // emulated devices: this machine stands in for them
+          if (!strangers.empty()) {
+            r.energy_basis += cat("; ran on ", strangers, ", not a host of ", devices_file,
+                                  ": those devices' watts over this machine's times");
+            std::fprintf(stderr,
+                         "chorus: warning: the ranks ran on %s, which %s does not name: the energy figure "
+                         "applies its devices' power to this machine's times\n",
+                         strangers.c_str(), devices_file.c_str());
+          }
           r.extra["predicted_energy"] = energy::energy_json(energy::predicted_energy(
               m, devices, cluster::model_key(o.model), setup.plan.plan, message_header_bytes()));
         } else {

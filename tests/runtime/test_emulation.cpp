@@ -200,6 +200,14 @@ TEST(Emulation, EnergyPerFrameIsTheModelsFormulaOfTheRunsOwnFigures) {
   const double predicted = report["extra"]["predicted_energy"]["energy_j_per_frame"];
   EXPECT_NEAR(total, predicted, 0.25 * predicted) << "measured " << total << " J/frame, predicted " << predicted;
 
+  // A real run (--cluster, no --emulate) on a host the file does not name says that the watts
+  // are its devices' and the times this machine's.
+  const auto here = test::run_command(CHORUS_BINARY " run " + dir.path("lenet5.h5") + " --synthetic 2 --cluster " +
+                                      dir.path("cluster.json") + " 2>&1");
+  ASSERT_EQ(here.exit_code, 0) << here.output;
+  EXPECT_THAT(here.output, ::testing::HasSubstr("does not name: the energy figure applies its devices' power to this "
+                                                "machine's times"));
+
   // A device without power figures (rank 0 here) leaves the total out and says why; the others
   // keep theirs.
   cluster["device_classes"]["bare"] = {{"memory_mb", 512},
