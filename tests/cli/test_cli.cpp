@@ -568,6 +568,14 @@ TEST_F(Cli, OptionsThatWouldBeDroppedOrMisreadAreNamed) {
   EXPECT_THAT(r.output,
               HasSubstr(": --output takes one file, not NAME=FILE; a model of several outputs writes one file "
                         "per output, FILE.NAME.npy"));
+  // One --scale for a model of an image and a vector reaches the vector too: said.
+  r = test::run_chorus("run " + shell_quoted(test::source_path("tests/data/onnx/multi_io.onnx")) +
+                       " --input image=" + shell_quoted(test::source_path("tests/data/onnx/multi_io.image.npy")) +
+                       " --input vector=" + shell_quoted(test::source_path("tests/data/onnx/multi_io.vector.npy")) +
+                       " --scale 0.5");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output,
+              HasSubstr("--scale, --mean and --std apply to every input of the model, 'vector' (not an image)"));
   // An architecture file given --arch as well is refused, not described without it.
   r = test::run_chorus("info " + shell_quoted(lenet_json()) + " --arch " +
                        shell_quoted(test::source_path("models/mobilenetv2.json")));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
@@ -271,6 +272,19 @@ void check_normalisation(const InputOptions& o, const std::vector<NamedInput>& i
   };
   check_count("--mean", o.mean.size());
   check_count("--std", o.stddev.size());
+  // One normalisation serves every input: said where it reaches a vector beside an image,
+  // whose values (already scaled in its file, most often) it changes too.
+  if (inputs.size() > 1 && (o.scale >= 0 || !o.mean.empty() || !o.stddev.empty())) {
+    const auto is_image = [](const NamedInput& in) { return in.shape.h > 1 || in.shape.w > 1; };
+    std::string vectors;
+    for (const auto& in : inputs)
+      if (!is_image(in)) vectors += (vectors.empty() ? "'" : ", '") + in.name + "'";
+    if (!vectors.empty() && std::any_of(inputs.begin(), inputs.end(), is_image))
+      std::fprintf(stderr,
+                   "chorus: warning: --scale, --mean and --std apply to every input of the model, %s (not an image) "
+                   "too\n",
+                   vectors.c_str());
+  }
 }
 
 std::pair<std::string, std::string> split_h5_target(const std::string& spec) {
