@@ -1,5 +1,6 @@
 #include "energy/energy.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "core/error.h"
@@ -14,11 +15,11 @@ FrameEnergy measured_energy(const cluster::Cluster& c, const std::vector<RankAct
   const double n = std::max(1, frames);
   for (std::size_t r = 0; r < ranks.size(); ++r) {
     const RankActivity& a = ranks[r];
-    const double joules =
-        c.power_of(static_cast<int>(r)).joules(a.compute_s, wall_s, a.bytes_sent, a.bytes_received);
-    e.rank_j.push_back(joules / n);
-    e.total_j += joules / n;
+    const cluster::DevicePower power = c.power_of(static_cast<int>(r));
+    e.rank_j.push_back(power.known() ? power.joules(a.compute_s, wall_s, a.bytes_sent, a.bytes_received) / n : -1);
+    e.total_j += e.rank_j.back();
   }
+  if (std::find(e.rank_j.begin(), e.rank_j.end(), -1.0) != e.rank_j.end()) e.total_j = -1;
   return e;
 }
 

@@ -27,8 +27,8 @@ struct RankActivity {
 
 // Energy per frame of a run of `frames` frames that took `wall_s` (the longest rank's), whose
 // rank r ran on cluster.device_of(r): every device is on for the whole run, busy while its rank
-// computes (a rank with nothing to do is idle throughout). Every device's power must be known
-// (Cluster::power_known).
+// computes (a rank with nothing to do is idle throughout). A rank whose device's power is not
+// known gets -1, and so does the total then.
 FrameEnergy measured_energy(const cluster::Cluster& cluster, const std::vector<RankActivity>& ranks, double wall_s,
                             int frames);
 

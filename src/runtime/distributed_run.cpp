@@ -519,11 +519,16 @@ int run_distributed(Transport& real, const RunOptions& o) {
     const std::string& devices_file = !paced.empty() ? paced : o.cluster;
     if (!devices_file.empty() && r.frames > 0) try {
         const cluster::Cluster& devices = setup.cluster;  // read at set-up
-        if (devices.power_known()) {
-          std::vector<energy::RankActivity> activity;
-          for (const auto& s : r.ranks_stats) activity.push_back({s.compute_s, s.bytes_sent, s.bytes_received});
-          const energy::FrameEnergy e = energy::measured_energy(devices, activity, r.wall_s, r.frames);
-          for (std::size_t k = 0; k < r.ranks_stats.size(); ++k) r.ranks_stats[k].energy_j_per_frame = e.rank_j[k];
+        std::vector<energy::RankActivity> activity;
+        for (const auto& s : r.ranks_stats) activity.push_back({s.compute_s, s.bytes_sent, s.bytes_received});
+        const energy::FrameEnergy e = energy::measured_energy(devices, activity, r.wall_s, r.frames);
+        std::string unknown;  // ranks whose device's power is not known (a laptop beside Pis)
+        for (std::size_t k = 0; k < r.ranks_stats.size(); ++k) {
+          r.ranks_stats[k].energy_j_per_frame = e.rank_j[k];
+          if (e.rank_j[k] < 0)
+            unknown += cat(unknown.empty() ? "" : ", ", k, " (", devices.device_of(static_cast<int>(k)).name, ")");
+        }
+        if (e.total_j >= 0) {
           r.energy_j_per_frame = e.total_j;
           r.energy_basis = cat("estimate: the power figures of ", devices_file,
                                " x each rank's compute time and bytes over the run's wall time; no meter was read");
@@ -531,14 +536,14 @@ int run_distributed(Transport& real, const RunOptions& o) {
           // another machine's, applied to this one's times. Said, not silently mixed.
           const auto short_name = [](const std::string& h) { return h.substr(0, h.find('.')); };
           std::string strangers;
-          for (const auto& s : r.ranks_stats) {
-            const bool named = std::any_of(devices.hosts.begin(), devices.hosts.end(), [&](const cluster::Host& h) {
-              return short_name(h.name) == short_name(s.host);
-            });
-            if (!named && strangers.find(s.host) == std::string::npos)
-              strangers += (strangers.empty() ? "" : ", ") + s.host;
-          }
-          if (!paced.empty()) strangers.clear();  // emulated devices: this machine stands in for them
+          if (paced.empty())
+            for (const auto& s : r.ranks_stats) {
+              const bool named = std::any_of(devices.hosts.begin(), devices.hosts.end(), [&](const cluster::Host& h) {
+                return short_name(h.name) == short_name(s.host);
+              });
+              if (!named && strangers.find(s.host) == std::string::npos)
+                strangers += (strangers.empty() ? "" : ", ") + s.host;
+            }
           if (!strangers.empty()) {
             r.energy_basis += cat("; ran on ", strangers, ", not a host of ", devices_file,
                                   ": those devices' watts over this machine's times");
@@ -549,18 +554,8 @@ int run_distributed(Transport& real, const RunOptions& o) {
           }
           r.extra["predicted_energy"] = energy::energy_json(energy::predicted_energy(
               m, devices, cluster::model_key(o.model), setup.plan.plan, message_header_bytes()));
-        } else {
-          // Some devices' power unknown (a laptop beside Pis): the others' figures still, no total.
-          std::string unknown;
-          for (std::size_t k = 0; k < r.ranks_stats.size(); ++k) {
-            const auto& s = r.ranks_stats[k];
-            const cluster::DevicePower& power = devices.power_of(static_cast<int>(k));
-            if (power.known())
-              r.ranks_stats[k].energy_j_per_frame =
-                  power.joules(s.compute_s, r.wall_s, s.bytes_sent, s.bytes_received) / r.frames;
-            else
-              unknown += cat(unknown.empty() ? "" : ", ", k, " (", devices.device_of(static_cast<int>(k)).name, ")");
-          }
+        } else if (std::any_of(e.rank_j.begin(), e.rank_j.end(), [](double j) { return j >= 0; })) {
+          // Some devices' figures known: theirs stand, with no total.
           r.energy_basis = cat("no total: no power figures in ", devices_file, " for rank(s) ", unknown);
         }
       } catch (const Error& e) {

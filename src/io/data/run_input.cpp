@@ -24,8 +24,10 @@ std::unique_ptr<FrameStream> open_run_input(const std::vector<std::string>& spec
          "' (its input: ", input_names(inputs), "), and no file has that name");
   }
   std::string video;
-  for (const auto& spec : specs)
-    if (is_video_source(input_source(spec, inputs))) video = input_source(spec, inputs);
+  for (const auto& spec : specs) {
+    std::string source = input_source(spec, inputs);
+    if (is_video_source(source)) video = std::move(source);
+  }
   std::unique_ptr<FrameStream> stream;
   if (!video.empty()) {
     if (inputs.size() != 1)
